@@ -1,0 +1,353 @@
+/**
+ * Launching kernels: a pipeline cache keyed by the kernel's specialisation key, uniform buffers
+ * cached by content and bind groups cached by (pipeline, buffer ranges) so a training loop that
+ * reuses pooled buffers rebuilds nothing, many dispatches encoded into one compute pass and
+ * submitted in batches, and readback only when a value is asked for.
+ *
+ * Program-cache key (as ONNX Runtime documents its own): `Kernel.key` must contain the kernel name
+ * and every value baked into the WGSL (tile sizes, dtypes, flags, rank); shapes never belong in it,
+ * they travel in the uniform block so one pipeline serves every shape.
+ */
+import { gpu, throwUncaptured } from "./device.ts";
+import { pool } from "./pool.ts";
+
+/** A compiled-on-demand WGSL program. Binding 0 is the uniform block; storage bindings follow. */
+export interface Kernel {
+  /** Cache key: name plus every specialisation constant baked into `wgsl`. */
+  key: string;
+  /** WGSL source, built only on a cache miss. */
+  wgsl: () => string;
+}
+
+/** A storage binding: a buffer range. */
+export interface Binding {
+  buffer: GPUBuffer;
+  /** Byte offset (multiple of minStorageBufferOffsetAlignment). */
+  offset?: number;
+  /** Byte size actually bound (must not exceed the adapter's maxStorageBufferBindingSize). */
+  size: number;
+}
+
+/** Packs a uniform block of 4-byte scalars (u32/i32/f32) in declaration order. */
+export class Params {
+  private buf = new ArrayBuffer(256);
+  private dv = new DataView(this.buf);
+  private n = 0;
+  private grow() {
+    if (this.n + 4 <= this.buf.byteLength) return;
+    const next = new ArrayBuffer(this.buf.byteLength * 2);
+    new Uint8Array(next).set(new Uint8Array(this.buf));
+    this.buf = next;
+    this.dv = new DataView(next);
+  }
+  u32(...v: number[]): this {
+    for (const x of v) {
+      this.grow();
+      this.dv.setUint32(this.n, x >>> 0, true);
+      this.n += 4;
+    }
+    return this;
+  }
+  i32(...v: number[]): this {
+    for (const x of v) {
+      this.grow();
+      this.dv.setInt32(this.n, x | 0, true);
+      this.n += 4;
+    }
+    return this;
+  }
+  f32(...v: number[]): this {
+    for (const x of v) {
+      this.grow();
+      this.dv.setFloat32(this.n, x, true);
+      this.n += 4;
+    }
+    return this;
+  }
+  /** Pads to a 16-byte boundary (start of a vec4/array member, or the end of the struct). */
+  align16(): this {
+    while (this.n % 16) this.u32(0);
+    return this;
+  }
+  bytes(): Uint8Array {
+    this.align16();
+    return new Uint8Array(this.buf, 0, Math.max(16, this.n));
+  }
+}
+
+const pipelines = new Map<string, GPUComputePipeline>();
+const uniforms = new Map<string, GPUBuffer>();
+const bindGroups = new Map<string, GPUBindGroup>();
+const bufferIds = new WeakMap<GPUBuffer, number>();
+let nextBufferId = 1;
+const MAX_BIND_GROUPS = 4096;
+const MAX_UNIFORMS = 4096;
+/** Dispatches per submit: submits let the pool recycle buffers released in between. */
+const DISPATCHES_PER_SUBMIT = 96;
+const SYNC_ERRORS = Deno.env.get("ENGINE_SYNC_ERRORS") === "1";
+
+let encoder: GPUCommandEncoder | null = null;
+let pass: GPUComputePassEncoder | null = null;
+let dispatchesInBatch = 0;
+let timing: { querySet: GPUQuerySet } | null = null;
+const pendingErrors: Promise<string | null>[] = [];
+const stats = { dispatches: 0, submits: 0, pipelines: 0, readbacks: 0 };
+
+pool.onDestroy = () => bindGroups.clear();
+
+function idOf(b: GPUBuffer): number {
+  let id = bufferIds.get(b);
+  if (id === undefined) bufferIds.set(b, id = nextBufferId++);
+  return id;
+}
+
+/** Opens the current batch (encoder + error scopes) if none is open. */
+export function ensureBatch(): GPUCommandEncoder {
+  if (!encoder) {
+    const d = gpu().device;
+    d.pushErrorScope("out-of-memory");
+    d.pushErrorScope("validation");
+    encoder = d.createCommandEncoder();
+    dispatchesInBatch = 0;
+  }
+  return encoder;
+}
+
+function endPass(): void {
+  if (pass) {
+    pass.end();
+    pass = null;
+  }
+}
+
+function getPipeline(k: Kernel): GPUComputePipeline {
+  let p = pipelines.get(k.key);
+  if (p) return p;
+  const d = gpu().device;
+  d.pushErrorScope("validation");
+  const module = d.createShaderModule({ code: k.wgsl(), label: k.key });
+  p = d.createComputePipeline({ layout: "auto", compute: { module, entryPoint: "main" }, label: k.key });
+  pendingErrors.push(d.popErrorScope().then((e) => e ? `kernel ${k.key}: ${e.message}` : null));
+  pipelines.set(k.key, p);
+  stats.pipelines++;
+  return p;
+}
+
+function getUniform(bytes: Uint8Array): GPUBuffer {
+  let key = "";
+  const u = new Uint32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4);
+  for (let i = 0; i < u.length; i++) key += u[i].toString(36) + ",";
+  let b = uniforms.get(key);
+  if (b) return b;
+  b = gpu().device.createBuffer({
+    size: bytes.byteLength,
+    usage: GPUBufferUsage.UNIFORM,
+    mappedAtCreation: true,
+  });
+  new Uint8Array(b.getMappedRange()).set(bytes);
+  b.unmap();
+  uniforms.set(key, b);
+  return b;
+}
+
+/**
+ * Encodes one dispatch of `kernel` with `params` at binding 0 and `bindings` at 1..n.
+ * Nothing runs until the batch is submitted (automatically every few dozen dispatches, or by a
+ * readback).
+ */
+export function dispatch(
+  kernel: Kernel,
+  bindings: Binding[],
+  params: Params | Uint8Array,
+  workgroups: [number, number?, number?],
+): void {
+  const g = gpu();
+  const [x, y = 1, z = 1] = workgroups;
+  const maxWg = g.limits.maxComputeWorkgroupsPerDimension;
+  if (x > maxWg || y > maxWg || z > maxWg) {
+    throw new Error(`kernel ${kernel.key}: grid ${x}x${y}x${z} exceeds ${maxWg} workgroups per dimension`);
+  }
+  if (x === 0 || y === 0 || z === 0) return;
+  for (const b of bindings) {
+    if (b.size > g.limits.maxStorageBufferBindingSize) {
+      throw new Error(
+        `kernel ${kernel.key}: a binding of ${b.size} bytes exceeds this adapter's ` +
+          `maxStorageBufferBindingSize (${g.limits.maxStorageBufferBindingSize}); this kernel must ` +
+          `tile or bind ranges for tensors this large`,
+      );
+    }
+  }
+  ensureBatch();
+  const pipeline = getPipeline(kernel);
+  const ubuf = getUniform(params instanceof Params ? params.bytes() : params);
+  let key = `${kernel.key}|${idOf(ubuf)}`;
+  for (const b of bindings) key += `|${idOf(b.buffer)}:${b.offset ?? 0}:${b.size}`;
+  let bg = bindGroups.get(key);
+  if (!bg) {
+    const entries: GPUBindGroupEntry[] = [{ binding: 0, resource: { buffer: ubuf } }];
+    bindings.forEach((b, i) =>
+      entries.push({
+        binding: i + 1,
+        resource: { buffer: b.buffer, offset: b.offset ?? 0, size: Math.max(4, b.size) },
+      })
+    );
+    bg = g.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries });
+    if (bindGroups.size >= MAX_BIND_GROUPS) bindGroups.delete(bindGroups.keys().next().value!);
+    bindGroups.set(key, bg);
+  }
+  if (!pass) {
+    pass = encoder!.beginComputePass(
+      timing
+        ? { timestampWrites: { querySet: timing.querySet, beginningOfPassWriteIndex: 0, endOfPassWriteIndex: 1 } }
+        : undefined,
+    );
+  }
+  pass.setPipeline(pipeline);
+  pass.setBindGroup(0, bg);
+  pass.dispatchWorkgroups(x, y, z);
+  stats.dispatches++;
+  if (SYNC_ERRORS) {
+    flush();
+    return;
+  }
+  if (++dispatchesInBatch >= DISPATCHES_PER_SUBMIT && !timing) flush();
+}
+
+/** Copies a buffer range into another inside the current batch (ordered with the dispatches). */
+export function copyBuffer(src: GPUBuffer, srcOffset: number, dst: GPUBuffer, dstOffset: number, size: number): void {
+  const enc = ensureBatch();
+  endPass();
+  enc.copyBufferToBuffer(src, srcOffset, dst, dstOffset, size);
+}
+
+/** Submits everything encoded so far. */
+export function flush(): void {
+  if (!encoder) return;
+  endPass();
+  const d = gpu().device;
+  d.queue.submit([encoder.finish()]);
+  encoder = null;
+  stats.submits++;
+  pool.afterSubmit();
+  pendingErrors.push(d.popErrorScope().then((e) => e ? `validation: ${e.message}` : null));
+  pendingErrors.push(d.popErrorScope().then((e) => e ? `out of memory: ${e.message}` : null));
+  if (uniforms.size > MAX_UNIFORMS) {
+    for (const b of uniforms.values()) b.destroy();
+    uniforms.clear();
+    bindGroups.clear();
+  }
+}
+
+/** Waits for reported errors of everything submitted so far and throws the first ones. */
+export async function checkErrors(): Promise<void> {
+  const errs = (await Promise.all(pendingErrors.splice(0))).filter((e) => e !== null);
+  throwUncaptured();
+  if (errs.length) {
+    const oom = errs.some((e) => e!.startsWith("out of memory"));
+    throw new Error(
+      `WebGPU ${oom ? "ran out of memory" : "rejected work"}: ${errs.slice(0, 3).join("; ")}` +
+        (oom ? " — lower the batch size or tile the work" : ""),
+    );
+  }
+}
+
+/** Submits pending work and waits until the GPU has finished it (and checks errors). */
+export async function sync(): Promise<void> {
+  flush();
+  await gpu().device.queue.onSubmittedWorkDone();
+  await checkErrors();
+}
+
+const staging: GPUBuffer[] = [];
+
+/** Reads `size` bytes at `offset` of `buffer` back to the CPU (flushes the batch). */
+export async function readBuffer(buffer: GPUBuffer, offset: number, size: number): Promise<ArrayBuffer> {
+  const d = gpu().device;
+  const alignedStart = offset - (offset % 4);
+  const alignedSize = Math.ceil((offset + size - alignedStart) / 4) * 4;
+  const idx = staging.findIndex((b) => b.size >= alignedSize);
+  const st = idx >= 0 ? staging.splice(idx, 1)[0] : d.createBuffer({
+    size: Math.max(256, 2 ** Math.ceil(Math.log2(alignedSize))),
+    usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+  });
+  copyBuffer(buffer, alignedStart, st, 0, alignedSize);
+  flush();
+  stats.readbacks++;
+  try {
+    await st.mapAsync(GPUMapMode.READ, 0, alignedSize);
+  } catch (e) {
+    await checkErrors();
+    throw e;
+  }
+  const out = st.getMappedRange(0, alignedSize).slice(offset - alignedStart, offset - alignedStart + size);
+  st.unmap();
+  if (staging.length < 8) staging.push(st);
+  else st.destroy();
+  await checkErrors();
+  return out;
+}
+
+/** Writes bytes into a buffer; ordered before every dispatch submitted after this call. */
+export function writeBuffer(buffer: GPUBuffer, offset: number, data: ArrayBufferView): void {
+  ensureBatch();
+  const bytes = new Uint8Array(data.buffer as ArrayBuffer, data.byteOffset, data.byteLength);
+  const n4 = Math.floor(bytes.byteLength / 4) * 4;
+  if (n4) gpu().device.queue.writeBuffer(buffer, offset, bytes, 0, n4);
+  if (n4 < bytes.byteLength) {
+    const tail = new Uint8Array(4);
+    tail.set(bytes.subarray(n4));
+    gpu().device.queue.writeBuffer(buffer, offset + n4, tail);
+  }
+}
+
+/**
+ * Times the GPU work encoded by `fn` with timestamp queries when the adapter has them
+ * (otherwise wall clock around submit + onSubmittedWorkDone). Returns milliseconds.
+ */
+export async function timeGpu(fn: () => void): Promise<{ ms: number; method: "timestamp" | "wall" }> {
+  const g = gpu();
+  flush();
+  await g.device.queue.onSubmittedWorkDone();
+  if (!g.features.timestamp) {
+    const t0 = performance.now();
+    fn();
+    flush();
+    await g.device.queue.onSubmittedWorkDone();
+    await checkErrors();
+    return { ms: performance.now() - t0, method: "wall" };
+  }
+  const querySet = g.device.createQuerySet({ type: "timestamp", count: 2 });
+  const resolve = g.device.createBuffer({
+    size: 16,
+    usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC,
+  });
+  ensureBatch();
+  endPass();
+  timing = { querySet };
+  try {
+    fn();
+  } finally {
+    timing = null;
+  }
+  endPass();
+  encoder!.resolveQuerySet(querySet, 0, 2, resolve, 0);
+  const raw = await readBuffer(resolve, 0, 16);
+  const t = new BigUint64Array(raw);
+  querySet.destroy();
+  resolve.destroy();
+  return { ms: Number(t[1] - t[0]) / 1e6, method: "timestamp" };
+}
+
+/** Counters for tests and benchmarks. */
+export function dispatchStats(): Readonly<typeof stats> & { cachedPipelines: number; cachedBindGroups: number } {
+  return { ...stats, cachedPipelines: pipelines.size, cachedBindGroups: bindGroups.size };
+}
+
+/** Largest number of workgroups along x; kernels fold the rest into y. */
+export function grid1d(items: number, perWorkgroup: number): [number, number] {
+  const groups = Math.ceil(items / perWorkgroup);
+  const max = gpu().limits.maxComputeWorkgroupsPerDimension;
+  if (groups <= max) return [Math.max(1, groups), 1];
+  const y = Math.ceil(groups / max);
+  return [Math.ceil(groups / y), y];
+}

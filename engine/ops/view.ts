@@ -1,0 +1,154 @@
+/**
+ * Views (reshape, permute, slice, expand, squeeze) cost no kernel: they change shape, strides and
+ * offset over the same storage. `dense` copies only when a kernel needs contiguous data.
+ */
+import { dispatch, grid1d, Params } from "../dispatch.ts";
+import { contiguousStrides, empty, numel, type Shape, Tensor, view } from "../tensor.ts";
+import { record } from "../autograd.ts";
+import { COPY_WORKGROUP as WG, stridedCopyKernel, stridedWriteKernel } from "../../kernels/copy.ts";
+import { dims8 } from "../../kernels/common.ts";
+import { fill, registerViewOps } from "./elementwise.ts";
+
+function normAxis(axis: number, rank: number, what = "axis"): number {
+  const a = axis < 0 ? axis + rank : axis;
+  if (a < 0 || a >= rank) throw new Error(`${what} ${axis} is out of range for rank ${rank}`);
+  return a;
+}
+export { normAxis };
+
+/** Dense copy of `x` (raw; no autograd). */
+function copyRaw(x: Tensor): Tensor {
+  const out = empty(x.shape, x.dtype);
+  if (out.size === 0) return out;
+  const dt = x.dtype === "f16" ? "f32" : x.dtype;
+  const p = new Params().u32(out.size, x.rank, x.offset, 0).u32(...dims8(x.shape)).u32(...dims8(x.strides, 0));
+  dispatch(stridedCopyKernel(dt), [x.storageBinding(), out.binding()], p, grid1d(out.size, WG));
+  return out;
+}
+
+/**
+ * `x` itself if a kernel can bind it directly, else a dense copy. With `force`, always a new tensor
+ * the caller owns (a copy when `x` is already dense would be wasteful, so an alias is returned).
+ */
+export function dense(x: Tensor, force = false): Tensor {
+  x.assertAlive();
+  if (x.isDense()) return force ? view(x, x.shape, x.strides, x.offset) : x;
+  const y = copyRaw(x);
+  return record("dense", [x], y, (g) => [g]);
+}
+
+/** Writes dense `src` into the (strided) view `dst` of another tensor's storage (raw). */
+export function writeInto(dst: Tensor, src: Tensor): void {
+  if (dst.size !== src.size) throw new Error(`writeInto: sizes differ ([${dst.shape}] vs [${src.shape}])`);
+  if (dst.size === 0) return;
+  const s = dense(src);
+  const p = new Params().u32(dst.size, dst.rank, dst.offset, s.offset).u32(...dims8(dst.shape)).u32(
+    ...dims8(dst.strides, 0),
+  );
+  dispatch(stridedWriteKernel(dst.dtype), [s.storageBinding(), dst.storageBinding()], p, grid1d(dst.size, WG));
+  if (s !== src) s.dispose();
+}
+
+/** Reshape; a view when the layout allows, else a copy. One dim may be -1. */
+export function reshape(x: Tensor, shape: Shape): Tensor {
+  const sh = shape.slice();
+  const neg = sh.indexOf(-1);
+  if (neg >= 0) {
+    const rest = numel(sh.filter((_, i) => i !== neg));
+    sh[neg] = rest === 0 ? 0 : x.size / rest;
+  }
+  if (numel(sh) !== x.size || sh.some((s) => !Number.isInteger(s) || s < 0)) {
+    throw new Error(`reshape: cannot view [${x.shape}] (${x.size} elements) as [${shape}]`);
+  }
+  const src = x.isContiguous() ? x : dense(x);
+  const y = view(src, sh, contiguousStrides(sh), src.offset);
+  if (src !== x) src.dispose();
+  return record("reshape", [x], y, (g) => [reshape(g, x.shape)]);
+}
+
+export const flatten = (x: Tensor, start = 0): Tensor =>
+  reshape(x, [...x.shape.slice(0, start), numel(x.shape.slice(start))]);
+
+/** Permutes dims (a view). */
+export function permute(x: Tensor, perm: number[]): Tensor {
+  if (perm.length !== x.rank || new Set(perm.map((p) => normAxis(p, x.rank))).size !== x.rank) {
+    throw new Error(`permute: [${perm}] is not a permutation of ${x.rank} dims`);
+  }
+  const p = perm.map((a) => normAxis(a, x.rank));
+  const y = view(x, p.map((a) => x.shape[a]), p.map((a) => x.strides[a]), x.offset);
+  const inv = new Array<number>(p.length);
+  p.forEach((a, i) => inv[a] = i);
+  return record("permute", [x], y, (g) => [permute(g, inv)]);
+}
+
+/** Swaps two dims (a view). */
+export function transpose(x: Tensor, a = -2, b = -1): Tensor {
+  const perm = [...Array(x.rank).keys()];
+  const i = normAxis(a, x.rank), j = normAxis(b, x.rank);
+  [perm[i], perm[j]] = [perm[j], perm[i]];
+  return permute(x, perm);
+}
+
+/** x[start:end:step] along `axis` (a view); negative indices count from the end. */
+export function slice(x: Tensor, axis: number, start: number, end?: number, step = 1): Tensor {
+  const a = normAxis(axis, x.rank);
+  const n = x.shape[a];
+  if (step < 1 || !Number.isInteger(step)) throw new Error(`slice: step must be a positive integer, got ${step}`);
+  let s = start < 0 ? start + n : start;
+  let e = end === undefined ? n : end < 0 ? end + n : end;
+  s = Math.min(Math.max(s, 0), n);
+  e = Math.min(Math.max(e, s), n);
+  const len = Math.ceil((e - s) / step);
+  const shape = x.shape.slice();
+  shape[a] = len;
+  const strides = x.strides.slice();
+  strides[a] = x.strides[a] * step;
+  const y = view(x, shape, strides, x.offset + s * x.strides[a]);
+  return record("slice", [x], y, (g) => {
+    const z = fill(x.shape, 0);
+    writeInto(slice(z, a, s, e, step), g);
+    return [z];
+  });
+}
+
+/** Selects index `i` along `axis`, removing it. */
+export function select(x: Tensor, axis: number, i: number): Tensor {
+  const a = normAxis(axis, x.rank);
+  return squeeze(slice(x, a, i, i + 1), a);
+}
+
+/** Inserts a size-1 dim. */
+export function unsqueeze(x: Tensor, axis: number): Tensor {
+  const a = normAxis(axis, x.rank + 1);
+  const shape = x.shape.slice();
+  shape.splice(a, 0, 1);
+  return reshape(x, shape);
+}
+
+/** Removes size-1 dims (all, or the given one). */
+export function squeeze(x: Tensor, axis?: number): Tensor {
+  if (axis === undefined) return reshape(x, x.shape.filter((s) => s !== 1));
+  const a = normAxis(axis, x.rank);
+  if (x.shape[a] !== 1) throw new Error(`squeeze: dim ${axis} of [${x.shape}] is not 1`);
+  const shape = x.shape.slice();
+  shape.splice(a, 1);
+  return reshape(x, shape);
+}
+
+/** Broadcasts to `shape` as a view (stride 0 on expanded dims). */
+export function expand(x: Tensor, shape: Shape): Tensor {
+  if (shape.length < x.rank) throw new Error(`expand: [${x.shape}] has more dims than [${shape}]`);
+  const lead = shape.length - x.rank;
+  const strides = shape.map((s, i) => {
+    if (i < lead) return 0;
+    const d = x.shape[i - lead];
+    if (d === s) return x.strides[i - lead];
+    if (d === 1) return 0;
+    throw new Error(`expand: cannot expand [${x.shape}] to [${shape}]`);
+  });
+  const y = view(x, shape, strides, x.offset);
+  // The autograd engine sums the gradient back to x's shape.
+  return record("expand", [x], y, (g) => [g]);
+}
+
+registerViewOps({ dense });

@@ -1,0 +1,147 @@
+/**
+ * Elementwise programs: unary (with two scalar parameters), binary and ternary ops over strided,
+ * broadcast inputs (stride 0 on broadcast dims). The output is always dense. When every operand is
+ * dense with the output's shape a flat variant skips the index arithmetic.
+ */
+import type { Kernel } from "../engine/dispatch.ts";
+import { DIM, ERF, FLAT_INDEX } from "./common.ts";
+
+/** Unary expressions of `x` with scalar params `p0`, `p1`. */
+export const UNARY = {
+  neg: "-x",
+  exp: "exp(x)",
+  log: "log(x)",
+  sqrt: "sqrt(x)",
+  rsqrt: "inverseSqrt(x)",
+  abs: "abs(x)",
+  relu: "max(x, 0.0)",
+  sigmoid: "1.0 / (1.0 + exp(-x))",
+  tanh: "tanh_safe(x)",
+  gelu: "0.5 * x * (1.0 + erf_f32(x * 0.70710678118654752))",
+  /** d gelu / dx = Φ(x) + x φ(x). */
+  gelu_grad: "0.5 * (1.0 + erf_f32(x * 0.70710678118654752)) + x * 0.39894228040143268 * exp(-0.5 * x * x)",
+  step: "select(0.0, 1.0, x > 0.0)",
+  sign: "sign(x)",
+  square: "x * x",
+  reciprocal: "1.0 / x",
+  sin: "sin(x)",
+  cos: "cos(x)",
+  floor: "floor(x)",
+  round: "round(x)",
+  /** x^p0 (real exponent). */
+  pow_scalar: "pow_real(x, p0)",
+  /** p0 * x + p1. */
+  affine: "p0 * x + p1",
+  clamp: "clamp(x, p0, p1)",
+  /** 1 where p0 <= x <= p1 (clamp's gradient mask). */
+  in_range: "select(0.0, 1.0, x >= p0 && x <= p1)",
+  fill: "p0",
+} as const;
+export type UnaryOp = keyof typeof UNARY;
+
+/** Binary expressions of `a`, `b`. Comparisons give 1.0 / 0.0. */
+export const BINARY = {
+  add: "a + b",
+  sub: "a - b",
+  mul: "a * b",
+  div: "a / b",
+  pow: "pow_real(a, b)",
+  maximum: "max(a, b)",
+  minimum: "min(a, b)",
+  eq: "select(0.0, 1.0, a == b)",
+  ne: "select(0.0, 1.0, a != b)",
+  lt: "select(0.0, 1.0, a < b)",
+  le: "select(0.0, 1.0, a <= b)",
+  gt: "select(0.0, 1.0, a > b)",
+  ge: "select(0.0, 1.0, a >= b)",
+} as const;
+export type BinaryOp = keyof typeof BINARY;
+
+const HELPERS = /* wgsl */ `
+${ERF}
+fn tanh_safe(x: f32) -> f32 { let c = clamp(x, -15.0, 15.0); let e = exp(2.0 * c); return (e - 1.0) / (e + 1.0); }
+fn pow_real(a: f32, b: f32) -> f32 {
+  if (b == 0.0) { return 1.0; }
+  if (a >= 0.0) { return pow(a, b); }
+  let r = pow(-a, b);
+  if (fract(b) != 0.0) { return bitcast<f32>(0x7fc00000u); }
+  if (fract(b * 0.5) == 0.0) { return r; }
+  return -r;
+}
+${FLAT_INDEX}
+${DIM}
+`;
+
+const WG = 256;
+
+function stridedBody(nIn: number): string {
+  // Decompose the output index over the output shape; each input applies its own strides.
+  let s = `var rem = i;\n`;
+  for (let k = 0; k < nIn; k++) s += `  var o${k} = u.off${k};\n`;
+  s += `  for (var d = i32(u.rank) - 1; d >= 0; d--) {
+    let sz = dim(u.shape, u32(d));
+    let c = rem % sz;
+    rem = rem / sz;\n`;
+  for (let k = 0; k < nIn; k++) s += `    o${k} += c * dim(u.st${k}, u32(d));\n`;
+  s += `  }\n`;
+  return s;
+}
+
+function params(nIn: number): string {
+  let s = `struct P { n: u32, rank: u32, p0: f32, p1: f32,`;
+  for (let k = 0; k < 4; k++) s += ` off${k}: u32,`;
+  s += ` shape: array<vec4<u32>, 2>,`;
+  for (let k = 0; k < nIn; k++) s += ` st${k}: array<vec4<u32>, 2>,`;
+  return s + ` }`;
+}
+
+/**
+ * Builds an elementwise kernel. `expr` reads `x` (unary), `a`/`b` (binary) or `c`/`a`/`b`
+ * (ternary select), `p0`/`p1`. Uniform layout: n, rank, p0, p1, off0..off3, shape, strides per input.
+ */
+export function elementwiseKernel(kind: "unary" | "binary" | "where", op: string, flat: boolean): Kernel {
+  const nIn = kind === "unary" ? (op === "fill" ? 0 : 1) : kind === "binary" ? 2 : 3;
+  const expr = kind === "unary" ? UNARY[op as UnaryOp] : kind === "binary" ? BINARY[op as BinaryOp] : "select(b, a, c != 0.0)";
+  const names = kind === "unary" ? ["x"] : kind === "binary" ? ["a", "b"] : ["c", "a", "b"];
+  return {
+    key: `ew/${kind}/${op}/${flat ? "flat" : "strided"}`,
+    wgsl: () => {
+      let decl = "";
+      for (let k = 0; k < nIn; k++) decl += `@group(0) @binding(${k + 1}) var<storage, read> in${k}: array<f32>;\n`;
+      decl += `@group(0) @binding(${nIn + 1}) var<storage, read_write> out: array<f32>;\n`;
+      let loads = "";
+      for (let k = 0; k < nIn; k++) loads += `  let ${names[k]} = in${k}[${flat ? `i + u.off${k}` : `o${k}`}];\n`;
+      return `${params(nIn)}
+@group(0) @binding(0) var<uniform> u: P;
+${decl}${HELPERS}
+@compute @workgroup_size(${WG})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = flat_index(gid, nwg, ${WG}u);
+  if (i >= u.n) { return; }
+  let p0 = u.p0; let p1 = u.p1;
+  ${flat ? "" : stridedBody(nIn)}
+${loads}  out[i] = ${expr};
+}`;
+    },
+  };
+}
+
+export const ELEMENTWISE_WORKGROUP = WG;
+
+/** Casts between f32/i32/u32 (dense in, dense out). */
+export function castKernel(from: string, to: string): Kernel {
+  return {
+    key: `cast/${from}/${to}`,
+    wgsl: () => `struct P { n: u32, off: u32, a: u32, b: u32 }
+@group(0) @binding(0) var<uniform> u: P;
+@group(0) @binding(1) var<storage, read> x: array<${from}>;
+@group(0) @binding(2) var<storage, read_write> y: array<${to}>;
+${FLAT_INDEX}
+@compute @workgroup_size(${WG})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = flat_index(gid, nwg, ${WG}u);
+  if (i >= u.n) { return; }
+  y[i] = ${to}(x[i + u.off]);
+}`,
+  };
+}
