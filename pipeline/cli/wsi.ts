@@ -1,0 +1,255 @@
+/**
+ * `deno task wsi <command>`: inspect slides, cut regions and thumbnails, make synthetic slides.
+ *
+ *   info <slide> [--json]
+ *   region <slide> --level L --x X --y Y --w W --h H --out region.png   (X, Y in level-0 pixels)
+ *   thumbnail <slide> --out thumb.png [--overlay annotations.xml] [--max 1024]
+ *   synth --seed S --out <dir> [--count N] [--size 4096] [--tumours 2]
+ */
+import { parseArgs } from "node:util";
+import { openSlide, type Slide } from "../wsi/slide.ts";
+import { generateSyntheticSlide } from "../wsi/synthetic.ts";
+import { parseAsapXml, rasterize } from "../wsi/annotations.ts";
+import { writePng } from "../../engine/io/png.ts";
+
+const USAGE = `usage: deno task wsi <command> ...
+  info <slide> [--json]
+  region <slide> --level L --x X --y Y --w W --h H --out <png>
+  thumbnail <slide> --out <png> [--overlay <xml>] [--max 1024]
+  synth --seed S --out <dir> [--count N] [--size 4096] [--tumours 2]`;
+
+function int(v: string | undefined, name: string, def?: number): number {
+  if (v === undefined) {
+    if (def === undefined) throw new Error(`--${name} is required`);
+    return def;
+  }
+  const n = Number(v);
+  if (!Number.isInteger(n)) throw new Error(`--${name} must be an integer, got "${v}"`);
+  return n;
+}
+
+/** The slide's summary as printed by `info --json`. */
+export function slideInfo(s: Slide) {
+  return {
+    levels: s.levels.map(({ width, height, downsample, tileWidth, tileHeight }) => ({
+      width,
+      height,
+      downsample,
+      tileWidth,
+      tileHeight,
+    })),
+    mpp: s.mpp,
+    compression: s.compression,
+  };
+}
+
+async function info(args: string[]) {
+  const { values, positionals } = parseArgs({
+    args,
+    options: { json: { type: "boolean" } },
+    allowPositionals: true,
+  });
+  if (positionals.length !== 1) throw new Error("info: expected one slide path");
+  const s = await openSlide(positionals[0]);
+  try {
+    const i = slideInfo(s);
+    if (values.json) console.log(JSON.stringify(i));
+    else {
+      console.log(`${s.path}: ${i.compression}, mpp ${i.mpp ? i.mpp.join(" x ") : "unknown"}`);
+      i.levels.forEach((l, k) =>
+        console.log(
+          `  level ${k}: ${l.width}x${l.height} downsample ${l.downsample} tiles ${l.tileWidth}x${l.tileHeight}`,
+        )
+      );
+    }
+  } finally {
+    await s.close();
+  }
+}
+
+async function region(args: string[]) {
+  const { values, positionals } = parseArgs({
+    args,
+    options: {
+      level: { type: "string" },
+      x: { type: "string" },
+      y: { type: "string" },
+      w: { type: "string" },
+      h: { type: "string" },
+      out: { type: "string" },
+    },
+    allowPositionals: true,
+  });
+  if (positionals.length !== 1 || !values.out) {
+    throw new Error("region: expected <slide> and --out");
+  }
+  const s = await openSlide(positionals[0]);
+  try {
+    const w = int(values.w, "w"), h = int(values.h, "h");
+    const rgba = await s.readRegion(
+      int(values.level, "level", 0),
+      int(values.x, "x"),
+      int(values.y, "y"),
+      w,
+      h,
+    );
+    await writePng(values.out, { data: rgba, width: w, height: h, channels: 4 });
+  } finally {
+    await s.close();
+  }
+}
+
+/** Area-average resize of an RGB image (thumbnails only ever shrink). */
+function shrinkRgb(src: Uint8Array, sw: number, sh: number, dw: number, dh: number): Uint8Array {
+  const out = new Uint8Array(dw * dh * 3);
+  for (let y = 0; y < dh; y++) {
+    const ya = Math.floor((y * sh) / dh), yb = Math.max(ya + 1, Math.floor(((y + 1) * sh) / dh));
+    for (let x = 0; x < dw; x++) {
+      const xa = Math.floor((x * sw) / dw), xb = Math.max(xa + 1, Math.floor(((x + 1) * sw) / dw));
+      let r = 0, g = 0, b = 0;
+      for (let yy = ya; yy < yb; yy++) {
+        for (let xx = xa; xx < xb; xx++) {
+          const i = (yy * sw + xx) * 3;
+          r += src[i];
+          g += src[i + 1];
+          b += src[i + 2];
+        }
+      }
+      const n = (yb - ya) * (xb - xa), o = (y * dw + x) * 3;
+      out[o] = Math.round(r / n);
+      out[o + 1] = Math.round(g / n);
+      out[o + 2] = Math.round(b / n);
+    }
+  }
+  return out;
+}
+
+async function thumbnail(args: string[]) {
+  const { values, positionals } = parseArgs({
+    args,
+    options: { out: { type: "string" }, overlay: { type: "string" }, max: { type: "string" } },
+    allowPositionals: true,
+  });
+  if (positionals.length !== 1 || !values.out) {
+    throw new Error("thumbnail: expected <slide> and --out");
+  }
+  const max = int(values.max, "max", 1024);
+  const s = await openSlide(positionals[0]);
+  try {
+    const [W, H] = [s.levels[0].width, s.levels[0].height];
+    const scale = Math.min(1, max / Math.max(W, H));
+    const tw = Math.max(1, Math.round(W * scale)), th = Math.max(1, Math.round(H * scale));
+    // Smallest level that is still at least as large as the thumbnail.
+    let L = 0;
+    for (let k = 0; k < s.levels.length; k++) {
+      if (s.levels[k].width >= tw && s.levels[k].height >= th) L = k;
+    }
+    const lv = s.levels[L];
+    if (lv.width * lv.height > 2 ** 27) {
+      throw new Error(`thumbnail: smallest usable level is ${lv.width}x${lv.height}; too large`);
+    }
+    const rgb = await s.readRegionRGB(L, 0, 0, lv.width, lv.height);
+    const img = shrinkRgb(rgb, lv.width, lv.height, tw, th);
+    if (values.overlay) {
+      const ann = parseAsapXml(await Deno.readTextFile(values.overlay), values.overlay);
+      const mask = rasterize(ann, tw, th, (W / tw + H / th) / 2);
+      for (let i = 0; i < tw * th; i++) {
+        if (!mask[i]) continue;
+        const edge = (i % tw > 0 && !mask[i - 1]) || (i % tw < tw - 1 && !mask[i + 1]) ||
+          (i >= tw && !mask[i - tw]) || (i < tw * (th - 1) && !mask[i + tw]);
+        const a = edge ? 1 : 0.35;
+        img[i * 3] = Math.round(img[i * 3] * (1 - a) + 40 * a);
+        img[i * 3 + 1] = Math.round(img[i * 3 + 1] * (1 - a) + 220 * a);
+        img[i * 3 + 2] = Math.round(img[i * 3 + 2] * (1 - a) + 40 * a);
+      }
+    }
+    await writePng(values.out, { data: img, width: tw, height: th, channels: 3 });
+  } finally {
+    await s.close();
+  }
+}
+
+async function synth(args: string[]) {
+  const { values } = parseArgs({
+    args,
+    options: {
+      seed: { type: "string" },
+      out: { type: "string" },
+      count: { type: "string" },
+      size: { type: "string" },
+      tumours: { type: "string" },
+    },
+  });
+  if (!values.out) throw new Error("synth: --out <dir> is required");
+  const seed = int(values.seed, "seed", 0), count = int(values.count, "count", 1);
+  const size = int(values.size, "size", 4096);
+  await Deno.mkdir(values.out, { recursive: true });
+  for (let i = 0; i < count; i++) {
+    const t0 = performance.now();
+    const base = `${values.out}/synthetic_${seed + i}`;
+    const spec = {
+      seed: seed + i,
+      width: size,
+      height: size,
+      tumours: values.tumours === undefined ? 2 : int(values.tumours, "tumours"),
+    };
+    const { tiff, layout } = await generateSyntheticSlide(spec, `${base}.tif`, `${base}.xml`);
+    console.log(
+      `${base}.tif: ${size}x${size}, ${tiff.levels.length} levels, ${layout.tumours.length} ` +
+        `tumours, ${(tiff.bytes / 2 ** 20).toFixed(1)} MiB, ${
+          ((performance.now() - t0) / 1000).toFixed(1)
+        } s`,
+    );
+  }
+}
+
+/** Subcommands; others may register more (e.g. `mask`). */
+export const COMMANDS: Record<string, (args: string[]) => Promise<void>> = {
+  info,
+  region,
+  thumbnail,
+  synth,
+};
+
+export async function main(argv: string[]): Promise<number> {
+  const [cmd, ...rest] = argv;
+  const run = cmd ? COMMANDS[cmd] : undefined;
+  if (!run) {
+    console.error(USAGE);
+    return 2;
+  }
+  try {
+    await run(rest);
+    return 0;
+  } catch (e) {
+    console.error(`wsi ${cmd}: ${(e as Error).message}`);
+    return 1;
+  }
+}
+
+/** `mask <slide> <xml> --level L --out <png>`: the annotation mask (0/255) at a slide level. */
+async function mask(args: string[]) {
+  const { values, positionals } = parseArgs({
+    args,
+    options: { level: { type: "string" }, out: { type: "string" } },
+    allowPositionals: true,
+  });
+  if (positionals.length !== 2 || !values.out) {
+    throw new Error("usage: mask <slide> <xml> --level L --out <png>");
+  }
+  const s = await openSlide(positionals[0]);
+  try {
+    const level = int(values.level, "level", 0);
+    const L = s.levels[level];
+    if (!L) throw new Error(`level ${level} not in 0..${s.levels.length - 1}`);
+    const ann = parseAsapXml(await Deno.readTextFile(positionals[1]), positionals[1]);
+    for (const ig of ann.ignored) console.error(`ignored ${ig.name} (${ig.group}): ${ig.reason}`);
+    const m = rasterize(ann, L.width, L.height, L.downsample);
+    await writePng(values.out, { data: m, width: L.width, height: L.height, channels: 1 });
+  } finally {
+    await s.close();
+  }
+}
+COMMANDS.mask = mask;
+
+if (import.meta.main) Deno.exit(await main(Deno.args));

@@ -1,0 +1,505 @@
+/**
+ * ASAP XML annotations (Camelyon16/17) and their rasterisation.
+ *
+ * The reference (EP-SAM `tools/wsi_preprocess.py`) converts the XML with ASAP's
+ * `AnnotationToMask`: every polygon is tested per pixel with the non-zero winding rule at the
+ * integer level-0 pixel position, only pixels strictly inside the polygon's bounding box count,
+ * groups are drawn in order (positives, then exclusions that clear), and lower levels are
+ * nearest-neighbour samples of level 0. We reproduce that with a scanline fill, so the output
+ * matches pixel for pixel except where float rounding puts a pixel exactly on an edge.
+ */
+
+/** Annotation groups that mark tumour (Camelyon17 `metastases`, Camelyon16 `Tumor`/`_0`/`_1`). */
+export const POSITIVE_GROUPS: readonly string[] = ["metastases", "tumor", "_0", "_1"];
+/** Annotation groups that mark non-tumour holes inside tumour regions (Camelyon16 `_2`). */
+export const EXCLUSION_GROUPS: readonly string[] = ["_2"];
+
+/** One closed polygon, level-0 pixel coordinates interleaved `x0, y0, x1, y1, ...`. */
+export interface Polygon {
+  name: string;
+  group: string;
+  type: string;
+  points: Float64Array;
+  /** Bounding box in level-0 pixels. */
+  minX: number;
+  minY: number;
+  maxX: number;
+  maxY: number;
+}
+
+/** An annotation that is not rasterised, with the reason (never dropped silently). */
+export interface IgnoredAnnotation {
+  name: string;
+  group: string;
+  type: string;
+  reason: string;
+}
+
+/** Parsed ASAP file: tumour polygons, exclusion polygons and what was left out. */
+export interface AnnotationSet {
+  source: string;
+  positive: Polygon[];
+  exclusion: Polygon[];
+  ignored: IgnoredAnnotation[];
+}
+
+// ---------------------------------------------------------------------------------------------
+// A small XML tokenizer: enough for ASAP files, strict enough to reject garbage with a position.
+
+interface XmlElement {
+  name: string;
+  attrs: Map<string, string>;
+  children: XmlElement[];
+  line: number;
+  col: number;
+}
+
+class XmlError extends Error {}
+
+function parseXml(text: string, source: string): XmlElement {
+  let pos = 0;
+  const n = text.length;
+  // Line/column by a forward-moving cursor: elements are visited in order, so this stays linear.
+  let curOff = 0, curLine = 1, curLineStart = 0;
+  const lineCol = (off: number): [number, number] => {
+    if (off < curOff) {
+      curOff = 0;
+      curLine = 1;
+      curLineStart = 0;
+    }
+    for (; curOff < off && curOff < n; curOff++) {
+      if (text.charCodeAt(curOff) === 10) {
+        curLine++;
+        curLineStart = curOff + 1;
+      }
+    }
+    return [curLine, off - curLineStart + 1];
+  };
+  const where = (off: number): string => {
+    const [l, c] = lineCol(off);
+    return `${source}:${l}:${c}`;
+  };
+  const fail = (off: number, msg: string): never => {
+    throw new XmlError(`${where(off)}: ${msg}`);
+  };
+  const isNameStart = (c: number) =>
+    (c >= 65 && c <= 90) || (c >= 97 && c <= 122) || c === 95 || c === 58 || c > 127;
+  const isNameChar = (c: number) => isNameStart(c) || (c >= 48 && c <= 57) || c === 45 || c === 46;
+  const isSpace = (c: number) => c === 32 || c === 9 || c === 10 || c === 13;
+  const skipSpace = () => {
+    while (pos < n && isSpace(text.charCodeAt(pos))) pos++;
+  };
+  const readName = (what: string): string => {
+    const start = pos;
+    if (pos >= n || !isNameStart(text.charCodeAt(pos))) {
+      fail(
+        pos,
+        `expected ${what} name, found ${pos < n ? JSON.stringify(text[pos]) : "end of file"}`,
+      );
+    }
+    while (pos < n && isNameChar(text.charCodeAt(pos))) pos++;
+    return text.slice(start, pos);
+  };
+  const decodeEntities = (s: string, off: number): string =>
+    s.indexOf("&") < 0 ? s : s.replace(/&([^;&\s]{0,10});?/g, (m, ent: string) => {
+      if (!m.endsWith(";")) fail(off, `unterminated entity ${JSON.stringify(m)}`);
+      switch (ent) {
+        case "amp":
+          return "&";
+        case "lt":
+          return "<";
+        case "gt":
+          return ">";
+        case "quot":
+          return '"';
+        case "apos":
+          return "'";
+      }
+      const code = /^#x[0-9a-fA-F]{1,6}$/.test(ent)
+        ? parseInt(ent.slice(2), 16)
+        : /^#[0-9]{1,7}$/.test(ent)
+        ? parseInt(ent.slice(1), 10)
+        : NaN;
+      if (!(code >= 0 && code <= 0x10ffff)) fail(off, `unknown entity ${JSON.stringify(m)}`);
+      return String.fromCodePoint(code);
+    });
+  const skipPast = (end: string, what: string) => {
+    const i = text.indexOf(end, pos);
+    if (i < 0) fail(pos, `unterminated ${what}`);
+    pos = i + end.length;
+  };
+
+  const stack: XmlElement[] = [];
+  let root: XmlElement | null = null;
+  if (text.charCodeAt(0) === 0xfeff) pos = 1;
+  while (pos < n) {
+    const lt = text.indexOf("<", pos);
+    const textEnd = lt < 0 ? n : lt;
+    // Character data: only whitespace is allowed outside the root; inside, ASAP has none we need.
+    if (stack.length === 0) {
+      for (let i = pos; i < textEnd; i++) {
+        if (!isSpace(text.charCodeAt(i))) fail(i, "text outside the root element");
+      }
+    }
+    pos = textEnd;
+    if (pos >= n) break;
+    const start = pos;
+    if (text.startsWith("<!--", pos)) {
+      pos += 4;
+      skipPast("-->", "comment");
+    } else if (text.startsWith("<![CDATA[", pos)) {
+      if (stack.length === 0) fail(pos, "CDATA outside the root element");
+      pos += 9;
+      skipPast("]]>", "CDATA section");
+    } else if (text.startsWith("<?", pos)) {
+      pos += 2;
+      skipPast("?>", "processing instruction");
+    } else if (text.startsWith("<!", pos)) {
+      if (root || stack.length) fail(pos, "declaration after the root element started");
+      // DOCTYPE, possibly with an internal subset in brackets.
+      let depth = 0;
+      pos += 2;
+      for (; pos < n; pos++) {
+        const c = text[pos];
+        if (c === "[") depth++;
+        else if (c === "]") depth--;
+        else if (c === ">" && depth <= 0) break;
+      }
+      if (pos >= n) fail(start, "unterminated declaration");
+      pos++;
+    } else if (text.startsWith("</", pos)) {
+      pos += 2;
+      const name = readName("closing tag");
+      skipSpace();
+      if (text[pos] !== ">") fail(pos, `expected '>' to close </${name}`);
+      pos++;
+      const open = stack.pop();
+      if (!open) fail(start, `closing tag </${name}> without an open element`);
+      if (open!.name !== name) {
+        fail(
+          start,
+          `closing tag </${name}> does not match <${open!.name}> opened at line ${
+            open!.line
+          }, column ${open!.col}`,
+        );
+      }
+    } else {
+      pos++;
+      const name = readName("element");
+      const [line, col] = lineCol(start);
+      const el: XmlElement = { name, attrs: new Map(), children: [], line, col };
+      let selfClosing = false;
+      for (;;) {
+        const before = pos;
+        skipSpace();
+        if (pos >= n) fail(start, `unterminated tag <${name}`);
+        const c = text[pos];
+        if (c === ">") {
+          pos++;
+          break;
+        }
+        if (c === "/") {
+          if (text[pos + 1] !== ">") fail(pos, `expected '/>' in <${name}>`);
+          pos += 2;
+          selfClosing = true;
+          break;
+        }
+        if (pos === before) fail(pos, `expected whitespace before attribute in <${name}>`);
+        const attrStart = pos;
+        const an = readName(`attribute (in <${name}>)`);
+        skipSpace();
+        if (text[pos] !== "=") fail(pos, `expected '=' after attribute ${an} in <${name}>`);
+        pos++;
+        skipSpace();
+        const q = text[pos];
+        if (q !== '"' && q !== "'") fail(pos, `attribute ${an} in <${name}> is not quoted`);
+        const close = text.indexOf(q, pos + 1);
+        if (close < 0) fail(pos, `unterminated value of attribute ${an} in <${name}>`);
+        const raw = text.slice(pos + 1, close);
+        if (raw.indexOf("<") >= 0) fail(pos, `'<' in value of attribute ${an} in <${name}>`);
+        if (el.attrs.has(an)) fail(attrStart, `duplicate attribute ${an} in <${name}>`);
+        el.attrs.set(an, decodeEntities(raw, pos));
+        pos = close + 1;
+      }
+      if (stack.length === 0) {
+        if (root) fail(start, `second root element <${name}>`);
+        root = el;
+      } else {
+        stack[stack.length - 1].children.push(el);
+      }
+      if (!selfClosing) stack.push(el);
+    }
+  }
+  if (stack.length) {
+    const open = stack[stack.length - 1];
+    throw new XmlError(
+      `${source}:${open.line}:${open.col}: element <${open.name}> is never closed (end of file)`,
+    );
+  }
+  if (!root) fail(0, "no root element");
+  return root!;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/** Parses a number the way ASAP files write them; a decimal comma (`1234,5`) is accepted. */
+function parseCoord(s: string | undefined): number {
+  if (s === undefined) return NaN;
+  const t = s.trim();
+  if (/^[+-]?\d+,\d+$/.test(t)) return Number(t.replace(",", "."));
+  if (!/^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/.test(t)) return NaN;
+  return Number(t);
+}
+
+function findAll(el: XmlElement, name: string, out: XmlElement[] = []): XmlElement[] {
+  for (const c of el.children) {
+    if (c.name === name) out.push(c);
+    else findAll(c, name, out);
+  }
+  return out;
+}
+
+/** Parses an ASAP annotation XML document; `source` names the file in error messages. */
+export function parseAsapXml(text: string, source = "<xml>"): AnnotationSet {
+  let root: XmlElement;
+  try {
+    root = parseXml(text, source);
+  } catch (e) {
+    if (e instanceof XmlError) throw new Error(`malformed XML: ${e.message}`);
+    throw e;
+  }
+  const at = (el: XmlElement) => `${source}:${el.line}:${el.col}`;
+  if (root.name !== "ASAP_Annotations") {
+    throw new Error(`${at(root)}: root element is <${root.name}>, expected <ASAP_Annotations>`);
+  }
+  const set: AnnotationSet = { source, positive: [], exclusion: [], ignored: [] };
+  const positive = new Set(POSITIVE_GROUPS);
+  const exclusion = new Set(EXCLUSION_GROUPS);
+  for (const a of findAll(root, "Annotation")) {
+    const name = a.attrs.get("Name") ?? "";
+    const group = a.attrs.get("PartOfGroup") ?? "None";
+    const type = a.attrs.get("Type") ?? "Polygon";
+    const coords = findAll(a, "Coordinate");
+    const pts = new Float64Array(coords.length * 2);
+    coords.forEach((c, i) => {
+      const x = parseCoord(c.attrs.get("X"));
+      const y = parseCoord(c.attrs.get("Y"));
+      if (!Number.isFinite(x) || !Number.isFinite(y)) {
+        throw new Error(
+          `${at(c)}: <Coordinate> of annotation ${JSON.stringify(name)} has no valid X/Y ` +
+            `(X=${JSON.stringify(c.attrs.get("X"))}, Y=${JSON.stringify(c.attrs.get("Y"))})`,
+        );
+      }
+      pts[2 * i] = x;
+      pts[2 * i + 1] = y;
+    });
+    const ignore = (reason: string) => set.ignored.push({ name, group, type, reason });
+    const g = group.toLowerCase();
+    const isPos = positive.has(g), isExc = exclusion.has(g);
+    if (!isPos && !isExc) {
+      ignore(`group ${JSON.stringify(group)} is neither tumour nor exclusion`);
+      continue;
+    }
+    if (type === "Dot" || type === "PointSet" || type === "Measurement") {
+      ignore(`type ${type} has no area`);
+      continue;
+    }
+    if (coords.length < 3) {
+      ignore(`only ${coords.length} coordinate(s)`);
+      continue;
+    }
+    // ASAP keeps document order (the Order attribute is informational).
+    let minX = Infinity, minY = Infinity, maxX = -Infinity, maxY = -Infinity;
+    for (let i = 0; i < pts.length; i += 2) {
+      minX = Math.min(minX, pts[i]);
+      maxX = Math.max(maxX, pts[i]);
+      minY = Math.min(minY, pts[i + 1]);
+      maxY = Math.max(maxY, pts[i + 1]);
+    }
+    const poly: Polygon = { name, group, type, points: pts, minX, minY, maxX, maxY };
+    (isPos ? set.positive : set.exclusion).push(poly);
+  }
+  return set;
+}
+
+/** Reads and parses an ASAP XML file. */
+export async function readAsapXml(path: string): Promise<AnnotationSet> {
+  return parseAsapXml(await Deno.readTextFile(path), path);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scanline rasterisation with ASAP's semantics (see the module comment).
+
+/** Rows of level-0 pixels per edge bucket: a row only looks at edges of its bucket. */
+const BAND = 256;
+/** Most buckets per polygon (a stray huge coordinate must not allocate millions). */
+const MAX_BANDS = 4096;
+
+interface Prepared {
+  band: number;
+  /** Edge endpoints xa, ya, xb, yb per edge. */
+  edges: Float64Array;
+  bandStart: number;
+  bands: Int32Array[];
+}
+
+const prepared = new WeakMap<Polygon, Prepared>();
+
+function prepare(p: Polygon): Prepared {
+  let pr = prepared.get(p);
+  if (pr) return pr;
+  const pts = p.points, m = pts.length / 2;
+  const edges = new Float64Array(m * 4);
+  const band = Math.max(BAND, (p.maxY - p.minY) / (MAX_BANDS - 2));
+  const bandStart = Math.floor(p.minY / band);
+  const nb = Math.floor(p.maxY / band) - bandStart + 1;
+  const lists: number[][] = Array.from({ length: nb }, () => []);
+  for (let i = 0; i < m; i++) {
+    const j = (i + 1) % m;
+    const ya = pts[2 * i + 1], yb = pts[2 * j + 1];
+    edges.set([pts[2 * i], ya, pts[2 * j], yb], i * 4);
+    if (ya === yb) continue; // horizontal edges never cross a scanline
+    const b0 = Math.floor(Math.min(ya, yb) / band) - bandStart;
+    const b1 = Math.floor(Math.max(ya, yb) / band) - bandStart;
+    for (let b = b0; b <= b1; b++) lists[b].push(i);
+  }
+  pr = { band, edges, bandStart, bands: lists.map((l) => Int32Array.from(l)) };
+  prepared.set(p, pr);
+  return pr;
+}
+
+/**
+ * Fills polygon `p` into `out` (w×h, row-major) with `value`, sampling level-0 positions
+ * `(x0 + i*ds, y0 + j*ds)`. Non-zero winding; strict bounding-box test as ASAP.
+ */
+function fillPolygon(
+  p: Polygon,
+  ds: number,
+  x0: number,
+  y0: number,
+  w: number,
+  h: number,
+  out: Uint8Array,
+  value: number,
+): void {
+  // Region rows/cols whose sample lies strictly inside the bbox.
+  const jLo = Math.max(0, Math.floor((p.minY - y0) / ds) + 1);
+  const jHi = Math.min(h - 1, Math.ceil((p.maxY - y0) / ds) - 1);
+  const iLo = Math.max(0, Math.floor((p.minX - x0) / ds) + 1);
+  const iHi = Math.min(w - 1, Math.ceil((p.maxX - x0) / ds) - 1);
+  if (jLo > jHi || iLo > iHi) return;
+  const { band: bandH, edges, bandStart, bands } = prepare(p);
+  const xs: number[] = [];
+  const dirs: number[] = [];
+  const order: number[] = [];
+  for (let j = jLo; j <= jHi; j++) {
+    const py = y0 + j * ds;
+    if (!(py > p.minY && py < p.maxY)) continue;
+    const band = bands[Math.floor(py / bandH) - bandStart];
+    if (!band) continue;
+    xs.length = 0;
+    dirs.length = 0;
+    for (let k = 0; k < band.length; k++) {
+      const e = band[k] * 4;
+      const xa = edges[e], ya = edges[e + 1], xb = edges[e + 2], yb = edges[e + 3];
+      let dir = 0;
+      if (ya <= py) {
+        if (yb > py) dir = 1;
+      } else if (yb <= py) dir = -1;
+      if (dir === 0) continue;
+      xs.push(xa + (py - ya) * (xb - xa) / (yb - ya));
+      dirs.push(dir);
+    }
+    const nc = xs.length;
+    if (nc < 2) continue;
+    order.length = nc;
+    for (let k = 0; k < nc; k++) order[k] = k;
+    order.sort((a, b) => xs[a] - xs[b]);
+    // A sample at px sees winding = sum of dirs of crossings with x > px (ASAP's wn_PnPoly).
+    let wind = 0;
+    for (let k = 0; k < nc; k++) wind += dirs[k];
+    const row = j * w;
+    for (let k = 0; k < nc - 1; k++) {
+      wind -= dirs[order[k]];
+      if (wind === 0) continue;
+      const a = xs[order[k]], b = xs[order[k + 1]];
+      // Samples with a <= px < b.
+      const i0 = Math.max(iLo, Math.ceil((a - x0) / ds));
+      const i1 = Math.min(iHi, Math.ceil((b - x0) / ds) - 1);
+      if (i0 <= i1) out.fill(value, row + i0, row + i1 + 1);
+    }
+  }
+}
+
+/**
+ * Rasterises a region: `w`×`h` samples at downsample `ds`, top-left at level-0 pixel
+ * `(x0, y0)` (the same convention as `Slide.readRegion`). Output 0/255; tumour polygons are
+ * filled first, exclusions cleared after. Memory is only the output, so level 0 of any slide
+ * can be done tile by tile.
+ */
+export function rasterizeRegion(
+  ann: AnnotationSet,
+  ds: number,
+  x0: number,
+  y0: number,
+  w: number,
+  h: number,
+  out?: Uint8Array,
+): Uint8Array {
+  if (!(ds > 0) || !Number.isInteger(w) || !Number.isInteger(h) || w < 0 || h < 0) {
+    throw new Error(`rasterizeRegion: bad region ds=${ds} ${w}x${h}`);
+  }
+  const buf = out ?? new Uint8Array(w * h);
+  if (out) buf.fill(0, 0, w * h);
+  for (const p of ann.positive) fillPolygon(p, ds, x0, y0, w, h, buf, 255);
+  for (const p of ann.exclusion) fillPolygon(p, ds, x0, y0, w, h, buf, 0);
+  return buf;
+}
+
+/** Largest mask {@link rasterize} builds in one buffer; beyond it use {@link rasterizeRegion}. */
+export const MAX_RASTER_PIXELS = 1 << 30;
+
+/** Rasterises the whole level (`width`×`height` at `downsample`) into one 0/255 buffer. */
+export function rasterize(
+  ann: AnnotationSet,
+  width: number,
+  height: number,
+  downsample: number,
+): Uint8Array {
+  if (width * height > MAX_RASTER_PIXELS) {
+    throw new Error(
+      `rasterize: ${width}x${height} is too large for one buffer; use rasterizeRegion tile by tile`,
+    );
+  }
+  return rasterizeRegion(ann, downsample, 0, 0, width, height);
+}
+
+/** Whether any tumour polygon's bounding box touches the level-0 box (cheap pre-test). */
+export function touchesTumour(
+  ann: AnnotationSet,
+  x0: number,
+  y0: number,
+  x1: number,
+  y1: number,
+): boolean {
+  for (const p of ann.positive) {
+    if (p.maxX > x0 && p.minX < x1 && p.maxY > y0 && p.minY < y1) return true;
+  }
+  return false;
+}
+
+/** Number of tumour pixels in a level-0 window (0 without rasterising when far from tumour). */
+export function tumourPixelCount(
+  ann: AnnotationSet,
+  x0: number,
+  y0: number,
+  w: number,
+  h: number,
+  scratch?: Uint8Array,
+): number {
+  if (!touchesTumour(ann, x0, y0, x0 + w, y0 + h)) return 0;
+  const buf = rasterizeRegion(ann, 1, x0, y0, w, h, scratch);
+  let c = 0;
+  for (let i = 0; i < w * h; i++) if (buf[i]) c++;
+  return c;
+}

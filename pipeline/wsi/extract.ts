@@ -1,0 +1,376 @@
+/**
+ * Dataset preparation from whole-slide images, after EP-SAM `0_data_preprocess.py`:
+ * tissue mask → grid candidates with tumour statistics (one JSON-lines file per slide) →
+ * stratified selection per split → 512×512 level-0 patches as PNG.
+ *
+ * Output layout (the reference's folder names, so its loaders would read it too):
+ *   <out>/<split>/image/<id>_<label>.png   RGB patch (label 1 tumour, 0 normal)
+ *   <out>/<split>/mask/<id>_1.png          gray 0/255 tumour mask, positives only
+ *   <out>/candidates/<slide>.jsonl         every candidate of a slide (resumable cache)
+ *   <out>/candidates/<slide>_tissue.png    the slide's tissue mask (for inspection)
+ *   <out>/manifest.json                    settings, split lists, counts, every selected patch
+ *
+ * Every file is written atomically (temp + rename), so an interrupted run leaves only whole
+ * files, and a rerun skips files that exist.
+ */
+import { writeFileAtomic } from "../../engine/io/atomic.ts";
+import { encodePng } from "../../engine/io/png.ts";
+import { type AnnotationSet, rasterizeRegion, readAsapXml } from "./annotations.ts";
+import { Progress } from "../progress.ts";
+import {
+  type DatasetRules,
+  defaultRules,
+  type PatchRecord,
+  patchRecords,
+  recordsFromJsonl,
+  recordsToJsonl,
+  sampleCenters,
+  type Selected,
+  type SelectionReport,
+  selectSplit,
+  type SplitName,
+  SPLITS,
+} from "./sampling.ts";
+import { defaultSplit, slideKey, type SplitLists, splitOf, stem } from "./splits.ts";
+import { slideTissueMask } from "./tissue.ts";
+
+/** The part of `pipeline/wsi/slide.ts`'s `Slide` used here (tests pass in-memory fakes). */
+export interface ExtractSlide {
+  levels: { width: number; height: number; downsample: number }[];
+  readRegion(level: number, x0: number, y0: number, w: number, h: number): Promise<Uint8Array>;
+  close(): Promise<void>;
+}
+
+/** Options of {@link prepareDataset}. */
+export interface PrepareOptions {
+  dataset: string;
+  /** Folder of slides (`*.tif`, `*.tiff`, `*.svs`; names containing "mask" are skipped). */
+  slides: string;
+  /** Folder of ASAP XML files named like the slides. */
+  annotations: string;
+  out: string;
+  /** Patch side in level-0 pixels (512). */
+  patch?: number;
+  /** Seed of every random draw (42, the reference's `random_state`). */
+  seed?: number;
+  /** Slide level for the tissue mask (default: the level nearest downsample 16). */
+  level?: number;
+  /** Grid step in level-0 pixels (reference: 256 for Camelyon16, 512 for Camelyon17). */
+  gridSide?: number;
+  /**
+   * Window for isTumor / tumour percentage (default: the patch side, so labels describe the saved
+   * patch; the reference's Camelyon16 code used 256 with 512 patches: pass 256 to reproduce).
+   */
+  statsSize?: number;
+  split?: SplitLists;
+  rules?: DatasetRules;
+  /** Slide opener (default `openSlide` of `slide.ts`). */
+  open?: (path: string) => Promise<ExtractSlide>;
+  /** Progress lines on stderr (default true). */
+  progress?: boolean;
+  log?: (msg: string) => void;
+}
+
+/** Per-slide summary in the manifest. */
+export interface SlideSummary {
+  key: string;
+  path: string;
+  annotation: string | null;
+  split: SplitName;
+  candidates: number;
+  tumourCandidates: number;
+  ignoredAnnotations: { name: string; group: string; type: string; reason: string }[];
+}
+
+/** One selected patch in the manifest. */
+export interface ManifestPatch extends Selected {
+  image: string;
+  mask: string | null;
+}
+
+/** `manifest.json`. */
+export interface Manifest {
+  version: 1;
+  dataset: string;
+  settings: {
+    patch: number;
+    seed: number;
+    level: number | null;
+    gridSide: number;
+    statsSize: number;
+  };
+  split: SplitLists;
+  rules: DatasetRules;
+  slides: SlideSummary[];
+  reports: SelectionReport[];
+  patches: ManifestPatch[];
+}
+
+/** What a run did. */
+export interface PrepareResult {
+  manifestPath: string;
+  manifest: Manifest;
+  written: number;
+  skipped: number;
+}
+
+const SLIDE_RE = /\.(tiff?|svs)$/i;
+
+async function listFiles(dir: string, keep: (name: string) => boolean): Promise<string[]> {
+  const out: string[] = [];
+  const walk = async (d: string) => {
+    for await (const e of Deno.readDir(d)) {
+      const p = `${d}/${e.name}`;
+      // Symlinked slides are common (shared data folders): follow them.
+      const st = e.isSymlink ? await Deno.stat(p).catch(() => null) : e;
+      if (!st) continue;
+      if (st.isDirectory) await walk(p);
+      else if (st.isFile && keep(e.name)) out.push(p);
+    }
+  };
+  try {
+    await walk(dir);
+  } catch (e) {
+    throw new Error(`cannot list ${dir}: ${(e as Error).message}`);
+  }
+  return out.sort();
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.stat(path);
+    return true;
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return false;
+    throw e;
+  }
+}
+
+async function defaultOpen(path: string): Promise<ExtractSlide> {
+  const { openSlide } = await import("./slide.ts");
+  return await openSlide(path);
+}
+
+/** RGBA → RGB over white (OpenSlide gives alpha 0 outside the slide). */
+export function rgbaOverWhite(rgba: Uint8Array): Uint8Array {
+  const n = rgba.length >> 2;
+  const out = new Uint8Array(n * 3);
+  for (let i = 0; i < n; i++) {
+    const a = rgba[4 * i + 3];
+    for (let c = 0; c < 3; c++) {
+      const v = rgba[4 * i + c];
+      out[3 * i + c] = a === 255 ? v : Math.round((v * a + 255 * (255 - a)) / 255);
+    }
+  }
+  return out;
+}
+
+/** Image and mask file names of a selected patch, relative to the output folder. */
+export function patchFiles(p: Selected): { image: string; mask: string | null } {
+  const name = `${p.id}_${p.label}.png`;
+  return { image: `${p.split}/image/${name}`, mask: p.label ? `${p.split}/mask/${name}` : null };
+}
+
+/** Runs the whole preparation; see the module comment for the layout. */
+export async function prepareDataset(o: PrepareOptions): Promise<PrepareResult> {
+  const log = o.log ?? ((m: string) => console.error(m));
+  const patch = o.patch ?? 512;
+  const seed = o.seed ?? 42;
+  const gridSide = o.gridSide ?? (o.dataset === "camelyon16" ? 256 : patch);
+  const statsSize = o.statsSize ?? patch;
+  const rules = o.rules ?? defaultRules(o.dataset);
+  const open = o.open ?? defaultOpen;
+  const showProgress = o.progress ?? true;
+  const out = o.out.replace(/\/+$/, "");
+
+  const slidePaths = await listFiles(o.slides, (n) => SLIDE_RE.test(n) && !/mask/i.test(n));
+  const xmlPaths = await listFiles(o.annotations, (n) => /\.xml$/i.test(n));
+  const xmlByStem = new Map(xmlPaths.map((p) => [stem(p), p]));
+  const keyed: { key: string; path: string }[] = [];
+  const byKey = new Map<string, string>();
+  for (const p of slidePaths) {
+    const key = slideKey(o.dataset, p);
+    if (key === null) {
+      log(`skip ${p}: not used for ${o.dataset}`);
+      continue;
+    }
+    if (byKey.has(key)) {
+      throw new Error(`slides ${byKey.get(key)} and ${p} both have key ${key}; pass --split`);
+    }
+    byKey.set(key, p);
+    keyed.push({ key, path: p });
+  }
+  const split = o.split ?? defaultSplit(o.dataset, keyed.map((k) => k.key));
+  const settings = { patch, seed, level: o.level ?? null, gridSide, statsSize };
+
+  const manifestPath = `${out}/manifest.json`;
+  if (await exists(manifestPath)) {
+    // Files of another selection in the same folders would silently join the dataset.
+    const old = JSON.parse(await Deno.readTextFile(manifestPath)) as Manifest;
+    const same = old.dataset === o.dataset &&
+      JSON.stringify(old.settings) === JSON.stringify(settings) &&
+      JSON.stringify(old.split) === JSON.stringify(split) &&
+      JSON.stringify(old.rules) === JSON.stringify(rules);
+    if (!same) {
+      throw new Error(
+        `${manifestPath} was written with other settings (dataset, seed, patch, level, split or ` +
+          `rules); use a new --out folder or delete the old one`,
+      );
+    }
+  }
+  await Deno.mkdir(`${out}/candidates`, { recursive: true });
+
+  // 1. Candidates per slide (cached).
+  const slides: SlideSummary[] = [];
+  const bySplit: Record<SplitName, PatchRecord[]> = { train: [], val: [], test: [] };
+  const annCache = new Map<string, AnnotationSet | null>();
+  const loadAnn = async (key: string, path: string | null) => {
+    if (!annCache.has(key)) annCache.set(key, path ? await readAsapXml(path) : null);
+    return annCache.get(key)!;
+  };
+  for (const { key, path } of keyed) {
+    const sp = splitOf(split, key);
+    if (!sp) {
+      log(`skip ${path}: slide ${key} is in no split`);
+      continue;
+    }
+    const xml = xmlByStem.get(stem(path)) ?? null;
+    const ann = await loadAnn(key, xml);
+    if (!xml) log(`note ${path}: no annotation XML, every patch is normal`);
+    for (const ig of ann?.ignored ?? []) {
+      log(`note ${xml}: annotation ${JSON.stringify(ig.name)} ignored (${ig.reason})`);
+    }
+    const candPath = `${out}/candidates/${key}.jsonl`;
+    let records: PatchRecord[];
+    if (await exists(candPath)) {
+      records = recordsFromJsonl(await Deno.readTextFile(candPath), candPath);
+    } else {
+      const slide = await open(path);
+      try {
+        const t = await slideTissueMask(slide, o.level);
+        await writeFileAtomic(
+          `${out}/candidates/${key}_tissue.png`,
+          encodePng({ data: t.mask, width: t.width, height: t.height, channels: 1 }),
+        );
+        const centers = sampleCenters(t.mask, t.width, t.height, {
+          maskDownsample: t.downsample,
+          side: gridSide,
+        });
+        const pr = new Progress(`candidates ${key}`, centers.length / 2, {
+          enabled: showProgress,
+          unit: "patch",
+        });
+        records = patchRecords(key, centers, ann, statsSize, (d) => pr.set(d));
+        pr.finish();
+      } finally {
+        await slide.close();
+      }
+      await writeFileAtomic(candPath, recordsToJsonl(records));
+    }
+    bySplit[sp].push(...records);
+    slides.push({
+      key,
+      path,
+      annotation: xml,
+      split: sp,
+      candidates: records.length,
+      tumourCandidates: records.filter((r) => r.isTumor).length,
+      ignoredAnnotations: ann?.ignored ?? [],
+    });
+  }
+
+  // 2. Selection.
+  const reports: SelectionReport[] = [];
+  const patches: ManifestPatch[] = [];
+  for (const s of SPLITS) {
+    const { selected, report } = selectSplit(s, bySplit[s], rules[s], seed);
+    reports.push(report);
+    for (const sh of report.shortfalls) log(`${s}: ${sh}`);
+    for (const p of selected) patches.push({ ...p, ...patchFiles(p) });
+  }
+  const manifest: Manifest = {
+    version: 1,
+    dataset: o.dataset,
+    settings,
+    split,
+    rules,
+    slides,
+    reports,
+    patches,
+  };
+  await writeFileAtomic(manifestPath, JSON.stringify(manifest, null, 1) + "\n");
+
+  // 3. Extraction, one slide open at a time.
+  const { written, skipped } = await extractPatches(
+    out,
+    patches,
+    slides,
+    patch,
+    open,
+    loadAnn,
+    showProgress,
+  );
+  return { manifestPath, manifest, written, skipped };
+}
+
+/** Writes the missing image/mask files of `patches`; returns how many were written/skipped. */
+async function extractPatches(
+  out: string,
+  patches: ManifestPatch[],
+  slides: SlideSummary[],
+  size: number,
+  open: (path: string) => Promise<ExtractSlide>,
+  loadAnn: (key: string, path: string | null) => Promise<AnnotationSet | null>,
+  showProgress: boolean,
+): Promise<{ written: number; skipped: number }> {
+  for (const s of SPLITS) {
+    await Deno.mkdir(`${out}/${s}/image`, { recursive: true });
+    await Deno.mkdir(`${out}/${s}/mask`, { recursive: true });
+  }
+  let written = 0, skipped = 0;
+  const pr = new Progress("extract", patches.length, { enabled: showProgress, unit: "patch" });
+  const bySlide = Map.groupBy(patches, (p) => p.slide);
+  const scratch = new Uint8Array(size * size);
+  for (const info of slides) {
+    const list = bySlide.get(info.key) ?? [];
+    const todo: { p: ManifestPatch; image: boolean; mask: boolean }[] = [];
+    for (const p of list) {
+      const image = !(await exists(`${out}/${p.image}`));
+      const mask = p.mask !== null && !(await exists(`${out}/${p.mask}`));
+      if (image || mask) todo.push({ p, image, mask });
+      else {
+        skipped++;
+        pr.tick();
+      }
+    }
+    if (!todo.length) continue;
+    const ann = await loadAnn(info.key, info.annotation);
+    const slide = todo.some((t) => t.image) ? await open(info.path) : null;
+    try {
+      for (const { p, image, mask } of todo) {
+        const x0 = Math.trunc(p.cx - size / 2), y0 = Math.trunc(p.cy - size / 2);
+        if (mask) {
+          const m = ann ? rasterizeRegion(ann, 1, x0, y0, size, size, scratch) : scratch.fill(0);
+          await writeFileAtomic(
+            `${out}/${p.mask}`,
+            encodePng({ data: m, width: size, height: size, channels: 1 }),
+          );
+          written++;
+        }
+        if (image) {
+          const rgb = rgbaOverWhite(await slide!.readRegion(0, x0, y0, size, size));
+          await writeFileAtomic(
+            `${out}/${p.image}`,
+            encodePng({ data: rgb, width: size, height: size, channels: 3 }),
+          );
+          written++;
+        }
+        pr.tick();
+      }
+    } finally {
+      await slide?.close();
+    }
+  }
+  pr.finish(`(${written} files written, ${skipped} patches already done)`);
+  return { written, skipped };
+}

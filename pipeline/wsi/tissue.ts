@@ -1,0 +1,288 @@
+/**
+ * Tissue mask as the reference builds it (EP-SAM `tools/wsi_preprocess.py`, `make_tissue_mask`
+ * called from `CreateTissueMask`): HSV saturation of a low-resolution level, Otsu threshold,
+ * morphological closing with a 7×7 square twice, median filter 15. Each step follows the OpenCV
+ * call the reference makes, including its rounding and border rules, so masks agree exactly.
+ */
+
+/** Options of {@link tissueMask}; defaults are the reference's. */
+export interface TissueOptions {
+  /** Side of the square structuring element of the closing (cv2 kernel 7×7). */
+  kernel?: number;
+  /** Closing iterations (cv2 `iterations=2`: dilate twice, then erode twice). */
+  iterations?: number;
+  /** Median filter aperture (cv2.medianBlur 15); 0 or 1 disables it. */
+  median?: number;
+}
+
+/**
+ * OpenCV's 8-bit HSV saturation, `S = round(255·(max−min)/max)` in its 12-bit fixed point.
+ * Channel order does not matter for S (the reference feeds RGB to a BGR conversion).
+ */
+export function saturation(pixels: Uint8Array, channels: number, count: number): Uint8Array {
+  const out = new Uint8Array(count);
+  for (let i = 0, s = 0; i < count; i++, s += channels) {
+    const r = pixels[s], g = pixels[s + 1], b = pixels[s + 2];
+    const v = r > g ? (r > b ? r : b) : (g > b ? g : b);
+    const mn = r < g ? (r < b ? r : b) : (g < b ? g : b);
+    out[i] = v === 0 ? 0 : (((v - mn) * SDIV[v] + 2048) >> 12);
+  }
+  return out;
+}
+
+const SDIV = (() => {
+  const t = new Int32Array(256);
+  for (let v = 1; v < 256; v++) t[v] = Math.round((255 << 12) / v);
+  return t;
+})();
+
+/** Otsu's threshold as cv2.threshold(THRESH_OTSU) computes it; pixels `> t` are foreground. */
+export function otsuThreshold(gray: Uint8Array): number {
+  const hist = new Float64Array(256);
+  for (let i = 0; i < gray.length; i++) hist[gray[i]]++;
+  const scale = 1 / gray.length;
+  let mu = 0;
+  for (let i = 0; i < 256; i++) mu += i * hist[i];
+  mu *= scale;
+  let q1 = 0, mu1 = 0, maxSigma = 0, maxVal = 0;
+  const eps = 1.1920928955078125e-7; // FLT_EPSILON
+  for (let i = 0; i < 256; i++) {
+    const p = hist[i] * scale;
+    mu1 *= q1;
+    q1 += p;
+    const q2 = 1 - q1;
+    if (Math.min(q1, q2) < eps || Math.max(q1, q2) > 1 - eps) continue;
+    mu1 = (mu1 + i * p) / q1;
+    const mu2 = (mu - q1 * mu1) / q2;
+    const sigma = q1 * q2 * (mu1 - mu2) * (mu1 - mu2);
+    if (sigma > maxSigma) {
+      maxSigma = sigma;
+      maxVal = i;
+    }
+  }
+  return maxVal;
+}
+
+/**
+ * Running max (dilate) or min (erode) over a centred k×k square, pixels outside the image
+ * ignored (OpenCV's default border for morphology). Separable van Herk/Gil-Werman: O(1) per
+ * pixel whatever k.
+ */
+export function morph(
+  src: Uint8Array,
+  width: number,
+  height: number,
+  k: number,
+  op: "dilate" | "erode",
+): Uint8Array {
+  const tmp = new Uint8Array(width * height);
+  const out = new Uint8Array(width * height);
+  const line = new Uint8Array(Math.max(width, height));
+  const res = new Uint8Array(Math.max(width, height));
+  const maxOp = op === "dilate";
+  for (let y = 0; y < height; y++) {
+    for (let x = 0; x < width; x++) line[x] = src[y * width + x];
+    run1d(line, width, k, maxOp, res);
+    tmp.set(res.subarray(0, width), y * width);
+  }
+  for (let x = 0; x < width; x++) {
+    for (let y = 0; y < height; y++) line[y] = tmp[y * width + x];
+    run1d(line, height, k, maxOp, res);
+    for (let y = 0; y < height; y++) out[y * width + x] = res[y];
+  }
+  return out;
+}
+
+/** 1-D van Herk: out[i] = max/min of in[i-r .. i+r] clipped to [0, n). */
+function run1d(inp: Uint8Array, n: number, k: number, isMax: boolean, out: Uint8Array): void {
+  const r = k >> 1;
+  if (n === 0) return;
+  // Pad with the neutral value so clipped windows ignore the outside.
+  const neutral = isMax ? 0 : 255;
+  const m = n + 2 * r;
+  const padded = new Uint8Array(m + k).fill(neutral);
+  padded.set(inp.subarray(0, n), r);
+  const g = new Uint8Array(m + k), h = new Uint8Array(m + k);
+  const best = isMax
+    ? (a: number, b: number) => (a > b ? a : b)
+    : (a: number, b: number) => (a < b ? a : b);
+  for (let s = 0; s < m; s += k) {
+    const e = Math.min(s + k, m + k);
+    g[s] = padded[s];
+    for (let i = s + 1; i < e; i++) g[i] = best(g[i - 1], padded[i]);
+    h[e - 1] = padded[e - 1];
+    for (let i = e - 2; i >= s; i--) h[i] = best(h[i + 1], padded[i]);
+  }
+  // Window [i, i+k-1] in padded coordinates is centred on input i.
+  for (let i = 0; i < n; i++) out[i] = best(h[i], g[i + k - 1]);
+}
+
+/**
+ * cv2.medianBlur for 8-bit single-channel images (replicated border). Binary images take a
+ * counting path (median = majority); others a sliding histogram with a coarse/fine pair.
+ */
+export function medianBlur(src: Uint8Array, width: number, height: number, k: number): Uint8Array {
+  if (k <= 1) return src.slice();
+  if (k % 2 === 0) throw new Error(`medianBlur: aperture ${k} must be odd`);
+  const r = k >> 1, half = (k * k) >> 1; // median = element #half (0-based) of k² sorted values
+  const cx = (x: number) => (x < 0 ? 0 : x >= width ? width - 1 : x);
+  const cy = (y: number) => (y < 0 ? 0 : y >= height ? height - 1 : y);
+  const out = new Uint8Array(width * height);
+  let lo = 255, hi = 0;
+  for (let i = 0; i < src.length; i++) {
+    if (src[i] < lo) lo = src[i];
+    if (src[i] > hi) hi = src[i];
+  }
+  let binary = true;
+  for (let i = 0; i < src.length && binary; i++) binary = src[i] === lo || src[i] === hi;
+  if (binary) {
+    // Count of "hi" pixels in each window, with border replication, separably.
+    const rows = new Int32Array(width * height);
+    for (let y = 0; y < height; y++) {
+      const base = y * width;
+      let c = 0;
+      for (let d = -r; d <= r; d++) c += src[base + cx(d)] === hi ? 1 : 0;
+      for (let x = 0; x < width; x++) {
+        rows[base + x] = c;
+        c += (src[base + cx(x + r + 1)] === hi ? 1 : 0) - (src[base + cx(x - r)] === hi ? 1 : 0);
+      }
+    }
+    for (let x = 0; x < width; x++) {
+      let c = 0;
+      for (let d = -r; d <= r; d++) c += rows[cy(d) * width + x];
+      for (let y = 0; y < height; y++) {
+        out[y * width + x] = c > half ? hi : lo;
+        c += rows[cy(y + r + 1) * width + x] - rows[cy(y - r) * width + x];
+      }
+    }
+    return out;
+  }
+  const fine = new Int32Array(256), coarse = new Int32Array(16);
+  for (let y = 0; y < height; y++) {
+    fine.fill(0);
+    coarse.fill(0);
+    for (let dy = -r; dy <= r; dy++) {
+      const row = cy(y + dy) * width;
+      for (let dx = -r; dx <= r; dx++) {
+        const v = src[row + cx(dx)];
+        fine[v]++;
+        coarse[v >> 4]++;
+      }
+    }
+    for (let x = 0; x < width; x++) {
+      let acc = 0, c = 0;
+      while (acc + coarse[c] <= half) acc += coarse[c++];
+      let v = c << 4;
+      while (acc + fine[v] <= half) acc += fine[v++];
+      out[y * width + x] = v;
+      if (x + 1 < width) {
+        const xo = cx(x - r), xi = cx(x + r + 1);
+        for (let dy = -r; dy <= r; dy++) {
+          const row = cy(y + dy) * width;
+          const a = src[row + xo], b = src[row + xi];
+          fine[a]--;
+          coarse[a >> 4]--;
+          fine[b]++;
+          coarse[b >> 4]++;
+        }
+      }
+    }
+  }
+  return out;
+}
+
+/**
+ * Tissue mask (0/255) of an RGB(A) image: saturation → Otsu → closing → median.
+ * `pixels` holds `width*height` pixels of `channels` (3 or 4; alpha is dropped as the reference).
+ */
+export function tissueMask(
+  pixels: Uint8Array,
+  width: number,
+  height: number,
+  channels = 4,
+  opts: TissueOptions = {},
+): Uint8Array {
+  return tissueMaskFromSaturation(
+    saturation(pixels, channels, width * height),
+    width,
+    height,
+    opts,
+  );
+}
+
+/** The steps after the saturation, for callers that computed it strip by strip. */
+export function tissueMaskFromSaturation(
+  sat: Uint8Array,
+  width: number,
+  height: number,
+  opts: TissueOptions = {},
+): Uint8Array {
+  const k = opts.kernel ?? 7, it = opts.iterations ?? 2, med = opts.median ?? 15;
+  const t = otsuThreshold(sat);
+  let m: Uint8Array = new Uint8Array(sat.length);
+  for (let i = 0; i < sat.length; i++) m[i] = sat[i] > t ? 255 : 0;
+  if (k > 1 && it > 0) {
+    // n iterations of a k-square equal one pass of a (n(k-1)+1)-square (cv2 does this too).
+    const big = it * (k - 1) + 1;
+    m = morph(morph(m, width, height, big, "dilate"), width, height, big, "erode");
+  }
+  if (med > 1) m = medianBlur(m, width, height, med);
+  return m;
+}
+
+/** Minimal slide surface used here (matches `pipeline/wsi/slide.ts`). */
+export interface TissueSlide {
+  levels: { width: number; height: number; downsample: number }[];
+  readRegion(level: number, x0: number, y0: number, w: number, h: number): Promise<Uint8Array>;
+}
+
+/** Level whose downsample is the largest not above `target` (OpenSlide's rule). */
+export function bestLevelForDownsample(
+  levels: { downsample: number }[],
+  target: number,
+): number {
+  let best = 0;
+  for (let i = 0; i < levels.length; i++) {
+    if (levels[i].downsample <= target * (1 + 1e-6)) best = i;
+  }
+  return best;
+}
+
+/** A tissue mask at one slide level with the scale that maps it to level 0. */
+export interface SlideTissueMask {
+  mask: Uint8Array;
+  width: number;
+  height: number;
+  level: number;
+  downsample: number;
+}
+
+/**
+ * Tissue mask of a slide level (default: the level nearest downsample 16, what the
+ * reference's file name `_tissue_mask_ds16` and its `mask_downscale=16` assume). The level is
+ * read in strips so only the 1-byte saturation of the whole level is held.
+ */
+export async function slideTissueMask(
+  slide: TissueSlide,
+  level?: number,
+  opts: TissueOptions = {},
+): Promise<SlideTissueMask> {
+  const lv = level ?? bestLevelForDownsample(slide.levels, 16);
+  const L = slide.levels[lv];
+  if (!L) throw new Error(`slide has no level ${lv} (levels 0..${slide.levels.length - 1})`);
+  const { width, height, downsample } = L;
+  const sat = new Uint8Array(width * height);
+  const strip = Math.max(1, Math.floor((16 << 20) / (4 * Math.max(1, width))));
+  for (let y = 0; y < height; y += strip) {
+    const h = Math.min(strip, height - y);
+    const rgba = await slide.readRegion(lv, 0, Math.round(y * downsample), width, h);
+    sat.set(saturation(rgba, 4, width * h), y * width);
+  }
+  return {
+    mask: tissueMaskFromSaturation(sat, width, height, opts),
+    width,
+    height,
+    level: lv,
+    downsample,
+  };
+}
