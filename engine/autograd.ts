@@ -80,7 +80,9 @@ export function record(
 
 /** Makes a leaf that accumulates gradients (a parameter or an input under test). */
 export function requireGrad<T extends Tensor>(t: T, on = true): T {
-  if (t.node) throw new Error(`requireGrad: ${t} is not a leaf (it was produced by ${t.node.name})`);
+  if (t.node) {
+    throw new Error(`requireGrad: ${t} is not a leaf (it was produced by ${t.node.name})`);
+  }
   t.requiresGrad = on;
   return t;
 }
@@ -116,14 +118,36 @@ function topoSort(root: Tensor): Tensor[] {
  * the graph is freed unless `retainGraph`.
  */
 export function backward(loss: Tensor, grad?: Tensor, opts: { retainGraph?: boolean } = {}): void {
-  if (!loss.requiresGrad) throw new Error("backward(): the loss does not require grad (no parameter reaches it)");
+  if (!loss.requiresGrad) {
+    throw new Error("backward(): the loss does not require grad (no parameter reaches it)");
+  }
   if (!grad && loss.size !== 1) {
-    throw new Error(`backward(): the loss must be a scalar, got shape [${loss.shape}]; pass a gradient`);
+    throw new Error(
+      `backward(): the loss must be a scalar, got shape [${loss.shape}]; pass a gradient`,
+    );
   }
   const order = topoSort(loss);
   const grads = new Map<Tensor, Tensor>();
+  try {
+    backwardPass(loss, order, grads, grad, opts);
+  } finally {
+    // Normally empty; after a throw, the gradients still in flight.
+    for (const g of grads.values()) g.dispose();
+  }
+}
+
+function backwardPass(
+  loss: Tensor,
+  order: Tensor[],
+  grads: Map<Tensor, Tensor>,
+  grad: Tensor | undefined,
+  opts: { retainGraph?: boolean },
+): void {
   noGrad(() => {
-    grads.set(loss, grad ? keep(tidy(() => add(grad, fill(grad.shape, 0)))) : keep(fill(loss.shape, 1)));
+    grads.set(
+      loss,
+      grad ? keep(tidy(() => add(grad, fill(grad.shape, 0)))) : keep(fill(loss.shape, 1)),
+    );
     for (let k = order.length - 1; k >= 0; k--) {
       const t = order[k];
       const g = grads.get(t);
@@ -141,6 +165,7 @@ export function backward(loss: Tensor, grad?: Tensor, opts: { retainGraph?: bool
         continue;
       }
       if (node.isReleased) {
+        g.dispose();
         throw new Error(
           `backward(): the graph through ${node.name} was already freed (call backward with retainGraph)`,
         );
@@ -172,7 +197,6 @@ export function backward(loss: Tensor, grad?: Tensor, opts: { retainGraph?: bool
       if (!opts.retainGraph) node.release();
     }
   });
-  for (const g of grads.values()) g.dispose();
 }
 
 function sameShape(a: Shape, b: Shape): boolean {

@@ -43,21 +43,47 @@ function backendOf(info: GPUAdapterInfo): string {
   return "unknown";
 }
 
-/** Initialises (once) and returns the engine's device. */
-export function initGpu(): Promise<Gpu> {
+const newDeviceHooks: (() => void)[] = [];
+
+/**
+ * Registers `fn` to run whenever a new device is created (after a device loss, caches holding
+ * objects of the old device — pipelines, bind groups, pooled buffers — must be dropped).
+ */
+export function onNewDevice(fn: () => void): void {
+  newDeviceHooks.push(fn);
+}
+
+/** Options for {@link initGpu}. */
+export interface InitGpuOptions {
+  /**
+   * The `navigator.gpu` to request the adapter from (tests inject fakes). When the key is present
+   * the cached device is bypassed; a device created this way becomes the engine's device.
+   */
+  gpu?: GPU | null;
+}
+
+/** Initialises (once; again after a device loss) and returns the engine's device. */
+export function initGpu(opts: InitGpuOptions = {}): Promise<Gpu> {
+  if ("gpu" in opts) return create(opts.gpu);
   if (current) return Promise.resolve(current);
-  pending ??= create().catch((e) => {
+  pending ??= create(defaultNavigatorGpu()).catch((e) => {
     pending = null;
     throw e;
   });
   return pending;
 }
 
-async function create(): Promise<Gpu> {
-  if (typeof navigator === "undefined" || !("gpu" in navigator) || !navigator.gpu) {
-    throw new Error(`WebGPU is not available in this runtime (navigator.gpu is missing); ${INSTALL_HINT}`);
+function defaultNavigatorGpu(): GPU | undefined {
+  return typeof navigator === "undefined" || !("gpu" in navigator) ? undefined : navigator.gpu;
+}
+
+async function create(navigatorGpu: GPU | null | undefined): Promise<Gpu> {
+  if (!navigatorGpu) {
+    throw new Error(
+      `WebGPU is not available in this runtime (navigator.gpu is missing); ${INSTALL_HINT}`,
+    );
   }
-  const adapter = await navigator.gpu.requestAdapter({ powerPreference: "high-performance" });
+  const adapter = await navigatorGpu.requestAdapter({ powerPreference: "high-performance" });
   if (!adapter) throw new Error(`no WebGPU adapter was found; ${INSTALL_HINT}`);
   const want: GPUFeatureName[] = ["shader-f16", "timestamp-query", "subgroups" as GPUFeatureName];
   const requiredFeatures = want.filter((f) => adapter.features.has(f));
@@ -75,6 +101,7 @@ async function create(): Promise<Gpu> {
   };
   const device = await adapter.requestDevice({ requiredFeatures, requiredLimits });
   device.lost.then((info) => {
+    if (current && current.device !== device) return; // an older device, already replaced
     lostReason = `${info.reason}: ${info.message}`;
     current = null;
     pending = null;
@@ -107,6 +134,8 @@ async function create(): Promise<Gpu> {
       ((info as { isFallbackAdapter?: boolean }).isFallbackAdapter ?? false),
   };
   lostReason = null;
+  uncaptured.length = 0;
+  for (const fn of newDeviceHooks) fn();
   return current;
 }
 

@@ -8,7 +8,7 @@
  * and every value baked into the WGSL (tile sizes, dtypes, flags, rank); shapes never belong in it,
  * they travel in the uniform block so one pipeline serves every shape.
  */
-import { gpu, throwUncaptured } from "./device.ts";
+import { gpu, onNewDevice, throwUncaptured } from "./device.ts";
 import { pool } from "./pool.ts";
 
 /** A compiled-on-demand WGSL program. Binding 0 is the uniform block; storage bindings follow. */
@@ -78,6 +78,8 @@ export class Params {
 const pipelines = new Map<string, GPUComputePipeline>();
 const uniforms = new Map<string, GPUBuffer>();
 const bindGroups = new Map<string, GPUBindGroup>();
+/** Reusable MAP_READ buffers for readbacks. */
+const staging: GPUBuffer[] = [];
 const bufferIds = new WeakMap<GPUBuffer, number>();
 let nextBufferId = 1;
 const MAX_BIND_GROUPS = 4096;
@@ -94,6 +96,19 @@ const pendingErrors: Promise<string | null>[] = [];
 const stats = { dispatches: 0, submits: 0, pipelines: 0, readbacks: 0 };
 
 pool.onDestroy = () => bindGroups.clear();
+
+// A new device (after a loss) cannot use anything made on the old one.
+onNewDevice(() => {
+  pipelines.clear();
+  uniforms.clear();
+  bindGroups.clear();
+  staging.length = 0;
+  encoder = null;
+  pass = null;
+  dispatchesInBatch = 0;
+  timing = null;
+  pendingErrors.length = 0;
+});
 
 function idOf(b: GPUBuffer): number {
   let id = bufferIds.get(b);
@@ -126,7 +141,11 @@ function getPipeline(k: Kernel): GPUComputePipeline {
   const d = gpu().device;
   d.pushErrorScope("validation");
   const module = d.createShaderModule({ code: k.wgsl(), label: k.key });
-  p = d.createComputePipeline({ layout: "auto", compute: { module, entryPoint: "main" }, label: k.key });
+  p = d.createComputePipeline({
+    layout: "auto",
+    compute: { module, entryPoint: "main" },
+    label: k.key,
+  });
   pendingErrors.push(d.popErrorScope().then((e) => e ? `kernel ${k.key}: ${e.message}` : null));
   pipelines.set(k.key, p);
   stats.pipelines++;
@@ -165,7 +184,9 @@ export function dispatch(
   const [x, y = 1, z = 1] = workgroups;
   const maxWg = g.limits.maxComputeWorkgroupsPerDimension;
   if (x > maxWg || y > maxWg || z > maxWg) {
-    throw new Error(`kernel ${kernel.key}: grid ${x}x${y}x${z} exceeds ${maxWg} workgroups per dimension`);
+    throw new Error(
+      `kernel ${kernel.key}: grid ${x}x${y}x${z} exceeds ${maxWg} workgroups per dimension`,
+    );
   }
   if (x === 0 || y === 0 || z === 0) return;
   for (const b of bindings) {
@@ -198,7 +219,13 @@ export function dispatch(
   if (!pass) {
     pass = encoder!.beginComputePass(
       timing
-        ? { timestampWrites: { querySet: timing.querySet, beginningOfPassWriteIndex: 0, endOfPassWriteIndex: 1 } }
+        ? {
+          timestampWrites: {
+            querySet: timing.querySet,
+            beginningOfPassWriteIndex: 0,
+            endOfPassWriteIndex: 1,
+          },
+        }
         : undefined,
     );
   }
@@ -214,7 +241,13 @@ export function dispatch(
 }
 
 /** Copies a buffer range into another inside the current batch (ordered with the dispatches). */
-export function copyBuffer(src: GPUBuffer, srcOffset: number, dst: GPUBuffer, dstOffset: number, size: number): void {
+export function copyBuffer(
+  src: GPUBuffer,
+  srcOffset: number,
+  dst: GPUBuffer,
+  dstOffset: number,
+  size: number,
+): void {
   const enc = ensureBatch();
   endPass();
   enc.copyBufferToBuffer(src, srcOffset, dst, dstOffset, size);
@@ -258,10 +291,12 @@ export async function sync(): Promise<void> {
   await checkErrors();
 }
 
-const staging: GPUBuffer[] = [];
-
 /** Reads `size` bytes at `offset` of `buffer` back to the CPU (flushes the batch). */
-export async function readBuffer(buffer: GPUBuffer, offset: number, size: number): Promise<ArrayBuffer> {
+export async function readBuffer(
+  buffer: GPUBuffer,
+  offset: number,
+  size: number,
+): Promise<ArrayBuffer> {
   const d = gpu().device;
   const alignedStart = offset - (offset % 4);
   const alignedSize = Math.ceil((offset + size - alignedStart) / 4) * 4;
@@ -279,7 +314,10 @@ export async function readBuffer(buffer: GPUBuffer, offset: number, size: number
     await checkErrors();
     throw e;
   }
-  const out = st.getMappedRange(0, alignedSize).slice(offset - alignedStart, offset - alignedStart + size);
+  const out = st.getMappedRange(0, alignedSize).slice(
+    offset - alignedStart,
+    offset - alignedStart + size,
+  );
   st.unmap();
   if (staging.length < 8) staging.push(st);
   else st.destroy();
@@ -304,7 +342,9 @@ export function writeBuffer(buffer: GPUBuffer, offset: number, data: ArrayBuffer
  * Times the GPU work encoded by `fn` with timestamp queries when the adapter has them
  * (otherwise wall clock around submit + onSubmittedWorkDone). Returns milliseconds.
  */
-export async function timeGpu(fn: () => void): Promise<{ ms: number; method: "timestamp" | "wall" }> {
+export async function timeGpu(
+  fn: () => void,
+): Promise<{ ms: number; method: "timestamp" | "wall" }> {
   const g = gpu();
   flush();
   await g.device.queue.onSubmittedWorkDone();
@@ -339,7 +379,10 @@ export async function timeGpu(fn: () => void): Promise<{ ms: number; method: "ti
 }
 
 /** Counters for tests and benchmarks. */
-export function dispatchStats(): Readonly<typeof stats> & { cachedPipelines: number; cachedBindGroups: number } {
+export function dispatchStats(): Readonly<typeof stats> & {
+  cachedPipelines: number;
+  cachedBindGroups: number;
+} {
   return { ...stats, cachedPipelines: pipelines.size, cachedBindGroups: bindGroups.size };
 }
 

@@ -3,7 +3,7 @@
  * buffer that may still read or write it has been submitted; only then can it be handed out again,
  * because later submissions (and queue writes before them) are ordered after it.
  */
-import { gpu } from "./device.ts";
+import { gpu, onNewDevice } from "./device.ts";
 
 const USAGE = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
 
@@ -19,6 +19,7 @@ export function sizeClass(bytes: number): number {
 class BufferPool {
   private free = new Map<number, GPUBuffer[]>();
   private pending: GPUBuffer[] = [];
+  /** Size class of every buffer of the current device (buffers of a lost device are absent). */
   private sizes = new WeakMap<GPUBuffer, number>();
   /** Bytes held by tensors (handed out and not yet released). */
   liveBytes = 0;
@@ -54,7 +55,12 @@ class BufferPool {
 
   /** Returns a buffer; it becomes reusable after the next submit. */
   release(buf: GPUBuffer): void {
-    const size = this.sizes.get(buf) ?? buf.size;
+    const size = this.sizes.get(buf);
+    if (size === undefined) {
+      // Allocated on a device that has since been lost: forget it.
+      this.liveBytes -= sizeClass(buf.size);
+      return;
+    }
     this.liveBytes -= size;
     this.pooledBytes += size;
     this.pending.push(buf);
@@ -85,12 +91,21 @@ class BufferPool {
     if (destroyed) this.onDestroy?.();
   }
 
+  /** Forgets every parked buffer (they belong to a lost device). */
+  forgetDevice(): void {
+    this.free.clear();
+    this.pending.length = 0;
+    this.pooledBytes = 0;
+    this.sizes = new WeakMap();
+  }
+
   resetPeak(): void {
     this.peakBytes = this.liveBytes;
   }
 }
 
 export const pool = new BufferPool();
+onNewDevice(() => pool.forgetDevice());
 
 export function fmtBytes(n: number): string {
   if (n >= 2 ** 30) return `${(n / 2 ** 30).toFixed(2)} GiB`;

@@ -5,7 +5,7 @@
  * tree reduction in workgroup memory.
  */
 import type { Kernel } from "../engine/dispatch.ts";
-import { DIM, FLAT_INDEX } from "./common.ts";
+import { DIM, FLAT_INDEX, MAX_RANK } from "./common.ts";
 
 export type ReduceOp = "sum" | "max" | "min" | "argmax" | "argmin";
 
@@ -22,24 +22,25 @@ function better(op: ReduceOp, v: string, acc: string): string {
   return op === "max" || op === "argmax" ? `${v} > ${acc}` : `${v} < ${acc}`;
 }
 
-const PARAMS = `struct P { nOut: u32, inner: u32, keptRank: u32, redRank: u32, off: u32, a: u32, b: u32, c: u32,
+const PARAMS =
+  `struct P { nOut: u32, inner: u32, keptRank: u32, redRank: u32, off: u32, a: u32, b: u32, c: u32,
   kShape: array<vec4<u32>, 2>, kSt: array<vec4<u32>, 2>, rShape: array<vec4<u32>, 2>, rSt: array<vec4<u32>, 2> }`;
 
-const OFFSETS = /* wgsl */ `
-fn kept_offset(o: u32) -> u32 {
-  var rem = o; var off = u.off;
-  for (var d = i32(u.keptRank) - 1; d >= 0; d--) {
-    let sz = dim(u.kShape, u32(d)); off += (rem % sz) * dim(u.kSt, u32(d)); rem = rem / sz;
+/**
+ * Strided offsets, unrolled over MAX_RANK dims (no loops: llvmpipe/lavapipe silently ends any
+ * invocation's loops after 65535 iterations in total, so the element loop must be the only one).
+ */
+function offsetFn(name: string, rank: string, shape: string, st: string, init: string): string {
+  let body = "";
+  for (let d = MAX_RANK - 1; d >= 0; d--) {
+    body +=
+      `  if (${d}u < ${rank}) { let sz = dim(${shape}, ${d}u); off += (rem % sz) * dim(${st}, ${d}u); rem = rem / sz; }\n`;
   }
-  return off;
+  return `fn ${name}(i: u32) -> u32 {\n  var rem = i; var off = ${init};\n${body}  return off;\n}`;
 }
-fn red_offset(r: u32) -> u32 {
-  var rem = r; var off = 0u;
-  for (var d = i32(u.redRank) - 1; d >= 0; d--) {
-    let sz = dim(u.rShape, u32(d)); off += (rem % sz) * dim(u.rSt, u32(d)); rem = rem / sz;
-  }
-  return off;
-}`;
+const OFFSETS = `
+${offsetFn("kept_offset", "u.keptRank", "u.kShape", "u.kSt", "u.off")}
+${offsetFn("red_offset", "u.redRank", "u.rShape", "u.rSt", "0u")}`;
 
 export const REDUCE_SMALL_WG = 128;
 export const REDUCE_LARGE_WG = 128;
@@ -48,7 +49,9 @@ export const REDUCE_LARGE_WG = 128;
 export function reduceKernel(op: ReduceOp, large: boolean): Kernel {
   const isArg = op === "argmax" || op === "argmin";
   const outType = isArg ? "i32" : "f32";
-  const combine = op === "sum" ? "acc = acc + v;" : `if (${better(op, "v", "acc")}) { acc = v; ai = r; }`;
+  const combine = op === "sum"
+    ? "acc = acc + v;"
+    : `if (${better(op, "v", "acc")}) { acc = v; ai = r; }`;
   const head = `${PARAMS}
 @group(0) @binding(0) var<uniform> u: P;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
@@ -60,7 +63,8 @@ ${OFFSETS}`;
   if (!large) {
     return {
       key: `reduce/${op}/small`,
-      wgsl: () => `${head}
+      wgsl: () =>
+        `${head}
 @compute @workgroup_size(${REDUCE_SMALL_WG})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let o = flat_index(gid, nwg, ${REDUCE_SMALL_WG}u);
@@ -79,23 +83,36 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   const W = REDUCE_LARGE_WG;
   const merge = op === "sum"
     ? "sv[l] = sv[l] + sv[l + s];"
-    : `if (${better(op, "sv[l + s]", "sv[l]")} || (sv[l + s] == sv[l] && si[l + s] < si[l])) { sv[l] = sv[l + s]; si[l] = si[l + s]; }`;
+    : `if (${
+      better(op, "sv[l + s]", "sv[l]")
+    } || (sv[l + s] == sv[l] && si[l + s] < si[l])) { sv[l] = sv[l + s]; si[l] = si[l + s]; }`;
   return {
     key: `reduce/${op}/large`,
-    wgsl: () => `${head}
+    wgsl: () =>
+      `${head}
 var<workgroup> sv: array<f32, ${W}>;
 var<workgroup> si: array<u32, ${W}>;
 @compute @workgroup_size(${W})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) l: u32) {
-  let o = wid.x + wid.y * nwg.x;
-  let active = o < u.nOut;
+  // Uniform a = chunks per output (0 or 1: none), b = elements per chunk: workgroup w reduces
+  // chunk w % a of output w / a into y[w].
+  let w = wid.x + wid.y * nwg.x;
+  let nc = max(u.a, 1u);
+  let o = w / nc;
+  let r0 = (w % nc) * select(u.inner, u.b, u.a > 1u);
+  let r1 = select(u.inner, min(u.inner, r0 + u.b), u.a > 1u);
+  let inRange = o < u.nOut;
   var acc: f32 = ${INIT[op]};
   var ai: u32 = 0xffffffffu;
-  if (active) {
+  if (inRange) {
     let base = kept_offset(o);
-    for (var r = l; r < u.inner; r += ${W}u) {
+    for (var r = r0 + l; r < r1; r += ${W}u) {
       let v = x[base + red_offset(r)];
-      ${op === "sum" ? "acc = acc + v;" : `if (${better(op, "v", "acc")} || ai == 0xffffffffu) { acc = v; ai = r; }`}
+      ${
+        op === "sum"
+          ? "acc = acc + v;"
+          : `if (${better(op, "v", "acc")} || ai == 0xffffffffu) { acc = v; ai = r; }`
+      }
     }
   }
   sv[l] = acc; si[l] = ai;
@@ -104,7 +121,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     if (l < s) { ${merge} }
     workgroupBarrier();
   }
-  if (l == 0u && active) { y[o] = ${isArg ? "i32(si[0])" : "sv[0]"}; }
+  if (l == 0u && inRange) { y[w] = ${isArg ? "i32(si[0])" : "sv[0]"}; }
 }`,
   };
 }

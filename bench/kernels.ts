@@ -1,0 +1,152 @@
+/**
+ * Kernel benches: matmul (square and batched) for each kernel variant, with TF.js-WebGPU and
+ * PyTorch-CPU peers on the same shapes when `--peers` is given.
+ */
+import { F, initGpu, type Tensor, timeGpu } from "../engine/mod.ts";
+import type { MatmulVariant } from "../engine/ops/matmul.ts";
+import { randTensor } from "../tests/util/gpu.ts";
+import { type BenchContext, type BenchRow, median, registerBench } from "./registry.ts";
+import { tfMatmul } from "./peers/tfjs.ts";
+import { torchAvailable, torchMatmul } from "./peers/torch.ts";
+
+/** [batch, M, N, K]. */
+export const MATMUL_SHAPES: number[][] = [
+  [1, 256, 256, 256],
+  [1, 512, 512, 512],
+  [1, 1024, 1024, 1024],
+  [1, 2048, 2048, 2048],
+  [8, 256, 256, 256],
+  [64, 64, 64, 64],
+  [1, 4096, 256, 1024], // a linear layer: 4096 rows, 1024 → 256
+];
+
+function label(b: number): string {
+  return b > 1 ? `/batch${b}` : "";
+}
+
+function flops(s: number[]): number {
+  const [b, m, n, k] = s;
+  return 2 * b * m * n * k;
+}
+
+function bytes(s: number[]): number {
+  const [b, m, n, k] = s;
+  return 4 * b * (m * k + k * n + m * n);
+}
+
+function row(name: string, s: number[], ms: number, adapter: string, notes?: string): BenchRow {
+  return {
+    name,
+    shape: s.slice(1),
+    ms,
+    gflops: flops(s) / ms / 1e6,
+    gbps: bytes(s) / ms / 1e6,
+    adapter,
+    notes,
+  };
+}
+
+/** Median GPU time of one matmul of shape s with the given variant, after one warm-up. */
+export async function timeMatmul(
+  s: number[],
+  variant: MatmulVariant,
+  runs: number,
+): Promise<{ ms: number; method: string }> {
+  await initGpu();
+  const [b, m, n, k] = s;
+  const a = randTensor(b > 1 ? [b, m, k] : [m, k], 1),
+    w = randTensor(b > 1 ? [b, k, n] : [k, n], 2);
+  const times: number[] = [];
+  let method = "";
+  for (let r = 0; r <= runs; r++) {
+    let y: Tensor | null = null;
+    const t = await timeGpu(() => {
+      y = F.matmulRaw(a, w, { variant });
+    });
+    (y as Tensor | null)?.dispose();
+    method = t.method;
+    if (r > 0) times.push(t.ms);
+  }
+  a.dispose();
+  w.dispose();
+  return { ms: median(times), method };
+}
+
+function variants(): MatmulVariant[] {
+  const env = Deno.env.get("ENGINE_MATMUL");
+  return env === "tiled" || env === "register" ? [env] : ["register", "tiled"];
+}
+
+async function benchMatmul(ctx: BenchContext): Promise<BenchRow[]> {
+  const rows: BenchRow[] = [];
+  const want = (name: string) =>
+    !ctx.filter || name.includes(ctx.filter) || "matmul".includes(ctx.filter);
+  const shapes = MATMUL_SHAPES.filter((s) =>
+    variants().some((v) => want(`matmul/${v}${label(s[0])}`))
+  );
+  const best = new Map<string, number>();
+  for (const s of shapes) {
+    for (const v of variants()) {
+      const name = `matmul/${v}${label(s[0])}`;
+      if (!want(name)) continue;
+      // Fewer runs for the big shapes on a software adapter (seconds each).
+      const runs = flops(s) > 4e9 ? Math.min(ctx.runs, 3) : ctx.runs;
+      const t = await timeMatmul(s, v, runs);
+      const r = row(name, s, t.ms, ctx.adapter, `${t.method} timing, median of ${runs}`);
+      rows.push(r);
+      const key = s.join(",");
+      best.set(key, Math.min(best.get(key) ?? Infinity, t.ms));
+      console.error(`  ${name} [${s.slice(1)}]: ${t.ms.toFixed(1)} ms`);
+    }
+  }
+  if (!ctx.peers) return rows;
+  for (const s of shapes) {
+    const [b, m, n, k] = s;
+    const runs = flops(s) > 4e9 ? Math.min(ctx.runs, 3) : ctx.runs;
+    try {
+      const ms = await tfMatmul(b, m, n, k, runs);
+      const ours = best.get(s.join(","))!;
+      rows.push(
+        row(
+          `tfjs-webgpu/matmul${label(b)}`,
+          s,
+          ms,
+          ctx.adapter,
+          `wall incl. readback; ours ${(ms / ours).toFixed(1)}x faster`,
+        ),
+      );
+      console.error(`  tfjs [${s.slice(1)}]: ${ms.toFixed(1)} ms`);
+    } catch (e) {
+      console.error(`  tfjs peer skipped: ${(e as Error).message}`);
+      break;
+    }
+  }
+  if (await torchAvailable()) {
+    try {
+      const t = await torchMatmul(shapes, Math.min(ctx.runs, 5));
+      for (const s of shapes) {
+        const ms = t.ms.get(s.join(","));
+        if (ms === undefined) continue;
+        const ours = best.get(s.join(","))!;
+        rows.push(
+          row(
+            `torch-cpu/matmul${label(s[0])}`,
+            s,
+            ms,
+            `CPU, torch ${t.version}, ${t.threads} threads`,
+            `ours ${(ms / ours).toFixed(2)}x`,
+          ),
+        );
+      }
+    } catch (e) {
+      console.error(`  torch peer failed: ${(e as Error).message}`);
+    }
+  } else {
+    console.error(
+      "  torch peer skipped: /usr/bin/python3 cannot import torch (apt-get install python3-torch)",
+    );
+  }
+  return rows;
+}
+
+registerBench({ name: "matmul", filterable: true, run: benchMatmul });

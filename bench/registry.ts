@@ -1,0 +1,57 @@
+/**
+ * Benchmark registry: each bench module registers a named group that returns rows; `main.ts` runs
+ * the groups (filtered by name substring) and prints/serialises the rows.
+ */
+
+/** One measured figure. `shape` is op-specific (matmul: [M, N, K], batched: [batch, M, N, K]). */
+export interface BenchRow {
+  name: string;
+  shape: number[];
+  /** Median milliseconds per run. */
+  ms: number;
+  /** Useful floating-point work per second, 1e9 (null where not meaningful). */
+  gflops: number | null;
+  /** Bytes moved per second (minimum traffic: inputs read once, outputs written once), 1e9. */
+  gbps: number | null;
+  adapter: string;
+  /** Free-form extras: variant, timing method, peer ratios. */
+  notes?: string;
+}
+
+export interface BenchContext {
+  /** Substring filter on row names (already applied to groups; benches may use it per row). */
+  filter: string;
+  /** Run peers (TF.js, PyTorch) too. */
+  peers: boolean;
+  /** Timed runs per measurement (median taken). */
+  runs: number;
+  adapter: string;
+}
+
+export interface BenchGroup {
+  name: string;
+  /** The group filters its own rows by `ctx.filter` (else it runs only when the filter names it). */
+  filterable?: boolean;
+  run: (ctx: BenchContext) => Promise<BenchRow[]>;
+}
+
+const groups: BenchGroup[] = [];
+
+/** Adds a group (call at module load). */
+export function registerBench(group: BenchGroup): void {
+  if (groups.some((g) => g.name === group.name)) {
+    throw new Error(`bench group ${group.name} registered twice`);
+  }
+  groups.push(group);
+}
+
+export function benchGroups(): readonly BenchGroup[] {
+  return groups;
+}
+
+/** Median of a list. */
+export function median(xs: number[]): number {
+  const s = xs.slice().sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}

@@ -1,0 +1,59 @@
+/** BatchNorm2d, LayerNorm and SAM's LayerNorm2d with PyTorch's parameter and buffer names. */
+import { F, type Tensor, tensor } from "../mod.ts";
+import { Module } from "./module.ts";
+import { constant } from "./init.ts";
+
+export class BatchNorm2d extends Module {
+  weight: Tensor;
+  bias: Tensor;
+  runningMean: Tensor;
+  runningVar: Tensor;
+  numBatchesTracked: Tensor;
+  constructor(readonly channels: number, readonly opts: { eps?: number; momentum?: number } = {}) {
+    super();
+    this.weight = this.param("weight", constant([channels], 1));
+    this.bias = this.param("bias", constant([channels], 0));
+    this.runningMean = this.buffer("running_mean", constant([channels], 0));
+    this.runningVar = this.buffer("running_var", constant([channels], 1));
+    // PyTorch stores an int64 counter; kept as i32 here (converted on load/save).
+    this.numBatchesTracked = this.buffer("num_batches_tracked", tensor(new Int32Array([0]), [1], "i32"));
+  }
+  forward(x: Tensor): Tensor {
+    return F.batchNorm2d(x, {
+      weight: this.weight,
+      bias: this.bias,
+      runningMean: this.runningMean,
+      runningVar: this.runningVar,
+      training: this.training,
+      momentum: this.opts.momentum ?? 0.1,
+      eps: this.opts.eps ?? 1e-5,
+    });
+  }
+}
+
+export class LayerNorm extends Module {
+  weight: Tensor;
+  bias: Tensor;
+  constructor(readonly dim: number, readonly eps = 1e-5) {
+    super();
+    this.weight = this.param("weight", constant([dim], 1));
+    this.bias = this.param("bias", constant([dim], 0));
+  }
+  forward(x: Tensor): Tensor {
+    return F.layerNorm(x, [this.dim], this.weight, this.bias, this.eps);
+  }
+}
+
+/** SAM's LayerNorm2d: normalises over channels at each pixel of an NCHW tensor. */
+export class LayerNorm2d extends Module {
+  weight: Tensor;
+  bias: Tensor;
+  constructor(readonly channels: number, readonly eps = 1e-6) {
+    super();
+    this.weight = this.param("weight", constant([channels], 1));
+    this.bias = this.param("bias", constant([channels], 0));
+  }
+  forward(x: Tensor): Tensor {
+    return F.layerNorm2d(x, this.weight, this.bias, this.eps);
+  }
+}

@@ -1,0 +1,173 @@
+/**
+ * Fused attention: softmax(scale·q·kᵀ + bias)·v over G independent slices (batch·heads or
+ * windows·heads), never materialising the G×Nq×Nk scores. The bias is SAM's decomposed relative
+ * position (relH[g,i,j / kw] + relW[g,i,j % kw], computed by the caller); without it this is plain
+ * scaled dot-product attention (the mask decoder's).
+ */
+import { dispatch, Params } from "../dispatch.ts";
+import { gpu } from "../device.ts";
+import { empty, Tensor } from "../tensor.ts";
+import { record } from "../autograd.ts";
+import { dense } from "./view.ts";
+import { fill } from "./elementwise.ts";
+import { ATTN_MAX_D, ATTN_WG, attentionForwardKernel } from "../../kernels/attention/forward.ts";
+import {
+  attentionBackwardKVKernel,
+  attentionBackwardQBindings,
+  attentionBackwardQKernel,
+} from "../../kernels/attention/backward.ts";
+
+export interface FlashAttentionOptions {
+  /** Multiplies q·kᵀ (usually d^-1/2). */
+  scale: number;
+  /** Per-query height term of the relative-position bias, [G, Nq, kh]. */
+  relH?: Tensor;
+  /** Per-query width term of the relative-position bias, [G, Nq, kw]. */
+  relW?: Tensor;
+  /** Key grid [kh, kw] (kh·kw = Nk); inferred from relH/relW when omitted. */
+  kGrid?: [number, number];
+  /** Stage K/V tiles in f16 (forward only; needs `shader-f16`, otherwise ignored). */
+  f16?: boolean;
+}
+
+const NAME = "flashAttention";
+
+interface Checked {
+  g: number;
+  nq: number;
+  nk: number;
+  d: number;
+  kh: number;
+  kw: number;
+  bias: boolean;
+}
+
+function check(q: Tensor, k: Tensor, v: Tensor, o: FlashAttentionOptions): Checked {
+  for (const [n, t] of [["q", q], ["k", k], ["v", v], ["relH", o.relH], ["relW", o.relW]] as const) {
+    if (!t) continue;
+    t.assertAlive();
+    if (t.dtype !== "f32") throw new Error(`${NAME}: ${n} must be f32, got ${t.dtype} [${t.shape}]`);
+    if (t.rank !== 3) throw new Error(`${NAME}: ${n} must be rank 3, got [${t.shape}]`);
+  }
+  const [g, nq, d] = q.shape;
+  const nk = k.shape[1];
+  if (k.shape[0] !== g || k.shape[2] !== d || v.shape.join() !== k.shape.join()) {
+    throw new Error(`${NAME}: expected q [G, Nq, d] and k, v [G, Nk, d]; got q [${q.shape}], k [${k.shape}], v [${v.shape}]`);
+  }
+  if (d < 1 || d > ATTN_MAX_D) throw new Error(`${NAME}: head dim ${d} is outside 1..${ATTN_MAX_D}`);
+  if (nk < 1) throw new Error(`${NAME}: needs at least one key, got k [${k.shape}]`);
+  if (!Number.isFinite(o.scale)) throw new Error(`${NAME}: scale must be a finite number, got ${o.scale}`);
+  const max = gpu().limits.maxComputeWorkgroupsPerDimension;
+  if (g > max) throw new Error(`${NAME}: ${g} slices exceed ${max} workgroups per dimension; split the batch`);
+  if (!o.relH !== !o.relW) throw new Error(`${NAME}: pass both relH and relW, or neither`);
+  let kh = 1, kw = nk;
+  if (o.relH && o.relW) {
+    kh = o.relH.shape[2];
+    kw = o.relW.shape[2];
+    if (o.kGrid && (o.kGrid[0] !== kh || o.kGrid[1] !== kw)) {
+      throw new Error(`${NAME}: kGrid [${o.kGrid}] disagrees with relH [${o.relH.shape}] / relW [${o.relW.shape}]`);
+    }
+    const want = `${g},${nq}`;
+    if (o.relH.shape.slice(0, 2).join() !== want || o.relW.shape.slice(0, 2).join() !== want || kh * kw !== nk) {
+      throw new Error(
+        `${NAME}: expected relH [${g}, ${nq}, kh] and relW [${g}, ${nq}, kw] with kh·kw = Nk = ${nk}; ` +
+          `got relH [${o.relH.shape}], relW [${o.relW.shape}]`,
+      );
+    }
+  }
+  return { g, nq, nk, d, kh, kw, bias: !!o.relH };
+}
+
+function params(c: Checked, scale: number): Params {
+  return new Params().u32(c.nq, c.nk, c.kh, c.kw).f32(scale).u32(0, 0, 0);
+}
+
+/** Forward launch without autograd: the output and the per-query log-sum-exp [G, Nq]. */
+export function flashAttentionRaw(
+  q: Tensor,
+  k: Tensor,
+  v: Tensor,
+  opts: FlashAttentionOptions,
+): { out: Tensor; lse: Tensor } {
+  const c = check(q, k, v, opts);
+  const out = empty([c.g, c.nq, c.d]);
+  const lse = empty([c.g, c.nq]);
+  if (c.g === 0 || c.nq === 0) return { out, lse };
+  const ins = [q, k, v, ...(c.bias ? [opts.relH!, opts.relW!] : [])].map((t) => dense(t));
+  const f16 = !!opts.f16 && gpu().features.f16;
+  dispatch(
+    attentionForwardKernel(c.d, c.bias, f16),
+    [...ins.map((t) => t.binding()), out.binding(), lse.binding()],
+    params(c, opts.scale),
+    [Math.ceil(c.nq / ATTN_WG), c.g],
+  );
+  ins.forEach((t, i) => t !== [q, k, v, opts.relH, opts.relW][i] && t.dispose());
+  return { out, lse };
+}
+
+/** Gradients of the fused attention (raw): dQ, dK, dV and, with the bias, dRelH and dRelW. */
+export function flashAttentionBackwardRaw(
+  q: Tensor,
+  k: Tensor,
+  v: Tensor,
+  out: Tensor,
+  lse: Tensor,
+  dOut: Tensor,
+  opts: FlashAttentionOptions,
+  needKV = true,
+): { dq: Tensor; dk: Tensor | null; dv: Tensor | null; dRelH: Tensor | null; dRelW: Tensor | null } {
+  const c = check(q, k, v, opts);
+  const need = attentionBackwardQBindings(c.bias);
+  if (need > gpu().limits.maxStorageBuffersPerShaderStage) {
+    throw new Error(
+      `${NAME} backward: needs ${need} storage buffers per shader stage, this adapter allows ` +
+        `${gpu().limits.maxStorageBuffersPerShaderStage}`,
+    );
+  }
+  const ins = [q, k, v, dOut, out, lse, ...(c.bias ? [opts.relH!, opts.relW!] : [])];
+  const ds = ins.map((t) => dense(t));
+  const [qd, kd, vd, dod, , ld] = ds;
+  const bias = c.bias ? [ds[6], ds[7]] : [];
+  const dq = empty(q.shape), dd = empty([c.g, c.nq]);
+  const dRelH = c.bias ? empty([c.g, c.nq, c.kh]) : null;
+  const dRelW = c.bias ? empty([c.g, c.nq, c.kw]) : null;
+  // No queries: nothing attends to the keys, their gradients are zero.
+  const mk = (shape: readonly number[]) => !needKV ? null : c.nq === 0 ? fill(shape, 0) : empty(shape);
+  const dk = mk(k.shape), dv = mk(v.shape);
+  const p = params(c, opts.scale);
+  if (c.g > 0 && c.nq > 0) {
+    dispatch(
+      attentionBackwardQKernel(c.d, c.bias),
+      [...ds.map((t) => t.binding()), dq.binding(), dd.binding(), ...(c.bias ? [dRelH!.binding(), dRelW!.binding()] : [])],
+      p,
+      [Math.ceil(c.nq / ATTN_WG), c.g],
+    );
+  }
+  if (dk && dv && c.g > 0 && c.nq > 0) {
+    dispatch(
+      attentionBackwardKVKernel(c.d, c.bias),
+      [qd, kd, vd, dod, ld, dd, ...bias, dk, dv].map((t) => t.binding()),
+      p,
+      [Math.ceil(c.nk / ATTN_WG), c.g],
+    );
+  }
+  ds.forEach((t, i) => t !== ins[i] && t.dispose());
+  dd.dispose();
+  return { dq, dk, dv, dRelH, dRelW };
+}
+
+/**
+ * softmax(scale·q·kᵀ + relH[·,·,j / kw] + relW[·,·,j % kw])·v for q [G, Nq, d] and k, v [G, Nk, d]
+ * (d ≤ 128); differentiable in q, k, v, relH and relW.
+ */
+export function flashAttention(q: Tensor, k: Tensor, v: Tensor, opts: FlashAttentionOptions): Tensor {
+  const { out, lse } = flashAttentionRaw(q, k, v, opts);
+  const inputs = [q, k, v, ...(opts.relH && opts.relW ? [opts.relH, opts.relW] : [])];
+  const y = record(NAME, inputs, out, (g) => {
+    const needKV = k.requiresGrad || v.requiresGrad;
+    const r = flashAttentionBackwardRaw(q, k, v, out, lse, g, opts, needKV);
+    return [r.dq, r.dk, r.dv, r.dRelH, r.dRelW];
+  }, [...inputs, out, lse]);
+  lse.dispose();
+  return y;
+}

@@ -1,0 +1,413 @@
+/**
+ * Convolutions (NCHW, PyTorch's weight layouts): conv2d and convTranspose2d with stride, padding,
+ * dilation and groups, forward launch and backward rules side by side.
+ *
+ * Three kernels serve both ops (kernels/conv2d/): the implicit-GEMM forward, the gather input
+ * gradient and the split-K weight gradient. convTranspose2d's forward is conv2d's input gradient,
+ * its input gradient is conv2d's forward and its weight gradient is conv2d's weight gradient with
+ * the roles of input and output gradient swapped.
+ */
+import { dispatch, grid1d, Params } from "../dispatch.ts";
+import { gpu } from "../device.ts";
+import { empty, Tensor } from "../tensor.ts";
+import { noGrad, record } from "../autograd.ts";
+import { conv2dForwardKernel, type ConvTile } from "../../kernels/conv2d/forward.ts";
+import { conv2dBackwardDataKernel } from "../../kernels/conv2d/backward_data.ts";
+import {
+  conv2dBackwardWeightKernel,
+  SPLITK_SUM_WG,
+  splitKSumKernel,
+  type WeightGradTile,
+} from "../../kernels/conv2d/backward_weight.ts";
+import { reduceRaw } from "./reduce.ts";
+import { dense as denseOp } from "./view.ts";
+
+/** A dense version of `t` for binding (a copy only for strided views), never recorded. */
+const dense = (t: Tensor): Tensor => noGrad(() => denseOp(t));
+
+type Pair = number | [number, number];
+
+export interface Conv2dOptions {
+  stride?: Pair;
+  padding?: Pair;
+  dilation?: Pair;
+  groups?: number;
+}
+
+export interface ConvTranspose2dOptions extends Conv2dOptions {
+  outputPadding?: Pair;
+}
+
+/** Normalised geometry of a conv2d (or of the conv2d whose adjoint a convTranspose2d is). */
+export interface ConvGeometry {
+  N: number;
+  C: number;
+  H: number;
+  W: number;
+  O: number;
+  OH: number;
+  OW: number;
+  kh: number;
+  kw: number;
+  sh: number;
+  sw: number;
+  ph: number;
+  pw: number;
+  dh: number;
+  dw: number;
+  groups: number;
+}
+
+function pair(
+  op: string,
+  name: string,
+  v: Pair | undefined,
+  def: number,
+  min: number,
+): [number, number] {
+  const p: [number, number] = v === undefined
+    ? [def, def]
+    : typeof v === "number"
+    ? [v, v]
+    : [v[0], v[1]];
+  if (p.length !== 2 || p.some((x) => !Number.isInteger(x) || x < min)) {
+    throw new Error(
+      `${op}: ${name} must be an integer >= ${min} or a pair of them, got ${JSON.stringify(v)}`,
+    );
+  }
+  return p;
+}
+
+function checkF32(op: string, what: string, t: Tensor, rank: number): void {
+  t.assertAlive();
+  if (t.dtype !== "f32") throw new Error(`${op}: ${what} must be f32, got ${t.dtype} [${t.shape}]`);
+  if (t.rank !== rank) throw new Error(`${op}: ${what} must have rank ${rank}, got [${t.shape}]`);
+}
+
+// ---------------------------------------------------------------- tiles per adapter
+
+/**
+ * Register blocks per adapter. CPU rasterisers (llvmpipe) run 8 invocations per SIMD register and
+ * gain from wide register blocks with the weight loads uniform; GPUs get the same structure with
+ * blocks sized for occupancy. The tile is part of each kernel's key.
+ */
+export function convTiles(): { fwd: ConvTile; bwdData: ConvTile; bwdWeight: WeightGradTile } {
+  if (gpu().isSoftware) {
+    return {
+      fwd: { wg: 64, rm: 16, rn: 16 },
+      bwdData: { wg: 64, rm: 16, rn: 16 },
+      bwdWeight: { wg: 64, ro: 16, rj: 16 },
+    };
+  }
+  return {
+    fwd: { wg: 64, rm: 4, rn: 8 },
+    bwdData: { wg: 64, rm: 4, rn: 8 },
+    bwdWeight: { wg: 64, ro: 8, rj: 8 },
+  };
+}
+
+let tileOverride: ReturnType<typeof convTiles> | null = null;
+let splitOverride: number | null = null;
+/**
+ * Forces tiles and optionally the split-K count of the weight gradient (benchmarks, and tests of
+ * every tiling); `null` restores the per-adapter choice.
+ */
+export function setConvTiles(
+  t: ReturnType<typeof convTiles> | null,
+  splitK: number | null = null,
+): void {
+  tileOverride = t;
+  splitOverride = splitK;
+}
+function tiles(): ReturnType<typeof convTiles> {
+  return tileOverride ?? convTiles();
+}
+
+/** Shrinks a register-block width to the next power of two ≥ `cols` when fewer columns exist. */
+function fit(r: number, cols: number): number {
+  const p = 2 ** Math.ceil(Math.log2(Math.max(1, cols)));
+  return Math.max(1, Math.min(r, p));
+}
+function fitTile(t: ConvTile, cols: number): ConvTile {
+  return { ...t, rn: fit(t.rn, cols) };
+}
+
+function params(g: ConvGeometry, blocks: number, M: number, chunk = 0, J = 0): Params {
+  return new Params().u32(
+    g.N,
+    g.C,
+    g.H,
+    g.W,
+    g.O,
+    g.OH,
+    g.OW,
+    g.groups,
+    g.kh,
+    g.kw,
+    g.sh,
+    g.sw,
+    g.ph,
+    g.pw,
+    g.dh,
+    g.dw,
+    g.C / g.groups,
+    g.O / g.groups,
+    blocks,
+    M,
+    chunk,
+    J,
+    0,
+    0,
+  );
+}
+
+// ---------------------------------------------------------------- raw launches
+
+/** y [N,O,OH,OW] = conv2d(x, w) + bias for dense f32 x [N,C,H,W], w [O,C/g,kh,kw] (no autograd). */
+export function conv2dForwardRaw(
+  x: Tensor,
+  w: Tensor,
+  bias: Tensor | null,
+  g: ConvGeometry,
+): Tensor {
+  const y = empty([g.N, g.O, g.OH, g.OW]);
+  const M = g.N * g.OH * g.OW;
+  if (y.size === 0) return y;
+  const Og = g.O / g.groups;
+  const t = fitTile(tiles().fwd, Og);
+  const xd = dense(x), wd = dense(w), bd = bias ? dense(bias) : null;
+  const pointwise = g.kh === 1 && g.kw === 1 && g.sh === 1 && g.sw === 1 && g.ph === 0 &&
+    g.pw === 0;
+  const blocks = Math.ceil(Og / t.rn);
+  const bindings = [xd.binding(), wd.binding()];
+  if (bd) bindings.push(bd.binding());
+  bindings.push(y.binding());
+  dispatch(conv2dForwardKernel(t, bd !== null, pointwise), bindings, params(g, blocks, M), [
+    Math.ceil(M / (t.wg * t.rm)),
+    g.groups * blocks,
+  ]);
+  if (xd !== x) xd.dispose();
+  if (wd !== w) wd.dispose();
+  if (bd && bd !== bias) bd.dispose();
+  return y;
+}
+
+/**
+ * dx [N,C,H,W] of a conv2d from dy [N,O,OH,OW] and w [O,C/g,kh,kw] (no autograd); with `bias`
+ * [C], convTranspose2d's forward.
+ */
+export function conv2dBackwardDataRaw(
+  dy: Tensor,
+  w: Tensor,
+  bias: Tensor | null,
+  g: ConvGeometry,
+): Tensor {
+  const dx = empty([g.N, g.C, g.H, g.W]);
+  if (dx.size === 0) return dx;
+  const Cg = g.C / g.groups;
+  const t = fitTile(tiles().bwdData, Cg);
+  const dyd = dense(dy), wd = dense(w), bd = bias ? dense(bias) : null;
+  const blocks = Math.ceil(Cg / t.rn);
+  const maxPhase = g.N * Math.ceil(g.H / g.sh) * Math.ceil(g.W / g.sw);
+  const bindings = [dyd.binding(), wd.binding()];
+  if (bd) bindings.push(bd.binding());
+  bindings.push(dx.binding());
+  dispatch(conv2dBackwardDataKernel(t, bd !== null), bindings, params(g, blocks, 0), [
+    Math.ceil(maxPhase / (t.wg * t.rm)),
+    g.groups * blocks,
+    g.sh * g.sw,
+  ]);
+  if (dyd !== dy) dyd.dispose();
+  if (wd !== w) wd.dispose();
+  if (bd && bd !== bias) bd.dispose();
+  return dx;
+}
+
+/** Target number of workgroups for the split-K weight gradient. */
+function splitTarget(): number {
+  return gpu().isSoftware ? 32 : 512;
+}
+
+/** dW [O,C/g,kh,kw] of a conv2d from x [N,C,H,W] and dy [N,O,OH,OW] (no autograd), split-K. */
+export function conv2dBackwardWeightRaw(x: Tensor, dy: Tensor, g: ConvGeometry): Tensor {
+  const Cg = g.C / g.groups, Og = g.O / g.groups;
+  const J = Cg * g.kh * g.kw;
+  const dw = empty([g.O, Cg, g.kh, g.kw]);
+  if (dw.size === 0) return dw;
+  const M = g.N * g.OH * g.OW;
+  const t0 = tiles().bwdWeight;
+  const t = { ...t0, ro: fit(t0.ro, Og), rj: fit(t0.rj, J) };
+  const blocks = Math.ceil(Og / t.ro);
+  const tilesN = Math.ceil(J / t.rj) * g.groups * blocks;
+  // Each slice covers at least 8 strides of the workgroup over the pixels.
+  const maxSplits = Math.max(1, Math.ceil(M / (t.wg * 8)));
+  const S = splitOverride
+    ? Math.min(splitOverride, Math.max(1, M))
+    : Math.min(maxSplits, Math.max(1, Math.ceil(splitTarget() / tilesN)), 1024);
+  const chunk = Math.ceil(M / S);
+  const xd = dense(x), dyd = dense(dy);
+  const part = S === 1 ? dw : empty([S, g.O, J]);
+  dispatch(
+    conv2dBackwardWeightKernel(t),
+    [xd.binding(), dyd.binding(), part.binding()],
+    params(g, blocks, M, chunk, J),
+    [
+      Math.ceil(J / t.rj),
+      g.groups * blocks,
+      S,
+    ],
+  );
+  if (S > 1) {
+    const n = dw.size;
+    dispatch(
+      splitKSumKernel(),
+      [part.binding(), dw.binding()],
+      new Params().u32(n, S),
+      grid1d(n, SPLITK_SUM_WG),
+    );
+    part.dispose();
+  }
+  if (xd !== x) xd.dispose();
+  if (dyd !== dy) dyd.dispose();
+  return dw;
+}
+
+// ---------------------------------------------------------------- differentiable ops
+
+function outSize(n: number, k: number, s: number, p: number, d: number): number {
+  return Math.floor((n + 2 * p - d * (k - 1) - 1) / s) + 1;
+}
+
+/**
+ * 2-D convolution (torch.nn.functional.conv2d): x [N,C,H,W], w [O,C/groups,kh,kw], bias [O].
+ * stride/padding/dilation are a number or [h, w].
+ */
+export function conv2d(
+  x: Tensor,
+  w: Tensor,
+  bias?: Tensor | null,
+  opts: Conv2dOptions = {},
+): Tensor {
+  const op = "conv2d";
+  checkF32(op, "input", x, 4);
+  checkF32(op, "weight", w, 4);
+  const [sh, sw] = pair(op, "stride", opts.stride, 1, 1);
+  const [ph, pw] = pair(op, "padding", opts.padding, 0, 0);
+  const [dh, dw] = pair(op, "dilation", opts.dilation, 1, 1);
+  const groups = opts.groups ?? 1;
+  const [N, C, H, W] = x.shape;
+  const [O, Cg, kh, kw] = w.shape;
+  if (!Number.isInteger(groups) || groups < 1 || C % groups || O % groups) {
+    throw new Error(
+      `${op}: groups=${groups} must divide both the input channels (${C}) and output channels (${O})`,
+    );
+  }
+  if (Cg * groups !== C) {
+    throw new Error(
+      `${op}: input [${x.shape}] has ${C} channels but weight [${w.shape}] expects ${Cg}·groups(${groups}) = ${
+        Cg * groups
+      }`,
+    );
+  }
+  if (kh < 1 || kw < 1) throw new Error(`${op}: weight [${w.shape}] has an empty kernel`);
+  if (bias) {
+    checkF32(op, "bias", bias, 1);
+    if (bias.shape[0] !== O) {
+      throw new Error(`${op}: bias [${bias.shape}] must have ${O} elements (weight [${w.shape}])`);
+    }
+  }
+  const OH = outSize(H, kh, sh, ph, dh), OW = outSize(W, kw, sw, pw, dw);
+  if (OH < 1 || OW < 1) {
+    throw new Error(
+      `${op}: input [${x.shape}] is too small for kernel ${kh}x${kw} (dilation ${dh},${dw}, padding ${ph},${pw}): ` +
+        `output would be ${OH}x${OW}`,
+    );
+  }
+  const g: ConvGeometry = { N, C, H, W, O, OH, OW, kh, kw, sh, sw, ph, pw, dh, dw, groups };
+  const y = conv2dForwardRaw(x, w, bias ?? null, g);
+  const inputs = bias ? [x, w, bias] : [x, w];
+  return record(op, inputs, y, (gy) => [
+    x.requiresGrad ? conv2dBackwardDataRaw(gy, w, null, g) : null,
+    w.requiresGrad ? conv2dBackwardWeightRaw(x, gy, g) : null,
+    bias?.requiresGrad ? reduceRaw("sum", gy, [0, 2, 3]) : null,
+  ], [x, w]);
+}
+
+/**
+ * Transposed 2-D convolution (torch.nn.functional.conv_transpose2d): x [N,Cin,H,W],
+ * w [Cin,Cout/groups,kh,kw], bias [Cout];
+ * OH = (H-1)·stride - 2·padding + dilation·(kh-1) + outputPadding + 1.
+ */
+export function convTranspose2d(
+  x: Tensor,
+  w: Tensor,
+  bias?: Tensor | null,
+  opts: ConvTranspose2dOptions = {},
+): Tensor {
+  const op = "convTranspose2d";
+  checkF32(op, "input", x, 4);
+  checkF32(op, "weight", w, 4);
+  const [sh, sw] = pair(op, "stride", opts.stride, 1, 1);
+  const [ph, pw] = pair(op, "padding", opts.padding, 0, 0);
+  const [dh, dw] = pair(op, "dilation", opts.dilation, 1, 1);
+  const [oph, opw] = pair(op, "outputPadding", opts.outputPadding, 0, 0);
+  const groups = opts.groups ?? 1;
+  const [N, Cin, H, W] = x.shape;
+  const [wCin, Cg, kh, kw] = w.shape;
+  if (wCin !== Cin) {
+    throw new Error(
+      `${op}: input [${x.shape}] has ${Cin} channels but weight [${w.shape}] expects ${wCin}`,
+    );
+  }
+  if (!Number.isInteger(groups) || groups < 1 || Cin % groups) {
+    throw new Error(`${op}: groups=${groups} must divide the input channels (${Cin})`);
+  }
+  if (oph >= Math.max(sh, dh) || opw >= Math.max(sw, dw)) {
+    throw new Error(
+      `${op}: outputPadding (${oph},${opw}) must be smaller than stride or dilation (${sh},${sw} / ${dh},${dw})`,
+    );
+  }
+  if (kh < 1 || kw < 1) throw new Error(`${op}: weight [${w.shape}] has an empty kernel`);
+  const Cout = Cg * groups;
+  if (bias) {
+    checkF32(op, "bias", bias, 1);
+    if (bias.shape[0] !== Cout) {
+      throw new Error(
+        `${op}: bias [${bias.shape}] must have ${Cout} elements (weight [${w.shape}], groups ${groups})`,
+      );
+    }
+  }
+  const OH = (H - 1) * sh - 2 * ph + dh * (kh - 1) + oph + 1;
+  const OW = (W - 1) * sw - 2 * pw + dw * (kw - 1) + opw + 1;
+  if (OH < 1 || OW < 1) {
+    throw new Error(
+      `${op}: input [${x.shape}] with padding (${ph},${pw}) gives an empty output ${OH}x${OW}`,
+    );
+  }
+  // The conv2d whose adjoint this is: its input is our output, its output our input.
+  const g: ConvGeometry = {
+    N,
+    C: Cout,
+    H: OH,
+    W: OW,
+    O: Cin,
+    OH: H,
+    OW: W,
+    kh,
+    kw,
+    sh,
+    sw,
+    ph,
+    pw,
+    dh,
+    dw,
+    groups,
+  };
+  const y = conv2dBackwardDataRaw(x, w, bias ?? null, g);
+  const inputs = bias ? [x, w, bias] : [x, w];
+  return record(op, inputs, y, (gy) => [
+    x.requiresGrad ? conv2dForwardRaw(gy, w, null, g) : null,
+    w.requiresGrad ? conv2dBackwardWeightRaw(gy, x, g) : null,
+    bias?.requiresGrad ? reduceRaw("sum", gy, [0, 2, 3]) : null,
+  ], [x, w]);
+}

@@ -1,0 +1,292 @@
+/**
+ * Normalisation ops: batchNorm2d (PyTorch's training/eval semantics, running statistics updated in
+ * place), layerNorm over trailing dims (torch.nn.functional.layer_norm) and SAM's LayerNorm2d
+ * (normalise the channels of each pixel of an NCHW tensor). Fused kernels forward and backward.
+ */
+import { dispatch, grid1d, Params } from "../dispatch.ts";
+import { empty, type Shape, Tensor } from "../tensor.ts";
+import { noGrad, record } from "../autograd.ts";
+import {
+  batchNormApplyKernel,
+  batchNormBackwardDxKernel,
+  batchNormBackwardReduceKernel,
+  batchNormStatsKernel,
+  BN_EW_WG,
+} from "../../kernels/norm/batch_norm.ts";
+import {
+  layerNormBackwardKernel,
+  layerNormKernel,
+  layerNormParamGradKernel,
+} from "../../kernels/norm/layer_norm.ts";
+import { rowItemsPerGroup, rowMode } from "../../kernels/softmax.ts";
+import { binaryRaw, mul, unaryRaw } from "./elementwise.ts";
+import { dense, reshape } from "./view.ts";
+
+const fmt = (s: Shape) => `[${s.join(", ")}]`;
+const denseRaw = (t: Tensor): Tensor => noGrad(() => dense(t));
+
+function checkF32(name: string, what: string, t: Tensor): void {
+  t.assertAlive();
+  if (t.dtype !== "f32") {
+    throw new Error(`${name}: ${what} must be f32, got ${t.dtype} ${fmt(t.shape)}`);
+  }
+}
+
+function checkVec(name: string, what: string, t: Tensor | undefined, c: number, ctx: string): void {
+  if (!t) return;
+  checkF32(name, what, t);
+  if (t.size !== c || t.rank !== 1) {
+    throw new Error(`${name}: ${what} has shape ${fmt(t.shape)}, expected [${c}] for ${ctx}`);
+  }
+}
+
+export interface BatchNormOptions {
+  weight?: Tensor;
+  bias?: Tensor;
+  /** Updated in place (raw, no autograd) in training mode; required in eval mode. */
+  runningMean?: Tensor;
+  runningVar?: Tensor;
+  training: boolean;
+  momentum?: number;
+  eps?: number;
+}
+
+/**
+ * BatchNorm over the N, H, W dims of an NCHW tensor, as torch.nn.functional.batch_norm.
+ * Training normalises with the batch statistics (biased variance) and, when running statistics
+ * are given, updates them in place: r ← (1 − momentum)·r + momentum·stat with the unbiased
+ * variance. Eval normalises with the running statistics.
+ */
+export function batchNorm2d(x: Tensor, opts: BatchNormOptions): Tensor {
+  const name = "batchNorm2d";
+  const { weight, bias, runningMean, runningVar, training } = opts;
+  const momentum = opts.momentum ?? 0.1;
+  const eps = opts.eps ?? 1e-5;
+  checkF32(name, "input", x);
+  if (x.rank !== 4) throw new Error(`${name}: expected an NCHW input, got shape ${fmt(x.shape)}`);
+  const [N, C, H, W] = x.shape;
+  const HW = H * W;
+  const ctx = `input ${fmt(x.shape)}`;
+  checkVec(name, "weight", weight, C, ctx);
+  checkVec(name, "bias", bias, C, ctx);
+  checkVec(name, "runningMean", runningMean, C, ctx);
+  checkVec(name, "runningVar", runningVar, C, ctx);
+  if (!runningMean !== !runningVar) {
+    throw new Error(`${name}: give both runningMean and runningVar, or neither`);
+  }
+  if (!training && !runningMean) {
+    throw new Error(`${name}: eval mode needs runningMean and runningVar`);
+  }
+  if (training && N * HW <= 1) {
+    throw new Error(
+      `${name}: expected more than 1 value per channel when training, got input size ${
+        fmt(x.shape)
+      }`,
+    );
+  }
+  for (const [what, t] of [["runningMean", runningMean], ["runningVar", runningVar]] as const) {
+    if (t && !t.isDense()) {
+      throw new Error(`${name}: ${what} must be a dense tensor (it is updated in place)`);
+    }
+  }
+  const p = new Params().u32(N, C, HW).f32(eps, momentum).u32(0, 0, 0);
+  const xd = denseRaw(x);
+  let mean: Tensor, invstd: Tensor;
+  if (training) {
+    mean = empty([C]);
+    invstd = empty([C]);
+    if (x.size > 0) {
+      const update = !!runningMean;
+      const bs = [xd.binding(), mean.binding(), invstd.binding()];
+      if (update) bs.push(runningMean!.binding(), runningVar!.binding());
+      dispatch(batchNormStatsKernel(update), bs, p, grid1d(C, 1));
+    }
+  } else {
+    mean = unaryRaw("affine", runningMean!, 1, 0); // a copy: later training steps update the original
+    const v = unaryRaw("affine", runningVar!, 1, eps);
+    invstd = unaryRaw("rsqrt", v);
+    v.dispose();
+  }
+  const wd = weight ? denseRaw(weight) : undefined;
+  const bd = bias ? denseRaw(bias) : undefined;
+  const y = empty(x.shape);
+  if (y.size > 0) {
+    const bs = [xd.binding(), mean.binding(), invstd.binding()];
+    if (wd) bs.push(wd.binding());
+    if (bd) bs.push(bd.binding());
+    bs.push(y.binding());
+    dispatch(batchNormApplyKernel(!!wd, !!bd), bs, p, grid1d(y.size, BN_EW_WG));
+  }
+  if (bd && bd !== bias) bd.dispose();
+  const inputs = [x];
+  if (weight) inputs.push(weight);
+  if (bias) inputs.push(bias);
+  const saved = [xd, mean, invstd];
+  if (wd) saved.push(wd);
+  const out = record(name, inputs, y, (g) => {
+    const gd = dense(g);
+    const sumG = empty([C]);
+    const sumGX = empty([C]);
+    if (g.size > 0) {
+      dispatch(
+        batchNormBackwardReduceKernel(),
+        [
+          xd.binding(),
+          gd.binding(),
+          mean.binding(),
+          invstd.binding(),
+          sumG.binding(),
+          sumGX.binding(),
+        ],
+        p,
+        grid1d(C, 1),
+      );
+    }
+    let dx: Tensor | null = null;
+    if (x.requiresGrad) {
+      if (training) {
+        dx = empty(x.shape);
+        const bs = [xd.binding(), gd.binding(), mean.binding(), invstd.binding()];
+        if (wd) bs.push(wd.binding());
+        bs.push(sumG.binding(), sumGX.binding(), dx.binding());
+        if (dx.size > 0) {
+          dispatch(batchNormBackwardDxKernel(!!wd), bs, p, grid1d(dx.size, BN_EW_WG));
+        }
+      } else {
+        const scale = wd ? binaryRaw("mul", invstd, wd) : invstd;
+        dx = mul(gd, reshape(scale, [1, C, 1, 1]));
+      }
+    }
+    const grads: (Tensor | null)[] = [dx];
+    if (weight) grads.push(sumGX);
+    if (bias) grads.push(sumG);
+    return grads;
+  }, saved);
+  // The node holds what backward needs; the op's own references go.
+  if (xd !== x) xd.dispose();
+  if (wd && wd !== weight) wd.dispose();
+  mean.dispose();
+  invstd.dispose();
+  return out;
+}
+
+function layerNormImpl(
+  name: string,
+  x: Tensor,
+  rows: number,
+  L: number,
+  inner: number,
+  weight: Tensor | undefined,
+  bias: Tensor | undefined,
+  eps: number,
+): Tensor {
+  const xd = denseRaw(x);
+  const wd = weight ? denseRaw(weight) : undefined;
+  const bd = bias ? denseRaw(bias) : undefined;
+  const y = empty(x.shape);
+  const mean = empty([rows]);
+  const rstd = empty([rows]);
+  const m = rowMode(L, inner);
+  const p = new Params().u32(rows, L, inner).f32(eps);
+  if (y.size > 0) {
+    const bs = [xd.binding(), y.binding(), mean.binding(), rstd.binding()];
+    if (wd) bs.push(wd.binding());
+    if (bd) bs.push(bd.binding());
+    dispatch(layerNormKernel(m, !!wd, !!bd), bs, p, grid1d(rows, rowItemsPerGroup(m)));
+  }
+  if (bd && bd !== bias) bd.dispose();
+  const inputs = [x];
+  if (weight) inputs.push(weight);
+  if (bias) inputs.push(bias);
+  const saved = [xd, mean, rstd];
+  if (wd) saved.push(wd);
+  const out = record(name, inputs, y, (g) => {
+    const gd = dense(g);
+    const grads: (Tensor | null)[] = [];
+    if (x.requiresGrad) {
+      const dx = empty(x.shape);
+      const bs = [xd.binding(), gd.binding(), mean.binding(), rstd.binding()];
+      if (wd) bs.push(wd.binding());
+      bs.push(dx.binding());
+      if (dx.size > 0) {
+        dispatch(layerNormBackwardKernel(m, !!wd), bs, p, grid1d(rows, rowItemsPerGroup(m)));
+      }
+      grads.push(dx);
+    } else grads.push(null);
+    if (weight || bias) {
+      const dw = empty([L]);
+      const db = empty([L]);
+      if (L > 0) {
+        dispatch(
+          layerNormParamGradKernel(),
+          [xd.binding(), gd.binding(), mean.binding(), rstd.binding(), dw.binding(), db.binding()],
+          p,
+          grid1d(L, 1),
+        );
+      }
+      if (weight) grads.push(reshape(dw, weight.shape));
+      if (bias) grads.push(reshape(db, bias.shape));
+    }
+    return grads;
+  }, saved);
+  if (xd !== x) xd.dispose();
+  if (wd && wd !== weight) wd.dispose();
+  mean.dispose();
+  rstd.dispose();
+  return out;
+}
+
+/**
+ * torch.nn.functional.layer_norm: normalises over the trailing dims `normalizedShape` with
+ * biased variance; optional elementwise weight and bias of that shape.
+ */
+export function layerNorm(
+  x: Tensor,
+  normalizedShape: number[],
+  weight?: Tensor,
+  bias?: Tensor,
+  eps = 1e-5,
+): Tensor {
+  const name = "layerNorm";
+  checkF32(name, "input", x);
+  const k = normalizedShape.length;
+  const tail = x.shape.slice(x.rank - k);
+  if (k === 0 || k > x.rank || tail.some((s, i) => s !== normalizedShape[i])) {
+    throw new Error(
+      `${name}: normalizedShape ${fmt(normalizedShape)} must be the trailing dims of input ${
+        fmt(x.shape)
+      }`,
+    );
+  }
+  const L = normalizedShape.reduce((a, b) => a * b, 1);
+  for (const [what, t] of [["weight", weight], ["bias", bias]] as const) {
+    if (!t) continue;
+    checkF32(name, what, t);
+    if (t.rank !== k || t.shape.some((s, i) => s !== normalizedShape[i])) {
+      throw new Error(
+        `${name}: ${what} has shape ${fmt(t.shape)}, expected normalizedShape ${
+          fmt(normalizedShape)
+        }`,
+      );
+    }
+  }
+  if (L === 0) {
+    throw new Error(`${name}: cannot normalise over an empty shape ${fmt(normalizedShape)}`);
+  }
+  return layerNormImpl(name, x, x.size / L, L, 1, weight, bias, eps);
+}
+
+/**
+ * SAM's LayerNorm2d on NCHW: at each pixel, u = mean_c x, s = mean_c (x − u)²,
+ * y = (x − u)/sqrt(s + eps)·w[c] + b[c].
+ */
+export function layerNorm2d(x: Tensor, weight?: Tensor, bias?: Tensor, eps = 1e-6): Tensor {
+  const name = "layerNorm2d";
+  checkF32(name, "input", x);
+  if (x.rank !== 4) throw new Error(`${name}: expected an NCHW input, got shape ${fmt(x.shape)}`);
+  const [N, C, H, W] = x.shape;
+  if (C === 0) throw new Error(`${name}: input ${fmt(x.shape)} has no channels`);
+  checkVec(name, "weight", weight, C, `input ${fmt(x.shape)}`);
+  checkVec(name, "bias", bias, C, `input ${fmt(x.shape)}`);
+  return layerNormImpl(name, x, N * H * W, C, H * W, weight, bias, eps);
+}

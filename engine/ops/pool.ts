@@ -1,0 +1,153 @@
+/** 2-D pooling over NCHW: maxPool2d (argmax saved for backward), avgPool2d, adaptiveAvgPool2d. */
+import { dispatch, grid1d, Params } from "../dispatch.ts";
+import { empty, type Shape, Tensor } from "../tensor.ts";
+import { noGrad, record } from "../autograd.ts";
+import {
+  adaptiveAvgPool2dBackwardKernel,
+  adaptiveAvgPool2dKernel,
+  avgPool2dBackwardKernel,
+  avgPool2dKernel,
+  maxPool2dBackwardKernel,
+  maxPool2dKernel,
+  POOL_WG,
+} from "../../kernels/pool.ts";
+import { dense } from "./view.ts";
+
+const fmt = (s: Shape) => `[${s.join(", ")}]`;
+type Pair = number | [number, number];
+const pair = (v: Pair): [number, number] => (typeof v === "number" ? [v, v] : v);
+
+export interface Pool2dOptions {
+  kernel: Pair;
+  /** Defaults to the kernel size (as PyTorch). */
+  stride?: Pair;
+  padding?: Pair;
+}
+
+function checkNchw(name: string, x: Tensor): [number, number, number, number] {
+  x.assertAlive();
+  if (x.dtype !== "f32") {
+    throw new Error(`${name}: expected an f32 tensor, got ${x.dtype} ${fmt(x.shape)}`);
+  }
+  if (x.rank !== 4) throw new Error(`${name}: expected an NCHW input, got shape ${fmt(x.shape)}`);
+  return x.shape as [number, number, number, number];
+}
+
+function windowGeometry(name: string, x: Tensor, o: Pool2dOptions) {
+  const [N, C, H, W] = checkNchw(name, x);
+  const [kh, kw] = pair(o.kernel);
+  const [sh, sw] = pair(o.stride ?? o.kernel);
+  const [ph, pw] = pair(o.padding ?? 0);
+  const ints = [kh, kw, sh, sw, ph, pw];
+  if (
+    ints.some((v) => !Number.isInteger(v)) || kh < 1 || kw < 1 || sh < 1 || sw < 1 || ph < 0 ||
+    pw < 0
+  ) {
+    throw new Error(
+      `${name}: kernel/stride must be positive and padding non-negative integers, got ${ints}`,
+    );
+  }
+  if (ph > kh / 2 || pw > kw / 2) {
+    throw new Error(
+      `${name}: padding (${ph}, ${pw}) should be at most half the kernel (${kh}, ${kw})`,
+    );
+  }
+  const OH = Math.floor((H + 2 * ph - kh) / sh) + 1;
+  const OW = Math.floor((W + 2 * pw - kw) / sw) + 1;
+  if (OH < 1 || OW < 1) {
+    throw new Error(
+      `${name}: input ${
+        fmt(x.shape)
+      } is too small for kernel (${kh}, ${kw}) with padding (${ph}, ${pw})`,
+    );
+  }
+  const p = new Params().u32(N * C, H, W, OH, OW, kh, kw, sh, sw, ph, pw, 0);
+  return { N, C, H, W, OH, OW, p };
+}
+
+/** max_pool2d (no dilation, floor mode), padding with −inf; gradients go to each window's argmax. */
+export function maxPool2d(x: Tensor, opts: Pool2dOptions): Tensor {
+  const { N, C, OH, OW, p } = windowGeometry("maxPool2d", x, opts);
+  const xd = noGrad(() => dense(x));
+  const y = empty([N, C, OH, OW]);
+  const arg = empty([N, C, OH, OW], "i32");
+  if (y.size > 0) {
+    dispatch(
+      maxPool2dKernel(),
+      [xd.binding(), y.binding(), arg.binding()],
+      p,
+      grid1d(y.size, POOL_WG),
+    );
+  }
+  if (xd !== x) xd.dispose();
+  const out = record("maxPool2d", [x], y, (g) => {
+    const gd = dense(g);
+    const dx = empty(x.shape);
+    if (dx.size > 0) {
+      dispatch(
+        maxPool2dBackwardKernel(),
+        [gd.binding(), arg.binding(), dx.binding()],
+        p,
+        grid1d(dx.size, POOL_WG),
+      );
+    }
+    return [dx];
+  }, [arg]);
+  arg.dispose();
+  return out;
+}
+
+/** avg_pool2d with zero padding counted in the divisor (PyTorch's count_include_pad=True). */
+export function avgPool2d(x: Tensor, opts: Pool2dOptions): Tensor {
+  const { N, C, OH, OW, p } = windowGeometry("avgPool2d", x, opts);
+  const xd = noGrad(() => dense(x));
+  const y = empty([N, C, OH, OW]);
+  if (y.size > 0) {
+    dispatch(avgPool2dKernel(), [xd.binding(), y.binding()], p, grid1d(y.size, POOL_WG));
+  }
+  if (xd !== x) xd.dispose();
+  return record("avgPool2d", [x], y, (g) => {
+    const gd = dense(g);
+    const dx = empty(x.shape);
+    if (dx.size > 0) {
+      dispatch(
+        avgPool2dBackwardKernel(),
+        [gd.binding(), dx.binding()],
+        p,
+        grid1d(dx.size, POOL_WG),
+      );
+    }
+    return [dx];
+  });
+}
+
+/** adaptive_avg_pool2d to `[outH, outW]` with PyTorch's bins (e.g. [1, 1]: global average). */
+export function adaptiveAvgPool2d(x: Tensor, outSize: [number, number] | number): Tensor {
+  const name = "adaptiveAvgPool2d";
+  const [N, C, H, W] = checkNchw(name, x);
+  const [OH, OW] = pair(outSize);
+  if (!Number.isInteger(OH) || !Number.isInteger(OW) || OH < 1 || OW < 1) {
+    throw new Error(`${name}: output size must be positive integers, got [${OH}, ${OW}]`);
+  }
+  if (H === 0 || W === 0) throw new Error(`${name}: input ${fmt(x.shape)} has an empty plane`);
+  const p = new Params().u32(N * C, H, W, OH, OW, 0, 0, 0, 0, 0, 0, 0);
+  const xd = noGrad(() => dense(x));
+  const y = empty([N, C, OH, OW]);
+  if (y.size > 0) {
+    dispatch(adaptiveAvgPool2dKernel(), [xd.binding(), y.binding()], p, grid1d(y.size, POOL_WG));
+  }
+  if (xd !== x) xd.dispose();
+  return record(name, [x], y, (g) => {
+    const gd = dense(g);
+    const dx = empty(x.shape);
+    if (dx.size > 0) {
+      dispatch(
+        adaptiveAvgPool2dBackwardKernel(),
+        [gd.binding(), dx.binding()],
+        p,
+        grid1d(dx.size, POOL_WG),
+      );
+    }
+    return [dx];
+  });
+}

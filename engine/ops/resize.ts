@@ -1,0 +1,75 @@
+/** Resizing NCHW tensors: bilinear interpolation exactly as torch.nn.functional.interpolate. */
+import { dispatch, grid1d, Params } from "../dispatch.ts";
+import { empty, Tensor } from "../tensor.ts";
+import { noGrad, record } from "../autograd.ts";
+import {
+  bilinearAABackwardKernel,
+  bilinearAAKernel,
+  bilinearBackwardKernel,
+  bilinearKernel,
+  RESIZE_WG,
+} from "../../kernels/resize.ts";
+import { dense } from "./view.ts";
+
+/** PyTorch's area_pixel_compute_scale (given an output size, no scale factor). */
+export function resizeScale(inSize: number, outSize: number, alignCorners: boolean): number {
+  if (alignCorners) return outSize > 1 ? (inSize - 1) / (outSize - 1) : 0;
+  return inSize / outSize;
+}
+
+/**
+ * interpolate(x, size=[outH, outW], mode="bilinear", align_corners, antialias) for NCHW `x`; up-
+ * and down-sampling. `antialias` (torch's antialias=True, align_corners=False only) widens the
+ * triangle filter by the scale when downsampling; upsampling is unchanged by it.
+ */
+export function interpolateBilinear(
+  x: Tensor,
+  size: [number, number],
+  opts: { alignCorners?: boolean; antialias?: boolean } = {},
+): Tensor {
+  const name = "interpolateBilinear";
+  const ac = opts.alignCorners ?? false;
+  const aa = opts.antialias ?? false;
+  if (aa && ac) throw new Error(`${name}: antialias is implemented for alignCorners=false only`);
+  x.assertAlive();
+  if (x.dtype !== "f32") {
+    throw new Error(`${name}: expected an f32 tensor, got ${x.dtype} [${x.shape}]`);
+  }
+  if (x.rank !== 4) throw new Error(`${name}: expected an NCHW input, got shape [${x.shape}]`);
+  const [N, C, H, W] = x.shape;
+  const [OH, OW] = size;
+  if (!Number.isInteger(OH) || !Number.isInteger(OW) || OH < 1 || OW < 1) {
+    throw new Error(
+      `${name}: output size must be positive integers, got [${size}] for input [${x.shape}]`,
+    );
+  }
+  if (H === 0 || W === 0) throw new Error(`${name}: input [${x.shape}] has an empty plane`);
+  const p = new Params().u32(N * C, H, W, OH, OW).f32(
+    resizeScale(H, OH, ac),
+    resizeScale(W, OW, ac),
+  ).u32(0);
+  const xd = noGrad(() => dense(x));
+  const y = empty([N, C, OH, OW]);
+  if (y.size > 0) {
+    dispatch(
+      aa ? bilinearAAKernel() : bilinearKernel(ac),
+      [xd.binding(), y.binding()],
+      p,
+      grid1d(y.size, RESIZE_WG),
+    );
+  }
+  if (xd !== x) xd.dispose();
+  return record(name, [x], y, (g) => {
+    const gd = dense(g);
+    const dx = empty(x.shape);
+    if (dx.size > 0) {
+      dispatch(
+        aa ? bilinearAABackwardKernel() : bilinearBackwardKernel(ac),
+        [gd.binding(), dx.binding()],
+        p,
+        grid1d(dx.size, RESIZE_WG),
+      );
+    }
+    return [dx];
+  });
+}

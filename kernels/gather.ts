@@ -1,0 +1,157 @@
+/**
+ * Index-moving kernels: coordinate remaps (flip and roll in one pass), gathers along an axis
+ * (index_select, torch.gather), their sort-free, atomic-free scatter-add backward, and arange.
+ * All read strided inputs through the whole storage binding plus an element offset, and write a
+ * dense output of any 4-byte dtype.
+ */
+import type { Kernel } from "../engine/dispatch.ts";
+import { DIM, FLAT_INDEX } from "./common.ts";
+
+export const GATHER_WORKGROUP = 256;
+const WG = GATHER_WORKGROUP;
+
+/**
+ * y[c] = x[c'] with, per dim d, c'_d = ((flip_d ? n_d-1-c_d : c_d) + shift_d) mod n_d.
+ * Flip is bit d of `flips`; roll by s is shift = (-s) mod n.
+ * Uniforms: n, rank, off, flips, shape (2×vec4), strides (2×vec4), shift (2×vec4).
+ */
+export function remapKernel(dtype: string): Kernel {
+  return {
+    key: `gather/remap/${dtype}`,
+    wgsl: () =>
+      `struct P { n: u32, rank: u32, off: u32, flips: u32, shape: array<vec4<u32>, 2>,
+  st: array<vec4<u32>, 2>, shift: array<vec4<u32>, 2> }
+@group(0) @binding(0) var<uniform> u: P;
+@group(0) @binding(1) var<storage, read> x: array<${dtype}>;
+@group(0) @binding(2) var<storage, read_write> y: array<${dtype}>;
+${FLAT_INDEX}
+${DIM}
+@compute @workgroup_size(${WG})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = flat_index(gid, nwg, ${WG}u);
+  if (i >= u.n) { return; }
+  var rem = i;
+  var o = u.off;
+  for (var d = i32(u.rank) - 1; d >= 0; d--) {
+    let sz = dim(u.shape, u32(d));
+    var c = rem % sz;
+    rem = rem / sz;
+    if (((u.flips >> u32(d)) & 1u) != 0u) { c = sz - 1u - c; }
+    c = (c + dim(u.shift, u32(d))) % sz;
+    o += c * dim(u.st, u32(d));
+  }
+  y[i] = x[o];
+}`,
+  };
+}
+
+/**
+ * Gather along `axis`. Mode "select" (index_select): the output coordinate along the axis, j,
+ * reads index[j]. Mode "gather" (torch.gather): element i of the output reads index[i] (index is
+ * dense with the output's shape). Negative indices count from the end; out-of-range ones give 0.
+ * Uniforms: n, rank, axis, off, axisLen, pad×3, oshape (2×vec4), xst (2×vec4).
+ */
+export function gatherKernel(dtype: string, mode: "select" | "gather"): Kernel {
+  return {
+    key: `gather/${mode}/${dtype}`,
+    wgsl: () =>
+      `struct P { n: u32, rank: u32, axis: u32, off: u32, axisLen: u32, p0: u32, p1: u32, p2: u32,
+  oshape: array<vec4<u32>, 2>, xst: array<vec4<u32>, 2> }
+@group(0) @binding(0) var<uniform> u: P;
+@group(0) @binding(1) var<storage, read> x: array<${dtype}>;
+@group(0) @binding(2) var<storage, read> index: array<i32>;
+@group(0) @binding(3) var<storage, read_write> y: array<${dtype}>;
+${FLAT_INDEX}
+${DIM}
+@compute @workgroup_size(${WG})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = flat_index(gid, nwg, ${WG}u);
+  if (i >= u.n) { return; }
+  var rem = i;
+  var o = u.off;
+  var ok = true;
+  for (var d = i32(u.rank) - 1; d >= 0; d--) {
+    let sz = dim(u.oshape, u32(d));
+    var c = rem % sz;
+    rem = rem / sz;
+    if (u32(d) == u.axis) {
+      var k = index[${mode === "select" ? "c" : "i"}];
+      if (k < 0) { k += i32(u.axisLen); }
+      ok = k >= 0 && k < i32(u.axisLen);
+      c = select(0u, u32(k), ok);
+    }
+    o += c * dim(u.xst, u32(d));
+  }
+  y[i] = select(${dtype}(0), x[o], ok);
+}`,
+  };
+}
+
+/**
+ * Backward of a gather: gx[c] = Σ_j [index(j) == c_axis] g(c with c_axis = j), one thread per
+ * element of gx, no atomics (deterministic; cost numel(x) × index length along the axis).
+ * g is dense with shape gshape (gshape = x's shape with the axis replaced by the index length in
+ * mode "select"; the index's shape in mode "gather", where it may be smaller than x's).
+ * Uniforms: n, rank, axis, m, axisLen, pad×3, xshape, gshape, gst (each 2×vec4).
+ */
+export function scatterAddKernel(mode: "select" | "gather"): Kernel {
+  return {
+    key: `gather/scatter-add/${mode}`,
+    wgsl: () =>
+      `struct P { n: u32, rank: u32, axis: u32, m: u32, axisLen: u32, p0: u32, p1: u32, p2: u32,
+  xshape: array<vec4<u32>, 2>, gshape: array<vec4<u32>, 2>, gst: array<vec4<u32>, 2> }
+@group(0) @binding(0) var<uniform> u: P;
+@group(0) @binding(1) var<storage, read> g: array<f32>;
+@group(0) @binding(2) var<storage, read> index: array<i32>;
+@group(0) @binding(3) var<storage, read_write> y: array<f32>;
+${FLAT_INDEX}
+${DIM}
+@compute @workgroup_size(${WG})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = flat_index(gid, nwg, ${WG}u);
+  if (i >= u.n) { return; }
+  var rem = i;
+  var base = 0u;
+  var want = 0u;
+  var inside = true;
+  for (var d = i32(u.rank) - 1; d >= 0; d--) {
+    let sz = dim(u.xshape, u32(d));
+    let c = rem % sz;
+    rem = rem / sz;
+    if (u32(d) == u.axis) { want = c; } else {
+      if (c >= dim(u.gshape, u32(d))) { inside = false; }
+      base += c * dim(u.gst, u32(d));
+    }
+  }
+  var acc = 0.0;
+  if (inside) {
+    let step = dim(u.gst, u.axis);
+    for (var j = 0u; j < u.m; j++) {
+      let gi = base + j * step;
+      var k = index[${mode === "select" ? "j" : "gi"}];
+      if (k < 0) { k += i32(u.axisLen); }
+      if (k == i32(want)) { acc += g[gi]; }
+    }
+  }
+  y[i] = acc;
+}`,
+  };
+}
+
+/** out[i] = start + i·step (f32 or i32). Uniforms: n, pad, start, step (as the dtype). */
+export function arangeKernel(dtype: "f32" | "i32"): Kernel {
+  return {
+    key: `gather/arange/${dtype}`,
+    wgsl: () =>
+      `struct P { n: u32, pad: u32, start: ${dtype}, step: ${dtype} }
+@group(0) @binding(0) var<uniform> u: P;
+@group(0) @binding(1) var<storage, read_write> y: array<${dtype}>;
+${FLAT_INDEX}
+@compute @workgroup_size(${WG})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = flat_index(gid, nwg, ${WG}u);
+  if (i >= u.n) { return; }
+  y[i] = u.start + ${dtype}(i) * u.step;
+}`,
+  };
+}

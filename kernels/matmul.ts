@@ -1,0 +1,354 @@
+/**
+ * Batched matrix multiply C = alpha·A·B (+ beta·C) (+ bias over N), for strided operands.
+ *
+ * A is [M, K] either row-major (K contiguous) or transposed (M contiguous, i.e. a transposed view
+ * of [K, M] storage); B likewise [K, N] or transposed. The layout is part of the kernel key so the
+ * inner loop reads each operand along its contiguous dimension (as vec4 when aligned). Batches are
+ * decomposed over two batch dims with their own strides (stride 0 = broadcast).
+ *
+ * Two variants:
+ * - `register`: no workgroup memory; each thread accumulates a TM×TN block in registers reading
+ *   straight from storage. On CPU rasterisers (lavapipe) memory is cache, barriers are expensive
+ *   and this is the fastest form.
+ * - `tiled`: workgroups stage BK-deep slices of A and B in workgroup memory (the classic GPU
+ *   shape), so each global element is read once per workgroup instead of once per thread.
+ *
+ * Edge tiles: the register variant clamps row/column indices into range (loads stay valid, the
+ * extra results are never written) so the inner loop has no branches; the tiled variant
+ * zero-fills out-of-range elements of its shared tiles.
+ */
+import type { Kernel } from "../engine/dispatch.ts";
+
+export type MatmulVariant = "register" | "tiled";
+
+export interface MatmulSpec {
+  variant: MatmulVariant;
+  /** A is a transposed view: element (m, k) at m + k·lda. */
+  transA: boolean;
+  /** B is a transposed view: element (k, n) at k + n·ldb. */
+  transB: boolean;
+  /** Read A / B as vec4 along their contiguous dim (caller checked alignment). */
+  vecA: boolean;
+  vecB: boolean;
+  /** Add bias[biasOff + n]. */
+  bias: boolean;
+  /** Read C first and add beta·C. */
+  beta: boolean;
+}
+
+/** Register variant tile: threads per workgroup (WX×WY), outputs per thread (TM×TN). */
+export interface RegisterTile {
+  wx: number;
+  wy: number;
+  tm: number;
+  tn: number;
+}
+
+/**
+ * Default register tile, tuned on llvmpipe (see BENCHMARKS.md): there every storage load is a
+ * per-lane loop, so outputs per load (TM·TN / (TM + TN)) matter most; spilled accumulators are
+ * cheap stack traffic by comparison.
+ */
+export const REGISTER_TILE: RegisterTile = { wx: 8, wy: 8, tm: 12, tn: 12 };
+/** For thin problems (M or N below half a big tile) where a 96-wide tile would mostly idle. */
+export const REGISTER_TILE_SMALL: RegisterTile = { wx: 8, wy: 8, tm: 4, tn: 4 };
+/** Tiled variant: 16×16 threads, 4×4 outputs each, BK-deep slices. */
+export const TILED_TILE = { wx: 16, wy: 16, tm: 4, tn: 4, bk: 16 } as const;
+
+/** Rows/columns of C covered by one workgroup. */
+export function matmulTileSize(
+  variant: MatmulVariant,
+  rt: RegisterTile = REGISTER_TILE,
+): { m: number; n: number } {
+  return variant === "tiled"
+    ? { m: TILED_TILE.wy * TILED_TILE.tm, n: TILED_TILE.wx * TILED_TILE.tn }
+    : { m: rt.wy * rt.tm, n: rt.wx * rt.tn };
+}
+
+/**
+ * Uniform block (20 scalars): sizes, the chunk's first batch index, element offsets relative to
+ * each binding, leading dims, the inner batch dim's size, per-operand batch strides, alpha, beta.
+ * Offsets are u32 and may wrap: `aOff + batch offset` is exact modulo 2^32.
+ */
+const PARAMS = /* wgsl */ `struct P {
+  M: u32, N: u32, K: u32, zBase: u32,
+  aOff: u32, lda: u32, bOff: u32, ldb: u32,
+  cOff: u32, ldc: u32, biasOff: u32, nb1: u32,
+  sa0: u32, sa1: u32, sb0: u32, sb1: u32,
+  sc0: u32, sc1: u32, alpha: f32, beta: f32,
+}`;
+
+function header(s: MatmulSpec): string {
+  let b = `${PARAMS}
+@group(0) @binding(0) var<uniform> u: P;
+@group(0) @binding(1) var<storage, read> A: array<${s.vecA ? "vec4<f32>" : "f32"}>;
+@group(0) @binding(2) var<storage, read> B: array<${s.vecB ? "vec4<f32>" : "f32"}>;
+`;
+  let n = 3;
+  if (s.bias) b += `@group(0) @binding(${n++}) var<storage, read> bias: array<f32>;\n`;
+  b += `@group(0) @binding(${n}) var<storage, read_write> C: array<f32>;
+fn ldA(i: u32) -> f32 { ${s.vecA ? "return A[i >> 2u][i & 3u];" : "return A[i];"} }
+fn ldB(i: u32) -> f32 { ${s.vecB ? "return B[i >> 2u][i & 3u];" : "return B[i];"} }
+`;
+  return b;
+}
+
+/** Epilogue for one output element `v` at (row, col): alpha, beta, bias. */
+function store(s: MatmulSpec, v: string): string {
+  let e = `u.alpha * ${v}`;
+  if (s.beta) e += ` + u.beta * C[ci]`;
+  if (s.bias) e += ` + bias[u.biasOff + col]`;
+  return `C[ci] = ${e};`;
+}
+
+/** Key of a spec (+ tile for the register variant). */
+export function matmulKey(s: MatmulSpec, rt: RegisterTile = REGISTER_TILE): string {
+  const tile = s.variant === "register" ? `${rt.wx}x${rt.wy}x${rt.tm}x${rt.tn}` : "64x64x16";
+  return `matmul/${s.variant}/${tile}/${s.transA ? "t" : "n"}${s.transB ? "t" : "n"}/` +
+    `${s.vecA ? "v" : "s"}${s.vecB ? "v" : "s"}/${s.bias ? "bias" : ""}${s.beta ? "beta" : ""}`;
+}
+
+export function matmulKernel(s: MatmulSpec, rt: RegisterTile = REGISTER_TILE): Kernel {
+  if (s.variant === "register") {
+    if (rt.tn % 4 || rt.tm % 4) {
+      throw new Error(`matmul: register tile ${JSON.stringify(rt)} needs TM, TN multiples of 4`);
+    }
+  }
+  return {
+    key: matmulKey(s, rt),
+    wgsl: () => s.variant === "register" ? registerWgsl(s, rt) : tiledWgsl(s),
+  };
+}
+
+/** Tile rows per band in the register variant's workgroup order. */
+const SWIZZLE = 8;
+
+const BATCH = /* wgsl */ `
+  let zz = u.zBase + wg.z;
+  let z0 = zz / u.nb1;
+  let z1 = zz % u.nb1;
+  let aB = u.aOff + z0 * u.sa0 + z1 * u.sa1;
+  let bB = u.bOff + z0 * u.sb0 + z1 * u.sb1;
+  let cB = u.cOff + z0 * u.sc0 + z1 * u.sc1;`;
+
+function registerWgsl(s: MatmulSpec, rt: RegisterTile): string {
+  const { wx, wy, tm: TM, tn: TN } = rt;
+  const G = TN / 4; // vec4 accumulators per row
+  const rows = [...Array(TM).keys()], groups = [...Array(G).keys()], kks = [0, 1, 2, 3];
+  // Base addresses, clamped into range: per row / column, or per vec4 group along a contiguous
+  // dim (the dim is a multiple of 4 then, so a group is wholly in range or wholly out).
+  const P: string[] = [];
+  for (const i of rows) P.push(`  let r${i} = min(row0 + ${i}u, u.M - 1u);`);
+  if (!s.transA) { for (const i of rows) P.push(`  let ra${i} = aB + r${i} * u.lda;`); }
+  else if (s.vecA) {
+    for (let g = 0; g < TM / 4; g++) {
+      P.push(`  let ga${g} = aB + min(row0 + ${4 * g}u, u.M - 4u);`);
+    }
+  } else for (const i of rows) P.push(`  let ra${i} = aB + r${i};`);
+  for (let j = 0; j < TN; j++) P.push(`  let n${j} = min(col0 + ${j}u, u.N - 1u);`);
+  if (s.transB) { for (let j = 0; j < TN; j++) P.push(`  let cb${j} = bB + n${j} * u.ldb;`); }
+  else if (s.vecB) {
+    for (const g of groups) P.push(`  let gb${g} = bB + min(col0 + ${4 * g}u, u.N - 4u);`);
+  } else for (let j = 0; j < TN; j++) P.push(`  let cb${j} = bB + n${j};`);
+
+  // Main loop body over 4 k values: a(i, kk) scalars and b(kk, g) vec4 rows.
+  const B: string[] = [];
+  const a: string[][] = rows.map(() => []);
+  if (!s.transA && s.vecA) {
+    for (const i of rows) {
+      B.push(`    let va${i} = A[(ra${i} + k) >> 2u];`);
+      for (const kk of kks) a[i][kk] = `va${i}[${kk}]`;
+    }
+  } else if (!s.transA) {
+    for (const i of rows) {
+      for (const kk of kks) {
+        B.push(`    let a${i}_${kk} = A[ra${i} + k + ${kk}u];`);
+        a[i][kk] = `a${i}_${kk}`;
+      }
+    }
+  } else {
+    for (const kk of kks) {
+      B.push(`    let pa${kk} = (k + ${kk}u) * u.lda;`);
+      if (s.vecA) {
+        for (let g = 0; g < TM / 4; g++) {
+          B.push(`    let va${kk}_${g} = A[(ga${g} + pa${kk}) >> 2u];`);
+        }
+        for (const i of rows) a[i][kk] = `va${kk}_${Math.floor(i / 4)}[${i % 4}]`;
+      } else {
+        for (const i of rows) {
+          B.push(`    let a${i}_${kk} = A[ra${i} + pa${kk}];`);
+          a[i][kk] = `a${i}_${kk}`;
+        }
+      }
+    }
+  }
+  const b: string[][] = kks.map(() => []);
+  if (!s.transB) {
+    for (const kk of kks) {
+      B.push(`    let pb${kk} = (k + ${kk}u) * u.ldb;`);
+      for (const g of groups) {
+        const e = s.vecB
+          ? `B[(gb${g} + pb${kk}) >> 2u]`
+          : `vec4<f32>(${[0, 1, 2, 3].map((l) => `B[cb${4 * g + l} + pb${kk}]`).join(", ")})`;
+        B.push(`    let b${kk}_${g} = ${e};`);
+        b[kk][g] = `b${kk}_${g}`;
+      }
+    }
+  } else {
+    for (let j = 0; j < TN; j++) {
+      B.push(
+        s.vecB
+          ? `    let vb${j} = B[(cb${j} + k) >> 2u];`
+          : `    let vb${j} = vec4<f32>(B[cb${j} + k], B[cb${j} + k + 1u], B[cb${j} + k + 2u], B[cb${j} + k + 3u]);`,
+      );
+    }
+    for (const kk of kks) {
+      for (const g of groups) {
+        B.push(
+          `    let b${kk}_${g} = vec4<f32>(${
+            [0, 1, 2, 3].map((l) => `vb${4 * g + l}[${kk}]`).join(", ")
+          });`,
+        );
+        b[kk][g] = `b${kk}_${g}`;
+      }
+    }
+  }
+  for (const kk of kks) {
+    for (const i of rows) {
+      for (const g of groups) B.push(`    c${i}_${g} += ${a[i][kk]} * ${b[kk][g]};`);
+    }
+  }
+
+  // Tail (K % 4) with scalar loads at the clamped indices.
+  const T: string[] = [];
+  for (const i of rows) {
+    T.push(`    let ta${i} = ldA(aB + ${s.transA ? `k * u.lda + r${i}` : `r${i} * u.lda + k`});`);
+  }
+  for (let j = 0; j < TN; j++) {
+    T.push(`    let tb${j} = ldB(bB + ${s.transB ? `n${j} * u.ldb + k` : `k * u.ldb + n${j}`});`);
+  }
+  for (const g of groups) {
+    T.push(`    let tv${g} = vec4<f32>(${[0, 1, 2, 3].map((l) => `tb${4 * g + l}`).join(", ")});`);
+  }
+  for (const i of rows) for (const g of groups) T.push(`    c${i}_${g} += ta${i} * tv${g};`);
+
+  const acc = rows.flatMap((i) => groups.map((g) => `  var c${i}_${g} = vec4<f32>(0.0);`)).join(
+    "\n",
+  );
+  const W: string[] = [];
+  for (const i of rows) {
+    W.push(`  if (row0 + ${i}u < u.M) {`);
+    W.push(`    let crow = cB + (row0 + ${i}u) * u.ldc;`);
+    for (const g of groups) {
+      for (let l = 0; l < 4; l++) {
+        const j = 4 * g + l;
+        W.push(
+          `    if (col0 + ${j}u < u.N) { let col = col0 + ${j}u; let ci = crow + col; ${
+            store(s, `c${i}_${g}[${l}]`)
+          } }`,
+        );
+      }
+    }
+    W.push(`  }`);
+  }
+  return `${header(s)}
+@compute @workgroup_size(${wx}, ${wy})
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
+        @builtin(num_workgroups) nwg: vec3<u32>) {
+  ${BATCH}
+  // Visit tiles in bands of ${SWIZZLE} tile rows, column by column: workgroups that run close in
+  // time share A rows and B columns in cache.
+  let lin = wg.y * nwg.x + wg.x;
+  let band = lin / (${SWIZZLE}u * nwg.x);
+  let bh = min(${SWIZZLE}u, nwg.y - band * ${SWIZZLE}u);
+  let inBand = lin - band * ${SWIZZLE}u * nwg.x;
+  let ty = band * ${SWIZZLE}u + inBand % bh;
+  let tx = inBand / bh;
+  let row0 = (ty * ${wy}u + lid.y) * ${TM}u;
+  let col0 = (tx * ${wx}u + lid.x) * ${TN}u;
+  if (row0 >= u.M || col0 >= u.N) { return; }
+${P.join("\n")}
+${acc}
+  let K4 = u.K & ~3u;
+  for (var k = 0u; k < K4; k += 4u) {
+${B.join("\n")}
+  }
+  for (var k = K4; k < u.K; k++) {
+${T.join("\n")}
+  }
+${W.join("\n")}
+}`;
+}
+
+function tiledWgsl(s: MatmulSpec): string {
+  const { wx, wy, tm, tn, bk } = TILED_TILE;
+  const BM = wy * tm, BN = wx * tn, NT = wx * wy;
+  // Shared tiles, k-major, as vec4 of 4 consecutive rows (A) / columns (B).
+  const aLoads = (BM * bk) / NT; // elements per thread
+  const bLoads = (BN * bk) / NT;
+  const aIdx = s.transA ? "aB + gk * u.lda + gm" : "aB + gm * u.lda + gk";
+  const bIdx = s.transB ? "bB + gn * u.ldb + gk" : "bB + gk * u.ldb + gn";
+  // Thread t loads elements e = t + NT·q of the tile; the order makes consecutive threads read
+  // consecutive addresses along the operand's contiguous dim.
+  const loadA = s.transA
+    ? `let e = t + ${NT}u * q; let lm = e % ${BM}u; let lk = e / ${BM}u;`
+    : `let e = t + ${NT}u * q; let lk = e % ${bk}u; let lm = e / ${bk}u;`;
+  const loadB = s.transB
+    ? `let e = t + ${NT}u * q; let lk = e % ${bk}u; let ln = e / ${bk}u;`
+    : `let e = t + ${NT}u * q; let ln = e % ${BN}u; let lk = e / ${BN}u;`;
+  const W: string[] = [];
+  for (let i = 0; i < tm; i++) {
+    W.push(`  if (row0 + ${i}u < u.M) {`);
+    W.push(`    let crow = cB + (row0 + ${i}u) * u.ldc;`);
+    for (let l = 0; l < tn; l++) {
+      W.push(
+        `    { let col = col0 + ${l}u; if (col < u.N) { let ci = crow + col; ${
+          store(s, `acc[${i}][${l}]`)
+        } } }`,
+      );
+    }
+    W.push(`  }`);
+  }
+  return `${header(s)}
+var<workgroup> As: array<f32, ${BM * bk}>;
+var<workgroup> Bs: array<f32, ${BN * bk}>;
+@compute @workgroup_size(${wx}, ${wy})
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  ${BATCH}
+  let t = lid.y * ${wx}u + lid.x;
+  let m0 = wg.y * ${BM}u;
+  let n0 = wg.x * ${BN}u;
+  let row0 = m0 + lid.y * ${tm}u;
+  let col0 = n0 + lid.x * ${tn}u;
+  var acc: array<vec4<f32>, ${tm}>;
+  for (var kt = 0u; kt < u.K; kt += ${bk}u) {
+    for (var q = 0u; q < ${aLoads}u; q++) {
+      ${loadA}
+      let gm = m0 + lm; let gk = kt + lk;
+      var v = 0.0;
+      if (gm < u.M && gk < u.K) { v = ldA(${aIdx}); }
+      As[lk * ${BM}u + lm] = v;
+    }
+    for (var q = 0u; q < ${bLoads}u; q++) {
+      ${loadB}
+      let gn = n0 + ln; let gk = kt + lk;
+      var v = 0.0;
+      if (gn < u.N && gk < u.K) { v = ldB(${bIdx}); }
+      Bs[lk * ${BN}u + ln] = v;
+    }
+    workgroupBarrier();
+    for (var kk = 0u; kk < ${bk}u; kk++) {
+      let ab = kk * ${BM}u + lid.y * ${tm}u;
+      let bb = kk * ${BN}u + lid.x * ${tn}u;
+      let a = vec4<f32>(As[ab], As[ab + 1u], As[ab + 2u], As[ab + 3u]);
+      let b = vec4<f32>(Bs[bb], Bs[bb + 1u], Bs[bb + 2u], Bs[bb + 3u]);
+      acc[0] += a[0] * b;
+      acc[1] += a[1] * b;
+      acc[2] += a[2] * b;
+      acc[3] += a[3] * b;
+    }
+    workgroupBarrier();
+  }
+${W.join("\n")}
+}`;
+}

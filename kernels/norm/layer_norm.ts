@@ -1,0 +1,139 @@
+/**
+ * Layer normalisation over rows (see kernels/softmax.ts for the row addressing): torch's
+ * layer_norm is rows of the trailing `normalized_shape` elements (inner = 1); SAM's LayerNorm2d is
+ * rows of the C channels of one pixel (inner = H·W). Statistics are two-pass within the row
+ * (mean, then mean of squared deviations), so large offsets do not cancel.
+ *
+ * Forward saves per-row mean and rstd = 1/sqrt(var + eps). Backward for x is fused per row:
+ *   ĝ = g·w, dx = rstd · (ĝ − mean(ĝ) − x̂ · mean(ĝ ⊙ x̂)),
+ * and the parameter gradients dw[k] = Σ_rows g·x̂, db[k] = Σ_rows g take a workgroup per column.
+ */
+import type { Kernel } from "../../engine/dispatch.ts";
+import { type RowMode, rowModeKey, rowPrelude } from "../softmax.ts";
+
+const PARAMS = `struct P { rows: u32, L: u32, inner: u32, eps: f32 }
+@group(0) @binding(0) var<uniform> u: P;`;
+
+const ROW_BASE = `  let base = (row / u.inner) * u.L * u.inner + row % u.inner;
+  let st = u.inner;`;
+
+/** Bindings: x, y, mean, rstd, [weight], [bias]. */
+export function layerNormKernel(m: RowMode, hasW: boolean, hasB: boolean): Kernel {
+  return {
+    key: `layernorm/${rowModeKey(m)}/${hasW ? "w" : "-"}${hasB ? "b" : "-"}`,
+    wgsl: () => {
+      const { decls, head } = rowPrelude(m);
+      let b = 5;
+      const wDecl = hasW ? `@group(0) @binding(${b++}) var<storage, read> w: array<f32>;` : "";
+      const bDecl = hasB ? `@group(0) @binding(${b++}) var<storage, read> bias: array<f32>;` : "";
+      return `${PARAMS}
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+@group(0) @binding(3) var<storage, read_write> mean_out: array<f32>;
+@group(0) @binding(4) var<storage, read_write> rstd_out: array<f32>;
+${wDecl}
+${bDecl}
+${decls}
+${head}
+${ROW_BASE}
+  let n = f32(u.L);
+  var s = 0.0;
+  for (var k = l; k < u.L; k += W) { s += x[base + k * st]; }
+  let mu = red_sum(l, s) / n;
+  var q = 0.0;
+  for (var k = l; k < u.L; k += W) { let d = x[base + k * st] - mu; q += d * d; }
+  let rstd = inverseSqrt(red_sum(l, q) / n + u.eps);
+  for (var k = l; k < u.L; k += W) {
+    let idx = base + k * st;
+    y[idx] = (x[idx] - mu) * rstd${hasW ? " * w[k]" : ""}${hasB ? " + bias[k]" : ""};
+  }
+  if (l == 0u) { mean_out[row] = mu; rstd_out[row] = rstd; }
+}`;
+    },
+  };
+}
+
+/** Bindings: x, g, mean, rstd, [weight], dx. */
+export function layerNormBackwardKernel(m: RowMode, hasW: boolean): Kernel {
+  return {
+    key: `layernorm-bwd/${rowModeKey(m)}/${hasW ? "w" : "-"}`,
+    wgsl: () => {
+      const { decls, head } = rowPrelude(m);
+      const gw = hasW ? "g[idx] * w[k]" : "g[idx]";
+      return `${PARAMS}
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> g: array<f32>;
+@group(0) @binding(3) var<storage, read> mean_in: array<f32>;
+@group(0) @binding(4) var<storage, read> rstd_in: array<f32>;
+${hasW ? "@group(0) @binding(5) var<storage, read> w: array<f32>;" : ""}
+@group(0) @binding(${hasW ? 6 : 5}) var<storage, read_write> dx: array<f32>;
+${decls}
+${head}
+${ROW_BASE}
+  let n = f32(u.L);
+  let mu = mean_in[row];
+  let rstd = rstd_in[row];
+  var a = 0.0;
+  var b = 0.0;
+  for (var k = l; k < u.L; k += W) {
+    let idx = base + k * st;
+    let gh = ${gw};
+    a += gh;
+    b += gh * (x[idx] - mu) * rstd;
+  }
+  a = red_sum(l, a) / n;
+  b = red_sum(l, b) / n;
+  for (var k = l; k < u.L; k += W) {
+    let idx = base + k * st;
+    let gh = ${gw};
+    dx[idx] = rstd * (gh - a - (x[idx] - mu) * rstd * b);
+  }
+}`;
+    },
+  };
+}
+
+export const LN_PARAM_WG = 256;
+
+/**
+ * Parameter gradients: a workgroup per column k sums over the rows. Bindings: x, g, mean, rstd,
+ * dw, db. Grid: L workgroups (folded into x/y).
+ */
+export function layerNormParamGradKernel(): Kernel {
+  const w = LN_PARAM_WG;
+  return {
+    key: `layernorm-bwd-params/${w}`,
+    wgsl: () =>
+      `${PARAMS}
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> g: array<f32>;
+@group(0) @binding(3) var<storage, read> mean_in: array<f32>;
+@group(0) @binding(4) var<storage, read> rstd_in: array<f32>;
+@group(0) @binding(5) var<storage, read_write> dw: array<f32>;
+@group(0) @binding(6) var<storage, read_write> db: array<f32>;
+var<workgroup> ra: array<f32, ${w}>;
+var<workgroup> rb: array<f32, ${w}>;
+@compute @workgroup_size(${w})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) l: u32) {
+  let k = wid.x + wid.y * nwg.x;
+  if (k >= u.L) { return; }
+  var a = 0.0;
+  var b = 0.0;
+  for (var r = l; r < u.rows; r += ${w}u) {
+    let idx = (r / u.inner) * u.L * u.inner + k * u.inner + r % u.inner;
+    let gv = g[idx];
+    a += gv * (x[idx] - mean_in[r]) * rstd_in[r];
+    b += gv;
+  }
+  ra[l] = a;
+  rb[l] = b;
+  workgroupBarrier();
+  for (var s = ${w / 2}u; s > 0u; s = s >> 1u) {
+    if (l < s) { ra[l] = ra[l] + ra[l + s]; rb[l] = rb[l] + rb[l + s]; }
+    workgroupBarrier();
+  }
+  if (l == 0u) { dw[k] = ra[0]; db[k] = rb[0]; }
+}`,
+  };
+}

@@ -1,0 +1,218 @@
+/**
+ * 2-D pooling over NCHW planes, a thread per output element; backward kernels are gathers (a
+ * thread per input element collects from the windows that cover it — no atomics).
+ *
+ * maxPool2d pads with −inf as PyTorch and saves, per output, the flat index h·W + w of its
+ * maximum in the input plane (first maximum in scan order; an all-−inf window keeps its first
+ * valid pixel, as PyTorch). adaptiveAvgPool2d uses PyTorch's bins
+ * [floor(o·In/Out), ceil((o+1)·In/Out)).
+ */
+import type { Kernel } from "../engine/dispatch.ts";
+import { FLAT_INDEX } from "./common.ts";
+
+export const POOL_WG = 256;
+
+/** Uniforms: planes (N·C), H, W, OH, OW, kh, kw, sh, sw, ph, pw, pad. */
+const PARAMS = `struct P { planes: u32, H: u32, W: u32, OH: u32, OW: u32, kh: u32, kw: u32, sh: u32,
+  sw: u32, ph: u32, pw: u32, pad: u32 }
+@group(0) @binding(0) var<uniform> u: P;`;
+
+const HEAD = `${FLAT_INDEX}
+@compute @workgroup_size(${POOL_WG})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = flat_index(gid, nwg, ${POOL_WG}u);`;
+
+/** Bindings: x, y, argmax (i32). Grid: planes·OH·OW threads. */
+export function maxPool2dKernel(): Kernel {
+  return {
+    key: "maxpool2d",
+    wgsl: () =>
+      `${PARAMS}
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+@group(0) @binding(3) var<storage, read_write> arg: array<i32>;
+${HEAD}
+  if (i >= u.planes * u.OH * u.OW) { return; }
+  let ow = i % u.OW;
+  let oh = (i / u.OW) % u.OH;
+  let plane = i / (u.OW * u.OH);
+  let h0 = i32(oh * u.sh) - i32(u.ph);
+  let w0 = i32(ow * u.sw) - i32(u.pw);
+  let h1 = min(h0 + i32(u.kh), i32(u.H));
+  let w1 = min(w0 + i32(u.kw), i32(u.W));
+  let hs = max(h0, 0);
+  let ws = max(w0, 0);
+  let base = plane * u.H * u.W;
+  // Starts below every finite value; an all −inf window keeps its first pixel (read back below).
+  var best = -3.402823e38;
+  var bi = hs * i32(u.W) + ws;
+  for (var h = hs; h < h1; h++) {
+    for (var w = ws; w < w1; w++) {
+      let k = h * i32(u.W) + w;
+      let v = x[base + u32(k)];
+      if (v > best || v != v) { best = v; bi = k; }
+    }
+  }
+  y[i] = x[base + u32(bi)];
+  arg[i] = bi;
+}`,
+  };
+}
+
+/**
+ * dx[h, w] = Σ g[oh, ow] over the windows (oh, ow) covering (h, w) whose argmax is h·W + w.
+ * Bindings: g, argmax, dx. Grid: planes·H·W threads.
+ */
+export function maxPool2dBackwardKernel(): Kernel {
+  return {
+    key: "maxpool2d-bwd",
+    wgsl: () =>
+      `${PARAMS}
+@group(0) @binding(1) var<storage, read> g: array<f32>;
+@group(0) @binding(2) var<storage, read> arg: array<i32>;
+@group(0) @binding(3) var<storage, read_write> dx: array<f32>;
+${HEAD}
+  if (i >= u.planes * u.H * u.W) { return; }
+  let w = i32(i % u.W);
+  let h = i32((i / u.W) % u.H);
+  let plane = i / (u.W * u.H);
+  let me = h * i32(u.W) + w;
+  // Windows with oh·sh − ph ≤ h < oh·sh − ph + kh.
+  let oh0 = max((h + i32(u.ph) - i32(u.kh) + i32(u.sh)) / i32(u.sh), 0);
+  let oh1 = min((h + i32(u.ph)) / i32(u.sh), i32(u.OH) - 1);
+  let ow0 = max((w + i32(u.pw) - i32(u.kw) + i32(u.sw)) / i32(u.sw), 0);
+  let ow1 = min((w + i32(u.pw)) / i32(u.sw), i32(u.OW) - 1);
+  var acc = 0.0;
+  let base = plane * u.OH * u.OW;
+  for (var oh = oh0; oh <= oh1; oh++) {
+    for (var ow = ow0; ow <= ow1; ow++) {
+      let o = base + u32(oh) * u.OW + u32(ow);
+      if (arg[o] == me) { acc += g[o]; }
+    }
+  }
+  dx[i] = acc;
+}`,
+  };
+}
+
+/** Adaptive average pooling. Bindings: x, y. Grid: planes·OH·OW threads. */
+export function adaptiveAvgPool2dKernel(): Kernel {
+  return {
+    key: "adaptive-avgpool2d",
+    wgsl: () =>
+      `${PARAMS}
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+${HEAD}
+  if (i >= u.planes * u.OH * u.OW) { return; }
+  let ow = i % u.OW;
+  let oh = (i / u.OW) % u.OH;
+  let plane = i / (u.OW * u.OH);
+  let h0 = (oh * u.H) / u.OH;
+  let h1 = ((oh + 1u) * u.H + u.OH - 1u) / u.OH;
+  let w0 = (ow * u.W) / u.OW;
+  let w1 = ((ow + 1u) * u.W + u.OW - 1u) / u.OW;
+  let base = plane * u.H * u.W;
+  var acc = 0.0;
+  for (var h = h0; h < h1; h++) {
+    for (var w = w0; w < w1; w++) { acc += x[base + h * u.W + w]; }
+  }
+  y[i] = acc / f32((h1 - h0) * (w1 - w0));
+}`,
+  };
+}
+
+/**
+ * dx[h, w] = Σ g[oh, ow] / |bin(oh, ow)| over the bins containing (h, w): oh ∈
+ * [floor(h·OH/H), ceil((h+1)·OH/H)). Bindings: g, dx. Grid: planes·H·W threads.
+ */
+export function adaptiveAvgPool2dBackwardKernel(): Kernel {
+  return {
+    key: "adaptive-avgpool2d-bwd",
+    wgsl: () =>
+      `${PARAMS}
+@group(0) @binding(1) var<storage, read> g: array<f32>;
+@group(0) @binding(2) var<storage, read_write> dx: array<f32>;
+${HEAD}
+  if (i >= u.planes * u.H * u.W) { return; }
+  let w = i % u.W;
+  let h = (i / u.W) % u.H;
+  let plane = i / (u.W * u.H);
+  let oh0 = (h * u.OH) / u.H;
+  let oh1 = min(((h + 1u) * u.OH + u.H - 1u) / u.H, u.OH);
+  let ow0 = (w * u.OW) / u.W;
+  let ow1 = min(((w + 1u) * u.OW + u.W - 1u) / u.W, u.OW);
+  let base = plane * u.OH * u.OW;
+  var acc = 0.0;
+  for (var oh = oh0; oh < oh1; oh++) {
+    let h0 = (oh * u.H) / u.OH;
+    let h1 = ((oh + 1u) * u.H + u.OH - 1u) / u.OH;
+    if (h < h0 || h >= h1) { continue; }
+    for (var ow = ow0; ow < ow1; ow++) {
+      let w0 = (ow * u.W) / u.OW;
+      let w1 = ((ow + 1u) * u.W + u.OW - 1u) / u.OW;
+      if (w < w0 || w >= w1) { continue; }
+      acc += g[base + oh * u.OW + ow] / f32((h1 - h0) * (w1 - w0));
+    }
+  }
+  dx[i] = acc;
+}`,
+  };
+}
+
+/**
+ * avg_pool2d (count_include_pad=True, as torch's default): Σ window / (kh·kw), zero padding.
+ * Bindings: x, y. Grid: planes·OH·OW threads.
+ */
+export function avgPool2dKernel(): Kernel {
+  return {
+    key: "avgpool2d",
+    wgsl: () =>
+      `${PARAMS}
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+${HEAD}
+  if (i >= u.planes * u.OH * u.OW) { return; }
+  let ow = i % u.OW;
+  let oh = (i / u.OW) % u.OH;
+  let plane = i / (u.OW * u.OH);
+  let h0 = i32(oh * u.sh) - i32(u.ph);
+  let w0 = i32(ow * u.sw) - i32(u.pw);
+  let h1 = min(h0 + i32(u.kh), i32(u.H));
+  let w1 = min(w0 + i32(u.kw), i32(u.W));
+  let base = plane * u.H * u.W;
+  var acc = 0.0;
+  for (var h = max(h0, 0); h < h1; h++) {
+    for (var w = max(w0, 0); w < w1; w++) { acc += x[base + u32(h) * u.W + u32(w)]; }
+  }
+  y[i] = acc / f32(u.kh * u.kw);
+}`,
+  };
+}
+
+/** avg_pool2d backward gather. Bindings: g, dx. Grid: planes·H·W threads. */
+export function avgPool2dBackwardKernel(): Kernel {
+  return {
+    key: "avgpool2d-bwd",
+    wgsl: () =>
+      `${PARAMS}
+@group(0) @binding(1) var<storage, read> g: array<f32>;
+@group(0) @binding(2) var<storage, read_write> dx: array<f32>;
+${HEAD}
+  if (i >= u.planes * u.H * u.W) { return; }
+  let w = i32(i % u.W);
+  let h = i32((i / u.W) % u.H);
+  let plane = i / (u.W * u.H);
+  let oh0 = max((h + i32(u.ph) - i32(u.kh) + i32(u.sh)) / i32(u.sh), 0);
+  let oh1 = min((h + i32(u.ph)) / i32(u.sh), i32(u.OH) - 1);
+  let ow0 = max((w + i32(u.pw) - i32(u.kw) + i32(u.sw)) / i32(u.sw), 0);
+  let ow1 = min((w + i32(u.pw)) / i32(u.sw), i32(u.OW) - 1);
+  var acc = 0.0;
+  let base = plane * u.OH * u.OW;
+  for (var oh = oh0; oh <= oh1; oh++) {
+    for (var ow = ow0; ow <= ow1; ow++) { acc += g[base + u32(oh) * u.OW + u32(ow)]; }
+  }
+  dx[i] = acc / f32(u.kh * u.kw);
+}`,
+  };
+}

@@ -1,0 +1,181 @@
+/**
+ * SAM's ViT image encoder as the official code: 16×16 patch embedding, absolute position
+ * embedding, pre-norm blocks (windowed attention except the global ones, decomposed relative
+ * position bias), and the neck (1×1 conv, LayerNorm2d, 3×3 conv, LayerNorm2d). Token grids are
+ * NHWC [B, H, W, C] as in the official code; the neck output is NCHW.
+ */
+import { F, type Tensor, tensor } from "../../engine/mod.ts";
+import { Module } from "../../engine/nn/module.ts";
+import { ModuleList } from "../../engine/nn/container.ts";
+import { Conv2d } from "../../engine/nn/conv.ts";
+import { LayerNorm, LayerNorm2d } from "../../engine/nn/norm.ts";
+import { Linear } from "../../engine/nn/linear.ts";
+import { constant, HostRng } from "../../engine/nn/init.ts";
+import { attention, relPosIndex } from "./attention.ts";
+import type { EncoderConfig } from "./configs.ts";
+
+export class MlpBlock extends Module {
+  lin1: Linear;
+  lin2: Linear;
+  constructor(dim: number, hidden: number, readonly act: "gelu" | "relu", rng: HostRng) {
+    super();
+    this.lin1 = this.child("lin1", new Linear(dim, hidden, { rng }));
+    this.lin2 = this.child("lin2", new Linear(hidden, dim, { rng }));
+  }
+  forward(x: Tensor): Tensor {
+    const h = this.lin1.forward(x);
+    return this.lin2.forward(this.act === "gelu" ? F.gelu(h) : F.relu(h));
+  }
+}
+
+class EncoderAttention extends Module {
+  qkv: Linear;
+  proj: Linear;
+  relPosH: Tensor | null = null;
+  relPosW: Tensor | null = null;
+  readonly headDim: number;
+  constructor(dim: number, readonly heads: number, useRelPos: boolean, readonly inputSize: [number, number], rng: HostRng) {
+    super();
+    this.headDim = dim / heads;
+    this.qkv = this.child("qkv", new Linear(dim, dim * 3, { rng }));
+    this.proj = this.child("proj", new Linear(dim, dim, { rng }));
+    if (useRelPos) {
+      this.relPosH = this.param("rel_pos_h", constant([2 * inputSize[0] - 1, this.headDim], 0));
+      this.relPosW = this.param("rel_pos_w", constant([2 * inputSize[1] - 1, this.headDim], 0));
+    }
+  }
+  forward(x: Tensor): Tensor {
+    const [b, h, w, c] = x.shape;
+    const n = h * w, hd = this.headDim, nh = this.heads;
+    // [B, N, 3, heads, hd] → [3, B·heads, N, hd]
+    const qkv = F.reshape(F.permute(F.reshape(this.qkv.forward(x), [b, n, 3, nh, hd]), [2, 0, 3, 1, 4]), [3, b * nh, n, hd]);
+    const q = F.select(qkv, 0, 0), k = F.select(qkv, 0, 1), v = F.select(qkv, 0, 2);
+    let rel;
+    if (this.relPosH && this.relPosW) {
+      const rh = F.reshape(F.indexSelect(this.relPosH, 0, tensor(relPosIndex(h, h), [h * h], "i32")), [h, h, hd]);
+      const rw = F.reshape(F.indexSelect(this.relPosW, 0, tensor(relPosIndex(w, w), [w * w], "i32")), [w, w, hd]);
+      rel = { rh, rw, qh: h, qw: w };
+    }
+    const o = attention(q, k, v, hd ** -0.5, rel);
+    const merged = F.reshape(F.permute(F.reshape(o, [b, nh, h, w, hd]), [0, 2, 3, 1, 4]), [b, h, w, c]);
+    return this.proj.forward(merged);
+  }
+}
+
+/** [B,H,W,C] → windows [B·nWin, ws, ws, C] (zero-padded to multiples of ws). */
+export function windowPartition(x: Tensor, ws: number): { windows: Tensor; hp: number; wp: number } {
+  const [b, h, w, c] = x.shape;
+  const ph = (ws - (h % ws)) % ws, pw = (ws - (w % ws)) % ws;
+  const xp = ph || pw ? F.pad(x, [0, 0, 0, pw, 0, ph]) : x;
+  const hp = h + ph, wp = w + pw;
+  const v = F.reshape(xp, [b, hp / ws, ws, wp / ws, ws, c]);
+  return { windows: F.reshape(F.permute(v, [0, 1, 3, 2, 4, 5]), [-1, ws, ws, c]), hp, wp };
+}
+
+/** Inverse of {@link windowPartition}, cropping the padding. */
+export function windowUnpartition(win: Tensor, ws: number, hp: number, wp: number, h: number, w: number): Tensor {
+  const c = win.shape[3];
+  const b = win.shape[0] / ((hp / ws) * (wp / ws));
+  const x = F.reshape(F.permute(F.reshape(win, [b, hp / ws, wp / ws, ws, ws, c]), [0, 1, 3, 2, 4, 5]), [b, hp, wp, c]);
+  return hp > h || wp > w ? F.slice(F.slice(x, 1, 0, h), 2, 0, w) : x;
+}
+
+class Block extends Module {
+  norm1: LayerNorm;
+  attn: EncoderAttention;
+  norm2: LayerNorm;
+  mlp: MlpBlock;
+  constructor(cfg: EncoderConfig, readonly windowSize: number, gridSize: number, rng: HostRng) {
+    super();
+    const dim = cfg.embed_dim;
+    this.norm1 = this.child("norm1", new LayerNorm(dim, cfg.layernorm_eps));
+    const size: [number, number] = windowSize > 0 ? [windowSize, windowSize] : [gridSize, gridSize];
+    this.attn = this.child("attn", new EncoderAttention(dim, cfg.num_heads, cfg.use_rel_pos, size, rng));
+    this.norm2 = this.child("norm2", new LayerNorm(dim, cfg.layernorm_eps));
+    this.mlp = this.child("mlp", new MlpBlock(dim, Math.floor(dim * cfg.mlp_ratio), "gelu", rng));
+  }
+  forward(x: Tensor): Tensor {
+    const [, h, w] = x.shape;
+    let y = this.norm1.forward(x);
+    if (this.windowSize > 0) {
+      const { windows, hp, wp } = windowPartition(y, this.windowSize);
+      y = windowUnpartition(this.attn.forward(windows), this.windowSize, hp, wp, h, w);
+    } else {
+      y = this.attn.forward(y);
+    }
+    const x1 = F.add(x, y);
+    return F.add(x1, this.mlp.forward(this.norm2.forward(x1)));
+  }
+}
+
+class PatchEmbed extends Module {
+  proj: Conv2d;
+  constructor(cfg: EncoderConfig, rng: HostRng) {
+    super();
+    this.proj = this.child("proj", new Conv2d(3, cfg.embed_dim, cfg.patch_size, { stride: cfg.patch_size, rng }));
+  }
+  forward(x: Tensor): Tensor {
+    return F.permute(this.proj.forward(x), [0, 2, 3, 1]);
+  }
+}
+
+class Neck extends Module {
+  constructor(readonly c0: Conv2d, readonly n1: LayerNorm2d, readonly c2: Conv2d, readonly n3: LayerNorm2d) {
+    super();
+    this.child("0", c0);
+    this.child("1", n1);
+    this.child("2", c2);
+    this.child("3", n3);
+  }
+  forward(x: Tensor): Tensor {
+    return this.n3.forward(this.c2.forward(this.n1.forward(this.c0.forward(x))));
+  }
+}
+
+export class ImageEncoderViT extends Module {
+  patchEmbed: PatchEmbed;
+  posEmbed: Tensor;
+  blocks: Block[] = [];
+  neck: Neck;
+  /** Optional observer of intermediates (parity tests): name → NHWC token grid. */
+  tap: ((name: string, t: Tensor) => void) | null = null;
+
+  constructor(readonly cfg: EncoderConfig, seed = 0) {
+    super();
+    const rng = new HostRng(seed);
+    const grid = cfg.img_size / cfg.patch_size;
+    this.patchEmbed = this.child("patch_embed", new PatchEmbed(cfg, rng));
+    this.posEmbed = this.param("pos_embed", constant([1, grid, grid, cfg.embed_dim], 0));
+    const blocks = this.child("blocks", new ModuleList());
+    for (let i = 0; i < cfg.depth; i++) {
+      const ws = cfg.global_attn_indexes.includes(i) ? 0 : cfg.window_size;
+      this.blocks.push(blocks.add(new Block(cfg, ws, grid, rng)));
+    }
+    const oc = cfg.out_chans;
+    this.neck = this.child(
+      "neck",
+      new Neck(
+        new Conv2d(cfg.embed_dim, oc, 1, { bias: false, rng }),
+        new LayerNorm2d(oc),
+        new Conv2d(oc, oc, 3, { padding: 1, bias: false, rng }),
+        new LayerNorm2d(oc),
+      ),
+    );
+  }
+
+  /** x: normalised, padded image [B, 3, img, img] → embeddings [B, out_chans, grid, grid]. */
+  forward(x: Tensor): Tensor {
+    if (x.rank !== 4 || x.shape[1] !== 3 || x.shape[2] !== this.cfg.img_size || x.shape[3] !== this.cfg.img_size) {
+      throw new Error(`ImageEncoderViT: expected [B,3,${this.cfg.img_size},${this.cfg.img_size}], got [${x.shape}]`);
+    }
+    let t = this.patchEmbed.forward(x);
+    // The fixture's `after_patch_embed` is taken after the absolute position embedding.
+    t = F.add(t, this.posEmbed);
+    this.tap?.("after_patch_embed", t);
+    this.blocks.forEach((b, i) => {
+      t = b.forward(t);
+      this.tap?.(`after_block_${i}`, t);
+    });
+    return this.neck.forward(F.permute(t, [0, 3, 1, 2]));
+  }
+}

@@ -1,0 +1,135 @@
+import assert from "node:assert/strict";
+import {
+  dispatch,
+  dispatchStats,
+  F,
+  flush,
+  gpu,
+  grid1d,
+  Params,
+  sync,
+  tensor,
+  tidy,
+  timeGpu,
+} from "../../engine/mod.ts";
+import { assertClose, randArray, setup } from "../util/gpu.ts";
+
+await setup();
+
+Deno.test("pipeline cache: the same kernel key compiles once, whatever the shapes", async () => {
+  const a = tensor(randArray(10, 1)), b = tensor(randArray(10, 2));
+  F.add(a, b).dispose(); // warm: flat add
+  const s0 = dispatchStats();
+  for (const n of [3, 10, 1000, 17]) {
+    const x = tensor(randArray(n, n)), y = tensor(randArray(n, n + 1));
+    const z = F.add(x, y);
+    assertClose(await z.data(), Array.from(randArray(n, n), (v, i) => v + randArray(n, n + 1)[i]));
+    for (const t of [x, y, z]) t.dispose();
+  }
+  const s1 = dispatchStats();
+  assert.equal(s1.cachedPipelines, s0.cachedPipelines, "no new pipeline for new shapes");
+  assert.equal(s1.pipelines, s0.pipelines);
+  a.dispose();
+  b.dispose();
+});
+
+Deno.test("bind groups are reused across training-loop iterations", () => {
+  const x = tensor(randArray(1000, 3)), w = tensor(randArray(1000, 4));
+  const iteration = () => {
+    tidy(() => {
+      F.sum(F.mul(F.add(x, w), x));
+    });
+    flush();
+  };
+  for (let i = 0; i < 4; i++) iteration();
+  const before = dispatchStats();
+  for (let i = 0; i < 20; i++) iteration();
+  const after = dispatchStats();
+  assert.equal(after.cachedBindGroups, before.cachedBindGroups, "no new bind groups once warm");
+  assert.equal(after.dispatches - before.dispatches, 60);
+  x.dispose();
+  w.dispose();
+});
+
+Deno.test("batching: many dispatches, few submits; no readback until a value is asked for", async () => {
+  const x = tensor(randArray(256, 5));
+  await sync();
+  const s0 = dispatchStats();
+  let y = F.mul(x, 1);
+  for (let i = 0; i < 499; i++) {
+    const next = F.add(y, 0.001);
+    y.dispose();
+    y = next;
+  }
+  const s1 = dispatchStats();
+  assert.equal(s1.dispatches - s0.dispatches, 500);
+  assert.ok(s1.submits - s0.submits <= Math.ceil(500 / 96), `${s1.submits - s0.submits} submits`);
+  assert.equal(s1.readbacks, s0.readbacks, "no readback without data()");
+  assertClose(await y.data(), Array.from(randArray(256, 5), (v) => v + 0.499), { atol: 1e-4 });
+  const s2 = dispatchStats();
+  assert.equal(s2.readbacks - s1.readbacks, 1);
+  y.dispose();
+  x.dispose();
+});
+
+Deno.test("Params packs 4-byte scalars in order and pads to 16 bytes", () => {
+  const b = new Params().u32(1, 2).i32(-1).f32(1.5).u32(7).bytes();
+  assert.equal(b.byteLength, 32);
+  const dv = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  assert.deepEqual([dv.getUint32(0, true), dv.getUint32(4, true), dv.getInt32(8, true)], [
+    1,
+    2,
+    -1,
+  ]);
+  assert.equal(dv.getFloat32(12, true), 1.5);
+  assert.equal(dv.getUint32(16, true), 7);
+  assert.equal(dv.getUint32(28, true), 0);
+  assert.equal(new Params().bytes().byteLength, 16);
+  // Grows past its initial 256 bytes.
+  const big = new Params();
+  for (let i = 0; i < 100; i++) big.u32(i);
+  assert.equal(new DataView(big.bytes().buffer).getUint32(99 * 4, true), 99);
+});
+
+Deno.test("grid1d folds large grids into x/y within the per-dimension limit", async () => {
+  const max = gpu().limits.maxComputeWorkgroupsPerDimension;
+  assert.deepEqual(grid1d(0, 64), [1, 1]);
+  assert.deepEqual(grid1d(64 * 10, 64), [10, 1]);
+  const [x, y] = grid1d(max * 256 * 3 + 5, 256);
+  assert.ok(x <= max && x * y * 256 >= max * 256 * 3 + 5);
+  // A real kernel over a folded grid (over 65535·256 elements) covers every element.
+  const n = max * 256 + 1000;
+  const t = F.fill([n], 1);
+  const s = F.sum(t);
+  assert.equal(await s.item(), n);
+  t.dispose();
+  s.dispose();
+});
+
+Deno.test("a raw dispatch with a hand-written kernel; timeGpu measures", async () => {
+  const kernel = {
+    key: "test/iota",
+    wgsl: () =>
+      `struct P { n: u32, scale: f32 }
+@group(0) @binding(0) var<uniform> u: P;
+@group(0) @binding(1) var<storage, read_write> y: array<f32>;
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  if (gid.x < u.n) { y[gid.x] = f32(gid.x) * u.scale; }
+}`,
+  };
+  const out = F.fill([100], 0);
+  const t = await timeGpu(() =>
+    dispatch(kernel, [out.binding()], new Params().u32(100).f32(0.5), [2])
+  );
+  assert.ok(t.ms >= 0 && (t.method === "timestamp" || t.method === "wall"));
+  assertClose(await out.data(), Array.from({ length: 100 }, (_, i) => i * 0.5));
+  assert.throws(
+    () =>
+      dispatch(kernel, [out.binding()], new Params().u32(1).f32(1), [
+        gpu().limits.maxComputeWorkgroupsPerDimension + 1,
+      ]),
+    /kernel test\/iota: grid \d+x1x1 exceeds/,
+  );
+  out.dispose();
+});

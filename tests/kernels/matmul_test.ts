@@ -1,0 +1,282 @@
+import fc from "fast-check";
+import assert from "node:assert";
+import { dispatchStats, F, noGrad, type Tensor, tensor, tidy } from "../../engine/mod.ts";
+import { planMatmulChunks, setMatmulVariant } from "../../engine/ops/matmul.ts";
+import { REGISTER_TILE, REGISTER_TILE_SMALL, type RegisterTile } from "../../kernels/matmul.ts";
+import { assertClose, gradCheck, randArray, setup } from "../util/gpu.ts";
+import { linearRef, matmulRef, transposeRef } from "../reference/matmul.ts";
+
+await setup();
+
+const prod = (s: number[]) => s.reduce((a, b) => a * b, 1);
+const TOL = { atol: 1e-4, rtol: 1e-4 };
+
+/**
+ * An operand of logical shape `shape`, optionally stored transposed (a transposed view over
+ * [.., cols, rows] storage), so the kernel reads it through strides.
+ */
+function operand(shape: number[], seed: number, trans: boolean): { t: Tensor; data: Float32Array } {
+  const data = randArray(prod(shape), seed);
+  if (!trans || shape.length < 2) return { t: tensor(data, shape), data };
+  const st = transposeRef(data, shape);
+  return { t: F.transpose(tensor(Float32Array.from(st.data), st.shape)), data };
+}
+
+interface Case {
+  a: number[];
+  b: number[];
+  ta?: boolean;
+  tb?: boolean;
+}
+
+const CASES: Case[] = [
+  { a: [1, 1], b: [1, 1] },
+  { a: [1, 7], b: [7, 1] },
+  { a: [5, 3], b: [3, 7] },
+  { a: [13, 17], b: [17, 11] },
+  { a: [8, 16], b: [16, 12] }, // vec4 on both
+  { a: [33, 65], b: [65, 31] },
+  { a: [64, 64], b: [64, 64], ta: true },
+  { a: [29, 12], b: [12, 40], ta: true, tb: true },
+  { a: [7, 9], b: [9, 5], tb: true },
+  { a: [12, 8], b: [8, 20], ta: true, tb: true }, // vec4 transposed
+  { a: [3, 5, 7], b: [3, 7, 4] }, // batch
+  { a: [2, 1, 4, 6], b: [3, 6, 5] }, // broadcast batch
+  { a: [2, 3, 4, 6], b: [6, 5] }, // B shared: folded into M
+  { a: [4, 6], b: [2, 3, 6, 5], tb: true },
+  { a: [2, 3, 2, 5, 3], b: [1, 3, 1, 3, 4], ta: true }, // three batch dims, some broadcast
+  { a: [7], b: [7] }, // 1-D · 1-D
+  { a: [7], b: [7, 3] },
+  { a: [4, 7], b: [7] },
+  { a: [2, 4, 7], b: [7] },
+  { a: [7], b: [2, 7, 3], tb: true },
+];
+
+async function runCases(label: string, cases: Case[]): Promise<void> {
+  const outs: { y: Tensor; ref: ReturnType<typeof matmulRef>; what: string }[] = [];
+  cases.forEach((c, i) => {
+    const A = operand(c.a, 10 + i, !!c.ta), B = operand(c.b, 50 + i, !!c.tb);
+    const y = noGrad(() => F.matmul(A.t, B.t));
+    outs.push({
+      y,
+      ref: matmulRef(A.data, c.a, B.data, c.b),
+      what: `${label} [${c.a}]${c.ta ? "ᵀ" : ""}·[${c.b}]${c.tb ? "ᵀ" : ""}`,
+    });
+    A.t.dispose();
+    B.t.dispose();
+  });
+  for (const o of outs) {
+    assert.deepStrictEqual(o.y.shape, o.ref.shape, o.what);
+    assertClose(await o.y.data(), o.ref.data, { ...TOL, what: o.what });
+    o.y.dispose();
+  }
+}
+
+const VARIANTS: [string, "register" | "tiled", RegisterTile | null][] = [
+  ["register 4x4", "register", REGISTER_TILE_SMALL],
+  ["register 12x12", "register", REGISTER_TILE],
+  ["tiled", "tiled", null],
+];
+
+for (const [label, v, tile] of VARIANTS) {
+  Deno.test(`matmul (${label}) matches float64 on awkward shapes, batches and transposed views`, async () => {
+    setMatmulVariant(v, tile);
+    try {
+      await runCases(label, CASES);
+    } finally {
+      setMatmulVariant(null);
+    }
+  });
+}
+
+Deno.test("matmul reads transposed, sliced and expanded views in place (one dispatch, no copy)", async () => {
+  const a = tensor(randArray(6 * 4, 1), [6, 4]), b = tensor(randArray(6 * 5, 2), [6, 5]);
+  const before = dispatchStats().dispatches;
+  const y = F.matmul(F.transpose(a), b); // [4, 6]·[6, 5]
+  assert.strictEqual(dispatchStats().dispatches - before, 1);
+  const ad = await a.data(), bd = await b.data();
+  assertClose(
+    await y.data(),
+    matmulRef(transposeRef(ad, [6, 4]).data, [4, 6], bd, [6, 5]).data,
+    TOL,
+  );
+  // A column slice (row stride 4, offset 1: scalar path) and a row expanded to 3 rows (stride 0).
+  const s = F.slice(a, 1, 1, 3); // [6, 2]
+  const bs = tensor(randArray(2 * 3, 3), [2, 3]);
+  const y2 = F.matmul(s, bs);
+  const sd = Array.from({ length: 12 }, (_, i) => ad[Math.floor(i / 2) * 4 + 1 + (i % 2)]);
+  assertClose(await y2.data(), matmulRef(sd, [6, 2], await bs.data(), [2, 3]).data, TOL);
+  const r = F.expand(F.slice(b, 0, 2, 3), [3, 5]); // row 2 of b, 3 times
+  const before2 = dispatchStats().dispatches;
+  const y3 = F.matmul(tensor(randArray(4 * 3, 4), [4, 3]), r);
+  assert.strictEqual(dispatchStats().dispatches - before2, 1);
+  const rd = Array.from({ length: 15 }, (_, i) => bd[10 + (i % 5)]);
+  assertClose(await y3.data(), matmulRef(randArray(12, 4), [4, 3], rd, [3, 5]).data, TOL);
+  for (const t of [a, b, y, s, bs, y2, r, y3]) t.dispose();
+});
+
+Deno.test("matmul: random shapes, layouts and broadcast batches match float64 (fast-check)", async () => {
+  const dim = fc.integer({ min: 1, max: 19 });
+  await fc.assert(
+    fc.asyncProperty(
+      dim,
+      dim,
+      dim,
+      fc.array(fc.integer({ min: 1, max: 3 }), { maxLength: 2 }),
+      fc.nat(15),
+      fc.boolean(),
+      fc.boolean(),
+      fc.constantFrom<"register" | "tiled">("register", "tiled"),
+      async (M, K, N, batch, mask, ta, tb, v) => {
+        const ab = batch.map((s, i) => (mask >> i) & 1 ? 1 : s);
+        const bb = batch.map((s, i) => (mask >> (i + 2)) & 1 ? 1 : s);
+        const c: Case = { a: [...ab, M, K], b: [...bb, K, N], ta, tb };
+        setMatmulVariant(v);
+        try {
+          await runCases(v, [c]);
+        } finally {
+          setMatmulVariant(null);
+        }
+      },
+    ),
+    { numRuns: 16 },
+  );
+});
+
+Deno.test("linear (fused bias) and alpha/beta accumulation match float64", async () => {
+  const x = randArray(2 * 5 * 9, 1), w = randArray(6 * 9, 2), bias = randArray(6, 3);
+  const xt = tensor(x, [2, 5, 9]), wt = tensor(w, [6, 9]), bt = tensor(bias, [6]);
+  const y = F.linear(xt, wt, bt);
+  assert.deepStrictEqual(y.shape, [2, 5, 6]);
+  assertClose(await y.data(), linearRef(x, [2, 5, 9], w, [6, 9], bias).data, {
+    ...TOL,
+    what: "linear 3-D",
+  });
+  const y1 = F.linear(tensor(x.slice(0, 9), [9]), wt);
+  assertClose(await y1.data(), linearRef(x.slice(0, 9), [9], w, [6, 9]).data, {
+    ...TOL,
+    what: "linear 1-D",
+  });
+  // out = 0.5·A·B + 2·out + bias
+  const A = tensor(randArray(7 * 3, 4), [7, 3]), B = tensor(randArray(3 * 5, 5), [3, 5]);
+  const out = tensor(randArray(35, 6), [7, 5]), bb = tensor(randArray(5, 7), [5]);
+  const prev = await out.data();
+  F.matmulRaw(A, B, { alpha: 0.5, beta: 2, out, bias: bb });
+  const ref = matmulRef(await A.data(), [7, 3], await B.data(), [3, 5]).data;
+  const bd = await bb.data();
+  assertClose(await out.data(), ref.map((v, i) => 0.5 * v + 2 * prev[i] + bd[i % 5]), {
+    ...TOL,
+    what: "alpha/beta/bias",
+  });
+  // K = 0: the empty sum plus bias.
+  const e = F.matmulRaw(tensor([], [3, 0]), tensor([], [0, 5]), { bias: bb });
+  assertClose(await e.data(), Array.from({ length: 15 }, (_, i) => bd[i % 5]), { what: "K = 0" });
+  for (const t of [xt, wt, bt, y, y1, A, B, out, bb, e]) t.dispose();
+});
+
+Deno.test("bindings over the limit are split into several dispatches (forced small limit)", async () => {
+  for (const v of ["register", "tiled"] as const) {
+    const cases: [number[], number[], boolean][] = [
+      [[3, 40, 24], [3, 24, 36], false], // split over batch, then rows
+      [[130, 24], [24, 200], true], // rows and columns, transposed B
+      [[2, 70, 16], [16, 90], false], // B shared (folded rows); B itself split along K
+      [[40, 300], [300, 8], false], // split-K with accumulation
+    ];
+    for (const [as, bs, tb] of cases) {
+      const A = operand(as, 1, false), B = operand(bs, 2, tb);
+      const before = dispatchStats().dispatches;
+      const y = F.matmulRaw(A.t, B.t, { maxBindingBytes: 4096, variant: v });
+      const n = dispatchStats().dispatches - before;
+      assert.ok(n > 1, `${v} [${as}]·[${bs}] should need several dispatches, got ${n}`);
+      assertClose(await y.data(), matmulRef(A.data, as, B.data, bs).data, {
+        ...TOL,
+        what: `${v} split [${as}]·[${bs}]`,
+      });
+      for (const t of [A.t, B.t, y]) t.dispose();
+    }
+  }
+});
+
+Deno.test("planMatmulChunks covers the output exactly and respects the limits", () => {
+  fc.assert(
+    fc.property(
+      fc.integer({ min: 1, max: 5 }),
+      fc.integer({ min: 1, max: 4 }),
+      fc.integer({ min: 1, max: 300 }),
+      fc.integer({ min: 1, max: 300 }),
+      fc.integer({ min: 1, max: 64 }),
+      fc.integer({ min: 2048, max: 1 << 16 }),
+      (nb0, nb1, M, N, K, maxBytes) => {
+        const p = {
+          nb0,
+          nb1,
+          M,
+          N,
+          K,
+          a: { off: 0, s0: nb1 * M * K, s1: M * K, si: K, sj: 1 },
+          b: { off: 0, s0: 0, s1: K * N, si: N, sj: 1 },
+          c: { off: 0, s0: nb1 * M * N, s1: M * N, si: N, sj: 1 },
+          maxBytes,
+          align: 256,
+          maxGroups: 65535,
+          tileM: 32,
+          tileN: 32,
+        };
+        let chunks;
+        try {
+          chunks = planMatmulChunks(p);
+        } catch (e) {
+          // Only when four rows of some operand (plus alignment slack) exceed the limit.
+          assert.ok(16 * Math.max(M, N, K) + 512 > maxBytes, String(e));
+          return;
+        }
+        let covered = 0;
+        for (const c of chunks) {
+          covered += (c.z1 - c.z0) * (c.m1 - c.m0) * (c.n1 - c.n0) * (c.k1 - c.k0);
+          assert.ok(
+            c.m0 % 4 === 0 && c.n0 % 4 === 0 && c.k0 % 4 === 0,
+            "splits keep vec4 alignment",
+          );
+        }
+        assert.strictEqual(covered, nb0 * nb1 * M * N * K);
+        // For sample output elements, the K pieces come in order: 0 → K without gaps.
+        for (const [z, m, n] of [[0, 0, 0], [nb0 * nb1 - 1, M - 1, N - 1], [0, M >> 1, N >> 1]]) {
+          let k = 0;
+          for (const c of chunks) {
+            if (z < c.z0 || z >= c.z1 || m < c.m0 || m >= c.m1 || n < c.n0 || n >= c.n1) continue;
+            assert.strictEqual(c.k0, k);
+            k = c.k1;
+          }
+          assert.strictEqual(k, K);
+        }
+      },
+    ),
+    { numRuns: 200 },
+  );
+});
+
+Deno.test("gradients of matmul and linear pass finite differences", async () => {
+  await gradCheck((a, b) => F.matmul(a, b), [{ shape: [3, 5] }, { shape: [5, 4] }]);
+  await gradCheck((a, b) => F.matmul(a, F.transpose(b)), [{ shape: [2, 1, 3, 5] }, {
+    shape: [3, 4, 5],
+  }]);
+  await gradCheck((a, b) => F.matmul(a, b), [{ shape: [2, 3, 4] }, { shape: [4, 2] }]);
+  await gradCheck((a, b) => F.matmul(a, b), [{ shape: [5] }, { shape: [2, 5, 3] }]);
+  await gradCheck((a, b) => F.matmul(a, b), [{ shape: [4] }, { shape: [4] }]);
+  await gradCheck((x, w, b) => F.linear(x, w, b), [{ shape: [2, 3, 5] }, { shape: [4, 5] }, {
+    shape: [4],
+  }]);
+});
+
+Deno.test("matmul rejects bad shapes with a clear error", () => {
+  const a = tensor(randArray(6, 1), [2, 3]), b = tensor(randArray(8, 2), [4, 2]);
+  assert.throws(() => F.matmul(a, b), /matmul: shapes \[2,3\] and \[4,2\] do not multiply/);
+  assert.throws(() => F.matmul(tensor([1], []), b), /matmul: both operands need at least one dim/);
+  const c = tensor(randArray(2 * 3 * 3, 3), [2, 3, 3]),
+    d = tensor(randArray(3 * 3 * 3, 4), [3, 3, 3]);
+  assert.throws(() => F.matmul(c, d), /batch dims of \[2,3,3\] and \[3,3,3\]/);
+  const w = tensor(randArray(12, 5), [4, 3]);
+  assert.throws(() => F.linear(a, w, tensor([1, 2], [2])), /linear: bias must be \[4\]/);
+  assert.throws(() => F.linear(b, w), /linear: input \[4,2\] must end in in_features = 3/);
+  tidy(() => [a, b, c, d, w].forEach((t) => t.dispose()));
+});

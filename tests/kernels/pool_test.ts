@@ -1,0 +1,161 @@
+import fc from "fast-check";
+import { backward, F, requireGrad, tensor } from "../../engine/mod.ts";
+import { assertClose, gradCheck, randArray, setup } from "../util/gpu.ts";
+import {
+  adaptiveAvgPoolRef,
+  avgPoolRef,
+  maxPoolBackwardRef,
+  maxPoolRef,
+  type PoolGeom,
+} from "../reference/pool.ts";
+
+await setup();
+
+const numel = (s: number[]) => s.reduce((a, b) => a * b, 1);
+
+/** Distinct values (a shuffled ramp), so maxima are unique and finite differences stay inside. */
+function distinct(n: number, seed: number, step = 0.1): Float32Array {
+  const r = randArray(n, seed, 0, 1);
+  const idx = [...Array(n).keys()].sort((a, b) => r[a] - r[b]);
+  const out = new Float32Array(n);
+  idx.forEach((k, i) => out[k] = (i - n / 2) * step);
+  return out;
+}
+
+const geom = (k: number, s: number, p: number): PoolGeom => ({
+  kh: k,
+  kw: k,
+  sh: s,
+  sw: s,
+  ph: p,
+  pw: p,
+});
+
+Deno.test("maxPool2d forward/backward match float64 (ResNet 3x3 s2 p1 and others)", async () => {
+  const cases: [number[], PoolGeom][] = [
+    [[2, 3, 13, 11], geom(3, 2, 1)],
+    [[1, 2, 112, 112], geom(3, 2, 1)],
+    [[1, 1, 1, 1], geom(3, 2, 1)],
+    [[2, 2, 7, 9], geom(2, 2, 0)],
+    [[1, 3, 8, 5], { kh: 3, kw: 2, sh: 1, sw: 2, ph: 1, pw: 1 }],
+  ];
+  for (const [shape, g] of cases) {
+    const x = randArray(numel(shape), numel(shape), -5, 5);
+    const ref = maxPoolRef(x, shape, g);
+    const xt = requireGrad(tensor(x, shape));
+    const y = F.maxPool2d(xt, {
+      kernel: [g.kh, g.kw],
+      stride: [g.sh, g.sw],
+      padding: [g.ph, g.pw],
+    });
+    if (y.shape.join() !== ref.shape.join()) {
+      throw new Error(`shape [${y.shape}] != [${ref.shape}]`);
+    }
+    assertClose(await y.data(), ref.y, { what: `maxPool2d [${shape}]`, atol: 0, rtol: 0 });
+    const gy = randArray(y.size, 9, -1, 1);
+    backward(y, tensor(gy, y.shape));
+    const dx = maxPoolBackwardRef(gy, ref.arg, shape, ref.shape[2] * ref.shape[3]);
+    assertClose(await xt.grad!.data(), dx, { what: `maxPool2d dx [${shape}]`, atol: 1e-6 });
+  }
+});
+
+Deno.test("maxPool2d pads with -inf: all-negative inputs never pick the padding", async () => {
+  const x = tensor([-5, -4, -3, -2], [1, 1, 2, 2]);
+  const y = F.maxPool2d(x, { kernel: 3, stride: 2, padding: 1 });
+  assertClose(await y.data(), [-2], { atol: 0, rtol: 0 });
+});
+
+Deno.test("avgPool2d and adaptiveAvgPool2d match float64 forward and backward", async () => {
+  const x = randArray(2 * 3 * 9 * 7, 3, -1, 1);
+  const xt = tensor(x, [2, 3, 9, 7]);
+  const a = F.avgPool2d(xt, { kernel: 3, stride: 2, padding: 1 });
+  assertClose(await a.data(), avgPoolRef(x, [2, 3, 9, 7], geom(3, 2, 1)), {
+    what: "avgPool2d",
+    atol: 1e-6,
+  });
+  for (
+    const [shape, out] of [
+      [[2, 3, 9, 7], [1, 1]],
+      [[1, 2, 10, 7], [3, 4]],
+      [[1, 1, 3, 2], [5, 7]],
+      [[2, 5, 32, 32], [1, 1]],
+    ]
+  ) {
+    const xs = randArray(numel(shape), numel(shape), -1, 1);
+    const gy = randArray(numel([shape[0], shape[1], ...out]), 4, -1, 1);
+    const t = requireGrad(tensor(xs, shape));
+    const y = F.adaptiveAvgPool2d(t, out as [number, number]);
+    const ref = adaptiveAvgPoolRef(xs, shape, out, gy);
+    assertClose(await y.data(), ref.y, {
+      what: `adaptiveAvgPool2d [${shape}] → [${out}]`,
+      atol: 1e-6,
+    });
+    backward(y, tensor(gy, y.shape));
+    assertClose(await t.grad!.data(), ref.dx, {
+      what: `adaptiveAvgPool2d dx [${shape}] → [${out}]`,
+      atol: 1e-6,
+    });
+  }
+});
+
+Deno.test("maxPool2d output matches the reference for random geometries (fast-check)", async () => {
+  await fc.assert(
+    fc.asyncProperty(
+      fc.integer({ min: 1, max: 4 }),
+      fc.integer({ min: 1, max: 3 }),
+      fc.integer({ min: 0, max: 2 }),
+      fc.integer({ min: 4, max: 12 }),
+      fc.integer({ min: 4, max: 12 }),
+      fc.nat(1000),
+      async (k, s, p, H, W, seed) => {
+        const pad = Math.min(p, Math.floor(k / 2));
+        const shape = [2, 2, H, W];
+        const x = randArray(numel(shape), seed, -3, 3);
+        const xt = tensor(x, shape);
+        const y = F.maxPool2d(xt, { kernel: k, stride: s, padding: pad });
+        const ref = maxPoolRef(x, shape, geom(k, s, pad));
+        assertClose(await y.data(), ref.y, {
+          what: `k${k} s${s} p${pad} [${shape}]`,
+          atol: 0,
+          rtol: 0,
+        });
+        xt.dispose();
+        y.dispose();
+      },
+    ),
+    { numRuns: 10 },
+  );
+});
+
+Deno.test("pooling gradients pass finite differences", async () => {
+  await gradCheck((x) => F.maxPool2d(x, { kernel: 3, stride: 2, padding: 1 }), [
+    { shape: [1, 2, 5, 6], data: distinct(60, 1) },
+  ], { eps: 1e-3 });
+  await gradCheck((x) => F.avgPool2d(x, { kernel: 3, stride: 2, padding: 1 }), [{
+    shape: [2, 1, 5, 4],
+  }]);
+  await gradCheck((x) => F.adaptiveAvgPool2d(x, [2, 3]), [{ shape: [1, 2, 5, 7] }]);
+  await gradCheck((x) => F.adaptiveAvgPool2d(x, [1, 1]), [{ shape: [2, 3, 4, 3] }]);
+});
+
+Deno.test("pooling rejects bad geometry with clear errors", () => {
+  const x = tensor(new Float32Array(16), [1, 1, 4, 4]);
+  const msg = (f: () => unknown) => {
+    try {
+      f();
+    } catch (e) {
+      return (e as Error).message;
+    }
+    return "";
+  };
+  for (
+    const [m, re] of [
+      [msg(() => F.maxPool2d(x, { kernel: 3, padding: 2 })), /maxPool2d.*half the kernel/],
+      [msg(() => F.maxPool2d(tensor([1, 2], [2]), { kernel: 1 })), /maxPool2d.*NCHW.*\[2\]/],
+      [msg(() => F.maxPool2d(x, { kernel: 5 })), /too small/],
+      [msg(() => F.adaptiveAvgPool2d(x, [0, 1])), /adaptiveAvgPool2d/],
+    ] as const
+  ) {
+    if (!re.test(m)) throw new Error(`expected ${re}, got "${m}"`);
+  }
+});
