@@ -83,8 +83,7 @@ if (import.meta.main) {
   );
   const rows: BenchRow[] = [];
   for (const group of benchGroups()) {
-    const named = !opts.filter || group.name.includes(opts.filter) ||
-      opts.filter.includes(group.name);
+    const named = !opts.filter || group.name.includes(opts.filter);
     if (!named && !group.filterable) continue;
     console.error(`[${group.name}]`);
     const got = await group.run({

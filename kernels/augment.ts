@@ -22,7 +22,8 @@ export const MAX_MEAN_PARTIALS = 64;
 export function geometricKernel(): Kernel {
   return {
     key: "augment/geometric",
-    wgsl: () => `struct P { n: u32, c: u32, h: u32, w: u32 }
+    wgsl: () =>
+      `struct P { n: u32, c: u32, h: u32, w: u32 }
 @group(0) @binding(0) var<uniform> u: P;
 @group(0) @binding(1) var<storage, read> prm: array<f32>;
 @group(0) @binding(2) var<storage, read> x: array<f32>;
@@ -123,7 +124,8 @@ const JITTER_HEAD = `struct P { n: u32, hw: u32, parts: u32, pad: u32 }
 export function jitterMeanKernel(): Kernel {
   return {
     key: "augment/jitter_mean",
-    wgsl: () => `${JITTER_HEAD}
+    wgsl: () =>
+      `${JITTER_HEAD}
 @group(0) @binding(3) var<storage, read_write> partial: array<f32>;
 ${COLOUR}
 var<workgroup> red: array<f32, ${AUGMENT_WG}>;
@@ -157,7 +159,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 export function jitterApplyKernel(): Kernel {
   return {
     key: "augment/jitter_apply",
-    wgsl: () => `${JITTER_HEAD}
+    wgsl: () =>
+      `${JITTER_HEAD}
 @group(0) @binding(3) var<storage, read> partial: array<f32>;
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;
 ${COLOUR}

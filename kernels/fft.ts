@@ -117,9 +117,12 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     for (var t = lid; t < ${(RM / 2) | 0}u; t += ${FFT_WG}u) {
       let r = t / ${HALF || 1}u;
       let j = t % ${HALF || 1}u;
+      let jm = j & (ns - 1u);
       let a = buf[src + r * ${m}u + j];
-      let b = cmul(buf[src + r * ${m}u + j + ${HALF}u], twiddle((j % ns) * (${m}u / (2u * ns))));
-      let d = dst + r * ${m}u + (j / ns) * 2u * ns + j % ns;
+      let b = cmul(buf[src + r * ${m}u + j + ${HALF}u], twiddle(jm << (${
+        Math.max(L - 1, 0)
+      }u - s)));
+      let d = dst + r * ${m}u + ((j >> s) << (s + 1u)) + jm;
       buf[d] = a + b;
       buf[d + ns] = a - b;
     }
@@ -173,9 +176,11 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   if (row >= u.rows) { return; }
   let j = t % half;
   let ns = u.ns;
+  let s = countTrailingZeros(ns);
+  let jm = j & (ns - 1u);
   let a = load_in(row, j);
-  let b = cmul(load_in(row, j + half), twiddle((j % ns) * (u.m / (2u * ns))));
-  let d = (j / ns) * 2u * ns + j % ns;
+  let b = cmul(load_in(row, j + half), twiddle(jm * (half >> s)));
+  let d = ((j >> s) << (s + 1u)) + jm;
   store_out(row, d, a + b);
   store_out(row, d + ns, a - b);
 }`;

@@ -8,7 +8,8 @@
  * rolls by c = floor(n/2), so shifted indices c−1 and c are the unshifted frequencies n−1 and 0
  * (for every n ≥ 1, including torch's slice behaviour at n = 1).
  */
-import { F, type Tensor, tensor, tidy } from "../engine/mod.ts";
+import { dispatch, empty, F, grid1d, Params, type Tensor, tensor, tidy } from "../engine/mod.ts";
+import { HF_WG, highFreqApplyKernel, highFreqCoeffKernel } from "../kernels/highfreq.ts";
 
 /** The mask that zeroes frequencies {0, H−1} × {0, W−1} of an unshifted [H, W] spectrum. */
 export function highPassMask(h: number, w: number): Float32Array {
@@ -17,8 +18,38 @@ export function highPassMask(h: number, w: number): Float32Array {
   return m;
 }
 
-/** [N, C, H, W] images → [N, 1, H, W] high-frequency magnitude (mean over C). */
+/**
+ * [N, C, H, W] images → [N, 1, H, W] high-frequency magnitude (mean over C). Inputs that need no
+ * gradient (the classifier's images) take the two-pass closed form of kernels/highfreq.ts; inputs
+ * under autograd take the FFT route, whose gradient is defined.
+ */
 export function highFrequency(x: Tensor): Tensor {
+  if (!x.requiresGrad && x.rank === 4) return highFrequencyDirect(x);
+  return highFrequencyFft(x);
+}
+
+/** The closed form (no FFT, no autograd). */
+export function highFrequencyDirect(x: Tensor): Tensor {
+  const [n, c, h, w] = x.shape;
+  const xd = F.dense(x);
+  const coeff = empty([n * c, 8]);
+  const out = empty([n, 1, h, w]);
+  if (out.size > 0) {
+    dispatch(highFreqCoeffKernel(), [xd.binding(), coeff.binding()], new Params().u32(h, w, n * c, 0), grid1d(n * c, 1));
+    dispatch(
+      highFreqApplyKernel(),
+      [xd.binding(), coeff.binding(), out.binding()],
+      new Params().u32(h, w, c, n * h * w),
+      grid1d(n * h * w, HF_WG),
+    );
+  }
+  coeff.dispose();
+  if (xd !== x) xd.dispose();
+  return out;
+}
+
+/** The reference's FFT route (differentiable). */
+export function highFrequencyFft(x: Tensor): Tensor {
   if (x.rank !== 4) {
     throw new Error(`highFrequency: expected [N, C, H, W] images, got [${x.shape}]`);
   }

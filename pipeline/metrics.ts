@@ -25,7 +25,11 @@ export interface SegCounts {
  * Counts of one patch: pred pixel on when value > `predThreshold` (0: logits, as the reference's
  * `masks > mask_threshold`), target pixel on when non-zero (the reference sets mask != 0 to 1).
  */
-export function segCounts(pred: ArrayLike<number>, target: ArrayLike<number>, predThreshold = 0): SegCounts {
+export function segCounts(
+  pred: ArrayLike<number>,
+  target: ArrayLike<number>,
+  predThreshold = 0,
+): SegCounts {
   if (pred.length !== target.length) {
     throw new Error(`segCounts: prediction has ${pred.length} pixels, target ${target.length}`);
   }
@@ -50,7 +54,11 @@ export function iouOf(c: SegCounts, smooth = SMOOTH): number {
 }
 
 /** Per-patch Dice of logits (or 0/1 masks) against a 0/nonzero target. */
-export function dice(pred: ArrayLike<number>, target: ArrayLike<number>, predThreshold = 0): number {
+export function dice(
+  pred: ArrayLike<number>,
+  target: ArrayLike<number>,
+  predThreshold = 0,
+): number {
   return diceOf(segCounts(pred, target, predThreshold));
 }
 
@@ -64,7 +72,9 @@ export function iou(pred: ArrayLike<number>, target: ArrayLike<number>, predThre
  * (`generate_sam_mask.py`; both masks on where non-zero). The +1 makes an empty SAM mask score 0.
  */
 export function idsScore(cam: ArrayLike<number>, sam: ArrayLike<number>): number {
-  if (cam.length !== sam.length) throw new Error(`idsScore: CAM has ${cam.length} pixels, SAM mask ${sam.length}`);
+  if (cam.length !== sam.length) {
+    throw new Error(`idsScore: CAM has ${cam.length} pixels, SAM mask ${sam.length}`);
+  }
   let inter = 0, s = 0;
   for (let i = 0; i < sam.length; i++) {
     if (sam[i] !== 0) {

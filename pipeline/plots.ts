@@ -138,7 +138,9 @@ export class Canvas {
 
   fillRect(x: number, y: number, w: number, h: number, c: Rgb): void {
     for (let j = Math.max(0, y); j < Math.min(this.height, y + h); j++) {
-      for (let i = Math.max(0, x); i < Math.min(this.width, x + w); i++) this.data.set(c, (j * this.width + i) * 3);
+      for (let i = Math.max(0, x); i < Math.min(this.width, x + w); i++) {
+        this.data.set(c, (j * this.width + i) * 3);
+      }
     }
   }
 
@@ -154,7 +156,8 @@ export class Canvas {
     const steps = Math.max(1, Math.ceil(Math.max(Math.abs(x1 - x0), Math.abs(y1 - y0))));
     const lo = -Math.floor((thickness - 1) / 2), hi = lo + thickness;
     for (let s = 0; s <= steps; s++) {
-      const x = Math.round(x0 + ((x1 - x0) * s) / steps), y = Math.round(y0 + ((y1 - y0) * s) / steps);
+      const x = Math.round(x0 + ((x1 - x0) * s) / steps),
+        y = Math.round(y0 + ((y1 - y0) * s) / steps);
       for (let dy = lo; dy < hi; dy++) for (let dx = lo; dx < hi; dx++) this.set(x + dx, y + dy, c);
     }
   }
@@ -180,7 +183,9 @@ export class Canvas {
       const g = GLYPHS[ch] ?? GLYPHS["?"];
       for (let r = 0; r < 7; r++) {
         for (let col = 0; col < 5; col++) {
-          if (g[r] & (16 >> col)) this.fillRect(x + r * scale, cy - (col + 1) * scale, scale, scale, c);
+          if (g[r] & (16 >> col)) {
+            this.fillRect(x + r * scale, cy - (col + 1) * scale, scale, scale, c);
+          }
         }
       }
       cy -= 6 * scale;
@@ -263,12 +268,20 @@ export interface CurveOptions {
 /** Line chart of several series with axes, ticks, grid and a legend. */
 export function lossCurve(series: Series[], opts: CurveOptions): Image8 {
   const { width: W, height: H, title, xLabel, yLabel, logY = false } = opts;
-  if (!(W >= 120 && H >= 90)) throw new Error(`lossCurve: ${W}×${H} is too small (need at least 120×90)`);
+  if (!(W >= 120 && H >= 90)) {
+    throw new Error(`lossCurve: ${W}×${H} is too small (need at least 120×90)`);
+  }
   const fy = (y: number) => (logY ? Math.log10(y) : y);
-  const pts = series.map((s) => s.points.filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y) && (!logY || y > 0)));
+  const pts = series.map((s) =>
+    s.points.filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y) && (!logY || y > 0))
+  );
   const all = pts.flat();
-  let [x0, x1] = all.length ? [Math.min(...all.map((p) => p[0])), Math.max(...all.map((p) => p[0]))] : [0, 1];
-  let [y0, y1] = all.length ? [Math.min(...all.map((p) => fy(p[1]))), Math.max(...all.map((p) => fy(p[1])))] : [0, 1];
+  let [x0, x1] = all.length
+    ? [Math.min(...all.map((p) => p[0])), Math.max(...all.map((p) => p[0]))]
+    : [0, 1];
+  let [y0, y1] = all.length
+    ? [Math.min(...all.map((p) => fy(p[1]))), Math.max(...all.map((p) => fy(p[1])))]
+    : [0, 1];
   if (x1 === x0) [x0, x1] = [x0 - 1, x1 + 1];
   if (y1 === y0) [y0, y1] = [y0 - (Math.abs(y0) * 0.1 || 1), y1 + (Math.abs(y1) * 0.1 || 1)];
   const pad = (y1 - y0) * 0.05;
@@ -281,7 +294,9 @@ export function lossCurve(series: Series[], opts: CurveOptions): Image8 {
 
   const left = 8 + (yLabel ? 12 : 0) + Math.max(0, ...yLabels.map((s) => textWidth(s))) + 6;
   const lastX = textWidth(formatTick(xt[xt.length - 1] ?? 0));
-  const top = title ? 24 : 10, right = Math.max(14, Math.ceil(lastX / 2) + 4), bottom = 22 + (xLabel ? 12 : 0);
+  const top = title ? 24 : 10,
+    right = Math.max(14, Math.ceil(lastX / 2) + 4),
+    bottom = 22 + (xLabel ? 12 : 0);
   const pw = W - left - right, ph = H - top - bottom;
   const px = (x: number) => left + ((x - x0) / (x1 - x0)) * (pw - 1);
   const py = (y: number) => top + (1 - (fy(y) - y0) / (y1 - y0)) * (ph - 1);
@@ -308,15 +323,16 @@ export function lossCurve(series: Series[], opts: CurveOptions): Image8 {
 
   // Series, clipped to the plot area.
   const clip = new Canvas(pw - 2, ph - 2, [255, 0, 255]);
-  const mark = new Uint8Array((pw - 2) * (ph - 2));
   pts.forEach((p, k) => {
     const col = PALETTE[k % PALETTE.length];
     const sorted = [...p].sort((a, b) => a[0] - b[0]);
     const q = sorted.map(([x, y]) => [px(x) - left - 1, py(y) - top - 1]);
     if (q.length === 1) clip.fillRect(Math.round(q[0][0]) - 2, Math.round(q[0][1]) - 2, 5, 5, col);
-    for (let i = 1; i < q.length; i++) clip.line(q[i - 1][0], q[i - 1][1], q[i][0], q[i][1], col, 2);
+    for (let i = 1; i < q.length; i++) {
+      clip.line(q[i - 1][0], q[i - 1][1], q[i][0], q[i][1], col, 2);
+    }
   });
-  for (let i = 0; i < mark.length; i++) {
+  for (let i = 0; i < (pw - 2) * (ph - 2); i++) {
     const s = i * 3;
     if (clip.data[s] === 255 && clip.data[s + 1] === 0 && clip.data[s + 2] === 255) continue;
     const x = i % (pw - 2), y = Math.floor(i / (pw - 2));
@@ -355,7 +371,13 @@ function checkMap(what: string, img: Image8, n: number) {
  * Tints the pixels where `mask` is non-zero with `colour` at `alpha`, and draws the mask's
  * outline in full colour so thin regions stay visible.
  */
-export function overlay(image: Image8, mask: ArrayLike<number>, colour: Rgb = [0, 255, 0], alpha = 0.4, outline = true): Image8 {
+export function overlay(
+  image: Image8,
+  mask: ArrayLike<number>,
+  colour: Rgb = [0, 255, 0],
+  alpha = 0.4,
+  outline = true,
+): Image8 {
   const img = toRgb(image), { width: w, height: h } = img;
   checkMap("overlay mask", img, mask.length);
   const out = img.data.slice();
@@ -372,7 +394,12 @@ export function overlay(image: Image8, mask: ArrayLike<number>, colour: Rgb = [0
 }
 
 /** {@link overlay} encoded as PNG bytes. */
-export function overlayPng(image: Image8, mask: ArrayLike<number>, colour: Rgb = [0, 255, 0], alpha = 0.4): Uint8Array {
+export function overlayPng(
+  image: Image8,
+  mask: ArrayLike<number>,
+  colour: Rgb = [0, 255, 0],
+  alpha = 0.4,
+): Uint8Array {
   return encodePng(overlay(image, mask, colour, alpha));
 }
 
@@ -399,7 +426,8 @@ function sampleMap(m: ValueMap, w: number, h: number): Float64Array {
       const fx = Math.min(m.width - 1, Math.max(0, ((x + 0.5) * m.width) / w - 0.5));
       const x0 = Math.floor(fx), x1 = Math.min(m.width - 1, x0 + 1), tx = fx - x0;
       const v = (a: number, b: number) => m.data[a * m.width + b];
-      out[y * w + x] = (1 - ty) * ((1 - tx) * v(y0, x0) + tx * v(y0, x1)) + ty * ((1 - tx) * v(y1, x0) + tx * v(y1, x1));
+      out[y * w + x] = (1 - ty) * ((1 - tx) * v(y0, x0) + tx * v(y0, x1)) +
+        ty * ((1 - tx) * v(y1, x0) + tx * v(y1, x1));
     }
   }
   return out;
@@ -407,33 +435,49 @@ function sampleMap(m: ValueMap, w: number, h: number): Float64Array {
 
 /** The map alone through {@link jet}, at its own size or resampled to w×h. */
 export function heatmap(map: ValueMap, w = map.width, h = map.height): Image8 {
-  const v = w === map.width && h === map.height ? Float64Array.from(map.data) : sampleMap(map, w, h);
+  const v = w === map.width && h === map.height
+    ? Float64Array.from(map.data)
+    : sampleMap(map, w, h);
   const out = new Uint8Array(w * h * 3);
   for (let i = 0; i < w * h; i++) out.set(jet(v[i]), i * 3);
   return { data: out, width: w, height: h, channels: 3 };
 }
 
 /** Blends {@link heatmap} of `map` (values in [0, 1], e.g. a CAM) over `image` at `alpha`. */
-export function heatmapOverlay(image: Image8, map: ValueMap | ArrayLike<number>, alpha = 0.5): Image8 {
+export function heatmapOverlay(
+  image: Image8,
+  map: ValueMap | ArrayLike<number>,
+  alpha = 0.5,
+): Image8 {
   const img = toRgb(image);
-  const m: ValueMap = "width" in map && "data" in map ? map as ValueMap : { data: map as ArrayLike<number>, width: img.width, height: img.height };
+  const m: ValueMap = "width" in map && "data" in map
+    ? map as ValueMap
+    : { data: map as ArrayLike<number>, width: img.width, height: img.height };
   checkMap("heatmapOverlay map", { ...img, width: m.width, height: m.height }, m.data.length);
   const hm = heatmap(m, img.width, img.height);
   const out = new Uint8Array(img.data.length);
-  for (let i = 0; i < out.length; i++) out[i] = Math.round((1 - alpha) * img.data[i] + alpha * hm.data[i]);
+  for (let i = 0; i < out.length; i++) {
+    out[i] = Math.round((1 - alpha) * img.data[i] + alpha * hm.data[i]);
+  }
   return { data: out, width: img.width, height: img.height, channels: 3 };
 }
 
 /** A binary mask (non-zero on) as a white-on-black image, for a panel. */
 export function maskImage(mask: ArrayLike<number>, width: number, height: number): Image8 {
-  if (mask.length !== width * height) throw new Error(`maskImage: ${mask.length} values for ${width}×${height}`);
+  if (mask.length !== width * height) {
+    throw new Error(`maskImage: ${mask.length} values for ${width}×${height}`);
+  }
   return { data: Uint8Array.from(mask, (v) => (v !== 0 ? 255 : 0)), width, height, channels: 1 };
 }
 
 /** Panels in a row, each with its title above (image, CAM, pseudo-label, prediction, truth…). */
-export function sideBySide(panels: { title: string; image: Image8 }[], opts: { gap?: number; scale?: number } = {}): Image8 {
+export function sideBySide(
+  panels: { title: string; image: Image8 }[],
+  opts: { gap?: number; scale?: number } = {},
+): Image8 {
   if (!panels.length) throw new Error("sideBySide: no panels");
-  const gap = opts.gap ?? 8, scale = opts.scale ?? (Math.min(...panels.map((p) => p.image.width)) >= 200 ? 2 : 1);
+  const gap = opts.gap ?? 8,
+    scale = opts.scale ?? (Math.min(...panels.map((p) => p.image.width)) >= 200 ? 2 : 1);
   const titleH = textHeight(scale) + 2 * gap;
   const W = panels.reduce((a, p) => a + p.image.width, 0) + gap * (panels.length + 1);
   const H = titleH + Math.max(...panels.map((p) => p.image.height)) + gap;

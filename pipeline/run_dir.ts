@@ -46,7 +46,8 @@ type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
 
 /** Dotted paths where two JSON values differ (keys present on one side only included). */
 export function diffConfig(a: unknown, b: unknown, prefix = ""): string[] {
-  const isObj = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
+  const isObj = (v: unknown): v is Record<string, unknown> =>
+    typeof v === "object" && v !== null && !Array.isArray(v);
   if (isObj(a) && isObj(b)) {
     const keys = [...new Set([...Object.keys(a), ...Object.keys(b)])].sort();
     return keys.flatMap((k) => diffConfig(a[k], b[k], prefix ? `${prefix}.${k}` : k));
@@ -111,7 +112,12 @@ export class RunDir {
   private readonly unload: () => void;
   private closed = false;
 
-  private constructor(dir: string, config: Record<string, unknown>, state: RunState, resumed: boolean) {
+  private constructor(
+    dir: string,
+    config: Record<string, unknown>,
+    state: RunState,
+    resumed: boolean,
+  ) {
     this.dir = dir;
     this.config = config;
     this.state = state;
@@ -195,7 +201,8 @@ export class RunDir {
   /** Appends one record to metrics.jsonl (one write, so a kill leaves at most a torn last line). */
   async appendMetrics(rec: MetricRecord): Promise<void> {
     this.assertOpen();
-    const line = JSON.stringify({ time: new Date().toISOString(), ...rec } as { [k: string]: Json }) + "\n";
+    const line =
+      JSON.stringify({ time: new Date().toISOString(), ...rec } as { [k: string]: Json }) + "\n";
     await Deno.writeTextFile(this.path("metrics.jsonl"), line, { append: true });
   }
 
@@ -229,7 +236,11 @@ export class RunDir {
 }
 
 function acquireLock(path: string): void {
-  const me = JSON.stringify({ pid: Deno.pid, host: Deno.hostname(), started: new Date().toISOString() });
+  const me = JSON.stringify({
+    pid: Deno.pid,
+    host: Deno.hostname(),
+    started: new Date().toISOString(),
+  });
   for (let attempt = 0; attempt < 2; attempt++) {
     try {
       const f = Deno.openSync(path, { createNew: true, write: true });
@@ -250,7 +261,9 @@ function acquireLock(path: string): void {
       const who = typeof holder.pid === "number"
         ? `process ${holder.pid} on ${holder.host} (since ${holder.started})`
         : "another process";
-      throw new Error(`${path}: this run folder is in use by ${who}; if no such run is active, delete the lock file`);
+      throw new Error(
+        `${path}: this run folder is in use by ${who}; if no such run is active, delete the lock file`,
+      );
     }
     Deno.removeSync(path); // its owner died (kill -9): take over
   }
@@ -295,7 +308,9 @@ async function checksum(tensors: Map<string, HostTensor>): Promise<string> {
   for (const name of [...tensors.keys()].sort()) {
     const t = tensors.get(name)!;
     const bytes = new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
-    const d = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>));
+    const d = new Uint8Array(
+      await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>),
+    );
     parts.push(enc.encode(`${name}\0${t.dtype}\0${t.shape.join(",")}\0`), d);
   }
   const all = new Uint8Array(parts.reduce((a, p) => a + p.length, 0));
@@ -312,7 +327,9 @@ export async function writeCheckpoint(
   metadata: Record<string, string> = {},
 ): Promise<void> {
   const host = new Map<string, HostTensor>();
-  for (const [k, t] of tensors) host.set(k, { dtype: dtypeOf(k, t.data), shape: [...t.shape], data: t.data as HostData });
+  for (const [k, t] of tensors) {
+    host.set(k, { dtype: dtypeOf(k, t.data), shape: [...t.shape], data: t.data as HostData });
+  }
   await writeSafetensors(path, host, { ...metadata, [CHECKSUM_KEY]: await checksum(host) });
 }
 
@@ -328,14 +345,18 @@ export async function readCheckpoint(
     r = await readSafetensorsWithMetadata(path);
   } catch (e) {
     const msg = (e as Error).message;
-    throw new Error(msg.includes(path) ? `checkpoint ${msg}` : `checkpoint ${path}: ${msg}`, { cause: e });
+    throw new Error(msg.includes(path) ? `checkpoint ${msg}` : `checkpoint ${path}: ${msg}`, {
+      cause: e,
+    });
   }
   const metadata = { ...(r.metadata ?? {}) };
   const want = metadata[CHECKSUM_KEY];
   if (want !== undefined) {
     const got = await checksum(r.tensors);
     if (got !== want) {
-      throw new Error(`checkpoint ${path} is corrupt: its tensors do not match the checksum written with them`);
+      throw new Error(
+        `checkpoint ${path} is corrupt: its tensors do not match the checksum written with them`,
+      );
     }
     delete metadata[CHECKSUM_KEY];
   }

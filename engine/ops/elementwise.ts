@@ -104,7 +104,10 @@ export function cast(x: Tensor, to: DType): Tensor {
 }
 
 // view.ts imports this module; it registers itself here to avoid an import cycle at load time.
-let viewOps: { dense: (t: Tensor) => Tensor } | null = null;
+// `var` without initialiser: hoisted, so view.ts may register before this module body runs
+// (the cycle elementwise → autograd → reduce → view) without a temporal-dead-zone error.
+// deno-lint-ignore no-var
+var viewOps: { dense: (t: Tensor) => Tensor } | undefined;
 export function registerViewOps(v: { dense: (t: Tensor) => Tensor }): void {
   viewOps = v;
 }

@@ -132,7 +132,9 @@ export function packParams(ps: AugmentParams[]): Float32Array {
   const out = new Float32Array(ps.length * PARAM_STRIDE);
   ps.forEach((p, i) => {
     if (p.order.length !== 4 || [...p.order].sort().join() !== "0,1,2,3") {
-      throw new Error(`augment: sample ${i}: order must be a permutation of 0..3, got [${p.order}]`);
+      throw new Error(
+        `augment: sample ${i}: order must be a permutation of 0..3, got [${p.order}]`,
+      );
     }
     const [c, s] = cosSin(p.angle);
     out.set([
@@ -184,7 +186,9 @@ export function colourRaw(x: Tensor, prm: Tensor): Tensor {
   if (y.size === 0) return y;
   const parts = Math.max(1, Math.min(MAX_MEAN_PARTIALS, Math.ceil(hw / (AUGMENT_WG * 16))));
   const groups = Math.ceil(hw / AUGMENT_WG);
-  if (groups > 65535 || n > 65535) throw new Error(`augment: ${n}×${h}×${w} is too large for one dispatch`);
+  if (groups > 65535 || n > 65535) {
+    throw new Error(`augment: ${n}×${h}×${w} is too large for one dispatch`);
+  }
   const partial = empty([n, parts]);
   const p = new Params().u32(n, hw, parts, 0);
   dispatch(jitterMeanKernel(), [prm.binding(), x.binding(), partial.binding()], p, [parts, n]);
@@ -209,7 +213,9 @@ export function augmentWith(
 ): { images: Tensor; mask?: Tensor } {
   check4("images", images, 3);
   const [n, , h, w] = images.shape;
-  if (params.length !== n) throw new Error(`augment: ${params.length} parameter sets for a batch of ${n}`);
+  if (params.length !== n) {
+    throw new Error(`augment: ${params.length} parameter sets for a batch of ${n}`);
+  }
   if (mask) check4("mask", mask, 1, n, h, w);
   const prm = tensor(packParams(params), [n, PARAM_STRIDE]);
   try {

@@ -42,7 +42,9 @@ async function listDir(dir: string): Promise<string[] | null> {
  */
 export async function listSplit(dir: string): Promise<PatchItem[]> {
   const images = await listDir(`${dir}/image`);
-  if (images === null) throw new Error(`${dir}: no image/ folder (expected <split>/image/<id>_<label>.png)`);
+  if (images === null) {
+    throw new Error(`${dir}: no image/ folder (expected <split>/image/<id>_<label>.png)`);
+  }
   const masks = new Set((await listDir(`${dir}/mask`)) ?? []);
   const out: PatchItem[] = [];
   for (const name of images) {
@@ -128,12 +130,20 @@ export function resizeBilinear(
 }
 
 /** Nearest resize of one plane (masks must stay binary). */
-function resizeNearest(src: Float32Array, h: number, w: number, oh: number, ow: number): Float32Array {
+function resizeNearest(
+  src: Float32Array,
+  h: number,
+  w: number,
+  oh: number,
+  ow: number,
+): Float32Array {
   if (h === oh && w === ow) return src;
   const out = new Float32Array(oh * ow);
   for (let y = 0; y < oh; y++) {
     const sy = Math.min(h - 1, Math.floor(((y + 0.5) * h) / oh));
-    for (let x = 0; x < ow; x++) out[y * ow + x] = src[sy * w + Math.min(w - 1, Math.floor(((x + 0.5) * w) / ow))];
+    for (let x = 0; x < ow; x++) {
+      out[y * ow + x] = src[sy * w + Math.min(w - 1, Math.floor(((x + 0.5) * w) / ow))];
+    }
   }
   return out;
 }
@@ -173,7 +183,9 @@ export async function loadHostBatch(
     const { width: w, height: h } = img;
     if (!oh) [oh, ow] = [h, w];
     else if (opts.size === undefined && (h !== oh || w !== ow)) {
-      throw new Error(`${it.image}: image is ${w}×${h}, the batch's first is ${ow}×${oh} (pass a size to resize)`);
+      throw new Error(
+        `${it.image}: image is ${w}×${h}, the batch's first is ${ow}×${oh} (pass a size to resize)`,
+      );
     }
     if (!images) {
       images = new Float32Array(n * 3 * oh * ow);
@@ -289,7 +301,10 @@ export class PatchLoader {
     const list = this.order(epoch), b = this.opts.batchSize;
     const count = this.opts.dropLast ? Math.floor(list.length / b) : Math.ceil(list.length / b);
     const load = (k: number) => {
-      const p = loadHostBatch(list.slice(k * b, (k + 1) * b), { size: this.opts.size, masks: this.opts.masks });
+      const p = loadHostBatch(list.slice(k * b, (k + 1) * b), {
+        size: this.opts.size,
+        masks: this.opts.masks,
+      });
       p.catch(() => {}); // rethrown where awaited; avoids an unhandled rejection while pending
       return p;
     };

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import fc from "fast-check";
 import { F, type Tensor, tensor, tidyAsync } from "../../engine/mod.ts";
 import { readSafetensors, toFloat32 } from "../../engine/io/safetensors.ts";
-import { highFrequency } from "../../model/highfreq.ts";
+import { highFrequency, highFrequencyFft } from "../../model/highfreq.ts";
 import { fixturePath, haveFixtures } from "../fixtures.ts";
 import { assertClose, gradCheck, randArray, setup } from "../util/gpu.ts";
 import { dftAxis, dftRows, highFrequencyRef } from "../reference/fft.ts";
@@ -170,7 +170,7 @@ Deno.test("fft gradients pass finite differences (fft2 w.r.t. re and im, Blueste
 
 Deno.test("highFrequency matches the EP-SAM fixture and the literal float64 pipeline (odd sizes)", async () => {
   await tidyAsync(async () => {
-    for (const shape of [[1, 3, 5, 7], [2, 3, 6, 9], [1, 2, 1, 4], [1, 3, 16, 2]]) {
+    for (const shape of [[1, 3, 5, 7], [2, 3, 6, 9], [1, 2, 1, 4], [1, 3, 16, 2], [2, 3, 2, 1], [1, 1, 1, 1], [1, 3, 300, 257]]) {
       const x = randArray(shape.reduce((a, b) => a * b, 1), 17, 0, 1);
       const y = highFrequency(tensor(x, shape));
       assert.deepEqual(y.shape, [shape[0], 1, shape[2], shape[3]]);
@@ -178,6 +178,12 @@ Deno.test("highFrequency matches the EP-SAM fixture and the literal float64 pipe
         atol: 2e-6,
         rtol: 1e-5,
         what: `highFrequency [${shape}]`,
+      });
+      // The closed form (used for images) and the FFT route (used under autograd) agree.
+      assertClose(await highFrequencyFft(tensor(x, shape)).data(), await y.data(), {
+        atol: 2e-6,
+        rtol: 1e-5,
+        what: `FFT route [${shape}]`,
       });
       // The literal GPU pipeline (fftshift, zero the centre, ifftshift) agrees.
       const [, , h, w] = shape;

@@ -1,6 +1,11 @@
 import assert from "node:assert/strict";
 import { writePng } from "../../engine/io/png.ts";
-import { listSplit, loadHostBatch, PatchLoader, resizeBilinear } from "../../pipeline/data/patches.ts";
+import {
+  listSplit,
+  loadHostBatch,
+  PatchLoader,
+  resizeBilinear,
+} from "../../pipeline/data/patches.ts";
 import { assertClose, setup } from "../util/gpu.ts";
 
 await setup();
@@ -47,20 +52,34 @@ Deno.test("host batches are NCHW /255 with 0/1 masks; errors name the file", asy
   const b = await loadHostBatch(items, { masks: true });
   assert.equal(b.images.length, 2 * 3 * 20);
   // Sample 1 (k = 1), channel 2, pixel 7: interleaved byte index 7*3+2.
-  assert.equal(b.images[1 * 60 + 2 * 20 + 7], Math.fround(((1 * 37 + (7 * 3 + 2) * 11) % 256) / 255));
+  assert.equal(
+    b.images[1 * 60 + 2 * 20 + 7],
+    Math.fround(((1 * 37 + (7 * 3 + 2) * 11) % 256) / 255),
+  );
   assert.deepEqual(Array.from(b.masks!.subarray(0, 20)), new Array(20).fill(0));
   assert.deepEqual(Array.from(b.masks!.subarray(20, 26)), [1, 0, 0, 1, 0, 0]);
   assert.deepEqual(Array.from(b.labels), [0, 1]);
 
-  await writePng(`${dir}/image/s009_0.png`, { data: new Uint8Array(6 * 4 * 3), width: 6, height: 4, channels: 3 });
+  await writePng(`${dir}/image/s009_0.png`, {
+    data: new Uint8Array(6 * 4 * 3),
+    width: 6,
+    height: 4,
+    channels: 3,
+  });
   const all = await listSplit(dir);
   await assert.rejects(loadHostBatch(all), /s009_0\.png: image is 6×4, the batch's first is 5×4/);
   const resized = await loadHostBatch(all, { size: 8 });
   assert.equal(resized.images.length, 3 * 3 * 64);
   await Deno.writeFile(`${dir}/image/s005_0.png`, new Uint8Array([1, 2, 3]));
-  await assert.rejects(loadHostBatch((await listSplit(dir)).filter((i) => i.id === "s005")), /s005_0\.png: not a readable PNG/);
+  await assert.rejects(
+    loadHostBatch((await listSplit(dir)).filter((i) => i.id === "s005")),
+    /s005_0\.png: not a readable PNG/,
+  );
   await Deno.remove(`${dir}/mask/s001_1.png`);
-  await assert.rejects(loadHostBatch(await listSplit(dir), { masks: true, size: 4 }), /s001_1\.png: positive patch has no mask/);
+  await assert.rejects(
+    loadHostBatch(await listSplit(dir), { masks: true, size: 4 }),
+    /s001_1\.png: positive patch has no mask/,
+  );
   await Deno.remove(dir, { recursive: true });
 });
 
@@ -83,7 +102,9 @@ Deno.test("bilinear resize: identity, PIL-style antialias taps, constants kept",
   });
   assertClose(got, ref, { atol: 1e-5 });
   // Upscaling 1×2 → 1×4: half-pixel centres, clamped edges.
-  assertClose(resizeBilinear(Float32Array.from([0, 1]), 1, 1, 2, 1, 4), [0, 0.25, 0.75, 1], { atol: 1e-6 });
+  assertClose(resizeBilinear(Float32Array.from([0, 1]), 1, 1, 2, 1, 4), [0, 0.25, 0.75, 1], {
+    atol: 1e-6,
+  });
   const c = resizeBilinear(new Float32Array(3 * 7 * 9).fill(0.4), 3, 7, 9, 4, 5);
   assertClose(c, new Array(60).fill(0.4), { atol: 1e-6 });
 });
@@ -93,7 +114,10 @@ Deno.test("loader: seeded per-epoch order, balancing, resumable batches on the G
   const items = await listSplit(dir);
   const L = new PatchLoader(items, { batchSize: 3, seed: 4, masks: true });
   const ids = (e: number) => L.order(e).map((i) => i.id);
-  assert.deepEqual(ids(0), new PatchLoader(items, { batchSize: 3, seed: 4 }).order(0).map((i) => i.id));
+  assert.deepEqual(
+    ids(0),
+    new PatchLoader(items, { batchSize: 3, seed: 4 }).order(0).map((i) => i.id),
+  );
   assert.notDeepEqual(ids(0), ids(1));
   assert.deepEqual([...ids(1)].sort(), items.map((i) => i.id));
   assert.equal(L.batchCount(), 3);

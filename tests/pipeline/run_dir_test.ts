@@ -1,10 +1,19 @@
 import assert from "node:assert/strict";
-import { diffConfig, parseMetrics, readCheckpoint, RunDir, writeCheckpoint } from "../../pipeline/run_dir.ts";
+import {
+  diffConfig,
+  parseMetrics,
+  readCheckpoint,
+  RunDir,
+  writeCheckpoint,
+} from "../../pipeline/run_dir.ts";
 
 const tmp = () => Deno.makeTempDirSync({ prefix: "run_dir_test_" });
 
 Deno.test("diffConfig lists differing dotted keys", () => {
-  assert.deepEqual(diffConfig({ a: 1, b: { c: 2, d: [1, 2] } }, { a: 1, b: { c: 3, d: [1, 2] }, e: 0 }), ["b.c", "e"]);
+  assert.deepEqual(
+    diffConfig({ a: 1, b: { c: 2, d: [1, 2] } }, { a: 1, b: { c: 3, d: [1, 2] }, e: 0 }),
+    ["b.c", "e"],
+  );
   assert.deepEqual(diffConfig({ x: [1] }, { x: [1] }), []);
 });
 
@@ -14,21 +23,33 @@ Deno.test("create, lock, resume, config mismatch and --force", () => {
   const run = RunDir.open(dir, cfg);
   assert.equal(run.resumed, false);
   assert.deepEqual(JSON.parse(Deno.readTextFileSync(`${dir}/config.json`)), cfg);
-  assert.throws(() => RunDir.open(dir, cfg), new RegExp(`run\\.lock: this run folder is in use by process ${Deno.pid}`));
+  assert.throws(
+    () => RunDir.open(dir, cfg),
+    new RegExp(`run\\.lock: this run folder is in use by process ${Deno.pid}`),
+  );
   run.updateStage("classifier", { status: "running", epoch: 3 });
   run.close();
   assert.throws(() => run.updateStage("x", {}), /was closed/);
 
   const again = RunDir.open(dir, cfg);
   assert.equal(again.resumed, true);
-  assert.deepEqual([again.stage("classifier").status, again.stage("classifier").epoch], ["running", 3]);
+  assert.deepEqual([again.stage("classifier").status, again.stage("classifier").epoch], [
+    "running",
+    3,
+  ]);
   assert.equal(again.isDone("classifier"), false);
   assert.equal(again.stage("sam").status, "pending");
   again.close();
 
   const other = { lr: 1e-4, model: { depth: 18 }, seed: 22 };
-  assert.throws(() => RunDir.open(dir, other), /different config \(keys: lr, model\.depth\).*--force/);
-  assert.ok(!Deno.statSync(dir).isFile && !exists(`${dir}/run.lock`), "a refused open leaves no lock");
+  assert.throws(
+    () => RunDir.open(dir, other),
+    /different config \(keys: lr, model\.depth\).*--force/,
+  );
+  assert.ok(
+    !Deno.statSync(dir).isFile && !exists(`${dir}/run.lock`),
+    "a refused open leaves no lock",
+  );
   const forced = RunDir.open(dir, other, { force: true });
   assert.deepEqual(JSON.parse(Deno.readTextFileSync(`${dir}/config.json`)), other);
   forced.close();
@@ -46,16 +67,25 @@ function exists(p: string) {
 
 Deno.test("a lock left by a dead process is taken over; one from another host is not", () => {
   const dir = tmp();
-  Deno.writeTextFileSync(`${dir}/run.lock`, JSON.stringify({ pid: 2 ** 30, host: Deno.hostname(), started: "x" }));
+  Deno.writeTextFileSync(
+    `${dir}/run.lock`,
+    JSON.stringify({ pid: 2 ** 30, host: Deno.hostname(), started: "x" }),
+  );
   RunDir.open(dir, {}).close();
-  Deno.writeTextFileSync(`${dir}/run.lock`, JSON.stringify({ pid: 1, host: "elsewhere", started: "y" }));
+  Deno.writeTextFileSync(
+    `${dir}/run.lock`,
+    JSON.stringify({ pid: 1, host: "elsewhere", started: "y" }),
+  );
   assert.throws(() => RunDir.open(dir, {}), /in use by process 1 on elsewhere/);
   Deno.removeSync(dir, { recursive: true });
 });
 
 Deno.test("metrics.jsonl: appends, torn last line dropped and repaired, middle damage reported", async () => {
   assert.deepEqual(parseMetrics('{"stage":"a"}\n{"stage":"b","ep'), [{ stage: "a" }]);
-  assert.throws(() => parseMetrics('{"stage":"a"}\n{oops\n{"stage":"b"}\n', "m.jsonl"), /m\.jsonl:2: not a JSON line/);
+  assert.throws(
+    () => parseMetrics('{"stage":"a"}\n{oops\n{"stage":"b"}\n', "m.jsonl"),
+    /m\.jsonl:2: not a JSON line/,
+  );
   const dir = tmp();
   const run = RunDir.open(dir, {});
   await run.appendMetrics({ stage: "cls", epoch: 0, loss: 0.7 });
@@ -80,7 +110,11 @@ r.updateStage("cls", { status: "running", epoch: 2 });
 await r.appendMetrics({ stage: "cls", epoch: 2 });
 console.log("ready");
 await new Promise(() => setInterval(() => {}, 1000));`;
-  const child = new Deno.Command(Deno.execPath(), { args: ["eval", code], stdout: "piped", stderr: "inherit" }).spawn();
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["eval", code],
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
   const reader = child.stdout.getReader();
   const { value } = await reader.read();
   assert.match(new TextDecoder().decode(value), /ready/);
@@ -100,10 +134,14 @@ Deno.test("checkpoints round-trip and corruption is reported with the file name"
   const dir = tmp();
   const p = `${dir}/ck.safetensors`;
   const w = Float32Array.from({ length: 6 }, (_, i) => i / 3);
-  await writeCheckpoint(p, new Map<string, { shape: number[]; data: Float32Array | Int32Array }>([
-    ["layer.weight", { shape: [2, 3], data: w }],
-    ["step", { shape: [], data: Int32Array.of(42) }],
-  ]), { epoch: "3" });
+  await writeCheckpoint(
+    p,
+    new Map<string, { shape: number[]; data: Float32Array | Int32Array }>([
+      ["layer.weight", { shape: [2, 3], data: w }],
+      ["step", { shape: [], data: Int32Array.of(42) }],
+    ]),
+    { epoch: "3" },
+  );
   const r = await readCheckpoint(p);
   assert.deepEqual(Array.from(r.tensors.get("layer.weight")!.data as Float32Array), Array.from(w));
   assert.deepEqual(r.tensors.get("layer.weight")!.shape, [2, 3]);
