@@ -92,7 +92,7 @@ if (import.meta.main) {
       runs: opts.runs,
       adapter,
     });
-    rows.push(...got);
+    rows.push(...(named ? got : got.filter((r) => r.name.includes(opts.filter))));
   }
   console.log(formatTable(rows));
   if (opts.json) {

@@ -7,3 +7,4 @@ export * from "./tensor.ts";
 export { keep, tidy, tidyAsync } from "./scope.ts";
 export { backward, isGradEnabled, noGrad, noGradAsync, record, requireGrad } from "./autograd.ts";
 export * as F from "./ops/index.ts";
+export { philox4x32, Rng, type RngState } from "./rng.ts";

@@ -10,7 +10,12 @@ import { empty, Tensor } from "../tensor.ts";
 import { record } from "../autograd.ts";
 import { dense } from "./view.ts";
 import { fill } from "./elementwise.ts";
-import { ATTN_MAX_D, ATTN_WG, attentionForwardKernel } from "../../kernels/attention/forward.ts";
+import {
+  ATTN_MAX_D,
+  ATTN_WG,
+  attentionForwardKernel,
+  attnSoftwareChunk,
+} from "../../kernels/attention/forward.ts";
 import {
   attentionBackwardKVKernel,
   attentionBackwardQBindings,
@@ -28,6 +33,11 @@ export interface FlashAttentionOptions {
   kGrid?: [number, number];
   /** Stage K/V tiles in f16 (forward only; needs `shader-f16`, otherwise ignored). */
   f16?: boolean;
+  /**
+   * Keys (queries for dK/dV) per dispatch; by default all on hardware and a safe number on
+   * software adapters, whose loop cap would otherwise cut long loops short. Tests set it small.
+   */
+  chunk?: number;
 }
 
 const NAME = "flashAttention";
@@ -78,8 +88,17 @@ function check(q: Tensor, k: Tensor, v: Tensor, o: FlashAttentionOptions): Check
   return { g, nq, nk, d, kh, kw, bias: !!o.relH };
 }
 
-function params(c: Checked, scale: number): Params {
-  return new Params().u32(c.nq, c.nk, c.kh, c.kw).f32(scale).u32(0, 0, 0);
+function params(c: Checked, scale: number, c0: number, c1: number): Params {
+  return new Params().u32(c.nq, c.nk, c.kh, c.kw).f32(scale).u32(c0, c1, 0);
+}
+
+/** [c0, c1) chunks of `n` (at least one, so the kernel always finalises). */
+function chunks(n: number, c: Checked, o: FlashAttentionOptions): [number, number][] {
+  const size = o.chunk ?? (gpu().isSoftware ? attnSoftwareChunk(c.d) : n);
+  if (!(size >= 1)) throw new Error(`${NAME}: chunk must be a positive integer, got ${o.chunk}`);
+  const out: [number, number][] = [];
+  for (let c0 = 0; c0 < n; c0 += size) out.push([c0, Math.min(n, c0 + size)]);
+  return out;
 }
 
 /** Forward launch without autograd: the output and the per-query log-sum-exp [G, Nq]. */
@@ -95,12 +114,16 @@ export function flashAttentionRaw(
   if (c.g === 0 || c.nq === 0) return { out, lse };
   const ins = [q, k, v, ...(c.bias ? [opts.relH!, opts.relW!] : [])].map((t) => dense(t));
   const f16 = !!opts.f16 && gpu().features.f16;
-  dispatch(
-    attentionForwardKernel(c.d, c.bias, f16),
-    [...ins.map((t) => t.binding()), out.binding(), lse.binding()],
-    params(c, opts.scale),
-    [Math.ceil(c.nq / ATTN_WG), c.g],
-  );
+  const lsum = empty([c.g, c.nq]);
+  for (const [c0, c1] of chunks(c.nk, c, opts)) {
+    dispatch(
+      attentionForwardKernel(c.d, c.bias, f16),
+      [...ins.map((t) => t.binding()), out.binding(), lse.binding(), lsum.binding()],
+      params(c, opts.scale, c0, c1),
+      [Math.ceil(c.nq / ATTN_WG), c.g],
+    );
+  }
+  lsum.dispose();
   ins.forEach((t, i) => t !== [q, k, v, opts.relH, opts.relW][i] && t.dispose());
   return { out, lse };
 }
@@ -134,22 +157,26 @@ export function flashAttentionBackwardRaw(
   // No queries: nothing attends to the keys, their gradients are zero.
   const mk = (shape: readonly number[]) => !needKV ? null : c.nq === 0 ? fill(shape, 0) : empty(shape);
   const dk = mk(k.shape), dv = mk(v.shape);
-  const p = params(c, opts.scale);
   if (c.g > 0 && c.nq > 0) {
-    dispatch(
-      attentionBackwardQKernel(c.d, c.bias),
-      [...ds.map((t) => t.binding()), dq.binding(), dd.binding(), ...(c.bias ? [dRelH!.binding(), dRelW!.binding()] : [])],
-      p,
-      [Math.ceil(c.nq / ATTN_WG), c.g],
-    );
+    const outs = [dq, dd, ...(c.bias ? [dRelH!, dRelW!] : [])];
+    for (const [c0, c1] of chunks(c.nk, c, opts)) {
+      dispatch(
+        attentionBackwardQKernel(c.d, c.bias),
+        [...ds, ...outs].map((t) => t.binding()),
+        params(c, opts.scale, c0, c1),
+        [Math.ceil(c.nq / ATTN_WG), c.g],
+      );
+    }
   }
   if (dk && dv && c.g > 0 && c.nq > 0) {
-    dispatch(
-      attentionBackwardKVKernel(c.d, c.bias),
-      [qd, kd, vd, dod, ld, dd, ...bias, dk, dv].map((t) => t.binding()),
-      p,
-      [Math.ceil(c.nk / ATTN_WG), c.g],
-    );
+    for (const [c0, c1] of chunks(c.nq, c, opts)) {
+      dispatch(
+        attentionBackwardKVKernel(c.d, c.bias),
+        [qd, kd, vd, dod, ld, dd, ...bias, dk, dv].map((t) => t.binding()),
+        params(c, opts.scale, c0, c1),
+        [Math.ceil(c.nk / ATTN_WG), c.g],
+      );
+    }
   }
   ds.forEach((t, i) => t !== ins[i] && t.dispose());
   dd.dispose();

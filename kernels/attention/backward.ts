@@ -10,10 +10,11 @@
  *   and dV.
  *
  * With P = softmax(S) and dS = P ∘ (dO·Vᵀ − D): dV = Pᵀ·dO, dQ = scale·dS·K, dK = scale·dSᵀ·Q.
- * Head-dimension loops are unrolled for the reason given in forward.ts.
+ * Like the forward, one dispatch covers a chunk [c0, c1) of the looped-over axis (see forward.ts);
+ * partial sums are carried in the outputs between chunks and scaled by the last one.
  */
 import type { Kernel } from "../../engine/dispatch.ts";
-import { ATTN_PARAMS, ATTN_WG, attnTile, biasExpr, dotExpr, storageDecls, tileLoad, unroll } from "./forward.ts";
+import { ATTN_PARAMS, ATTN_WG, attnTile, biasExpr, storageDecls } from "./forward.ts";
 
 /** Storage bindings of the dQ pass (the op checks the adapter allows them). */
 export function attentionBackwardQBindings(bias: boolean): number {
@@ -37,6 +38,9 @@ export function attentionBackwardQKernel(d: number, bias: boolean): Kernel {
   ]);
   // Keys are visited in order, so j / kw only grows: dRelH accumulates in a register and is
   // stored when the grid row changes; dRelW's first grid row stores, later rows add.
+  // Keys are visited in order, so j / kw only grows: dRelH accumulates in a register and is
+  // stored when the grid row changes (a row split by a chunk boundary is reloaded); dRelW's first
+  // grid row stores, later rows add.
   const biasGrad = bias
     ? /* wgsl */ `
       let a = j / u.kw;
@@ -62,32 +66,45 @@ fn main(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) wid: vec
   let i = wid.x * WG + t;
   let valid = i < u.nq;
   let rb = g * u.nq + min(i, u.nq - 1u);
+  let first = u.c0 == 0u;
   var qr: array<f32, ${d}>;
   var dor: array<f32, ${d}>;
   var acc: array<f32, ${d}>;
-  ${unroll(d, (c) => `qr[${c}] = q[rb * D + ${c}u] * u.scale; dor[${c}] = dout[rb * D + ${c}u]; acc[${c}] = 0.0;`, "\n  ")}
-  let di = ${dotExpr(d, (c) => `dor[${c}]`, (c) => `o[rb * D + ${c}u]`)};
+  var di = 0.0;
+  for (var c = 0u; c < D; c++) {
+    qr[c] = q[rb * D + c] * u.scale;
+    dor[c] = dout[rb * D + c];
+    di += dor[c] * o[rb * D + c];
+    acc[c] = select(dq[rb * D + c], 0.0, first);
+  }
   let li = lse[rb];
-  var curA = 0u;
-  var hAcc = 0.0;
+  var curA = u.c0 / u.kw;
+  var hAcc = 0.0;${bias ? "\n  if (u.c0 % u.kw != 0u) { hAcc = dRelH[rb * u.kh + curA]; }" : ""}
   let kb = g * u.nk * D;
-  for (var k0 = 0u; k0 < u.nk; k0 += BK) {
-    let cnt = min(BK, u.nk - k0);
+  for (var k0 = u.c0; k0 < u.c1; k0 += BK) {
+    let cnt = min(BK, u.c1 - k0);
     workgroupBarrier();
-    ${tileLoad(bk * d, ATTN_WG, "cnt * D", "kb + k0 * D", [["ks", "k"], ["vs", "v"]])}
+    for (var e = t; e < cnt * D; e += WG) {
+      ks[e] = k[kb + k0 * D + e];
+      vs[e] = v[kb + k0 * D + e];
+    }
     workgroupBarrier();
     for (var jj = 0u; jj < cnt; jj++) {
       let j = k0 + jj;
-      let b = jj * D;
-      let sd = ${dotExpr(d, (c) => `qr[${c}]`, (c) => `ks[b + ${c}u]`)};
-      let dp = ${dotExpr(d, (c) => `dor[${c}]`, (c) => `vs[b + ${c}u]`)};
+      var sd = 0.0;
+      var dp = 0.0;
+      for (var c = 0u; c < D; c++) {
+        sd += qr[c] * ks[jj * D + c];
+        dp += dor[c] * vs[jj * D + c];
+      }
       let p = exp(sd${biasExpr(bias, "j")} - li);
       let ds = p * (dp - di);
-      ${unroll(d, (c) => `acc[${c}] += ds * ks[b + ${c}u];`, "\n      ")}${biasGrad}
+      for (var c = 0u; c < D; c++) { acc[c] += ds * ks[jj * D + c]; }${biasGrad}
     }
   }
   if (valid) {
-    ${unroll(d, (c) => `dq[rb * D + ${c}u] = acc[${c}] * u.scale;`)}
+    let f = select(1.0, u.scale, u.c1 == u.nk);
+    for (var c = 0u; c < D; c++) { dq[rb * D + c] = acc[c] * f; }
     dd[rb] = di;${bias ? "\n    dRelH[rb * u.kh + curA] = hAcc;" : ""}
   }
 }`,
@@ -126,31 +143,47 @@ fn main(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) wid: vec
   let g = wid.y;
   let j = min(wid.x * WG + t, u.nk - 1u);
   let valid = wid.x * WG + t < u.nk;
+  let first = u.c0 == 0u;
   let kr0 = (g * u.nk + j) * D;
   var kr: array<f32, ${d}>;
   var vr: array<f32, ${d}>;
   var ak: array<f32, ${d}>;
   var av: array<f32, ${d}>;
-  ${unroll(d, (c) => `kr[${c}] = k[kr0 + ${c}u] * u.scale; vr[${c}] = v[kr0 + ${c}u]; ak[${c}] = 0.0; av[${c}] = 0.0;`, "\n  ")}
+  for (var c = 0u; c < D; c++) {
+    kr[c] = k[kr0 + c] * u.scale;
+    vr[c] = v[kr0 + c];
+    ak[c] = select(dk[kr0 + c], 0.0, first);
+    av[c] = select(dv[kr0 + c], 0.0, first);
+  }
   let qb = g * u.nq;
-  for (var q0 = 0u; q0 < u.nq; q0 += BQ) {
-    let cnt = min(BQ, u.nq - q0);
+  for (var q0 = u.c0; q0 < u.c1; q0 += BQ) {
+    let cnt = min(BQ, u.c1 - q0);
     workgroupBarrier();
-    ${tileLoad(bq * d, ATTN_WG, "cnt * D", "(qb + q0) * D", [["qs", "q"], ["dos", "dout"]])}
-    ${tileLoad(bq, ATTN_WG, "cnt", "qb + q0", [["ls", "lse"], ["dds", "dd"]])}
+    for (var e = t; e < cnt * D; e += WG) {
+      qs[e] = q[(qb + q0) * D + e];
+      dos[e] = dout[(qb + q0) * D + e];
+    }
+    if (t < cnt) { ls[t] = lse[qb + q0 + t]; dds[t] = dd[qb + q0 + t]; }
     workgroupBarrier();
     for (var ii = 0u; ii < cnt; ii++) {
       let rb = qb + q0 + ii;
-      let b = ii * D;
-      let sd = ${dotExpr(d, (c) => `qs[b + ${c}u]`, (c) => `kr[${c}]`)};
-      let dp = ${dotExpr(d, (c) => `dos[b + ${c}u]`, (c) => `vr[${c}]`)};
+      var sd = 0.0;
+      var dp = 0.0;
+      for (var c = 0u; c < D; c++) {
+        sd += qs[ii * D + c] * kr[c];
+        dp += dos[ii * D + c] * vr[c];
+      }
       let p = exp(sd${biasExpr(bias, "j")} - ls[ii]);
       let dsv = p * (dp - dds[ii]);
-      ${unroll(d, (c) => `av[${c}] += p * dos[b + ${c}u]; ak[${c}] += dsv * qs[b + ${c}u];`, "\n      ")}
+      for (var c = 0u; c < D; c++) {
+        av[c] += p * dos[ii * D + c];
+        ak[c] += dsv * qs[ii * D + c];
+      }
     }
   }
   if (valid) {
-    ${unroll(d, (c) => `dk[kr0 + ${c}u] = ak[${c}] * u.scale; dv[kr0 + ${c}u] = av[${c}];`)}
+    let f = select(1.0, u.scale, u.c1 == u.nq);
+    for (var c = 0u; c < D; c++) { dk[kr0 + c] = ak[c] * f; dv[kr0 + c] = av[c]; }
   }
 }`,
   };

@@ -6,10 +6,10 @@
  * decomposed relative position: relH[g,i,j / kw] + relW[g,i,j % kw]. The log-sum-exp of each row
  * is written for the backward pass.
  *
- * Loops over the head dimension and the tile loads are unrolled here in TypeScript, not left to
- * the driver: llvmpipe/lavapipe stops every loop of an invocation after 65535 back-edges in total
- * (gallivm's LP_MAX_TGSI_LOOP_ITERATIONS) and silently returns wrong results, so the only runtime
- * loops left are over key tiles and keys (≈ 2·Nk iterations per thread).
+ * One dispatch covers keys [c0, c1). llvmpipe/lavapipe ends every loop of an invocation after
+ * 65535 back-edges in total (gallivm's LP_MAX_TGSI_LOOP_ITERATIONS) and silently returns wrong
+ * results, so there the op splits the keys over several dispatches: between them the unnormalised
+ * accumulator lives in `o`, the running max in `lse` and the running sum in `lsum`.
  */
 import type { Kernel } from "../../engine/dispatch.ts";
 
@@ -19,15 +19,9 @@ export const ATTN_WG = 64;
 /** Largest head dimension the kernels specialise for (ViT-H uses 80, the mask decoder 16). */
 export const ATTN_MAX_D = 128;
 
-/**
- * Keys or queries a thread may loop over before lavapipe's per-invocation loop cap (65535
- * back-edges, about two per key) would cut the loops short; the op refuses more on that driver.
- */
-export const ATTN_SOFTWARE_MAX_LEN = 30000;
-
-/** Uniform block shared by the attention kernels: lengths, key grid and scale. */
+/** Uniform block shared by the attention kernels: lengths, key grid, scale and the chunk. */
 export const ATTN_PARAMS = /* wgsl */ `
-struct P { nq: u32, nk: u32, kh: u32, kw: u32, scale: f32, a: u32, b: u32, c: u32 }
+struct P { nq: u32, nk: u32, kh: u32, kw: u32, scale: f32, c0: u32, c1: u32, pad: u32 }
 @group(0) @binding(0) var<uniform> u: P;`;
 
 /**
@@ -39,38 +33,14 @@ export function attnTile(d: number, f16 = false): number {
   return Math.max(1, Math.min(64, Math.floor(16384 / (2 * d * bytes))));
 }
 
-/** `n` copies of `f(i)`, one per line (compile-time unrolling). */
-export function unroll(n: number, f: (i: number) => string, sep = "\n    "): string {
-  return Array.from({ length: n }, (_, i) => f(i)).join(sep);
-}
-
-/** Σ_c a(c)·b(c) over c < d as one WGSL expression with four partial sums (shorter chains). */
-export function dotExpr(d: number, a: (c: number) => string, b: (c: number) => string): string {
-  const parts: string[] = [];
-  for (let r = 0; r < Math.min(4, d); r++) {
-    const terms: string[] = [];
-    for (let c = r; c < d; c += 4) terms.push(`${a(c)} * ${b(c)}`);
-    parts.push(`(${terms.join(" + ")})`);
-  }
-  return parts.join(" + ");
-}
-
 /**
- * Unrolled cooperative copy of `count` (a WGSL expression, ≤ `max`) elements from global arrays
- * at `src` into workgroup arrays, `wg` threads striding.
+ * Keys (queries in the dK/dV pass) one dispatch may loop over on a software adapter: each costs
+ * about 3·d + 8 loop back-edges of the 65535 lavapipe allows (half of that as margin); a whole
+ * number of tiles.
  */
-export function tileLoad(max: number, wg: number, count: string, src: string, pairs: [string, string][], cast = ""): string {
-  return `{
-    let lim = ${count};
-    let src = ${src};
-    ${
-    unroll(
-      Math.ceil(max / wg),
-      (r) =>
-        `{ let e = t + ${r * wg}u; if (e < lim) { ${pairs.map(([dst, from]) => `${dst}[e] = ${cast}(${from}[src + e]);`).join(" ")} } }`,
-    )
-  }
-  }`;
+export function attnSoftwareChunk(d: number): number {
+  const tile = attnTile(d);
+  return Math.max(tile, Math.floor(30000 / (3 * d + 8) / tile) * tile);
 }
 
 /** WGSL for the bias of key `j` in bias row `rb` (the rows of relH and relW share an index). */
@@ -78,7 +48,7 @@ export function biasExpr(bias: boolean, j: string): string {
   return bias ? ` + relH[rb * u.kh + ${j} / u.kw] + relW[rb * u.kw + ${j} % u.kw]` : "";
 }
 
-/** Storage declarations `mode> name` at bindings 1..n. */
+/** Storage declarations `mode> name` (f32 arrays) at bindings 1..n. */
 export function storageDecls(list: string[]): string {
   return list.map((decl, i) => {
     const [mode, name] = decl.split("> ");
@@ -100,8 +70,8 @@ export function attentionForwardKernel(d: number, bias: boolean, f16 = false): K
     ...(bias ? ["read> relH", "read> relW"] : []),
     "read_write> o",
     "read_write> lse",
+    "read_write> lsum",
   ]);
-  const kv = (arr: string, c: number) => f16 ? `f32(${arr}[b + ${c}u])` : `${arr}[b + ${c}u]`;
   return {
     key: `attention/forward/d${d}/bk${bk}/wg${ATTN_WG}/${bias ? "bias" : "plain"}/${st}`,
     wgsl: () => /* wgsl */ `${f16 ? "enable f16;" : ""}
@@ -117,42 +87,57 @@ var<workgroup> vs: array<${st}, ${bk * d}>;
 fn main(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) wid: vec3<u32>) {
   let g = wid.y;
   let i = wid.x * WG + t;
+  let valid = i < u.nq;
   // Threads past the last query compute on a clamped row so barriers stay in uniform flow.
   let rb = g * u.nq + min(i, u.nq - 1u);
   var qr: array<f32, ${d}>;
   var acc: array<f32, ${d}>;
-  ${unroll(d, (c) => `qr[${c}] = q[rb * D + ${c}u] * u.scale; acc[${c}] = 0.0;`, "\n  ")}
   var m = -1e30;
   var l = 0.0;
+  let first = u.c0 == 0u;
+  for (var c = 0u; c < D; c++) {
+    qr[c] = q[rb * D + c] * u.scale;
+    acc[c] = select(o[rb * D + c], 0.0, first);
+  }
+  if (!first) { m = lse[rb]; l = lsum[rb]; }
   var s: array<f32, ${bk}>;
   let kb = g * u.nk * D;
-  for (var k0 = 0u; k0 < u.nk; k0 += BK) {
-    let cnt = min(BK, u.nk - k0);
+  for (var k0 = u.c0; k0 < u.c1; k0 += BK) {
+    let cnt = min(BK, u.c1 - k0);
     workgroupBarrier();
-    ${tileLoad(bk * d, ATTN_WG, "cnt * D", "kb + k0 * D", [["ks", "k"], ["vs", "v"]], st)}
+    for (var e = t; e < cnt * D; e += WG) {
+      ks[e] = ${st}(k[kb + k0 * D + e]);
+      vs[e] = ${st}(v[kb + k0 * D + e]);
+    }
     workgroupBarrier();
     var mt = m;
     for (var jj = 0u; jj < cnt; jj++) {
-      let b = jj * D;
-      let sc = ${dotExpr(d, (c) => `qr[${c}]`, (c) => kv("ks", c))}${biasExpr(bias, "(k0 + jj)")};
+      var dot = 0.0;
+      for (var c = 0u; c < D; c++) { dot += qr[c] * f32(ks[jj * D + c]); }
+      let sc = dot${biasExpr(bias, "(k0 + jj)")};
       s[jj] = sc;
       mt = max(mt, sc);
     }
     let corr = exp(m - mt);
     l *= corr;
-    ${unroll(d, (c) => `acc[${c}] *= corr;`)}
+    for (var c = 0u; c < D; c++) { acc[c] *= corr; }
     for (var jj = 0u; jj < cnt; jj++) {
-      let b = jj * D;
       let p = exp(s[jj] - mt);
       l += p;
-      ${unroll(d, (c) => `acc[${c}] += p * ${kv("vs", c)};`, "\n      ")}
+      for (var c = 0u; c < D; c++) { acc[c] += p * f32(vs[jj * D + c]); }
     }
     m = mt;
   }
-  if (i < u.nq) {
-    let inv = 1.0 / l;
-    ${unroll(d, (c) => `o[rb * D + ${c}u] = acc[${c}] * inv;`)}
-    lse[rb] = m + log(l);
+  if (valid) {
+    if (u.c1 == u.nk) {
+      let inv = 1.0 / l;
+      for (var c = 0u; c < D; c++) { o[rb * D + c] = acc[c] * inv; }
+      lse[rb] = m + log(l);
+    } else {
+      for (var c = 0u; c < D; c++) { o[rb * D + c] = acc[c]; }
+      lse[rb] = m;
+      lsum[rb] = l;
+    }
   }
 }`,
   };
