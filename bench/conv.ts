@@ -15,15 +15,9 @@ import {
   conv2dForwardRaw,
   type ConvGeometry,
 } from "../engine/ops/conv.ts";
+import type { BenchRow } from "./registry.ts";
 
-export interface BenchRow {
-  name: string;
-  shape: number[];
-  ms: number;
-  gflops: number | null;
-  gbps: number | null;
-  adapter: string;
-}
+export type { BenchRow };
 
 interface ConvCase {
   name: string;

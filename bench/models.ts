@@ -173,7 +173,12 @@ interface PeerRow {
   error?: string;
 }
 
-/** Runs bench/peers/torch_models.py with Debian's python3 (2 threads, OpenBLAS overrides removed). */
+/**
+ * Runs bench/peers/torch_models.py with Debian's python3 (2 threads, OMP_WAIT_POLICY=PASSIVE,
+ * OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE removed). The SAM cases need EP-SAM's
+ * code/segment_anything/modeling copied to $EPSAM_CODE/segment_anything_modeling (default
+ * /tmp/epsam_code); the script says so when it is missing.
+ */
 export async function runTorchPeer(cases: string[], runs: number): Promise<Map<string, PeerRow>> {
   const out = new Map<string, PeerRow>();
   if (!cases.length) return out;
@@ -181,6 +186,9 @@ export async function runTorchPeer(cases: string[], runs: number): Promise<Map<s
   delete env.OPENBLAS_CORETYPE;
   delete env.OPENBLAS_L2_SIZE;
   env.OMP_NUM_THREADS = "2";
+  // On a shared 2-core machine OpenMP's default spin-waiting collapses 2-thread runs (measured
+  // 78 ms with 1 thread vs 2000+ ms with 2 on ResNet 1×64² under load); passive waits fix that.
+  env.OMP_WAIT_POLICY ??= "PASSIVE";
   const script = new URL("./peers/torch_models.py", import.meta.url).pathname;
   const epsam = Deno.env.get("EPSAM_CODE") ?? "/tmp/epsam_code";
   try {
@@ -274,7 +282,7 @@ function resnetForwardCase(b: number, s: number): Case {
       return Promise.resolve({
         step: () => {
           last?.dispose();
-          last = noGrad(() => m.forward(x));
+          last = tidy(() => noGrad(() => m.forward(x)));
         },
         verify: () => finiteNote("logits", last),
         done: () => {
@@ -305,7 +313,7 @@ function samEncoderCase(): Case {
       return Promise.resolve({
         step: () => {
           last?.dispose();
-          last = noGrad(() => sam.embed(x));
+          last = tidy(() => noGrad(() => sam.embed(x)));
         },
         verify: () => finiteNote("embeddings", last),
         done: () => {
@@ -337,7 +345,7 @@ function samBlockCase(kind: "window" | "global"): Case {
       return Promise.resolve({
         step: () => {
           last?.dispose();
-          last = noGrad(() => block.forward(x));
+          last = tidy(() => noGrad(() => block.forward(x)));
         },
         verify: () => finiteNote("block output", last),
         done: () => {

@@ -4,7 +4,7 @@
  * dense with the output's shape a flat variant skips the index arithmetic.
  */
 import type { Kernel } from "../engine/dispatch.ts";
-import { DIM, ERF, FLAT_INDEX } from "./common.ts";
+import { DIM, eachDim, ERF, FLAT_INDEX } from "./common.ts";
 
 /** Unary expressions of `x` with scalar params `p0`, `p1`. */
 export const UNARY = {
@@ -19,7 +19,8 @@ export const UNARY = {
   tanh: "tanh_safe(x)",
   gelu: "0.5 * x * (1.0 + erf_f32(x * 0.70710678118654752))",
   /** d gelu / dx = Φ(x) + x φ(x). */
-  gelu_grad: "0.5 * (1.0 + erf_f32(x * 0.70710678118654752)) + x * 0.39894228040143268 * exp(-0.5 * x * x)",
+  gelu_grad:
+    "0.5 * (1.0 + erf_f32(x * 0.70710678118654752)) + x * 0.39894228040143268 * exp(-0.5 * x * x)",
   step: "select(0.0, 1.0, x > 0.0)",
   sign: "sign(x)",
   square: "x * x",
@@ -78,13 +79,11 @@ function stridedBody(nIn: number): string {
   // Decompose the output index over the output shape; each input applies its own strides.
   let s = `var rem = i;\n`;
   for (let k = 0; k < nIn; k++) s += `  var o${k} = u.off${k};\n`;
-  s += `  for (var d = i32(u.rank) - 1; d >= 0; d--) {
-    let sz = dim(u.shape, u32(d));
-    let c = rem % sz;
-    rem = rem / sz;\n`;
-  for (let k = 0; k < nIn; k++) s += `    o${k} += c * dim(u.st${k}, u32(d));\n`;
-  s += `  }\n`;
-  return s;
+  return s + eachDim("u.rank", "u.shape", (d) => {
+    let b = "";
+    for (let k = 0; k < nIn; k++) b += `o${k} += c * dim(u.st${k}, ${d}); `;
+    return b;
+  });
 }
 
 function params(nIn: number): string {
@@ -99,18 +98,30 @@ function params(nIn: number): string {
  * Builds an elementwise kernel. `expr` reads `x` (unary), `a`/`b` (binary) or `c`/`a`/`b`
  * (ternary select), `p0`/`p1`. Uniform layout: n, rank, p0, p1, off0..off3, shape, strides per input.
  */
-export function elementwiseKernel(kind: "unary" | "binary" | "where", op: string, flat: boolean): Kernel {
+export function elementwiseKernel(
+  kind: "unary" | "binary" | "where",
+  op: string,
+  flat: boolean,
+): Kernel {
   const nIn = kind === "unary" ? (op === "fill" ? 0 : 1) : kind === "binary" ? 2 : 3;
-  const expr = kind === "unary" ? UNARY[op as UnaryOp] : kind === "binary" ? BINARY[op as BinaryOp] : "select(b, a, c != 0.0)";
+  const expr = kind === "unary"
+    ? UNARY[op as UnaryOp]
+    : kind === "binary"
+    ? BINARY[op as BinaryOp]
+    : "select(b, a, c != 0.0)";
   const names = kind === "unary" ? ["x"] : kind === "binary" ? ["a", "b"] : ["c", "a", "b"];
   return {
     key: `ew/${kind}/${op}/${flat ? "flat" : "strided"}`,
     wgsl: () => {
       let decl = "";
-      for (let k = 0; k < nIn; k++) decl += `@group(0) @binding(${k + 1}) var<storage, read> in${k}: array<f32>;\n`;
+      for (let k = 0; k < nIn; k++) {
+        decl += `@group(0) @binding(${k + 1}) var<storage, read> in${k}: array<f32>;\n`;
+      }
       decl += `@group(0) @binding(${nIn + 1}) var<storage, read_write> out: array<f32>;\n`;
       let loads = "";
-      for (let k = 0; k < nIn; k++) loads += `  let ${names[k]} = in${k}[${flat ? `i + u.off${k}` : `o${k}`}];\n`;
+      for (let k = 0; k < nIn; k++) {
+        loads += `  let ${names[k]} = in${k}[${flat ? `i + u.off${k}` : `o${k}`}];\n`;
+      }
       return `${params(nIn)}
 @group(0) @binding(0) var<uniform> u: P;
 ${decl}${HELPERS}
@@ -132,7 +143,8 @@ export const ELEMENTWISE_WORKGROUP = WG;
 export function castKernel(from: string, to: string): Kernel {
   return {
     key: `cast/${from}/${to}`,
-    wgsl: () => `struct P { n: u32, off: u32, a: u32, b: u32 }
+    wgsl: () =>
+      `struct P { n: u32, off: u32, a: u32, b: u32 }
 @group(0) @binding(0) var<uniform> u: P;
 @group(0) @binding(1) var<storage, read> x: array<${from}>;
 @group(0) @binding(2) var<storage, read_write> y: array<${to}>;

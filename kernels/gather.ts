@@ -5,7 +5,7 @@
  * dense output of any 4-byte dtype.
  */
 import type { Kernel } from "../engine/dispatch.ts";
-import { DIM, FLAT_INDEX } from "./common.ts";
+import { DIM, eachDim, FLAT_INDEX } from "./common.ts";
 
 export const GATHER_WORKGROUP = 256;
 const WG = GATHER_WORKGROUP;
@@ -32,15 +32,11 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   if (i >= u.n) { return; }
   var rem = i;
   var o = u.off;
-  for (var d = i32(u.rank) - 1; d >= 0; d--) {
-    let sz = dim(u.shape, u32(d));
-    var c = rem % sz;
-    rem = rem / sz;
-    if (((u.flips >> u32(d)) & 1u) != 0u) { c = sz - 1u - c; }
-    c = (c + dim(u.shift, u32(d))) % sz;
-    o += c * dim(u.st, u32(d));
-  }
-  y[i] = x[o];
+${
+        eachDim("u.rank", "u.shape", (d) =>
+          `let cf = select(c, sz - 1u - c, ((u.flips >> ${d}) & 1u) != 0u); ` +
+          `o += ((cf + dim(u.shift, ${d})) % sz) * dim(u.st, ${d});`)
+      }  y[i] = x[o];
 }`,
   };
 }
@@ -70,19 +66,12 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   var rem = i;
   var o = u.off;
   var ok = true;
-  for (var d = i32(u.rank) - 1; d >= 0; d--) {
-    let sz = dim(u.oshape, u32(d));
-    var c = rem % sz;
-    rem = rem / sz;
-    if (u32(d) == u.axis) {
-      var k = index[${mode === "select" ? "c" : "i"}];
-      if (k < 0) { k += i32(u.axisLen); }
-      ok = k >= 0 && k < i32(u.axisLen);
-      c = select(0u, u32(k), ok);
-    }
-    o += c * dim(u.xst, u32(d));
-  }
-  y[i] = select(${dtype}(0), x[o], ok);
+${
+        eachDim("u.rank", "u.oshape", (d) =>
+          `var cx = c; if (${d} == u.axis) { var k = index[${mode === "select" ? "c" : "i"}]; ` +
+          `if (k < 0) { k += i32(u.axisLen); } ok = k >= 0 && k < i32(u.axisLen); ` +
+          `cx = select(0u, u32(k), ok); } o += cx * dim(u.xst, ${d});`)
+      }  y[i] = select(${dtype}(0), x[o], ok);
 }`,
   };
 }
@@ -92,13 +81,15 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
  * element of gx, no atomics (deterministic; cost numel(x) × index length along the axis).
  * g is dense with shape gshape (gshape = x's shape with the axis replaced by the index length in
  * mode "select"; the index's shape in mode "gather", where it may be smaller than x's).
- * Uniforms: n, rank, axis, m, axisLen, pad×3, xshape, gshape, gst (each 2×vec4).
+ * One dispatch sums j in [j0, j1) (at most `LOOP_BUDGET` of them, kernels/common.ts) and adds to
+ * what y holds when `accum` is set.
+ * Uniforms: n, rank, axis, m, axisLen, j0, j1, accum, xshape, gshape, gst (each 2×vec4).
  */
 export function scatterAddKernel(mode: "select" | "gather"): Kernel {
   return {
     key: `gather/scatter-add/${mode}`,
     wgsl: () =>
-      `struct P { n: u32, rank: u32, axis: u32, m: u32, axisLen: u32, p0: u32, p1: u32, p2: u32,
+      `struct P { n: u32, rank: u32, axis: u32, m: u32, axisLen: u32, j0: u32, j1: u32, accum: u32,
   xshape: array<vec4<u32>, 2>, gshape: array<vec4<u32>, 2>, gst: array<vec4<u32>, 2> }
 @group(0) @binding(0) var<uniform> u: P;
 @group(0) @binding(1) var<storage, read> g: array<f32>;
@@ -114,26 +105,21 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   var base = 0u;
   var want = 0u;
   var inside = true;
-  for (var d = i32(u.rank) - 1; d >= 0; d--) {
-    let sz = dim(u.xshape, u32(d));
-    let c = rem % sz;
-    rem = rem / sz;
-    if (u32(d) == u.axis) { want = c; } else {
-      if (c >= dim(u.gshape, u32(d))) { inside = false; }
-      base += c * dim(u.gst, u32(d));
-    }
-  }
-  var acc = 0.0;
+${
+        eachDim("u.rank", "u.xshape", (d) =>
+          `if (${d} == u.axis) { want = c; } else { ` +
+          `if (c >= dim(u.gshape, ${d})) { inside = false; } base += c * dim(u.gst, ${d}); }`)
+      }  var acc = 0.0;
   if (inside) {
     let step = dim(u.gst, u.axis);
-    for (var j = 0u; j < u.m; j++) {
+    for (var j = u.j0; j < min(u.j1, u.m); j++) {
       let gi = base + j * step;
       var k = index[${mode === "select" ? "j" : "gi"}];
       if (k < 0) { k += i32(u.axisLen); }
       if (k == i32(want)) { acc += g[gi]; }
     }
   }
-  y[i] = acc;
+  y[i] = select(0.0, y[i], u.accum != 0u) + acc;
 }`,
   };
 }

@@ -18,6 +18,7 @@
  * zero-fills out-of-range elements of its shared tiles.
  */
 import type { Kernel } from "../engine/dispatch.ts";
+import { LOOP_BUDGET } from "./common.ts";
 
 export type MatmulVariant = "register" | "tiled";
 
@@ -54,6 +55,19 @@ export const REGISTER_TILE: RegisterTile = { wx: 8, wy: 8, tm: 12, tn: 12 };
 export const REGISTER_TILE_SMALL: RegisterTile = { wx: 8, wy: 8, tm: 4, tn: 4 };
 /** Tiled variant: 16×16 threads, 4×4 outputs each, BK-deep slices. */
 export const TILED_TILE = { wx: 16, wy: 16, tm: 4, tn: 4, bk: 16 } as const;
+
+/**
+ * Longest K one dispatch may loop over within the per-invocation loop budget (kernels/common.ts):
+ * the register variant runs a header per 4 of K (plus the K % 4 tail), the tiled one
+ * 1 + (aLoads + 1) + (bLoads + 1) + (BK + 1) headers per BK of K. A multiple of 256 (the K split
+ * step of the op's chunk planner).
+ */
+export function matmulMaxK(variant: MatmulVariant): number {
+  const { wx, wy, tm, tn, bk } = TILED_TILE;
+  const perTile = 4 + ((wy * tm + wx * tn) * bk) / (wx * wy) + bk;
+  const k = variant === "register" ? 4 * (LOOP_BUDGET - 8) : Math.floor(LOOP_BUDGET / perTile) * bk;
+  return Math.floor(k / 256) * 256;
+}
 
 /** Rows/columns of C covered by one workgroup. */
 export function matmulTileSize(

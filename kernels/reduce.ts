@@ -5,7 +5,7 @@
  * tree reduction in workgroup memory.
  */
 import type { Kernel } from "../engine/dispatch.ts";
-import { DIM, FLAT_INDEX, MAX_RANK } from "./common.ts";
+import { DIM, FLAT_INDEX, stridedOffsetFn } from "./common.ts";
 
 export type ReduceOp = "sum" | "max" | "min" | "argmax" | "argmin";
 
@@ -26,21 +26,9 @@ const PARAMS =
   `struct P { nOut: u32, inner: u32, keptRank: u32, redRank: u32, off: u32, a: u32, b: u32, c: u32,
   kShape: array<vec4<u32>, 2>, kSt: array<vec4<u32>, 2>, rShape: array<vec4<u32>, 2>, rSt: array<vec4<u32>, 2> }`;
 
-/**
- * Strided offsets, unrolled over MAX_RANK dims (no loops: llvmpipe/lavapipe silently ends any
- * invocation's loops after 65535 iterations in total, so the element loop must be the only one).
- */
-function offsetFn(name: string, rank: string, shape: string, st: string, init: string): string {
-  let body = "";
-  for (let d = MAX_RANK - 1; d >= 0; d--) {
-    body +=
-      `  if (${d}u < ${rank}) { let sz = dim(${shape}, ${d}u); off += (rem % sz) * dim(${st}, ${d}u); rem = rem / sz; }\n`;
-  }
-  return `fn ${name}(i: u32) -> u32 {\n  var rem = i; var off = ${init};\n${body}  return off;\n}`;
-}
 const OFFSETS = `
-${offsetFn("kept_offset", "u.keptRank", "u.kShape", "u.kSt", "u.off")}
-${offsetFn("red_offset", "u.redRank", "u.rShape", "u.rSt", "0u")}`;
+${stridedOffsetFn("kept_offset", "u.keptRank", "u.kShape", "u.kSt", "u.off")}
+${stridedOffsetFn("red_offset", "u.redRank", "u.rShape", "u.rSt", "0u")}`;
 
 export const REDUCE_SMALL_WG = 128;
 export const REDUCE_LARGE_WG = 128;

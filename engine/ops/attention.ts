@@ -11,9 +11,9 @@ import { record } from "../autograd.ts";
 import { dense } from "./view.ts";
 import { fill } from "./elementwise.ts";
 import {
+  attentionForwardKernel,
   ATTN_MAX_D,
   ATTN_WG,
-  attentionForwardKernel,
   attnSoftwareChunk,
 } from "../../kernels/attention/forward.ts";
 import {
@@ -53,32 +53,51 @@ interface Checked {
 }
 
 function check(q: Tensor, k: Tensor, v: Tensor, o: FlashAttentionOptions): Checked {
-  for (const [n, t] of [["q", q], ["k", k], ["v", v], ["relH", o.relH], ["relW", o.relW]] as const) {
+  for (
+    const [n, t] of [["q", q], ["k", k], ["v", v], ["relH", o.relH], ["relW", o.relW]] as const
+  ) {
     if (!t) continue;
     t.assertAlive();
-    if (t.dtype !== "f32") throw new Error(`${NAME}: ${n} must be f32, got ${t.dtype} [${t.shape}]`);
+    if (t.dtype !== "f32") {
+      throw new Error(
+        `${NAME}: ${n} must be f32, got ${t.dtype} [${t.shape}]`,
+      );
+    }
     if (t.rank !== 3) throw new Error(`${NAME}: ${n} must be rank 3, got [${t.shape}]`);
   }
   const [g, nq, d] = q.shape;
   const nk = k.shape[1];
   if (k.shape[0] !== g || k.shape[2] !== d || v.shape.join() !== k.shape.join()) {
-    throw new Error(`${NAME}: expected q [G, Nq, d] and k, v [G, Nk, d]; got q [${q.shape}], k [${k.shape}], v [${v.shape}]`);
+    throw new Error(
+      `${NAME}: expected q [G, Nq, d] and k, v [G, Nk, d]; got q [${q.shape}], k [${k.shape}], v [${v.shape}]`,
+    );
   }
-  if (d < 1 || d > ATTN_MAX_D) throw new Error(`${NAME}: head dim ${d} is outside 1..${ATTN_MAX_D}`);
+  if (d < 1 || d > ATTN_MAX_D) {
+    throw new Error(`${NAME}: head dim ${d} is outside 1..${ATTN_MAX_D}`);
+  }
   if (nk < 1) throw new Error(`${NAME}: needs at least one key, got k [${k.shape}]`);
-  if (!Number.isFinite(o.scale)) throw new Error(`${NAME}: scale must be a finite number, got ${o.scale}`);
+  if (!Number.isFinite(o.scale)) {
+    throw new Error(`${NAME}: scale must be a finite number, got ${o.scale}`);
+  }
   const max = gpu().limits.maxComputeWorkgroupsPerDimension;
-  if (g > max) throw new Error(`${NAME}: ${g} slices exceed ${max} workgroups per dimension; split the batch`);
+  if (g > max) {
+    throw new Error(`${NAME}: ${g} slices exceed ${max} workgroups per dimension; split the batch`);
+  }
   if (!o.relH !== !o.relW) throw new Error(`${NAME}: pass both relH and relW, or neither`);
   let kh = 1, kw = nk;
   if (o.relH && o.relW) {
     kh = o.relH.shape[2];
     kw = o.relW.shape[2];
     if (o.kGrid && (o.kGrid[0] !== kh || o.kGrid[1] !== kw)) {
-      throw new Error(`${NAME}: kGrid [${o.kGrid}] disagrees with relH [${o.relH.shape}] / relW [${o.relW.shape}]`);
+      throw new Error(
+        `${NAME}: kGrid [${o.kGrid}] disagrees with relH [${o.relH.shape}] / relW [${o.relW.shape}]`,
+      );
     }
     const want = `${g},${nq}`;
-    if (o.relH.shape.slice(0, 2).join() !== want || o.relW.shape.slice(0, 2).join() !== want || kh * kw !== nk) {
+    if (
+      o.relH.shape.slice(0, 2).join() !== want || o.relW.shape.slice(0, 2).join() !== want ||
+      kh * kw !== nk
+    ) {
       throw new Error(
         `${NAME}: expected relH [${g}, ${nq}, kh] and relW [${g}, ${nq}, kw] with kh·kw = Nk = ${nk}; ` +
           `got relH [${o.relH.shape}], relW [${o.relW.shape}]`,
@@ -138,7 +157,13 @@ export function flashAttentionBackwardRaw(
   dOut: Tensor,
   opts: FlashAttentionOptions,
   needKV = true,
-): { dq: Tensor; dk: Tensor | null; dv: Tensor | null; dRelH: Tensor | null; dRelW: Tensor | null } {
+): {
+  dq: Tensor;
+  dk: Tensor | null;
+  dv: Tensor | null;
+  dRelH: Tensor | null;
+  dRelW: Tensor | null;
+} {
   const c = check(q, k, v, opts);
   const need = attentionBackwardQBindings(c.bias);
   if (need > gpu().limits.maxStorageBuffersPerShaderStage) {
@@ -155,7 +180,8 @@ export function flashAttentionBackwardRaw(
   const dRelH = c.bias ? empty([c.g, c.nq, c.kh]) : null;
   const dRelW = c.bias ? empty([c.g, c.nq, c.kw]) : null;
   // No queries: nothing attends to the keys, their gradients are zero.
-  const mk = (shape: readonly number[]) => !needKV ? null : c.nq === 0 ? fill(shape, 0) : empty(shape);
+  const mk = (shape: readonly number[]) =>
+    !needKV ? null : c.nq === 0 ? fill(shape, 0) : empty(shape);
   const dk = mk(k.shape), dv = mk(v.shape);
   if (c.g > 0 && c.nq > 0) {
     const outs = [dq, dd, ...(c.bias ? [dRelH!, dRelW!] : [])];
@@ -187,7 +213,12 @@ export function flashAttentionBackwardRaw(
  * softmax(scale·q·kᵀ + relH[·,·,j / kw] + relW[·,·,j % kw])·v for q [G, Nq, d] and k, v [G, Nk, d]
  * (d ≤ 128); differentiable in q, k, v, relH and relW.
  */
-export function flashAttention(q: Tensor, k: Tensor, v: Tensor, opts: FlashAttentionOptions): Tensor {
+export function flashAttention(
+  q: Tensor,
+  k: Tensor,
+  v: Tensor,
+  opts: FlashAttentionOptions,
+): Tensor {
   const { out, lse } = flashAttentionRaw(q, k, v, opts);
   const inputs = [q, k, v, ...(opts.relH && opts.relW ? [opts.relH, opts.relW] : [])];
   const y = record(NAME, inputs, out, (g) => {

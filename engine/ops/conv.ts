@@ -19,6 +19,7 @@ import {
   splitKSumKernel,
   type WeightGradTile,
 } from "../../kernels/conv2d/backward_weight.ts";
+import { LOOP_BUDGET } from "../../kernels/common.ts";
 import { reduceRaw } from "./reduce.ts";
 import { dense as denseOp } from "./view.ts";
 
@@ -241,9 +242,15 @@ export function conv2dBackwardWeightRaw(x: Tensor, dy: Tensor, g: ConvGeometry):
   const tilesN = Math.ceil(J / t.rj) * g.groups * blocks;
   // Each slice covers at least 8 strides of the workgroup over the pixels.
   const maxSplits = Math.max(1, Math.ceil(M / (t.wg * 8)));
-  const S = splitOverride
-    ? Math.min(splitOverride, Math.max(1, M))
-    : Math.min(maxSplits, Math.max(1, Math.ceil(splitTarget() / tilesN)), 1024);
+  // Each invocation strides over chunk / wg pixels: at least enough slices to stay within the
+  // per-invocation loop budget (kernels/common.ts), whatever the target or override says.
+  const minSplits = Math.ceil(M / (t.wg * LOOP_BUDGET));
+  const S = Math.max(
+    minSplits,
+    splitOverride
+      ? Math.min(splitOverride, Math.max(1, M))
+      : Math.min(maxSplits, Math.max(1, Math.ceil(splitTarget() / tilesN)), 1024),
+  );
   const chunk = Math.ceil(M / S);
   const xd = dense(x), dyd = dense(dy);
   const part = S === 1 ? dw : empty([S, g.O, J]);

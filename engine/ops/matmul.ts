@@ -13,6 +13,7 @@ import { contiguousStrides, empty, type Tensor, view } from "../tensor.ts";
 import { noGrad, record } from "../autograd.ts";
 import {
   matmulKernel,
+  matmulMaxK,
   type MatmulSpec,
   matmulTileSize,
   type MatmulVariant,
@@ -116,6 +117,8 @@ export interface MatmulProblem {
   maxGroups: number;
   tileM: number;
   tileN: number;
+  /** Longest K range per chunk (the kernel's loop budget on software adapters); none if absent. */
+  maxK?: number;
 }
 
 type Op = MatmulProblem["a"];
@@ -175,8 +178,8 @@ type Dim = "m" | "n" | "k";
  * Splits the problem into chunks whose bindings each fit `maxBytes` and whose grids fit
  * `maxGroups` per dimension. Halves the batch first; then the dim that shrinks the offending
  * operand's range: its outer (strided) dim — M for row-major A, K for a transposed A, K for
- * row-major B, N for a transposed B, M for C. K chunks run in order, the later ones accumulating
- * (beta = 1). Splits fall on tile (else 4) multiples so vec4 alignment survives. Pure, for tests.
+ * row-major B, N for a transposed B, M for C; last, K while longer than `maxK`. K chunks run in
+ * order, the later ones accumulating (beta = 1). Splits fall on tile (else 4) multiples so vec4 alignment survives. Pure, for tests.
  */
 export function planMatmulChunks(p: MatmulProblem): MatmulChunk[] {
   const out: MatmulChunk[] = [];
@@ -210,6 +213,7 @@ export function planMatmulChunks(p: MatmulProblem): MatmulChunk[] {
     else if (overA) dims = [outerA, outerA === "m" ? "k" : "m"];
     else if (overB) dims = [outerB, outerB === "k" ? "n" : "k"];
     else if (overC) dims = ["m", "n"];
+    else if (p.maxK && c.k1 - c.k0 > p.maxK) dims = ["k"];
     if (!dims.length) {
       out.push(c);
       continue;
@@ -420,6 +424,8 @@ function launch(
       maxGroups: g.limits.maxComputeWorkgroupsPerDimension,
       tileM: tile.m,
       tileN: tile.n,
+      // lavapipe silently stops an invocation's loops past 65535 iterations: split K there.
+      maxK: g.isSoftware ? matmulMaxK(variant) : undefined,
     };
     const first = matmulKernel(spec, rt);
     const later = matmulKernel({ ...spec, bias: false, beta: true }, rt);

@@ -12,6 +12,7 @@ import {
   batchNormBackwardReduceKernel,
   batchNormStatsKernel,
   BN_EW_WG,
+  BN_WG,
 } from "../../kernels/norm/batch_norm.ts";
 import {
   layerNormBackwardKernel,
@@ -21,6 +22,8 @@ import {
 import { rowItemsPerGroup, rowMode } from "../../kernels/softmax.ts";
 import { binaryRaw, mul, unaryRaw } from "./elementwise.ts";
 import { dense, reshape } from "./view.ts";
+import { gpu } from "../device.ts";
+import { assertLoopLimit } from "../../kernels/common.ts";
 
 const fmt = (s: Shape) => `[${s.join(", ")}]`;
 const denseRaw = (t: Tensor): Tensor => noGrad(() => dense(t));
@@ -88,6 +91,10 @@ export function batchNorm2d(x: Tensor, opts: BatchNormOptions): Tensor {
     if (t && !t.isDense()) {
       throw new Error(`${name}: ${what} must be a dense tensor (it is updated in place)`);
     }
+  }
+  if (training && gpu().isSoftware) {
+    // A workgroup per channel strides over its N·H·W values (plus a tree reduction).
+    assertLoopLimit(name, Math.ceil((N * HW) / BN_WG) + 16, `statistics over ${fmt(x.shape)}`);
   }
   const p = new Params().u32(N, C, HW).f32(eps, momentum).u32(0, 0, 0);
   const xd = denseRaw(x);

@@ -12,6 +12,8 @@ import {
   POOL_WG,
 } from "../../kernels/pool.ts";
 import { dense } from "./view.ts";
+import { gpu } from "../device.ts";
+import { assertLoopLimit, LOOP_BUDGET } from "../../kernels/common.ts";
 
 const fmt = (s: Shape) => `[${s.join(", ")}]`;
 type Pair = number | [number, number];
@@ -130,11 +132,36 @@ export function adaptiveAvgPool2d(x: Tensor, outSize: [number, number] | number)
     throw new Error(`${name}: output size must be positive integers, got [${OH}, ${OW}]`);
   }
   if (H === 0 || W === 0) throw new Error(`${name}: input ${fmt(x.shape)} has an empty plane`);
-  const p = new Params().u32(N * C, H, W, OH, OW, 0, 0, 0, 0, 0, 0, 0);
+  const params = (h: number, w: number, oh: number, ow: number) =>
+    new Params().u32(N * C, h, w, oh, ow, 0, 0, 0, 0, 0, 0, 0);
+  const p = params(H, W, OH, OW);
+  // Loop trips of one output (bins span at most ceil(In/Out) + 1 inputs) and of one input in
+  // backward (at most ceil(Out/In) + 1 bins per axis hold it).
+  const bin = (i: number, o: number) => Math.ceil(i / o) + 1;
+  if (gpu().isSoftware) {
+    assertLoopLimit(
+      name,
+      (bin(OH, H) + 1) * (bin(OW, W) + 1),
+      `backward of ${fmt(x.shape)} → [${OH}, ${OW}]`,
+    );
+  }
   const xd = noGrad(() => dense(x));
   const y = empty([N, C, OH, OW]);
-  if (y.size > 0) {
-    dispatch(adaptiveAvgPool2dKernel(), [xd.binding(), y.binding()], p, grid1d(y.size, POOL_WG));
+  const pool = (src: Tensor, dst: Tensor, q: Params) =>
+    dispatch(
+      adaptiveAvgPool2dKernel(),
+      [src.binding(), dst.binding()],
+      q,
+      grid1d(dst.size, POOL_WG),
+    );
+  if (y.size > 0 && (bin(H, OH) + 1) * (bin(W, OW) + 1) <= LOOP_BUDGET) pool(xd, y, p);
+  else if (y.size > 0) {
+    // Bins too large for one invocation's loop budget (kernels/common.ts): average along W, then
+    // along H (exact: every row of a bin has the bin's width).
+    const rows = empty([N, C, H, OW]);
+    pool(xd, rows, params(H, W, H, OW));
+    pool(rows, y, params(H, OW, OH, OW));
+    rows.dispose();
   }
   if (xd !== x) xd.dispose();
   return record(name, [x], y, (g) => {

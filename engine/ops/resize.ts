@@ -10,6 +10,8 @@ import {
   RESIZE_WG,
 } from "../../kernels/resize.ts";
 import { dense } from "./view.ts";
+import { gpu } from "../device.ts";
+import { assertLoopLimit } from "../../kernels/common.ts";
 
 /** PyTorch's area_pixel_compute_scale (given an output size, no scale factor). */
 export function resizeScale(inSize: number, outSize: number, alignCorners: boolean): number {
@@ -48,6 +50,13 @@ export function interpolateBilinear(
     resizeScale(H, OH, ac),
     resizeScale(W, OW, ac),
   ).u32(0);
+  if (gpu().isSoftware) {
+    assertLoopLimit(
+      name,
+      resizeLoopTrips(OH, OW, resizeScale(H, OH, ac), resizeScale(W, OW, ac), aa),
+      `[${x.shape}] → [${size}]`,
+    );
+  }
   const xd = noGrad(() => dense(x));
   const y = empty([N, C, OH, OW]);
   if (y.size > 0) {
@@ -72,4 +81,28 @@ export function interpolateBilinear(
     }
     return [dx];
   });
+}
+
+/**
+ * Upper bound on the loop trips of one invocation of the resize kernels (forward or backward) for
+ * scales sh, sw (input pixels per output pixel): a backward pixel visits the outputs whose
+ * stencil may hold it, (2·support + 1)/scale + 5 per axis (support 1 without antialiasing), each
+ * antialiased visit also running a window-weight loop of 2·support + 2; an antialiased forward
+ * output runs 2·support + 2 trips per axis (support = max(scale, 1)).
+ */
+export function resizeLoopTrips(
+  OH: number,
+  OW: number,
+  sh: number,
+  sw: number,
+  aa: boolean,
+): number {
+  const sup = (s: number) => (aa ? Math.max(s, 1) : 0.5);
+  const visits = (s: number, o: number) =>
+    s === 0 ? o + 1 : Math.min((2 * sup(s) + 1) / s + 5, o + 1);
+  const win = (s: number) => (aa ? 2 * sup(s) + 3 : 0);
+  const vh = visits(sh, OH), vw = visits(sw, OW);
+  const bwd = vh * (win(sh) + 1 + vw * (win(sw) + 1));
+  const fwd = win(sh) * (win(sw) + 1) + win(sh) + win(sw);
+  return Math.max(fwd, bwd);
 }

@@ -7,7 +7,7 @@ import { dispatch, grid1d, Params } from "../dispatch.ts";
 import { contiguousStrides, type DType, empty, type Shape, Tensor } from "../tensor.ts";
 import { record } from "../autograd.ts";
 import { tidy } from "../scope.ts";
-import { dims8 } from "../../kernels/common.ts";
+import { dims8, LOOP_BUDGET } from "../../kernels/common.ts";
 import {
   arangeKernel,
   GATHER_WORKGROUP as WG,
@@ -193,14 +193,19 @@ function scatterAddRaw(
   const out = empty(xShape, "f32");
   if (out.size === 0) return out;
   const gd = dense(g);
-  const p = new Params().u32(out.size, xShape.length, a, gShape[a], xShape[a], 0, 0, 0)
-    .u32(...dims8(xShape)).u32(...dims8(gShape)).u32(...dims8(contiguousStrides(gShape), 0));
-  dispatch(
-    scatterAddKernel(mode),
-    [gd.binding(), idx.binding(), out.binding()],
-    p,
-    grid1d(out.size, WG),
-  );
+  // Each thread loops over the index: LOOP_BUDGET entries per dispatch, later ones accumulating.
+  const m = gShape[a];
+  for (let j0 = 0; j0 === 0 || j0 < m; j0 += LOOP_BUDGET) {
+    const p = new Params().u32(out.size, xShape.length, a, m, xShape[a], j0, j0 + LOOP_BUDGET)
+      .u32(j0 > 0 ? 1 : 0)
+      .u32(...dims8(xShape)).u32(...dims8(gShape)).u32(...dims8(contiguousStrides(gShape), 0));
+    dispatch(
+      scatterAddKernel(mode),
+      [gd.binding(), idx.binding(), out.binding()],
+      p,
+      grid1d(out.size, WG),
+    );
+  }
   if (gd !== g) gd.dispose();
   return out;
 }

@@ -74,7 +74,8 @@ export function attentionForwardKernel(d: number, bias: boolean, f16 = false): K
   ]);
   return {
     key: `attention/forward/d${d}/bk${bk}/wg${ATTN_WG}/${bias ? "bias" : "plain"}/${st}`,
-    wgsl: () => /* wgsl */ `${f16 ? "enable f16;" : ""}
+    wgsl: () =>
+      /* wgsl */ `${f16 ? "enable f16;" : ""}
 ${ATTN_PARAMS}
 ${decls}
 const D = ${d}u;

@@ -1,9 +1,8 @@
 /**
  * Multi-head attention for SAM, with the image encoder's decomposed relative-position bias.
- * By default the fused flash kernel runs it (engine/ops/attention.ts): ViT-B's 4096-token global
- * attention never materialises its 12×4096×4096 scores (805 MB). The composed path (matmul,
- * softmax) stays as the reference the parity tests compare against; it forms scores per group of
- * slices small enough to stay within the adapter's binding limit.
+ * Neither path materialises ViT-B's full 12×4096×4096 global-attention scores (805 MB): the fused
+ * flash kernel (engine/ops/attention.ts) never forms scores; the composed path (matmul, softmax)
+ * forms them per group of slices small enough to stay within half the adapter's binding limit.
  */
 import { F, gpu, type Tensor } from "../../engine/mod.ts";
 
@@ -41,11 +40,22 @@ function relTerms(q: Tensor, rp: RelPos): { relH: Tensor; relW: Tensor } {
 }
 
 export type AttentionImpl = "fused" | "composed";
-let impl: AttentionImpl = Deno.env.get("SAM_ATTENTION") === "composed" ? "composed" : "fused";
+const envImpl = Deno.env.get("SAM_ATTENTION");
+let forced: AttentionImpl | null = envImpl === "composed" || envImpl === "fused" ? envImpl : null;
 
-/** Chooses the fused flash kernel (default) or matmul + softmax (reference path for tests). */
-export function setAttentionImpl(i: AttentionImpl): void {
-  impl = i;
+/**
+ * The fused flash kernel on GPUs. On software adapters (lavapipe) the composed path is used
+ * instead: its register-blocked matmuls run ~20× faster there than the one-query-per-thread flash
+ * kernel, and it still never holds more than one head-group's scores (64 MiB for a 4096-token
+ * head). `SAM_ATTENTION=fused|composed` or {@link setAttentionImpl} overrides.
+ */
+export function attentionImpl(): AttentionImpl {
+  return forced ?? (gpu().isSoftware ? "composed" : "fused");
+}
+
+/** Forces one implementation (null: back to the per-adapter default). */
+export function setAttentionImpl(i: AttentionImpl | null): void {
+  forced = i;
 }
 
 /**
@@ -53,7 +63,7 @@ export function setAttentionImpl(i: AttentionImpl): void {
  */
 export function attention(q: Tensor, k: Tensor, v: Tensor, scale: number, rel?: RelPos): Tensor {
   const terms = rel ? relTerms(q, rel) : undefined;
-  if (impl === "fused") return F.flashAttention(q, k, v, { scale, relH: terms?.relH, relW: terms?.relW });
+  if (attentionImpl() === "fused") return F.flashAttention(q, k, v, { scale, relH: terms?.relH, relW: terms?.relW });
   const [g, nq] = q.shape;
   const nk = k.shape[1];
   // Two score-sized tensors live at once (scores and probabilities): keep each under half the limit.

@@ -4,7 +4,7 @@
  * position bias), and the neck (1×1 conv, LayerNorm2d, 3×3 conv, LayerNorm2d). Token grids are
  * NHWC [B, H, W, C] as in the official code; the neck output is NCHW.
  */
-import { F, type Tensor, tensor } from "../../engine/mod.ts";
+import { F, gpu, type Tensor, tensor } from "../../engine/mod.ts";
 import { Module } from "../../engine/nn/module.ts";
 import { ModuleList } from "../../engine/nn/container.ts";
 import { Conv2d } from "../../engine/nn/conv.ts";
@@ -168,6 +168,26 @@ export class ImageEncoderViT extends Module {
     if (x.rank !== 4 || x.shape[1] !== 3 || x.shape[2] !== this.cfg.img_size || x.shape[3] !== this.cfg.img_size) {
       throw new Error(`ImageEncoderViT: expected [B,3,${this.cfg.img_size},${this.cfg.img_size}], got [${x.shape}]`);
     }
+    // Kernels bind whole tensors: keep every activation of a chunk under the binding limit
+    // (ViT-B at 1024: the windowed qkv is 45 MB per image, so 2 images per chunk at 128 MiB).
+    const chunk = Math.max(1, Math.floor(gpu().limits.maxStorageBufferBindingSize / this.largestActivationBytes()));
+    const b = x.shape[0];
+    if (b > chunk) {
+      const outs: Tensor[] = [];
+      for (let i = 0; i < b; i += chunk) outs.push(this.forwardChunk(F.slice(x, 0, i, Math.min(b, i + chunk))));
+      return F.concat(outs, 0);
+    }
+    return this.forwardChunk(x);
+  }
+
+  /** Bytes of the largest activation one image produces (qkv of the windowed/global blocks, MLP hidden). */
+  largestActivationBytes(): number {
+    const c = this.cfg, g = c.img_size / c.patch_size, d = c.embed_dim, ws = c.window_size;
+    const windowed = ws > 0 ? Math.ceil(g / ws) ** 2 * ws * ws : g * g;
+    return 4 * Math.max(windowed * 3 * d, g * g * 3 * d, g * g * Math.floor(d * c.mlp_ratio), 3 * c.img_size ** 2);
+  }
+
+  private forwardChunk(x: Tensor): Tensor {
     let t = this.patchEmbed.forward(x);
     // The fixture's `after_patch_embed` is taken after the absolute position embedding.
     t = F.add(t, this.posEmbed);

@@ -4,9 +4,12 @@
  *
  * Memory stays bounded: level-0 tiles come from a callback and lower levels are built by 2x2
  * box-averaging while walking the pyramid as a quadtree (each tile is produced once and only a
- * few tiles per level are alive), and encoded tiles go straight to disk. The file is written to
- * a temporary sibling and renamed into place. Classic TIFF unless it would pass 4 GiB (or
- * BigTIFF is requested): 16 bytes are reserved for the header so the choice can be made last.
+ * few tiles per level are alive), and encoded tiles go straight to disk. A tile source may return
+ * a {@link UniformTile} (one colour, e.g. blank glass): such tiles are encoded once per colour, and
+ * lower-level tiles made of one colour stay uniform without being computed, so a mostly-empty
+ * 40 000² slide is written in seconds. The file is written to a temporary sibling and renamed
+ * into place. Classic TIFF unless it would pass 4 GiB (or BigTIFF is requested): 16 bytes are
+ * reserved for the header so the choice can be made last.
  */
 import { encode as encodeJpeg } from "jpeg-js";
 import { deflateSync } from "node:zlib";
@@ -36,16 +39,30 @@ export interface TiffWriterOptions {
   fill?: number;
 }
 
+/** A tile of one colour (`channels` values 0..255): the same pixels as a filled buffer. */
+export interface UniformTile {
+  uniform: readonly number[];
+}
+
 /**
  * Produces level-0 tile (tx, ty): tileSize*tileSize*channels bytes, row-major, full tile even
- * at the right/bottom edges (pixels past the image are stored but never read back), or null for
- * a missing tile (written sparse: TileByteCounts 0; a lower-level tile whose four sources are all
- * missing is missing too).
+ * at the right/bottom edges (pixels past the image are stored but never read back), a
+ * {@link UniformTile}, or null for a missing tile (written sparse: TileByteCounts 0; a
+ * lower-level tile whose four sources are all missing is missing too).
  */
 export type TileSource = (
   tx: number,
   ty: number,
-) => Uint8Array | null | Promise<Uint8Array | null>;
+) =>
+  | Uint8Array
+  | UniformTile
+  | null
+  | Promise<Uint8Array | UniformTile | null>;
+
+/** A tile in flight: pixels, one colour, or missing. */
+type Tile = Uint8Array | UniformTile | null;
+
+const isUniform = (t: Tile): t is UniformTile => t !== null && !(t instanceof Uint8Array);
 
 /** Summary of a written file. */
 export interface WrittenTiff {
@@ -257,25 +274,56 @@ export async function writePyramidTiff(
   try {
     const sink = new Sink(file);
     await sink.write(new Uint8Array(16)); // header, patched at the end
-    const store = async (k: number, tx: number, ty: number, tile: Uint8Array) => {
-      const bytes = encodeTile(tile, T, enc);
+    // Uniform tiles: encoded once per colour; pixel buffers kept for a few colours.
+    const uniformBytes = new Map<string, Uint8Array>();
+    const uniformPixels = new Map<string, Uint8Array>();
+    const pixelsOf = (t: UniformTile): Uint8Array => {
+      const key = t.uniform.join(",");
+      let px = uniformPixels.get(key);
+      if (!px) {
+        px = new Uint8Array(T * T * ch);
+        for (let i = 0; i < px.length; i += ch) {
+          for (let c = 0; c < ch; c++) px[i + c] = t.uniform[c];
+        }
+        if (uniformPixels.size >= 16) uniformPixels.clear();
+        uniformPixels.set(key, px);
+      }
+      return px;
+    };
+    const store = async (k: number, tx: number, ty: number, tile: Uint8Array | UniformTile) => {
+      let bytes: Uint8Array;
+      if (isUniform(tile)) {
+        const key = tile.uniform.join(",");
+        bytes = uniformBytes.get(key) ?? encodeTile(pixelsOf(tile), T, enc);
+        if (uniformBytes.size >= 256) uniformBytes.clear();
+        uniformBytes.set(key, bytes);
+      } else bytes = encodeTile(tile, T, enc);
       const i = ty * plans[k].across + tx;
       plans[k].offsets[i] = await sink.write(bytes);
       plans[k].counts[i] = bytes.length;
       done[k][i] = 1;
     };
     const done = plans.map((p) => new Uint8Array(p.across * p.down));
-    const produce = async (k: number, tx: number, ty: number): Promise<Uint8Array | null> => {
+    const fill = opts.fill ?? 255;
+    const produce = async (k: number, tx: number, ty: number): Promise<Tile> => {
       const p = plans[k];
       if (tx >= p.across || ty >= p.down) return null;
-      let tile: Uint8Array | null;
+      let tile: Tile;
       if (k === 0) {
         tile = await source(tx, ty);
         if (tile === null) {
           done[0][ty * p.across + tx] = 1;
           return null;
         }
-        if (tile.length !== T * T * ch) {
+        if (isUniform(tile)) {
+          const u = tile.uniform;
+          if (u.length !== ch || u.some((v) => !Number.isInteger(v) || v < 0 || v > 255)) {
+            throw new Error(
+              `tile source returned uniform colour [${u.join(", ")}] for tile (${tx}, ${ty}), ` +
+                `expected ${ch} integers 0..255`,
+            );
+          }
+        } else if (tile.length !== T * T * ch) {
           throw new Error(
             `tile source returned ${tile.length} bytes for tile (${tx}, ${ty}), expected ${
               T * T * ch
@@ -291,7 +339,25 @@ export async function writePyramidTiff(
           done[k][ty * p.across + tx] = 1;
           return null;
         }
-        tile = downsampleTile(kids, T, ch, opts.fill ?? 255);
+        // One colour in, the same colour out ((4v + 2) >> 2 === v). Missing children are `fill`,
+        // so they keep the tile uniform only when the colour is the fill; children past the
+        // edge of the level below only feed pixels past the edge of this level (never read),
+        // so they do not count.
+        const below = plans[k - 1];
+        const first = kids.find(isUniform);
+        const same = first !== undefined &&
+          kids.every((t, q) =>
+            t === null
+              ? 2 * tx + (q & 1) >= below.across || 2 * ty + (q >> 1) >= below.down ||
+                first.uniform.every((v) => v === fill)
+              : isUniform(t) && t.uniform.every((v, c) => v === first.uniform[c])
+          );
+        tile = same ? first : downsampleTile(
+          kids.map((t) => (isUniform(t) ? pixelsOf(t) : t)),
+          T,
+          ch,
+          fill,
+        );
       }
       await store(k, tx, ty, tile);
       return tile;

@@ -73,7 +73,7 @@ Deno.test({
       assertClose(await p2.logits.data(), c.get("p2_masks_logits")!, { atol: 1e-3, rtol: 1e-3, what: "p2_masks_logits" });
       sam.dispose();
     }
-    setAttentionImpl("fused");
+    setAttentionImpl(null);
   },
 });
 
@@ -82,6 +82,8 @@ Deno.test({
   ignore: !ok,
   fn: async () => {
     const { backward, requireGrad } = await import("../../engine/mod.ts");
+    // The fused attention kernel's backward, inside the whole model.
+    setAttentionImpl("fused");
     const { sam, case_: c } = await build("weights.safetensors");
     const raw = await readSafetensors(fixturePath("sam-tiny", "case.safetensors"));
     const input = requireGrad(tensor(c.get("encoder_input")!, [1, 3, 128, 128]));
@@ -114,6 +116,7 @@ Deno.test({
     const gs = gi.reduce((a, v) => Math.max(a, Math.abs(v)), 0);
     assertClose(await input.grad!.data(), gi, { atol: 2e-3 * gs, rtol: 2e-3, what: "grad_encoder_input" });
     sam.dispose();
+    setAttentionImpl(null);
   },
 });
 

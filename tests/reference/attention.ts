@@ -47,7 +47,8 @@ export function attentionRef(
   a: AttnRefInput,
   rows?: [number, number][],
 ): { out: Float64Array; lse: Float64Array } {
-  const list = rows ?? Array.from({ length: a.g * a.nq }, (_, r) => [Math.floor(r / a.nq), r % a.nq]);
+  const list = rows ??
+    Array.from({ length: a.g * a.nq }, (_, r) => [Math.floor(r / a.nq), r % a.nq]);
   const out = new Float64Array(list.length * a.d);
   const lse = new Float64Array(list.length);
   list.forEach(([g, i], r) => {
@@ -77,7 +78,9 @@ export function attentionGradRef(a: AttnRefInput, dOut: ArrayLike<number>): {
 } {
   const { g: G, nq, nk, d, q, k, v, scale } = a;
   const kh = a.kh ?? 1, kw = a.kw ?? nk;
-  const dq = new Float64Array(G * nq * d), dk = new Float64Array(G * nk * d), dv = new Float64Array(G * nk * d);
+  const dq = new Float64Array(G * nq * d),
+    dk = new Float64Array(G * nk * d),
+    dv = new Float64Array(G * nk * d);
   const dRelH = new Float64Array(G * nq * kh), dRelW = new Float64Array(G * nq * kw);
   for (let g = 0; g < G; g++) {
     for (let i = 0; i < nq; i++) {

@@ -1,0 +1,199 @@
+/**
+ * `deno task train [--profile tiny|default|paper] [--out runs/default] [--data <prepared dataset>]
+ *   [--sam-checkpoint sam_vit_b_01ec64.pth] [--config file.json] [--set key.path=value ...]
+ *   [--no-adl] [--no-fft] [--no-rotation] [--ids-threshold 0.9] [--iterations N] ...`
+ *
+ * The whole EP-SAM method, stage by stage, each resumable from the run folder: rerunning the same
+ * command after an interruption (even kill -9) continues where it stopped, losing at most the
+ * current epoch. See README.md ("Pipeline") for the stages and the run folder's layout.
+ */
+import { initGpu } from "../../engine/mod.ts";
+import { parseArgs } from "node:util";
+import { type ConfigFlags, type PipelineConfig, resolveConfig } from "../config.ts";
+import { RunDir } from "../run_dir.ts";
+import { formatDuration } from "../progress.ts";
+import { ensureSyntheticData, loadSplits, positives, type StageContext } from "../stages/dataset.ts";
+import { trainClassifier, withOomHint } from "../stages/classifier.ts";
+import { generateInitialMasks } from "../stages/initial_masks.ts";
+import { fmt, runPreliminary } from "../stages/preliminary.ts";
+import { runIteration } from "../stages/iterate.ts";
+import { runEvaluate, type Summary } from "../stages/evaluate.ts";
+import { writeFileAtomic } from "../../engine/io/atomic.ts";
+
+const USAGE = `usage: deno task train [--profile tiny|default|paper] [--out <run dir>] [--data <prepared dataset>]
+    [--sam-checkpoint <sam_vit_b_01ec64.pth>] [--sam-model vit_b|<config.json>] [--config <file.json>]
+    [--set key.path=value]... [--no-adl] [--no-fft] [--no-rotation] [--ids-threshold X] [--iterations N]
+    [--seed N] [--epochs N] [--sam-epochs N] [--batch-size N] [--sam-batch-size N] [--patch-size N]
+    [--points N] [--dataset camelyon16|camelyon17] [--train-encoder|--no-train-encoder]
+    [--stop-after dataset|classifier|initial_masks|preliminary|iter_<k>] [--force] [--quiet]`;
+
+export function stageNames(cfg: PipelineConfig): string[] {
+  const it = Array.from({ length: cfg.iterations }, (_, i) => `iter_${i + 1}`);
+  return ["dataset", "classifier", "initial_masks", "preliminary", ...it, "evaluate"];
+}
+
+function table(s: Summary): string {
+  const rows: string[][] = [["", "Dice", "IoU", "pooled Dice", "pooled IoU", "patches"]];
+  const row = (name: string, v: { dice: number; iou: number; pooledDice: number; pooledIoU: number }, n: string) =>
+    rows.push([name, fmt(v.dice), fmt(v.iou), fmt(v.pooledDice), fmt(v.pooledIoU), n]);
+  row("CAM masks (test)", s.cam, String(s.cam.n));
+  for (const p of s.pseudo) row(`pseudo-labels iter_${p.iter} (train, kept)`, p, `${p.kept}/${p.total}`);
+  row("final SAM (test)", s.final, String(s.final.n));
+  const w = rows[0].map((_, j) => Math.max(...rows.map((r) => r[j].length)));
+  const lines = rows.map((r) => r.map((c, j) => (j ? c.padStart(w[j]) : c.padEnd(w[j]))).join("  "));
+  lines.splice(1, 0, w.map((n) => "-".repeat(n)).join("  "));
+  const secs = Object.entries(s.seconds).map(([k, v]) => `${k} ${formatDuration(v)}`).join(", ");
+  return `${lines.join("\n")}\n\nfinal − CAM: Dice ${s.margin.dice >= 0 ? "+" : ""}${s.margin.dice.toFixed(4)}, IoU ${
+    s.margin.iou >= 0 ? "+" : ""
+  }${s.margin.iou.toFixed(4)}\ntime per stage: ${secs}\nSAM weights: ${s.samWeights}`;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  let v;
+  try {
+    ({ values: v } = parseArgs({
+      args: argv,
+      options: {
+        profile: { type: "string" },
+        out: { type: "string" },
+        config: { type: "string" },
+        data: { type: "string" },
+        "sam-checkpoint": { type: "string" },
+        "sam-model": { type: "string" },
+        "train-encoder": { type: "boolean" },
+        "no-train-encoder": { type: "boolean" },
+        "no-adl": { type: "boolean" },
+        "no-fft": { type: "boolean" },
+        "no-rotation": { type: "boolean" },
+        "ids-threshold": { type: "string" },
+        iterations: { type: "string" },
+        seed: { type: "string" },
+        epochs: { type: "string" },
+        "sam-epochs": { type: "string" },
+        "batch-size": { type: "string" },
+        "sam-batch-size": { type: "string" },
+        "patch-size": { type: "string" },
+        points: { type: "string" },
+        dataset: { type: "string" },
+        set: { type: "string", multiple: true },
+        "stop-after": { type: "string" },
+        force: { type: "boolean" },
+        quiet: { type: "boolean" },
+        help: { type: "boolean", short: "h" },
+      },
+    }));
+  } catch (e) {
+    console.error(`train: ${(e as Error).message}\n${USAGE}`);
+    return 2;
+  }
+  if (v.help) {
+    console.log(USAGE);
+    return 0;
+  }
+  const quiet = !!v.quiet;
+  const log = (m: string) => console.error(m);
+  let run: RunDir | null = null;
+  try {
+    const flags: ConfigFlags = {
+      profile: v.profile,
+      config: v.config,
+      data: v.data,
+      samCheckpoint: v["sam-checkpoint"],
+      samModel: v["sam-model"],
+      trainEncoder: v["train-encoder"] ? true : v["no-train-encoder"] ? false : undefined,
+      noAdl: v["no-adl"],
+      noFft: v["no-fft"],
+      noRotation: v["no-rotation"],
+      idsThreshold: v["ids-threshold"],
+      iterations: v.iterations,
+      seed: v.seed,
+      epochs: v.epochs,
+      samEpochs: v["sam-epochs"],
+      batchSize: v["batch-size"],
+      samBatchSize: v["sam-batch-size"],
+      patchSize: v["patch-size"],
+      points: v.points,
+      dataset: v.dataset,
+      set: v.set,
+    };
+    const cfg = await resolveConfig(flags);
+    const names = stageNames(cfg);
+    if (v["stop-after"] && !names.includes(v["stop-after"])) {
+      throw new Error(`--stop-after must be one of ${names.join(", ")}, got "${v["stop-after"]}"`);
+    }
+    const out = v.out ?? "runs/default";
+    run = RunDir.open(out, cfg as unknown as Record<string, unknown>, { force: v.force });
+    const g = await initGpu();
+    log(`train: profile ${cfg.profile}, run folder ${out}${run.resumed ? " (resuming)" : ""}; adapter ${g.adapterName ?? ""}`);
+    if (!cfg.sam.checkpoint) {
+      log("train: no SAM checkpoint: a small SAM is initialised from the seed and trained whole (encoder included)");
+    }
+    const dataDir = cfg.data.dir ?? `${out}/data`;
+    const stageRun = async (name: string, fn: () => Promise<void>) => {
+      if (run!.isDone(name)) return false;
+      const prev = (run!.stage(name).seconds as number | undefined) ?? 0;
+      const t0 = performance.now();
+      run!.updateStage(name, { status: "running" });
+      await fn();
+      const seconds = prev + (performance.now() - t0) / 1000;
+      run!.updateStage(name, { status: "done", seconds });
+      log(`train: stage ${name} done (${formatDuration(seconds)})`);
+      return true;
+    };
+    const stopHere = (name: string) => {
+      if (v["stop-after"] === name) {
+        log(`train: stopped after stage ${name} (--stop-after); rerun without it to continue`);
+        return true;
+      }
+      return false;
+    };
+    await stageRun("dataset", async () => {
+      if (!cfg.data.dir) await ensureSyntheticData(dataDir, cfg, log, quiet);
+    });
+    if (stopHere("dataset")) return 0;
+    const splits = await loadSplits(dataDir, cfg);
+    log(
+      `train: data ${dataDir}: ` +
+        (["train", "val", "test"] as const).map((s) =>
+          `${s} ${positives(splits[s]).length} tumour + ${splits[s].length - positives(splits[s]).length} normal`
+        ).join(", "),
+    );
+    const ctx: StageContext = { cfg, run, dataDir, splits, log, quiet };
+    const clsFlag = "--batch-size", samFlag = "--sam-batch-size";
+    const stages: [string, () => Promise<void>][] = [
+      ["classifier", () => withOomHint("classifier", clsFlag, cfg.classifier.batchSize, () => trainClassifier(ctx))],
+      ["initial_masks", () => withOomHint("initial masks", clsFlag, 1, () => generateInitialMasks(ctx))],
+      ["preliminary", () => withOomHint("sam preliminary", samFlag, cfg.sam.batchSize, () => runPreliminary(ctx))],
+      ...Array.from({ length: cfg.iterations }, (_, i) =>
+        [`iter_${i + 1}`, () => withOomHint(`sam iter_${i + 1}`, samFlag, cfg.sam.batchSize, () => runIteration(ctx, i + 1))] as [
+          string,
+          () => Promise<void>,
+        ]),
+    ];
+    for (const [name, fn] of stages) {
+      await stageRun(name, fn);
+      if (stopHere(name)) return 0;
+    }
+    let summary: Summary | null = null;
+    const t0 = performance.now();
+    await stageRun("evaluate", async () => {
+      summary = await withOomHint("evaluate", samFlag, cfg.sam.batchSize, () => runEvaluate(ctx));
+    });
+    const sp = run.path("summary.json");
+    summary ??= JSON.parse(await Deno.readTextFile(sp)) as Summary;
+    if (summary.seconds.evaluate === undefined) {
+      summary.seconds.evaluate = Math.round((performance.now() - t0) / 100) / 10;
+      await writeFileAtomic(sp, JSON.stringify(summary, null, 2) + "\n");
+    }
+    console.log(table(summary));
+    console.log(`\nrun folder ${out}: summary.json, metrics.jsonl, plots/loss_curves.png, examples/`);
+    return 0;
+  } catch (e) {
+    console.error(`train: ${(e as Error).message}`);
+    return 1;
+  } finally {
+    run?.close();
+  }
+}
+
+if (import.meta.main) Deno.exit(await main(Deno.args));

@@ -1,0 +1,182 @@
+/**
+ * Stage 5: evaluation on the test positives, the only place pixel ground truth is used. Dice and
+ * IoU as the reference computes them (per patch, smooth 1e-3, logits > 0, averaged over tumour
+ * patches) plus pooled figures, for the CAM masks and for the final SAM prompted from the CAM
+ * (`model_inference.py`). Writes `eval/metrics.json`, `summary.json`, `plots/loss_curves.png` and
+ * `examples/*.png` (image, CAM, pseudo-label, prediction, ground truth side by side).
+ */
+import { encodePng, type Image8 } from "../../engine/io/png.ts";
+import { writeFileAtomic } from "../../engine/io/atomic.ts";
+import type { Sam } from "../../model/sam/sam.ts";
+import { type SegSummary, SegMetrics } from "../metrics.ts";
+import { heatmapOverlay, lossCurvePng, maskImage, overlay, type Series, sideBySide } from "../plots.ts";
+import { Progress } from "../progress.ts";
+import type { PipelineConfig } from "../config.ts";
+import { exists, type HostPatch, loadPatches, positives, readMask, type StageContext } from "./dataset.ts";
+import { readCam } from "./initial_masks.ts";
+import { finalTag } from "./iterate.ts";
+import { loadStageSam, type PseudoStats, pseudoDir, samBest, segmentWithCam } from "./preliminary.ts";
+
+export interface Scores {
+  dice: number;
+  iou: number;
+  pooledDice: number;
+  pooledIoU: number;
+  n: number;
+}
+
+export const scores = (s: SegSummary): Scores => ({
+  dice: s.dice,
+  iou: s.iou,
+  pooledDice: s.pooledDice,
+  pooledIoU: s.pooledIoU,
+  n: s.patches,
+});
+
+/** Segments patches with CAM prompts in batches; per-patch 0/1 predictions and CAM/SAM scores. */
+export async function segmentAndScore(
+  sam: Sam,
+  cfg: PipelineConfig,
+  patches: HostPatch[],
+  cams: { mask: Uint8Array; norm: Float32Array }[],
+  label: string,
+  quiet: boolean,
+): Promise<{ preds: Uint8Array[]; logits: Float32Array[]; cam: Scores; final: Scores }> {
+  const B = cfg.sam.batchSize;
+  const camM = new SegMetrics(), samM = new SegMetrics();
+  const preds: Uint8Array[] = [], logits: Float32Array[] = [];
+  const prog = new Progress(label, patches.length, { unit: "patch", enabled: !quiet });
+  for (let i = 0; i < patches.length; i += B) {
+    const ps = patches.slice(i, i + B), cs = cams.slice(i, i + B);
+    const lg = await segmentWithCam(sam, cfg, ps, cs, { cache: null, split: "infer", purpose: 300, firstIndex: i });
+    for (let j = 0; j < ps.length; j++) {
+      logits.push(lg[j]);
+      preds.push(Uint8Array.from(lg[j], (v) => (v > 0 ? 1 : 0)));
+      const gt = ps[j].gt;
+      if (gt) {
+        camM.add(cs[j].mask, gt);
+        samM.add(lg[j], gt);
+      }
+    }
+    prog.tick(ps.length);
+  }
+  prog.finish();
+  return { preds, logits, cam: scores(camM.summary()), final: scores(samM.summary()) };
+}
+
+const rgbImage = (p: HostPatch): Image8 => ({ data: p.rgb, width: p.size, height: p.size, channels: 3 });
+
+/** One example panel row. */
+export function examplePanel(
+  p: HostPatch,
+  cam: { mask: Uint8Array; norm: Float32Array },
+  pred: Uint8Array,
+  pseudo: Uint8Array | null | undefined,
+): Uint8Array {
+  const S = p.size, img = rgbImage(p);
+  const panels = [
+    { title: "image", image: img },
+    { title: "CAM", image: overlay(heatmapOverlay(img, cam.norm), cam.mask, [255, 255, 255], 0) },
+  ];
+  if (pseudo !== undefined) {
+    panels.push({ title: "pseudo", image: pseudo ? overlay(img, pseudo, [255, 200, 0]) : maskImage(new Uint8Array(S * S), S, S) });
+  }
+  panels.push({ title: "pred", image: overlay(img, pred, [0, 255, 0]) });
+  if (p.gt) panels.push({ title: "truth", image: overlay(img, p.gt, [255, 0, 0]) });
+  return encodePng(sideBySide(panels, { scale: 1 }));
+}
+
+/** Loss curves of every stage from metrics.jsonl (epochs laid end to end). */
+export async function lossCurves(ctx: StageContext): Promise<Uint8Array> {
+  const recs = await ctx.run.readMetrics();
+  const series = new Map<string, [number, number][]>();
+  const offsets = new Map<string, number>();
+  let next = 0;
+  for (const r of recs) {
+    if (r.epoch === undefined || typeof r.train_loss !== "number") continue;
+    if (!offsets.has(r.stage)) {
+      offsets.set(r.stage, next);
+    }
+    const x = offsets.get(r.stage)! + (r.epoch as number);
+    next = Math.max(next, x);
+    const add = (name: string, v: unknown) => {
+      if (typeof v !== "number" || !Number.isFinite(v)) return;
+      if (!series.has(name)) series.set(name, []);
+      series.get(name)!.push([x, v]);
+    };
+    add(`${r.stage} train`, r.train_loss);
+    add(`${r.stage} val`, r.val_loss);
+  }
+  const list: Series[] = [...series].map(([name, points]) => ({ name, points }));
+  if (!list.length) list.push({ name: "none", points: [[0, 0]] });
+  return lossCurvePng(list, { title: "EP-SAM training losses", width: 900, height: 480, xLabel: "epoch (stages in order)", yLabel: "loss" });
+}
+
+export interface Summary {
+  profile: string;
+  samWeights: string;
+  dataset: string;
+  cam: Scores;
+  pseudo: (PseudoStats & { iter: number })[];
+  final: Scores;
+  margin: { dice: number; iou: number };
+  seconds: Record<string, number>;
+  testPatches: number;
+}
+
+/** Runs stage 5 and writes the summary. */
+export async function runEvaluate(ctx: StageContext): Promise<Summary> {
+  const { cfg, run } = ctx;
+  const S = cfg.patchSize;
+  const tag = finalTag(cfg.iterations);
+  const sam = await loadStageSam(cfg, run.path(samBest(tag)));
+  const test = positives(ctx.splits.test);
+  if (!test.length) throw new Error("evaluate: the test split has no tumour patches");
+  const patches = await loadPatches(test, S);
+  const cams = await Promise.all(test.map((it) => readCam(run, "test", it, S)));
+  const r = await segmentAndScore(sam, cfg, patches, cams, "evaluate (test)", ctx.quiet);
+  // Examples: a few training positives (with their pseudo-label) and test positives.
+  await Deno.mkdir(run.path("examples"), { recursive: true });
+  const lastPseudo = cfg.iterations > 0 ? cfg.iterations - 1 : 0;
+  const trainEx = positives(ctx.splits.train).slice(0, 3);
+  const tp = await loadPatches(trainEx, S);
+  const tc = await Promise.all(trainEx.map((it) => readCam(run, "train", it, S)));
+  const tr = await segmentAndScore(sam, cfg, tp, tc, "examples", true);
+  for (let i = 0; i < tp.length; i++) {
+    const pp = run.path(pseudoDir(lastPseudo, "train"), `${trainEx[i].id}_1.png`);
+    const pseudo = await exists(pp) ? await readMask(pp, S) : null;
+    await writeFileAtomic(run.path("examples", `train_${trainEx[i].id}.png`), examplePanel(tp[i], tc[i], tr.preds[i], pseudo));
+  }
+  for (let i = 0; i < Math.min(4, patches.length); i++) {
+    await writeFileAtomic(run.path("examples", `test_${test[i].id}.png`), examplePanel(patches[i], cams[i], r.preds[i], undefined));
+  }
+  sam.dispose();
+  await Deno.mkdir(run.path("plots"), { recursive: true });
+  await writeFileAtomic(run.path("plots", "loss_curves.png"), await lossCurves(ctx));
+  await Deno.mkdir(run.path("eval"), { recursive: true });
+  await writeFileAtomic(run.path("eval", "metrics.json"), JSON.stringify({ cam: r.cam, final: r.final }, null, 2) + "\n");
+  const pseudo: PseudoStats[] = [];
+  for (let k = 0; k < cfg.iterations || (k === 0 && cfg.iterations === 0); k++) {
+    const f = run.path(`pseudo/iter_${k}/stats.json`);
+    if (await exists(f)) pseudo.push(JSON.parse(await Deno.readTextFile(f)));
+  }
+  const seconds: Record<string, number> = {};
+  for (const [name, st] of Object.entries(run.state.stages)) {
+    if (typeof st.seconds === "number") seconds[name] = Math.round(st.seconds * 10) / 10;
+  }
+  const summary: Summary = {
+    profile: cfg.profile,
+    samWeights: cfg.sam.checkpoint
+      ? `pretrained checkpoint ${cfg.sam.checkpoint}; ${cfg.sam.trainEncoder ? "whole model" : "mask decoder only"} fine-tuned`
+      : "no pretrained SAM weights: a small SAM initialised from the seed and trained whole (encoder included) on the pseudo-labels; this is not the paper's pretrained-SAM setting",
+    dataset: cfg.data.dir ?? "synthetic slides (run/data)",
+    cam: r.cam,
+    pseudo,
+    final: r.final,
+    margin: { dice: r.final.dice - r.cam.dice, iou: r.final.iou - r.cam.iou },
+    seconds,
+    testPatches: test.length,
+  };
+  await writeFileAtomic(run.path("summary.json"), JSON.stringify(summary, null, 2) + "\n");
+  return summary;
+}
