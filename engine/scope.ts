@@ -20,9 +20,11 @@ function collect(x: unknown, out: Set<Tensor>, seen = new Set<unknown>()): void 
     out.add(x as Tensor);
     return;
   }
-  if (Array.isArray(x)) for (const v of x) collect(v, out, seen);
-  else if (x instanceof Map) for (const v of x.values()) collect(v, out, seen);
-  else if (Object.getPrototypeOf(x) === Object.prototype) for (const v of Object.values(x)) collect(v, out, seen);
+  if (Array.isArray(x)) { for (const v of x) collect(v, out, seen); }
+  else if (x instanceof Map) { for (const v of x.values()) collect(v, out, seen); }
+  else if (Object.getPrototypeOf(x) === Object.prototype) {
+    for (const v of Object.values(x)) collect(v, out, seen);
+  }
 }
 
 function close(created: Set<Tensor>, result: unknown): void {

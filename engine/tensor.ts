@@ -193,7 +193,9 @@ export class Tensor {
 
   /** The single value of a one-element tensor. */
   async item(): Promise<number> {
-    if (this.size !== 1) throw new Error(`item() needs one element, tensor has shape [${this.shape}]`);
+    if (this.size !== 1) {
+      throw new Error(`item() needs one element, tensor has shape [${this.shape}]`);
+    }
     return (await this.data())[0];
   }
 
@@ -209,7 +211,9 @@ export function empty(shape: Shape, dtype: DType = "f32"): Tensor {
   if (bytes > g.limits.maxBufferSize) {
     throw new Error(
       `a ${dtype} tensor of shape [${shape}] needs ${fmtBytes(bytes)}, over this adapter's ` +
-        `maxBufferSize of ${fmtBytes(g.limits.maxBufferSize)}: lower the batch size or tile the work`,
+        `maxBufferSize of ${
+          fmtBytes(g.limits.maxBufferSize)
+        }: lower the batch size or tile the work`,
     );
   }
   ensureBatch();
@@ -256,7 +260,11 @@ export function f16ToF32(h: Uint16Array): Float32Array {
     const s = x & 0x8000 ? -1 : 1;
     const e = (x >> 10) & 0x1f;
     const m = x & 0x3ff;
-    out[i] = e === 0 ? s * m * 2 ** -24 : e === 31 ? (m ? NaN : s * Infinity) : s * (1 + m / 1024) * 2 ** (e - 15);
+    out[i] = e === 0
+      ? s * m * 2 ** -24
+      : e === 31
+      ? (m ? NaN : s * Infinity)
+      : s * (1 + m / 1024) * 2 ** (e - 15);
   }
   return out;
 }

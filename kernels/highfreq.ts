@@ -13,7 +13,8 @@ export const HF_WG = 256;
 export function highFreqCoeffKernel(): Kernel {
   return {
     key: "highfreq/coeff",
-    wgsl: () => `struct P { h: u32, w: u32, slices: u32, pad: u32 }
+    wgsl: () =>
+      `struct P { h: u32, w: u32, slices: u32, pad: u32 }
 @group(0) @binding(0) var<uniform> u: P;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> coeff: array<f32>;
@@ -61,7 +62,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 export function highFreqApplyKernel(): Kernel {
   return {
     key: "highfreq/apply",
-    wgsl: () => `struct P { h: u32, w: u32, c: u32, total: u32 }
+    wgsl: () =>
+      `struct P { h: u32, w: u32, c: u32, total: u32 }
 @group(0) @binding(0) var<uniform> u: P;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read> coeff: array<f32>;

@@ -39,8 +39,12 @@ export class Adl extends Module {
     super();
     this.dropRate = opts.dropRate ?? 0.75;
     this.threshold = opts.threshold ?? 0.8;
-    if (!(this.dropRate >= 0 && this.dropRate <= 1)) throw new Error(`ADL: drop rate ${this.dropRate} not in [0, 1]`);
-    if (!(this.threshold >= 0 && this.threshold <= 1)) throw new Error(`ADL: threshold ${this.threshold} not in [0, 1]`);
+    if (!(this.dropRate >= 0 && this.dropRate <= 1)) {
+      throw new Error(`ADL: drop rate ${this.dropRate} not in [0, 1]`);
+    }
+    if (!(this.threshold >= 0 && this.threshold <= 1)) {
+      throw new Error(`ADL: threshold ${this.threshold} not in [0, 1]`);
+    }
     this.rand = mulberry32(opts.seed ?? 0);
   }
 

@@ -45,7 +45,12 @@ export function camToU8(raw: ArrayLike<number>): { u8: Uint8Array; empty: boolea
 }
 
 /** np.rot90(a, k) for a row-major h×w map (counter-clockwise quarter turns). */
-export function rot90<T extends Uint8Array | Float32Array | Float64Array>(a: T, h: number, w: number, k: number): { data: T; h: number; w: number } {
+export function rot90<T extends Uint8Array | Float32Array | Float64Array>(
+  a: T,
+  h: number,
+  w: number,
+  k: number,
+): { data: T; h: number; w: number } {
   const kk = ((k % 4) + 4) % 4;
   if (kk === 0) return { data: a.slice() as T, h, w };
   const ctor = a.constructor as new (n: number) => T;
@@ -73,7 +78,13 @@ export function percentile(values: ArrayLike<number>, q: number): number {
 }
 
 /** Bilinear resize with half-pixel centres (cv2 INTER_LINEAR / torch align_corners=False). */
-export function resizeBilinear(src: ArrayLike<number>, sh: number, sw: number, dh: number, dw: number): Float64Array {
+export function resizeBilinear(
+  src: ArrayLike<number>,
+  sh: number,
+  sw: number,
+  dh: number,
+  dw: number,
+): Float64Array {
   const out = new Float64Array(dh * dw);
   const sy = sh / dh, sx = sw / dw;
   const xs0 = new Int32Array(dw), xs1 = new Int32Array(dw), fxs = new Float64Array(dw);
@@ -109,7 +120,9 @@ function morph(src: Uint8Array, h: number, w: number, k: number, op: "min" | "ma
   for (let y = 0; y < h; y++) {
     for (let x = 0; x < w; x++) {
       let v = src[y * w + x];
-      for (let d = Math.max(0, x - r); d <= Math.min(w - 1, x + k - 1 - r); d++) v = pick(v, src[y * w + d]);
+      for (let d = Math.max(0, x - r); d <= Math.min(w - 1, x + k - 1 - r); d++) {
+        v = pick(v, src[y * w + d]);
+      }
       tmp[y * w + x] = v;
     }
   }
@@ -117,7 +130,9 @@ function morph(src: Uint8Array, h: number, w: number, k: number, op: "min" | "ma
   for (let y = 0; y < h; y++) {
     for (let x = 0; x < w; x++) {
       let v = tmp[y * w + x];
-      for (let d = Math.max(0, y - r); d <= Math.min(h - 1, y + k - 1 - r); d++) v = pick(v, tmp[d * w + x]);
+      for (let d = Math.max(0, y - r); d <= Math.min(h - 1, y + k - 1 - r); d++) {
+        v = pick(v, tmp[d * w + x]);
+      }
       out[y * w + x] = v;
     }
   }
@@ -192,7 +207,13 @@ export function camMasksFromRaw(
 }
 
 /** Rotates an HWC uint8 image by k·90° counter-clockwise (PIL's rotate(90k, expand=True)). */
-export function rotateImage(img: Uint8Array, h: number, w: number, c: number, k: number): { data: Uint8Array; h: number; w: number } {
+export function rotateImage(
+  img: Uint8Array,
+  h: number,
+  w: number,
+  c: number,
+  k: number,
+): { data: Uint8Array; h: number; w: number } {
   const kk = ((k % 4) + 4) % 4;
   const [oh, ow] = kk % 2 ? [w, h] : [h, w];
   const out = new Uint8Array(img.length);

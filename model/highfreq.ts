@@ -35,7 +35,12 @@ export function highFrequencyDirect(x: Tensor): Tensor {
   const coeff = empty([n * c, 8]);
   const out = empty([n, 1, h, w]);
   if (out.size > 0) {
-    dispatch(highFreqCoeffKernel(), [xd.binding(), coeff.binding()], new Params().u32(h, w, n * c, 0), grid1d(n * c, 1));
+    dispatch(
+      highFreqCoeffKernel(),
+      [xd.binding(), coeff.binding()],
+      new Params().u32(h, w, n * c, 0),
+      grid1d(n * c, 1),
+    );
     dispatch(
       highFreqApplyKernel(),
       [xd.binding(), coeff.binding(), out.binding()],

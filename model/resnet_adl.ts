@@ -117,7 +117,10 @@ export class ResNetAdl extends Module {
     super();
     const rng = new HostRng(config.seed);
     const w = config.width;
-    this.conv1 = this.child("conv1", new Conv2d(config.highFreq ? 4 : 3, w, 7, { stride: 2, padding: 3, bias: false, rng }));
+    this.conv1 = this.child(
+      "conv1",
+      new Conv2d(config.highFreq ? 4 : 3, w, 7, { stride: 2, padding: 3, bias: false, rng }),
+    );
     this.bn1 = this.child("bn1", new BatchNorm2d(w));
     let inplanes = w;
     const strides = [1, 2, 2, 1];
@@ -131,7 +134,11 @@ export class ResNetAdl extends Module {
         stage.add(new Bottleneck(inplanes, planes, b === 0 ? stride : 1, ds, rng));
         inplanes = planes * EXPANSION;
         if (adlAfter.includes(b)) {
-          const adl = new Adl({ dropRate: config.adlDropRate, threshold: config.adlThreshold, seed: config.seed * 131 + this.adls.length + 1 });
+          const adl = new Adl({
+            dropRate: config.adlDropRate,
+            threshold: config.adlThreshold,
+            seed: config.seed * 131 + this.adls.length + 1,
+          });
           stage.add(adl);
           this.adls.push(adl);
         }
@@ -162,7 +169,9 @@ export class ResNetAdl extends Module {
 
   /** The 4-channel input: RGB in [0,1] plus the high-pass channel. */
   inputWithHighFreq(x: Tensor): Tensor {
-    if (x.rank !== 4 || x.shape[1] !== 3) throw new Error(`ResNetAdl: expected input [N,3,H,W], got [${x.shape}]`);
+    if (x.rank !== 4 || x.shape[1] !== 3) {
+      throw new Error(`ResNetAdl: expected input [N,3,H,W], got [${x.shape}]`);
+    }
     if (!this.config.highFreq) return x;
     return F.concat([x, highFrequency(x)], 1);
   }
@@ -170,7 +179,11 @@ export class ResNetAdl extends Module {
   /** Stem and stages up to the output of layer4 block 0 (the CAM features). */
   private trunk(x: Tensor, untilCam: boolean): Tensor {
     let y = this.inputWithHighFreq(x);
-    y = F.maxPool2d(F.relu(this.bn1.forward(this.conv1.forward(y))), { kernel: 3, stride: 2, padding: 1 });
+    y = F.maxPool2d(F.relu(this.bn1.forward(this.conv1.forward(y))), {
+      kernel: 3,
+      stride: 2,
+      padding: 1,
+    });
     for (let s = 0; s < 3; s++) y = this.stages[s].forward(y);
     return untilCam ? this.stages[3].forward(y, 0, 1) : this.stages[3].forward(y);
   }

@@ -17,13 +17,21 @@ export class Conv2d extends Module {
   readonly stride: number;
   readonly padding: number;
   readonly dilation: number;
-  constructor(readonly inChannels: number, readonly outChannels: number, readonly kernel: number, opts: ConvOptions = {}) {
+  constructor(
+    readonly inChannels: number,
+    readonly outChannels: number,
+    readonly kernel: number,
+    opts: ConvOptions = {},
+  ) {
     super();
     const rng = opts.rng ?? new HostRng(0);
     this.stride = opts.stride ?? 1;
     this.padding = opts.padding ?? 0;
     this.dilation = opts.dilation ?? 1;
-    this.weight = this.param("weight", defaultWeight([outChannels, inChannels, kernel, kernel], rng));
+    this.weight = this.param(
+      "weight",
+      defaultWeight([outChannels, inChannels, kernel, kernel], rng),
+    );
     this.bias = opts.bias === false
       ? null
       : this.param("bias", defaultBias(outChannels, inChannels * kernel * kernel, rng));
@@ -42,7 +50,12 @@ export class ConvTranspose2d extends Module {
   bias: Tensor | null;
   readonly stride: number;
   readonly padding: number;
-  constructor(readonly inChannels: number, readonly outChannels: number, readonly kernel: number, opts: ConvOptions = {}) {
+  constructor(
+    readonly inChannels: number,
+    readonly outChannels: number,
+    readonly kernel: number,
+    opts: ConvOptions = {},
+  ) {
     super();
     const rng = opts.rng ?? new HostRng(0);
     this.stride = opts.stride ?? 1;
@@ -50,9 +63,14 @@ export class ConvTranspose2d extends Module {
     // torch: weight [in, out, k, k]; its fan-in for init is computed on dim 1 (out·k·k).
     const shape = [inChannels, outChannels, kernel, kernel];
     this.weight = this.param("weight", defaultWeight(shape, rng));
-    this.bias = opts.bias === false ? null : this.param("bias", defaultBias(outChannels, outChannels * kernel * kernel, rng));
+    this.bias = opts.bias === false
+      ? null
+      : this.param("bias", defaultBias(outChannels, outChannels * kernel * kernel, rng));
   }
   forward(x: Tensor): Tensor {
-    return F.convTranspose2d(x, this.weight, this.bias ?? undefined, { stride: this.stride, padding: this.padding });
+    return F.convTranspose2d(x, this.weight, this.bias ?? undefined, {
+      stride: this.stride,
+      padding: this.padding,
+    });
   }
 }

@@ -16,7 +16,10 @@ export class BatchNorm2d extends Module {
     this.runningMean = this.buffer("running_mean", constant([channels], 0));
     this.runningVar = this.buffer("running_var", constant([channels], 1));
     // PyTorch stores an int64 counter; kept as i32 here (converted on load/save).
-    this.numBatchesTracked = this.buffer("num_batches_tracked", tensor(new Int32Array([0]), [1], "i32"));
+    this.numBatchesTracked = this.buffer(
+      "num_batches_tracked",
+      tensor(new Int32Array([0]), [1], "i32"),
+    );
   }
   forward(x: Tensor): Tensor {
     return F.batchNorm2d(x, {

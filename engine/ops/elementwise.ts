@@ -24,7 +24,9 @@ export function broadcastShapes(...shapes: Shape[]): number[] {
       const o = rank - s.length + i;
       if (s[i] === out[o] || s[i] === 1) continue;
       if (out[o] === 1) out[o] = s[i];
-      else throw new Error(`shapes ${shapes.map((x) => `[${x}]`).join(", ")} cannot be broadcast together`);
+      else {throw new Error(`shapes ${
+          shapes.map((x) => `[${x}]`).join(", ")
+        } cannot be broadcast together`);}
     }
   }
   return out;
@@ -47,12 +49,21 @@ function sameShape(a: Shape, b: Shape): boolean {
 function f32Only(name: string, ...ts: Tensor[]): void {
   for (const t of ts) {
     t.assertAlive();
-    if (t.dtype !== "f32") throw new Error(`${name}: expected f32 tensors, got ${t.dtype} [${t.shape}]`);
+    if (t.dtype !== "f32") {
+      throw new Error(`${name}: expected f32 tensors, got ${t.dtype} [${t.shape}]`);
+    }
   }
 }
 
 /** Launches an elementwise kernel with inputs `ins` broadcast to `shape` (no autograd). */
-function launch(kind: "unary" | "binary" | "where", op: string, ins: Tensor[], shape: Shape, p0 = 0, p1 = 0): Tensor {
+function launch(
+  kind: "unary" | "binary" | "where",
+  op: string,
+  ins: Tensor[],
+  shape: Shape,
+  p0 = 0,
+  p1 = 0,
+): Tensor {
   const out = empty(shape, "f32");
   const n = out.size;
   if (n === 0) return out;
@@ -92,12 +103,19 @@ export const onesLike = (t: Tensor): Tensor => fill(t.shape, 1);
 /** Converts between dtypes (f32 ↔ i32 ↔ u32; values truncated toward zero into ints). */
 export function cast(x: Tensor, to: DType): Tensor {
   if (x.dtype === to) return x;
-  if (to === "f16" || x.dtype === "f16") throw new Error("cast: f16 tensors are kernel-internal only");
+  if (to === "f16" || x.dtype === "f16") {
+    throw new Error("cast: f16 tensors are kernel-internal only");
+  }
   const { dense } = viewOps!;
   const d = dense(x);
   const out = empty(x.shape, to);
   if (out.size) {
-    dispatch(castKernel(x.dtype, to), [d.binding(), out.binding()], new Params().u32(out.size, 0), grid1d(out.size, WG));
+    dispatch(
+      castKernel(x.dtype, to),
+      [d.binding(), out.binding()],
+      new Params().u32(out.size, 0),
+      grid1d(out.size, WG),
+    );
   }
   if (d !== x) d.dispose();
   return out;
@@ -114,7 +132,12 @@ export function registerViewOps(v: { dense: (t: Tensor) => Tensor }): void {
 
 // ---------------------------------------------------------------- differentiable unary ops
 
-function unaryOp(op: UnaryOp, x: Tensor, rule: (g: Tensor, x: Tensor, y: Tensor) => Tensor, saveOut = false): Tensor {
+function unaryOp(
+  op: UnaryOp,
+  x: Tensor,
+  rule: (g: Tensor, x: Tensor, y: Tensor) => Tensor,
+  saveOut = false,
+): Tensor {
   const y = unaryRaw(op, x);
   return record(op, [x], y, (g) => [rule(g, x, y)], saveOut ? [y] : [x]);
 }
@@ -122,21 +145,26 @@ function unaryOp(op: UnaryOp, x: Tensor, rule: (g: Tensor, x: Tensor, y: Tensor)
 export const neg = (x: Tensor): Tensor => affine(x, -1, 0);
 export const exp = (x: Tensor): Tensor => unaryOp("exp", x, (g, _x, y) => mul(g, y), true);
 export const log = (x: Tensor): Tensor => unaryOp("log", x, (g, x) => div(g, x));
-export const sqrt = (x: Tensor): Tensor => unaryOp("sqrt", x, (g, _x, y) => div(g, affine(y, 2, 0)), true);
+export const sqrt = (x: Tensor): Tensor =>
+  unaryOp("sqrt", x, (g, _x, y) => div(g, affine(y, 2, 0)), true);
 export const rsqrt = (x: Tensor): Tensor =>
   // d x^-1/2 = -1/2 x^-3/2 = -1/2 y^3
   unaryOp("rsqrt", x, (g, _x, y) => mul(g, affine(unaryRaw("pow_scalar", y, 3), -0.5, 0)), true);
 export const abs = (x: Tensor): Tensor => unaryOp("abs", x, (g, x) => mul(g, unaryRaw("sign", x)));
-export const relu = (x: Tensor): Tensor => unaryOp("relu", x, (g, x) => mul(g, unaryRaw("step", x)));
+export const relu = (x: Tensor): Tensor =>
+  unaryOp("relu", x, (g, x) => mul(g, unaryRaw("step", x)));
 export const sigmoid = (x: Tensor): Tensor =>
   unaryOp("sigmoid", x, (g, _x, y) => mul(g, mul(y, affine(y, -1, 1))), true);
 export const tanh = (x: Tensor): Tensor =>
   unaryOp("tanh", x, (g, _x, y) => mul(g, affine(unaryRaw("square", y), -1, 1)), true);
 /** GELU, PyTorch's exact (erf) form. */
-export const gelu = (x: Tensor): Tensor => unaryOp("gelu", x, (g, x) => mul(g, unaryRaw("gelu_grad", x)));
-export const square = (x: Tensor): Tensor => unaryOp("square", x, (g, x) => mul(g, affine(x, 2, 0)));
+export const gelu = (x: Tensor): Tensor =>
+  unaryOp("gelu", x, (g, x) => mul(g, unaryRaw("gelu_grad", x)));
+export const square = (x: Tensor): Tensor =>
+  unaryOp("square", x, (g, x) => mul(g, affine(x, 2, 0)));
 export const sin = (x: Tensor): Tensor => unaryOp("sin", x, (g, x) => mul(g, unaryRaw("cos", x)));
-export const cos = (x: Tensor): Tensor => unaryOp("cos", x, (g, x) => mul(g, affine(unaryRaw("sin", x), -1, 0)));
+export const cos = (x: Tensor): Tensor =>
+  unaryOp("cos", x, (g, x) => mul(g, affine(unaryRaw("sin", x), -1, 0)));
 
 /** a·x + b for numbers a, b. */
 export function affine(x: Tensor, a: number, b: number): Tensor {
@@ -147,7 +175,9 @@ export function affine(x: Tensor, a: number, b: number): Tensor {
 /** x^p for a number p. */
 export function powScalar(x: Tensor, p: number): Tensor {
   const y = unaryRaw("pow_scalar", x, p);
-  return record("pow", [x], y, (g) => [mul(g, affine(unaryRaw("pow_scalar", x, p - 1), p, 0))], [x]);
+  return record("pow", [x], y, (g) => [mul(g, affine(unaryRaw("pow_scalar", x, p - 1), p, 0))], [
+    x,
+  ]);
 }
 
 /** Clamps into [lo, hi] (use ±Infinity for one side). */
@@ -196,7 +226,12 @@ export function pow(a: Tensor, b: Operand): Tensor {
     "pow",
     [a, b],
     y,
-    (g) => [mul(g, mul(b, binaryRaw("pow", a, affine(b, 1, -1)))), mul(g, mul(y, unaryRaw("log", a)))],
+    (
+      g,
+    ) => [
+      mul(g, mul(b, binaryRaw("pow", a, affine(b, 1, -1)))),
+      mul(g, mul(y, unaryRaw("log", a))),
+    ],
     [a, b, y],
   );
 }

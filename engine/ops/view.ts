@@ -21,7 +21,9 @@ function copyRaw(x: Tensor): Tensor {
   const out = empty(x.shape, x.dtype);
   if (out.size === 0) return out;
   const dt = x.dtype === "f16" ? "f32" : x.dtype;
-  const p = new Params().u32(out.size, x.rank, x.offset, 0).u32(...dims8(x.shape)).u32(...dims8(x.strides, 0));
+  const p = new Params().u32(out.size, x.rank, x.offset, 0).u32(...dims8(x.shape)).u32(
+    ...dims8(x.strides, 0),
+  );
   dispatch(stridedCopyKernel(dt), [x.storageBinding(), out.binding()], p, grid1d(out.size, WG));
   return out;
 }
@@ -39,13 +41,20 @@ export function dense(x: Tensor, force = false): Tensor {
 
 /** Writes dense `src` into the (strided) view `dst` of another tensor's storage (raw). */
 export function writeInto(dst: Tensor, src: Tensor): void {
-  if (dst.size !== src.size) throw new Error(`writeInto: sizes differ ([${dst.shape}] vs [${src.shape}])`);
+  if (dst.size !== src.size) {
+    throw new Error(`writeInto: sizes differ ([${dst.shape}] vs [${src.shape}])`);
+  }
   if (dst.size === 0) return;
   const s = dense(src);
   const p = new Params().u32(dst.size, dst.rank, dst.offset, s.offset).u32(...dims8(dst.shape)).u32(
     ...dims8(dst.strides, 0),
   );
-  dispatch(stridedWriteKernel(dst.dtype), [s.storageBinding(), dst.storageBinding()], p, grid1d(dst.size, WG));
+  dispatch(
+    stridedWriteKernel(dst.dtype),
+    [s.storageBinding(), dst.storageBinding()],
+    p,
+    grid1d(dst.size, WG),
+  );
   if (s !== src) s.dispose();
 }
 
@@ -93,7 +102,9 @@ export function transpose(x: Tensor, a = -2, b = -1): Tensor {
 export function slice(x: Tensor, axis: number, start: number, end?: number, step = 1): Tensor {
   const a = normAxis(axis, x.rank);
   const n = x.shape[a];
-  if (step < 1 || !Number.isInteger(step)) throw new Error(`slice: step must be a positive integer, got ${step}`);
+  if (step < 1 || !Number.isInteger(step)) {
+    throw new Error(`slice: step must be a positive integer, got ${step}`);
+  }
   let s = start < 0 ? start + n : start;
   let e = end === undefined ? n : end < 0 ? end + n : end;
   s = Math.min(Math.max(s, 0), n);

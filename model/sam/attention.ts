@@ -11,7 +11,9 @@ export function relPosIndex(qSize: number, kSize: number): Int32Array {
   const qs = Math.max(kSize / qSize, 1), ks = Math.max(qSize / kSize, 1);
   const idx = new Int32Array(qSize * kSize);
   for (let q = 0; q < qSize; q++) {
-    for (let k = 0; k < kSize; k++) idx[q * kSize + k] = Math.trunc(q * qs - k * ks + (kSize - 1) * ks);
+    for (let k = 0; k < kSize; k++) {
+      idx[q * kSize + k] = Math.trunc(q * qs - k * ks + (kSize - 1) * ks);
+    }
   }
   return idx;
 }
@@ -33,9 +35,19 @@ function relTerms(q: Tensor, rp: RelPos): { relH: Tensor; relW: Tensor } {
   const rq = F.reshape(q, [g, qh, qw, hd]);
   // rel_h[b,h,w,k] = Σ_c rq[b,h,w,c]·Rh[h,k,c]: batch the matmul over h.
   const qH = F.reshape(F.permute(rq, [1, 0, 2, 3]), [qh, g * qw, hd]);
-  const relH = F.permute(F.reshape(F.matmul(qH, F.transpose(rp.rh, 1, 2)), [qh, g, qw, kh]), [1, 0, 2, 3]);
+  const relH = F.permute(F.reshape(F.matmul(qH, F.transpose(rp.rh, 1, 2)), [qh, g, qw, kh]), [
+    1,
+    0,
+    2,
+    3,
+  ]);
   const qW = F.reshape(F.permute(rq, [2, 0, 1, 3]), [qw, g * qh, hd]);
-  const relW = F.permute(F.reshape(F.matmul(qW, F.transpose(rp.rw, 1, 2)), [qw, g, qh, kw]), [1, 2, 0, 3]);
+  const relW = F.permute(F.reshape(F.matmul(qW, F.transpose(rp.rw, 1, 2)), [qw, g, qh, kw]), [
+    1,
+    2,
+    0,
+    3,
+  ]);
   return { relH: F.reshape(relH, [g, qh * qw, kh]), relW: F.reshape(relW, [g, qh * qw, kw]) };
 }
 
@@ -63,14 +75,18 @@ export function setAttentionImpl(i: AttentionImpl | null): void {
  */
 export function attention(q: Tensor, k: Tensor, v: Tensor, scale: number, rel?: RelPos): Tensor {
   const terms = rel ? relTerms(q, rel) : undefined;
-  if (attentionImpl() === "fused") return F.flashAttention(q, k, v, { scale, relH: terms?.relH, relW: terms?.relW });
+  if (attentionImpl() === "fused") {
+    return F.flashAttention(q, k, v, { scale, relH: terms?.relH, relW: terms?.relW });
+  }
   const [g, nq] = q.shape;
   const nk = k.shape[1];
   // Two score-sized tensors live at once (scores and probabilities): keep each under half the limit.
   const budget = Math.floor(gpu().limits.maxStorageBufferBindingSize / 2);
   const per = nq * nk * 4;
   if (per > budget) {
-    throw new Error(`attention: one head's ${nq}×${nk} score matrix exceeds half the binding limit; use the fused kernel`);
+    throw new Error(
+      `attention: one head's ${nq}×${nk} score matrix exceeds half the binding limit; use the fused kernel`,
+    );
   }
   const groupSize = Math.max(1, Math.min(g, Math.floor(budget / per)));
   const kh = rel?.rh.shape[1] ?? 1, kw = rel?.rw.shape[1] ?? 1;

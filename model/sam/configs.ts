@@ -72,10 +72,22 @@ export const SAM_CONFIGS: Record<string, SamConfig> = {
   vit_h: standard(1280, 32, 16, [7, 15, 23, 31]),
 };
 
-function need(obj: Record<string, unknown>, key: string, kind: "number" | "boolean" | "array", file: string, section: string): void {
+function need(
+  obj: Record<string, unknown>,
+  key: string,
+  kind: "number" | "boolean" | "array",
+  file: string,
+  section: string,
+): void {
   const v = obj[key];
-  const ok = kind === "array" ? Array.isArray(v) : typeof v === kind;
-  if (!ok) throw new Error(`${file}: field ${section}.${key} must be a ${kind}, got ${JSON.stringify(v)}`);
+  const ok = kind === "array"
+    ? Array.isArray(v)
+    : kind === "number"
+    ? typeof v === "number"
+    : typeof v === "boolean";
+  if (!ok) {
+    throw new Error(`${file}: field ${section}.${key} must be a ${kind}, got ${JSON.stringify(v)}`);
+  }
 }
 
 /** Validates a parsed JSON config, naming the file and field at fault. */
@@ -86,7 +98,18 @@ export function parseSamConfig(json: unknown, file = "<config>"): SamConfig {
     if (!o[s] || typeof o[s] !== "object") throw new Error(`${file}: missing object "${s}"`);
   }
   const e = o.encoder;
-  for (const k of ["img_size", "patch_size", "embed_dim", "depth", "num_heads", "window_size", "mlp_ratio", "out_chans"]) {
+  for (
+    const k of [
+      "img_size",
+      "patch_size",
+      "embed_dim",
+      "depth",
+      "num_heads",
+      "window_size",
+      "mlp_ratio",
+      "out_chans",
+    ]
+  ) {
     need(e, k, "number", file, "encoder");
   }
   need(e, "global_attn_indexes", "array", file, "encoder");
@@ -95,7 +118,18 @@ export function parseSamConfig(json: unknown, file = "<config>"): SamConfig {
   need(p, "image_embedding_size", "array", file, "prompt_encoder");
   need(p, "mask_in_chans", "number", file, "prompt_encoder");
   const m = o.mask_decoder;
-  for (const k of ["transformer_dim", "depth", "mlp_dim", "num_heads", "attention_downsample_rate", "num_multimask_outputs", "iou_head_depth", "iou_head_hidden_dim"]) {
+  for (
+    const k of [
+      "transformer_dim",
+      "depth",
+      "mlp_dim",
+      "num_heads",
+      "attention_downsample_rate",
+      "num_multimask_outputs",
+      "iou_head_depth",
+      "iou_head_hidden_dim",
+    ]
+  ) {
     need(m, k, "number", file, "mask_decoder");
   }
   return {
@@ -116,7 +150,11 @@ export async function loadSamConfig(nameOrPath: string): Promise<SamConfig> {
   try {
     text = await Deno.readTextFile(nameOrPath);
   } catch {
-    throw new Error(`--config ${nameOrPath}: not one of ${Object.keys(SAM_CONFIGS).join(", ")} and not a readable JSON file`);
+    throw new Error(
+      `--config ${nameOrPath}: not one of ${
+        Object.keys(SAM_CONFIGS).join(", ")
+      } and not a readable JSON file`,
+    );
   }
   let json: unknown;
   try {

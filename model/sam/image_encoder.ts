@@ -34,7 +34,13 @@ class EncoderAttention extends Module {
   relPosH: Tensor | null = null;
   relPosW: Tensor | null = null;
   readonly headDim: number;
-  constructor(dim: number, readonly heads: number, useRelPos: boolean, readonly inputSize: [number, number], rng: HostRng) {
+  constructor(
+    dim: number,
+    readonly heads: number,
+    useRelPos: boolean,
+    readonly inputSize: [number, number],
+    rng: HostRng,
+  ) {
     super();
     this.headDim = dim / heads;
     this.qkv = this.child("qkv", new Linear(dim, dim * 3, { rng }));
@@ -48,22 +54,39 @@ class EncoderAttention extends Module {
     const [b, h, w, c] = x.shape;
     const n = h * w, hd = this.headDim, nh = this.heads;
     // [B, N, 3, heads, hd] → [3, B·heads, N, hd]
-    const qkv = F.reshape(F.permute(F.reshape(this.qkv.forward(x), [b, n, 3, nh, hd]), [2, 0, 3, 1, 4]), [3, b * nh, n, hd]);
+    const qkv = F.reshape(
+      F.permute(F.reshape(this.qkv.forward(x), [b, n, 3, nh, hd]), [2, 0, 3, 1, 4]),
+      [3, b * nh, n, hd],
+    );
     const q = F.select(qkv, 0, 0), k = F.select(qkv, 0, 1), v = F.select(qkv, 0, 2);
     let rel;
     if (this.relPosH && this.relPosW) {
-      const rh = F.reshape(F.indexSelect(this.relPosH, 0, tensor(relPosIndex(h, h), [h * h], "i32")), [h, h, hd]);
-      const rw = F.reshape(F.indexSelect(this.relPosW, 0, tensor(relPosIndex(w, w), [w * w], "i32")), [w, w, hd]);
+      const rh = F.reshape(
+        F.indexSelect(this.relPosH, 0, tensor(relPosIndex(h, h), [h * h], "i32")),
+        [h, h, hd],
+      );
+      const rw = F.reshape(
+        F.indexSelect(this.relPosW, 0, tensor(relPosIndex(w, w), [w * w], "i32")),
+        [w, w, hd],
+      );
       rel = { rh, rw, qh: h, qw: w };
     }
     const o = attention(q, k, v, hd ** -0.5, rel);
-    const merged = F.reshape(F.permute(F.reshape(o, [b, nh, h, w, hd]), [0, 2, 3, 1, 4]), [b, h, w, c]);
+    const merged = F.reshape(F.permute(F.reshape(o, [b, nh, h, w, hd]), [0, 2, 3, 1, 4]), [
+      b,
+      h,
+      w,
+      c,
+    ]);
     return this.proj.forward(merged);
   }
 }
 
 /** [B,H,W,C] → windows [B·nWin, ws, ws, C] (zero-padded to multiples of ws). */
-export function windowPartition(x: Tensor, ws: number): { windows: Tensor; hp: number; wp: number } {
+export function windowPartition(
+  x: Tensor,
+  ws: number,
+): { windows: Tensor; hp: number; wp: number } {
   const [b, h, w, c] = x.shape;
   const ph = (ws - (h % ws)) % ws, pw = (ws - (w % ws)) % ws;
   const xp = ph || pw ? F.pad(x, [0, 0, 0, pw, 0, ph]) : x;
@@ -73,10 +96,20 @@ export function windowPartition(x: Tensor, ws: number): { windows: Tensor; hp: n
 }
 
 /** Inverse of {@link windowPartition}, cropping the padding. */
-export function windowUnpartition(win: Tensor, ws: number, hp: number, wp: number, h: number, w: number): Tensor {
+export function windowUnpartition(
+  win: Tensor,
+  ws: number,
+  hp: number,
+  wp: number,
+  h: number,
+  w: number,
+): Tensor {
   const c = win.shape[3];
   const b = win.shape[0] / ((hp / ws) * (wp / ws));
-  const x = F.reshape(F.permute(F.reshape(win, [b, hp / ws, wp / ws, ws, ws, c]), [0, 1, 3, 2, 4, 5]), [b, hp, wp, c]);
+  const x = F.reshape(
+    F.permute(F.reshape(win, [b, hp / ws, wp / ws, ws, ws, c]), [0, 1, 3, 2, 4, 5]),
+    [b, hp, wp, c],
+  );
   return hp > h || wp > w ? F.slice(F.slice(x, 1, 0, h), 2, 0, w) : x;
 }
 
@@ -90,7 +123,10 @@ class Block extends Module {
     const dim = cfg.embed_dim;
     this.norm1 = this.child("norm1", new LayerNorm(dim, cfg.layernorm_eps));
     const size: [number, number] = windowSize > 0 ? [windowSize, windowSize] : [gridSize, gridSize];
-    this.attn = this.child("attn", new EncoderAttention(dim, cfg.num_heads, cfg.use_rel_pos, size, rng));
+    this.attn = this.child(
+      "attn",
+      new EncoderAttention(dim, cfg.num_heads, cfg.use_rel_pos, size, rng),
+    );
     this.norm2 = this.child("norm2", new LayerNorm(dim, cfg.layernorm_eps));
     this.mlp = this.child("mlp", new MlpBlock(dim, Math.floor(dim * cfg.mlp_ratio), "gelu", rng));
   }
@@ -112,7 +148,10 @@ class PatchEmbed extends Module {
   proj: Conv2d;
   constructor(cfg: EncoderConfig, rng: HostRng) {
     super();
-    this.proj = this.child("proj", new Conv2d(3, cfg.embed_dim, cfg.patch_size, { stride: cfg.patch_size, rng }));
+    this.proj = this.child(
+      "proj",
+      new Conv2d(3, cfg.embed_dim, cfg.patch_size, { stride: cfg.patch_size, rng }),
+    );
   }
   forward(x: Tensor): Tensor {
     return F.permute(this.proj.forward(x), [0, 2, 3, 1]);
@@ -120,7 +159,12 @@ class PatchEmbed extends Module {
 }
 
 class Neck extends Module {
-  constructor(readonly c0: Conv2d, readonly n1: LayerNorm2d, readonly c2: Conv2d, readonly n3: LayerNorm2d) {
+  constructor(
+    readonly c0: Conv2d,
+    readonly n1: LayerNorm2d,
+    readonly c2: Conv2d,
+    readonly n3: LayerNorm2d,
+  ) {
     super();
     this.child("0", c0);
     this.child("1", n1);
@@ -165,16 +209,26 @@ export class ImageEncoderViT extends Module {
 
   /** x: normalised, padded image [B, 3, img, img] → embeddings [B, out_chans, grid, grid]. */
   forward(x: Tensor): Tensor {
-    if (x.rank !== 4 || x.shape[1] !== 3 || x.shape[2] !== this.cfg.img_size || x.shape[3] !== this.cfg.img_size) {
-      throw new Error(`ImageEncoderViT: expected [B,3,${this.cfg.img_size},${this.cfg.img_size}], got [${x.shape}]`);
+    if (
+      x.rank !== 4 || x.shape[1] !== 3 || x.shape[2] !== this.cfg.img_size ||
+      x.shape[3] !== this.cfg.img_size
+    ) {
+      throw new Error(
+        `ImageEncoderViT: expected [B,3,${this.cfg.img_size},${this.cfg.img_size}], got [${x.shape}]`,
+      );
     }
     // Kernels bind whole tensors: keep every activation of a chunk under the binding limit
     // (ViT-B at 1024: the windowed qkv is 45 MB per image, so 2 images per chunk at 128 MiB).
-    const chunk = Math.max(1, Math.floor(gpu().limits.maxStorageBufferBindingSize / this.largestActivationBytes()));
+    const chunk = Math.max(
+      1,
+      Math.floor(gpu().limits.maxStorageBufferBindingSize / this.largestActivationBytes()),
+    );
     const b = x.shape[0];
     if (b > chunk) {
       const outs: Tensor[] = [];
-      for (let i = 0; i < b; i += chunk) outs.push(this.forwardChunk(F.slice(x, 0, i, Math.min(b, i + chunk))));
+      for (let i = 0; i < b; i += chunk) {
+        outs.push(this.forwardChunk(F.slice(x, 0, i, Math.min(b, i + chunk))));
+      }
       return F.concat(outs, 0);
     }
     return this.forwardChunk(x);
@@ -184,7 +238,13 @@ export class ImageEncoderViT extends Module {
   largestActivationBytes(): number {
     const c = this.cfg, g = c.img_size / c.patch_size, d = c.embed_dim, ws = c.window_size;
     const windowed = ws > 0 ? Math.ceil(g / ws) ** 2 * ws * ws : g * g;
-    return 4 * Math.max(windowed * 3 * d, g * g * 3 * d, g * g * Math.floor(d * c.mlp_ratio), 3 * c.img_size ** 2);
+    return 4 *
+      Math.max(
+        windowed * 3 * d,
+        g * g * 3 * d,
+        g * g * Math.floor(d * c.mlp_ratio),
+        3 * c.img_size ** 2,
+      );
   }
 
   private forwardChunk(x: Tensor): Tensor {

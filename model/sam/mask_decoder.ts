@@ -36,7 +36,11 @@ export class Mlp extends Module {
 }
 
 class OutputUpscaling extends Module {
-  constructor(readonly t0: ConvTranspose2d, readonly n1: LayerNorm2d, readonly t3: ConvTranspose2d) {
+  constructor(
+    readonly t0: ConvTranspose2d,
+    readonly n1: LayerNorm2d,
+    readonly t3: ConvTranspose2d,
+  ) {
     super();
     this.child("0", t0);
     this.child("1", n1);
@@ -63,7 +67,14 @@ export class MaskDecoder extends Module {
     this.numMaskTokens = cfg.num_multimask_outputs + 1;
     this.transformer = this.child(
       "transformer",
-      new TwoWayTransformer(cfg.depth, d, cfg.num_heads, cfg.mlp_dim, cfg.attention_downsample_rate, rng),
+      new TwoWayTransformer(
+        cfg.depth,
+        d,
+        cfg.num_heads,
+        cfg.mlp_dim,
+        cfg.attention_downsample_rate,
+        rng,
+      ),
     );
     this.iouToken = this.child("iou_token", new Embedding(1, d, rng));
     this.maskTokens = this.child("mask_tokens", new Embedding(this.numMaskTokens, d, rng));
@@ -76,15 +87,26 @@ export class MaskDecoder extends Module {
       ),
     );
     const hm = this.child("output_hypernetworks_mlps", new ModuleList());
-    for (let i = 0; i < this.numMaskTokens; i++) this.hyperMlps.push(hm.add(new Mlp(d, d, d / 8, 3, rng)));
-    this.iouHead = this.child("iou_prediction_head", new Mlp(d, cfg.iou_head_hidden_dim, this.numMaskTokens, cfg.iou_head_depth, rng));
+    for (let i = 0; i < this.numMaskTokens; i++) {
+      this.hyperMlps.push(hm.add(new Mlp(d, d, d / 8, 3, rng)));
+    }
+    this.iouHead = this.child(
+      "iou_prediction_head",
+      new Mlp(d, cfg.iou_head_hidden_dim, this.numMaskTokens, cfg.iou_head_depth, rng),
+    );
   }
 
   /**
    * image [Bi,C,h,w] (Bi = 1 or B), pe [1,C,h,w], sparse [B,N,C], dense [B,C,h,w] →
    * masks [B,K,4h,4w] logits and iou [B,K] (K = 3 with multimask, else 1).
    */
-  forward(image: Tensor, pe: Tensor, sparse: Tensor, dense: Tensor, multimask: boolean): { masks: Tensor; iou: Tensor } {
+  forward(
+    image: Tensor,
+    pe: Tensor,
+    sparse: Tensor,
+    dense: Tensor,
+    multimask: boolean,
+  ): { masks: Tensor; iou: Tensor } {
     const b = sparse.shape[0];
     const d = this.cfg.transformer_dim;
     const out = F.concat([this.iouToken.weight, this.maskTokens.weight], 0);
@@ -99,7 +121,12 @@ export class MaskDecoder extends Module {
     const up = this.outputUpscaling.forward(srcImg);
     const hyper = F.stack(this.hyperMlps.map((m, i) => m.forward(F.select(hs, 1, 1 + i))), 1);
     const [, uc, uh, uw] = up.shape;
-    const masks = F.reshape(F.matmul(hyper, F.reshape(up, [b, uc, uh * uw])), [b, this.numMaskTokens, uh, uw]);
+    const masks = F.reshape(F.matmul(hyper, F.reshape(up, [b, uc, uh * uw])), [
+      b,
+      this.numMaskTokens,
+      uh,
+      uw,
+    ]);
     const iou = this.iouHead.forward(iouOut);
     return multimask
       ? { masks: F.slice(masks, 1, 1), iou: F.slice(iou, 1, 1) }

@@ -24,7 +24,10 @@ class PositionEmbeddingRandom extends Module {
   gaussian: Tensor;
   constructor(numPosFeats: number, rng: HostRng) {
     super();
-    this.gaussian = this.buffer("positional_encoding_gaussian_matrix", normal([2, numPosFeats], 0, 1, rng));
+    this.gaussian = this.buffer(
+      "positional_encoding_gaussian_matrix",
+      normal([2, numPosFeats], 0, 1, rng),
+    );
   }
   /** coords in [0,1], [..., 2] → [..., 2F] = [sin, cos](2π(2c−1)·G). */
   encode(coords: Tensor): Tensor {
@@ -126,7 +129,14 @@ export class PromptEncoder extends Module {
   /** Sparse [B, N', C] and dense [B, C, h, w] embeddings. */
   forward(p: Prompts): { sparse: Tensor; dense: Tensor } {
     const d = this.cfg.embed_dim;
-    const b = p.batch ?? (p.points ? p.points.labels.length / p.points.n : p.boxes ? p.boxes.length / 4 : p.masks ? p.masks.shape[0] : 1);
+    const b = p.batch ??
+      (p.points
+        ? p.points.labels.length / p.points.n
+        : p.boxes
+        ? p.boxes.length / 4
+        : p.masks
+        ? p.masks.shape[0]
+        : 1);
     const parts: Tensor[] = [];
     if (p.points) {
       const n0 = p.points.n, pad = !p.boxes;
@@ -143,7 +153,8 @@ export class PromptEncoder extends Module {
         }
       }
       const pe = this.encodeCoords(coords, b, n);
-      const mask = (v: number) => tensor(Float32Array.from(labels, (l) => (l === v ? 1 : 0)), [b, n, 1]);
+      const mask = (v: number) =>
+        tensor(Float32Array.from(labels, (l) => (l === v ? 1 : 0)), [b, n, 1]);
       const keep = tensor(Float32Array.from(labels, (l) => (l === -1 ? 0 : 1)), [b, n, 1]);
       let emb = F.mul(pe, keep);
       emb = F.add(emb, F.mul(mask(-1), this.notAPointEmbed.weight));
@@ -155,10 +166,17 @@ export class PromptEncoder extends Module {
       const pe = this.encodeCoords(p.boxes, b, 2);
       const corner = tensor(Float32Array.from({ length: b * 2 }, (_, i) => i % 2), [b, 2, 1]);
       const first = F.affine(corner, -1, 1);
-      const emb = F.add(F.add(pe, F.mul(first, this.pointEmbeddings[2].weight)), F.mul(corner, this.pointEmbeddings[3].weight));
+      const emb = F.add(
+        F.add(pe, F.mul(first, this.pointEmbeddings[2].weight)),
+        F.mul(corner, this.pointEmbeddings[3].weight),
+      );
       parts.push(emb);
     }
-    const sparse = parts.length === 0 ? F.zeros([b, 0, d]) : parts.length === 1 ? parts[0] : F.concat(parts, 1);
+    const sparse = parts.length === 0
+      ? F.zeros([b, 0, d])
+      : parts.length === 1
+      ? parts[0]
+      : F.concat(parts, 1);
     const [h, w] = this.cfg.image_embedding_size;
     const dense = p.masks
       ? this.maskDownscaling.forward(p.masks)

@@ -21,7 +21,10 @@ export class Sam extends Module {
   constructor(readonly config: SamConfig, seed = 0) {
     super();
     this.imageEncoder = this.child("image_encoder", new ImageEncoderViT(config.encoder, seed));
-    this.promptEncoder = this.child("prompt_encoder", new PromptEncoder(config.prompt_encoder, config.encoder.img_size, seed));
+    this.promptEncoder = this.child(
+      "prompt_encoder",
+      new PromptEncoder(config.prompt_encoder, config.encoder.img_size, seed),
+    );
     this.maskDecoder = this.child("mask_decoder", new MaskDecoder(config.mask_decoder, seed));
   }
 
@@ -38,7 +41,11 @@ export class Sam extends Module {
    * Low-resolution mask logits [B,K,4h,4w] and IoU predictions [B,K] from cached embeddings.
    * Prompt coordinates are in model-input pixels (after ResizeLongestSide).
    */
-  decode(embeddings: Tensor, prompts: Prompts, multimask: boolean): { lowRes: Tensor; iou: Tensor; sparse: Tensor; dense: Tensor } {
+  decode(
+    embeddings: Tensor,
+    prompts: Prompts,
+    multimask: boolean,
+  ): { lowRes: Tensor; iou: Tensor; sparse: Tensor; dense: Tensor } {
     const { sparse, dense } = this.promptEncoder.forward(prompts);
     const pe = this.promptEncoder.densePe();
     const { masks, iou } = this.maskDecoder.forward(embeddings, pe, sparse, dense, multimask);

@@ -21,7 +21,9 @@ export class DecoderAttention extends Module {
   constructor(dim: number, readonly heads: number, downsample: number, rng: HostRng) {
     super();
     this.internal = dim / downsample;
-    if (this.internal % heads) throw new Error(`DecoderAttention: ${heads} heads do not divide ${this.internal}`);
+    if (this.internal % heads) {
+      throw new Error(`DecoderAttention: ${heads} heads do not divide ${this.internal}`);
+    }
     this.qProj = this.child("q_proj", new Linear(dim, this.internal, { rng }));
     this.kProj = this.child("k_proj", new Linear(dim, this.internal, { rng }));
     this.vProj = this.child("v_proj", new Linear(dim, this.internal, { rng }));
@@ -30,13 +32,26 @@ export class DecoderAttention extends Module {
   private split(x: Tensor): Tensor {
     const [b, n] = x.shape;
     const hd = this.internal / this.heads;
-    return F.reshape(F.transpose(F.reshape(x, [b, n, this.heads, hd]), 1, 2), [b * this.heads, n, hd]);
+    return F.reshape(F.transpose(F.reshape(x, [b, n, this.heads, hd]), 1, 2), [
+      b * this.heads,
+      n,
+      hd,
+    ]);
   }
   forward(q: Tensor, k: Tensor, v: Tensor): Tensor {
     const [b, nq] = q.shape;
     const hd = this.internal / this.heads;
-    const o = attention(this.split(this.qProj.forward(q)), this.split(this.kProj.forward(k)), this.split(this.vProj.forward(v)), 1 / Math.sqrt(hd));
-    const merged = F.reshape(F.transpose(F.reshape(o, [b, this.heads, nq, hd]), 1, 2), [b, nq, this.internal]);
+    const o = attention(
+      this.split(this.qProj.forward(q)),
+      this.split(this.kProj.forward(k)),
+      this.split(this.vProj.forward(v)),
+      1 / Math.sqrt(hd),
+    );
+    const merged = F.reshape(F.transpose(F.reshape(o, [b, this.heads, nq, hd]), 1, 2), [
+      b,
+      nq,
+      this.internal,
+    ]);
     return this.outProj.forward(merged);
   }
 }
@@ -50,16 +65,29 @@ class TwoWayAttentionBlock extends Module {
   norm3: LayerNorm;
   norm4: LayerNorm;
   crossI2T: DecoderAttention;
-  constructor(dim: number, heads: number, mlpDim: number, downsample: number, readonly skipFirstPe: boolean, rng: HostRng) {
+  constructor(
+    dim: number,
+    heads: number,
+    mlpDim: number,
+    downsample: number,
+    readonly skipFirstPe: boolean,
+    rng: HostRng,
+  ) {
     super();
     this.selfAttn = this.child("self_attn", new DecoderAttention(dim, heads, 1, rng));
     this.norm1 = this.child("norm1", new LayerNorm(dim));
-    this.crossT2I = this.child("cross_attn_token_to_image", new DecoderAttention(dim, heads, downsample, rng));
+    this.crossT2I = this.child(
+      "cross_attn_token_to_image",
+      new DecoderAttention(dim, heads, downsample, rng),
+    );
     this.norm2 = this.child("norm2", new LayerNorm(dim));
     this.mlp = this.child("mlp", new MlpBlock(dim, mlpDim, "relu", rng));
     this.norm3 = this.child("norm3", new LayerNorm(dim));
     this.norm4 = this.child("norm4", new LayerNorm(dim));
-    this.crossI2T = this.child("cross_attn_image_to_token", new DecoderAttention(dim, heads, downsample, rng));
+    this.crossI2T = this.child(
+      "cross_attn_image_to_token",
+      new DecoderAttention(dim, heads, downsample, rng),
+    );
   }
   forward(queries: Tensor, keys: Tensor, queryPe: Tensor, keyPe: Tensor): [Tensor, Tensor] {
     let qs: Tensor;
@@ -84,13 +112,25 @@ export class TwoWayTransformer extends Module {
   layers: TwoWayAttentionBlock[] = [];
   finalAttn: DecoderAttention;
   normFinal: LayerNorm;
-  constructor(depth: number, dim: number, heads: number, mlpDim: number, downsample: number, rng: HostRng) {
+  constructor(
+    depth: number,
+    dim: number,
+    heads: number,
+    mlpDim: number,
+    downsample: number,
+    rng: HostRng,
+  ) {
     super();
     const layers = this.child("layers", new ModuleList());
     for (let i = 0; i < depth; i++) {
-      this.layers.push(layers.add(new TwoWayAttentionBlock(dim, heads, mlpDim, downsample, i === 0, rng)));
+      this.layers.push(
+        layers.add(new TwoWayAttentionBlock(dim, heads, mlpDim, downsample, i === 0, rng)),
+      );
     }
-    this.finalAttn = this.child("final_attn_token_to_image", new DecoderAttention(dim, heads, downsample, rng));
+    this.finalAttn = this.child(
+      "final_attn_token_to_image",
+      new DecoderAttention(dim, heads, downsample, rng),
+    );
     this.normFinal = this.child("norm_final_attn", new LayerNorm(dim));
   }
   /** image [B,C,h,w], pe [B,C,h,w], tokens [B,T,C] → (tokens [B,T,C], image tokens [B,hw,C]). */

@@ -11,12 +11,14 @@ import { readPng, toRgb, writePng } from "../../engine/io/png.ts";
 import { writeSafetensors } from "../../engine/io/safetensors.ts";
 import { loadCheckpoint } from "../../engine/io/state_dict.ts";
 import { RESNET50_ADL, ResNetAdl } from "../../model/resnet_adl.ts";
-import { camDefaults, type CamDataset, generateCamMasks } from "../../model/cam.ts";
+import { type CamDataset, camDefaults, generateCamMasks } from "../../model/cam.ts";
 import { heatmapOverlay, overlay } from "../plots.ts";
 
 function usage(msg: string): never {
-  console.error(`classify: ${msg}\nusage: deno task classify --checkpoint <.pth|.safetensors> [--layers 3,4,6,3] ` +
-    `[--width 64] --image <png> --dataset camelyon16|camelyon17 --out <dir> [--no-rotations]`);
+  console.error(
+    `classify: ${msg}\nusage: deno task classify --checkpoint <.pth|.safetensors> [--layers 3,4,6,3] ` +
+      `[--width 64] --image <png> --dataset camelyon16|camelyon17 --out <dir> [--no-rotations]`,
+  );
   Deno.exit(2);
 }
 
@@ -42,7 +44,9 @@ export async function main(argv: string[]): Promise<void> {
     usage(`--layers must be four positive integers like 3,4,6,3, got "${v.layers}"`);
   }
   const width = Number(v.width);
-  if (!Number.isInteger(width) || width < 1) usage(`--width must be a positive integer, got "${v.width}"`);
+  if (!Number.isInteger(width) || width < 1) {
+    usage(`--width must be a positive integer, got "${v.width}"`);
+  }
   if (v.dataset !== "camelyon16" && v.dataset !== "camelyon17") {
     usage(`--dataset must be camelyon16 or camelyon17, got "${v.dataset}"`);
   }
@@ -58,7 +62,9 @@ export async function main(argv: string[]): Promise<void> {
   model.eval();
   const { width: w, height: h } = img;
   const chw = new Float32Array(3 * h * w);
-  for (let i = 0; i < h * w; i++) for (let c = 0; c < 3; c++) chw[c * h * w + i] = img.data[i * 3 + c] / 255;
+  for (let i = 0; i < h * w; i++) {
+    for (let c = 0; c < 3; c++) chw[c * h * w + i] = img.data[i * 3 + c] / 255;
+  }
   const logitT = tidy(() => noGrad(() => model.forward(tensor(chw, [1, 3, h, w]))));
   const logit = await logitT.data() as Float32Array;
   logitT.dispose();
@@ -74,12 +80,21 @@ export async function main(argv: string[]): Promise<void> {
     cam_norm: { dtype: "F32", shape: [h, w], data: cam.norm },
     cam_mask: { dtype: "U8", shape: [h, w], data: cam.mask },
   });
-  await writePng(`${v.out}/mask.png`, { data: cam.mask.map((m) => (m ? 255 : 0)), width: w, height: h, channels: 1 });
+  await writePng(`${v.out}/mask.png`, {
+    data: cam.mask.map((m) => (m ? 255 : 0)),
+    width: w,
+    height: h,
+    channels: 1,
+  });
   const heat = heatmapOverlay(img, { data: cam.norm, width: w, height: h });
   await writePng(`${v.out}/cam_overlay.png`, overlay(heat, cam.mask, [255, 255, 255], 0));
   const p = 1 / (1 + Math.exp(-logit[0]));
-  console.log(`logit ${logit[0].toFixed(4)} (p(tumour) = ${p.toFixed(3)}); CAM ${cam.featH}x${cam.featW}; ` +
-    `mask ${cam.mask.reduce((a, b) => a + b, 0)} px; wrote ${v.out}/cam.safetensors, mask.png, cam_overlay.png`);
+  console.log(
+    `logit ${logit[0].toFixed(4)} (p(tumour) = ${p.toFixed(3)}); CAM ${cam.featH}x${cam.featW}; ` +
+      `mask ${
+        cam.mask.reduce((a, b) => a + b, 0)
+      } px; wrote ${v.out}/cam.safetensors, mask.png, cam_overlay.png`,
+  );
 }
 
 if (import.meta.main) {

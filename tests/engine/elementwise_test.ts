@@ -10,7 +10,11 @@ const gelu = (x: number) => 0.5 * x * (1 + erf(x / Math.SQRT2));
 Deno.test("unary ops match float64 references on an odd shape", async () => {
   const shape = [3, 7, 5];
   const x = randArray(105, 1, -3, 3);
-  const cases: [string, (t: ReturnType<typeof tensor>) => ReturnType<typeof tensor>, (v: number) => number][] = [
+  const cases: [
+    string,
+    (t: ReturnType<typeof tensor>) => ReturnType<typeof tensor>,
+    (v: number) => number,
+  ][] = [
     ["exp", F.exp, Math.exp],
     ["neg", F.neg, (v) => -v],
     ["abs", F.abs, Math.abs],
@@ -29,7 +33,13 @@ Deno.test("unary ops match float64 references on an odd shape", async () => {
   }
   const pos = tensor(randArray(105, 2, 0.01, 4), shape);
   const p = await pos.data();
-  for (const [name, op, ref] of [["log", F.log, Math.log], ["sqrt", F.sqrt, Math.sqrt], ["rsqrt", F.rsqrt, (v: number) => 1 / Math.sqrt(v)]] as const) {
+  for (
+    const [name, op, ref] of [["log", F.log, Math.log], ["sqrt", F.sqrt, Math.sqrt], [
+      "rsqrt",
+      F.rsqrt,
+      (v: number) => 1 / Math.sqrt(v),
+    ]] as const
+  ) {
     const y = op(pos);
     assertClose(await y.data(), Array.from(p, ref), { what: name, atol: 1e-6, rtol: 1e-5 });
     y.dispose();
@@ -41,29 +51,55 @@ Deno.test("unary ops match float64 references on an odd shape", async () => {
 Deno.test("binary ops broadcast like PyTorch (fast-check over shapes)", async () => {
   const dimArb = fc.integer({ min: 1, max: 5 });
   await fc.assert(
-    fc.asyncProperty(fc.array(dimArb, { minLength: 0, maxLength: 4 }), fc.nat(1000), fc.boolean(), async (shape, seed, dropLead) => {
-      // b broadcasts: some dims set to 1, and optionally fewer leading dims.
-      const bShape = shape.map((s, i) => ((seed >> i) & 1 ? 1 : s)).slice(dropLead ? 1 : 0);
-      const n = shape.reduce((a, b) => a * b, 1), m = bShape.reduce((a, b) => a * b, 1);
-      const a = randArray(n, seed, -2, 2), b = randArray(m, seed + 1, 0.5, 2);
-      const at = tensor(a, shape), bt = tensor(b, bShape);
-      for (const [op, f] of [["add", (x: number, y: number) => x + y], ["mul", (x: number, y: number) => x * y], ["div", (x: number, y: number) => x / y], ["sub", (x: number, y: number) => x - y]] as const) {
-        const y = F[op](at, bt);
-        const ref = broadcastRef(a, shape, b, bShape, f);
-        assertClose(await y.data(), ref.data, { what: `${op} [${shape}]∘[${bShape}]`, atol: 1e-6, rtol: 1e-6 });
-        if (y.shape.join() !== ref.shape.join()) throw new Error(`shape ${y.shape} != ${ref.shape}`);
-        y.dispose();
-      }
-      at.dispose();
-      bt.dispose();
-    }),
+    fc.asyncProperty(
+      fc.array(dimArb, { minLength: 0, maxLength: 4 }),
+      fc.nat(1000),
+      fc.boolean(),
+      async (shape, seed, dropLead) => {
+        // b broadcasts: some dims set to 1, and optionally fewer leading dims.
+        const bShape = shape.map((s, i) => ((seed >> i) & 1 ? 1 : s)).slice(dropLead ? 1 : 0);
+        const n = shape.reduce((a, b) => a * b, 1), m = bShape.reduce((a, b) => a * b, 1);
+        const a = randArray(n, seed, -2, 2), b = randArray(m, seed + 1, 0.5, 2);
+        const at = tensor(a, shape), bt = tensor(b, bShape);
+        for (
+          const [op, f] of [
+            ["add", (x: number, y: number) => x + y],
+            ["mul", (x: number, y: number) => x * y],
+            ["div", (x: number, y: number) => x / y],
+            ["sub", (x: number, y: number) => x - y],
+          ] as const
+        ) {
+          const y = F[op](at, bt);
+          const ref = broadcastRef(a, shape, b, bShape, f);
+          assertClose(await y.data(), ref.data, {
+            what: `${op} [${shape}]∘[${bShape}]`,
+            atol: 1e-6,
+            rtol: 1e-6,
+          });
+          if (y.shape.join() !== ref.shape.join()) {
+            throw new Error(
+              `shape ${y.shape} != ${ref.shape}`,
+            );
+          }
+          y.dispose();
+        }
+        at.dispose();
+        bt.dispose();
+      },
+    ),
     { numRuns: 12 },
   );
 });
 
 Deno.test("gradients of elementwise ops pass finite differences", async () => {
   await gradCheck((a, b) => F.mul(F.gelu(a), F.sigmoid(b)), [{ shape: [3, 5] }, { shape: [5] }]);
-  await gradCheck((a, b) => F.div(F.tanh(a), b), [{ shape: [2, 3, 1] }, { shape: [4], lo: 0.5, hi: 2 }]);
+  await gradCheck((a, b) => F.div(F.tanh(a), b), [{ shape: [2, 3, 1] }, {
+    shape: [4],
+    lo: 0.5,
+    hi: 2,
+  }]);
   await gradCheck((a) => F.sqrt(F.exp(a)), [{ shape: [7] }]);
-  await gradCheck((a, b) => F.where(F.gt(a, b), F.square(a), F.neg(b)), [{ shape: [6] }, { shape: [6] }]);
+  await gradCheck((a, b) => F.where(F.gt(a, b), F.square(a), F.neg(b)), [{ shape: [6] }, {
+    shape: [6],
+  }]);
 });

@@ -40,7 +40,8 @@ async function model(file: string): Promise<ResNetAdl> {
 }
 
 Deno.test({
-  name: "ResNet-ADL tiny: eval logits, layer4.0 features and raw CAM match PyTorch (.pth and safetensors)",
+  name:
+    "ResNet-ADL tiny: eval logits, layer4.0 features and raw CAM match PyTorch (.pth and safetensors)",
   ignore: !ok,
   fn: async () => {
     const c = await loadCase();
@@ -48,9 +49,21 @@ Deno.test({
       const m = (await model(file)).eval();
       const x = tensor(c.get("input")!, [2, 3, 64, 64]);
       const r = tidy(() => ({ logits: m.forward(x), feat: m.camFeatures(x), cam: m.camRaw(x) }));
-      assertClose(await r.logits.data(), c.get("eval_logits")!, { atol: 1e-4, rtol: 1e-4, what: `${file} eval_logits` });
-      assertClose(await r.feat.data(), c.get("layer4_0_features")!, { atol: 1e-4, rtol: 1e-4, what: "layer4_0_features" });
-      assertClose(await r.cam.data(), c.get("cam_raw")!, { atol: 1e-4, rtol: 1e-4, what: "cam_raw" });
+      assertClose(await r.logits.data(), c.get("eval_logits")!, {
+        atol: 1e-4,
+        rtol: 1e-4,
+        what: `${file} eval_logits`,
+      });
+      assertClose(await r.feat.data(), c.get("layer4_0_features")!, {
+        atol: 1e-4,
+        rtol: 1e-4,
+        what: "layer4_0_features",
+      });
+      assertClose(await r.cam.data(), c.get("cam_raw")!, {
+        atol: 1e-4,
+        rtol: 1e-4,
+        what: "cam_raw",
+      });
       m.dispose();
     }
   },
@@ -64,15 +77,24 @@ Deno.test({
     const adl = new Adl({ dropRate: 0.75, threshold: 0.8 });
     adl.train();
     const x = tensor(c.get("adl_input")!, [2, 8, 5, 5]);
-    assertClose(await adl.forward(x, "importance").data(), c.get("adl_importance_out")!, { atol: 1e-6, rtol: 1e-5, what: "importance" });
-    assertClose(await adl.forward(x, "drop").data(), c.get("adl_drop_out")!, { atol: 1e-6, rtol: 1e-5, what: "drop" });
+    assertClose(await adl.forward(x, "importance").data(), c.get("adl_importance_out")!, {
+      atol: 1e-6,
+      rtol: 1e-5,
+      what: "importance",
+    });
+    assertClose(await adl.forward(x, "drop").data(), c.get("adl_drop_out")!, {
+      atol: 1e-6,
+      rtol: 1e-5,
+      what: "drop",
+    });
     adl.eval();
     if (adl.forward(x) !== x) throw new Error("ADL must be the identity in eval mode");
   },
 });
 
 Deno.test({
-  name: "ResNet-ADL tiny: a training step (BCE, batch-stat BN, ADL identity) gives PyTorch's loss, gradients and Adam update",
+  name:
+    "ResNet-ADL tiny: a training step (BCE, batch-stat BN, ADL identity) gives PyTorch's loss, gradients and Adam update",
   ignore: !ok,
   fn: async () => {
     const c = await loadCase();
@@ -82,8 +104,16 @@ Deno.test({
     const y = tensor(c.get("train_labels")!, [2]);
     const logits = F.reshape(m.forward(x), [2]);
     const loss = F.bceWithLogits(logits, y);
-    assertClose(await logits.data(), c.get("train_logits")!, { atol: 1e-4, rtol: 1e-4, what: "train_logits" });
-    assertClose(await loss.data(), c.get("train_loss")!, { atol: 1e-5, rtol: 1e-4, what: "train_loss" });
+    assertClose(await logits.data(), c.get("train_logits")!, {
+      atol: 1e-4,
+      rtol: 1e-4,
+      what: "train_logits",
+    });
+    assertClose(await loss.data(), c.get("train_loss")!, {
+      atol: 1e-5,
+      rtol: 1e-4,
+      what: "train_loss",
+    });
     backward(loss);
     let checked = 0;
     for (const [name, p] of m.namedParameters()) {
@@ -91,7 +121,11 @@ Deno.test({
       if (!want) throw new Error(`fixture has no grad.${name}`);
       // Gradients: 1e-3 relative to the largest entry of the tensor (sums reordered).
       const scale = want.reduce((a, v) => Math.max(a, Math.abs(v)), 0);
-      assertClose(await p.grad!.data(), want, { atol: 1e-3 * scale + 1e-7, rtol: 1e-3, what: `grad.${name}` });
+      assertClose(await p.grad!.data(), want, {
+        atol: 1e-3 * scale + 1e-7,
+        rtol: 1e-3,
+        what: `grad.${name}`,
+      });
       checked++;
     }
     if (checked < 50) throw new Error(`only ${checked} gradients checked`);
@@ -110,11 +144,15 @@ Deno.test({
         const d = Math.abs(got[i] - want[i]);
         total++;
         if (d <= 1e-5 + 1e-4 * Math.abs(want[i])) continue;
-        if (isStat || d > 2.05e-3) throw new Error(`after_step.${name}[${i}]: ${got[i]} vs ${want[i]}`);
+        if (isStat || d > 2.05e-3) {
+          throw new Error(`after_step.${name}[${i}]: ${got[i]} vs ${want[i]}`);
+        }
         loose++;
       }
     }
-    if (loose > total * 0.005) throw new Error(`${loose} of ${total} updated values differ by more than 1e-5`);
+    if (loose > total * 0.005) {
+      throw new Error(`${loose} of ${total} updated values differ by more than 1e-5`);
+    }
     m.dispose();
   },
 });
@@ -129,14 +167,24 @@ Deno.test({
     const c = await loadCase();
     const m = (await model("weights.safetensors")).eval();
     const chw = new Float32Array(3 * 128 * 128);
-    for (let i = 0; i < 128 * 128; i++) for (let ch = 0; ch < 3; ch++) chw[ch * 128 * 128 + i] = img[i * 3 + ch] / 255;
+    for (let i = 0; i < 128 * 128; i++) {
+      for (let ch = 0; ch < 3; ch++) chw[ch * 128 * 128 + i] = img[i * 3 + ch] / 255;
+    }
     const logit = tidy(() => m.forward(tensor(chw, [1, 3, 128, 128])));
-    assertClose(await logit.data(), c.get("cam_image_logit")!, { atol: 1e-4, rtol: 1e-4, what: "cam_image_logit" });
+    assertClose(await logit.data(), c.get("cam_image_logit")!, {
+      atol: 1e-4,
+      rtol: 1e-4,
+      what: "cam_image_logit",
+    });
     logit.dispose();
     for (const ds of ["camelyon16", "camelyon17"] as const) {
       const r = await generateCamMasks(m, img, 128, 128, camDefaults(ds));
       if (ds === "camelyon16") {
-        assertClose(r.rawRot0, c.get("cam_image_cam_raw")!, { atol: 1e-4, rtol: 1e-4, what: "cam_image_cam_raw" });
+        assertClose(r.rawRot0, c.get("cam_image_cam_raw")!, {
+          atol: 1e-4,
+          rtol: 1e-4,
+          what: "cam_image_cam_raw",
+        });
       }
       const want = raw.get(`cam_mask_${ds}`)!.data as Uint8Array;
       let inter = 0, uni = 0;
@@ -151,7 +199,11 @@ Deno.test({
       // pixels: measured IoU 0.969, the difference being at two corners of the mask.
       const need = ds === "camelyon16" ? 0.98 : 0.95;
       if (iou < need) throw new Error(`${ds}: CAM mask IoU ${iou.toFixed(4)} < ${need}`);
-      assertClose(r.norm, c.get(`cam_norm_${ds}`)!, { atol: 1e-5, rtol: 1e-5, what: `cam_norm_${ds}` });
+      assertClose(r.norm, c.get(`cam_norm_${ds}`)!, {
+        atol: 1e-5,
+        rtol: 1e-5,
+        what: `cam_norm_${ds}`,
+      });
     }
     m.dispose();
   },

@@ -32,10 +32,13 @@ function pointsFor(c: Map<string, Float32Array>, n: number, scale: number) {
 }
 
 Deno.test({
-  name: "SAM tiny: encoder intermediates, both prompt paths and post-processing match PyTorch (.pth and safetensors; fused and composed attention)",
+  name:
+    "SAM tiny: encoder intermediates, both prompt paths and post-processing match PyTorch (.pth and safetensors; fused and composed attention)",
   ignore: !ok,
   fn: async () => {
-    for (const [file, impl] of [["weights.pth", "fused"], ["weights.safetensors", "composed"]] as const) {
+    for (
+      const [file, impl] of [["weights.pth", "fused"], ["weights.safetensors", "composed"]] as const
+    ) {
       setAttentionImpl(impl);
       const { sam, case_: c } = await build(file);
       const taps = new Map<string, Tensor>();
@@ -45,20 +48,52 @@ Deno.test({
       sam.imageEncoder.tap = null;
       // Token grids: rtol 1e-4 relative to values of order 1, atol for near-zero entries.
       for (const name of ["after_patch_embed", "after_block_0", "after_block_1", "after_block_2"]) {
-        assertClose(await taps.get(name)!.data(), c.get(name)!, { atol: 2e-4, rtol: 2e-4, what: `${file} ${name}` });
+        assertClose(await taps.get(name)!.data(), c.get(name)!, {
+          atol: 2e-4,
+          rtol: 2e-4,
+          what: `${file} ${name}`,
+        });
       }
-      assertClose(await emb.data(), c.get("image_embeddings")!, { atol: 2e-4, rtol: 2e-4, what: `${file} image_embeddings` });
-      assertClose(await sam.promptEncoder.densePe().data(), c.get("dense_pe")!, { atol: 1e-4, rtol: 1e-4, what: "dense_pe" });
+      assertClose(await emb.data(), c.get("image_embeddings")!, {
+        atol: 2e-4,
+        rtol: 2e-4,
+        what: `${file} image_embeddings`,
+      });
+      assertClose(await sam.promptEncoder.densePe().data(), c.get("dense_pe")!, {
+        atol: 1e-4,
+        rtol: 1e-4,
+        what: "dense_pe",
+      });
       // The 48×64 image was resized ×2 to 96×128; point coordinates scale by 2.
       const p1 = tidy(() => {
         const r = sam.decode(emb, { points: pointsFor(c, 5, 2) }, false);
         return { ...r, logits: sam.postprocess(r.lowRes, [96, 128], [48, 64]) };
       });
-      assertClose(await p1.sparse.data(), c.get("p1_sparse")!, { atol: 1e-4, rtol: 1e-4, what: "p1_sparse" });
-      assertClose(await p1.dense.data(), c.get("p1_dense")!, { atol: 1e-5, rtol: 1e-5, what: "p1_dense" });
-      assertClose(await p1.lowRes.data(), c.get("p1_low_res")!, { atol: 1e-3, rtol: 1e-3, what: "p1_low_res" });
-      assertClose(await p1.iou.data(), c.get("p1_iou")!, { atol: 1e-4, rtol: 1e-3, what: "p1_iou" });
-      assertClose(await p1.logits.data(), c.get("p1_masks_logits")!, { atol: 1e-3, rtol: 1e-3, what: "p1_masks_logits" });
+      assertClose(await p1.sparse.data(), c.get("p1_sparse")!, {
+        atol: 1e-4,
+        rtol: 1e-4,
+        what: "p1_sparse",
+      });
+      assertClose(await p1.dense.data(), c.get("p1_dense")!, {
+        atol: 1e-5,
+        rtol: 1e-5,
+        what: "p1_dense",
+      });
+      assertClose(await p1.lowRes.data(), c.get("p1_low_res")!, {
+        atol: 1e-3,
+        rtol: 1e-3,
+        what: "p1_low_res",
+      });
+      assertClose(await p1.iou.data(), c.get("p1_iou")!, {
+        atol: 1e-4,
+        rtol: 1e-3,
+        what: "p1_iou",
+      });
+      assertClose(await p1.logits.data(), c.get("p1_masks_logits")!, {
+        atol: 1e-3,
+        rtol: 1e-3,
+        what: "p1_masks_logits",
+      });
       const box = c.get("box")!.map((v) => v * 2);
       const p2 = tidy(() => {
         const r = sam.decode(emb, {
@@ -68,9 +103,21 @@ Deno.test({
         }, true);
         return { ...r, logits: sam.postprocess(r.lowRes, [96, 128], [48, 64]) };
       });
-      assertClose(await p2.lowRes.data(), c.get("p2_low_res")!, { atol: 1e-3, rtol: 1e-3, what: "p2_low_res" });
-      assertClose(await p2.iou.data(), c.get("p2_iou")!, { atol: 1e-4, rtol: 1e-3, what: "p2_iou" });
-      assertClose(await p2.logits.data(), c.get("p2_masks_logits")!, { atol: 1e-3, rtol: 1e-3, what: "p2_masks_logits" });
+      assertClose(await p2.lowRes.data(), c.get("p2_low_res")!, {
+        atol: 1e-3,
+        rtol: 1e-3,
+        what: "p2_low_res",
+      });
+      assertClose(await p2.iou.data(), c.get("p2_iou")!, {
+        atol: 1e-4,
+        rtol: 1e-3,
+        what: "p2_iou",
+      });
+      assertClose(await p2.logits.data(), c.get("p2_masks_logits")!, {
+        atol: 1e-3,
+        rtol: 1e-3,
+        what: "p2_masks_logits",
+      });
       sam.dispose();
     }
     setAttentionImpl(null);
@@ -78,7 +125,8 @@ Deno.test({
 });
 
 Deno.test({
-  name: "SAM tiny: Dice+IoU training loss and the gradient of every parameter and of the encoder input match PyTorch",
+  name:
+    "SAM tiny: Dice+IoU training loss and the gradient of every parameter and of the encoder input match PyTorch",
   ignore: !ok,
   fn: async () => {
     const { backward, requireGrad } = await import("../../engine/mod.ts");
@@ -93,7 +141,11 @@ Deno.test({
     const probs = F.sigmoid(F.reshape(logits, [1, 48, 64]));
     const target = tensor(c.get("train_target")!, [1, 48, 64]);
     const loss = F.add(F.diceLoss(probs, target), F.iouLoss(probs, target));
-    assertClose(await loss.data(), c.get("train_loss")!, { atol: 1e-5, rtol: 1e-4, what: "train_loss" });
+    assertClose(await loss.data(), c.get("train_loss")!, {
+      atol: 1e-5,
+      rtol: 1e-4,
+      what: "train_loss",
+    });
     backward(loss);
     // Gradients flow through ~40 f32 layers in a different summation order than PyTorch's:
     // each is compared at 2e-3 of its tensor's largest magnitude.
@@ -102,26 +154,37 @@ Deno.test({
       const want = raw.get(`grad.${name}`);
       if (!want) {
         // Unused by this prompt (box corners, mask input): PyTorch leaves its grad None.
-        if (p.grad && (await p.grad.data()).some((v) => v !== 0)) throw new Error(`${name}: unexpected gradient`);
+        if (p.grad && (await p.grad.data()).some((v) => v !== 0)) {
+          throw new Error(`${name}: unexpected gradient`);
+        }
         continue;
       }
       const w = toFloat32(want);
       const scale = w.reduce((a, v) => Math.max(a, Math.abs(v)), 0);
       if (!p.grad) throw new Error(`no gradient reached ${name}`);
-      assertClose(await p.grad.data(), w, { atol: 2e-3 * scale + 1e-8, rtol: 2e-3, what: `grad.${name}` });
+      assertClose(await p.grad.data(), w, {
+        atol: 2e-3 * scale + 1e-8,
+        rtol: 2e-3,
+        what: `grad.${name}`,
+      });
       n++;
     }
     if (n < 120) throw new Error(`only ${n} gradients compared`);
     const gi = c.get("grad_encoder_input")!;
     const gs = gi.reduce((a, v) => Math.max(a, Math.abs(v)), 0);
-    assertClose(await input.grad!.data(), gi, { atol: 2e-3 * gs, rtol: 2e-3, what: "grad_encoder_input" });
+    assertClose(await input.grad!.data(), gi, {
+      atol: 2e-3 * gs,
+      rtol: 2e-3,
+      what: "grad_encoder_input",
+    });
     sam.dispose();
     setAttentionImpl(null);
   },
 });
 
 Deno.test({
-  name: "SAM tiny: EP-SAM decoder-only training — frozen encoder, cached embeddings, gradients reach only the decoder",
+  name:
+    "SAM tiny: EP-SAM decoder-only training — frozen encoder, cached embeddings, gradients reach only the decoder",
   ignore: !ok,
   fn: async () => {
     const { backward, noGrad } = await import("../../engine/mod.ts");
@@ -143,7 +206,11 @@ Deno.test({
       if (!want) continue;
       const w = toFloat32(want);
       const scale = w.reduce((a, v) => Math.max(a, Math.abs(v)), 0);
-      assertClose(await p.grad!.data(), w, { atol: 2e-3 * scale + 1e-8, rtol: 2e-3, what: `grad.${name}` });
+      assertClose(await p.grad!.data(), w, {
+        atol: 2e-3 * scale + 1e-8,
+        rtol: 2e-3,
+        what: `grad.${name}`,
+      });
     }
     sam.dispose();
   },

@@ -1,5 +1,14 @@
 /** Test helpers: one engine init per test file, float64 comparisons, finite-difference gradients. */
-import { backward, F, initGpu, noGrad, requireGrad, type Tensor, tensor, tidy } from "../../engine/mod.ts";
+import {
+  backward,
+  F,
+  initGpu,
+  noGrad,
+  requireGrad,
+  type Tensor,
+  tensor,
+  tidy,
+} from "../../engine/mod.ts";
 
 /** Initialises the engine (once per process). */
 export async function setup(): Promise<void> {
@@ -66,17 +75,29 @@ export function assertClose(
 export async function gradCheck(
   f: (...xs: Tensor[]) => Tensor,
   inputs: { shape: number[]; data?: Float32Array; lo?: number; hi?: number }[],
-  opts: { eps?: number; rtol?: number; atol?: number; directions?: number; coords?: number; seed?: number } = {},
+  opts: {
+    eps?: number;
+    rtol?: number;
+    atol?: number;
+    directions?: number;
+    coords?: number;
+    seed?: number;
+  } = {},
 ): Promise<void> {
   const { eps = 1e-2, rtol = 2e-2, atol = 2e-3, directions = 2, coords = 3, seed = 7 } = opts;
   const datas = inputs.map((inp, k) =>
-    inp.data ?? randArray(inp.shape.reduce((a, b) => a * b, 1), seed + 31 * k, inp.lo ?? -1, inp.hi ?? 1)
+    inp.data ??
+      randArray(inp.shape.reduce((a, b) => a * b, 1), seed + 31 * k, inp.lo ?? -1, inp.hi ?? 1)
   );
-  const outShape = tidy(() => noGrad(() => f(...datas.map((d, k) => tensor(d, inputs[k].shape))).shape.slice()));
+  const outShape = tidy(() =>
+    noGrad(() => f(...datas.map((d, k) => tensor(d, inputs[k].shape))).shape.slice())
+  );
   const R = randArray(outShape.reduce((a, b) => a * b, 1), seed + 999, -1, 1);
   const Rt = tensor(R, outShape);
   const loss = async (ds: Float32Array[]): Promise<number> => {
-    const l = tidy(() => noGrad(() => F.sum(F.mul(f(...ds.map((d, k) => tensor(d, inputs[k].shape))), Rt))));
+    const l = tidy(() =>
+      noGrad(() => F.sum(F.mul(f(...ds.map((d, k) => tensor(d, inputs[k].shape))), Rt)))
+    );
     const v = await l.item();
     l.dispose();
     return v;
@@ -105,11 +126,18 @@ export async function gradCheck(
     const numeric = ((await loss(plus)) - (await loss(minus))) / (2 * eps);
     const tol = atol + rtol * Math.max(Math.abs(numeric), scale);
     if (!(Math.abs(numeric - analytic) <= tol)) {
-      throw new Error(`gradCheck ${label}: numeric ${numeric} vs analytic ${analytic} (tolerance ${tol.toFixed(5)})`);
+      throw new Error(
+        `gradCheck ${label}: numeric ${numeric} vs analytic ${analytic} (tolerance ${
+          tol.toFixed(5)
+        })`,
+      );
     }
   };
   for (let d = 0; d < directions; d++) {
-    await check(datas.map((x, k) => randArray(x.length, seed + 100 * d + k + 1, -1, 1)), `direction ${d}`);
+    await check(
+      datas.map((x, k) => randArray(x.length, seed + 100 * d + k + 1, -1, 1)),
+      `direction ${d}`,
+    );
   }
   for (let c = 0; c < coords; c++) {
     const k = c % datas.length;
