@@ -536,6 +536,18 @@ function ycbcrToRgbInPlace(px: Uint8Array, n: number, stride: number): void {
   }
 }
 
+const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
+/** Alpha 255 in the top byte of a little-endian RGBA word (`| 0`: a signed 32-bit value). */
+const ALPHA = 0xff000000 | 0;
+
+/** Byte-swaps words written as little-endian RGBA, for big-endian hosts. */
+function swapRgbaWords(px32: Uint32Array): void {
+  for (let i = 0; i < px32.length; i++) {
+    const v = px32[i];
+    px32[i] = ((v & 0xff) << 24) | ((v & 0xff00) << 8) | ((v >>> 8) & 0xff00) | (v >>> 24);
+  }
+}
+
 class TiffSlide implements Slide {
   readonly path: string;
   readonly levels: SlideLevel[];
@@ -596,16 +608,21 @@ class TiffSlide implements Slide {
         if (rgb.width < tw || rgb.height < th) {
           throw new Error(`JPEG is ${rgb.width}x${rgb.height}, tile is ${tw}x${th}`);
         }
-        const c = rgb.channels, src = rgb.data;
+        const c = rgb.channels, src = rgb.data, sw = rgb.width;
+        // One 32-bit store per pixel (RGBA bytes in memory order on a little-endian host).
+        const px32 = new Uint32Array(rgba.buffer, rgba.byteOffset, n);
         for (let y = 0; y < th; y++) {
-          for (let x = 0; x < tw; x++) {
-            const s = (y * rgb.width + x) * c, d = (y * tw + x) * 4;
-            rgba[d] = src[s];
-            rgba[d + 1] = src[s + (c === 1 ? 0 : 1)];
-            rgba[d + 2] = src[s + (c === 1 ? 0 : 2)];
-            rgba[d + 3] = 255;
+          let s = y * sw * c, d = y * tw;
+          const end = d + tw;
+          if (c === 1) {
+            for (; d < end; d++, s++) px32[d] = ALPHA | (src[s] * 0x10101);
+          } else {
+            for (; d < end; d++, s += c) {
+              px32[d] = ALPHA | (src[s + 2] << 16) | (src[s + 1] << 8) | src[s];
+            }
           }
         }
+        if (!LITTLE_ENDIAN) swapRgbaWords(px32);
         return rgba;
       }
       if (!L.decoder) {
