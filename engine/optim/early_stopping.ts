@@ -9,6 +9,14 @@ export interface EarlyStoppingOptions {
   mode?: "min" | "max";
 }
 
+/** EarlyStopping's resumable state. */
+export interface EarlyStoppingState {
+  best: number | null;
+  counter: number;
+  improved: boolean;
+  shouldStop: boolean;
+}
+
 export class EarlyStopping {
   readonly patience: number;
   readonly minDelta: number;
@@ -47,6 +55,29 @@ export class EarlyStopping {
       if (this.counter >= this.patience) this.shouldStop = true;
     }
     return this.shouldStop;
+  }
+
+  /** What resuming needs (JSON-safe: `best` is null before the first improvement). */
+  state(): EarlyStoppingState {
+    return {
+      best: Number.isFinite(this.best) ? this.best : null,
+      counter: this.counter,
+      improved: this.improved,
+      shouldStop: this.shouldStop,
+    };
+  }
+
+  /** Restores {@link state}. */
+  load(s: EarlyStoppingState): void {
+    if (!(Number.isInteger(s.counter) && s.counter >= 0)) {
+      throw new Error(
+        `EarlyStopping.load: counter must be a non-negative integer, got ${s.counter}`,
+      );
+    }
+    this.best = s.best ?? (this.mode === "min" ? Infinity : -Infinity);
+    this.counter = s.counter;
+    this.improved = s.improved;
+    this.shouldStop = s.shouldStop;
   }
 
   /** Back to the initial state. */

@@ -23,6 +23,29 @@ abstract class LRScheduler {
   lastLr(): number[] {
     return this.optimizer.paramGroups.map((g) => g.lr);
   }
+  /** What resuming needs (JSON-safe; numbers round-trip exactly through JSON). */
+  state(): SchedulerState {
+    return { lastEpoch: this.lastEpoch, lastLr: this.lastLr() };
+  }
+  /** Restores {@link state}: the epoch and every group's lr (so the order of loads does not matter). */
+  load(s: SchedulerState): void {
+    const groups = this.optimizer.paramGroups;
+    if (!(Number.isInteger(s.lastEpoch) && s.lastEpoch >= 0) || s.lastLr.length !== groups.length) {
+      throw new Error(
+        `${this.constructor.name}.load: expected lastEpoch >= 0 and ${groups.length} lrs, got ` +
+          `${s.lastEpoch} and ${s.lastLr.length}`,
+      );
+    }
+    this.lastEpoch = s.lastEpoch;
+    groups.forEach((g, i) => g.lr = s.lastLr[i]);
+  }
+}
+
+/** A scheduler's resumable state. */
+export interface SchedulerState {
+  lastEpoch: number;
+  /** Every group's lr after `lastEpoch` steps. */
+  lastLr: number[];
 }
 
 /** torch StepLR: multiplies the lr by `gamma` every `stepSize` epochs. */

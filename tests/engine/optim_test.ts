@@ -5,6 +5,12 @@ import { CosineAnnealingLR, StepLR } from "../../engine/optim/schedulers.ts";
 import { EarlyStopping } from "../../engine/optim/early_stopping.ts";
 import { assertClose, randArray, setup } from "../util/gpu.ts";
 import { fixturePath, haveFixtures } from "../fixtures.ts";
+import {
+  type HostTensor,
+  parseSafetensors,
+  serializeSafetensors,
+  toInt32,
+} from "../../engine/io/safetensors.ts";
 
 await setup();
 
@@ -206,4 +212,99 @@ Deno.test({
     opt.dispose();
     for (const p of ps) p.dispose();
   },
+});
+
+/** Downloads an optimiser state dict and round-trips it through safetensors bytes. */
+async function throughSafetensors(m: Map<string, Tensor>): Promise<Map<string, HostTensor>> {
+  const host = new Map<string, HostTensor>();
+  for (const [k, t] of m) {
+    const data = await t.data();
+    host.set(k, {
+      dtype: t.dtype === "i32" ? "I32" : "F32",
+      shape: [...t.shape],
+      data: data as Float32Array,
+    });
+    t.dispose();
+  }
+  return parseSafetensors(serializeSafetensors(host), "optim.safetensors");
+}
+
+Deno.test("Adam/AdamW, schedulers and EarlyStopping resume bit-exactly from saved state", async () => {
+  const N = 6;
+  const shapes = [[3, 5], [7], [2, 2]];
+  const init = shapes.map((s, k) => randArray(s.reduce((a, b) => a * b, 1), 40 + k, -2, 2));
+  const losses = [0.9, 0.7, 0.8, 0.6, 0.65, 0.66];
+  /** Steps `from` ≤ s < `to` with deterministic gradients; the third parameter skips step 0. */
+  const run = (
+    ps: Tensor[],
+    opt: Adam,
+    sched: CosineAnnealingLR,
+    es: EarlyStopping,
+    from: number,
+    to: number,
+  ) => {
+    for (let s = from; s < to; s++) {
+      ps.forEach((p, k) => {
+        p.grad?.dispose();
+        p.grad = k === 2 && s === 0 ? null : tensor(randArray(p.size, 500 + 10 * s + k), p.shape);
+      });
+      opt.step();
+      sched.step();
+      es.step(losses[s]);
+    }
+  };
+  for (const Opt of [Adam, AdamW]) {
+    const make = (data: Float32Array[]) => {
+      const ps = data.map((d, k) => tensor(d, shapes[k]));
+      const opt = new Opt([{ params: ps.slice(0, 2), lr: 0.05 }, {
+        params: ps.slice(2),
+        lr: 0.01,
+        weightDecay: 0.1,
+      }], {
+        betas: [0.8, 0.99],
+      });
+      return {
+        ps,
+        opt,
+        sched: new CosineAnnealingLR(opt, 4, 1e-3),
+        es: new EarlyStopping({ patience: 2 }),
+      };
+    };
+    const a = make(init);
+    run(a.ps, a.opt, a.sched, a.es, 0, N);
+    const b = make(init);
+    run(b.ps, b.opt, b.sched, b.es, 0, N / 2);
+    // Checkpoint: parameters, optimiser state (safetensors bytes), scheduler and early stopping (JSON).
+    const saved = await Promise.all(b.ps.map((p) => p.data()));
+    const optState = await throughSafetensors(b.opt.stateDict());
+    assert.equal(optState.has("state.2.step"), true);
+    assert.deepEqual(toInt32(optState.get("state.0.step")!), Int32Array.from([3]));
+    const json = JSON.parse(JSON.stringify({ sched: b.sched.state(), es: b.es.state() }));
+    // Resume in fresh objects.
+    const c = make(saved as Float32Array[]);
+    c.opt.loadStateDict(optState, { file: "optim.safetensors" });
+    c.sched.load(json.sched);
+    c.es.load(json.es);
+    run(c.ps, c.opt, c.sched, c.es, N / 2, N);
+    for (let k = 0; k < shapes.length; k++) {
+      assert.deepEqual(await c.ps[k].data(), await a.ps[k].data(), `${Opt.name} parameter ${k}`);
+    }
+    assert.deepEqual(c.sched.lastLr(), a.sched.lastLr());
+    assert.deepEqual(c.es.state(), a.es.state());
+    assert.deepEqual(c.opt.state.get(c.ps[2])!.step, a.opt.state.get(a.ps[2])!.step);
+    // A state dict for other parameters is refused with every problem listed.
+    const other = new Opt([tensor(new Float32Array(4), [4])]);
+    assert.throws(
+      () => other.loadStateDict(optState, { file: "optim.safetensors" }),
+      /optim\.safetensors: does not match .*\n.*state\.0\.exp_avg: got \[3, 5\], expected \[4\]/s,
+    );
+    for (const x of [a, b, c]) {
+      x.opt.dispose();
+      for (const p of x.ps) {
+        p.grad?.dispose();
+        p.dispose();
+      }
+    }
+    other.dispose();
+  }
 });
