@@ -5,7 +5,7 @@
  * reference: ADL modules take a slot in their Sequential, so layer4's second bottleneck is
  * `layer4.2`.
  */
-import { F, type Tensor } from "../engine/mod.ts";
+import { F, type Tensor, tidy } from "../engine/mod.ts";
 import { Module } from "../engine/nn/module.ts";
 import { Conv2d } from "../engine/nn/conv.ts";
 import { BatchNorm2d } from "../engine/nn/norm.ts";
@@ -99,8 +99,9 @@ class Stage extends Module {
   forward(x: Tensor, from = 0, to = this.items.length): Tensor {
     let y = x;
     for (let i = from; i < to; i++) {
-      const next = this.items[i].forward(y);
-      y = next;
+      // One scope per block: intermediates not saved for backward are freed when it ends.
+      const prev = y;
+      y = tidy(() => this.items[i].forward(prev));
     }
     return y;
   }

@@ -4,7 +4,7 @@
  * position bias), and the neck (1×1 conv, LayerNorm2d, 3×3 conv, LayerNorm2d). Token grids are
  * NHWC [B, H, W, C] as in the official code; the neck output is NCHW.
  */
-import { F, gpu, type Tensor, tensor } from "../../engine/mod.ts";
+import { F, gpu, type Tensor, tensor, tidy } from "../../engine/mod.ts";
 import { Module } from "../../engine/nn/module.ts";
 import { ModuleList } from "../../engine/nn/container.ts";
 import { Conv2d } from "../../engine/nn/conv.ts";
@@ -253,7 +253,10 @@ export class ImageEncoderViT extends Module {
     t = F.add(t, this.posEmbed);
     this.tap?.("after_patch_embed", t);
     this.blocks.forEach((b, i) => {
-      t = b.forward(t);
+      // One scope per block: its intermediates are freed as soon as it ends (those a backward
+      // pass needs stay alive through the graph), so peak memory is one block's, not twelve.
+      const prev = t;
+      t = tidy(() => b.forward(prev));
       this.tap?.(`after_block_${i}`, t);
     });
     return this.neck.forward(F.permute(t, [0, 3, 1, 2]));

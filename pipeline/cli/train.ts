@@ -12,7 +12,12 @@ import { parseArgs } from "node:util";
 import { type ConfigFlags, type PipelineConfig, resolveConfig } from "../config.ts";
 import { RunDir } from "../run_dir.ts";
 import { formatDuration } from "../progress.ts";
-import { ensureSyntheticData, loadSplits, positives, type StageContext } from "../stages/dataset.ts";
+import {
+  ensureSyntheticData,
+  loadSplits,
+  positives,
+  type StageContext,
+} from "../stages/dataset.ts";
 import { trainClassifier, withOomHint } from "../stages/classifier.ts";
 import { generateInitialMasks } from "../stages/initial_masks.ts";
 import { fmt, runPreliminary } from "../stages/preliminary.ts";
@@ -20,7 +25,8 @@ import { runIteration } from "../stages/iterate.ts";
 import { runEvaluate, type Summary } from "../stages/evaluate.ts";
 import { writeFileAtomic } from "../../engine/io/atomic.ts";
 
-const USAGE = `usage: deno task train [--profile tiny|default|paper] [--out <run dir>] [--data <prepared dataset>]
+const USAGE =
+  `usage: deno task train [--profile tiny|default|paper] [--out <run dir>] [--data <prepared dataset>]
     [--sam-checkpoint <sam_vit_b_01ec64.pth>] [--sam-model vit_b|<config.json>] [--config <file.json>]
     [--set key.path=value]... [--no-adl] [--no-fft] [--no-rotation] [--ids-threshold X] [--iterations N]
     [--seed N] [--epochs N] [--sam-epochs N] [--batch-size N] [--sam-batch-size N] [--patch-size N]
@@ -34,18 +40,27 @@ export function stageNames(cfg: PipelineConfig): string[] {
 
 function table(s: Summary): string {
   const rows: string[][] = [["", "Dice", "IoU", "pooled Dice", "pooled IoU", "patches"]];
-  const row = (name: string, v: { dice: number; iou: number; pooledDice: number; pooledIoU: number }, n: string) =>
-    rows.push([name, fmt(v.dice), fmt(v.iou), fmt(v.pooledDice), fmt(v.pooledIoU), n]);
+  const row = (
+    name: string,
+    v: { dice: number; iou: number; pooledDice: number; pooledIoU: number },
+    n: string,
+  ) => rows.push([name, fmt(v.dice), fmt(v.iou), fmt(v.pooledDice), fmt(v.pooledIoU), n]);
   row("CAM masks (test)", s.cam, String(s.cam.n));
-  for (const p of s.pseudo) row(`pseudo-labels iter_${p.iter} (train, kept)`, p, `${p.kept}/${p.total}`);
+  for (const p of s.pseudo) {
+    row(`pseudo-labels iter_${p.iter} (train, kept)`, p, `${p.kept}/${p.total}`);
+  }
   row("final SAM (test)", s.final, String(s.final.n));
   const w = rows[0].map((_, j) => Math.max(...rows.map((r) => r[j].length)));
-  const lines = rows.map((r) => r.map((c, j) => (j ? c.padStart(w[j]) : c.padEnd(w[j]))).join("  "));
+  const lines = rows.map((r) =>
+    r.map((c, j) => (j ? c.padStart(w[j]) : c.padEnd(w[j]))).join("  ")
+  );
   lines.splice(1, 0, w.map((n) => "-".repeat(n)).join("  "));
   const secs = Object.entries(s.seconds).map(([k, v]) => `${k} ${formatDuration(v)}`).join(", ");
-  return `${lines.join("\n")}\n\nfinal − CAM: Dice ${s.margin.dice >= 0 ? "+" : ""}${s.margin.dice.toFixed(4)}, IoU ${
-    s.margin.iou >= 0 ? "+" : ""
-  }${s.margin.iou.toFixed(4)}\ntime per stage: ${secs}\nSAM weights: ${s.samWeights}`;
+  return `${lines.join("\n")}\n\nfinal − CAM: Dice ${s.margin.dice >= 0 ? "+" : ""}${
+    s.margin.dice.toFixed(4)
+  }, IoU ${s.margin.iou >= 0 ? "+" : ""}${
+    s.margin.iou.toFixed(4)
+  }\ntime per stage: ${secs}\nSAM weights: ${s.samWeights}`;
 }
 
 export async function main(argv: string[]): Promise<number> {
@@ -124,9 +139,15 @@ export async function main(argv: string[]): Promise<number> {
     const out = v.out ?? "runs/default";
     run = RunDir.open(out, cfg as unknown as Record<string, unknown>, { force: v.force });
     const g = await initGpu();
-    log(`train: profile ${cfg.profile}, run folder ${out}${run.resumed ? " (resuming)" : ""}; adapter ${g.adapterName ?? ""}`);
+    log(
+      `train: profile ${cfg.profile}, run folder ${out}${
+        run.resumed ? " (resuming)" : ""
+      }; adapter ${g.adapterName ?? ""}`,
+    );
     if (!cfg.sam.checkpoint) {
-      log("train: no SAM checkpoint: a small SAM is initialised from the seed and trained whole (encoder included)");
+      log(
+        "train: no SAM checkpoint: a small SAM is initialised from the seed and trained whole (encoder included)",
+      );
     }
     const dataDir = cfg.data.dir ?? `${out}/data`;
     const stageRun = async (name: string, fn: () => Promise<void>) => {
@@ -155,20 +176,40 @@ export async function main(argv: string[]): Promise<number> {
     log(
       `train: data ${dataDir}: ` +
         (["train", "val", "test"] as const).map((s) =>
-          `${s} ${positives(splits[s]).length} tumour + ${splits[s].length - positives(splits[s]).length} normal`
+          `${s} ${positives(splits[s]).length} tumour + ${
+            splits[s].length - positives(splits[s]).length
+          } normal`
         ).join(", "),
     );
     const ctx: StageContext = { cfg, run, dataDir, splits, log, quiet };
     const clsFlag = "--batch-size", samFlag = "--sam-batch-size";
     const stages: [string, () => Promise<void>][] = [
-      ["classifier", () => withOomHint("classifier", clsFlag, cfg.classifier.batchSize, () => trainClassifier(ctx))],
-      ["initial_masks", () => withOomHint("initial masks", clsFlag, 1, () => generateInitialMasks(ctx))],
-      ["preliminary", () => withOomHint("sam preliminary", samFlag, cfg.sam.batchSize, () => runPreliminary(ctx))],
-      ...Array.from({ length: cfg.iterations }, (_, i) =>
-        [`iter_${i + 1}`, () => withOomHint(`sam iter_${i + 1}`, samFlag, cfg.sam.batchSize, () => runIteration(ctx, i + 1))] as [
-          string,
-          () => Promise<void>,
-        ]),
+      [
+        "classifier",
+        () =>
+          withOomHint("classifier", clsFlag, cfg.classifier.batchSize, () => trainClassifier(ctx)),
+      ],
+      [
+        "initial_masks",
+        () => withOomHint("initial masks", clsFlag, 1, () => generateInitialMasks(ctx)),
+      ],
+      [
+        "preliminary",
+        () => withOomHint("sam preliminary", samFlag, cfg.sam.batchSize, () => runPreliminary(ctx)),
+      ],
+      ...Array.from(
+        { length: cfg.iterations },
+        (_, i) =>
+          [
+            `iter_${i + 1}`,
+            () =>
+              withOomHint(`sam iter_${i + 1}`, samFlag, cfg.sam.batchSize, () =>
+                runIteration(ctx, i + 1)),
+          ] as [
+            string,
+            () => Promise<void>,
+          ],
+      ),
     ];
     for (const [name, fn] of stages) {
       await stageRun(name, fn);
@@ -186,7 +227,9 @@ export async function main(argv: string[]): Promise<number> {
       await writeFileAtomic(sp, JSON.stringify(summary, null, 2) + "\n");
     }
     console.log(table(summary));
-    console.log(`\nrun folder ${out}: summary.json, metrics.jsonl, plots/loss_curves.png, examples/`);
+    console.log(
+      `\nrun folder ${out}: summary.json, metrics.jsonl, plots/loss_curves.png, examples/`,
+    );
     return 0;
   } catch (e) {
     console.error(`train: ${(e as Error).message}`);

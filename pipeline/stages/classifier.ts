@@ -46,14 +46,20 @@ export async function downloadTensors(
     if (t.size === 0) out.set(k, { shape: t.shape, data: new Float32Array(0) });
     else {
       const d = await t.data();
-      out.set(k, { shape: t.shape, data: d instanceof Uint32Array ? new Int32Array(d) : d as Float32Array | Int32Array });
+      out.set(k, {
+        shape: t.shape,
+        data: d instanceof Uint32Array ? new Int32Array(d) : d as Float32Array | Int32Array,
+      });
     }
   }
   return out;
 }
 
 /** State-dict entries of `model` whose names pass `keep` (all by default). */
-export function entriesOf(model: Module, keepKey: (k: string) => boolean = () => true): [string, Tensor][] {
+export function entriesOf(
+  model: Module,
+  keepKey: (k: string) => boolean = () => true,
+): [string, Tensor][] {
   return [...model.stateDict()].filter(([k]) => keepKey(k));
 }
 
@@ -97,7 +103,11 @@ export async function loadTrainState(
   const own = model.stateDict();
   const missing = [...sd.keys()].filter((k) => !own.has(k));
   if (missing.length) {
-    throw new Error(`checkpoint ${path} does not fit this model (e.g. ${missing.slice(0, 3).join(", ")}); was it written with another config?`);
+    throw new Error(
+      `checkpoint ${path} does not fit this model (e.g. ${
+        missing.slice(0, 3).join(", ")
+      }); was it written with another config?`,
+    );
   }
   model.loadStateDict(sd as never, { strict: false, file: path });
   let meta: Record<string, unknown> = {};
@@ -127,15 +137,26 @@ export async function loadTrainState(
 /** Throws a clear error when a loss is NaN/infinite or has diverged. */
 export function checkFinite(stage: string, where: string, value: number, limit = 1e6): void {
   if (!Number.isFinite(value)) {
-    throw new Error(`${stage}: the loss became ${value} at ${where} (NaN/Inf: lower the learning rate or check the data)`);
+    throw new Error(
+      `${stage}: the loss became ${value} at ${where} (NaN/Inf: lower the learning rate or check the data)`,
+    );
   }
   if (Math.abs(value) > limit) {
-    throw new Error(`${stage}: the loss diverged (${value.toExponential(2)}) at ${where}; lower the learning rate`);
+    throw new Error(
+      `${stage}: the loss diverged (${
+        value.toExponential(2)
+      }) at ${where}; lower the learning rate`,
+    );
   }
 }
 
 /** Rewrites the engine's out-of-memory error with the batch-size flag to lower. */
-export async function withOomHint<T>(stage: string, flag: string, batch: number, fn: () => Promise<T>): Promise<T> {
+export async function withOomHint<T>(
+  stage: string,
+  flag: string,
+  batch: number,
+  fn: () => Promise<T>,
+): Promise<T> {
   try {
     return await fn();
   } catch (e) {
@@ -156,7 +177,13 @@ export async function withOomHint<T>(stage: string, flag: string, batch: number,
 
 export function buildClassifier(cfg: PipelineConfig): ResNetAdl {
   const c = cfg.classifier;
-  const m = new ResNetAdl({ ...RESNET50_ADL, layers: c.layers, width: c.width, highFreq: c.fft, seed: cfg.seed });
+  const m = new ResNetAdl({
+    ...RESNET50_ADL,
+    layers: c.layers,
+    width: c.width,
+    highFreq: c.fft,
+    seed: cfg.seed,
+  });
   m.setAdl(c.adl);
   return m;
 }
@@ -171,7 +198,10 @@ export async function loadClassifier(cfg: PipelineConfig, path: string): Promise
   return m.eval();
 }
 
-async function evaluate(model: ResNetAdl, loader: PatchLoader): Promise<{ loss: number; acc: number }> {
+async function evaluate(
+  model: ResNetAdl,
+  loader: PatchLoader,
+): Promise<{ loss: number; acc: number }> {
   model.eval();
   let lossSum = 0, n = 0, correct = 0;
   for await (const b of loader.batches(0)) {
@@ -220,10 +250,17 @@ export async function trainClassifier(ctx: StageContext): Promise<void> {
     balance: true,
     dropLast: ctx.splits.train.length > c.batchSize,
   });
-  const val = new PatchLoader(ctx.splits.val, { batchSize: c.batchSize, size: cfg.patchSize, shuffle: false });
+  const val = new PatchLoader(ctx.splits.val, {
+    batchSize: c.batchSize,
+    size: cfg.patchSize,
+    shuffle: false,
+  });
   for (let epoch = start; epoch < c.epochs; epoch++) {
     const nb = train.batchCount(epoch);
-    const prog = new Progress(`classifier epoch ${epoch + 1}/${c.epochs}`, nb, { unit: "batch", enabled: !ctx.quiet });
+    const prog = new Progress(`classifier epoch ${epoch + 1}/${c.epochs}`, nb, {
+      unit: "batch",
+      enabled: !ctx.quiet,
+    });
     const rng = new Rng(cfg.seed + 1, epoch * 1_000_000);
     let lossSum = 0, seen = 0;
     for await (const b of train.batches(epoch)) {
@@ -252,7 +289,12 @@ export async function trainClassifier(ctx: StageContext): Promise<void> {
     const lr = opt.lr;
     sched.step();
     es.step(ev.loss);
-    if (es.improved) await saveTrainState(run.path(CLASSIFIER_BEST), model, null, { epoch: epoch + 1, valLoss: ev.loss });
+    if (es.improved) {
+      await saveTrainState(run.path(CLASSIFIER_BEST), model, null, {
+        epoch: epoch + 1,
+        valLoss: ev.loss,
+      });
+    }
     await saveTrainState(run.path(CLASSIFIER_LAST), model, opt, {
       epoch: epoch + 1,
       best: es.best,
@@ -269,12 +311,18 @@ export async function trainClassifier(ctx: StageContext): Promise<void> {
     });
     run.updateStage("classifier", { status: "running", epoch: epoch + 1 });
     ctx.log(
-      `classifier epoch ${epoch + 1}/${c.epochs}: train loss ${(lossSum / seen).toFixed(4)}, val loss ${
-        ev.loss.toFixed(4)
-      }, val acc ${(100 * ev.acc).toFixed(1)}%${es.improved ? " (best)" : ""}`,
+      `classifier epoch ${epoch + 1}/${c.epochs}: train loss ${
+        (lossSum / seen).toFixed(4)
+      }, val loss ${ev.loss.toFixed(4)}, val acc ${(100 * ev.acc).toFixed(1)}%${
+        es.improved ? " (best)" : ""
+      }`,
     );
     if (es.shouldStop) {
-      ctx.log(`classifier: early stopping after epoch ${epoch + 1} (no improvement for ${patience} epochs)`);
+      ctx.log(
+        `classifier: early stopping after epoch ${
+          epoch + 1
+        } (no improvement for ${patience} epochs)`,
+      );
       break;
     }
   }

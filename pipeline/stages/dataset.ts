@@ -78,7 +78,9 @@ export async function loadSplits(
   for (const s of ["train", "val", "test"] as const) {
     const dir = `${dataDir}/${s}`;
     if (!(await exists(`${dir}/image`))) {
-      throw new Error(`${dataDir}: no ${s}/image folder (expected a dataset from deno task prepare)`);
+      throw new Error(
+        `${dataDir}: no ${s}/image folder (expected a dataset from deno task prepare)`,
+      );
     }
     let items = await listSplit(dir);
     const k = cfg.data.negativesPerPositive;

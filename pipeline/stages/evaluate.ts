@@ -8,14 +8,34 @@
 import { encodePng, type Image8 } from "../../engine/io/png.ts";
 import { writeFileAtomic } from "../../engine/io/atomic.ts";
 import type { Sam } from "../../model/sam/sam.ts";
-import { type SegSummary, SegMetrics } from "../metrics.ts";
-import { heatmapOverlay, lossCurvePng, maskImage, overlay, type Series, sideBySide } from "../plots.ts";
+import { SegMetrics, type SegSummary } from "../metrics.ts";
+import {
+  heatmapOverlay,
+  lossCurvePng,
+  maskImage,
+  overlay,
+  type Series,
+  sideBySide,
+} from "../plots.ts";
 import { Progress } from "../progress.ts";
 import type { PipelineConfig } from "../config.ts";
-import { exists, type HostPatch, loadPatches, positives, readMask, type StageContext } from "./dataset.ts";
+import {
+  exists,
+  type HostPatch,
+  loadPatches,
+  positives,
+  readMask,
+  type StageContext,
+} from "./dataset.ts";
 import { readCam } from "./initial_masks.ts";
 import { finalTag } from "./iterate.ts";
-import { loadStageSam, type PseudoStats, pseudoDir, samBest, segmentWithCam } from "./preliminary.ts";
+import {
+  loadStageSam,
+  pseudoDir,
+  type PseudoStats,
+  samBest,
+  segmentWithCam,
+} from "./preliminary.ts";
 
 export interface Scores {
   dice: number;
@@ -48,7 +68,12 @@ export async function segmentAndScore(
   const prog = new Progress(label, patches.length, { unit: "patch", enabled: !quiet });
   for (let i = 0; i < patches.length; i += B) {
     const ps = patches.slice(i, i + B), cs = cams.slice(i, i + B);
-    const lg = await segmentWithCam(sam, cfg, ps, cs, { cache: null, split: "infer", purpose: 300, firstIndex: i });
+    const lg = await segmentWithCam(sam, cfg, ps, cs, {
+      cache: null,
+      split: "infer",
+      purpose: 300,
+      firstIndex: i,
+    });
     for (let j = 0; j < ps.length; j++) {
       logits.push(lg[j]);
       preds.push(Uint8Array.from(lg[j], (v) => (v > 0 ? 1 : 0)));
@@ -64,7 +89,12 @@ export async function segmentAndScore(
   return { preds, logits, cam: scores(camM.summary()), final: scores(samM.summary()) };
 }
 
-const rgbImage = (p: HostPatch): Image8 => ({ data: p.rgb, width: p.size, height: p.size, channels: 3 });
+const rgbImage = (p: HostPatch): Image8 => ({
+  data: p.rgb,
+  width: p.size,
+  height: p.size,
+  channels: 3,
+});
 
 /** One example panel row. */
 export function examplePanel(
@@ -79,7 +109,10 @@ export function examplePanel(
     { title: "CAM", image: overlay(heatmapOverlay(img, cam.norm), cam.mask, [255, 255, 255], 0) },
   ];
   if (pseudo !== undefined) {
-    panels.push({ title: "pseudo", image: pseudo ? overlay(img, pseudo, [255, 200, 0]) : maskImage(new Uint8Array(S * S), S, S) });
+    panels.push({
+      title: "pseudo",
+      image: pseudo ? overlay(img, pseudo, [255, 200, 0]) : maskImage(new Uint8Array(S * S), S, S),
+    });
   }
   panels.push({ title: "pred", image: overlay(img, pred, [0, 255, 0]) });
   if (p.gt) panels.push({ title: "truth", image: overlay(img, p.gt, [255, 0, 0]) });
@@ -109,7 +142,13 @@ export async function lossCurves(ctx: StageContext): Promise<Uint8Array> {
   }
   const list: Series[] = [...series].map(([name, points]) => ({ name, points }));
   if (!list.length) list.push({ name: "none", points: [[0, 0]] });
-  return lossCurvePng(list, { title: "EP-SAM training losses", width: 900, height: 480, xLabel: "epoch (stages in order)", yLabel: "loss" });
+  return lossCurvePng(list, {
+    title: "EP-SAM training losses",
+    width: 900,
+    height: 480,
+    xLabel: "epoch (stages in order)",
+    yLabel: "loss",
+  });
 }
 
 export interface Summary {
@@ -145,16 +184,25 @@ export async function runEvaluate(ctx: StageContext): Promise<Summary> {
   for (let i = 0; i < tp.length; i++) {
     const pp = run.path(pseudoDir(lastPseudo, "train"), `${trainEx[i].id}_1.png`);
     const pseudo = await exists(pp) ? await readMask(pp, S) : null;
-    await writeFileAtomic(run.path("examples", `train_${trainEx[i].id}.png`), examplePanel(tp[i], tc[i], tr.preds[i], pseudo));
+    await writeFileAtomic(
+      run.path("examples", `train_${trainEx[i].id}.png`),
+      examplePanel(tp[i], tc[i], tr.preds[i], pseudo),
+    );
   }
   for (let i = 0; i < Math.min(4, patches.length); i++) {
-    await writeFileAtomic(run.path("examples", `test_${test[i].id}.png`), examplePanel(patches[i], cams[i], r.preds[i], undefined));
+    await writeFileAtomic(
+      run.path("examples", `test_${test[i].id}.png`),
+      examplePanel(patches[i], cams[i], r.preds[i], undefined),
+    );
   }
   sam.dispose();
   await Deno.mkdir(run.path("plots"), { recursive: true });
   await writeFileAtomic(run.path("plots", "loss_curves.png"), await lossCurves(ctx));
   await Deno.mkdir(run.path("eval"), { recursive: true });
-  await writeFileAtomic(run.path("eval", "metrics.json"), JSON.stringify({ cam: r.cam, final: r.final }, null, 2) + "\n");
+  await writeFileAtomic(
+    run.path("eval", "metrics.json"),
+    JSON.stringify({ cam: r.cam, final: r.final }, null, 2) + "\n",
+  );
   const pseudo: PseudoStats[] = [];
   for (let k = 0; k < cfg.iterations || (k === 0 && cfg.iterations === 0); k++) {
     const f = run.path(`pseudo/iter_${k}/stats.json`);
@@ -167,7 +215,9 @@ export async function runEvaluate(ctx: StageContext): Promise<Summary> {
   const summary: Summary = {
     profile: cfg.profile,
     samWeights: cfg.sam.checkpoint
-      ? `pretrained checkpoint ${cfg.sam.checkpoint}; ${cfg.sam.trainEncoder ? "whole model" : "mask decoder only"} fine-tuned`
+      ? `pretrained checkpoint ${cfg.sam.checkpoint}; ${
+        cfg.sam.trainEncoder ? "whole model" : "mask decoder only"
+      } fine-tuned`
       : "no pretrained SAM weights: a small SAM initialised from the seed and trained whole (encoder included) on the pseudo-labels; this is not the paper's pretrained-SAM setting",
     dataset: cfg.data.dir ?? "synthetic slides (run/data)",
     cam: r.cam,

@@ -67,7 +67,10 @@ export async function generateInitialMasks(ctx: StageContext): Promise<void> {
   for (const split of ["train", "val", "test"] as const) {
     await Deno.mkdir(run.path("cam", split), { recursive: true });
     const items = positives(ctx.splits[split]);
-    const prog = new Progress(`initial masks (${split})`, items.length, { unit: "patch", enabled: !ctx.quiet });
+    const prog = new Progress(`initial masks (${split})`, items.length, {
+      unit: "patch",
+      enabled: !ctx.quiet,
+    });
     for (const it of items) {
       const p = camPaths(run, split, it.id);
       const init = run.path("initial_mask", `${it.id}_1.png`);

@@ -21,12 +21,21 @@ export async function runIteration(ctx: StageContext, k: number): Promise<void> 
   if (!run.stage(tag).trained) {
     let train = await targetsFrom(positives(ctx.splits.train), run.path(pseudoDir(k - 1, "train")));
     if (!train.length) {
-      ctx.log(`${tag}: no pseudo-labels were kept at iter_${k - 1}; training on the CAM masks instead (lower --ids-threshold?)`);
+      ctx.log(
+        `${tag}: no pseudo-labels were kept at iter_${
+          k - 1
+        }; training on the CAM masks instead (lower --ids-threshold?)`,
+      );
       train = await targetsFrom(positives(ctx.splits.train), run.path("initial_mask"));
     }
     const valItems = positives(ctx.splits.val);
     let val = await targetsFrom(valItems, run.path(pseudoDir(k - 1, "val")));
-    if (!val.length) val = valItems.map((it) => ({ item: it, target: run.path("cam", "val", `${it.id}_mask.png`) }));
+    if (!val.length) {
+      val = valItems.map((it) => ({
+        item: it,
+        target: run.path("cam", "val", `${it.id}_mask.png`),
+      }));
+    }
     const prev = k === 1 ? "preliminary" : `iter_${k - 1}`;
     await trainSam(ctx, { tag, train, val, init: cfg.sam.warmStart ? samBest(prev) : null });
     run.updateStage(tag, { status: "running", trained: true, trainPatches: train.length });

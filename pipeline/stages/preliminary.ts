@@ -48,7 +48,9 @@ export function samConfigOf(cfg: PipelineConfig): SamConfig {
   const m = cfg.sam.model;
   if (typeof m === "string") {
     const c = SAM_CONFIGS[m];
-    if (!c) throw new Error(`sam.model: unknown SAM config "${m}" (vit_b, vit_l, vit_h or an object)`);
+    if (!c) {
+      throw new Error(`sam.model: unknown SAM config "${m}" (vit_b, vit_l, vit_h or an object)`);
+    }
     return c;
   }
   return parseSamConfig(m, "sam.model");
@@ -107,7 +109,9 @@ export async function embedPatches(
     const f = cache ? `${cache}/${split}/${patches[b].item.id}.f32` : null;
     if (f && await exists(f)) {
       const bytes = await Deno.readFile(f);
-      if (bytes.byteLength !== per * 4) throw new Error(`${f}: cached embedding has the wrong size; delete ${cache}`);
+      if (bytes.byteLength !== per * 4) {
+        throw new Error(`${f}: cached embedding has the wrong size; delete ${cache}`);
+      }
       host.set(new Float32Array(bytes.buffer, bytes.byteOffset, per), b * per);
     } else todo.push(b);
   }
@@ -122,7 +126,10 @@ export async function embedPatches(
       if (cache) {
         const { writeFileAtomic } = await import("../../engine/io/atomic.ts");
         await Deno.mkdir(`${cache}/${split}`, { recursive: true });
-        await writeFileAtomic(`${cache}/${split}/${patches[todo[j]].item.id}.f32`, new Uint8Array(v.slice().buffer));
+        await writeFileAtomic(
+          `${cache}/${split}/${patches[todo[j]].item.id}.f32`,
+          new Uint8Array(v.slice().buffer),
+        );
       }
     }
   }
@@ -134,8 +141,14 @@ export function decodeLogits(sam: Sam, emb: Tensor, prompts: PointPrompt[], size
   const I = sam.imgSize;
   const p = batchPrompts(prompts);
   const coords = applyCoords(p.coords, [size, size], I);
-  const { lowRes } = sam.decode(emb, { points: { coords, labels: p.labels, n: p.n }, batch: prompts.length }, false);
-  const inHw = [Math.trunc(size * (I / size) + 0.5), Math.trunc(size * (I / size) + 0.5)] as [number, number];
+  const { lowRes } = sam.decode(emb, {
+    points: { coords, labels: p.labels, n: p.n },
+    batch: prompts.length,
+  }, false);
+  const inHw = [Math.trunc(size * (I / size) + 0.5), Math.trunc(size * (I / size) + 0.5)] as [
+    number,
+    number,
+  ];
   return sam.postprocess(lowRes, inHw, [size, size]);
 }
 
@@ -147,7 +160,14 @@ export function camPrompt(
   purpose: number,
   index: number,
 ): PointPrompt {
-  return camPointsInMask(cam.norm, cam.mask, size, size, cfg.sam.points, new Rng(cfg.seed + purpose, index * 4));
+  return camPointsInMask(
+    cam.norm,
+    cam.mask,
+    size,
+    size,
+    cfg.sam.points,
+    new Rng(cfg.seed + purpose, index * 4),
+  );
 }
 
 /** Segments patches with CAM prompts: logits per patch (host), one readback per batch. */
@@ -171,12 +191,20 @@ export async function segmentWithCam(
 // ------------------------------------------------------------------------------ augmentation
 
 /** The reference's OneOf(hflip, vflip, rot90, ...) with p = 0.5, on host images and masks. */
-function augmentPair(rgb: Uint8Array, mask: Uint8Array, size: number, u: Float32Array): { rgb: Uint8Array; mask: Uint8Array } {
+function augmentPair(
+  rgb: Uint8Array,
+  mask: Uint8Array,
+  size: number,
+  u: Float32Array,
+): { rgb: Uint8Array; mask: Uint8Array } {
   if (u[0] >= 0.5) return { rgb, mask };
   const op = Math.min(2, Math.floor(u[1] * 3));
   if (op === 2) {
     const k = 1 + Math.min(2, Math.floor(u[2] * 3));
-    return { rgb: rotateImage(rgb, size, size, 3, k).data, mask: rotateImage(mask, size, size, 1, k).data };
+    return {
+      rgb: rotateImage(rgb, size, size, 3, k).data,
+      mask: rotateImage(mask, size, size, 1, k).data,
+    };
   }
   const flip = (src: Uint8Array, c: number) => {
     const out = new Uint8Array(src.length);
@@ -209,7 +237,12 @@ export interface SamStageSpec {
   init: string | null;
 }
 
-async function valLoss(sam: Sam, ctx: StageContext, val: SamTarget[], cache: EmbeddingCache): Promise<number> {
+async function valLoss(
+  sam: Sam,
+  ctx: StageContext,
+  val: SamTarget[],
+  cache: EmbeddingCache,
+): Promise<number> {
   const { cfg, run } = ctx;
   const S = cfg.patchSize, B = cfg.sam.batchSize;
   sam.eval();
@@ -261,7 +294,9 @@ export async function trainSam(ctx: StageContext, spec: SamStageSpec): Promise<v
     sam.promptEncoder.requiresGrad(false);
   }
   sam.train();
-  const params = sam.namedParameters().filter(([k, p]) => keepKey(k) && p.requiresGrad).map(([, p]) => p);
+  const params = sam.namedParameters().filter(([k, p]) => keepKey(k) && p.requiresGrad).map((
+    [, p],
+  ) => p);
   const opt = new AdamW(params, { lr: s.lr, weightDecay: s.weightDecay });
   const sched = new CosineAnnealingLR(opt, s.epochs);
   const es = new EarlyStopping({ patience: Math.max(1, s.patience) });
@@ -282,7 +317,10 @@ export async function trainSam(ctx: StageContext, spec: SamStageSpec): Promise<v
     const rng = new Rng(cfg.seed + 31, epoch * 1_000_000 + tagSeed(spec.tag) * 1000);
     const order = rng.permutationHost(spec.train.length).map((i) => spec.train[i]);
     const nb = Math.ceil(order.length / B);
-    const prog = new Progress(`sam ${spec.tag} epoch ${epoch + 1}/${s.epochs}`, nb, { unit: "batch", enabled: !ctx.quiet });
+    const prog = new Progress(`sam ${spec.tag} epoch ${epoch + 1}/${s.epochs}`, nb, {
+      unit: "batch",
+      enabled: !ctx.quiet,
+    });
     let lossSum = 0, seen = 0;
     for (let bi = 0; bi < nb; bi++) {
       const chunk = order.slice(bi * B, (bi + 1) * B);
@@ -322,8 +360,18 @@ export async function trainSam(ctx: StageContext, spec: SamStageSpec): Promise<v
     const vl = spec.val.length ? await valLoss(sam, ctx, spec.val, cache) : lossSum / seen;
     checkFinite(`sam ${spec.tag}`, `epoch ${epoch + 1} (validation)`, vl);
     es.step(vl);
-    if (es.improved) await saveTrainState(run.path(samBest(spec.tag)), sam, null, { epoch: epoch + 1, valLoss: vl }, keepKey);
-    await saveTrainState(last, sam, opt, { epoch: epoch + 1, best: es.best, counter: es.counter, stopped: es.shouldStop }, keepKey);
+    if (es.improved) {
+      await saveTrainState(run.path(samBest(spec.tag)), sam, null, {
+        epoch: epoch + 1,
+        valLoss: vl,
+      }, keepKey);
+    }
+    await saveTrainState(last, sam, opt, {
+      epoch: epoch + 1,
+      best: es.best,
+      counter: es.counter,
+      stopped: es.shouldStop,
+    }, keepKey);
     await run.appendMetrics({
       stage: `sam_${spec.tag}`,
       epoch: epoch + 1,
@@ -334,7 +382,9 @@ export async function trainSam(ctx: StageContext, spec: SamStageSpec): Promise<v
     });
     run.updateStage(spec.tag, { status: "running", epoch: epoch + 1 });
     ctx.log(
-      `sam ${spec.tag} epoch ${epoch + 1}/${s.epochs}: train loss ${(lossSum / seen).toFixed(4)}, ` +
+      `sam ${spec.tag} epoch ${epoch + 1}/${s.epochs}: train loss ${
+        (lossSum / seen).toFixed(4)
+      }, ` +
         `label-free val loss ${vl.toFixed(4)}${es.improved ? " (best)" : ""}`,
     );
     if (es.shouldStop) {
@@ -363,7 +413,11 @@ export interface PseudoStats {
 export const pseudoDir = (iter: number, split: SplitName) => `pseudo/iter_${iter}/${split}`;
 
 /** Writes `pseudo/iter_<iter>/{train,val}` from the stage's selected SAM; resumable as a whole. */
-export async function generatePseudo(ctx: StageContext, weights: string, iter: number): Promise<PseudoStats> {
+export async function generatePseudo(
+  ctx: StageContext,
+  weights: string,
+  iter: number,
+): Promise<PseudoStats> {
   const { cfg, run } = ctx;
   const done = run.path(`pseudo/iter_${iter}/stats.json`);
   if (await exists(done)) return JSON.parse(await Deno.readTextFile(done));
@@ -376,12 +430,20 @@ export async function generatePseudo(ctx: StageContext, weights: string, iter: n
     const items = positives(ctx.splits[split]);
     const dir = run.path(pseudoDir(iter, split));
     await Deno.mkdir(dir, { recursive: true });
-    const prog = new Progress(`pseudo-labels iter_${iter} (${split})`, items.length, { unit: "patch", enabled: !ctx.quiet });
+    const prog = new Progress(`pseudo-labels iter_${iter} (${split})`, items.length, {
+      unit: "patch",
+      enabled: !ctx.quiet,
+    });
     for (let i = 0; i < items.length; i += B) {
       const chunk = items.slice(i, i + B);
       const patches = await loadPatches(chunk, S);
       const cams = await Promise.all(chunk.map((it) => readCam(run, split, it, S)));
-      const logits = await segmentWithCam(sam, cfg, patches, cams, { cache, split, purpose: 200 + iter, firstIndex: i });
+      const logits = await segmentWithCam(sam, cfg, patches, cams, {
+        cache,
+        split,
+        purpose: 200 + iter,
+        firstIndex: i,
+      });
       for (let j = 0; j < chunk.length; j++) {
         const mask = Uint8Array.from(logits[j], (v) => (v > 0 ? 1 : 0));
         const ids = idsScore(cams[j].mask, mask);
@@ -406,8 +468,8 @@ export async function generatePseudo(ctx: StageContext, weights: string, iter: n
     total,
     dice: sm.dice,
     iou: sm.iou,
-    pooledDice: sm.pooledDice,
-    pooledIoU: sm.pooledIoU,
+    pooledDice: kept ? sm.pooledDice : NaN,
+    pooledIoU: kept ? sm.pooledIoU : NaN,
     valKept,
   };
   const { writeFileAtomic } = await import("../../engine/io/atomic.ts");
@@ -439,10 +501,16 @@ export async function runPreliminary(ctx: StageContext): Promise<void> {
   if (!st.trained) {
     const train = await targetsFrom(positives(ctx.splits.train), run.path("initial_mask"));
     const valItems = positives(ctx.splits.val);
-    const val = valItems.map((it) => ({ item: it, target: run.path("cam", "val", `${it.id}_mask.png`) }));
+    const val = valItems.map((it) => ({
+      item: it,
+      target: run.path("cam", "val", `${it.id}_mask.png`),
+    }));
     await trainSam(ctx, { tag: "preliminary", train, val, init: null });
     run.updateStage("preliminary", { status: "running", trained: true });
   }
   const stats = await generatePseudo(ctx, samBest("preliminary"), 0);
-  run.updateStage("preliminary", { status: "running", pseudo: stats as unknown as Record<string, number> });
+  run.updateStage("preliminary", {
+    status: "running",
+    pseudo: stats as unknown as Record<string, number>,
+  });
 }

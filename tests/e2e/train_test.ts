@@ -1,0 +1,139 @@
+/**
+ * `deno task train --profile tiny` end to end on synthetic slides (a few minutes on lavapipe):
+ * interrupted after the classifier stage (--stop-after), resumed without redoing it, then every
+ * artefact, finite metrics, the final model against the CAM masks, `deno task infer`, and the
+ * errors for a run folder of another config and a corrupt checkpoint.
+ */
+import assert from "node:assert/strict";
+import { parseMetrics } from "../../pipeline/run_dir.ts";
+
+const train = new URL("../../pipeline/cli/train.ts", import.meta.url).pathname;
+const infer = new URL("../../pipeline/cli/infer.ts", import.meta.url).pathname;
+
+async function run(
+  cli: string,
+  args: string[],
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const r = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", cli, ...args],
+    stdout: "piped",
+    stderr: "piped",
+    env: { XDG_RUNTIME_DIR: Deno.env.get("XDG_RUNTIME_DIR") ?? "/tmp" },
+  }).output();
+  const dec = new TextDecoder();
+  return { code: r.code, stdout: dec.decode(r.stdout), stderr: dec.decode(r.stderr) };
+}
+
+async function exists(p: string): Promise<boolean> {
+  try {
+    await Deno.stat(p);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function count(dir: string): Promise<number> {
+  let n = 0;
+  for await (const e of Deno.readDir(dir)) if (e.isFile && e.name.endsWith(".png")) n++;
+  return n;
+}
+
+Deno.test({
+  name: "train --profile tiny: stages, resume, artefacts, final beats CAM, infer",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: async () => {
+    const out = await Deno.makeTempDir({ prefix: "epsam_train_" });
+    const args = ["--profile", "tiny", "--out", out, "--quiet"];
+
+    // 1. Interrupted run: stop after the classifier.
+    const a = await run(train, [...args, "--stop-after", "classifier"]);
+    assert.equal(a.code, 0, a.stderr);
+    const state1 = JSON.parse(await Deno.readTextFile(`${out}/state.json`));
+    assert.equal(state1.stages.classifier.status, "done");
+    assert.equal(state1.stages.preliminary, undefined);
+    const clsEpochs = parseMetrics(await Deno.readTextFile(`${out}/metrics.jsonl`))
+      .filter((r) => r.stage === "classifier").length;
+    assert.ok(clsEpochs >= 1);
+
+    // 2. The same command resumes: the classifier is not retrained.
+    const b = await run(train, args);
+    assert.equal(b.code, 0, b.stderr);
+    assert.doesNotMatch(b.stderr, /classifier epoch/, "classifier was retrained on resume");
+    const recs = parseMetrics(await Deno.readTextFile(`${out}/metrics.jsonl`));
+    assert.equal(recs.filter((r) => r.stage === "classifier").length, clsEpochs);
+    assert.match(b.stdout, /CAM masks \(test\)/);
+    assert.match(b.stdout, /final SAM \(test\)/);
+
+    // 3. Artefacts.
+    for (
+      const f of [
+        "config.json",
+        "state.json",
+        "summary.json",
+        "plots/loss_curves.png",
+        "checkpoints/classifier_best.safetensors",
+        "checkpoints/sam_preliminary_best.safetensors",
+        "checkpoints/sam_iter_1_best.safetensors",
+        "pseudo/iter_0/stats.json",
+        "eval/metrics.json",
+      ]
+    ) assert.ok(await exists(`${out}/${f}`), `missing ${f}`);
+    assert.ok(await count(`${out}/initial_mask`) > 0);
+    assert.ok(await count(`${out}/examples`) > 0);
+    const s = JSON.parse(await Deno.readTextFile(`${out}/summary.json`));
+    for (const k of ["cam", "final"]) {
+      assert.ok(
+        Number.isFinite(s[k].dice) && Number.isFinite(s[k].iou),
+        `${k}: ${JSON.stringify(s[k])}`,
+      );
+      assert.ok(s[k].n > 0);
+    }
+    assert.ok(Array.isArray(s.pseudo) && s.pseudo.length === 1);
+    assert.equal(s.pseudo[0].iter, 0);
+    assert.ok(s.pseudo[0].kept > 0);
+    for (
+      const st of ["dataset", "classifier", "initial_masks", "preliminary", "iter_1", "evaluate"]
+    ) {
+      assert.ok(typeof s.seconds[st] === "number", `no time for ${st}`);
+    }
+    assert.match(s.samWeights, /no pretrained SAM weights/);
+    for (const r of recs) {
+      for (const [k, v] of Object.entries(r)) {
+        if (typeof v === "number") assert.ok(Number.isFinite(v), `${r.stage} ${k}`);
+      }
+    }
+    // The final model beats the CAM masks it was bootstrapped from (margin in the summary).
+    assert.ok(
+      s.final.dice > s.cam.dice,
+      `final Dice ${s.final.dice} vs CAM ${s.cam.dice} (margin ${s.margin.dice})`,
+    );
+
+    // 4. deno task infer on the test split.
+    const c = await run(infer, ["--run", out, "--out", `${out}/infer`, "--quiet"]);
+    assert.equal(c.code, 0, c.stderr);
+    const m = JSON.parse(await Deno.readTextFile(`${out}/infer/metrics.json`));
+    assert.ok(Number.isFinite(m.dice) && Number.isFinite(m.iou) && m.n === s.final.n);
+    assert.ok(
+      Math.abs(m.dice - s.final.dice) < 1e-6,
+      `infer Dice ${m.dice} vs summary ${s.final.dice}`,
+    );
+    assert.equal(await count(`${out}/infer/masks`), m.n);
+
+    // 5. Another config in the same folder is refused, naming the key.
+    const d = await run(train, [...args, "--iterations", "2"]);
+    assert.equal(d.code, 1);
+    assert.match(d.stderr, /different config \(keys: iterations\)/);
+
+    // 6. A corrupt checkpoint is reported by name.
+    const ck = `${out}/checkpoints/classifier_best.safetensors`;
+    const bytes = await Deno.readFile(ck);
+    bytes[bytes.length - 5] ^= 0xff;
+    await Deno.writeFile(ck, bytes);
+    const e = await run(infer, ["--run", out, "--out", `${out}/infer2`, "--quiet"]);
+    assert.equal(e.code, 1);
+    assert.match(e.stderr, /classifier_best\.safetensors is corrupt/);
+    await Deno.remove(out, { recursive: true });
+  },
+});
