@@ -1,12 +1,16 @@
 /**
  * Benchmark runner: `deno task bench [--filter SUBSTRING] [--json FILE] [--peers] [--runs N]`.
- * Runs every registered group (bench/kernels.ts, and bench/wsi.ts when present), prints a table
+ * Runs every registered group (matmul, attention, conv, models, wsi), prints a table
  * with the adapter, and optionally writes the rows as JSON.
  */
 import { describeGpu, initGpu } from "../engine/mod.ts";
 import { type BenchContext, benchGroups, type BenchRow, registerBench } from "./registry.ts";
 import { formatTable } from "./table.ts";
 import "./kernels.ts";
+import "./attention.ts";
+import { benchWsi } from "./wsi.ts";
+import { benchConv } from "./conv.ts";
+import { benchModels } from "./models.ts";
 
 function parseArgs(
   args: string[],
@@ -30,53 +34,23 @@ function parseArgs(
   return out;
 }
 
-/**
- * Bench modules written alongside this runner, loaded when present: file, export, whether it
- * filters its own rows, and how to call it.
- */
-const OPTIONAL: {
-  file: string;
-  fn: string;
-  filterable: boolean;
-  call: (f: (...a: unknown[]) => Promise<BenchRow[]>, ctx: BenchContext) => Promise<BenchRow[]>;
-}[] = [
-  { file: "wsi.ts", fn: "benchWsi", filterable: false, call: (f) => f() },
-  {
-    file: "conv.ts",
-    fn: "benchConv",
-    filterable: true,
-    call: (f, c) => f({ filter: c.filter, tfjs: c.peers }),
-  },
-];
-
-async function loadOptional(): Promise<void> {
-  for (const o of OPTIONAL) {
-    const url = new URL(`./${o.file}`, import.meta.url);
-    try {
-      await Deno.stat(url);
-    } catch {
-      console.error(`bench/${o.file} not present: skipping it`);
-      continue;
-    }
-    const mod = await import(url.href);
-    const f = mod[o.fn];
-    if (typeof f !== "function") {
-      console.error(`bench/${o.file} has no ${o.fn} export: skipping it`);
-      continue;
-    }
-    registerBench({
-      name: o.file.replace(/\.ts$/, ""),
-      filterable: o.filterable,
-      run: (ctx) => o.call(f, ctx),
-    });
-  }
-}
+// Groups: matmul (kernels.ts) and attention register themselves; the others are registered here.
+registerBench({ name: "wsi", run: () => benchWsi() });
+registerBench({
+  name: "conv",
+  filterable: true,
+  run: (c: BenchContext) => benchConv({ filter: c.filter, tfjs: c.peers }),
+});
+registerBench({
+  name: "models",
+  filterable: true,
+  run: (c: BenchContext) => benchModels({ filter: c.filter, peers: c.peers, runs: c.runs }),
+});
 
 if (import.meta.main) {
   const opts = parseArgs(Deno.args);
   const g = await initGpu();
   const adapter = g.adapterName;
-  await loadOptional();
   console.log(`adapter: ${describeGpu()}`);
   console.log(
     `date: ${new Date().toISOString().slice(0, 10)}  runs: ${opts.runs}  peers: ${opts.peers}`,

@@ -32,6 +32,7 @@ import { Adam } from "../engine/optim/adam.ts";
 import { RESNET50_ADL, ResNetAdl } from "../model/resnet_adl.ts";
 import { Sam } from "../model/sam/sam.ts";
 import { SAM_CONFIGS } from "../model/sam/configs.ts";
+import { attentionImpl } from "../model/sam/attention.ts";
 import type { BenchRow } from "./registry.ts";
 
 export interface ModelBenchOptions {
@@ -52,7 +53,10 @@ const MB = 2 ** 20;
 /** The largest single buffer requested from the pool while `fn` runs. */
 let maxAlloc = 0;
 function trackAllocs(): void {
-  const p = pool as unknown as { acquire: (b: number, l?: string) => GPUBuffer; __wrapped?: boolean };
+  const p = pool as unknown as {
+    acquire: (b: number, l?: string) => GPUBuffer;
+    __wrapped?: boolean;
+  };
   if (p.__wrapped) return;
   const orig = p.acquire.bind(pool);
   p.acquire = (bytes: number, label?: string) => {
@@ -81,7 +85,9 @@ async function finiteNote(what: string, t: Tensor | null): Promise<string> {
     if (!Number.isFinite(v)) bad++;
     else if (Math.abs(v) > maxAbs) maxAbs = Math.abs(v);
   }
-  return bad ? `${what} [${t.shape}]: ${bad} NON-FINITE of ${d.length}` : `${what} [${t.shape}] finite (max |v| ${maxAbs.toPrecision(3)})`;
+  return bad
+    ? `${what} [${t.shape}]: ${bad} NON-FINITE of ${d.length}`
+    : `${what} [${t.shape}] finite (max |v| ${maxAbs.toPrecision(3)})`;
 }
 
 interface Measured {
@@ -95,7 +101,11 @@ interface Measured {
  * Warm-up once, then `runs` timed runs of `step` (wall clock, `sync()` before and after).
  * Peak memory and the largest allocation cover the timed runs.
  */
-async function measure(step: () => void | Promise<void>, runs: number, warmup: boolean): Promise<Measured> {
+async function measure(
+  step: () => void | Promise<void>,
+  runs: number,
+  warmup: boolean,
+): Promise<Measured> {
   if (warmup) {
     await step();
     await sync();
@@ -201,7 +211,10 @@ export async function runTorchPeer(cases: string[], runs: number): Promise<Map<s
     });
     const r = await p.output();
     const text = new TextDecoder().decode(r.stdout);
-    const json = JSON.parse(text.trim().split("\n").pop() ?? "{}") as { rows?: PeerRow[]; torch?: string };
+    const json = JSON.parse(text.trim().split("\n").pop() ?? "{}") as {
+      rows?: PeerRow[];
+      torch?: string;
+    };
     for (const row of json.rows ?? []) out.set(row.case, { ...row });
     if (json.torch) console.error(`torch peer: torch ${json.torch}, 2 threads`);
   } catch (e) {
@@ -221,10 +234,14 @@ interface Case {
   flops: number | null;
   /** Slow at this size: skipped warm-up under `warmup: "small"`. */
   big?: boolean;
+  /** Extra note (e.g. which attention path ran). */
+  note?: () => string;
   /** Case id for the torch peer (null: no peer). */
   peer: string | null;
   /** Prepares the model and returns the step to time plus a cleanup. */
-  setup: () => Promise<{ step: () => void | Promise<void>; done: () => void; verify?: () => Promise<string> }>;
+  setup: () => Promise<
+    { step: () => void | Promise<void>; done: () => void; verify?: () => Promise<string> }
+  >;
 }
 
 function resnetTrainCase(b: number, s: number): Case {
@@ -254,7 +271,7 @@ function resnetTrainCase(b: number, s: number): Case {
           lastLoss?.dispose();
           lastLoss = loss;
         },
-        verify: async () => finiteNote("loss", lastLoss),
+        verify: () => finiteNote("loss", lastLoss),
         done: () => {
           lastLoss?.dispose();
           opt.dispose();
@@ -304,6 +321,7 @@ function samEncoderCase(): Case {
     images: 1,
     flops: samEncoderFlops(cfg.encoder),
     peer: "sam_encoder",
+    note: () => `attention ${attentionImpl()}`,
     big: true,
     setup: () => {
       const sam = new Sam(cfg, 0);
@@ -336,6 +354,7 @@ function samBlockCase(kind: "window" | "global"): Case {
     images: 0,
     flops: samBlockFlops(g, d, kind === "global" ? 0 : cfg.encoder.window_size),
     peer: `sam_block_${kind}`,
+    note: () => `attention ${attentionImpl()}`,
     setup: () => {
       const sam = new Sam(cfg, 0);
       sam.eval();
@@ -380,7 +399,9 @@ function samDecoderCase(nPoints = 50): Case {
       const labels = new Float32Array(nPoints).fill(1);
       const tgt = new Float32Array(orig * orig);
       for (let y = 0; y < orig; y++) {
-        for (let x = 0; x < orig; x++) tgt[y * orig + x] = (x - 256) ** 2 + (y - 256) ** 2 < 150 ** 2 ? 1 : 0;
+        for (let x = 0; x < orig; x++) {
+          tgt[y * orig + x] = (x - 256) ** 2 + (y - 256) ** 2 < 150 ** 2 ? 1 : 0;
+        }
       }
       const target = tensor(tgt, [1, orig, orig]);
       const opt = new Adam(sam.maskDecoder.parameters(), { lr: 1e-5 });
@@ -390,7 +411,11 @@ function samDecoderCase(nPoints = 50): Case {
           const loss = tidy(() => {
             const r = sam.decode(emb, { points: { coords, labels, n: nPoints } }, false);
             const probs = F.sigmoid(
-              F.reshape(sam.postprocess(r.lowRes, [sam.imgSize, sam.imgSize], [orig, orig]), [1, orig, orig]),
+              F.reshape(sam.postprocess(r.lowRes, [sam.imgSize, sam.imgSize], [orig, orig]), [
+                1,
+                orig,
+                orig,
+              ]),
             );
             const l = F.add(F.diceLoss(probs, target), F.iouLoss(probs, target));
             backward(l);
@@ -401,7 +426,7 @@ function samDecoderCase(nPoints = 50): Case {
           lastLoss?.dispose();
           lastLoss = loss;
         },
-        verify: async () => finiteNote("loss", lastLoss),
+        verify: () => finiteNote("loss", lastLoss),
         done: () => {
           lastLoss?.dispose();
           opt.dispose();
@@ -435,7 +460,9 @@ export async function benchModels(opts: ModelBenchOptions = {}): Promise<BenchRo
   const runs = opts.runs ?? 3;
   const batch = opts.batch ?? Number(Deno.env.get("MODELS_BATCH") ?? 16);
   const alts = (opts.filter ?? "").split("|").filter(Boolean);
-  const cases = modelCases(batch).filter((c) => !alts.length || alts.some((a) => c.name.includes(a)));
+  const cases = modelCases(batch).filter((c) =>
+    !alts.length || alts.some((a) => c.name.includes(a))
+  );
   const rows: BenchRow[] = [];
   for (const c of cases) {
     console.error(`[models] ${c.name} ...`);
@@ -477,7 +504,9 @@ export async function benchModels(opts: ModelBenchOptions = {}): Promise<BenchRo
       adapter,
       notes: `runs ${r.all.map((v) => v.toFixed(0)).join("/")} ms${
         opts.warmup === false || (opts.warmup === "small" && c.big) ? " (no warm-up)" : ""
-      }; live before ${live0.toFixed(0)} MB; largest buffer ${r.maxAllocMB.toFixed(1)} MB; ${check}; load ${loadavg()}`,
+      }; live before ${live0.toFixed(0)} MB; largest buffer ${
+        r.maxAllocMB.toFixed(1)
+      } MB; ${check}${c.note ? `; ${c.note()}` : ""}; load ${loadavg()}`,
     };
     console.error(`[models]   ${row.name}: ${r.ms.toFixed(0)} ms (${row.notes})`);
     rows.push(row);
@@ -494,15 +523,23 @@ export async function benchModels(opts: ModelBenchOptions = {}): Promise<BenchRo
         continue;
       }
       const ratio = ours && Number.isFinite(ours.ms) ? ours.ms / p.ms : NaN;
-      if (ours) ours.notes = `${ours.notes}; torch CPU ${p.ms.toFixed(0)} ms → ours/torch ${ratio.toFixed(2)}×`;
+      if (ours) {
+        ours.notes = `${ours.notes}; torch CPU ${p.ms.toFixed(0)} ms → ours/torch ${
+          ratio.toFixed(2)
+        }×`;
+      }
       rows.push({
-        name: `torch-cpu(2 thr) ${c.name}${c.images ? ` ${(c.images * 1000 / p.ms).toFixed(3)} img/s` : ""}`,
+        name: `torch-cpu(2 thr) ${c.name}${
+          c.images ? ` ${(c.images * 1000 / p.ms).toFixed(3)} img/s` : ""
+        }`,
         shape: c.shape,
         ms: p.ms,
         gflops: c.flops ? c.flops / p.ms / 1e6 : null,
         gbps: null,
         adapter: "PyTorch CPU, 2 threads",
-        notes: `runs ${(p.all ?? []).map((v) => v.toFixed(0)).join("/")} ms; ours/torch ${ratio.toFixed(2)}×`,
+        notes: `runs ${(p.all ?? []).map((v) => v.toFixed(0)).join("/")} ms; ours/torch ${
+          ratio.toFixed(2)
+        }×`,
       });
     }
   }

@@ -4,7 +4,7 @@
  * flash kernel (engine/ops/attention.ts) never forms scores; the composed path (matmul, softmax)
  * forms them per group of slices small enough to stay within half the adapter's binding limit.
  */
-import { F, gpu, type Tensor } from "../../engine/mod.ts";
+import { F, gpu, type Tensor, tidy } from "../../engine/mod.ts";
 
 /** Relative-position lookup indices as get_rel_pos computes them (qSize × kSize). */
 export function relPosIndex(qSize: number, kSize: number): Int32Array {
@@ -95,15 +95,19 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, scale: number, rel?: 
     const g1 = Math.min(g, g0 + groupSize);
     const part = (t: Tensor) => (groupSize >= g ? t : F.slice(t, 0, g0, g1));
     const gs = g1 - g0;
-    let s = F.matmul(F.mul(part(q), scale), F.transpose(part(k), 1, 2));
-    if (terms) {
-      const bias = F.add(
-        F.reshape(part(terms.relH), [gs, nq, kh, 1]),
-        F.reshape(part(terms.relW), [gs, nq, 1, kw]),
-      );
-      s = F.add(s, F.reshape(bias, [gs, nq, nk]));
-    }
-    outs.push(F.matmul(F.softmax(s, -1), part(v)));
+    // One scope per group: its scores and probabilities are freed before the next group's are
+    // formed (under autograd the graph keeps what backward needs).
+    outs.push(tidy(() => {
+      let s = F.matmul(F.mul(part(q), scale), F.transpose(part(k), 1, 2));
+      if (terms) {
+        const bias = F.add(
+          F.reshape(part(terms.relH), [gs, nq, kh, 1]),
+          F.reshape(part(terms.relW), [gs, nq, 1, kw]),
+        );
+        s = F.add(s, F.reshape(bias, [gs, nq, nk]));
+      }
+      return F.matmul(F.softmax(s, -1), part(v));
+    }));
   }
   return outs.length === 1 ? outs[0] : F.concat(outs, 0);
 }
