@@ -110,7 +110,8 @@ export function examplePanel(
   ];
   if (pseudo !== undefined) {
     panels.push({
-      title: "pseudo",
+      // A black panel titled "dropped": this patch's pseudo-label failed the IDS filter.
+      title: pseudo ? "pseudo" : "dropped",
       image: pseudo ? overlay(img, pseudo, [255, 200, 0]) : maskImage(new Uint8Array(S * S), S, S),
     });
   }
