@@ -3,6 +3,14 @@ export * from "./device.ts";
 export { dispatch, dispatchStats, flush, grid1d, Params, sync, timeGpu } from "./dispatch.ts";
 export type { Binding, Kernel } from "./dispatch.ts";
 export { memoryStats, pool } from "./pool.ts";
+export {
+  bindingLimit,
+  rangeBinding,
+  setBindingLimitForTests,
+  splitBatch,
+  splitViews,
+  viewOf,
+} from "./split.ts";
 export * from "./tensor.ts";
 export { keep, tidy, tidyAsync } from "./scope.ts";
 export { backward, isGradEnabled, noGrad, noGradAsync, record, requireGrad } from "./autograd.ts";

@@ -17,13 +17,15 @@ export const MAX_MEAN_PARTIALS = 64;
 
 /**
  * Flips and rotation fused into one gather: output pixel → rotated source (nearest, round half to
- * even as grid_sample) → un-flipped source; outside the image → 0. Uniform: n, c, h, w.
+ * even as grid_sample) → un-flipped source; outside the image → 0. Uniform: n (samples in this
+ * dispatch), c, h, w, s0 (first sample's index in prm), xOff, yOff (element offsets of x and y in
+ * their bindings: a batch over the binding limit runs as several dispatches over runs of samples).
  */
 export function geometricKernel(): Kernel {
   return {
     key: "augment/geometric",
     wgsl: () =>
-      `struct P { n: u32, c: u32, h: u32, w: u32 }
+      `struct P { n: u32, c: u32, h: u32, w: u32, s0: u32, xOff: u32, yOff: u32, pad: u32 }
 @group(0) @binding(0) var<uniform> u: P;
 @group(0) @binding(1) var<storage, read> prm: array<f32>;
 @group(0) @binding(2) var<storage, read> x: array<f32>;
@@ -38,7 +40,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   let p = i % hw;
   let oy = p / u.w;
   let ox = p % u.w;
-  let b = s * ${PARAM_STRIDE}u;
+  let b = (u.s0 + s) * ${PARAM_STRIDE}u;
   let ct = prm[b + 2u];
   let st = prm[b + 3u];
   let cx = (f32(u.w) - 1.0) * 0.5;
@@ -55,8 +57,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   let plane = s * u.c * hw;
   for (var c = 0u; c < u.c; c++) {
     var v = 0.0;
-    if (inside) { v = x[plane + c * hw + iy * u.w + ix]; }
-    y[plane + c * hw + p] = v;
+    if (inside) { v = x[u.xOff + plane + c * hw + iy * u.w + ix]; }
+    y[u.yOff + plane + c * hw + p] = v;
   }
 }`,
   };
@@ -111,7 +113,12 @@ fn apply_op(op: u32, c: vec3<f32>, b: u32, mean: f32) -> vec3<f32> {
   }
 }`;
 
-const JITTER_HEAD = `struct P { n: u32, hw: u32, parts: u32, pad: u32 }
+/**
+ * Uniforms: n (samples in this dispatch), hw, parts, s0 (first sample's index in prm and partial),
+ * xOff, yOff (element offsets of x and y in their bindings), pads.
+ */
+const JITTER_HEAD =
+  `struct P { n: u32, hw: u32, parts: u32, s0: u32, xOff: u32, yOff: u32, p1: u32, p2: u32 }
 @group(0) @binding(0) var<uniform> u: P;
 @group(0) @binding(1) var<storage, read> prm: array<f32>;
 @group(0) @binding(2) var<storage, read> x: array<f32>;`;
@@ -132,8 +139,8 @@ var<workgroup> red: array<f32, ${AUGMENT_WG}>;
 @compute @workgroup_size(${AUGMENT_WG})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let s = wid.y;
-  let b = s * ${PARAM_STRIDE}u;
-  let base = s * 3u * u.hw;
+  let b = (u.s0 + s) * ${PARAM_STRIDE}u;
+  let base = u.xOff + s * 3u * u.hw;
   var acc = 0.0;
   for (var p = wid.x * ${AUGMENT_WG}u + lid; p < u.hw; p += u.parts * ${AUGMENT_WG}u) {
     var c = vec3<f32>(x[base + p], x[base + u.hw + p], x[base + 2u * u.hw + p]);
@@ -150,7 +157,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     if (lid < w) { red[lid] += red[lid + w]; }
     workgroupBarrier();
   }
-  if (lid == 0u) { partial[s * u.parts + wid.x] = red[0]; }
+  if (lid == 0u) { partial[(u.s0 + s) * u.parts + wid.x] = red[0]; }
 }`,
   };
 }
@@ -169,8 +176,8 @@ var<workgroup> mean_sh: f32;
 @compute @workgroup_size(${AUGMENT_WG})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let s = wid.y;
-  let b = s * ${PARAM_STRIDE}u;
-  if (lid < u.parts) { parts[lid] = partial[s * u.parts + lid]; }
+  let b = (u.s0 + s) * ${PARAM_STRIDE}u;
+  if (lid < u.parts) { parts[lid] = partial[(u.s0 + s) * u.parts + lid]; }
   workgroupBarrier();
   if (lid == 0u) {
     var t = 0.0;
@@ -181,15 +188,16 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let mean = mean_sh;
   let p = wid.x * ${AUGMENT_WG}u + lid;
   if (p >= u.hw) { return; }
-  let base = s * 3u * u.hw;
+  let base = u.xOff + s * 3u * u.hw;
   var c = vec3<f32>(x[base + p], x[base + u.hw + p], x[base + 2u * u.hw + p]);
   if (prm[b + 13u] != 0.0) {
     for (var k = 0u; k < 4u; k++) { c = apply_op(u32(prm[b + 9u + k]), c, b, mean); }
   }
   if (prm[b + 8u] != 0.0) { c = vec3<f32>(gray(c)); }
-  y[base + p] = c.x;
-  y[base + u.hw + p] = c.y;
-  y[base + 2u * u.hw + p] = c.z;
+  let yb = u.yOff + s * 3u * u.hw;
+  y[yb + p] = c.x;
+  y[yb + u.hw + p] = c.y;
+  y[yb + 2u * u.hw + p] = c.z;
 }`,
   };
 }

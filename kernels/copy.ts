@@ -29,9 +29,12 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   };
 }
 
-/** y (dense) = the view of x. Uniforms: n, rank, off, pad, shape (2×vec4), strides (2×vec4). */
+/**
+ * y (dense, from yOff) = the view of x. Uniforms: n, rank, off, yOff, shape (2×vec4), strides
+ * (2×vec4).
+ */
 export function stridedCopyKernel(dtype: string): Kernel {
-  return copyKernel(`copy/strided/${dtype}`, dtype, "pad", "y[i] = x[view_offset(i)];");
+  return copyKernel(`copy/strided/${dtype}`, dtype, "yOff", "y[i + u.yOff] = x[view_offset(i)];");
 }
 
 /** The view of y = x (dense, from srcOff). Uniforms: n, rank, off, srcOff, shape, strides. */

@@ -96,7 +96,8 @@ function params(nIn: number): string {
 
 /**
  * Builds an elementwise kernel. `expr` reads `x` (unary), `a`/`b` (binary) or `c`/`a`/`b`
- * (ternary select), `p0`/`p1`. Uniform layout: n, rank, p0, p1, off0..off3, shape, strides per input.
+ * (ternary select), `p0`/`p1`. Uniform layout: n, rank, p0, p1, off0..off2 (the inputs' element
+ * offsets in their bindings), off3 (the output's), shape, strides per input.
  */
 export function elementwiseKernel(
   kind: "unary" | "binary" | "where",
@@ -131,7 +132,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   if (i >= u.n) { return; }
   let p0 = u.p0; let p1 = u.p1;
   ${flat ? "" : stridedBody(nIn)}
-${loads}  out[i] = ${expr};
+${loads}  out[i + u.off3] = ${expr};
 }`;
     },
   };
@@ -144,7 +145,7 @@ export function castKernel(from: string, to: string): Kernel {
   return {
     key: `cast/${from}/${to}`,
     wgsl: () =>
-      `struct P { n: u32, off: u32, a: u32, b: u32 }
+      `struct P { n: u32, off: u32, yOff: u32, b: u32 }
 @group(0) @binding(0) var<uniform> u: P;
 @group(0) @binding(1) var<storage, read> x: array<${from}>;
 @group(0) @binding(2) var<storage, read_write> y: array<${to}>;
@@ -153,7 +154,7 @@ ${FLAT_INDEX}
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = flat_index(gid, nwg, ${WG}u);
   if (i >= u.n) { return; }
-  y[i] = ${to}(x[i + u.off]);
+  y[i + u.yOff] = ${to}(x[i + u.off]);
 }`,
   };
 }

@@ -9,12 +9,17 @@ import type { Kernel } from "../engine/dispatch.ts";
 
 export const HF_WG = 256;
 
+/**
+ * Both kernels take element offsets of their bindings (xOff, cOff, yOff) so a batch over the
+ * binding limit runs as several dispatches over runs of images.
+ */
+
 /** Per (n, c): X[u,v] = mean(x·e^{−iφ}), φ = 2π(u·h/H + v·w/W), for (u,v) ∈ {0,−1}²; 8 floats out. */
 export function highFreqCoeffKernel(): Kernel {
   return {
     key: "highfreq/coeff",
     wgsl: () =>
-      `struct P { h: u32, w: u32, slices: u32, pad: u32 }
+      `struct P { h: u32, w: u32, slices: u32, xOff: u32, cOff: u32, p1: u32, p2: u32, p3: u32 }
 @group(0) @binding(0) var<uniform> u: P;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> coeff: array<f32>;
@@ -28,7 +33,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   for (var k = 0u; k < 8u; k++) { a[k] = 0.0; }
   if (inRange) {
     let n = u.h * u.w;
-    let base = s * n;
+    let base = u.xOff + s * n;
     for (var i = l; i < n; i += ${HF_WG}u) {
       let hh = i / u.w;
       let ww = i % u.w;
@@ -52,7 +57,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   }
   if (l == 0u && inRange) {
     let inv = 1.0 / f32(u.h * u.w);
-    for (var k = 0u; k < 8u; k++) { coeff[s * 8u + k] = acc[0][k] * inv; }
+    for (var k = 0u; k < 8u; k++) { coeff[u.cOff + s * 8u + k] = acc[0][k] * inv; }
   }
 }`,
   };
@@ -63,7 +68,7 @@ export function highFreqApplyKernel(): Kernel {
   return {
     key: "highfreq/apply",
     wgsl: () =>
-      `struct P { h: u32, w: u32, c: u32, total: u32 }
+      `struct P { h: u32, w: u32, c: u32, total: u32, xOff: u32, cOff: u32, yOff: u32, pad: u32 }
 @group(0) @binding(0) var<uniform> u: P;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read> coeff: array<f32>;
@@ -85,14 +90,14 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   let useW = u.w > 1u;
   var sum = 0.0;
   for (var c = 0u; c < u.c; c++) {
-    let k = (n * u.c + c) * 8u;
+    let k = u.cOff + (n * u.c + c) * 8u;
     var low = coeff[k];
     if (useH) { low += coeff[k + 2u] * cos(ah) - coeff[k + 3u] * sin(ah); }
     if (useW) { low += coeff[k + 4u] * cos(aw) - coeff[k + 5u] * sin(aw); }
     if (useH && useW) { low += coeff[k + 6u] * cos(ah + aw) - coeff[k + 7u] * sin(ah + aw); }
-    sum += abs(x[(n * u.c + c) * hw + p] - low);
+    sum += abs(x[u.xOff + (n * u.c + c) * hw + p] - low);
   }
-  y[i] = sum / f32(u.c);
+  y[u.yOff + i] = sum / f32(u.c);
 }`,
   };
 }

@@ -12,9 +12,12 @@ import { FLAT_INDEX } from "./common.ts";
 
 export const POOL_WG = 256;
 
-/** Uniforms: planes (N·C), H, W, OH, OW, kh, kw, sh, sw, ph, pw, pad. */
+/**
+ * Uniforms: planes (N·C), H, W, OH, OW, kh, kw, sh, sw, ph, pw, pad, o0..o2 (element offsets of
+ * storage bindings 1..3 in their ranges, for batches split over the binding limit), pad.
+ */
 const PARAMS = `struct P { planes: u32, H: u32, W: u32, OH: u32, OW: u32, kh: u32, kw: u32, sh: u32,
-  sw: u32, ph: u32, pw: u32, pad: u32 }
+  sw: u32, ph: u32, pw: u32, pad: u32, o0: u32, o1: u32, o2: u32, o3: u32 }
 @group(0) @binding(0) var<uniform> u: P;`;
 
 const HEAD = `${FLAT_INDEX}
@@ -42,7 +45,7 @@ ${HEAD}
   let w1 = min(w0 + i32(u.kw), i32(u.W));
   let hs = max(h0, 0);
   let ws = max(w0, 0);
-  let base = plane * u.H * u.W;
+  let base = u.o0 + plane * u.H * u.W;
   // Starts below every finite value; an all −inf window keeps its first pixel (read back below).
   var best = -3.402823e38;
   var bi = hs * i32(u.W) + ws;
@@ -53,8 +56,8 @@ ${HEAD}
       if (v > best || v != v) { best = v; bi = k; }
     }
   }
-  y[i] = x[base + u32(bi)];
-  arg[i] = bi;
+  y[u.o1 + i] = x[base + u32(bi)];
+  arg[u.o2 + i] = bi;
 }`,
   };
 }
@@ -87,10 +90,10 @@ ${HEAD}
   for (var oh = oh0; oh <= oh1; oh++) {
     for (var ow = ow0; ow <= ow1; ow++) {
       let o = base + u32(oh) * u.OW + u32(ow);
-      if (arg[o] == me) { acc += g[o]; }
+      if (arg[u.o1 + o] == me) { acc += g[u.o0 + o]; }
     }
   }
-  dx[i] = acc;
+  dx[u.o2 + i] = acc;
 }`,
   };
 }
@@ -112,12 +115,12 @@ ${HEAD}
   let h1 = ((oh + 1u) * u.H + u.OH - 1u) / u.OH;
   let w0 = (ow * u.W) / u.OW;
   let w1 = ((ow + 1u) * u.W + u.OW - 1u) / u.OW;
-  let base = plane * u.H * u.W;
+  let base = u.o0 + plane * u.H * u.W;
   var acc = 0.0;
   for (var h = h0; h < h1; h++) {
     for (var w = w0; w < w1; w++) { acc += x[base + h * u.W + w]; }
   }
-  y[i] = acc / f32((h1 - h0) * (w1 - w0));
+  y[u.o1 + i] = acc / f32((h1 - h0) * (w1 - w0));
 }`,
   };
 }
@@ -142,7 +145,7 @@ ${HEAD}
   let oh1 = min(((h + 1u) * u.OH + u.H - 1u) / u.H, u.OH);
   let ow0 = (w * u.OW) / u.W;
   let ow1 = min(((w + 1u) * u.OW + u.W - 1u) / u.W, u.OW);
-  let base = plane * u.OH * u.OW;
+  let base = u.o0 + plane * u.OH * u.OW;
   var acc = 0.0;
   for (var oh = oh0; oh < oh1; oh++) {
     let h0 = (oh * u.H) / u.OH;
@@ -155,7 +158,7 @@ ${HEAD}
       acc += g[base + oh * u.OW + ow] / f32((h1 - h0) * (w1 - w0));
     }
   }
-  dx[i] = acc;
+  dx[u.o1 + i] = acc;
 }`,
   };
 }
@@ -180,12 +183,12 @@ ${HEAD}
   let w0 = i32(ow * u.sw) - i32(u.pw);
   let h1 = min(h0 + i32(u.kh), i32(u.H));
   let w1 = min(w0 + i32(u.kw), i32(u.W));
-  let base = plane * u.H * u.W;
+  let base = u.o0 + plane * u.H * u.W;
   var acc = 0.0;
   for (var h = max(h0, 0); h < h1; h++) {
     for (var w = max(w0, 0); w < w1; w++) { acc += x[base + u32(h) * u.W + u32(w)]; }
   }
-  y[i] = acc / f32(u.kh * u.kw);
+  y[u.o1 + i] = acc / f32(u.kh * u.kw);
 }`,
   };
 }
@@ -208,11 +211,11 @@ ${HEAD}
   let ow0 = max((w + i32(u.pw) - i32(u.kw) + i32(u.sw)) / i32(u.sw), 0);
   let ow1 = min((w + i32(u.pw)) / i32(u.sw), i32(u.OW) - 1);
   var acc = 0.0;
-  let base = plane * u.OH * u.OW;
+  let base = u.o0 + plane * u.OH * u.OW;
   for (var oh = oh0; oh <= oh1; oh++) {
     for (var ow = ow0; ow <= ow1; ow++) { acc += g[base + u32(oh) * u.OW + u32(ow)]; }
   }
-  dx[i] = acc / f32(u.kh * u.kw);
+  dx[u.o1 + i] = acc / f32(u.kh * u.kw);
 }`,
   };
 }

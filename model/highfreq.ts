@@ -8,7 +8,17 @@
  * rolls by c = floor(n/2), so shifted indices c−1 and c are the unshifted frequencies n−1 and 0
  * (for every n ≥ 1, including torch's slice behaviour at n = 1).
  */
-import { dispatch, empty, F, grid1d, Params, type Tensor, tensor, tidy } from "../engine/mod.ts";
+import {
+  dispatch,
+  empty,
+  F,
+  grid1d,
+  Params,
+  splitBatch,
+  type Tensor,
+  tensor,
+  tidy,
+} from "../engine/mod.ts";
 import { HF_WG, highFreqApplyKernel, highFreqCoeffKernel } from "../kernels/highfreq.ts";
 
 /** The mask that zeroes frequencies {0, H−1} × {0, W−1} of an unshifted [H, W] spectrum. */
@@ -32,21 +42,26 @@ export function highFrequency(x: Tensor): Tensor {
 export function highFrequencyDirect(x: Tensor): Tensor {
   const [n, c, h, w] = x.shape;
   const xd = F.dense(x);
-  const coeff = empty([n * c, 8]);
+  const coeff = empty([n, c, 8]);
   const out = empty([n, 1, h, w]);
   if (out.size > 0) {
-    dispatch(
-      highFreqCoeffKernel(),
-      [xd.binding(), coeff.binding()],
-      new Params().u32(h, w, n * c, 0),
-      grid1d(n * c, 1),
-    );
-    dispatch(
-      highFreqApplyKernel(),
-      [xd.binding(), coeff.binding(), out.binding()],
-      new Params().u32(h, w, c, n * h * w),
-      grid1d(n * h * w, HF_WG),
-    );
+    // Images are independent: over the binding limit, runs of images are separate dispatches.
+    for (const ch of splitBatch("highFrequency", n, [xd, coeff, out])) {
+      const [rx, rc, ry] = ch.ranges;
+      const k = ch.n1 - ch.n0;
+      dispatch(
+        highFreqCoeffKernel(),
+        [rx.binding, rc.binding],
+        new Params().u32(h, w, k * c, rx.off, rc.off, 0, 0, 0),
+        grid1d(k * c, 1),
+      );
+      dispatch(
+        highFreqApplyKernel(),
+        [rx.binding, rc.binding, ry.binding],
+        new Params().u32(h, w, c, k * h * w, rx.off, rc.off, ry.off, 0),
+        grid1d(k * h * w, HF_WG),
+      );
+    }
   }
   coeff.dispose();
   if (xd !== x) xd.dispose();

@@ -5,7 +5,7 @@
  * reference: ADL modules take a slot in their Sequential, so layer4's second bottleneck is
  * `layer4.2`.
  */
-import { F, gpu, type Tensor, tidy } from "../engine/mod.ts";
+import { F, type Tensor, tidy } from "../engine/mod.ts";
 import { Module } from "../engine/nn/module.ts";
 import { Conv2d } from "../engine/nn/conv.ts";
 import { BatchNorm2d } from "../engine/nn/norm.ts";
@@ -177,31 +177,8 @@ export class ResNetAdl extends Module {
     return F.concat([x, highFrequency(x)], 1);
   }
 
-  /**
-   * The stem output [N, width, H/2, W/2] and layer1's [N, 4·width, H/4, W/4] are the largest
-   * activations (N·width·H·W bytes each in f32); kernels bind them whole, so a batch past the
-   * adapter's per-binding limit (128 MiB on lavapipe: batch 8 at 512²) fails. Say so up front.
-   */
-  private checkBindingLimit(x: Tensor): void {
-    if (x.rank !== 4) return;
-    const [n, , h, w] = x.shape;
-    const limit = gpu().limits.maxStorageBufferBindingSize;
-    const per = this.config.width * Math.ceil(h / 2) * Math.ceil(w / 2) * 4;
-    if (n * per > limit) {
-      const mib = (b: number) => (b / 2 ** 20).toFixed(0);
-      const shape = `[${n}, ${this.config.width}, ${Math.ceil(h / 2)}, ${Math.ceil(w / 2)}]`;
-      const most = Math.max(1, Math.floor(limit / per));
-      throw new Error(
-        `ResNetAdl: batch ${n} at ${h}×${w} needs ${mib(n * per)} MiB activations (${shape}), ` +
-          `over this adapter's per-binding limit of ${mib(limit)} MiB: use a batch size of at ` +
-          `most ${most} (out of memory for this batch)`,
-      );
-    }
-  }
-
   /** Stem and stages up to the output of layer4 block 0 (the CAM features). */
   private trunk(x: Tensor, untilCam: boolean): Tensor {
-    this.checkBindingLimit(x);
     let y = this.inputWithHighFreq(x);
     y = F.maxPool2d(F.relu(this.bn1.forward(this.conv1.forward(y))), {
       kernel: 3,

@@ -21,6 +21,7 @@ import {
 } from "../../kernels/conv2d/backward_weight.ts";
 import { LOOP_BUDGET } from "../../kernels/common.ts";
 import { reduceRaw } from "./reduce.ts";
+import { splitBatch } from "../split.ts";
 import { dense as denseOp } from "./view.ts";
 
 /** A dense version of `t` for binding (a copy only for strided views), never recorded. */
@@ -133,7 +134,16 @@ function fitTile(t: ConvTile, cols: number): ConvTile {
   return { ...t, rn: fit(t.rn, cols) };
 }
 
-function params(g: ConvGeometry, blocks: number, M: number, chunk = 0, J = 0): Params {
+function params(
+  g: ConvGeometry,
+  blocks: number,
+  M: number,
+  chunk = 0,
+  J = 0,
+  a0 = 0,
+  a1 = 0,
+  zb = 0,
+): Params {
   return new Params().u32(
     g.N,
     g.C,
@@ -157,6 +167,10 @@ function params(g: ConvGeometry, blocks: number, M: number, chunk = 0, J = 0): P
     M,
     chunk,
     J,
+    a0,
+    a1,
+    zb,
+    0,
     0,
     0,
   );
@@ -172,7 +186,6 @@ export function conv2dForwardRaw(
   g: ConvGeometry,
 ): Tensor {
   const y = empty([g.N, g.O, g.OH, g.OW]);
-  const M = g.N * g.OH * g.OW;
   if (y.size === 0) return y;
   const Og = g.O / g.groups;
   const t = fitTile(tiles().fwd, Og);
@@ -180,13 +193,20 @@ export function conv2dForwardRaw(
   const pointwise = g.kh === 1 && g.kw === 1 && g.sh === 1 && g.sw === 1 && g.ph === 0 &&
     g.pw === 0;
   const blocks = Math.ceil(Og / t.rn);
-  const bindings = [xd.binding(), wd.binding()];
-  if (bd) bindings.push(bd.binding());
-  bindings.push(y.binding());
-  dispatch(conv2dForwardKernel(t, bd !== null, pointwise), bindings, params(g, blocks, M), [
-    Math.ceil(M / (t.wg * t.rm)),
-    g.groups * blocks,
-  ]);
+  const kernel = conv2dForwardKernel(t, bd !== null, pointwise);
+  // Samples are independent: over the binding limit, each run of samples is one dispatch.
+  for (const ch of splitBatch("conv2d", g.N, [xd, y])) {
+    const [rx, ry] = ch.ranges;
+    const gc = { ...g, N: ch.n1 - ch.n0 };
+    const Mc = gc.N * g.OH * g.OW;
+    const bindings = [rx.binding, wd.binding()];
+    if (bd) bindings.push(bd.binding());
+    bindings.push(ry.binding);
+    dispatch(kernel, bindings, params(gc, blocks, Mc, 0, 0, rx.off, ry.off), [
+      Math.ceil(Mc / (t.wg * t.rm)),
+      g.groups * blocks,
+    ]);
+  }
   if (xd !== x) xd.dispose();
   if (wd !== w) wd.dispose();
   if (bd && bd !== bias) bd.dispose();
@@ -209,15 +229,20 @@ export function conv2dBackwardDataRaw(
   const t = fitTile(tiles().bwdData, Cg);
   const dyd = dense(dy), wd = dense(w), bd = bias ? dense(bias) : null;
   const blocks = Math.ceil(Cg / t.rn);
-  const maxPhase = g.N * Math.ceil(g.H / g.sh) * Math.ceil(g.W / g.sw);
-  const bindings = [dyd.binding(), wd.binding()];
-  if (bd) bindings.push(bd.binding());
-  bindings.push(dx.binding());
-  dispatch(conv2dBackwardDataKernel(t, bd !== null), bindings, params(g, blocks, 0), [
-    Math.ceil(maxPhase / (t.wg * t.rm)),
-    g.groups * blocks,
-    g.sh * g.sw,
-  ]);
+  const kernel = conv2dBackwardDataKernel(t, bd !== null);
+  for (const ch of splitBatch("conv2d input gradient", g.N, [dyd, dx])) {
+    const [rdy, rdx] = ch.ranges;
+    const gc = { ...g, N: ch.n1 - ch.n0 };
+    const maxPhase = gc.N * Math.ceil(g.H / g.sh) * Math.ceil(g.W / g.sw);
+    const bindings = [rdy.binding, wd.binding()];
+    if (bd) bindings.push(bd.binding());
+    bindings.push(rdx.binding);
+    dispatch(kernel, bindings, params(gc, blocks, 0, 0, 0, rdy.off, rdx.off), [
+      Math.ceil(maxPhase / (t.wg * t.rm)),
+      g.groups * blocks,
+      g.sh * g.sw,
+    ]);
+  }
   if (dyd !== dy) dyd.dispose();
   if (wd !== w) wd.dispose();
   if (bd && bd !== bias) bd.dispose();
@@ -235,41 +260,52 @@ export function conv2dBackwardWeightRaw(x: Tensor, dy: Tensor, g: ConvGeometry):
   const J = Cg * g.kh * g.kw;
   const dw = empty([g.O, Cg, g.kh, g.kw]);
   if (dw.size === 0) return dw;
-  const M = g.N * g.OH * g.OW;
   const t0 = tiles().bwdWeight;
   const t = { ...t0, ro: fit(t0.ro, Og), rj: fit(t0.rj, J) };
   const blocks = Math.ceil(Og / t.ro);
   const tilesN = Math.ceil(J / t.rj) * g.groups * blocks;
-  // Each slice covers at least 8 strides of the workgroup over the pixels.
-  const maxSplits = Math.max(1, Math.ceil(M / (t.wg * 8)));
-  // Each invocation strides over chunk / wg pixels: at least enough slices to stay within the
-  // per-invocation loop budget (kernels/common.ts), whatever the target or override says.
-  const minSplits = Math.ceil(M / (t.wg * LOOP_BUDGET));
-  const S = Math.max(
-    minSplits,
-    splitOverride
-      ? Math.min(splitOverride, Math.max(1, M))
-      : Math.min(maxSplits, Math.max(1, Math.ceil(splitTarget() / tilesN)), 1024),
-  );
-  const chunk = Math.ceil(M / S);
+  /** Split-K slices for M = samples·OH·OW pixels. */
+  const slices = (M: number): number => {
+    // Each slice covers at least 8 strides of the workgroup over the pixels.
+    const maxSplits = Math.max(1, Math.ceil(M / (t.wg * 8)));
+    // Each invocation strides over chunk / wg pixels: at least enough slices to stay within the
+    // per-invocation loop budget (kernels/common.ts), whatever the target or override says.
+    const minSplits = Math.ceil(M / (t.wg * LOOP_BUDGET));
+    return Math.max(
+      minSplits,
+      splitOverride
+        ? Math.min(splitOverride, Math.max(1, M))
+        : Math.min(maxSplits, Math.max(1, Math.ceil(splitTarget() / tilesN)), 1024),
+    );
+  };
   const xd = dense(x), dyd = dense(dy);
-  const part = S === 1 ? dw : empty([S, g.O, J]);
-  dispatch(
-    conv2dBackwardWeightKernel(t),
-    [xd.binding(), dyd.binding(), part.binding()],
-    params(g, blocks, M, chunk, J),
-    [
-      Math.ceil(J / t.rj),
-      g.groups * blocks,
-      S,
-    ],
-  );
-  if (S > 1) {
+  // Over the binding limit, runs of samples are separate dispatches whose slices all land in
+  // the one scratch buffer that the split-K sum adds up.
+  const chunks = splitBatch("conv2d weight gradient", g.N, [xd, dyd]);
+  const S = chunks.map((ch) => slices((ch.n1 - ch.n0) * g.OH * g.OW));
+  const total = S.reduce((a, b) => a + b, 0);
+  const part = total === 1 ? dw : empty([total, g.O, J]);
+  const kernel = conv2dBackwardWeightKernel(t);
+  let zb = 0;
+  chunks.forEach((ch, i) => {
+    const [rx, rdy] = ch.ranges;
+    const gc = { ...g, N: ch.n1 - ch.n0 };
+    const M = gc.N * g.OH * g.OW;
+    const chunk = Math.ceil(M / S[i]);
+    dispatch(
+      kernel,
+      [rx.binding, rdy.binding, part.binding()],
+      params(gc, blocks, M, chunk, J, rx.off, rdy.off, zb),
+      [Math.ceil(J / t.rj), g.groups * blocks, S[i]],
+    );
+    zb += S[i];
+  });
+  if (total > 1) {
     const n = dw.size;
     dispatch(
       splitKSumKernel(),
       [part.binding(), dw.binding()],
-      new Params().u32(n, S),
+      new Params().u32(n, total),
       grid1d(n, SPLITK_SUM_WG),
     );
     part.dispose();

@@ -3,7 +3,8 @@
  * Numbers as operands become uniforms (no upload).
  */
 import { dispatch, grid1d, Params } from "../dispatch.ts";
-import { empty, type Shape, Tensor } from "../tensor.ts";
+import { empty, numel, type Shape, Tensor } from "../tensor.ts";
+import { rangeBinding, splitViews, viewOf } from "../split.ts";
 import { record } from "../autograd.ts";
 import {
   type BinaryOp,
@@ -55,7 +56,11 @@ function f32Only(name: string, ...ts: Tensor[]): void {
   }
 }
 
-/** Launches an elementwise kernel with inputs `ins` broadcast to `shape` (no autograd). */
+/**
+ * Launches an elementwise kernel with inputs `ins` broadcast to `shape` (no autograd). Tensors
+ * too large for one binding are split into chunks (engine/split.ts): element ranges on the flat
+ * path, leading-dim ranges on the strided one; each chunk binds only the ranges it touches.
+ */
 function launch(
   kind: "unary" | "binary" | "where",
   op: string,
@@ -68,14 +73,21 @@ function launch(
   const n = out.size;
   if (n === 0) return out;
   const flat = ins.every((t) => t.isDense() && sameShape(t.shape, shape));
-  const p = new Params().u32(n, shape.length).f32(p0, p1);
-  const offs = [0, 0, 0, 0];
-  ins.forEach((t, k) => offs[k] = flat ? 0 : t.offset);
-  p.u32(...offs).u32(...dims8(shape));
-  for (const t of ins) p.u32(...dims8(flat ? [] : broadcastStrides(t, shape), 0));
-  const bindings = ins.map((t) => flat ? t.binding() : t.storageBinding());
-  bindings.push(out.binding());
-  dispatch(elementwiseKernel(kind, op, flat), bindings, p, grid1d(n, WG));
+  const views = flat
+    ? [...ins, out].map((t) => viewOf(t, [n], [1]))
+    : [...ins.map((t) => viewOf(t, shape, broadcastStrides(t, shape))), viewOf(out)];
+  const kernel = elementwiseKernel(kind, op, flat);
+  for (const ch of splitViews(op, flat ? [n] : shape, views)) {
+    const r = ch.views.map(rangeBinding);
+    const cn = numel(ch.shape);
+    const offs = [0, 0, 0, 0];
+    ins.forEach((_, k) => offs[k] = r[k].off);
+    offs[3] = r[ins.length].off;
+    const p = new Params().u32(cn, ch.shape.length).f32(p0, p1);
+    p.u32(...offs).u32(...dims8(flat ? [] : ch.shape));
+    ins.forEach((_, k) => p.u32(...dims8(flat ? [] : ch.views[k].strides, 0)));
+    dispatch(kernel, r.map((b) => b.binding), p, grid1d(cn, WG));
+  }
   return out;
 }
 
@@ -109,13 +121,19 @@ export function cast(x: Tensor, to: DType): Tensor {
   const { dense } = viewOps!;
   const d = dense(x);
   const out = empty(x.shape, to);
-  if (out.size) {
-    dispatch(
-      castKernel(x.dtype, to),
-      [d.binding(), out.binding()],
-      new Params().u32(out.size, 0),
-      grid1d(out.size, WG),
-    );
+  const n = out.size;
+  if (n) {
+    const views = [viewOf(d, [n], [1]), viewOf(out, [n], [1])];
+    for (const ch of splitViews("cast", [n], views)) {
+      const [rx, ry] = ch.views.map(rangeBinding);
+      const cn = ch.shape[0];
+      dispatch(
+        castKernel(x.dtype, to),
+        [rx.binding, ry.binding],
+        new Params().u32(cn, rx.off, ry.off, 0),
+        grid1d(cn, WG),
+      );
+    }
   }
   if (d !== x) d.dispose();
   return out;

@@ -11,7 +11,9 @@ import {
   batchNormBackwardDxKernel,
   batchNormBackwardReduceKernel,
   batchNormStatsKernel,
+  BN_BWD_STATE,
   BN_EW_WG,
+  BN_STATS_STATE,
   BN_WG,
 } from "../../kernels/norm/batch_norm.ts";
 import {
@@ -24,6 +26,7 @@ import { binaryRaw, mul, unaryRaw } from "./elementwise.ts";
 import { dense, reshape } from "./view.ts";
 import { gpu } from "../device.ts";
 import { assertLoopLimit } from "../../kernels/common.ts";
+import { splitBatch } from "../split.ts";
 
 const fmt = (s: Shape) => `[${s.join(", ")}]`;
 const denseRaw = (t: Tensor): Tensor => noGrad(() => dense(t));
@@ -92,11 +95,17 @@ export function batchNorm2d(x: Tensor, opts: BatchNormOptions): Tensor {
       throw new Error(`${name}: ${what} must be a dense tensor (it is updated in place)`);
     }
   }
-  if (training && gpu().isSoftware) {
-    // A workgroup per channel strides over its N·H·W values (plus a tree reduction).
-    assertLoopLimit(name, Math.ceil((N * HW) / BN_WG) + 16, `statistics over ${fmt(x.shape)}`);
-  }
-  const p = new Params().u32(N, C, HW).f32(eps, momentum).u32(0, 0, 0);
+  // Uniforms of one dispatch over samples [n0, n1) with split operands at offsets o.
+  const prm = (n0: number, n1: number, o: number[] = []) =>
+    new Params().u32(n1 - n0, C, HW).f32(eps, momentum).u32(
+      o[0] ?? 0,
+      o[1] ?? 0,
+      o[2] ?? 0,
+      N * HW,
+      (n0 * HW) % BN_WG,
+      0,
+      0,
+    );
   const xd = denseRaw(x);
   let mean: Tensor, invstd: Tensor;
   if (training) {
@@ -104,9 +113,42 @@ export function batchNorm2d(x: Tensor, opts: BatchNormOptions): Tensor {
     invstd = empty([C]);
     if (x.size > 0) {
       const update = !!runningMean;
-      const bs = [xd.binding(), mean.binding(), invstd.binding()];
-      if (update) bs.push(runningMean!.binding(), runningVar!.binding());
-      dispatch(batchNormStatsKernel(update), bs, p, grid1d(C, 1));
+      const outs = [mean.binding(), invstd.binding()];
+      if (update) outs.push(runningMean!.binding(), runningVar!.binding());
+      const chunks = splitBatch(name, N, [xd]);
+      if (gpu().isSoftware) {
+        // A workgroup per channel strides over the N·H·W values of each dispatch (plus a tree
+        // reduction); a batch split over the binding limit splits the loop too.
+        const most = Math.max(...chunks.map((ch) => ch.n1 - ch.n0));
+        try {
+          assertLoopLimit(
+            name,
+            Math.ceil((most * HW) / BN_WG) + 16,
+            `statistics over ${fmt(x.shape)}`,
+          );
+        } catch (e) {
+          if (xd !== x) xd.dispose();
+          mean.dispose();
+          invstd.dispose();
+          throw e;
+        }
+      }
+      // Over the binding limit: one dispatch per run of samples, each lane's sums carried over.
+      const state = chunks.length > 1 ? empty([C * BN_STATS_STATE]) : null;
+      chunks.forEach((ch, i) => {
+        const stage = { first: i === 0, last: i === chunks.length - 1 };
+        const [rx] = ch.ranges;
+        const bs = [rx.binding];
+        if (state) bs.push(state.binding());
+        if (stage.last) bs.push(...outs);
+        dispatch(
+          batchNormStatsKernel(update, stage),
+          bs,
+          prm(ch.n0, ch.n1, [rx.off]),
+          grid1d(C, 1),
+        );
+      });
+      state?.dispose();
     }
   } else {
     mean = unaryRaw("affine", runningMean!, 1, 0); // a copy: later training steps update the original
@@ -118,11 +160,16 @@ export function batchNorm2d(x: Tensor, opts: BatchNormOptions): Tensor {
   const bd = bias ? denseRaw(bias) : undefined;
   const y = empty(x.shape);
   if (y.size > 0) {
-    const bs = [xd.binding(), mean.binding(), invstd.binding()];
-    if (wd) bs.push(wd.binding());
-    if (bd) bs.push(bd.binding());
-    bs.push(y.binding());
-    dispatch(batchNormApplyKernel(!!wd, !!bd), bs, p, grid1d(y.size, BN_EW_WG));
+    const kernel = batchNormApplyKernel(!!wd, !!bd);
+    for (const ch of splitBatch(name, N, [xd, y])) {
+      const [rx, ry] = ch.ranges;
+      const bs = [rx.binding, mean.binding(), invstd.binding()];
+      if (wd) bs.push(wd.binding());
+      if (bd) bs.push(bd.binding());
+      bs.push(ry.binding);
+      const n = (ch.n1 - ch.n0) * C * HW;
+      dispatch(kernel, bs, prm(ch.n0, ch.n1, [rx.off, ry.off]), grid1d(n, BN_EW_WG));
+    }
   }
   if (bd && bd !== bias) bd.dispose();
   const inputs = [x];
@@ -135,29 +182,42 @@ export function batchNorm2d(x: Tensor, opts: BatchNormOptions): Tensor {
     const sumG = empty([C]);
     const sumGX = empty([C]);
     if (g.size > 0) {
-      dispatch(
-        batchNormBackwardReduceKernel(),
-        [
-          xd.binding(),
-          gd.binding(),
-          mean.binding(),
-          invstd.binding(),
-          sumG.binding(),
-          sumGX.binding(),
-        ],
-        p,
-        grid1d(C, 1),
-      );
+      const chunks = splitBatch(`${name} backward`, N, [xd, gd]);
+      const state = chunks.length > 1 ? empty([C * BN_BWD_STATE]) : null;
+      chunks.forEach((ch, i) => {
+        const stage = { first: i === 0, last: i === chunks.length - 1 };
+        const [rx, rg] = ch.ranges;
+        const bs = [rx.binding, rg.binding, mean.binding(), invstd.binding()];
+        if (state) bs.push(state.binding());
+        if (stage.last) bs.push(sumG.binding(), sumGX.binding());
+        dispatch(
+          batchNormBackwardReduceKernel(stage),
+          bs,
+          prm(ch.n0, ch.n1, [rx.off, rg.off]),
+          grid1d(C, 1),
+        );
+      });
+      state?.dispose();
     }
     let dx: Tensor | null = null;
     if (x.requiresGrad) {
       if (training) {
         dx = empty(x.shape);
-        const bs = [xd.binding(), gd.binding(), mean.binding(), invstd.binding()];
-        if (wd) bs.push(wd.binding());
-        bs.push(sumG.binding(), sumGX.binding(), dx.binding());
         if (dx.size > 0) {
-          dispatch(batchNormBackwardDxKernel(!!wd), bs, p, grid1d(dx.size, BN_EW_WG));
+          const kernel = batchNormBackwardDxKernel(!!wd);
+          for (const ch of splitBatch(`${name} backward`, N, [xd, gd, dx])) {
+            const [rx, rg, rdx] = ch.ranges;
+            const bs = [rx.binding, rg.binding, mean.binding(), invstd.binding()];
+            if (wd) bs.push(wd.binding());
+            bs.push(sumG.binding(), sumGX.binding(), rdx.binding);
+            const n = (ch.n1 - ch.n0) * C * HW;
+            dispatch(
+              kernel,
+              bs,
+              prm(ch.n0, ch.n1, [rx.off, rg.off, rdx.off]),
+              grid1d(n, BN_EW_WG),
+            );
+          }
         }
       } else {
         const scale = wd ? binaryRaw("mul", invstd, wd) : invstd;

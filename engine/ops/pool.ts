@@ -12,6 +12,8 @@ import {
   POOL_WG,
 } from "../../kernels/pool.ts";
 import { dense } from "./view.ts";
+import { splitBatch } from "../split.ts";
+import type { Kernel } from "../dispatch.ts";
 import { gpu } from "../device.ts";
 import { assertLoopLimit, LOOP_BUDGET } from "../../kernels/common.ts";
 
@@ -63,35 +65,45 @@ function windowGeometry(name: string, x: Tensor, o: Pool2dOptions) {
       } is too small for kernel (${kh}, ${kw}) with padding (${ph}, ${pw})`,
     );
   }
-  const p = new Params().u32(N * C, H, W, OH, OW, kh, kw, sh, sw, ph, pw, 0);
-  return { N, C, H, W, OH, OW, p };
+  return { N, C, H, W, OH, OW, p: [H, W, OH, OW, kh, kw, sh, sw, ph, pw] };
+}
+
+/**
+ * Dispatches a pooling kernel over the planes of `ts` (dense, batch-leading, bindings 1..n in
+ * order); batches over the binding limit run as several dispatches over runs of samples, each
+ * binding its ranges with their offsets in the uniform block. `geo`: H, W, OH, OW, kh, kw, sh, sw,
+ * ph, pw; `perPlane`: threads per plane.
+ */
+function launchPlanes(
+  name: string,
+  kernel: Kernel,
+  N: number,
+  C: number,
+  ts: Tensor[],
+  geo: number[],
+  perPlane: number,
+): void {
+  for (const ch of splitBatch(name, N, ts)) {
+    const planes = (ch.n1 - ch.n0) * C;
+    const o = ch.ranges.map((r) => r.off);
+    const p = new Params().u32(planes, ...geo, 0, o[0] ?? 0, o[1] ?? 0, o[2] ?? 0, 0);
+    dispatch(kernel, ch.ranges.map((r) => r.binding), p, grid1d(planes * perPlane, POOL_WG));
+  }
 }
 
 /** max_pool2d (no dilation, floor mode), padding with −inf; gradients go to each window's argmax. */
 export function maxPool2d(x: Tensor, opts: Pool2dOptions): Tensor {
-  const { N, C, OH, OW, p } = windowGeometry("maxPool2d", x, opts);
+  const { N, C, H, W, OH, OW, p } = windowGeometry("maxPool2d", x, opts);
   const xd = noGrad(() => dense(x));
   const y = empty([N, C, OH, OW]);
   const arg = empty([N, C, OH, OW], "i32");
-  if (y.size > 0) {
-    dispatch(
-      maxPool2dKernel(),
-      [xd.binding(), y.binding(), arg.binding()],
-      p,
-      grid1d(y.size, POOL_WG),
-    );
-  }
+  if (y.size > 0) launchPlanes("maxPool2d", maxPool2dKernel(), N, C, [xd, y, arg], p, OH * OW);
   if (xd !== x) xd.dispose();
   const out = record("maxPool2d", [x], y, (g) => {
     const gd = dense(g);
     const dx = empty(x.shape);
     if (dx.size > 0) {
-      dispatch(
-        maxPool2dBackwardKernel(),
-        [gd.binding(), arg.binding(), dx.binding()],
-        p,
-        grid1d(dx.size, POOL_WG),
-      );
+      launchPlanes("maxPool2d backward", maxPool2dBackwardKernel(), N, C, [gd, arg, dx], p, H * W);
     }
     return [dx];
   }, [arg]);
@@ -101,23 +113,16 @@ export function maxPool2d(x: Tensor, opts: Pool2dOptions): Tensor {
 
 /** avg_pool2d with zero padding counted in the divisor (PyTorch's count_include_pad=True). */
 export function avgPool2d(x: Tensor, opts: Pool2dOptions): Tensor {
-  const { N, C, OH, OW, p } = windowGeometry("avgPool2d", x, opts);
+  const { N, C, H, W, OH, OW, p } = windowGeometry("avgPool2d", x, opts);
   const xd = noGrad(() => dense(x));
   const y = empty([N, C, OH, OW]);
-  if (y.size > 0) {
-    dispatch(avgPool2dKernel(), [xd.binding(), y.binding()], p, grid1d(y.size, POOL_WG));
-  }
+  if (y.size > 0) launchPlanes("avgPool2d", avgPool2dKernel(), N, C, [xd, y], p, OH * OW);
   if (xd !== x) xd.dispose();
   return record("avgPool2d", [x], y, (g) => {
     const gd = dense(g);
     const dx = empty(x.shape);
     if (dx.size > 0) {
-      dispatch(
-        avgPool2dBackwardKernel(),
-        [gd.binding(), dx.binding()],
-        p,
-        grid1d(dx.size, POOL_WG),
-      );
+      launchPlanes("avgPool2d backward", avgPool2dBackwardKernel(), N, C, [gd, dx], p, H * W);
     }
     return [dx];
   });
@@ -132,8 +137,7 @@ export function adaptiveAvgPool2d(x: Tensor, outSize: [number, number] | number)
     throw new Error(`${name}: output size must be positive integers, got [${OH}, ${OW}]`);
   }
   if (H === 0 || W === 0) throw new Error(`${name}: input ${fmt(x.shape)} has an empty plane`);
-  const params = (h: number, w: number, oh: number, ow: number) =>
-    new Params().u32(N * C, h, w, oh, ow, 0, 0, 0, 0, 0, 0, 0);
+  const params = (h: number, w: number, oh: number, ow: number) => [h, w, oh, ow, 0, 0, 0, 0, 0, 0];
   const p = params(H, W, OH, OW);
   // Loop trips of one output (bins span at most ceil(In/Out) + 1 inputs) and of one input in
   // backward (at most ceil(Out/In) + 1 bins per axis hold it).
@@ -147,13 +151,8 @@ export function adaptiveAvgPool2d(x: Tensor, outSize: [number, number] | number)
   }
   const xd = noGrad(() => dense(x));
   const y = empty([N, C, OH, OW]);
-  const pool = (src: Tensor, dst: Tensor, q: Params) =>
-    dispatch(
-      adaptiveAvgPool2dKernel(),
-      [src.binding(), dst.binding()],
-      q,
-      grid1d(dst.size, POOL_WG),
-    );
+  const pool = (src: Tensor, dst: Tensor, q: number[]) =>
+    launchPlanes(name, adaptiveAvgPool2dKernel(), N, C, [src, dst], q, q[2] * q[3]);
   if (y.size > 0 && (bin(H, OH) + 1) * (bin(W, OW) + 1) <= LOOP_BUDGET) pool(xd, y, p);
   else if (y.size > 0) {
     // Bins too large for one invocation's loop budget (kernels/common.ts): average along W, then
@@ -168,12 +167,7 @@ export function adaptiveAvgPool2d(x: Tensor, outSize: [number, number] | number)
     const gd = dense(g);
     const dx = empty(x.shape);
     if (dx.size > 0) {
-      dispatch(
-        adaptiveAvgPool2dBackwardKernel(),
-        [gd.binding(), dx.binding()],
-        p,
-        grid1d(dx.size, POOL_WG),
-      );
+      launchPlanes(`${name} backward`, adaptiveAvgPool2dBackwardKernel(), N, C, [gd, dx], p, H * W);
     }
     return [dx];
   });

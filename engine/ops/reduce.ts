@@ -10,7 +10,8 @@ import {
 } from "../../kernels/reduce.ts";
 import { dims8 } from "../../kernels/common.ts";
 import { binaryRaw, div, mul, sub } from "./elementwise.ts";
-import { expand, normAxis, reshape } from "./view.ts";
+import { expand, normAxis, reshape, writeInto } from "./view.ts";
+import { bindingLimit, boundBytes, fits, rangeBinding, viewOf } from "../split.ts";
 
 function axesOf(x: Tensor, axes?: number | number[]): number[] {
   if (axes === undefined) return [...Array(x.rank).keys()];
@@ -42,9 +43,12 @@ export function reduceRaw(
   if (inner === 0 && op !== "sum") {
     throw new Error(`${op}: cannot reduce an empty dimension of [${x.shape}]`);
   }
+  const xv = viewOf(x);
+  if (x.size > 0 && !fits(xv)) return reduceSplit(op, x, ax, keepdim);
   const out = empty(keptShape(x, ax, keepdim), op === "argmax" || op === "argmin" ? "i32" : "f32");
   const nOut = out.size;
   if (nOut === 0) return out;
+  const rx = rangeBinding(xv);
   const large = inner >= 256 || (inner >= 32 && nOut < 2048);
   // llvmpipe/lavapipe silently ends an invocation's loops after 65535 iterations: beyond CHUNK
   // elements per output, workgroups reduce chunks and a second pass combines them.
@@ -60,7 +64,7 @@ export function reduceRaw(
     inner,
     kDims.length,
     ax.length,
-    x.offset,
+    rx.off,
     chunks,
     REDUCE_CHUNK,
     0,
@@ -71,7 +75,7 @@ export function reduceRaw(
     .u32(...dims8(ax.map((i) => x.strides[i]), 0));
   dispatch(
     reduceKernel(op, large),
-    [x.storageBinding(), target.binding()],
+    [rx.binding, target.binding()],
     p,
     large ? grid1d(nOut * chunks, 1) : grid1d(nOut, REDUCE_SMALL_WG),
   );
@@ -85,6 +89,46 @@ export function reduceRaw(
     return y;
   }
   return out;
+}
+
+/**
+ * A reduction of a view too large for one binding: its outermost dim of size > 1 is cut into
+ * ranges that each reduce on their own (recursively, if still too large), then the partial
+ * results are put side by side and reduced once more along that dim when it is a reduced one.
+ */
+function reduceSplit(op: ReduceOp, x: Tensor, ax: number[], keepdim: boolean): Tensor {
+  if (op === "argmax" || op === "argmin") {
+    throw new Error(`${op}: [${x.shape}] is too large for one binding and ${op} does not split`);
+  }
+  const d = x.shape.findIndex((s) => s > 1);
+  const n = x.shape[d];
+  const c = Math.min(n, Math.max(2, Math.ceil(boundBytes(viewOf(x)) / bindingLimit())));
+  const k = Math.ceil(n / c);
+  const parts: Tensor[] = [];
+  for (let lo = 0; lo < n; lo += k) {
+    const shape = x.shape.slice();
+    shape[d] = Math.min(k, n - lo);
+    const sub = view(x, shape, x.strides, x.offset + lo * x.strides[d]);
+    parts.push(reduceRaw(op, sub, ax, true));
+    sub.dispose();
+  }
+  const shape = parts[0].shape.slice();
+  shape[d] = parts.reduce((a, p) => a + p.shape[d], 0);
+  const cat = empty(shape);
+  let at = 0;
+  for (const p of parts) {
+    const dst = view(cat, p.shape, cat.strides, at * cat.strides[d]);
+    writeInto(dst, p);
+    at += p.shape[d];
+    dst.dispose();
+    p.dispose();
+  }
+  const red = ax.includes(d) ? reduceRaw(op, cat, [d], true) : cat;
+  if (red !== cat) cat.dispose();
+  const kept = keptShape(x, ax, keepdim);
+  const y = view(red, kept, contiguousStrides(kept), red.offset);
+  red.dispose();
+  return y;
 }
 
 /** Elements one workgroup reduces in one pass (16384 loop iterations per invocation). */

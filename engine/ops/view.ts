@@ -5,6 +5,7 @@
 import { dispatch, grid1d, Params } from "../dispatch.ts";
 import { contiguousStrides, empty, numel, type Shape, Tensor, view } from "../tensor.ts";
 import { record } from "../autograd.ts";
+import { rangeBinding, splitViews, viewOf } from "../split.ts";
 import { COPY_WORKGROUP as WG, stridedCopyKernel, stridedWriteKernel } from "../../kernels/copy.ts";
 import { dims8 } from "../../kernels/common.ts";
 import { fill, registerViewOps } from "./elementwise.ts";
@@ -16,15 +17,19 @@ function normAxis(axis: number, rank: number, what = "axis"): number {
 }
 export { normAxis };
 
-/** Dense copy of `x` (raw; no autograd). */
+/** Dense copy of `x` (raw; no autograd); split into leading-dim ranges over the binding limit. */
 function copyRaw(x: Tensor): Tensor {
   const out = empty(x.shape, x.dtype);
   if (out.size === 0) return out;
   const dt = x.dtype === "f16" ? "f32" : x.dtype;
-  const p = new Params().u32(out.size, x.rank, x.offset, 0).u32(...dims8(x.shape)).u32(
-    ...dims8(x.strides, 0),
-  );
-  dispatch(stridedCopyKernel(dt), [x.storageBinding(), out.binding()], p, grid1d(out.size, WG));
+  for (const ch of splitViews("dense", x.shape, [viewOf(x), viewOf(out)])) {
+    const [rx, ry] = ch.views.map(rangeBinding);
+    const n = numel(ch.shape);
+    const p = new Params().u32(n, x.rank, rx.off, ry.off).u32(...dims8(ch.shape)).u32(
+      ...dims8(x.strides, 0),
+    );
+    dispatch(stridedCopyKernel(dt), [rx.binding, ry.binding], p, grid1d(n, WG));
+  }
   return out;
 }
 
@@ -46,15 +51,15 @@ export function writeInto(dst: Tensor, src: Tensor): void {
   }
   if (dst.size === 0) return;
   const s = dense(src);
-  const p = new Params().u32(dst.size, dst.rank, dst.offset, s.offset).u32(...dims8(dst.shape)).u32(
-    ...dims8(dst.strides, 0),
-  );
-  dispatch(
-    stridedWriteKernel(dst.dtype),
-    [s.storageBinding(), dst.storageBinding()],
-    p,
-    grid1d(dst.size, WG),
-  );
+  const views = [viewOf(s, dst.shape, contiguousStrides(dst.shape)), viewOf(dst)];
+  for (const ch of splitViews("writeInto", dst.shape, views)) {
+    const [rs, rd] = ch.views.map(rangeBinding);
+    const n = numel(ch.shape);
+    const p = new Params().u32(n, dst.rank, rd.off, rs.off).u32(...dims8(ch.shape)).u32(
+      ...dims8(dst.strides, 0),
+    );
+    dispatch(stridedWriteKernel(dst.dtype), [rs.binding, rd.binding], p, grid1d(n, WG));
+  }
   if (s !== src) s.dispose();
 }
 

@@ -58,7 +58,7 @@ ${
   let q${r} = mm${r} % HWq;
   let qy${r} = i32(q${r} / Wq);
   let qx${r} = i32(q${r} % Wq);
-  let db${r} = i32(n${r} * u.O * OHW + g * u.Og * OHW);`)
+  let db${r} = i32(u.a0 + n${r} * u.O * OHW + g * u.Og * OHW);`)
       }
 ${unroll(rn, (j) => `  let wb${j} = wG + min(c0 + ${j}u, u.Cg - 1u) * KK;`)}
 ${unroll(rm * rn, (i) => `  var a${i}: f32 = 0.0;`)}
@@ -94,7 +94,7 @@ ${unroll(rm * rn, (i) => `        a${i} = fma(dv${Math.floor(i / rn)}, wv${i % r
 ${
         unroll(rm, (r) =>
           `  if (m${r} < Mq) {
-    let xb${r} = n${r} * u.C * HW + (py + u32(qy${r}) * u.sh) * u.W + px + u32(qx${r}) * u.sw;
+    let xb${r} = u.a1 + n${r} * u.C * HW + (py + u32(qy${r}) * u.sh) * u.W + px + u32(qx${r}) * u.sw;
 ${
             [...Array(rn).keys()].map((j) => {
               const ch = `g * u.Cg + c0 + ${j}u`;

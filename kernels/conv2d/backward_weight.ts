@@ -26,7 +26,7 @@ export interface WeightGradTile {
 
 /**
  * Grid: [ceil(J / rj), groups·ceil(Og / ro), S]; `blocks` = ceil(Og / ro), `M` = N·OH·OW,
- * `chunk` = pixels per slice, `J` = Cg·kh·kw. Writes part[z·O·J + o·J + j].
+ * `chunk` = pixels per slice, `J` = Cg·kh·kw. Writes part[(zb + z)·O·J + o·J + j].
  */
 export function conv2dBackwardWeightKernel(tile: WeightGradTile): Kernel {
   const { wg, ro, rj } = tile;
@@ -47,7 +47,7 @@ export function conv2dBackwardWeightKernel(tile: WeightGradTile): Kernel {
     let col = ${q * CH}u + lid;
     let o = o0 + col / ${rj}u;
     let j = j0 + col % ${rj}u;
-    if (o < u.Og && j < u.J) { part[wid.z * u.O * u.J + (g * u.Og + o) * u.J + j] = s; }
+    if (o < u.Og && j < u.J) { part[(u.zb + wid.z) * u.O * u.J + (g * u.Og + o) * u.J + j] = s; }
   }
   workgroupBarrier();
 `;
@@ -88,8 +88,8 @@ ${unroll(B, (i) => `  var a${i}: f32 = 0.0;`)}
     let ox = p - oy * u.OW;
     let iy = i32(oy * u.sh);
     let ix = i32(ox * u.sw);
-    let dyb = n * u.O * OHW + p;
-    let xb = i32(n * u.C * HW);
+    let dyb = u.a1 + n * u.O * OHW + p;
+    let xb = i32(u.a0 + n * u.C * HW);
 ${unroll(ro, (r) => `    let dv${r} = dy[dyb + dyo${r}];`)}
 ${
         unroll(rj, (j) =>

@@ -24,8 +24,11 @@ export interface ConvTile {
 }
 
 /**
- * Uniform block shared by the conv kernels (24 u32): N, C, H, W, O, OH, OW, groups, kh, kw, sh, sw,
- * ph, pw, dh, dw, Cg, Og, blocks, M, chunk, J and two spare words.
+ * Uniform block shared by the conv kernels (28 u32): N, C, H, W, O, OH, OW, groups, kh, kw, sh, sw,
+ * ph, pw, dh, dw, Cg, Og, blocks, M, chunk, J, a0, a1, zb and three spare words. `a0`/`a1` are the
+ * element offsets of the two batch-sized operands in their bindings (x and y forward, dy and dx
+ * for the input gradient, x and dy for the weight gradient) when a batch is split over several
+ * dispatches; `zb` is the first split-K slice a weight-gradient dispatch writes.
  */
 export const CONV_PARAMS = /* wgsl */ `struct P {
   N: u32, C: u32, H: u32, W: u32,
@@ -33,7 +36,8 @@ export const CONV_PARAMS = /* wgsl */ `struct P {
   kh: u32, kw: u32, sh: u32, sw: u32,
   ph: u32, pw: u32, dh: u32, dw: u32,
   Cg: u32, Og: u32, blocks: u32, M: u32,
-  chunk: u32, J: u32, e2: u32, e3: u32,
+  chunk: u32, J: u32, a0: u32, a1: u32,
+  zb: u32, e5: u32, e6: u32, e7: u32,
 }`;
 
 function range(n: number): number[] {
@@ -83,7 +87,7 @@ ${
   let mm${r} = min(m${r}, u.M - 1u);
   let n${r} = mm${r} / OHW;
   let p${r} = mm${r} % OHW;
-  let xb${r} = i32(n${r} * u.C * HW + g * u.Cg * HW);`)
+  let xb${r} = i32(u.a0 + n${r} * u.C * HW + g * u.Cg * HW);`)
       }
 ${unroll(rn, (j) => `  let wb${j} = min(o0 + ${j}u, oLast) * wRow;`)}
 ${unroll(rm * rn, (i) => `  var a${i}: f32 = 0.0;`)}
@@ -128,7 +132,7 @@ ${unroll(rm * rn, (i) => `        a${i} = fma(xv${Math.floor(i / rn)}, wv${i % r
 ${
         unroll(rm, (r) =>
           `  if (m${r} < u.M) {
-    let yb${r} = n${r} * u.O * OHW + p${r};
+    let yb${r} = u.a1 + n${r} * u.O * OHW + p${r};
 ${
             J.map((j) => {
               const b = hasBias ? ` + bias[o0 + ${j}u]` : "";

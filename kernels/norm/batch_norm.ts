@@ -7,15 +7,26 @@
  * mean = K + Σ(x−K)/n and var = Σ(x−K)²/n − (Σ(x−K)/n)², which keeps the cancellation of the
  * textbook sum/sum-of-squares formula away when |mean| ≫ std. In training the same kernel updates
  * the running statistics in place as PyTorch does (unbiased variance, momentum).
+ *
+ * A batch too large for one binding runs as several dispatches over runs of samples (offsets o0..o2
+ * of the split operands in the uniform block). The two per-channel reductions then carry each
+ * lane's running sums in a `state` buffer from one dispatch to the next, lanes rotated by `rot`
+ * so that every lane sees the same elements in the same order as unsplit: the result is
+ * bit-identical to one dispatch.
  */
 import type { Kernel } from "../../engine/dispatch.ts";
 import { FLAT_INDEX } from "../common.ts";
 
 export const BN_WG = 256;
 
-/** Uniforms: N, C, HW, eps, momentum, pads. */
+/**
+ * Uniforms: N (samples in this dispatch), C, HW, eps, momentum, o0..o2 (element offsets of the
+ * split operands in their bindings), total (values per channel over the whole batch), rot (first
+ * value's index in this dispatch, mod BN_WG), pads.
+ */
 const PARAMS =
-  `struct P { N: u32, C: u32, HW: u32, eps: f32, momentum: f32, p0: u32, p1: u32, p2: u32 }
+  `struct P { N: u32, C: u32, HW: u32, eps: f32, momentum: f32, o0: u32, o1: u32, o2: u32,
+  total: u32, rot: u32, q1: u32, q2: u32 }
 @group(0) @binding(0) var<uniform> u: P;`;
 
 const REDUCE2 = (w: number) =>
@@ -32,23 +43,46 @@ fn red2(l: u32, a: f32, b: f32) -> vec2<f32> {
   return vec2<f32>(ra[0], rb[0]);
 }`;
 
+/** Floats of carried state per channel: the statistics' shift, then two sums per lane. */
+export const BN_STATS_STATE = 2 * BN_WG + 1;
+/** Floats of carried state per channel in the backward reduction: two sums per lane. */
+export const BN_BWD_STATE = 2 * BN_WG;
+
+/** Stage of a per-channel reduction split over dispatches (both true: one dispatch). */
+export interface BnStage {
+  first: boolean;
+  last: boolean;
+}
+const WHOLE: BnStage = { first: true, last: true };
+const stageKey = (s: BnStage) =>
+  s.first && s.last ? "" : `/${s.first ? "f" : ""}${s.last ? "l" : "m"}`;
+
 /**
  * Batch statistics: bindings x, mean[C], invstd[C] (+ runningMean, runningVar when `update`).
+ * Split over dispatches: x, state [C·BN_STATS_STATE], then the outputs in the last dispatch only.
  * Grid: C workgroups (folded into x/y).
  */
-export function batchNormStatsKernel(update: boolean): Kernel {
+export function batchNormStatsKernel(update: boolean, stage: BnStage = WHOLE): Kernel {
   const w = BN_WG;
+  const { first, last } = stage;
+  const split = !(first && last);
+  const ob = split ? 3 : 2;
   return {
-    key: `batchnorm-stats/${w}/${update ? "update" : "-"}`,
+    key: `batchnorm-stats/${w}/${update ? "update" : "-"}${stageKey(stage)}`,
     wgsl: () =>
       `${PARAMS}
 @group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read_write> mean_out: array<f32>;
-@group(0) @binding(3) var<storage, read_write> invstd_out: array<f32>;
+${split ? "@group(0) @binding(2) var<storage, read_write> state: array<f32>;" : ""}
 ${
-        update
-          ? `@group(0) @binding(4) var<storage, read_write> rmean: array<f32>;
-@group(0) @binding(5) var<storage, read_write> rvar: array<f32>;`
+        last
+          ? `@group(0) @binding(${ob}) var<storage, read_write> mean_out: array<f32>;
+@group(0) @binding(${ob + 1}) var<storage, read_write> invstd_out: array<f32>;`
+          : ""
+      }
+${
+        last && update
+          ? `@group(0) @binding(${ob + 2}) var<storage, read_write> rmean: array<f32>;
+@group(0) @binding(${ob + 3}) var<storage, read_write> rvar: array<f32>;`
           : ""
       }
 ${REDUCE2(w)}
@@ -58,29 +92,36 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let c = wid.x + wid.y * nwg.x;
   if (c >= u.C) { return; }
   let count = u.N * u.HW;
-  let shift = x[c * u.HW];
-  var s1 = 0.0;
-  var s2 = 0.0;
-  for (var j = l; j < count; j += ${w}u) {
-    let d = x[((j / u.HW) * u.C + c) * u.HW + j % u.HW] - shift;
+  let sb = c * ${BN_STATS_STATE}u;
+  let shift = ${first ? "x[u.o0 + c * u.HW]" : "state[sb]"};
+  ${first && split ? "if (l == 0u) { state[sb] = shift; }" : ""}
+  var s1 = ${first ? "0.0" : "state[sb + 1u + l]"};
+  var s2 = ${first ? "0.0" : `state[sb + ${1 + w}u + l]`};
+  for (var j = (l + ${w}u - u.rot) % ${w}u; j < count; j += ${w}u) {
+    let d = x[u.o0 + ((j / u.HW) * u.C + c) * u.HW + j % u.HW] - shift;
     s1 += d;
     s2 += d * d;
   }
-  let r = red2(l, s1, s2);
+${
+        last
+          ? `  let r = red2(l, s1, s2);
   if (l == 0u) {
-    let n = f32(count);
+    let n = f32(u.total);
     let dm = r.x / n;
     let v = max(r.y / n - dm * dm, 0.0);
     let mu = shift + dm;
     mean_out[c] = mu;
     invstd_out[c] = inverseSqrt(v + u.eps);
     ${
-        update
-          ? `rmean[c] = (1.0 - u.momentum) * rmean[c] + u.momentum * mu;
+            update
+              ? `rmean[c] = (1.0 - u.momentum) * rmean[c] + u.momentum * mu;
     rvar[c] = (1.0 - u.momentum) * rvar[c] + u.momentum * v * n / max(n - 1.0, 1.0);`
-          : ""
+              : ""
+          }
+  }`
+          : `  state[sb + 1u + l] = s1;
+  state[sb + ${1 + w}u + l] = s2;`
       }
-  }
 }`,
   };
 }
@@ -108,25 +149,39 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   let i = flat_index(gid, nwg, ${BN_EW_WG}u);
   if (i >= u.N * u.C * u.HW) { return; }
   let c = (i / u.HW) % u.C;
-  y[i] = (x[i] - mean_in[c]) * invstd_in[c]${hasW ? " * w[c]" : ""}${hasB ? " + bias[c]" : ""};
+  y[u.o1 + i] = (x[u.o0 + i] - mean_in[c]) * invstd_in[c]${hasW ? " * w[c]" : ""}${
+        hasB ? " + bias[c]" : ""
+      };
 }`;
     },
   };
 }
 
-/** Per-channel Σg and Σg·x̂. Bindings: x, g, mean, invstd, sumG[C], sumGXhat[C]. Grid: C. */
-export function batchNormBackwardReduceKernel(): Kernel {
+/**
+ * Per-channel Σg and Σg·x̂. Bindings: x, g, mean, invstd, sumG[C], sumGXhat[C]. Split over
+ * dispatches: x, g, mean, invstd, state [C·BN_BWD_STATE], then the sums in the last dispatch only.
+ * Grid: C.
+ */
+export function batchNormBackwardReduceKernel(stage: BnStage = WHOLE): Kernel {
   const w = BN_WG;
+  const { first, last } = stage;
+  const split = !(first && last);
+  const ob = split ? 6 : 5;
   return {
-    key: `batchnorm-bwd-reduce/${w}`,
+    key: `batchnorm-bwd-reduce/${w}${stageKey(stage)}`,
     wgsl: () =>
       `${PARAMS}
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read> g: array<f32>;
 @group(0) @binding(3) var<storage, read> mean_in: array<f32>;
 @group(0) @binding(4) var<storage, read> invstd_in: array<f32>;
-@group(0) @binding(5) var<storage, read_write> sum_g: array<f32>;
-@group(0) @binding(6) var<storage, read_write> sum_gx: array<f32>;
+${split ? "@group(0) @binding(5) var<storage, read_write> state: array<f32>;" : ""}
+${
+        last
+          ? `@group(0) @binding(${ob}) var<storage, read_write> sum_g: array<f32>;
+@group(0) @binding(${ob + 1}) var<storage, read_write> sum_gx: array<f32>;`
+          : ""
+      }
 ${REDUCE2(w)}
 @compute @workgroup_size(${w})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -134,18 +189,24 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let c = wid.x + wid.y * nwg.x;
   if (c >= u.C) { return; }
   let count = u.N * u.HW;
+  let sb = c * ${BN_BWD_STATE}u;
   let mu = mean_in[c];
   let is = invstd_in[c];
-  var a = 0.0;
-  var b = 0.0;
-  for (var j = l; j < count; j += ${w}u) {
+  var a = ${first ? "0.0" : "state[sb + l]"};
+  var b = ${first ? "0.0" : `state[sb + ${w}u + l]`};
+  for (var j = (l + ${w}u - u.rot) % ${w}u; j < count; j += ${w}u) {
     let idx = ((j / u.HW) * u.C + c) * u.HW + j % u.HW;
-    let gv = g[idx];
+    let gv = g[u.o1 + idx];
     a += gv;
-    b += gv * (x[idx] - mu) * is;
+    b += gv * (x[u.o0 + idx] - mu) * is;
   }
-  let r = red2(l, a, b);
-  if (l == 0u) { sum_g[c] = r.x; sum_gx[c] = r.y; }
+${
+        last
+          ? `  let r = red2(l, a, b);
+  if (l == 0u) { sum_g[c] = r.x; sum_gx[c] = r.y; }`
+          : `  state[sb + l] = a;
+  state[sb + ${w}u + l] = b;`
+      }
 }`,
   };
 }
@@ -174,9 +235,11 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   let i = flat_index(gid, nwg, ${BN_EW_WG}u);
   if (i >= u.N * u.C * u.HW) { return; }
   let c = (i / u.HW) % u.C;
-  let n = f32(u.N * u.HW);
-  let xh = (x[i] - mean_in[c]) * invstd_in[c];
-  dx[i] = invstd_in[c]${hasW ? " * w[c]" : ""} * (g[i] - sum_g[c] / n - xh * sum_gx[c] / n);
+  let n = f32(u.total);
+  let xh = (x[u.o0 + i] - mean_in[c]) * invstd_in[c];
+  dx[u.o2 + i] = invstd_in[c]${
+        hasW ? " * w[c]" : ""
+      } * (g[u.o1 + i] - sum_g[c] / n - xh * sum_gx[c] / n);
 }`;
     },
   };

@@ -10,6 +10,7 @@
  */
 import { dispatch, grid1d, Params } from "../../engine/dispatch.ts";
 import { empty, type Tensor, tensor } from "../../engine/tensor.ts";
+import { splitBatch } from "../../engine/split.ts";
 import {
   AUGMENT_WG,
   geometricKernel,
@@ -169,12 +170,17 @@ export function geometricRaw(x: Tensor, prm: Tensor): Tensor {
   const [n, c, h, w] = x.shape;
   const y = empty(x.shape);
   if (y.size === 0) return y;
-  dispatch(
-    geometricKernel(),
-    [prm.binding(), x.binding(), y.binding()],
-    new Params().u32(n, c, h, w),
-    grid1d(n * h * w, AUGMENT_WG),
-  );
+  // Samples are independent: over the binding limit, runs of samples are separate dispatches.
+  for (const ch of splitBatch("augment", n, [x, y])) {
+    const [rx, ry] = ch.ranges;
+    const k = ch.n1 - ch.n0;
+    dispatch(
+      geometricKernel(),
+      [prm.binding(), rx.binding, ry.binding],
+      new Params().u32(k, c, h, w, ch.n0, rx.off, ry.off, 0),
+      grid1d(k * h * w, AUGMENT_WG),
+    );
+  }
   return y;
 }
 
@@ -190,14 +196,18 @@ export function colourRaw(x: Tensor, prm: Tensor): Tensor {
     throw new Error(`augment: ${n}×${h}×${w} is too large for one dispatch`);
   }
   const partial = empty([n, parts]);
-  const p = new Params().u32(n, hw, parts, 0);
-  dispatch(jitterMeanKernel(), [prm.binding(), x.binding(), partial.binding()], p, [parts, n]);
-  dispatch(
-    jitterApplyKernel(),
-    [prm.binding(), x.binding(), partial.binding(), y.binding()],
-    p,
-    [groups, n],
-  );
+  for (const ch of splitBatch("augment", n, [x, y])) {
+    const [rx, ry] = ch.ranges;
+    const k = ch.n1 - ch.n0;
+    const p = new Params().u32(k, hw, parts, ch.n0, rx.off, ry.off, 0, 0);
+    dispatch(jitterMeanKernel(), [prm.binding(), rx.binding, partial.binding()], p, [parts, k]);
+    dispatch(
+      jitterApplyKernel(),
+      [prm.binding(), rx.binding, partial.binding(), ry.binding],
+      p,
+      [groups, k],
+    );
+  }
   partial.dispose();
   return y;
 }
