@@ -170,7 +170,14 @@ Deno.test("fft gradients pass finite differences (fft2 w.r.t. re and im, Blueste
 
 Deno.test("highFrequency matches the EP-SAM fixture and the literal float64 pipeline (odd sizes)", async () => {
   await tidyAsync(async () => {
-    for (const shape of [[1, 3, 5, 7], [2, 3, 6, 9], [1, 2, 1, 4], [1, 3, 16, 2], [2, 3, 2, 1], [1, 1, 1, 1], [1, 3, 300, 257]]) {
+    for (
+      const shape of [[1, 3, 5, 7], [2, 3, 6, 9], [1, 2, 1, 4], [1, 3, 16, 2], [2, 3, 2, 1], [
+        1,
+        1,
+        1,
+        1,
+      ], [1, 3, 300, 257]]
+    ) {
       const x = randArray(shape.reduce((a, b) => a * b, 1), 17, 0, 1);
       const y = highFrequency(tensor(x, shape));
       assert.deepEqual(y.shape, [shape[0], 1, shape[2], shape[3]]);
