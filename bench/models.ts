@@ -33,6 +33,7 @@ import { RESNET50_ADL, ResNetAdl } from "../model/resnet_adl.ts";
 import { Sam } from "../model/sam/sam.ts";
 import { SAM_CONFIGS } from "../model/sam/configs.ts";
 import { attentionImpl } from "../model/sam/attention.ts";
+import { SamPredictor } from "../model/sam/predictor.ts";
 import type { BenchRow } from "./registry.ts";
 
 export interface ModelBenchOptions {
@@ -439,6 +440,50 @@ function samDecoderCase(nPoints = 50): Case {
   };
 }
 
+/**
+ * One EP-SAM pseudo-label at ViT-B size: a 512² RGB patch through ResizeLongestSide, the encoder,
+ * 50 CAM-sampled points through the decoder, post-processing to 512², and the mask read back.
+ */
+function samPseudoLabelCase(nPoints = 50): Case {
+  const cfg = SAM_CONFIGS.vit_b;
+  const orig = 512;
+  return {
+    name: `sam-vit_b pseudo-label (encoder + ${nPoints} points) @${orig}`,
+    shape: [1, 3, orig, orig],
+    images: 1,
+    flops: samEncoderFlops(cfg.encoder),
+    peer: null,
+    note: () => `attention ${attentionImpl()}`,
+    big: true,
+    setup: () => {
+      const sam = new Sam(cfg, 0);
+      sam.eval();
+      const predictor = new SamPredictor(sam);
+      const img = Uint8Array.from(randomData(orig * orig * 3, 11, 0, 255), Math.floor);
+      const pointCoords = randomData(nPoints * 2, 13, 0, orig - 1);
+      const pointLabels = new Float32Array(nPoints).fill(1);
+      let kept = 0;
+      return Promise.resolve({
+        step: async () => {
+          predictor.setImage(img, orig, orig);
+          const r = predictor.predict({ pointCoords, pointLabels, multimask: false });
+          const logits = await r.masksLogits.data() as Float32Array;
+          kept = 0;
+          for (const v of logits) if (v > 0) kept++;
+          r.masksLogits.dispose();
+          r.lowResLogits.dispose();
+          r.iou.dispose();
+        },
+        verify: () => Promise.resolve(`mask ${kept} px`),
+        done: () => {
+          predictor.dispose();
+          sam.dispose();
+        },
+      });
+    },
+  };
+}
+
 export function modelCases(batch = 16): Case[] {
   return [
     resnetTrainCase(2, 256),
@@ -449,6 +494,7 @@ export function modelCases(batch = 16): Case[] {
     samBlockCase("global"),
     samDecoderCase(50),
     samEncoderCase(),
+    samPseudoLabelCase(50),
   ];
 }
 
