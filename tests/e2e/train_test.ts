@@ -121,6 +121,47 @@ Deno.test({
     );
     assert.equal(await count(`${out}/infer/masks`), m.n);
 
+    // 4b. Tiled inference over a whole synthetic slide with tumour: a probability pyramid whose
+    // tumour region scores higher than the rest of the tissue.
+    const slidesDir = `${out}/data/slides`;
+    let slide = "";
+    for await (const e of Deno.readDir(slidesDir)) {
+      if (!e.name.endsWith(".xml")) continue;
+      const xml = await Deno.readTextFile(`${slidesDir}/${e.name}`);
+      if (xml.includes("<Coordinate ")) slide = `${slidesDir}/${e.name.replace(/\.xml$/, ".tif")}`;
+    }
+    assert.ok(slide, "no synthetic slide with a tumour annotation");
+    const sl = await run(infer, [
+      "--run",
+      out,
+      "--slide",
+      slide,
+      "--out",
+      `${out}/slide`,
+      "--quiet",
+    ]);
+    assert.equal(sl.code, 0, sl.stderr);
+    const { openSlide } = await import("../../pipeline/wsi/slide.ts");
+    const { readAsapXml, rasterize } = await import("../../pipeline/wsi/annotations.ts");
+    const prob = await openSlide(`${out}/slide/probability.tif`);
+    const src = await openSlide(slide);
+    const [pw, ph] = [prob.levels[0].width, prob.levels[0].height];
+    const ds = src.levels[0].width / pw;
+    const px = await prob.readRegion(0, 0, 0, pw, ph);
+    const truth = rasterize(await readAsapXml(slide.replace(/\.tif$/, ".xml")), pw, ph, ds);
+    let inSum = 0, inN = 0, outSum = 0, outN = 0;
+    for (let i = 0; i < pw * ph; i++) {
+      if (truth[i]) (inSum += px[i * 4], inN++);
+      else (outSum += px[i * 4], outN++);
+    }
+    await prob.close();
+    await src.close();
+    assert.ok(
+      inN > 0 && inSum / inN > outSum / outN + 20,
+      `tumour ${inSum / inN} vs rest ${outSum / outN}`,
+    );
+    assert.ok((await Deno.stat(`${out}/slide/probability_overlay.png`)).size > 0);
+
     // 5. Another config in the same folder is refused, naming the key.
     const d = await run(train, [...args, "--iterations", "2"]);
     assert.equal(d.code, 1);
