@@ -83,3 +83,31 @@ Deno.test("config: unknown keys, wrong types and bad ranges name the key", async
     /--iterations must be a number/,
   );
 });
+
+Deno.test("config: ablation flags reach the config and the classifier that is built from it", async () => {
+  const { initGpu } = await import("../../engine/mod.ts");
+  const { buildClassifier } = await import("../../pipeline/stages/classifier.ts");
+  const c = await resolveConfig({
+    profile: "tiny",
+    noAdl: true,
+    noFft: true,
+    noRotation: true,
+    idsThreshold: "0.8",
+    iterations: "3",
+  });
+  assert.equal(c.classifier.adl, false);
+  assert.equal(c.classifier.fft, false);
+  assert.equal(c.classifier.rotations, false);
+  assert.equal(c.idsThreshold, 0.8);
+  assert.equal(c.iterations, 3);
+  await initGpu();
+  const m = buildClassifier(c);
+  // No FFT channel: conv1 takes RGB only; no ADL: every ADL is the identity even in training.
+  assert.deepEqual(m.conv1.weight.shape, [c.classifier.width, 3, 7, 7]);
+  assert.ok(m.adls.length > 0 && m.adls.every((a) => !a.enabled));
+  m.dispose();
+  const full = buildClassifier(await resolveConfig({ profile: "tiny" }));
+  assert.deepEqual(full.conv1.weight.shape, [c.classifier.width, 4, 7, 7]);
+  assert.ok(full.adls.every((a) => a.enabled));
+  full.dispose();
+});
