@@ -1,5 +1,5 @@
 /** BatchNorm2d, LayerNorm and SAM's LayerNorm2d with PyTorch's parameter and buffer names. */
-import { F, type Tensor, tensor } from "../mod.ts";
+import { F, noGrad, type Tensor, tensor, tidy } from "../mod.ts";
 import { Module } from "./module.ts";
 import { constant } from "./init.ts";
 
@@ -21,7 +21,11 @@ export class BatchNorm2d extends Module {
       tensor(new Int32Array([0]), [1], "i32"),
     );
   }
+  private countBatch(): void {
+    increment(this.numBatchesTracked);
+  }
   forward(x: Tensor): Tensor {
+    if (this.training) this.countBatch();
     return F.batchNorm2d(x, {
       weight: this.weight,
       bias: this.bias,
@@ -32,6 +36,16 @@ export class BatchNorm2d extends Module {
       eps: this.opts.eps ?? 1e-5,
     });
   }
+}
+
+/** `num_batches_tracked += 1` on the GPU (no readback), as PyTorch does in training mode. */
+function increment(counter: Tensor): void {
+  noGrad(() =>
+    tidy(() => {
+      const next = F.cast(F.add(F.cast(counter, "f32"), 1), "i32");
+      F.writeInto(counter, next);
+    })
+  );
 }
 
 export class LayerNorm extends Module {

@@ -4,6 +4,7 @@
  * per comparison: forward outputs ~1e-4 relative, gradients ~1e-3 relative (sums over the batch
  * in a different order than PyTorch's CPU kernels), masks by IoU (rounding at mask borders).
  */
+import assert from "node:assert/strict";
 import { backward, F, tensor, tidy } from "../../engine/mod.ts";
 import { readSafetensors, toFloat32 } from "../../engine/io/safetensors.ts";
 import { loadCheckpoint } from "../../engine/io/state_dict.ts";
@@ -102,7 +103,15 @@ Deno.test({
     m.setAdl(false);
     const x = tensor(c.get("input")!, [2, 3, 64, 64]);
     const y = tensor(c.get("train_labels")!, [2]);
+    const before = new Map<string, number>();
+    for (const [k, t] of m.stateDict()) {
+      if (k.endsWith("num_batches_tracked")) before.set(k, await t.item());
+    }
     const logits = F.reshape(m.forward(x), [2]);
+    // A training forward counts one batch in every BatchNorm, as torch does.
+    for (const [k, t] of m.stateDict()) {
+      if (k.endsWith("num_batches_tracked")) assert.equal(await t.item(), before.get(k)! + 1, k);
+    }
     const loss = F.bceWithLogits(logits, y);
     assertClose(await logits.data(), c.get("train_logits")!, {
       atol: 1e-4,
