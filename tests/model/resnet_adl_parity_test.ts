@@ -12,7 +12,7 @@ import { Adam } from "../../engine/optim/adam.ts";
 import { ResNetAdl } from "../../model/resnet_adl.ts";
 import { Adl } from "../../model/adl.ts";
 import { fixturePath, haveFixtures } from "../fixtures.ts";
-import { assertClose, setup } from "../util/gpu.ts";
+import { assertClose, maxAbs, setup } from "../util/gpu.ts";
 
 const ok = haveFixtures();
 if (ok) await setup();
@@ -129,7 +129,7 @@ Deno.test({
       const want = c.get(`grad.${name}`);
       if (!want) throw new Error(`fixture has no grad.${name}`);
       // Gradients: 1e-3 relative to the largest entry of the tensor (sums reordered).
-      const scale = want.reduce((a, v) => Math.max(a, Math.abs(v)), 0);
+      const scale = maxAbs(want);
       assertClose(await p.grad!.data(), want, {
         atol: 1e-3 * scale + 1e-7,
         rtol: 1e-3,

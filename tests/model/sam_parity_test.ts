@@ -10,7 +10,7 @@ import { parseSamConfig } from "../../model/sam/configs.ts";
 import { Sam } from "../../model/sam/sam.ts";
 import { setAttentionImpl } from "../../model/sam/attention.ts";
 import { fixturePath, haveFixtures } from "../fixtures.ts";
-import { assertClose, setup } from "../util/gpu.ts";
+import { assertClose, maxAbs, setup } from "../util/gpu.ts";
 
 const ok = haveFixtures();
 if (ok) await setup();
@@ -160,7 +160,7 @@ Deno.test({
         continue;
       }
       const w = toFloat32(want);
-      const scale = w.reduce((a, v) => Math.max(a, Math.abs(v)), 0);
+      const scale = maxAbs(w);
       if (!p.grad) throw new Error(`no gradient reached ${name}`);
       assertClose(await p.grad.data(), w, {
         atol: 2e-3 * scale + 1e-8,
@@ -171,7 +171,7 @@ Deno.test({
     }
     if (n < 120) throw new Error(`only ${n} gradients compared`);
     const gi = c.get("grad_encoder_input")!;
-    const gs = gi.reduce((a, v) => Math.max(a, Math.abs(v)), 0);
+    const gs = maxAbs(gi);
     assertClose(await input.grad!.data(), gi, {
       atol: 2e-3 * gs,
       rtol: 2e-3,
@@ -205,7 +205,7 @@ Deno.test({
       const want = raw.get(`grad.${name}`);
       if (!want) continue;
       const w = toFloat32(want);
-      const scale = w.reduce((a, v) => Math.max(a, Math.abs(v)), 0);
+      const scale = maxAbs(w);
       assertClose(await p.grad!.data(), w, {
         atol: 2e-3 * scale + 1e-8,
         rtol: 2e-3,

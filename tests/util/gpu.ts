@@ -151,3 +151,10 @@ export async function gradCheck(
   }
   Rt.dispose();
 }
+
+/** Largest magnitude of a reference tensor: the scale for "relative to the tensor" tolerances. */
+export function maxAbs(values: ArrayLike<number>): number {
+  let m = 0;
+  for (let i = 0; i < values.length; i++) m = Math.max(m, Math.abs(values[i]));
+  return m;
+}
