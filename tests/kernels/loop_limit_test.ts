@@ -54,7 +54,9 @@ Deno.test("probe: lavapipe stops an invocation's loops after 65535 loop headers 
   assert.deepEqual(await probe("one", one, 65535, 0), [65535, 0]);
   assert.deepEqual(await probe("two", two, 30000, 30000), [30000, 30000]);
   if (!gpu().isSoftware) {
-    console.warn("skipped: the loop limit is a property of Mesa's software adapter, not of this one");
+    console.warn(
+      "skipped: the loop limit is a property of Mesa's software adapter, not of this one",
+    );
     return;
   }
   assert.equal(LAVAPIPE_LOOP_LIMIT, 65535);
@@ -182,7 +184,9 @@ Deno.test("indexSelect backward sums an index longer than the loop limit", async
 
 Deno.test("loops the ops do not split refuse sizes past the limit on lavapipe", () => {
   if (!gpu().isSoftware) {
-    console.warn("skipped: the loop limit is a property of Mesa's software adapter, not of this one");
+    console.warn(
+      "skipped: the loop limit is a property of Mesa's software adapter, not of this one",
+    );
     return;
   }
   // Bilinear 2×2 → 600×600: each input pixel's backward gather visits ~601² outputs.
