@@ -20,6 +20,7 @@ export interface Gpu {
     maxComputeWorkgroupsPerDimension: number;
     maxStorageBuffersPerShaderStage: number;
     minStorageBufferOffsetAlignment: number;
+    maxTextureDimension2D: number;
   };
   /** True for CPU rasterisers (llvmpipe/lavapipe, SwiftShader): kernels pick register blocking. */
   isSoftware: boolean;
@@ -98,6 +99,7 @@ async function create(navigatorGpu: GPU | null | undefined): Promise<Gpu> {
     maxComputeWorkgroupSizeZ: l.maxComputeWorkgroupSizeZ,
     maxComputeWorkgroupsPerDimension: l.maxComputeWorkgroupsPerDimension,
     maxStorageBuffersPerShaderStage: l.maxStorageBuffersPerShaderStage,
+    maxTextureDimension2D: l.maxTextureDimension2D,
   };
   const device = await adapter.requestDevice({ requiredFeatures, requiredLimits });
   device.lost.then((info) => {
@@ -129,6 +131,7 @@ async function create(navigatorGpu: GPU | null | undefined): Promise<Gpu> {
       maxComputeWorkgroupsPerDimension: device.limits.maxComputeWorkgroupsPerDimension,
       maxStorageBuffersPerShaderStage: device.limits.maxStorageBuffersPerShaderStage,
       minStorageBufferOffsetAlignment: device.limits.minStorageBufferOffsetAlignment,
+      maxTextureDimension2D: device.limits.maxTextureDimension2D,
     },
     isSoftware: /llvmpipe|lavapipe|swiftshader|software/i.test(name) ||
       ((info as { isFallbackAdapter?: boolean }).isFallbackAdapter ?? false),

@@ -20,13 +20,20 @@ export interface Kernel {
 }
 
 /** A storage binding: a buffer range. */
-export interface Binding {
+export interface BufferBinding {
   buffer: GPUBuffer;
   /** Byte offset (multiple of minStorageBufferOffsetAlignment). */
   offset?: number;
   /** Byte size actually bound (must not exceed the adapter's maxStorageBufferBindingSize). */
   size: number;
 }
+
+/** A storage-texture binding (engine/texture_pool.ts hands these out). */
+export interface TextureBinding {
+  view: GPUTextureView;
+}
+
+export type Binding = BufferBinding | TextureBinding;
 
 /** Packs a uniform block of 4-byte scalars (u32/i32/f32) in declaration order. */
 export class Params {
@@ -80,7 +87,7 @@ const uniforms = new Map<string, GPUBuffer>();
 const bindGroups = new Map<string, GPUBindGroup>();
 /** Reusable MAP_READ buffers for readbacks. */
 const staging: GPUBuffer[] = [];
-const bufferIds = new WeakMap<GPUBuffer, number>();
+const bufferIds = new WeakMap<GPUBuffer | GPUTextureView, number>();
 let nextBufferId = 1;
 const MAX_BIND_GROUPS = 4096;
 const MAX_UNIFORMS = 4096;
@@ -92,6 +99,8 @@ let encoder: GPUCommandEncoder | null = null;
 let pass: GPUComputePassEncoder | null = null;
 let dispatchesInBatch = 0;
 let timing: { querySet: GPUQuerySet } | null = null;
+/** Per-dispatch profiling (see {@link profileGpu}): one pass per dispatch, timestamps around it. */
+let profiling: ProfileState | null = null;
 const pendingErrors: Promise<string | null>[] = [];
 const stats = { dispatches: 0, submits: 0, pipelines: 0, readbacks: 0 };
 
@@ -110,7 +119,7 @@ onNewDevice(() => {
   pendingErrors.length = 0;
 });
 
-function idOf(b: GPUBuffer): number {
+function idOf(b: GPUBuffer | GPUTextureView): number {
   let id = bufferIds.get(b);
   if (id === undefined) bufferIds.set(b, id = nextBufferId++);
   return id;
@@ -190,7 +199,7 @@ export function dispatch(
   }
   if (x === 0 || y === 0 || z === 0) return;
   for (const b of bindings) {
-    if (b.size > g.limits.maxStorageBufferBindingSize) {
+    if ("size" in b && b.size > g.limits.maxStorageBufferBindingSize) {
       throw new Error(
         `kernel ${kernel.key}: a binding of ${b.size} bytes exceeds this adapter's ` +
           `maxStorageBufferBindingSize (${g.limits.maxStorageBufferBindingSize}); this kernel must ` +
@@ -202,19 +211,27 @@ export function dispatch(
   const pipeline = getPipeline(kernel);
   const ubuf = getUniform(params instanceof Params ? params.bytes() : params);
   let key = `${kernel.key}|${idOf(ubuf)}`;
-  for (const b of bindings) key += `|${idOf(b.buffer)}:${b.offset ?? 0}:${b.size}`;
+  for (const b of bindings) {
+    key += "view" in b ? `|t${idOf(b.view)}` : `|${idOf(b.buffer)}:${b.offset ?? 0}:${b.size}`;
+  }
   let bg = bindGroups.get(key);
   if (!bg) {
     const entries: GPUBindGroupEntry[] = [{ binding: 0, resource: { buffer: ubuf } }];
     bindings.forEach((b, i) =>
       entries.push({
         binding: i + 1,
-        resource: { buffer: b.buffer, offset: b.offset ?? 0, size: Math.max(4, b.size) },
+        resource: "view" in b
+          ? b.view
+          : { buffer: b.buffer, offset: b.offset ?? 0, size: Math.max(4, b.size) },
       })
     );
     bg = g.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries });
     if (bindGroups.size >= MAX_BIND_GROUPS) bindGroups.delete(bindGroups.keys().next().value!);
     bindGroups.set(key, bg);
+  }
+  if (profiling) {
+    profileDispatch(profiling, kernel.key, pipeline, bg, x, y, z);
+    return;
   }
   if (!pass) {
     pass = encoder!.beginComputePass(
@@ -257,8 +274,10 @@ export function copyBuffer(
 export function flush(): void {
   if (!encoder) return;
   endPass();
+  const afterSubmit = profiling ? profileResolve(profiling, encoder) : null;
   const d = gpu().device;
   d.queue.submit([encoder.finish()]);
+  afterSubmit?.();
   encoder = null;
   stats.submits++;
   pool.afterSubmit();
@@ -393,4 +412,102 @@ export function grid1d(items: number, perWorkgroup: number): [number, number] {
   if (groups <= max) return [Math.max(1, groups), 1];
   const y = Math.ceil(groups / max);
   return [Math.ceil(groups / y), y];
+}
+
+interface ProfileState {
+  querySet: GPUQuerySet;
+  resolve: GPUBuffer;
+  /** Kernel key of each timestamp pair written in the current batch. */
+  keys: string[];
+  readbacks: Promise<void>[];
+  totals: Map<string, { ms: number; count: number }>;
+}
+const PROFILE_PAIRS = 512;
+
+function profileDispatch(
+  p: ProfileState,
+  key: string,
+  pipeline: GPUComputePipeline,
+  bg: GPUBindGroup,
+  x: number,
+  y: number,
+  z: number,
+): void {
+  endPass();
+  const i = p.keys.length;
+  const pp = encoder!.beginComputePass({
+    timestampWrites: {
+      querySet: p.querySet,
+      beginningOfPassWriteIndex: 2 * i,
+      endOfPassWriteIndex: 2 * i + 1,
+    },
+  });
+  pp.setPipeline(pipeline);
+  pp.setBindGroup(0, bg);
+  pp.dispatchWorkgroups(x, y, z);
+  pp.end();
+  p.keys.push(key);
+  stats.dispatches++;
+  if (p.keys.length >= PROFILE_PAIRS) flush();
+}
+
+/** Encodes the resolve of this batch's timestamps; the returned call maps them after the submit. */
+function profileResolve(p: ProfileState, enc: GPUCommandEncoder): (() => void) | null {
+  const n = p.keys.length;
+  if (!n) return null;
+  const st = gpu().device.createBuffer({
+    size: n * 16,
+    usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+  });
+  enc.resolveQuerySet(p.querySet, 0, 2 * n, p.resolve, 0);
+  enc.copyBufferToBuffer(p.resolve, 0, st, 0, n * 16);
+  const keys = p.keys.splice(0);
+  return () =>
+    void p.readbacks.push(
+      st.mapAsync(GPUMapMode.READ).then(() => {
+        const t = new BigUint64Array(st.getMappedRange());
+        keys.forEach((k, j) => {
+          const e = p.totals.get(k) ?? { ms: 0, count: 0 };
+          e.ms += Number(t[2 * j + 1] - t[2 * j]) / 1e6;
+          e.count++;
+          p.totals.set(k, e);
+        });
+        st.destroy();
+      }),
+    );
+}
+
+/**
+ * Runs `fn` with every dispatch in its own timed pass and returns GPU milliseconds per kernel key,
+ * largest first. For finding hot spots in benchmarks only: one pass per
+ * dispatch costs a little, and needs the `timestamp-query` feature.
+ */
+export async function profileGpu(
+  fn: () => Promise<void> | void,
+): Promise<{ kernel: string; ms: number; count: number }[]> {
+  const g = gpu();
+  if (!g.features.timestamp) throw new Error("profileGpu needs the timestamp-query feature");
+  flush();
+  const p: ProfileState = {
+    querySet: g.device.createQuerySet({ type: "timestamp", count: 2 * PROFILE_PAIRS }),
+    resolve: g.device.createBuffer({
+      size: PROFILE_PAIRS * 16,
+      usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC,
+    }),
+    keys: [],
+    readbacks: [],
+    totals: new Map(),
+  };
+  profiling = p;
+  try {
+    await fn();
+    flush();
+  } finally {
+    profiling = null;
+  }
+  await Promise.all(p.readbacks);
+  await checkErrors();
+  p.querySet.destroy();
+  p.resolve.destroy();
+  return [...p.totals].map(([kernel, e]) => ({ kernel, ...e })).sort((a, b) => b.ms - a.ms);
 }

@@ -1,6 +1,15 @@
 /** The engine's public entry point. */
 export * from "./device.ts";
-export { dispatch, dispatchStats, flush, grid1d, Params, sync, timeGpu } from "./dispatch.ts";
+export {
+  dispatch,
+  dispatchStats,
+  flush,
+  grid1d,
+  Params,
+  profileGpu,
+  sync,
+  timeGpu,
+} from "./dispatch.ts";
 export type { Binding, Kernel } from "./dispatch.ts";
 export { memoryStats, pool } from "./pool.ts";
 export {

@@ -99,6 +99,12 @@ class BufferPool {
     this.sizes = new WeakMap();
   }
 
+  /** Counts memory held outside the pool (scratch textures) in the live/peak figures. */
+  account(deltaBytes: number): void {
+    this.liveBytes += deltaBytes;
+    if (this.liveBytes > this.peakBytes) this.peakBytes = this.liveBytes;
+  }
+
   resetPeak(): void {
     this.peakBytes = this.liveBytes;
   }

@@ -14,7 +14,7 @@
  * so tests run the split paths on small tensors.
  */
 import { gpu } from "./device.ts";
-import type { Binding } from "./dispatch.ts";
+import type { BufferBinding } from "./dispatch.ts";
 import { bytesPerElement, type Shape, type Tensor } from "./tensor.ts";
 
 let testLimit: number | null = null;
@@ -89,7 +89,7 @@ export function fits(v: ViewRange, limit = bindingLimit()): boolean {
 
 /** A binding of a view's range and the view's element offset from the binding's start. */
 export interface RangeBinding {
-  binding: Binding;
+  binding: BufferBinding;
   off: number;
 }
 

@@ -7,7 +7,7 @@
  * tensor it saved for backward past the user's `dispose()`; the storage goes back to the pool when
  * both have let go.
  */
-import type { Binding } from "./dispatch.ts";
+import type { BufferBinding } from "./dispatch.ts";
 import { ensureBatch, readBuffer, writeBuffer } from "./dispatch.ts";
 import { gpu } from "./device.ts";
 import { fmtBytes, pool } from "./pool.ts";
@@ -118,7 +118,7 @@ export class Tensor {
   }
 
   /** Binding of exactly this dense tensor's elements. */
-  binding(): Binding {
+  binding(): BufferBinding {
     this.assertAlive();
     if (!this.isDense()) {
       throw new Error(`tensor [${this.shape}] is a strided view: make it dense first (ops.dense)`);
@@ -132,7 +132,7 @@ export class Tensor {
   }
 
   /** Binding of the whole storage, for strided kernels that apply offset and strides themselves. */
-  storageBinding(): Binding {
+  storageBinding(): BufferBinding {
     this.assertAlive();
     return { buffer: this.storage.buffer, offset: 0, size: this.storage.bytes };
   }

@@ -20,7 +20,8 @@
 import type { Kernel } from "../engine/dispatch.ts";
 import { LOOP_BUDGET } from "./common.ts";
 
-export type MatmulVariant = "register" | "tiled";
+/** `texture`: operands staged in textures first (kernels/matmul_texture.ts, software adapters). */
+export type MatmulVariant = "register" | "tiled" | "texture";
 
 export interface MatmulSpec {
   variant: MatmulVariant;

@@ -7,7 +7,8 @@
  * dB = Aᵀ·dC cost one kernel each. Operands larger than the per-binding limit are split into
  * several dispatches over batch, M or N, each binding only the range it reads.
  */
-import { dispatch, Params } from "../dispatch.ts";
+import { type Binding, type BufferBinding, dispatch, Params } from "../dispatch.ts";
+import { acquireTexture, hasReadonlyStorageTextures, releaseTexture } from "../texture_pool.ts";
 import { gpu } from "../device.ts";
 import { contiguousStrides, empty, type Tensor, view } from "../tensor.ts";
 import { noGrad, record } from "../autograd.ts";
@@ -21,6 +22,13 @@ import {
   REGISTER_TILE_SMALL,
   type RegisterTile,
 } from "../../kernels/matmul.ts";
+import {
+  matmulPackKernel,
+  matmulTextureKernel,
+  PACK_WG,
+  TEXTURE_TILE,
+  TEXTURE_TILE_SMALL,
+} from "../../kernels/matmul_texture.ts";
 import { broadcastShapes, fill } from "./elementwise.ts";
 import { dense, reshape, transpose } from "./view.ts";
 import { sum, sumTo } from "./reduce.ts";
@@ -28,13 +36,20 @@ import { sum, sumTo } from "./reduce.ts";
 let forcedVariant: MatmulVariant | null = null;
 let forcedTile: RegisterTile | null = null;
 
-/** Kernel variant for this adapter: register blocking on CPU rasterisers, shared tiles on GPUs. */
+/**
+ * Kernel variant for this adapter: on CPU rasterisers operands staged in textures (where WGSL has
+ * read-only storage textures, else register blocking straight from buffers), shared tiles on GPUs.
+ */
 export function matmulVariant(): MatmulVariant {
   if (forcedVariant) return forcedVariant;
   const env = Deno.env.get("ENGINE_MATMUL");
-  if (env === "tiled" || env === "register") return env;
-  return gpu().isSoftware ? "register" : "tiled";
+  if (env === "tiled" || env === "register" || env === "texture") return env;
+  if (!gpu().isSoftware) return "tiled";
+  return hasReadonlyStorageTextures() ? "texture" : "register";
 }
+
+/** Below this many multiply-adds the texture variant's two packing passes are not worth it. */
+const TEXTURE_MIN_MACS = 1 << 20;
 
 /** Forces a variant (tests, benchmarks); `null` restores the per-adapter choice. */
 export function setMatmulVariant(v: MatmulVariant | null, tile: RegisterTile | null = null): void {
@@ -53,6 +68,8 @@ export interface MatmulOptions {
   out?: Tensor;
   /** Per-binding byte limit (default: the adapter's); lower it to test the splitter. */
   maxBindingBytes?: number;
+  /** Texture variant: most rows per staging texture (default maxTextureDimension2D); for tests. */
+  maxTextureRows?: number;
   variant?: MatmulVariant;
 }
 
@@ -119,6 +136,11 @@ export interface MatmulProblem {
   tileN: number;
   /** Longest K range per chunk (the kernel's loop budget on software adapters); none if absent. */
   maxK?: number;
+  /**
+   * Texture variant: most rows one packed operand texture may have (A: rows of the chunk, B: its
+   * columns, times the batches when the operand has batch strides).
+   */
+  maxTexRows?: number;
 }
 
 type Op = MatmulProblem["a"];
@@ -202,14 +224,19 @@ export function planMatmulChunks(p: MatmulProblem): MatmulChunk[] {
     const nz = c.z1 - c.z0;
     const gm = Math.ceil((c.m1 - c.m0) / p.tileM), gn = Math.ceil((c.n1 - c.n0) / p.tileN);
     const overA = p.K > 0 && over(e.a), overB = p.K > 0 && over(e.b), overC = over(e.c);
+    const texRows = (o: Op, rows: number) => (o.s0 || o.s1 ? nz : 1) * rows;
+    const overTA = p.maxTexRows !== undefined && texRows(p.a, c.m1 - c.m0) > p.maxTexRows;
+    const overTB = p.maxTexRows !== undefined && texRows(p.b, c.n1 - c.n0) > p.maxTexRows;
     let dims: Dim[] = [];
-    if (nz > p.maxGroups || (nz > 1 && (overA || overB || overC))) {
+    if (nz > p.maxGroups || (nz > 1 && (overA || overB || overC || overTA || overTB))) {
       const mid = c.z0 + Math.ceil(nz / 2);
       todo.push({ ...c, z0: mid }, { ...c, z1: mid });
       continue;
     }
     if (gm > p.maxGroups) dims = ["m"];
     else if (gn > p.maxGroups) dims = ["n"];
+    else if (overTA) dims = ["m"];
+    else if (overTB) dims = ["n"];
     else if (overA) dims = [outerA, outerA === "m" ? "k" : "m"];
     else if (overB) dims = [outerB, outerB === "k" ? "n" : "k"];
     else if (overC) dims = ["m", "n"];
@@ -364,7 +391,10 @@ function launch(
   const N = c.shape[c.rank - 1];
   M = c.shape[c.rank - 2];
   const A = matLayout(a)!, B = matLayout(b)!;
-  const variant = opts.variant ?? matmulVariant();
+  let variant = opts.variant ?? matmulVariant();
+  // A chosen-by-default texture variant gives way to plain registers on small products.
+  const forced = opts.variant || forcedVariant || Deno.env.get("ENGINE_MATMUL");
+  if (variant === "texture" && !forced && M * N * K < TEXTURE_MIN_MACS) variant = "register";
   let dims = batchDims(a, b, c);
   let Mx = M;
   // B shared by every batch and A's batches stacked as rows: one taller matrix (e.g. linear).
@@ -375,16 +405,18 @@ function launch(
     Mx = M * dims[0].n;
     dims = [];
   }
-  const big = REGISTER_TILE;
+  const [big, small] = variant === "texture"
+    ? [TEXTURE_TILE, TEXTURE_TILE_SMALL]
+    : [REGISTER_TILE, REGISTER_TILE_SMALL];
   const rt = forcedTile ??
-    (Mx * 2 >= big.wy * big.tm && N * 2 >= big.wx * big.tn ? big : REGISTER_TILE_SMALL);
+    (Mx * 2 >= big.wy * big.tm && N * 2 >= big.wx * big.tn ? big : small);
   const inner = dims.slice(-2);
   const outer = dims.slice(0, -2);
   const [d0, d1] = inner.length === 2
     ? inner
     : [inner[0] ?? { n: 1, sa: 0, sb: 0, sc: 0 }, { n: 1, sa: 0, sb: 0, sc: 0 }];
   const nOuter = outer.reduce((p, d) => p * d.n, 1);
-  const tile = matmulTileSize(variant, rt);
+  const tile = matmulTileSize(variant === "texture" ? "register" : variant, rt);
   const align = Math.max(g.limits.minStorageBufferOffsetAlignment, 16);
   const maxBytes = Math.min(opts.maxBindingBytes ?? Infinity, g.limits.maxStorageBufferBindingSize);
   const vec = (m: Mat, rows: number, cols: number, s: number[]) =>
@@ -425,8 +457,20 @@ function launch(
       tileM: tile.m,
       tileN: tile.n,
       // lavapipe silently stops an invocation's loops past 65535 iterations: split K there.
-      maxK: g.isSoftware ? matmulMaxK(variant) : undefined,
+      // Texture variant: a texel holds 4 of K, a texture row at most maxTextureDimension2D texels.
+      maxK: variant === "texture"
+        ? 4 * g.limits.maxTextureDimension2D
+        : g.isSoftware
+        ? matmulMaxK(variant)
+        : undefined,
+      maxTexRows: variant === "texture"
+        ? Math.min(opts.maxTextureRows ?? Infinity, g.limits.maxTextureDimension2D)
+        : undefined,
     };
+    if (variant === "texture") {
+      launchTexture(problem, { a, b, c, bias, A, B, alpha, beta, rt, d0, d1 });
+      continue;
+    }
     const first = matmulKernel(spec, rt);
     const later = matmulKernel({ ...spec, bias: false, beta: true }, rt);
     for (const ch of planMatmulChunks(problem)) {
@@ -568,3 +612,114 @@ export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null): Tensor 
 }
 
 export type { MatmulVariant, RegisterTile } from "../../kernels/matmul.ts";
+
+/** Binding of the element range `x` of `t`'s buffer, its start aligned down (start in elements). */
+function bindRange(t: Tensor, x: Ext, align: number): { binding: BufferBinding; start: number } {
+  const buf = t.storage.buffer;
+  const start = Math.floor((x.lo * 4) / align) * align;
+  const size = Math.min(Math.ceil(((x.hi + 1) * 4 - start) / 16) * 16, buf.size - start);
+  return { binding: { buffer: buf, offset: start, size }, start: start / 4 };
+}
+
+interface TextureLaunch {
+  a: Tensor;
+  b: Tensor;
+  c: Tensor;
+  bias: Tensor | undefined;
+  A: Mat;
+  B: Mat;
+  alpha: number;
+  beta: number;
+  rt: RegisterTile;
+  d0: BDim;
+  d1: BDim;
+}
+
+/**
+ * The texture variant over one outer batch index: per chunk, pack A's rows and B's columns (K
+ * range of the chunk) into scratch textures, then one product dispatch reading only textures.
+ */
+function launchTexture(p: MatmulProblem, t: TextureLaunch): void {
+  const { A, B, d0, d1, rt } = t;
+  const N = p.N;
+  const tileM = rt.wy * rt.tm, tileN = rt.wx * rt.tn;
+  const pack = matmulPackKernel();
+  const first = matmulTextureKernel({ bias: !!t.bias, beta: t.beta !== 0 }, rt);
+  const later = matmulTextureKernel({ bias: false, beta: true }, rt);
+  const aBatched = d0.sa !== 0 || d1.sa !== 0, bBatched = d0.sb !== 0 || d1.sb !== 0;
+  for (const ch of planMatmulChunks(p)) {
+    const e = chunkExtents(p, ch);
+    const isFirst = ch.k0 === 0;
+    const nz = ch.z1 - ch.z0, mr = ch.m1 - ch.m0, nr = ch.n1 - ch.n0, kc = ch.k1 - ch.k0;
+    const width = Math.ceil(kc / 4);
+    // Texture rows: A's rows of the chunk (si along them, sj along k); B's columns (sj, si).
+    const stage = (
+      x: Tensor,
+      ext: Ext,
+      batched: boolean,
+      rows: number,
+      off: number,
+      sRow: number,
+      sK: number,
+      s0: number,
+      s1: number,
+    ) => {
+      const tex = acquireTexture(width, (batched ? nz : 1) * rows);
+      const src = bindRange(x, ext, p.align);
+      const height = tex.texture.height;
+      dispatch(
+        pack,
+        [src.binding, { view: tex.view }],
+        new Params().u32(rows, kc, width, batched ? ch.z0 : 0)
+          .u32(off - src.start, sRow, sK, d1.n, s0, s1, height, 0),
+        [Math.ceil(width / PACK_WG.x), Math.ceil(height / PACK_WG.y)],
+      );
+      return tex;
+    };
+    const ta = stage(
+      t.a,
+      e.a,
+      aBatched,
+      mr,
+      p.a.off + ch.m0 * A.si + ch.k0 * A.sj,
+      A.si,
+      A.sj,
+      d0.sa,
+      d1.sa,
+    );
+    const tb = stage(
+      t.b,
+      e.b,
+      bBatched,
+      nr,
+      p.b.off + ch.k0 * B.si + ch.n0 * B.sj,
+      B.sj,
+      B.si,
+      d0.sb,
+      d1.sb,
+    );
+    const bc = bindRange(t.c, e.c, p.align);
+    const bindings: Binding[] = [{ view: ta.view }, { view: tb.view }];
+    let biasOff = 0;
+    if (t.bias && isFirst) {
+      const bx = bindRange(
+        t.bias,
+        { lo: t.bias.offset + ch.n0, hi: t.bias.offset + ch.n1 - 1 },
+        p.align,
+      );
+      biasOff = t.bias.offset + ch.n0 - bx.start;
+      bindings.push(bx.binding);
+    }
+    bindings.push(bc.binding);
+    dispatch(
+      isFirst ? first : later,
+      bindings,
+      new Params().u32(mr, nr, width, ch.z0)
+        .u32(aBatched ? mr : 0, bBatched ? nr : 0, p.c.off + ch.m0 * N + ch.n0 - bc.start, N)
+        .u32(biasOff, d1.n, d0.sc, d1.sc).f32(t.alpha, isFirst ? t.beta : 1),
+      [Math.ceil(nr / tileN), Math.ceil(mr / tileM), nz],
+    );
+    releaseTexture(ta);
+    releaseTexture(tb);
+  }
+}

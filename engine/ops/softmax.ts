@@ -1,5 +1,9 @@
-/** Softmax and log-softmax along any axis (no transpose: the kernel strides along the axis). */
+/**
+ * Softmax and log-softmax along any axis (no transpose: the kernel strides along the axis), and
+ * softmax with SAM's decomposed relative-position bias fused in.
+ */
 import { dispatch, grid1d, Params } from "../dispatch.ts";
+import { gpu } from "../device.ts";
 import { empty, Tensor } from "../tensor.ts";
 import { record } from "../autograd.ts";
 import {
@@ -8,7 +12,11 @@ import {
   softmaxBackwardKernel,
   softmaxKernel,
 } from "../../kernels/softmax.ts";
-import { dense, normAxis } from "./view.ts";
+import { RELBIAS_MAX_KW, RELBIAS_WG, softmaxRelBiasKernel } from "../../kernels/softmax_relbias.ts";
+import { assertLoopLimit } from "../../kernels/common.ts";
+import { dense, normAxis, reshape } from "./view.ts";
+import { add } from "./elementwise.ts";
+import { sum } from "./reduce.ts";
 
 /** rows / L / inner of `shape` seen along `axis`. */
 export function rowsAlong(shape: readonly number[], axis: number): {
@@ -68,4 +76,68 @@ export function softmax(x: Tensor, axis = -1): Tensor {
 /** log(softmax(x)) along `axis` (default the last), computed as x − max − log Σ exp(x − max). */
 export function logSoftmax(x: Tensor, axis = -1): Tensor {
   return softmaxImpl("logSoftmax", true, x, axis);
+}
+
+/**
+ * softmax(s + bias) along the last axis of scores s [G, Nq, KH·KW], where the bias of element
+ * kh·KW + kw is relH[g, q, kh] + relW[g, q, kw] (relH [G, Nq, KH], relW [G, Nq, KW]): SAM's
+ * attention probabilities in one kernel, without materialising the bias.
+ */
+export function softmaxRelBias(s: Tensor, relH: Tensor, relW: Tensor): Tensor {
+  for (const t of [s, relH, relW]) {
+    t.assertAlive();
+    if (t.dtype !== "f32" || t.rank !== 3) {
+      throw new Error(
+        `softmaxRelBias: expected f32 tensors of rank 3, got ${t.dtype} [${t.shape}]`,
+      );
+    }
+  }
+  const [G, nq, nk] = s.shape, KH = relH.shape[2], KW = relW.shape[2];
+  if (
+    relH.shape[0] !== G || relH.shape[1] !== nq || relW.shape[0] !== G || relW.shape[1] !== nq ||
+    KH * KW !== nk
+  ) {
+    throw new Error(
+      `softmaxRelBias: scores [${s.shape}] need relH [${G}, ${nq}, KH] and relW [${G}, ${nq}, KW] ` +
+        `with KH·KW = ${nk}, got [${relH.shape}] and [${relW.shape}]`,
+    );
+  }
+  if (KW > RELBIAS_MAX_KW) {
+    const bias = add(reshape(relH, [G, nq, KH, 1]), reshape(relW, [G, nq, 1, KW]));
+    return softmax(add(s, reshape(bias, [G, nq, nk])));
+  }
+  const rows = G * nq;
+  if (gpu().isSoftware) assertLoopLimit("softmaxRelBias", 2 * (KH + 1), `KH = ${KH}`);
+  const sd = dense(s), hd = dense(relH), wd = dense(relW);
+  const y = empty(s.shape);
+  if (y.size > 0) {
+    dispatch(
+      softmaxRelBiasKernel(KW),
+      [sd.binding(), hd.binding(), wd.binding(), y.binding()],
+      new Params().u32(rows, KH, 0, 0),
+      grid1d(rows, RELBIAS_WG),
+    );
+  }
+  for (const [d, t] of [[sd, s], [hd, relH], [wd, relW]]) if (d !== t) d.dispose();
+  return record("softmaxRelBias", [s, relH, relW], y, (g) => {
+    // d(scores) is softmax's backward; each bias term's gradient sums it over the other index.
+    const gd = dense(g);
+    const ds = empty(s.shape);
+    if (ds.size > 0) {
+      const m = rowMode(nk, 1);
+      dispatch(
+        softmaxBackwardKernel(false, m),
+        [y.binding(), gd.binding(), ds.binding()],
+        new Params().u32(rows, nk, 1, 0),
+        grid1d(rows, rowItemsPerGroup(m)),
+      );
+    }
+    if (gd !== g) gd.dispose();
+    const ds4 = reshape(ds, [G, nq, KH, KW]);
+    return [
+      ds,
+      relH.requiresGrad ? sum(ds4, 3) : null,
+      relW.requiresGrad ? sum(ds4, 2) : null,
+    ];
+  }, [y]);
 }

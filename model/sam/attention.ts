@@ -89,7 +89,6 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, scale: number, rel?: 
     );
   }
   const groupSize = Math.max(1, Math.min(g, Math.floor(budget / per)));
-  const kh = rel?.rh.shape[1] ?? 1, kw = rel?.rw.shape[1] ?? 1;
   const outs: Tensor[] = [];
   for (let g0 = 0; g0 < g; g0 += groupSize) {
     const g1 = Math.min(g, g0 + groupSize);
@@ -98,15 +97,10 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, scale: number, rel?: 
     // One scope per group: its scores and probabilities are freed before the next group's are
     // formed (under autograd the graph keeps what backward needs).
     outs.push(tidy(() => {
-      let s = F.matmul(F.mul(part(q), scale), F.transpose(part(k), 1, 2));
-      if (terms) {
-        const bias = F.add(
-          F.reshape(part(terms.relH), [gs, nq, kh, 1]),
-          F.reshape(part(terms.relW), [gs, nq, 1, kw]),
-        );
-        s = F.add(s, F.reshape(bias, [gs, nq, nk]));
-      }
-      return F.matmul(F.softmax(s, -1), part(v));
+      const s = F.matmul(F.mul(part(q), scale), F.transpose(part(k), 1, 2));
+      // The bias is added inside the softmax kernel, never materialised.
+      const p = terms ? F.softmaxRelBias(s, part(terms.relH), part(terms.relW)) : F.softmax(s, -1);
+      return F.matmul(p, part(v));
     }));
   }
   return outs.length === 1 ? outs[0] : F.concat(outs, 0);

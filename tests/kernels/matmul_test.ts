@@ -2,7 +2,13 @@ import fc from "fast-check";
 import assert from "node:assert";
 import { dispatchStats, F, noGrad, type Tensor, tensor, tidy } from "../../engine/mod.ts";
 import { planMatmulChunks, setMatmulVariant } from "../../engine/ops/matmul.ts";
-import { REGISTER_TILE, REGISTER_TILE_SMALL, type RegisterTile } from "../../kernels/matmul.ts";
+import {
+  type MatmulVariant,
+  REGISTER_TILE,
+  REGISTER_TILE_SMALL,
+  type RegisterTile,
+} from "../../kernels/matmul.ts";
+import { TEXTURE_TILE, TEXTURE_TILE_SMALL } from "../../kernels/matmul_texture.ts";
 import { assertClose, gradCheck, randArray, setup } from "../util/gpu.ts";
 import { linearRef, matmulRef, transposeRef } from "../reference/matmul.ts";
 
@@ -72,10 +78,12 @@ async function runCases(label: string, cases: Case[]): Promise<void> {
   }
 }
 
-const VARIANTS: [string, "register" | "tiled", RegisterTile | null][] = [
+const VARIANTS: [string, MatmulVariant, RegisterTile | null][] = [
   ["register 4x4", "register", REGISTER_TILE_SMALL],
   ["register 12x12", "register", REGISTER_TILE],
   ["tiled", "tiled", null],
+  ["texture 4x4", "texture", TEXTURE_TILE_SMALL],
+  ["texture default tile", "texture", TEXTURE_TILE],
 ];
 
 for (const [label, v, tile] of VARIANTS) {
@@ -126,7 +134,7 @@ Deno.test("matmul: random shapes, layouts and broadcast batches match float64 (f
       fc.nat(15),
       fc.boolean(),
       fc.boolean(),
-      fc.constantFrom<"register" | "tiled">("register", "tiled"),
+      fc.constantFrom<MatmulVariant>("register", "tiled", "texture"),
       async (M, K, N, batch, mask, ta, tb, v) => {
         const ab = batch.map((s, i) => (mask >> i) & 1 ? 1 : s);
         const bb = batch.map((s, i) => (mask >> (i + 2)) & 1 ? 1 : s);
@@ -175,7 +183,7 @@ Deno.test("linear (fused bias) and alpha/beta accumulation match float64", async
 });
 
 Deno.test("bindings over the limit are split into several dispatches (forced small limit)", async () => {
-  for (const v of ["register", "tiled"] as const) {
+  for (const v of ["register", "tiled", "texture"] as const) {
     const cases: [number[], number[], boolean][] = [
       [[3, 40, 24], [3, 24, 36], false], // split over batch, then rows
       [[130, 24], [24, 200], true], // rows and columns, transposed B
@@ -194,6 +202,27 @@ Deno.test("bindings over the limit are split into several dispatches (forced sma
       });
       for (const t of [A.t, B.t, y]) t.dispose();
     }
+  }
+});
+
+Deno.test("texture matmul splits batches, rows and columns over small staging textures", async () => {
+  const cases: [number[], number[], boolean, boolean][] = [
+    [[3, 40, 24], [3, 24, 36], false, false], // both batched: split over batch, then rows
+    [[130, 21], [21, 50], false, true], // rows (A) and columns (B), transposed B, K % 4 = 1
+    [[2, 5, 30, 16], [16, 45], true, false], // B shared by every batch, A transposed
+  ];
+  for (const [as, bs, ta, tb] of cases) {
+    const A = operand(as, 3, ta), B = operand(bs, 4, tb);
+    const before = dispatchStats().dispatches;
+    const y = F.matmulRaw(A.t, B.t, { maxTextureRows: 32, variant: "texture" });
+    // Each chunk packs A and B and runs one product: more than one chunk means more than 3.
+    const n = dispatchStats().dispatches - before;
+    assert.ok(n > 3, `[${as}]·[${bs}] should need several chunks, got ${n} dispatches`);
+    assertClose(await y.data(), matmulRef(A.data, as, B.data, bs).data, {
+      ...TOL,
+      what: `texture split [${as}]${ta ? "ᵀ" : ""}·[${bs}]${tb ? "ᵀ" : ""}`,
+    });
+    for (const t of [A.t, B.t, y]) t.dispose();
   }
 });
 

@@ -28,3 +28,28 @@ export function softmaxRef(
   }
   return out;
 }
+
+/**
+ * softmax(s + bias) along rows of length KH·KW, bias[r, kh·KW + kw] = relH[r, kh] + relW[r, kw]
+ * (SAM's decomposed relative-position bias), for `rows` rows.
+ */
+export function softmaxRelBiasRef(
+  s: ArrayLike<number>,
+  relH: ArrayLike<number>,
+  relW: ArrayLike<number>,
+  rows: number,
+  KH: number,
+  KW: number,
+): Float64Array {
+  const L = KH * KW;
+  const biased = new Float64Array(rows * L);
+  for (let r = 0; r < rows; r++) {
+    for (let kh = 0; kh < KH; kh++) {
+      for (let kw = 0; kw < KW; kw++) {
+        const i = r * L + kh * KW + kw;
+        biased[i] = s[i] + relH[r * KH + kh] + relW[r * KW + kw];
+      }
+    }
+  }
+  return softmaxRef(biased, [rows, L], 1);
+}

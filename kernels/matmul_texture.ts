@@ -1,0 +1,157 @@
+/**
+ * Matmul through read-only storage textures, for software adapters.
+ *
+ * On llvmpipe a storage-buffer load is a per-lane loop with a branch per component, while a
+ * storage-texture load is a branch-free gather: ~2.7× more loads per second (measured in
+ * BENCHMARKS.md). A register-blocked matmul there is bound by its loads, so it runs faster when
+ * both operands are first staged ("packed") into rgba32float textures, one row per matrix row (of
+ * A) or column (of B), four consecutive k per texel, zero-padded past K. Packing reads each
+ * element once; the product then reads only textures.
+ *
+ * - `matmulPackKernel`: writes rows × ⌈K/4⌉ texels of a strided operand (any strides, batches
+ *   stacked as row blocks) into a texture.
+ * - `matmulTextureKernel`: C = alpha·A·B (+ beta·C) (+ bias) with TM×TN outputs per thread and the
+ *   epilogue of kernels/matmul.ts; rows of A (columns of B) are clamped into range so the loop has
+ *   no branches.
+ */
+import type { Kernel } from "../engine/dispatch.ts";
+import type { RegisterTile } from "./matmul.ts";
+
+/** Threads per workgroup of the pack kernel: 16 texels across, 4 rows down. */
+export const PACK_WG = { x: 16, y: 4 } as const;
+
+/**
+ * Uniform block: texture rows per batch, K, texels per row, first batch, element offset, row and
+ * k strides, inner batch dim size, batch strides, texture height.
+ */
+export function matmulPackKernel(): Kernel {
+  return {
+    key: "matmul/pack-texture",
+    wgsl: () =>
+      /* wgsl */ `struct P {
+  rows: u32, K: u32, width: u32, zBase: u32,
+  off: u32, si: u32, sj: u32, nb1: u32,
+  s0: u32, s1: u32, height: u32, pad: u32,
+}
+@group(0) @binding(0) var<uniform> u: P;
+@group(0) @binding(1) var<storage, read> X: array<f32>;
+@group(0) @binding(2) var T: texture_storage_2d<rgba32float, write>;
+
+@compute @workgroup_size(${PACK_WG.x}, ${PACK_WG.y})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let j = gid.x;
+  let r = gid.y;
+  if (j >= u.width || r >= u.height) { return; }
+  let z = u.zBase + r / u.rows;
+  let base = u.off + (z / u.nb1) * u.s0 + (z % u.nb1) * u.s1 + (r % u.rows) * u.si;
+  let k = 4u * j;
+  var v = vec4<f32>(0.0);
+  if (k < u.K) { v.x = X[base + k * u.sj]; }
+  if (k + 1u < u.K) { v.y = X[base + (k + 1u) * u.sj]; }
+  if (k + 2u < u.K) { v.z = X[base + (k + 2u) * u.sj]; }
+  if (k + 3u < u.K) { v.w = X[base + (k + 3u) * u.sj]; }
+  textureStore(T, vec2<u32>(j, r), v);
+}`,
+  };
+}
+
+/** Default tile (threads WX×WY, outputs TM×TN), tuned on llvmpipe (BENCHMARKS.md). */
+export const TEXTURE_TILE: RegisterTile = { wx: 8, wy: 8, tm: 12, tn: 12 };
+/** For thin problems (M or N below half a big tile). */
+export const TEXTURE_TILE_SMALL: RegisterTile = { wx: 8, wy: 8, tm: 4, tn: 4 };
+
+export interface TextureMatmulSpec {
+  bias: boolean;
+  beta: boolean;
+}
+
+/** Tile rows per band of the workgroup order (as kernels/matmul.ts). */
+const SWIZZLE = 8;
+
+/**
+ * Uniform block: M, N (of the chunk), texels along K, first batch; texture rows per batch of A
+ * and B (0: one copy shared by every batch); C's offset and leading dim, the bias offset, inner
+ * batch size, C's batch strides, alpha, beta.
+ */
+export function matmulTextureKernel(s: TextureMatmulSpec, rt: RegisterTile): Kernel {
+  const { wx, wy, tm: TM, tn: TN } = rt;
+  if (TN % 4) throw new Error(`matmul (texture): TN must be a multiple of 4, got ${TN}`);
+  const rows = [...Array(TM).keys()], cols = [...Array(TN).keys()];
+  const groups = [...Array(TN / 4).keys()];
+  const body: string[] = [];
+  for (const i of rows) body.push(`    let va${i} = textureLoad(TA, vec2<u32>(k, ra${i}));`);
+  for (const j of cols) body.push(`    let vb${j} = textureLoad(TB, vec2<u32>(k, rb${j}));`);
+  for (const kk of [0, 1, 2, 3]) {
+    for (const g of groups) {
+      body.push(
+        `    let b${kk}_${g} = vec4<f32>(${
+          [0, 1, 2, 3].map((l) => `vb${4 * g + l}[${kk}]`).join(", ")
+        });`,
+      );
+    }
+    for (const i of rows) {
+      for (const g of groups) body.push(`    c${i}_${g} += va${i}[${kk}] * b${kk}_${g};`);
+    }
+  }
+  const W: string[] = [];
+  for (const i of rows) {
+    W.push(`  if (row0 + ${i}u < u.M) {`);
+    W.push(`    let crow = cB + (row0 + ${i}u) * u.ldc;`);
+    for (const g of groups) {
+      for (let l = 0; l < 4; l++) {
+        const j = 4 * g + l;
+        let e = `u.alpha * c${i}_${g}[${l}]`;
+        if (s.beta) e += ` + u.beta * C[ci]`;
+        if (s.bias) e += ` + bias[u.biasOff + col]`;
+        W.push(
+          `    if (col0 + ${j}u < u.N) { let col = col0 + ${j}u; let ci = crow + col; C[ci] = ${e}; }`,
+        );
+      }
+    }
+    W.push(`  }`);
+  }
+  let n = 3;
+  const biasDecl = s.bias
+    ? `@group(0) @binding(${n++}) var<storage, read> bias: array<f32>;\n`
+    : "";
+  return {
+    key: `matmul/texture/${wx}x${wy}x${TM}x${TN}/${s.bias ? "bias" : ""}${s.beta ? "beta" : ""}`,
+    wgsl: () =>
+      /* wgsl */ `struct P {
+  M: u32, N: u32, K4: u32, zBase: u32,
+  aRows: u32, bRows: u32, cOff: u32, ldc: u32,
+  biasOff: u32, nb1: u32, sc0: u32, sc1: u32,
+  alpha: f32, beta: f32,
+}
+@group(0) @binding(0) var<uniform> u: P;
+@group(0) @binding(1) var TA: texture_storage_2d<rgba32float, read>;
+@group(0) @binding(2) var TB: texture_storage_2d<rgba32float, read>;
+${biasDecl}@group(0) @binding(${n}) var<storage, read_write> C: array<f32>;
+
+@compute @workgroup_size(${wx}, ${wy})
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
+        @builtin(num_workgroups) nwg: vec3<u32>) {
+  let z = u.zBase + wg.z;
+  let cB = u.cOff + (z / u.nb1) * u.sc0 + (z % u.nb1) * u.sc1;
+  let aB = wg.z * u.aRows;
+  let bB = wg.z * u.bRows;
+  // Bands of ${SWIZZLE} tile rows visited column by column, as kernels/matmul.ts.
+  let lin = wg.y * nwg.x + wg.x;
+  let band = lin / (${SWIZZLE}u * nwg.x);
+  let bh = min(${SWIZZLE}u, nwg.y - band * ${SWIZZLE}u);
+  let inBand = lin - band * ${SWIZZLE}u * nwg.x;
+  let ty = band * ${SWIZZLE}u + inBand % bh;
+  let tx = inBand / bh;
+  let row0 = (ty * ${wy}u + lid.y) * ${TM}u;
+  let col0 = (tx * ${wx}u + lid.x) * ${TN}u;
+  if (row0 >= u.M || col0 >= u.N) { return; }
+${rows.map((i) => `  let ra${i} = aB + min(row0 + ${i}u, u.M - 1u);`).join("\n")}
+${cols.map((j) => `  let rb${j} = bB + min(col0 + ${j}u, u.N - 1u);`).join("\n")}
+${rows.flatMap((i) => groups.map((g) => `  var c${i}_${g} = vec4<f32>(0.0);`)).join("\n")}
+  for (var k = 0u; k < u.K4; k++) {
+${body.join("\n")}
+  }
+${W.join("\n")}
+}`,
+  };
+}
