@@ -67,12 +67,18 @@ class Bottleneck extends Module {
       )
       : null;
   }
+  /**
+   * One scope per block: the BN outputs and the sum before the last ReLU are freed as soon as the
+   * block returns (backward keeps only what each op saved: conv inputs, BN inputs, ReLU outputs).
+   */
   forward(x: Tensor): Tensor {
-    let out = F.relu(this.bn1.forward(this.conv1.forward(x)));
-    out = F.relu(this.bn2.forward(this.conv2.forward(out)));
-    out = this.bn3.forward(this.conv3.forward(out));
-    const identity = this.downsample ? this.downsample.forward(x) : x;
-    return F.relu(F.add(out, identity));
+    return tidy(() => {
+      let out = F.relu(this.bn1.forward(this.conv1.forward(x)));
+      out = F.relu(this.bn2.forward(this.conv2.forward(out)));
+      out = this.bn3.forward(this.conv3.forward(out));
+      const identity = this.downsample ? this.downsample.forward(x) : x;
+      return F.relu(F.add(out, identity));
+    });
   }
 }
 
@@ -180,11 +186,13 @@ export class ResNetAdl extends Module {
   /** Stem and stages up to the output of layer4 block 0 (the CAM features). */
   private trunk(x: Tensor, untilCam: boolean): Tensor {
     let y = this.inputWithHighFreq(x);
-    y = F.maxPool2d(F.relu(this.bn1.forward(this.conv1.forward(y))), {
-      kernel: 3,
-      stride: 2,
-      padding: 1,
-    });
+    y = tidy(() =>
+      F.maxPool2d(F.relu(this.bn1.forward(this.conv1.forward(y))), {
+        kernel: 3,
+        stride: 2,
+        padding: 1,
+      })
+    );
     for (let s = 0; s < 3; s++) y = this.stages[s].forward(y);
     return untilCam ? this.stages[3].forward(y, 0, 1) : this.stages[3].forward(y);
   }

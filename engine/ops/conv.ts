@@ -23,6 +23,13 @@ import { LOOP_BUDGET } from "../../kernels/common.ts";
 import { reduceRaw } from "./reduce.ts";
 import { splitBatch } from "../split.ts";
 import { dense as denseOp } from "./view.ts";
+import { matmulVariant } from "./matmul.ts";
+import {
+  conv2dBackwardDataTexture,
+  conv2dBackwardWeightTexture,
+  conv2dForwardTexture,
+  convTextureFits,
+} from "./conv_texture.ts";
 
 /** A dense version of `t` for binding (a copy only for strided views), never recorded. */
 const dense = (t: Tensor): Tensor => noGrad(() => denseOp(t));
@@ -178,6 +185,18 @@ function params(
 
 // ---------------------------------------------------------------- raw launches
 
+/**
+ * Ungrouped convs (the forward without bias) run as texture GEMMs where matmul stages its operands
+ * in textures (software adapters; engine/ops/conv_texture.ts): ~2.5× the loads per second of the
+ * conv kernels' buffer reads there. Forced tiles (`setConvTiles`) keep the conv kernels.
+ */
+function viaTextures(g: ConvGeometry, bias: Tensor | null): boolean {
+  return !bias && !tileOverride && CONV_ENV !== "kernel" && g.N * g.OH * g.OW > 0 &&
+    matmulVariant() === "texture" && convTextureFits(g);
+}
+/** `ENGINE_CONV=kernel` keeps the conv kernels on software adapters too (benchmarks). */
+const CONV_ENV = Deno.env.get("ENGINE_CONV");
+
 /** y [N,O,OH,OW] = conv2d(x, w) + bias for dense f32 x [N,C,H,W], w [O,C/g,kh,kw] (no autograd). */
 export function conv2dForwardRaw(
   x: Tensor,
@@ -185,6 +204,13 @@ export function conv2dForwardRaw(
   bias: Tensor | null,
   g: ConvGeometry,
 ): Tensor {
+  if (viaTextures(g, bias)) {
+    const xd = dense(x), wd = dense(w);
+    const y = conv2dForwardTexture(xd, wd, g);
+    if (xd !== x) xd.dispose();
+    if (wd !== w) wd.dispose();
+    return y;
+  }
   const y = empty([g.N, g.O, g.OH, g.OW]);
   if (y.size === 0) return y;
   const Og = g.O / g.groups;
@@ -223,6 +249,13 @@ export function conv2dBackwardDataRaw(
   bias: Tensor | null,
   g: ConvGeometry,
 ): Tensor {
+  if (viaTextures(g, bias)) {
+    const dyd = dense(dy), wd = dense(w);
+    const dx = conv2dBackwardDataTexture(dyd, wd, g);
+    if (dyd !== dy) dyd.dispose();
+    if (wd !== w) wd.dispose();
+    return dx;
+  }
   const dx = empty([g.N, g.C, g.H, g.W]);
   if (dx.size === 0) return dx;
   const Cg = g.C / g.groups;
@@ -258,6 +291,13 @@ function splitTarget(): number {
 export function conv2dBackwardWeightRaw(x: Tensor, dy: Tensor, g: ConvGeometry): Tensor {
   const Cg = g.C / g.groups, Og = g.O / g.groups;
   const J = Cg * g.kh * g.kw;
+  if (viaTextures(g, null)) {
+    const xd = dense(x), dyd = dense(dy);
+    const dw = conv2dBackwardWeightTexture(xd, dyd, g);
+    if (xd !== x) xd.dispose();
+    if (dyd !== dy) dyd.dispose();
+    return dw;
+  }
   const dw = empty([g.O, Cg, g.kh, g.kw]);
   if (dw.size === 0) return dw;
   const t0 = tiles().bwdWeight;

@@ -169,8 +169,10 @@ export const rsqrt = (x: Tensor): Tensor =>
   // d x^-1/2 = -1/2 x^-3/2 = -1/2 y^3
   unaryOp("rsqrt", x, (g, _x, y) => mul(g, affine(unaryRaw("pow_scalar", y, 3), -0.5, 0)), true);
 export const abs = (x: Tensor): Tensor => unaryOp("abs", x, (g, x) => mul(g, unaryRaw("sign", x)));
+/** Saves its output, not its input (y > 0 ⟺ x > 0): the tensor the next layer keeps anyway, so
+ * a conv → BN → ReLU chain holds two activations for backward instead of three. */
 export const relu = (x: Tensor): Tensor =>
-  unaryOp("relu", x, (g, x) => mul(g, unaryRaw("step", x)));
+  unaryOp("relu", x, (g, _x, y) => mul(g, unaryRaw("step", y)), true);
 export const sigmoid = (x: Tensor): Tensor =>
   unaryOp("sigmoid", x, (g, _x, y) => mul(g, mul(y, affine(y, -1, 1))), true);
 export const tanh = (x: Tensor): Tensor =>

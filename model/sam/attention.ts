@@ -93,7 +93,6 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, scale: number, rel?: 
   for (let g0 = 0; g0 < g; g0 += groupSize) {
     const g1 = Math.min(g, g0 + groupSize);
     const part = (t: Tensor) => (groupSize >= g ? t : F.slice(t, 0, g0, g1));
-    const gs = g1 - g0;
     // One scope per group: its scores and probabilities are freed before the next group's are
     // formed (under autograd the graph keeps what backward needs).
     outs.push(tidy(() => {

@@ -1,6 +1,8 @@
 import fc from "fast-check";
 import { backward, F, requireGrad, type Tensor, tensor } from "../../engine/mod.ts";
 import { convTiles, setConvTiles } from "../../engine/ops/conv.ts";
+import { setConvTextureRowsForTests } from "../../engine/ops/conv_texture.ts";
+import { matmulVariant } from "../../engine/ops/matmul.ts";
 import { assertClose, gradCheck, randArray, setup } from "../util/gpu.ts";
 import {
   conv2dInputGradRef,
@@ -44,7 +46,9 @@ const CASES: Case[] = [
 
 /** Default (per-adapter) tiles, and small odd tiles so that every shape spans several blocks. */
 const TILINGS: [string, ReturnType<typeof convTiles> | null, number | null][] = [
-  ["default tiles", null, null],
+  // null: the adapter's default path (texture GEMMs on software adapters, kernels on GPUs).
+  ["default path", null, null],
+  ["conv kernels, default tiles", convTiles(), null],
   ["small odd tiles, split-K 3", {
     fwd: { wg: 16, rm: 3, rn: 5 },
     bwdData: { wg: 8, rm: 2, rn: 3 },
@@ -106,6 +110,20 @@ Deno.test("conv2d forward, input and weight gradients match float64 references o
       setConvTiles(null);
     }
   }
+});
+
+Deno.test({
+  name: "texture conv path: chunks of a few pixels give the same results",
+  // Only adapters whose matmul stages operands in textures (software ones) take this path.
+  ignore: matmulVariant() !== "texture",
+  fn: async () => {
+    setConvTextureRowsForTests(5);
+    try {
+      for (const c of CASES) await checkCase(c, "texture chunks of 5 rows");
+    } finally {
+      setConvTextureRowsForTests(null);
+    }
+  },
 });
 
 Deno.test("split-K weight gradient: every split count gives the same sums", async () => {

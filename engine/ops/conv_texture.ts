@@ -1,0 +1,227 @@
+/**
+ * conv2d and its two gradients as texture GEMMs, for software adapters (where matmul stages its
+ * operands in textures, engine/ops/matmul.ts): each operand is packed into an rgba32float texture
+ * by kernels/conv2d/texture_pack.ts (the image side as im2col or its transpose, one sample and at
+ * most maxTextureDimension2D rows at a time) and multiplied by kernels/matmul_texture.ts, whose
+ * loads are branch-free gathers on llvmpipe instead of per-lane loops. Ungrouped convs only; the
+ * forward without bias (the GEMM's bias runs along the pixels, not the channels).
+ *
+ * - forward: y[n] [O, OH·OW] = W [O, C·KK] · im2col(x[n])ᵀ
+ * - input gradient: dx[n] [C, H·W] = Wᶜ [C, O·KK] · gather(dy[n])ᵀ
+ * - weight gradient: dW [O, C·KK] = Σ_n dy[n] [O, OH·OW] · im2colᵀ(x[n]), accumulated
+ */
+import { type BufferBinding, dispatch, Params } from "../dispatch.ts";
+import { gpu } from "../device.ts";
+import { empty, type Tensor } from "../tensor.ts";
+import { acquireTexture, releaseTexture } from "../texture_pool.ts";
+import {
+  CONV_PACK_WG,
+  convPackKernel,
+  type ConvPackMode,
+} from "../../kernels/conv2d/texture_pack.ts";
+import { matmulTextureKernel, TEXTURE_TILE } from "../../kernels/matmul_texture.ts";
+import type { ConvGeometry } from "./conv.ts";
+
+type Staged = ReturnType<typeof acquireTexture>;
+
+/** Binding of elements [lo, hi] of `t`'s buffer, start aligned down; `start` in elements. */
+function bindElems(t: Tensor, lo: number, hi: number): { binding: BufferBinding; start: number } {
+  const align = Math.max(gpu().limits.minStorageBufferOffsetAlignment, 16);
+  const buf = t.storage.buffer;
+  const start = Math.floor((lo * 4) / align) * align;
+  const size = Math.min(Math.ceil(((hi + 1) * 4 - start) / 16) * 16, buf.size - start);
+  return { binding: { buffer: buf, offset: start, size }, start: start / 4 };
+}
+
+function fits(lo: number, hi: number): boolean {
+  return (hi - lo + 1) * 4 + 256 <= gpu().limits.maxStorageBufferBindingSize;
+}
+
+/** Whether this geometry can take the texture path (texture rows and bindings within limits). */
+export function convTextureFits(g: ConvGeometry): boolean {
+  const max = gpu().limits.maxTextureDimension2D;
+  const KK = g.kh * g.kw;
+  return g.groups === 1 && g.O <= max && g.C <= max && g.C * KK <= max &&
+    Math.ceil(g.C * KK / 4) <= max && Math.ceil(g.O * KK / 4) <= max &&
+    fits(0, g.C * g.H * g.W - 1) && fits(0, g.O * g.OH * g.OW - 1);
+}
+
+interface Stage {
+  mode: ConvPackMode;
+  src: Tensor;
+  /** Element range of `src` the pack reads (one sample, or the weights). */
+  lo: number;
+  hi: number;
+  rows: number;
+  row0?: number;
+  K: number;
+  k0?: number;
+  strides?: { sRow: number; kIn: number; sOut: number; sIn: number };
+}
+
+function stage(s: Stage, g: ConvGeometry): Staged {
+  const width = Math.ceil(s.K / 4);
+  const tex = acquireTexture(width, s.rows);
+  const b = bindElems(s.src, s.lo, s.hi);
+  const st = s.strides ?? { sRow: 0, kIn: 1, sOut: 0, sIn: 0 };
+  dispatch(
+    convPackKernel(s.mode),
+    [b.binding, { view: tex.view }],
+    new Params().u32(s.rows, s.K, width, s.lo - b.start, s.row0 ?? 0, s.k0 ?? 0)
+      .u32(st.sRow, st.kIn, st.sOut, st.sIn, g.C, g.H, g.W, g.OH, g.OW, g.kh, g.kw)
+      .u32(g.sh, g.sw, g.ph, g.pw, g.dh, g.dw, 0),
+    [Math.ceil(width / CONV_PACK_WG.x), Math.ceil(s.rows / CONV_PACK_WG.y)],
+  );
+  return tex;
+}
+
+/** out[cOff + i·ldc + j] (+)= Σ_k A[i, k]·B[j, k] for i < M, j < N over `k4` texels. */
+function gemm(
+  ta: Staged,
+  tb: Staged,
+  M: number,
+  N: number,
+  k4: number,
+  out: Tensor,
+  lo: number,
+  ldc: number,
+  accumulate: boolean,
+): void {
+  const rt =
+    M * 2 >= TEXTURE_TILE.wy * TEXTURE_TILE.tm && N * 2 >= TEXTURE_TILE.wx * TEXTURE_TILE.tn
+      ? TEXTURE_TILE
+      : { wx: 8, wy: 8, tm: 4, tn: 4 };
+  const hi = lo + (M - 1) * ldc + N - 1;
+  const c = bindElems(out, lo, hi);
+  dispatch(
+    matmulTextureKernel({ bias: false, beta: accumulate }, rt),
+    [{ view: ta.view }, { view: tb.view }, c.binding],
+    new Params().u32(M, N, k4, 0, 0, 0, lo - c.start, ldc).u32(0, 1, 0, 0)
+      .f32(1, accumulate ? 1 : 0),
+    [Math.ceil(N / (rt.wx * rt.tn)), Math.ceil(M / (rt.wy * rt.tm)), 1],
+  );
+}
+
+const HUGE = 0x7fffffff;
+
+let rowsForTests: number | null = null;
+/** Lowers the texture rows per chunk (pixels per GEMM) so tests reach the chunked paths. */
+export function setConvTextureRowsForTests(rows: number | null): void {
+  rowsForTests = rows;
+}
+function maxRows(): number {
+  return Math.min(rowsForTests ?? Infinity, gpu().limits.maxTextureDimension2D);
+}
+/** Pixels summed per weight-gradient GEMM before adding into dW. */
+const WGRAD_PIXELS = 1024;
+
+/** y [N,O,OH,OW] of dense x and w (groups = 1, no bias). */
+export function conv2dForwardTexture(x: Tensor, w: Tensor, g: ConvGeometry): Tensor {
+  const y = empty([g.N, g.O, g.OH, g.OW]);
+  const Kg = g.C * g.kh * g.kw, OHW = g.OH * g.OW, CHW = g.C * g.H * g.W;
+  const maxR = maxRows();
+  const ta = stage({
+    mode: "strided",
+    src: w,
+    lo: w.offset,
+    hi: w.offset + w.size - 1,
+    rows: g.O,
+    K: Kg,
+    strides: { sRow: Kg, kIn: HUGE, sOut: 0, sIn: 1 },
+  }, g);
+  for (let n = 0; n < g.N; n++) {
+    const xl = x.offset + n * CHW;
+    for (let p0 = 0; p0 < OHW; p0 += maxR) {
+      const R = Math.min(maxR, OHW - p0);
+      const tb = stage({
+        mode: "im2col",
+        src: x,
+        lo: xl,
+        hi: xl + CHW - 1,
+        rows: R,
+        row0: p0,
+        K: Kg,
+      }, g);
+      gemm(ta, tb, g.O, R, Math.ceil(Kg / 4), y, n * g.O * OHW + p0, OHW, false);
+      releaseTexture(tb);
+    }
+  }
+  releaseTexture(ta);
+  return y;
+}
+
+/** dx [N,C,H,W] from dense dy [N,O,OH,OW] and w (groups = 1). */
+export function conv2dBackwardDataTexture(dy: Tensor, w: Tensor, g: ConvGeometry): Tensor {
+  const dx = empty([g.N, g.C, g.H, g.W]);
+  const KK = g.kh * g.kw, Kg = g.O * KK, HW = g.H * g.W, OOHW = g.O * g.OH * g.OW;
+  const maxR = maxRows();
+  // Row c, k = o·KK + tap: w[o, c, tap].
+  const ta = stage({
+    mode: "strided",
+    src: w,
+    lo: w.offset,
+    hi: w.offset + w.size - 1,
+    rows: g.C,
+    K: Kg,
+    strides: { sRow: KK, kIn: KK, sOut: g.C * KK, sIn: 1 },
+  }, g);
+  for (let n = 0; n < g.N; n++) {
+    const dl = dy.offset + n * OOHW;
+    for (let q0 = 0; q0 < HW; q0 += maxR) {
+      const R = Math.min(maxR, HW - q0);
+      const tb = stage({
+        mode: "dgrad",
+        src: dy,
+        lo: dl,
+        hi: dl + OOHW - 1,
+        rows: R,
+        row0: q0,
+        K: Kg,
+      }, g);
+      gemm(ta, tb, g.C, R, Math.ceil(Kg / 4), dx, n * g.C * HW + q0, HW, false);
+      releaseTexture(tb);
+    }
+  }
+  releaseTexture(ta);
+  return dx;
+}
+
+/** dW [O,C,kh,kw] from dense x and dy (groups = 1), summed over samples and pixels. */
+export function conv2dBackwardWeightTexture(x: Tensor, dy: Tensor, g: ConvGeometry): Tensor {
+  const Kg = g.C * g.kh * g.kw, OHW = g.OH * g.OW, CHW = g.C * g.H * g.W;
+  const dw = empty([g.O, g.C, g.kh, g.kw]);
+  // Pixels per GEMM: shorter sequential f32 sums (the chunks then add up in dW) keep the gradient
+  // as accurate as the split-K kernel's; through BN the terms cancel heavily.
+  const maxK = Math.min(WGRAD_PIXELS, 4 * maxRows());
+  let first = true;
+  for (let n = 0; n < g.N; n++) {
+    const dl = dy.offset + n * g.O * OHW, xl = x.offset + n * CHW;
+    for (let p0 = 0; p0 < OHW; p0 += maxK) {
+      const P = Math.min(maxK, OHW - p0);
+      const ta = stage({
+        mode: "strided",
+        src: dy,
+        lo: dl,
+        hi: dl + g.O * OHW - 1,
+        rows: g.O,
+        K: P,
+        k0: p0,
+        strides: { sRow: OHW, kIn: HUGE, sOut: 0, sIn: 1 },
+      }, g);
+      const tb = stage({
+        mode: "im2colT",
+        src: x,
+        lo: xl,
+        hi: xl + CHW - 1,
+        rows: Kg,
+        K: P,
+        k0: p0,
+      }, g);
+      gemm(ta, tb, g.O, Kg, Math.ceil(P / 4), dw, dw.offset, Kg, !first);
+      first = false;
+      releaseTexture(ta);
+      releaseTexture(tb);
+    }
+  }
+  return dw;
+}
