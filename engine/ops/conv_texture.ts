@@ -14,6 +14,7 @@ import { type BufferBinding, dispatch, Params } from "../dispatch.ts";
 import { gpu } from "../device.ts";
 import { empty, type Tensor } from "../tensor.ts";
 import { acquireTexture, releaseTexture } from "../texture_pool.ts";
+import { bindingLimit } from "../split.ts";
 import {
   CONV_PACK_WG,
   convPackKernel,
@@ -33,8 +34,9 @@ function bindElems(t: Tensor, lo: number, hi: number): { binding: BufferBinding;
   return { binding: { buffer: buf, offset: start, size }, start: start / 4 };
 }
 
+/** One sample's range fits a binding (else the conv kernels, which split, take the conv). */
 function fits(lo: number, hi: number): boolean {
-  return (hi - lo + 1) * 4 + 256 <= gpu().limits.maxStorageBufferBindingSize;
+  return (hi - lo + 1) * 4 + 256 <= bindingLimit();
 }
 
 /** Whether this geometry can take the texture path (texture rows and bindings within limits). */

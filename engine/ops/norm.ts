@@ -46,6 +46,11 @@ function checkVec(name: string, what: string, t: Tensor | undefined, c: number, 
   }
 }
 
+/** Whether the elementwise BN kernels can read vec4s: planes and split offsets multiples of 4. */
+function vec4(HW: number, ...offsets: number[]): boolean {
+  return HW % 4 === 0 && offsets.every((o) => o % 4 === 0);
+}
+
 export interface BatchNormOptions {
   weight?: Tensor;
   bias?: Tensor;
@@ -160,15 +165,20 @@ export function batchNorm2d(x: Tensor, opts: BatchNormOptions): Tensor {
   const bd = bias ? denseRaw(bias) : undefined;
   const y = empty(x.shape);
   if (y.size > 0) {
-    const kernel = batchNormApplyKernel(!!wd, !!bd);
     for (const ch of splitBatch(name, N, [xd, y])) {
       const [rx, ry] = ch.ranges;
       const bs = [rx.binding, mean.binding(), invstd.binding()];
       if (wd) bs.push(wd.binding());
       if (bd) bs.push(bd.binding());
       bs.push(ry.binding);
-      const n = (ch.n1 - ch.n0) * C * HW;
-      dispatch(kernel, bs, prm(ch.n0, ch.n1, [rx.off, ry.off]), grid1d(n, BN_EW_WG));
+      const v = vec4(HW, rx.off, ry.off);
+      const n = (ch.n1 - ch.n0) * C * HW / (v ? 4 : 1);
+      dispatch(
+        batchNormApplyKernel(!!wd, !!bd, v),
+        bs,
+        prm(ch.n0, ch.n1, [rx.off, ry.off]),
+        grid1d(n, BN_EW_WG),
+      );
     }
   }
   if (bd && bd !== bias) bd.dispose();
@@ -204,15 +214,15 @@ export function batchNorm2d(x: Tensor, opts: BatchNormOptions): Tensor {
       if (training) {
         dx = empty(x.shape);
         if (dx.size > 0) {
-          const kernel = batchNormBackwardDxKernel(!!wd);
           for (const ch of splitBatch(`${name} backward`, N, [xd, gd, dx])) {
             const [rx, rg, rdx] = ch.ranges;
             const bs = [rx.binding, rg.binding, mean.binding(), invstd.binding()];
             if (wd) bs.push(wd.binding());
             bs.push(sumG.binding(), sumGX.binding(), rdx.binding);
-            const n = (ch.n1 - ch.n0) * C * HW;
+            const v = vec4(HW, rx.off, rg.off, rdx.off);
+            const n = (ch.n1 - ch.n0) * C * HW / (v ? 4 : 1);
             dispatch(
-              kernel,
+              batchNormBackwardDxKernel(!!wd, v),
               bs,
               prm(ch.n0, ch.n1, [rx.off, rg.off, rdx.off]),
               grid1d(n, BN_EW_WG),

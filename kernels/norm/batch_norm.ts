@@ -43,6 +43,21 @@ fn red2(l: u32, a: f32, b: f32) -> vec2<f32> {
   return vec2<f32>(ra[0], rb[0]);
 }`;
 
+/**
+ * The per-channel reduction loop of lane `l`: the channel's values j ≡ l − rot (mod w) of the
+ * flattened (sample, pixel) index in increasing order, as a loop over samples and a strided loop
+ * over pixels so no value costs an integer division (scalarised on CPU rasterisers). `body(idx)`
+ * reads element `idx` (relative to the operand's offset).
+ */
+function laneLoop(w: number, body: (idx: string) => string): string {
+  return `  for (var n = 0u; n < u.N; n++) {
+    let base = (n * u.C + c) * u.HW;
+    for (var hw = (l + ${2 * w}u - u.rot - (n * u.HW) % ${w}u) % ${w}u; hw < u.HW; hw += ${w}u) {
+${body("base + hw")}
+    }
+  }`;
+}
+
 /** Floats of carried state per channel: the statistics' shift, then two sums per lane. */
 export const BN_STATS_STATE = 2 * BN_WG + 1;
 /** Floats of carried state per channel in the backward reduction: two sums per lane. */
@@ -91,17 +106,17 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         @builtin(local_invocation_index) l: u32) {
   let c = wid.x + wid.y * nwg.x;
   if (c >= u.C) { return; }
-  let count = u.N * u.HW;
   let sb = c * ${BN_STATS_STATE}u;
   let shift = ${first ? "x[u.o0 + c * u.HW]" : "state[sb]"};
   ${first && split ? "if (l == 0u) { state[sb] = shift; }" : ""}
   var s1 = ${first ? "0.0" : "state[sb + 1u + l]"};
   var s2 = ${first ? "0.0" : `state[sb + ${1 + w}u + l]`};
-  for (var j = (l + ${w}u - u.rot) % ${w}u; j < count; j += ${w}u) {
-    let d = x[u.o0 + ((j / u.HW) * u.C + c) * u.HW + j % u.HW] - shift;
+${
+        laneLoop(w, (idx) =>
+          `    let d = x[u.o0 + ${idx}] - shift;
     s1 += d;
-    s2 += d * d;
-  }
+    s2 += d * d;`)
+      }
 ${
         last
           ? `  let r = red2(l, s1, s2);
@@ -129,28 +144,31 @@ ${
 export const BN_EW_WG = 256;
 
 /** y = (x − mean[c]) · invstd[c] · w[c] + b[c]. Bindings: x, mean, invstd, [w], [b], y. */
-export function batchNormApplyKernel(hasW: boolean, hasB: boolean): Kernel {
+export function batchNormApplyKernel(hasW: boolean, hasB: boolean, vec = false): Kernel {
+  const T = vec ? "vec4<f32>" : "f32";
+  const V = vec ? 4 : 1;
   return {
-    key: `batchnorm-apply/${hasW ? "w" : "-"}${hasB ? "b" : "-"}`,
+    key: `batchnorm-apply/${hasW ? "w" : "-"}${hasB ? "b" : "-"}${vec ? "/v4" : ""}`,
     wgsl: () => {
       let b = 4;
       const wDecl = hasW ? `@group(0) @binding(${b++}) var<storage, read> w: array<f32>;` : "";
       const bDecl = hasB ? `@group(0) @binding(${b++}) var<storage, read> bias: array<f32>;` : "";
       return `${PARAMS}
-@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<${T}>;
 @group(0) @binding(2) var<storage, read> mean_in: array<f32>;
 @group(0) @binding(3) var<storage, read> invstd_in: array<f32>;
 ${wDecl}
 ${bDecl}
-@group(0) @binding(${b}) var<storage, read_write> y: array<f32>;
+@group(0) @binding(${b}) var<storage, read_write> y: array<${T}>;
 ${FLAT_INDEX}
 @compute @workgroup_size(${BN_EW_WG})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = flat_index(gid, nwg, ${BN_EW_WG}u);
-  if (i >= u.N * u.C * u.HW) { return; }
-  let c = (i / u.HW) % u.C;
-  y[u.o1 + i] = (x[u.o0 + i] - mean_in[c]) * invstd_in[c]${hasW ? " * w[c]" : ""}${
-        hasB ? " + bias[c]" : ""
+  if (i >= u.N * u.C * u.HW / ${V}u) { return; }
+  let c = (i * ${V}u / u.HW) % u.C;
+  let scale = invstd_in[c]${hasW ? " * w[c]" : ""};
+  y[u.o1 / ${V}u + i] = (x[u.o0 / ${V}u + i] - ${T}(mean_in[c])) * ${T}(scale)${
+        hasB ? ` + ${T}(bias[c])` : ""
       };
 }`;
     },
@@ -188,18 +206,17 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         @builtin(local_invocation_index) l: u32) {
   let c = wid.x + wid.y * nwg.x;
   if (c >= u.C) { return; }
-  let count = u.N * u.HW;
   let sb = c * ${BN_BWD_STATE}u;
   let mu = mean_in[c];
   let is = invstd_in[c];
   var a = ${first ? "0.0" : "state[sb + l]"};
   var b = ${first ? "0.0" : `state[sb + ${w}u + l]`};
-  for (var j = (l + ${w}u - u.rot) % ${w}u; j < count; j += ${w}u) {
-    let idx = ((j / u.HW) * u.C + c) * u.HW + j % u.HW;
-    let gv = g[u.o1 + idx];
+${
+        laneLoop(w, (idx) =>
+          `    let gv = g[u.o1 + ${idx}];
     a += gv;
-    b += gv * (x[u.o0 + idx] - mu) * is;
-  }
+    b += gv * (x[u.o0 + ${idx}] - mu) * is;`)
+      }
 ${
         last
           ? `  let r = red2(l, a, b);
@@ -215,31 +232,34 @@ ${
  * Training-mode dx = w·invstd·(g − Σg/n − x̂·Σg·x̂/n) (eval mode's dx = w·invstd·g is a broadcast
  * multiply). Bindings: x, g, mean, invstd, [w], sumG, sumGXhat, dx.
  */
-export function batchNormBackwardDxKernel(hasW: boolean): Kernel {
+export function batchNormBackwardDxKernel(hasW: boolean, vec = false): Kernel {
+  const T = vec ? "vec4<f32>" : "f32";
+  const V = vec ? 4 : 1;
   return {
-    key: `batchnorm-bwd-dx/${hasW ? "w" : "-"}`,
+    key: `batchnorm-bwd-dx/${hasW ? "w" : "-"}${vec ? "/v4" : ""}`,
     wgsl: () => {
       const b = hasW ? 6 : 5;
       return `${PARAMS}
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read> g: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<${T}>;
+@group(0) @binding(2) var<storage, read> g: array<${T}>;
 @group(0) @binding(3) var<storage, read> mean_in: array<f32>;
 @group(0) @binding(4) var<storage, read> invstd_in: array<f32>;
 ${hasW ? "@group(0) @binding(5) var<storage, read> w: array<f32>;" : ""}
 @group(0) @binding(${b}) var<storage, read> sum_g: array<f32>;
 @group(0) @binding(${b + 1}) var<storage, read> sum_gx: array<f32>;
-@group(0) @binding(${b + 2}) var<storage, read_write> dx: array<f32>;
+@group(0) @binding(${b + 2}) var<storage, read_write> dx: array<${T}>;
 ${FLAT_INDEX}
 @compute @workgroup_size(${BN_EW_WG})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = flat_index(gid, nwg, ${BN_EW_WG}u);
-  if (i >= u.N * u.C * u.HW) { return; }
-  let c = (i / u.HW) % u.C;
+  if (i >= u.N * u.C * u.HW / ${V}u) { return; }
+  let c = (i * ${V}u / u.HW) % u.C;
   let n = f32(u.total);
-  let xh = (x[u.o0 + i] - mean_in[c]) * invstd_in[c];
-  dx[u.o2 + i] = invstd_in[c]${
+  let is = invstd_in[c];
+  let xh = (x[u.o0 / ${V}u + i] - ${T}(mean_in[c])) * ${T}(is);
+  dx[u.o2 / ${V}u + i] = ${T}(is${
         hasW ? " * w[c]" : ""
-      } * (g[u.o1 + i] - sum_g[c] / n - xh * sum_gx[c] / n);
+      }) * (g[u.o1 / ${V}u + i] - ${T}(sum_g[c] / n) - xh * ${T}(sum_gx[c] / n));
 }`;
     },
   };

@@ -57,8 +57,8 @@ let forced: AttentionImpl | null = envImpl === "composed" || envImpl === "fused"
 
 /**
  * The fused flash kernel on GPUs. On software adapters (lavapipe) the composed path is used
- * instead: its register-blocked matmuls run ~20× faster there than the one-query-per-thread flash
- * kernel, and it still never holds more than one head-group's scores (64 MiB for a 4096-token
+ * instead: its matmuls (texture-staged there) and fused bias-softmax run far faster than the flash
+ * kernel (one query per thread), and it never holds more than one head-group's scores (64 MiB for a 4096-token
  * head). `SAM_ATTENTION=fused|composed` or {@link setAttentionImpl} overrides.
  */
 export function attentionImpl(): AttentionImpl {

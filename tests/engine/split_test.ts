@@ -4,6 +4,7 @@
  * dispatches over binding ranges, and must give the unsplit result — bit-identical where the math
  * is per element or per sample, within float rounding where a reduction's order changes.
  */
+import { convTiles, setConvTiles } from "../../engine/ops/conv.ts";
 import {
   backward,
   dispatchStats,
@@ -147,6 +148,16 @@ Deno.test("reductions over a tensor past the limit split over kept and reduced d
 });
 
 Deno.test("conv2d forward and both gradients split over the batch", async () => {
+  // The conv kernels' batch splitting (the texture path works a sample at a time anyway).
+  setConvTiles(convTiles());
+  try {
+    await convSplitCases();
+  } finally {
+    setConvTiles(null);
+  }
+});
+
+async function convSplitCases(): Promise<void> {
   for (const opts of [{ stride: 2, padding: 3 }, { stride: 1, padding: 0 }]) {
     const k = opts.padding ? 7 : 1;
     let gw: Float32Array[] = [];
@@ -166,7 +177,7 @@ Deno.test("conv2d forward and both gradients split over the batch", async () => 
     gw = [r.whole[2], r.split[2]];
     assertClose(gw[1], gw[0], { what: "conv2d weight gradient", atol: 1e-4, rtol: 1e-4 });
   }
-});
+}
 
 Deno.test("batchNorm2d training forward and backward split bit-identically", async () => {
   const shape = [5, 3, 9, 9];
