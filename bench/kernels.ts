@@ -74,7 +74,9 @@ export async function timeMatmul(
 
 function variants(): MatmulVariant[] {
   const env = Deno.env.get("ENGINE_MATMUL");
-  return env === "tiled" || env === "register" ? [env] : ["register", "tiled"];
+  if (env === "tiled" || env === "register" || env === "texture") return [env];
+  // The texture-staged variant is the software adapters' default.
+  return gpu().isSoftware ? ["register", "tiled", "texture"] : ["register", "tiled"];
 }
 
 async function benchMatmul(ctx: BenchContext): Promise<BenchRow[]> {

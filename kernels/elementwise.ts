@@ -103,7 +103,9 @@ export function elementwiseKernel(
   kind: "unary" | "binary" | "where",
   op: string,
   flat: boolean,
+  vec4 = false,
 ): Kernel {
+  if (vec4) return elementwiseVec4Kernel(kind, op);
   const nIn = kind === "unary" ? (op === "fill" ? 0 : 1) : kind === "binary" ? 2 : 3;
   const expr = kind === "unary"
     ? UNARY[op as UnaryOp]
@@ -133,6 +135,48 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   let p0 = u.p0; let p1 = u.p1;
   ${flat ? "" : stridedBody(nIn)}
 ${loads}  out[i + u.off3] = ${expr};
+}`;
+    },
+  };
+}
+
+/**
+ * The flat variant over vec4s (n, offsets in vec4 units; every operand dense, same shape): one
+ * load per operand per four elements, which on CPU rasterisers is one per-lane loop instead of
+ * four. The scalar expression runs per component.
+ */
+function elementwiseVec4Kernel(kind: "unary" | "binary" | "where", op: string): Kernel {
+  const nIn = kind === "unary" ? (op === "fill" ? 0 : 1) : kind === "binary" ? 2 : 3;
+  const expr = kind === "unary"
+    ? UNARY[op as UnaryOp]
+    : kind === "binary"
+    ? BINARY[op as BinaryOp]
+    : "select(b, a, c != 0.0)";
+  const names = kind === "unary" ? ["x"] : kind === "binary" ? ["a", "b"] : ["c", "a", "b"];
+  return {
+    key: `ew/${kind}/${op}/flat4`,
+    wgsl: () => {
+      let decl = "";
+      for (let k = 0; k < nIn; k++) {
+        decl += `@group(0) @binding(${k + 1}) var<storage, read> in${k}: array<vec4<f32>>;\n`;
+      }
+      decl += `@group(0) @binding(${nIn + 1}) var<storage, read_write> out: array<vec4<f32>>;\n`;
+      let body = "";
+      for (let k = 0; k < nIn; k++) body += `  let v${k} = in${k}[i + u.off${k}];\n`;
+      body += "  var r = vec4<f32>(0.0);\n";
+      for (const c of ["x", "y", "z", "w"]) {
+        const lets = names.slice(0, nIn).map((nm, k) => `let ${nm} = v${k}.${c};`).join(" ");
+        body += `  { ${lets} r.${c} = ${expr}; }\n`;
+      }
+      return `${params(nIn)}
+@group(0) @binding(0) var<uniform> u: P;
+${decl}${HELPERS}
+@compute @workgroup_size(${WG})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = flat_index(gid, nwg, ${WG}u);
+  if (i >= u.n) { return; }
+  let p0 = u.p0; let p1 = u.p1;
+${body}  out[i + u.off3] = r;
 }`;
     },
   };

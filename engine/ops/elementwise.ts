@@ -76,17 +76,19 @@ function launch(
   const views = flat
     ? [...ins, out].map((t) => viewOf(t, [n], [1]))
     : [...ins.map((t) => viewOf(t, shape, broadcastStrides(t, shape))), viewOf(out)];
-  const kernel = elementwiseKernel(kind, op, flat);
   for (const ch of splitViews(op, flat ? [n] : shape, views)) {
     const r = ch.views.map(rangeBinding);
     const cn = numel(ch.shape);
     const offs = [0, 0, 0, 0];
     ins.forEach((_, k) => offs[k] = r[k].off);
     offs[3] = r[ins.length].off;
-    const p = new Params().u32(cn, ch.shape.length).f32(p0, p1);
-    p.u32(...offs).u32(...dims8(flat ? [] : ch.shape));
+    // Flat and every range 16-byte aligned: the vec4 variant, counts and offsets in vec4s.
+    const v4 = flat && cn % 4 === 0 && offs.every((o) => o % 4 === 0);
+    const q = v4 ? 4 : 1;
+    const p = new Params().u32(cn / q, ch.shape.length).f32(p0, p1);
+    p.u32(...offs.map((o) => o / q)).u32(...dims8(flat ? [] : ch.shape));
     ins.forEach((_, k) => p.u32(...dims8(flat ? [] : ch.views[k].strides, 0)));
-    dispatch(kernel, r.map((b) => b.binding), p, grid1d(cn, WG));
+    dispatch(elementwiseKernel(kind, op, flat, v4), r.map((b) => b.binding), p, grid1d(cn / q, WG));
   }
   return out;
 }

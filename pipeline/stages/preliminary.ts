@@ -297,7 +297,8 @@ export async function trainSam(ctx: StageContext, spec: SamStageSpec): Promise<v
   const params = sam.namedParameters().filter(([k, p]) => keepKey(k) && p.requiresGrad).map((
     [, p],
   ) => p);
-  const opt = new AdamW(params, { lr: s.lr, weightDecay: s.weightDecay });
+  const lr = spec.init ? s.lr * s.warmStartLrScale : s.lr;
+  const opt = new AdamW(params, { lr, weightDecay: s.weightDecay });
   const sched = new CosineAnnealingLR(opt, s.epochs);
   const es = new EarlyStopping({ patience: Math.max(1, s.patience) });
   const cache: EmbeddingCache = s.trainEncoder ? null : run.path("embeddings");
