@@ -94,6 +94,22 @@ function params(nIn: number): string {
   return s + ` }`;
 }
 
+/** Input count, scalar expression and input names of an elementwise op. */
+function opParts(
+  kind: "unary" | "binary" | "where",
+  op: string,
+): { nIn: number; expr: string; names: string[] } {
+  return {
+    nIn: kind === "unary" ? (op === "fill" ? 0 : 1) : kind === "binary" ? 2 : 3,
+    expr: kind === "unary"
+      ? UNARY[op as UnaryOp]
+      : kind === "binary"
+      ? BINARY[op as BinaryOp]
+      : "select(b, a, c != 0.0)",
+    names: kind === "unary" ? ["x"] : kind === "binary" ? ["a", "b"] : ["c", "a", "b"],
+  };
+}
+
 /**
  * Builds an elementwise kernel. `expr` reads `x` (unary), `a`/`b` (binary) or `c`/`a`/`b`
  * (ternary select), `p0`/`p1`. Uniform layout: n, rank, p0, p1, off0..off2 (the inputs' element
@@ -106,13 +122,7 @@ export function elementwiseKernel(
   vec4 = false,
 ): Kernel {
   if (vec4) return elementwiseVec4Kernel(kind, op);
-  const nIn = kind === "unary" ? (op === "fill" ? 0 : 1) : kind === "binary" ? 2 : 3;
-  const expr = kind === "unary"
-    ? UNARY[op as UnaryOp]
-    : kind === "binary"
-    ? BINARY[op as BinaryOp]
-    : "select(b, a, c != 0.0)";
-  const names = kind === "unary" ? ["x"] : kind === "binary" ? ["a", "b"] : ["c", "a", "b"];
+  const { nIn, expr, names } = opParts(kind, op);
   return {
     key: `ew/${kind}/${op}/${flat ? "flat" : "strided"}`,
     wgsl: () => {
@@ -146,13 +156,7 @@ ${loads}  out[i + u.off3] = ${expr};
  * four. The scalar expression runs per component.
  */
 function elementwiseVec4Kernel(kind: "unary" | "binary" | "where", op: string): Kernel {
-  const nIn = kind === "unary" ? (op === "fill" ? 0 : 1) : kind === "binary" ? 2 : 3;
-  const expr = kind === "unary"
-    ? UNARY[op as UnaryOp]
-    : kind === "binary"
-    ? BINARY[op as BinaryOp]
-    : "select(b, a, c != 0.0)";
-  const names = kind === "unary" ? ["x"] : kind === "binary" ? ["a", "b"] : ["c", "a", "b"];
+  const { nIn, expr, names } = opParts(kind, op);
   return {
     key: `ew/${kind}/${op}/flat4`,
     wgsl: () => {

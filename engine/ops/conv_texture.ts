@@ -117,75 +117,83 @@ function maxRows(): number {
 /** Pixels summed per weight-gradient GEMM before adding into dW. */
 const WGRAD_PIXELS = 1024;
 
-/** y [N,O,OH,OW] of dense x and w (groups = 1, no bias). */
-export function conv2dForwardTexture(x: Tensor, w: Tensor, g: ConvGeometry): Tensor {
-  const y = empty([g.N, g.O, g.OH, g.OW]);
-  const Kg = g.C * g.kh * g.kw, OHW = g.OH * g.OW, CHW = g.C * g.H * g.W;
-  const maxR = maxRows();
-  const ta = stage({
-    mode: "strided",
-    src: w,
-    lo: w.offset,
-    hi: w.offset + w.size - 1,
-    rows: g.O,
-    K: Kg,
-    strides: { sRow: Kg, kIn: HUGE, sOut: 0, sIn: 1 },
-  }, g);
+/**
+ * out[n] [M, P] = weights [M, K] · image-side rows of sample n, for every sample, `P` pixels per
+ * sample in chunks of at most maxRows() texture rows: the shape of both the forward (M = O, im2col
+ * of x) and the input gradient (M = C, gather of dy).
+ */
+function perSampleGemm(
+  g: ConvGeometry,
+  weights: Stage,
+  image: { mode: ConvPackMode; src: Tensor; perSample: number },
+  out: Tensor,
+  M: number,
+  P: number,
+): Tensor {
+  const K = weights.K, maxR = maxRows();
+  const ta = stage(weights, g);
   for (let n = 0; n < g.N; n++) {
-    const xl = x.offset + n * CHW;
-    for (let p0 = 0; p0 < OHW; p0 += maxR) {
-      const R = Math.min(maxR, OHW - p0);
+    const lo = image.src.offset + n * image.perSample;
+    for (let p0 = 0; p0 < P; p0 += maxR) {
+      const R = Math.min(maxR, P - p0);
       const tb = stage({
-        mode: "im2col",
-        src: x,
-        lo: xl,
-        hi: xl + CHW - 1,
+        mode: image.mode,
+        src: image.src,
+        lo,
+        hi: lo + image.perSample - 1,
         rows: R,
         row0: p0,
-        K: Kg,
+        K,
       }, g);
-      gemm(ta, tb, g.O, R, Math.ceil(Kg / 4), y, n * g.O * OHW + p0, OHW, false);
+      gemm(ta, tb, M, R, Math.ceil(K / 4), out, n * M * P + p0, P, false);
       releaseTexture(tb);
     }
   }
   releaseTexture(ta);
-  return y;
+  return out;
+}
+
+/** y [N,O,OH,OW] of dense x and w (groups = 1, no bias). */
+export function conv2dForwardTexture(x: Tensor, w: Tensor, g: ConvGeometry): Tensor {
+  const Kg = g.C * g.kh * g.kw;
+  return perSampleGemm(
+    g,
+    {
+      mode: "strided",
+      src: w,
+      lo: w.offset,
+      hi: w.offset + w.size - 1,
+      rows: g.O,
+      K: Kg,
+      strides: { sRow: Kg, kIn: HUGE, sOut: 0, sIn: 1 },
+    },
+    { mode: "im2col", src: x, perSample: g.C * g.H * g.W },
+    empty([g.N, g.O, g.OH, g.OW]),
+    g.O,
+    g.OH * g.OW,
+  );
 }
 
 /** dx [N,C,H,W] from dense dy [N,O,OH,OW] and w (groups = 1). */
 export function conv2dBackwardDataTexture(dy: Tensor, w: Tensor, g: ConvGeometry): Tensor {
-  const dx = empty([g.N, g.C, g.H, g.W]);
-  const KK = g.kh * g.kw, Kg = g.O * KK, HW = g.H * g.W, OOHW = g.O * g.OH * g.OW;
-  const maxR = maxRows();
-  // Row c, k = o·KK + tap: w[o, c, tap].
-  const ta = stage({
-    mode: "strided",
-    src: w,
-    lo: w.offset,
-    hi: w.offset + w.size - 1,
-    rows: g.C,
-    K: Kg,
-    strides: { sRow: KK, kIn: KK, sOut: g.C * KK, sIn: 1 },
-  }, g);
-  for (let n = 0; n < g.N; n++) {
-    const dl = dy.offset + n * OOHW;
-    for (let q0 = 0; q0 < HW; q0 += maxR) {
-      const R = Math.min(maxR, HW - q0);
-      const tb = stage({
-        mode: "dgrad",
-        src: dy,
-        lo: dl,
-        hi: dl + OOHW - 1,
-        rows: R,
-        row0: q0,
-        K: Kg,
-      }, g);
-      gemm(ta, tb, g.C, R, Math.ceil(Kg / 4), dx, n * g.C * HW + q0, HW, false);
-      releaseTexture(tb);
-    }
-  }
-  releaseTexture(ta);
-  return dx;
+  const KK = g.kh * g.kw;
+  return perSampleGemm(
+    g,
+    // Row c, k = o·KK + tap: w[o, c, tap].
+    {
+      mode: "strided",
+      src: w,
+      lo: w.offset,
+      hi: w.offset + w.size - 1,
+      rows: g.C,
+      K: g.O * KK,
+      strides: { sRow: KK, kIn: KK, sOut: g.C * KK, sIn: 1 },
+    },
+    { mode: "dgrad", src: dy, perSample: g.O * g.OH * g.OW },
+    empty([g.N, g.C, g.H, g.W]),
+    g.C,
+    g.H * g.W,
+  );
 }
 
 /** dW [O,C,kh,kw] from dense x and dy (groups = 1), summed over samples and pixels. */

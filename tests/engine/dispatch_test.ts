@@ -19,6 +19,10 @@ await setup();
 Deno.test("pipeline cache: the same kernel key compiles once, whatever the shapes", async () => {
   const a = tensor(randArray(10, 1)), b = tensor(randArray(10, 2));
   F.add(a, b).dispose(); // warm: flat add
+  const a4 = tensor(randArray(12, 1)), b4 = tensor(randArray(12, 2));
+  F.add(a4, b4).dispose(); // warm: its vec4 form (sizes that are multiples of 4)
+  a4.dispose();
+  b4.dispose();
   const s0 = dispatchStats();
   for (const n of [3, 10, 1000, 17]) {
     const x = tensor(randArray(n, n)), y = tensor(randArray(n, n + 1));
