@@ -14,16 +14,13 @@ export interface AdlOptions {
   seed?: number;
 }
 
-/** mulberry32: a tiny seeded host PRNG for one draw per forward. */
-function mulberry32(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+/** One step of mulberry32 (a tiny seeded host PRNG): the next state and a draw in [0, 1). */
+function mulberry32(state: number): [number, number] {
+  const s = (state + 0x6d2b79f5) >>> 0;
+  let t = s;
+  t = Math.imul(t ^ (t >>> 15), t | 1);
+  t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+  return [s, ((t ^ (t >>> 14)) >>> 0) / 4294967296];
 }
 
 export class Adl extends Module {
@@ -31,7 +28,11 @@ export class Adl extends Module {
   readonly threshold: number;
   /** When false the layer is the identity in training too (the "no ADL" ablation). */
   enabled = true;
-  private rand: () => number;
+  /**
+   * State of the per-forward draw. Training checkpoints save it ({@link rngState}) so a resumed
+   * run draws the same branches as an uninterrupted one.
+   */
+  private state: number;
   /** Which branch the last training forward took (for tests and logging). */
   lastBranch: "importance" | "drop" | "identity" = "identity";
 
@@ -45,7 +46,21 @@ export class Adl extends Module {
     if (!(this.threshold >= 0 && this.threshold <= 1)) {
       throw new Error(`ADL: threshold ${this.threshold} not in [0, 1]`);
     }
-    this.rand = mulberry32(opts.seed ?? 0);
+    this.state = (opts.seed ?? 0) >>> 0;
+  }
+
+  private rand(): number {
+    const [s, r] = mulberry32(this.state);
+    this.state = s;
+    return r;
+  }
+
+  /** The draw generator's state (a u32), for checkpoints. */
+  get rngState(): number {
+    return this.state;
+  }
+  set rngState(s: number) {
+    this.state = s >>> 0;
   }
 
   /** The importance map sigmoid(mean_c x), [N,1,H,W]. */

@@ -170,6 +170,19 @@ export class ResNetAdl extends Module {
   }
 
   /** Enables/disables every ADL (the "no ADL" ablation keeps them as identity). */
+  /** The ADL layers' draw states (saved with training checkpoints; see Adl.rngState). */
+  adlStates(): number[] {
+    return this.adls.map((a) => a.rngState);
+  }
+  setAdlStates(states: number[]): void {
+    if (states.length !== this.adls.length) {
+      throw new Error(
+        `ResNetAdl: ${states.length} ADL draw states for ${this.adls.length} ADL layers`,
+      );
+    }
+    states.forEach((s, i) => this.adls[i].rngState = s);
+  }
+
   setAdl(enabled: boolean): void {
     for (const a of this.adls) a.enabled = enabled;
   }

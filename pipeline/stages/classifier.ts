@@ -239,6 +239,8 @@ export async function trainClassifier(ctx: StageContext): Promise<void> {
     start = meta.epoch as number;
     es.best = meta.best as number ?? Infinity;
     es.counter = meta.counter as number ?? 0;
+    // ADL's per-forward draws continue where they were (older checkpoints lack them).
+    if (Array.isArray(meta.adl)) model.setAdlStates(meta.adl as number[]);
     for (let e = 0; e < start; e++) sched.step();
     ctx.log(`classifier: resuming after epoch ${start}`);
     if (meta.stopped) start = c.epochs;
@@ -300,6 +302,7 @@ export async function trainClassifier(ctx: StageContext): Promise<void> {
       best: es.best,
       counter: es.counter,
       stopped: es.shouldStop,
+      adl: model.adlStates(),
     });
     await run.appendMetrics({
       stage: "classifier",
