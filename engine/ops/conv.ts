@@ -188,14 +188,36 @@ function params(
 /**
  * Ungrouped convs (the forward without bias) run as texture GEMMs where matmul stages its operands
  * in textures (software adapters; engine/ops/conv_texture.ts): ~2.5× the loads per second of the
- * conv kernels' buffer reads there. Forced tiles (`setConvTiles`) keep the conv kernels.
+ * conv kernels' buffer reads there. Which pass takes that path follows bench/conv.ts on llvmpipe
+ * (BENCHMARKS.md): the GEMM's row count (O for the forward and weight gradient, C for the input
+ * gradient) must reach 128 unless the kernel is 1×1 — with 64 rows the im2col packing of a 3×3 or
+ * 7×7 kernel costs more than it saves — and the input gradient needs stride 1 (with stride s its
+ * gather is zero for all but 1/s² of the taps). Forced tiles (`setConvTiles`) keep the conv kernels.
  */
-function viaTextures(g: ConvGeometry, bias: Tensor | null): boolean {
-  return !bias && !tileOverride && CONV_ENV !== "kernel" && g.N * g.OH * g.OW > 0 &&
-    matmulVariant() === "texture" && convTextureFits(g);
+function viaTextures(
+  g: ConvGeometry,
+  bias: Tensor | null,
+  pass: "forward" | "input" | "weight",
+): boolean {
+  const path = forcedPath ?? CONV_ENV;
+  if (bias || tileOverride || path === "kernel" || g.N * g.OH * g.OW === 0) return false;
+  if (path !== "texture") {
+    const rows = pass === "input" ? g.C : g.O;
+    if (g.kh * g.kw > 1 && rows < 128) return false;
+    if (pass === "input" && (g.sh > 1 || g.sw > 1)) return false;
+  }
+  return matmulVariant() === "texture" && convTextureFits(g);
 }
-/** `ENGINE_CONV=kernel` keeps the conv kernels on software adapters too (benchmarks). */
+/**
+ * `ENGINE_CONV=kernel` keeps the conv kernels on software adapters too; `ENGINE_CONV=texture`
+ * sends every ungrouped conv through textures (benchmarks, tests).
+ */
 const CONV_ENV = Deno.env.get("ENGINE_CONV");
+let forcedPath: "texture" | "kernel" | null = null;
+/** Forces the texture GEMMs (where available) or the conv kernels; null: the rules above. */
+export function setConvPath(p: "texture" | "kernel" | null): void {
+  forcedPath = p;
+}
 
 /** y [N,O,OH,OW] = conv2d(x, w) + bias for dense f32 x [N,C,H,W], w [O,C/g,kh,kw] (no autograd). */
 export function conv2dForwardRaw(
@@ -204,7 +226,7 @@ export function conv2dForwardRaw(
   bias: Tensor | null,
   g: ConvGeometry,
 ): Tensor {
-  if (viaTextures(g, bias)) {
+  if (viaTextures(g, bias, "forward")) {
     const xd = dense(x), wd = dense(w);
     const y = conv2dForwardTexture(xd, wd, g);
     if (xd !== x) xd.dispose();
@@ -249,7 +271,7 @@ export function conv2dBackwardDataRaw(
   bias: Tensor | null,
   g: ConvGeometry,
 ): Tensor {
-  if (viaTextures(g, bias)) {
+  if (viaTextures(g, bias, "input")) {
     const dyd = dense(dy), wd = dense(w);
     const dx = conv2dBackwardDataTexture(dyd, wd, g);
     if (dyd !== dy) dyd.dispose();
@@ -291,7 +313,7 @@ function splitTarget(): number {
 export function conv2dBackwardWeightRaw(x: Tensor, dy: Tensor, g: ConvGeometry): Tensor {
   const Cg = g.C / g.groups, Og = g.O / g.groups;
   const J = Cg * g.kh * g.kw;
-  if (viaTextures(g, null)) {
+  if (viaTextures(g, null, "weight")) {
     const xd = dense(x), dyd = dense(dy);
     const dw = conv2dBackwardWeightTexture(xd, dyd, g);
     if (xd !== x) xd.dispose();

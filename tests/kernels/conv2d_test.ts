@@ -1,6 +1,6 @@
 import fc from "fast-check";
 import { backward, F, requireGrad, type Tensor, tensor } from "../../engine/mod.ts";
-import { convTiles, setConvTiles } from "../../engine/ops/conv.ts";
+import { convTiles, setConvPath, setConvTiles } from "../../engine/ops/conv.ts";
 import { setConvTextureRowsForTests } from "../../engine/ops/conv_texture.ts";
 import { matmulVariant } from "../../engine/ops/matmul.ts";
 import { assertClose, gradCheck, randArray, setup } from "../util/gpu.ts";
@@ -113,15 +113,18 @@ Deno.test("conv2d forward, input and weight gradients match float64 references o
 });
 
 Deno.test({
-  name: "texture conv path: chunks of a few pixels give the same results",
+  name: "texture conv path (every pass forced), whole and in chunks of a few pixels",
   // Only adapters whose matmul stages operands in textures (software ones) take this path.
   ignore: matmulVariant() !== "texture",
   fn: async () => {
-    setConvTextureRowsForTests(5);
+    setConvPath("texture");
     try {
+      for (const c of CASES) await checkCase(c, "texture path");
+      setConvTextureRowsForTests(5);
       for (const c of CASES) await checkCase(c, "texture chunks of 5 rows");
     } finally {
       setConvTextureRowsForTests(null);
+      setConvPath(null);
     }
   },
 });
