@@ -109,7 +109,7 @@ fn ldB(i: u32) -> f32 { ${s.vecB ? "return B[i >> 2u][i & 3u];" : "return B[i];"
 }
 
 /** Epilogue for one output element `v` at (row, col): alpha, beta, bias. */
-function store(s: MatmulSpec, v: string): string {
+function store(s: Pick<MatmulSpec, "bias" | "beta">, v: string): string {
   let e = `u.alpha * ${v}`;
   if (s.beta) e += ` + u.beta * C[ci]`;
   if (s.bias) e += ` + bias[u.biasOff + col]`;
@@ -145,6 +145,48 @@ const BATCH = /* wgsl */ `
   let aB = u.aOff + z0 * u.sa0 + z1 * u.sa1;
   let bB = u.bOff + z0 * u.sb0 + z1 * u.sb1;
   let cB = u.cOff + z0 * u.sc0 + z1 * u.sc1;`;
+
+/**
+ * WGSL binding `row0`/`col0`, this thread's first output row and column, returning early past the
+ * edge. Tiles are visited in bands of SWIZZLE tile rows, column by column: workgroups that run
+ * close in time share A rows and B columns in cache. Needs `wg`, `lid`, `nwg` and `u.M`, `u.N`.
+ */
+export function bandedBlock(rt: RegisterTile): string {
+  const { wx, wy, tm, tn } = rt;
+  return `  let lin = wg.y * nwg.x + wg.x;
+  let band = lin / (${SWIZZLE}u * nwg.x);
+  let bh = min(${SWIZZLE}u, nwg.y - band * ${SWIZZLE}u);
+  let inBand = lin - band * ${SWIZZLE}u * nwg.x;
+  let ty = band * ${SWIZZLE}u + inBand % bh;
+  let tx = inBand / bh;
+  let row0 = (ty * ${wy}u + lid.y) * ${tm}u;
+  let col0 = (tx * ${wx}u + lid.x) * ${tn}u;
+  if (row0 >= u.M || col0 >= u.N) { return; }`;
+}
+
+/**
+ * WGSL storing a thread's TM×TN block (vec4 accumulators `c<i>_<g>`) at `cB` + row·ldc + col, in
+ * range only, through the epilogue (alpha, beta, bias).
+ */
+export function storeBlock(s: Pick<MatmulSpec, "bias" | "beta">, TM: number, TN: number): string {
+  const W: string[] = [];
+  for (let i = 0; i < TM; i++) {
+    W.push(`  if (row0 + ${i}u < u.M) {`);
+    W.push(`    let crow = cB + (row0 + ${i}u) * u.ldc;`);
+    for (let g = 0; g < TN / 4; g++) {
+      for (let l = 0; l < 4; l++) {
+        const j = 4 * g + l;
+        W.push(
+          `    if (col0 + ${j}u < u.N) { let col = col0 + ${j}u; let ci = crow + col; ${
+            store(s, `c${i}_${g}[${l}]`)
+          } }`,
+        );
+      }
+    }
+    W.push(`  }`);
+  }
+  return W.join("\n");
+}
 
 function registerWgsl(s: MatmulSpec, rt: RegisterTile): string {
   const { wx, wy, tm: TM, tn: TN } = rt;
@@ -250,38 +292,12 @@ function registerWgsl(s: MatmulSpec, rt: RegisterTile): string {
   const acc = rows.flatMap((i) => groups.map((g) => `  var c${i}_${g} = vec4<f32>(0.0);`)).join(
     "\n",
   );
-  const W: string[] = [];
-  for (const i of rows) {
-    W.push(`  if (row0 + ${i}u < u.M) {`);
-    W.push(`    let crow = cB + (row0 + ${i}u) * u.ldc;`);
-    for (const g of groups) {
-      for (let l = 0; l < 4; l++) {
-        const j = 4 * g + l;
-        W.push(
-          `    if (col0 + ${j}u < u.N) { let col = col0 + ${j}u; let ci = crow + col; ${
-            store(s, `c${i}_${g}[${l}]`)
-          } }`,
-        );
-      }
-    }
-    W.push(`  }`);
-  }
   return `${header(s)}
 @compute @workgroup_size(${wx}, ${wy})
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
         @builtin(num_workgroups) nwg: vec3<u32>) {
   ${BATCH}
-  // Visit tiles in bands of ${SWIZZLE} tile rows, column by column: workgroups that run close in
-  // time share A rows and B columns in cache.
-  let lin = wg.y * nwg.x + wg.x;
-  let band = lin / (${SWIZZLE}u * nwg.x);
-  let bh = min(${SWIZZLE}u, nwg.y - band * ${SWIZZLE}u);
-  let inBand = lin - band * ${SWIZZLE}u * nwg.x;
-  let ty = band * ${SWIZZLE}u + inBand % bh;
-  let tx = inBand / bh;
-  let row0 = (ty * ${wy}u + lid.y) * ${TM}u;
-  let col0 = (tx * ${wx}u + lid.x) * ${TN}u;
-  if (row0 >= u.M || col0 >= u.N) { return; }
+${bandedBlock(rt)}
 ${P.join("\n")}
 ${acc}
   let K4 = u.K & ~3u;
@@ -291,7 +307,7 @@ ${B.join("\n")}
   for (var k = K4; k < u.K; k++) {
 ${T.join("\n")}
   }
-${W.join("\n")}
+${storeBlock(s, TM, TN)}
 }`;
 }
 

@@ -15,7 +15,7 @@
  *   no branches.
  */
 import type { Kernel } from "../engine/dispatch.ts";
-import type { RegisterTile } from "./matmul.ts";
+import { bandedBlock, type RegisterTile, storeBlock } from "./matmul.ts";
 
 /** Threads per workgroup of the pack kernel: 16 texels across, 4 rows down. */
 export const PACK_WG = { x: 16, y: 4 } as const;
@@ -65,9 +65,6 @@ export interface TextureMatmulSpec {
   beta: boolean;
 }
 
-/** Tile rows per band of the workgroup order (as kernels/matmul.ts). */
-const SWIZZLE = 8;
-
 /**
  * Uniform block: M, N (of the chunk), texels along K, first batch; texture rows per batch of A
  * and B (0: one copy shared by every batch); C's offset and leading dim, the bias offset, inner
@@ -92,23 +89,6 @@ export function matmulTextureKernel(s: TextureMatmulSpec, rt: RegisterTile): Ker
     for (const i of rows) {
       for (const g of groups) body.push(`    c${i}_${g} += va${i}[${kk}] * b${kk}_${g};`);
     }
-  }
-  const W: string[] = [];
-  for (const i of rows) {
-    W.push(`  if (row0 + ${i}u < u.M) {`);
-    W.push(`    let crow = cB + (row0 + ${i}u) * u.ldc;`);
-    for (const g of groups) {
-      for (let l = 0; l < 4; l++) {
-        const j = 4 * g + l;
-        let e = `u.alpha * c${i}_${g}[${l}]`;
-        if (s.beta) e += ` + u.beta * C[ci]`;
-        if (s.bias) e += ` + bias[u.biasOff + col]`;
-        W.push(
-          `    if (col0 + ${j}u < u.N) { let col = col0 + ${j}u; let ci = crow + col; C[ci] = ${e}; }`,
-        );
-      }
-    }
-    W.push(`  }`);
   }
   let n = 3;
   const biasDecl = s.bias
@@ -135,23 +115,14 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
   let cB = u.cOff + (z / u.nb1) * u.sc0 + (z % u.nb1) * u.sc1;
   let aB = wg.z * u.aRows;
   let bB = wg.z * u.bRows;
-  // Bands of ${SWIZZLE} tile rows visited column by column, as kernels/matmul.ts.
-  let lin = wg.y * nwg.x + wg.x;
-  let band = lin / (${SWIZZLE}u * nwg.x);
-  let bh = min(${SWIZZLE}u, nwg.y - band * ${SWIZZLE}u);
-  let inBand = lin - band * ${SWIZZLE}u * nwg.x;
-  let ty = band * ${SWIZZLE}u + inBand % bh;
-  let tx = inBand / bh;
-  let row0 = (ty * ${wy}u + lid.y) * ${TM}u;
-  let col0 = (tx * ${wx}u + lid.x) * ${TN}u;
-  if (row0 >= u.M || col0 >= u.N) { return; }
+${bandedBlock(rt)}
 ${rows.map((i) => `  let ra${i} = aB + min(row0 + ${i}u, u.M - 1u);`).join("\n")}
 ${cols.map((j) => `  let rb${j} = bB + min(col0 + ${j}u, u.N - 1u);`).join("\n")}
 ${rows.flatMap((i) => groups.map((g) => `  var c${i}_${g} = vec4<f32>(0.0);`)).join("\n")}
   for (var k = 0u; k < u.K4; k++) {
 ${body.join("\n")}
   }
-${W.join("\n")}
+${storeBlock(s, TM, TN)}
 }`,
   };
 }
