@@ -140,8 +140,9 @@ const TINY: PipelineConfig = {
   },
   sam: {
     // 4-px patches (16×16 embeddings): with 8-px ones the final SAM stayed at the CAM's Dice.
-    // Measured 2026-11-25 on llvmpipe: final SAM 0.866 vs CAM 0.864 (texture convs), 0.872 vs
-    // 0.842 (ENGINE_CONV=kernel); the classifier's CAM moves with the summation order.
+    // Measured 2026-11-26 on llvmpipe: final SAM 0.860 vs CAM 0.827 (default conv routing),
+    // 0.866 vs 0.864 (ENGINE_CONV=texture), 0.872 vs 0.842 (ENGINE_CONV=kernel): the final SAM
+    // is steady, the classifier's CAM moves with the summation order.
     model: smallSam(64, 32, 2, 32, 4),
     checkpoint: null,
     trainEncoder: true,
