@@ -10,7 +10,7 @@
  * - input gradient: dx[n] [C, H·W] = Wᶜ [C, O·KK] · gather(dy[n])ᵀ
  * - weight gradient: dW [O, C·KK] = Σ_n dy[n] [O, OH·OW] · im2colᵀ(x[n]), accumulated
  */
-import { type BufferBinding, dispatch, Params } from "../dispatch.ts";
+import { dispatch, Params } from "../dispatch.ts";
 import { gpu } from "../device.ts";
 import { empty, type Tensor } from "../tensor.ts";
 import { acquireTexture, releaseTexture } from "../texture_pool.ts";
@@ -21,18 +21,10 @@ import {
   type ConvPackMode,
 } from "../../kernels/conv2d/texture_pack.ts";
 import { matmulTextureKernel, TEXTURE_TILE } from "../../kernels/matmul_texture.ts";
+import { bindRange } from "./matmul.ts";
 import type { ConvGeometry } from "./conv.ts";
 
 type Staged = ReturnType<typeof acquireTexture>;
-
-/** Binding of elements [lo, hi] of `t`'s buffer, start aligned down; `start` in elements. */
-function bindElems(t: Tensor, lo: number, hi: number): { binding: BufferBinding; start: number } {
-  const align = Math.max(gpu().limits.minStorageBufferOffsetAlignment, 16);
-  const buf = t.storage.buffer;
-  const start = Math.floor((lo * 4) / align) * align;
-  const size = Math.min(Math.ceil(((hi + 1) * 4 - start) / 16) * 16, buf.size - start);
-  return { binding: { buffer: buf, offset: start, size }, start: start / 4 };
-}
 
 /** One sample's range fits a binding (else the conv kernels, which split, take the conv). */
 function fits(lo: number, hi: number): boolean {
@@ -64,7 +56,7 @@ interface Stage {
 function stage(s: Stage, g: ConvGeometry): Staged {
   const width = Math.ceil(s.K / 4);
   const tex = acquireTexture(width, s.rows);
-  const b = bindElems(s.src, s.lo, s.hi);
+  const b = bindRange(s.src, s.lo, s.hi);
   const st = s.strides ?? { sRow: 0, kIn: 1, sOut: 0, sIn: 0 };
   dispatch(
     convPackKernel(s.mode),
@@ -94,7 +86,7 @@ function gemm(
       ? TEXTURE_TILE
       : { wx: 8, wy: 8, tm: 4, tn: 4 };
   const hi = lo + (M - 1) * ldc + N - 1;
-  const c = bindElems(out, lo, hi);
+  const c = bindRange(out, lo, hi);
   dispatch(
     matmulTextureKernel({ bias: false, beta: accumulate }, rt),
     [{ view: ta.view }, { view: tb.view }, c.binding],

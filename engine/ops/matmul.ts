@@ -482,9 +482,7 @@ function launch(
         if (K === 0 && t !== c && t !== bias) {
           return { binding: { buffer: buf, offset: 0, size: 16 }, start: 0 };
         }
-        const start = Math.floor((x.lo * 4) / align) * align;
-        const size = Math.min(Math.ceil(((x.hi + 1) * 4 - start) / 16) * 16, buf.size - start);
-        return { binding: { buffer: buf, offset: start, size }, start: start / 4 };
+        return bindRange(t, x.lo, x.hi);
       };
       const ba = bind(a, e.a), bb = bind(b, e.b), bc = bind(c, e.c);
       const bindings = [ba.binding, bb.binding];
@@ -613,11 +611,19 @@ export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null): Tensor 
 
 export type { MatmulVariant, RegisterTile } from "../../kernels/matmul.ts";
 
-/** Binding of the element range `x` of `t`'s buffer, its start aligned down (start in elements). */
-function bindRange(t: Tensor, x: Ext, align: number): { binding: BufferBinding; start: number } {
+/**
+ * Binding of f32 elements [lo, hi] of `t`'s buffer: start aligned down (to the offset alignment,
+ * at least 16 bytes), size rounded up to whole vec4s within the buffer; `start` in elements.
+ */
+export function bindRange(
+  t: Tensor,
+  lo: number,
+  hi: number,
+): { binding: BufferBinding; start: number } {
+  const align = Math.max(gpu().limits.minStorageBufferOffsetAlignment, 16);
   const buf = t.storage.buffer;
-  const start = Math.floor((x.lo * 4) / align) * align;
-  const size = Math.min(Math.ceil(((x.hi + 1) * 4 - start) / 16) * 16, buf.size - start);
+  const start = Math.floor((lo * 4) / align) * align;
+  const size = Math.min(Math.ceil(((hi + 1) * 4 - start) / 16) * 16, buf.size - start);
   return { binding: { buffer: buf, offset: start, size }, start: start / 4 };
 }
 
@@ -665,7 +671,7 @@ function launchTexture(p: MatmulProblem, t: TextureLaunch): void {
       s1: number,
     ) => {
       const tex = acquireTexture(width, (batched ? nz : 1) * rows);
-      const src = bindRange(x, ext, p.align);
+      const src = bindRange(x, ext.lo, ext.hi);
       const height = tex.texture.height;
       dispatch(
         pack,
@@ -698,15 +704,11 @@ function launchTexture(p: MatmulProblem, t: TextureLaunch): void {
       d0.sb,
       d1.sb,
     );
-    const bc = bindRange(t.c, e.c, p.align);
+    const bc = bindRange(t.c, e.c.lo, e.c.hi);
     const bindings: Binding[] = [{ view: ta.view }, { view: tb.view }];
     let biasOff = 0;
     if (t.bias && isFirst) {
-      const bx = bindRange(
-        t.bias,
-        { lo: t.bias.offset + ch.n0, hi: t.bias.offset + ch.n1 - 1 },
-        p.align,
-      );
+      const bx = bindRange(t.bias, t.bias.offset + ch.n0, t.bias.offset + ch.n1 - 1);
       biasOff = t.bias.offset + ch.n0 - bx.start;
       bindings.push(bx.binding);
     }
