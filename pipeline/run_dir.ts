@@ -157,7 +157,7 @@ export class RunDir {
       if (typeof state !== "object" || state === null || typeof state.stages !== "object") {
         throw new Error(`${statePath}: not a run state (expected {version, stages})`);
       }
-      repairMetrics(`${dir}/metrics.jsonl`);
+      dropTornLine(`${dir}/metrics.jsonl`);
       const run = new RunDir(dir, cfg, state, resumed);
       if (!exists(statePath)) run.saveState();
       return run;
@@ -204,6 +204,15 @@ export class RunDir {
     const line =
       JSON.stringify({ time: new Date().toISOString(), ...rec } as { [k: string]: Json }) + "\n";
     await Deno.writeTextFile(this.path("metrics.jsonl"), line, { append: true });
+  }
+
+  /**
+   * Appends `rec` unless a record of the same stage and epoch is already there: on resume, restores
+   * the epoch record a kill between the checkpoint write and the metrics append lost.
+   */
+  async ensureMetrics(rec: MetricRecord): Promise<void> {
+    const have = await this.readMetrics(rec.stage);
+    if (!have.some((r) => r.epoch === rec.epoch)) await this.appendMetrics(rec);
   }
 
   /** The metric records so far, optionally of one stage. */
@@ -270,7 +279,8 @@ function acquireLock(path: string): void {
 }
 
 /** Drops a torn last line so later appends start on a line of their own. */
-function repairMetrics(path: string): void {
+/** Cuts a JSON-lines file back to its last whole line (a kill can tear the line being appended). */
+export function dropTornLine(path: string): void {
   if (!exists(path)) return;
   const bytes = Deno.readFileSync(path);
   if (!bytes.length || bytes[bytes.length - 1] === 10) return;

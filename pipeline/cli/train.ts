@@ -7,7 +7,7 @@
  * command after an interruption (even kill -9) continues where it stopped, losing at most the
  * current epoch. See README.md ("Pipeline") for the stages and the run folder's layout.
  */
-import { initGpu } from "../../engine/mod.ts";
+import { fmtBytes, initGpu, memoryStats, pool } from "../../engine/mod.ts";
 import { parseArgs } from "node:util";
 import { type ConfigFlags, type PipelineConfig, resolveConfig } from "../config.ts";
 import { RunDir } from "../run_dir.ts";
@@ -56,11 +56,13 @@ function table(s: Summary): string {
   );
   lines.splice(1, 0, w.map((n) => "-".repeat(n)).join("  "));
   const secs = Object.entries(s.seconds).map(([k, v]) => `${k} ${formatDuration(v)}`).join(", ");
+  const peaks = Object.entries(s.peakGpuBytes ?? {}).map(([k, v]) => `${k} ${fmtBytes(v)}`)
+    .join(", ");
   return `${lines.join("\n")}\n\nfinal − CAM: Dice ${s.margin.dice >= 0 ? "+" : ""}${
     s.margin.dice.toFixed(4)
   }, IoU ${s.margin.iou >= 0 ? "+" : ""}${
     s.margin.iou.toFixed(4)
-  }\ntime per stage: ${secs}\nSAM weights: ${s.samWeights}`;
+  }\ntime per stage: ${secs}\npeak GPU memory per stage: ${peaks}\nSAM weights: ${s.samWeights}`;
 }
 
 export async function main(argv: string[]): Promise<number> {
@@ -153,12 +155,20 @@ export async function main(argv: string[]): Promise<number> {
     const stageRun = async (name: string, fn: () => Promise<void>) => {
       if (run!.isDone(name)) return false;
       const prev = (run!.stage(name).seconds as number | undefined) ?? 0;
+      const prevPeak = (run!.stage(name).peakGpuBytes as number | undefined) ?? 0;
       const t0 = performance.now();
+      pool.resetPeak();
       run!.updateStage(name, { status: "running" });
       await fn();
       const seconds = prev + (performance.now() - t0) / 1000;
-      run!.updateStage(name, { status: "done", seconds });
-      log(`train: stage ${name} done (${formatDuration(seconds)})`);
+      // Peak GPU memory held by tensors and scratch textures during the stage (over its resumes).
+      const peakGpuBytes = Math.max(prevPeak, memoryStats().peakBytes);
+      run!.updateStage(name, { status: "done", seconds, peakGpuBytes });
+      log(
+        `train: stage ${name} done (${formatDuration(seconds)}, peak GPU memory ${
+          fmtBytes(peakGpuBytes)
+        })`,
+      );
       return true;
     };
     const stopHere = (name: string) => {
@@ -222,8 +232,12 @@ export async function main(argv: string[]): Promise<number> {
     });
     const sp = run.path("summary.json");
     summary ??= JSON.parse(await Deno.readTextFile(sp)) as Summary;
-    if (summary.seconds.evaluate === undefined) {
-      summary.seconds.evaluate = Math.round((performance.now() - t0) / 100) / 10;
+    if (summary.seconds.evaluate === undefined || summary.peakGpuBytes?.evaluate === undefined) {
+      summary.seconds.evaluate ??= Math.round((performance.now() - t0) / 100) / 10;
+      summary.peakGpuBytes = {
+        ...summary.peakGpuBytes,
+        evaluate: run.stage("evaluate").peakGpuBytes as number,
+      };
       await writeFileAtomic(sp, JSON.stringify(summary, null, 2) + "\n");
     }
     console.log(table(summary));

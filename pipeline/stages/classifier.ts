@@ -19,7 +19,12 @@ import { RESNET50_ADL, ResNetAdl } from "../../model/resnet_adl.ts";
 import { augment } from "../data/augment.ts";
 import { PatchLoader } from "../data/patches.ts";
 import { Progress } from "../progress.ts";
-import { type CheckpointTensor, readCheckpoint, writeCheckpoint } from "../run_dir.ts";
+import {
+  type CheckpointTensor,
+  type MetricRecord,
+  readCheckpoint,
+  writeCheckpoint,
+} from "../run_dir.ts";
 import { classifierSchedule, type PipelineConfig } from "../config.ts";
 import { exists, type StageContext } from "./dataset.ts";
 
@@ -241,6 +246,7 @@ export async function trainClassifier(ctx: StageContext): Promise<void> {
     es.counter = meta.counter as number ?? 0;
     // ADL's per-forward draws continue where they were (older checkpoints lack them).
     if (Array.isArray(meta.adl)) model.setAdlStates(meta.adl as number[]);
+    if (meta.record) await run.ensureMetrics(meta.record as MetricRecord);
     for (let e = 0; e < start; e++) sched.step();
     ctx.log(`classifier: resuming after epoch ${start}`);
     if (meta.stopped) start = c.epochs;
@@ -297,21 +303,23 @@ export async function trainClassifier(ctx: StageContext): Promise<void> {
         valLoss: ev.loss,
       });
     }
-    await saveTrainState(run.path(CLASSIFIER_LAST), model, opt, {
-      epoch: epoch + 1,
-      best: es.best,
-      counter: es.counter,
-      stopped: es.shouldStop,
-      adl: model.adlStates(),
-    });
-    await run.appendMetrics({
+    const record: MetricRecord = {
       stage: "classifier",
       epoch: epoch + 1,
       train_loss: lossSum / seen,
       val_loss: ev.loss,
       val_acc: ev.acc,
       lr,
+    };
+    await saveTrainState(run.path(CLASSIFIER_LAST), model, opt, {
+      epoch: epoch + 1,
+      best: es.best,
+      counter: es.counter,
+      stopped: es.shouldStop,
+      adl: model.adlStates(),
+      record,
     });
+    await run.appendMetrics(record);
     run.updateStage("classifier", { status: "running", epoch: epoch + 1 });
     ctx.log(
       `classifier epoch ${epoch + 1}/${c.epochs}: train loss ${

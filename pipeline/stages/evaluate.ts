@@ -161,6 +161,8 @@ export interface Summary {
   final: Scores;
   margin: { dice: number; iou: number };
   seconds: Record<string, number>;
+  /** Peak GPU bytes held by tensors and scratch textures per stage (evaluate added when it ends). */
+  peakGpuBytes: Record<string, number>;
   testPatches: number;
 }
 
@@ -210,8 +212,10 @@ export async function runEvaluate(ctx: StageContext): Promise<Summary> {
     if (await exists(f)) pseudo.push(JSON.parse(await Deno.readTextFile(f)));
   }
   const seconds: Record<string, number> = {};
+  const peakGpuBytes: Record<string, number> = {};
   for (const [name, st] of Object.entries(run.state.stages)) {
     if (typeof st.seconds === "number") seconds[name] = Math.round(st.seconds * 10) / 10;
+    if (typeof st.peakGpuBytes === "number") peakGpuBytes[name] = st.peakGpuBytes;
   }
   const summary: Summary = {
     profile: cfg.profile,
@@ -226,6 +230,7 @@ export async function runEvaluate(ctx: StageContext): Promise<Summary> {
     final: r.final,
     margin: { dice: r.final.dice - r.cam.dice, iou: r.final.iou - r.cam.iou },
     seconds,
+    peakGpuBytes,
     testPatches: test.length,
   };
   await writeFileAtomic(run.path("summary.json"), JSON.stringify(summary, null, 2) + "\n");

@@ -25,7 +25,7 @@ import { loadSam } from "../../model/sam/checkpoint.ts";
 import { Sam } from "../../model/sam/sam.ts";
 import { applyCoords, applyImage, preprocess } from "../../model/sam/transforms.ts";
 import type { PatchItem } from "../data/patches.ts";
-import { idsScore, SegMetrics } from "../metrics.ts";
+import { idsScore, type SegCounts, segCounts, SegMetrics } from "../metrics.ts";
 import { Progress } from "../progress.ts";
 import { batchPrompts, camPointsInMask, type PointPrompt, randomPointsInMask } from "../prompts.ts";
 import type { PipelineConfig } from "../config.ts";
@@ -41,6 +41,7 @@ import {
   writeMask,
 } from "./dataset.ts";
 import { readCam } from "./initial_masks.ts";
+import { dropTornLine, type MetricRecord, parseMetrics } from "../run_dir.ts";
 
 // ------------------------------------------------------------------------------ model
 
@@ -311,6 +312,7 @@ export async function trainSam(ctx: StageContext, spec: SamStageSpec): Promise<v
     es.counter = meta.counter as number ?? 0;
     for (let e = 0; e < start; e++) sched.step();
     if (meta.stopped) start = s.epochs;
+    if (meta.record) await run.ensureMetrics(meta.record as MetricRecord);
     ctx.log(`sam ${spec.tag}: resuming after epoch ${start}`);
   }
   const I = sam.imgSize;
@@ -367,20 +369,22 @@ export async function trainSam(ctx: StageContext, spec: SamStageSpec): Promise<v
         valLoss: vl,
       }, keepKey);
     }
-    await saveTrainState(last, sam, opt, {
-      epoch: epoch + 1,
-      best: es.best,
-      counter: es.counter,
-      stopped: es.shouldStop,
-    }, keepKey);
-    await run.appendMetrics({
+    const record: MetricRecord = {
       stage: `sam_${spec.tag}`,
       epoch: epoch + 1,
       train_loss: lossSum / seen,
       val_loss: vl,
       val_target: spec.val.length ? "pseudo-labels of val positives (label-free)" : "train loss",
       lr,
-    });
+    };
+    await saveTrainState(last, sam, opt, {
+      epoch: epoch + 1,
+      best: es.best,
+      counter: es.counter,
+      stopped: es.shouldStop,
+      record,
+    }, keepKey);
+    await run.appendMetrics(record);
     run.updateStage(spec.tag, { status: "running", epoch: epoch + 1 });
     ctx.log(
       `sam ${spec.tag} epoch ${epoch + 1}/${s.epochs}: train loss ${
@@ -413,7 +417,22 @@ export interface PseudoStats {
 
 export const pseudoDir = (iter: number, split: SplitName) => `pseudo/iter_${iter}/${split}`;
 
-/** Writes `pseudo/iter_<iter>/{train,val}` from the stage's selected SAM; resumable as a whole. */
+/** One patch's pseudo-label decision, journalled so an interrupted iteration resumes per batch. */
+interface PseudoDecision {
+  split: SplitName;
+  id: string;
+  ids: number;
+  kept: boolean;
+  /** Counts against the ground truth of a kept training patch (evaluation only). */
+  counts?: SegCounts;
+}
+
+/**
+ * Writes `pseudo/iter_<iter>/{train,val}` from the stage's selected SAM. Resumable per batch: each
+ * batch's decisions are appended to `progress.jsonl` after its masks are written, and batches
+ * found there are replayed instead of recomputed (prompts are seeded by patch index, so a
+ * recomputed batch is identical).
+ */
 export async function generatePseudo(
   ctx: StageContext,
   weights: string,
@@ -422,11 +441,30 @@ export async function generatePseudo(
   const { cfg, run } = ctx;
   const done = run.path(`pseudo/iter_${iter}/stats.json`);
   if (await exists(done)) return JSON.parse(await Deno.readTextFile(done));
-  const sam = await loadStageSam(cfg, run.path(weights));
+  const journal = run.path(`pseudo/iter_${iter}/progress.jsonl`);
+  const decided = new Map<string, PseudoDecision>();
+  if (await exists(journal)) {
+    dropTornLine(journal);
+    for (const r of parseMetrics(await Deno.readTextFile(journal), journal)) {
+      const d = r as unknown as PseudoDecision;
+      decided.set(`${d.split}/${d.id}`, d);
+    }
+    ctx.log(`pseudo-labels iter_${iter}: resuming, ${decided.size} patches already decided`);
+  }
+  let sam: Sam | null = null;
   const S = cfg.patchSize, B = cfg.sam.batchSize;
   const cache: EmbeddingCache = cfg.sam.trainEncoder ? null : run.path("embeddings");
   const metrics = new SegMetrics();
   let kept = 0, total = 0, valKept = 0;
+  const tally = (d: PseudoDecision) => {
+    if (d.split === "train") total++;
+    if (!d.kept) return;
+    if (d.split === "val") valKept++;
+    else {
+      kept++;
+      if (d.counts) metrics.addCounts(d.counts);
+    }
+  };
   for (const split of ["train", "val"] as const) {
     const items = positives(ctx.splits[split]);
     const dir = run.path(pseudoDir(iter, split));
@@ -437,6 +475,13 @@ export async function generatePseudo(
     });
     for (let i = 0; i < items.length; i += B) {
       const chunk = items.slice(i, i + B);
+      const known = chunk.map((it) => decided.get(`${split}/${it.id}`));
+      if (known.every((d) => d)) {
+        known.forEach((d) => tally(d!));
+        prog.tick(chunk.length);
+        continue;
+      }
+      sam ??= await loadStageSam(cfg, run.path(weights));
       const patches = await loadPatches(chunk, S);
       const cams = await Promise.all(chunk.map((it) => readCam(run, split, it, S)));
       const logits = await segmentWithCam(sam, cfg, patches, cams, {
@@ -445,23 +490,26 @@ export async function generatePseudo(
         purpose: 200 + iter,
         firstIndex: i,
       });
+      const batch: PseudoDecision[] = [];
       for (let j = 0; j < chunk.length; j++) {
         const mask = Uint8Array.from(logits[j], (v) => (v > 0 ? 1 : 0));
         const ids = idsScore(cams[j].mask, mask);
-        if (ids >= cfg.idsThreshold) {
+        const d: PseudoDecision = { split, id: chunk[j].id, ids, kept: ids >= cfg.idsThreshold };
+        if (d.kept) {
           await writeMask(`${dir}/${chunk[j].id}_1.png`, mask, S);
-          if (split === "train") {
-            kept++;
-            if (patches[j].gt) metrics.add(mask, patches[j].gt!);
-          } else valKept++;
+          if (split === "train" && patches[j].gt) d.counts = segCounts(mask, patches[j].gt!);
         }
-        if (split === "train") total++;
+        batch.push(d);
+        tally(d);
       }
+      await Deno.writeTextFile(journal, batch.map((d) => JSON.stringify(d) + "\n").join(""), {
+        append: true,
+      });
       prog.tick(chunk.length);
     }
     prog.finish();
   }
-  sam.dispose();
+  sam?.dispose();
   const sm = metrics.summary();
   const stats: PseudoStats = {
     iter,

@@ -97,7 +97,9 @@ Deno.test({
       const st of ["dataset", "classifier", "initial_masks", "preliminary", "iter_1", "evaluate"]
     ) {
       assert.ok(typeof s.seconds[st] === "number", `no time for ${st}`);
+      assert.ok(Number.isFinite(s.peakGpuBytes[st]), `no peak GPU memory for ${st}`);
     }
+    assert.ok(s.peakGpuBytes.classifier > 0 && s.peakGpuBytes.preliminary > 0);
     assert.match(s.samWeights, /no pretrained SAM weights/);
     for (const r of recs) {
       for (const [k, v] of Object.entries(r)) {

@@ -97,6 +97,10 @@ Deno.test("metrics.jsonl: appends, torn last line dropped and repaired, middle d
   await again.appendMetrics({ stage: "cls", epoch: 1, loss: 0.6 });
   assert.deepEqual((await again.readMetrics("cls")).map((r) => r.epoch), [0, 1]);
   assert.equal((await again.readMetrics()).length, 3);
+  // ensureMetrics restores an epoch record a kill lost, and only that one.
+  await again.ensureMetrics({ stage: "cls", epoch: 1, loss: 0.6 });
+  await again.ensureMetrics({ stage: "cls", epoch: 2, loss: 0.5 });
+  assert.deepEqual((await again.readMetrics("cls")).map((r) => r.epoch), [0, 1, 2]);
   again.close();
   Deno.removeSync(dir, { recursive: true });
 });
