@@ -346,6 +346,9 @@ export async function readBuffer(
 
 /** Writes bytes into a buffer; ordered before every dispatch submitted after this call. */
 export function writeBuffer(buffer: GPUBuffer, offset: number, data: ArrayBufferView): void {
+  // A buffer reused before the batch that last used it was submitted: submit that batch first,
+  // or this write would land before those users ran.
+  if (pool.mustSubmitBefore(buffer)) flush();
   ensureBatch();
   const bytes = new Uint8Array(data.buffer as ArrayBuffer, data.byteOffset, data.byteLength);
   const n4 = Math.floor(bytes.byteLength / 4) * 4;

@@ -11,7 +11,7 @@ export {
   timeGpu,
 } from "./dispatch.ts";
 export type { Binding, Kernel } from "./dispatch.ts";
-export { fmtBytes, memoryStats, pool } from "./pool.ts";
+export { fmtBytes, type MemoryStats, memoryStats, pool, trimPool } from "./pool.ts";
 export {
   bindingLimit,
   rangeBinding,

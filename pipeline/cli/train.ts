@@ -7,7 +7,7 @@
  * command after an interruption (even kill -9) continues where it stopped, losing at most the
  * current epoch. See README.md ("Pipeline") for the stages and the run folder's layout.
  */
-import { fmtBytes, initGpu, memoryStats, pool } from "../../engine/mod.ts";
+import { fmtBytes, initGpu, memoryStats, pool, trimPool } from "../../engine/mod.ts";
 import { parseArgs } from "node:util";
 import { type ConfigFlags, type PipelineConfig, resolveConfig } from "../config.ts";
 import { RunDir } from "../run_dir.ts";
@@ -160,14 +160,21 @@ export async function main(argv: string[]): Promise<number> {
       pool.resetPeak();
       run!.updateStage(name, { status: "running" });
       await fn();
+      trimPool(); // the next stage runs other shapes: give this one's parked buffers back
       const seconds = prev + (performance.now() - t0) / 1000;
-      // Peak GPU memory held by tensors and scratch textures during the stage (over its resumes).
-      const peakGpuBytes = Math.max(prevPeak, memoryStats().peakBytes);
-      run!.updateStage(name, { status: "done", seconds, peakGpuBytes });
+      // Peak GPU buffer memory the device held during the stage (over its resumes): tensors,
+      // scratch textures and the pool's parked buffers; and the tensors' share of it.
+      const mem = memoryStats();
+      const peakGpuBytes = Math.max(prevPeak, mem.peakAllocatedBytes);
+      const peakTensorBytes = Math.max(
+        (run!.stage(name).peakTensorBytes as number | undefined) ?? 0,
+        mem.peakBytes,
+      );
+      run!.updateStage(name, { status: "done", seconds, peakGpuBytes, peakTensorBytes });
       log(
         `train: stage ${name} done (${formatDuration(seconds)}, peak GPU memory ${
           fmtBytes(peakGpuBytes)
-        })`,
+        }, of it in tensors ${fmtBytes(peakTensorBytes)})`,
       );
       return true;
     };

@@ -7,7 +7,7 @@
  * Also the training utilities the SAM stages share: checkpointing a module with its optimiser in
  * one readback, the NaN/divergence check and the out-of-memory hint.
  */
-import { F, keep, noGrad, type Tensor, tensor, tidy } from "../../engine/mod.ts";
+import { F, keep, noGrad, type Tensor, tensor, tidy, trimPool } from "../../engine/mod.ts";
 import { backward } from "../../engine/mod.ts";
 import type { Module } from "../../engine/nn/module.ts";
 import { Adam } from "../../engine/optim/adam.ts";
@@ -292,7 +292,11 @@ export async function trainClassifier(ctx: StageContext): Promise<void> {
       prog.tick();
     }
     prog.finish();
+    // Validation runs other shapes than training: without a trim the pool would hold both sets
+    // of buffers (at 512², batch 16 that is GiBs on top of the training step's).
+    trimPool();
     const ev = await evaluate(model, val);
+    trimPool();
     checkFinite("classifier", `epoch ${epoch + 1} (validation)`, ev.loss);
     const lr = opt.lr;
     sched.step();

@@ -25,11 +25,13 @@ import {
   loadPatches,
   positives,
   readMask,
+  type SplitName,
   type StageContext,
 } from "./dataset.ts";
 import { readCam } from "./initial_masks.ts";
 import { finalTag } from "./iterate.ts";
 import {
+  type EmbeddingCache,
   loadStageSam,
   pseudoDir,
   type PseudoStats,
@@ -61,6 +63,10 @@ export async function segmentAndScore(
   cams: { mask: Uint8Array; norm: Float32Array }[],
   label: string,
   quiet: boolean,
+  embeddings: { cache: EmbeddingCache; split: SplitName | "infer" } = {
+    cache: null,
+    split: "infer",
+  },
 ): Promise<{ preds: Uint8Array[]; logits: Float32Array[]; cam: Scores; final: Scores }> {
   const B = cfg.sam.batchSize;
   const camM = new SegMetrics(), samM = new SegMetrics();
@@ -69,8 +75,7 @@ export async function segmentAndScore(
   for (let i = 0; i < patches.length; i += B) {
     const ps = patches.slice(i, i + B), cs = cams.slice(i, i + B);
     const lg = await segmentWithCam(sam, cfg, ps, cs, {
-      cache: null,
-      split: "infer",
+      ...embeddings,
       purpose: 300,
       firstIndex: i,
     });
@@ -161,7 +166,10 @@ export interface Summary {
   final: Scores;
   margin: { dice: number; iou: number };
   seconds: Record<string, number>;
-  /** Peak GPU bytes held by tensors and scratch textures per stage (evaluate added when it ends). */
+  /**
+   * Peak GPU buffer bytes per stage: tensors, scratch textures and the pool's parked buffers
+   * (evaluate added when it ends).
+   */
   peakGpuBytes: Record<string, number>;
   testPatches: number;
 }
@@ -176,14 +184,19 @@ export async function runEvaluate(ctx: StageContext): Promise<Summary> {
   if (!test.length) throw new Error("evaluate: the test split has no tumour patches");
   const patches = await loadPatches(test, S);
   const cams = await Promise.all(test.map((it) => readCam(run, "test", it, S)));
-  const r = await segmentAndScore(sam, cfg, patches, cams, "evaluate (test)", ctx.quiet);
+  // A frozen encoder's embeddings are cached per patch (the examples' training ones already are).
+  const cache: EmbeddingCache = cfg.sam.trainEncoder ? null : run.path("embeddings");
+  const r = await segmentAndScore(sam, cfg, patches, cams, "evaluate (test)", ctx.quiet, {
+    cache,
+    split: "test",
+  });
   // Examples: a few training positives (with their pseudo-label) and test positives.
   await Deno.mkdir(run.path("examples"), { recursive: true });
   const lastPseudo = cfg.iterations > 0 ? cfg.iterations - 1 : 0;
   const trainEx = positives(ctx.splits.train).slice(0, 3);
   const tp = await loadPatches(trainEx, S);
   const tc = await Promise.all(trainEx.map((it) => readCam(run, "train", it, S)));
-  const tr = await segmentAndScore(sam, cfg, tp, tc, "examples", true);
+  const tr = await segmentAndScore(sam, cfg, tp, tc, "examples", true, { cache, split: "train" });
   for (let i = 0; i < tp.length; i++) {
     const pp = run.path(pseudoDir(lastPseudo, "train"), `${trainEx[i].id}_1.png`);
     const pseudo = await exists(pp) ? await readMask(pp, S) : null;

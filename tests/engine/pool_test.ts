@@ -10,6 +10,7 @@ import {
   type Tensor,
   tensor,
   tidy,
+  trimPool,
 } from "../../engine/mod.ts";
 import { sizeClass } from "../../engine/pool.ts";
 import { assertClose, randArray, setup } from "../util/gpu.ts";
@@ -40,19 +41,26 @@ Deno.test("size classes: powers of two to 1 MiB, eighths of an octave above; fix
   );
 });
 
-Deno.test("a released buffer is reused only after the submit that may still read it", async () => {
+Deno.test("a buffer released before its readers were submitted: reused by a kernel at once, by an upload after a submit", async () => {
+  // An upload: queue writes run before unsubmitted work, so writeBuffer submits that work first.
   const x = tensor(randArray(1000, 1));
   const buf = x.storage.buffer;
   const y = F.add(x, 1); // encoded, not submitted: still reads x
   x.dispose();
-  // Written with queue.writeBuffer, which runs before the pending batch: must not get x's buffer.
   const z = tensor(new Float32Array(1000).fill(-7));
-  assert.notEqual(z.storage.buffer, buf);
+  assert.equal(z.storage.buffer, buf, "the upload reused x's buffer");
   assertClose(await y.data(), Array.from(randArray(1000, 1), (v) => v + 1));
-  // After that submit the buffer is free for reuse (same size class).
-  const w = empty([1000]);
-  assert.equal(w.storage.buffer, buf, "reused after submit");
-  for (const t of [y, z, w]) t.dispose();
+  assertClose(await z.data(), new Float32Array(1000).fill(-7));
+  // A kernel output: encoded after y2's kernel, so it may overwrite x2's buffer without a submit.
+  const x2 = tensor(randArray(1000, 2));
+  const buf2 = x2.storage.buffer;
+  const y2 = F.add(x2, 1);
+  x2.dispose();
+  const k = F.mul(y2, 2);
+  assert.equal(k.storage.buffer, buf2, "the kernel output reused x2's buffer");
+  assertClose(await y2.data(), Array.from(randArray(1000, 2), (v) => v + 1));
+  assertClose(await k.data(), Array.from(randArray(1000, 2), (v) => 2 * (v + 1)));
+  for (const t of [y, z, y2, k]) t.dispose();
 });
 
 Deno.test("heavy reuse pressure: thousands of alloc/compute/dispose cycles never corrupt results", async () => {
@@ -116,6 +124,30 @@ Deno.test("peak bytes track the high-water mark; trim gives pooled memory back",
   assert.equal(memoryStats().pooledBytes, 0);
   pool.resetPeak();
   assert.equal(memoryStats().peakBytes, memoryStats().liveBytes);
+});
+
+Deno.test("peak allocated bytes count parked buffers: two phases of other shapes, with and without a trim", () => {
+  flush();
+  trimPool();
+  pool.resetPeak();
+  const base = memoryStats().liveBytes;
+  const phase = (elems: number) => {
+    const ts = [empty([elems]), empty([elems])];
+    for (const t of ts) t.dispose();
+    flush();
+  };
+  phase(2 ** 18); // 2 × 1 MiB, parked afterwards
+  phase(3 * 2 ** 18); // 2 × 3 MiB, allocated on top of the parked 2 MiB
+  const s = memoryStats();
+  assert.equal(s.peakBytes, base + 6 * 2 ** 20, "tensors never held more than one phase");
+  assert.equal(s.peakAllocatedBytes, base + 8 * 2 ** 20, "the device held both phases");
+  trimPool();
+  pool.resetPeak();
+  phase(2 ** 18);
+  trimPool();
+  phase(3 * 2 ** 18);
+  assert.equal(memoryStats().peakAllocatedBytes, base + 6 * 2 ** 20, "trimmed between phases");
+  trimPool();
 });
 
 Deno.test("views keep the storage alive until the last one is disposed", async () => {
