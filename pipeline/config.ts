@@ -164,9 +164,9 @@ const DEFAULT: PipelineConfig = {
   ...structuredClone(TINY),
   profile: "default",
   data: { dir: null, synthetic: { count: 6, size: 3072, patch: 128 }, negativesPerPositive: 2 },
-  // Sized for about 10 minutes on a 2-core machine's software adapter. Measured 2026-11-25 on
-  // llvmpipe (machine shared with another job): 9:16 in all, final SAM Dice 0.819 vs CAM 0.804 on
-  // the test positives; 12 classifier + 30 SAM epochs took 14:42 and ended 0.007 below the CAM.
+  // Sized for about 10 minutes on a 2-core machine's software adapter. Measured 2026-11-26 on
+  // llvmpipe: 7:31 in all, final SAM Dice 0.812 vs CAM 0.784 on the test positives (2026-11-25:
+  // 12 classifier + 30 SAM epochs took 14:42 and ended 0.007 below the CAM).
   classifier: { ...structuredClone(TINY.classifier), width: 16, epochs: 8 },
   sam: { ...structuredClone(TINY.sam), model: smallSam(64, 48, 3, 32), epochs: 16, patience: 6 },
   iterations: 2,

@@ -233,18 +233,16 @@ export async function main(argv: string[]): Promise<number> {
       if (stopHere(name)) return 0;
     }
     let summary: Summary | null = null;
-    const t0 = performance.now();
     await stageRun("evaluate", async () => {
       summary = await withOomHint("evaluate", samFlag, cfg.sam.batchSize, () => runEvaluate(ctx));
     });
     const sp = run.path("summary.json");
     summary ??= JSON.parse(await Deno.readTextFile(sp)) as Summary;
+    // The summary is written inside the evaluate stage: add that stage's own time and memory.
+    const ev = run.stage("evaluate");
     if (summary.seconds.evaluate === undefined || summary.peakGpuBytes?.evaluate === undefined) {
-      summary.seconds.evaluate ??= Math.round((performance.now() - t0) / 100) / 10;
-      summary.peakGpuBytes = {
-        ...summary.peakGpuBytes,
-        evaluate: run.stage("evaluate").peakGpuBytes as number,
-      };
+      summary.seconds.evaluate = Math.round((ev.seconds as number) * 10) / 10;
+      summary.peakGpuBytes = { ...summary.peakGpuBytes, evaluate: ev.peakGpuBytes as number };
       await writeFileAtomic(sp, JSON.stringify(summary, null, 2) + "\n");
     }
     console.log(table(summary));
