@@ -36,6 +36,29 @@ export async function noGradAsync<T>(fn: () => Promise<T>): Promise<T> {
   }
 }
 
+let recomputeDepth = 0;
+
+/**
+ * Runs `fn` recording a graph even inside a backward rule or {@link noGrad}, marked as a rerun
+ * ({@link isRecomputing}): activation checkpointing's second forward.
+ */
+export function recompute<T>(fn: () => T): T {
+  const saved = gradDepth;
+  gradDepth = 0;
+  recomputeDepth++;
+  try {
+    return fn();
+  } finally {
+    gradDepth = saved;
+    recomputeDepth--;
+  }
+}
+
+/** True while a checkpointed forward runs again: side effects (BN running statistics) skip it. */
+export function isRecomputing(): boolean {
+  return recomputeDepth > 0;
+}
+
 /** Backward rule: the gradient of the output → one gradient (or null) per input. */
 export type BackwardRule = (grad: Tensor) => (Tensor | null | undefined)[];
 

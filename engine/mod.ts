@@ -22,6 +22,16 @@ export {
 } from "./split.ts";
 export * from "./tensor.ts";
 export { keep, tidy, tidyAsync } from "./scope.ts";
-export { backward, isGradEnabled, noGrad, noGradAsync, record, requireGrad } from "./autograd.ts";
+export {
+  backward,
+  isGradEnabled,
+  isRecomputing,
+  noGrad,
+  noGradAsync,
+  recompute,
+  record,
+  requireGrad,
+} from "./autograd.ts";
+export { checkpoint } from "./ops/checkpoint.ts";
 export * as F from "./ops/index.ts";
 export { philox4x32, Rng, type RngState } from "./rng.ts";

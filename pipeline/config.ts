@@ -46,6 +46,11 @@ export interface PipelineConfig {
     /** Average the CAM over the four rotations (false: the "no rotation" ablation). */
     rotations: boolean;
     augment: boolean;
+    /**
+     * Activation checkpointing of the stem and bottlenecks: one more forward per step for most of
+     * the activation memory (the paper profile's 512², batch 16 step; see BENCHMARKS.md).
+     */
+    checkpoint: boolean;
     cam: CamSettings;
   };
   sam: {
@@ -134,6 +139,7 @@ const TINY: PipelineConfig = {
     fft: true,
     rotations: true,
     augment: true,
+    checkpoint: false,
     // Camelyon17's percentile: on 4×4 CAMs of 64-px patches the Camelyon16 one (10) keeps ~85 %
     // of every patch.
     cam: { percentile: 30, openKernel: 3, openAfterResize: true },
@@ -191,6 +197,7 @@ const PAPER: PipelineConfig = {
     fft: true,
     rotations: true,
     augment: true,
+    checkpoint: true,
     cam: { percentile: 10, openKernel: 21, openAfterResize: true },
   },
   sam: {

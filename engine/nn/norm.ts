@@ -1,5 +1,5 @@
 /** BatchNorm2d, LayerNorm and SAM's LayerNorm2d with PyTorch's parameter and buffer names. */
-import { F, noGrad, type Tensor, tensor, tidy } from "../mod.ts";
+import { F, isRecomputing, noGrad, type Tensor, tensor, tidy } from "../mod.ts";
 import { Module } from "./module.ts";
 import { constant } from "./init.ts";
 
@@ -25,12 +25,14 @@ export class BatchNorm2d extends Module {
     increment(this.numBatchesTracked);
   }
   forward(x: Tensor): Tensor {
-    if (this.training) this.countBatch();
+    // A checkpointed forward's rerun must not count the batch or move the statistics twice.
+    const update = !this.training || !isRecomputing();
+    if (this.training && update) this.countBatch();
     return F.batchNorm2d(x, {
       weight: this.weight,
       bias: this.bias,
-      runningMean: this.runningMean,
-      runningVar: this.runningVar,
+      runningMean: update ? this.runningMean : undefined,
+      runningVar: update ? this.runningVar : undefined,
       training: this.training,
       momentum: this.opts.momentum ?? 0.1,
       eps: this.opts.eps ?? 1e-5,

@@ -190,6 +190,7 @@ export function buildClassifier(cfg: PipelineConfig): ResNetAdl {
     seed: cfg.seed,
   });
   m.setAdl(c.adl);
+  m.setCheckpointing(c.checkpoint);
   return m;
 }
 
