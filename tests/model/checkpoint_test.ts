@@ -87,7 +87,10 @@ Deno.test("ResNetAdl with checkpointing: same step, fewer bytes held after the f
     return out;
   };
   const [plain, ck] = [await step(false), await step(true)];
-  assert.ok(Math.abs(plain.loss - ck.loss) <= 1e-5 * Math.abs(plain.loss), `${plain.loss} ${ck.loss}`);
+  assert.ok(
+    Math.abs(plain.loss - ck.loss) <= 1e-5 * Math.abs(plain.loss),
+    `${plain.loss} ${ck.loss}`,
+  );
   for (const [k, g] of plain.grads) {
     const d = maxDiff(g, ck.grads.get(k)!), scale = Math.max(1e-3, ...g.map(Math.abs));
     assert.ok(d <= 1e-4 * scale, `${k}: max diff ${d} (scale ${scale})`);
