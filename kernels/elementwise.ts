@@ -111,6 +111,28 @@ function opParts(
 }
 
 /**
+ * The WGSL every elementwise kernel shares: uniforms, `nIn` read bindings and the output over
+ * `elem`, one invocation per element `i` (bounds-checked), `p0`/`p1` in scope, then `body`.
+ */
+function shell(nIn: number, elem: string, body: string): string {
+  let decl = "";
+  for (let k = 0; k < nIn; k++) {
+    decl += `@group(0) @binding(${k + 1}) var<storage, read> in${k}: array<${elem}>;\n`;
+  }
+  decl += `@group(0) @binding(${nIn + 1}) var<storage, read_write> out: array<${elem}>;\n`;
+  return `${params(nIn)}
+@group(0) @binding(0) var<uniform> u: P;
+${decl}${HELPERS}
+@compute @workgroup_size(${WG})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = flat_index(gid, nwg, ${WG}u);
+  if (i >= u.n) { return; }
+  let p0 = u.p0; let p1 = u.p1;
+${body}
+}`;
+}
+
+/**
  * Builds an elementwise kernel. `expr` reads `x` (unary), `a`/`b` (binary) or `c`/`a`/`b`
  * (ternary select), `p0`/`p1`. Uniform layout: n, rank, p0, p1, off0..off2 (the inputs' element
  * offsets in their bindings), off3 (the output's), shape, strides per input.
@@ -126,26 +148,11 @@ export function elementwiseKernel(
   return {
     key: `ew/${kind}/${op}/${flat ? "flat" : "strided"}`,
     wgsl: () => {
-      let decl = "";
-      for (let k = 0; k < nIn; k++) {
-        decl += `@group(0) @binding(${k + 1}) var<storage, read> in${k}: array<f32>;\n`;
-      }
-      decl += `@group(0) @binding(${nIn + 1}) var<storage, read_write> out: array<f32>;\n`;
-      let loads = "";
+      let loads = flat ? "" : `  ${stridedBody(nIn)}\n`;
       for (let k = 0; k < nIn; k++) {
         loads += `  let ${names[k]} = in${k}[${flat ? `i + u.off${k}` : `o${k}`}];\n`;
       }
-      return `${params(nIn)}
-@group(0) @binding(0) var<uniform> u: P;
-${decl}${HELPERS}
-@compute @workgroup_size(${WG})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = flat_index(gid, nwg, ${WG}u);
-  if (i >= u.n) { return; }
-  let p0 = u.p0; let p1 = u.p1;
-  ${flat ? "" : stridedBody(nIn)}
-${loads}  out[i + u.off3] = ${expr};
-}`;
+      return shell(nIn, "f32", `${loads}  out[i + u.off3] = ${expr};`);
     },
   };
 }
@@ -160,11 +167,6 @@ function elementwiseVec4Kernel(kind: "unary" | "binary" | "where", op: string): 
   return {
     key: `ew/${kind}/${op}/flat4`,
     wgsl: () => {
-      let decl = "";
-      for (let k = 0; k < nIn; k++) {
-        decl += `@group(0) @binding(${k + 1}) var<storage, read> in${k}: array<vec4<f32>>;\n`;
-      }
-      decl += `@group(0) @binding(${nIn + 1}) var<storage, read_write> out: array<vec4<f32>>;\n`;
       let body = "";
       for (let k = 0; k < nIn; k++) body += `  let v${k} = in${k}[i + u.off${k}];\n`;
       body += "  var r = vec4<f32>(0.0);\n";
@@ -172,16 +174,7 @@ function elementwiseVec4Kernel(kind: "unary" | "binary" | "where", op: string): 
         const lets = names.slice(0, nIn).map((nm, k) => `let ${nm} = v${k}.${c};`).join(" ");
         body += `  { ${lets} r.${c} = ${expr}; }\n`;
       }
-      return `${params(nIn)}
-@group(0) @binding(0) var<uniform> u: P;
-${decl}${HELPERS}
-@compute @workgroup_size(${WG})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = flat_index(gid, nwg, ${WG}u);
-  if (i >= u.n) { return; }
-  let p0 = u.p0; let p1 = u.p1;
-${body}  out[i + u.off3] = r;
-}`;
+      return shell(nIn, "vec4<f32>", `${body}  out[i + u.off3] = r;`);
     },
   };
 }
