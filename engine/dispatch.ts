@@ -10,14 +10,9 @@
  */
 import { gpu, onNewDevice, throwUncaptured } from "./device.ts";
 import { pool } from "./pool.ts";
+import type { Kernel } from "../kernels/kernel.ts";
 
-/** A compiled-on-demand WGSL program. Binding 0 is the uniform block; storage bindings follow. */
-export interface Kernel {
-  /** Cache key: name plus every specialisation constant baked into `wgsl`. */
-  key: string;
-  /** WGSL source, built only on a cache miss. */
-  wgsl: () => string;
-}
+export type { Kernel };
 
 /** A storage binding: a buffer range. */
 export interface BufferBinding {

@@ -22,8 +22,8 @@ export {
 } from "./split.ts";
 export * from "./tensor.ts";
 export { keep, tidy, tidyAsync } from "./scope.ts";
+export { backward } from "./backward.ts";
 export {
-  backward,
   isGradEnabled,
   isRecomputing,
   noGrad,

@@ -7,7 +7,7 @@
  * 5 contrast, 6 saturation, 7 hue shift, 8 grayscale, 9..12 colour-jitter order (op ids 0..3),
  * 13 jitter on, 14..15 unused.
  */
-import type { Kernel } from "../engine/dispatch.ts";
+import type { Kernel } from "./kernel.ts";
 import { FLAT_INDEX } from "./common.ts";
 
 export const PARAM_STRIDE = 16;

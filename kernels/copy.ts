@@ -2,7 +2,7 @@
  * Strided copies of any 4-byte dtype: gather a view into a dense tensor (makes views contiguous),
  * or scatter a dense source into a strided destination view (slice backward, concat, pad).
  */
-import type { Kernel } from "../engine/dispatch.ts";
+import type { Kernel } from "./kernel.ts";
 import { DIM, FLAT_INDEX, stridedOffsetFn } from "./common.ts";
 
 const WG = 256;

@@ -3,7 +3,7 @@
  * broadcast inputs (stride 0 on broadcast dims). The output is always dense. When every operand is
  * dense with the output's shape a flat variant skips the index arithmetic.
  */
-import type { Kernel } from "../engine/dispatch.ts";
+import type { Kernel } from "./kernel.ts";
 import { DIM, eachDim, ERF, FLAT_INDEX } from "./common.ts";
 
 /** Unary expressions of `x` with scalar params `p0`, `p1`. */
@@ -180,22 +180,3 @@ function elementwiseVec4Kernel(kind: "unary" | "binary" | "where", op: string): 
 }
 
 export const ELEMENTWISE_WORKGROUP = WG;
-
-/** Casts between f32/i32/u32 (dense in, dense out). */
-export function castKernel(from: string, to: string): Kernel {
-  return {
-    key: `cast/${from}/${to}`,
-    wgsl: () =>
-      `struct P { n: u32, off: u32, yOff: u32, b: u32 }
-@group(0) @binding(0) var<uniform> u: P;
-@group(0) @binding(1) var<storage, read> x: array<${from}>;
-@group(0) @binding(2) var<storage, read_write> y: array<${to}>;
-${FLAT_INDEX}
-@compute @workgroup_size(${WG})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = flat_index(gid, nwg, ${WG}u);
-  if (i >= u.n) { return; }
-  y[i + u.yOff] = ${to}(x[i + u.off]);
-}`,
-  };
-}

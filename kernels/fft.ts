@@ -16,7 +16,7 @@
  * (2·R·m complex = at most 16 KiB, the WebGPU default limit). Larger m: one dispatch per pass,
  * ping-ponging interleaved complex rows through global memory.
  */
-import type { Kernel } from "../engine/dispatch.ts";
+import type { Kernel } from "./kernel.ts";
 
 export const FFT_WG = 256;
 /** Largest length transformed inside one workgroup. */

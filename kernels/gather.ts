@@ -4,7 +4,7 @@
  * All read strided inputs through the whole storage binding plus an element offset, and write a
  * dense output of any 4-byte dtype.
  */
-import type { Kernel } from "../engine/dispatch.ts";
+import type { Kernel } from "./kernel.ts";
 import { DIM, eachDim, FLAT_INDEX } from "./common.ts";
 
 export const GATHER_WORKGROUP = 256;

@@ -5,7 +5,7 @@
  * (image, channel), one elementwise pass for |x − low| averaged over channels. Exactly the same
  * quantity as the FFT route (engine/ops/fft.ts), at two passes over the data.
  */
-import type { Kernel } from "../engine/dispatch.ts";
+import type { Kernel } from "./kernel.ts";
 
 export const HF_WG = 256;
 

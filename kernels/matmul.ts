@@ -17,7 +17,7 @@
  * extra results are never written) so the inner loop has no branches; the tiled variant
  * zero-fills out-of-range elements of its shared tiles.
  */
-import type { Kernel } from "../engine/dispatch.ts";
+import type { Kernel } from "./kernel.ts";
 import { LOOP_BUDGET } from "./common.ts";
 
 /** `texture`: operands staged in textures first (kernels/matmul_texture.ts, software adapters). */

@@ -14,7 +14,7 @@
  *   epilogue of kernels/matmul.ts; rows of A (columns of B) are clamped into range so the loop has
  *   no branches.
  */
-import type { Kernel } from "../engine/dispatch.ts";
+import type { Kernel } from "./kernel.ts";
 import { bandedBlock, type RegisterTile, storeBlock } from "./matmul.ts";
 
 /** Threads per workgroup of the pack kernel: 16 texels across, 4 rows down. */

@@ -2,7 +2,7 @@
  * Fused optimiser updates: one dispatch per parameter per step reads the gradient and updates the
  * parameter and its moment buffers in place (PyTorch's single-tensor Adam/AdamW arithmetic).
  */
-import type { Kernel } from "../engine/dispatch.ts";
+import type { Kernel } from "./kernel.ts";
 import { FLAT_INDEX } from "./common.ts";
 
 export const OPTIM_WORKGROUP = 256;

@@ -7,7 +7,7 @@
  * valid pixel, as PyTorch). adaptiveAvgPool2d uses PyTorch's bins
  * [floor(o·In/Out), ceil((o+1)·In/Out)).
  */
-import type { Kernel } from "../engine/dispatch.ts";
+import type { Kernel } from "./kernel.ts";
 import { FLAT_INDEX } from "./common.ts";
 
 export const POOL_WG = 256;

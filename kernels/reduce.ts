@@ -4,7 +4,7 @@
  * needed. Small reductions use one thread per output; large ones a workgroup per output with a
  * tree reduction in workgroup memory.
  */
-import type { Kernel } from "../engine/dispatch.ts";
+import type { Kernel } from "./kernel.ts";
 import { DIM, FLAT_INDEX, stridedOffsetFn } from "./common.ts";
 
 export type ReduceOp = "sum" | "max" | "min" | "argmax" | "argmin";

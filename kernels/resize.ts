@@ -9,7 +9,7 @@
  * columns whose source coordinate lies in [h − 1, h + 1) — a range found by inverting the map,
  * widened by one on each side — and adds g·weight where its 2×2 stencil includes the pixel.
  */
-import type { Kernel } from "../engine/dispatch.ts";
+import type { Kernel } from "./kernel.ts";
 import { FLAT_INDEX } from "./common.ts";
 
 export const RESIZE_WG = 256;

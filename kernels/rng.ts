@@ -10,7 +10,7 @@
  * (2,3) with u1 = ((x0 >> 8) + 1)·2^-24 in (0, 1]: r = sqrt(−2 ln u1), z0 = r cos(2π u2),
  * z1 = r sin(2π u2).
  */
-import type { Kernel } from "../engine/dispatch.ts";
+import type { Kernel } from "./kernel.ts";
 import { FLAT_INDEX } from "./common.ts";
 
 export type RngMode = "bits" | "uniform" | "normal" | "bernoulli";

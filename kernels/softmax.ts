@@ -8,7 +8,7 @@
  * image does not leave most invocations idle. Both modes share one body: `red_max` / `red_sum`
  * are workgroup reductions in one mode and the identity in the other.
  */
-import type { Kernel } from "../engine/dispatch.ts";
+import type { Kernel } from "./kernel.ts";
 import { FLAT_INDEX } from "./common.ts";
 
 /** Rows at most this long run a thread per row. */

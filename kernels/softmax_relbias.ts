@@ -9,7 +9,7 @@
  * of 4), KH is a uniform. On llvmpipe, where this path runs, a thread per row beats a workgroup
  * per row: no barriers and one loop trip per vec4.
  */
-import type { Kernel } from "../engine/dispatch.ts";
+import type { Kernel } from "./kernel.ts";
 import { FLAT_INDEX } from "./common.ts";
 
 /** Longest KW the kernel unrolls. */

@@ -6,7 +6,8 @@
  * so a checkpointed step updates them once, as an ordinary one does. `fn` must be deterministic
  * (no random draws) and read no tensor but `x` and `params` that requires grad.
  */
-import { backward, isGradEnabled, noGrad, recompute, record, requireGrad } from "../autograd.ts";
+import { isGradEnabled, noGrad, recompute, record, requireGrad } from "../autograd.ts";
+import { backward } from "../backward.ts";
 import { alias, type Tensor } from "../tensor.ts";
 
 export function checkpoint(x: Tensor, params: Tensor[], fn: (x: Tensor) => Tensor): Tensor {

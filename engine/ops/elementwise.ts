@@ -8,13 +8,11 @@ import { rangeBinding, splitViews, viewOf } from "../split.ts";
 import { record } from "../autograd.ts";
 import {
   type BinaryOp,
-  castKernel,
   ELEMENTWISE_WORKGROUP as WG,
   elementwiseKernel,
   type UnaryOp,
 } from "../../kernels/elementwise.ts";
 import { dims8 } from "../../kernels/common.ts";
-import type { DType } from "../tensor.ts";
 
 /** Broadcast result shape of several shapes (PyTorch rules), with a clear error. */
 export function broadcastShapes(...shapes: Shape[]): number[] {
@@ -113,42 +111,6 @@ export const zeros = (shape: Shape): Tensor => fill(shape, 0);
 export const ones = (shape: Shape): Tensor => fill(shape, 1);
 export const zerosLike = (t: Tensor): Tensor => fill(t.shape, 0);
 export const onesLike = (t: Tensor): Tensor => fill(t.shape, 1);
-
-/** Converts between dtypes (f32 ↔ i32 ↔ u32; values truncated toward zero into ints). */
-export function cast(x: Tensor, to: DType): Tensor {
-  if (x.dtype === to) return x;
-  if (to === "f16" || x.dtype === "f16") {
-    throw new Error("cast: f16 tensors are kernel-internal only");
-  }
-  const { dense } = viewOps!;
-  const d = dense(x);
-  const out = empty(x.shape, to);
-  const n = out.size;
-  if (n) {
-    const views = [viewOf(d, [n], [1]), viewOf(out, [n], [1])];
-    for (const ch of splitViews("cast", [n], views)) {
-      const [rx, ry] = ch.views.map(rangeBinding);
-      const cn = ch.shape[0];
-      dispatch(
-        castKernel(x.dtype, to),
-        [rx.binding, ry.binding],
-        new Params().u32(cn, rx.off, ry.off, 0),
-        grid1d(cn, WG),
-      );
-    }
-  }
-  if (d !== x) d.dispose();
-  return out;
-}
-
-// view.ts imports this module; it registers itself here to avoid an import cycle at load time.
-// `var` without initialiser: hoisted, so view.ts may register before this module body runs
-// (the cycle elementwise → autograd → reduce → view) without a temporal-dead-zone error.
-// deno-lint-ignore no-var
-var viewOps: { dense: (t: Tensor) => Tensor } | undefined;
-export function registerViewOps(v: { dense: (t: Tensor) => Tensor }): void {
-  viewOps = v;
-}
 
 // ---------------------------------------------------------------- differentiable unary ops
 

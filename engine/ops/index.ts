@@ -1,6 +1,7 @@
 /** Public op surface: import * as F from "engine/ops/index.ts". */
 export * from "./elementwise.ts";
 export * from "./view.ts";
+export * from "./cast.ts";
 export * from "./reduce.ts";
 export * from "./softmax.ts";
 export * from "./conv.ts";

@@ -8,7 +8,7 @@ import { record } from "../autograd.ts";
 import { rangeBinding, splitViews, viewOf } from "../split.ts";
 import { COPY_WORKGROUP as WG, stridedCopyKernel, stridedWriteKernel } from "../../kernels/copy.ts";
 import { dims8 } from "../../kernels/common.ts";
-import { fill, registerViewOps } from "./elementwise.ts";
+import { fill } from "./elementwise.ts";
 
 function normAxis(axis: number, rank: number, what = "axis"): number {
   const a = axis < 0 ? axis + rank : axis;
@@ -166,5 +166,3 @@ export function expand(x: Tensor, shape: Shape): Tensor {
   // The autograd engine sums the gradient back to x's shape.
   return record("expand", [x], y, (g) => [g]);
 }
-
-registerViewOps({ dense });

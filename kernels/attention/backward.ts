@@ -13,7 +13,7 @@
  * Like the forward, one dispatch covers a chunk [c0, c1) of the looped-over axis (see forward.ts);
  * partial sums are carried in the outputs between chunks and scaled by the last one.
  */
-import type { Kernel } from "../../engine/dispatch.ts";
+import type { Kernel } from "../kernel.ts";
 import { ATTN_PARAMS, ATTN_WG, attnTile, biasExpr, storageDecls } from "./forward.ts";
 
 /** Storage bindings of the dQ pass (the op checks the adapter allows them). */

@@ -11,7 +11,7 @@
  * results, so there the op splits the keys over several dispatches: between them the unnormalised
  * accumulator lives in `o`, the running max in `lse` and the running sum in `lsum`.
  */
-import type { Kernel } from "../../engine/dispatch.ts";
+import type { Kernel } from "../kernel.ts";
 
 /** Threads (queries, or keys in the dK/dV pass) per workgroup. */
 export const ATTN_WG = 64;

@@ -11,7 +11,7 @@
  * Layout: dy [N, O, OH, OW], w [O, C/groups, kh, kw], optional bias [C] (convTranspose2d),
  * dx [N, C, H, W].
  */
-import type { Kernel } from "../../engine/dispatch.ts";
+import type { Kernel } from "../kernel.ts";
 import { CONV_PARAMS, type ConvTile, unroll } from "./forward.ts";
 
 /**

@@ -11,7 +11,7 @@
  *
  * Layout: x [N, C, H, W], dy [N, O, OH, OW], dW [O, C/groups, kh, kw].
  */
-import type { Kernel } from "../../engine/dispatch.ts";
+import type { Kernel } from "../kernel.ts";
 import { FLAT_INDEX } from "../common.ts";
 import { CONV_PARAMS, unroll } from "./forward.ts";
 

@@ -11,7 +11,7 @@
  *
  * Layout: x [N, C, H, W], w [O, C/groups, kh, kw], bias [O], y [N, O, OH, OW] (PyTorch's).
  */
-import type { Kernel } from "../../engine/dispatch.ts";
+import type { Kernel } from "../kernel.ts";
 
 /** Register-block / workgroup tiling of an implicit-GEMM conv kernel. */
 export interface ConvTile {

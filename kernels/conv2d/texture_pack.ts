@@ -12,7 +12,7 @@
  * - `dgrad`: rows are input pixels (y, x), k = o·KK + tap: dy at ((y + ph − ky·dh) / sh, ...)
  *   where that divides exactly and lies inside the output.
  */
-import type { Kernel } from "../../engine/dispatch.ts";
+import type { Kernel } from "../kernel.ts";
 
 export type ConvPackMode = "strided" | "im2col" | "im2colT" | "dgrad";
 

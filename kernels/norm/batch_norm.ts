@@ -14,7 +14,7 @@
  * so that every lane sees the same elements in the same order as unsplit: the result is
  * bit-identical to one dispatch.
  */
-import type { Kernel } from "../../engine/dispatch.ts";
+import type { Kernel } from "../kernel.ts";
 import { FLAT_INDEX } from "../common.ts";
 
 export const BN_WG = 256;

@@ -8,7 +8,7 @@
  *   ĝ = g·w, dx = rstd · (ĝ − mean(ĝ) − x̂ · mean(ĝ ⊙ x̂)),
  * and the parameter gradients dw[k] = Σ_rows g·x̂, db[k] = Σ_rows g take a workgroup per column.
  */
-import type { Kernel } from "../../engine/dispatch.ts";
+import type { Kernel } from "../kernel.ts";
 import { type RowMode, rowModeKey, rowPrelude } from "../softmax.ts";
 
 const PARAMS = `struct P { rows: u32, L: u32, inner: u32, eps: f32 }

@@ -1,0 +1,25 @@
+/** Dtype conversion between f32, i32 and u32 (dense in, dense out). */
+import type { Kernel } from "./kernel.ts";
+import { FLAT_INDEX } from "./common.ts";
+
+const WG = 256;
+export const CAST_WORKGROUP = WG;
+
+/** Casts between f32/i32/u32 (dense in, dense out). */
+export function castKernel(from: string, to: string): Kernel {
+  return {
+    key: `cast/${from}/${to}`,
+    wgsl: () =>
+      `struct P { n: u32, off: u32, yOff: u32, b: u32 }
+@group(0) @binding(0) var<uniform> u: P;
+@group(0) @binding(1) var<storage, read> x: array<${from}>;
+@group(0) @binding(2) var<storage, read_write> y: array<${to}>;
+${FLAT_INDEX}
+@compute @workgroup_size(${WG})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = flat_index(gid, nwg, ${WG}u);
+  if (i >= u.n) { return; }
+  y[i + u.yOff] = ${to}(x[i + u.off]);
+}`,
+  };
+}
