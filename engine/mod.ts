@@ -12,14 +12,8 @@ export {
 } from "./dispatch.ts";
 export type { Binding, Kernel } from "./dispatch.ts";
 export { fmtBytes, type MemoryStats, memoryStats, pool, trimPool } from "./pool.ts";
-export {
-  bindingLimit,
-  rangeBinding,
-  setBindingLimitForTests,
-  splitBatch,
-  splitViews,
-  viewOf,
-} from "./split.ts";
+export { rangeBinding, splitBatch, splitViews, viewOf } from "./split.ts";
+export { bindingLimit, setBindingLimitForTests } from "./routing.ts";
 export * from "./tensor.ts";
 export { keep, tidy, tidyAsync } from "./scope.ts";
 export { backward } from "./backward.ts";

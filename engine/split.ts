@@ -10,25 +10,14 @@
  * batch dim (convolutions, normalisation, pooling: samples are independent). Both use the smallest
  * number of chunks whose bindings all fit.
  *
- * `setBindingLimitForTests` lowers the limit the planners use (not the limit `dispatch` enforces),
- * so tests run the split paths on small tensors.
+ * The limit they plan for is `bindingLimit()` (engine/routing.ts), which tests lower with
+ * `setBindingLimitForTests` (not the limit `dispatch` enforces) to run the split paths on small
+ * tensors.
  */
 import { gpu } from "./device.ts";
+import { bindingLimit } from "./routing.ts";
 import type { BufferBinding } from "./dispatch.ts";
 import { bytesPerElement, type Shape, type Tensor } from "./tensor.ts";
-
-let testLimit: number | null = null;
-
-/** Lowers the binding limit the planners use (tests); `null` restores the adapter's limit. */
-export function setBindingLimitForTests(bytes: number | null): void {
-  testLimit = bytes;
-}
-
-/** The per-binding limit the planners split for, in bytes. */
-export function bindingLimit(): number {
-  const real = gpu().limits.maxStorageBufferBindingSize;
-  return testLimit === null ? real : Math.min(real, testLimit);
-}
 
 function alignment(): number {
   return gpu().limits.minStorageBufferOffsetAlignment;

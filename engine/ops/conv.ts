@@ -8,22 +8,20 @@
  * the roles of input and output gradient swapped.
  */
 import { dispatch, grid1d, Params } from "../dispatch.ts";
-import { gpu } from "../device.ts";
 import { empty, Tensor } from "../tensor.ts";
 import { noGrad, record } from "../autograd.ts";
+import { convForcedSplitK, convPath, convSplitKTarget, convTilesInForce } from "../routing.ts";
 import { conv2dForwardKernel, type ConvTile } from "../../kernels/conv2d/forward.ts";
 import { conv2dBackwardDataKernel } from "../../kernels/conv2d/backward_data.ts";
 import {
   conv2dBackwardWeightKernel,
   SPLITK_SUM_WG,
   splitKSumKernel,
-  type WeightGradTile,
 } from "../../kernels/conv2d/backward_weight.ts";
 import { LOOP_BUDGET } from "../../kernels/common.ts";
 import { reduceRaw } from "./reduce.ts";
 import { splitBatch } from "../split.ts";
 import { dense as denseOp } from "./view.ts";
-import { matmulVariant } from "./matmul.ts";
 import {
   conv2dBackwardDataTexture,
   conv2dBackwardWeightTexture,
@@ -93,45 +91,6 @@ function checkF32(op: string, what: string, t: Tensor, rank: number): void {
   if (t.rank !== rank) throw new Error(`${op}: ${what} must have rank ${rank}, got [${t.shape}]`);
 }
 
-// ---------------------------------------------------------------- tiles per adapter
-
-/**
- * Register blocks per adapter. CPU rasterisers (llvmpipe) run 8 invocations per SIMD register and
- * gain from wide register blocks with the weight loads uniform; GPUs get the same structure with
- * blocks sized for occupancy. The tile is part of each kernel's key.
- */
-export function convTiles(): { fwd: ConvTile; bwdData: ConvTile; bwdWeight: WeightGradTile } {
-  if (gpu().isSoftware) {
-    return {
-      fwd: { wg: 64, rm: 16, rn: 16 },
-      bwdData: { wg: 64, rm: 16, rn: 16 },
-      bwdWeight: { wg: 64, ro: 16, rj: 16 },
-    };
-  }
-  return {
-    fwd: { wg: 64, rm: 4, rn: 8 },
-    bwdData: { wg: 64, rm: 4, rn: 8 },
-    bwdWeight: { wg: 64, ro: 8, rj: 8 },
-  };
-}
-
-let tileOverride: ReturnType<typeof convTiles> | null = null;
-let splitOverride: number | null = null;
-/**
- * Forces tiles and optionally the split-K count of the weight gradient (benchmarks, and tests of
- * every tiling); `null` restores the per-adapter choice.
- */
-export function setConvTiles(
-  t: ReturnType<typeof convTiles> | null,
-  splitK: number | null = null,
-): void {
-  tileOverride = t;
-  splitOverride = splitK;
-}
-function tiles(): ReturnType<typeof convTiles> {
-  return tileOverride ?? convTiles();
-}
-
 /** Shrinks a register-block width to the next power of two ≥ `cols` when fewer columns exist. */
 function fit(r: number, cols: number): number {
   const p = 2 ** Math.ceil(Math.log2(Math.max(1, cols)));
@@ -185,38 +144,13 @@ function params(
 
 // ---------------------------------------------------------------- raw launches
 
-/**
- * Ungrouped convs (the forward without bias) run as texture GEMMs where matmul stages its operands
- * in textures (software adapters; engine/ops/conv_texture.ts): ~2.5× the loads per second of the
- * conv kernels' buffer reads there. Which pass takes that path follows bench/conv.ts on llvmpipe
- * (BENCHMARKS.md): the GEMM's row count (O for the forward and weight gradient, C for the input
- * gradient) must reach 128 unless the kernel is 1×1 — with 64 rows the im2col packing of a 3×3 or
- * 7×7 kernel costs more than it saves — and the input gradient needs stride 1 (with stride s its
- * gather is zero for all but 1/s² of the taps). Forced tiles (`setConvTiles`) keep the conv kernels.
- */
+/** Whether this pass takes the texture GEMMs (the rule and its measurements: engine/routing.ts). */
 function viaTextures(
   g: ConvGeometry,
   bias: Tensor | null,
   pass: "forward" | "input" | "weight",
 ): boolean {
-  const path = forcedPath ?? CONV_ENV;
-  if (bias || tileOverride || path === "kernel" || g.N * g.OH * g.OW === 0) return false;
-  if (path !== "texture") {
-    const rows = pass === "input" ? g.C : g.O;
-    if (g.kh * g.kw > 1 && rows < 128) return false;
-    if (pass === "input" && (g.sh > 1 || g.sw > 1)) return false;
-  }
-  return matmulVariant() === "texture" && convTextureFits(g);
-}
-/**
- * `ENGINE_CONV=kernel` keeps the conv kernels on software adapters too; `ENGINE_CONV=texture`
- * sends every ungrouped conv through textures (benchmarks, tests).
- */
-const CONV_ENV = Deno.env.get("ENGINE_CONV");
-let forcedPath: "texture" | "kernel" | null = null;
-/** Forces the texture GEMMs (where available) or the conv kernels; null: the rules above. */
-export function setConvPath(p: "texture" | "kernel" | null): void {
-  forcedPath = p;
+  return convPath(g, pass, bias !== null, () => convTextureFits(g)) === "texture";
 }
 
 /** y [N,O,OH,OW] = conv2d(x, w) + bias for dense f32 x [N,C,H,W], w [O,C/g,kh,kw] (no autograd). */
@@ -236,7 +170,7 @@ export function conv2dForwardRaw(
   const y = empty([g.N, g.O, g.OH, g.OW]);
   if (y.size === 0) return y;
   const Og = g.O / g.groups;
-  const t = fitTile(tiles().fwd, Og);
+  const t = fitTile(convTilesInForce().fwd, Og);
   const xd = dense(x), wd = dense(w), bd = bias ? dense(bias) : null;
   const pointwise = g.kh === 1 && g.kw === 1 && g.sh === 1 && g.sw === 1 && g.ph === 0 &&
     g.pw === 0;
@@ -281,7 +215,7 @@ export function conv2dBackwardDataRaw(
   const dx = empty([g.N, g.C, g.H, g.W]);
   if (dx.size === 0) return dx;
   const Cg = g.C / g.groups;
-  const t = fitTile(tiles().bwdData, Cg);
+  const t = fitTile(convTilesInForce().bwdData, Cg);
   const dyd = dense(dy), wd = dense(w), bd = bias ? dense(bias) : null;
   const blocks = Math.ceil(Cg / t.rn);
   const kernel = conv2dBackwardDataKernel(t, bd !== null);
@@ -304,11 +238,6 @@ export function conv2dBackwardDataRaw(
   return dx;
 }
 
-/** Target number of workgroups for the split-K weight gradient. */
-function splitTarget(): number {
-  return gpu().isSoftware ? 32 : 512;
-}
-
 /** dW [O,C/g,kh,kw] of a conv2d from x [N,C,H,W] and dy [N,O,OH,OW] (no autograd), split-K. */
 export function conv2dBackwardWeightRaw(x: Tensor, dy: Tensor, g: ConvGeometry): Tensor {
   const Cg = g.C / g.groups, Og = g.O / g.groups;
@@ -322,7 +251,8 @@ export function conv2dBackwardWeightRaw(x: Tensor, dy: Tensor, g: ConvGeometry):
   }
   const dw = empty([g.O, Cg, g.kh, g.kw]);
   if (dw.size === 0) return dw;
-  const t0 = tiles().bwdWeight;
+  const t0 = convTilesInForce().bwdWeight;
+  const splitK = convForcedSplitK();
   const t = { ...t0, ro: fit(t0.ro, Og), rj: fit(t0.rj, J) };
   const blocks = Math.ceil(Og / t.ro);
   const tilesN = Math.ceil(J / t.rj) * g.groups * blocks;
@@ -335,9 +265,9 @@ export function conv2dBackwardWeightRaw(x: Tensor, dy: Tensor, g: ConvGeometry):
     const minSplits = Math.ceil(M / (t.wg * LOOP_BUDGET));
     return Math.max(
       minSplits,
-      splitOverride
-        ? Math.min(splitOverride, Math.max(1, M))
-        : Math.min(maxSplits, Math.max(1, Math.ceil(splitTarget() / tilesN)), 1024),
+      splitK
+        ? Math.min(splitK, Math.max(1, M))
+        : Math.min(maxSplits, Math.max(1, Math.ceil(convSplitKTarget() / tilesN)), 1024),
     );
   };
   const xd = dense(x), dyd = dense(dy);

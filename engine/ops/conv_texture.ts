@@ -14,14 +14,14 @@ import { dispatch, Params } from "../dispatch.ts";
 import { gpu } from "../device.ts";
 import { empty, type Tensor } from "../tensor.ts";
 import { acquireTexture, releaseTexture } from "../texture_pool.ts";
-import { bindingLimit } from "../split.ts";
+import { bindingLimit, convTextureMaxRows } from "../routing.ts";
 import {
   CONV_PACK_WG,
   convPackKernel,
   type ConvPackMode,
 } from "../../kernels/conv2d/texture_pack.ts";
 import { matmulTextureKernel, TEXTURE_TILE } from "../../kernels/matmul_texture.ts";
-import { bindRange } from "./matmul.ts";
+import { bindRange } from "./matmul_plan.ts";
 import type { ConvGeometry } from "./conv.ts";
 
 type Staged = ReturnType<typeof acquireTexture>;
@@ -98,20 +98,12 @@ function gemm(
 
 const HUGE = 0x7fffffff;
 
-let rowsForTests: number | null = null;
-/** Lowers the texture rows per chunk (pixels per GEMM) so tests reach the chunked paths. */
-export function setConvTextureRowsForTests(rows: number | null): void {
-  rowsForTests = rows;
-}
-function maxRows(): number {
-  return Math.min(rowsForTests ?? Infinity, gpu().limits.maxTextureDimension2D);
-}
 /** Pixels summed per weight-gradient GEMM before adding into dW. */
 const WGRAD_PIXELS = 1024;
 
 /**
  * out[n] [M, P] = weights [M, K] · image-side rows of sample n, for every sample, `P` pixels per
- * sample in chunks of at most maxRows() texture rows: the shape of both the forward (M = O, im2col
+ * sample in chunks of at most convTextureMaxRows() texture rows: the shape of both the forward (M = O, im2col
  * of x) and the input gradient (M = C, gather of dy).
  */
 function perSampleGemm(
@@ -122,7 +114,7 @@ function perSampleGemm(
   M: number,
   P: number,
 ): Tensor {
-  const K = weights.K, maxR = maxRows();
+  const K = weights.K, maxR = convTextureMaxRows();
   const ta = stage(weights, g);
   for (let n = 0; n < g.N; n++) {
     const lo = image.src.offset + n * image.perSample;
@@ -194,7 +186,7 @@ export function conv2dBackwardWeightTexture(x: Tensor, dy: Tensor, g: ConvGeomet
   const dw = empty([g.O, g.C, g.kh, g.kw]);
   // Pixels per GEMM: shorter sequential f32 sums (the chunks then add up in dW) keep the gradient
   // as accurate as the split-K kernel's; through BN the terms cancel heavily.
-  const maxK = Math.min(WGRAD_PIXELS, 4 * maxRows());
+  const maxK = Math.min(WGRAD_PIXELS, 4 * convTextureMaxRows());
   let first = true;
   for (let n = 0; n < g.N; n++) {
     const dl = dy.offset + n * g.O * OHW, xl = x.offset + n * CHW;

@@ -7,9 +7,9 @@
  * dB = Aᵀ·dC cost one kernel each. Operands larger than the per-binding limit are split into
  * several dispatches over batch, M or N, each binding only the range it reads.
  */
-import { type Binding, type BufferBinding, dispatch, Params } from "../dispatch.ts";
-import { acquireTexture, hasReadonlyStorageTextures, releaseTexture } from "../texture_pool.ts";
+import { dispatch, Params } from "../dispatch.ts";
 import { gpu } from "../device.ts";
+import { matmulForcedTile, matmulVariantFor } from "../routing.ts";
 import { contiguousStrides, empty, type Tensor, view } from "../tensor.ts";
 import { noGrad, record } from "../autograd.ts";
 import {
@@ -20,42 +20,22 @@ import {
   type MatmulVariant,
   REGISTER_TILE,
   REGISTER_TILE_SMALL,
-  type RegisterTile,
 } from "../../kernels/matmul.ts";
+import { TEXTURE_TILE, TEXTURE_TILE_SMALL } from "../../kernels/matmul_texture.ts";
 import {
-  matmulPackKernel,
-  matmulTextureKernel,
-  PACK_WG,
-  TEXTURE_TILE,
-  TEXTURE_TILE_SMALL,
-} from "../../kernels/matmul_texture.ts";
+  type BDim,
+  bindRange,
+  chunkExtents,
+  type Ext,
+  type Mat,
+  matLayout,
+  type MatmulProblem,
+  planMatmulChunks,
+} from "./matmul_plan.ts";
+import { launchTexture } from "./matmul_texture.ts";
 import { broadcastShapes, fill } from "./elementwise.ts";
 import { dense, reshape, transpose } from "./view.ts";
 import { sum, sumTo } from "./reduce.ts";
-
-let forcedVariant: MatmulVariant | null = null;
-let forcedTile: RegisterTile | null = null;
-
-/**
- * Kernel variant for this adapter: on CPU rasterisers operands staged in textures (where WGSL has
- * read-only storage textures, else register blocking straight from buffers), shared tiles on GPUs.
- */
-export function matmulVariant(): MatmulVariant {
-  if (forcedVariant) return forcedVariant;
-  const env = Deno.env.get("ENGINE_MATMUL");
-  if (env === "tiled" || env === "register" || env === "texture") return env;
-  if (!gpu().isSoftware) return "tiled";
-  return hasReadonlyStorageTextures() ? "texture" : "register";
-}
-
-/** Below this many multiply-adds the texture variant's two packing passes are not worth it. */
-const TEXTURE_MIN_MACS = 1 << 20;
-
-/** Forces a variant (tests, benchmarks); `null` restores the per-adapter choice. */
-export function setMatmulVariant(v: MatmulVariant | null, tile: RegisterTile | null = null): void {
-  forcedVariant = v;
-  forcedTile = tile;
-}
 
 export interface MatmulOptions {
   /** Scales the product (default 1). */
@@ -71,204 +51,6 @@ export interface MatmulOptions {
   /** Texture variant: most rows per staging texture (default maxTextureDimension2D); for tests. */
   maxTextureRows?: number;
   variant?: MatmulVariant;
-}
-
-/** Strides of one matrix operand: element (i, j) at off + i·si + j·sj + batch offset. */
-interface Mat {
-  t: Tensor;
-  trans: boolean;
-  ld: number;
-  si: number;
-  sj: number;
-}
-
-/** Layout of the last two dims, or null when neither is contiguous (then a copy is needed). */
-function matLayout(t: Tensor): Mat | null {
-  const r = t.shape[t.rank - 2], c = t.shape[t.rank - 1];
-  const sr = t.strides[t.rank - 2], sc = t.strides[t.rank - 1];
-  if (c === 1 || sc === 1) {
-    const ld = r === 1 ? c : sr;
-    return { t, trans: false, ld, si: ld, sj: 1 };
-  }
-  if (r === 1 || sr === 1) {
-    const ld = c === 1 ? r : sc;
-    return { t, trans: true, ld, si: 1, sj: ld };
-  }
-  return null;
-}
-
-/** One batch dim after merging: size and per-operand strides (0 = broadcast). */
-interface BDim {
-  n: number;
-  sa: number;
-  sb: number;
-  sc: number;
-}
-
-/** A piece of the problem: batch range, rows, columns and a range of K (split-K accumulates). */
-export interface MatmulChunk {
-  z0: number;
-  z1: number;
-  m0: number;
-  m1: number;
-  n0: number;
-  n1: number;
-  k0: number;
-  k1: number;
-}
-
-/** What the splitter needs to know (element units). */
-export interface MatmulProblem {
-  nb0: number;
-  nb1: number;
-  M: number;
-  N: number;
-  K: number;
-  /** Per operand: element offset, batch strides (s0, s1) and matrix strides (si, sj). */
-  a: { off: number; s0: number; s1: number; si: number; sj: number };
-  b: { off: number; s0: number; s1: number; si: number; sj: number };
-  c: { off: number; s0: number; s1: number; si: number; sj: number };
-  maxBytes: number;
-  /** Binding offset alignment in bytes. */
-  align: number;
-  maxGroups: number;
-  tileM: number;
-  tileN: number;
-  /** Longest K range per chunk (the kernel's loop budget on software adapters); none if absent. */
-  maxK?: number;
-  /**
-   * Texture variant: most rows one packed operand texture may have (A: rows of the chunk, B: its
-   * columns, times the batches when the operand has batch strides).
-   */
-  maxTexRows?: number;
-}
-
-type Op = MatmulProblem["a"];
-type Ext = { lo: number; hi: number };
-
-/** Conservative [min, max] batch offset over batch indices [z0, z1). */
-function batchRange(o: Op, nb1: number, z0: number, z1: number): [number, number] {
-  const r0 = Math.floor(z0 / nb1), r1 = Math.floor((z1 - 1) / nb1);
-  if (r0 === r1) return [r0 * o.s0 + (z0 % nb1) * o.s1, r0 * o.s0 + ((z1 - 1) % nb1) * o.s1];
-  return [r0 * o.s0, r1 * o.s0 + (nb1 - 1) * o.s1];
-}
-
-/** Element range read by operand `o` over rows [i0, i1) and cols [j0, j1) of a chunk. */
-function extent(
-  o: Op,
-  nb1: number,
-  z0: number,
-  z1: number,
-  i0: number,
-  i1: number,
-  j0: number,
-  j1: number,
-): Ext {
-  const [bl, bh] = batchRange(o, nb1, z0, z1);
-  return {
-    lo: o.off + bl + i0 * o.si + j0 * o.sj,
-    hi: o.off + bh + (i1 - 1) * o.si + (j1 - 1) * o.sj,
-  };
-}
-
-/** Bytes a binding of [lo, hi] takes once its start is aligned down. */
-function boundBytes(x: Ext, align: number): number {
-  return (x.hi + 1) * 4 - Math.floor((x.lo * 4) / align) * align;
-}
-
-function chunkExtents(p: MatmulProblem, c: MatmulChunk): { a: Ext; b: Ext; c: Ext } {
-  const k1 = Math.max(c.k1, c.k0 + 1);
-  return {
-    a: extent(p.a, p.nb1, c.z0, c.z1, c.m0, c.m1, c.k0, k1),
-    b: extent(p.b, p.nb1, c.z0, c.z1, c.k0, k1, c.n0, c.n1),
-    c: extent(p.c, p.nb1, c.z0, c.z1, c.m0, c.m1, c.n0, c.n1),
-  };
-}
-
-/** Split point of [lo, hi) at a multiple of `q` (else 4, keeping vec4 alignment), or -1. */
-function splitAt(lo: number, hi: number, q: number): number {
-  for (const step of [q, 4]) {
-    const mid = lo + Math.ceil((hi - lo) / 2 / step) * step;
-    if (mid > lo && mid < hi) return mid;
-  }
-  return -1;
-}
-
-type Dim = "m" | "n" | "k";
-
-/**
- * Splits the problem into chunks whose bindings each fit `maxBytes` and whose grids fit
- * `maxGroups` per dimension. Halves the batch first; then the dim that shrinks the offending
- * operand's range: its outer (strided) dim — M for row-major A, K for a transposed A, K for
- * row-major B, N for a transposed B, M for C; last, K while longer than `maxK`. K chunks run in
- * order, the later ones accumulating (beta = 1). Splits fall on tile (else 4) multiples so vec4 alignment survives. Pure, for tests.
- */
-export function planMatmulChunks(p: MatmulProblem): MatmulChunk[] {
-  const out: MatmulChunk[] = [];
-  const todo: MatmulChunk[] = [{
-    z0: 0,
-    z1: p.nb0 * p.nb1,
-    m0: 0,
-    m1: p.M,
-    n0: 0,
-    n1: p.N,
-    k0: 0,
-    k1: p.K,
-  }];
-  const outerA: Dim = p.a.si >= p.a.sj ? "m" : "k";
-  const outerB: Dim = p.b.si >= p.b.sj ? "k" : "n";
-  while (todo.length) {
-    const c = todo.pop()!;
-    const e = chunkExtents(p, c);
-    const over = (x: Ext) => boundBytes(x, p.align) > p.maxBytes;
-    const nz = c.z1 - c.z0;
-    const gm = Math.ceil((c.m1 - c.m0) / p.tileM), gn = Math.ceil((c.n1 - c.n0) / p.tileN);
-    const overA = p.K > 0 && over(e.a), overB = p.K > 0 && over(e.b), overC = over(e.c);
-    const texRows = (o: Op, rows: number) => (o.s0 || o.s1 ? nz : 1) * rows;
-    const overTA = p.maxTexRows !== undefined && texRows(p.a, c.m1 - c.m0) > p.maxTexRows;
-    const overTB = p.maxTexRows !== undefined && texRows(p.b, c.n1 - c.n0) > p.maxTexRows;
-    let dims: Dim[] = [];
-    if (nz > p.maxGroups || (nz > 1 && (overA || overB || overC || overTA || overTB))) {
-      const mid = c.z0 + Math.ceil(nz / 2);
-      todo.push({ ...c, z0: mid }, { ...c, z1: mid });
-      continue;
-    }
-    if (gm > p.maxGroups) dims = ["m"];
-    else if (gn > p.maxGroups) dims = ["n"];
-    else if (overTA) dims = ["m"];
-    else if (overTB) dims = ["n"];
-    else if (overA) dims = [outerA, outerA === "m" ? "k" : "m"];
-    else if (overB) dims = [outerB, outerB === "k" ? "n" : "k"];
-    else if (overC) dims = ["m", "n"];
-    else if (p.maxK && c.k1 - c.k0 > p.maxK) dims = ["k"];
-    if (!dims.length) {
-      out.push(c);
-      continue;
-    }
-    let done = false;
-    for (const d of dims) {
-      const [lo, hi, q] = d === "m"
-        ? [c.m0, c.m1, p.tileM]
-        : d === "n"
-        ? [c.n0, c.n1, p.tileN]
-        : [c.k0, c.k1, 256];
-      const mid = splitAt(lo, hi, q);
-      if (mid < 0) continue;
-      // Pushed in reverse so chunks pop in order (K chunks must run first to last).
-      if (d === "m") todo.push({ ...c, m0: mid }, { ...c, m1: mid });
-      else if (d === "n") todo.push({ ...c, n0: mid }, { ...c, n1: mid });
-      else todo.push({ ...c, k0: mid }, { ...c, k1: mid });
-      done = true;
-      break;
-    }
-    if (!done) {
-      throw new Error(
-        `matmul: [${p.M}, ${p.K}] x [${p.K}, ${p.N}] cannot be split into bindings of at most ` +
-          `${p.maxBytes} bytes (the operands' rows are too long)`,
-      );
-    }
-  }
-  return out;
 }
 
 function checkF32(name: string, ...ts: Tensor[]): void {
@@ -391,10 +173,7 @@ function launch(
   const N = c.shape[c.rank - 1];
   M = c.shape[c.rank - 2];
   const A = matLayout(a)!, B = matLayout(b)!;
-  let variant = opts.variant ?? matmulVariant();
-  // A chosen-by-default texture variant gives way to plain registers on small products.
-  const forced = opts.variant || forcedVariant || Deno.env.get("ENGINE_MATMUL");
-  if (variant === "texture" && !forced && M * N * K < TEXTURE_MIN_MACS) variant = "register";
+  const variant = matmulVariantFor(M, N, K, opts.variant);
   let dims = batchDims(a, b, c);
   let Mx = M;
   // B shared by every batch and A's batches stacked as rows: one taller matrix (e.g. linear).
@@ -408,7 +187,7 @@ function launch(
   const [big, small] = variant === "texture"
     ? [TEXTURE_TILE, TEXTURE_TILE_SMALL]
     : [REGISTER_TILE, REGISTER_TILE_SMALL];
-  const rt = forcedTile ??
+  const rt = matmulForcedTile() ??
     (Mx * 2 >= big.wy * big.tm && N * 2 >= big.wx * big.tn ? big : small);
   const inner = dims.slice(-2);
   const outer = dims.slice(0, -2);
@@ -610,118 +389,3 @@ export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null): Tensor 
 }
 
 export type { MatmulVariant, RegisterTile } from "../../kernels/matmul.ts";
-
-/**
- * Binding of f32 elements [lo, hi] of `t`'s buffer: start aligned down (to the offset alignment,
- * at least 16 bytes), size rounded up to whole vec4s within the buffer; `start` in elements.
- */
-export function bindRange(
-  t: Tensor,
-  lo: number,
-  hi: number,
-): { binding: BufferBinding; start: number } {
-  const align = Math.max(gpu().limits.minStorageBufferOffsetAlignment, 16);
-  const buf = t.storage.buffer;
-  const start = Math.floor((lo * 4) / align) * align;
-  const size = Math.min(Math.ceil(((hi + 1) * 4 - start) / 16) * 16, buf.size - start);
-  return { binding: { buffer: buf, offset: start, size }, start: start / 4 };
-}
-
-interface TextureLaunch {
-  a: Tensor;
-  b: Tensor;
-  c: Tensor;
-  bias: Tensor | undefined;
-  A: Mat;
-  B: Mat;
-  alpha: number;
-  beta: number;
-  rt: RegisterTile;
-  d0: BDim;
-  d1: BDim;
-}
-
-/**
- * The texture variant over one outer batch index: per chunk, pack A's rows and B's columns (K
- * range of the chunk) into scratch textures, then one product dispatch reading only textures.
- */
-function launchTexture(p: MatmulProblem, t: TextureLaunch): void {
-  const { A, B, d0, d1, rt } = t;
-  const N = p.N;
-  const tileM = rt.wy * rt.tm, tileN = rt.wx * rt.tn;
-  const pack = matmulPackKernel();
-  const first = matmulTextureKernel({ bias: !!t.bias, beta: t.beta !== 0 }, rt);
-  const later = matmulTextureKernel({ bias: false, beta: true }, rt);
-  const aBatched = d0.sa !== 0 || d1.sa !== 0, bBatched = d0.sb !== 0 || d1.sb !== 0;
-  for (const ch of planMatmulChunks(p)) {
-    const e = chunkExtents(p, ch);
-    const isFirst = ch.k0 === 0;
-    const nz = ch.z1 - ch.z0, mr = ch.m1 - ch.m0, nr = ch.n1 - ch.n0, kc = ch.k1 - ch.k0;
-    const width = Math.ceil(kc / 4);
-    // Texture rows: A's rows of the chunk (si along them, sj along k); B's columns (sj, si).
-    const stage = (
-      x: Tensor,
-      ext: Ext,
-      batched: boolean,
-      rows: number,
-      off: number,
-      sRow: number,
-      sK: number,
-      s0: number,
-      s1: number,
-    ) => {
-      const tex = acquireTexture(width, (batched ? nz : 1) * rows);
-      const src = bindRange(x, ext.lo, ext.hi);
-      const height = tex.texture.height;
-      dispatch(
-        pack,
-        [src.binding, { view: tex.view }],
-        new Params().u32(rows, kc, width, batched ? ch.z0 : 0)
-          .u32(off - src.start, sRow, sK, d1.n, s0, s1, height, 0),
-        [Math.ceil(width / PACK_WG.x), Math.ceil(height / PACK_WG.y)],
-      );
-      return tex;
-    };
-    const ta = stage(
-      t.a,
-      e.a,
-      aBatched,
-      mr,
-      p.a.off + ch.m0 * A.si + ch.k0 * A.sj,
-      A.si,
-      A.sj,
-      d0.sa,
-      d1.sa,
-    );
-    const tb = stage(
-      t.b,
-      e.b,
-      bBatched,
-      nr,
-      p.b.off + ch.k0 * B.si + ch.n0 * B.sj,
-      B.sj,
-      B.si,
-      d0.sb,
-      d1.sb,
-    );
-    const bc = bindRange(t.c, e.c.lo, e.c.hi);
-    const bindings: Binding[] = [{ view: ta.view }, { view: tb.view }];
-    let biasOff = 0;
-    if (t.bias && isFirst) {
-      const bx = bindRange(t.bias, t.bias.offset + ch.n0, t.bias.offset + ch.n1 - 1);
-      biasOff = t.bias.offset + ch.n0 - bx.start;
-      bindings.push(bx.binding);
-    }
-    bindings.push(bc.binding);
-    dispatch(
-      isFirst ? first : later,
-      bindings,
-      new Params().u32(mr, nr, width, ch.z0)
-        .u32(aBatched ? mr : 0, bBatched ? nr : 0, p.c.off + ch.m0 * N + ch.n0 - bc.start, N)
-        .u32(biasOff, d1.n, d0.sc, d1.sc).f32(t.alpha, isFirst ? t.beta : 1),
-      [Math.ceil(nr / tileN), Math.ceil(mr / tileM), nz],
-    );
-    releaseTexture(ta);
-    releaseTexture(tb);
-  }
-}

@@ -11,7 +11,8 @@ import {
 import { dims8 } from "../../kernels/common.ts";
 import { binaryRaw, div, mul, sub } from "./elementwise.ts";
 import { expand, normAxis, reshape, writeInto } from "./view.ts";
-import { bindingLimit, boundBytes, fits, rangeBinding, viewOf } from "../split.ts";
+import { boundBytes, fits, rangeBinding, viewOf } from "../split.ts";
+import { bindingLimit } from "../routing.ts";
 
 function axesOf(x: Tensor, axes?: number | number[]): number[] {
   if (axes === undefined) return [...Array(x.rank).keys()];

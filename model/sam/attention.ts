@@ -51,24 +51,9 @@ function relTerms(q: Tensor, rp: RelPos): { relH: Tensor; relW: Tensor } {
   return { relH: F.reshape(relH, [g, qh * qw, kh]), relW: F.reshape(relW, [g, qh * qw, kw]) };
 }
 
-export type AttentionImpl = "fused" | "composed";
-const envImpl = Deno.env.get("SAM_ATTENTION");
-let forced: AttentionImpl | null = envImpl === "composed" || envImpl === "fused" ? envImpl : null;
-
-/**
- * The fused flash kernel on GPUs. On software adapters (lavapipe) the composed path is used
- * instead: its matmuls (texture-staged there) and fused bias-softmax run far faster than the flash
- * kernel (one query per thread), and it never holds more than one head-group's scores (64 MiB for a 4096-token
- * head). `SAM_ATTENTION=fused|composed` or {@link setAttentionImpl} overrides.
- */
-export function attentionImpl(): AttentionImpl {
-  return forced ?? (gpu().isSoftware ? "composed" : "fused");
-}
-
-/** Forces one implementation (null: back to the per-adapter default). */
-export function setAttentionImpl(i: AttentionImpl | null): void {
-  forced = i;
-}
+// Which implementation runs where, and why: engine/routing.ts (re-exported for bench/models.ts).
+import { attentionImpl } from "../../engine/routing.ts";
+export { type AttentionImpl, attentionImpl, setAttentionImpl } from "../../engine/routing.ts";
 
 /**
  * softmax(q·kᵀ·scale + bias)·v for q [G, Nq, d], k and v [G, Nk, d] (G = batch·heads).

@@ -4,7 +4,7 @@
  * dispatches over binding ranges, and must give the unsplit result — bit-identical where the math
  * is per element or per sample, within float rounding where a reduction's order changes.
  */
-import { convTiles, setConvTiles } from "../../engine/ops/conv.ts";
+import { convTiles, setConvTiles } from "../../engine/routing.ts";
 import {
   backward,
   dispatchStats,

@@ -1,8 +1,12 @@
 import fc from "fast-check";
 import { backward, F, requireGrad, type Tensor, tensor } from "../../engine/mod.ts";
-import { convTiles, setConvPath, setConvTiles } from "../../engine/ops/conv.ts";
-import { setConvTextureRowsForTests } from "../../engine/ops/conv_texture.ts";
-import { matmulVariant } from "../../engine/ops/matmul.ts";
+import {
+  convTiles,
+  matmulVariant,
+  setConvPath,
+  setConvTextureRowsForTests,
+  setConvTiles,
+} from "../../engine/routing.ts";
 import { assertClose, gradCheck, randArray, setup } from "../util/gpu.ts";
 import {
   conv2dInputGradRef,

@@ -16,7 +16,8 @@ import {
   sync,
   tensor,
 } from "../../engine/mod.ts";
-import { conv2dBackwardWeightRaw, convTiles, setConvTiles } from "../../engine/ops/conv.ts";
+import { conv2dBackwardWeightRaw } from "../../engine/ops/conv.ts";
+import { convTiles, setConvTiles } from "../../engine/routing.ts";
 import { matmulRaw } from "../../engine/ops/matmul.ts";
 import { LAVAPIPE_LOOP_LIMIT } from "../../kernels/common.ts";
 import { assertClose, randArray, setup } from "../util/gpu.ts";

@@ -1,7 +1,8 @@
 import fc from "fast-check";
 import assert from "node:assert";
 import { dispatchStats, F, noGrad, type Tensor, tensor, tidy } from "../../engine/mod.ts";
-import { planMatmulChunks, setMatmulVariant } from "../../engine/ops/matmul.ts";
+import { planMatmulChunks } from "../../engine/ops/matmul_plan.ts";
+import { setMatmulVariant } from "../../engine/routing.ts";
 import {
   type MatmulVariant,
   REGISTER_TILE,

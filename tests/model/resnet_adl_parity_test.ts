@@ -13,8 +13,7 @@ import { ResNetAdl } from "../../model/resnet_adl.ts";
 import { Adl } from "../../model/adl.ts";
 import { fixturePath, haveFixtures } from "../fixtures.ts";
 import { assertClose, maxAbs, setup } from "../util/gpu.ts";
-import { convTiles, setConvPath, setConvTiles } from "../../engine/ops/conv.ts";
-import { matmulVariant } from "../../engine/ops/matmul.ts";
+import { convTiles, matmulVariant, setConvPath, setConvTiles } from "../../engine/routing.ts";
 
 const ok = haveFixtures();
 if (ok) await setup();

@@ -8,7 +8,7 @@ import { readSafetensors, toFloat32 } from "../../engine/io/safetensors.ts";
 import { loadCheckpoint } from "../../engine/io/state_dict.ts";
 import { parseSamConfig } from "../../model/sam/configs.ts";
 import { Sam } from "../../model/sam/sam.ts";
-import { setAttentionImpl } from "../../model/sam/attention.ts";
+import { setAttentionImpl } from "../../engine/routing.ts";
 import { fixturePath, haveFixtures } from "../fixtures.ts";
 import { assertClose, maxAbs, setup } from "../util/gpu.ts";
 

@@ -1,0 +1,118 @@
+/**
+ * Matmul's texture launch (software adapters, engine/routing.ts): per chunk of the plan
+ * (matmul_plan.ts), pack A's rows and B's columns into rgba32float textures
+ * (kernels/matmul_texture.ts), then one product dispatch that reads only textures.
+ */
+import { type Binding, dispatch, Params } from "../dispatch.ts";
+import type { Tensor } from "../tensor.ts";
+import { acquireTexture, releaseTexture } from "../texture_pool.ts";
+import type { RegisterTile } from "../../kernels/matmul.ts";
+import { matmulPackKernel, matmulTextureKernel, PACK_WG } from "../../kernels/matmul_texture.ts";
+import {
+  type BDim,
+  bindRange,
+  chunkExtents,
+  type Ext,
+  type Mat,
+  type MatmulProblem,
+  planMatmulChunks,
+} from "./matmul_plan.ts";
+
+export interface TextureLaunch {
+  a: Tensor;
+  b: Tensor;
+  c: Tensor;
+  bias: Tensor | undefined;
+  A: Mat;
+  B: Mat;
+  alpha: number;
+  beta: number;
+  rt: RegisterTile;
+  d0: BDim;
+  d1: BDim;
+}
+
+/**
+ * The texture variant over one outer batch index: per chunk, pack A's rows and B's columns (K
+ * range of the chunk) into scratch textures, then one product dispatch reading only textures.
+ */
+export function launchTexture(p: MatmulProblem, t: TextureLaunch): void {
+  const { A, B, d0, d1, rt } = t;
+  const N = p.N;
+  const tileM = rt.wy * rt.tm, tileN = rt.wx * rt.tn;
+  const pack = matmulPackKernel();
+  const first = matmulTextureKernel({ bias: !!t.bias, beta: t.beta !== 0 }, rt);
+  const later = matmulTextureKernel({ bias: false, beta: true }, rt);
+  const aBatched = d0.sa !== 0 || d1.sa !== 0, bBatched = d0.sb !== 0 || d1.sb !== 0;
+  for (const ch of planMatmulChunks(p)) {
+    const e = chunkExtents(p, ch);
+    const isFirst = ch.k0 === 0;
+    const nz = ch.z1 - ch.z0, mr = ch.m1 - ch.m0, nr = ch.n1 - ch.n0, kc = ch.k1 - ch.k0;
+    const width = Math.ceil(kc / 4);
+    // Texture rows: A's rows of the chunk (si along them, sj along k); B's columns (sj, si).
+    const stage = (
+      x: Tensor,
+      ext: Ext,
+      batched: boolean,
+      rows: number,
+      off: number,
+      sRow: number,
+      sK: number,
+      s0: number,
+      s1: number,
+    ) => {
+      const tex = acquireTexture(width, (batched ? nz : 1) * rows);
+      const src = bindRange(x, ext.lo, ext.hi);
+      const height = tex.texture.height;
+      dispatch(
+        pack,
+        [src.binding, { view: tex.view }],
+        new Params().u32(rows, kc, width, batched ? ch.z0 : 0)
+          .u32(off - src.start, sRow, sK, d1.n, s0, s1, height, 0),
+        [Math.ceil(width / PACK_WG.x), Math.ceil(height / PACK_WG.y)],
+      );
+      return tex;
+    };
+    const ta = stage(
+      t.a,
+      e.a,
+      aBatched,
+      mr,
+      p.a.off + ch.m0 * A.si + ch.k0 * A.sj,
+      A.si,
+      A.sj,
+      d0.sa,
+      d1.sa,
+    );
+    const tb = stage(
+      t.b,
+      e.b,
+      bBatched,
+      nr,
+      p.b.off + ch.k0 * B.si + ch.n0 * B.sj,
+      B.sj,
+      B.si,
+      d0.sb,
+      d1.sb,
+    );
+    const bc = bindRange(t.c, e.c.lo, e.c.hi);
+    const bindings: Binding[] = [{ view: ta.view }, { view: tb.view }];
+    let biasOff = 0;
+    if (t.bias && isFirst) {
+      const bx = bindRange(t.bias, t.bias.offset + ch.n0, t.bias.offset + ch.n1 - 1);
+      biasOff = t.bias.offset + ch.n0 - bx.start;
+      bindings.push(bx.binding);
+    }
+    bindings.push(bc.binding);
+    dispatch(
+      isFirst ? first : later,
+      bindings,
+      new Params().u32(mr, nr, width, ch.z0)
+        .u32(aBatched ? mr : 0, bBatched ? nr : 0, p.c.off + ch.m0 * N + ch.n0 - bc.start, N)
+        .u32(biasOff, d1.n, d0.sc, d1.sc).f32(t.alpha, isFirst ? t.beta : 1),
+      [Math.ceil(nr / tileN), Math.ceil(mr / tileM), nz],
+    );
+    releaseTexture(ta);
+    releaseTexture(tb);
+  }
+}

@@ -1,0 +1,261 @@
+/**
+ * Which kernel path each op takes on this adapter, and why, in one place: matmul (workgroup-tiled,
+ * register-blocked or texture-staged), conv2d (conv kernels or texture GEMMs) and their register
+ * tiles, SAM's attention (fused flash kernel or composed), with the environment overrides
+ * (`ENGINE_MATMUL`, `ENGINE_CONV`, `SAM_ATTENTION`, read here only) and the hooks tests and
+ * benchmarks use to force a path. Ops ask; nothing here launches work.
+ *
+ * | op                | real GPU            | software adapter (llvmpipe/lavapipe)                      |
+ * | ----------------- | ------------------- | --------------------------------------------------------- |
+ * | matmul            | `tiled`             | `texture` (`register` without read-only storage textures, |
+ * |                   |                     | and for products under {@link TEXTURE_MIN_MACS})          |
+ * | conv2d (3 passes) | conv kernels        | texture GEMMs where {@link convPath}'s rule says so       |
+ * | conv tiles        | 4×8 (wt grad 8×8)   | 16×16                                                     |
+ * | attention (SAM)   | `fused`             | `composed`                                                |
+ *
+ * The measurements behind each rule are in BENCHMARKS.md ("Second session": why textures, the
+ * texture tile table, the conv pass table; "What limits the software adapter"; "Attention").
+ */
+import { gpu } from "./device.ts";
+import { hasReadonlyStorageTextures } from "./texture_pool.ts";
+import type { MatmulVariant, RegisterTile } from "../kernels/matmul.ts";
+import type { ConvTile } from "../kernels/conv2d/forward.ts";
+import type { WeightGradTile } from "../kernels/conv2d/backward_weight.ts";
+
+/** What the routing rules distinguish: a real GPU, or a CPU rasteriser (llvmpipe, lavapipe). */
+export type AdapterKind = "gpu" | "software";
+
+export function adapterKind(): AdapterKind {
+  return gpu().isSoftware ? "software" : "gpu";
+}
+
+// ---------------------------------------------------------------- matmul
+
+const MATMUL_ENV = Deno.env.get("ENGINE_MATMUL");
+/** `ENGINE_MATMUL=register|tiled|texture`, or null when unset or unknown. */
+export function matmulVariantFromEnv(): MatmulVariant | null {
+  return MATMUL_ENV === "tiled" || MATMUL_ENV === "register" || MATMUL_ENV === "texture"
+    ? MATMUL_ENV
+    : null;
+}
+
+let forcedMatmulVariant: MatmulVariant | null = null;
+let forcedRegisterTile: RegisterTile | null = null;
+
+/**
+ * Matmul's variant on this adapter. GPUs: the workgroup-tiled kernel. Software adapters: every
+ * storage-buffer load is a per-lane loop with a branch per component, while a read-only
+ * `rgba32float` storage-texture load is a branch-free gather (bench/loads.ts on llvmpipe: 0.40–0.62
+ * G vec4 loads/s from a storage buffer, 1.43–1.64 from such a texture), so operands are staged in
+ * textures (1024³: 69 ms against 116 ms for the register variant from buffers; ViT qkv [4096,
+ * 2304, 768]: 274 ms against 739 ms); without read-only storage textures in WGSL, the
+ * register-blocked variant, whose loads per output are fewest. Workgroup-memory tiling is ~10×
+ * slower there (shared-memory loads take the same per-lane loop, barriers switch coroutines).
+ */
+export function matmulVariant(): MatmulVariant {
+  if (forcedMatmulVariant) return forcedMatmulVariant;
+  const env = matmulVariantFromEnv();
+  if (env) return env;
+  if (adapterKind() === "gpu") return "tiled";
+  return hasReadonlyStorageTextures() ? "texture" : "register";
+}
+
+/**
+ * Below this many multiply-adds the texture variant's two packing passes are not worth it: a
+ * chosen-by-default texture variant gives way to plain registers (a guard for the many tiny
+ * products of SAM's decoder; no timing of the crossover is recorded).
+ */
+export const TEXTURE_MIN_MACS = 1 << 20;
+
+/**
+ * The variant one [M, K] × [K, N] product runs with: `requested` (an option of that call), else the
+ * adapter's ({@link matmulVariant}), except that a texture variant nobody asked for (by option,
+ * hook or environment) turns to registers for products under {@link TEXTURE_MIN_MACS}.
+ */
+export function matmulVariantFor(
+  M: number,
+  N: number,
+  K: number,
+  requested?: MatmulVariant,
+): MatmulVariant {
+  const variant = requested ?? matmulVariant();
+  const forced = requested || forcedMatmulVariant || MATMUL_ENV;
+  return variant === "texture" && !forced && M * N * K < TEXTURE_MIN_MACS ? "register" : variant;
+}
+
+/** The register tile forced by {@link setMatmulVariant}, or null (the op picks by shape). */
+export function matmulForcedTile(): RegisterTile | null {
+  return forcedRegisterTile;
+}
+
+/** Forces a matmul variant and tile (tests, benchmarks); `null` restores the per-adapter choice. */
+export function setMatmulVariant(v: MatmulVariant | null, tile: RegisterTile | null = null): void {
+  forcedMatmulVariant = v;
+  forcedRegisterTile = tile;
+}
+
+// ---------------------------------------------------------------- conv2d
+
+/** Register tiles of the three conv kernels. */
+export interface ConvTiles {
+  fwd: ConvTile;
+  bwdData: ConvTile;
+  bwdWeight: WeightGradTile;
+}
+
+/**
+ * Register blocks per adapter. CPU rasterisers (llvmpipe) run 8 invocations per SIMD register and
+ * gain from wide register blocks with the weight loads uniform (16×16: bench/conv.ts, BENCHMARKS.md
+ * "Convolution"); GPUs get the same structure with blocks sized for occupancy (not yet timed on a
+ * GPU). The tile is part of each kernel's key.
+ */
+export function convTiles(): ConvTiles {
+  if (adapterKind() === "software") {
+    return {
+      fwd: { wg: 64, rm: 16, rn: 16 },
+      bwdData: { wg: 64, rm: 16, rn: 16 },
+      bwdWeight: { wg: 64, ro: 16, rj: 16 },
+    };
+  }
+  return {
+    fwd: { wg: 64, rm: 4, rn: 8 },
+    bwdData: { wg: 64, rm: 4, rn: 8 },
+    bwdWeight: { wg: 64, ro: 8, rj: 8 },
+  };
+}
+
+/** Workgroups the split-K weight gradient aims for: enough to fill the adapter's cores. */
+export function convSplitKTarget(): number {
+  return adapterKind() === "software" ? 32 : 512;
+}
+
+let forcedConvTiles: ConvTiles | null = null;
+let forcedSplitK: number | null = null;
+
+/**
+ * Forces tiles and optionally the split-K count of the weight gradient (benchmarks, and tests of
+ * every tiling); `null` restores the per-adapter choice. Forced tiles keep the conv kernels.
+ */
+export function setConvTiles(t: ConvTiles | null, splitK: number | null = null): void {
+  forcedConvTiles = t;
+  forcedSplitK = splitK;
+}
+
+/** The tiles in force: forced ones, else the adapter's. */
+export function convTilesInForce(): ConvTiles {
+  return forcedConvTiles ?? convTiles();
+}
+
+/** The split-K count forced by {@link setConvTiles}, or null. */
+export function convForcedSplitK(): number | null {
+  return forcedSplitK;
+}
+
+const CONV_ENV = Deno.env.get("ENGINE_CONV");
+let forcedConvPath: "texture" | "kernel" | null = null;
+
+/**
+ * Forces the texture GEMMs (where available) or the conv kernels; null: the rule of
+ * {@link convPath}. `ENGINE_CONV=kernel|texture` does the same from the environment.
+ */
+export function setConvPath(p: "texture" | "kernel" | null): void {
+  forcedConvPath = p;
+}
+
+/** The conv geometry fields the path rule reads. */
+export interface ConvRouteShape {
+  N: number;
+  C: number;
+  O: number;
+  OH: number;
+  OW: number;
+  kh: number;
+  kw: number;
+  sh: number;
+  sw: number;
+}
+
+/**
+ * Whether a conv pass runs as texture GEMMs (engine/ops/conv_texture.ts) or on the conv kernels.
+ * Textures only where matmul stages its operands in textures (software adapters), ungrouped convs
+ * whose textures and bindings fit (`texturesFit`), no bias in the forward (the GEMM's bias would
+ * run along pixels), and no forced tiles. Then, by bench/conv.ts on llvmpipe (BENCHMARKS.md, the
+ * conv pass table): the GEMM's row count (O for the forward and weight gradient, C for the input
+ * gradient) must reach 128 unless the kernel is 1×1 — with 64 rows the im2col packing of a 3×3 or
+ * 7×7 kernel costs more than it saves (layer1 3×3 64→64: forward 69 ms kernel, 82 ms texture) —
+ * and the input gradient needs stride 1 (with stride s its gather is zero for all but 1/s² of the
+ * taps: layer2 3×3/2, 99 ms kernel, 230 ms texture). `ENGINE_CONV=texture` or
+ * `setConvPath("texture")` skips that rule; `kernel` never takes textures.
+ */
+export function convPath(
+  g: ConvRouteShape,
+  pass: "forward" | "input" | "weight",
+  hasBias: boolean,
+  texturesFit: () => boolean,
+): "texture" | "kernel" {
+  const path = forcedConvPath ?? CONV_ENV;
+  if (hasBias || forcedConvTiles || path === "kernel" || g.N * g.OH * g.OW === 0) return "kernel";
+  if (path !== "texture") {
+    const rows = pass === "input" ? g.C : g.O;
+    if (g.kh * g.kw > 1 && rows < 128) return "kernel";
+    if (pass === "input" && (g.sh > 1 || g.sw > 1)) return "kernel";
+  }
+  return matmulVariant() === "texture" && texturesFit() ? "texture" : "kernel";
+}
+
+let convTextureRowsLimit: number | null = null;
+
+/** Lowers the texture rows per chunk (pixels per GEMM) so tests reach the chunked paths. */
+export function setConvTextureRowsForTests(rows: number | null): void {
+  convTextureRowsLimit = rows;
+}
+
+/** Most texture rows one conv GEMM chunk may have. */
+export function convTextureMaxRows(): number {
+  return Math.min(convTextureRowsLimit ?? Infinity, gpu().limits.maxTextureDimension2D);
+}
+
+// ---------------------------------------------------------------- attention
+
+/** SAM's attention: the fused flash kernel or the composed one (matmuls + bias softmax). */
+export type AttentionImpl = "fused" | "composed";
+
+const ATTENTION_ENV = Deno.env.get("SAM_ATTENTION");
+let forcedAttention: AttentionImpl | null = ATTENTION_ENV === "composed" ||
+    ATTENTION_ENV === "fused"
+  ? ATTENTION_ENV
+  : null;
+
+/**
+ * The fused flash kernel on GPUs. On software adapters the composed path: the flash kernel (one
+ * query per thread) reaches 0.17–0.3 GFLOP/s on llvmpipe, the composed path (texture matmuls and
+ * the fused bias-softmax) is ~20× faster there (BENCHMARKS.md "Attention") and never holds more
+ * than one head-group's scores (64 MiB for a 4096-token head). `SAM_ATTENTION=fused|composed` or
+ * {@link setAttentionImpl} overrides.
+ */
+export function attentionImpl(): AttentionImpl {
+  return forcedAttention ?? (adapterKind() === "software" ? "composed" : "fused");
+}
+
+/** Forces one implementation (null: back to the per-adapter default). */
+export function setAttentionImpl(i: AttentionImpl | null): void {
+  forcedAttention = i;
+}
+
+// ---------------------------------------------------------------- binding limit
+
+let bindingLimitForTests: number | null = null;
+
+/**
+ * Lowers the binding limit the split planners use (engine/split.ts; not the limit `dispatch`
+ * enforces) so tests run the split paths on small tensors; `null` restores the adapter's limit.
+ */
+export function setBindingLimitForTests(bytes: number | null): void {
+  bindingLimitForTests = bytes;
+}
+
+/** The per-binding limit the planners split for, in bytes. */
+export function bindingLimit(): number {
+  const real = gpu().limits.maxStorageBufferBindingSize;
+  return bindingLimitForTests === null ? real : Math.min(real, bindingLimitForTests);
+}
