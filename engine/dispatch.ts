@@ -253,7 +253,7 @@ export function dispatch(
 }
 
 /** Copies a buffer range into another inside the current batch (ordered with the dispatches). */
-export function copyBuffer(
+function copyBuffer(
   src: GPUBuffer,
   srcOffset: number,
   dst: GPUBuffer,
@@ -286,7 +286,7 @@ export function flush(): void {
 }
 
 /** Waits for reported errors of everything submitted so far and throws the first ones. */
-export async function checkErrors(): Promise<void> {
+async function checkErrors(): Promise<void> {
   const errs = (await Promise.all(pendingErrors.splice(0))).filter((e) => e !== null);
   throwUncaptured();
   if (errs.length) {

@@ -15,6 +15,7 @@ export { fmtBytes, type MemoryStats, memoryStats, pool, trimPool } from "./pool.
 export { rangeBinding, splitBatch, splitViews, viewOf } from "./split.ts";
 export { bindingLimit, setBindingLimitForTests } from "./routing.ts";
 export * from "./tensor.ts";
+export { f16ToF32, f32ToF16 } from "./half.ts";
 export { keep, tidy, tidyAsync } from "./scope.ts";
 export { backward } from "./backward.ts";
 export {

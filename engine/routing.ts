@@ -23,9 +23,9 @@ import type { ConvTile } from "../kernels/conv2d/forward.ts";
 import type { WeightGradTile } from "../kernels/conv2d/backward_weight.ts";
 
 /** What the routing rules distinguish: a real GPU, or a CPU rasteriser (llvmpipe, lavapipe). */
-export type AdapterKind = "gpu" | "software";
+type AdapterKind = "gpu" | "software";
 
-export function adapterKind(): AdapterKind {
+function adapterKind(): AdapterKind {
   return gpu().isSoftware ? "software" : "gpu";
 }
 
@@ -33,7 +33,7 @@ export function adapterKind(): AdapterKind {
 
 const MATMUL_ENV = Deno.env.get("ENGINE_MATMUL");
 /** `ENGINE_MATMUL=register|tiled|texture`, or null when unset or unknown. */
-export function matmulVariantFromEnv(): MatmulVariant | null {
+function matmulVariantFromEnv(): MatmulVariant | null {
   return MATMUL_ENV === "tiled" || MATMUL_ENV === "register" || MATMUL_ENV === "texture"
     ? MATMUL_ENV
     : null;
@@ -65,7 +65,7 @@ export function matmulVariant(): MatmulVariant {
  * chosen-by-default texture variant gives way to plain registers (a guard for the many tiny
  * products of SAM's decoder; no timing of the crossover is recorded).
  */
-export const TEXTURE_MIN_MACS = 1 << 20;
+const TEXTURE_MIN_MACS = 1 << 20;
 
 /**
  * The variant one [M, K] × [K, N] product runs with: `requested` (an option of that call), else the

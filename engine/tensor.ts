@@ -12,22 +12,13 @@ import { ensureBatch, readBuffer, writeBuffer } from "./dispatch.ts";
 import { gpu } from "./device.ts";
 import { fmtBytes, pool } from "./pool.ts";
 import { trackTensor } from "./scope.ts";
+import { f16ToF32, f32ToF16 } from "./half.ts";
 import type { Node } from "./autograd.ts";
 
 export type DType = "f32" | "i32" | "u32" | "f16";
 export type Shape = readonly number[];
-export type TypedArrayFor<D extends DType> = D extends "f32" ? Float32Array
-  : D extends "i32" ? Int32Array
-  : D extends "u32" ? Uint32Array
-  : Float32Array;
-
 export function bytesPerElement(d: DType): number {
   return d === "f16" ? 2 : 4;
-}
-
-/** WGSL scalar type name for a dtype. */
-export function wgslType(d: DType): string {
-  return d === "f16" ? "f16" : d;
 }
 
 export function numel(shape: Shape): number {
@@ -252,58 +243,15 @@ export function tensor(
   return t;
 }
 
-/** IEEE half bits to f32. */
-export function f16ToF32(h: Uint16Array): Float32Array {
-  const out = new Float32Array(h.length);
-  for (let i = 0; i < h.length; i++) {
-    const x = h[i];
-    const s = x & 0x8000 ? -1 : 1;
-    const e = (x >> 10) & 0x1f;
-    const m = x & 0x3ff;
-    out[i] = e === 0
-      ? s * m * 2 ** -24
-      : e === 31
-      ? (m ? NaN : s * Infinity)
-      : s * (1 + m / 1024) * 2 ** (e - 15);
-  }
-  return out;
-}
-
-/** f32 to IEEE half bits (round to nearest even). */
-export function f32ToF16(f: Float32Array): Uint16Array {
-  const out = new Uint16Array(f.length);
-  const fb = new Float32Array(1);
-  const ib = new Uint32Array(fb.buffer);
-  for (let i = 0; i < f.length; i++) {
-    fb[0] = f[i];
-    const x = ib[0];
-    const sign = (x >>> 16) & 0x8000;
-    const exp = ((x >>> 23) & 0xff) - 127 + 15;
-    let mant = x & 0x7fffff;
-    if (((x >>> 23) & 0xff) === 0xff) {
-      out[i] = sign | 0x7c00 | (mant ? 0x200 : 0);
-    } else if (exp >= 31) {
-      out[i] = sign | 0x7c00;
-    } else if (exp <= 0) {
-      if (exp < -10) {
-        out[i] = sign;
-      } else {
-        mant |= 0x800000;
-        const shift = 14 - exp;
-        let h = mant >>> shift;
-        const rem = mant & ((1 << shift) - 1);
-        const half = 1 << (shift - 1);
-        if (rem > half || (rem === half && (h & 1))) h++;
-        out[i] = sign | h;
-      }
-    } else {
-      let h = (exp << 10) | (mant >>> 13);
-      const rem = mant & 0x1fff;
-      if (rem > 0x1000 || (rem === 0x1000 && (h & 1))) h++;
-      out[i] = sign | h;
-    }
-  }
-  return out;
+/**
+ * Disposes `made` when it is a tensor an op made from `original` (a dense copy, a cast, a promoted
+ * view) rather than `original` itself: the op owns the one and not the other.
+ */
+export function disposeCopy(
+  made: Tensor | null | undefined,
+  original: Tensor | null | undefined,
+): void {
+  if (made && made !== original) made.dispose();
 }
 
 /** A new tensor object sharing `t`'s storage and layout (its own lifetime; no copy). */

@@ -80,11 +80,6 @@ export function releaseTexture(e: Entry): void {
   }
 }
 
-/** Bytes held by cached (free) scratch textures. */
-export function cachedTextureBytes(): number {
-  return cachedBytes;
-}
-
 /** Whether WGSL read-only storage textures are available (the texture matmul needs them). */
 export function hasReadonlyStorageTextures(): boolean {
   const f = (navigator.gpu as unknown as { wgslLanguageFeatures?: Set<string> })

@@ -1,7 +1,7 @@
 /** WGSL snippets shared by kernels: strided indexing over up to 8 dims and 2-D grid folding. */
 
 /** Maximum tensor rank for strided kernels (shapes travel as two vec4<u32> in uniforms). */
-export const MAX_RANK = 8;
+const MAX_RANK = 8;
 
 /** Flat invocation index from a grid folded into x/y (see dispatch.grid1d). */
 export const FLAT_INDEX = /* wgsl */ `

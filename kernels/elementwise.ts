@@ -7,7 +7,7 @@ import type { Kernel } from "./kernel.ts";
 import { DIM, eachDim, ERF, FLAT_INDEX } from "./common.ts";
 
 /** Unary expressions of `x` with scalar params `p0`, `p1`. */
-export const UNARY = {
+const UNARY = {
   neg: "-x",
   exp: "exp(x)",
   log: "log(x)",
@@ -41,7 +41,7 @@ export const UNARY = {
 export type UnaryOp = keyof typeof UNARY;
 
 /** Binary expressions of `a`, `b`. Comparisons give 1.0 / 0.0. */
-export const BINARY = {
+const BINARY = {
   add: "a + b",
   sub: "a - b",
   mul: "a * b",

@@ -55,7 +55,7 @@ export const REGISTER_TILE: RegisterTile = { wx: 8, wy: 8, tm: 12, tn: 12 };
 /** For thin problems (M or N below half a big tile) where a 96-wide tile would mostly idle. */
 export const REGISTER_TILE_SMALL: RegisterTile = { wx: 8, wy: 8, tm: 4, tn: 4 };
 /** Tiled variant: 16×16 threads, 4×4 outputs each, BK-deep slices. */
-export const TILED_TILE = { wx: 16, wy: 16, tm: 4, tn: 4, bk: 16 } as const;
+const TILED_TILE = { wx: 16, wy: 16, tm: 4, tn: 4, bk: 16 } as const;
 
 /**
  * Longest K one dispatch may loop over within the per-invocation loop budget (kernels/common.ts):
@@ -117,7 +117,7 @@ function store(s: Pick<MatmulSpec, "bias" | "beta">, v: string): string {
 }
 
 /** Key of a spec (+ tile for the register variant). */
-export function matmulKey(s: MatmulSpec, rt: RegisterTile = REGISTER_TILE): string {
+function matmulKey(s: MatmulSpec, rt: RegisterTile = REGISTER_TILE): string {
   const tile = s.variant === "register" ? `${rt.wx}x${rt.wy}x${rt.tm}x${rt.tn}` : "64x64x16";
   return `matmul/${s.variant}/${tile}/${s.transA ? "t" : "n"}${s.transB ? "t" : "n"}/` +
     `${s.vecA ? "v" : "s"}${s.vecB ? "v" : "s"}/${s.bias ? "bias" : ""}${s.beta ? "beta" : ""}`;

@@ -18,7 +18,7 @@ export type RngMode = "bits" | "uniform" | "normal" | "bernoulli";
 export const RNG_WORKGROUP = 128;
 const WG = RNG_WORKGROUP;
 
-export const PHILOX_WGSL = /* wgsl */ `
+const PHILOX_WGSL = /* wgsl */ `
 fn mulhilo(a: u32, b: u32) -> vec2<u32> {
   let al = a & 0xffffu; let ah = a >> 16u; let bl = b & 0xffffu; let bh = b >> 16u;
   let t = al * bl; let m1 = ah * bl; let m2 = al * bh;

@@ -12,12 +12,12 @@ import type { Kernel } from "./kernel.ts";
 import { FLAT_INDEX } from "./common.ts";
 
 /** Rows at most this long run a thread per row. */
-export const ROW_THREAD_MAX = 32;
+const ROW_THREAD_MAX = 32;
 /** Threads per workgroup in thread-per-row mode. */
-export const ROW_THREAD_WG = 64;
+const ROW_THREAD_WG = 64;
 
 /** Workgroup size of the workgroup-per-row mode for rows of length `len`. */
-export function rowWorkgroup(len: number): number {
+function rowWorkgroup(len: number): number {
   return len > 1024 ? 256 : 64;
 }
 

@@ -6,21 +6,13 @@
  */
 import { F, type Tensor } from "../engine/mod.ts";
 import { Module } from "../engine/nn/module.ts";
+import { mulberry32Step } from "../engine/mulberry32.ts";
 
 export interface AdlOptions {
   dropRate?: number;
   threshold?: number;
   /** Seed of the per-forward Bernoulli draw. */
   seed?: number;
-}
-
-/** One step of mulberry32 (a tiny seeded host PRNG): the next state and a draw in [0, 1). */
-function mulberry32(state: number): [number, number] {
-  const s = (state + 0x6d2b79f5) >>> 0;
-  let t = s;
-  t = Math.imul(t ^ (t >>> 15), t | 1);
-  t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-  return [s, ((t ^ (t >>> 14)) >>> 0) / 4294967296];
 }
 
 export class Adl extends Module {
@@ -50,7 +42,7 @@ export class Adl extends Module {
   }
 
   private rand(): number {
-    const [s, r] = mulberry32(this.state);
+    const [s, r] = mulberry32Step(this.state);
     this.state = s;
     return r;
   }

@@ -10,6 +10,7 @@
  */
 import {
   dispatch,
+  disposeCopy,
   empty,
   F,
   grid1d,
@@ -64,7 +65,7 @@ export function highFrequencyDirect(x: Tensor): Tensor {
     }
   }
   coeff.dispose();
-  if (xd !== x) xd.dispose();
+  disposeCopy(xd, x);
   return out;
 }
 

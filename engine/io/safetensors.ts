@@ -5,6 +5,7 @@
  * and a silent mis-read would only show up later as wrong numbers.
  */
 import { writeFileAtomic } from "./atomic.ts";
+import { f16BitsToNumber } from "../half.ts";
 
 /** Element types we read and write (a subset of the format's, enough for checkpoints). */
 export type DType = "F32" | "F16" | "BF16" | "F64" | "I64" | "I32" | "U8" | "BOOL";
@@ -119,62 +120,8 @@ export function checkHostTensor(where: string, t: HostTensor): void {
   }
 }
 
-// ---------------------------------------------------------------------------------------------
-// Half-precision conversions.
-
-const f32Buf = new Float32Array(1);
-const u32Buf = new Uint32Array(f32Buf.buffer);
-
-/** IEEE binary16 bits to a number. */
-export function f16BitsToNumber(h: number): number {
-  const s = h & 0x8000 ? -1 : 1;
-  const e = (h >> 10) & 0x1f;
-  const m = h & 0x3ff;
-  if (e === 0) return s * m * 2 ** -24;
-  if (e === 31) return m ? NaN : s * Infinity;
-  return s * (1 + m / 1024) * 2 ** (e - 15);
-}
-
-/** Number to IEEE binary16 bits, rounding to nearest even (overflow gives infinity). */
-export function numberToF16Bits(x: number): number {
-  f32Buf[0] = x;
-  const f = u32Buf[0];
-  const sign = (f >>> 16) & 0x8000;
-  const exp = (f >>> 23) & 0xff;
-  let mant = f & 0x7fffff;
-  if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 : 0);
-  let e = exp - 127 + 15;
-  if (e >= 31) return sign | 0x7c00;
-  if (e <= 0) {
-    if (e < -10) return sign;
-    mant |= 0x800000;
-    const shift = 14 - e;
-    let half = mant >> shift;
-    const rem = mant & ((1 << shift) - 1);
-    const mid = 1 << (shift - 1);
-    if (rem > mid || (rem === mid && (half & 1))) half++;
-    return sign | half;
-  }
-  let half = (e << 10) | (mant >> 13);
-  const rem = mant & 0x1fff;
-  if (rem > 0x1000 || (rem === 0x1000 && (half & 1))) half++;
-  e = half >> 10;
-  return sign | (e >= 31 ? 0x7c00 : half);
-}
-
-/** bfloat16 bits to a number (exact: bf16 is the top half of an f32). */
-export function bf16BitsToNumber(b: number): number {
-  u32Buf[0] = b << 16;
-  return f32Buf[0];
-}
-
-/** Number to bfloat16 bits, rounding to nearest even (NaN stays NaN). */
-export function numberToBf16Bits(x: number): number {
-  f32Buf[0] = x;
-  const f = u32Buf[0];
-  if ((f & 0x7f800000) === 0x7f800000 && (f & 0x7fffff)) return (f >>> 16) | 0x40;
-  return ((f + 0x7fff + ((f >>> 16) & 1)) >>> 16) & 0xffff;
-}
+// Half-precision conversions live in engine/half.ts (tensor uploads use them too).
+export { bf16BitsToNumber, f16BitsToNumber, numberToBf16Bits, numberToF16Bits } from "../half.ts";
 
 /** Any numeric tensor as f32 (F32 data is returned as is, not copied). */
 export function toFloat32(t: HostTensor): Float32Array {

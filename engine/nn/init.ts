@@ -25,7 +25,7 @@ export class HostRng {
 }
 
 /** Fan-in and fan-out as torch.nn.init computes them ([out, in, ...kernel]). */
-export function fans(shape: number[]): [number, number] {
+function fans(shape: number[]): [number, number] {
   const rf = shape.slice(2).reduce((a, b) => a * b, 1);
   return [(shape[1] ?? 1) * rf, shape[0] * rf];
 }

@@ -1,6 +1,6 @@
 /** Dtype conversion (not differentiable: integer tensors carry no gradient). */
 import { dispatch, grid1d, Params } from "../dispatch.ts";
-import { type DType, empty, Tensor } from "../tensor.ts";
+import { disposeCopy, type DType, empty, Tensor } from "../tensor.ts";
 import { rangeBinding, splitViews, viewOf } from "../split.ts";
 import { CAST_WORKGROUP, castKernel } from "../../kernels/cast.ts";
 import { dense } from "./view.ts";
@@ -27,6 +27,6 @@ export function cast(x: Tensor, to: DType): Tensor {
       );
     }
   }
-  if (d !== x) d.dispose();
+  disposeCopy(d, x);
   return out;
 }

@@ -8,7 +8,7 @@
  * the roles of input and output gradient swapped.
  */
 import { dispatch, grid1d, Params } from "../dispatch.ts";
-import { empty, Tensor } from "../tensor.ts";
+import { disposeCopy, empty, Tensor } from "../tensor.ts";
 import { noGrad, record } from "../autograd.ts";
 import { convForcedSplitK, convPath, convSplitKTarget, convTilesInForce } from "../routing.ts";
 import { conv2dForwardKernel, type ConvTile } from "../../kernels/conv2d/forward.ts";
@@ -163,8 +163,8 @@ export function conv2dForwardRaw(
   if (viaTextures(g, bias, "forward")) {
     const xd = dense(x), wd = dense(w);
     const y = conv2dForwardTexture(xd, wd, g);
-    if (xd !== x) xd.dispose();
-    if (wd !== w) wd.dispose();
+    disposeCopy(xd, x);
+    disposeCopy(wd, w);
     return y;
   }
   const y = empty([g.N, g.O, g.OH, g.OW]);
@@ -189,9 +189,9 @@ export function conv2dForwardRaw(
       g.groups * blocks,
     ]);
   }
-  if (xd !== x) xd.dispose();
-  if (wd !== w) wd.dispose();
-  if (bd && bd !== bias) bd.dispose();
+  disposeCopy(xd, x);
+  disposeCopy(wd, w);
+  disposeCopy(bd, bias);
   return y;
 }
 
@@ -208,8 +208,8 @@ export function conv2dBackwardDataRaw(
   if (viaTextures(g, bias, "input")) {
     const dyd = dense(dy), wd = dense(w);
     const dx = conv2dBackwardDataTexture(dyd, wd, g);
-    if (dyd !== dy) dyd.dispose();
-    if (wd !== w) wd.dispose();
+    disposeCopy(dyd, dy);
+    disposeCopy(wd, w);
     return dx;
   }
   const dx = empty([g.N, g.C, g.H, g.W]);
@@ -232,9 +232,9 @@ export function conv2dBackwardDataRaw(
       g.sh * g.sw,
     ]);
   }
-  if (dyd !== dy) dyd.dispose();
-  if (wd !== w) wd.dispose();
-  if (bd && bd !== bias) bd.dispose();
+  disposeCopy(dyd, dy);
+  disposeCopy(wd, w);
+  disposeCopy(bd, bias);
   return dx;
 }
 
@@ -245,8 +245,8 @@ export function conv2dBackwardWeightRaw(x: Tensor, dy: Tensor, g: ConvGeometry):
   if (viaTextures(g, null, "weight")) {
     const xd = dense(x), dyd = dense(dy);
     const dw = conv2dBackwardWeightTexture(xd, dyd, g);
-    if (xd !== x) xd.dispose();
-    if (dyd !== dy) dyd.dispose();
+    disposeCopy(xd, x);
+    disposeCopy(dyd, dy);
     return dw;
   }
   const dw = empty([g.O, Cg, g.kh, g.kw]);
@@ -302,8 +302,8 @@ export function conv2dBackwardWeightRaw(x: Tensor, dy: Tensor, g: ConvGeometry):
     );
     part.dispose();
   }
-  if (xd !== x) xd.dispose();
-  if (dyd !== dy) dyd.dispose();
+  disposeCopy(xd, x);
+  disposeCopy(dyd, dy);
   return dw;
 }
 

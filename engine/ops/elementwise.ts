@@ -32,7 +32,7 @@ export function broadcastShapes(...shapes: Shape[]): number[] {
 }
 
 /** Strides of `t` seen with shape `out` (0 on broadcast dims). */
-export function broadcastStrides(t: Tensor, out: Shape): number[] {
+function broadcastStrides(t: Tensor, out: Shape): number[] {
   const st = new Array<number>(out.length).fill(0);
   for (let i = 0; i < t.rank; i++) {
     const o = out.length - t.rank + i;
@@ -109,8 +109,7 @@ export function fill(shape: Shape, value: number): Tensor {
 }
 export const zeros = (shape: Shape): Tensor => fill(shape, 0);
 export const ones = (shape: Shape): Tensor => fill(shape, 1);
-export const zerosLike = (t: Tensor): Tensor => fill(t.shape, 0);
-export const onesLike = (t: Tensor): Tensor => fill(t.shape, 1);
+const zerosLike = (t: Tensor): Tensor => fill(t.shape, 0);
 
 // ---------------------------------------------------------------- differentiable unary ops
 
@@ -157,7 +156,7 @@ export function affine(x: Tensor, a: number, b: number): Tensor {
 }
 
 /** x^p for a number p. */
-export function powScalar(x: Tensor, p: number): Tensor {
+function powScalar(x: Tensor, p: number): Tensor {
   const y = unaryRaw("pow_scalar", x, p);
   return record("pow", [x], y, (g) => [mul(g, affine(unaryRaw("pow_scalar", x, p - 1), p, 0))], [
     x,

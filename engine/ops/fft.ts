@@ -9,7 +9,7 @@
  * is the conjugate transpose: the opposite-direction transform with the same scale.
  */
 import { dispatch, grid1d, Params } from "../dispatch.ts";
-import { empty, type Tensor, tensor } from "../tensor.ts";
+import { disposeCopy, empty, type Tensor, tensor } from "../tensor.ts";
 import { record } from "../autograd.ts";
 import { keep, tidy } from "../scope.ts";
 import {
@@ -200,7 +200,7 @@ function runFft(r: Run, src: Planar, out: Tensor, outIm: number): void {
  * Raw transform along `axis` of planar (re, im|null) with a real `scale`: a new dense tensor of
  * shape [2, ...shape] (real part first). No autograd.
  */
-export function fftRaw(
+function fftRaw(
   re: Tensor,
   im: Tensor | null,
   axis: number,
@@ -291,8 +291,8 @@ export function fftRaw(
     );
     tmp.dispose();
   }
-  if (r !== re) r.dispose();
-  if (i && i !== im) i.dispose();
+  disposeCopy(r, re);
+  disposeCopy(i, im);
   return out;
 }
 

@@ -10,7 +10,7 @@
 import { dispatch, Params } from "../dispatch.ts";
 import { gpu } from "../device.ts";
 import { matmulForcedTile, matmulVariantFor } from "../routing.ts";
-import { contiguousStrides, empty, type Tensor, view } from "../tensor.ts";
+import { contiguousStrides, disposeCopy, empty, type Tensor, view } from "../tensor.ts";
 import { noGrad, record } from "../autograd.ts";
 import {
   matmulKernel,
@@ -313,8 +313,8 @@ export function matmul(a: Tensor, b: Tensor): Tensor {
   try {
     c2 = matmulRaw(a2, b2);
   } finally {
-    if (a2 !== a) a2.dispose();
-    if (b2 !== b) b2.dispose();
+    disposeCopy(a2, a);
+    disposeCopy(b2, b);
   }
   let y = c2;
   if (a.rank === 1 || b.rank === 1) {
@@ -370,7 +370,7 @@ export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null): Tensor 
   try {
     y = matmulRaw(x2, wT, { bias: bias ?? undefined });
   } finally {
-    if (x2 !== x) x2.dispose();
+    disposeCopy(x2, x);
     wT.dispose();
   }
   if (x.rank === 1) {

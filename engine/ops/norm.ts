@@ -4,7 +4,7 @@
  * (normalise the channels of each pixel of an NCHW tensor). Fused kernels forward and backward.
  */
 import { dispatch, grid1d, Params } from "../dispatch.ts";
-import { empty, type Shape, Tensor } from "../tensor.ts";
+import { disposeCopy, empty, type Shape, Tensor } from "../tensor.ts";
 import { noGrad, record } from "../autograd.ts";
 import {
   batchNormApplyKernel,
@@ -132,7 +132,7 @@ export function batchNorm2d(x: Tensor, opts: BatchNormOptions): Tensor {
             `statistics over ${fmt(x.shape)}`,
           );
         } catch (e) {
-          if (xd !== x) xd.dispose();
+          disposeCopy(xd, x);
           mean.dispose();
           invstd.dispose();
           throw e;
@@ -181,7 +181,7 @@ export function batchNorm2d(x: Tensor, opts: BatchNormOptions): Tensor {
       );
     }
   }
-  if (bd && bd !== bias) bd.dispose();
+  disposeCopy(bd, bias);
   const inputs = [x];
   if (weight) inputs.push(weight);
   if (bias) inputs.push(bias);
@@ -240,8 +240,8 @@ export function batchNorm2d(x: Tensor, opts: BatchNormOptions): Tensor {
     return grads;
   }, saved);
   // The node holds what backward needs; the op's own references go.
-  if (xd !== x) xd.dispose();
-  if (wd && wd !== weight) wd.dispose();
+  disposeCopy(xd, x);
+  disposeCopy(wd, weight);
   mean.dispose();
   invstd.dispose();
   return out;
@@ -271,7 +271,7 @@ function layerNormImpl(
     if (bd) bs.push(bd.binding());
     dispatch(layerNormKernel(m, !!wd, !!bd), bs, p, grid1d(rows, rowItemsPerGroup(m)));
   }
-  if (bd && bd !== bias) bd.dispose();
+  disposeCopy(bd, bias);
   const inputs = [x];
   if (weight) inputs.push(weight);
   if (bias) inputs.push(bias);
@@ -306,8 +306,8 @@ function layerNormImpl(
     }
     return grads;
   }, saved);
-  if (xd !== x) xd.dispose();
-  if (wd && wd !== weight) wd.dispose();
+  disposeCopy(xd, x);
+  disposeCopy(wd, weight);
   mean.dispose();
   rstd.dispose();
   return out;

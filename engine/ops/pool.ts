@@ -1,6 +1,6 @@
 /** 2-D pooling over NCHW: maxPool2d (argmax saved for backward), avgPool2d, adaptiveAvgPool2d. */
 import { dispatch, grid1d, Params } from "../dispatch.ts";
-import { empty, type Shape, Tensor } from "../tensor.ts";
+import { disposeCopy, empty, type Shape, Tensor } from "../tensor.ts";
 import { noGrad, record } from "../autograd.ts";
 import {
   adaptiveAvgPool2dBackwardKernel,
@@ -98,7 +98,7 @@ export function maxPool2d(x: Tensor, opts: Pool2dOptions): Tensor {
   const y = empty([N, C, OH, OW]);
   const arg = empty([N, C, OH, OW], "i32");
   if (y.size > 0) launchPlanes("maxPool2d", maxPool2dKernel(), N, C, [xd, y, arg], p, OH * OW);
-  if (xd !== x) xd.dispose();
+  disposeCopy(xd, x);
   const out = record("maxPool2d", [x], y, (g) => {
     const gd = dense(g);
     const dx = empty(x.shape);
@@ -117,7 +117,7 @@ export function avgPool2d(x: Tensor, opts: Pool2dOptions): Tensor {
   const xd = noGrad(() => dense(x));
   const y = empty([N, C, OH, OW]);
   if (y.size > 0) launchPlanes("avgPool2d", avgPool2dKernel(), N, C, [xd, y], p, OH * OW);
-  if (xd !== x) xd.dispose();
+  disposeCopy(xd, x);
   return record("avgPool2d", [x], y, (g) => {
     const gd = dense(g);
     const dx = empty(x.shape);
@@ -162,7 +162,7 @@ export function adaptiveAvgPool2d(x: Tensor, outSize: [number, number] | number)
     pool(rows, y, params(H, OW, OH, OW));
     rows.dispose();
   }
-  if (xd !== x) xd.dispose();
+  disposeCopy(xd, x);
   return record(name, [x], y, (g) => {
     const gd = dense(g);
     const dx = empty(x.shape);

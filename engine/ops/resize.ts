@@ -1,6 +1,6 @@
 /** Resizing NCHW tensors: bilinear interpolation exactly as torch.nn.functional.interpolate. */
 import { dispatch, grid1d, Params } from "../dispatch.ts";
-import { empty, Tensor } from "../tensor.ts";
+import { disposeCopy, empty, Tensor } from "../tensor.ts";
 import { noGrad, record } from "../autograd.ts";
 import {
   bilinearAABackwardKernel,
@@ -14,7 +14,7 @@ import { gpu } from "../device.ts";
 import { assertLoopLimit } from "../../kernels/common.ts";
 
 /** PyTorch's area_pixel_compute_scale (given an output size, no scale factor). */
-export function resizeScale(inSize: number, outSize: number, alignCorners: boolean): number {
+function resizeScale(inSize: number, outSize: number, alignCorners: boolean): number {
   if (alignCorners) return outSize > 1 ? (inSize - 1) / (outSize - 1) : 0;
   return inSize / outSize;
 }
@@ -67,7 +67,7 @@ export function interpolateBilinear(
       grid1d(y.size, RESIZE_WG),
     );
   }
-  if (xd !== x) xd.dispose();
+  disposeCopy(xd, x);
   return record(name, [x], y, (g) => {
     const gd = dense(g);
     const dx = empty(x.shape);
@@ -90,7 +90,7 @@ export function interpolateBilinear(
  * antialiased visit also running a window-weight loop of 2·support + 2; an antialiased forward
  * output runs 2·support + 2 trips per axis (support = max(scale, 1)).
  */
-export function resizeLoopTrips(
+function resizeLoopTrips(
   OH: number,
   OW: number,
   sh: number,

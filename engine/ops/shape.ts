@@ -4,7 +4,14 @@
  * deterministic scatter-add without atomics; see kernels/gather.ts).
  */
 import { dispatch, grid1d, Params } from "../dispatch.ts";
-import { contiguousStrides, type DType, empty, type Shape, Tensor } from "../tensor.ts";
+import {
+  contiguousStrides,
+  disposeCopy,
+  type DType,
+  empty,
+  type Shape,
+  Tensor,
+} from "../tensor.ts";
 import { record } from "../autograd.ts";
 import { tidy } from "../scope.ts";
 import { dims8, LOOP_BUDGET } from "../../kernels/common.ts";
@@ -206,7 +213,7 @@ function scatterAddRaw(
       grid1d(out.size, WG),
     );
   }
-  if (gd !== g) gd.dispose();
+  disposeCopy(gd, g);
   return out;
 }
 
@@ -233,7 +240,7 @@ export function indexSelect(x: Tensor, axis: number, index: Tensor): Tensor {
     (g) => [scatterAddRaw(reshape(g, kShape), a, idx, "select", x.shape, kShape)],
     [idx],
   );
-  if (idx !== index) idx.dispose();
+  disposeCopy(idx, index);
   return y;
 }
 
@@ -259,7 +266,7 @@ export function gather(x: Tensor, axis: number, index: Tensor): Tensor {
     (g) => [scatterAddRaw(g, a, idx, "gather", x.shape, index.shape)],
     [idx],
   );
-  if (idx !== index) idx.dispose();
+  disposeCopy(idx, index);
   return y;
 }
 

@@ -4,7 +4,7 @@
  */
 import { dispatch, grid1d, Params } from "../dispatch.ts";
 import { gpu } from "../device.ts";
-import { empty, Tensor } from "../tensor.ts";
+import { disposeCopy, empty, Tensor } from "../tensor.ts";
 import { record } from "../autograd.ts";
 import {
   rowItemsPerGroup,
@@ -19,7 +19,7 @@ import { add } from "./elementwise.ts";
 import { sum } from "./reduce.ts";
 
 /** rows / L / inner of `shape` seen along `axis`. */
-export function rowsAlong(shape: readonly number[], axis: number): {
+function rowsAlong(shape: readonly number[], axis: number): {
   rows: number;
   len: number;
   inner: number;
@@ -50,7 +50,7 @@ function softmaxImpl(name: string, log: boolean, x: Tensor, axis: number): Tenso
       grid1d(rows, rowItemsPerGroup(m)),
     );
   }
-  if (xd !== x) xd.dispose();
+  disposeCopy(xd, x);
   return record(name, [x], y, (g) => {
     const gd = dense(g);
     const dx = empty(x.shape);
@@ -118,7 +118,7 @@ export function softmaxRelBias(s: Tensor, relH: Tensor, relW: Tensor): Tensor {
       grid1d(rows, RELBIAS_WG),
     );
   }
-  for (const [d, t] of [[sd, s], [hd, relH], [wd, relW]]) if (d !== t) d.dispose();
+  for (const [d, t] of [[sd, s], [hd, relH], [wd, relW]]) disposeCopy(d, t);
   return record("softmaxRelBias", [s, relH, relW], y, (g) => {
     // d(scores) is softmax's backward; each bias term's gradient sums it over the other index.
     const gd = dense(g);
@@ -132,7 +132,7 @@ export function softmaxRelBias(s: Tensor, relH: Tensor, relW: Tensor): Tensor {
         grid1d(rows, rowItemsPerGroup(m)),
       );
     }
-    if (gd !== g) gd.dispose();
+    disposeCopy(gd, g);
     const ds4 = reshape(ds, [G, nq, KH, KW]);
     return [
       ds,

@@ -3,7 +3,15 @@
  * offset over the same storage. `dense` copies only when a kernel needs contiguous data.
  */
 import { dispatch, grid1d, Params } from "../dispatch.ts";
-import { contiguousStrides, empty, numel, type Shape, Tensor, view } from "../tensor.ts";
+import {
+  contiguousStrides,
+  disposeCopy,
+  empty,
+  numel,
+  type Shape,
+  Tensor,
+  view,
+} from "../tensor.ts";
 import { record } from "../autograd.ts";
 import { rangeBinding, splitViews, viewOf } from "../split.ts";
 import { COPY_WORKGROUP as WG, stridedCopyKernel, stridedWriteKernel } from "../../kernels/copy.ts";
@@ -60,7 +68,7 @@ export function writeInto(dst: Tensor, src: Tensor): void {
     );
     dispatch(stridedWriteKernel(dst.dtype), [rs.binding, rd.binding], p, grid1d(n, WG));
   }
-  if (s !== src) s.dispose();
+  disposeCopy(s, src);
 }
 
 /** Reshape; a view when the layout allows, else a copy. One dim may be -1. */
@@ -76,7 +84,7 @@ export function reshape(x: Tensor, shape: Shape): Tensor {
   }
   const src = x.isContiguous() ? x : dense(x);
   const y = view(src, sh, contiguousStrides(sh), src.offset);
-  if (src !== x) src.dispose();
+  disposeCopy(src, x);
   return record("reshape", [x], y, (g) => [reshape(g, x.shape)]);
 }
 

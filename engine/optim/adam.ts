@@ -8,7 +8,7 @@
  * without `.grad` are skipped (their step counter does not advance), as in PyTorch.
  */
 import { dispatch, grid1d, Params } from "../dispatch.ts";
-import { empty, type Tensor, tensor } from "../tensor.ts";
+import { disposeCopy, empty, type Tensor, tensor } from "../tensor.ts";
 import { keep } from "../scope.ts";
 import { noGrad } from "../autograd.ts";
 import { fill } from "../ops/elementwise.ts";
@@ -161,7 +161,7 @@ export class Adam implements Optimizer {
             params,
             grid1d(p.size, OPTIM_WORKGROUP),
           );
-          if (gd !== g) gd.dispose();
+          disposeCopy(gd, g);
         }
       }
     });

@@ -93,7 +93,7 @@ ${ROW_BASE}
   };
 }
 
-export const LN_PARAM_WG = 256;
+const LN_PARAM_WG = 256;
 
 /**
  * Parameter gradients: a workgroup per column k sums over the rows. Bindings: x, g, mean, rstd,

@@ -4,6 +4,7 @@
  * (5 % bins with per-bin caps, the 20–90 % band for positives, random negatives).
  */
 import { type AnnotationSet, tumourPixelCount } from "./annotations.ts";
+import { mulberry32 } from "../../engine/mulberry32.ts";
 
 /** Grid options; defaults are the reference's `sample_centers` arguments. */
 export interface GridOptions {
@@ -119,18 +120,6 @@ function tenths(count: number, area: number): number {
 
 // ---------------------------------------------------------------------------------------------
 // Selection.
-
-/** Seeded PRNG (mulberry32): small, fast, and identical on every platform. */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** FNV-1a of a string, to derive independent streams per (split, bin) from one seed. */
 function hash32(s: string): number {

@@ -12,6 +12,7 @@
  */
 import { writePyramidTiff, type WrittenTiff } from "./tiff_writer.ts";
 import { writeFileAtomic } from "../../engine/io/atomic.ts";
+import { mulberry32 } from "../../engine/mulberry32.ts";
 
 /** A polygon as [x, y] vertices in level-0 pixels. */
 export type Polygon = [number, number][];
@@ -36,17 +37,6 @@ export interface SyntheticLayout {
   spec: Required<SyntheticSlideSpec>;
   blobs: Polygon[];
   tumours: Polygon[];
-}
-
-/** mulberry32: small, fast, good-enough PRNG for the layout. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /** Hash of three integers to [0, 1): position-keyed randomness with no state. */

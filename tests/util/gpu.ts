@@ -9,6 +9,7 @@ import {
   tensor,
   tidy,
 } from "../../engine/mod.ts";
+import { mulberry32 } from "../../engine/mulberry32.ts";
 
 /** Initialises the engine (once per process). */
 export async function setup(): Promise<void> {
@@ -17,16 +18,9 @@ export async function setup(): Promise<void> {
 
 /** Deterministic pseudo-random floats in [lo, hi) (mulberry32), for test inputs. */
 export function randArray(n: number, seed: number, lo = -1, hi = 1): Float32Array {
-  let s = seed >>> 0;
+  const rnd = mulberry32(seed);
   const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    const u = ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-    out[i] = lo + (hi - lo) * u;
-  }
+  for (let i = 0; i < n; i++) out[i] = lo + (hi - lo) * rnd();
   return out;
 }
 

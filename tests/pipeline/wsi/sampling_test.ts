@@ -5,10 +5,10 @@ import {
   throws,
 } from "node:assert";
 import { parseAsapXml } from "../../../pipeline/wsi/annotations.ts";
+import { mulberry32 } from "../../../engine/mulberry32.ts";
 import {
   binOf,
   defaultRules,
-  mulberry32,
   type PatchRecord,
   patchRecords,
   recordsFromJsonl,

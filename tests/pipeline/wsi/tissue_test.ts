@@ -8,7 +8,7 @@ import {
   slideTissueMask,
   tissueMask,
 } from "../../../pipeline/wsi/tissue.ts";
-import { mulberry32 } from "../../../pipeline/wsi/sampling.ts";
+import { mulberry32 } from "../../../engine/mulberry32.ts";
 
 function bruteMorph(src: Uint8Array, w: number, h: number, k: number, max: boolean): Uint8Array {
   const r = k >> 1, out = new Uint8Array(w * h);
