@@ -1,5 +1,5 @@
 /**
- * Seeded, counter-based random numbers (Philox-4x32-10, kernels/rng.ts) on the GPU, with a CPU
+ * Seeded, counter-based random numbers (Philox-4x32-10, kernels/random.ts) on the GPU, with a CPU
  * mirror that produces the same values for host-side sampling (prompt points, shuffles).
  *
  * Every draw — GPU or host — consumes one value of the generator's call counter; element i of

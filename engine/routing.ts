@@ -19,8 +19,8 @@
 import { gpu } from "./device.ts";
 import { hasReadonlyStorageTextures } from "./texture_pool.ts";
 import type { MatmulVariant, RegisterTile } from "../kernels/matmul.ts";
-import type { ConvTile } from "../kernels/conv2d/forward.ts";
-import type { WeightGradTile } from "../kernels/conv2d/backward_weight.ts";
+import type { ConvTile } from "../kernels/conv/forward.ts";
+import type { WeightGradTile } from "../kernels/conv/backward_weight.ts";
 
 /** What the routing rules distinguish: a real GPU, or a CPU rasteriser (llvmpipe, lavapipe). */
 type AdapterKind = "gpu" | "software";

@@ -2,7 +2,7 @@
  * Convolutions (NCHW, PyTorch's weight layouts): conv2d and convTranspose2d with stride, padding,
  * dilation and groups, forward launch and backward rules side by side.
  *
- * Three kernels serve both ops (kernels/conv2d/): the implicit-GEMM forward, the gather input
+ * Three kernels serve both ops (kernels/conv/): the implicit-GEMM forward, the gather input
  * gradient and the split-K weight gradient. convTranspose2d's forward is conv2d's input gradient,
  * its input gradient is conv2d's forward and its weight gradient is conv2d's weight gradient with
  * the roles of input and output gradient swapped.
@@ -11,13 +11,13 @@ import { dispatch, grid1d, Params } from "../dispatch.ts";
 import { disposeCopy, empty, Tensor } from "../tensor.ts";
 import { noGrad, record } from "../autograd.ts";
 import { convForcedSplitK, convPath, convSplitKTarget, convTilesInForce } from "../routing.ts";
-import { conv2dForwardKernel, type ConvTile } from "../../kernels/conv2d/forward.ts";
-import { conv2dBackwardDataKernel } from "../../kernels/conv2d/backward_data.ts";
+import { conv2dForwardKernel, type ConvTile } from "../../kernels/conv/forward.ts";
+import { conv2dBackwardDataKernel } from "../../kernels/conv/backward_data.ts";
 import {
   conv2dBackwardWeightKernel,
   SPLITK_SUM_WG,
   splitKSumKernel,
-} from "../../kernels/conv2d/backward_weight.ts";
+} from "../../kernels/conv/backward_weight.ts";
 import { LOOP_BUDGET } from "../../kernels/common.ts";
 import { reduceRaw } from "./reduce.ts";
 import { splitBatch } from "../split.ts";

@@ -1,7 +1,7 @@
 /**
  * conv2d and its two gradients as texture GEMMs, for software adapters (where matmul stages its
  * operands in textures, engine/ops/matmul.ts): each operand is packed into an rgba32float texture
- * by kernels/conv2d/texture_pack.ts (the image side as im2col or its transpose, one sample and at
+ * by kernels/conv/texture.ts (the image side as im2col or its transpose, one sample and at
  * most maxTextureDimension2D rows at a time) and multiplied by kernels/matmul_texture.ts, whose
  * loads are branch-free gathers on llvmpipe instead of per-lane loops. Ungrouped convs only; the
  * forward without bias (the GEMM's bias runs along the pixels, not the channels).
@@ -15,11 +15,7 @@ import { gpu } from "../device.ts";
 import { empty, type Tensor } from "../tensor.ts";
 import { acquireTexture, releaseTexture } from "../texture_pool.ts";
 import { bindingLimit, convTextureMaxRows } from "../routing.ts";
-import {
-  CONV_PACK_WG,
-  convPackKernel,
-  type ConvPackMode,
-} from "../../kernels/conv2d/texture_pack.ts";
+import { CONV_PACK_WG, convPackKernel, type ConvPackMode } from "../../kernels/conv/texture.ts";
 import { matmulTextureKernel, TEXTURE_TILE } from "../../kernels/matmul_texture.ts";
 import { bindRange } from "./matmul_plan.ts";
 import type { ConvGeometry } from "./conv.ts";

@@ -23,13 +23,13 @@ import {
 } from "../../kernels/matmul.ts";
 import { TEXTURE_TILE, TEXTURE_TILE_SMALL } from "../../kernels/matmul_texture.ts";
 import {
-  type BDim,
+  type BatchDim,
   bindRange,
   chunkExtents,
-  type Ext,
-  type Mat,
+  type ElementRange,
   matLayout,
   type MatmulProblem,
+  type MatrixOperand,
   planMatmulChunks,
 } from "./matmul_plan.ts";
 import { launchTexture } from "./matmul_texture.ts";
@@ -139,13 +139,13 @@ export function matmulRaw(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tenso
 }
 
 /** Broadcast batch dims of the operands, merged where all three are contiguous across them. */
-function batchDims(a: Tensor, b: Tensor, c: Tensor): BDim[] {
+function batchDims(a: Tensor, b: Tensor, c: Tensor): BatchDim[] {
   const rank = c.rank - 2;
   const strideOf = (t: Tensor, i: number) => {
     const j = i - (rank - (t.rank - 2));
     return j < 0 || t.shape[j] === 1 ? 0 : t.strides[j];
   };
-  const dims: BDim[] = [];
+  const dims: BatchDim[] = [];
   for (let i = 0; i < rank; i++) {
     const n = c.shape[i];
     if (n === 1) continue;
@@ -198,7 +198,7 @@ function launch(
   const tile = matmulTileSize(variant === "texture" ? "register" : variant, rt);
   const align = Math.max(g.limits.minStorageBufferOffsetAlignment, 16);
   const maxBytes = Math.min(opts.maxBindingBytes ?? Infinity, g.limits.maxStorageBufferBindingSize);
-  const vec = (m: Mat, rows: number, cols: number, s: number[]) =>
+  const vec = (m: MatrixOperand, rows: number, cols: number, s: number[]) =>
     (m.trans ? rows : cols) % 4 === 0 && m.ld % 4 === 0 && m.t.offset % 4 === 0 &&
     s.every((x) => x % 4 === 0);
   for (let o = 0; o < nOuter; o++) {
@@ -256,7 +256,7 @@ function launch(
       const e = chunkExtents(problem, ch);
       // Later K chunks accumulate into what the first wrote; the bias was added once already.
       const isFirst = ch.k0 === 0;
-      const bind = (t: Tensor, x: Ext) => {
+      const bind = (t: Tensor, x: ElementRange) => {
         const buf = t.storage.buffer;
         if (K === 0 && t !== c && t !== bias) {
           return { binding: { buffer: buf, offset: 0, size: 16 }, start: 0 };

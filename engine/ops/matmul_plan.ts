@@ -9,7 +9,7 @@ import { gpu } from "../device.ts";
 import type { Tensor } from "../tensor.ts";
 
 /** Strides of one matrix operand: element (i, j) at off + i·si + j·sj + batch offset. */
-export interface Mat {
+export interface MatrixOperand {
   t: Tensor;
   trans: boolean;
   ld: number;
@@ -18,7 +18,7 @@ export interface Mat {
 }
 
 /** Layout of the last two dims, or null when neither is contiguous (then a copy is needed). */
-export function matLayout(t: Tensor): Mat | null {
+export function matLayout(t: Tensor): MatrixOperand | null {
   const r = t.shape[t.rank - 2], c = t.shape[t.rank - 1];
   const sr = t.strides[t.rank - 2], sc = t.strides[t.rank - 1];
   if (c === 1 || sc === 1) {
@@ -33,7 +33,7 @@ export function matLayout(t: Tensor): Mat | null {
 }
 
 /** One batch dim after merging: size and per-operand strides (0 = broadcast). */
-export interface BDim {
+export interface BatchDim {
   n: number;
   sa: number;
   sb: number;
@@ -78,11 +78,11 @@ export interface MatmulProblem {
   maxTexRows?: number;
 }
 
-type Op = MatmulProblem["a"];
-export type Ext = { lo: number; hi: number };
+type OperandLayout = MatmulProblem["a"];
+export type ElementRange = { lo: number; hi: number };
 
 /** Conservative [min, max] batch offset over batch indices [z0, z1). */
-function batchRange(o: Op, nb1: number, z0: number, z1: number): [number, number] {
+function batchRange(o: OperandLayout, nb1: number, z0: number, z1: number): [number, number] {
   const r0 = Math.floor(z0 / nb1), r1 = Math.floor((z1 - 1) / nb1);
   if (r0 === r1) return [r0 * o.s0 + (z0 % nb1) * o.s1, r0 * o.s0 + ((z1 - 1) % nb1) * o.s1];
   return [r0 * o.s0, r1 * o.s0 + (nb1 - 1) * o.s1];
@@ -90,7 +90,7 @@ function batchRange(o: Op, nb1: number, z0: number, z1: number): [number, number
 
 /** Element range read by operand `o` over rows [i0, i1) and cols [j0, j1) of a chunk. */
 function extent(
-  o: Op,
+  o: OperandLayout,
   nb1: number,
   z0: number,
   z1: number,
@@ -98,7 +98,7 @@ function extent(
   i1: number,
   j0: number,
   j1: number,
-): Ext {
+): ElementRange {
   const [bl, bh] = batchRange(o, nb1, z0, z1);
   return {
     lo: o.off + bl + i0 * o.si + j0 * o.sj,
@@ -107,11 +107,14 @@ function extent(
 }
 
 /** Bytes a binding of [lo, hi] takes once its start is aligned down. */
-function boundBytes(x: Ext, align: number): number {
+function boundBytes(x: ElementRange, align: number): number {
   return (x.hi + 1) * 4 - Math.floor((x.lo * 4) / align) * align;
 }
 
-export function chunkExtents(p: MatmulProblem, c: MatmulChunk): { a: Ext; b: Ext; c: Ext } {
+export function chunkExtents(
+  p: MatmulProblem,
+  c: MatmulChunk,
+): { a: ElementRange; b: ElementRange; c: ElementRange } {
   const k1 = Math.max(c.k1, c.k0 + 1);
   return {
     a: extent(p.a, p.nb1, c.z0, c.z1, c.m0, c.m1, c.k0, k1),
@@ -129,7 +132,7 @@ function splitAt(lo: number, hi: number, q: number): number {
   return -1;
 }
 
-type Dim = "m" | "n" | "k";
+type SplitDim = "m" | "n" | "k";
 
 /**
  * Splits the problem into chunks whose bindings each fit `maxBytes` and whose grids fit
@@ -150,19 +153,19 @@ export function planMatmulChunks(p: MatmulProblem): MatmulChunk[] {
     k0: 0,
     k1: p.K,
   }];
-  const outerA: Dim = p.a.si >= p.a.sj ? "m" : "k";
-  const outerB: Dim = p.b.si >= p.b.sj ? "k" : "n";
+  const outerA: SplitDim = p.a.si >= p.a.sj ? "m" : "k";
+  const outerB: SplitDim = p.b.si >= p.b.sj ? "k" : "n";
   while (todo.length) {
     const c = todo.pop()!;
     const e = chunkExtents(p, c);
-    const over = (x: Ext) => boundBytes(x, p.align) > p.maxBytes;
+    const over = (x: ElementRange) => boundBytes(x, p.align) > p.maxBytes;
     const nz = c.z1 - c.z0;
     const gm = Math.ceil((c.m1 - c.m0) / p.tileM), gn = Math.ceil((c.n1 - c.n0) / p.tileN);
     const overA = p.K > 0 && over(e.a), overB = p.K > 0 && over(e.b), overC = over(e.c);
-    const texRows = (o: Op, rows: number) => (o.s0 || o.s1 ? nz : 1) * rows;
+    const texRows = (o: OperandLayout, rows: number) => (o.s0 || o.s1 ? nz : 1) * rows;
     const overTA = p.maxTexRows !== undefined && texRows(p.a, c.m1 - c.m0) > p.maxTexRows;
     const overTB = p.maxTexRows !== undefined && texRows(p.b, c.n1 - c.n0) > p.maxTexRows;
-    let dims: Dim[] = [];
+    let dims: SplitDim[] = [];
     if (nz > p.maxGroups || (nz > 1 && (overA || overB || overC || overTA || overTB))) {
       const mid = c.z0 + Math.ceil(nz / 2);
       todo.push({ ...c, z0: mid }, { ...c, z1: mid });

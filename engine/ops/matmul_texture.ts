@@ -9,12 +9,12 @@ import { acquireTexture, releaseTexture } from "../texture_pool.ts";
 import type { RegisterTile } from "../../kernels/matmul.ts";
 import { matmulPackKernel, matmulTextureKernel, PACK_WG } from "../../kernels/matmul_texture.ts";
 import {
-  type BDim,
+  type BatchDim,
   bindRange,
   chunkExtents,
-  type Ext,
-  type Mat,
+  type ElementRange,
   type MatmulProblem,
+  type MatrixOperand,
   planMatmulChunks,
 } from "./matmul_plan.ts";
 
@@ -23,13 +23,13 @@ export interface TextureLaunch {
   b: Tensor;
   c: Tensor;
   bias: Tensor | undefined;
-  A: Mat;
-  B: Mat;
+  A: MatrixOperand;
+  B: MatrixOperand;
   alpha: number;
   beta: number;
   rt: RegisterTile;
-  d0: BDim;
-  d1: BDim;
+  d0: BatchDim;
+  d1: BatchDim;
 }
 
 /**
@@ -52,7 +52,7 @@ export function launchTexture(p: MatmulProblem, t: TextureLaunch): void {
     // Texture rows: A's rows of the chunk (si along them, sj along k); B's columns (sj, si).
     const stage = (
       x: Tensor,
-      ext: Ext,
+      ext: ElementRange,
       batched: boolean,
       rows: number,
       off: number,

@@ -4,7 +4,7 @@
  */
 import { dispatch, grid1d, Params } from "../dispatch.ts";
 import { empty, type Shape, type Tensor } from "../tensor.ts";
-import { RNG_WORKGROUP, rngKernel, type RngMode } from "../../kernels/rng.ts";
+import { RNG_WORKGROUP, rngKernel, type RngMode } from "../../kernels/random.ts";
 import { mul } from "./elementwise.ts";
 
 /** Where a draw comes from: the Philox key (seed) and counter words 2..3 (the stream). */
@@ -13,7 +13,7 @@ export interface RngStream {
   stream: [number, number];
 }
 
-/** A raw draw of `shape` (u32 for "bits", else f32) with parameters a, b (see kernels/rng.ts). */
+/** A raw draw of `shape` (u32 for "bits", else f32) with parameters a, b (see kernels/random.ts). */
 export function randomRaw(mode: RngMode, shape: Shape, src: RngStream, a = 0, b = 0): Tensor {
   const out = empty(shape, mode === "bits" ? "u32" : "f32");
   const n = out.size;

@@ -1,7 +1,7 @@
 /**
  * Shape ops that move data: concat, stack, pad, indexSelect, gather, flip, roll, rot90, repeat,
  * tile, and arange. Forward launch and backward rule side by side (backward of a gather is a
- * deterministic scatter-add without atomics; see kernels/gather.ts).
+ * deterministic scatter-add without atomics; see kernels/shape.ts).
  */
 import { dispatch, grid1d, Params } from "../dispatch.ts";
 import {
@@ -21,7 +21,7 @@ import {
   gatherKernel,
   remapKernel,
   scatterAddKernel,
-} from "../../kernels/gather.ts";
+} from "../../kernels/shape.ts";
 import { fill } from "./elementwise.ts";
 import {
   dense,

@@ -14,7 +14,7 @@ import {
 } from "../tensor.ts";
 import { record } from "../autograd.ts";
 import { rangeBinding, splitViews, viewOf } from "../split.ts";
-import { COPY_WORKGROUP as WG, stridedCopyKernel, stridedWriteKernel } from "../../kernels/copy.ts";
+import { COPY_WORKGROUP as WG, stridedCopyKernel, stridedWriteKernel } from "../../kernels/view.ts";
 import { dims8 } from "../../kernels/common.ts";
 import { fill } from "./elementwise.ts";
 

@@ -15,7 +15,7 @@ import { fill } from "../ops/elementwise.ts";
 import { dense, writeInto } from "../ops/view.ts";
 import { type StateEntry, uploadInto } from "../nn/module.ts";
 import { toFloat32, toInt32 } from "../io/safetensors.ts";
-import { adamKernel, OPTIM_WORKGROUP } from "../../kernels/optim.ts";
+import { adamKernel, OPTIM_WORKGROUP } from "../../kernels/adam.ts";
 
 /** Hyper-parameters of a parameter group. */
 export interface AdamOptions {
