@@ -104,6 +104,7 @@ pool.onDestroy = () => bindGroups.clear();
 // A new device (after a loss) cannot use anything made on the old one.
 onNewDevice(() => {
   pipelines.clear();
+  sources.clear();
   uniforms.clear();
   bindGroups.clear();
   staging.length = 0;
@@ -139,12 +140,34 @@ function endPass(): void {
   }
 }
 
+/**
+ * Key check: when on, every pipeline-cache hit compares the kernel's WGSL with the source cached
+ * under its key and throws on a difference — a key missing one of the constants baked into the
+ * WGSL, which would otherwise run the wrong program silently. Costs a WGSL build per dispatch, so
+ * it is for tests (`setKernelKeyCheck`, or `ENGINE_CHECK_KERNEL_KEYS=1` for a whole run).
+ */
+let checkKeys = Deno.env.get("ENGINE_CHECK_KERNEL_KEYS") === "1";
+const sources = new Map<string, string>();
+
+/** Turns the kernel-key check on or off (see above); returns the previous setting. */
+export function setKernelKeyCheck(on: boolean): boolean {
+  const was = checkKeys;
+  checkKeys = on;
+  if (!on) sources.clear();
+  return was;
+}
+
 function getPipeline(k: Kernel): GPUComputePipeline {
   let p = pipelines.get(k.key);
-  if (p) return p;
+  if (p) {
+    if (checkKeys) checkSameSource(k);
+    return p;
+  }
   const d = gpu().device;
   d.pushErrorScope("validation");
-  const module = d.createShaderModule({ code: k.wgsl(), label: k.key });
+  const code = k.wgsl();
+  if (checkKeys) sources.set(k.key, code);
+  const module = d.createShaderModule({ code, label: k.key });
   p = d.createComputePipeline({
     layout: "auto",
     compute: { module, entryPoint: "main" },
@@ -154,6 +177,18 @@ function getPipeline(k: Kernel): GPUComputePipeline {
   pipelines.set(k.key, p);
   stats.pipelines++;
   return p;
+}
+
+function checkSameSource(k: Kernel): void {
+  const code = k.wgsl();
+  const cached = sources.get(k.key);
+  if (cached === undefined) sources.set(k.key, code);
+  else if (cached !== code) {
+    throw new Error(
+      `kernel key ${k.key}: two different WGSL sources share this pipeline-cache key; the key ` +
+        `must name every constant baked into the source`,
+    );
+  }
 }
 
 function getUniform(bytes: Uint8Array): GPUBuffer {

@@ -7,6 +7,7 @@ export {
   grid1d,
   Params,
   profileGpu,
+  setKernelKeyCheck,
   sync,
   timeGpu,
 } from "./dispatch.ts";

@@ -7,12 +7,16 @@ import {
   gpu,
   grid1d,
   Params,
+  setKernelKeyCheck,
   sync,
   tensor,
   tidy,
   timeGpu,
 } from "../../engine/mod.ts";
+import { uniforms } from "../../kernels/uniforms.ts";
 import { assertClose, randArray, setup } from "../util/gpu.ts";
+
+const SCALE_UNIFORMS = uniforms({ n: "u32" });
 
 await setup();
 
@@ -135,5 +139,39 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
       ]),
     /kernel test\/iota: grid \d+x1x1 exceeds/,
   );
+  out.dispose();
+});
+
+Deno.test("kernel-key check: two different WGSL sources under one pipeline key throw", async () => {
+  // Two "scale" kernels whose constant is baked into the WGSL but left out of the key.
+  const scaleKernel = (factor: number) => ({
+    key: "test/scale-missing-factor",
+    wgsl: () =>
+      `${SCALE_UNIFORMS.wgsl("P")}
+@group(0) @binding(0) var<uniform> u: P;
+@group(0) @binding(1) var<storage, read_write> y: array<f32>;
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  if (gid.x < u.n) { y[gid.x] = f32(gid.x) * ${factor.toFixed(1)}; }
+}`,
+  });
+  const out = F.fill([8], 0);
+  const params = SCALE_UNIFORMS.pack({ n: 8 });
+  const was = setKernelKeyCheck(true);
+  try {
+    dispatch(scaleKernel(2), [out.binding()], params, [1]);
+    dispatch(scaleKernel(2), [out.binding()], params, [1]); // same source: fine
+    assert.throws(
+      () => dispatch(scaleKernel(3), [out.binding()], params, [1]),
+      /kernel key test\/scale-missing-factor: two different WGSL sources share this pipeline-cache key/,
+    );
+  } finally {
+    setKernelKeyCheck(was);
+  }
+  // Unchecked, the second kernel silently runs the first one's program: what the check prevents.
+  if (!was) {
+    dispatch(scaleKernel(3), [out.binding()], params, [1]);
+    assert.deepEqual([...await out.data()], [0, 2, 4, 6, 8, 10, 12, 14]);
+  }
   out.dispose();
 });
