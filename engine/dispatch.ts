@@ -30,53 +30,6 @@ export interface TextureBinding {
 
 export type Binding = BufferBinding | TextureBinding;
 
-/** Packs a uniform block of 4-byte scalars (u32/i32/f32) in declaration order. */
-export class Params {
-  private buf = new ArrayBuffer(256);
-  private dv = new DataView(this.buf);
-  private n = 0;
-  private grow() {
-    if (this.n + 4 <= this.buf.byteLength) return;
-    const next = new ArrayBuffer(this.buf.byteLength * 2);
-    new Uint8Array(next).set(new Uint8Array(this.buf));
-    this.buf = next;
-    this.dv = new DataView(next);
-  }
-  u32(...v: number[]): this {
-    for (const x of v) {
-      this.grow();
-      this.dv.setUint32(this.n, x >>> 0, true);
-      this.n += 4;
-    }
-    return this;
-  }
-  i32(...v: number[]): this {
-    for (const x of v) {
-      this.grow();
-      this.dv.setInt32(this.n, x | 0, true);
-      this.n += 4;
-    }
-    return this;
-  }
-  f32(...v: number[]): this {
-    for (const x of v) {
-      this.grow();
-      this.dv.setFloat32(this.n, x, true);
-      this.n += 4;
-    }
-    return this;
-  }
-  /** Pads to a 16-byte boundary (start of a vec4/array member, or the end of the struct). */
-  align16(): this {
-    while (this.n % 16) this.u32(0);
-    return this;
-  }
-  bytes(): Uint8Array {
-    this.align16();
-    return new Uint8Array(this.buf, 0, Math.max(16, this.n));
-  }
-}
-
 const pipelines = new Map<string, GPUComputePipeline>();
 const uniforms = new Map<string, GPUBuffer>();
 const bindGroups = new Map<string, GPUBindGroup>();
@@ -209,14 +162,15 @@ function getUniform(bytes: Uint8Array): GPUBuffer {
 }
 
 /**
- * Encodes one dispatch of `kernel` with `params` at binding 0 and `bindings` at 1..n.
+ * Encodes one dispatch of `kernel` with `params` (its uniform block, packed by the layout the
+ * kernel declares: kernels/uniforms.ts) at binding 0 and `bindings` at 1..n.
  * Nothing runs until the batch is submitted (automatically every few dozen dispatches, or by a
  * readback).
  */
 export function dispatch(
   kernel: Kernel,
   bindings: Binding[],
-  params: Params | Uint8Array,
+  params: Uint8Array,
   workgroups: [number, number?, number?],
 ): void {
   const g = gpu();
@@ -239,7 +193,7 @@ export function dispatch(
   }
   ensureBatch();
   const pipeline = getPipeline(kernel);
-  const ubuf = getUniform(params instanceof Params ? params.bytes() : params);
+  const ubuf = getUniform(params);
   let key = `${kernel.key}|${idOf(ubuf)}`;
   for (const b of bindings) {
     key += "view" in b ? `|t${idOf(b.view)}` : `|${idOf(b.buffer)}:${b.offset ?? 0}:${b.size}`;

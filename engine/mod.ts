@@ -5,7 +5,6 @@ export {
   dispatchStats,
   flush,
   grid1d,
-  Params,
   profileGpu,
   setKernelKeyCheck,
   sync,

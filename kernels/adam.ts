@@ -4,8 +4,28 @@
  */
 import type { Kernel } from "./kernel.ts";
 import { FLAT_INDEX } from "./common.ts";
+import { uniforms } from "./uniforms.ts";
 
 export const OPTIM_WORKGROUP = 256;
+
+/**
+ * n parameters; β1, β2, 1 − β1, 1 − β2, eps, the weight-decay term (a factor for AdamW, a
+ * coefficient for Adam), stepSize and bc2Sqrt (see {@link adamKernel}).
+ */
+export const ADAM_UNIFORMS = uniforms({
+  n: "u32",
+  _pad0: "u32",
+  _pad1: "u32",
+  _pad2: "u32",
+  beta1: "f32",
+  beta2: "f32",
+  omb1: "f32",
+  omb2: "f32",
+  eps: "f32",
+  wd: "f32",
+  stepSize: "f32",
+  bc2Sqrt: "f32",
+});
 
 /**
  * Adam (`decoupled` false: L2 decay added to the gradient) or AdamW (`decoupled` true: the
@@ -19,8 +39,7 @@ export function adamKernel(decoupled: boolean): Kernel {
   return {
     key: `optim/${decoupled ? "adamw" : "adam"}`,
     wgsl: () =>
-      `struct P { n: u32, a: u32, b: u32, c: u32, beta1: f32, beta2: f32, omb1: f32, omb2: f32,
-  eps: f32, wd: f32, stepSize: f32, bc2Sqrt: f32 }
+      `${ADAM_UNIFORMS.wgsl("P")}
 @group(0) @binding(0) var<uniform> u: P;
 @group(0) @binding(1) var<storage, read_write> p: array<f32>;
 @group(0) @binding(2) var<storage, read> g: array<f32>;

@@ -9,11 +9,24 @@
  */
 import type { Kernel } from "./kernel.ts";
 import { FLAT_INDEX } from "./common.ts";
+import { uniforms } from "./uniforms.ts";
 
 export const PARAM_STRIDE = 16;
 export const AUGMENT_WG = 256;
 /** Most partial sums per sample in the contrast-mean reduction (one per workgroup). */
 export const MAX_MEAN_PARTIALS = 64;
+
+/** Uniforms of {@link geometricKernel} (see its comment). */
+export const GEOMETRIC_UNIFORMS = uniforms({
+  n: "u32",
+  c: "u32",
+  h: "u32",
+  w: "u32",
+  s0: "u32",
+  xOff: "u32",
+  yOff: "u32",
+  _pad: "u32",
+});
 
 /**
  * Flips and rotation fused into one gather: output pixel → rotated source (nearest, round half to
@@ -25,7 +38,7 @@ export function geometricKernel(): Kernel {
   return {
     key: "augment/geometric",
     wgsl: () =>
-      `struct P { n: u32, c: u32, h: u32, w: u32, s0: u32, xOff: u32, yOff: u32, pad: u32 }
+      `${GEOMETRIC_UNIFORMS.wgsl("P")}
 @group(0) @binding(0) var<uniform> u: P;
 @group(0) @binding(1) var<storage, read> prm: array<f32>;
 @group(0) @binding(2) var<storage, read> x: array<f32>;
@@ -117,8 +130,17 @@ fn apply_op(op: u32, c: vec3<f32>, b: u32, mean: f32) -> vec3<f32> {
  * Uniforms: n (samples in this dispatch), hw, parts, s0 (first sample's index in prm and partial),
  * xOff, yOff (element offsets of x and y in their bindings), pads.
  */
-const JITTER_HEAD =
-  `struct P { n: u32, hw: u32, parts: u32, s0: u32, xOff: u32, yOff: u32, p1: u32, p2: u32 }
+export const JITTER_UNIFORMS = uniforms({
+  n: "u32",
+  hw: "u32",
+  parts: "u32",
+  s0: "u32",
+  xOff: "u32",
+  yOff: "u32",
+  _pad0: "u32",
+  _pad1: "u32",
+});
+const JITTER_HEAD = `${JITTER_UNIFORMS.wgsl("P")}
 @group(0) @binding(0) var<uniform> u: P;
 @group(0) @binding(1) var<storage, read> prm: array<f32>;
 @group(0) @binding(2) var<storage, read> x: array<f32>;`;

@@ -5,6 +5,7 @@
  */
 import type { Kernel } from "./kernel.ts";
 import { DIM, eachDim, ERF, FLAT_INDEX } from "./common.ts";
+import { uniforms, type UniformType } from "./uniforms.ts";
 
 /** Unary expressions of `x` with scalar params `p0`, `p1`. */
 const UNARY = {
@@ -86,13 +87,20 @@ function stridedBody(nIn: number): string {
   });
 }
 
-function params(nIn: number): string {
-  let s = `struct P { n: u32, rank: u32, p0: f32, p1: f32,`;
-  for (let k = 0; k < 4; k++) s += ` off${k}: u32,`;
-  s += ` shape: array<vec4<u32>, 2>,`;
-  for (let k = 0; k < nIn; k++) s += ` st${k}: array<vec4<u32>, 2>,`;
-  return s + ` }`;
+/**
+ * Uniforms of an elementwise kernel with `nIn` inputs: n, rank, the scalars p0/p1, off0..off2
+ * (the inputs' element offsets in their bindings, unused ones 0), off3 (the output's), the output
+ * shape and each input's strides (st0..).
+ */
+function elementwiseLayout(nIn: number) {
+  const fields: Record<string, UniformType> = { n: "u32", rank: "u32", p0: "f32", p1: "f32" };
+  for (let k = 0; k < 4; k++) fields[`off${k}`] = "u32";
+  fields.shape = "dims8";
+  for (let k = 0; k < nIn; k++) fields[`st${k}`] = "dims8";
+  return uniforms(fields);
 }
+/** {@link elementwiseLayout} by input count (0: fill, 1: unary, 2: binary, 3: where). */
+export const ELEMENTWISE_UNIFORMS = [0, 1, 2, 3].map(elementwiseLayout);
 
 /** Input count, scalar expression and input names of an elementwise op. */
 function opParts(
@@ -120,7 +128,7 @@ function shell(nIn: number, elem: string, body: string): string {
     decl += `@group(0) @binding(${k + 1}) var<storage, read> in${k}: array<${elem}>;\n`;
   }
   decl += `@group(0) @binding(${nIn + 1}) var<storage, read_write> out: array<${elem}>;\n`;
-  return `${params(nIn)}
+  return `${ELEMENTWISE_UNIFORMS[nIn].wgsl("P")}
 @group(0) @binding(0) var<uniform> u: P;
 ${decl}${HELPERS}
 @compute @workgroup_size(${WG})

@@ -17,6 +17,7 @@
  * ping-ponging interleaved complex rows through global memory.
  */
 import type { Kernel } from "./kernel.ts";
+import { uniforms } from "./uniforms.ts";
 
 export const FFT_WG = 256;
 /** Largest length transformed inside one workgroup. */
@@ -33,9 +34,30 @@ export interface FftFlags {
   inverse: boolean;
 }
 
-const PARAMS =
-  `struct P { rows: u32, nIn: u32, nOut: u32, inner: u32, offRe: u32, offIm: u32, outIm: u32, tw: u32,
-  pre: u32, post: u32, scale: f32, m: u32, ns: u32, innerOut: u32, p1: u32, p2: u32 }
+/**
+ * rows transforms of nIn inputs and nOut outputs (`inner` and `innerOut` apart); the input's
+ * planar offsets and the output's imaginary plane; table offsets of the twiddles (tw), the pre-
+ * and post-multipliers; the output scale; the transform length m and the multi-pass stage ns.
+ */
+export const FFT_UNIFORMS = uniforms({
+  rows: "u32",
+  nIn: "u32",
+  nOut: "u32",
+  inner: "u32",
+  offRe: "u32",
+  offIm: "u32",
+  outIm: "u32",
+  tw: "u32",
+  pre: "u32",
+  post: "u32",
+  scale: "f32",
+  m: "u32",
+  ns: "u32",
+  innerOut: "u32",
+  _pad0: "u32",
+  _pad1: "u32",
+});
+const PARAMS = `${FFT_UNIFORMS.wgsl("P")}
 @group(0) @binding(0) var<uniform> u: P;`;
 
 const CMUL =

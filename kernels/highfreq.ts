@@ -6,6 +6,7 @@
  * quantity as the FFT route (engine/ops/fft.ts), at two passes over the data.
  */
 import type { Kernel } from "./kernel.ts";
+import { uniforms } from "./uniforms.ts";
 
 export const HF_WG = 256;
 
@@ -14,12 +15,35 @@ export const HF_WG = 256;
  * binding limit runs as several dispatches over runs of images.
  */
 
+/** h×w planes, `slices` (image, channel) pairs; x's and coeff's element offsets. */
+export const HF_COEFF_UNIFORMS = uniforms({
+  h: "u32",
+  w: "u32",
+  slices: "u32",
+  xOff: "u32",
+  cOff: "u32",
+  _pad0: "u32",
+  _pad1: "u32",
+  _pad2: "u32",
+});
+/** h×w planes of c channels, `total` output pixels; x's, coeff's and y's element offsets. */
+export const HF_APPLY_UNIFORMS = uniforms({
+  h: "u32",
+  w: "u32",
+  c: "u32",
+  total: "u32",
+  xOff: "u32",
+  cOff: "u32",
+  yOff: "u32",
+  _pad: "u32",
+});
+
 /** Per (n, c): X[u,v] = mean(x·e^{−iφ}), φ = 2π(u·h/H + v·w/W), for (u,v) ∈ {0,−1}²; 8 floats out. */
 export function highFreqCoeffKernel(): Kernel {
   return {
     key: "highfreq/coeff",
     wgsl: () =>
-      `struct P { h: u32, w: u32, slices: u32, xOff: u32, cOff: u32, p1: u32, p2: u32, p3: u32 }
+      `${HF_COEFF_UNIFORMS.wgsl("P")}
 @group(0) @binding(0) var<uniform> u: P;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> coeff: array<f32>;
@@ -68,7 +92,7 @@ export function highFreqApplyKernel(): Kernel {
   return {
     key: "highfreq/apply",
     wgsl: () =>
-      `struct P { h: u32, w: u32, c: u32, total: u32, xOff: u32, cOff: u32, yOff: u32, pad: u32 }
+      `${HF_APPLY_UNIFORMS.wgsl("P")}
 @group(0) @binding(0) var<uniform> u: P;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read> coeff: array<f32>;

@@ -19,6 +19,7 @@
  */
 import type { Kernel } from "./kernel.ts";
 import { LOOP_BUDGET } from "./common.ts";
+import { uniforms } from "./uniforms.ts";
 
 /** `texture`: operands staged in textures first (kernels/matmul_texture.ts, software adapters). */
 export type MatmulVariant = "register" | "tiled" | "texture";
@@ -85,13 +86,33 @@ export function matmulTileSize(
  * each binding, leading dims, the inner batch dim's size, per-operand batch strides, alpha, beta.
  * Offsets are u32 and may wrap: `aOff + batch offset` is exact modulo 2^32.
  */
-const PARAMS = /* wgsl */ `struct P {
-  M: u32, N: u32, K: u32, zBase: u32,
-  aOff: u32, lda: u32, bOff: u32, ldb: u32,
-  cOff: u32, ldc: u32, biasOff: u32, nb1: u32,
-  sa0: u32, sa1: u32, sb0: u32, sb1: u32,
-  sc0: u32, sc1: u32, alpha: f32, beta: f32,
-}`;
+/**
+ * An M×N×K chunk from batch zBase on; A, B, C element offsets and leading dims, the bias offset;
+ * nb1 and the two batch strides of each operand (sa0, sa1, ...); alpha, beta.
+ */
+export const MATMUL_UNIFORMS = uniforms({
+  M: "u32",
+  N: "u32",
+  K: "u32",
+  zBase: "u32",
+  aOff: "u32",
+  lda: "u32",
+  bOff: "u32",
+  ldb: "u32",
+  cOff: "u32",
+  ldc: "u32",
+  biasOff: "u32",
+  nb1: "u32",
+  sa0: "u32",
+  sa1: "u32",
+  sb0: "u32",
+  sb1: "u32",
+  sc0: "u32",
+  sc1: "u32",
+  alpha: "f32",
+  beta: "f32",
+});
+const PARAMS = MATMUL_UNIFORMS.wgsl("P");
 
 function header(s: MatmulSpec): string {
   let b = `${PARAMS}

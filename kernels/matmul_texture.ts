@@ -16,23 +16,58 @@
  */
 import type { Kernel } from "./kernel.ts";
 import { bandedBlock, type RegisterTile, storeBlock } from "./matmul.ts";
+import { uniforms } from "./uniforms.ts";
+
+/**
+ * Product uniforms: an M×N chunk over K4 texels from batch zBase on; texture rows per batch of A
+ * and B (0: shared by every batch); C's offset and leading dim; the bias offset; nb1 and C's batch
+ * strides; alpha, beta.
+ */
+export const MATMUL_TEXTURE_UNIFORMS = uniforms({
+  M: "u32",
+  N: "u32",
+  K4: "u32",
+  zBase: "u32",
+  aRows: "u32",
+  bRows: "u32",
+  cOff: "u32",
+  ldc: "u32",
+  biasOff: "u32",
+  nb1: "u32",
+  sc0: "u32",
+  sc1: "u32",
+  alpha: "f32",
+  beta: "f32",
+});
 
 /** Threads per workgroup of the pack kernel: 16 texels across, 4 rows down. */
 export const PACK_WG = { x: 16, y: 4 } as const;
 
 /**
- * Uniform block: texture rows per batch, K, texels per row, first batch, element offset, row and
+ * Pack uniforms: texture rows per batch, K, texels per row, first batch, element offset, row and
  * k strides, inner batch dim size, batch strides, texture height.
  */
+export const MATMUL_PACK_UNIFORMS = uniforms({
+  rows: "u32",
+  K: "u32",
+  width: "u32",
+  zBase: "u32",
+  off: "u32",
+  si: "u32",
+  sj: "u32",
+  nb1: "u32",
+  s0: "u32",
+  s1: "u32",
+  height: "u32",
+  _pad: "u32",
+});
+
+/** Packs operand rows into a texture (uniforms: {@link MATMUL_PACK_UNIFORMS}). */
 export function matmulPackKernel(): Kernel {
   return {
     key: "matmul/pack-texture",
     wgsl: () =>
-      /* wgsl */ `struct P {
-  rows: u32, K: u32, width: u32, zBase: u32,
-  off: u32, si: u32, sj: u32, nb1: u32,
-  s0: u32, s1: u32, height: u32, pad: u32,
-}
+      /* wgsl */ `${MATMUL_PACK_UNIFORMS.wgsl("P")}
 @group(0) @binding(0) var<uniform> u: P;
 @group(0) @binding(1) var<storage, read> X: array<f32>;
 @group(0) @binding(2) var T: texture_storage_2d<rgba32float, write>;
@@ -97,12 +132,7 @@ export function matmulTextureKernel(s: TextureMatmulSpec, rt: RegisterTile): Ker
   return {
     key: `matmul/texture/${wx}x${wy}x${TM}x${TN}/${s.bias ? "bias" : ""}${s.beta ? "beta" : ""}`,
     wgsl: () =>
-      /* wgsl */ `struct P {
-  M: u32, N: u32, K4: u32, zBase: u32,
-  aRows: u32, bRows: u32, cOff: u32, ldc: u32,
-  biasOff: u32, nb1: u32, sc0: u32, sc1: u32,
-  alpha: f32, beta: f32,
-}
+      /* wgsl */ `${MATMUL_TEXTURE_UNIFORMS.wgsl("P")}
 @group(0) @binding(0) var<uniform> u: P;
 @group(0) @binding(1) var TA: texture_storage_2d<rgba32float, read>;
 @group(0) @binding(2) var TB: texture_storage_2d<rgba32float, read>;

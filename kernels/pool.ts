@@ -9,6 +9,7 @@
  */
 import type { Kernel } from "./kernel.ts";
 import { FLAT_INDEX } from "./common.ts";
+import { uniforms } from "./uniforms.ts";
 
 export const POOL_WG = 256;
 
@@ -16,8 +17,40 @@ export const POOL_WG = 256;
  * Uniforms: planes (N·C), H, W, OH, OW, kh, kw, sh, sw, ph, pw, pad, o0..o2 (element offsets of
  * storage bindings 1..3 in their ranges, for batches split over the binding limit), pad.
  */
-const PARAMS = `struct P { planes: u32, H: u32, W: u32, OH: u32, OW: u32, kh: u32, kw: u32, sh: u32,
-  sw: u32, ph: u32, pw: u32, pad: u32, o0: u32, o1: u32, o2: u32, o3: u32 }
+/** A pooling window's geometry: input and output plane sizes, kernel, stride, padding. */
+export interface PoolGeometry {
+  H: number;
+  W: number;
+  OH: number;
+  OW: number;
+  kh: number;
+  kw: number;
+  sh: number;
+  sw: number;
+  ph: number;
+  pw: number;
+}
+
+/** `planes` planes of {@link PoolGeometry}; o0..o2, the operands' element offsets in their bindings. */
+export const POOL_UNIFORMS = uniforms({
+  planes: "u32",
+  H: "u32",
+  W: "u32",
+  OH: "u32",
+  OW: "u32",
+  kh: "u32",
+  kw: "u32",
+  sh: "u32",
+  sw: "u32",
+  ph: "u32",
+  pw: "u32",
+  _pad: "u32",
+  o0: "u32",
+  o1: "u32",
+  o2: "u32",
+  _pad1: "u32",
+});
+const PARAMS = `${POOL_UNIFORMS.wgsl("P")}
 @group(0) @binding(0) var<uniform> u: P;`;
 
 const HEAD = `${FLAT_INDEX}

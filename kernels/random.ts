@@ -12,11 +12,24 @@
  */
 import type { Kernel } from "./kernel.ts";
 import { FLAT_INDEX } from "./common.ts";
+import { uniforms } from "./uniforms.ts";
 
 export type RngMode = "bits" | "uniform" | "normal" | "bernoulli";
 
 export const RNG_WORKGROUP = 128;
 const WG = RNG_WORKGROUP;
+
+/** n draws; the Philox key and stream (counter words 2, 3); the mode's parameters a, b. */
+export const RNG_UNIFORMS = uniforms({
+  n: "u32",
+  key0: "u32",
+  key1: "u32",
+  s0: "u32",
+  s1: "u32",
+  _pad: "u32",
+  a: "f32",
+  b: "f32",
+});
 
 const PHILOX_WGSL = /* wgsl */ `
 fn mulhilo(a: u32, b: u32) -> vec2<u32> {
@@ -67,7 +80,7 @@ export function rngKernel(mode: RngMode): Kernel {
   return {
     key: `rng/philox/${mode}`,
     wgsl: () =>
-      `struct P { n: u32, key0: u32, key1: u32, s0: u32, s1: u32, pad: u32, a: f32, b: f32 }
+      `${RNG_UNIFORMS.wgsl("P")}
 @group(0) @binding(0) var<uniform> u: P;
 @group(0) @binding(1) var<storage, read_write> y: array<${outType}>;
 ${FLAT_INDEX}

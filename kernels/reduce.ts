@@ -6,6 +6,7 @@
  */
 import type { Kernel } from "./kernel.ts";
 import { DIM, FLAT_INDEX, stridedOffsetFn } from "./common.ts";
+import { uniforms } from "./uniforms.ts";
 
 export type ReduceOp = "sum" | "max" | "min" | "argmax" | "argmin";
 
@@ -22,9 +23,26 @@ function better(op: ReduceOp, v: string, acc: string): string {
   return op === "max" || op === "argmax" ? `${v} > ${acc}` : `${v} < ${acc}`;
 }
 
-const PARAMS =
-  `struct P { nOut: u32, inner: u32, keptRank: u32, redRank: u32, off: u32, a: u32, b: u32, c: u32,
-  kShape: array<vec4<u32>, 2>, kSt: array<vec4<u32>, 2>, rShape: array<vec4<u32>, 2>, rSt: array<vec4<u32>, 2> }`;
+/**
+ * nOut outputs of `inner` reduced elements each; the kept and reduced dims' ranks, shapes and
+ * strides; x's element offset; with `chunks` > 1 each output's reduction is cut into `chunks`
+ * ranges of `chunkLen` (partial results, combined by a second pass).
+ */
+export const REDUCE_UNIFORMS = uniforms({
+  nOut: "u32",
+  inner: "u32",
+  keptRank: "u32",
+  redRank: "u32",
+  off: "u32",
+  chunks: "u32",
+  chunkLen: "u32",
+  _pad: "u32",
+  kShape: "dims8",
+  kSt: "dims8",
+  rShape: "dims8",
+  rSt: "dims8",
+});
+const PARAMS = REDUCE_UNIFORMS.wgsl("P");
 
 const OFFSETS = `
 ${stridedOffsetFn("kept_offset", "u.keptRank", "u.kShape", "u.kSt", "u.off")}
@@ -85,10 +103,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   // Uniform a = chunks per output (0 or 1: none), b = elements per chunk: workgroup w reduces
   // chunk w % a of output w / a into y[w].
   let w = wid.x + wid.y * nwg.x;
-  let nc = max(u.a, 1u);
+  let nc = max(u.chunks, 1u);
   let o = w / nc;
-  let r0 = (w % nc) * select(u.inner, u.b, u.a > 1u);
-  let r1 = select(u.inner, min(u.inner, r0 + u.b), u.a > 1u);
+  let r0 = (w % nc) * select(u.inner, u.chunkLen, u.chunks > 1u);
+  let r1 = select(u.inner, min(u.inner, r0 + u.chunkLen), u.chunks > 1u);
   let inRange = o < u.nOut;
   var acc: f32 = ${INIT[op]};
   var ai: u32 = 0xffffffffu;

@@ -11,12 +11,22 @@
  */
 import type { Kernel } from "./kernel.ts";
 import { FLAT_INDEX } from "./common.ts";
+import { uniforms } from "./uniforms.ts";
 
 export const RESIZE_WG = 256;
 
-/** Uniforms: planes, H, W, OH, OW, scaleH, scaleW, pad. */
-const PARAMS =
-  `struct P { planes: u32, H: u32, W: u32, OH: u32, OW: u32, sh: f32, sw: f32, pad: u32 }
+/** `planes` planes of H×W resized to OH×OW; sh, sw: the source-per-output scales. */
+export const RESIZE_UNIFORMS = uniforms({
+  planes: "u32",
+  H: "u32",
+  W: "u32",
+  OH: "u32",
+  OW: "u32",
+  sh: "f32",
+  sw: "f32",
+  _pad: "u32",
+});
+const PARAMS = `${RESIZE_UNIFORMS.wgsl("P")}
 @group(0) @binding(0) var<uniform> u: P;`;
 
 /** WGSL helpers: `tap(dst, n, scale)` → (i0, i1, λ), its inverse range and per-index weight. */

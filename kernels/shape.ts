@@ -6,21 +6,31 @@
  */
 import type { Kernel } from "./kernel.ts";
 import { DIM, eachDim, FLAT_INDEX } from "./common.ts";
+import { uniforms } from "./uniforms.ts";
 
 export const GATHER_WORKGROUP = 256;
 const WG = GATHER_WORKGROUP;
 
+export const REMAP_UNIFORMS = uniforms({
+  n: "u32",
+  rank: "u32",
+  off: "u32",
+  flips: "u32",
+  shape: "dims8",
+  st: "dims8",
+  shift: "dims8",
+});
+
 /**
  * y[c] = x[c'] with, per dim d, c'_d = ((flip_d ? n_d-1-c_d : c_d) + shift_d) mod n_d.
  * Flip is bit d of `flips`; roll by s is shift = (-s) mod n.
- * Uniforms: n, rank, off, flips, shape (2×vec4), strides (2×vec4), shift (2×vec4).
+ * Uniforms: {@link REMAP_UNIFORMS}.
  */
 export function remapKernel(dtype: string): Kernel {
   return {
     key: `gather/remap/${dtype}`,
     wgsl: () =>
-      `struct P { n: u32, rank: u32, off: u32, flips: u32, shape: array<vec4<u32>, 2>,
-  st: array<vec4<u32>, 2>, shift: array<vec4<u32>, 2> }
+      `${REMAP_UNIFORMS.wgsl("P")}
 @group(0) @binding(0) var<uniform> u: P;
 @group(0) @binding(1) var<storage, read> x: array<${dtype}>;
 @group(0) @binding(2) var<storage, read_write> y: array<${dtype}>;
@@ -41,18 +51,30 @@ ${
   };
 }
 
+export const GATHER_UNIFORMS = uniforms({
+  n: "u32",
+  rank: "u32",
+  axis: "u32",
+  off: "u32",
+  axisLen: "u32",
+  _pad0: "u32",
+  _pad1: "u32",
+  _pad2: "u32",
+  oshape: "dims8",
+  xst: "dims8",
+});
+
 /**
  * Gather along `axis`. Mode "select" (index_select): the output coordinate along the axis, j,
  * reads index[j]. Mode "gather" (torch.gather): element i of the output reads index[i] (index is
  * dense with the output's shape). Negative indices count from the end; out-of-range ones give 0.
- * Uniforms: n, rank, axis, off, axisLen, pad×3, oshape (2×vec4), xst (2×vec4).
+ * Uniforms: {@link GATHER_UNIFORMS}.
  */
 export function gatherKernel(dtype: string, mode: "select" | "gather"): Kernel {
   return {
     key: `gather/${mode}/${dtype}`,
     wgsl: () =>
-      `struct P { n: u32, rank: u32, axis: u32, off: u32, axisLen: u32, p0: u32, p1: u32, p2: u32,
-  oshape: array<vec4<u32>, 2>, xst: array<vec4<u32>, 2> }
+      `${GATHER_UNIFORMS.wgsl("P")}
 @group(0) @binding(0) var<uniform> u: P;
 @group(0) @binding(1) var<storage, read> x: array<${dtype}>;
 @group(0) @binding(2) var<storage, read> index: array<i32>;
@@ -76,6 +98,20 @@ ${
   };
 }
 
+export const SCATTER_ADD_UNIFORMS = uniforms({
+  n: "u32",
+  rank: "u32",
+  axis: "u32",
+  m: "u32",
+  axisLen: "u32",
+  j0: "u32",
+  j1: "u32",
+  accum: "u32",
+  xshape: "dims8",
+  gshape: "dims8",
+  gst: "dims8",
+});
+
 /**
  * Backward of a gather: gx[c] = Σ_j [index(j) == c_axis] g(c with c_axis = j), one thread per
  * element of gx, no atomics (deterministic; cost numel(x) × index length along the axis).
@@ -83,14 +119,13 @@ ${
  * mode "select"; the index's shape in mode "gather", where it may be smaller than x's).
  * One dispatch sums j in [j0, j1) (at most `LOOP_BUDGET` of them, kernels/common.ts) and adds to
  * what y holds when `accum` is set.
- * Uniforms: n, rank, axis, m, axisLen, j0, j1, accum, xshape, gshape, gst (each 2×vec4).
+ * Uniforms: {@link SCATTER_ADD_UNIFORMS}.
  */
 export function scatterAddKernel(mode: "select" | "gather"): Kernel {
   return {
     key: `gather/scatter-add/${mode}`,
     wgsl: () =>
-      `struct P { n: u32, rank: u32, axis: u32, m: u32, axisLen: u32, j0: u32, j1: u32, accum: u32,
-  xshape: array<vec4<u32>, 2>, gshape: array<vec4<u32>, 2>, gst: array<vec4<u32>, 2> }
+      `${SCATTER_ADD_UNIFORMS.wgsl("P")}
 @group(0) @binding(0) var<uniform> u: P;
 @group(0) @binding(1) var<storage, read> g: array<f32>;
 @group(0) @binding(2) var<storage, read> index: array<i32>;
@@ -124,12 +159,17 @@ ${
   };
 }
 
-/** out[i] = start + i·step (f32 or i32). Uniforms: n, pad, start, step (as the dtype). */
+export const ARANGE_UNIFORMS = {
+  f32: uniforms({ n: "u32", _pad: "u32", start: "f32", step: "f32" }),
+  i32: uniforms({ n: "u32", _pad: "u32", start: "i32", step: "i32" }),
+};
+
+/** out[i] = start + i·step (f32 or i32). Uniforms: {@link ARANGE_UNIFORMS} of the dtype. */
 export function arangeKernel(dtype: "f32" | "i32"): Kernel {
   return {
     key: `gather/arange/${dtype}`,
     wgsl: () =>
-      `struct P { n: u32, pad: u32, start: ${dtype}, step: ${dtype} }
+      `${ARANGE_UNIFORMS[dtype].wgsl("P")}
 @group(0) @binding(0) var<uniform> u: P;
 @group(0) @binding(1) var<storage, read_write> y: array<${dtype}>;
 ${FLAT_INDEX}

@@ -10,6 +10,7 @@
  */
 import type { Kernel } from "./kernel.ts";
 import { FLAT_INDEX } from "./common.ts";
+import { uniforms } from "./uniforms.ts";
 
 /** Rows at most this long run a thread per row. */
 const ROW_THREAD_MAX = 32;
@@ -99,7 +100,9 @@ export function rowModeKey(m: RowMode): string {
 }
 
 /** Uniforms: rows, L (row length), inner (stride between a row's elements), pad. */
-const PARAMS = `struct P { rows: u32, L: u32, inner: u32, pad: u32 }
+/** `rows` rows of `L` elements, `inner` apart (row r starts at (r / inner)·L·inner + r % inner). */
+export const SOFTMAX_UNIFORMS = uniforms({ rows: "u32", L: "u32", inner: "u32", _pad: "u32" });
+const PARAMS = `${SOFTMAX_UNIFORMS.wgsl("P")}
 @group(0) @binding(0) var<uniform> u: P;`;
 
 const ROW_BASE = `  let base = (row / u.inner) * u.L * u.inner + row % u.inner;

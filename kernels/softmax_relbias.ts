@@ -11,10 +11,19 @@
  */
 import type { Kernel } from "./kernel.ts";
 import { FLAT_INDEX } from "./common.ts";
+import { uniforms } from "./uniforms.ts";
 
 /** Longest KW the kernel unrolls. */
 export const RELBIAS_MAX_KW = 128;
 export const RELBIAS_WG = 64;
+
+/** `rows` score rows; KH, the height of the relative-position grid. */
+export const SOFTMAX_RELBIAS_UNIFORMS = uniforms({
+  rows: "u32",
+  KH: "u32",
+  _pad0: "u32",
+  _pad1: "u32",
+});
 
 /** Uniforms: rows, KH. Bindings: s, relH [rows, KH], relW [rows, KW], out. */
 export function softmaxRelBiasKernel(kw: number): Kernel {
@@ -48,7 +57,7 @@ export function softmaxRelBiasKernel(kw: number): Kernel {
         vec ? `dot(exp(v${j} - ${T}(nm)), vec4<f32>(1.0))` : `exp(v${j} - nm)`
       ).join(" + ");
       const write = idx.map((j) => `    o[sb + ${j}u] = exp(v${j} - ${T}(m)) * inv;`).join("\n");
-      return `struct P { rows: u32, KH: u32, pad0: u32, pad1: u32 }
+      return `${SOFTMAX_RELBIAS_UNIFORMS.wgsl("P")}
 @group(0) @binding(0) var<uniform> u: P;
 @group(0) @binding(1) var<storage, read> s: array<${T}>;
 @group(0) @binding(2) var<storage, read> relH: array<f32>;

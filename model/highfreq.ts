@@ -14,13 +14,18 @@ import {
   empty,
   F,
   grid1d,
-  Params,
   splitBatch,
   type Tensor,
   tensor,
   tidy,
 } from "../engine/mod.ts";
-import { HF_WG, highFreqApplyKernel, highFreqCoeffKernel } from "../kernels/highfreq.ts";
+import {
+  HF_APPLY_UNIFORMS,
+  HF_COEFF_UNIFORMS,
+  HF_WG,
+  highFreqApplyKernel,
+  highFreqCoeffKernel,
+} from "../kernels/highfreq.ts";
 
 /** The mask that zeroes frequencies {0, H−1} × {0, W−1} of an unshifted [H, W] spectrum. */
 export function highPassMask(h: number, w: number): Float32Array {
@@ -53,13 +58,21 @@ export function highFrequencyDirect(x: Tensor): Tensor {
       dispatch(
         highFreqCoeffKernel(),
         [rx.binding, rc.binding],
-        new Params().u32(h, w, k * c, rx.off, rc.off, 0, 0, 0),
+        HF_COEFF_UNIFORMS.pack({ h, w, slices: k * c, xOff: rx.off, cOff: rc.off }),
         grid1d(k * c, 1),
       );
       dispatch(
         highFreqApplyKernel(),
         [rx.binding, rc.binding, ry.binding],
-        new Params().u32(h, w, c, k * h * w, rx.off, rc.off, ry.off, 0),
+        HF_APPLY_UNIFORMS.pack({
+          h,
+          w,
+          c,
+          total: k * h * w,
+          xOff: rx.off,
+          cOff: rc.off,
+          yOff: ry.off,
+        }),
         grid1d(k * h * w, HF_WG),
       );
     }

@@ -4,7 +4,7 @@
  * position (relH[g,i,j / kw] + relW[g,i,j % kw], computed by the caller); without it this is plain
  * scaled dot-product attention (the mask decoder's).
  */
-import { dispatch, Params } from "../dispatch.ts";
+import { dispatch } from "../dispatch.ts";
 import { gpu } from "../device.ts";
 import { empty, Tensor } from "../tensor.ts";
 import { record } from "../autograd.ts";
@@ -13,6 +13,7 @@ import { fill } from "./elementwise.ts";
 import {
   attentionForwardKernel,
   ATTN_MAX_D,
+  ATTN_UNIFORMS,
   ATTN_WG,
   attnSoftwareChunk,
 } from "../../kernels/attention/forward.ts";
@@ -107,8 +108,8 @@ function check(q: Tensor, k: Tensor, v: Tensor, o: FlashAttentionOptions): Check
   return { g, nq, nk, d, kh, kw, bias: !!o.relH };
 }
 
-function params(c: Checked, scale: number, c0: number, c1: number): Params {
-  return new Params().u32(c.nq, c.nk, c.kh, c.kw).f32(scale).u32(c0, c1, 0);
+function params(c: Checked, scale: number, c0: number, c1: number): Uint8Array {
+  return ATTN_UNIFORMS.pack({ nq: c.nq, nk: c.nk, kh: c.kh, kw: c.kw, scale, c0, c1 });
 }
 
 /** [c0, c1) chunks of `n` (at least one, so the kernel always finalises). */

@@ -1,8 +1,8 @@
 /** Dtype conversion (not differentiable: integer tensors carry no gradient). */
-import { dispatch, grid1d, Params } from "../dispatch.ts";
+import { dispatch, grid1d } from "../dispatch.ts";
 import { disposeCopy, type DType, empty, Tensor } from "../tensor.ts";
 import { rangeBinding, splitViews, viewOf } from "../split.ts";
-import { CAST_WORKGROUP, castKernel } from "../../kernels/cast.ts";
+import { CAST_UNIFORMS, CAST_WORKGROUP, castKernel } from "../../kernels/cast.ts";
 import { dense } from "./view.ts";
 
 /** Converts between dtypes (f32 ↔ i32 ↔ u32; values truncated toward zero into ints). */
@@ -22,7 +22,7 @@ export function cast(x: Tensor, to: DType): Tensor {
       dispatch(
         castKernel(x.dtype, to),
         [rx.binding, ry.binding],
-        new Params().u32(cn, rx.off, ry.off, 0),
+        CAST_UNIFORMS.pack({ n: cn, off: rx.off, yOff: ry.off }),
         grid1d(cn, CAST_WORKGROUP),
       );
     }

@@ -7,14 +7,15 @@
  * its input gradient is conv2d's forward and its weight gradient is conv2d's weight gradient with
  * the roles of input and output gradient swapped.
  */
-import { dispatch, grid1d, Params } from "../dispatch.ts";
+import { dispatch, grid1d } from "../dispatch.ts";
 import { disposeCopy, empty, Tensor } from "../tensor.ts";
 import { noGrad, record } from "../autograd.ts";
 import { convForcedSplitK, convPath, convSplitKTarget, convTilesInForce } from "../routing.ts";
-import { conv2dForwardKernel, type ConvTile } from "../../kernels/conv/forward.ts";
+import { conv2dForwardKernel, CONV_UNIFORMS, type ConvTile } from "../../kernels/conv/forward.ts";
 import { conv2dBackwardDataKernel } from "../../kernels/conv/backward_data.ts";
 import {
   conv2dBackwardWeightKernel,
+  SPLITK_SUM_UNIFORMS,
   SPLITK_SUM_WG,
   splitKSumKernel,
 } from "../../kernels/conv/backward_weight.ts";
@@ -100,46 +101,45 @@ function fitTile(t: ConvTile, cols: number): ConvTile {
   return { ...t, rn: fit(t.rn, cols) };
 }
 
-function params(
-  g: ConvGeometry,
-  blocks: number,
-  M: number,
-  chunk = 0,
-  J = 0,
-  a0 = 0,
-  a1 = 0,
-  zb = 0,
-): Params {
-  return new Params().u32(
-    g.N,
-    g.C,
-    g.H,
-    g.W,
-    g.O,
-    g.OH,
-    g.OW,
-    g.groups,
-    g.kh,
-    g.kw,
-    g.sh,
-    g.sw,
-    g.ph,
-    g.pw,
-    g.dh,
-    g.dw,
-    g.C / g.groups,
-    g.O / g.groups,
-    blocks,
-    M,
-    chunk,
-    J,
-    a0,
-    a1,
-    zb,
-    0,
-    0,
-    0,
-  );
+/** What one conv dispatch adds to the geometry (kernels/conv/forward.ts `CONV_UNIFORMS`). */
+interface ConvLaunch {
+  blocks: number;
+  M?: number;
+  chunk?: number;
+  J?: number;
+  a0: number;
+  a1: number;
+  zb?: number;
+}
+
+function params(g: ConvGeometry, l: ConvLaunch): Uint8Array {
+  return CONV_UNIFORMS.pack({
+    N: g.N,
+    C: g.C,
+    H: g.H,
+    W: g.W,
+    O: g.O,
+    OH: g.OH,
+    OW: g.OW,
+    groups: g.groups,
+    kh: g.kh,
+    kw: g.kw,
+    sh: g.sh,
+    sw: g.sw,
+    ph: g.ph,
+    pw: g.pw,
+    dh: g.dh,
+    dw: g.dw,
+    Cg: g.C / g.groups,
+    Og: g.O / g.groups,
+    blocks: l.blocks,
+    M: l.M ?? 0,
+    chunk: l.chunk ?? 0,
+    J: l.J ?? 0,
+    a0: l.a0,
+    a1: l.a1,
+    zb: l.zb ?? 0,
+  });
 }
 
 // ---------------------------------------------------------------- raw launches
@@ -184,7 +184,7 @@ export function conv2dForwardRaw(
     const bindings = [rx.binding, wd.binding()];
     if (bd) bindings.push(bd.binding());
     bindings.push(ry.binding);
-    dispatch(kernel, bindings, params(gc, blocks, Mc, 0, 0, rx.off, ry.off), [
+    dispatch(kernel, bindings, params(gc, { blocks, M: Mc, a0: rx.off, a1: ry.off }), [
       Math.ceil(Mc / (t.wg * t.rm)),
       g.groups * blocks,
     ]);
@@ -226,7 +226,7 @@ export function conv2dBackwardDataRaw(
     const bindings = [rdy.binding, wd.binding()];
     if (bd) bindings.push(bd.binding());
     bindings.push(rdx.binding);
-    dispatch(kernel, bindings, params(gc, blocks, 0, 0, 0, rdy.off, rdx.off), [
+    dispatch(kernel, bindings, params(gc, { blocks, a0: rdy.off, a1: rdx.off }), [
       Math.ceil(maxPhase / (t.wg * t.rm)),
       g.groups * blocks,
       g.sh * g.sw,
@@ -287,7 +287,7 @@ export function conv2dBackwardWeightRaw(x: Tensor, dy: Tensor, g: ConvGeometry):
     dispatch(
       kernel,
       [rx.binding, rdy.binding, part.binding()],
-      params(gc, blocks, M, chunk, J, rx.off, rdy.off, zb),
+      params(gc, { blocks, M, chunk, J, a0: rx.off, a1: rdy.off, zb }),
       [Math.ceil(J / t.rj), g.groups * blocks, S[i]],
     );
     zb += S[i];
@@ -297,7 +297,7 @@ export function conv2dBackwardWeightRaw(x: Tensor, dy: Tensor, g: ConvGeometry):
     dispatch(
       splitKSumKernel(),
       [part.binding(), dw.binding()],
-      new Params().u32(n, total),
+      SPLITK_SUM_UNIFORMS.pack({ n, S: total }),
       grid1d(n, SPLITK_SUM_WG),
     );
     part.dispose();

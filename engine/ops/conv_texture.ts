@@ -10,13 +10,22 @@
  * - input gradient: dx[n] [C, H·W] = Wᶜ [C, O·KK] · gather(dy[n])ᵀ
  * - weight gradient: dW [O, C·KK] = Σ_n dy[n] [O, OH·OW] · im2colᵀ(x[n]), accumulated
  */
-import { dispatch, Params } from "../dispatch.ts";
+import { dispatch } from "../dispatch.ts";
 import { gpu } from "../device.ts";
 import { empty, type Tensor } from "../tensor.ts";
 import { acquireTexture, releaseTexture } from "../texture_pool.ts";
 import { bindingLimit, convTextureMaxRows } from "../routing.ts";
-import { CONV_PACK_WG, convPackKernel, type ConvPackMode } from "../../kernels/conv/texture.ts";
-import { matmulTextureKernel, TEXTURE_TILE } from "../../kernels/matmul_texture.ts";
+import {
+  CONV_PACK_UNIFORMS,
+  CONV_PACK_WG,
+  convPackKernel,
+  type ConvPackMode,
+} from "../../kernels/conv/texture.ts";
+import {
+  MATMUL_TEXTURE_UNIFORMS,
+  matmulTextureKernel,
+  TEXTURE_TILE,
+} from "../../kernels/matmul_texture.ts";
 import { bindRange } from "./matmul_plan.ts";
 import type { ConvGeometry } from "./conv.ts";
 
@@ -57,9 +66,28 @@ function stage(s: Stage, g: ConvGeometry): Staged {
   dispatch(
     convPackKernel(s.mode),
     [b.binding, { view: tex.view }],
-    new Params().u32(s.rows, s.K, width, s.lo - b.start, s.row0 ?? 0, s.k0 ?? 0)
-      .u32(st.sRow, st.kIn, st.sOut, st.sIn, g.C, g.H, g.W, g.OH, g.OW, g.kh, g.kw)
-      .u32(g.sh, g.sw, g.ph, g.pw, g.dh, g.dw, 0),
+    CONV_PACK_UNIFORMS.pack({
+      rows: s.rows,
+      K: s.K,
+      width,
+      off: s.lo - b.start,
+      row0: s.row0 ?? 0,
+      k0: s.k0 ?? 0,
+      ...st,
+      C: g.C,
+      H: g.H,
+      W: g.W,
+      OH: g.OH,
+      OW: g.OW,
+      kh: g.kh,
+      kw: g.kw,
+      sh: g.sh,
+      sw: g.sw,
+      ph: g.ph,
+      pw: g.pw,
+      dh: g.dh,
+      dw: g.dw,
+    }),
     [Math.ceil(width / CONV_PACK_WG.x), Math.ceil(s.rows / CONV_PACK_WG.y)],
   );
   return tex;
@@ -86,8 +114,22 @@ function gemm(
   dispatch(
     matmulTextureKernel({ bias: false, beta: accumulate }, rt),
     [{ view: ta.view }, { view: tb.view }, c.binding],
-    new Params().u32(M, N, k4, 0, 0, 0, lo - c.start, ldc).u32(0, 1, 0, 0)
-      .f32(1, accumulate ? 1 : 0),
+    MATMUL_TEXTURE_UNIFORMS.pack({
+      M,
+      N,
+      K4: k4,
+      zBase: 0,
+      aRows: 0,
+      bRows: 0,
+      cOff: lo - c.start,
+      ldc,
+      biasOff: 0,
+      nb1: 1,
+      sc0: 0,
+      sc1: 0,
+      alpha: 1,
+      beta: accumulate ? 1 : 0,
+    }),
     [Math.ceil(N / (rt.wx * rt.tn)), Math.ceil(M / (rt.wy * rt.tm)), 1],
   );
 }

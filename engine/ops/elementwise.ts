@@ -2,12 +2,13 @@
  * Elementwise ops with NumPy/PyTorch broadcasting, forward launch and backward rule side by side.
  * Numbers as operands become uniforms (no upload).
  */
-import { dispatch, grid1d, Params } from "../dispatch.ts";
+import { dispatch, grid1d } from "../dispatch.ts";
 import { empty, numel, type Shape, Tensor } from "../tensor.ts";
 import { rangeBinding, splitViews, viewOf } from "../split.ts";
 import { record } from "../autograd.ts";
 import {
   type BinaryOp,
+  ELEMENTWISE_UNIFORMS,
   ELEMENTWISE_WORKGROUP as WG,
   elementwiseKernel,
   type UnaryOp,
@@ -83,9 +84,16 @@ function launch(
     // Flat and every range 16-byte aligned: the vec4 variant, counts and offsets in vec4s.
     const v4 = flat && cn % 4 === 0 && offs.every((o) => o % 4 === 0);
     const q = v4 ? 4 : 1;
-    const p = new Params().u32(cn / q, ch.shape.length).f32(p0, p1);
-    p.u32(...offs.map((o) => o / q)).u32(...dims8(flat ? [] : ch.shape));
-    ins.forEach((_, k) => p.u32(...dims8(flat ? [] : ch.views[k].strides, 0)));
+    const values: Record<string, number | number[]> = {
+      n: cn / q,
+      rank: ch.shape.length,
+      p0,
+      p1,
+      shape: dims8(flat ? [] : ch.shape),
+    };
+    offs.forEach((o, k) => values[`off${k}`] = o / q);
+    ins.forEach((_, k) => values[`st${k}`] = dims8(flat ? [] : ch.views[k].strides, 0));
+    const p = ELEMENTWISE_UNIFORMS[ins.length].pack(values);
     dispatch(elementwiseKernel(kind, op, flat, v4), r.map((b) => b.binding), p, grid1d(cn / q, WG));
   }
   return out;

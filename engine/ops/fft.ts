@@ -8,12 +8,13 @@
  * scales the forward transform by 1/n, "ortho" both by 1/√n. The DFT is linear, so its gradient
  * is the conjugate transpose: the opposite-direction transform with the same scale.
  */
-import { dispatch, grid1d, Params } from "../dispatch.ts";
+import { dispatch, grid1d } from "../dispatch.ts";
 import { disposeCopy, empty, type Tensor, tensor } from "../tensor.ts";
 import { record } from "../autograd.ts";
 import { keep, tidy } from "../scope.ts";
 import {
   FFT_LOCAL_MAX,
+  FFT_UNIFORMS,
   FFT_WG,
   type FftFlags,
   fftLocalKernel,
@@ -149,20 +150,23 @@ interface Run {
   post: number;
 }
 
-function params(r: Run, src: Planar, outIm: number, ns = 0): Params {
-  return new Params().u32(
-    r.rows,
-    r.nIn,
-    r.nOut,
-    r.innerIn,
-    src.offRe,
-    src.offIm,
+function params(r: Run, src: Planar, outIm: number, ns = 0): Uint8Array {
+  return FFT_UNIFORMS.pack({
+    rows: r.rows,
+    nIn: r.nIn,
+    nOut: r.nOut,
+    inner: r.innerIn,
+    offRe: src.offRe,
+    offIm: src.offIm,
     outIm,
-    0,
-    r.pre,
-    r.post,
-  )
-    .f32(r.scale).u32(r.m, ns, r.innerOut, 0, 0);
+    tw: 0,
+    pre: r.pre,
+    post: r.post,
+    scale: r.scale,
+    m: r.m,
+    ns,
+    innerOut: r.innerOut,
+  });
 }
 
 /** Runs one power-of-two transform (local or multi-pass) from `src` into planar `out`. */

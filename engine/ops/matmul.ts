@@ -7,12 +7,13 @@
  * dB = Aᵀ·dC cost one kernel each. Operands larger than the per-binding limit are split into
  * several dispatches over batch, M or N, each binding only the range it reads.
  */
-import { dispatch, Params } from "../dispatch.ts";
+import { dispatch } from "../dispatch.ts";
 import { gpu } from "../device.ts";
 import { matmulForcedTile, matmulVariantFor } from "../routing.ts";
 import { contiguousStrides, disposeCopy, empty, type Tensor, view } from "../tensor.ts";
 import { noGrad, record } from "../autograd.ts";
 import {
+  MATMUL_UNIFORMS,
   matmulKernel,
   matmulMaxK,
   type MatmulSpec,
@@ -272,15 +273,28 @@ function launch(
         bindings.push(bx.binding);
       }
       bindings.push(bc.binding);
-      const p = new Params().u32(ch.m1 - ch.m0, ch.n1 - ch.n0, ch.k1 - ch.k0, ch.z0)
-        .u32(
-          offA + ch.m0 * A.si + ch.k0 * A.sj - ba.start,
-          A.ld,
-          offB + ch.k0 * B.si + ch.n0 * B.sj - bb.start,
-          B.ld,
-        )
-        .u32(offC + ch.m0 * N + ch.n0 - bc.start, N, biasOff, d1.n)
-        .u32(d0.sa, d1.sa, d0.sb, d1.sb, d0.sc, d1.sc).f32(alpha, isFirst ? beta : 1);
+      const p = MATMUL_UNIFORMS.pack({
+        M: ch.m1 - ch.m0,
+        N: ch.n1 - ch.n0,
+        K: ch.k1 - ch.k0,
+        zBase: ch.z0,
+        aOff: offA + ch.m0 * A.si + ch.k0 * A.sj - ba.start,
+        lda: A.ld,
+        bOff: offB + ch.k0 * B.si + ch.n0 * B.sj - bb.start,
+        ldb: B.ld,
+        cOff: offC + ch.m0 * N + ch.n0 - bc.start,
+        ldc: N,
+        biasOff,
+        nb1: d1.n,
+        sa0: d0.sa,
+        sa1: d1.sa,
+        sb0: d0.sb,
+        sb1: d1.sb,
+        sc0: d0.sc,
+        sc1: d1.sc,
+        alpha,
+        beta: isFirst ? beta : 1,
+      });
       dispatch(isFirst ? first : later, bindings, p, [
         Math.ceil((ch.n1 - ch.n0) / tile.n),
         Math.ceil((ch.m1 - ch.m0) / tile.m),

@@ -3,11 +3,17 @@
  * (matmul_plan.ts), pack A's rows and B's columns into rgba32float textures
  * (kernels/matmul_texture.ts), then one product dispatch that reads only textures.
  */
-import { type Binding, dispatch, Params } from "../dispatch.ts";
+import { type Binding, dispatch } from "../dispatch.ts";
 import type { Tensor } from "../tensor.ts";
 import { acquireTexture, releaseTexture } from "../texture_pool.ts";
 import type { RegisterTile } from "../../kernels/matmul.ts";
-import { matmulPackKernel, matmulTextureKernel, PACK_WG } from "../../kernels/matmul_texture.ts";
+import {
+  MATMUL_PACK_UNIFORMS,
+  MATMUL_TEXTURE_UNIFORMS,
+  matmulPackKernel,
+  matmulTextureKernel,
+  PACK_WG,
+} from "../../kernels/matmul_texture.ts";
 import {
   type BatchDim,
   bindRange,
@@ -67,8 +73,19 @@ export function launchTexture(p: MatmulProblem, t: TextureLaunch): void {
       dispatch(
         pack,
         [src.binding, { view: tex.view }],
-        new Params().u32(rows, kc, width, batched ? ch.z0 : 0)
-          .u32(off - src.start, sRow, sK, d1.n, s0, s1, height, 0),
+        MATMUL_PACK_UNIFORMS.pack({
+          rows,
+          K: kc,
+          width,
+          zBase: batched ? ch.z0 : 0,
+          off: off - src.start,
+          si: sRow,
+          sj: sK,
+          nb1: d1.n,
+          s0,
+          s1,
+          height,
+        }),
         [Math.ceil(width / PACK_WG.x), Math.ceil(height / PACK_WG.y)],
       );
       return tex;
@@ -107,9 +124,22 @@ export function launchTexture(p: MatmulProblem, t: TextureLaunch): void {
     dispatch(
       isFirst ? first : later,
       bindings,
-      new Params().u32(mr, nr, width, ch.z0)
-        .u32(aBatched ? mr : 0, bBatched ? nr : 0, p.c.off + ch.m0 * N + ch.n0 - bc.start, N)
-        .u32(biasOff, d1.n, d0.sc, d1.sc).f32(t.alpha, isFirst ? t.beta : 1),
+      MATMUL_TEXTURE_UNIFORMS.pack({
+        M: mr,
+        N: nr,
+        K4: width,
+        zBase: ch.z0,
+        aRows: aBatched ? mr : 0,
+        bRows: bBatched ? nr : 0,
+        cOff: p.c.off + ch.m0 * N + ch.n0 - bc.start,
+        ldc: N,
+        biasOff,
+        nb1: d1.n,
+        sc0: d0.sc,
+        sc1: d1.sc,
+        alpha: t.alpha,
+        beta: isFirst ? t.beta : 1,
+      }),
       [Math.ceil(nr / tileN), Math.ceil(mr / tileM), nz],
     );
     releaseTexture(ta);

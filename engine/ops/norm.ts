@@ -3,10 +3,11 @@
  * place), layerNorm over trailing dims (torch.nn.functional.layer_norm) and SAM's LayerNorm2d
  * (normalise the channels of each pixel of an NCHW tensor). Fused kernels forward and backward.
  */
-import { dispatch, grid1d, Params } from "../dispatch.ts";
+import { dispatch, grid1d } from "../dispatch.ts";
 import { disposeCopy, empty, type Shape, Tensor } from "../tensor.ts";
 import { noGrad, record } from "../autograd.ts";
 import {
+  BATCH_NORM_UNIFORMS,
   batchNormApplyKernel,
   batchNormBackwardDxKernel,
   batchNormBackwardReduceKernel,
@@ -17,6 +18,7 @@ import {
   BN_WG,
 } from "../../kernels/norm/batch_norm.ts";
 import {
+  LAYER_NORM_UNIFORMS,
   layerNormBackwardKernel,
   layerNormKernel,
   layerNormParamGradKernel,
@@ -102,15 +104,18 @@ export function batchNorm2d(x: Tensor, opts: BatchNormOptions): Tensor {
   }
   // Uniforms of one dispatch over samples [n0, n1) with split operands at offsets o.
   const prm = (n0: number, n1: number, o: number[] = []) =>
-    new Params().u32(n1 - n0, C, HW).f32(eps, momentum).u32(
-      o[0] ?? 0,
-      o[1] ?? 0,
-      o[2] ?? 0,
-      N * HW,
-      (n0 * HW) % BN_WG,
-      0,
-      0,
-    );
+    BATCH_NORM_UNIFORMS.pack({
+      N: n1 - n0,
+      C,
+      HW,
+      eps,
+      momentum,
+      o0: o[0] ?? 0,
+      o1: o[1] ?? 0,
+      o2: o[2] ?? 0,
+      total: N * HW,
+      rot: (n0 * HW) % BN_WG,
+    });
   const xd = denseRaw(x);
   let mean: Tensor, invstd: Tensor;
   if (training) {
@@ -264,7 +269,7 @@ function layerNormImpl(
   const mean = empty([rows]);
   const rstd = empty([rows]);
   const m = rowMode(L, inner);
-  const p = new Params().u32(rows, L, inner).f32(eps);
+  const p = LAYER_NORM_UNIFORMS.pack({ rows, L, inner, eps });
   if (y.size > 0) {
     const bs = [xd.binding(), y.binding(), mean.binding(), rstd.binding()];
     if (wd) bs.push(wd.binding());

@@ -1,5 +1,5 @@
 /** 2-D pooling over NCHW: maxPool2d (argmax saved for backward), avgPool2d, adaptiveAvgPool2d. */
-import { dispatch, grid1d, Params } from "../dispatch.ts";
+import { dispatch, grid1d } from "../dispatch.ts";
 import { disposeCopy, empty, type Shape, Tensor } from "../tensor.ts";
 import { noGrad, record } from "../autograd.ts";
 import {
@@ -9,7 +9,9 @@ import {
   avgPool2dKernel,
   maxPool2dBackwardKernel,
   maxPool2dKernel,
+  POOL_UNIFORMS,
   POOL_WG,
+  type PoolGeometry,
 } from "../../kernels/pool.ts";
 import { dense } from "./view.ts";
 import { splitBatch } from "../split.ts";
@@ -65,7 +67,8 @@ function windowGeometry(name: string, x: Tensor, o: Pool2dOptions) {
       } is too small for kernel (${kh}, ${kw}) with padding (${ph}, ${pw})`,
     );
   }
-  return { N, C, H, W, OH, OW, p: [H, W, OH, OW, kh, kw, sh, sw, ph, pw] };
+  const p: PoolGeometry = { H, W, OH, OW, kh, kw, sh, sw, ph, pw };
+  return { N, C, H, W, OH, OW, p };
 }
 
 /**
@@ -80,13 +83,13 @@ function launchPlanes(
   N: number,
   C: number,
   ts: Tensor[],
-  geo: number[],
+  geo: PoolGeometry,
   perPlane: number,
 ): void {
   for (const ch of splitBatch(name, N, ts)) {
     const planes = (ch.n1 - ch.n0) * C;
     const o = ch.ranges.map((r) => r.off);
-    const p = new Params().u32(planes, ...geo, 0, o[0] ?? 0, o[1] ?? 0, o[2] ?? 0, 0);
+    const p = POOL_UNIFORMS.pack({ planes, ...geo, o0: o[0] ?? 0, o1: o[1] ?? 0, o2: o[2] ?? 0 });
     dispatch(kernel, ch.ranges.map((r) => r.binding), p, grid1d(planes * perPlane, POOL_WG));
   }
 }
@@ -137,7 +140,18 @@ export function adaptiveAvgPool2d(x: Tensor, outSize: [number, number] | number)
     throw new Error(`${name}: output size must be positive integers, got [${OH}, ${OW}]`);
   }
   if (H === 0 || W === 0) throw new Error(`${name}: input ${fmt(x.shape)} has an empty plane`);
-  const params = (h: number, w: number, oh: number, ow: number) => [h, w, oh, ow, 0, 0, 0, 0, 0, 0];
+  const params = (H: number, W: number, OH: number, OW: number): PoolGeometry => ({
+    H,
+    W,
+    OH,
+    OW,
+    kh: 0,
+    kw: 0,
+    sh: 0,
+    sw: 0,
+    ph: 0,
+    pw: 0,
+  });
   const p = params(H, W, OH, OW);
   // Loop trips of one output (bins span at most ceil(In/Out) + 1 inputs) and of one input in
   // backward (at most ceil(Out/In) + 1 bins per axis hold it).
@@ -151,8 +165,8 @@ export function adaptiveAvgPool2d(x: Tensor, outSize: [number, number] | number)
   }
   const xd = noGrad(() => dense(x));
   const y = empty([N, C, OH, OW]);
-  const pool = (src: Tensor, dst: Tensor, q: number[]) =>
-    launchPlanes(name, adaptiveAvgPool2dKernel(), N, C, [src, dst], q, q[2] * q[3]);
+  const pool = (src: Tensor, dst: Tensor, q: PoolGeometry) =>
+    launchPlanes(name, adaptiveAvgPool2dKernel(), N, C, [src, dst], q, q.OH * q.OW);
   if (y.size > 0 && (bin(H, OH) + 1) * (bin(W, OW) + 1) <= LOOP_BUDGET) pool(xd, y, p);
   else if (y.size > 0) {
     // Bins too large for one invocation's loop budget (kernels/common.ts): average along W, then

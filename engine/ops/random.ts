@@ -2,9 +2,9 @@
  * GPU random draws (raw launches of the Philox kernel; `Rng` in engine/rng.ts owns the seed and the
  * per-call stream counter) and dropout.
  */
-import { dispatch, grid1d, Params } from "../dispatch.ts";
+import { dispatch, grid1d } from "../dispatch.ts";
 import { empty, type Shape, type Tensor } from "../tensor.ts";
-import { RNG_WORKGROUP, rngKernel, type RngMode } from "../../kernels/random.ts";
+import { RNG_UNIFORMS, RNG_WORKGROUP, rngKernel, type RngMode } from "../../kernels/random.ts";
 import { mul } from "./elementwise.ts";
 
 /** Where a draw comes from: the Philox key (seed) and counter words 2..3 (the stream). */
@@ -19,7 +19,15 @@ export function randomRaw(mode: RngMode, shape: Shape, src: RngStream, a = 0, b 
   const n = out.size;
   if (n === 0) return out;
   if (n > 2 ** 34) throw new Error(`random: ${n} elements exceed the generator's 2^34 per call`);
-  const p = new Params().u32(n, src.key[0], src.key[1], src.stream[0], src.stream[1], 0).f32(a, b);
+  const p = RNG_UNIFORMS.pack({
+    n,
+    key0: src.key[0],
+    key1: src.key[1],
+    s0: src.stream[0],
+    s1: src.stream[1],
+    a,
+    b,
+  });
   dispatch(rngKernel(mode), [out.binding()], p, grid1d(Math.ceil(n / 4), RNG_WORKGROUP));
   return out;
 }

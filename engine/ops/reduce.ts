@@ -1,10 +1,11 @@
 /** Reductions over any axes (sum, mean, max, min, argmax, argmin, var) and `sumTo` for broadcasting. */
-import { dispatch, grid1d, Params } from "../dispatch.ts";
+import { dispatch, grid1d } from "../dispatch.ts";
 import { contiguousStrides, empty, type Shape, Tensor, view } from "../tensor.ts";
 import { record } from "../autograd.ts";
 import {
   REDUCE_LARGE_WG,
   REDUCE_SMALL_WG,
+  REDUCE_UNIFORMS,
   reduceKernel,
   type ReduceOp,
 } from "../../kernels/reduce.ts";
@@ -60,20 +61,19 @@ export function reduceRaw(
     );
   }
   const target = chunks > 1 ? empty([nOut, chunks]) : out;
-  const p = new Params().u32(
+  const p = REDUCE_UNIFORMS.pack({
     nOut,
     inner,
-    kDims.length,
-    ax.length,
-    rx.off,
+    keptRank: kDims.length,
+    redRank: ax.length,
+    off: rx.off,
     chunks,
-    REDUCE_CHUNK,
-    0,
-  )
-    .u32(...dims8(kDims.map((i) => x.shape[i])))
-    .u32(...dims8(kDims.map((i) => x.strides[i]), 0))
-    .u32(...dims8(ax.map((i) => x.shape[i])))
-    .u32(...dims8(ax.map((i) => x.strides[i]), 0));
+    chunkLen: REDUCE_CHUNK,
+    kShape: dims8(kDims.map((i) => x.shape[i])),
+    kSt: dims8(kDims.map((i) => x.strides[i]), 0),
+    rShape: dims8(ax.map((i) => x.shape[i])),
+    rSt: dims8(ax.map((i) => x.strides[i]), 0),
+  });
   dispatch(
     reduceKernel(op, large),
     [rx.binding, target.binding()],

@@ -1,5 +1,5 @@
 /** Resizing NCHW tensors: bilinear interpolation exactly as torch.nn.functional.interpolate. */
-import { dispatch, grid1d, Params } from "../dispatch.ts";
+import { dispatch, grid1d } from "../dispatch.ts";
 import { disposeCopy, empty, Tensor } from "../tensor.ts";
 import { noGrad, record } from "../autograd.ts";
 import {
@@ -7,6 +7,7 @@ import {
   bilinearAAKernel,
   bilinearBackwardKernel,
   bilinearKernel,
+  RESIZE_UNIFORMS,
   RESIZE_WG,
 } from "../../kernels/resize.ts";
 import { dense } from "./view.ts";
@@ -46,10 +47,15 @@ export function interpolateBilinear(
     );
   }
   if (H === 0 || W === 0) throw new Error(`${name}: input [${x.shape}] has an empty plane`);
-  const p = new Params().u32(N * C, H, W, OH, OW).f32(
-    resizeScale(H, OH, ac),
-    resizeScale(W, OW, ac),
-  ).u32(0);
+  const p = RESIZE_UNIFORMS.pack({
+    planes: N * C,
+    H,
+    W,
+    OH,
+    OW,
+    sh: resizeScale(H, OH, ac),
+    sw: resizeScale(W, OW, ac),
+  });
   if (gpu().isSoftware) {
     assertLoopLimit(
       name,

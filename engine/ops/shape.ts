@@ -3,7 +3,7 @@
  * tile, and arange. Forward launch and backward rule side by side (backward of a gather is a
  * deterministic scatter-add without atomics; see kernels/shape.ts).
  */
-import { dispatch, grid1d, Params } from "../dispatch.ts";
+import { dispatch, grid1d } from "../dispatch.ts";
 import {
   contiguousStrides,
   disposeCopy,
@@ -16,10 +16,14 @@ import { record } from "../autograd.ts";
 import { tidy } from "../scope.ts";
 import { dims8, LOOP_BUDGET } from "../../kernels/common.ts";
 import {
+  ARANGE_UNIFORMS,
   arangeKernel,
+  GATHER_UNIFORMS,
   GATHER_WORKGROUP as WG,
   gatherKernel,
+  REMAP_UNIFORMS,
   remapKernel,
+  SCATTER_ADD_UNIFORMS,
   scatterAddKernel,
 } from "../../kernels/shape.ts";
 import { fill } from "./elementwise.ts";
@@ -178,8 +182,15 @@ function gatherRaw(
 ): Tensor {
   const out = empty(outShape, x.dtype);
   if (out.size === 0) return out;
-  const p = new Params().u32(out.size, x.rank, a, x.offset, x.shape[a], 0, 0, 0)
-    .u32(...dims8(kernelShape)).u32(...dims8(x.strides, 0));
+  const p = GATHER_UNIFORMS.pack({
+    n: out.size,
+    rank: x.rank,
+    axis: a,
+    off: x.offset,
+    axisLen: x.shape[a],
+    oshape: dims8(kernelShape),
+    xst: dims8(x.strides, 0),
+  });
   dispatch(
     gatherKernel(x.dtype, mode),
     [x.storageBinding(), idx.binding(), out.binding()],
@@ -203,9 +214,19 @@ function scatterAddRaw(
   // Each thread loops over the index: LOOP_BUDGET entries per dispatch, later ones accumulating.
   const m = gShape[a];
   for (let j0 = 0; j0 === 0 || j0 < m; j0 += LOOP_BUDGET) {
-    const p = new Params().u32(out.size, xShape.length, a, m, xShape[a], j0, j0 + LOOP_BUDGET)
-      .u32(j0 > 0 ? 1 : 0)
-      .u32(...dims8(xShape)).u32(...dims8(gShape)).u32(...dims8(contiguousStrides(gShape), 0));
+    const p = SCATTER_ADD_UNIFORMS.pack({
+      n: out.size,
+      rank: xShape.length,
+      axis: a,
+      m,
+      axisLen: xShape[a],
+      j0,
+      j1: j0 + LOOP_BUDGET,
+      accum: j0 > 0 ? 1 : 0,
+      xshape: dims8(xShape),
+      gshape: dims8(gShape),
+      gst: dims8(contiguousStrides(gShape), 0),
+    });
     dispatch(
       scatterAddKernel(mode),
       [gd.binding(), idx.binding(), out.binding()],
@@ -278,8 +299,15 @@ function remapRaw(x: Tensor, flips: boolean[], shift: number[]): Tensor {
   if (out.size === 0) return out;
   let mask = 0;
   flips.forEach((f, d) => mask |= f ? 1 << d : 0);
-  const p = new Params().u32(out.size, x.rank, x.offset, mask)
-    .u32(...dims8(x.shape)).u32(...dims8(x.strides, 0)).u32(...dims8(shift, 0));
+  const p = REMAP_UNIFORMS.pack({
+    n: out.size,
+    rank: x.rank,
+    off: x.offset,
+    flips: mask,
+    shape: dims8(x.shape),
+    st: dims8(x.strides, 0),
+    shift: dims8(shift, 0),
+  });
   dispatch(remapKernel(x.dtype), [x.storageBinding(), out.binding()], p, grid1d(out.size, WG));
   return out;
 }
@@ -383,9 +411,7 @@ export function arange(
   }
   const out = empty([n], dtype as DType);
   if (n === 0) return out;
-  const p = new Params().u32(n, 0);
-  if (dtype === "i32") p.i32(start, step);
-  else p.f32(start, step);
+  const p = ARANGE_UNIFORMS[dtype].pack({ n, start, step });
   dispatch(arangeKernel(dtype), [out.binding()], p, grid1d(n, WG));
   return out;
 }

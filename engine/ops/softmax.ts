@@ -2,17 +2,23 @@
  * Softmax and log-softmax along any axis (no transpose: the kernel strides along the axis), and
  * softmax with SAM's decomposed relative-position bias fused in.
  */
-import { dispatch, grid1d, Params } from "../dispatch.ts";
+import { dispatch, grid1d } from "../dispatch.ts";
 import { gpu } from "../device.ts";
 import { disposeCopy, empty, Tensor } from "../tensor.ts";
 import { record } from "../autograd.ts";
 import {
   rowItemsPerGroup,
   rowMode,
+  SOFTMAX_UNIFORMS,
   softmaxBackwardKernel,
   softmaxKernel,
 } from "../../kernels/softmax.ts";
-import { RELBIAS_MAX_KW, RELBIAS_WG, softmaxRelBiasKernel } from "../../kernels/softmax_relbias.ts";
+import {
+  RELBIAS_MAX_KW,
+  RELBIAS_WG,
+  SOFTMAX_RELBIAS_UNIFORMS,
+  softmaxRelBiasKernel,
+} from "../../kernels/softmax_relbias.ts";
 import { assertLoopLimit } from "../../kernels/common.ts";
 import { dense, normAxis, reshape } from "./view.ts";
 import { add } from "./elementwise.ts";
@@ -42,7 +48,7 @@ function softmaxImpl(name: string, log: boolean, x: Tensor, axis: number): Tenso
   const y = empty(x.shape);
   if (y.size > 0) {
     const m = rowMode(len, inner);
-    const p = new Params().u32(rows, len, inner, 0);
+    const p = SOFTMAX_UNIFORMS.pack({ rows, L: len, inner });
     dispatch(
       softmaxKernel(log, m),
       [xd.binding(), y.binding()],
@@ -56,7 +62,7 @@ function softmaxImpl(name: string, log: boolean, x: Tensor, axis: number): Tenso
     const dx = empty(x.shape);
     if (dx.size > 0) {
       const m = rowMode(len, inner);
-      const p = new Params().u32(rows, len, inner, 0);
+      const p = SOFTMAX_UNIFORMS.pack({ rows, L: len, inner });
       dispatch(
         softmaxBackwardKernel(log, m),
         [y.binding(), gd.binding(), dx.binding()],
@@ -114,7 +120,7 @@ export function softmaxRelBias(s: Tensor, relH: Tensor, relW: Tensor): Tensor {
     dispatch(
       softmaxRelBiasKernel(KW),
       [sd.binding(), hd.binding(), wd.binding(), y.binding()],
-      new Params().u32(rows, KH, 0, 0),
+      SOFTMAX_RELBIAS_UNIFORMS.pack({ rows, KH }),
       grid1d(rows, RELBIAS_WG),
     );
   }
@@ -128,7 +134,7 @@ export function softmaxRelBias(s: Tensor, relH: Tensor, relW: Tensor): Tensor {
       dispatch(
         softmaxBackwardKernel(false, m),
         [y.binding(), gd.binding(), ds.binding()],
-        new Params().u32(rows, nk, 1, 0),
+        SOFTMAX_UNIFORMS.pack({ rows, L: nk, inner: 1 }),
         grid1d(rows, rowItemsPerGroup(m)),
       );
     }

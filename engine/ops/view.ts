@@ -2,7 +2,7 @@
  * Views (reshape, permute, slice, expand, squeeze) cost no kernel: they change shape, strides and
  * offset over the same storage. `dense` copies only when a kernel needs contiguous data.
  */
-import { dispatch, grid1d, Params } from "../dispatch.ts";
+import { dispatch, grid1d } from "../dispatch.ts";
 import {
   contiguousStrides,
   disposeCopy,
@@ -14,7 +14,13 @@ import {
 } from "../tensor.ts";
 import { record } from "../autograd.ts";
 import { rangeBinding, splitViews, viewOf } from "../split.ts";
-import { COPY_WORKGROUP as WG, stridedCopyKernel, stridedWriteKernel } from "../../kernels/view.ts";
+import {
+  COPY_WORKGROUP as WG,
+  STRIDED_COPY_UNIFORMS,
+  STRIDED_WRITE_UNIFORMS,
+  stridedCopyKernel,
+  stridedWriteKernel,
+} from "../../kernels/view.ts";
 import { dims8 } from "../../kernels/common.ts";
 import { fill } from "./elementwise.ts";
 
@@ -33,9 +39,14 @@ function copyRaw(x: Tensor): Tensor {
   for (const ch of splitViews("dense", x.shape, [viewOf(x), viewOf(out)])) {
     const [rx, ry] = ch.views.map(rangeBinding);
     const n = numel(ch.shape);
-    const p = new Params().u32(n, x.rank, rx.off, ry.off).u32(...dims8(ch.shape)).u32(
-      ...dims8(x.strides, 0),
-    );
+    const p = STRIDED_COPY_UNIFORMS.pack({
+      n,
+      rank: x.rank,
+      off: rx.off,
+      yOff: ry.off,
+      shape: dims8(ch.shape),
+      st: dims8(x.strides, 0),
+    });
     dispatch(stridedCopyKernel(dt), [rx.binding, ry.binding], p, grid1d(n, WG));
   }
   return out;
@@ -63,9 +74,14 @@ export function writeInto(dst: Tensor, src: Tensor): void {
   for (const ch of splitViews("writeInto", dst.shape, views)) {
     const [rs, rd] = ch.views.map(rangeBinding);
     const n = numel(ch.shape);
-    const p = new Params().u32(n, dst.rank, rd.off, rs.off).u32(...dims8(ch.shape)).u32(
-      ...dims8(dst.strides, 0),
-    );
+    const p = STRIDED_WRITE_UNIFORMS.pack({
+      n,
+      rank: dst.rank,
+      off: rd.off,
+      srcOff: rs.off,
+      shape: dims8(ch.shape),
+      st: dims8(dst.strides, 0),
+    });
     dispatch(stridedWriteKernel(dst.dtype), [rs.binding, rd.binding], p, grid1d(n, WG));
   }
   disposeCopy(s, src);

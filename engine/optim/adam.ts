@@ -7,7 +7,7 @@
  * Each step is one fused dispatch per parameter with a gradient, and no readback. Parameters
  * without `.grad` are skipped (their step counter does not advance), as in PyTorch.
  */
-import { dispatch, grid1d, Params } from "../dispatch.ts";
+import { dispatch, grid1d } from "../dispatch.ts";
 import { disposeCopy, empty, type Tensor, tensor } from "../tensor.ts";
 import { keep } from "../scope.ts";
 import { noGrad } from "../autograd.ts";
@@ -15,7 +15,7 @@ import { fill } from "../ops/elementwise.ts";
 import { dense, writeInto } from "../ops/view.ts";
 import { type StateEntry, uploadInto } from "../nn/module.ts";
 import { toFloat32, toInt32 } from "../io/safetensors.ts";
-import { adamKernel, OPTIM_WORKGROUP } from "../../kernels/adam.ts";
+import { ADAM_UNIFORMS, adamKernel, OPTIM_WORKGROUP } from "../../kernels/adam.ts";
 
 /** Hyper-parameters of a parameter group. */
 export interface AdamOptions {
@@ -145,16 +145,17 @@ export class Adam implements Optimizer {
           const bc2Sqrt = Math.sqrt(1 - b2 ** t);
           const wd = this.decoupled ? 1 - group.lr * group.weightDecay : group.weightDecay;
           const gd = dense(g);
-          const params = new Params().u32(p.size, 0, 0, 0).f32(
-            b1,
-            b2,
-            1 - b1,
-            1 - b2,
-            group.eps,
+          const params = ADAM_UNIFORMS.pack({
+            n: p.size,
+            beta1: b1,
+            beta2: b2,
+            omb1: 1 - b1,
+            omb2: 1 - b2,
+            eps: group.eps,
             wd,
             stepSize,
             bc2Sqrt,
-          );
+          });
           dispatch(
             kernel,
             [p.binding(), gd.binding(), st.expAvg.binding(), st.expAvgSq.binding()],

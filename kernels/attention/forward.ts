@@ -12,6 +12,7 @@
  * accumulator lives in `o`, the running max in `lse` and the running sum in `lsum`.
  */
 import type { Kernel } from "../kernel.ts";
+import { uniforms } from "../uniforms.ts";
 
 /** Threads (queries, or keys in the dK/dV pass) per workgroup. */
 export const ATTN_WG = 64;
@@ -20,8 +21,18 @@ export const ATTN_WG = 64;
 export const ATTN_MAX_D = 128;
 
 /** Uniform block shared by the attention kernels: lengths, key grid, scale and the chunk. */
+export const ATTN_UNIFORMS = uniforms({
+  nq: "u32",
+  nk: "u32",
+  kh: "u32",
+  kw: "u32",
+  scale: "f32",
+  c0: "u32",
+  c1: "u32",
+  _pad: "u32",
+});
 export const ATTN_PARAMS = /* wgsl */ `
-struct P { nq: u32, nk: u32, kh: u32, kw: u32, scale: f32, c0: u32, c1: u32, pad: u32 }
+${ATTN_UNIFORMS.wgsl("P")}
 @group(0) @binding(0) var<uniform> u: P;`;
 
 /**

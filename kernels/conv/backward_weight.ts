@@ -14,6 +14,7 @@
 import type { Kernel } from "../kernel.ts";
 import { FLAT_INDEX } from "../common.ts";
 import { CONV_PARAMS, unroll } from "./forward.ts";
+import { uniforms } from "../uniforms.ts";
 
 export interface WeightGradTile {
   /** Invocations per workgroup. */
@@ -107,12 +108,15 @@ ${reduction}
 
 export const SPLITK_SUM_WG = 256;
 
+/** n weights, S split-K slices to add up. */
+export const SPLITK_SUM_UNIFORMS = uniforms({ n: "u32", S: "u32" });
+
 /** out[i] = Σ_{s < S} part[s·n + i]. Uniform: n, S. Grid: grid1d(n, SPLITK_SUM_WG). */
 export function splitKSumKernel(): Kernel {
   return {
     key: "conv2d/splitk_sum",
     wgsl: () =>
-      `struct P { n: u32, S: u32 }
+      `${SPLITK_SUM_UNIFORMS.wgsl("P")}
 @group(0) @binding(0) var<uniform> u: P;
 @group(0) @binding(1) var<storage, read> part: array<f32>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;

@@ -12,6 +12,7 @@
  * Layout: x [N, C, H, W], w [O, C/groups, kh, kw], bias [O], y [N, O, OH, OW] (PyTorch's).
  */
 import type { Kernel } from "../kernel.ts";
+import { uniforms } from "../uniforms.ts";
 
 /** Register-block / workgroup tiling of an implicit-GEMM conv kernel. */
 export interface ConvTile {
@@ -25,20 +26,42 @@ export interface ConvTile {
 
 /**
  * Uniform block shared by the conv kernels (28 u32): N, C, H, W, O, OH, OW, groups, kh, kw, sh, sw,
- * ph, pw, dh, dw, Cg, Og, blocks, M, chunk, J, a0, a1, zb and three spare words. `a0`/`a1` are the
+ * ph, pw, dh, dw, Cg, Og, blocks, M, chunk, J, a0, a1, zb and three pads. `a0`/`a1` are the
  * element offsets of the two batch-sized operands in their bindings (x and y forward, dy and dx
  * for the input gradient, x and dy for the weight gradient) when a batch is split over several
  * dispatches; `zb` is the first split-K slice a weight-gradient dispatch writes.
  */
-export const CONV_PARAMS = /* wgsl */ `struct P {
-  N: u32, C: u32, H: u32, W: u32,
-  O: u32, OH: u32, OW: u32, groups: u32,
-  kh: u32, kw: u32, sh: u32, sw: u32,
-  ph: u32, pw: u32, dh: u32, dw: u32,
-  Cg: u32, Og: u32, blocks: u32, M: u32,
-  chunk: u32, J: u32, a0: u32, a1: u32,
-  zb: u32, e5: u32, e6: u32, e7: u32,
-}`;
+export const CONV_UNIFORMS = uniforms({
+  N: "u32",
+  C: "u32",
+  H: "u32",
+  W: "u32",
+  O: "u32",
+  OH: "u32",
+  OW: "u32",
+  groups: "u32",
+  kh: "u32",
+  kw: "u32",
+  sh: "u32",
+  sw: "u32",
+  ph: "u32",
+  pw: "u32",
+  dh: "u32",
+  dw: "u32",
+  Cg: "u32",
+  Og: "u32",
+  blocks: "u32",
+  M: "u32",
+  chunk: "u32",
+  J: "u32",
+  a0: "u32",
+  a1: "u32",
+  zb: "u32",
+  _pad0: "u32",
+  _pad1: "u32",
+  _pad2: "u32",
+});
+export const CONV_PARAMS = CONV_UNIFORMS.wgsl("P");
 
 function range(n: number): number[] {
   return [...Array(n).keys()];

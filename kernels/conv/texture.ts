@@ -13,10 +13,42 @@
  *   where that divides exactly and lies inside the output.
  */
 import type { Kernel } from "../kernel.ts";
+import { uniforms } from "../uniforms.ts";
 
 export type ConvPackMode = "strided" | "im2col" | "im2colT" | "dgrad";
 
 export const CONV_PACK_WG = { x: 16, y: 4 } as const;
+
+/**
+ * `rows` texture rows of K values (`width` texels) from element `off`, starting at row row0 and
+ * GEMM index k0; the mode's strides (sRow, kIn, sOut, sIn); the conv's geometry.
+ */
+export const CONV_PACK_UNIFORMS = uniforms({
+  rows: "u32",
+  K: "u32",
+  width: "u32",
+  off: "u32",
+  row0: "u32",
+  k0: "u32",
+  sRow: "u32",
+  kIn: "u32",
+  sOut: "u32",
+  sIn: "u32",
+  C: "u32",
+  H: "u32",
+  W: "u32",
+  OH: "u32",
+  OW: "u32",
+  kh: "u32",
+  kw: "u32",
+  sh: "u32",
+  sw: "u32",
+  ph: "u32",
+  pw: "u32",
+  dh: "u32",
+  dw: "u32",
+  _pad: "u32",
+});
 
 /**
  * Uniforms (24 u32): rows, K, width, off, row0, k0, sRow, kIn, sOut, sIn, C, H, W, OH, OW, kh,
@@ -41,14 +73,7 @@ export function convPackKernel(mode: ConvPackMode): Kernel {
   return {
     key: `conv2d/pack-texture/${mode}`,
     wgsl: () =>
-      /* wgsl */ `struct P {
-  rows: u32, K: u32, width: u32, off: u32,
-  row0: u32, k0: u32, sRow: u32, kIn: u32,
-  sOut: u32, sIn: u32, C: u32, H: u32,
-  W: u32, OH: u32, OW: u32, kh: u32,
-  kw: u32, sh: u32, sw: u32, ph: u32,
-  pw: u32, dh: u32, dw: u32, pad: u32,
-}
+      /* wgsl */ `${CONV_PACK_UNIFORMS.wgsl("P")}
 @group(0) @binding(0) var<uniform> u: P;
 @group(0) @binding(1) var<storage, read> X: array<f32>;
 @group(0) @binding(2) var T: texture_storage_2d<rgba32float, write>;

@@ -16,17 +16,30 @@
  */
 import type { Kernel } from "../kernel.ts";
 import { FLAT_INDEX } from "../common.ts";
+import { uniforms } from "../uniforms.ts";
 
 export const BN_WG = 256;
 
 /**
  * Uniforms: N (samples in this dispatch), C, HW, eps, momentum, o0..o2 (element offsets of the
  * split operands in their bindings), total (values per channel over the whole batch), rot (first
- * value's index in this dispatch, mod BN_WG), pads.
+ * value's index in this dispatch, mod BN_WG).
  */
-const PARAMS =
-  `struct P { N: u32, C: u32, HW: u32, eps: f32, momentum: f32, o0: u32, o1: u32, o2: u32,
-  total: u32, rot: u32, q1: u32, q2: u32 }
+export const BATCH_NORM_UNIFORMS = uniforms({
+  N: "u32",
+  C: "u32",
+  HW: "u32",
+  eps: "f32",
+  momentum: "f32",
+  o0: "u32",
+  o1: "u32",
+  o2: "u32",
+  total: "u32",
+  rot: "u32",
+  _pad0: "u32",
+  _pad1: "u32",
+});
+const PARAMS = `${BATCH_NORM_UNIFORMS.wgsl("P")}
 @group(0) @binding(0) var<uniform> u: P;`;
 
 const REDUCE2 = (w: number) =>

@@ -10,8 +10,11 @@
  */
 import type { Kernel } from "../kernel.ts";
 import { type RowMode, rowModeKey, rowPrelude } from "../softmax.ts";
+import { uniforms } from "../uniforms.ts";
 
-const PARAMS = `struct P { rows: u32, L: u32, inner: u32, eps: f32 }
+/** Rows as in softmax (kernels/softmax.ts), and the variance epsilon. */
+export const LAYER_NORM_UNIFORMS = uniforms({ rows: "u32", L: "u32", inner: "u32", eps: "f32" });
+const PARAMS = `${LAYER_NORM_UNIFORMS.wgsl("P")}
 @group(0) @binding(0) var<uniform> u: P;`;
 
 const ROW_BASE = `  let base = (row / u.inner) * u.L * u.inner + row % u.inner;

@@ -8,12 +8,14 @@
  * Formulas are torchvision's tensor ones (the reference runs them on PIL uint8 images, which
  * rounds every intermediate to 1/255; we stay in f32). Grayscale uses 0.299/0.587/0.114 (PIL's L).
  */
-import { dispatch, grid1d, Params } from "../../engine/dispatch.ts";
+import { dispatch, grid1d } from "../../engine/dispatch.ts";
 import { empty, type Tensor, tensor } from "../../engine/tensor.ts";
 import { splitBatch } from "../../engine/split.ts";
 import {
   AUGMENT_WG,
+  GEOMETRIC_UNIFORMS,
   geometricKernel,
+  JITTER_UNIFORMS,
   jitterApplyKernel,
   jitterMeanKernel,
   MAX_MEAN_PARTIALS,
@@ -177,7 +179,7 @@ export function geometricRaw(x: Tensor, prm: Tensor): Tensor {
     dispatch(
       geometricKernel(),
       [prm.binding(), rx.binding, ry.binding],
-      new Params().u32(k, c, h, w, ch.n0, rx.off, ry.off, 0),
+      GEOMETRIC_UNIFORMS.pack({ n: k, c, h, w, s0: ch.n0, xOff: rx.off, yOff: ry.off }),
       grid1d(k * h * w, AUGMENT_WG),
     );
   }
@@ -199,7 +201,7 @@ export function colourRaw(x: Tensor, prm: Tensor): Tensor {
   for (const ch of splitBatch("augment", n, [x, y])) {
     const [rx, ry] = ch.ranges;
     const k = ch.n1 - ch.n0;
-    const p = new Params().u32(k, hw, parts, ch.n0, rx.off, ry.off, 0, 0);
+    const p = JITTER_UNIFORMS.pack({ n: k, hw, parts, s0: ch.n0, xOff: rx.off, yOff: ry.off });
     dispatch(jitterMeanKernel(), [prm.binding(), rx.binding, partial.binding()], p, [parts, k]);
     dispatch(
       jitterApplyKernel(),

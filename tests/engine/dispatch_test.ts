@@ -6,7 +6,6 @@ import {
   flush,
   gpu,
   grid1d,
-  Params,
   setKernelKeyCheck,
   sync,
   tensor,
@@ -17,6 +16,7 @@ import { uniforms } from "../../kernels/uniforms.ts";
 import { assertClose, randArray, setup } from "../util/gpu.ts";
 
 const SCALE_UNIFORMS = uniforms({ n: "u32" });
+const IOTA_UNIFORMS = uniforms({ n: "u32", scale: "f32" });
 
 await setup();
 
@@ -80,25 +80,6 @@ Deno.test("batching: many dispatches, few submits; no readback until a value is 
   x.dispose();
 });
 
-Deno.test("Params packs 4-byte scalars in order and pads to 16 bytes", () => {
-  const b = new Params().u32(1, 2).i32(-1).f32(1.5).u32(7).bytes();
-  assert.equal(b.byteLength, 32);
-  const dv = new DataView(b.buffer, b.byteOffset, b.byteLength);
-  assert.deepEqual([dv.getUint32(0, true), dv.getUint32(4, true), dv.getInt32(8, true)], [
-    1,
-    2,
-    -1,
-  ]);
-  assert.equal(dv.getFloat32(12, true), 1.5);
-  assert.equal(dv.getUint32(16, true), 7);
-  assert.equal(dv.getUint32(28, true), 0);
-  assert.equal(new Params().bytes().byteLength, 16);
-  // Grows past its initial 256 bytes.
-  const big = new Params();
-  for (let i = 0; i < 100; i++) big.u32(i);
-  assert.equal(new DataView(big.bytes().buffer).getUint32(99 * 4, true), 99);
-});
-
 Deno.test("grid1d folds large grids into x/y within the per-dimension limit", async () => {
   const max = gpu().limits.maxComputeWorkgroupsPerDimension;
   assert.deepEqual(grid1d(0, 64), [1, 1]);
@@ -118,7 +99,7 @@ Deno.test("a raw dispatch with a hand-written kernel; timeGpu measures", async (
   const kernel = {
     key: "test/iota",
     wgsl: () =>
-      `struct P { n: u32, scale: f32 }
+      `${IOTA_UNIFORMS.wgsl("P")}
 @group(0) @binding(0) var<uniform> u: P;
 @group(0) @binding(1) var<storage, read_write> y: array<f32>;
 @compute @workgroup_size(64)
@@ -128,13 +109,13 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   };
   const out = F.fill([100], 0);
   const t = await timeGpu(() =>
-    dispatch(kernel, [out.binding()], new Params().u32(100).f32(0.5), [2])
+    dispatch(kernel, [out.binding()], IOTA_UNIFORMS.pack({ n: 100, scale: 0.5 }), [2])
   );
   assert.ok(t.ms >= 0 && (t.method === "timestamp" || t.method === "wall"));
   assertClose(await out.data(), Array.from({ length: 100 }, (_, i) => i * 0.5));
   assert.throws(
     () =>
-      dispatch(kernel, [out.binding()], new Params().u32(1).f32(1), [
+      dispatch(kernel, [out.binding()], IOTA_UNIFORMS.pack({ n: 1, scale: 1 }), [
         gpu().limits.maxComputeWorkgroupsPerDimension + 1,
       ]),
     /kernel test\/iota: grid \d+x1x1 exceeds/,

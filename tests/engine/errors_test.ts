@@ -1,5 +1,8 @@
 import assert from "node:assert/strict";
-import { dispatch, empty, F, flush, gpu, initGpu, Params, tensor } from "../../engine/mod.ts";
+import { dispatch, empty, F, flush, gpu, initGpu, tensor } from "../../engine/mod.ts";
+import { uniforms } from "../../kernels/uniforms.ts";
+
+const ONE_WORD = uniforms({ x: "u32" });
 import { setup } from "../util/gpu.ts";
 
 await setup();
@@ -27,7 +30,9 @@ Deno.test("a binding over maxStorageBufferBindingSize is a clear error naming th
   };
   assert.throws(
     () =>
-      dispatch(kernel, [{ buffer: t.storage.buffer, size: limit + 4 }], new Params().u32(1), [1]),
+      dispatch(kernel, [{ buffer: t.storage.buffer, size: limit + 4 }], ONE_WORD.pack({ x: 1 }), [
+        1,
+      ]),
     /kernel test\/touch: a binding of \d+ bytes exceeds this adapter's maxStorageBufferBindingSize/,
   );
   t.dispose();
@@ -43,7 +48,7 @@ Deno.test("an invalid WGSL kernel fails at the next readback, naming the kernel 
     key: "test/broken-wgsl/v1",
     wgsl: () => "@compute @workgroup_size(1) fn main( { let = ; }",
   };
-  dispatch(broken, [out.binding()], new Params().u32(0), [1]);
+  dispatch(broken, [out.binding()], ONE_WORD.pack({ x: 0 }), [1]);
   await assert.rejects(() => out.data(), /WebGPU rejected work: .*kernel test\/broken-wgsl\/v1/s);
   out.dispose();
   // The engine keeps working afterwards.

@@ -5,31 +5,24 @@
  * shape that would have tripped it (cheap shapes: long loops over few outputs).
  */
 import assert from "node:assert";
-import {
-  backward,
-  dispatch,
-  empty,
-  F,
-  gpu,
-  Params,
-  requireGrad,
-  sync,
-  tensor,
-} from "../../engine/mod.ts";
+import { backward, dispatch, empty, F, gpu, requireGrad, sync, tensor } from "../../engine/mod.ts";
 import { conv2dBackwardWeightRaw } from "../../engine/ops/conv.ts";
 import { convTiles, setConvTiles } from "../../engine/routing.ts";
 import { matmulRaw } from "../../engine/ops/matmul.ts";
 import { LAVAPIPE_LOOP_LIMIT } from "../../kernels/common.ts";
 import { assertClose, randArray, setup } from "../util/gpu.ts";
+import { uniforms } from "../../kernels/uniforms.ts";
 
 await setup();
+
+const PROBE_UNIFORMS = uniforms({ a: "u32", b: "u32", _pad0: "u32", _pad1: "u32" });
 
 /** Runs `body` (WGSL writing y[0..3]) in one invocation with uniforms a, b. */
 async function probe(key: string, body: string, a: number, b: number): Promise<number[]> {
   const k = {
     key: `test/loop-probe/${key}`,
     wgsl: () =>
-      `struct P { a: u32, b: u32, c: u32, d: u32 }
+      `${PROBE_UNIFORMS.wgsl("P")}
 @group(0) @binding(0) var<uniform> u: P;
 @group(0) @binding(1) var<storage, read_write> y: array<u32>;
 @compute @workgroup_size(1)
@@ -40,7 +33,7 @@ ${body}
 }`,
   };
   const y = empty([2], "u32");
-  dispatch(k, [y.binding()], new Params().u32(a, b, 0, 0), [1]);
+  dispatch(k, [y.binding()], PROBE_UNIFORMS.pack({ a, b }), [1]);
   await sync();
   const out = Array.from(await y.data());
   y.dispose();
