@@ -506,7 +506,7 @@ Deno.test("pickle: restricted unpickler decodes CPython protocol 2 and 4 streams
   );
   assert.throws(
     () => unpickle(PICKLE_P2_BYTES, { file: "x.pkl" }),
-    /^Error: x.pkl: refusing to load: pickle references global _codecs.encode/,
+    /^InputError: x.pkl: refusing to load: pickle references global _codecs.encode/,
   );
 });
 
