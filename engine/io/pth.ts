@@ -932,7 +932,7 @@ export const MAX_STATE_DICT_ENTRIES = 1_000_000;
 /** Longest flattened key; real ones are under a hundred characters. */
 const MAX_KEY_LENGTH = 4096;
 /** Most characters all flattened keys together may hold (a ViT-H state dict has 30 000). */
-const MAX_KEY_CHARS = 32 * 2 ** 20;
+const MAX_KEY_CHARS = 8 * 2 ** 20;
 
 /** Options for {@link loadPth}. */
 export interface LoadPthOptions extends PthOptions {

@@ -209,6 +209,9 @@ export class ZipReader {
   }
 }
 
+/** Compressed bytes fed to the inflater at a time: at most ~4 MiB come out of one piece. */
+const INFLATE_PIECE = 4096;
+
 /** Chunk in which stored bytes past a read's limit pass through the CRC. */
 const CRC_CHUNK = 1 << 22;
 
@@ -227,9 +230,16 @@ async function inflateRaw(
   const out = new Uint8Array(keep);
   let off = 0;
   let crc = 0;
-  const stream = new Blob([src as Uint8Array<ArrayBuffer>]).stream().pipeThrough(
-    new DecompressionStream("deflate-raw"),
-  );
+  // Fed in small pieces: the decompressor emits what each piece inflates to at once, and deflate
+  // expands up to 1032:1, so one whole-entry piece could come out as one gigabyte-sized chunk.
+  let fed = 0;
+  const input = new ReadableStream<Uint8Array<ArrayBuffer>>({
+    pull(c) {
+      if (fed >= src.length) return c.close();
+      c.enqueue(src.slice(fed, fed += INFLATE_PIECE) as Uint8Array<ArrayBuffer>);
+    },
+  });
+  const stream = input.pipeThrough(new DecompressionStream("deflate-raw"));
   try {
     for await (const chunk of stream) {
       if (off + chunk.length > size) {

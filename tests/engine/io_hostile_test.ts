@@ -1,0 +1,172 @@
+/**
+ * Hostile checkpoints (issue 13, items 1, 2, 8): each is built here in code, loaded in a child
+ * process bounded in time and memory, and must end with the reader's own error naming the file
+ * and the cause (or, where legal, load within a small memory bound).
+ */
+import assert from "node:assert/strict";
+import { runBounded } from "../util/bounded_child.ts";
+import {
+  concat,
+  emitTensor,
+  le,
+  makeZip,
+  Pickler,
+  type TensorSpec,
+  torchPickle,
+  type Tree,
+  zerosCrc,
+  zerosDeflated,
+} from "../util/torch_archive.ts";
+
+const CHILD = new URL("../util/load_child.ts", import.meta.url).pathname;
+
+interface Loaded {
+  ok: boolean;
+  name?: string;
+  message?: string;
+  ms: number;
+  peakRssMiB: number;
+}
+
+/** Loads `bytes` (written to a temp file) with `reader` in a bounded child. */
+async function loadBounded(
+  bytes: Uint8Array,
+  reader: string,
+  bounds: { ms: number; rssMiB: number },
+  ...opts: string[]
+): Promise<Loaded & { path: string }> {
+  const path = await Deno.makeTempFile({ suffix: reader === "unpickle" ? ".pkl" : ".pth" });
+  try {
+    await Deno.writeFile(path, bytes);
+    // The child is killed at twice the asserted bounds: a regression fails, never hangs CI.
+    const r = await runBounded(["run", "-A", CHILD, reader, path, ...opts], {
+      timeoutMs: 2 * bounds.ms + 5000,
+      maxRssMiB: 2 * bounds.rssMiB,
+    });
+    assert.ok(!r.killed, `${reader} child killed for ${r.killed} after ${r.ms.toFixed(0)} ms`);
+    assert.equal(r.code, 0, `child failed:\n${r.stderr}`);
+    const line = JSON.parse(r.stdout.trim().split("\n").at(-1)!);
+    const peak = Math.max(r.peakRssMiB, line.hwmMiB);
+    assert.ok(r.ms < bounds.ms, `took ${r.ms.toFixed(0)} ms, bound ${bounds.ms}`);
+    assert.ok(peak < bounds.rssMiB, `peak RSS ${peak.toFixed(0)} MiB, bound ${bounds.rssMiB}`);
+    return { ...line, ms: r.ms, peakRssMiB: peak, path };
+  } finally {
+    await Deno.remove(path).catch(() => {});
+  }
+}
+
+function expectRefused(r: Loaded & { path: string }, cause: RegExp): void {
+  assert.equal(r.ok, false, "the hostile file loaded");
+  assert.equal(r.name, "InputError", `not the reader's own error: ${r.name}: ${r.message}`);
+  assert.ok(r.message!.includes(r.path), `message does not name the file: ${r.message}`);
+  assert.match(r.message!, cause);
+}
+
+const f32 = (key: string, n: number, extra: Partial<TensorSpec> = {}): TensorSpec => ({
+  storage: "FloatStorage",
+  key,
+  numel: n,
+  offset: 0,
+  shape: [n],
+  stride: [1],
+  ...extra,
+});
+
+/** An archive: `archive/data.pkl` plus storages. */
+function archive(pkl: Uint8Array, storages: Record<string, Uint8Array>) {
+  return makeZip([
+    { name: "archive/data.pkl", data: pkl },
+    ...Object.entries(storages).map(([k, data]) => ({ name: `archive/data/${k}`, data })),
+  ]);
+}
+
+// Generous bounds: the fixed readers finish in well under a second and ~100 MiB on an idle
+// machine; the unfixed ones hung for ever or allocated gigabytes.
+const BOUNDS = { ms: 15_000, rssMiB: 400 };
+
+Deno.test("hostile .pth: dicts sharing their children 60 deep (a DAG) are refused, not walked 2^60 times", async () => {
+  const p = new Pickler().raw(0x80, 2);
+  emitTensor(p, f32("0", 3));
+  p.raw(0x72, ...le(0, 4), 0x30); // LONG_BINPUT 0, POP
+  const levels = 60;
+  for (let i = 1; i <= levels; i++) {
+    p.raw(0x7d, 0x28).str("a").raw(0x6a, ...le(i - 1, 4)).str("b").raw(0x6a, ...le(i - 1, 4));
+    p.raw(0x75, 0x72, ...le(i, 4)); // SETITEMS, LONG_BINPUT i
+    if (i < levels) p.raw(0x30); // POP: only the memo keeps it
+  }
+  const pkl = concat([p.bytes(), new Uint8Array([0x2e])]);
+  assert.ok(pkl.length < 2048, `pickle is ${pkl.length} bytes`);
+  const r = await loadBounded(await archive(pkl, { "0": new Uint8Array(12) }), "pth", BOUNDS);
+  expectRefused(
+    r,
+    /not a state dict: (flattening it visits|its \d+ flattened keys add up to) more than/,
+  );
+});
+
+Deno.test("hostile .pth: 40 stride-0 views of 2^23 float64 are refused by the total, not per view", async () => {
+  const views = new Map<string, Tree>();
+  for (let i = 0; i < 40; i++) {
+    views.set(`v${i}`, {
+      storage: "DoubleStorage",
+      key: "0",
+      numel: 1,
+      offset: 0,
+      shape: [2 ** 23],
+      stride: [0],
+    });
+  }
+  const bytes = await archive(torchPickle(views), { "0": new Uint8Array(8) });
+  assert.ok(bytes.length < 16384);
+  const r = await loadBounded(bytes, "pth", BOUNDS);
+  expectRefused(r, /refusing to load: tensor "v\d+" .*over its limit of/);
+  // Each view alone (64 MiB) is under the limit: the total refused it.
+  assert.doesNotMatch(r.message!, /"v[0-2]"/);
+});
+
+/** A 12 KB tensor whose storage entry is deflated zeros of `size` bytes. */
+async function bombArchive(size: number, crc: number): Promise<Uint8Array> {
+  const n = 3072;
+  return await makeZip([
+    { name: "archive/data.pkl", data: torchPickle(new Map([["w", f32("0", n)]])) },
+    {
+      name: "archive/data/0",
+      data: new Uint8Array(0),
+      raw: { body: zerosDeflated(size), method: 8, size, crc },
+    },
+  ]);
+}
+
+Deno.test("hostile .pth: a 1 GiB deflated entry behind a 12 KB tensor is refused before inflating", async () => {
+  const bytes = await bombArchive(2 ** 30, 0);
+  assert.ok(bytes.length < 8 * 2 ** 20, `archive is ${bytes.length} bytes`);
+  const r = await loadBounded(bytes, "pth", BOUNDS);
+  expectRefused(r, /storage 0 \(entry archive\/data\/0\) needs 1024\.0 MiB.*over its limit/);
+  // Without the CRC only the 12 KB the storage needs are inflated: it loads, in little memory.
+  const quick = await loadBounded(bytes, "pth", { ms: 15_000, rssMiB: 200 }, "verifyCrc=false");
+  assert.equal(quick.ok, true, quick.message);
+});
+
+Deno.test("hostile .pth: a 128 MiB deflated entry behind a 12 KB tensor streams through the CRC", async () => {
+  const size = 128 * 2 ** 20;
+  const r = await loadBounded(await bombArchive(size, zerosCrc(size)), "pth", {
+    ms: 20_000,
+    rssMiB: 120, // the entry is never held: the loader's baseline (~40 MiB) plus chunks
+  });
+  assert.equal(r.ok, true, r.message);
+  // A wrong CRC is still caught, although the entry is read only through it.
+  const bad = await loadBounded(await bombArchive(size, 1234), "pth", { ms: 20_000, rssMiB: 120 });
+  expectRefused(bad, /CRC-32 mismatch/);
+});
+
+Deno.test("hostile pickle: OrderedDict copies of one memoised dict are refused by the object budget", async () => {
+  const p = new Pickler().raw(0x80, 2).raw(0x7d, 0x28);
+  for (let i = 0; i < 50_000; i++) p.int(i).raw(0x4e); // {i: None}
+  p.raw(0x75, 0x72, ...le(0, 4), 0x30); // SETITEMS, LONG_BINPUT 0, POP
+  p.raw(0x28); // MARK: the copies go in a list
+  for (let i = 0; i < 100; i++) {
+    p.global("collections", "OrderedDict").raw(0x6a, ...le(0, 4), 0x85, 0x52); // OrderedDict(m)
+  }
+  p.raw(0x6c, 0x2e); // LIST, STOP
+  const r = await loadBounded(p.bytes(), "unpickle", BOUNDS);
+  expectRefused(r, /builds more than \d+ objects/);
+});
