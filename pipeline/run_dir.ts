@@ -319,6 +319,18 @@ export class RunDir {
   }
 }
 
+/**
+ * Test hook: `EPSAM_TEST_LOCK_PAUSE_MS` widens the window between seeing a stale lock and taking it
+ * over, so the concurrency test makes takers collide there every time instead of by luck.
+ */
+function testPause(): void {
+  let ms = 0;
+  try {
+    ms = Number(Deno.env.get("EPSAM_TEST_LOCK_PAUSE_MS") ?? 0);
+  } catch { /* no env permission */ }
+  if (ms > 0) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}
+
 interface LockHolder {
   pid?: number;
   host?: string;
@@ -398,6 +410,7 @@ function acquireLock(path: string): void {
   const stale = typeof holder.pid === "number" && holder.host === Deno.hostname() &&
     holder.pid !== Deno.pid && !pidAlive(holder.pid);
   if (!stale) throw inUse(path, holder);
+  testPause();
   const takeover = `${path}.takeover`;
   if (!createExclusive(takeover, me)) {
     const t = parseHolder(readLockText(takeover));
