@@ -42,6 +42,12 @@ import {
   type Tree,
   type ZipIn,
 } from "../util/torch_archive.ts";
+import {
+  PICKLE_OD_METADATA,
+  PICKLE_P2,
+  PICKLE_P2_BYTES,
+  PICKLE_P4,
+} from "../util/torch_archive.ts";
 
 async function tempFile(bytes: Uint8Array, suffix = ".pth"): Promise<string> {
   const path = await Deno.makeTempFile({ suffix });
@@ -269,25 +275,6 @@ Deno.test("safetensors: mutated or truncated files throw Errors naming the file,
 
 // ---------------------------------------------------------------------------------------------
 // pickle
-
-const b64 = (s: string) => Uint8Array.from(atob(s), (c) => c.charCodeAt(0));
-
-/** `pickle.dumps(obj, protocol=2)` of a dict exercising containers, ints, floats, strings. */
-const PICKLE_P2 = b64(
-  "gAJ9cQAoWAEAAABhcQFdcQIoSwFHQAQAAAAAAABYAQAAAHhxA06IiWVYAQAAAGJxBEsBSwJLA4dxBVgCAAAAdDFxBksHhXEHWAEAAABlcQgpWAMAAABiaWdxCYoJAAAAAAAAAABAWAMAAABuZWdxCkr7////WAQAAABuMzAwcQtNLAFYBgAAAG43MDAwMHEMSnARAQBYBgAAAG5lZ2JpZ3ENigYAAAAAAP9YAgAAAG9kcQ5jY29sbGVjdGlvbnMKT3JkZXJlZERpY3QKcQ8pUnEQKFgBAAAAa3ERSwFYAQAAAGpxEl1xE3VYAwAAAHVuaXEUWAYAAABow6lsbG9xFVgGAAAAbmVzdGVkcRZ9cRdoA31xGFgBAAAAeXEZRz/wAAAAAAAAc3N1Lg==",
-);
-/** The same plus bytes, set and frozenset, with `protocol=4` (FRAME, MEMOIZE, STACK_GLOBAL). */
-const PICKLE_P4 = b64(
-  "gASVAgEAAAAAAAB9lCiMAWGUXZQoSwFHQAQAAAAAAACMAXiUToiJZYwBYpRLAUsCSwOHlIwCdDGUSweFlIwBZZQpjANiaWeUigkAAAAAAAAAAECMA25lZ5RK+////4wEbjMwMJRNLAGMBm43MDAwMJRKcBEBAIwGbmVnYmlnlIoGAAAAAAD/jAVieXRlc5RDAgABlIwCb2SUjAtjb2xsZWN0aW9uc5SMC09yZGVyZWREaWN0lJOUKVKUKIwBa5RLAYwBapRdlHWMA3VuaZSMBmjDqWxsb5SMAXOUj5QoSwFLApCMAmZzlChLA5GUjAZuZXN0ZWSUfZRoA32UjAF5lEc/8AAAAAAAAHNzdS4=",
-);
-/** `od = OrderedDict(w=1); od._metadata = OrderedDict([("", {"version": 1})])`, protocol 2. */
-const PICKLE_OD_METADATA = b64(
-  "gAJjY29sbGVjdGlvbnMKT3JkZXJlZERpY3QKcQApUnEBWAEAAAB3cQJLAXN9cQNYCQAAAF9tZXRhZGF0YXEEaAApUnEFWAAAAABxBn1xB1gHAAAAdmVyc2lvbnEISwFzc3NiLg==",
-);
-/** protocol 2 with bytes: CPython pickles them via `_codecs.encode`, which is refused. */
-const PICKLE_P2_BYTES = b64(
-  "gAJ9cQAoWAEAAABhcQFdcQIoSwFHQAQAAAAAAABYAQAAAHhxA06IiWVYAQAAAGJxBEsBSwJLA4dxBVgCAAAAdDFxBksHhXEHWAEAAABlcQgpWAMAAABiaWdxCYoJAAAAAAAAAABAWAMAAABuZWdxCkr7////WAQAAABuMzAwcQtNLAFYBgAAAG43MDAwMHEMSnARAQBYBgAAAG5lZ2JpZ3ENigYAAAAAAP9YBQAAAGJ5dGVzcQ5jX2NvZGVjcwplbmNvZGUKcQ9YAgAAAAABcRBYBgAAAGxhdGluMXERhnESUnETWAIAAABvZHEUY2NvbGxlY3Rpb25zCk9yZGVyZWREaWN0CnEVKVJxFihYAQAAAGtxF0sBWAEAAABqcRhdcRl1WAMAAAB1bmlxGlgGAAAAaMOpbGxvcRtYAQAAAHNxHGNfX2J1aWx0aW5fXwpzZXQKcR1dcR4oSwFLAmWFcR9ScSBYAgAAAGZzcSFjX19idWlsdGluX18KZnJvemVuc2V0CnEiXXEjSwNhhXEkUnElWAYAAABuZXN0ZWRxJn1xJ2gDfXEoWAEAAAB5cSlHP/AAAAAAAABzc3Uu",
-);
 
 Deno.test("pickle: restricted unpickler decodes CPython protocol 2 and 4 streams", () => {
   for (const [name, bytes] of [["p2", PICKLE_P2], ["p4", PICKLE_P4]] as const) {

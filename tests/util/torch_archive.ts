@@ -45,14 +45,36 @@ export interface ZipIn {
 
 /** Builds a zip; `zip64` saturates the 32-bit fields and adds ZIP64 records, as big files do. */
 export async function makeZip(files: ZipIn[], zip64 = false): Promise<Uint8Array> {
+  const raw: ZipIn[] = [];
+  for (const f of files) {
+    raw.push(
+      f.deflate && !f.raw
+        ? {
+          ...f,
+          raw: {
+            body: await deflateRaw(f.data),
+            method: 8,
+            size: f.data.length,
+            crc: crc32(f.data),
+          },
+        }
+        : f,
+    );
+  }
+  return makeZipSync(raw, zip64);
+}
+
+/** {@link makeZip} for stored entries and entries given `raw` (no compression to await). */
+export function makeZipSync(files: ZipIn[], zip64 = false): Uint8Array {
   const local: Uint8Array[] = [];
   const central: Uint8Array[] = [];
   let offset = 0;
   for (const f of files) {
+    if (f.deflate && !f.raw) throw new Error("makeZipSync: deflated entries need `raw`");
     const name = enc.encode(f.name);
-    const body = f.raw?.body ?? (f.deflate ? await deflateRaw(f.data) : f.data);
+    const body = f.raw?.body ?? f.data;
     const crc = f.raw?.crc ?? crc32(f.data);
-    const method = f.raw?.method ?? (f.deflate ? 8 : 0);
+    const method = f.raw?.method ?? 0;
     const size = f.raw?.size ?? f.data.length;
     const lh = concat([
       le(0x04034b50, 4),
@@ -243,3 +265,24 @@ export function zerosCrc(size: number): number {
   }
   return c;
 }
+
+// CPython `pickle.dumps` outputs (the unpickler is tested on them; fuzz targets mutate them).
+
+const b64 = (s: string) => Uint8Array.from(atob(s), (c) => c.charCodeAt(0));
+
+/** `pickle.dumps(obj, protocol=2)` of a dict exercising containers, ints, floats, strings. */
+export const PICKLE_P2 = b64(
+  "gAJ9cQAoWAEAAABhcQFdcQIoSwFHQAQAAAAAAABYAQAAAHhxA06IiWVYAQAAAGJxBEsBSwJLA4dxBVgCAAAAdDFxBksHhXEHWAEAAABlcQgpWAMAAABiaWdxCYoJAAAAAAAAAABAWAMAAABuZWdxCkr7////WAQAAABuMzAwcQtNLAFYBgAAAG43MDAwMHEMSnARAQBYBgAAAG5lZ2JpZ3ENigYAAAAAAP9YAgAAAG9kcQ5jY29sbGVjdGlvbnMKT3JkZXJlZERpY3QKcQ8pUnEQKFgBAAAAa3ERSwFYAQAAAGpxEl1xE3VYAwAAAHVuaXEUWAYAAABow6lsbG9xFVgGAAAAbmVzdGVkcRZ9cRdoA31xGFgBAAAAeXEZRz/wAAAAAAAAc3N1Lg==",
+);
+/** The same plus bytes, set and frozenset, with `protocol=4` (FRAME, MEMOIZE, STACK_GLOBAL). */
+export const PICKLE_P4 = b64(
+  "gASVAgEAAAAAAAB9lCiMAWGUXZQoSwFHQAQAAAAAAACMAXiUToiJZYwBYpRLAUsCSwOHlIwCdDGUSweFlIwBZZQpjANiaWeUigkAAAAAAAAAAECMA25lZ5RK+////4wEbjMwMJRNLAGMBm43MDAwMJRKcBEBAIwGbmVnYmlnlIoGAAAAAAD/jAVieXRlc5RDAgABlIwCb2SUjAtjb2xsZWN0aW9uc5SMC09yZGVyZWREaWN0lJOUKVKUKIwBa5RLAYwBapRdlHWMA3VuaZSMBmjDqWxsb5SMAXOUj5QoSwFLApCMAmZzlChLA5GUjAZuZXN0ZWSUfZRoA32UjAF5lEc/8AAAAAAAAHNzdS4=",
+);
+/** `od = OrderedDict(w=1); od._metadata = OrderedDict([("", {"version": 1})])`, protocol 2. */
+export const PICKLE_OD_METADATA = b64(
+  "gAJjY29sbGVjdGlvbnMKT3JkZXJlZERpY3QKcQApUnEBWAEAAAB3cQJLAXN9cQNYCQAAAF9tZXRhZGF0YXEEaAApUnEFWAAAAABxBn1xB1gHAAAAdmVyc2lvbnEISwFzc3NiLg==",
+);
+/** protocol 2 with bytes: CPython pickles them via `_codecs.encode`, which is refused. */
+export const PICKLE_P2_BYTES = b64(
+  "gAJ9cQAoWAEAAABhcQFdcQIoSwFHQAQAAAAAAABYAQAAAHhxA06IiWVYAQAAAGJxBEsBSwJLA4dxBVgCAAAAdDFxBksHhXEHWAEAAABlcQgpWAMAAABiaWdxCYoJAAAAAAAAAABAWAMAAABuZWdxCkr7////WAQAAABuMzAwcQtNLAFYBgAAAG43MDAwMHEMSnARAQBYBgAAAG5lZ2JpZ3ENigYAAAAAAP9YBQAAAGJ5dGVzcQ5jX2NvZGVjcwplbmNvZGUKcQ9YAgAAAAABcRBYBgAAAGxhdGluMXERhnESUnETWAIAAABvZHEUY2NvbGxlY3Rpb25zCk9yZGVyZWREaWN0CnEVKVJxFihYAQAAAGtxF0sBWAEAAABqcRhdcRl1WAMAAAB1bmlxGlgGAAAAaMOpbGxvcRtYAQAAAHNxHGNfX2J1aWx0aW5fXwpzZXQKcR1dcR4oSwFLAmWFcR9ScSBYAgAAAGZzcSFjX19idWlsdGluX18KZnJvemVuc2V0CnEiXXEjSwNhhXEkUnElWAYAAABuZXN0ZWRxJn1xJ2gDfXEoWAEAAAB5cSlHP/AAAAAAAABzc3Uu",
+);

@@ -1,0 +1,21 @@
+/** Shared by the fuzz runner and its child: per-input seeds and error-message kinds. */
+
+/** The seed input `i` is generated from: inputs are independent, so any index can be replayed. */
+export function inputSeed(seed: number, i: number): number {
+  return (Math.imul(seed | 0, 0x9e3779b1) ^ Math.imul(i + 1, 0x85ebca6b)) | 0;
+}
+
+/**
+ * An error message reduced to its kind, for counting: the file name, numbers, quoted strings and
+ * bracketed lists are blanked, so "x.pth: corrupt pickle at byte 12: truncated (needs 4 more
+ * bytes)" and the same at byte 90 count as one kind.
+ */
+export function messageKind(message: string): string {
+  return message
+    .replace(/^(\w*Error: )?(\S*[/<][^:]*|--\S+( \S+)?): /, "$1")
+    .replace(/"(?:[^"\\]|\\.)*"/g, '"…"')
+    .replace(/\[[^\]]*\]/g, "[…]")
+    .replace(/\b0x[0-9a-f]+\b/gi, "N")
+    .replace(/(?<![\w.-])-?\d+(\.\d+)?(e[+-]?\d+)?(?!\w)/gi, "N")
+    .slice(0, 110);
+}
