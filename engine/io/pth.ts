@@ -95,10 +95,11 @@ export interface UnpickleOptions {
 }
 
 /**
- * Default bound on the objects (containers, their items, copies) one pickle may build: a ViT-H
- * state dict builds about 10 000, a 10 000-tensor model about 200 000.
+ * Default bound on the opcodes run and objects built or copied by one pickle: a ViT-H state dict
+ * needs about 15 000, a 10 000-tensor model about 200 000. At the bound the unpickler holds
+ * about 330 MiB (a million empty dicts). `EPSAM_MAX_PICKLE_OBJECTS` overrides it for loads.
  */
-export const MAX_PICKLE_OBJECTS = 2_000_000;
+export const MAX_PICKLE_OBJECTS = 1_000_000;
 
 const MARK = Symbol("mark");
 /** Longest integer accepted (bytes); decoding is quadratic, and checkpoints hold small ints. */
@@ -540,6 +541,9 @@ function isIntList(v: PyValue): v is number[] {
   return Array.isArray(v) && v.every((x) => Number.isSafeInteger(x) && (x as number) >= 0);
 }
 
+/** Most dimensions a tensor may have (torch's own limit is 64). */
+const MAX_RANK = 64;
+
 /** Calls one of the allow-listed globals (REDUCE / NEWOBJ). */
 function construct(
   file: string,
@@ -577,6 +581,7 @@ function construct(
       if (!(storage instanceof StorageRef)) return bad("(): first argument is not a storage");
       if (!Number.isSafeInteger(offset) || (offset as number) < 0) bad("(): bad storage offset");
       if (!isIntList(size)) return bad(`(): size ${JSON.stringify(size)} is not a tuple of ints`);
+      if (size.length > MAX_RANK) bad(`(): ${size.length} dimensions (at most ${MAX_RANK})`);
       if (!isIntList(stride) || stride.length !== size.length) {
         return bad(`(): stride ${JSON.stringify(stride)} does not match size [${size}]`);
       }
@@ -641,23 +646,23 @@ const MIN_BUDGET = 256 * 2 ** 20;
  * overlapping views and inflated entries can ask for more, and a hostile file asks for far more.
  */
 export function defaultMaxBytes(fileSize: number): number {
+  return envLimit("EPSAM_MAX_CHECKPOINT_BYTES") ?? 2 * fileSize + MIN_BUDGET;
+}
+
+/** A positive integer from the environment variable `name`, if set. */
+function envLimit(name: string): number | undefined {
   let env: string | undefined;
   try {
-    env = Deno.env.get("EPSAM_MAX_CHECKPOINT_BYTES");
+    env = Deno.env.get(name);
   } catch { /* no env permission: the default */ }
-  if (env !== undefined && env !== "") {
-    const v = Number(env);
-    if (!Number.isSafeInteger(v) || v <= 0) {
-      throw new InputError(
-        `EPSAM_MAX_CHECKPOINT_BYTES: expected a positive integer (bytes), got ${
-          JSON.stringify(env)
-        }`,
-        { field: "EPSAM_MAX_CHECKPOINT_BYTES" },
-      );
-    }
-    return v;
+  if (env === undefined || env === "") return undefined;
+  const v = Number(env);
+  if (!Number.isSafeInteger(v) || v <= 0) {
+    throw new InputError(`${name}: expected a positive integer, got ${JSON.stringify(env)}`, {
+      field: name,
+    });
   }
-  return 2 * fileSize + MIN_BUDGET;
+  return v;
 }
 
 function mib(n: number): string {
@@ -916,7 +921,7 @@ export async function readPthObject(path: string, opts: PthOptions = {}): Promis
     const obj = unpickle(await zip.read(pkl, { verifyCrc }), {
       file: path,
       persistentLoad: torchPersistentLoad(path),
-      maxObjects: opts.maxObjects,
+      maxObjects: opts.maxObjects ?? envLimit("EPSAM_MAX_PICKLE_OBJECTS"),
     });
     const refs = new Map<TensorRef, string>();
     collectRefs(path, obj, refs, new Set());

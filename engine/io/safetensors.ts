@@ -291,11 +291,15 @@ function parseHeader(file: string, headerBytes: Uint8Array, dataLen: number): {
         }`,
       );
     }
-    if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
+    if (
+      !Array.isArray(shape) || shape.length > 64 ||
+      !shape.every((d) => Number.isSafeInteger(d) && d >= 0)
+    ) {
       throw new InputError(
-        `${where}: field shape: expected an array of non-negative integers, got ${
-          JSON.stringify(shape)
+        `${where}: field shape: expected an array of at most 64 non-negative integers, got ${
+          String(JSON.stringify(shape)).slice(0, 80)
         }`,
+        { file, field: "shape" },
       );
     }
     if (
