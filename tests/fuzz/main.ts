@@ -7,10 +7,16 @@
  */
 import { runCommand, UsageError } from "../../pipeline/cli/args.ts";
 import type { FuzzTarget } from "./target.ts";
-import { discoverTargets, formatReport, type FuzzReport, fuzzTarget } from "./runner.ts";
+import {
+  discoverTargets,
+  formatMarkdown,
+  formatReport,
+  type FuzzReport,
+  fuzzTarget,
+} from "./runner.ts";
 
 const USAGE = `usage: deno task fuzz --parser P|all --runs N [--seed S] [--time-ms T] [--mem-mib M]
-                      [--out DIR] [--json FILE]
+                      [--out DIR] [--json FILE] [--markdown FILE]
        deno task fuzz --parser P --replay FILE
 
   --parser   a target in tests/fuzz/targets/ (by its name), or all
@@ -20,6 +26,7 @@ const USAGE = `usage: deno task fuzz --parser P|all --runs N [--seed S] [--time-
   --mem-mib  child's resident-memory bound; past it the input is a blow-up (default 1024)
   --out      where hang/crash/blow-up inputs are saved (default runs/fuzz)
   --json     also write the reports as JSON
+  --markdown also write them as the Markdown tables of RELIABILITY.md
   --replay   parse one saved input here and print what the parser did`;
 
 function intFlag(v: unknown, name: string, min: number): number | undefined {
@@ -44,6 +51,7 @@ Deno.exit(
         "mem-mib": { type: "string" },
         out: { type: "string" },
         json: { type: "string" },
+        markdown: { type: "string" },
         replay: { type: "string" },
       },
     },
@@ -105,6 +113,7 @@ Deno.exit(
       if (f.json) {
         await Deno.writeTextFile(f.json as string, JSON.stringify(reports, null, 2) + "\n");
       }
+      if (f.markdown) await Deno.writeTextFile(f.markdown as string, formatMarkdown(reports));
       return bad ? 1 : 0;
     },
   ),

@@ -249,3 +249,36 @@ export function formatReport(r: FuzzReport, topKinds = 12): string {
   }
   return lines.join("\n");
 }
+
+/**
+ * The reports as the Markdown table RELIABILITY.md records: one row per parser (inputs,
+ * accepted, refused, crashes, hangs, blow-ups, worst time, worst memory), then each parser's
+ * most frequent refusals by kind.
+ */
+export function formatMarkdown(reports: FuzzReport[], topKinds = 8): string {
+  const count = (r: FuzzReport, k: Finding["kind"]) =>
+    r.findings.filter((f) => f.kind === k).length;
+  const out = [
+    "| parser | inputs | accepted | refused (own error) | crashes | hangs | memory blow-ups | worst time | worst peak RSS (child baseline) | wall |",
+    "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ...reports.map((r) =>
+      `| ${r.parser} | ${r.inputs} | ${r.accepted} | ${r.refused} | ${count(r, "crash")} | ${
+        count(r, "hang")
+      } | ${count(r, "memory")} | ${r.worstMs.ms.toFixed(0)} ms | ${
+        r.worstRssMiB.mib.toFixed(0)
+      } MiB (${r.baselineRssMiB.toFixed(0)} MiB) | ${r.wallS.toFixed(0)} s |`
+    ),
+  ];
+  for (const r of reports) {
+    out.push("", `**${r.parser}**: refusals by kind (${r.refusedByKind.length} kinds)`, "");
+    out.push("| inputs | error (file name, numbers and quoted names blanked) |", "| ---: | --- |");
+    for (const [k, n] of r.refusedByKind.slice(0, topKinds)) {
+      out.push(`| ${n} | ${k.replaceAll("|", "\\|")} |`);
+    }
+    const rest = r.refusedByKind.slice(topKinds);
+    if (rest.length) {
+      out.push(`| ${rest.reduce((a, [, n]) => a + n, 0)} | ${rest.length} other kinds |`);
+    }
+  }
+  return out.join("\n") + "\n";
+}

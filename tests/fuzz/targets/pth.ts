@@ -78,6 +78,59 @@ const stateDict = fc.tuple(
   return makeZipSync(files(torchPickle(nested ? new Map([["model", root]]) : root)));
 });
 
+/**
+ * Mostly legal state dicts: views that fit their storages (contiguous, transposed, offset,
+ * stride 0), storages of matching size, stored or deflated, nested or not; then sometimes one
+ * storage entry cut short or one view's offset pushed past its end.
+ */
+const SMALL_DTYPES: [string, number][] = [
+  ["FloatStorage", 4],
+  ["DoubleStorage", 8],
+  [
+    "HalfStorage",
+    2,
+  ],
+  ["ByteStorage", 1],
+  ["LongStorage", 8],
+];
+const legal = fc.tuple(
+  fc.array(
+    fc.tuple(
+      fc.constantFrom(...SMALL_DTYPES),
+      fc.array(fc.nat(4), { minLength: 0, maxLength: 3 }),
+      fc.constantFrom("contiguous", "transposed", "expanded", "offset"),
+    ),
+    { minLength: 1, maxLength: 5 },
+  ),
+  fc.boolean(),
+  fc.constantFrom("none", "short", "past"),
+).map(([tensors, nested, damage]) => {
+  const root = new Map<string, Tree>();
+  const storages: Record<string, Uint8Array> = {};
+  tensors.forEach(([[type, size], shape, layout], k) => {
+    const n = shape.reduce((a, b) => a * b, 1);
+    const contiguous = shape.map((_, d) => shape.slice(d + 1).reduce((a, b) => a * b, 1));
+    let stride = contiguous, numel = n, offset = 0;
+    if (layout === "transposed" && shape.length >= 2) {
+      stride = [...contiguous];
+      stride[0] = 1;
+      stride[1] = shape[0];
+      stride.splice(2, Infinity, ...contiguous.slice(2).map((s) => s * shape[0] * shape[1]));
+    } else if (layout === "expanded") {
+      stride = shape.map(() => 0);
+      numel = 1;
+    } else if (layout === "offset") {
+      offset = 2;
+      numel = n + 2;
+    }
+    storages[String(k)] = storage(numel * size);
+    root.set(`t${k}`, { storage: type, key: String(k), numel, offset, shape, stride });
+  });
+  if (damage === "short") storages["0"] = storages["0"].subarray(1);
+  if (damage === "past") (root.get("t0") as TensorSpec).offset += 1000;
+  return makeZipSync(files(torchPickle(nested ? new Map([["model", root]]) : root), storages));
+});
+
 const rewrapped = fc.tuple(fuzzBytes(torchSeeds), fc.boolean()).map(([pkl, zip64]) =>
   makeZipSync(files(pkl), zip64)
 );
@@ -91,7 +144,8 @@ const target: FuzzTarget = {
     fc.oneof(
       { weight: 3, arbitrary: fuzzBytes(ARCHIVES) },
       { weight: 3, arbitrary: rewrapped },
-      { weight: 3, arbitrary: stateDict },
+      { weight: 2, arbitrary: stateDict },
+      { weight: 2, arbitrary: legal },
     ),
   async parse(input) {
     tmp ??= Deno.makeTempFileSync({ suffix: ".pth" });
