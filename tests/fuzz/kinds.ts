@@ -7,12 +7,14 @@ export function inputSeed(seed: number, i: number): number {
 
 /**
  * An error message reduced to its kind, for counting: the file name, numbers, quoted strings and
- * bracketed lists are blanked, so "x.pth: corrupt pickle at byte 12: truncated (needs 4 more
+ * bracketed lists are blanked (and what follows "got", "global" or "token"), so "x.pth: corrupt pickle at byte 12: truncated (needs 4 more
  * bytes)" and the same at byte 90 count as one kind.
  */
 export function messageKind(message: string): string {
   return message
-    .replace(/^(\w*Error: )?(\S*[/<][^:]*|--\S+( \S+)?): /, "$1")
+    .replace(/^(\w*Error: )?(\S*[/<][^:]*|--set .*?|--\S+( \S+)?): /, "$1")
+    // Values echoed from the input say nothing about the kind of error.
+    .replace(/\b(got|global|token) .*?(, which| is not valid JSON|\)|$)/, "$1 …$2")
     .replace(/"(?:[^"\\]|\\.)*"/g, '"…"')
     .replace(/\[[^\]]*\]/g, "[…]")
     .replace(/\b0x[0-9a-f]+\b/gi, "N")
