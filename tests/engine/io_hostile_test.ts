@@ -170,3 +170,34 @@ Deno.test("hostile pickle: OrderedDict copies of one memoised dict are refused b
   const r = await loadBounded(p.bytes(), "unpickle", BOUNDS);
   expectRefused(r, /builds more than \d+ objects/);
 });
+
+/** A safetensors file from a header object, with the length field honest unless given. */
+function safetensorsFile(header: unknown, dataLen: number, lengthField?: bigint): Uint8Array {
+  const json = new TextEncoder().encode(JSON.stringify(header));
+  const out = new Uint8Array(8 + json.length + dataLen);
+  new DataView(out.buffer).setBigUint64(0, lengthField ?? BigInt(json.length), true);
+  out.set(json, 8);
+  return out;
+}
+
+Deno.test("hostile safetensors: lying header length, overlapping and out-of-file offsets, huge shapes", async () => {
+  const t = (begin: number, end: number, shape = [(end - begin) / 4]) => ({
+    dtype: "F32",
+    shape,
+    data_offsets: [begin, end],
+  });
+  const cases: [Uint8Array, RegExp][] = [
+    [safetensorsFile({ a: t(0, 4) }, 4, 2n ** 63n), /header length \d+ runs past the end/],
+    [safetensorsFile({ a: t(0, 8), b: t(4, 12) }, 12), /overlaps tensor "a"/],
+    [safetensorsFile({ a: t(0, 2 ** 40) }, 16), /outside the data section of 16 bytes/],
+    [
+      safetensorsFile({ a: t(0, 16, [2 ** 40, 2 ** 40, 0, 2 ** 40]) }, 16),
+      /spans 16 bytes, expected 0/,
+    ],
+    [safetensorsFile({ a: t(0, 4, Array(100).fill(1)) }, 4), /at most 64/],
+  ];
+  for (const [bytes, want] of cases) {
+    const r = await loadBounded(bytes, "safetensors", BOUNDS);
+    expectRefused(r, want);
+  }
+});
