@@ -324,12 +324,16 @@ export function unpickle(bytes: Uint8Array, opts: UnpickleOptions = {}): PyValue
       case 0x4d: // BININT2
         stack.push(u16());
         break;
-      case 0x8a: // LONG1
-        stack.push(decodeLong(take(u8())));
+      case 0x8a: { // LONG1
+        const n = u8();
+        charge(n >> 3); // decoding costs about as much as building an object per 8 bytes
+        stack.push(decodeLong(take(n)));
         break;
+      }
       case 0x8b: { // LONG4
         const n = i32();
         if (n < 0 || n > MAX_INT_BYTES) fail(`LONG4 length ${n} out of range`);
+        charge(n >> 3);
         stack.push(decodeLong(take(n)));
         break;
       }
@@ -506,11 +510,15 @@ function intValue(v: bigint): number | bigint {
     : v;
 }
 
+const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, "0"));
+
 /** Two's-complement little-endian integer (LONG1/LONG4 payload). */
 function decodeLong(b: Uint8Array): number | bigint {
   if (b.length === 0) return 0;
-  let v = 0n;
-  for (let i = b.length - 1; i >= 0; i--) v = (v << 8n) | BigInt(b[i]);
+  // Through a hex string: linear, where shifting a growing BigInt byte by byte is quadratic.
+  let hex = "";
+  for (let i = b.length - 1; i >= 0; i--) hex += HEX[b[i]];
+  let v = BigInt(`0x${hex}`);
   if (b[b.length - 1] & 0x80) v -= 1n << BigInt(8 * b.length);
   return intValue(v);
 }
