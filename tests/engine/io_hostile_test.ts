@@ -201,3 +201,16 @@ Deno.test("hostile safetensors: lying header length, overlapping and out-of-file
     expectRefused(r, want);
   }
 });
+
+Deno.test("hostile pickle: 20 MB of 1 KB integers is refused by the object budget, not decoded for a minute", async () => {
+  const n = 20_000, len = 1024;
+  const b = new Uint8Array(3 + n * (5 + len) + 2);
+  b.set([0x80, 2, 0x28]);
+  for (let i = 0, o = 3; i < n; i++, o += 5 + len) {
+    b.set([0x8b, ...le(len, 4)], o); // LONG4 of `len` bytes
+    b.fill(0x5a, o + 5, o + 5 + len);
+  }
+  b.set([0x6c, 0x2e], b.length - 2); // LIST, STOP
+  const r = await loadBounded(b, "unpickle", BOUNDS);
+  expectRefused(r, /builds more than \d+ objects/);
+});
