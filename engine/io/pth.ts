@@ -680,13 +680,13 @@ function mib(n: number): string {
 /** A running total of what one load reads, inflates and copies, checked before each allocation. */
 class LoadBudget {
   used = 0;
-  constructor(readonly file: string, readonly limit: number) {}
+  constructor(readonly file: string, readonly limit: number, readonly why: string) {}
   take(n: number, what: string): void {
     if (!Number.isSafeInteger(n) || n < 0 || this.used + n > this.limit) {
       throw new InputError(
         `${this.file}: refusing to load: ${what} needs ${Number.isFinite(n) ? mib(n) : n}, ` +
           `bringing the load to ${mib(this.used + n)}, over its limit of ${mib(this.limit)} ` +
-          `(2 x the file's size + 256 MiB; set EPSAM_MAX_CHECKPOINT_BYTES to allow more)`,
+          `(${this.why})`,
         { file: this.file },
       );
     }
@@ -904,7 +904,15 @@ export interface PthOptions {
 export async function readPthObject(path: string, opts: PthOptions = {}): Promise<PyValue> {
   const zip = await ZipReader.open(path);
   try {
-    const budget = new LoadBudget(path, opts.maxBytes ?? defaultMaxBytes(zip.size));
+    const budget = opts.maxBytes !== undefined
+      ? new LoadBudget(path, opts.maxBytes, "the maxBytes option")
+      : new LoadBudget(
+        path,
+        defaultMaxBytes(zip.size),
+        envLimit("EPSAM_MAX_CHECKPOINT_BYTES") !== undefined
+          ? "EPSAM_MAX_CHECKPOINT_BYTES"
+          : "2 x the file's size + 256 MiB; set EPSAM_MAX_CHECKPOINT_BYTES to allow more",
+      );
     const verifyCrc = opts.verifyCrc !== false;
     const { prefix, pkl } = findPrefix(path, zip);
     const order = zip.entry(`${prefix}byteorder`);

@@ -209,8 +209,8 @@ export class ZipReader {
   }
 }
 
-/** Compressed bytes fed to the inflater at a time: at most ~4 MiB come out of one piece. */
-const INFLATE_PIECE = 4096;
+/** Compressed bytes fed to the inflater at a time: at most ~16 MiB come out of one piece. */
+const INFLATE_PIECE = 16384;
 
 /** Chunk in which stored bytes past a read's limit pass through the CRC. */
 const CRC_CHUNK = 1 << 22;

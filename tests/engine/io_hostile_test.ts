@@ -32,7 +32,7 @@ interface Loaded {
 async function loadBounded(
   bytes: Uint8Array,
   reader: string,
-  bounds: { ms: number; rssMiB: number },
+  bounds: { ms: number; rssMiB: number; env?: Record<string, string> },
   ...opts: string[]
 ): Promise<Loaded & { path: string }> {
   const path = await Deno.makeTempFile({ suffix: reader === "unpickle" ? ".pkl" : ".pth" });
@@ -42,6 +42,7 @@ async function loadBounded(
     const r = await runBounded(["run", "-A", CHILD, reader, path, ...opts], {
       timeoutMs: 2 * bounds.ms + 5000,
       maxRssMiB: 2 * bounds.rssMiB,
+      env: bounds.env,
     });
     assert.ok(!r.killed, `${reader} child killed for ${r.killed} after ${r.ms.toFixed(0)} ms`);
     assert.equal(r.code, 0, `child failed:\n${r.stderr}`);
@@ -213,4 +214,32 @@ Deno.test("hostile pickle: 20 MB of 1 KB integers is refused by the object budge
   b.set([0x6c, 0x2e], b.length - 2); // LIST, STOP
   const r = await loadBounded(b, "unpickle", BOUNDS);
   expectRefused(r, /builds more than \d+ objects/);
+});
+
+Deno.test("EPSAM_MAX_CHECKPOINT_BYTES moves the .pth limit both ways", async () => {
+  const views = new Map<string, Tree>();
+  for (let i = 0; i < 4; i++) {
+    views.set(`v${i}`, {
+      storage: "DoubleStorage",
+      key: "0",
+      numel: 1,
+      offset: 0,
+      shape: [2 ** 20],
+      stride: [0],
+    });
+  }
+  const bytes = await archive(torchPickle(views), { "0": new Uint8Array(8) });
+  // 32 MiB of expanded views: under the default limit, over a 16 MiB one.
+  assert.equal((await loadBounded(bytes, "pth", BOUNDS)).ok, true);
+  const low = await loadBounded(bytes, "pth", {
+    ...BOUNDS,
+    env: { EPSAM_MAX_CHECKPOINT_BYTES: String(16 * 2 ** 20) },
+  });
+  expectRefused(low, /over its limit of 16\.0 MiB \(EPSAM_MAX_CHECKPOINT_BYTES\)/);
+  const bad = await loadBounded(bytes, "pth", {
+    ...BOUNDS,
+    env: { EPSAM_MAX_CHECKPOINT_BYTES: "lots" },
+  });
+  assert.equal(bad.name, "InputError");
+  assert.match(bad.message!, /EPSAM_MAX_CHECKPOINT_BYTES: expected a positive integer, got "lots"/);
 });
