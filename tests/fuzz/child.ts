@@ -38,7 +38,14 @@ const arb = target.input();
 const baseline = mem()[0];
 emit({ ready: true, rssKiB: baseline });
 for (let i = Number(startText); i < runs; i++) {
-  const input = fc.sample(arb, { seed: inputSeed(seed, i), numRuns: 1 })[0];
+  let input: Uint8Array;
+  try {
+    input = fc.sample(arb, { seed: inputSeed(seed, i), numRuns: 1 })[0];
+  } catch (e) {
+    // A bug in the target's generator, not in the parser: reported, never silently skipped.
+    emit({ i, outcome: "crash", message: `the target's input generator threw: ${e}`, ms: 0 });
+    continue;
+  }
   // Garbage from earlier inputs would count as this one's memory: collect it when it piles up.
   if (gc && mem()[0] > baseline + 64 * 1024) gc();
   resetPeak();

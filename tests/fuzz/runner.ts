@@ -122,7 +122,13 @@ export async function fuzzTarget(file: string, opts: FuzzOptions): Promise<FuzzR
       const dir = `${opts.outDir}/${target.name}`;
       await Deno.mkdir(dir, { recursive: true });
       f.file = `${dir}/${kind}-seed${opts.seed}-${i}.bin`;
-      await Deno.writeFile(f.file, inputAt(target, opts.seed, i));
+      let input: Uint8Array;
+      try {
+        input = inputAt(target, opts.seed, i);
+      } catch (e) {
+        input = new TextEncoder().encode(`(the generator threw: ${e})`);
+      }
+      await Deno.writeFile(f.file, input);
       await Deno.writeTextFile(f.file.replace(/\.bin$/, ".txt"), message + "\n");
     }
     report.findings.push(f);

@@ -45,7 +45,8 @@ const value = fc.oneof(
 const configObject = fc.array(fc.tuple(fc.constantFrom(...KEYS), value), { maxLength: 8 }).map(
   (sets) => {
     const root: Record<string, unknown> = Object.create(null);
-    for (const [path, v] of sets) {
+    for (const [path, shared] of sets) {
+      const v = structuredClone(shared); // values may be shared objects: never mutate them
       let at = root;
       const parts = path.split(".");
       parts.forEach((p, i) => {
@@ -87,7 +88,7 @@ const samModel = fc.tuple(
     string,
     Record<string, unknown>
   >;
-  m[section][key] = v;
+  m[section][key] = structuredClone(v);
   return { sam: { model: m } };
 });
 
