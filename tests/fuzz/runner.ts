@@ -160,8 +160,9 @@ export async function fuzzTarget(file: string, opts: FuzzOptions): Promise<FuzzR
     const watchdog = setInterval(() => {
       if (!ready || killed) return;
       const limitMs = opts.timeMs;
-      if (performance.now() - lastT > limitMs) killed = "hang";
-      else if (rssKiB(child.pid) > opts.memMiB * 1024) killed = "memory";
+      // Memory first: an input that allocates slowly past both bounds is a blow-up.
+      if (rssKiB(child.pid) > opts.memMiB * 1024) killed = "memory";
+      else if (performance.now() - lastT > limitMs) killed = "hang";
       if (killed) {
         try {
           child.kill("SIGKILL");
