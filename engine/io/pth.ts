@@ -95,8 +95,9 @@ export interface UnpickleOptions {
 }
 
 /**
- * Default bound on the opcodes run and objects built or copied by one pickle: a ViT-H state dict
- * needs about 15 000, a 10 000-tensor model about 200 000. At the bound the unpickler holds
+ * Default bound on the opcodes run and objects built or copied by one pickle: a torch state dict
+ * needs about 40 per tensor (counted on the sam-tiny fixture), so ViT-H about 25 000 and a
+ * 10 000-tensor model about 400 000. At the bound the unpickler holds
  * about 300 MiB (a million empty dicts, measured). `EPSAM_MAX_PICKLE_OBJECTS` overrides it for loads.
  */
 export const MAX_PICKLE_OBJECTS = 1_000_000;
