@@ -11,13 +11,13 @@
  */
 import fc from "fast-check";
 import type { FuzzTarget } from "./target.ts";
-import { inputSeed, messageKind } from "./kinds.ts";
+import { inputSeed, MARK, messageKind } from "./kinds.ts";
 
 const [file, seedText, runsText, startText] = Deno.args;
 const target = (await import(new URL(file, `file://${Deno.cwd()}/`).href)).default as FuzzTarget;
 const seed = Number(seedText), runs = Number(runsText);
 const enc = new TextEncoder();
-const emit = (o: unknown) => Deno.stdout.writeSync(enc.encode(JSON.stringify(o) + "\n"));
+const emit = (o: unknown) => Deno.stdout.writeSync(enc.encode(`\n${MARK}${JSON.stringify(o)}\n`));
 
 /** [VmRSS, VmHWM] of this process in KiB. */
 function mem(): [number, number] {

@@ -1,4 +1,7 @@
-/** Shared by the fuzz runner and its child: per-input seeds and error-message kinds. */
+/** Shared by the fuzz runner and its child: the line marker, per-input seeds, error kinds. */
+
+/** Starts each result line of the child: whatever a parser itself prints to stdout is ignored. */
+export const MARK = "\u0001fuzz ";
 
 /** The seed input `i` is generated from: inputs are independent, so any index can be replayed. */
 export function inputSeed(seed: number, i: number): number {

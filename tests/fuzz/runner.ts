@@ -9,7 +9,7 @@
  */
 import fc from "fast-check";
 import type { FuzzTarget } from "./target.ts";
-import { inputSeed } from "./kinds.ts";
+import { inputSeed, MARK } from "./kinds.ts";
 
 const TARGETS_DIR = new URL("./targets/", import.meta.url);
 const CHILD = new URL("./child.ts", import.meta.url).pathname;
@@ -176,8 +176,10 @@ export async function fuzzTarget(file: string, opts: FuzzOptions): Promise<FuzzR
       buf += dec.decode(chunk, { stream: true });
       let nl;
       while ((nl = buf.indexOf("\n")) >= 0) {
-        const l = JSON.parse(buf.slice(0, nl)) as Line;
+        const text = buf.slice(0, nl);
         buf = buf.slice(nl + 1);
+        if (!text.startsWith(MARK)) continue; // the parser's own output
+        const l = JSON.parse(text.slice(MARK.length)) as Line;
         lastT = performance.now();
         if (l.ready) {
           ready = true;

@@ -1,7 +1,8 @@
 /**
  * A deliberately broken target for testing the runner itself (not in targets/, so never
  * discovered): inputs are single bytes; 1 hangs, 2 allocates without bound, 3 throws a
- * TypeError (a crash), 4 kills its own process, everything else is refused or accepted.
+ * TypeError (a crash), 4 kills its own process, everything else is refused or accepted (after
+ * printing a line that looks like a result, which the runner must ignore).
  */
 import fc from "fast-check";
 import type { FuzzTarget } from "./target.ts";
@@ -26,6 +27,7 @@ const target: FuzzTarget = {
         Deno.exit(7);
         break;
       default:
+        console.log(`{"i": 0, "outcome": "crash"} stray output of byte ${input[0]}`);
         if (input[0] % 2) throw new OwnError(`refused byte ${input[0]}`);
     }
   },
