@@ -344,11 +344,11 @@ export function parseSetting(base: Obj, assignment: string): Obj {
   return over;
 }
 
-/** Checks ranges that the type check cannot. */
-export function validateConfig(c: PipelineConfig): PipelineConfig {
+/** Checks ranges that the type check cannot; errors start with `where` (the file, or "config"). */
+export function validateConfig(c: PipelineConfig, where = "config"): PipelineConfig {
   const posInt = (v: number, k: string, min = 1) => {
     if (!Number.isInteger(v) || v < min) {
-      throw new InputError(`config: ${k} must be an integer >= ${min}, got ${v}`);
+      throw new InputError(`${where}: ${k} must be an integer >= ${min}, got ${v}`);
     }
   };
   posInt(c.patchSize, "patchSize", 16);
@@ -366,18 +366,18 @@ export function validateConfig(c: PipelineConfig): PipelineConfig {
   posInt(c.data.negativesPerPositive, "data.negativesPerPositive", 0);
   posInt(c.seed, "seed", 0);
   if (!(c.idsThreshold >= 0 && c.idsThreshold <= 1)) {
-    throw new InputError(`config: idsThreshold must be in [0, 1], got ${c.idsThreshold}`);
+    throw new InputError(`${where}: idsThreshold must be in [0, 1], got ${c.idsThreshold}`);
   }
   for (const [k, v] of [["classifier.lr", c.classifier.lr], ["sam.lr", c.sam.lr]] as const) {
-    if (!(v > 0)) throw new InputError(`config: ${k} must be positive, got ${v}`);
+    if (!(v > 0)) throw new InputError(`${where}: ${k} must be positive, got ${v}`);
   }
   if (c.classifier.cam.openKernel < 1 || !Number.isInteger(c.classifier.cam.openKernel)) {
-    throw new InputError(`config: classifier.cam.openKernel must be a positive integer`);
+    throw new InputError(`${where}: classifier.cam.openKernel must be a positive integer`);
   }
   // Upper bounds: what no experiment needs but a typo could ask for (terabytes of weights).
   const atMost = (v: number, k: string, max: number) => {
     if (v > max) {
-      throw new InputError(`config: ${k} must be at most ${max}, got ${v}`, { field: k });
+      throw new InputError(`${where}: ${k} must be at most ${max}, got ${v}`, { field: k });
     }
   };
   atMost(c.patchSize, "patchSize", 8192);
@@ -387,12 +387,12 @@ export function validateConfig(c: PipelineConfig): PipelineConfig {
   if (typeof m === "string") {
     if (!Object.hasOwn(SAM_CONFIGS, m)) {
       throw new InputError(
-        `config: sam.model must be one of ${Object.keys(SAM_CONFIGS).join(", ")} or an object, ` +
+        `${where}: sam.model must be one of ${Object.keys(SAM_CONFIGS).join(", ")} or an object, ` +
           `got ${JSON.stringify(m)}`,
         { field: "sam.model" },
       );
     }
-  } else parseSamConfig(m, "config: sam.model");
+  } else parseSamConfig(m, `${where}: sam.model`);
   return c;
 }
 
@@ -503,6 +503,40 @@ export async function resolveConfig(f: ConfigFlags): Promise<PipelineConfig> {
     throw new InputError("--profile paper needs --data <prepared dataset> (see deno task prepare)");
   }
   return validateConfig(cfg);
+}
+
+/** Largest run-folder config.json read (they are a few kilobytes). */
+const MAX_RUN_CONFIG_BYTES = 16 * 2 ** 20;
+
+/**
+ * Reads the config.json that `train` wrote into a run folder, checking every field as a
+ * `--config` file is checked (over its profile's defaults), so a damaged or hand-edited file is an
+ * error naming the file and the field rather than a failure deep in `infer`.
+ */
+export async function readRunConfig(dir: string): Promise<PipelineConfig> {
+  const file = `${dir}/config.json`;
+  let json: unknown;
+  try {
+    const size = (await Deno.stat(file)).size;
+    if (size > MAX_RUN_CONFIG_BYTES) throw new Error(`${size} bytes, more than a config holds`);
+    json = JSON.parse(await Deno.readTextFile(file));
+  } catch (e) {
+    throw new InputError(`${dir}: not a run folder (${file}: ${(e as Error).message})`, { file });
+  }
+  if (!isObj(json)) {
+    throw new InputError(`${file}: field (root): expected the run's config object`, { file });
+  }
+  const { profile, ...rest } = json;
+  if (typeof profile !== "string" || !Object.hasOwn(PROFILES, profile)) {
+    throw new InputError(
+      `${file}: field profile: expected one of ${Object.keys(PROFILES).join(", ")}, got ${
+        JSON.stringify(profile)
+      }`,
+      { file, field: "profile" },
+    );
+  }
+  const base = structuredClone(PROFILES[profile as ProfileName]) as unknown as Obj;
+  return validateConfig(mergeConfig(base, rest, file) as unknown as PipelineConfig, file);
 }
 
 /** StepLR step and early-stopping patience as the reference derives them from the epochs. */

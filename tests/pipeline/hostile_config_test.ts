@@ -5,6 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { runBounded } from "../util/bounded_child.ts";
+import { readRunConfig, resolveConfig } from "../../pipeline/config.ts";
 
 const CHILD = new URL("../util/load_child.ts", import.meta.url).pathname;
 const BOUNDS = { ms: 15_000, rssMiB: 300 };
@@ -66,6 +67,31 @@ Deno.test('hostile state.json: "stages": null and other bad fields are named wit
   const dir = await runFolder({ "config.json": deep, "state.json": "{}" });
   refused(await readBounded("run-dir", dir), `${dir}/config.json`, "nested deeper than 64");
   await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("a run folder's config.json is checked field by field when infer reads it", async () => {
+  for (const profile of ["tiny", "default"] as const) {
+    const cfg = await resolveConfig({ profile });
+    const dir = await runFolder({ "config.json": JSON.stringify(cfg) });
+    assert.deepEqual(await readRunConfig(dir), cfg, "a config train wrote reads back unchanged");
+    await Deno.remove(dir, { recursive: true });
+  }
+  const good = JSON.parse(JSON.stringify(await resolveConfig({ profile: "tiny" })));
+  const cases: [unknown, RegExp][] = [
+    [{ ...good, iterations: null }, /"iterations" must be a number, got null/],
+    [{ ...good, profile: undefined }, /field profile: expected one of tiny, default, paper/],
+    [
+      { ...good, classifier: { ...good.classifier, width: 1e9 } },
+      /classifier.width must be at most/,
+    ],
+    [{ ...good, sam: { ...good.sam, model: { encoder: {} } } }, /sam.model: missing object/],
+    [[1, 2], /field \(root\)/],
+  ];
+  for (const [cfg, want] of cases) {
+    const dir = await runFolder({ "config.json": JSON.stringify(cfg) });
+    refused(await readBounded("run-config", dir), `${dir}/config.json`, want);
+    await Deno.remove(dir, { recursive: true });
+  }
 });
 
 Deno.test("hostile SAM configs: num_heads 0, patch_size 0, embed_dim 47 name the field", async () => {

@@ -9,7 +9,7 @@ import { loadPth } from "../../engine/io/pth.ts";
 import { torchPersistentLoad, unpickle } from "../../engine/io/pth.ts";
 import { readSafetensors } from "../../engine/io/safetensors.ts";
 import { loadSamConfig } from "../../model/sam/configs.ts";
-import { resolveConfig } from "../../pipeline/config.ts";
+import { readRunConfig, resolveConfig } from "../../pipeline/config.ts";
 import { RunDir } from "../../pipeline/run_dir.ts";
 import { procMemKiB } from "./bounded_child.ts";
 
@@ -35,6 +35,9 @@ async function run(): Promise<void> {
       return;
     case "set":
       await resolveConfig({ profile: "tiny", set: [arg] });
+      return;
+    case "run-config":
+      await readRunConfig(arg);
       return;
     case "run-dir":
       RunDir.open(arg, JSON.parse(opts.config ?? "{}")).close();
