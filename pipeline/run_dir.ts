@@ -85,7 +85,11 @@ function readJson(path: string): unknown {
       { file: path },
     );
   }
-  const text = Deno.readTextFileSync(path);
+  return parseRunJson(Deno.readTextFileSync(path), path);
+}
+
+/** Parses a run folder's JSON file, refusing nesting deeper than {@link MAX_JSON_DEPTH}. */
+export function parseRunJson(text: string, path: string): unknown {
   let v: unknown;
   try {
     v = JSON.parse(text);
