@@ -15,7 +15,7 @@ export function inputSeed(seed: number, i: number): number {
  */
 export function messageKind(message: string): string {
   return message
-    .replace(/^(\w*Error: )?(\S*[/<][^:]*|--set .*?|--\S+( \S+)?): /, "$1")
+    .replace(/^(\w*Error: )?(\S*[/<][^:]*|\S+\.[A-Za-z0-9]{2,12}|--set .*?|--\S+( \S+)?): /, "$1")
     // Values echoed from the input say nothing about the kind of error.
     .replace(/\b(got|global|token) .*?(, which| is not valid JSON|\)|$)/, "$1 …$2")
     .replace(/"(?:[^"\\]|\\.)*"/g, '"…"')
