@@ -66,6 +66,30 @@ export function parseBox(s: string): number[] {
   return v;
 }
 
+/**
+ * Refuses prompt coordinates far outside the image (more than one image size beyond an edge):
+ * such a prompt means nothing to SAM, and a huge value (1e16) would otherwise reach code that
+ * loops over coordinates. Points and boxes partly outside the image stay legal.
+ */
+export function checkPromptRange(
+  points: { coords: number[] } | null,
+  box: number[] | null,
+  width: number,
+  height: number,
+): void {
+  const check = (flag: string, v: number, axis: "x" | "y") => {
+    const size = axis === "x" ? width : height;
+    if (v < -size || v > 2 * size) {
+      throw new UsageError(
+        `--${flag}: ${axis} = ${v} lies far outside the ${width}x${height} image ` +
+          `(accepted ${axis} in [${-size}, ${2 * size}], original-image pixels)`,
+      );
+    }
+  };
+  points?.coords.forEach((v, i) => check("points", v, i % 2 === 0 ? "x" : "y"));
+  box?.forEach((v, i) => check("box", v, i % 2 === 0 ? "x" : "y"));
+}
+
 async function readMaskInput(path: string, config: SamConfig): Promise<Float32Array> {
   const [eh, ew] = config.prompt_encoder.image_embedding_size;
   let m: Map<string, HostTensor>;
@@ -118,14 +142,16 @@ export function drawOverlay(
     if (x < 0 || y < 0 || x >= w || y >= h) return;
     out.set(c, (y * w + x) * 3);
   };
+  // Every loop below runs over the part of its shape inside the image only: a coordinate far
+  // outside (1e16) must not drive a loop (x++ stops advancing past 2^53).
   if (box) {
     const [x0, y0, x1, y1] = box.map(Math.round);
     const green = [0, 255, 0];
-    for (let x = x0; x <= x1; x++) {
+    for (let x = Math.max(x0, 0), xe = Math.min(x1, w - 1); x <= xe; x++) {
       put(x, y0, green);
       put(x, y1, green);
     }
-    for (let y = y0; y <= y1; y++) {
+    for (let y = Math.max(y0, 0), ye = Math.min(y1, h - 1); y <= ye; y++) {
       put(x0, y, green);
       put(x1, y, green);
     }
@@ -135,8 +161,10 @@ export function drawOverlay(
     points.labels.forEach((l, i) => {
       const cx = points.coords[2 * i], cy = points.coords[2 * i + 1];
       const fill = l === 1 ? [0, 220, 0] : [230, 0, 0];
-      for (let y = Math.floor(cy - r - 1); y <= Math.ceil(cy + r + 1); y++) {
-        for (let x = Math.floor(cx - r - 1); x <= Math.ceil(cx + r + 1); x++) {
+      const ya = Math.max(Math.floor(cy - r - 1), 0), yb = Math.min(Math.ceil(cy + r + 1), h - 1);
+      const xa = Math.max(Math.floor(cx - r - 1), 0), xb = Math.min(Math.ceil(cx + r + 1), w - 1);
+      for (let y = ya; y <= yb; y++) {
+        for (let x = xa; x <= xb; x++) {
           const d = Math.hypot(x + 0.5 - cx, y + 0.5 - cy);
           if (d <= r) put(x, y, fill);
           else if (d <= r + 1) put(x, y, [255, 255, 255]);
@@ -204,6 +232,7 @@ export async function main(argv: string[]): Promise<number> {
       }
       throw new UsageError(`--image ${(e as Error).message}`);
     }
+    checkPromptRange(points, box, img.width, img.height);
     try {
       await Deno.stat(values.checkpoint!);
     } catch {

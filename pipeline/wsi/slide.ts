@@ -604,8 +604,11 @@ class TiffSlide implements Slide {
     const rgba = new Uint8Array(n * 4);
     try {
       if (L.compression === 7) {
-        const rgb = decodeJpegTile(raw, L.jpegTables, L.photometric === 6 ? "ycbcr" : "rgb");
-        if (rgb.width < tw || rgb.height < th) {
+        const rgb = decodeJpegTile(raw, L.jpegTables, L.photometric === 6 ? "ycbcr" : "rgb", {
+          width: tw,
+          height: th,
+        });
+        if (rgb.width !== tw || rgb.height !== th) {
           throw new Error(`JPEG is ${rgb.width}x${rgb.height}, tile is ${tw}x${th}`);
         }
         const c = rgb.channels, src = rgb.data, sw = rgb.width;
