@@ -16,7 +16,16 @@ import {
   toFloat32,
   writeSafetensors,
 } from "../../engine/io/safetensors.ts";
-import { type Image8, readPng, toRgb, writePng } from "../../engine/io/png.ts";
+import {
+  DEFAULT_MAX_IMAGE_PIXELS,
+  type Image8,
+  MAX_IMAGE_PIXELS_ENV,
+  maxImagePixels,
+  readPng,
+  toRgb,
+  writePng,
+} from "../../engine/io/png.ts";
+import { numberFlag } from "./args.ts";
 import { loadSamConfig, type SamConfig } from "../../model/sam/configs.ts";
 import { loadSam } from "../../model/sam/checkpoint.ts";
 import { SamPredictor } from "../../model/sam/predictor.ts";
@@ -26,7 +35,9 @@ const USAGE = `usage: deno task sam --checkpoint <.pth|.safetensors> --image <pn
     [--points "x,y,label;x,y,label"]   original-image pixels, label 1 foreground / 0 background
     [--box x0,y0,x1,y1]                original-image pixels
     [--mask-input <file.safetensors>]  key "mask_input": low-res logits [1, 4h, 4w]
-    [--multimask]                      three masks instead of one`;
+    [--multimask]                      three masks instead of one
+    [--max-image-pixels N]             largest --image accepted (default ${DEFAULT_MAX_IMAGE_PIXELS};
+                                       env ${MAX_IMAGE_PIXELS_ENV})`;
 
 /** A user error: reported with the usage, exit status 2. */
 class UsageError extends Error {}
@@ -197,6 +208,7 @@ export async function main(argv: string[]): Promise<number> {
         "mask-input": { type: "string" },
         multimask: { type: "boolean" },
         out: { type: "string" },
+        "max-image-pixels": { type: "string" },
         help: { type: "boolean", short: "h" },
       },
     }));
@@ -223,9 +235,19 @@ export async function main(argv: string[]): Promise<number> {
     const maskInput = values["mask-input"] !== undefined
       ? await readMaskInput(values["mask-input"], config)
       : undefined;
+    let maxPixels: number;
+    try {
+      maxPixels = numberFlag(values, "max-image-pixels", {
+        def: maxImagePixels(),
+        min: 1,
+        integer: true,
+      })!;
+    } catch (e) {
+      throw new UsageError((e as Error).message);
+    }
     let img: Image8;
     try {
-      img = toRgb(await readPng(values.image!));
+      img = toRgb(await readPng(values.image!, { maxPixels }));
     } catch (e) {
       if (e instanceof Deno.errors.NotFound) {
         throw new UsageError(`--image ${values.image}: file not found`);
