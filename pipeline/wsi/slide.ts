@@ -6,12 +6,13 @@
  * against the file size before anything is allocated, and IFD chains are cycle-checked, so a
  * corrupt or truncated file gives an Error naming it instead of a huge allocation or a hang.
  * Tile bytes are read on demand through one `Deno.FsFile` (the file is never held in memory) and
- * decoded by geotiff.js's codecs (LZW, Deflate, PackBits, raw); JPEG tiles go through our own
- * libjpeg-compatible decoder so that colours match OpenSlide (fancy chroma upsampling).
+ * decoded by `tile_codecs.ts` (LZW, Deflate, PackBits, raw; output bounded by the tile size,
+ * which geotiff.js's codecs are not); JPEG tiles go through our own libjpeg-compatible decoder
+ * so that colours match OpenSlide (fancy chroma upsampling).
  */
-import { getDecoder } from "geotiff";
 import { TileCache } from "./tile_cache.ts";
 import { decodeJpegTile } from "./jpeg_decoder.ts";
+import { decodeTileData } from "./tile_codecs.ts";
 
 /** One pyramid level; `downsample` relative to level 0 as OpenSlide computes it. */
 export interface SlideLevel {
@@ -95,6 +96,13 @@ const TYPE_SIZES: Record<number, number> = {
 const MAX_IFD_ENTRIES = 4096;
 /** Largest number of IFDs walked (pyramids have < 20; guards against loops and garbage). */
 const MAX_IFDS = 1024;
+/** Largest JPEGTables accepted (parsed again for every tile; real ones are under 4 KiB). */
+const MAX_JPEG_TABLES_BYTES = 65536;
+/**
+ * Largest compressed tile read, relative to its decoded size: 2x (LZW's worst expansion is
+ * about 1.5x) plus 64 KiB. A byte count beyond it is a corrupt or hostile claim.
+ */
+const maxTileBytes = (decoded: number) => 2 * decoded + 65536;
 
 const T = {
   NewSubfileType: 254,
@@ -374,7 +382,6 @@ interface LevelData extends SlideLevel {
   counts: number[];
   across: number;
   down: number;
-  decoder?: { decode(b: ArrayBuffer): Promise<ArrayBuffer> };
 }
 
 /** Reads the level description of a tiled IFD, or null when the IFD is not a usable tiled image. */
@@ -430,6 +437,9 @@ async function describe(
         `${samples}, PlanarConfiguration ${planar}); 8-bit interleaved gray/RGB/RGBA is supported`,
     );
   }
+  if (predictor !== 1 && (predictor !== 2 || compression === 7)) {
+    throw new Error(`${path}: unsupported TIFF Predictor ${predictor} (1, or 2 with LZW/Deflate)`);
+  }
   if (photometric === 6 && compression !== 7 && (sub[0] !== 1 || sub[1] !== 1)) {
     throw new Error(`${path}: subsampled YCbCr without JPEG compression is not supported`);
   }
@@ -442,6 +452,13 @@ async function describe(
           `${offsets[i] + counts[i]} but the file has ${t.ra.size}`,
       );
     }
+  }
+  const tablesEntry = ifd.entries.get(T.JPEGTables);
+  if (compression === 7 && tablesEntry && tablesEntry.count > MAX_JPEG_TABLES_BYTES) {
+    throw new Error(
+      `${path}: corrupt TIFF: JPEGTables of IFD at ${ifd.offset} claims ${tablesEntry.count} ` +
+        `bytes (real tables are a few KiB; at most ${MAX_JPEG_TABLES_BYTES})`,
+    );
   }
   const jpegTables = compression === 7 ? await t.bytes(ifd, T.JPEGTables) : undefined;
   return {
@@ -598,6 +615,13 @@ class TiffSlide implements Slide {
     const i = ty * L.across + tx;
     const count = L.counts[i];
     if (count === 0) return null;
+    if (count > maxTileBytes(L.tileWidth * L.tileHeight * L.samples)) {
+      throw new Error(
+        `${this.path}: corrupt TIFF: tile (${tx}, ${ty}) of level ${L.index} claims ${count} ` +
+          `bytes for a ${L.tileWidth}x${L.tileHeight} tile (at most ` +
+          `${maxTileBytes(L.tileWidth * L.tileHeight * L.samples)})`,
+      );
+    }
     const raw = await this.ra.read(L.offsets[i], count, `tile ${tx},${ty} of level ${L.index}`);
     const tw = L.tileWidth, th = L.tileHeight, n = tw * th;
     const where = `tile (${tx}, ${ty}) of level ${L.index}`;
@@ -628,19 +652,8 @@ class TiffSlide implements Slide {
         if (!LITTLE_ENDIAN) swapRgbaWords(px32);
         return rgba;
       }
-      if (!L.decoder) {
-        L.decoder = await getDecoder(L.compression, {
-          tileWidth: tw,
-          tileHeight: th,
-          planarConfiguration: 1,
-          bitsPerSample: new Array(L.samples).fill(8),
-          predictor: L.predictor,
-        }) as unknown as LevelData["decoder"];
-      }
-      const buf = raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.byteLength);
-      const px = new Uint8Array(await L.decoder!.decode(buf as ArrayBuffer));
       const spp = L.samples;
-      if (px.length < n * spp) throw new Error(`decoded ${px.length} bytes, expected ${n * spp}`);
+      const px = decodeTileData(L.compression, raw, n * spp, L.predictor, spp, tw * spp);
       if (L.photometric === 6 && spp >= 3) ycbcrToRgbInPlace(px, n, spp);
       for (let k = 0; k < n; k++) {
         const s = k * spp, d = k * 4;
