@@ -326,6 +326,26 @@ export function tissueReduction(width: number, height: number, downsample: numbe
   return f;
 }
 
+/** Mean RGB of each f×f block of output row `r` of an RGBA region `w`×`h` (clipped blocks). */
+function blockMeans(rgba: Uint8Array, w: number, h: number, f: number, r: number, out: Uint8Array) {
+  const ya = r * f, yb = Math.min(ya + f, h), nOut = Math.ceil(w / f);
+  for (let i = 0; i < nOut; i++) {
+    const xa = i * f, xb = Math.min(xa + f, w);
+    let R = 0, G = 0, B = 0;
+    for (let y = ya; y < yb; y++) {
+      for (let p = (y * w + xa) * 4, e = (y * w + xb) * 4; p < e; p += 4) {
+        R += rgba[p];
+        G += rgba[p + 1];
+        B += rgba[p + 2];
+      }
+    }
+    const n = (yb - ya) * (xb - xa);
+    out[i * 3] = Math.round(R / n);
+    out[i * 3 + 1] = Math.round(G / n);
+    out[i * 3 + 2] = Math.round(B / n);
+  }
+}
+
 /** {@link slideTissueMask} of a level too large to hold: streamed and area-averaged by f. */
 async function reducedTissueMask(
   slide: TissueSlide,
@@ -350,37 +370,17 @@ async function reducedTissueMask(
   const th = L.tileHeight ?? f, tw = L.tileWidth ?? f;
   const bandRows = Math.max(1, Math.ceil(th / f)); // output rows per band
   const bh = bandRows * f;
-  const chunkOut = Math.max(
-    1,
-    Math.floor((1 << 22) / bh / f / Math.ceil(tw / f)) * Math.ceil(tw / f),
-  );
+  const chunkOut = Math.max(Math.ceil(tw / f), Math.floor((1 << 22) / (bh * f)));
   const cw = chunkOut * f;
-  const sums = new Float64Array(chunkOut * bandRows * 3);
-  const counts = new Uint32Array(chunkOut * bandRows);
   const rgb = new Uint8Array(chunkOut * 3);
   for (let y0 = 0; y0 < H; y0 += bh) {
     const h = Math.min(bh, H - y0);
     for (let x0 = 0; x0 < W; x0 += cw) {
       const w = Math.min(cw, W - x0);
       const rgba = await slide.readRegion(lv, Math.round(x0 * ds), Math.round(y0 * ds), w, h);
-      sums.fill(0);
-      counts.fill(0);
-      for (let y = 0; y < h; y++) {
-        const orow = Math.floor(y / f) * chunkOut;
-        for (let x = 0, s = y * w * 4; x < w; x++, s += 4) {
-          const o = orow + Math.floor(x / f);
-          sums[o * 3] += rgba[s];
-          sums[o * 3 + 1] += rgba[s + 1];
-          sums[o * 3 + 2] += rgba[s + 2];
-          counts[o]++;
-        }
-      }
-      const ox0 = x0 / f, nOut = Math.ceil(w / f);
-      for (let r = 0; r < Math.ceil(h / f); r++) {
-        for (let i = 0; i < nOut; i++) {
-          const o = r * chunkOut + i, n = counts[o] || 1;
-          for (let c = 0; c < 3; c++) rgb[i * 3 + c] = Math.round(sums[o * 3 + c] / n);
-        }
+      const nOut = Math.ceil(w / f), rows = Math.ceil(h / f), ox0 = x0 / f;
+      for (let r = 0; r < rows; r++) {
+        blockMeans(rgba, w, h, f, r, rgb);
         sat.set(saturation(rgb, 3, nOut), (y0 / f + r) * ow + ox0);
       }
     }
