@@ -363,3 +363,20 @@ Deno.test("wsi and classify: bad arguments are usage errors (exit 2 with usage)"
     assert.match(r.stderr, /usage: deno task/);
   }
 });
+
+Deno.test("tile codecs: output is bounded by the tile whatever the data claims", async () => {
+  const { decodeTileData, TileDataError } = await import("../../../pipeline/wsi/tile_codecs.ts");
+  const tile = 32 * 32 * 3;
+  // 16 MiB of zeros deflated to ~16 KiB: decoding stops at the tile's 3072 bytes.
+  const bomb = zlibSync(new Uint8Array(16 << 20));
+  const t0 = performance.now();
+  assert.equal(decodeTileData(8, bomb, tile).length, tile);
+  // PackBits runs far past the tile, and raw data longer than it: clipped.
+  const runs = new Uint8Array(20000).map((_, i) => (i % 2 ? 7 : 129));
+  assert.equal(decodeTileData(32773, runs, tile).length, tile);
+  // Short data and bad LZW codes are the codec's own errors.
+  assert.throws(() => decodeTileData(8, zlibSync(new Uint8Array(10)), tile), TileDataError);
+  assert.throws(() => decodeTileData(5, new Uint8Array([0xff, 0xff, 0xff]), tile), TileDataError);
+  assert.throws(() => decodeTileData(1, new Uint8Array(tile), tile, 3), /predictor 3/);
+  assert(performance.now() - t0 < 5000);
+});
