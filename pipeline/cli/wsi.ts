@@ -166,7 +166,10 @@ async function thumbnail(args: string[]) {
     }
     const lv = s.levels[L];
     if (lv.width * lv.height > 2 ** 27) {
-      throw new Error(`thumbnail: smallest usable level is ${lv.width}x${lv.height}; too large`);
+      throw new Error(
+        `${s.path}: no level small enough for a thumbnail: the smallest usable level is ` +
+          `${lv.width}x${lv.height} (more than 2^27 pixels) and the file has no smaller level`,
+      );
     }
     const rgb = await s.readRegionRGB(L, 0, 0, lv.width, lv.height);
     const img = shrinkRgb(rgb, lv.width, lv.height, tw, th);

@@ -5,6 +5,8 @@
  * call the reference makes, including its rounding and border rules, so masks agree exactly.
  */
 
+import { Progress } from "../progress.ts";
+
 /** Options of {@link tissueMask}; defaults are the reference's. */
 export interface TissueOptions {
   /** Side of the square structuring element of the closing (cv2 kernel 7×7). */
@@ -373,7 +375,16 @@ async function reducedTissueMask(
   const chunkOut = Math.max(Math.ceil(tw / f), Math.floor((1 << 22) / (bh * f)));
   const cw = chunkOut * f;
   const rgb = new Uint8Array(chunkOut * 3);
+  // Streaming a level of billions of pixels takes minutes: show it (level rows read).
+  const progress = new Progress(
+    `tissue mask of ${name.split("/").pop()} (level ${lv} ${W}x${H}, /${f})`,
+    H,
+    {
+      unit: "row",
+    },
+  );
   for (let y0 = 0; y0 < H; y0 += bh) {
+    progress.set(y0);
     const h = Math.min(bh, H - y0);
     for (let x0 = 0; x0 < W; x0 += cw) {
       const w = Math.min(cw, W - x0);
@@ -385,6 +396,7 @@ async function reducedTissueMask(
       }
     }
   }
+  progress.finish();
   return {
     mask: tissueMaskFromSaturation(sat, ow, oh, opts),
     width: ow,
