@@ -11,6 +11,11 @@ import { namesFileWithoutCrash } from "../wsi_refusal.ts";
 
 const dir = Deno.makeTempDirSync({ prefix: "fuzz_tiff_" });
 const PATH = `${dir}/fuzz.tif`;
+globalThis.addEventListener("unload", () => {
+  try {
+    Deno.removeSync(dir, { recursive: true });
+  } catch { /* already gone */ }
+});
 
 /** 80x48 RGB pyramids with 16-pixel tiles: small, yet several tiles and levels. */
 async function buildSeeds(): Promise<Uint8Array[]> {
