@@ -9,6 +9,8 @@
  * upsampling bit for bit. Measured on the three OpenSlide 3.4.1 reference regions of the JPEG
  * fixture slide (tests/pipeline/wsi/slide_test.ts): this decoder differs from OpenSlide in 0
  * pixels; geotiff.js 3.0.5 in 52–94 % of the pixels (max abs difference 28–135 per channel).
+ * jpeg-js 0.4.4, on five tiles of that slide with its JPEGTables merged in, differs from this
+ * decoder in 98 % of the pixels (max 31). (Measured once with scratch scripts, not a test.)
  *
  * Header fields are claims: the frame size is checked against the tile's before any plane is
  * allocated, table definitions and scans are counted (each scan decodes the whole frame), and
