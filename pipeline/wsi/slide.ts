@@ -509,6 +509,9 @@ export async function openSlide(path: string, opts: { cacheBytes?: number } = {}
     const ra = new RandomAccess(path, file, size);
     const t = new TiffStructure(ra);
     const ifds = await t.allIfds(await t.header());
+    if (ifds.length === 0) {
+      throw new Error(`${path}: corrupt TIFF: no image directory (IFD offset 0)`);
+    }
     const base = await describe(t, ifds[0]);
     if (!base) throw new Error(`${path}: not a tiled TIFF (the first image is not tiled)`);
     const mpp = await readMpp(t, ifds[0]);

@@ -380,3 +380,10 @@ Deno.test("tile codecs: output is bounded by the tile whatever the data claims",
   assert.throws(() => decodeTileData(1, new Uint8Array(tile), tile, 3), /predictor 3/);
   assert(performance.now() - t0 < 5000);
 });
+
+Deno.test("TIFF whose first IFD offset is 0: refused naming the file (found by the fuzz target)", async () => {
+  const { openSlide } = await import("../../../pipeline/wsi/slide.ts");
+  const path = `${tmp}/ifd0.tif`;
+  await Deno.writeFile(path, new Uint8Array([0x49, 0x49, 42, 0, 0, 0, 0, 0, 0, 0, 0, 0]));
+  await assert.rejects(openSlide(path), /ifd0\.tif: corrupt TIFF: no image directory/);
+});
