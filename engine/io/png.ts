@@ -3,8 +3,9 @@
  *
  * The header's size is a claim: before fast-png allocates anything, the IHDR dimensions are
  * checked against a pixel limit (a 1 MB file can claim 20000×20000 and inflate to gigabytes),
- * and the compressed data is inflated once as a stream, discarding its output, to check that
- * it does not inflate past what the header implies (fast-png keeps everything it inflates).
+ * and, when the compressed data could expand past 64 MiB (or twice what the header implies), it
+ * is first inflated once as a stream, discarding its output, to check that it does not inflate
+ * past what the header implies (fast-png keeps everything it inflates).
  */
 import { decode, encode } from "fast-png";
 import { Unzlib } from "fflate";
@@ -114,6 +115,7 @@ export function checkPngBounds(
   bytes: Uint8Array,
   name = "<bytes>",
   maxPixels = maxImagePixels(),
+  slackBytes = INFLATE_SLACK_BYTES,
 ): PngHeader {
   const h = readPngHeader(bytes, name);
   const pixels = h.width * h.height;
@@ -127,6 +129,9 @@ export function checkPngBounds(
     );
   }
   const expected = inflatedSize(h);
+  // Deflate expands at most ~1032:1. When even that cannot reach the slack fast-png may use,
+  // the streaming pass is skipped (it costs about as much as the decode's own inflation).
+  if (idatBytes(bytes) * MAX_DEFLATE_RATIO <= Math.max(2 * expected, slackBytes)) return h;
   let got = 0;
   const inflater = new Unzlib((chunk) => {
     got += chunk.length;
@@ -145,6 +150,32 @@ export function checkPngBounds(
     throw new Error(`${name}: not a readable PNG (image data: ${msg})`, { cause: e });
   }
   return h;
+}
+
+/** Largest expansion of deflate (258-byte matches coded in about 2 bits). */
+const MAX_DEFLATE_RATIO = 1032;
+/**
+ * What fast-png may inflate without the streaming check: 64 MiB, or twice what the header
+ * implies. A 512² patch (its IDAT under 64 KiB) skips the check; a bomb cannot.
+ */
+const INFLATE_SLACK_BYTES = 64 * 2 ** 20;
+
+/** Total IDAT payload bytes (a chunk walk, no inflation). */
+function idatBytes(bytes: Uint8Array): number {
+  const v = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  let p = 8, n = 0;
+  while (p + 12 <= bytes.length) {
+    const len = v.getUint32(p);
+    if (len > bytes.length - p - 12) return n + (bytes.length - p); // truncated: count the rest
+    if (
+      bytes[p + 4] === 0x49 && bytes[p + 5] === 0x44 && bytes[p + 6] === 0x41 &&
+      bytes[p + 7] === 0x54
+    ) {
+      n += len;
+    }
+    p += 12 + len;
+  }
+  return n;
 }
 
 /** Feeds every IDAT chunk's data to `inflater`, in slices of at most 64 KiB. */
