@@ -10,6 +10,7 @@
 import { decode, encode } from "fast-png";
 import { Unzlib } from "fflate";
 import { writeFileAtomic } from "./atomic.ts";
+import { InputError } from "./errors.ts";
 
 /**
  * Default largest image decoded: 2^26 pixels (64 Mpx, e.g. 8192×8192), at most 512 MiB decoded
@@ -60,22 +61,28 @@ const DEPTHS: Record<number, number[]> = {
 /** Reads and checks the signature and IHDR chunk; errors name `name` and the field. */
 export function readPngHeader(bytes: Uint8Array, name = "<bytes>"): PngHeader {
   if (bytes.length < 33 || PNG_SIGNATURE.some((b, i) => bytes[i] !== b)) {
-    throw new Error(`${name}: not a PNG file (no PNG signature)`);
+    throw new InputError(`${name}: not a PNG file (no PNG signature)`);
   }
   const v = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const type = String.fromCharCode(...bytes.subarray(12, 16));
   if (type !== "IHDR" || v.getUint32(8) !== 13) {
-    throw new Error(`${name}: corrupt PNG: the first chunk is ${type}, expected a 13-byte IHDR`);
+    throw new InputError(
+      `${name}: corrupt PNG: the first chunk is ${type}, expected a 13-byte IHDR`,
+    );
   }
   const width = v.getUint32(16), height = v.getUint32(20);
   const depth = bytes[24], colorType = bytes[25], interlace = bytes[28];
   if (width < 1 || height < 1 || width > 2 ** 31 - 1 || height > 2 ** 31 - 1) {
-    throw new Error(`${name}: corrupt PNG: IHDR size ${width}x${height}`);
+    throw new InputError(`${name}: corrupt PNG: IHDR size ${width}x${height}`);
   }
   if (!(colorType in SAMPLES) || !DEPTHS[colorType].includes(depth)) {
-    throw new Error(`${name}: corrupt PNG: IHDR colour type ${colorType} with bit depth ${depth}`);
+    throw new InputError(
+      `${name}: corrupt PNG: IHDR colour type ${colorType} with bit depth ${depth}`,
+    );
   }
-  if (interlace > 1) throw new Error(`${name}: corrupt PNG: IHDR interlace method ${interlace}`);
+  if (interlace > 1) {
+    throw new InputError(`${name}: corrupt PNG: IHDR interlace method ${interlace}`);
+  }
   return { width, height, depth, colorType, interlace, samples: SAMPLES[colorType] };
 }
 
@@ -120,7 +127,7 @@ export function checkPngBounds(
   const h = readPngHeader(bytes, name);
   const pixels = h.width * h.height;
   if (pixels > maxPixels) {
-    throw new Error(
+    throw new InputError(
       `${name}: PNG header claims ${h.width}x${h.height} = ${pixels} pixels, above the limit of ` +
         `${maxPixels} (decoding needs about ${
           Math.ceil((pixels * h.samples * Math.max(8, h.depth)) / 8 / 2 ** 20)
@@ -128,6 +135,7 @@ export function checkPngBounds(
         `${MAX_IMAGE_PIXELS_ENV}`,
     );
   }
+  checkChunks(bytes, name);
   const expected = inflatedSize(h);
   // Deflate expands at most ~1032:1. When even that cannot reach the slack fast-png may use,
   // the streaming pass is skipped (it costs about as much as the decode's own inflation).
@@ -136,7 +144,7 @@ export function checkPngBounds(
   const inflater = new Unzlib((chunk) => {
     got += chunk.length;
     if (got > expected) {
-      throw new Error(
+      throw new InputError(
         `${name}: corrupt PNG: image data inflates past the ${expected} bytes its ` +
           `${h.width}x${h.height} header implies`,
       );
@@ -147,9 +155,37 @@ export function checkPngBounds(
   } catch (e) {
     const msg = (e as Error).message;
     if (msg.startsWith(name)) throw e;
-    throw new Error(`${name}: not a readable PNG (image data: ${msg})`, { cause: e });
+    throw new InputError(`${name}: not a readable PNG (image data: ${msg})`, { cause: e });
   }
   return h;
+}
+
+/**
+ * Walks the chunk list: every chunk must lie inside the file, up to an IEND (fast-png reads
+ * past its buffer otherwise and fails with a RangeError), and there must be image data.
+ */
+function checkChunks(bytes: Uint8Array, name: string): void {
+  const v = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  let p = 8, idat = false, iend = false;
+  while (p < bytes.length && !iend) {
+    if (p + 12 > bytes.length) {
+      throw new InputError(`${name}: truncated PNG: ${bytes.length - p} stray bytes at ${p}`);
+    }
+    const len = v.getUint32(p);
+    const type = String.fromCharCode(...bytes.subarray(p + 4, p + 8));
+    if (len > bytes.length - p - 12) {
+      throw new InputError(
+        `${name}: truncated PNG: chunk ${JSON.stringify(type)} at byte ${p} claims ${len} bytes, ` +
+          `the file ends ${bytes.length - p - 12} bytes later`,
+      );
+    }
+    if (type === "IDAT") idat = true;
+    p += 12 + len;
+    iend = type === "IEND";
+  }
+  if (!idat) throw new InputError(`${name}: corrupt PNG: no IDAT (image data) chunk`);
+  // fast-png reads on past the last chunk when there is no IEND.
+  if (!iend) throw new InputError(`${name}: truncated PNG: no IEND chunk before byte ${p}`);
 }
 
 /** Largest expansion of deflate (258-byte matches coded in about 2 bits). */
@@ -228,7 +264,9 @@ export function decodePng(
   try {
     png = decode(bytes);
   } catch (e) {
-    throw new Error(`${name}: not a readable PNG (${(e as Error).message})`);
+    // fast-png's own refusals are Errors; a TypeError/RangeError from it is a bug, kept as such.
+    const Err = e instanceof TypeError || e instanceof RangeError ? Error : InputError;
+    throw new Err(`${name}: not a readable PNG (${(e as Error).message})`, { cause: e });
   }
   let data: Uint8Array;
   let channels = png.channels as 1 | 2 | 3 | 4;
@@ -240,6 +278,11 @@ export function decodePng(
     const idx = png.data as Uint8Array;
     for (let i = 0; i < png.width * png.height; i++) {
       const c = pal[idx[i]];
+      if (!c) {
+        throw new InputError(
+          `${name}: corrupt PNG: palette index ${idx[i]} past the ${pal.length}-entry palette`,
+        );
+      }
       for (let k = 0; k < channels; k++) data[i * channels + k] = c[k] ?? 255;
     }
   } else if (png.depth === 16) {
@@ -249,10 +292,10 @@ export function decodePng(
   } else if (png.depth === 8) {
     data = new Uint8Array(png.data.buffer, png.data.byteOffset, png.data.byteLength);
   } else {
-    throw new Error(`${name}: PNG bit depth ${png.depth} is not supported (expected 8 or 16)`);
+    throw new InputError(`${name}: PNG bit depth ${png.depth} is not supported (expected 8 or 16)`);
   }
   if (png.width !== header.width || png.height !== header.height) {
-    throw new Error(
+    throw new InputError(
       `${name}: corrupt PNG: decoded ${png.width}x${png.height}, header said otherwise`,
     );
   }

@@ -9,12 +9,13 @@
  * data that produces less is an error (the caller names the file and the tile).
  */
 import { Unzlib } from "fflate";
+import { InputError } from "../../engine/io/errors.ts";
 
 /** TIFF compression codes these decoders handle. */
 export const TILE_CODECS = { none: 1, lzw: 5, deflate: 8, adobeDeflate: 32946, packbits: 32773 };
 
 /** Error of a tile decoder: the tile's data is not what its compression says. */
-export class TileDataError extends Error {}
+export class TileDataError extends InputError {}
 
 /**
  * Decodes one tile of `expected` bytes (width × height × samples, 8-bit interleaved) and undoes

@@ -6,6 +6,7 @@
  */
 
 import { Progress } from "../progress.ts";
+import { InputError } from "../../engine/io/errors.ts";
 
 /** Options of {@link tissueMask}; defaults are the reference's. */
 export interface TissueOptions {
@@ -358,7 +359,7 @@ async function reducedTissueMask(
   const L = slide.levels[lv];
   const { width: W, height: H, downsample: ds } = L;
   if (W * H > MAX_TISSUE_STREAM_PIXELS) {
-    throw new Error(
+    throw new InputError(
       `${name}: cannot build a tissue mask: level ${lv} is ${W}x${H} (${W * H} pixels) and the ` +
         `file has no smaller level; streaming more than ${MAX_TISSUE_STREAM_PIXELS} pixels is ` +
         `refused (add pyramid levels, e.g. with vips tiffsave --pyramid)`,

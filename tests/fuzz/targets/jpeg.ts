@@ -6,7 +6,7 @@ import { encode } from "jpeg-js";
 import type { FuzzTarget } from "../target.ts";
 import { fuzzBytes } from "../mutate.ts";
 import { decodeJpegTile } from "../../../pipeline/wsi/jpeg_decoder.ts";
-import { isPlainError } from "../wsi_refusal.ts";
+import { isInputError } from "../../../engine/io/errors.ts";
 
 const SIZE = 32;
 
@@ -30,8 +30,8 @@ const target: FuzzTarget = {
   parse(input) {
     decodeJpegTile(input, undefined, "ycbcr", { width: SIZE, height: SIZE });
   },
-  // The decoder is given bytes, not a file: its refusals are plain Errors saying what is wrong
+  // The decoder is given bytes, not a file: its refusals are InputErrors saying what is wrong
   // (the slide reader prefixes the file and tile).
-  isParserError: isPlainError,
+  isParserError: isInputError,
 };
 export default target;

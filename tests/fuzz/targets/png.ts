@@ -2,7 +2,7 @@
 import type { FuzzTarget } from "../target.ts";
 import { fuzzBytes } from "../mutate.ts";
 import { decodePng, encodePng } from "../../../engine/io/png.ts";
-import { namesFileWithoutCrash } from "../wsi_refusal.ts";
+import { isInputErrorNaming } from "../wsi_refusal.ts";
 
 const NAME = "fuzz.png";
 
@@ -23,6 +23,6 @@ const target: FuzzTarget = {
     // A limit like the default's, scaled down so a mutated header cannot make one run slow.
     decodePng(input, NAME, { maxPixels: 1 << 20 });
   },
-  isParserError: (e) => namesFileWithoutCrash(e, NAME),
+  isParserError: (e) => isInputErrorNaming(e, NAME),
 };
 export default target;

@@ -7,7 +7,7 @@ import type { FuzzTarget } from "../target.ts";
 import { fuzzBytes } from "../mutate.ts";
 import { openSlide } from "../../../pipeline/wsi/slide.ts";
 import { type TiffCompression, writePyramidTiff } from "../../../pipeline/wsi/tiff_writer.ts";
-import { namesFileWithoutCrash } from "../wsi_refusal.ts";
+import { isInputErrorNaming } from "../wsi_refusal.ts";
 
 const dir = Deno.makeTempDirSync({ prefix: "fuzz_tiff_" });
 const PATH = `${dir}/fuzz.tif`;
@@ -58,6 +58,6 @@ const target: FuzzTarget = {
       await s.close();
     }
   },
-  isParserError: (e) => namesFileWithoutCrash(e, PATH),
+  isParserError: (e) => isInputErrorNaming(e, PATH),
 };
 export default target;

@@ -140,6 +140,10 @@ Deno.test("PNG bomb: a 20000x20000 header is refused before decoding, naming the
       checkPngBounds(pngClaiming(100, 100, zlibSync(new Uint8Array(8 << 20))), "long.png", 1e6, 0),
     /long\.png: corrupt PNG: image data inflates past the 30100 bytes/,
   );
+  // The refusals are the readers' InputError (what the fuzz targets count as a refusal).
+  const { InputError } = await import("../../../engine/io/errors.ts");
+  assert.throws(() => decodePng(Deno.readFileSync(bomb), bomb), InputError);
+  assert.throws(() => decodePng(smallPng().subarray(0, 60), "cut.png"), InputError);
   // sam answers with its usage error.
   const s = await runChild(
     [
