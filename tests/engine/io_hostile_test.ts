@@ -4,7 +4,7 @@
  * and the cause (or, where legal, load within a small memory bound).
  */
 import assert from "node:assert/strict";
-import { runBounded } from "../util/bounded_child.ts";
+import { runChild } from "../util/child.ts";
 import {
   concat,
   emitTensor,
@@ -39,18 +39,20 @@ async function loadBounded(
   try {
     await Deno.writeFile(path, bytes);
     // The child is killed at twice the asserted bounds: a regression fails, never hangs CI.
-    const r = await runBounded(["run", "-A", CHILD, reader, path, ...opts], {
-      timeoutMs: 2 * bounds.ms + 5000,
-      maxRssMiB: 2 * bounds.rssMiB,
+    const r = await runChild([CHILD, reader, path, ...opts], {
+      timeoutS: (2 * bounds.ms + 5000) / 1000,
+      memLimitMiB: 2 * bounds.rssMiB,
       env: bounds.env,
     });
-    assert.ok(!r.killed, `${reader} child killed for ${r.killed} after ${r.ms.toFixed(0)} ms`);
+    const ms = r.seconds * 1000;
+    assert.ok(!r.timedOut, `${reader} child killed after ${ms.toFixed(0)} ms`);
+    assert.ok(r.peakMiB <= 2 * bounds.rssMiB, `${reader} child killed at ${r.peakMiB} MiB`);
     assert.equal(r.code, 0, `child failed:\n${r.stderr}`);
     const line = JSON.parse(r.stdout.trim().split("\n").at(-1)!);
-    const peak = Math.max(r.peakRssMiB, line.hwmMiB);
-    assert.ok(r.ms < bounds.ms, `took ${r.ms.toFixed(0)} ms, bound ${bounds.ms}`);
+    const peak = Math.max(r.peakMiB, line.hwmMiB);
+    assert.ok(ms < bounds.ms, `took ${ms.toFixed(0)} ms, bound ${bounds.ms}`);
     assert.ok(peak < bounds.rssMiB, `peak RSS ${peak.toFixed(0)} MiB, bound ${bounds.rssMiB}`);
-    return { ...line, ms: r.ms, peakRssMiB: peak, path };
+    return { ...line, ms, peakRssMiB: peak, path };
   } finally {
     await Deno.remove(path).catch(() => {});
   }

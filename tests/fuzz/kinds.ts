@@ -20,6 +20,7 @@ export function messageKind(message: string): string {
     .replace(/\b(got|global|token) .*?(, which| is not valid JSON|\)|$)/, "$1 …$2")
     .replace(/"(?:[^"\\]|\\.)*"/g, '"…"')
     .replace(/\[[^\]]*\]/g, "[…]")
+    .replace(/<[^<>]*>/g, "<…>")
     .replace(/\b0x[0-9a-f]+\b/gi, "N")
     .replace(/(?<![\w.-])-?\d+(\.\d+)?(e[+-]?\d+)?(?!\w)/gi, "N")
     .slice(0, 110);

@@ -4,7 +4,7 @@
  * starts several processes at the same moment on a stale lock: exactly one may win.
  */
 import assert from "node:assert/strict";
-import { runBounded } from "../util/bounded_child.ts";
+import { runChild } from "../util/child.ts";
 import { readRunConfig, resolveConfig } from "../../pipeline/config.ts";
 
 const CHILD = new URL("../util/load_child.ts", import.meta.url).pathname;
@@ -17,15 +17,15 @@ interface Loaded {
 }
 
 async function readBounded(reader: string, arg: string, ...opts: string[]): Promise<Loaded> {
-  const r = await runBounded(["run", "-A", CHILD, reader, arg, ...opts], {
-    timeoutMs: 2 * BOUNDS.ms,
-    maxRssMiB: 2 * BOUNDS.rssMiB,
+  const r = await runChild([CHILD, reader, arg, ...opts], {
+    timeoutS: 2 * BOUNDS.ms / 1000,
+    memLimitMiB: 2 * BOUNDS.rssMiB,
   });
-  assert.ok(!r.killed, `${reader} child killed for ${r.killed}`);
+  assert.ok(!r.timedOut && r.peakMiB <= 2 * BOUNDS.rssMiB, `${reader} child killed`);
   assert.equal(r.code, 0, r.stderr);
   const line = JSON.parse(r.stdout.trim().split("\n").at(-1)!);
-  const peak = Math.max(r.peakRssMiB, line.hwmMiB);
-  assert.ok(r.ms < BOUNDS.ms, `took ${r.ms.toFixed(0)} ms`);
+  const peak = Math.max(r.peakMiB, line.hwmMiB);
+  assert.ok(r.seconds * 1000 < BOUNDS.ms, `took ${r.seconds.toFixed(1)} s`);
   assert.ok(peak < BOUNDS.rssMiB, `peak RSS ${peak.toFixed(0)} MiB`);
   return line;
 }

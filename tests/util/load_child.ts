@@ -1,7 +1,8 @@
 /**
  * Child process for the hostile-input tests: loads one file with one reader and prints one JSON
  * line `{ok, name, message, hwmMiB}` (the error's class name and message, and the process's own
- * peak RSS at the end). Run through `runBounded`, which bounds its time and memory.
+ * peak RSS at the end). Run through `runChild` (tests/util/child.ts), which bounds its time and
+ * memory.
  *
  *   deno run -A tests/util/load_child.ts <reader> <path-or-argument> [option=value ...]
  */
@@ -11,7 +12,6 @@ import { readSafetensors } from "../../engine/io/safetensors.ts";
 import { loadSamConfig } from "../../model/sam/configs.ts";
 import { readRunConfig, resolveConfig } from "../../pipeline/config.ts";
 import { RunDir } from "../../pipeline/run_dir.ts";
-import { procMemKiB } from "./bounded_child.ts";
 
 const [reader, arg, ...rest] = Deno.args;
 const opts = Object.fromEntries(rest.map((kv) => kv.split("=")));
@@ -54,5 +54,10 @@ try {
 } catch (e) {
   result = { ok: false, name: (e as Error)?.name, message: (e as Error)?.message ?? String(e) };
 }
-const mem = procMemKiB(Deno.pid);
-console.log(JSON.stringify({ ...result, hwmMiB: mem ? mem[1] / 1024 : 0 }));
+// The process's own peak at the end: the parent's polling can miss a spike just before exit.
+let hwmMiB = 0;
+try {
+  const kib = /VmHWM:\s+(\d+)/.exec(Deno.readTextFileSync("/proc/self/status"))?.[1];
+  hwmMiB = Number(kib ?? 0) / 1024;
+} catch { /* no /proc */ }
+console.log(JSON.stringify({ ...result, hwmMiB }));
