@@ -179,7 +179,9 @@ export class RunDir {
   static openShared(dir: string, config: Record<string, unknown>): RunDir {
     const cfgPath = `${dir}/config.json`, statePath = `${dir}/state.json`;
     if (!exists(cfgPath) || !exists(statePath)) {
-      throw new Error(`${dir}: no run here (config.json/state.json); run the steps before this one`);
+      throw new Error(
+        `${dir}: no run here (config.json/state.json); run the steps before this one`,
+      );
     }
     const cfg = JSON.parse(JSON.stringify(config)) as Record<string, unknown>;
     const diff = diffConfig(readJson(cfgPath), cfg);

@@ -24,6 +24,33 @@ import { fmt, runPreliminary } from "../stages/preliminary.ts";
 import { runIteration } from "../stages/iterate.ts";
 import { runEvaluate, type Summary } from "../stages/evaluate.ts";
 import { writeFileAtomic } from "../../engine/io/atomic.ts";
+import { DATASET_PASSES, syntheticDataShard } from "../stages/dataset.ts";
+import { evaluateShard } from "../stages/evaluate.ts";
+import { generatePseudo, samBest } from "../stages/preliminary.ts";
+import { resolveShard, shardLabel, WHOLE } from "../shard/shard.ts";
+import { ShardRecorder } from "../shard/manifest.ts";
+import { UsageError } from "./args.ts";
+
+/** Names `--pass` takes. */
+export function passNames(cfg: PipelineConfig): string[] {
+  const pseudo = Array.from({ length: Math.max(1, cfg.iterations) }, (_, k) => `pseudo_${k}`);
+  return [...(cfg.data.dir ? [] : DATASET_PASSES), "initial_masks", ...pseudo, "evaluate"];
+}
+
+/** Which stage must be done (or trained) before a pass can run. */
+function passNeeds(pass: string, cfg: PipelineConfig): { stage: string; trained: boolean } {
+  if (pass === "dataset_candidates" || pass === "dataset_patches") {
+    return { stage: "", trained: false };
+  }
+  if (pass === "initial_masks") return { stage: "classifier", trained: false };
+  if (pass === "evaluate") {
+    return cfg.iterations > 0
+      ? { stage: `iter_${cfg.iterations}`, trained: true }
+      : { stage: "preliminary", trained: true };
+  }
+  const k = Number(pass.slice("pseudo_".length));
+  return { stage: k === 0 ? "preliminary" : `iter_${k}`, trained: true };
+}
 
 const USAGE =
   `usage: deno task train [--profile tiny|default|paper] [--out <run dir>] [--data <prepared dataset>]
@@ -31,7 +58,13 @@ const USAGE =
     [--set key.path=value]... [--no-adl] [--no-fft] [--no-rotation] [--ids-threshold X] [--iterations N]
     [--seed N] [--epochs N] [--sam-epochs N] [--batch-size N] [--sam-batch-size N] [--patch-size N]
     [--points N] [--dataset camelyon16|camelyon17] [--train-encoder|--no-train-encoder]
-    [--stop-after dataset|classifier|initial_masks|preliminary|iter_<k>] [--force] [--quiet]`;
+    [--stop-after dataset|classifier|initial_masks|preliminary[:train]|iter_<k>[:train]] [--force] [--quiet]
+    [--pass dataset_candidates|dataset_patches|initial_masks|pseudo_<k>|evaluate [--shard K/N]] [--plan]
+  --stop-after <stage>:train stops after the stage's SAM training, before its pseudo-labels.
+  --pass P does one per-item pass alone: with --shard K/N (K from 0; default from the Slurm array
+  task) only shard K's items, recorded in <run>/shards/P/ (the dataset passes: <run>/data/shards/);
+  the next stage run without --pass merges the shards and refuses an incomplete set.
+  --plan checks the flags and the run folder and prints what deno task slurm needs (JSON).`;
 
 export function stageNames(cfg: PipelineConfig): string[] {
   const it = Array.from({ length: cfg.iterations }, (_, i) => `iter_${i + 1}`);
@@ -94,6 +127,9 @@ export async function main(argv: string[]): Promise<number> {
         dataset: { type: "string" },
         set: { type: "string", multiple: true },
         "stop-after": { type: "string" },
+        pass: { type: "string" },
+        shard: { type: "string" },
+        plan: { type: "boolean" },
         force: { type: "boolean" },
         quiet: { type: "boolean" },
         help: { type: "boolean", short: "h" },
@@ -135,11 +171,42 @@ export async function main(argv: string[]): Promise<number> {
     };
     const cfg = await resolveConfig(flags);
     const names = stageNames(cfg);
-    if (v["stop-after"] && !names.includes(v["stop-after"])) {
-      throw new Error(`--stop-after must be one of ${names.join(", ")}, got "${v["stop-after"]}"`);
+    const trainStops = names.filter((n) => n === "preliminary" || n.startsWith("iter_"))
+      .map((n) => `${n}:train`);
+    if (v["stop-after"] && ![...names, ...trainStops].includes(v["stop-after"])) {
+      throw new Error(
+        `--stop-after must be one of ${[...names, ...trainStops].join(", ")}, got "${
+          v["stop-after"]
+        }"`,
+      );
     }
     const out = v.out ?? "runs/default";
-    run = RunDir.open(out, cfg as unknown as Record<string, unknown>, { force: v.force });
+    const cfgRecord = cfg as unknown as Record<string, unknown>;
+    if (v.shard !== undefined && v.pass === undefined) {
+      throw new UsageError("--shard goes with --pass (the stage whose items to share out)");
+    }
+    if (v.pass !== undefined && !passNames(cfg).includes(v.pass)) {
+      throw new UsageError(`--pass must be one of ${passNames(cfg).join(", ")}, got "${v.pass}"`);
+    }
+    if (v.plan) {
+      // What deno task slurm needs; read-only where a run exists (its jobs may hold the lock).
+      try {
+        RunDir.openShared(out, cfgRecord);
+      } catch (e) {
+        if (!/no run here/.test((e as Error).message)) throw e;
+        RunDir.open(out, cfgRecord).close();
+      }
+      console.log(JSON.stringify({
+        iterations: cfg.iterations,
+        dataDir: cfg.data.dir,
+        passes: passNames(cfg),
+      }));
+      return 0;
+    }
+    if (v.pass !== undefined) {
+      return await runPass(out, cfg, v.pass, resolveShard(v.shard) ?? WHOLE, log, quiet);
+    }
+    run = RunDir.open(out, cfgRecord, { force: v.force });
     const g = await initGpu();
     log(
       `train: profile ${cfg.profile}, run folder ${out}${
@@ -228,7 +295,23 @@ export async function main(argv: string[]): Promise<number> {
           ],
       ),
     ];
+    const trainStop = v["stop-after"]?.endsWith(":train") ? v["stop-after"].slice(0, -6) : null;
     for (const [name, fn] of stages) {
+      if (name === trainStop) {
+        // The stage's SAM training only; its pseudo-labels run as shards (train --pass).
+        if (!run.isDone(name)) {
+          run.updateStage(name, { status: "running" });
+          const k = name === "preliminary" ? 0 : Number(name.slice(5));
+          await withOomHint(
+            `sam ${name}`,
+            samFlag,
+            cfg.sam.batchSize,
+            () => k === 0 ? runPreliminary(ctx, true) : runIteration(ctx, k, true),
+          );
+        }
+        log(`train: stopped after the SAM training of ${name} (--stop-after ${name}:train)`);
+        return 0;
+      }
       await stageRun(name, fn);
       if (stopHere(name)) return 0;
     }
@@ -251,11 +334,70 @@ export async function main(argv: string[]): Promise<number> {
     );
     return 0;
   } catch (e) {
+    if (e instanceof UsageError) {
+      console.error(`train: ${e.message}\n${USAGE}`);
+      return 2;
+    }
     console.error(`train: ${(e as Error).message}`);
     return 1;
   } finally {
     run?.close();
   }
+}
+
+/**
+ * One shard of a per-item pass, beside the other shards: the run folder is read, not locked; the
+ * shard writes only its own files and, last, its manifest.
+ */
+async function runPass(
+  out: string,
+  cfg: PipelineConfig,
+  pass: string,
+  shard: { index: number; count: number },
+  log: (m: string) => void,
+  quiet: boolean,
+): Promise<number> {
+  const run = RunDir.openShared(out, cfg as unknown as Record<string, unknown>);
+  const need = passNeeds(pass, cfg);
+  if (need.stage) {
+    const st = run.stage(need.stage);
+    if (st.status !== "done" && !(need.trained && st.trained)) {
+      throw new Error(
+        `pass ${pass} needs stage ${need.stage}${need.trained ? "'s SAM training" : ""} first ` +
+          `(train --stop-after ${need.stage}${need.trained ? ":train" : ""})`,
+      );
+    }
+  }
+  const cpuOnly = pass === "dataset_candidates" || pass === "dataset_patches";
+  const adapter = cpuOnly ? "no GPU needed" : `adapter ${(await initGpu()).adapterName ?? ""}`;
+  log(`train: pass ${pass}, shard ${shardLabel(shard)}, run ${out}; ${adapter}`);
+  const dataDir = cfg.data.dir ?? `${out}/data`;
+  const t0 = performance.now();
+  if (pass === "dataset_candidates" || pass === "dataset_patches") {
+    await syntheticDataShard(dataDir, cfg, pass, shard, log, quiet);
+  } else {
+    const splits = await loadSplits(dataDir, cfg);
+    const ctx: StageContext = { cfg, run, dataDir, splits, log, quiet };
+    const recorder = await ShardRecorder.start(run.dir, pass, shard);
+    const sharded = { shard, recorder };
+    if (pass === "initial_masks") {
+      await generateInitialMasks(ctx, sharded);
+      log(
+        `initial masks: shard ${shardLabel(shard)}: ${recorder.size} items; ${await recorder
+          .finish()}`,
+      );
+    } else if (pass === "evaluate") await evaluateShard(ctx, sharded);
+    else {
+      const k = Number(pass.slice("pseudo_".length));
+      await generatePseudo(ctx, samBest(k === 0 ? "preliminary" : `iter_${k}`), k, sharded);
+    }
+  }
+  log(
+    `train: pass ${pass} shard ${shardLabel(shard)} done (${
+      formatDuration((performance.now() - t0) / 1000)
+    })`,
+  );
+  return 0;
 }
 
 if (import.meta.main) Deno.exit(await main(Deno.args));

@@ -256,3 +256,16 @@ export async function mergeShards(
   }
   return found;
 }
+
+/** A shard at work: which share it does and where it records what it did. */
+export interface ShardRun {
+  shard: Shard;
+  recorder: ShardRecorder;
+}
+
+/** `path` relative to `root` (paths outside it are an error: manifests hold relative paths). */
+export function relativeTo(root: string, path: string): string {
+  const r = root.replace(/\/+$/, "") + "/";
+  if (!path.startsWith(r)) throw new Error(`${path} is outside ${root}`);
+  return path.slice(r.length);
+}

@@ -5,7 +5,7 @@
  */
 import { writeFileAtomic } from "../../engine/io/atomic.ts";
 import { listManifests, manifestName } from "../shard/manifest.ts";
-import { passRoot, singleDone, type Stages, type Step } from "./plan.ts";
+import { manifestPass, passRoot, singleDone, type Stages, type Step } from "./plan.ts";
 
 export interface SubmittedStep {
   step: string;
@@ -88,7 +88,7 @@ export async function missingShards(
   count: number,
 ): Promise<number[]> {
   const have = new Set(
-    ((await listManifests(passRoot(run, dataDir, pass), pass)) ?? []).map((p) =>
+    ((await listManifests(passRoot(run, dataDir, pass), manifestPass(pass))) ?? []).map((p) =>
       p.slice(p.lastIndexOf("/") + 1)
     ),
   );

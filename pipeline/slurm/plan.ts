@@ -79,6 +79,15 @@ export function passRoot(run: string, dataDir: string | null, pass: string): str
   return pass.startsWith("dataset_") ? dataDir ?? `${run}/data` : run;
 }
 
+/** Name of the folder under `shards/` holding a pass's manifests (dataset passes: prepare's). */
+export function manifestPass(pass: string): string {
+  return pass === "dataset_candidates"
+    ? "prepare_candidates"
+    : pass === "dataset_patches"
+    ? "prepare_patches"
+    : pass;
+}
+
 /** Stage records as state.json holds them. */
 export type Stages = Record<string, { status?: string; trained?: boolean } | undefined>;
 

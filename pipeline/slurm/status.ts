@@ -17,7 +17,7 @@ import {
   type TaskRecord,
   taskRecordsOf,
 } from "./jobs.ts";
-import { passRoot, type PlanConfig, planSteps } from "./plan.ts";
+import { manifestPass, passRoot, type PlanConfig, planSteps } from "./plan.ts";
 
 export interface StepStatus {
   step: string;
@@ -122,7 +122,7 @@ export async function runStatus(
     if (step.pass !== null) {
       const root = passRoot(run, plan.dataDir, step.pass);
       let items = 0;
-      const paths = (await listManifests(root, step.pass)) ?? [];
+      const paths = (await listManifests(root, manifestPass(step.pass))) ?? [];
       for (const p of paths) items += (await readManifest(p)).items.length;
       st.shards = { done: arraySize - d.missing.length, of: arraySize, items };
     }

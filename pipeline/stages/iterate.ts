@@ -14,8 +14,11 @@ export function finalTag(iterations: number): string {
   return iterations > 0 ? `iter_${iterations}` : "preliminary";
 }
 
-/** Runs (or resumes) re-training iteration `k` (1-based). */
-export async function runIteration(ctx: StageContext, k: number): Promise<void> {
+/**
+ * Runs (or resumes) re-training iteration `k` (1-based); `trainOnly` stops before its
+ * pseudo-labels (run as shards).
+ */
+export async function runIteration(ctx: StageContext, k: number, trainOnly = false): Promise<void> {
   const { cfg, run } = ctx;
   const tag = `iter_${k}`;
   if (!run.stage(tag).trained) {
@@ -40,7 +43,7 @@ export async function runIteration(ctx: StageContext, k: number): Promise<void> 
     await trainSam(ctx, { tag, train, val, init: cfg.sam.warmStart ? samBest(prev) : null });
     run.updateStage(tag, { status: "running", trained: true, trainPatches: train.length });
   }
-  if (k < cfg.iterations) {
+  if (k < cfg.iterations && !trainOnly) {
     const stats = await generatePseudo(ctx, samBest(tag), k);
     run.updateStage(tag, { status: "running", pseudo: stats as unknown as Record<string, number> });
   }
