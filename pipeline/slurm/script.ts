@@ -92,6 +92,14 @@ export XDG_RUNTIME_DIR="\${XDG_RUNTIME_DIR:-/tmp}" NO_COLOR=1
 # Software adapters (lavapipe) use as many threads as the task has CPUs.
 export LP_NUM_THREADS="\${LP_NUM_THREADS:-\${SLURM_CPUS_PER_TASK:-1}}"
 cd ${shQuote(o.repo)} || { record failed 1; exit 1; }
+${
+    isArray
+      ? ""
+      : `# A requeued job (preempted, node failure) finds the lock of its own killed run, held by a
+# process on another node that train cannot check; the afterok chain runs one such job at a time.
+if [ "\${SLURM_RESTART_COUNT:-0}" -gt 0 ]; then rm -f "$RUN/run.lock"; fi
+`
+  }
 echo "[$(date -u +%FT%TZ)] step ${step.name} task $TASK job \${SLURM_JOB_ID:-} on $(hostname)"
 ${train}${shardArg} &
 child=$!

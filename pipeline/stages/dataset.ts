@@ -61,6 +61,11 @@ export async function ensureSyntheticData(
     );
     log(`dataset: generated ${base}.tif (${((performance.now() - t0) / 1000).toFixed(1)} s)`);
   }
+  const { defaultSplit, slideKey } = await import("../wsi/splits.ts");
+  const keys = Array.from(
+    { length: s.count },
+    (_, i) => slideKey("synthetic", `${slides}/synthetic_${String(i).padStart(3, "0")}.tif`)!,
+  );
   await prepareDataset({
     dataset: "synthetic",
     slides,
@@ -70,6 +75,8 @@ export async function ensureSyntheticData(
     seed: cfg.seed,
     progress: !quiet,
     log: quiet ? () => {} : log,
+    // Shards made the slides: every planned one must be there (the split is the one they used).
+    ...(sharded ? { split: defaultSplit("synthetic", keys), slideKeys: keys } : {}),
   });
 }
 

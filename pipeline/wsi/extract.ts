@@ -253,11 +253,10 @@ export async function prepareDataset(o: PrepareOptions): Promise<PrepareResult> 
     if (!annCache.has(key)) annCache.set(key, path ? await readAsapXml(path) : null);
     return annCache.get(key)!;
   };
-  if (!o.shard) {
-    await mergePrepareShards(out, PREPARE_PASSES.candidates, inSplit, shardKey(settings));
-  }
-  if (o.shard?.phase === "patches") {
-    await mergePrepareShards(out, PREPARE_PASSES.candidates, inSplit, shardKey(settings));
+  // The slides a sharded preparation covers: all planned ones, even those no shard made.
+  const expected = o.slideKeys?.map((key) => ({ key })) ?? inSplit;
+  if (!o.shard || o.shard.phase === "patches") {
+    await mergePrepareShards(out, PREPARE_PASSES.candidates, expected, shardKey(settings));
   }
   const recorder = o.shard
     ? await ShardRecorder.start(

@@ -1,0 +1,134 @@
+/**
+ * The cluster plan without a cluster: the step chain per config, the sbatch scripts (valid bash,
+ * the directives asked for, the shard taken from the array task), the argument split of
+ * `deno task slurm`, and a dry-run submission that resubmits only missing shards.
+ */
+import assert from "node:assert/strict";
+import { planSteps } from "../../pipeline/slurm/plan.ts";
+import { sbatchScript, shQuote } from "../../pipeline/slurm/script.ts";
+import { splitArgs } from "../../pipeline/cli/slurm.ts";
+import { submitRun } from "../../pipeline/slurm/submit.ts";
+import { ShardRecorder } from "../../pipeline/shard/manifest.ts";
+
+Deno.test("slurm plan: steps per config", () => {
+  const names = (c: { iterations: number; dataDir: string | null }) =>
+    planSteps(c).map((s) => (s.pass ? `${s.name}[]` : s.name));
+  assert.deepEqual(names({ iterations: 2, dataDir: "/d" }), [
+    "classifier",
+    "initial_masks[]",
+    "preliminary",
+    "pseudo_0[]",
+    "iter_1",
+    "pseudo_1[]",
+    "iter_2",
+    "evaluate[]",
+    "summary",
+  ]);
+  assert.deepEqual(names({ iterations: 0, dataDir: null }).slice(0, 3), [
+    "dataset_candidates[]",
+    "dataset_patches[]",
+    "classifier",
+  ]);
+});
+
+Deno.test("slurm script: directives, shard from the array task, valid bash", async () => {
+  const steps = planSteps({ iterations: 1, dataDir: null });
+  const o = {
+    run: "/shared/runs/my run",
+    repo: "/opt/ep-sam",
+    deno: "/usr/bin/deno",
+    trainFlags: ["--profile", "paper", "--set", "sam.points=5"],
+    arraySize: 8,
+    partition: "gpu",
+    account: "proj",
+    gpusPerTask: 1,
+    cpusPerTask: 4,
+    time: "2:00:00",
+  };
+  const arr = sbatchScript(steps.find((s) => s.name === "pseudo_0")!, o);
+  for (
+    const d of [
+      "--array=0-7",
+      "--requeue",
+      "--gpus-per-task=1",
+      "--partition=gpu",
+      "--account=proj",
+      "--cpus-per-task=4",
+      "--time=2:00:00",
+    ]
+  ) assert.match(arr, new RegExp(`^#SBATCH ${d}$`, "m"));
+  assert.match(arr, /--pass pseudo_0 --shard "\$SLURM_ARRAY_TASK_ID\/8"/);
+  assert.match(arr, /--out '\/shared\/runs\/my run'/);
+  const single = sbatchScript(steps.find((s) => s.name === "preliminary")!, {
+    ...o,
+    gpusPerTask: 0,
+  });
+  assert.doesNotMatch(single, /--array|--gpus-per-task|--shard/);
+  assert.match(single, /--stop-after preliminary:train/);
+  for (const text of [arr, single]) {
+    const r = await new Deno.Command("bash", { args: ["-n"], stdin: "piped", stderr: "piped" })
+      .spawn();
+    const w = r.stdin.getWriter();
+    await w.write(new TextEncoder().encode(text));
+    await w.close();
+    const st = await r.output();
+    assert.equal(st.code, 0, new TextDecoder().decode(st.stderr));
+  }
+  assert.equal(shQuote("it's"), `'it'\\''s'`);
+});
+
+Deno.test("slurm CLI: its own flags apart from train's", () => {
+  const { own, train } = splitArgs([
+    "submit",
+    "--run",
+    "r",
+    "--profile",
+    "tiny",
+    "--array-size=3",
+    "--no-adl",
+    "--set",
+    "a.b=1",
+    "--dry-run",
+  ]);
+  assert.deepEqual(own, ["submit", "--run", "r", "--array-size=3", "--dry-run"]);
+  assert.deepEqual(train, ["--profile", "tiny", "--no-adl", "--set", "a.b=1"]);
+});
+
+Deno.test("slurm submit --dry-run: finished steps skipped, only missing shards resubmitted", async () => {
+  const run = await Deno.makeTempDir({ prefix: "slurm_plan_" });
+  try {
+    await Deno.writeTextFile(
+      `${run}/state.json`,
+      JSON.stringify({ stages: { dataset: { status: "done" }, classifier: { status: "done" } } }),
+    );
+    // Shards 0 and 2 of initial_masks finished; 1 did not.
+    for (const k of [0, 2]) {
+      await (await ShardRecorder.start(run, "initial_masks", { index: k, count: 3 })).finish();
+    }
+    const r = await submitRun({
+      run,
+      repo: "/repo",
+      deno: "deno",
+      trainFlags: [],
+      arraySize: 3,
+      gpusPerTask: 0,
+      cpusPerTask: 1,
+      plan: { iterations: 1, dataDir: null },
+      dryRun: true,
+      log: () => {},
+      exec: () => Promise.reject(new Error("a dry run runs nothing")),
+    });
+    assert.deepEqual(r.skipped.slice(0, 3), [
+      "dataset_candidates",
+      "dataset_patches",
+      "classifier",
+    ]);
+    const first = r.commands[0];
+    assert.ok(first.includes("--array=1"), first.join(" "));
+    assert.ok(!first.some((a) => a.startsWith("--dependency")));
+    assert.ok(r.commands[1].includes("--dependency=afterok:<initial_masks>"));
+    assert.equal(r.commands.length, 6); // initial_masks … summary
+  } finally {
+    await Deno.remove(run, { recursive: true });
+  }
+});
