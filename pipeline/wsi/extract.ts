@@ -156,6 +156,11 @@ async function listFiles(dir: string, keep: (name: string) => boolean): Promise<
   return out.sort();
 }
 
+/** The slide files under `dir` (recursively, symlinks followed; names with "mask" left out). */
+export function listSlideFiles(dir: string): Promise<string[]> {
+  return listFiles(dir, (n) => SLIDE_RE.test(n) && !/mask/i.test(n));
+}
+
 async function exists(path: string): Promise<boolean> {
   try {
     await Deno.stat(path);
@@ -203,7 +208,7 @@ export async function prepareDataset(o: PrepareOptions): Promise<PrepareResult> 
   const showProgress = o.progress ?? true;
   const out = o.out.replace(/\/+$/, "");
 
-  const slidePaths = await listFiles(o.slides, (n) => SLIDE_RE.test(n) && !/mask/i.test(n));
+  const slidePaths = await listSlideFiles(o.slides);
   const xmlPaths = await listFiles(o.annotations, (n) => /\.xml$/i.test(n));
   const xmlByStem = new Map(xmlPaths.map((p) => [stem(p), p]));
   const keyed: { key: string; path: string }[] = [];

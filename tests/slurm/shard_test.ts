@@ -218,3 +218,73 @@ Deno.test("prepare --shard: candidates and patches over 3 shards equal one run, 
     await Deno.remove(root, { recursive: true });
   }
 });
+
+Deno.test("infer --slides --shard: shards cover every slide once; the merge lists them as one run", async () => {
+  const { inferSlides } = await import("../../pipeline/infer/slides.ts");
+  const root = await Deno.makeTempDir({ prefix: "infer_shard_" });
+  try {
+    await Deno.mkdir(`${root}/slides`);
+    for (const [i, n] of ["a", "b", "c", "d"].entries()) {
+      await Deno.writeFile(`${root}/slides/${n}.tif`, new Uint8Array(100 * (i + 1)));
+    }
+    const calls: string[] = [];
+    const fake = async (path: string, outDir: string) => {
+      calls.push(path);
+      await Deno.mkdir(outDir, { recursive: true });
+      await Deno.writeTextFile(`${outDir}/probability.tif`, `p ${path}`);
+      await Deno.writeTextFile(`${outDir}/probability_overlay.png`, `o ${path}`);
+      return {
+        tiff: `${outDir}/probability.tif`,
+        overlay: `${outDir}/probability_overlay.png`,
+        tiles: path.length,
+        tumourTiles: 1,
+      };
+    };
+    const one = await inferSlides({
+      dir: `${root}/slides`,
+      out: `${root}/one`,
+      shard: null,
+      infer: fake,
+      log: () => {},
+    });
+    assert.equal(one.slides, 4);
+    const out = `${root}/sharded`;
+    await inferSlides({
+      dir: `${root}/slides`,
+      out,
+      shard: { index: 0, count: 3 },
+      infer: fake,
+      log: () => {},
+    });
+    await assert.rejects(
+      inferSlides({ dir: `${root}/slides`, out, shard: null, infer: fake, log: () => {} }),
+      /incomplete set.*shards without a manifest.*1\/3, 2\/3/,
+    );
+    for (const k of [1, 2]) {
+      await inferSlides({
+        dir: `${root}/slides`,
+        out,
+        shard: { index: k, count: 3 },
+        infer: fake,
+        log: () => {},
+      });
+    }
+    const n = calls.length;
+    const merged = await inferSlides({
+      dir: `${root}/slides`,
+      out,
+      shard: null,
+      infer: fake,
+      log: () => {},
+    });
+    assert.equal(calls.length, n, "the merge recomputed a slide");
+    assert.equal(merged.slides, 4);
+    assert.equal(
+      await Deno.readTextFile(`${out}/slides.json`),
+      await Deno.readTextFile(`${root}/one/slides.json`),
+    );
+    assert.equal(calls.length, 8); // 4 unsharded + 4 over the shards: each slide once per run
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
