@@ -120,7 +120,8 @@ export async function startCluster(opts: { cpus?: number; memoryMb?: number } = 
       conf,
       [
         `ClusterName=epsamtest`,
-        `SlurmctldHost=${host}`,
+        // Loopback addresses: the test needs no resolvable host name (containers often lack one).
+        `SlurmctldHost=${host}(127.0.0.1)`,
         `SlurmctldPort=${freePort()}`,
         `SlurmdPort=${freePort()}`,
         `AuthType=auth/munge`,
@@ -148,7 +149,9 @@ export async function startCluster(opts: { cpus?: number; memoryMb?: number } = 
         // Finished jobs stay visible to scontrol for a while (no accounting database here).
         `MinJobAge=600`,
         `KillWait=2`,
-        `NodeName=${host} CPUs=${cpus} RealMemory=${opts.memoryMb ?? 8000} State=UNKNOWN`,
+        `NodeName=${host} NodeAddr=127.0.0.1 CPUs=${cpus} RealMemory=${
+          opts.memoryMb ?? 8000
+        } State=UNKNOWN`,
         `PartitionName=debug Nodes=${host} Default=YES MaxTime=INFINITE State=UP`,
         ``,
       ].join("\n"),
