@@ -12,45 +12,20 @@ import { parseArgs } from "node:util";
 import { type ConfigFlags, type PipelineConfig, resolveConfig } from "../config.ts";
 import { RunDir } from "../run_dir.ts";
 import { formatDuration } from "../progress.ts";
-import {
-  ensureSyntheticData,
-  loadSplits,
-  positives,
-  type StageContext,
-} from "../stages/dataset.ts";
-import { trainClassifier, withOomHint } from "../stages/classifier.ts";
+import { positives } from "../data/patches.ts";
+import { fmt } from "../format.ts";
+import type { StageContext } from "../stage_context.ts";
+import { withOomHint } from "../train_guards.ts";
+import { ensureSyntheticData, loadSplits } from "../stages/dataset.ts";
+import { trainClassifier } from "../stages/classifier.ts";
 import { generateInitialMasks } from "../stages/initial_masks.ts";
-import { fmt, runPreliminary } from "../stages/preliminary.ts";
+import { runPreliminary } from "../stages/preliminary.ts";
 import { runIteration } from "../stages/iterate.ts";
 import { runEvaluate, type Summary } from "../stages/evaluate.ts";
 import { writeFileAtomic } from "../../engine/io/atomic.ts";
-import { DATASET_PASSES, syntheticDataShard } from "../stages/dataset.ts";
-import { evaluateShard } from "../stages/evaluate.ts";
-import { generatePseudo, samBest } from "../stages/preliminary.ts";
-import { resolveShard, shardLabel, WHOLE } from "../shard/shard.ts";
-import { ShardRecorder } from "../shard/manifest.ts";
+import { passNames, runShardPass } from "../stages/passes.ts";
+import { resolveShard, WHOLE } from "../shard/shard.ts";
 import { UsageError } from "./args.ts";
-
-/** Names `--pass` takes. */
-export function passNames(cfg: PipelineConfig): string[] {
-  const pseudo = Array.from({ length: Math.max(1, cfg.iterations) }, (_, k) => `pseudo_${k}`);
-  return [...(cfg.data.dir ? [] : DATASET_PASSES), "initial_masks", ...pseudo, "evaluate"];
-}
-
-/** Which stage must be done (or trained) before a pass can run. */
-function passNeeds(pass: string, cfg: PipelineConfig): { stage: string; trained: boolean } {
-  if (pass === "dataset_candidates" || pass === "dataset_patches") {
-    return { stage: "", trained: false };
-  }
-  if (pass === "initial_masks") return { stage: "classifier", trained: false };
-  if (pass === "evaluate") {
-    return cfg.iterations > 0
-      ? { stage: `iter_${cfg.iterations}`, trained: true }
-      : { stage: "preliminary", trained: true };
-  }
-  const k = Number(pass.slice("pseudo_".length));
-  return { stage: k === 0 ? "preliminary" : `iter_${k}`, trained: true };
-}
 
 const USAGE =
   `usage: deno task train [--profile tiny|default|paper] [--out <run dir>] [--data <prepared dataset>]
@@ -204,7 +179,9 @@ export async function main(argv: string[]): Promise<number> {
       return 0;
     }
     if (v.pass !== undefined) {
-      return await runPass(out, cfg, v.pass, resolveShard(v.shard) ?? WHOLE, log, quiet);
+      const pass = v.pass, shard = resolveShard(v.shard) ?? WHOLE;
+      await runShardPass({ out, cfg, pass, shard, log, quiet, initGpu });
+      return 0;
     }
     run = RunDir.open(out, cfgRecord, { force: v.force });
     const g = await initGpu();
@@ -343,61 +320,6 @@ export async function main(argv: string[]): Promise<number> {
   } finally {
     run?.close();
   }
-}
-
-/**
- * One shard of a per-item pass, beside the other shards: the run folder is read, not locked; the
- * shard writes only its own files and, last, its manifest.
- */
-async function runPass(
-  out: string,
-  cfg: PipelineConfig,
-  pass: string,
-  shard: { index: number; count: number },
-  log: (m: string) => void,
-  quiet: boolean,
-): Promise<number> {
-  const run = RunDir.openShared(out, cfg as unknown as Record<string, unknown>);
-  const need = passNeeds(pass, cfg);
-  if (need.stage) {
-    const st = run.stage(need.stage);
-    if (st.status !== "done" && !(need.trained && st.trained)) {
-      throw new Error(
-        `pass ${pass} needs stage ${need.stage}${need.trained ? "'s SAM training" : ""} first ` +
-          `(train --stop-after ${need.stage}${need.trained ? ":train" : ""})`,
-      );
-    }
-  }
-  const cpuOnly = pass === "dataset_candidates" || pass === "dataset_patches";
-  const adapter = cpuOnly ? "no GPU needed" : `adapter ${(await initGpu()).adapterName ?? ""}`;
-  log(`train: pass ${pass}, shard ${shardLabel(shard)}, run ${out}; ${adapter}`);
-  const dataDir = cfg.data.dir ?? `${out}/data`;
-  const t0 = performance.now();
-  if (pass === "dataset_candidates" || pass === "dataset_patches") {
-    await syntheticDataShard(dataDir, cfg, pass, shard, log, quiet);
-  } else {
-    const splits = await loadSplits(dataDir, cfg);
-    const ctx: StageContext = { cfg, run, dataDir, splits, log, quiet };
-    const recorder = await ShardRecorder.start(run.dir, pass, shard);
-    const sharded = { shard, recorder };
-    if (pass === "initial_masks") {
-      await generateInitialMasks(ctx, sharded);
-      log(
-        `initial masks: shard ${shardLabel(shard)}: ${recorder.size} items; ${await recorder
-          .finish()}`,
-      );
-    } else if (pass === "evaluate") await evaluateShard(ctx, sharded);
-    else {
-      const k = Number(pass.slice("pseudo_".length));
-      await generatePseudo(ctx, samBest(k === 0 ? "preliminary" : `iter_${k}`), k, sharded);
-    }
-  }
-  log(
-    `train: pass ${pass} shard ${shardLabel(shard)} done (${
-      formatDuration((performance.now() - t0) / 1000)
-    })`,
-  );
-  return 0;
 }
 
 if (import.meta.main) Deno.exit(await main(Deno.args));

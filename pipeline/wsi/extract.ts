@@ -17,6 +17,7 @@ import { writeFileAtomic } from "../../engine/io/atomic.ts";
 import { encodePng } from "../../engine/io/png.ts";
 import { type AnnotationSet, rasterizeRegion, readAsapXml } from "./annotations.ts";
 import { Progress } from "../progress.ts";
+import { exists } from "../fs.ts";
 import {
   type DatasetRules,
   defaultRules,
@@ -159,16 +160,6 @@ async function listFiles(dir: string, keep: (name: string) => boolean): Promise<
 /** The slide files under `dir` (recursively, symlinks followed; names with "mask" left out). */
 export function listSlideFiles(dir: string): Promise<string[]> {
   return listFiles(dir, (n) => SLIDE_RE.test(n) && !/mask/i.test(n));
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return false;
-    throw e;
-  }
 }
 
 async function defaultOpen(path: string): Promise<ExtractSlide> {
