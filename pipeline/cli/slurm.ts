@@ -12,11 +12,13 @@ const USAGE =
   `usage: deno task slurm submit --run <dir> [train's flags: --profile P, --set k=v, ...]
            [--array-size N] [--partition P] [--account A] [--gpus-per-task G]
            [--cpus-per-task C] [--time T] [--mem M] [--dry-run]
+           [--slides <dir> --annotations <dir> --prepare-dataset camelyon16|camelyon17]
        deno task slurm status --run <dir> [--json]
 
 submit  writes one sbatch script per step into <dir>/slurm/ and submits the steps not yet
         finished as a chain of afterok jobs (per-item passes as arrays of N tasks, default 4);
         again on a run with failed or cancelled steps, it resubmits only what is missing.
+        With --slides, the chain first prepares train's --data folder from the slides (arrays).
 status  per step: job ids, state (sacct, else squeue/scontrol), shards and items done, failures
         with their log.`;
 
@@ -31,6 +33,9 @@ const OWN: Record<string, "string" | "boolean"> = {
   time: "string",
   mem: "string",
   "dry-run": "boolean",
+  slides: "string",
+  annotations: "string",
+  "prepare-dataset": "string",
   json: "boolean",
   help: "boolean",
 };
@@ -100,7 +105,7 @@ export async function main(argv: string[]): Promise<number> {
         if (train.length) throw new UsageError(`status takes no train flags: ${train.join(" ")}`);
         const jobs = await readJobs(run);
         if (!jobs) throw new Error(`${run}: never submitted (no slurm/jobs.json)`);
-        const plan = await trainPlan(run, jobs.trainFlags);
+        const plan = { ...(await trainPlan(run, jobs.trainFlags)), prepare: jobs.prepare };
         const s = await runStatus(run, plan);
         console.log(flags.json ? JSON.stringify(s, null, 2) : formatStatus(run, s));
         return 0;
@@ -114,7 +119,34 @@ export async function main(argv: string[]): Promise<number> {
             `submit again with the same flags, or none (they are remembered)`,
         );
       }
-      const plan = await trainPlan(run, trainFlags);
+      const plan: PlanConfig = await trainPlan(run, trainFlags);
+      const slides = stringFlag(flags, "slides");
+      if (slides) {
+        if (plan.dataDir === null) {
+          throw new UsageError(
+            "--slides needs train's --data <dir>: where the prepared dataset goes",
+          );
+        }
+        const di = trainFlags.indexOf("--dataset");
+        const dataset = stringFlag(flags, "prepare-dataset") ??
+          (di >= 0 ? trainFlags[di + 1] : undefined);
+        if (!dataset) {
+          throw new UsageError("--slides needs --prepare-dataset camelyon16|camelyon17");
+        }
+        plan.prepare = [
+          "--dataset",
+          dataset,
+          "--slides",
+          Deno.realPathSync(slides),
+          "--annotations",
+          Deno.realPathSync(requiredFlag(flags, "annotations")),
+        ];
+        if (prev?.prepare && JSON.stringify(prev.prepare) !== JSON.stringify(plan.prepare)) {
+          throw new UsageError(
+            `${run} was submitted with prepare flags "${prev.prepare.join(" ")}"`,
+          );
+        }
+      } else if (prev?.prepare) plan.prepare = prev.prepare;
       const r = await submitRun({
         run,
         repo: REPO,

@@ -24,6 +24,8 @@ export interface JobsFile {
   version: 1;
   arraySize: number;
   trainFlags: string[];
+  /** `deno task prepare` flags when the chain prepares the dataset from slides. */
+  prepare?: string[];
   submissions: Submission[];
 }
 
@@ -105,6 +107,11 @@ export async function stepDone(
   stages: Stages,
   arraySize: number,
 ): Promise<{ done: boolean; missing: number[] }> {
+  if (step.name === "prepare_merge") {
+    // The merge writes the dataset's manifest.json last (shards never write it).
+    const done = await Deno.stat(`${dataDir}/manifest.json`).then(() => true, () => false);
+    return { done, missing: [] };
+  }
   if (step.pass === null) return { done: singleDone(step, stages), missing: [] };
   if (singleDone({ ...step, name: "x" }, stages)) return { done: true, missing: [] };
   const missing = await missingShards(run, dataDir, step.pass, arraySize);

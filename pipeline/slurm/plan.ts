@@ -18,6 +18,11 @@ export interface PlanConfig {
   iterations: number;
   /** A prepared dataset (null: synthetic slides made by the run). */
   dataDir: string | null;
+  /**
+   * `deno task prepare` flags that make `dataDir` from slides (`--dataset --slides
+   * --annotations`, without `--out`): the chain then starts by preparing it as arrays.
+   */
+  prepare?: string[];
 }
 
 export interface Step {
@@ -27,6 +32,8 @@ export interface Step {
   pass: string | null;
   /** `train` arguments of the step (besides the run's own flags). */
   trainArgs: string[];
+  /** Set for the steps that run `deno task prepare` instead: its full arguments. */
+  prepareArgs?: string[];
   /** What the step does, for `status`. */
   what: string;
 }
@@ -43,6 +50,27 @@ export function planSteps(c: PlanConfig): Step[] {
       trainArgs: stopAfter ? ["--stop-after", stopAfter] : [],
       what,
     });
+  if (c.prepare && c.dataDir !== null) {
+    const p = [...c.prepare, "--out", c.dataDir];
+    for (const phase of ["candidates", "patches"]) {
+      steps.push({
+        name: `prepare_${phase}`,
+        pass: `prepare_${phase}`,
+        trainArgs: [],
+        prepareArgs: [...p, "--phase", phase],
+        what: phase === "candidates"
+          ? "tissue masks and candidate patches, per slide"
+          : "patch selection; extraction, per slide",
+      });
+    }
+    steps.push({
+      name: "prepare_merge",
+      pass: null,
+      trainArgs: [],
+      prepareArgs: p,
+      what: "check the prepare shards; write the dataset's manifest.json",
+    });
+  }
   if (c.dataDir === null) {
     array("dataset_candidates", "synthetic slides and their candidate patches, per slide");
     array("dataset_patches", "patch extraction, per slide");
@@ -76,7 +104,9 @@ export function stageOfStep(step: Step): string {
 
 /** Folder a pass's files and `shards/` live under: the dataset for the dataset passes. */
 export function passRoot(run: string, dataDir: string | null, pass: string): string {
-  return pass.startsWith("dataset_") ? dataDir ?? `${run}/data` : run;
+  return pass.startsWith("dataset_") || pass.startsWith("prepare_")
+    ? dataDir ?? `${run}/data`
+    : run;
 }
 
 /** Name of the folder under `shards/` holding a pass's manifests (dataset passes: prepare's). */

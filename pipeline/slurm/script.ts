@@ -56,16 +56,19 @@ export function sbatchScript(step: Step, o: ScriptOptions): string {
     ...(o.mem ? [`--mem=${o.mem}`] : []),
     ...(isArray ? [`--array=0-${o.arraySize - 1}`] : []),
   ];
-  const train = [
-    o.deno,
-    "run",
-    "-A",
-    `${o.repo}/pipeline/cli/train.ts`,
-    ...o.trainFlags,
-    "--out",
-    o.run,
-    ...step.trainArgs,
-  ].map(shQuote).join(" ");
+  const train =
+    (step.prepareArgs
+      ? [o.deno, "run", "-A", `${o.repo}/pipeline/cli/prepare.ts`, ...step.prepareArgs]
+      : [
+        o.deno,
+        "run",
+        "-A",
+        `${o.repo}/pipeline/cli/train.ts`,
+        ...o.trainFlags,
+        "--out",
+        o.run,
+        ...step.trainArgs,
+      ]).map(shQuote).join(" ");
   const shardArg = isArray ? ` --shard "$SLURM_ARRAY_TASK_ID/${o.arraySize}"` : "";
   const logFile = isArray
     ? `${logDir(o.run)}/${step.name}_\${SLURM_ARRAY_JOB_ID}_\${SLURM_ARRAY_TASK_ID}.log`
@@ -93,7 +96,7 @@ export XDG_RUNTIME_DIR="\${XDG_RUNTIME_DIR:-/tmp}" NO_COLOR=1
 export LP_NUM_THREADS="\${LP_NUM_THREADS:-\${SLURM_CPUS_PER_TASK:-1}}"
 cd ${shQuote(o.repo)} || { record failed 1; exit 1; }
 ${
-    isArray
+    isArray || step.prepareArgs
       ? ""
       : `# A requeued job (preempted, node failure) finds the lock of its own killed run, held by a
 # process on another node that train cannot check; the afterok chain runs one such job at a time.

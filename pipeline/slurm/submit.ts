@@ -110,6 +110,7 @@ export async function submitRun(o: SubmitOptions): Promise<SubmitResult> {
       version: 1 as const,
       arraySize: o.arraySize,
       trainFlags: o.trainFlags,
+      ...(o.plan.prepare ? { prepare: o.plan.prepare } : {}),
       submissions: [],
     };
     j.submissions.push({ time: new Date().toISOString(), steps: submitted });

@@ -24,6 +24,31 @@ Deno.test("slurm plan: steps per config", () => {
     "evaluate[]",
     "summary",
   ]);
+  const withPrepare = planSteps({
+    iterations: 1,
+    dataDir: "/d",
+    prepare: ["--dataset", "camelyon16", "--slides", "/s", "--annotations", "/a"],
+  });
+  assert.deepEqual(withPrepare.slice(0, 4).map((s) => s.name), [
+    "prepare_candidates",
+    "prepare_patches",
+    "prepare_merge",
+    "classifier",
+  ]);
+  assert.deepEqual(withPrepare[1].prepareArgs!.slice(-4), ["--out", "/d", "--phase", "patches"]);
+  const script = sbatchScript(withPrepare[0], {
+    run: "/r",
+    repo: "/repo",
+    deno: "deno",
+    trainFlags: ["--profile", "paper"],
+    arraySize: 4,
+    gpusPerTask: 0,
+    cpusPerTask: 2,
+  });
+  assert.match(
+    script,
+    /deno run -A \/repo\/pipeline\/cli\/prepare\.ts --dataset camelyon16 .* --phase candidates --shard "\$SLURM_ARRAY_TASK_ID\/4"/,
+  );
   assert.deepEqual(names({ iterations: 0, dataDir: null }).slice(0, 3), [
     "dataset_candidates[]",
     "dataset_patches[]",
