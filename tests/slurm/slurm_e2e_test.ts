@@ -147,6 +147,7 @@ Deno.test({
         st.text,
       );
       assert.match(st.text, /sources: .*squeue/, st.text);
+      console.log(`status after the cancellation:\n${st.text}`);
       // The merge (the dataset stage) refuses the incomplete set, naming what is missing.
       const merge = await sh([
         "run",
@@ -187,7 +188,15 @@ Deno.test({
       assert.equal(r.code, 0, r.text);
       // Byte-identical outputs.
       const a = (await files(ref)).filter((f) => !OWN_TO_A_RUN.test(f));
-      const b = (await files(run)).filter((f) => !OWN_TO_A_RUN.test(f));
+      // The cancelled task was killed mid-write: its temp file stays as debris under a name no
+      // manifest lists and no reader opens (writes are temp + rename).
+      const debris = (await files(run)).filter((f) => /\.tmp-\d+-[0-9a-f]+$/.test(f));
+      const manifests = (await files(run)).filter((f) => /shards\/.*\.json$/.test(f));
+      for (const m of manifests) {
+        const text = await Deno.readTextFile(`${run}/${m}`);
+        assert.ok(!/\.tmp-\d+-/.test(text), `${m} lists a temp file`);
+      }
+      const b = (await files(run)).filter((f) => !OWN_TO_A_RUN.test(f) && !debris.includes(f));
       assert.deepEqual(b, a);
       assert.ok(a.some((f) => f.startsWith("pseudo/iter_0/train/")), "no pseudo-label kept");
       for (const f of a) {
