@@ -94,7 +94,8 @@ export async function startCluster(opts: { cpus?: number; memoryMb?: number } = 
 > {
   const dir = await Deno.makeTempDir({ prefix: "epsam-slurm-" });
   const cpus = opts.cpus ?? 2;
-  const host = Deno.hostname();
+  // slurmd and slurmctld know themselves by the short host name.
+  const host = Deno.hostname().split(".")[0];
   const user = (await run("id", ["-un"], {})).out.trim() || "root";
   for (const d of ["munge", "state", "spool", "log"]) await Deno.mkdir(`${dir}/${d}`);
   await Deno.chmod(`${dir}/munge`, 0o700);
