@@ -267,10 +267,7 @@ export class RunDir {
     if (diff.length) {
       throw new Error(`${dir} holds a run with a different config (keys: ${diff.join(", ")})`);
     }
-    const state = readJson(statePath) as RunState;
-    if (typeof state !== "object" || state === null || typeof state.stages !== "object") {
-      throw new Error(`${statePath}: not a run state (expected {version, stages})`);
-    }
+    const state = validateRunState(readJson(statePath), statePath);
     const run = new RunDir(dir, cfg, state, true);
     globalThis.removeEventListener("unload", run.unload);
     run.readOnly = true;
