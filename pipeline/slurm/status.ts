@@ -56,7 +56,12 @@ async function slurmStates(
   if (acct.code === 0 && acct.out.trim()) {
     for (const l of acct.out.split("\n")) {
       const [id, state] = l.split("|");
-      if (id && state) out.set(id.trim(), state.trim().split(" ")[0]);
+      if (!id || !state) continue;
+      const st = state.trim().split(" ")[0];
+      // Array tasks that never started are one line: "123_[0-3]" (maybe with "%limit").
+      const pend = /^(\d+)_\[([\d,-]+)(?:%\d+)?\]$/.exec(id.trim());
+      if (pend) { for (const t of expand(pend[2])) out.set(`${pend[1]}_${t}`, st); }
+      else out.set(id.trim(), st);
     }
     sources.push("sacct");
   } else {
@@ -66,10 +71,12 @@ async function slurmStates(
       if (r.code !== 0) continue;
       for (const l of r.out.split("\n")) {
         const job = /JobId=(\d+)/.exec(l)?.[1];
-        const arr = /ArrayJobId=(\d+) ArrayTaskId=(\d+)/.exec(l);
+        const arr = /ArrayJobId=(\d+) ArrayTaskId=([\d,-]+)/.exec(l);
         const state = /JobState=(\S+)/.exec(l)?.[1];
         if (!job || !state) continue;
-        out.set(arr ? `${arr[1]}_${arr[2]}` : job, state);
+        // Tasks that never started are one record: "ArrayTaskId=0-3" or "1,3".
+        if (arr) { for (const t of expand(arr[2])) out.set(`${arr[1]}_${t}`, state); }
+        else out.set(job, state);
       }
     }
   }
@@ -141,7 +148,8 @@ export async function runStatus(
           taskStates.push(s.toLowerCase());
           continue;
         }
-        if (d.done) {
+        // A shard with its manifest is done, whatever Slurm says of the job that was to redo it.
+        if (d.done || (step.pass !== null && !d.missing.includes(Number(task)))) {
           taskStates.push("done");
           continue;
         }

@@ -157,3 +157,73 @@ Deno.test("slurm submit --dry-run: finished steps skipped, only missing shards r
     await Deno.remove(run, { recursive: true });
   }
 });
+
+Deno.test("slurm status: array records as scontrol and sacct give them, task records, sources", async () => {
+  const { runStatus, formatStatus } = await import("../../pipeline/slurm/status.ts");
+  const { writeJobs } = await import("../../pipeline/slurm/jobs.ts");
+  const run = await Deno.makeTempDir({ prefix: "slurm_status_" });
+  try {
+    await Deno.writeTextFile(
+      `${run}/state.json`,
+      JSON.stringify({ stages: { classifier: { status: "done" } } }),
+    );
+    const steps = ["classifier", "initial_masks", "preliminary"].map((step, i) => ({
+      step,
+      job: String(10 + i),
+      tasks: step === "initial_masks" ? "0-1" : null,
+      script: "",
+    }));
+    await writeJobs(run, {
+      version: 1,
+      arraySize: 2,
+      trainFlags: [],
+      submissions: [{ time: "", steps }],
+    });
+    await (await ShardRecorder.start(run, "initial_masks", { index: 0, count: 2 })).finish();
+    await Deno.mkdir(`${run}/slurm/tasks`, { recursive: true });
+    await Deno.writeTextFile(
+      `${run}/slurm/tasks/initial_masks.1.json`,
+      JSON.stringify({ status: "failed", rc: 3, job: "12", log: "/logs/im_11_1.log" }),
+    );
+    const plan = { iterations: 1, dataDir: "/d" };
+    const noAcct = (cmd: string, args: string[]) => {
+      if (cmd === "sacct") return Promise.resolve({ code: 1, out: "", err: "accounting disabled" });
+      if (cmd === "squeue") return Promise.resolve({ code: 0, out: "", err: "" });
+      const id = args[args.length - 1];
+      const out = id === "11"
+        ? "JobId=11 ArrayJobId=11 ArrayTaskId=1 JobState=FAILED\nJobId=13 ArrayJobId=11 ArrayTaskId=0 JobState=COMPLETED\n"
+        : id === "12"
+        ? "JobId=12 JobState=CANCELLED Reason=DependencyNeverSatisfied\n"
+        : "JobId=10 JobState=COMPLETED\n";
+      return Promise.resolve({ code: 0, out, err: "" });
+    };
+    const s = await runStatus(run, plan, noAcct);
+    const im = s.steps.find((x) => x.step === "initial_masks")!;
+    assert.equal(im.state, "failed");
+    assert.deepEqual(im.shards, { done: 1, of: 2, items: 0 });
+    assert.deepEqual(im.failures, [{
+      task: "1",
+      what: "failed (exit 3)",
+      log: "/logs/im_11_1.log",
+    }]);
+    assert.equal(s.steps.find((x) => x.step === "preliminary")!.state, "cancelled");
+    assert.equal(s.steps.find((x) => x.step === "classifier")!.state, "done");
+    assert.match(
+      formatStatus(run, s),
+      /sources: .*scontrol \(sacct: accounting disabled\); squeue/,
+    );
+    // With accounting: a never-started array is one line "job_[0-1]".
+    const acct = (cmd: string) =>
+      Promise.resolve(
+        cmd === "sacct"
+          ? { code: 0, out: "10|COMPLETED\n11_[0-1]|CANCELLED by 0\n12|CANCELLED\n", err: "" }
+          : { code: 0, out: "", err: "" },
+      );
+    const s2 = await runStatus(run, plan, acct);
+    const im2 = s2.steps.find((x) => x.step === "initial_masks")!;
+    assert.deepEqual(im2.failures.map((f) => f.what), ["failed (exit 3)"]);
+    assert.ok(s2.sources.includes("sacct"));
+  } finally {
+    await Deno.remove(run, { recursive: true });
+  }
+});
