@@ -11,8 +11,11 @@
 
 /** Annotation groups that mark tumour (Camelyon17 `metastases`, Camelyon16 `Tumor`/`_0`/`_1`). */
 export const POSITIVE_GROUPS: readonly string[] = ["metastases", "tumor", "_0", "_1"];
-/** Annotation groups that mark non-tumour holes inside tumour regions (Camelyon16 `_2`). */
-export const EXCLUSION_GROUPS: readonly string[] = ["_2"];
+/**
+ * Annotation groups that mark non-tumour holes inside tumour regions (Camelyon16 `_2`, and
+ * `Exclusion`, which `deno task export` writes for the holes of predicted regions).
+ */
+export const EXCLUSION_GROUPS: readonly string[] = ["_2", "exclusion"];
 
 /** One closed polygon, level-0 pixel coordinates interleaved `x0, y0, x1, y1, ...`. */
 export interface Polygon {
