@@ -123,3 +123,69 @@ export async function writePolygonExport(
     await writeFileAtomic(out.geojson, JSON.stringify(doc) + "\n");
   }
 }
+
+/** What `infer --slide` records next to `probability.tif` (`probability.json`). */
+export interface ProbabilityInfo {
+  /** Level-0 pixels per map pixel. */
+  downsample: number;
+  width: number;
+  height: number;
+  slide: string;
+  width0: number;
+  height0: number;
+}
+
+/** The map's downsample: from `probability.json`, else `given`, else from the sizes if they agree. */
+export function mapDownsample(
+  w: number,
+  h: number,
+  slide: SlideGeometry,
+  info: ProbabilityInfo | null,
+  given: number | undefined,
+  source: string,
+): number {
+  const fits = (ds: number) =>
+    Math.ceil(slide.width0 / ds - 1e-9) === w && Math.ceil(slide.height0 / ds - 1e-9) === h;
+  const ds = given ?? info?.downsample ?? slide.width0 / w;
+  if (!(ds > 0) || !fits(ds)) {
+    throw new Error(
+      `${source}: a ${w}x${h} map does not cover the ${slide.width0}x${slide.height0} slide at ` +
+        `downsample ${ds}${
+          given === undefined && !info ? " (guessed from the sizes; give --downsample)" : ""
+        }`,
+    );
+  }
+  return ds;
+}
+
+/**
+ * Reads level 0 of a gray probability TIFF (as `infer --slide` writes it) in strips of rows, so
+ * only the map itself (one byte per pixel) is held. Refuses a map over `maxPixels` before reading.
+ */
+export async function readProbabilityTiff(
+  path: string,
+  maxPixels: number,
+  onStrip?: (done: number, total: number) => void,
+): Promise<{ data: Uint8Array; width: number; height: number }> {
+  const { openSlide } = await import("../wsi/slide.ts");
+  const s = await openSlide(path);
+  try {
+    const { width, height } = s.levels[0];
+    if (width * height > maxPixels) {
+      throw new Error(
+        `${path}: ${width}x${height} map exceeds the limit of ${maxPixels} pixels (--max-pixels)`,
+      );
+    }
+    const data = new Uint8Array(width * height);
+    const rows = Math.max(1, Math.floor(2 ** 22 / width));
+    for (let y = 0; y < height; y += rows) {
+      const n = Math.min(rows, height - y);
+      const rgba = await s.readRegion(0, 0, y, width, n);
+      for (let i = 0, o = y * width; i < width * n; i++) data[o + i] = rgba[i * 4];
+      onStrip?.(Math.min(height, y + n), height);
+    }
+    return { data, width, height };
+  } finally {
+    await s.close();
+  }
+}
