@@ -15,7 +15,7 @@
 import { writeFileAtomic } from "../../engine/io/atomic.ts";
 import { regionsToAsapXml } from "./asap_xml.ts";
 import { regionsToGeoJson } from "./geojson.ts";
-import { thresholdMap, type TumourRegion, tumourRegions } from "./polygons.ts";
+import { type TumourRegion, tumourRegions } from "./polygons.ts";
 
 export const DEFAULT_THRESHOLD = 0.5;
 export const DEFAULT_MIN_AREA_UM2 = 200;
@@ -89,19 +89,15 @@ export function tumourPolygons(
   if (!(threshold >= 0 && threshold < 1)) throw new Error(`threshold ${threshold} not in [0, 1)`);
   const min = resolveMinArea(o, slide.mpp);
   const tolerance = o.tolerance ?? map.downsample / 2;
-  const regions = tumourRegions(
-    thresholdMap(map.data, threshold),
-    map.width,
-    map.height,
-    {
-      downsample: map.downsample,
-      width0: slide.width0,
-      height0: slide.height0,
-      minArea: min.px,
-      tolerance,
-      maxPixels: o.maxPixels,
-    },
-  );
+  const regions = tumourRegions(map.data, map.width, map.height, {
+    downsample: map.downsample,
+    width0: slide.width0,
+    height0: slide.height0,
+    minArea: min.px,
+    tolerance,
+    maxPixels: o.maxPixels,
+    cut: 255 * threshold,
+  });
   let holes = 0, vertices = 0;
   for (const r of regions) {
     holes += r.holes.length;

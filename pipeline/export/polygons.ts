@@ -23,6 +23,8 @@ export interface RegionOptions {
   tolerance: number;
   /** Largest map accepted (pixels), see `MAX_TRACE_PIXELS`. */
   maxPixels?: number;
+  /** Tumour where the map's value is above this (default 0: any non-zero pixel). */
+  cut?: number;
 }
 
 /** A hole of a region; `islands` are regions lying inside the hole (indices into the list). */
@@ -39,14 +41,6 @@ export interface TumourRegion {
   holes: RegionHole[];
   /** Tumour area of the region (without its kept holes) in level-0 pixels², before simplifying. */
   area: number;
-}
-
-/** The thresholded map: 1 where probability (value / 255) > `threshold`. */
-export function thresholdMap(prob: Uint8Array, threshold: number): Uint8Array {
-  const cut = 255 * threshold;
-  const out = new Uint8Array(prob.length);
-  for (let i = 0; i < prob.length; i++) out[i] = prob[i] > cut ? 1 : 0;
-  return out;
 }
 
 const EMITTED = 1, DROPPED = 2, SUBSUMED = 3, KEPT = 4, FILLED = 5, IRRELEVANT = 6;
@@ -68,7 +62,7 @@ function toLevel0(r: TracedRing, o: RegionOptions): Float64Array {
 }
 
 /**
- * Regions of a binary map (`w`×`h`, non-zero = tumour). Regions whose area (without holes) is
+ * Regions of a map (`w`×`h`, tumour where the value is above `o.cut`). Regions whose area (without holes) is
  * under `minArea` are dropped; holes under `minArea` are filled (with whatever lies inside them).
  */
 export function tumourRegions(
@@ -90,7 +84,7 @@ export function tumourRegions(
         `${o.width0}x${o.height0} slide`,
     );
   }
-  const rings = traceRings(mask, w, h, o.maxPixels);
+  const rings = traceRings(mask, w, h, o.maxPixels, o.cut ?? 0);
   const px2 = o.downsample * o.downsample; // level-0 pixels² per map pixel
   const n = rings.length;
   const big = (r: TracedRing) => Math.abs(r.area) * px2 >= o.minArea;

@@ -34,11 +34,15 @@ export interface TracedRing {
 
 const E = 0, S = 1, W = 2, N = 3;
 
-/** Pixels a single call accepts (5 bytes each of working memory); see `MAX_TRACE_PIXELS`. */
+/**
+ * Largest map traced: 2^28 pixels (16384² map pixels, e.g. a 131k-pixel-wide slide at downsample
+ * 8), 5 bytes of working memory each (1.3 GiB) besides the map itself.
+ */
 export const MAX_TRACE_PIXELS = 2 ** 28;
 
 /**
- * Traces every region of `mask` (`w`×`h`, row-major, non-zero = foreground). Out-of-map pixels are
+ * Traces every region of `mask` (`w`×`h`, row-major; foreground where the value is above `cut`,
+ * so a probability map can be traced without a thresholded copy). Out-of-map pixels are
  * background, so regions on the border are closed along the border.
  */
 export function traceRings(
@@ -46,6 +50,7 @@ export function traceRings(
   w: number,
   h: number,
   maxPixels = MAX_TRACE_PIXELS,
+  cut = 0,
 ): TracedRing[] {
   if (!Number.isInteger(w) || !Number.isInteger(h) || w < 0 || h < 0 || mask.length < w * h) {
     throw new Error(`traceRings: mask of ${mask.length} bytes is not ${w}x${h}`);
@@ -57,7 +62,7 @@ export function traceRings(
     );
   }
   const flags = new Uint8Array(w * h); // bit 0 foreground, bit 1 top edge visited, bit 2 bottom
-  for (let i = 0; i < w * h; i++) if (mask[i]) flags[i] = 1;
+  for (let i = 0; i < w * h; i++) if (mask[i] > cut) flags[i] = 1;
   const W1 = w + 1;
   const vEdge = new Int32Array(W1 * h).fill(-1); // ring id of the edge left of pixel (k, y)
   const fg = (x: number, y: number) =>
