@@ -7,9 +7,9 @@ import {
   DEFAULT_MIN_AREA_UM2,
   DEFAULT_THRESHOLD,
   mapDownsample,
+  polygonsFromMap,
   type ProbabilityInfo,
   readProbabilityTiff,
-  tumourPolygons,
   writePolygonExport,
 } from "../export/export.ts";
 import { MAX_TRACE_PIXELS } from "../export/trace.ts";
@@ -108,7 +108,7 @@ export function main(argv: string[]): Promise<number> {
       });
       prog.finish();
       const ds = mapDownsample(map.width, map.height, slide, info, downsample, probPath);
-      const e = tumourPolygons({ ...map, downsample: ds }, slide, {
+      const e = polygonsFromMap({ ...map, downsample: ds }, slide, {
         threshold,
         minAreaUm2,
         minAreaPx,

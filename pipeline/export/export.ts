@@ -80,7 +80,7 @@ export function resolveMinArea(
 }
 
 /** Traces, filters and simplifies the tumour regions of a probability map. */
-export function tumourPolygons(
+export function polygonsFromMap(
   map: ProbabilityMap,
   slide: SlideGeometry,
   o: PolygonExportOptions = {},

@@ -19,7 +19,7 @@ import type { PipelineConfig } from "../config.ts";
 import { camOf } from "../stages/initial_masks.ts";
 import { segmentWithCam } from "../stages/preliminary.ts";
 import type { HostPatch } from "../stages/dataset.ts";
-import { tumourPolygons, writePolygonExport } from "../export/export.ts";
+import { polygonsFromMap, writePolygonExport } from "../export/export.ts";
 
 export interface SlideResult {
   tiff: string;
@@ -154,7 +154,7 @@ export async function inferSlide(
     const cropped = new Uint8Array(W * H);
     for (let y = 0; y < H; y++) cropped.set(map.subarray(y * mw, y * mw + W), y * W);
     const geometry = { width0: W0, height0: H0, mpp: slide.mpp };
-    const polys = tumourPolygons({ data: cropped, width: W, height: H, downsample: ds }, geometry);
+    const polys = polygonsFromMap({ data: cropped, width: W, height: H, downsample: ds }, geometry);
     const xml = `${outDir}/tumour.xml`, geojson = `${outDir}/tumour.geojson`;
     await writePolygonExport(polys, geometry, { xml, geojson });
     if (!opts.quiet) {

@@ -284,7 +284,8 @@ export interface AsapLimits {
 
 /**
  * Most coordinates accepted in one file: 5 million vertices hold 80 MB as coordinates and about
- * 300 MB more while rasterised (edge table); hand-drawn Camelyon polygons have thousands.
+ * 300 MB more while rasterised (edge table and scanline scratch), far above what hand-drawn
+ * annotations hold; `wsi mask --max-vertices` raises it.
  */
 export const MAX_XML_VERTICES = 5_000_000;
 /** Largest annotation file read (its text is held whole while parsed): 512 MiB. */

@@ -10,7 +10,7 @@ import {
   type Polygon,
   rasterize,
 } from "../../../pipeline/wsi/annotations.ts";
-import { tumourPolygons } from "../../../pipeline/export/export.ts";
+import { polygonsFromMap } from "../../../pipeline/export/export.ts";
 import { regionsToAsapXml } from "../../../pipeline/export/asap_xml.ts";
 import { regionsToGeoJson } from "../../../pipeline/export/geojson.ts";
 import { ringArea } from "../../../pipeline/export/simplify.ts";
@@ -110,7 +110,7 @@ Deno.test("export round trip: exported XML and GeoJSON rasterise back to the thr
   const slide = { width0: SIZE, height0: SIZE, mpp: MPP };
   const map = { data: prob, width: MW, height: MW, downsample: DS };
   for (const tolerance of [0, undefined]) {
-    const e = tumourPolygons(map, slide, { minAreaPx: 0, tolerance });
+    const e = polygonsFromMap(map, slide, { minAreaPx: 0, tolerance });
     assert(e.holes >= 2, `${e.holes} holes`);
     const ann = parseAsapXml(regionsToAsapXml(e.regions), "export.xml");
     assertEquals(ann.positive.length, e.regions.length);
@@ -137,8 +137,8 @@ Deno.test("export: tiny regions dropped and tiny holes filled by area; ground tr
   const { prob, truth } = syntheticMap(5);
   const slide = { width0: SIZE, height0: SIZE, mpp: MPP };
   const map = { data: prob, width: MW, height: MW, downsample: DS };
-  const all = tumourPolygons(map, slide, { minAreaPx: 0 });
-  const e = tumourPolygons(map, slide, {}); // default 200 µm² = 3387 px² at 0.243 µm/px
+  const all = polygonsFromMap(map, slide, { minAreaPx: 0 });
+  const e = polygonsFromMap(map, slide, {}); // default 200 µm² = 3387 px² at 0.243 µm/px
   assert(e.minAreaPx > 3380 && e.minAreaPx < 3390, e.minAreaNote);
   // Specks (4 px²) and the island in the first tumour's hole (radius 7 map px, ~620 px²) are
   // dropped; the second tumour's hole (radius 12, ~1800 px²) is filled; the first one's
@@ -152,7 +152,7 @@ Deno.test("export: tiny regions dropped and tiny holes filled by area; ground tr
   for (const r of e.regions) {
     for (const h of r.holes) assert(-ringArea(h.ring) >= e.minAreaPx * 0.9);
   }
-  // Against the synthetic slide's own tumour polygons (tumourPolygons, the ground truth), at
+  // Against the synthetic slide's own tumour polygons (polygonsFromMap, the ground truth), at
   // level 0: the map is at downsample 2 and has the carved holes, so a looser bound.
   const gt = rasterize(truth, SIZE, SIZE, 1);
   const got = rasterize(parseAsapXml(regionsToAsapXml(e.regions), "e.xml"), SIZE, SIZE, 1);
@@ -181,22 +181,22 @@ Deno.test("export: a slide without resolution refuses µm² and keeps everything
   prob[5 * 16 + 5] = 255;
   const map = { data: prob, width: 16, height: 16, downsample: 4 };
   const slide = { width0: 64, height0: 61, mpp: null };
-  const e = tumourPolygons(map, slide);
+  const e = polygonsFromMap(map, slide);
   assertEquals(e.regions.length, 1);
   // Map corner (5, 5) → level 0 (20, 20); (6, 6) → (24, 24).
   assertEquals(Array.from(e.regions[0].outer), [20, 20, 24, 20, 24, 24, 20, 24]);
   let msg = "";
   try {
-    tumourPolygons(map, slide, { minAreaUm2: 10 });
+    polygonsFromMap(map, slide, { minAreaUm2: 10 });
   } catch (err) {
     msg = (err as Error).message;
   }
   assert(/no resolution.*--min-area-px/.test(msg), msg);
-  assertEquals(tumourPolygons(map, slide, { minAreaPx: 17 }).regions.length, 0);
+  assertEquals(polygonsFromMap(map, slide, { minAreaPx: 17 }).regions.length, 0);
   // The last row is clipped to the slide's height (61, not 64).
   prob.fill(0);
   prob[15 * 16 + 0] = 255;
-  assertEquals(Array.from(tumourPolygons(map, slide).regions[0].outer), [
+  assertEquals(Array.from(polygonsFromMap(map, slide).regions[0].outer), [
     0,
     60,
     4,
@@ -207,5 +207,5 @@ Deno.test("export: a slide without resolution refuses µm² and keeps everything
     61,
   ]);
   // The ASAP file puts the same pixel corners at −½ (pixel centres at integers).
-  assert(regionsToAsapXml(tumourPolygons(map, slide).regions).includes('X="-0.5" Y="59.5"'));
+  assert(regionsToAsapXml(polygonsFromMap(map, slide).regions).includes('X="-0.5" Y="59.5"'));
 });
