@@ -288,7 +288,11 @@ export interface AsapLimits {
  * annotations hold; `wsi mask --max-vertices` raises it.
  */
 export const MAX_XML_VERTICES = 5_000_000;
-/** Largest annotation file read (its text is held whole while parsed): 512 MiB. */
+/**
+ * Largest annotation file read (its text is held whole while parsed): 512 MiB, or 128 bytes per
+ * allowed vertex when `maxVertices` is raised above the default (a Camelyon `<Coordinate>` line
+ * is about 60 bytes).
+ */
 export const MAX_XML_BYTES = 512 * 2 ** 20;
 
 /**
@@ -386,7 +390,7 @@ export function parseAsapXml(
 
 /** Reads and parses an ASAP XML file, refusing one over the size limit before reading it. */
 export async function readAsapXml(path: string, limits: AsapLimits = {}): Promise<AnnotationSet> {
-  const maxBytes = limits.maxBytes ?? MAX_XML_BYTES;
+  const maxBytes = limits.maxBytes ?? Math.max(MAX_XML_BYTES, 128 * (limits.maxVertices ?? 0));
   const { size } = await Deno.stat(path);
   if (size > maxBytes) {
     throw new Error(
