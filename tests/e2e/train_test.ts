@@ -197,6 +197,10 @@ Deno.test({
       if ((back[i] > 0) !== (px[i * 4] > 127)) differ++;
     }
     assert.equal(differ, 0, `${differ} of ${tumourPx} tumour pixels differ`);
+    console.log(
+      `  tumour.xml: ${tumourXml.positive.length} regions; exact export over ${tumourPx} tumour ` +
+        `map pixels`,
+    );
 
     // 5. Another config in the same folder is refused, naming the key.
     const d = await run(train, [...args, "--iterations", "2"]);
