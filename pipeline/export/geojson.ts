@@ -4,10 +4,11 @@
  * A `FeatureCollection` with one `Feature` per region: a `Polygon` (exterior, then its holes;
  * islands inside holes are regions of their own), properties as QuPath writes them for an
  * annotation: `objectType: "annotation"`, `name`, and `classification: {name: "Tumor", color:
- * [r, g, b]}`. QuPath (since v0.4) writes colours as an [r, g, b] array and reads either that or a
- * packed integer RGB; see `PathObjectTypeAdapters` and `GsonTools.PathClassTypeAdapter` in
- * qupath-core (`qupath/lib/io/`), and "Exporting annotations" in the QuPath documentation: shape
- * coordinates are full-resolution pixels with the origin at the top-left corner of the image.
+ * [r, g, b]}`. That is QuPath's form since v0.4 (`GsonTools.PathClassTypeAdapter` and
+ * `PathObjectTypeAdapters` in qupath-core, `qupath/lib/io/`: the class colour is written as an
+ * [r, g, b] array; before v0.4 it was a packed integer `colorRGB`, which v0.4+ still reads). Shape
+ * coordinates are full-resolution pixels with the origin at the top-left corner of the image
+ * (QuPath documentation, "Exporting annotations").
  *
  * Rings are closed (first vertex repeated) and follow RFC 7946 §3.1.6 orientation on the
  * coordinate values as written: exteriors counter-clockwise (positive shoelace area), holes
