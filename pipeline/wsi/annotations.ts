@@ -8,7 +8,12 @@
  * nearest-neighbour samples of level 0. We reproduce that with a scanline fill (active-edge
  * table: memory bounded by the edges crossing the current row), so the output matches pixel for
  * pixel except where float rounding puts a pixel exactly on an edge.
+ *
+ * A file refused (malformed, nested too deep, too many vertices, too large) gives an `InputError`
+ * naming the file, the line and column, and the cause.
  */
+
+import { InputError } from "../../engine/io/errors.ts";
 
 /** Annotation groups that mark tumour (Camelyon17 `metastases`, Camelyon16 `Tumor`/`_0`/`_1`). */
 export const POSITIVE_GROUPS: readonly string[] = ["metastases", "tumor", "_0", "_1"];
@@ -347,7 +352,10 @@ export function parseAsapXml(
     parseXml(text, source, (el, depth) => {
       if (depth === 0) {
         if (el.name !== "ASAP_Annotations") {
-          throw new Error(`${at(el)}: root element is <${el.name}>, expected <ASAP_Annotations>`);
+          throw new InputError(
+            `${at(el)}: root element is <${el.name}>, expected <ASAP_Annotations>`,
+            { file: source, field: el.name },
+          );
         }
       } else if (el.name === "Annotation" && !ann) {
         ann = el;
@@ -358,17 +366,19 @@ export function parseAsapXml(
         const x = parseCoord(el.attrs.get("X"));
         const y = parseCoord(el.attrs.get("Y"));
         if (!Number.isFinite(x) || !Number.isFinite(y)) {
-          throw new Error(
+          throw new InputError(
             `${at(el)}: <Coordinate> of annotation ${
               JSON.stringify((ann as XmlElement).attrs.get("Name") ?? "")
             } has no valid X/Y ` +
               `(X=${JSON.stringify(el.attrs.get("X"))}, Y=${JSON.stringify(el.attrs.get("Y"))})`,
+            { file: source, field: "Coordinate" },
           );
         }
         if (++total > maxVertices) {
-          throw new Error(
+          throw new InputError(
             `${at(el)}: more than ${maxVertices} coordinates in the file (the limit; raise it ` +
               `with --max-vertices)`,
+            { file: source, field: "Coordinate" },
           );
         }
         pts.push(x, y);
@@ -382,7 +392,9 @@ export function parseAsapXml(
       }
     });
   } catch (e) {
-    if (e instanceof XmlError) throw new Error(`malformed XML: ${e.message}`);
+    if (e instanceof XmlError) {
+      throw new InputError(`malformed XML: ${e.message}`, { file: source });
+    }
     throw e;
   }
   return set;
@@ -393,8 +405,9 @@ export async function readAsapXml(path: string, limits: AsapLimits = {}): Promis
   const maxBytes = limits.maxBytes ?? Math.max(MAX_XML_BYTES, 128 * (limits.maxVertices ?? 0));
   const { size } = await Deno.stat(path);
   if (size > maxBytes) {
-    throw new Error(
+    throw new InputError(
       `${path}: ${size} bytes is over the ${maxBytes}-byte limit for annotation files`,
+      { file: path },
     );
   }
   return parseAsapXml(await Deno.readTextFile(path), path, limits);

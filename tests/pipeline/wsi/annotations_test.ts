@@ -13,6 +13,7 @@ import {
   tumourPixelCount,
 } from "../../../pipeline/wsi/annotations.ts";
 import { readPng } from "../../../engine/io/png.ts";
+import { InputError } from "../../../engine/io/errors.ts";
 import { fixturePath, haveFixtures } from "../../fixtures.ts";
 
 function iou(a: Uint8Array, b: Uint8Array): number {
@@ -189,6 +190,7 @@ Deno.test("annotations: nesting, vertex and file-size limits give clear errors",
     "</ASAP_Annotations>";
   const t0 = performance.now();
   assertThrows(() => parseAsapXml(deep, "deep.xml"), (e: Error) => {
+    assert(e instanceof InputError && e.file === "deep.xml", `${e.name}: not an InputError`);
     assert(
       /deep\.xml:2:190: <a> is nested 65 elements deep; the limit is 64/.test(e.message),
       e.message,
