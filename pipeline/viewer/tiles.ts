@@ -1,0 +1,271 @@
+/**
+ * The viewer's tiles: slide tiles (JPEG, cut by the project's WSI reader) and overlay tiles (PNG
+ * with alpha: the tumour probability heat map from `probability.tif`, the tissue mask), all on the
+ * slide's deep-zoom grid so every layer lines up at every zoom. Encoded tiles are kept in one LRU
+ * cache bounded in bytes; slides are opened once, each with a bounded decoded-tile cache. A slide
+ * that fails to open or to decode gives an error tile (and the message in `/api/info`), never a
+ * failed server.
+ */
+import { encode as encodeJpeg } from "jpeg-js";
+import { encodePng } from "../../engine/io/png.ts";
+import { jet } from "../plots.ts";
+import { openSlide, type Slide } from "../wsi/slide.ts";
+import { slideTissueMask } from "../wsi/tissue.ts";
+import { TileCache } from "../wsi/tile_cache.ts";
+import type { SlideEntry } from "./catalog.ts";
+import {
+  cutTile,
+  type DeepZoomInfo,
+  deepZoomInfo,
+  overWhite,
+  type PyramidSource,
+  type TileGeometry,
+  tileGeometry,
+} from "./deep_zoom.ts";
+
+export type OverlayKind = "heatmap" | "tissue";
+
+/** An encoded tile and its content type. */
+export interface TileBytes {
+  bytes: Uint8Array;
+  type: "image/jpeg" | "image/png";
+  /** Set on error tiles: the reader's message. */
+  error?: string;
+  byteLength: number;
+}
+
+export interface TileServiceOptions {
+  /** Encoded-tile cache budget (default 64 MiB). */
+  cacheBytes?: number;
+  /** Decoded-tile cache budget of each open slide (default 32 MiB). */
+  slideCacheBytes?: number;
+  /** JPEG quality (default 85). */
+  quality?: number;
+}
+
+/** An opened slide (or its error) with its lazily built overlay sources. */
+interface OpenSlide {
+  slide: Slide | null;
+  error: string | null;
+  dz: DeepZoomInfo | null;
+  heat?: Promise<PyramidSource | string>;
+  tissue?: Promise<PyramidSource | string>;
+}
+
+/** A pyramid seen at another scale: level-0 coordinates are divided by `scale` before reading. */
+function scaledSource(src: PyramidSource, scale: number, w0: number, h0: number): PyramidSource {
+  return {
+    levels: src.levels.map((l) => ({
+      width: Math.round(l.width * scale),
+      height: Math.round(l.height * scale),
+      downsample: l.downsample * scale,
+    })).map((l, i) => (i === 0 ? { ...l, width: w0, height: h0 } : l)),
+    readRegion: (lv, x0, y0, w, h) =>
+      src.readRegion(lv, Math.floor(x0 / scale), Math.floor(y0 / scale), w, h),
+  };
+}
+
+/** One 8-bit gray plane as a single-level pyramid (the tissue mask). */
+function planeSource(
+  plane: Uint8Array,
+  pw: number,
+  ph: number,
+  downsample: number,
+): PyramidSource {
+  return {
+    levels: [{ width: pw * downsample, height: ph * downsample, downsample }],
+    readRegion(_lv, x0, y0, w, h) {
+      const out = new Uint8Array(w * h * 4);
+      const lx = Math.floor(x0 / downsample), ly = Math.floor(y0 / downsample);
+      for (let y = 0; y < h; y++) {
+        const sy = ly + y;
+        if (sy < 0 || sy >= ph) continue;
+        for (let x = 0; x < w; x++) {
+          const sx = lx + x;
+          if (sx < 0 || sx >= pw) continue;
+          const o = (y * w + x) * 4;
+          out[o] = out[o + 1] = out[o + 2] = plane[sy * pw + sx];
+          out[o + 3] = 255;
+        }
+      }
+      return Promise.resolve(out);
+    },
+  };
+}
+
+/** A small gray tile with a red cross: what the page shows where a slide cannot be read. */
+function errorTile(w: number, h: number, message: string): TileBytes {
+  const px = new Uint8Array(w * h * 4);
+  for (let y = 0; y < h; y++) {
+    for (let x = 0; x < w; x++) {
+      const o = (y * w + x) * 4;
+      const onCross = Math.abs(x * h - y * w) < 3 * Math.max(w, h) ||
+        Math.abs((w - 1 - x) * h - y * w) < 3 * Math.max(w, h);
+      px[o] = onCross ? 200 : 90;
+      px[o + 1] = px[o + 2] = onCross ? 30 : 90;
+      px[o + 3] = 255;
+    }
+  }
+  const bytes = encodePng({ data: px, width: w, height: h, channels: 4 });
+  return { bytes, type: "image/png", error: message, byteLength: bytes.byteLength };
+}
+
+/** Serves slide and overlay tiles of the catalogue's slides. */
+export class TileService {
+  readonly cache: TileCache<TileBytes>;
+  #open = new Map<string, Promise<OpenSlide>>();
+  /** Probability TIFFs opened for heat maps (closed with the service). */
+  #extra: Slide[] = [];
+  #slideCacheBytes: number;
+  #quality: number;
+
+  constructor(readonly entries: Map<string, SlideEntry>, o: TileServiceOptions = {}) {
+    this.cache = new TileCache(o.cacheBytes ?? 64 * 2 ** 20);
+    this.#slideCacheBytes = o.slideCacheBytes ?? 32 * 2 ** 20;
+    this.#quality = o.quality ?? 85;
+  }
+
+  /** The opened slide (opened once; an error is kept, not retried). */
+  open(id: string): Promise<OpenSlide> | null {
+    const e = this.entries.get(id);
+    if (!e) return null;
+    let p = this.#open.get(id);
+    if (!p) {
+      p = openSlide(e.path, { cacheBytes: this.#slideCacheBytes }).then(
+        (slide) => ({
+          slide,
+          error: null,
+          dz: deepZoomInfo(
+            slide.levels[0].width,
+            slide.levels[0].height,
+            slide.levels[slide.levels.length - 1].downsample,
+          ),
+        }),
+        (err) => ({ slide: null, error: (err as Error).message, dz: null }),
+      );
+      this.#open.set(id, p);
+    }
+    return p;
+  }
+
+  /** The heat-map source of a slide: its probability TIFF scaled onto level 0, or why not. */
+  #heat(id: string, o: OpenSlide): Promise<PyramidSource | string> {
+    const e = this.entries.get(id)!;
+    o.heat ??= (async () => {
+      if (!e.probability) return "no probability.tif for this slide";
+      if (!o.slide) return o.error ?? "slide not open";
+      try {
+        const p = await openSlide(e.probability, { cacheBytes: this.#slideCacheBytes });
+        const W0 = o.slide.levels[0].width, H0 = o.slide.levels[0].height;
+        // infer writes ceil(W0 / ds) pixels: the scale is the rounded-down ratio's exact value.
+        this.#extra.push(p);
+        // infer writes ceil(W0 / ds) pixels for an integer ds = tile / patch size.
+        const pw = p.levels[0].width, k = Math.round(W0 / pw);
+        const scale = k >= 1 && Math.ceil(W0 / k) === pw ? k : W0 / pw;
+        return scaledSource(p, scale, W0, H0);
+      } catch (err) {
+        return `${e.probability}: ${(err as Error).message}`;
+      }
+    })();
+    return o.heat;
+  }
+
+  #tissue(o: OpenSlide): Promise<PyramidSource | string> {
+    o.tissue ??= (async () => {
+      if (!o.slide) return o.error ?? "slide not open";
+      try {
+        const t = await slideTissueMask(o.slide);
+        return planeSource(t.mask, t.width, t.height, t.downsample);
+      } catch (err) {
+        return `tissue mask: ${(err as Error).message}`;
+      }
+    })();
+    return o.tissue;
+  }
+
+  /**
+   * A tile: `layer` "slide" (JPEG) or an overlay (PNG). Returns a string for a bad request (400)
+   * and null for an unknown slide (404).
+   */
+  async tile(
+    id: string,
+    layer: "slide" | OverlayKind,
+    level: number,
+    tx: number,
+    ty: number,
+    signal?: AbortSignal,
+  ): Promise<TileBytes | string | null> {
+    const op = this.open(id);
+    if (!op) return null;
+    const o = await op;
+    if (!o.slide || !o.dz) return errorTile(256, 256, o.error ?? "slide not open");
+    const g = tileGeometry(o.dz, level, tx, ty);
+    if (typeof g === "string") return g;
+    const key = `${id}/${layer}/${level}/${tx}/${ty}`;
+    const hit = this.cache.get(key);
+    if (hit) return hit;
+    let t: TileBytes;
+    try {
+      if (layer === "slide") t = await this.#slideTile(o.slide, g, signal);
+      else {
+        const src = await (layer === "heatmap" ? this.#heat(id, o) : this.#tissue(o));
+        if (typeof src === "string") return errorTile(g.width, g.height, src);
+        t = await this.#overlayTile(src, g, layer, signal);
+      }
+    } catch (err) {
+      if (signal?.aborted) throw err;
+      // Decode errors are reported on the tile and not cached (a retry re-reads).
+      return errorTile(g.width, g.height, (err as Error).message);
+    }
+    this.cache.set(key, t);
+    return t;
+  }
+
+  async #slideTile(s: Slide, g: TileGeometry, signal?: AbortSignal): Promise<TileBytes> {
+    const rgba = overWhite(await cutTile(s, g, signal));
+    signal?.throwIfAborted();
+    const j = encodeJpeg({ data: rgba, width: g.width, height: g.height }, this.#quality).data;
+    const bytes = new Uint8Array(j.buffer, j.byteOffset, j.byteLength);
+    return { bytes, type: "image/jpeg", byteLength: bytes.byteLength };
+  }
+
+  async #overlayTile(
+    src: PyramidSource,
+    g: TileGeometry,
+    kind: OverlayKind,
+    signal?: AbortSignal,
+  ): Promise<TileBytes> {
+    const px = await cutTile(src, g, signal);
+    signal?.throwIfAborted();
+    const out = new Uint8Array(px.length);
+    for (let i = 0; i < px.length; i += 4) {
+      const v = px[i];
+      if (px[i + 3] === 0 || v === 0) continue; // transparent: no tissue / probability 0
+      if (kind === "heatmap") {
+        const [r, gg, b] = jet(v / 255);
+        out[i] = r;
+        out[i + 1] = gg;
+        out[i + 2] = b;
+      } else {
+        out[i] = 0;
+        out[i + 1] = 200;
+        out[i + 2] = 90;
+      }
+      out[i + 3] = 255;
+    }
+    const bytes = encodePng({ data: out, width: g.width, height: g.height, channels: 4 });
+    return { bytes, type: "image/png", byteLength: bytes.byteLength };
+  }
+
+  /** Closes every open slide. */
+  async close(): Promise<void> {
+    for (const p of this.#open.values()) {
+      const o = await p;
+      await o.slide?.close();
+    }
+    for (const s of this.#extra) await s.close();
+    this.#extra = [];
+    this.#open.clear();
+    this.cache.clear();
+  }
+}
