@@ -17,6 +17,7 @@ const app = {
   jobs: 0,
 };
 globalThis.viewerApp = app;
+app.openSlide = (s) => openSlide(s);
 
 async function getJson(url, opts) {
   const r = await fetch(url, opts);
