@@ -225,14 +225,14 @@ export async function startViewer(o: ViewerOptions): Promise<Viewer> {
   const info = async () => {
     const slides = [];
     for (const e of catalog.slides.values()) {
-      const o = await tiles.open(e.id)!;
+      const o = await tiles.meta(e.id)!;
       slides.push({
         id: e.id,
         name: e.path.split("/").pop(),
         error: o.error,
         dz: o.dz,
-        levels: o.slide?.levels.length ?? 0,
-        mpp: o.slide?.mpp ?? null,
+        levels: o.levels.length,
+        mpp: o.mpp,
         annotations: !!e.annotation,
         heatmap: !!e.probability,
         polygons: !!e.geojson,
@@ -383,9 +383,9 @@ export async function startViewer(o: ViewerOptions): Promise<Viewer> {
     if (typeof b.slide === "string") {
       const e = catalog.slides.get(b.slide);
       if (!e) throw new HttpError(404, "no such slide");
-      const o = await tiles.open(e.id)!;
-      if (!o.slide) throw new HttpError(400, `slide cannot be read: ${o.error}`);
-      const W0 = o.slide.levels[0].width, H0 = o.slide.levels[0].height;
+      const o = await tiles.meta(e.id)!;
+      if (!o.dz) throw new HttpError(400, `slide cannot be read: ${o.error}`);
+      const W0 = o.levels[0].width, H0 = o.levels[0].height;
       for (const p of points) {
         if (p.x < 0 || p.y < 0 || p.x >= W0 || p.y >= H0) {
           throw new HttpError(400, `point (${p.x}, ${p.y}) is outside the ${W0}x${H0} slide`);
@@ -410,11 +410,14 @@ export async function startViewer(o: ViewerOptions): Promise<Viewer> {
           throw new HttpError(400, `point (${p.x}, ${p.y}) is outside the patch at (${ox}, ${oy})`);
         }
       }
-      const slide = o.slide;
       const k = S / T;
       const job = segment.segment(
         `slide:${e.id}:${ox}:${oy}:${T}`,
-        async () => slidePatchRgb(await slide.readRegionRGB(0, ox, oy, T, T), T, S),
+        async () => {
+          const rgb = await tiles.use(e.id, (h) => h.slide.readRegionRGB(0, ox, oy, T, T));
+          if (!rgb) throw new Error(`${e.id}: slide gone`);
+          return slidePatchRgb(rgb, T, S);
+        },
         points.map((p) => ({ x: (p.x - ox) * k, y: (p.y - oy) * k, label: p.label })),
         // The origin goes back with the result so the page draws the mask where it was cut.
         { origin: { x: ox, y: oy, side: T } },

@@ -39,17 +39,29 @@ export interface TileServiceOptions {
   cacheBytes?: number;
   /** Decoded-tile cache budget of each open slide (default 32 MiB). */
   slideCacheBytes?: number;
+  /** Slides open at a time (default 4). */
+  maxOpenSlides?: number;
   /** JPEG quality (default 85). */
   quality?: number;
 }
 
-/** An opened slide (or its error) with its lazily built overlay sources. */
-interface OpenSlide {
-  slide: Slide | null;
+/** What stays known of a slide after it is closed: its size and pyramid, or why it cannot be read. */
+export interface SlideMeta {
   error: string | null;
   dz: DeepZoomInfo | null;
+  levels: { width: number; height: number; downsample: number }[];
+  mpp: [number, number] | null;
+}
+
+/** An open slide with its lazily built overlay sources, held while `users` > 0. */
+interface OpenSlide {
+  slide: Slide;
   heat?: Promise<PyramidSource | string>;
   tissue?: Promise<PyramidSource | string>;
+  /** The probability TIFF behind `heat`, closed with the slide. */
+  prob?: Slide;
+  users: number;
+  evicted: boolean;
 }
 
 /** A pyramid seen at another scale: level-0 coordinates are divided by `scale` before reading. */
@@ -110,42 +122,105 @@ function errorTile(w: number, h: number, message: string): TileBytes {
   return { bytes, type: "image/png", error: message, byteLength: bytes.byteLength };
 }
 
-/** Serves slide and overlay tiles of the catalogue's slides. */
+/**
+ * Serves slide and overlay tiles of the catalogue's slides. At most `maxOpenSlides` slides are
+ * open at a time (least recently used closed once no request uses it), so the decoded-tile caches
+ * and tissue masks stay bounded however many slides a folder holds.
+ */
 export class TileService {
   readonly cache: TileCache<TileBytes>;
-  #open = new Map<string, Promise<OpenSlide>>();
-  /** Probability TIFFs opened for heat maps (closed with the service). */
-  #extra: Slide[] = [];
+  #meta = new Map<string, Promise<SlideMeta>>();
+  #open = new Map<string, Promise<OpenSlide | string>>();
   #slideCacheBytes: number;
+  #maxOpen: number;
   #quality: number;
 
   constructor(readonly entries: Map<string, SlideEntry>, o: TileServiceOptions = {}) {
     this.cache = new TileCache(o.cacheBytes ?? 64 * 2 ** 20);
     this.#slideCacheBytes = o.slideCacheBytes ?? 32 * 2 ** 20;
+    this.#maxOpen = Math.max(1, o.maxOpenSlides ?? 4);
     this.#quality = o.quality ?? 85;
   }
 
-  /** The opened slide (opened once; an error is kept, not retried). */
-  open(id: string): Promise<OpenSlide> | null {
+  /** Bytes the caches may hold at most: encoded tiles plus each open slide's decoded tiles. */
+  get boundBytes(): number {
+    return this.cache.maxBytes + this.#maxOpen * this.#slideCacheBytes;
+  }
+
+  /** Slides open now. */
+  get openCount(): number {
+    return this.#open.size;
+  }
+
+  /** A slide's size and pyramid (opening it once), or null for an unknown id. */
+  meta(id: string): Promise<SlideMeta> | null {
+    if (!this.entries.has(id)) return null;
+    let m = this.#meta.get(id);
+    if (!m) {
+      m = this.use(id, (o) => {
+        const s = o.slide;
+        const L = s.levels;
+        return Promise.resolve({
+          error: null,
+          dz: deepZoomInfo(L[0].width, L[0].height, L[L.length - 1].downsample),
+          levels: L.map(({ width, height, downsample }) => ({ width, height, downsample })),
+          mpp: s.mpp,
+        });
+      }).then((r) => r ?? { error: "unknown slide", dz: null, levels: [], mpp: null })
+        .catch((e) => ({ error: (e as Error).message, dz: null, levels: [], mpp: null }));
+      this.#meta.set(id, m);
+    }
+    return m;
+  }
+
+  /**
+   * Runs `fn` with the slide open (opening it, and closing the least recently used one beyond the
+   * limit once idle). Null for an unknown id; throws the reader's error for a bad slide.
+   */
+  async use<T>(id: string, fn: (o: OpenSlide) => Promise<T>): Promise<T | null> {
     const e = this.entries.get(id);
     if (!e) return null;
     let p = this.#open.get(id);
-    if (!p) {
+    if (p) {
+      this.#open.delete(id); // most recently used last
+      this.#open.set(id, p);
+    } else {
       p = openSlide(e.path, { cacheBytes: this.#slideCacheBytes }).then(
-        (slide) => ({
-          slide,
-          error: null,
-          dz: deepZoomInfo(
-            slide.levels[0].width,
-            slide.levels[0].height,
-            slide.levels[slide.levels.length - 1].downsample,
-          ),
-        }),
-        (err) => ({ slide: null, error: (err as Error).message, dz: null }),
+        (slide): OpenSlide => ({ slide, users: 0, evicted: false }),
+        (err) => (err as Error).message,
       );
       this.#open.set(id, p);
+      this.#evict();
     }
-    return p;
+    const o = await p;
+    if (typeof o === "string") {
+      this.#open.delete(id); // a bad slide keeps only its meta (error)
+      throw new Error(o);
+    }
+    o.users++;
+    try {
+      return await fn(o);
+    } finally {
+      o.users--;
+      if (o.evicted && o.users === 0) await this.#close(o);
+    }
+  }
+
+  #evict(): void {
+    while (this.#open.size > this.#maxOpen) {
+      const [id, p] = this.#open.entries().next().value!;
+      this.#open.delete(id);
+      p.then(async (o) => {
+        if (typeof o === "string") return;
+        o.evicted = true;
+        if (o.users === 0) await this.#close(o);
+      });
+    }
+  }
+
+  async #close(o: OpenSlide): Promise<void> {
+    await o.slide.close();
+    await o.prob?.close();
   }
 
   /** The heat-map source of a slide: its probability TIFF scaled onto level 0, or why not. */
@@ -153,12 +228,10 @@ export class TileService {
     const e = this.entries.get(id)!;
     o.heat ??= (async () => {
       if (!e.probability) return "no probability.tif for this slide";
-      if (!o.slide) return o.error ?? "slide not open";
       try {
-        const p = await openSlide(e.probability, { cacheBytes: this.#slideCacheBytes });
+        const p = await openSlide(e.probability, { cacheBytes: this.#slideCacheBytes / 4 });
+        o.prob = p;
         const W0 = o.slide.levels[0].width, H0 = o.slide.levels[0].height;
-        // infer writes ceil(W0 / ds) pixels: the scale is the rounded-down ratio's exact value.
-        this.#extra.push(p);
         // infer writes ceil(W0 / ds) pixels for an integer ds = tile / patch size.
         const pw = p.levels[0].width, k = Math.round(W0 / pw);
         const scale = k >= 1 && Math.ceil(W0 / k) === pw ? k : W0 / pw;
@@ -172,7 +245,6 @@ export class TileService {
 
   #tissue(o: OpenSlide): Promise<PyramidSource | string> {
     o.tissue ??= (async () => {
-      if (!o.slide) return o.error ?? "slide not open";
       try {
         const t = await slideTissueMask(o.slide);
         return planeSource(t.mask, t.width, t.height, t.downsample);
@@ -195,29 +267,30 @@ export class TileService {
     ty: number,
     signal?: AbortSignal,
   ): Promise<TileBytes | string | null> {
-    const op = this.open(id);
-    if (!op) return null;
-    const o = await op;
-    if (!o.slide || !o.dz) return errorTile(256, 256, o.error ?? "slide not open");
-    const g = tileGeometry(o.dz, level, tx, ty);
+    const mp = this.meta(id);
+    if (!mp) return null;
+    const m = await mp;
+    if (!m.dz) return errorTile(256, 256, m.error ?? "slide not open");
+    const g = tileGeometry(m.dz, level, tx, ty);
     if (typeof g === "string") return g;
     const key = `${id}/${layer}/${level}/${tx}/${ty}`;
     const hit = this.cache.get(key);
     if (hit) return hit;
-    let t: TileBytes;
+    let t: TileBytes | null;
     try {
-      if (layer === "slide") t = await this.#slideTile(o.slide, g, signal);
-      else {
+      t = await this.use(id, async (o) => {
+        if (layer === "slide") return await this.#slideTile(o.slide, g, signal);
         const src = await (layer === "heatmap" ? this.#heat(id, o) : this.#tissue(o));
         if (typeof src === "string") return errorTile(g.width, g.height, src);
-        t = await this.#overlayTile(src, g, layer, signal);
-      }
+        return await this.#overlayTile(src, g, layer, signal);
+      });
     } catch (err) {
       if (signal?.aborted) throw err;
       // Decode errors are reported on the tile and not cached (a retry re-reads).
       return errorTile(g.width, g.height, (err as Error).message);
     }
-    this.cache.set(key, t);
+    if (!t) return null;
+    if (!t.error) this.cache.set(key, t);
     return t;
   }
 
@@ -259,13 +332,12 @@ export class TileService {
 
   /** Closes every open slide. */
   async close(): Promise<void> {
-    for (const p of this.#open.values()) {
-      const o = await p;
-      await o.slide?.close();
-    }
-    for (const s of this.#extra) await s.close();
-    this.#extra = [];
+    const open = [...this.#open.values()];
     this.#open.clear();
+    for (const p of open) {
+      const o = await p;
+      if (typeof o !== "string") await this.#close(o);
+    }
     this.cache.clear();
   }
 }
