@@ -43,7 +43,7 @@ function setStatus(text, frac) {
 async function waitJob(id, label) {
   app.jobs++;
   try {
-    for (;;) {
+    for (let polls = 0;; polls++) {
       const j = await getJson(`/api/jobs/${id}`);
       if (j.state === "done") return j;
       if (j.state === "error" || j.state === "dropped") throw new Error(j.error || j.message);
@@ -61,7 +61,8 @@ async function waitJob(id, label) {
         }
       }
       setStatus(text, frac);
-      await new Promise((r) => setTimeout(r, 250));
+      // Decoder-only jobs end in tens of milliseconds: poll fast first, then every 250 ms.
+      await new Promise((r) => setTimeout(r, polls < 10 ? 25 : 250));
     }
   } finally {
     app.jobs--;
