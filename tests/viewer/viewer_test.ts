@@ -328,6 +328,39 @@ Deno.test({
   },
 });
 
+Deno.test({
+  name: "viewer: the dashboard follows state.json and metrics.jsonl as they change",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    const get = async () => await (await fetch(new URL("/api/run/dashboard", viewer.url))).json();
+    const d0 = await get();
+    assert.equal(d0.state.stages.evaluate.status, "done");
+    assert.ok(d0.curves.classifier.epoch.length >= 1);
+    assert.ok(d0.summary && typeof d0.summary.final.dice === "number");
+    const metrics = `${fx.run}/metrics.jsonl`, state = `${fx.run}/state.json`;
+    const [m0, s0] = [await Deno.readTextFile(metrics), await Deno.readTextFile(state)];
+    try {
+      // A run still training: a new epoch record (and a torn line being appended) and a running stage.
+      await Deno.writeTextFile(
+        metrics,
+        m0 + JSON.stringify({ stage: "iter_1", epoch: 1, train_loss: 0.5, val_loss: 0.6 }) +
+          '\n{"stage":',
+      );
+      const st = JSON.parse(s0);
+      st.stages.iter_1 = { status: "running", epoch: 1 };
+      await Deno.writeTextFile(state, JSON.stringify(st));
+      const d1 = await get();
+      assert.deepEqual(d1.curves.iter_1, { epoch: [1], train: [0.5], val: [0.6] });
+      assert.equal(d1.state.stages.iter_1.status, "running");
+      assert.deepEqual(d1.errors, []);
+    } finally {
+      await Deno.writeTextFile(metrics, m0);
+      await Deno.writeTextFile(state, s0);
+    }
+  },
+});
+
 // ------------------------------------------------------------------------------ browser
 
 Deno.test({
@@ -554,6 +587,27 @@ Deno.test({
         assert.deepEqual(shown.bits, Array.from(server.data));
         assert.deepEqual(Array.from(maskOf(shown.mask).data), Array.from(server.data));
         await page.screenshot({ path: `${fx.dir}/patch.png` });
+        assert.deepEqual(problems, []);
+      });
+      await t.step("the dashboard draws the stages and a loss chart per stage", async () => {
+        await ev(`document.getElementById("patch-close").click()`);
+        await page.click('button[data-tab="dashboard"]');
+        await waitFor(
+          `document.querySelectorAll("#dash-curves canvas").length >= 2 &&
+          document.querySelectorAll("#dash-stages tr").length >= 5`,
+          30_000,
+        );
+        const stages = await ev<string[]>(
+          `[...document.querySelectorAll("#dash-stages tr td:first-child")].map((c) => c.textContent)`,
+        );
+        assert.deepEqual(stages, [
+          "dataset",
+          "classifier",
+          "initial_masks",
+          "preliminary",
+          "evaluate",
+        ]);
+        await page.screenshot({ path: `${fx.dir}/dashboard.png` });
         assert.deepEqual(problems, []);
       });
       console.log(`screenshots in ${fx.dir}`);
