@@ -5,6 +5,12 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
+/** HTML-escapes text from the server (file names, run contents) before it goes into markup. */
+const esc = (v) =>
+  String(v).replace(
+    /[&<>"']/g,
+    (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c],
+  );
 const app = {
   info: null,
   viewer: null,
@@ -96,8 +102,20 @@ async function maskCanvas(dataUrl, rgb) {
 
 const SLIDE_LAYERS = [
   { name: "tissue", label: "tissue mask", kind: "raster", opacity: 0.35 },
-  { name: "annotations", label: "ground truth (ASAP)", kind: "vector", opacity: 1 },
-  { name: "grid", label: "patch grid (label / split)", kind: "vector", opacity: 0.8 },
+  {
+    name: "annotations",
+    label: "ground truth (ASAP)",
+    kind: "vector",
+    opacity: 1,
+    hint: "yellow: tumour; blue: exclusion",
+  },
+  {
+    name: "grid",
+    label: "patch grid (label / split)",
+    kind: "vector",
+    opacity: 0.8,
+    hint: "red: tumour, blue: normal; solid train, dashed val, dotted test",
+  },
   { name: "heatmap", label: "tumour probability", kind: "raster", opacity: 0.6 },
   { name: "polygons", label: "predicted tumour polygons", kind: "vector", opacity: 0.8 },
 ];
@@ -139,7 +157,7 @@ function buildOverlayControls(slide) {
         ok ? "" : "disabled"
       }> ${L.label}</label><input type="range" id="opacity-${L.name}" min="0" max="1" step="0.05" value="${st.opacity}" ${
         ok ? "" : "disabled"
-      }>` + (ok ? "" : `<small>${why.replace(/</g, "&lt;")}</small>`);
+      }>` + (ok ? (L.hint ? `<small>${L.hint}</small>` : "") : `<small>${esc(why)}</small>`);
     box.appendChild(row);
     row.querySelector(`#toggle-${L.name}`).addEventListener("change", (e) => {
       st.on = e.target.checked;
@@ -430,7 +448,7 @@ function renderGallery() {
         : `<img src="${patchUrl(it, k)}" alt="" style="opacity:${k === "cam" ? 0.6 : 0.5}">`) +
       `<span>${k.replace("_mask", " mask").replace("pseudo_", "pseudo ")}</span></div>`
     ).join("");
-    card.innerHTML = `<div class="thumbs">${thumbs}</div><div class="caption">${it.id} · ${
+    card.innerHTML = `<div class="thumbs">${thumbs}</div><div class="caption">${esc(it.id)} · ${
       it.label ? "tumour" : "normal"
     }${it.dice === null ? "" : ` · Dice ${it.dice.toFixed(3)}`}</div>`;
     card.addEventListener("click", () => openPatch(it));
@@ -570,14 +588,14 @@ async function loadDashboard() {
   $("dash-stages").innerHTML = "<tr><th>stage</th><th>status</th><th>epoch</th><th>seconds</th>" +
     "<th></th><th>updated</th></tr>" +
     stages.map(([name, s]) =>
-      `<tr><td>${name}</td><td class="status-${s.status}">${s.status}</td><td>${
-        s.epoch ?? ""
+      `<tr><td>${esc(name)}</td><td class="status-${esc(s.status)}">${esc(s.status)}</td><td>${
+        esc(s.epoch ?? "")
       }</td>` +
       `<td>${s.seconds !== undefined ? Number(s.seconds).toFixed(1) : ""}</td>` +
       `<td><div class="bar" style="width:${
         ((s.seconds ?? 0) / maxSec * 200).toFixed(0)
       }px"></div></td>` +
-      `<td>${s.updated ?? ""}</td></tr>`
+      `<td>${esc(s.updated ?? "")}</td></tr>`
     ).join("");
   const box = $("dash-curves");
   for (const [stage, c] of Object.entries(d.curves)) {
@@ -609,8 +627,8 @@ async function loadDashboard() {
     ? "<tr><th></th><th>Dice</th><th>IoU</th><th>pooled Dice</th><th>patches</th></tr>" +
       [["CAM masks", sm.cam], ["final SAM", sm.final]].map(([k, v]) =>
         `<tr><td>${k}</td><td>${v.dice.toFixed(4)}</td><td>${v.iou.toFixed(4)}</td>` +
-        `<td>${v.pooledDice.toFixed(4)}</td><td>${v.n}</td></tr>`
-      ).join("") + `<tr><td colspan="5">${sm.samWeights}</td></tr>`
+        `<td>${v.pooledDice.toFixed(4)}</td><td>${esc(v.n)}</td></tr>`
+      ).join("") + `<tr><td colspan="5">${esc(sm.samWeights)}</td></tr>`
     : "<tr><td>no summary.json yet (evaluate has not run)</td></tr>";
 }
 
@@ -635,7 +653,7 @@ async function main() {
   const list = $("slide-list");
   for (const s of app.info.slides) {
     const li = document.createElement("li");
-    li.innerHTML = `<button data-id="${s.id}">${s.name}</button>` +
+    li.innerHTML = `<button data-id="${esc(s.id)}">${esc(s.name)}</button>` +
       (s.error ? `<div class="err">cannot be read</div>` : "");
     li.querySelector("button").addEventListener("click", () => openSlide(s));
     list.appendChild(li);
@@ -667,5 +685,8 @@ async function main() {
 }
 
 main().catch((e) => {
-  document.body.insertAdjacentHTML("afterbegin", `<div class="error">viewer: ${e.message}</div>`);
+  document.body.insertAdjacentHTML(
+    "afterbegin",
+    `<div class="error">viewer: ${esc(e.message)}</div>`,
+  );
 });
