@@ -7,6 +7,7 @@
  * failed server.
  */
 import { encode as encodeJpeg } from "jpeg-js";
+import { JpegEncoderPool } from "./encoder.ts";
 import { encodePng } from "../../engine/io/png.ts";
 import { jet } from "../plots.ts";
 import { openSlide, type Slide } from "../wsi/slide.ts";
@@ -39,6 +40,8 @@ export interface TileServiceOptions {
   cacheBytes?: number;
   /** Decoded-tile cache budget of each open slide (default 32 MiB). */
   slideCacheBytes?: number;
+  /** JPEG-encoding workers (default: the number of CPUs, at most 4; 0 encodes on this thread). */
+  encoderWorkers?: number;
   /** Slides open at a time (default 4). */
   maxOpenSlides?: number;
   /** JPEG quality (default 85). */
@@ -134,8 +137,11 @@ export class TileService {
   #slideCacheBytes: number;
   #maxOpen: number;
   #quality: number;
+  #pool: JpegEncoderPool | null;
 
   constructor(readonly entries: Map<string, SlideEntry>, o: TileServiceOptions = {}) {
+    const workers = o.encoderWorkers ?? Math.min(4, navigator.hardwareConcurrency || 1);
+    this.#pool = workers > 0 ? new JpegEncoderPool(workers) : null;
     this.cache = new TileCache(o.cacheBytes ?? 64 * 2 ** 20);
     this.#slideCacheBytes = o.slideCacheBytes ?? 32 * 2 ** 20;
     this.#maxOpen = Math.max(1, o.maxOpenSlides ?? 4);
@@ -297,8 +303,12 @@ export class TileService {
   async #slideTile(s: Slide, g: TileGeometry, signal?: AbortSignal): Promise<TileBytes> {
     const rgba = overWhite(await cutTile(s, g, signal));
     signal?.throwIfAborted();
-    const j = encodeJpeg({ data: rgba, width: g.width, height: g.height }, this.#quality).data;
-    const bytes = new Uint8Array(j.buffer, j.byteOffset, j.byteLength);
+    let bytes: Uint8Array;
+    if (this.#pool) bytes = await this.#pool.encode(rgba, g.width, g.height, this.#quality);
+    else {
+      const j = encodeJpeg({ data: rgba, width: g.width, height: g.height }, this.#quality).data;
+      bytes = new Uint8Array(j.buffer, j.byteOffset, j.byteLength);
+    }
     return { bytes, type: "image/jpeg", byteLength: bytes.byteLength };
   }
 
@@ -339,5 +349,7 @@ export class TileService {
       if (typeof o !== "string") await this.#close(o);
     }
     this.cache.clear();
+    this.#pool?.close();
+    this.#pool = null;
   }
 }
