@@ -10,7 +10,8 @@
  *   encoder + mask decoder + upscaling + readback) for the default profile's SAM and for ViT-B on
  *   a cached embedding (random weights and embedding: the cost does not depend on the values).
  *
- * `VIEWER_BENCH_DIR` keeps the slide and the run between invocations.
+ * `VIEWER_BENCH_DIR` keeps the slide and the run between invocations; `VIEWER_BENCH_PARTS`
+ * (tiles,encode,click,decode) picks the measurements.
  */
 import { encode as encodeJpeg } from "jpeg-js";
 import { initGpu, tensor } from "../engine/mod.ts";
@@ -71,7 +72,11 @@ export async function benchViewer(): Promise<BenchRow[]> {
     }
   }
   const conc = 16;
-  {
+  // VIEWER_BENCH_PARTS=tiles,encode,click,decode (default all) picks the measurements.
+  const parts = new Set(
+    (Deno.env.get("VIEWER_BENCH_PARTS") ?? "tiles,encode,click,decode").split(","),
+  );
+  if (parts.has("tiles")) {
     const v = await startViewer({ slides: [slideDir], predictions: [], port: 0, log: () => {} });
     try {
       const cold = await fetchAll(v.url, urls, conc);
@@ -100,7 +105,7 @@ export async function benchViewer(): Promise<BenchRow[]> {
       await v.close();
     }
   }
-  {
+  if (parts.has("encode")) {
     // Encoding one 256² tile of slide pixels.
     const { openSlide } = await import("../pipeline/wsi/slide.ts");
     const s = await openSlide(slide);
@@ -126,7 +131,7 @@ export async function benchViewer(): Promise<BenchRow[]> {
     }
   }
   const g = await initGpu();
-  {
+  if (parts.has("click")) {
     // End to end: click on a test patch of the tiny run twice (the second uses the cached embedding).
     const fx = await viewerFixture();
     const v = await startViewer({
@@ -176,12 +181,11 @@ export async function benchViewer(): Promise<BenchRow[]> {
     }
   }
   // Decoder alone on a cached embedding: the default profile's SAM and ViT-B.
-  for (
-    const [label, cfg] of [
-      ["default profile SAM", samConfigOf(PROFILES.default)],
-      ["ViT-B", SAM_CONFIGS.vit_b],
-    ] as const
-  ) {
+  const decoders = [
+    ["default profile SAM", samConfigOf(PROFILES.default)],
+    ["ViT-B", SAM_CONFIGS.vit_b],
+  ] as const;
+  for (const [label, cfg] of parts.has("decode") ? decoders : []) {
     const sam = new Sam(cfg, 1).eval();
     const pred = new SamPredictor(sam);
     const [eh, ew] = cfg.prompt_encoder.image_embedding_size;
