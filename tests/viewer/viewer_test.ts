@@ -364,7 +364,8 @@ Deno.test({
 // ------------------------------------------------------------------------------ browser
 
 Deno.test({
-  name: "viewer: the page in chromium",
+  name: "viewer: the page in chromium" +
+    (CHROMIUM ? "" : " (ignored: no /usr/bin/chromium; apt-get install chromium to run it)"),
   ignore: !CHROMIUM,
   sanitizeOps: false,
   sanitizeResources: false,
