@@ -329,12 +329,14 @@ export class TileService {
         out[i] = r;
         out[i + 1] = gg;
         out[i + 2] = b;
+        // Low probabilities fade out: transparent at 0, opaque from 0.5 (the tumour threshold).
+        out[i + 3] = Math.min(255, 2 * v);
       } else {
         out[i] = 0;
         out[i + 1] = 200;
         out[i + 2] = 90;
+        out[i + 3] = 255;
       }
-      out[i + 3] = 255;
     }
     const bytes = encodePng({ data: out, width: g.width, height: g.height, channels: 4 });
     return { bytes, type: "image/png", byteLength: bytes.byteLength };

@@ -372,6 +372,8 @@ Deno.test({
   fn: async (t) => {
     const { default: puppeteer } = await import("puppeteer-core");
     const profile = await Deno.makeTempDir({ prefix: "viewer_chromium_" });
+    // Kept after the test (a few small PNGs) for a look at what the browser showed.
+    const shots = await Deno.makeTempDir({ prefix: "viewer_screenshots_" });
     const browser = await puppeteer.launch({
       executablePath: CHROMIUM,
       args: [
@@ -464,7 +466,7 @@ Deno.test({
               `zoom ${zoom}: only ${(100 * nonBlack / n).toFixed(1)}% slide pixels`,
             );
             assert.ok(sd > 5, `zoom ${zoom}: flat canvas (sd ${sd.toFixed(1)})`);
-            await page.screenshot({ path: `${fx.dir}/zoom_${zoom}.png` });
+            await page.screenshot({ path: `${shots}/zoom_${zoom}.png` });
           }
           assert.ok(tileLevels.size >= 3, `tile levels requested: ${[...tileLevels]}`);
           assert.deepEqual(problems, []);
@@ -489,7 +491,7 @@ Deno.test({
         await waitFor("viewerApp.viewer.world.getItemCount() === 2");
         await settle();
         const on = await grab();
-        await page.screenshot({ path: `${fx.dir}/heatmap.png` });
+        await page.screenshot({ path: `${shots}/heatmap.png` });
         const m = fx.predMap;
         // Tumour around image point (x, y) within `r` image pixels (resampling at the edges).
         const tumourNear = (x: number, y: number, r: number) => {
@@ -552,7 +554,7 @@ Deno.test({
           `[...document.querySelectorAll("#gallery .card")].map((c) => c.dataset.id)`,
         );
         assert.deepEqual(ids.sort(), test.map((p) => p.id).sort());
-        await page.screenshot({ path: `${fx.dir}/gallery.png` });
+        await page.screenshot({ path: `${shots}/gallery.png` });
       });
 
       await t.step("a click on a tumour patch draws the server's mask", async () => {
@@ -587,7 +589,7 @@ Deno.test({
         const server = maskOf(j.result.mask);
         assert.deepEqual(shown.bits, Array.from(server.data));
         assert.deepEqual(Array.from(maskOf(shown.mask).data), Array.from(server.data));
-        await page.screenshot({ path: `${fx.dir}/patch.png` });
+        await page.screenshot({ path: `${shots}/patch.png` });
         assert.deepEqual(problems, []);
       });
       await t.step("the dashboard draws the stages and a loss chart per stage", async () => {
@@ -608,10 +610,10 @@ Deno.test({
           "preliminary",
           "evaluate",
         ]);
-        await page.screenshot({ path: `${fx.dir}/dashboard.png` });
+        await page.screenshot({ path: `${shots}/dashboard.png` });
         assert.deepEqual(problems, []);
       });
-      console.log(`screenshots in ${fx.dir}`);
+      console.log(`screenshots in ${shots}`);
     } finally {
       await browser.close();
       await Deno.remove(profile, { recursive: true }).catch(() => {});
