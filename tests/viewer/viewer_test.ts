@@ -473,6 +473,16 @@ Deno.test({
         },
       );
 
+      await t.step("a slide the reader refuses shows the reader's error", async () => {
+        await ev(`viewerApp.openSlide(viewerApp.info.slides.find((x) => x.id === "broken"))`);
+        const text = await ev<string>(`(() => {
+          const e = document.getElementById("slide-error");
+          return e.hidden ? "" : e.textContent;
+        })()`);
+        assert.match(text, /broken\.tif cannot be read:\n.*broken\.tif/s);
+        assert.deepEqual(problems, []);
+      });
+
       await t.step("the heat map changes the tumour pixels and nothing else", async () => {
         await ev(
           `viewerApp.openSlide(viewerApp.info.slides.find((x) => x.id === "${fx.predSlide}"))`,
