@@ -20,7 +20,7 @@ import { SamPredictor } from "../model/sam/predictor.ts";
 import { Sam } from "../model/sam/sam.ts";
 import { SAM_CONFIGS } from "../model/sam/configs.ts";
 import { PROFILES } from "../pipeline/config.ts";
-import { samConfigOf } from "../pipeline/stages/preliminary.ts";
+import { samConfigOf } from "../pipeline/sam/build.ts";
 import { generateSyntheticSlide } from "../pipeline/wsi/synthetic.ts";
 import { startViewer } from "../pipeline/viewer/server.ts";
 import { viewerFixture } from "../tests/viewer/fixture.ts";

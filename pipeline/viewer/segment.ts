@@ -15,11 +15,11 @@ import { SAM_CONFIGS } from "../../model/sam/configs.ts";
 import { loadSam } from "../../model/sam/checkpoint.ts";
 import { dice } from "../metrics.ts";
 import { resizeBilinear } from "../data/patches.ts";
-import { type HostPatch, loadPatches, positives } from "../stages/dataset.ts";
-import { readCam } from "../stages/initial_masks.ts";
-import { finalTag } from "../stages/iterate.ts";
-import { loadStageSam, samBest } from "../stages/preliminary.ts";
-import { segmentAndScore } from "../stages/evaluate.ts";
+import { positives } from "../data/patches.ts";
+import { type HostPatch, loadPatches } from "../data/host_patches.ts";
+import { readCam } from "../classifier/cam.ts";
+import { finalTag, loadStageSam, samBest } from "../sam/build.ts";
+import { segmentAndScore } from "../sam/score.ts";
 import type { Catalog, RunEntry, Split } from "./catalog.ts";
 import { confinedFile } from "./safe_path.ts";
 

@@ -27,7 +27,7 @@ import {
   slidePatchRgb,
 } from "./segment.ts";
 import { TileService, type TileServiceOptions } from "./tiles.ts";
-import { loadPatches } from "../stages/dataset.ts";
+import { loadPatches } from "../data/host_patches.ts";
 
 export interface ViewerOptions extends CatalogOptions, SegmentServiceOptions, TileServiceOptions {
   port?: number;
