@@ -19,7 +19,7 @@ const USAGE = `usage: deno task view [--run D] [--slides FILE|DIR ...] [--annota
   --predictions DIR   infer --slide output: DIR/<slide stem>/ or DIR itself when named like the
                       slide, holding probability.tif and tumour.geojson (repeatable)
   --sam-checkpoint X  segment with this SAM checkpoint instead of the run's final SAM
-  --sam-model NAME    its config (vit_b, vit_l, vit_h; default vit_b)
+  --sam-model NAME    its config: vit_b (default), vit_l, vit_h, or a JSON file of one
   --port N            port (default 8765; 0 picks a free one)
   --host H            address to bind (default 127.0.0.1; anything else is reachable by others)`;
 

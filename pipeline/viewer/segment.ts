@@ -11,7 +11,7 @@
 import { initGpu, sync } from "../../engine/mod.ts";
 import { SamPredictor } from "../../model/sam/predictor.ts";
 import type { Sam } from "../../model/sam/sam.ts";
-import { SAM_CONFIGS } from "../../model/sam/configs.ts";
+import { parseSamConfig, SAM_CONFIGS } from "../../model/sam/configs.ts";
 import { loadSam } from "../../model/sam/checkpoint.ts";
 import { dice } from "../metrics.ts";
 import { resizeBilinear } from "../data/patches.ts";
@@ -74,7 +74,7 @@ export interface FinalMasks {
 export interface SegmentServiceOptions {
   /** `--sam-checkpoint`: a SAM checkpoint to use instead of the run's final SAM. */
   samCheckpoint?: string;
-  /** SAM config name of that checkpoint (default vit_b). */
+  /** SAM config of that checkpoint: vit_b (default), vit_l, vit_h, or a JSON file. */
   samModel?: string;
   /** Embedding cache budget in bytes (default 256 MiB). */
   embeddingBytes?: number;
@@ -156,8 +156,15 @@ export class SegmentService {
       const ck = this.opts.samCheckpoint;
       if (ck) {
         const name = this.opts.samModel ?? "vit_b";
-        const cfg = SAM_CONFIGS[name];
-        if (!cfg) throw new Error(`--sam-model: unknown SAM config "${name}"`);
+        // A named config, or a JSON file holding one (encoder, prompt_encoder, mask_decoder).
+        const cfg = name.endsWith(".json")
+          ? parseSamConfig(JSON.parse(await Deno.readTextFile(name)), name)
+          : SAM_CONFIGS[name];
+        if (!cfg) {
+          throw new Error(
+            `--sam-model: unknown SAM config "${name}" (vit_b, vit_l, vit_h or a .json file)`,
+          );
+        }
         return (await loadSam(ck, cfg)).eval();
       }
       const run = this.catalog.run;

@@ -11,6 +11,7 @@ import { decodePng } from "../../engine/io/png.ts";
 import { listSplit } from "../../pipeline/data/patches.ts";
 import { startViewer, type Viewer } from "../../pipeline/viewer/server.ts";
 import { type ViewerFixture, viewerFixture } from "./fixture.ts";
+import { fixturePath, haveFixtures } from "../fixtures.ts";
 
 const CHROMIUM = ["/usr/bin/chromium", "/usr/bin/chromium-browser"].find((p) => {
   try {
@@ -357,6 +358,46 @@ Deno.test({
     } finally {
       await Deno.writeTextFile(metrics, m0);
       await Deno.writeTextFile(state, s0);
+    }
+  },
+});
+
+Deno.test({
+  name: "viewer: --sam-checkpoint segments slides without a run (official-format weights)" +
+    (haveFixtures() ? "" : " (ignored: no ../shared/fixtures)"),
+  ignore: !haveFixtures(),
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    const v = await startViewer({
+      slides: [fx.slides],
+      predictions: [],
+      samCheckpoint: fixturePath("sam-tiny", "weights.pth"),
+      samModel: fixturePath("sam-tiny", "case.json"),
+      port: 0,
+      log: () => {},
+    });
+    try {
+      const info = await (await fetch(new URL("/api/info", v.url))).json();
+      assert.equal(info.run, null);
+      assert.match(info.sam, /weights\.pth$/);
+      const r = await post(v.url, "/api/segment", {
+        slide: "synthetic_001",
+        points: [{ x: 600, y: 600, label: 1 }, { x: 700, y: 650, label: 0 }],
+      });
+      assert.equal(r.status, 200);
+      const { job, origin } = await r.json();
+      assert.deepEqual(origin, { x: 344, y: 344, side: 512 });
+      const j = await waitJob(v.url, job) as {
+        result: { mask: string; size: number; iou: number };
+      };
+      assert.equal(j.result.size, 512);
+      assert.ok(Number.isFinite(j.result.iou));
+      assert.equal(maskOf(j.result.mask).size, 512);
+      // A gallery without a run is refused, not an error.
+      assert.equal((await raw(v.url, "/api/run/gallery?split=test")).status, 404);
+    } finally {
+      await v.close();
     }
   },
 });
