@@ -590,6 +590,82 @@ Deno.test({
         assert.deepEqual(problems, []);
       });
 
+      await t.step(
+        "a click on the slide draws the server's mask where the patch was cut",
+        async () => {
+          // On the heat-map slide, still open: segment mode, one click at the tumour's centre.
+          const m = fx.predMap;
+          let sx = 0, sy = 0, n = 0;
+          for (let y = 0; y < m.height; y++) {
+            for (let x = 0; x < m.width; x++) {
+              if (m.data[y * m.width + x]) (sx += x, sy += y, n++);
+            }
+          }
+          const [cx, cy] = [
+            Math.round((sx / n) * m.downsample),
+            Math.round((sy / n) * m.downsample),
+          ];
+          await page.click("#toggle-heatmap"); // off: the vector layer is read on its own anyway
+          await page.click("#segment-mode");
+          const at = await ev<number[]>(`(() => {
+          const q = viewerApp.viewer.world.getItemAt(0).imageToViewerElementCoordinates(
+            new OpenSeadragon.Point(${cx}, ${cy}));
+          const r = document.getElementById("osd").getBoundingClientRect();
+          return [q.x + r.left, q.y + r.top];
+        })()`);
+          await page.mouse.click(at[0], at[1]);
+          await waitFor("viewerApp.seg && viewerApp.seg.result", 120_000);
+          // Zoom onto the patch so that each mask cell spans several screen pixels.
+          await ev(`(() => {
+            const o = viewerApp.seg.origin, it = viewerApp.viewer.world.getItemAt(0);
+            viewerApp.viewer.viewport.fitBounds(it.imageToViewportRectangle(o.x, o.y, o.side, o.side), true);
+          })()`);
+          await new Promise((r) => setTimeout(r, 500));
+          const got = await ev<
+            { mask: string; origin: { x: number; y: number; side: number }; cells: number[] }
+          >(`(() => {
+          const s = viewerApp.seg, S = ${viewer.segment.patchSize()};
+          const c = document.getElementById("vector-layer"), ctx = c.getContext("2d");
+          const d = ctx.getImageData(0, 0, c.width, c.height).data;
+          const it = viewerApp.viewer.world.getItemAt(0), k = devicePixelRatio;
+          const cells = [];
+          for (let y = 0; y < S; y++) {
+            for (let x = 0; x < S; x++) {
+              const p = it.imageToViewerElementCoordinates(new OpenSeadragon.Point(
+                s.origin.x + (x + 0.5) * s.origin.side / S, s.origin.y + (y + 0.5) * s.origin.side / S));
+              const px = Math.round(p.x * k), py = Math.round(p.y * k);
+              if (px < 0 || py < 0 || px >= c.width || py >= c.height) { cells.push(-1); continue; }
+              const o = (py * c.width + px) * 4;
+              cells.push(d[o + 3] > 64 && d[o + 1] > d[o] + 64 ? 1 : 0);
+            }
+          }
+          return { mask: s.result.mask, origin: s.origin, cells };
+        })()`);
+          const server = maskOf(got.mask);
+          const S = server.size, per = got.origin.side / S;
+          // The click's marker (radius 5 screen px) and the patch outline cover some cells: skip them.
+          const scale = (await grab()).per; // image px per canvas px
+          let compared = 0, agree = 0;
+          for (let y = 0; y < S; y++) {
+            for (let x = 0; x < S; x++) {
+              const ix = got.origin.x + (x + 0.5) * per, iy = got.origin.y + (y + 0.5) * per;
+              if (Math.hypot(ix - cx, iy - cy) < 8 * scale + per) continue;
+              if (x === 0 || y === 0 || x === S - 1 || y === S - 1) continue;
+              const c = got.cells[y * S + x];
+              if (c < 0) continue;
+              compared++;
+              if (c === server.data[y * S + x]) agree++;
+            }
+          }
+          assert.ok(compared > S * S * 0.8, `compared only ${compared} cells`);
+          assert.equal(agree, compared, `${compared - agree} of ${compared} mask cells differ`);
+          assert.ok(cx >= got.origin.x && cx < got.origin.x + got.origin.side);
+          await page.screenshot({ path: `${shots}/slide_click.png` });
+          await page.click("#segment-mode");
+          assert.deepEqual(problems, []);
+        },
+      );
+
       await t.step("the gallery lists every test patch", async () => {
         await page.click('button[data-tab="gallery"]');
         const test = await listSplit(`${fx.run}/data/test`);
