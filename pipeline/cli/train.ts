@@ -158,10 +158,20 @@ export async function main(argv: string[]): Promise<number> {
     const out = v.out ?? "runs/default";
     const cfgRecord = cfg as unknown as Record<string, unknown>;
     if (v.shard !== undefined && v.pass === undefined) {
-      throw new UsageError("--shard goes with --pass (the stage whose items to share out)");
+      throw new UsageError(
+        "--shard K/N shares out the items of a per-item pass and goes with --pass " +
+          `(${passNames(cfg).join(", ")}); the classifier and SAM trainings are not per item ` +
+          "and run whole, on one GPU",
+      );
     }
     if (v.pass !== undefined && !passNames(cfg).includes(v.pass)) {
-      throw new UsageError(`--pass must be one of ${passNames(cfg).join(", ")}, got "${v.pass}"`);
+      const whole = names.includes(v.pass) || v.pass.endsWith(":train");
+      throw new UsageError(
+        (whole
+          ? `${v.pass} is not a per-item pass and cannot be sharded: it runs whole ` +
+            `(--stop-after ${v.pass}); `
+          : "") + `--pass must be one of ${passNames(cfg).join(", ")}, got "${v.pass}"`,
+      );
     }
     if (v.plan) {
       // What deno task slurm needs; read-only where a run exists (its jobs may hold the lock).

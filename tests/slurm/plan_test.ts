@@ -227,3 +227,28 @@ Deno.test("slurm status: array records as scontrol and sacct give them, task rec
     await Deno.remove(run, { recursive: true });
   }
 });
+
+Deno.test("train refuses --shard on a stage that is not per item, naming the passes", async () => {
+  const train = new URL("../../pipeline/cli/train.ts", import.meta.url).pathname;
+  const out = await Deno.makeTempDir({ prefix: "slurm_refuse_" });
+  try {
+    for (
+      const [args, re] of [
+        [["--pass", "classifier", "--shard", "0/2"], /classifier is not a per-item pass/],
+        [["--stop-after", "classifier", "--shard", "0/2"], /not per item and run whole/],
+        [["--pass", "initial_masks", "--shard", "2/2"], /K counts from 0/],
+      ] as [string[], RegExp][]
+    ) {
+      const r = await new Deno.Command(Deno.execPath(), {
+        args: ["run", "-A", train, "--profile", "tiny", "--out", `${out}/run`, ...args],
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      const err = new TextDecoder().decode(r.stderr);
+      assert.equal(r.code, 2, err);
+      assert.match(err, re);
+    }
+  } finally {
+    await Deno.remove(out, { recursive: true });
+  }
+});
