@@ -3,8 +3,8 @@
  * the CPU's fp32 peak computed from cores × frequency × vector lanes × 2 (multiply-add) × 2 FMA
  * units per core (the most any x86 core has); where the kernel does not expose a maximum frequency
  * (VMs), the nominal "cpu MHz" is taken × 1.5 as an allowance for boost. For a hardware adapter it
- * is twice the fp32 rate of the timing probe's multiply-add kernel measured by the wall clock (a
- * kernel may beat that probe, not by 2×; WebGPU exposes no peak). Bench-only.
+ * is four times the fp32 rate of the timing probe's multiply-add kernel by the wall clock (a
+ * kernel may beat that simple probe, not by 4×; WebGPU exposes no peak). Bench-only.
  */
 import { gpu, timestampProbe } from "../engine/mod.ts";
 import type { BenchRow } from "./registry.ts";
@@ -68,8 +68,8 @@ export async function adapterCeiling(): Promise<Ceiling> {
     };
   }
   return {
-    gflops: 2 * probe.fmaGflops,
-    source: `measured: 2 × the timing probe's FMA kernel (${
+    gflops: 4 * probe.fmaGflops,
+    source: `measured: 4 × the timing probe's FMA kernel (${
       probe.fmaGflops.toFixed(0)
     } GFLOP/s by the wall clock) on ${g.adapterName}`,
   };
