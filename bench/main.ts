@@ -15,6 +15,7 @@ import {
 import { formatTable } from "./table.ts";
 import "./kernels.ts";
 import "./attention.ts";
+import "./softmax.ts";
 import { benchWsi } from "./wsi.ts";
 import { benchConv } from "./conv.ts";
 import { benchModels } from "./models.ts";
@@ -24,8 +25,9 @@ import { numberFlag, runCommand, stringFlag } from "../pipeline/cli/args.ts";
 import { writeFileAtomic } from "../engine/io/atomic.ts";
 
 const USAGE = `usage: deno task bench [--filter S] [--peers] [--json FILE] [--runs N]
-  --filter S   only rows whose names contain S (groups: matmul, attention, conv, models, wsi;
-               rows: e.g. sam-encoder, resnet50-forward, resnet50-train-step, conv3x3)
+  --filter S   only rows whose names contain S (groups: matmul, attention, softmax, conv, models,
+               wsi; rows: e.g. sam-encoder, resnet50-forward, resnet50-train-step, conv3x3,
+               softmax-past-binding-limit)
   --peers      run the peers on the same work in the same run, outputs checked: PyTorch CPU
                (BLAS and threads named; a reference-BLAS torch is refused), ONNX Runtime Web with
                its WebGPU EP, ONNX Runtime's CPU EP, TF.js-WebGPU

@@ -194,6 +194,8 @@ interface Case {
   flops: number | null;
   /** Slow at this size: skipped warm-up under `warmup: "small"`. */
   big?: boolean;
+  /** Runs only when the filter names it (not in a full run). */
+  explicit?: boolean;
   /** Extra note (e.g. which attention path ran). */
   note?: () => string;
   /** Case id for the torch peer (null: no peer). */
@@ -216,6 +218,7 @@ function resnetTrainCase(b: number, s: number, checkpointed = false): Case {
     images: b,
     flops: 3 * b * resnetForwardFlops(s),
     peer: checkpointed ? null : `resnet_train:${b}:${s}`,
+    explicit: checkpointed,
     big: s >= 512,
     setup: () => {
       // The paper profile's classifier step checkpoints every bottleneck (classifier.checkpoint).
@@ -475,7 +478,9 @@ export async function benchModels(opts: ModelBenchOptions = {}): Promise<BenchRo
   const batch = opts.batch ?? Number(Deno.env.get("MODELS_BATCH") ?? 16);
   const alts = (opts.filter ?? "").split("|").filter(Boolean);
   const cases = modelCases(batch).filter((c) =>
-    !alts.length || alts.some((a) => c.name.includes(a))
+    c.explicit
+      ? alts.some((a) => c.name.includes(a) && a.includes("checkpointed"))
+      : !alts.length || alts.some((a) => c.name.includes(a))
   );
   const rows: BenchRow[] = [];
   for (const c of cases) {
@@ -488,7 +493,12 @@ export async function benchModels(opts: ModelBenchOptions = {}): Promise<BenchRo
       try {
         // Big cases after smaller ones of the same model reuse their compiled pipelines.
         const warm = opts.warmup ?? true;
-        r = await measure(s.step, runs, warm === "small" ? !c.big : warm);
+        // Big cases take minutes a run on a CPU adapter: at most 2 timed runs.
+        r = await measure(
+          s.step,
+          c.big ? Math.min(runs, 2) : runs,
+          warm === "small" ? !c.big : warm,
+        );
         check = s.verify ? await s.verify() : "";
       } finally {
         s.done();

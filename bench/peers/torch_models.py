@@ -22,8 +22,11 @@ With --export DIR, cases named onnx:KIND are exported to ONNX (opset 17, random 
 for the ONNX Runtime peers, and PyTorch's own forward is timed and saved as their reference:
   onnx:matmul:M:N:K  x[M,K] @ W[K,N]
   onnx:conv3x3       Conv2d 64→64 3×3 pad 1 on 1×64×128×128
-  onnx:resnet_fwd:B:S  ResNet-50-ADL forward (eval) from the 4-channel input (the FFT high-pass
-                     channel is an input: torch 1.13 cannot export fft2)
+  onnx:softmax:D:..  softmax along the last axis of a tensor of shape D×... (past 128 MiB: the
+                     binding limit of WebGPU adapters)
+  onnx:resnet_fwd:B:S  ResNet-50-ADL forward (eval) from the 4-channel input to the pooled
+                     features (the FFT high-pass channel is an input: torch 1.13 cannot export
+                     fft2; the one-logit fc is left out so the check covers 2048 numbers a sample)
   onnx:sam_encoder   SAM ViT-B image encoder @1024, exported twice: straight, and with attention
                      computed one head at a time (scores [1, 4096, 4096] per head, under 128 MiB)
 Each writes DIR/<id>*.onnx, DIR/<id>.in.bin and DIR/<id>.out.bin (float32, little-endian) and its
@@ -274,7 +277,9 @@ class MatMul(nn.Module):
 
 
 class ResNetBody(nn.Module):
-    """ResNet-50-ADL after the high-pass channel: 4-channel input, eval (ADL is the identity)."""
+    """ResNet-50-ADL after the high-pass channel: 4-channel input, eval (ADL is the identity).
+    Returns the pooled features [B, 2048] (the one-logit fc left out: the output check then covers
+    4096 numbers instead of two)."""
 
     def __init__(self):
         super().__init__()
@@ -284,7 +289,12 @@ class ResNetBody(nn.Module):
         m = self.m
         x = m.maxpool(m.relu(m.bn1(m.conv1(x4))))
         x = m.layer4(m.layer3(m.layer2(m.layer1(x))))
-        return m.fc(m.avgpool(x).flatten(1))
+        return m.avgpool(x).flatten(1)
+
+
+class Softmax(nn.Module):
+    def forward(self, x):
+        return x.softmax(dim=-1)
 
 
 def per_head_forward(self, x):
@@ -310,6 +320,8 @@ def onnx_models(kind, args, code_dir):
     if kind == "matmul":
         m, n, k = (int(a) for a in args)
         return MatMul(k, n), torch.rand(m, k) * 2 - 1, none
+    if kind == "softmax":
+        return Softmax(), torch.randn(*(int(a) for a in args)) * 4, none
     if kind == "conv3x3":
         return nn.Conv2d(64, 64, 3, padding=1, bias=False), torch.rand(1, 64, 128, 128) * 2 - 1, none
     if kind == "resnet_fwd":
