@@ -25,7 +25,8 @@ const MAX_ITERATIONS = 32;
 
 /** Times `fn` (its result is disposed) as described in the module comment. */
 export async function timeKernel(fn: () => unknown, runs: number): Promise<KernelTiming> {
-  const first = await timeGpu(fn); // warm-up: compiles pipelines
+  await timeGpu(fn); // warm-up: compiles pipelines
+  const first = await timeGpu(fn); // sizes the batch
   await sync();
   const iterations = Math.max(
     1,
