@@ -51,12 +51,15 @@ Deno.exit(
           );
         }
         const rest = p.wallMs - p.kernelMs;
+        const flag = p.accounted ? "" : ": NOT ACCOUNTED FOR";
         console.log(
-          `${(rest / 1000).toFixed(3).padStart(8)} s ${
-            (100 * rest / p.wallMs).toFixed(1).padStart(5)
-          }%         not kernel time (encoding, uploads, copies, readbacks)${
-            p.accounted ? "" : ": NOT ACCOUNTED FOR"
-          }`,
+          rest >= 0
+            ? `${(rest / 1000).toFixed(3).padStart(8)} s ${
+              (100 * rest / p.wallMs).toFixed(1).padStart(5)
+            }%         not kernel time (encoding, uploads, copies, readbacks)${flag}`
+            : `kernel times exceed the wall by ${(-rest / 1000).toFixed(3)} s (${
+              (-100 * rest / p.wallMs).toFixed(1)
+            } %: each replayed dispatch pays its own launch)${flag}`,
         );
       }
     },
