@@ -11,13 +11,13 @@ import { initGpu } from "../../engine/mod.ts";
 import { parseArgs } from "node:util";
 import { writeFileAtomic } from "../../engine/io/atomic.ts";
 import type { PipelineConfig } from "../config.ts";
-import { listSplit } from "../data/patches.ts";
-import { loadPatches, positives, writeMask } from "../stages/dataset.ts";
-import { CLASSIFIER_BEST, loadClassifier } from "../stages/classifier.ts";
-import { camOf } from "../stages/initial_masks.ts";
-import { finalTag } from "../stages/iterate.ts";
-import { loadStageSam, samBest } from "../stages/preliminary.ts";
-import { examplePanel, segmentAndScore } from "../stages/evaluate.ts";
+import { listSplit, positives } from "../data/patches.ts";
+import { loadPatches, writeMask } from "../data/host_patches.ts";
+import { CLASSIFIER_BEST, loadClassifier } from "../classifier/model.ts";
+import { camOf } from "../classifier/cam.ts";
+import { finalTag, loadStageSam, samBest } from "../sam/build.ts";
+import { segmentAndScore } from "../sam/score.ts";
+import { examplePanel } from "../example_panel.ts";
 import { inferSlide } from "../infer/slide.ts";
 
 const USAGE =

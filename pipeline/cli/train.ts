@@ -12,15 +12,14 @@ import { parseArgs } from "node:util";
 import { type ConfigFlags, type PipelineConfig, resolveConfig } from "../config.ts";
 import { RunDir } from "../run_dir.ts";
 import { formatDuration } from "../progress.ts";
-import {
-  ensureSyntheticData,
-  loadSplits,
-  positives,
-  type StageContext,
-} from "../stages/dataset.ts";
-import { trainClassifier, withOomHint } from "../stages/classifier.ts";
+import { positives } from "../data/patches.ts";
+import { fmt } from "../format.ts";
+import type { StageContext } from "../stage_context.ts";
+import { withOomHint } from "../train_guards.ts";
+import { ensureSyntheticData, loadSplits } from "../stages/dataset.ts";
+import { trainClassifier } from "../stages/classifier.ts";
 import { generateInitialMasks } from "../stages/initial_masks.ts";
-import { fmt, runPreliminary } from "../stages/preliminary.ts";
+import { runPreliminary } from "../stages/preliminary.ts";
 import { runIteration } from "../stages/iterate.ts";
 import { runEvaluate, type Summary } from "../stages/evaluate.ts";
 import { writeFileAtomic } from "../../engine/io/atomic.ts";

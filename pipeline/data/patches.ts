@@ -65,6 +65,9 @@ export async function listSplit(dir: string): Promise<PatchItem[]> {
   return out;
 }
 
+/** The tumour patches (label 1) of a list. */
+export const positives = (items: PatchItem[]): PatchItem[] => items.filter((i) => i.label === 1);
+
 // ------------------------------------------------------------------------------ resizing
 
 /** PIL-style resampling taps for one axis: bilinear, widened by the scale when shrinking (antialias). */

@@ -15,9 +15,9 @@ import { resizeBilinear } from "../data/patches.ts";
 import { heatmapOverlay } from "../plots.ts";
 import { Progress } from "../progress.ts";
 import type { PipelineConfig } from "../config.ts";
-import { camOf } from "../stages/initial_masks.ts";
-import { segmentWithCam } from "../stages/preliminary.ts";
-import type { HostPatch } from "../stages/dataset.ts";
+import { camOf } from "../classifier/cam.ts";
+import { segmentWithCam } from "../sam/segment.ts";
+import type { HostPatch } from "../data/host_patches.ts";
 
 export interface SlideResult {
   tiff: string;

@@ -3,206 +3,25 @@
  * GPU-augmented, class-balanced batches; Adam, StepLR (step epochs/5, γ 0.9), early stopping on the
  * validation loss (patience epochs/2), the best epoch kept. Resumable per epoch: model, Adam moments,
  * scheduler and early-stopping state live in `checkpoints/classifier_last.safetensors`.
- *
- * Also the training utilities the SAM stages share: checkpointing a module with its optimiser in
- * one readback, the NaN/divergence check and the out-of-memory hint.
  */
-import { F, keep, noGrad, type Tensor, tensor, tidy, trimPool } from "../../engine/mod.ts";
+import { F, noGrad, tensor, tidy, trimPool } from "../../engine/mod.ts";
 import { backward } from "../../engine/mod.ts";
-import type { Module } from "../../engine/nn/module.ts";
 import { Adam } from "../../engine/optim/adam.ts";
 import { StepLR } from "../../engine/optim/schedulers.ts";
 import { EarlyStopping } from "../../engine/optim/early_stopping.ts";
 import { bceWithLogits } from "../../engine/ops/loss.ts";
 import { Rng } from "../../engine/rng.ts";
-import { RESNET50_ADL, ResNetAdl } from "../../model/resnet_adl.ts";
+import type { ResNetAdl } from "../../model/resnet_adl.ts";
 import { augment } from "../data/augment.ts";
 import { PatchLoader } from "../data/patches.ts";
 import { Progress } from "../progress.ts";
-import {
-  type CheckpointTensor,
-  type MetricRecord,
-  readCheckpoint,
-  writeCheckpoint,
-} from "../run_dir.ts";
-import { classifierSchedule, type PipelineConfig } from "../config.ts";
-import { exists, type StageContext } from "./dataset.ts";
-
-// ------------------------------------------------------------------------ shared utilities
-
-/** Reads many tensors back with one readback for the f32 ones. */
-export async function downloadTensors(
-  entries: [string, Tensor][],
-): Promise<Map<string, CheckpointTensor>> {
-  const out = new Map<string, CheckpointTensor>();
-  const f32 = entries.filter(([, t]) => t.dtype === "f32" && t.size > 0);
-  if (f32.length) {
-    const flat = tidy(() => noGrad(() => F.concat(f32.map(([, t]) => F.reshape(t, [t.size])), 0)));
-    const all = await flat.data() as Float32Array;
-    flat.dispose();
-    let off = 0;
-    for (const [k, t] of f32) {
-      out.set(k, { shape: t.shape, data: all.slice(off, off + t.size) });
-      off += t.size;
-    }
-  }
-  for (const [k, t] of entries) {
-    if (out.has(k)) continue;
-    if (t.size === 0) out.set(k, { shape: t.shape, data: new Float32Array(0) });
-    else {
-      const d = await t.data();
-      out.set(k, {
-        shape: t.shape,
-        data: d instanceof Uint32Array ? new Int32Array(d) : d as Float32Array | Int32Array,
-      });
-    }
-  }
-  return out;
-}
-
-/** State-dict entries of `model` whose names pass `keep` (all by default). */
-export function entriesOf(
-  model: Module,
-  keepKey: (k: string) => boolean = () => true,
-): [string, Tensor][] {
-  return [...model.stateDict()].filter(([k]) => keepKey(k));
-}
-
-/**
- * Writes model weights (`model.*`), Adam moments (`opt.m.*`, `opt.v.*`) and `meta` (JSON) to one
- * checksummed safetensors file, atomically.
- */
-export async function saveTrainState(
-  path: string,
-  model: Module,
-  opt: Adam | null,
-  meta: Record<string, unknown>,
-  keepKey: (k: string) => boolean = () => true,
-): Promise<void> {
-  const entries: [string, Tensor][] = entriesOf(model, keepKey).map(([k, t]) => [`model.${k}`, t]);
-  const steps: Record<string, number> = {};
-  if (opt) {
-    const names = new Map(model.namedParameters().map(([k, t]) => [t, k]));
-    for (const [p, st] of opt.state) {
-      const k = names.get(p);
-      if (!k) continue;
-      entries.push([`opt.m.${k}`, st.expAvg], [`opt.v.${k}`, st.expAvgSq]);
-      steps[k] = st.step;
-    }
-  }
-  const tensors = await downloadTensors(entries);
-  await writeCheckpoint(path, tensors, { meta: JSON.stringify({ ...meta, steps }) });
-}
-
-/** Loads what {@link saveTrainState} wrote; returns its `meta`. */
-export async function loadTrainState(
-  path: string,
-  model: Module,
-  opt: Adam | null,
-): Promise<Record<string, unknown>> {
-  const { tensors, metadata } = await readCheckpoint(path);
-  const sd = new Map<string, { shape: readonly number[]; data: Float32Array | Int32Array }>();
-  for (const [k, t] of tensors) {
-    if (k.startsWith("model.")) sd.set(k.slice(6), t as never);
-  }
-  const own = model.stateDict();
-  const missing = [...sd.keys()].filter((k) => !own.has(k));
-  if (missing.length) {
-    throw new Error(
-      `checkpoint ${path} does not fit this model (e.g. ${
-        missing.slice(0, 3).join(", ")
-      }); was it written with another config?`,
-    );
-  }
-  model.loadStateDict(sd as never, { strict: false, file: path });
-  let meta: Record<string, unknown> = {};
-  try {
-    meta = JSON.parse(metadata.meta ?? "{}");
-  } catch {
-    throw new Error(`checkpoint ${path}: unreadable metadata`);
-  }
-  if (opt) {
-    const steps = (meta.steps ?? {}) as Record<string, number>;
-    for (const [k, p] of model.namedParameters()) {
-      const m = tensors.get(`opt.m.${k}`), v = tensors.get(`opt.v.${k}`);
-      if (!m || !v) continue;
-      const old = opt.state.get(p);
-      old?.expAvg.dispose();
-      old?.expAvgSq.dispose();
-      opt.state.set(p, {
-        step: steps[k] ?? 0,
-        expAvg: keep(tensor(m.data as Float32Array, p.shape)),
-        expAvgSq: keep(tensor(v.data as Float32Array, p.shape)),
-      });
-    }
-  }
-  return meta;
-}
-
-/** Throws a clear error when a loss is NaN/infinite or has diverged. */
-export function checkFinite(stage: string, where: string, value: number, limit = 1e6): void {
-  if (!Number.isFinite(value)) {
-    throw new Error(
-      `${stage}: the loss became ${value} at ${where} (NaN/Inf: lower the learning rate or check the data)`,
-    );
-  }
-  if (Math.abs(value) > limit) {
-    throw new Error(
-      `${stage}: the loss diverged (${
-        value.toExponential(2)
-      }) at ${where}; lower the learning rate`,
-    );
-  }
-}
-
-/** Rewrites the engine's out-of-memory error with the batch-size flag to lower. */
-export async function withOomHint<T>(
-  stage: string,
-  flag: string,
-  batch: number,
-  fn: () => Promise<T>,
-): Promise<T> {
-  try {
-    return await fn();
-  } catch (e) {
-    const msg = (e as Error).message ?? String(e);
-    if (/out of memory/i.test(msg)) {
-      throw new Error(
-        `${stage}: the GPU ran out of memory with batch size ${batch}; lower it (${flag} ${
-          Math.max(1, Math.floor(batch / 2))
-        }) and rerun the same command to resume.\n  (${msg.split("\n")[0]})`,
-        { cause: e },
-      );
-    }
-    throw e;
-  }
-}
-
-// ------------------------------------------------------------------------------ classifier
-
-export function buildClassifier(cfg: PipelineConfig): ResNetAdl {
-  const c = cfg.classifier;
-  const m = new ResNetAdl({
-    ...RESNET50_ADL,
-    layers: c.layers,
-    width: c.width,
-    highFreq: c.fft,
-    seed: cfg.seed,
-  });
-  m.setAdl(c.adl);
-  m.setCheckpointing(c.checkpoint);
-  return m;
-}
-
-export const CLASSIFIER_BEST = "checkpoints/classifier_best.safetensors";
-const CLASSIFIER_LAST = "checkpoints/classifier_last.safetensors";
-
-/** Loads the selected classifier of a run (eval mode). */
-export async function loadClassifier(cfg: PipelineConfig, path: string): Promise<ResNetAdl> {
-  const m = buildClassifier(cfg);
-  await loadTrainState(path, m, null);
-  return m.eval();
-}
+import type { MetricRecord } from "../run_dir.ts";
+import { classifierSchedule } from "../config.ts";
+import { exists } from "../fs.ts";
+import type { StageContext } from "../stage_context.ts";
+import { buildClassifier, CLASSIFIER_BEST, CLASSIFIER_LAST } from "../classifier/model.ts";
+import { checkFinite } from "../train_guards.ts";
+import { loadTrainState, saveTrainState } from "../train_state.ts";
 
 async function evaluate(
   model: ResNetAdl,

@@ -2,36 +2,12 @@
  * Stage 0 of the pipeline: the patch dataset. Without `data.dir`, synthetic slides are generated
  * into `<run>/data/slides` and prepared into `<run>/data` on first use (both resumable); then the
  * splits are listed and negatives capped (seeded), giving every later stage the same item lists.
- * Also: the run context shared by the stages, and host helpers to load patches and masks.
  */
-import { readPng, toRgb, writePng } from "../../engine/io/png.ts";
 import { Rng } from "../../engine/rng.ts";
-import { listSplit, loadHostBatch, type PatchItem } from "../data/patches.ts";
+import { listSplit, type PatchItem } from "../data/patches.ts";
 import type { PipelineConfig } from "../config.ts";
-import type { RunDir } from "../run_dir.ts";
-
-export type SplitName = "train" | "val" | "test";
-
-/** Everything a stage needs. */
-export interface StageContext {
-  cfg: PipelineConfig;
-  run: RunDir;
-  /** Root of the prepared dataset. */
-  dataDir: string;
-  splits: Record<SplitName, PatchItem[]>;
-  log: (msg: string) => void;
-  quiet: boolean;
-}
-
-async function exists(p: string): Promise<boolean> {
-  try {
-    await Deno.stat(p);
-    return true;
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return false;
-    throw e;
-  }
-}
+import { exists } from "../fs.ts";
+import type { SplitName } from "../stage_context.ts";
 
 /** Generates and prepares the synthetic dataset under `dir` unless its manifest exists. */
 export async function ensureSyntheticData(
@@ -97,75 +73,3 @@ export async function loadSplits(
   if (!out.train.some((i) => i.label === 0)) throw new Error(`${dataDir}/train: no normal patches`);
   return out;
 }
-
-export const positives = (items: PatchItem[]): PatchItem[] => items.filter((i) => i.label === 1);
-
-/** One patch at `size`: RGB uint8 HWC, and its ground-truth mask (0/1) when it has one. */
-export interface HostPatch {
-  item: PatchItem;
-  rgb: Uint8Array;
-  gt: Uint8Array | null;
-  size: number;
-}
-
-/** Loads patches resized to size×size (bilinear, antialiased; masks nearest). */
-export async function loadPatches(items: PatchItem[], size: number): Promise<HostPatch[]> {
-  const out: HostPatch[] = [];
-  for (const it of items) {
-    const b = await loadHostBatch([it], { size, masks: it.mask !== null });
-    const hw = size * size;
-    const rgb = new Uint8Array(hw * 3);
-    for (let i = 0; i < hw; i++) {
-      for (let c = 0; c < 3; c++) {
-        rgb[i * 3 + c] = Math.max(0, Math.min(255, Math.round(b.images[c * hw + i] * 255)));
-      }
-    }
-    const gt = b.masks ? Uint8Array.from(b.masks, (v) => (v !== 0 ? 1 : 0)) : null;
-    out.push({ item: it, rgb, gt, size });
-  }
-  return out;
-}
-
-/** Reads a 0/255 (or 0/1) mask PNG as 0/1, resized (nearest) to size×size. */
-export async function readMask(path: string, size: number): Promise<Uint8Array> {
-  const m = await readPng(path);
-  const out = new Uint8Array(size * size);
-  for (let y = 0; y < size; y++) {
-    const sy = Math.min(m.height - 1, Math.floor(((y + 0.5) * m.height) / size));
-    for (let x = 0; x < size; x++) {
-      const sx = Math.min(m.width - 1, Math.floor(((x + 0.5) * m.width) / size));
-      out[y * size + x] = m.data[(sy * m.width + sx) * m.channels] !== 0 ? 1 : 0;
-    }
-  }
-  return out;
-}
-
-/** Writes a 0/1 mask as a 0/255 gray PNG (atomically). */
-export async function writeMask(path: string, mask: Uint8Array, size: number): Promise<void> {
-  await writePng(path, {
-    data: Uint8Array.from(mask, (v) => (v ? 255 : 0)),
-    width: size,
-    height: size,
-    channels: 1,
-  });
-}
-
-/** Reads a gray PNG as values in [0, 1]. */
-export async function readGray01(path: string): Promise<Float32Array> {
-  const m = await readPng(path);
-  const out = new Float32Array(m.width * m.height);
-  for (let i = 0; i < out.length; i++) out[i] = m.data[i * m.channels] / 255;
-  return out;
-}
-
-/** Writes values in [0, 1] as an 8-bit gray PNG. */
-export async function writeGray01(path: string, v: Float32Array, size: number): Promise<void> {
-  await writePng(path, {
-    data: Uint8Array.from(v, (x) => Math.max(0, Math.min(255, Math.round(x * 255)))),
-    width: size,
-    height: size,
-    channels: 1,
-  });
-}
-
-export { exists, readPng, toRgb };

@@ -5,125 +5,18 @@
  * (`model_inference.py`). Writes `eval/metrics.json`, `summary.json`, `plots/loss_curves.png` and
  * `examples/*.png` (image, CAM, pseudo-label, prediction, ground truth side by side).
  */
-import { encodePng, type Image8 } from "../../engine/io/png.ts";
 import { writeFileAtomic } from "../../engine/io/atomic.ts";
-import type { Sam } from "../../model/sam/sam.ts";
-import { SegMetrics, type SegSummary } from "../metrics.ts";
-import {
-  heatmapOverlay,
-  lossCurvePng,
-  maskImage,
-  overlay,
-  type Series,
-  sideBySide,
-} from "../plots.ts";
-import { Progress } from "../progress.ts";
-import type { PipelineConfig } from "../config.ts";
-import {
-  exists,
-  type HostPatch,
-  loadPatches,
-  positives,
-  readMask,
-  type SplitName,
-  type StageContext,
-} from "./dataset.ts";
-import { readCam } from "./initial_masks.ts";
-import { finalTag } from "./iterate.ts";
-import {
-  type EmbeddingCache,
-  loadStageSam,
-  pseudoDir,
-  type PseudoStats,
-  samBest,
-  segmentWithCam,
-} from "./preliminary.ts";
-
-export interface Scores {
-  dice: number;
-  iou: number;
-  pooledDice: number;
-  pooledIoU: number;
-  n: number;
-}
-
-export const scores = (s: SegSummary): Scores => ({
-  dice: s.dice,
-  iou: s.iou,
-  pooledDice: s.pooledDice,
-  pooledIoU: s.pooledIoU,
-  n: s.patches,
-});
-
-/** Segments patches with CAM prompts in batches; per-patch 0/1 predictions and CAM/SAM scores. */
-export async function segmentAndScore(
-  sam: Sam,
-  cfg: PipelineConfig,
-  patches: HostPatch[],
-  cams: { mask: Uint8Array; norm: Float32Array }[],
-  label: string,
-  quiet: boolean,
-  embeddings: { cache: EmbeddingCache; split: SplitName | "infer" } = {
-    cache: null,
-    split: "infer",
-  },
-): Promise<{ preds: Uint8Array[]; logits: Float32Array[]; cam: Scores; final: Scores }> {
-  const B = cfg.sam.batchSize;
-  const camM = new SegMetrics(), samM = new SegMetrics();
-  const preds: Uint8Array[] = [], logits: Float32Array[] = [];
-  const prog = new Progress(label, patches.length, { unit: "patch", enabled: !quiet });
-  for (let i = 0; i < patches.length; i += B) {
-    const ps = patches.slice(i, i + B), cs = cams.slice(i, i + B);
-    const lg = await segmentWithCam(sam, cfg, ps, cs, {
-      ...embeddings,
-      purpose: 300,
-      firstIndex: i,
-    });
-    for (let j = 0; j < ps.length; j++) {
-      logits.push(lg[j]);
-      preds.push(Uint8Array.from(lg[j], (v) => (v > 0 ? 1 : 0)));
-      const gt = ps[j].gt;
-      if (gt) {
-        camM.add(cs[j].mask, gt);
-        samM.add(lg[j], gt);
-      }
-    }
-    prog.tick(ps.length);
-  }
-  prog.finish();
-  return { preds, logits, cam: scores(camM.summary()), final: scores(samM.summary()) };
-}
-
-const rgbImage = (p: HostPatch): Image8 => ({
-  data: p.rgb,
-  width: p.size,
-  height: p.size,
-  channels: 3,
-});
-
-/** One example panel row. */
-export function examplePanel(
-  p: HostPatch,
-  cam: { mask: Uint8Array; norm: Float32Array },
-  pred: Uint8Array,
-  pseudo: Uint8Array | null | undefined,
-): Uint8Array {
-  const S = p.size, img = rgbImage(p);
-  const panels = [
-    { title: "image", image: img },
-    { title: "CAM", image: overlay(heatmapOverlay(img, cam.norm), cam.mask, [255, 255, 255], 0) },
-  ];
-  if (pseudo !== undefined) {
-    panels.push({
-      // A black panel titled "dropped": this patch's pseudo-label failed the IDS filter.
-      title: pseudo ? "pseudo" : "dropped",
-      image: pseudo ? overlay(img, pseudo, [255, 200, 0]) : maskImage(new Uint8Array(S * S), S, S),
-    });
-  }
-  panels.push({ title: "pred", image: overlay(img, pred, [0, 255, 0]) });
-  if (p.gt) panels.push({ title: "truth", image: overlay(img, p.gt, [255, 0, 0]) });
-  return encodePng(sideBySide(panels, { scale: 1 }));
-}
+import { lossCurvePng, type Series } from "../plots.ts";
+import { positives } from "../data/patches.ts";
+import { loadPatches, readMask } from "../data/host_patches.ts";
+import { examplePanel } from "../example_panel.ts";
+import { exists } from "../fs.ts";
+import type { StageContext } from "../stage_context.ts";
+import { readCam } from "../classifier/cam.ts";
+import { finalTag, loadStageSam, samBest } from "../sam/build.ts";
+import type { EmbeddingCache } from "../sam/segment.ts";
+import { pseudoDir, type PseudoStats } from "../sam/pseudo_labels.ts";
+import { type Scores, segmentAndScore } from "../sam/score.ts";
 
 /** Loss curves of every stage from metrics.jsonl (epochs laid end to end). */
 export async function lossCurves(ctx: StageContext): Promise<Uint8Array> {

@@ -6,56 +6,13 @@
  *   cam/<split>/<id>_norm.png    normalised CAM (8-bit), the prompt-sampling weights
  * A rerun skips patches whose files exist.
  */
-import { generateCamMasks } from "../../model/cam.ts";
-import type { ResNetAdl } from "../../model/resnet_adl.ts";
-import type { PatchItem } from "../data/patches.ts";
 import { Progress } from "../progress.ts";
-import type { PipelineConfig } from "../config.ts";
-import { CLASSIFIER_BEST, loadClassifier } from "./classifier.ts";
-import {
-  exists,
-  loadPatches,
-  positives,
-  readGray01,
-  readMask,
-  type SplitName,
-  type StageContext,
-  writeGray01,
-  writeMask,
-} from "./dataset.ts";
-
-/** CAM mask and normalised CAM of one RGB patch with the run's CAM settings. */
-export async function camOf(
-  model: ResNetAdl,
-  cfg: PipelineConfig,
-  rgb: Uint8Array,
-  size: number,
-): Promise<{ mask: Uint8Array; norm: Float32Array; empty: boolean }> {
-  const c = cfg.classifier;
-  const r = await generateCamMasks(model, rgb, size, size, {
-    ...c.cam,
-    rotations: c.rotations ? 4 : 1,
-  });
-  return { mask: r.mask, norm: r.norm, empty: r.empty };
-}
-
-export function camPaths(run: { path(...p: string[]): string }, split: SplitName, id: string) {
-  return {
-    mask: run.path("cam", split, `${id}_mask.png`),
-    norm: run.path("cam", split, `${id}_norm.png`),
-  };
-}
-
-/** Reads a patch's stored CAM (mask 0/1, normalised map). */
-export async function readCam(
-  run: { path(...p: string[]): string },
-  split: SplitName,
-  item: PatchItem,
-  size: number,
-): Promise<{ mask: Uint8Array; norm: Float32Array }> {
-  const p = camPaths(run, split, item.id);
-  return { mask: await readMask(p.mask, size), norm: await readGray01(p.norm) };
-}
+import { positives } from "../data/patches.ts";
+import { loadPatches, writeGray01, writeMask } from "../data/host_patches.ts";
+import { exists } from "../fs.ts";
+import type { StageContext } from "../stage_context.ts";
+import { CLASSIFIER_BEST, loadClassifier } from "../classifier/model.ts";
+import { camOf, camPaths } from "../classifier/cam.ts";
 
 /** Runs (or resumes) stage 2. */
 export async function generateInitialMasks(ctx: StageContext): Promise<void> {

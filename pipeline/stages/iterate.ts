@@ -6,13 +6,11 @@
  * starts from the previous iteration's weights instead (the default when SAM trains from scratch).
  * When an iteration kept no pseudo-label of a split, that split falls back to the CAM masks.
  */
-import { positives, type StageContext } from "./dataset.ts";
-import { generatePseudo, pseudoDir, samBest, targetsFrom, trainSam } from "./preliminary.ts";
-
-/** Tag of the stage whose weights are the final model. */
-export function finalTag(iterations: number): string {
-  return iterations > 0 ? `iter_${iterations}` : "preliminary";
-}
+import { positives } from "../data/patches.ts";
+import type { StageContext } from "../stage_context.ts";
+import { samBest } from "../sam/build.ts";
+import { generatePseudo, pseudoDir } from "../sam/pseudo_labels.ts";
+import { targetsFrom, trainSam } from "../sam/train.ts";
 
 /** Runs (or resumes) re-training iteration `k` (1-based). */
 export async function runIteration(ctx: StageContext, k: number): Promise<void> {

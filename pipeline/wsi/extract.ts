@@ -17,6 +17,7 @@ import { writeFileAtomic } from "../../engine/io/atomic.ts";
 import { encodePng } from "../../engine/io/png.ts";
 import { type AnnotationSet, rasterizeRegion, readAsapXml } from "./annotations.ts";
 import { Progress } from "../progress.ts";
+import { exists } from "../fs.ts";
 import {
   type DatasetRules,
   defaultRules,
@@ -134,16 +135,6 @@ async function listFiles(dir: string, keep: (name: string) => boolean): Promise<
     throw new Error(`cannot list ${dir}: ${(e as Error).message}`);
   }
   return out.sort();
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return false;
-    throw e;
-  }
 }
 
 async function defaultOpen(path: string): Promise<ExtractSlide> {

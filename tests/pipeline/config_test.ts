@@ -86,7 +86,7 @@ Deno.test("config: unknown keys, wrong types and bad ranges name the key", async
 
 Deno.test("config: ablation flags reach the config and the classifier that is built from it", async () => {
   const { initGpu } = await import("../../engine/mod.ts");
-  const { buildClassifier } = await import("../../pipeline/stages/classifier.ts");
+  const { buildClassifier } = await import("../../pipeline/classifier/model.ts");
   const c = await resolveConfig({
     profile: "tiny",
     noAdl: true,

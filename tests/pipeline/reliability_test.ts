@@ -1,6 +1,6 @@
 /** The pipeline's NaN/divergence check and out-of-memory hint name the stage, step and remedy. */
 import assert from "node:assert/strict";
-import { checkFinite, withOomHint } from "../../pipeline/stages/classifier.ts";
+import { checkFinite, withOomHint } from "../../pipeline/train_guards.ts";
 
 Deno.test("checkFinite reports NaN, Inf and divergence with the stage and step", () => {
   checkFinite("classifier", "epoch 1 step 3", 0.7);
