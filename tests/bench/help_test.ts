@@ -9,6 +9,7 @@ const ENTRIES = [
   "bench/wsi.ts",
   "bench/loads.ts",
   "bench/peers/ort_run.ts",
+  "bench/gpu_report.ts",
 ];
 
 Deno.test("bench entry points answer --help", async () => {
@@ -27,4 +28,10 @@ Deno.test("bench entry points answer --help", async () => {
       );
     }
   }
+  const sh = await new Deno.Command("bash", {
+    args: ["bench/gpu_check.sh", "--help"],
+    stdout: "piped",
+  }).output();
+  const text = new TextDecoder().decode(sh.stdout);
+  if (sh.code !== 0 || !/usage:/.test(text)) throw new Error(`gpu_check.sh --help: ${text}`);
 });
