@@ -834,7 +834,9 @@ export interface GpuProfile {
  * Runs `fn` and returns milliseconds per kernel key. Where the start-up probe found per-pass
  * timestamps reliable, every dispatch runs in its own timestamped pass; otherwise the dispatches
  * run as usual, are recorded, and each is replayed alone afterwards between two syncs (an empty
- * sync subtracted), with destroyed buffers and textures kept alive until then. Either way the
+ * sync subtracted); the same replay is the fallback when per-pass timestamps disagree with the wall
+ * clock of the pass by more than 2×. Buffers and textures destroyed during the pass are kept alive
+ * until the profile ends (so a profiled pass holds more memory). Either way the
  * kernel times are compared with the wall clock of the pass: within 20 % they account for it,
  * else `note` says how much they cannot account for. For finding hot spots only.
  */
