@@ -16,7 +16,7 @@ import {
   conv2dForwardRaw,
   type ConvGeometry,
 } from "../engine/ops/conv.ts";
-import { type BenchRow, loadavg, median } from "./registry.ts";
+import { type BenchRow, loadavg, matchesFilter, median } from "./registry.ts";
 import { loadTf } from "./peers/tfjs.ts";
 import { formatTable } from "./table.ts";
 import { numberFlag, runCommand } from "../pipeline/cli/args.ts";
@@ -89,7 +89,7 @@ export async function benchConv(
   const reps = opts.reps ?? 2;
   const adapter = gpu().adapterName;
   const rows: BenchRow[] = [];
-  const cases = CONV_CASES.filter((c) => !opts.filter || c.name.includes(opts.filter));
+  const cases = CONV_CASES.filter((c) => matchesFilter(c.name, opts.filter));
   for (const c of cases) {
     const g = geometryOf(c);
     const x = randomTensor([g.N, g.C, g.H, g.W], 1);
@@ -122,7 +122,7 @@ export async function benchConv(
     w.dispose();
     dy.dispose();
   }
-  if ((opts.tfjs ?? true) && (!opts.filter || CONV3X3_ROW.includes(opts.filter))) {
+  if ((opts.tfjs ?? true) && matchesFilter(CONV3X3_ROW, opts.filter)) {
     rows.push(await benchConv3x3(reps, opts.onnx ?? false));
   }
   return rows;

@@ -5,7 +5,13 @@
 import { F, gpu, initGpu } from "../engine/mod.ts";
 import type { MatmulVariant } from "../engine/ops/matmul.ts";
 import { randTensor } from "../tests/util/gpu.ts";
-import { type BenchContext, type BenchRow, loadavg, registerBench } from "./registry.ts";
+import {
+  type BenchContext,
+  type BenchRow,
+  loadavg,
+  matchesFilter,
+  registerBench,
+} from "./registry.ts";
 import { describePeers, onnxPeers } from "./peers/onnx_peers.ts";
 import { timeKernel } from "./timing.ts";
 import { tfMatmul } from "./peers/tfjs.ts";
@@ -77,17 +83,22 @@ function variants(): MatmulVariant[] {
 
 async function benchMatmul(ctx: BenchContext): Promise<BenchRow[]> {
   const rows: BenchRow[] = [];
-  const want = (name: string) =>
-    !ctx.filter || name.includes(ctx.filter) || "matmul".includes(ctx.filter);
+  const alts = ctx.filter.split("|");
+  // "matmul-peers" alone needs only the 1024³ rows that give its "ours".
+  const peersOnly = (s: number[]) =>
+    matchesFilter("matmul-peers", ctx.filter) && s.join(",") === "1,1024,1024,1024";
+  const want = (name: string, s: number[]) =>
+    matchesFilter(name, ctx.filter) || alts.some((a) => a !== "" && "matmul".includes(a)) ||
+    peersOnly(s);
   const shapes = MATMUL_SHAPES.filter((s) =>
-    variants().some((v) => want(`matmul/${v}${label(s[0])}`))
+    variants().some((v) => want(`matmul/${v}${label(s[0])}`, s))
   );
   const best = new Map<string, number>();
   let tfOk = true;
   for (const s of shapes) {
     for (const v of variants()) {
       const name = `matmul/${v}${label(s[0])}`;
-      if (!want(name)) continue;
+      if (!want(name, s)) continue;
       // Workgroup tiling is ~10x slower on CPU rasterisers: keep its rows to the small shapes
       // there unless it was asked for (ENGINE_MATMUL=tiled).
       if (v === "tiled" && gpu().isSoftware && variants().length > 1 && flops(s) > 3e8) continue;

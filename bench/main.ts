@@ -10,6 +10,7 @@ import {
   benchGroups,
   type BenchRow,
   loadavg,
+  matchesFilter,
   registerBench,
 } from "./registry.ts";
 import { formatTable } from "./table.ts";
@@ -25,9 +26,9 @@ import { numberFlag, runCommand, stringFlag } from "../pipeline/cli/args.ts";
 import { writeFileAtomic } from "../engine/io/atomic.ts";
 
 const USAGE = `usage: deno task bench [--filter S] [--peers] [--json FILE] [--runs N]
-  --filter S   only rows whose names contain S (groups: matmul, attention, softmax, conv, models,
-               wsi; rows: e.g. sam-encoder, resnet50-forward, resnet50-train-step, conv3x3,
-               softmax-past-binding-limit)
+  --filter S   only rows whose names contain S, or one of A|B|... (groups: matmul, attention,
+               softmax, conv, models, wsi; rows: e.g. sam-encoder, resnet50-forward b2,
+               resnet50-train-step b2, conv3x3, softmax-past-binding-limit, matmul-peers)
   --peers      run the peers on the same work in the same run, outputs checked: PyTorch CPU
                (BLAS and threads named; a reference-BLAS torch is refused), ONNX Runtime Web with
                its WebGPU EP, ONNX Runtime's CPU EP, TF.js-WebGPU
@@ -99,11 +100,11 @@ if (import.meta.main) {
         const rows: BenchRow[] = [];
         const refused: string[] = [];
         for (const group of benchGroups()) {
-          const named = !filter || group.name.includes(filter);
+          const named = matchesFilter(group.name, filter);
           if (!named && !group.filterable) continue;
           console.error(`[${group.name}]`);
           const got = await group.run({ filter: named ? "" : filter, peers, runs, adapter });
-          for (const r of named ? got : got.filter((r) => r.name.includes(filter))) {
+          for (const r of named ? got : got.filter((r) => matchesFilter(r.name, filter))) {
             try {
               checkRow(r, ceiling, cpu, adapter);
               rows.push(r);

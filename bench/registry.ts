@@ -63,6 +63,11 @@ export function loadavg(): string {
   }
 }
 
+/** Whether `name` passes a `--filter`: empty, or containing one of its "|"-separated parts. */
+export function matchesFilter(name: string, filter: string | undefined): boolean {
+  return !filter || filter.split("|").some((a) => a !== "" && name.includes(a));
+}
+
 /** Median of a list. */
 export function median(xs: number[]): number {
   const s = xs.slice().sort((a, b) => a - b);

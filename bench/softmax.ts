@@ -7,7 +7,13 @@
  */
 import { F, gpu, initGpu } from "../engine/mod.ts";
 import { randTensor } from "../tests/util/gpu.ts";
-import { type BenchContext, type BenchRow, loadavg, registerBench } from "./registry.ts";
+import {
+  type BenchContext,
+  type BenchRow,
+  loadavg,
+  matchesFilter,
+  registerBench,
+} from "./registry.ts";
 import { timeKernel } from "./timing.ts";
 import { describePeers, onnxPeers } from "./peers/onnx_peers.ts";
 
@@ -15,7 +21,7 @@ export const SOFTMAX_LIMIT_SHAPE = [3, 4096, 4096];
 const NAME = "softmax-past-binding-limit";
 
 async function benchSoftmax(ctx: BenchContext): Promise<BenchRow[]> {
-  if (ctx.filter && !NAME.includes(ctx.filter)) return [];
+  if (!matchesFilter(NAME, ctx.filter)) return [];
   await initGpu();
   const s = SOFTMAX_LIMIT_SHAPE;
   const x = randTensor(s, 5, -8, 8);
