@@ -153,6 +153,12 @@ export class Canvas {
 
   /** A line of `thickness` pixels (square brush). */
   line(x0: number, y0: number, x1: number, y1: number, c: Rgb, thickness = 1): void {
+    // Clip to the canvas (plus the brush) first, so the step count is bounded by the canvas size
+    // whatever the coordinates (a far-away or infinite end point would loop without end).
+    const m = thickness + 1;
+    const clipped = clipSegment(x0, y0, x1, y1, -m, -m, this.width + m, this.height + m);
+    if (!clipped) return;
+    [x0, y0, x1, y1] = clipped;
     const steps = Math.max(1, Math.ceil(Math.max(Math.abs(x1 - x0), Math.abs(y1 - y0))));
     const lo = -Math.floor((thickness - 1) / 2), hi = lo + thickness;
     for (let s = 0; s <= steps; s++) {
@@ -212,6 +218,51 @@ export class Canvas {
   }
 }
 
+/**
+ * The part of segment (x0,y0)-(x1,y1) inside the box [xmin, xmax] × [ymin, ymax]
+ * (Liang–Barsky), or null when none is or a coordinate is not finite.
+ */
+export function clipSegment(
+  x0: number,
+  y0: number,
+  x1: number,
+  y1: number,
+  xmin: number,
+  ymin: number,
+  xmax: number,
+  ymax: number,
+): [number, number, number, number] | null {
+  if (![x0, y0, x1, y1].every(Number.isFinite)) return null;
+  const dx = x1 - x0, dy = y1 - y0;
+  let t0 = 0, t1 = 1;
+  const edges: [number, number][] = [[-dx, x0 - xmin], [dx, xmax - x0], [-dy, y0 - ymin], [
+    dy,
+    ymax - y0,
+  ]];
+  for (const [p, q] of edges) {
+    if (p === 0) {
+      if (q < 0) return null;
+      continue;
+    }
+    const r = q / p;
+    if (p < 0) {
+      if (r > t1) return null;
+      if (r > t0) t0 = r;
+    } else {
+      if (r < t0) return null;
+      if (r < t1) t1 = r;
+    }
+  }
+  const at = (t: number, a: number, d: number, lo: number, hi: number) =>
+    Math.min(Math.max(t === 0 ? a : a + t * d, lo), hi);
+  return [
+    at(t0, x0, dx, xmin, xmax),
+    at(t0, y0, dy, ymin, ymax),
+    at(t1, x0, dx, xmin, xmax),
+    at(t1, y0, dy, ymin, ymax),
+  ];
+}
+
 // ------------------------------------------------------------------------------ loss curves
 
 /** Tick positions: a 1/2/5×10^k step giving about `target` ticks over [lo, hi]. */
@@ -221,7 +272,13 @@ export function niceTicks(lo: number, hi: number, target = 5): number[] {
   const mag = 10 ** Math.floor(Math.log10(raw));
   const step = [1, 2, 5, 10].map((m) => m * mag).find((s) => s >= raw) ?? 10 * mag;
   const out: number[] = [];
-  for (let v = Math.ceil(lo / step - 1e-9) * step; v <= hi + step * 1e-9; v += step) {
+  // Ticks by index, not `v += step`: far from zero a step below half an ulp would not advance v.
+  const k0 = Math.ceil(lo / step - 1e-9);
+  for (
+    let i = 0, v = k0 * step;
+    v <= hi + step * 1e-9 && i <= 4 * target + 4;
+    v = (k0 + ++i) * step
+  ) {
     out.push(Math.abs(v) < step * 1e-9 ? 0 : v);
   }
   return out;

@@ -10,7 +10,7 @@
 import { initGpu } from "../../engine/mod.ts";
 import { parseArgs } from "node:util";
 import { writeFileAtomic } from "../../engine/io/atomic.ts";
-import type { PipelineConfig } from "../config.ts";
+import { type PipelineConfig, readRunConfig } from "../config.ts";
 import { listSplit, positives } from "../data/patches.ts";
 import { loadPatches, writeMask } from "../data/host_patches.ts";
 import { CLASSIFIER_BEST, loadClassifier } from "../classifier/model.ts";
@@ -51,12 +51,7 @@ export async function main(argv: string[]): Promise<number> {
   }
   const quiet = !!v.quiet;
   try {
-    let cfg: PipelineConfig;
-    try {
-      cfg = JSON.parse(await Deno.readTextFile(`${v.run}/config.json`));
-    } catch (e) {
-      throw new Error(`${v.run}: not a run folder (config.json: ${(e as Error).message})`);
-    }
+    const cfg: PipelineConfig = await readRunConfig(v.run);
     const tag = finalTag(cfg.iterations);
     const samPath = `${v.run}/${samBest(tag)}`;
     try {

@@ -9,8 +9,9 @@
 import { parseArgs } from "node:util";
 import { openSlide, type Slide } from "../wsi/slide.ts";
 import { generateSyntheticSlide } from "../wsi/synthetic.ts";
-import { parseAsapXml, rasterize } from "../wsi/annotations.ts";
+import { rasterize, readAsapXml } from "../wsi/annotations.ts";
 import { writePng } from "../../engine/io/png.ts";
+import { numberFlag, UsageError } from "./args.ts";
 
 const USAGE = `usage: deno task wsi <command> ...
   info <slide> [--json]
@@ -18,15 +19,24 @@ const USAGE = `usage: deno task wsi <command> ...
   thumbnail <slide> --out <png> [--overlay <xml>] [--max 1024]
   synth --seed S --out <dir> [--count N] [--size 4096] [--tumours 2]`;
 
-function int(v: string | undefined, name: string, def?: number): number {
-  if (v === undefined) {
-    if (def === undefined) throw new Error(`--${name} is required`);
-    return def;
-  }
-  const n = Number(v);
-  if (!Number.isInteger(n)) throw new Error(`--${name} must be an integer, got "${v}"`);
+/**
+ * An integer flag in [min, max] (a UsageError naming the flag otherwise); `def` when absent,
+ * required when there is no default.
+ */
+function int(
+  v: string | undefined,
+  name: string,
+  def?: number,
+  range: { min?: number; max?: number } = {},
+): number {
+  if (v === undefined && def === undefined) throw new UsageError(`--${name} is required`);
+  const n = numberFlag({ [name]: v }, name, { def, ...range, integer: true })!;
+  if (!Number.isSafeInteger(n)) throw new UsageError(`--${name} ${v} is too large`);
   return n;
 }
+
+/** Largest region `region` writes (OpenSlide-style RGBA in memory, then one PNG): 2^28 px. */
+const MAX_REGION_PIXELS = 2 ** 28;
 
 /** The slide's summary as printed by `info --json`. */
 export function slideInfo(s: Slide) {
@@ -49,7 +59,7 @@ async function info(args: string[]) {
     options: { json: { type: "boolean" } },
     allowPositionals: true,
   });
-  if (positionals.length !== 1) throw new Error("info: expected one slide path");
+  if (positionals.length !== 1) throw new UsageError("info: expected one slide path");
   const s = await openSlide(positionals[0]);
   try {
     const i = slideInfo(s);
@@ -81,18 +91,28 @@ async function region(args: string[]) {
     allowPositionals: true,
   });
   if (positionals.length !== 1 || !values.out) {
-    throw new Error("region: expected <slide> and --out");
+    throw new UsageError("region: expected <slide> and --out");
   }
+  // Every argument is checked before the slide is read: a zero or huge size would otherwise
+  // surface as the PNG encoder's message or an allocation failure.
+  const w = int(values.w, "w", undefined, { min: 1 }),
+    h = int(values.h, "h", undefined, { min: 1 });
+  if (w * h > MAX_REGION_PIXELS) {
+    throw new UsageError(
+      `region: --w ${w} --h ${h} is ${w * h} pixels, above the ${MAX_REGION_PIXELS} a region ` +
+        `may have; cut it into smaller regions`,
+    );
+  }
+  const x = int(values.x, "x"), y = int(values.y, "y");
+  const level = int(values.level, "level", 0, { min: 0 });
   const s = await openSlide(positionals[0]);
   try {
-    const w = int(values.w, "w"), h = int(values.h, "h");
-    const rgba = await s.readRegion(
-      int(values.level, "level", 0),
-      int(values.x, "x"),
-      int(values.y, "y"),
-      w,
-      h,
-    );
+    if (level >= s.levels.length) {
+      throw new UsageError(
+        `region: --level ${level} does not exist: ${s.path} has levels 0..${s.levels.length - 1}`,
+      );
+    }
+    const rgba = await s.readRegion(level, x, y, w, h);
     await writePng(values.out, { data: rgba, width: w, height: h, channels: 4 });
   } finally {
     await s.close();
@@ -131,9 +151,9 @@ async function thumbnail(args: string[]) {
     allowPositionals: true,
   });
   if (positionals.length !== 1 || !values.out) {
-    throw new Error("thumbnail: expected <slide> and --out");
+    throw new UsageError("thumbnail: expected <slide> and --out");
   }
-  const max = int(values.max, "max", 1024);
+  const max = int(values.max, "max", 1024, { min: 1, max: 16384 });
   const s = await openSlide(positionals[0]);
   try {
     const [W, H] = [s.levels[0].width, s.levels[0].height];
@@ -146,12 +166,15 @@ async function thumbnail(args: string[]) {
     }
     const lv = s.levels[L];
     if (lv.width * lv.height > 2 ** 27) {
-      throw new Error(`thumbnail: smallest usable level is ${lv.width}x${lv.height}; too large`);
+      throw new Error(
+        `${s.path}: no level small enough for a thumbnail: the smallest usable level is ` +
+          `${lv.width}x${lv.height} (more than 2^27 pixels) and the file has no smaller level`,
+      );
     }
     const rgb = await s.readRegionRGB(L, 0, 0, lv.width, lv.height);
     const img = shrinkRgb(rgb, lv.width, lv.height, tw, th);
     if (values.overlay) {
-      const ann = parseAsapXml(await Deno.readTextFile(values.overlay), values.overlay);
+      const ann = await readAsapXml(values.overlay);
       const mask = rasterize(ann, tw, th, (W / tw + H / th) / 2);
       for (let i = 0; i < tw * th; i++) {
         if (!mask[i]) continue;
@@ -180,9 +203,11 @@ async function synth(args: string[]) {
       tumours: { type: "string" },
     },
   });
-  if (!values.out) throw new Error("synth: --out <dir> is required");
-  const seed = int(values.seed, "seed", 0), count = int(values.count, "count", 1);
-  const size = int(values.size, "size", 4096);
+  if (!values.out) throw new UsageError("synth: --out <dir> is required");
+  const seed = int(values.seed, "seed", 0, { min: 0 });
+  const count = int(values.count, "count", 1, { min: 1 });
+  const size = int(values.size, "size", 4096, { min: 1 });
+  const tumours = int(values.tumours, "tumours", 2, { min: 0 });
   await Deno.mkdir(values.out, { recursive: true });
   for (let i = 0; i < count; i++) {
     const t0 = performance.now();
@@ -191,7 +216,7 @@ async function synth(args: string[]) {
       seed: seed + i,
       width: size,
       height: size,
-      tumours: values.tumours === undefined ? 2 : int(values.tumours, "tumours"),
+      tumours,
     };
     const { tiff, layout } = await generateSyntheticSlide(spec, `${base}.tif`, `${base}.xml`);
     console.log(
@@ -223,6 +248,14 @@ export async function main(argv: string[]): Promise<number> {
     return 0;
   } catch (e) {
     console.error(`wsi ${cmd}: ${(e as Error).message}`);
+    // Command-line mistakes (ours, or an unknown/malformed flag from parseArgs) show the usage.
+    const code = (e as { code?: unknown }).code;
+    if (
+      e instanceof UsageError || (typeof code === "string" && code.startsWith("ERR_PARSE_ARGS"))
+    ) {
+      console.error(USAGE);
+      return 2;
+    }
     return 1;
   }
 }
@@ -231,18 +264,25 @@ export async function main(argv: string[]): Promise<number> {
 async function mask(args: string[]) {
   const { values, positionals } = parseArgs({
     args,
-    options: { level: { type: "string" }, out: { type: "string" } },
+    options: {
+      level: { type: "string" },
+      out: { type: "string" },
+      "max-vertices": { type: "string" },
+    },
     allowPositionals: true,
   });
   if (positionals.length !== 2 || !values.out) {
-    throw new Error("usage: mask <slide> <xml> --level L --out <png>");
+    throw new UsageError("usage: mask <slide> <xml> --level L --out <png> [--max-vertices N]");
   }
   const s = await openSlide(positionals[0]);
   try {
     const level = int(values.level, "level", 0);
     const L = s.levels[level];
-    if (!L) throw new Error(`level ${level} not in 0..${s.levels.length - 1}`);
-    const ann = parseAsapXml(await Deno.readTextFile(positionals[1]), positionals[1]);
+    if (!L) throw new UsageError(`level ${level} not in 0..${s.levels.length - 1}`);
+    const maxVertices = values["max-vertices"] === undefined
+      ? undefined
+      : int(values["max-vertices"], "max-vertices", undefined, { min: 1 });
+    const ann = await readAsapXml(positionals[1], { maxVertices });
     for (const ig of ann.ignored) console.error(`ignored ${ig.name} (${ig.group}): ${ig.reason}`);
     const m = rasterize(ann, L.width, L.height, L.downsample);
     await writePng(values.out, { data: m, width: L.width, height: L.height, channels: 1 });
