@@ -187,6 +187,8 @@ export class RunDir {
   private readonly lockPath: string;
   private readonly unload: () => void;
   private closed = false;
+  /** Opened by {@link RunDir.openShared}: reads only, holds no lock. */
+  private readOnly = false;
 
   private constructor(
     dir: string,
@@ -246,6 +248,31 @@ export class RunDir {
       } catch { /* already gone */ }
       throw e;
     }
+  }
+
+  /**
+   * Opens an existing run to read its state without taking the lock, for the shards of a
+   * per-item pass that run side by side (each writes only its own files and manifest). The stored
+   * config must equal `config`; writing the state or metrics through it throws.
+   */
+  static openShared(dir: string, config: Record<string, unknown>): RunDir {
+    const cfgPath = `${dir}/config.json`, statePath = `${dir}/state.json`;
+    if (!exists(cfgPath) || !exists(statePath)) {
+      throw new Error(
+        `${dir}: no run here (config.json/state.json); run the steps before this one`,
+      );
+    }
+    const cfg = JSON.parse(JSON.stringify(config)) as Record<string, unknown>;
+    const diff = diffConfig(readJson(cfgPath), cfg);
+    if (diff.length) {
+      throw new Error(`${dir} holds a run with a different config (keys: ${diff.join(", ")})`);
+    }
+    const state = validateRunState(readJson(statePath), statePath);
+    const run = new RunDir(dir, cfg, state, true);
+    globalThis.removeEventListener("unload", run.unload);
+    run.readOnly = true;
+    run.closed = true;
+    return run;
   }
 
   /** A path inside the run folder. */
@@ -319,6 +346,9 @@ export class RunDir {
   }
 
   private assertOpen(): void {
+    if (this.readOnly) {
+      throw new Error(`run ${this.dir} is open read-only (a shard does not write the run state)`);
+    }
     if (this.closed) throw new Error(`run ${this.dir} was closed`);
   }
 }

@@ -19,9 +19,16 @@ import { finalTag, loadStageSam, samBest } from "../sam/build.ts";
 import { segmentAndScore } from "../sam/score.ts";
 import { examplePanel } from "../example_panel.ts";
 import { inferSlide } from "../infer/slide.ts";
+import { inferSlides } from "../infer/slides.ts";
+import { resolveShard } from "../shard/shard.ts";
 
 const USAGE =
-  "usage: deno task infer --run <run dir> [--data <patch dir>] [--slide <tif>] --out <dir> [--quiet]";
+  `usage: deno task infer --run <run dir> [--data <patch dir>] [--slide <tif>] --out <dir> [--quiet]
+       deno task infer --run <run dir> --slides <dir> --out <dir> [--shard K/N] [--quiet]
+  --slides: every slide under <dir>, each into <out>/<slide>/, listed in <out>/slides.json; with
+  --shard K/N (K from 0; default from the Slurm array task) only shard K's slides (balanced by file
+  size), recorded in <out>/shards/infer/; a run without --shard then checks the shards and writes
+  slides.json.`;
 
 export async function main(argv: string[]): Promise<number> {
   let v;
@@ -32,6 +39,8 @@ export async function main(argv: string[]): Promise<number> {
         run: { type: "string" },
         data: { type: "string" },
         slide: { type: "string" },
+        slides: { type: "string" },
+        shard: { type: "string" },
         out: { type: "string" },
         quiet: { type: "boolean" },
         help: { type: "boolean", short: "h" },
@@ -50,6 +59,14 @@ export async function main(argv: string[]): Promise<number> {
     return 2;
   }
   const quiet = !!v.quiet;
+  if (v.shard !== undefined && !v.slides) {
+    console.error(`infer: --shard goes with --slides\n${USAGE}`);
+    return 2;
+  }
+  if (v.slides && (v.slide || v.data)) {
+    console.error(`infer: --slides is used alone (not with --slide or --data)\n${USAGE}`);
+    return 2;
+  }
   try {
     const cfg: PipelineConfig = await readRunConfig(v.run);
     const tag = finalTag(cfg.iterations);
@@ -73,7 +90,19 @@ export async function main(argv: string[]): Promise<number> {
         `slide ${v.slide}: ${r.tumourTiles}/${r.tiles} tissue tiles tumour; ${r.tiff} (${r.width}x${r.height}, downsample ${r.downsample}), ${r.overlay}`,
       );
     }
-    if (v.data || !v.slide) {
+    if (v.slides) {
+      const r = await inferSlides({
+        dir: v.slides,
+        out: v.out,
+        shard: resolveShard(v.shard),
+        infer: (path, outDir) =>
+          Deno.mkdir(outDir, { recursive: true }).then(() =>
+            inferSlide(path, cls, sam, cfg, outDir, { tile: cfg.data.synthetic.patch, quiet })
+          ),
+        log: (m) => console.error(m),
+      });
+      console.log(`${r.slides} slides${r.index ? `; ${r.index}` : " (this shard)"}`);
+    } else if (v.data || !v.slide) {
       const dir = v.data ?? `${cfg.data.dir ?? `${v.run}/data`}/test`;
       const items = positives(await listSplit(dir));
       if (!items.length) throw new Error(`${dir}: no tumour patches (*_1.png) to evaluate`);

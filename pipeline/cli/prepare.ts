@@ -7,17 +7,23 @@
  *     [--grid-side N] [--stats-size N] [--split split.json]
  *     synthetic only: [--count 4] [--size 4096]  (slides are generated when --slides is absent
  *     or empty)
+ *     [--shard K/N --phase candidates|patches]  (one shard's slides; see SCALE.md)
  */
 import { parseArgs } from "node:util";
 import { prepareDataset } from "../wsi/extract.ts";
 import { parseSplit } from "../wsi/splits.ts";
 import { generateSyntheticSlide } from "../wsi/synthetic.ts";
+import { resolveShard } from "../shard/shard.ts";
 
 const USAGE = `usage: deno task prepare --dataset camelyon16|camelyon17|synthetic --out <dir>
     [--slides <dir>] [--annotations <dir>] [--patch 512] [--seed 42] [--level L]
     [--grid-side N] [--stats-size N] [--split <json {train,val,test}>]
     [--count 4] [--size 4096]   (synthetic: slides generated into <out>/slides when needed)
-    [--quiet]`;
+    [--shard K/N --phase candidates|patches] [--quiet]
+  --shard K/N (K from 0; default from SLURM_ARRAY_TASK_ID/COUNT in an array job) does shard K's
+  slides only (balanced by file size): first every shard's --phase candidates, then every shard's
+  --phase patches; then one run without --shard checks the shards' manifests and writes
+  manifest.json.`;
 
 function int(v: string | undefined, name: string, def?: number): number | undefined {
   if (v === undefined) return def;
@@ -70,6 +76,8 @@ export async function main(argv: string[]): Promise<number> {
         split: { type: "string" },
         count: { type: "string" },
         size: { type: "string" },
+        shard: { type: "string" },
+        phase: { type: "string" },
         quiet: { type: "boolean" },
         help: { type: "boolean", short: "h" },
       },
@@ -89,10 +97,32 @@ export async function main(argv: string[]): Promise<number> {
   }
   try {
     const seed = int(values.seed, "seed", 42)!;
+    const shard = resolveShard(values.shard);
+    if (values.phase !== undefined && !["candidates", "patches"].includes(values.phase)) {
+      console.error(`prepare: --phase must be candidates or patches\n${USAGE}`);
+      return 2;
+    }
+    if (shard && !values.phase) {
+      console.error(
+        `prepare: shard ${shard.index}/${shard.count} (${
+          values.shard ? "--shard" : "Slurm array task"
+        }) needs --phase candidates|patches\n${USAGE}`,
+      );
+      return 2;
+    }
+    if (!shard && values.phase) {
+      console.error(`prepare: --phase goes with --shard K/N\n${USAGE}`);
+      return 2;
+    }
     let slides = values.slides, annotations = values.annotations;
     if (dataset === "synthetic") {
       slides ??= `${values.out}/slides`;
       annotations ??= slides;
+      if (shard && await isEmptyDir(slides)) {
+        throw new Error(
+          `${slides}: no slides; generate them before a sharded run (prepare without --shard)`,
+        );
+      }
       if (await isEmptyDir(slides)) {
         await makeSynthetic(
           slides,
@@ -118,7 +148,14 @@ export async function main(argv: string[]): Promise<number> {
       statsSize: int(values["stats-size"], "stats-size"),
       split,
       progress: !values.quiet,
+      shard: shard ? { shard, phase: values.phase as "candidates" | "patches" } : undefined,
     });
+    if (shard) {
+      console.log(
+        `shard ${shard.index}/${shard.count} (${values.phase}): ${r.written} files written; ${r.manifestPath}`,
+      );
+      return 0;
+    }
     for (const rep of r.manifest.reports) {
       console.log(
         `${rep.split}: ${rep.positives} tumour + ${rep.negatives} normal patches ` +

@@ -9,7 +9,7 @@
 import { parseArgs } from "node:util";
 import { openSlide, type Slide } from "../wsi/slide.ts";
 import { generateSyntheticSlide } from "../wsi/synthetic.ts";
-import { parseAsapXml, rasterize } from "../wsi/annotations.ts";
+import { rasterize, readAsapXml } from "../wsi/annotations.ts";
 import { writePng } from "../../engine/io/png.ts";
 import { numberFlag, UsageError } from "./args.ts";
 
@@ -174,7 +174,7 @@ async function thumbnail(args: string[]) {
     const rgb = await s.readRegionRGB(L, 0, 0, lv.width, lv.height);
     const img = shrinkRgb(rgb, lv.width, lv.height, tw, th);
     if (values.overlay) {
-      const ann = parseAsapXml(await Deno.readTextFile(values.overlay), values.overlay);
+      const ann = await readAsapXml(values.overlay);
       const mask = rasterize(ann, tw, th, (W / tw + H / th) / 2);
       for (let i = 0; i < tw * th; i++) {
         if (!mask[i]) continue;
@@ -264,18 +264,25 @@ export async function main(argv: string[]): Promise<number> {
 async function mask(args: string[]) {
   const { values, positionals } = parseArgs({
     args,
-    options: { level: { type: "string" }, out: { type: "string" } },
+    options: {
+      level: { type: "string" },
+      out: { type: "string" },
+      "max-vertices": { type: "string" },
+    },
     allowPositionals: true,
   });
   if (positionals.length !== 2 || !values.out) {
-    throw new UsageError("usage: mask <slide> <xml> --level L --out <png>");
+    throw new UsageError("usage: mask <slide> <xml> --level L --out <png> [--max-vertices N]");
   }
   const s = await openSlide(positionals[0]);
   try {
     const level = int(values.level, "level", 0);
     const L = s.levels[level];
     if (!L) throw new UsageError(`level ${level} not in 0..${s.levels.length - 1}`);
-    const ann = parseAsapXml(await Deno.readTextFile(positionals[1]), positionals[1]);
+    const maxVertices = values["max-vertices"] === undefined
+      ? undefined
+      : int(values["max-vertices"], "max-vertices", undefined, { min: 1 });
+    const ann = await readAsapXml(positionals[1], { maxVertices });
     for (const ig of ann.ignored) console.error(`ignored ${ig.name} (${ig.group}): ${ig.reason}`);
     const m = rasterize(ann, L.width, L.height, L.downsample);
     await writePng(values.out, { data: m, width: L.width, height: L.height, channels: 1 });

@@ -7,6 +7,7 @@
 import fc from "fast-check";
 import { InputError } from "../../../engine/io/errors.ts";
 import {
+  DTYPE_SIZE,
   parseSafetensorsWithMetadata,
   serializeSafetensors,
 } from "../../../engine/io/safetensors.ts";
@@ -78,17 +79,6 @@ const generated = fc.tuple(
   return out;
 });
 
-const SIZES: Record<string, number> = {
-  F32: 4,
-  F16: 2,
-  BF16: 2,
-  F64: 8,
-  I64: 8,
-  I32: 4,
-  U8: 1,
-  BOOL: 1,
-};
-
 /**
  * A well-formed file from generated tensors (names, dtypes, small shapes, offsets laid end to
  * end), then at most one header field replaced by a hostile value: most of these pass the
@@ -98,7 +88,7 @@ const consistent = fc.tuple(
   fc.array(
     fc.tuple(
       fc.string({ minLength: 1, maxLength: 6 }),
-      fc.constantFrom(...Object.keys(SIZES)),
+      fc.constantFrom(...Object.keys(DTYPE_SIZE) as (keyof typeof DTYPE_SIZE)[]),
       fc.array(fc.nat(4), { maxLength: 3 }),
     ),
     { minLength: 1, maxLength: 5 },
@@ -110,7 +100,7 @@ const consistent = fc.tuple(
   const header: Record<string, Record<string, unknown>> = Object.create(null);
   let pos = 0;
   for (const [name, dtype, shape] of tensors) {
-    const n = shape.reduce((a, b) => a * b, 1) * SIZES[dtype];
+    const n = shape.reduce((a, b) => a * b, 1) * DTYPE_SIZE[dtype];
     header[name] = { dtype, shape, data_offsets: [pos, pos + n] };
     pos += n;
   }
