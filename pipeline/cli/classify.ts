@@ -5,7 +5,6 @@
  * `<out>/cam.safetensors` (`logit` [1], `cam_raw` [h,w] rotation 0 before ReLU, `cam_norm` and
  * `cam_mask` at patch size), `mask.png` and `cam_overlay.png`.
  */
-import { parseArgs } from "node:util";
 import { initGpu, noGrad, tensor, tidy } from "../../engine/mod.ts";
 import { readPng, toRgb, writePng } from "../../engine/io/png.ts";
 import { writeSafetensors } from "../../engine/io/safetensors.ts";
@@ -13,29 +12,31 @@ import { loadCheckpoint } from "../../engine/io/state_dict.ts";
 import { RESNET50_ADL, ResNetAdl } from "../../model/resnet_adl.ts";
 import { type CamDataset, camDefaults, generateCamMasks } from "../../model/cam.ts";
 import { heatmapOverlay, overlay } from "../plots.ts";
+import { type ParsedFlags, runCommand, UsageError } from "./args.ts";
+
+const USAGE = "usage: deno task classify --checkpoint <.pth|.safetensors> [--layers 3,4,6,3] " +
+  "[--width 64] --image <png> --dataset camelyon16|camelyon17 --out <dir> [--no-rotations] [--no-fft]";
+
+const OPTIONS = {
+  checkpoint: { type: "string" },
+  layers: { type: "string", default: "3,4,6,3" },
+  width: { type: "string", default: "64" },
+  image: { type: "string" },
+  dataset: { type: "string", default: "camelyon16" },
+  out: { type: "string" },
+  "no-rotations": { type: "boolean", default: false },
+  "no-fft": { type: "boolean", default: false },
+} as const;
 
 function usage(msg: string): never {
-  console.error(
-    `classify: ${msg}\nusage: deno task classify --checkpoint <.pth|.safetensors> [--layers 3,4,6,3] ` +
-      `[--width 64] --image <png> --dataset camelyon16|camelyon17 --out <dir> [--no-rotations]`,
-  );
-  Deno.exit(2);
+  throw new UsageError(msg);
 }
 
-export async function main(argv: string[]): Promise<void> {
-  const { values: v } = parseArgs({
-    args: argv,
-    options: {
-      checkpoint: { type: "string" },
-      layers: { type: "string", default: "3,4,6,3" },
-      width: { type: "string", default: "64" },
-      image: { type: "string" },
-      dataset: { type: "string", default: "camelyon16" },
-      out: { type: "string" },
-      "no-rotations": { type: "boolean", default: false },
-      "no-fft": { type: "boolean", default: false },
-    },
-  });
+export function main(argv: string[]): Promise<number> {
+  return runCommand({ name: "classify", usage: USAGE, options: OPTIONS }, argv, (v) => classify(v));
+}
+
+async function classify(v: ParsedFlags<typeof OPTIONS>): Promise<number> {
   if (!v.checkpoint) usage("--checkpoint is required");
   if (!v.image) usage("--image is required");
   if (!v.out) usage("--out is required");
@@ -95,13 +96,7 @@ export async function main(argv: string[]): Promise<void> {
         cam.mask.reduce((a, b) => a + b, 0)
       } px; wrote ${v.out}/cam.safetensors, mask.png, cam_overlay.png`,
   );
+  return 0;
 }
 
-if (import.meta.main) {
-  try {
-    await main(Deno.args);
-  } catch (e) {
-    console.error(`classify: ${(e as Error).message}`);
-    Deno.exit(1);
-  }
-}
+if (import.meta.main) Deno.exit(await main(Deno.args));

@@ -6,26 +6,32 @@
  *   thumbnail <slide> --out thumb.png [--overlay annotations.xml] [--max 1024]
  *   synth --seed S --out <dir> [--count N] [--size 4096] [--tumours 2]
  */
-import { parseArgs } from "node:util";
 import { openSlide, type Slide } from "../wsi/slide.ts";
 import { generateSyntheticSlide } from "../wsi/synthetic.ts";
 import { parseAsapXml, rasterize } from "../wsi/annotations.ts";
 import { writePng } from "../../engine/io/png.ts";
+import {
+  type Flags,
+  numberFlag,
+  type ParsedFlags,
+  requiredNumberFlag,
+  runSubcommand,
+  type Subcommand,
+  subcommand,
+  UsageError,
+} from "./args.ts";
 
 const USAGE = `usage: deno task wsi <command> ...
   info <slide> [--json]
   region <slide> --level L --x X --y Y --w W --h H --out <png>
   thumbnail <slide> --out <png> [--overlay <xml>] [--max 1024]
-  synth --seed S --out <dir> [--count N] [--size 4096] [--tumours 2]`;
+  synth --seed S --out <dir> [--count N] [--size 4096] [--tumours 2]
+  mask <slide> <xml> --level L --out <png>`;
 
-function int(v: string | undefined, name: string, def?: number): number {
-  if (v === undefined) {
-    if (def === undefined) throw new Error(`--${name} is required`);
-    return def;
-  }
-  const n = Number(v);
-  if (!Number.isInteger(n)) throw new Error(`--${name} must be an integer, got "${v}"`);
-  return n;
+/** An integer flag; without `def` it must be given. */
+function int(flags: Flags, name: string, def?: number): number {
+  if (def === undefined) return requiredNumberFlag(flags, name, { integer: true });
+  return numberFlag(flags, name, { def, integer: true })!;
 }
 
 /** The slide's summary as printed by `info --json`. */
@@ -43,13 +49,10 @@ export function slideInfo(s: Slide) {
   };
 }
 
-async function info(args: string[]) {
-  const { values, positionals } = parseArgs({
-    args,
-    options: { json: { type: "boolean" } },
-    allowPositionals: true,
-  });
-  if (positionals.length !== 1) throw new Error("info: expected one slide path");
+const INFO_OPTIONS = { json: { type: "boolean" } } as const;
+
+async function info(values: ParsedFlags<typeof INFO_OPTIONS>, positionals: string[]) {
+  if (positionals.length !== 1) throw new UsageError("expected one slide path");
   const s = await openSlide(positionals[0]);
   try {
     const i = slideInfo(s);
@@ -67,29 +70,26 @@ async function info(args: string[]) {
   }
 }
 
-async function region(args: string[]) {
-  const { values, positionals } = parseArgs({
-    args,
-    options: {
-      level: { type: "string" },
-      x: { type: "string" },
-      y: { type: "string" },
-      w: { type: "string" },
-      h: { type: "string" },
-      out: { type: "string" },
-    },
-    allowPositionals: true,
-  });
+const REGION_OPTIONS = {
+  level: { type: "string" },
+  x: { type: "string" },
+  y: { type: "string" },
+  w: { type: "string" },
+  h: { type: "string" },
+  out: { type: "string" },
+} as const;
+
+async function region(values: ParsedFlags<typeof REGION_OPTIONS>, positionals: string[]) {
   if (positionals.length !== 1 || !values.out) {
-    throw new Error("region: expected <slide> and --out");
+    throw new UsageError("expected <slide> and --out");
   }
   const s = await openSlide(positionals[0]);
   try {
-    const w = int(values.w, "w"), h = int(values.h, "h");
+    const w = int(values, "w"), h = int(values, "h");
     const rgba = await s.readRegion(
-      int(values.level, "level", 0),
-      int(values.x, "x"),
-      int(values.y, "y"),
+      int(values, "level", 0),
+      int(values, "x"),
+      int(values, "y"),
       w,
       h,
     );
@@ -124,16 +124,17 @@ function shrinkRgb(src: Uint8Array, sw: number, sh: number, dw: number, dh: numb
   return out;
 }
 
-async function thumbnail(args: string[]) {
-  const { values, positionals } = parseArgs({
-    args,
-    options: { out: { type: "string" }, overlay: { type: "string" }, max: { type: "string" } },
-    allowPositionals: true,
-  });
+const THUMBNAIL_OPTIONS = {
+  out: { type: "string" },
+  overlay: { type: "string" },
+  max: { type: "string" },
+} as const;
+
+async function thumbnail(values: ParsedFlags<typeof THUMBNAIL_OPTIONS>, positionals: string[]) {
   if (positionals.length !== 1 || !values.out) {
-    throw new Error("thumbnail: expected <slide> and --out");
+    throw new UsageError("expected <slide> and --out");
   }
-  const max = int(values.max, "max", 1024);
+  const max = int(values, "max", 1024);
   const s = await openSlide(positionals[0]);
   try {
     const [W, H] = [s.levels[0].width, s.levels[0].height];
@@ -169,20 +170,18 @@ async function thumbnail(args: string[]) {
   }
 }
 
-async function synth(args: string[]) {
-  const { values } = parseArgs({
-    args,
-    options: {
-      seed: { type: "string" },
-      out: { type: "string" },
-      count: { type: "string" },
-      size: { type: "string" },
-      tumours: { type: "string" },
-    },
-  });
-  if (!values.out) throw new Error("synth: --out <dir> is required");
-  const seed = int(values.seed, "seed", 0), count = int(values.count, "count", 1);
-  const size = int(values.size, "size", 4096);
+const SYNTH_OPTIONS = {
+  seed: { type: "string" },
+  out: { type: "string" },
+  count: { type: "string" },
+  size: { type: "string" },
+  tumours: { type: "string" },
+} as const;
+
+async function synth(values: ParsedFlags<typeof SYNTH_OPTIONS>) {
+  if (!values.out) throw new UsageError("--out <dir> is required");
+  const seed = int(values, "seed", 0), count = int(values, "count", 1);
+  const size = int(values, "size", 4096);
   await Deno.mkdir(values.out, { recursive: true });
   for (let i = 0; i < count; i++) {
     const t0 = performance.now();
@@ -191,7 +190,7 @@ async function synth(args: string[]) {
       seed: seed + i,
       width: size,
       height: size,
-      tumours: values.tumours === undefined ? 2 : int(values.tumours, "tumours"),
+      tumours: int(values, "tumours", 2),
     };
     const { tiff, layout } = await generateSyntheticSlide(spec, `${base}.tif`, `${base}.xml`);
     console.log(
@@ -204,42 +203,27 @@ async function synth(args: string[]) {
 }
 
 /** Subcommands; others may register more (e.g. `mask`). */
-export const COMMANDS: Record<string, (args: string[]) => Promise<void>> = {
-  info,
-  region,
-  thumbnail,
-  synth,
+export const COMMANDS: Record<string, Subcommand> = {
+  info: subcommand({ options: INFO_OPTIONS, positionals: true, run: info }),
+  region: subcommand({ options: REGION_OPTIONS, positionals: true, run: region }),
+  thumbnail: subcommand({ options: THUMBNAIL_OPTIONS, positionals: true, run: thumbnail }),
+  synth: subcommand({ options: SYNTH_OPTIONS, run: synth }),
 };
 
-export async function main(argv: string[]): Promise<number> {
-  const [cmd, ...rest] = argv;
-  const run = cmd ? COMMANDS[cmd] : undefined;
-  if (!run) {
-    console.error(USAGE);
-    return 2;
-  }
-  try {
-    await run(rest);
-    return 0;
-  } catch (e) {
-    console.error(`wsi ${cmd}: ${(e as Error).message}`);
-    return 1;
-  }
+export function main(argv: string[]): Promise<number> {
+  return runSubcommand({ name: "wsi", usage: USAGE }, COMMANDS, argv);
 }
 
 /** `mask <slide> <xml> --level L --out <png>`: the annotation mask (0/255) at a slide level. */
-async function mask(args: string[]) {
-  const { values, positionals } = parseArgs({
-    args,
-    options: { level: { type: "string" }, out: { type: "string" } },
-    allowPositionals: true,
-  });
+const MASK_OPTIONS = { level: { type: "string" }, out: { type: "string" } } as const;
+
+async function mask(values: ParsedFlags<typeof MASK_OPTIONS>, positionals: string[]) {
   if (positionals.length !== 2 || !values.out) {
-    throw new Error("usage: mask <slide> <xml> --level L --out <png>");
+    throw new UsageError("expected <slide> <xml> and --out");
   }
   const s = await openSlide(positionals[0]);
   try {
-    const level = int(values.level, "level", 0);
+    const level = int(values, "level", 0);
     const L = s.levels[level];
     if (!L) throw new Error(`level ${level} not in 0..${s.levels.length - 1}`);
     const ann = parseAsapXml(await Deno.readTextFile(positionals[1]), positionals[1]);
@@ -250,6 +234,6 @@ async function mask(args: string[]) {
     await s.close();
   }
 }
-COMMANDS.mask = mask;
+COMMANDS.mask = subcommand({ options: MASK_OPTIONS, positionals: true, run: mask });
 
 if (import.meta.main) Deno.exit(await main(Deno.args));
