@@ -2,13 +2,13 @@ import { deepStrictEqual as assertEquals, ok as assert } from "node:assert";
 import {
   bestLevelForDownsample,
   medianBlur,
-  morph,
   otsuThreshold,
   saturation,
   slideTissueMask,
   tissueMask,
 } from "../../../pipeline/wsi/tissue.ts";
 import { mulberry32 } from "../../../pipeline/wsi/sampling.ts";
+import { morph } from "../../../model/morphology.ts";
 
 function bruteMorph(src: Uint8Array, w: number, h: number, k: number, max: boolean): Uint8Array {
   const r = k >> 1, out = new Uint8Array(w * h);
