@@ -29,7 +29,7 @@ export function camDefaults(dataset: CamDataset): Required<CamOptions> {
 }
 
 /** ReLU, min-max and uint8 truncation of one raw CAM; `empty` when it is all zero. */
-export function camToU8(raw: ArrayLike<number>): { u8: Uint8Array; empty: boolean } {
+function camToU8(raw: ArrayLike<number>): { u8: Uint8Array; empty: boolean } {
   const n = raw.length;
   const v = new Float64Array(n);
   let lo = Infinity, hi = -Infinity;
@@ -128,7 +128,7 @@ export interface CamResult {
  * Post-processes raw CAMs of the rotated inputs. `raws[k]` is the raw CAM (h×w, row-major) of the
  * image rotated by k·90° counter-clockwise; each is rotated back before averaging.
  */
-export function camMasksFromRaw(
+function camMasksFromRaw(
   raws: ArrayLike<number>[],
   h: number,
   w: number,

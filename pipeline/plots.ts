@@ -393,16 +393,6 @@ export function overlay(
   return { data: out, width: w, height: h, channels: 3 };
 }
 
-/** {@link overlay} encoded as PNG bytes. */
-export function overlayPng(
-  image: Image8,
-  mask: ArrayLike<number>,
-  colour: Rgb = [0, 255, 0],
-  alpha = 0.4,
-): Uint8Array {
-  return encodePng(overlay(image, mask, colour, alpha));
-}
-
 /** Jet-like colormap of v in [0, 1] (blue → cyan → yellow → red). */
 export function jet(v: number): Rgb {
   const t = Math.min(1, Math.max(0, Number.isFinite(v) ? v : 0));

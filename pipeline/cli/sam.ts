@@ -38,7 +38,7 @@ function numbers(s: string, flag: string, form: string): number[] {
 }
 
 /** Parses `--points "x,y,label;x,y,label"`. */
-export function parsePoints(s: string): { coords: number[]; labels: number[] } {
+function parsePoints(s: string): { coords: number[]; labels: number[] } {
   const form = `"x,y,label;x,y,label" with numbers x, y and label 0 or 1`;
   const coords: number[] = [], labels: number[] = [];
   for (const p of s.split(";").map((v) => v.trim()).filter((v) => v !== "")) {
@@ -54,7 +54,7 @@ export function parsePoints(s: string): { coords: number[]; labels: number[] } {
 }
 
 /** Parses `--box x0,y0,x1,y1`. */
-export function parseBox(s: string): number[] {
+function parseBox(s: string): number[] {
   const form = "x0,y0,x1,y1 (four numbers, x1 >= x0, y1 >= y0)";
   const v = numbers(s, "box", form);
   if (v.length !== 4 || v[2] < v[0] || v[3] < v[1]) {
@@ -94,7 +94,7 @@ async function readMaskInput(path: string, config: SamConfig): Promise<Float32Ar
 const COLORS = [[30, 144, 255], [255, 140, 0], [50, 205, 50], [220, 20, 60], [186, 85, 211]];
 
 /** The image with masks tinted (alpha 0.45), the box outlined and the points as discs. */
-export function drawOverlay(
+function drawOverlay(
   img: Image8,
   masks: Uint8Array[],
   points: { coords: number[]; labels: number[] } | null,

@@ -32,7 +32,7 @@ const USAGE =
     [--points N] [--dataset camelyon16|camelyon17] [--train-encoder|--no-train-encoder]
     [--stop-after dataset|classifier|initial_masks|preliminary|iter_<k>] [--force] [--quiet]`;
 
-export function stageNames(cfg: PipelineConfig): string[] {
+function stageNames(cfg: PipelineConfig): string[] {
   const it = Array.from({ length: cfg.iterations }, (_, i) => `iter_${i + 1}`);
   return ["dataset", "classifier", "initial_masks", "preliminary", ...it, "evaluate"];
 }

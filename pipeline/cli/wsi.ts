@@ -35,7 +35,7 @@ function int(flags: Flags, name: string, def?: number): number {
 }
 
 /** The slide's summary as printed by `info --json`. */
-export function slideInfo(s: Slide) {
+function slideInfo(s: Slide) {
   return {
     levels: s.levels.map(({ width, height, downsample, tileWidth, tileHeight }) => ({
       width,

@@ -19,7 +19,7 @@ import { pseudoDir, type PseudoStats } from "../sam/pseudo_labels.ts";
 import { type Scores, segmentAndScore } from "../sam/score.ts";
 
 /** Loss curves of every stage from metrics.jsonl (epochs laid end to end). */
-export async function lossCurves(ctx: StageContext): Promise<Uint8Array> {
+async function lossCurves(ctx: StageContext): Promise<Uint8Array> {
   const recs = await ctx.run.readMetrics();
   const series = new Map<string, [number, number][]>();
   const offsets = new Map<string, number>();
