@@ -237,7 +237,7 @@ async function train(v: ParsedFlags<typeof OPTIONS>): Promise<number> {
     }
     console.log(table(summary));
     console.log(
-      `\nrun folder ${out}: summary.json, metrics.jsonl, plots/loss_curves.png, examples/`,
+      `\nrun folder ${out}: summary.json, metrics.jsonl, plots/loss_curves.svg, examples/`,
     );
     return 0;
   } finally {
