@@ -44,19 +44,20 @@ function run1d(inp: Uint8Array, n: number, k: number, isMax: boolean, out: Uint8
   const m = n + 2 * r;
   const padded = new Uint8Array(m + k).fill(neutral);
   padded.set(inp.subarray(0, n), r);
-  const g = new Uint8Array(m + k), h = new Uint8Array(m + k);
+  // Van Herk/Gil-Werman: running best from each block start (prefix) and from its end (suffix).
+  const prefix = new Uint8Array(m + k), suffix = new Uint8Array(m + k);
   const best = isMax
     ? (a: number, b: number) => (a > b ? a : b)
     : (a: number, b: number) => (a < b ? a : b);
   for (let s = 0; s < m; s += k) {
     const e = Math.min(s + k, m + k);
-    g[s] = padded[s];
-    for (let i = s + 1; i < e; i++) g[i] = best(g[i - 1], padded[i]);
-    h[e - 1] = padded[e - 1];
-    for (let i = e - 2; i >= s; i--) h[i] = best(h[i + 1], padded[i]);
+    prefix[s] = padded[s];
+    for (let i = s + 1; i < e; i++) prefix[i] = best(prefix[i - 1], padded[i]);
+    suffix[e - 1] = padded[e - 1];
+    for (let i = e - 2; i >= s; i--) suffix[i] = best(suffix[i + 1], padded[i]);
   }
   // Window [i, i+k-1] in padded coordinates is centred on input i.
-  for (let i = 0; i < n; i++) out[i] = best(h[i], g[i + k - 1]);
+  for (let i = 0; i < n; i++) out[i] = best(suffix[i], prefix[i + k - 1]);
 }
 
 /** Morphological opening (erode then dilate) with a k×k square. */

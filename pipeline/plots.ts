@@ -136,10 +136,12 @@ export class Canvas {
   text(x: number, y: number, s: string, c: Rgb = [0, 0, 0], scale = 1): void {
     let cx = x;
     for (const ch of s) {
-      const g = GLYPHS[ch] ?? GLYPHS["?"];
+      const glyph = GLYPHS[ch] ?? GLYPHS["?"];
       for (let r = 0; r < 7; r++) {
         for (let col = 0; col < 5; col++) {
-          if (g[r] & (16 >> col)) this.fillRect(cx + col * scale, y + r * scale, scale, scale, c);
+          if (glyph[r] & (16 >> col)) {
+            this.fillRect(cx + col * scale, y + r * scale, scale, scale, c);
+          }
         }
       }
       cx += 6 * scale;

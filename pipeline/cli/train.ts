@@ -130,11 +130,11 @@ async function train(v: ParsedFlags<typeof OPTIONS>): Promise<number> {
     }
     const out = v.out ?? "runs/default";
     run = RunDir.open(out, cfg as unknown as Record<string, unknown>, { force: v.force });
-    const g = await initGpu();
+    const gpu = await initGpu();
     log(
       `train: profile ${cfg.profile}, run folder ${out}${
         run.resumed ? " (resuming)" : ""
-      }; adapter ${g.adapterName ?? ""}`,
+      }; adapter ${gpu.adapterName ?? ""}`,
     );
     if (!cfg.sam.checkpoint) {
       log(
