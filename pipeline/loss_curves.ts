@@ -23,7 +23,13 @@ export function niceTicks(lo: number, hi: number, target = 5): number[] {
   const mag = 10 ** Math.floor(Math.log10(raw));
   const step = [1, 2, 5, 10].map((m) => m * mag).find((s) => s >= raw) ?? 10 * mag;
   const out: number[] = [];
-  for (let v = Math.ceil(lo / step - 1e-9) * step; v <= hi + step * 1e-9; v += step) {
+  // Ticks by index, not `v += step`: far from zero a step below half an ulp would not advance v.
+  const k0 = Math.ceil(lo / step - 1e-9);
+  for (
+    let i = 0, v = k0 * step;
+    v <= hi + step * 1e-9 && i <= 4 * target + 4;
+    v = (k0 + ++i) * step
+  ) {
     out.push(Math.abs(v) < step * 1e-9 ? 0 : v);
   }
   return out;

@@ -15,18 +15,28 @@ import {
   toFloat32,
   writeSafetensors,
 } from "../../engine/io/safetensors.ts";
-import { type Image8, readPng, toRgb, writePng } from "../../engine/io/png.ts";
+import {
+  DEFAULT_MAX_IMAGE_PIXELS,
+  type Image8,
+  MAX_IMAGE_PIXELS_ENV,
+  maxImagePixels,
+  readPng,
+  toRgb,
+  writePng,
+} from "../../engine/io/png.ts";
+import { numberFlag, type ParsedFlags, runCommand, UsageError } from "./args.ts";
 import { loadSamConfig, type SamConfig } from "../../model/sam/configs.ts";
 import { loadSam } from "../../model/sam/checkpoint.ts";
 import { SamPredictor } from "../../model/sam/predictor.ts";
-import { type ParsedFlags, runCommand, UsageError } from "./args.ts";
 
 const USAGE = `usage: deno task sam --checkpoint <.pth|.safetensors> --image <png> --out <dir>
     [--config vit_b|vit_l|vit_h|<config.json>]   (default vit_b)
     [--points "x,y,label;x,y,label"]   original-image pixels, label 1 foreground / 0 background
     [--box x0,y0,x1,y1]                original-image pixels
     [--mask-input <file.safetensors>]  key "mask_input": low-res logits [1, 4h, 4w]
-    [--multimask]                      three masks instead of one`;
+    [--multimask]                      three masks instead of one
+    [--max-image-pixels N]             largest --image accepted (default ${DEFAULT_MAX_IMAGE_PIXELS};
+                                       env ${MAX_IMAGE_PIXELS_ENV})`;
 
 function numbers(s: string, flag: string, form: string): number[] {
   const parts = s.split(",").map((v) => v.trim());
@@ -63,6 +73,30 @@ function parseBox(s: string): number[] {
   return v;
 }
 
+/**
+ * Refuses prompt coordinates far outside the image (more than one image size beyond an edge):
+ * such a prompt means nothing to SAM, and a huge value (1e16) would otherwise reach code that
+ * loops over coordinates. Points and boxes partly outside the image stay legal.
+ */
+export function checkPromptRange(
+  points: { coords: number[] } | null,
+  box: number[] | null,
+  width: number,
+  height: number,
+): void {
+  const check = (flag: string, v: number, axis: "x" | "y") => {
+    const size = axis === "x" ? width : height;
+    if (v < -size || v > 2 * size) {
+      throw new UsageError(
+        `--${flag}: ${axis} = ${v} lies far outside the ${width}x${height} image ` +
+          `(accepted ${axis} in [${-size}, ${2 * size}], original-image pixels)`,
+      );
+    }
+  };
+  points?.coords.forEach((v, i) => check("points", v, i % 2 === 0 ? "x" : "y"));
+  box?.forEach((v, i) => check("box", v, i % 2 === 0 ? "x" : "y"));
+}
+
 async function readMaskInput(path: string, config: SamConfig): Promise<Float32Array> {
   const [eh, ew] = config.prompt_encoder.image_embedding_size;
   let m: Map<string, HostTensor>;
@@ -94,7 +128,7 @@ async function readMaskInput(path: string, config: SamConfig): Promise<Float32Ar
 const COLORS = [[30, 144, 255], [255, 140, 0], [50, 205, 50], [220, 20, 60], [186, 85, 211]];
 
 /** The image with masks tinted (alpha 0.45), the box outlined and the points as discs. */
-function drawOverlay(
+export function drawOverlay(
   img: Image8,
   masks: Uint8Array[],
   points: { coords: number[]; labels: number[] } | null,
@@ -115,14 +149,16 @@ function drawOverlay(
     if (x < 0 || y < 0 || x >= w || y >= h) return;
     out.set(c, (y * w + x) * 3);
   };
+  // Every loop below runs over the part of its shape inside the image only: a coordinate far
+  // outside (1e16) must not drive a loop (x++ stops advancing past 2^53).
   if (box) {
     const [x0, y0, x1, y1] = box.map(Math.round);
     const green = [0, 255, 0];
-    for (let x = x0; x <= x1; x++) {
+    for (let x = Math.max(x0, 0), xe = Math.min(x1, w - 1); x <= xe; x++) {
       put(x, y0, green);
       put(x, y1, green);
     }
-    for (let y = y0; y <= y1; y++) {
+    for (let y = Math.max(y0, 0), ye = Math.min(y1, h - 1); y <= ye; y++) {
       put(x0, y, green);
       put(x1, y, green);
     }
@@ -132,8 +168,10 @@ function drawOverlay(
     points.labels.forEach((l, i) => {
       const cx = points.coords[2 * i], cy = points.coords[2 * i + 1];
       const fill = l === 1 ? [0, 220, 0] : [230, 0, 0];
-      for (let y = Math.floor(cy - r - 1); y <= Math.ceil(cy + r + 1); y++) {
-        for (let x = Math.floor(cx - r - 1); x <= Math.ceil(cx + r + 1); x++) {
+      const ya = Math.max(Math.floor(cy - r - 1), 0), yb = Math.min(Math.ceil(cy + r + 1), h - 1);
+      const xa = Math.max(Math.floor(cx - r - 1), 0), xb = Math.min(Math.ceil(cx + r + 1), w - 1);
+      for (let y = ya; y <= yb; y++) {
+        for (let x = xa; x <= xb; x++) {
           const d = Math.hypot(x + 0.5 - cx, y + 0.5 - cy);
           if (d <= r) put(x, y, fill);
           else if (d <= r + 1) put(x, y, [255, 255, 255]);
@@ -161,6 +199,7 @@ const OPTIONS = {
   "mask-input": { type: "string" },
   multimask: { type: "boolean" },
   out: { type: "string" },
+  "max-image-pixels": { type: "string" },
 } as const;
 
 export function main(argv: string[]): Promise<number> {
@@ -182,15 +221,21 @@ async function promptSam(values: ParsedFlags<typeof OPTIONS>): Promise<number> {
   const maskInput = values["mask-input"] !== undefined
     ? await readMaskInput(values["mask-input"], config)
     : undefined;
+  const maxPixels = numberFlag(values, "max-image-pixels", {
+    def: maxImagePixels(),
+    min: 1,
+    integer: true,
+  })!;
   let img: Image8;
   try {
-    img = toRgb(await readPng(values.image!));
+    img = toRgb(await readPng(values.image!, { maxPixels }));
   } catch (e) {
     if (e instanceof Deno.errors.NotFound) {
       throw new UsageError(`--image ${values.image}: file not found`);
     }
     throw new UsageError(`--image ${(e as Error).message}`);
   }
+  checkPromptRange(points, box, img.width, img.height);
   try {
     await Deno.stat(values.checkpoint!);
   } catch {

@@ -11,10 +11,8 @@ import { generateSyntheticSlide } from "../wsi/synthetic.ts";
 import { parseAsapXml, rasterize } from "../wsi/annotations.ts";
 import { writePng } from "../../engine/io/png.ts";
 import {
-  type Flags,
   numberFlag,
   type ParsedFlags,
-  requiredNumberFlag,
   runSubcommand,
   type Subcommand,
   subcommand,
@@ -28,11 +26,24 @@ const USAGE = `usage: deno task wsi <command> ...
   synth --seed S --out <dir> [--count N] [--size 4096] [--tumours 2]
   mask <slide> <xml> --level L --out <png>`;
 
-/** An integer flag; without `def` it must be given. */
-function int(flags: Flags, name: string, def?: number): number {
-  if (def === undefined) return requiredNumberFlag(flags, name, { integer: true });
-  return numberFlag(flags, name, { def, integer: true })!;
+/**
+ * An integer flag in [min, max] (a UsageError naming the flag otherwise); `def` when absent,
+ * required when there is no default.
+ */
+function int(
+  v: string | undefined,
+  name: string,
+  def?: number,
+  range: { min?: number; max?: number } = {},
+): number {
+  if (v === undefined && def === undefined) throw new UsageError(`--${name} is required`);
+  const n = numberFlag({ [name]: v }, name, { def, ...range, integer: true })!;
+  if (!Number.isSafeInteger(n)) throw new UsageError(`--${name} ${v} is too large`);
+  return n;
 }
+
+/** Largest region `region` writes (OpenSlide-style RGBA in memory, then one PNG): 2^28 px. */
+const MAX_REGION_PIXELS = 2 ** 28;
 
 /** The slide's summary as printed by `info --json`. */
 function slideInfo(s: Slide) {
@@ -83,16 +94,26 @@ async function region(values: ParsedFlags<typeof REGION_OPTIONS>, positionals: s
   if (positionals.length !== 1 || !values.out) {
     throw new UsageError("expected <slide> and --out");
   }
+  // Every argument is checked before the slide is read: a zero or huge size would otherwise
+  // surface as the PNG encoder's message or an allocation failure.
+  const w = int(values.w, "w", undefined, { min: 1 }),
+    h = int(values.h, "h", undefined, { min: 1 });
+  if (w * h > MAX_REGION_PIXELS) {
+    throw new UsageError(
+      `--w ${w} --h ${h} is ${w * h} pixels, above the ${MAX_REGION_PIXELS} a region ` +
+        `may have; cut it into smaller regions`,
+    );
+  }
+  const x = int(values.x, "x"), y = int(values.y, "y");
+  const level = int(values.level, "level", 0, { min: 0 });
   const s = await openSlide(positionals[0]);
   try {
-    const w = int(values, "w"), h = int(values, "h");
-    const rgba = await s.readRegion(
-      int(values, "level", 0),
-      int(values, "x"),
-      int(values, "y"),
-      w,
-      h,
-    );
+    if (level >= s.levels.length) {
+      throw new UsageError(
+        `--level ${level} does not exist: ${s.path} has levels 0..${s.levels.length - 1}`,
+      );
+    }
+    const rgba = await s.readRegion(level, x, y, w, h);
     await writePng(values.out, { data: rgba, width: w, height: h, channels: 4 });
   } finally {
     await s.close();
@@ -134,7 +155,7 @@ async function thumbnail(values: ParsedFlags<typeof THUMBNAIL_OPTIONS>, position
   if (positionals.length !== 1 || !values.out) {
     throw new UsageError("expected <slide> and --out");
   }
-  const max = int(values, "max", 1024);
+  const max = int(values.max, "max", 1024, { min: 1, max: 16384 });
   const s = await openSlide(positionals[0]);
   try {
     const [W, H] = [s.levels[0].width, s.levels[0].height];
@@ -147,7 +168,10 @@ async function thumbnail(values: ParsedFlags<typeof THUMBNAIL_OPTIONS>, position
     }
     const lv = s.levels[L];
     if (lv.width * lv.height > 2 ** 27) {
-      throw new Error(`thumbnail: smallest usable level is ${lv.width}x${lv.height}; too large`);
+      throw new Error(
+        `${s.path}: no level small enough for a thumbnail: the smallest usable level is ` +
+          `${lv.width}x${lv.height} (more than 2^27 pixels) and the file has no smaller level`,
+      );
     }
     const rgb = await s.readRegionRGB(L, 0, 0, lv.width, lv.height);
     const img = shrinkRgb(rgb, lv.width, lv.height, tw, th);
@@ -180,8 +204,10 @@ const SYNTH_OPTIONS = {
 
 async function synth(values: ParsedFlags<typeof SYNTH_OPTIONS>) {
   if (!values.out) throw new UsageError("--out <dir> is required");
-  const seed = int(values, "seed", 0), count = int(values, "count", 1);
-  const size = int(values, "size", 4096);
+  const seed = int(values.seed, "seed", 0, { min: 0 });
+  const count = int(values.count, "count", 1, { min: 1 });
+  const size = int(values.size, "size", 4096, { min: 1 });
+  const tumours = int(values.tumours, "tumours", 2, { min: 0 });
   await Deno.mkdir(values.out, { recursive: true });
   for (let i = 0; i < count; i++) {
     const t0 = performance.now();
@@ -190,7 +216,7 @@ async function synth(values: ParsedFlags<typeof SYNTH_OPTIONS>) {
       seed: seed + i,
       width: size,
       height: size,
-      tumours: int(values, "tumours", 2),
+      tumours,
     };
     const { tiff, layout } = await generateSyntheticSlide(spec, `${base}.tif`, `${base}.xml`);
     console.log(
@@ -223,9 +249,9 @@ async function mask(values: ParsedFlags<typeof MASK_OPTIONS>, positionals: strin
   }
   const s = await openSlide(positionals[0]);
   try {
-    const level = int(values, "level", 0);
+    const level = int(values.level, "level", 0);
     const L = s.levels[level];
-    if (!L) throw new Error(`level ${level} not in 0..${s.levels.length - 1}`);
+    if (!L) throw new UsageError(`level ${level} not in 0..${s.levels.length - 1}`);
     const ann = parseAsapXml(await Deno.readTextFile(positionals[1]), positionals[1]);
     for (const ig of ann.ignored) console.error(`ignored ${ig.name} (${ig.group}): ${ig.reason}`);
     const m = rasterize(ann, L.width, L.height, L.downsample);

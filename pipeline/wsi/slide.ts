@@ -6,13 +6,15 @@
  * against the file size before anything is allocated, and IFD chains are cycle-checked, so a
  * corrupt or truncated file gives an Error naming it instead of a huge allocation or a hang.
  * Tile bytes are read on demand through one `Deno.FsFile` (the file is never held in memory) and
- * decoded by geotiff.js's codecs (LZW, Deflate, PackBits, raw); JPEG tiles go through our own
- * libjpeg-compatible decoder so that colours match OpenSlide (fancy chroma upsampling).
+ * decoded by `tile_codecs.ts` (LZW, Deflate, PackBits, raw; output bounded by the tile size,
+ * which geotiff.js's codecs are not); JPEG tiles go through our own libjpeg-compatible decoder
+ * so that colours match OpenSlide (fancy chroma upsampling).
  */
-import { getDecoder } from "geotiff";
 import { TileCache } from "./tile_cache.ts";
 import { decodeJpegTile } from "./jpeg_decoder.ts";
 import { TAG, TYPE_SIZES } from "./tiff_tags.ts";
+import { decodeTileData } from "./tile_codecs.ts";
+import { InputError, isInputError } from "../../engine/io/errors.ts";
 
 /** One pyramid level; `downsample` relative to level 0 as OpenSlide computes it. */
 export interface SlideLevel {
@@ -77,6 +79,13 @@ export function compressionName(code: number): string {
 const MAX_IFD_ENTRIES = 4096;
 /** Largest number of IFDs walked (pyramids have < 20; guards against loops and garbage). */
 const MAX_IFDS = 1024;
+/** Largest JPEGTables accepted (parsed again for every tile; real ones are under 4 KiB). */
+const MAX_JPEG_TABLES_BYTES = 65536;
+/**
+ * Largest compressed tile read, relative to its decoded size: 2x (LZW's worst expansion is
+ * about 1.5x) plus 64 KiB. A byte count beyond it is a corrupt or hostile claim.
+ */
+const maxTileBytes = (decoded: number) => 2 * decoded + 65536;
 
 interface Entry {
   type: number;
@@ -102,7 +111,7 @@ class RandomAccess {
       offset + length > this.size
     ) {
       return Promise.reject(
-        new Error(
+        new InputError(
           `${this.path}: truncated or corrupt TIFF: ${what} at bytes [${offset}, ${
             offset + length
           }) lies outside the file (${this.size} bytes)`,
@@ -116,7 +125,7 @@ class RandomAccess {
       while (done < length) {
         const n = await this.file.read(buf.subarray(done));
         if (n === null || n === 0) {
-          throw new Error(`${this.path}: unexpected end of file reading ${what} at ${offset}`);
+          throw new InputError(`${this.path}: unexpected end of file reading ${what} at ${offset}`);
         }
         done += n;
       }
@@ -149,7 +158,7 @@ class TiffStructure {
       default: {
         const x = v.getBigUint64(off, this.le);
         if (x > BigInt(Number.MAX_SAFE_INTEGER)) {
-          throw new Error(`${this.ra.path}: corrupt TIFF: 64-bit value ${x} is too large`);
+          throw new InputError(`${this.ra.path}: corrupt TIFF: 64-bit value ${x} is too large`);
         }
         return Number(x);
       }
@@ -159,27 +168,29 @@ class TiffStructure {
   /** Reads the header; returns the first IFD offset. */
   async header(): Promise<number> {
     const path = this.ra.path;
-    if (this.ra.size < 8) throw new Error(`${path}: not a TIFF file (only ${this.ra.size} bytes)`);
+    if (this.ra.size < 8) {
+      throw new InputError(`${path}: not a TIFF file (only ${this.ra.size} bytes)`);
+    }
     const h = await this.ra.read(0, Math.min(16, this.ra.size), "header");
     const v = this.#view(h);
     const bom = v.getUint16(0, false);
     if (bom === 0x4949) this.le = true;
     else if (bom === 0x4d4d) this.le = false;
-    else throw new Error(`${path}: not a TIFF file (bad byte-order mark)`);
+    else throw new InputError(`${path}: not a TIFF file (bad byte-order mark)`);
     const magic = v.getUint16(2, this.le);
     if (magic === 42) {
       this.big = false;
       return v.getUint32(4, this.le);
     }
     if (magic === 43) {
-      if (h.length < 16) throw new Error(`${path}: truncated BigTIFF header`);
+      if (h.length < 16) throw new InputError(`${path}: truncated BigTIFF header`);
       this.big = true;
       if (v.getUint16(4, this.le) !== 8) {
-        throw new Error(`${path}: unsupported BigTIFF offset size ${v.getUint16(4, this.le)}`);
+        throw new InputError(`${path}: unsupported BigTIFF offset size ${v.getUint16(4, this.le)}`);
       }
       return this.#uint(v, 8, 8);
     }
-    throw new Error(`${path}: not a TIFF file (magic ${magic})`);
+    throw new InputError(`${path}: not a TIFF file (magic ${magic})`);
   }
 
   async readIfd(offset: number): Promise<Ifd> {
@@ -190,7 +201,7 @@ class TiffStructure {
     const nb = await this.ra.read(offset, countBytes, "IFD entry count");
     const n = this.#uint(this.#view(nb), 0, countBytes);
     if (n === 0 || n > MAX_IFD_ENTRIES) {
-      throw new Error(`${path}: corrupt TIFF: IFD at ${offset} claims ${n} entries`);
+      throw new InputError(`${path}: corrupt TIFF: IFD at ${offset} claims ${n} entries`);
     }
     const body = await this.ra.read(offset + countBytes, n * entrySize + offBytes, "IFD");
     const v = this.#view(body);
@@ -209,7 +220,7 @@ class TiffStructure {
       else {
         at = this.#uint(v, e + (this.big ? 12 : 8), offBytes);
         if (!Number.isSafeInteger(bytes) || at + bytes > this.ra.size) {
-          throw new Error(
+          throw new InputError(
             `${path}: truncated or corrupt TIFF: tag ${tag} values [${at}, ${
               at + bytes
             }) lie outside the file (${this.ra.size} bytes)`,
@@ -300,9 +311,9 @@ class TiffStructure {
     const walk = async (start: number) => {
       let off = start;
       while (off !== 0) {
-        if (seen.has(off)) throw new Error(`${this.ra.path}: corrupt TIFF: IFD chain loops`);
+        if (seen.has(off)) throw new InputError(`${this.ra.path}: corrupt TIFF: IFD chain loops`);
         if (seen.size >= MAX_IFDS) {
-          throw new Error(`${this.ra.path}: corrupt TIFF: more than ${MAX_IFDS} IFDs`);
+          throw new InputError(`${this.ra.path}: corrupt TIFF: more than ${MAX_IFDS} IFDs`);
         }
         seen.add(off);
         const ifd = await this.readIfd(off);
@@ -332,7 +343,6 @@ interface LevelData extends SlideLevel {
   counts: number[];
   across: number;
   down: number;
-  decoder?: { decode(b: ArrayBuffer): Promise<ArrayBuffer> };
 }
 
 /** Reads the level description of a tiled IFD, or null when the IFD is not a usable tiled image. */
@@ -353,11 +363,13 @@ async function describe(
     ]] as const
   ) {
     if (v === undefined || !Number.isInteger(v) || v < 1 || v > 2 ** 31) {
-      throw new Error(`${path}: corrupt TIFF: ${k} is ${v} in IFD at ${ifd.offset}`);
+      throw new InputError(`${path}: corrupt TIFF: ${k} is ${v} in IFD at ${ifd.offset}`);
     }
   }
   if (tileWidth! * tileHeight! > 1 << 24) {
-    throw new Error(`${path}: corrupt TIFF: tile size ${tileWidth}x${tileHeight} is implausible`);
+    throw new InputError(
+      `${path}: corrupt TIFF: tile size ${tileWidth}x${tileHeight} is implausible`,
+    );
   }
   const compression = (await t.value(ifd, TAG.Compression)) ?? 1;
   const photometric = (await t.value(ifd, TAG.Photometric)) ?? 2;
@@ -372,34 +384,46 @@ async function describe(
   const oe = ifd.entries.get(TAG.TileOffsets)!;
   const ce = ifd.entries.get(TAG.TileByteCounts);
   if (!ce || oe.count !== nTiles || ce.count !== nTiles) {
-    throw new Error(
+    throw new InputError(
       `${path}: corrupt TIFF: IFD at ${ifd.offset} has ${oe.count} tile offsets and ${ce?.count} ` +
         `byte counts for ${across}x${down} tiles`,
     );
   }
   if (!SUPPORTED_COMPRESSIONS.has(compression)) {
-    throw new Error(
+    throw new InputError(
       `${path}: cannot decode TIFF compression ${compression} (${compressionName(compression)})`,
     );
   }
   if (bits.some((b) => b !== 8) || ![1, 3, 4].includes(samples) || planar !== 1) {
-    throw new Error(
+    throw new InputError(
       `${path}: unsupported pixel layout (BitsPerSample ${bits.join(",")}, SamplesPerPixel ` +
         `${samples}, PlanarConfiguration ${planar}); 8-bit interleaved gray/RGB/RGBA is supported`,
     );
   }
+  if (predictor !== 1 && (predictor !== 2 || compression === 7)) {
+    throw new InputError(
+      `${path}: unsupported TIFF Predictor ${predictor} (1, or 2 with LZW/Deflate)`,
+    );
+  }
   if (photometric === 6 && compression !== 7 && (sub[0] !== 1 || sub[1] !== 1)) {
-    throw new Error(`${path}: subsampled YCbCr without JPEG compression is not supported`);
+    throw new InputError(`${path}: subsampled YCbCr without JPEG compression is not supported`);
   }
   const offsets = (await t.values(ifd, TAG.TileOffsets))!;
   const counts = (await t.values(ifd, TAG.TileByteCounts))!;
   for (let i = 0; i < nTiles; i++) {
     if (counts[i] > 0 && offsets[i] + counts[i] > t.ra.size) {
-      throw new Error(
+      throw new InputError(
         `${path}: truncated or corrupt TIFF: tile ${i} of IFD at ${ifd.offset} needs bytes up to ` +
           `${offsets[i] + counts[i]} but the file has ${t.ra.size}`,
       );
     }
+  }
+  const tablesEntry = ifd.entries.get(TAG.JPEGTables);
+  if (compression === 7 && tablesEntry && tablesEntry.count > MAX_JPEG_TABLES_BYTES) {
+    throw new InputError(
+      `${path}: corrupt TIFF: JPEGTables of IFD at ${ifd.offset} claims ${tablesEntry.count} ` +
+        `bytes (real tables are a few KiB; at most ${MAX_JPEG_TABLES_BYTES})`,
+    );
   }
   const jpegTables = compression === 7 ? await t.bytes(ifd, TAG.JPEGTables) : undefined;
   return {
@@ -443,15 +467,18 @@ export async function openSlide(path: string, opts: { cacheBytes?: number } = {}
   try {
     file = await Deno.open(path, { read: true });
   } catch (e) {
-    throw new Error(`${path}: cannot open (${(e as Error).message})`, { cause: e });
+    throw new InputError(`${path}: cannot open (${(e as Error).message})`, { cause: e });
   }
   try {
     const size = (await file.stat()).size;
     const ra = new RandomAccess(path, file, size);
     const t = new TiffStructure(ra);
     const ifds = await t.allIfds(await t.header());
+    if (ifds.length === 0) {
+      throw new InputError(`${path}: corrupt TIFF: no image directory (IFD offset 0)`);
+    }
     const base = await describe(t, ifds[0]);
-    if (!base) throw new Error(`${path}: not a tiled TIFF (the first image is not tiled)`);
+    if (!base) throw new InputError(`${path}: not a tiled TIFF (the first image is not tiled)`);
     const mpp = await readMpp(t, ifds[0]);
     const levels: LevelData[] = [{ ...base, downsample: 1, index: 0 }];
     for (let i = 1; i < ifds.length; i++) {
@@ -556,15 +583,25 @@ class TiffSlide implements Slide {
     const i = ty * L.across + tx;
     const count = L.counts[i];
     if (count === 0) return null;
+    if (count > maxTileBytes(L.tileWidth * L.tileHeight * L.samples)) {
+      throw new InputError(
+        `${this.path}: corrupt TIFF: tile (${tx}, ${ty}) of level ${L.index} claims ${count} ` +
+          `bytes for a ${L.tileWidth}x${L.tileHeight} tile (at most ` +
+          `${maxTileBytes(L.tileWidth * L.tileHeight * L.samples)})`,
+      );
+    }
     const raw = await this.ra.read(L.offsets[i], count, `tile ${tx},${ty} of level ${L.index}`);
     const tw = L.tileWidth, th = L.tileHeight, n = tw * th;
     const where = `tile (${tx}, ${ty}) of level ${L.index}`;
     const rgba = new Uint8Array(n * 4);
     try {
       if (L.compression === 7) {
-        const rgb = decodeJpegTile(raw, L.jpegTables, L.photometric === 6 ? "ycbcr" : "rgb");
-        if (rgb.width < tw || rgb.height < th) {
-          throw new Error(`JPEG is ${rgb.width}x${rgb.height}, tile is ${tw}x${th}`);
+        const rgb = decodeJpegTile(raw, L.jpegTables, L.photometric === 6 ? "ycbcr" : "rgb", {
+          width: tw,
+          height: th,
+        });
+        if (rgb.width !== tw || rgb.height !== th) {
+          throw new InputError(`JPEG is ${rgb.width}x${rgb.height}, tile is ${tw}x${th}`);
         }
         const c = rgb.channels, src = rgb.data, sw = rgb.width;
         // One 32-bit store per pixel (RGBA bytes in memory order on a little-endian host).
@@ -583,19 +620,8 @@ class TiffSlide implements Slide {
         if (!LITTLE_ENDIAN) swapRgbaWords(px32);
         return rgba;
       }
-      if (!L.decoder) {
-        L.decoder = await getDecoder(L.compression, {
-          tileWidth: tw,
-          tileHeight: th,
-          planarConfiguration: 1,
-          bitsPerSample: new Array(L.samples).fill(8),
-          predictor: L.predictor,
-        }) as unknown as LevelData["decoder"];
-      }
-      const buf = raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.byteLength);
-      const px = new Uint8Array(await L.decoder!.decode(buf as ArrayBuffer));
       const spp = L.samples;
-      if (px.length < n * spp) throw new Error(`decoded ${px.length} bytes, expected ${n * spp}`);
+      const px = decodeTileData(L.compression, raw, n * spp, L.predictor, spp, tw * spp);
       if (L.photometric === 6 && spp >= 3) ycbcrToRgbInPlace(px, n, spp);
       for (let k = 0; k < n; k++) {
         const s = k * spp, d = k * 4;
@@ -612,7 +638,9 @@ class TiffSlide implements Slide {
       }
       return rgba;
     } catch (e) {
-      throw new Error(
+      // The decoders' own refusals stay refusals; anything else (a bug) stays a plain Error.
+      const Err = isInputError(e) ? InputError : Error;
+      throw new Err(
         `${this.path}: cannot decode ${compressionName(L.compression)} ${where}: ${
           (e as Error).message
         }`,

@@ -6,6 +6,9 @@
  */
 import { morph } from "../../model/morphology.ts";
 
+import { Progress } from "../progress.ts";
+import { InputError } from "../../engine/io/errors.ts";
+
 /** Options of {@link tissueMask}; defaults are the reference's. */
 export interface TissueOptions {
   /** Side of the square structuring element of the closing (cv2 kernel 7×7). */
@@ -179,7 +182,15 @@ export function tissueMaskFromSaturation(
 
 /** Minimal slide surface used here (matches `pipeline/wsi/slide.ts`). */
 export interface TissueSlide {
-  levels: { width: number; height: number; downsample: number }[];
+  /** The file, for error messages. */
+  path?: string;
+  levels: {
+    width: number;
+    height: number;
+    downsample: number;
+    tileWidth?: number;
+    tileHeight?: number;
+  }[];
   readRegion(level: number, x0: number, y0: number, w: number, h: number): Promise<Uint8Array>;
 }
 
@@ -205,9 +216,27 @@ export interface SlideTissueMask {
 }
 
 /**
+ * Largest level whose tissue mask is computed at full resolution: 2^27 pixels (every CAMELYON
+ * slide's downsample-16 level fits), about 1.2 GB at the limit for the mask steps (saturation,
+ * closing, median). A larger level is area-averaged while it streams (see below).
+ */
+export const MAX_TISSUE_LEVEL_PIXELS = 2 ** 27;
+/**
+ * Most level pixels streamed to build a reduced tissue image: 2^36 (~262144²), three times the
+ * largest CAMELYON slide. Beyond it the file is refused (it would take hours, and no scanner
+ * writes such a single-level file).
+ */
+export const MAX_TISSUE_STREAM_PIXELS = 2 ** 36;
+
+/**
  * Tissue mask of a slide level (default: the level nearest downsample 16, what the
  * reference's file name `_tissue_mask_ds16` and its `mask_downscale=16` assume). The level is
  * read in strips so only the 1-byte saturation of the whole level is held.
+ *
+ * A slide without a small level (a single-level 60000² TIFF) has no level near downsample 16:
+ * then the chosen level is streamed in tile-aligned bands and area-averaged by an integer factor
+ * (to downsample 16, or more if the mask would still exceed {@link MAX_TISSUE_LEVEL_PIXELS}),
+ * as a pyramid level would have been, so memory stays bounded by one band and the mask.
  */
 export async function slideTissueMask(
   slide: TissueSlide,
@@ -216,8 +245,14 @@ export async function slideTissueMask(
 ): Promise<SlideTissueMask> {
   const lv = level ?? bestLevelForDownsample(slide.levels, 16);
   const L = slide.levels[lv];
-  if (!L) throw new Error(`slide has no level ${lv} (levels 0..${slide.levels.length - 1})`);
+  const name = slide.path ?? "slide";
+  if (!L) {
+    throw new Error(`${name}: slide has no level ${lv} (levels 0..${slide.levels.length - 1})`);
+  }
   const { width, height, downsample } = L;
+  if (width * height > MAX_TISSUE_LEVEL_PIXELS) {
+    return await reducedTissueMask(slide, lv, name, opts);
+  }
   const sat = new Uint8Array(width * height);
   const strip = Math.max(1, Math.floor((16 << 20) / (4 * Math.max(1, width))));
   for (let y = 0; y < height; y += strip) {
@@ -231,5 +266,90 @@ export async function slideTissueMask(
     height,
     level: lv,
     downsample,
+  };
+}
+
+/** The integer reduction of a level to reach downsample 16 and fit the mask limit. */
+export function tissueReduction(width: number, height: number, downsample: number): number {
+  let f = Math.max(1, Math.round(16 / downsample));
+  while (Math.ceil(width / f) * Math.ceil(height / f) > MAX_TISSUE_LEVEL_PIXELS) f++;
+  return f;
+}
+
+/** Mean RGB of each f×f block of output row `r` of an RGBA region `w`×`h` (clipped blocks). */
+function blockMeans(rgba: Uint8Array, w: number, h: number, f: number, r: number, out: Uint8Array) {
+  const ya = r * f, yb = Math.min(ya + f, h), nOut = Math.ceil(w / f);
+  for (let i = 0; i < nOut; i++) {
+    const xa = i * f, xb = Math.min(xa + f, w);
+    let R = 0, G = 0, B = 0;
+    for (let y = ya; y < yb; y++) {
+      for (let p = (y * w + xa) * 4, e = (y * w + xb) * 4; p < e; p += 4) {
+        R += rgba[p];
+        G += rgba[p + 1];
+        B += rgba[p + 2];
+      }
+    }
+    const n = (yb - ya) * (xb - xa);
+    out[i * 3] = Math.round(R / n);
+    out[i * 3 + 1] = Math.round(G / n);
+    out[i * 3 + 2] = Math.round(B / n);
+  }
+}
+
+/** {@link slideTissueMask} of a level too large to hold: streamed and area-averaged by f. */
+async function reducedTissueMask(
+  slide: TissueSlide,
+  lv: number,
+  name: string,
+  opts: TissueOptions,
+): Promise<SlideTissueMask> {
+  const L = slide.levels[lv];
+  const { width: W, height: H, downsample: ds } = L;
+  if (W * H > MAX_TISSUE_STREAM_PIXELS) {
+    throw new InputError(
+      `${name}: cannot build a tissue mask: level ${lv} is ${W}x${H} (${W * H} pixels) and the ` +
+        `file has no smaller level; streaming more than ${MAX_TISSUE_STREAM_PIXELS} pixels is ` +
+        `refused (add pyramid levels, e.g. with vips tiffsave --pyramid)`,
+    );
+  }
+  const f = tissueReduction(W, H, ds);
+  const ow = Math.ceil(W / f), oh = Math.ceil(H / f);
+  const sat = new Uint8Array(ow * oh);
+  // Bands of whole output rows, tile-aligned when possible so each tile is decoded once; column
+  // chunks keep one read at most ~4 Mpx (16 MiB RGBA).
+  const th = L.tileHeight ?? f, tw = L.tileWidth ?? f;
+  const bandRows = Math.max(1, Math.ceil(th / f)); // output rows per band
+  const bh = bandRows * f;
+  const chunkOut = Math.max(Math.ceil(tw / f), Math.floor((1 << 22) / (bh * f)));
+  const cw = chunkOut * f;
+  const rgb = new Uint8Array(chunkOut * 3);
+  // Streaming a level of billions of pixels takes minutes: show it (level rows read).
+  const progress = new Progress(
+    `tissue mask of ${name.split("/").pop()} (level ${lv} ${W}x${H}, /${f})`,
+    H,
+    {
+      unit: "row",
+    },
+  );
+  for (let y0 = 0; y0 < H; y0 += bh) {
+    progress.set(y0);
+    const h = Math.min(bh, H - y0);
+    for (let x0 = 0; x0 < W; x0 += cw) {
+      const w = Math.min(cw, W - x0);
+      const rgba = await slide.readRegion(lv, Math.round(x0 * ds), Math.round(y0 * ds), w, h);
+      const nOut = Math.ceil(w / f), rows = Math.ceil(h / f), ox0 = x0 / f;
+      for (let r = 0; r < rows; r++) {
+        blockMeans(rgba, w, h, f, r, rgb);
+        sat.set(saturation(rgb, 3, nOut), (y0 / f + r) * ow + ox0);
+      }
+    }
+  }
+  progress.finish();
+  return {
+    mask: tissueMaskFromSaturation(sat, ow, oh, opts),
+    width: ow,
+    height: oh,
+    level: lv,
+    downsample: ds * f,
   };
 }
