@@ -9,7 +9,7 @@ import type { PipelineConfig } from "../config.ts";
 import { loadTrainState } from "../train_state.ts";
 
 /** The SAM config named (vit_b, vit_l, vit_h) or given as an object by `sam.model`. */
-function samConfigOf(cfg: PipelineConfig): SamConfig {
+export function samConfigOf(cfg: PipelineConfig): SamConfig {
   const m = cfg.sam.model;
   if (typeof m === "string") {
     const c = SAM_CONFIGS[m];
