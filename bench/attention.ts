@@ -1,7 +1,7 @@
 /**
  * Fused attention throughput at SAM ViT-B's shapes: 14×14 windowed attention (G = 12 heads × 25
  * windows, N = 196, d = 64) and 64×64 global attention (G = 12, N = 4096, d = 64), forward and
- * backward, timed on the GPU with timestamp queries. FLOPs count the two matmuls (4·G·N²·d) forward
+ * backward, timed by bench/timing.ts (timestamps checked against the wall clock). FLOPs count the two matmuls (4·G·N²·d) forward
  * and the five recomputed/gradient matmuls (10·G·N²·d) backward; bytes are the tensors read and
  * written once. The global forward also checks that peak memory stays a few times the inputs (the
  * score matrix would be 805 MB). Run: deno run -A bench/attention.ts [--quick]
@@ -16,11 +16,12 @@ import {
   sync,
   type Tensor,
   tensor,
-  timeGpu,
 } from "../engine/mod.ts";
 import { flashAttentionBackwardRaw, type FlashAttentionOptions } from "../engine/ops/attention.ts";
 
 import { type BenchRow, registerBench } from "./registry.ts";
+import { timeKernel } from "./timing.ts";
+import { runCommand } from "../pipeline/cli/args.ts";
 
 export type { BenchRow };
 
@@ -55,7 +56,11 @@ async function benchShape(
   const peak = memoryStats().peakBytes - base;
   r.out.dispose();
   r.lse.dispose();
-  const fwd = await timeGpu(() => r = F.flashAttentionRaw(q, k, v, opts));
+  const fwd = await timeKernel(() => {
+    const o = F.flashAttentionRaw(q, k, v, opts);
+    return { dispose: () => (o.out.dispose(), o.lse.dispose()) };
+  }, 3);
+  r = F.flashAttentionRaw(q, k, v, opts);
   const flopF = 4 * g * n * n * d;
   rows.push({
     name: `${name} forward${f16 ? " f16-tiles" : ""}`,
@@ -64,20 +69,15 @@ async function benchShape(
     gflops: flopF / fwd.ms / 1e6,
     gbps: (4 * io) / fwd.ms / 1e6,
     adapter,
-    notes: `${fwd.method}; peak alloc ${(peak / io).toFixed(2)}× one input`,
+    notes: `${fwd.note}; peak alloc ${(peak / io).toFixed(2)}× one input`,
   });
   if (!f16) {
     const dO = tensor(rand(g * n * d, 4), shape);
-    let grads: Tensor[] = [];
     const run = () => {
       const b = flashAttentionBackwardRaw(q, k, v, r.out, r.lse, dO, opts);
-      grads = [b.dq, b.dk!, b.dv!];
+      return { dispose: () => [b.dq, b.dk!, b.dv!].forEach((t: Tensor) => t.dispose()) };
     };
-    run();
-    await sync();
-    grads.forEach((t) => t.dispose());
-    const bwd = await timeGpu(run);
-    grads.forEach((t) => t.dispose());
+    const bwd = await timeKernel(run, 3);
     rows.push({
       name: `${name} backward`,
       shape,
@@ -85,7 +85,7 @@ async function benchShape(
       gflops: (10 * g * n * n * d) / bwd.ms / 1e6,
       gbps: (8 * io) / bwd.ms / 1e6,
       adapter,
-      notes: bwd.method,
+      notes: bwd.note,
     });
     dO.dispose();
   }
@@ -105,13 +105,26 @@ export async function benchAttention(opts: { quick?: boolean } = {}): Promise<Be
 registerBench({ name: "attention", run: () => benchAttention() });
 
 if (import.meta.main) {
-  await initGpu();
-  console.log(describeGpu());
-  for (const r of await benchAttention({ quick: Deno.args.includes("--quick") })) {
-    console.log(
-      `${r.name.padEnd(64)} [${r.shape}] ${r.ms.toFixed(1).padStart(9)} ms ${
-        r.gflops!.toFixed(2).padStart(8)
-      } GFLOP/s ${r.gbps!.toFixed(2).padStart(7)} GB/s  ${r.notes ?? ""}`,
-    );
-  }
+  Deno.exit(
+    await runCommand(
+      {
+        name: "bench/attention.ts",
+        usage: "usage: deno run -A bench/attention.ts [--quick]\n" +
+          "  --quick  the windowed shape only (the global 64×64 one takes minutes on a CPU)",
+        options: { quick: { type: "boolean" } },
+      },
+      Deno.args,
+      async (flags) => {
+        await initGpu();
+        console.log(describeGpu());
+        for (const r of await benchAttention({ quick: !!flags.quick })) {
+          console.log(
+            `${r.name.padEnd(64)} [${r.shape}] ${r.ms.toFixed(1).padStart(9)} ms ${
+              r.gflops!.toFixed(2).padStart(8)
+            } GFLOP/s ${r.gbps!.toFixed(2).padStart(7)} GB/s  ${r.notes ?? ""}`,
+          );
+        }
+      },
+    ),
+  );
 }

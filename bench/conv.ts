@@ -1,12 +1,13 @@
 /**
  * Convolution benchmarks: forward, input-gradient and weight-gradient GFLOP/s of the conv2d
  * kernels on ResNet-50 layer shapes at a 512×512 input (output stride 16: layer4 stays at 32×32),
- * batch 1, plus TF.js-WebGPU's conv2d on 1×64×128×128 3×3 64→64 (NHWC) for comparison.
+ * batch 1, plus ours against the peers on 1×64×128×128 3×3 64→64 (benchConv3x3).
  *
- * Run alone: `deno run -A bench/conv.ts` (prints a table).
+ * Run alone: `deno run -A bench/conv.ts --help` for the flags.
  */
 import { gpu, initGpu } from "../engine/device.ts";
-import { sync, timeGpu } from "../engine/dispatch.ts";
+import { sync } from "../engine/dispatch.ts";
+import { timeKernel } from "./timing.ts";
 import { noGrad } from "../engine/autograd.ts";
 import { type Tensor, tensor } from "../engine/tensor.ts";
 import {
@@ -15,7 +16,12 @@ import {
   conv2dForwardRaw,
   type ConvGeometry,
 } from "../engine/ops/conv.ts";
-import type { BenchRow } from "./registry.ts";
+import { type BenchRow, loadavg, matchesFilter, median } from "./registry.ts";
+import { loadTf } from "./peers/tfjs.ts";
+import { formatTable } from "./table.ts";
+import { numberFlag, runCommand } from "../pipeline/cli/args.ts";
+import { compareOutputs } from "./peers/compare.ts";
+import { describePeers, onnxPeers, type Peers } from "./peers/onnx_peers.ts";
 
 export type { BenchRow };
 
@@ -75,31 +81,15 @@ function randomTensor(shape: number[], seed: number): Tensor {
   return tensor(a, shape);
 }
 
-/** Best of `reps` GPU timings of `fn` (after one warm-up run that compiles the pipelines). */
-async function best(fn: () => Tensor, reps: number): Promise<number> {
-  fn().dispose();
-  await sync();
-  let ms = Infinity;
-  for (let i = 0; i < reps; i++) {
-    let out: Tensor | null = null;
-    const t = await timeGpu(() => {
-      out = fn();
-    });
-    (out as Tensor | null)?.dispose();
-    ms = Math.min(ms, t.ms);
-  }
-  return ms;
-}
-
 /** Times the three conv kernels on each case. `filter` keeps cases whose name contains it. */
 export async function benchConv(
-  opts: { reps?: number; filter?: string; tfjs?: boolean } = {},
+  opts: { reps?: number; filter?: string; tfjs?: boolean; onnx?: boolean } = {},
 ): Promise<BenchRow[]> {
   await initGpu();
   const reps = opts.reps ?? 2;
   const adapter = gpu().adapterName;
   const rows: BenchRow[] = [];
-  const cases = CONV_CASES.filter((c) => !opts.filter || c.name.includes(opts.filter));
+  const cases = CONV_CASES.filter((c) => matchesFilter(c.name, opts.filter));
   for (const c of cases) {
     const g = geometryOf(c);
     const x = randomTensor([g.N, g.C, g.H, g.W], 1);
@@ -115,7 +105,8 @@ export async function benchConv(
         ["wgrad", () => conv2dBackwardWeightRaw(x, dy, g), xBytes + wBytes + yBytes],
       ];
       for (const [kind, fn, bytes] of runs) {
-        const ms = await best(fn, reps);
+        const t = await timeKernel(fn, reps);
+        const ms = t.ms;
         rows.push({
           name: `conv2d ${kind} ${c.name}`,
           shape,
@@ -123,6 +114,7 @@ export async function benchConv(
           gflops: flops / ms / 1e6,
           gbps: bytes / ms / 1e6,
           adapter,
+          notes: t.note,
         });
       }
     });
@@ -130,94 +122,131 @@ export async function benchConv(
     w.dispose();
     dy.dispose();
   }
-  if (opts.tfjs ?? true) {
-    const tf = await benchTfjs(reps).catch((e) => {
-      console.error(`TF.js-WebGPU conv2d did not run: ${(e as Error).message}`);
-      return [];
-    });
-    rows.push(...tf);
+  if ((opts.tfjs ?? true) && matchesFilter(CONV3X3_ROW, opts.filter)) {
+    rows.push(await benchConv3x3(reps, opts.onnx ?? false));
   }
   return rows;
 }
 
+/** Name of the row comparing ours with the peers on one 3×3 conv. */
+export const CONV3X3_ROW = "conv3x3 fwd 1x64x128² 64→64";
+
 /**
- * TF.js-WebGPU conv2d on 1×128×128×64 (NHWC) 3×3 64→64, same padding, against ours on the same
- * problem (NCHW), both timed the same way: wall clock including the readback of the result, runs
- * alternated so that load from other processes hits both; best of `reps + 1`.
+ * Ours against the peers on 1×64×128×128 3×3 64→64, pad 1: TF.js-WebGPU (NHWC, the same input and
+ * weights as ours, its output checked against ours), and with `onnx` PyTorch CPU, ONNX Runtime Web
+ * (WebGPU) and ONNX Runtime CPU (checked against PyTorch; bench/peers/onnx_peers.ts). Ours and
+ * TF.js are timed the same way: wall clock including the readback of the result, runs alternated so
+ * that load from other processes hits both; median of `reps + 1` after a warm-up.
  */
-async function benchTfjs(reps: number): Promise<BenchRow[]> {
-  const tf = await import("@tensorflow/tfjs-core");
-  await import("@tensorflow/tfjs-backend-webgpu");
-  if (!(await tf.setBackend("webgpu"))) throw new Error("tf.setBackend('webgpu') failed");
-  await tf.ready();
-  const x = tf.randomUniform([1, 128, 128, 64], -1, 1) as import("@tensorflow/tfjs-core").Tensor4D;
-  const f = tf.randomUniform([3, 3, 64, 64], -1, 1) as import("@tensorflow/tfjs-core").Tensor4D;
+async function benchConv3x3(reps: number, onnx: boolean): Promise<BenchRow> {
   const g = geometryOf({ name: "", s: [1, 64, 128, 128, 64, 3, 1, 1, 1] });
   const ox = randomTensor([1, 64, 128, 128], 1), ow = randomTensor([64, 64, 3, 3], 2);
-  const runTf = async () => {
-    const t0 = performance.now();
-    const y = tf.conv2d(x, f, 1, "same");
-    await y.data();
-    y.dispose();
-    return performance.now() - t0;
-  };
   const runOurs = async () => {
     await sync();
     const t0 = performance.now();
     const y = noGrad(() => conv2dForwardRaw(ox, ow, null, g));
-    await y.data();
+    const data = await y.data() as Float32Array;
     y.dispose();
-    return performance.now() - t0;
+    return { ms: performance.now() - t0, data };
   };
-  await runTf();
-  await runOurs();
-  let tfMs = Infinity, ourMs = Infinity;
-  for (let i = 0; i < reps + 1; i++) {
-    tfMs = Math.min(tfMs, await runTf());
-    ourMs = Math.min(ourMs, await runOurs());
+  const peers: Peers = {};
+  const ourRuns: number[] = [];
+  const first = await runOurs();
+  try {
+    const tf = await loadTf();
+    const x = tf.transpose(tf.tensor(await ox.data() as Float32Array, [1, 64, 128, 128]), [
+      0,
+      2,
+      3,
+      1,
+    ]) as import("@tensorflow/tfjs-core").Tensor4D;
+    const f = tf.transpose(tf.tensor(await ow.data() as Float32Array, [64, 64, 3, 3]), [
+      2,
+      3,
+      1,
+      0,
+    ]) as import("@tensorflow/tfjs-core").Tensor4D;
+    const runTf = async () => {
+      const t0 = performance.now();
+      const y = tf.conv2d(x, f, 1, "same");
+      const data = await y.data() as Float32Array;
+      y.dispose();
+      return { ms: performance.now() - t0, data };
+    };
+    const tfFirst = await runTf();
+    // TF.js's output is NHWC: back to NCHW to compare with ours.
+    const nchw = new Float32Array(tfFirst.data.length);
+    for (let c = 0; c < 64; c++) {
+      for (let i = 0; i < 128 * 128; i++) nchw[c * 128 * 128 + i] = tfFirst.data[i * 64 + c];
+    }
+    const check = compareOutputs(nchw, first.data);
+    const tfRuns: number[] = [];
+    for (let i = 0; i < reps + 1 && check.ok; i++) {
+      tfRuns.push((await runTf()).ms);
+      ourRuns.push((await runOurs()).ms);
+    }
+    x.dispose();
+    f.dispose();
+    peers["tfjs-webgpu"] = {
+      ms: check.ok ? median(tfRuns) : null,
+      ok: check.ok,
+      maxAbsErr: check.maxAbsErr,
+      ...(check.ok ? {} : { error: `${check.error} (against ours)` }),
+      runtime: `TF.js 4.22 webgpu backend on ${gpu().adapterName}, output checked against ours`,
+    };
+  } catch (e) {
+    peers["tfjs-webgpu"] = {
+      ms: null,
+      ok: false,
+      error: (e as Error).message,
+      runtime: "TF.js 4.22 webgpu backend",
+    };
   }
-  x.dispose();
-  f.dispose();
+  for (let i = ourRuns.length; i < reps + 1; i++) ourRuns.push((await runOurs()).ms);
   ox.dispose();
   ow.dispose();
+  if (onnx) Object.assign(peers, (await onnxPeers(["onnx:conv3x3"], reps + 1)).get("onnx:conv3x3"));
+  const ms = median(ourRuns);
   const flops = 2 * 128 * 128 * 64 * 64 * 9;
-  const shape = [1, 64, 128, 128, 64, 3, 3];
-  return [
-    {
-      name: "tfjs-webgpu conv2d fwd 3x3 64→64 @128² (NHWC, wall incl. readback)",
-      shape,
-      ms: tfMs,
-      gflops: flops / tfMs / 1e6,
-      gbps: null,
-      adapter: `TF.js webgpu backend on ${gpu().adapterName}`,
-    },
-    {
-      name: "conv2d fwd 3x3 64→64 @128² (NCHW, wall incl. readback, vs TF.js)",
-      shape,
-      ms: ourMs,
-      gflops: flops / ourMs / 1e6,
-      gbps: null,
-      adapter: gpu().adapterName,
-    },
-  ];
+  return {
+    name: CONV3X3_ROW,
+    shape: [1, 64, 128, 128, 64, 3, 3],
+    ms,
+    gflops: flops / ms / 1e6,
+    gbps: null,
+    adapter: gpu().adapterName,
+    load: loadavg(),
+    peers,
+    notes: `wall clock incl. readback, median of ${ourRuns.length}; peers: ${
+      describePeers(peers, ms)
+    }`,
+  };
 }
 
+const USAGE = `usage: deno run -A bench/conv.ts [FILTER] [--reps N] [--peers]
+  FILTER   the cases whose names contain it (all when absent)
+  --reps N timed batches per kernel, median reported (default 2)
+  --peers  also PyTorch CPU, ONNX Runtime Web (WebGPU) and ONNX Runtime CPU on the 3×3 conv`;
+
 if (import.meta.main) {
-  const filter = Deno.args[0];
-  const rows = await benchConv({ filter, reps: 2 });
-  for (const r of rows) {
-    console.log(
-      `${r.name.padEnd(48)} ${r.ms.toFixed(1).padStart(9)} ms ${
-        (r.gflops ?? 0).toFixed(2).padStart(8)
-      } GFLOP/s`,
-    );
-  }
-  const tf = rows.find((r) => r.name.startsWith("tfjs"));
-  const ours = rows.find((r) => r.name.includes("vs TF.js"));
-  if (tf && ours) {
-    console.log(
-      `ours vs TF.js-WebGPU (same timing method): ${(tf.ms / ours.ms).toFixed(2)}x faster`,
-    );
-  }
-  console.log(`adapter: ${rows[0]?.adapter}`);
+  Deno.exit(
+    await runCommand(
+      {
+        name: "bench/conv.ts",
+        usage: USAGE,
+        positionals: true,
+        options: { reps: { type: "string" }, peers: { type: "boolean" } },
+      },
+      Deno.args,
+      async (flags, positionals) => {
+        const rows = await benchConv({
+          filter: positionals[0],
+          reps: numberFlag(flags, "reps", { def: 2, min: 1, integer: true }),
+          onnx: !!flags.peers,
+        });
+        console.log(formatTable(rows));
+        console.log(`adapter: ${rows[0]?.adapter}`);
+      },
+    ),
+  );
 }

@@ -2,12 +2,21 @@
  * Kernel benches: matmul (square and batched) for each kernel variant, with TF.js-WebGPU and
  * PyTorch-CPU peers on the same shapes when `--peers` is given.
  */
-import { F, gpu, initGpu, type Tensor, timeGpu } from "../engine/mod.ts";
+import { F, gpu, initGpu } from "../engine/mod.ts";
 import type { MatmulVariant } from "../engine/ops/matmul.ts";
 import { randTensor } from "../tests/util/gpu.ts";
-import { type BenchContext, type BenchRow, median, registerBench } from "./registry.ts";
+import {
+  type BenchContext,
+  type BenchRow,
+  loadavg,
+  matchesFilter,
+  registerBench,
+} from "./registry.ts";
+import { describePeers, onnxPeers } from "./peers/onnx_peers.ts";
+import { timeKernel } from "./timing.ts";
 import { tfMatmul } from "./peers/tfjs.ts";
 import { torchAvailable, torchMatmul } from "./peers/torch.ts";
+import { describeTorch } from "./peers/launcher.ts";
 
 /** [batch, M, N, K]. */
 export const MATMUL_SHAPES: number[][] = [
@@ -46,30 +55,23 @@ function row(name: string, s: number[], ms: number, adapter: string, notes?: str
   };
 }
 
-/** Median GPU time of one matmul of shape s with the given variant, after one warm-up. */
+/** Median time of one matmul of shape s with the given variant (bench/timing.ts). */
 export async function timeMatmul(
   s: number[],
   variant: MatmulVariant,
   runs: number,
-): Promise<{ ms: number; method: string }> {
+): Promise<{ ms: number; method: string; note: string }> {
   await initGpu();
   const [b, m, n, k] = s;
   const a = randTensor(b > 1 ? [b, m, k] : [m, k], 1),
     w = randTensor(b > 1 ? [b, k, n] : [k, n], 2);
-  const times: number[] = [];
-  let method = "";
-  for (let r = 0; r <= runs; r++) {
-    let y: Tensor | null = null;
-    const t = await timeGpu(() => {
-      y = F.matmulRaw(a, w, { variant });
-    });
-    (y as Tensor | null)?.dispose();
-    method = t.method;
-    if (r > 0) times.push(t.ms);
+  try {
+    const t = await timeKernel(() => F.matmulRaw(a, w, { variant }), runs);
+    return { ms: t.ms, method: t.method, note: t.note };
+  } finally {
+    a.dispose();
+    w.dispose();
   }
-  a.dispose();
-  w.dispose();
-  return { ms: median(times), method };
 }
 
 function variants(): MatmulVariant[] {
@@ -81,24 +83,29 @@ function variants(): MatmulVariant[] {
 
 async function benchMatmul(ctx: BenchContext): Promise<BenchRow[]> {
   const rows: BenchRow[] = [];
-  const want = (name: string) =>
-    !ctx.filter || name.includes(ctx.filter) || "matmul".includes(ctx.filter);
+  const alts = ctx.filter.split("|");
+  // "matmul-peers" alone needs only the 1024³ rows that give its "ours".
+  const peersOnly = (s: number[]) =>
+    matchesFilter("matmul-peers", ctx.filter) && s.join(",") === "1,1024,1024,1024";
+  const want = (name: string, s: number[]) =>
+    matchesFilter(name, ctx.filter) || alts.some((a) => a !== "" && "matmul".includes(a)) ||
+    peersOnly(s);
   const shapes = MATMUL_SHAPES.filter((s) =>
-    variants().some((v) => want(`matmul/${v}${label(s[0])}`))
+    variants().some((v) => want(`matmul/${v}${label(s[0])}`, s))
   );
   const best = new Map<string, number>();
   let tfOk = true;
   for (const s of shapes) {
     for (const v of variants()) {
       const name = `matmul/${v}${label(s[0])}`;
-      if (!want(name)) continue;
+      if (!want(name, s)) continue;
       // Workgroup tiling is ~10x slower on CPU rasterisers: keep its rows to the small shapes
       // there unless it was asked for (ENGINE_MATMUL=tiled).
       if (v === "tiled" && gpu().isSoftware && variants().length > 1 && flops(s) > 3e8) continue;
       // Fewer runs for the big shapes on a software adapter (seconds each).
       const runs = flops(s) > 4e9 ? Math.min(ctx.runs, 3) : ctx.runs;
       const t = await timeMatmul(s, v, runs);
-      const r = row(name, s, t.ms, ctx.adapter, `${t.method} timing, median of ${runs}`);
+      const r = row(name, s, t.ms, ctx.adapter, t.note);
       rows.push(r);
       const key = s.join(",");
       best.set(key, Math.min(best.get(key) ?? Infinity, t.ms));
@@ -128,6 +135,20 @@ async function benchMatmul(ctx: BenchContext): Promise<BenchRow[]> {
     }
   }
   if (!ctx.peers) return rows;
+  const sq = [1, 1024, 1024, 1024];
+  const ours1024 = best.get(sq.join(","));
+  if (ours1024 !== undefined) {
+    const peers = (await onnxPeers(["onnx:matmul:1024:1024:1024"], Math.min(ctx.runs, 5)))
+      .get("onnx:matmul:1024:1024:1024")!;
+    rows.push({
+      ...row("matmul-peers", sq, ours1024, ctx.adapter),
+      peers,
+      load: loadavg(),
+      notes: `ours: best variant, kernel time; peers: wall clock of a run incl. upload/readback: ${
+        describePeers(peers, ours1024)
+      }`,
+    });
+  }
   if (await torchAvailable()) {
     try {
       const t = await torchMatmul(shapes, Math.min(ctx.runs, 5));
@@ -140,7 +161,7 @@ async function benchMatmul(ctx: BenchContext): Promise<BenchRow[]> {
             `torch-cpu/matmul${label(s[0])}`,
             s,
             ms,
-            `CPU, torch ${t.version}, ${t.threads} threads`,
+            `CPU, ${describeTorch(t.info)}`,
             `ours ${(ms / ours).toFixed(2)}x`,
           ),
         );

@@ -3,8 +3,15 @@
  * storage texture (rgba32float), each 16 384 invocations × 4096 vec4 loads at scattered indices:
  * the measurement behind the texture-staged matmul and convs on software adapters (BENCHMARKS.md).
  *
- * `deno run -A bench/loads.ts`
+ * `deno run -A bench/loads.ts` (no flags)
  */
+if (Deno.args.length) {
+  const help = Deno.args[0] === "--help" || Deno.args[0] === "-h";
+  (help ? console.log : console.error)(
+    "usage: deno run -A bench/loads.ts\n  takes no flags; prints vec4 loads per second by source",
+  );
+  Deno.exit(help ? 0 : 2);
+}
 const adapter = await navigator.gpu.requestAdapter();
 if (!adapter) throw new Error("no WebGPU adapter");
 const device = await adapter.requestDevice();

@@ -10,9 +10,7 @@
  *
  * GFLOP/s counts the matmul/conv multiply-adds only (×2), training = 3× forward.
  *
- * Run alone: `deno run -A bench/models.ts [filter|alt] [--runs N] [--peers] [--batch B]
- * [--no-warmup | --quick]` (--quick: no warm-up run for the 512²/1024² cases, which then reuse the
- * pipelines the smaller cases compiled).
+ * Run alone: `deno run -A bench/models.ts --help` for the flags.
  * Through the runner: `benchModels({ filter, peers, runs })`.
  */
 import {
@@ -34,7 +32,12 @@ import { Sam } from "../model/sam/sam.ts";
 import { SAM_CONFIGS } from "../model/sam/configs.ts";
 import { attentionImpl } from "../model/sam/attention.ts";
 import { SamPredictor } from "../model/sam/predictor.ts";
-import type { BenchRow } from "./registry.ts";
+import { type BenchRow, loadavg } from "./registry.ts";
+import { numberFlag, runCommand, stringFlag, UsageError } from "../pipeline/cli/args.ts";
+import { writeFileAtomic } from "../engine/io/atomic.ts";
+import { type PeerRow, runTorchPeer } from "./peers/torch.ts";
+import { describeTorch, torchInfo } from "./peers/launcher.ts";
+import { describePeers, onnxPeers, type Peers } from "./peers/onnx_peers.ts";
 
 export interface ModelBenchOptions {
   filter?: string;
@@ -95,6 +98,8 @@ interface Measured {
   ms: number;
   all: number[];
   peakMB: number;
+  /** Peak of what the device held in buffers (tensors + the pool's parked buffers). */
+  heldMB: number;
   maxAllocMB: number;
 }
 
@@ -127,6 +132,7 @@ async function measure(
     ms: s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2,
     all,
     peakMB: memoryStats().peakBytes / MB,
+    heldMB: memoryStats().peakAllocatedBytes / MB,
     maxAllocMB: maxAlloc / MB,
   };
 }
@@ -177,53 +183,6 @@ export function samEncoderFlops(cfg = SAM_CONFIGS.vit_b.encoder): number {
 // ---------------------------------------------------------------------------------------------
 // PyTorch peer
 
-interface PeerRow {
-  case: string;
-  ms: number;
-  all?: number[];
-  error?: string;
-}
-
-/**
- * Runs bench/peers/torch_models.py with Debian's python3 (2 threads, OMP_WAIT_POLICY=PASSIVE,
- * OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE removed). The SAM cases need EP-SAM's
- * code/segment_anything/modeling copied to $EPSAM_CODE/segment_anything_modeling (default
- * /tmp/epsam_code); the script says so when it is missing.
- */
-export async function runTorchPeer(cases: string[], runs: number): Promise<Map<string, PeerRow>> {
-  const out = new Map<string, PeerRow>();
-  if (!cases.length) return out;
-  const env = Deno.env.toObject();
-  delete env.OPENBLAS_CORETYPE;
-  delete env.OPENBLAS_L2_SIZE;
-  env.OMP_NUM_THREADS = "2";
-  // On a shared 2-core machine OpenMP's default spin-waiting collapses 2-thread runs (measured
-  // 78 ms with 1 thread vs 2000+ ms with 2 on ResNet 1×64² under load); passive waits fix that.
-  env.OMP_WAIT_POLICY ??= "PASSIVE";
-  const script = new URL("./peers/torch_models.py", import.meta.url).pathname;
-  const epsam = Deno.env.get("EPSAM_CODE") ?? "/tmp/epsam_code";
-  try {
-    const p = new Deno.Command("/usr/bin/python3", {
-      args: [script, "--threads", "2", "--runs", String(runs), "--sam-code", epsam, ...cases],
-      env,
-      clearEnv: true,
-      stdout: "piped",
-      stderr: "inherit",
-    });
-    const r = await p.output();
-    const text = new TextDecoder().decode(r.stdout);
-    const json = JSON.parse(text.trim().split("\n").pop() ?? "{}") as {
-      rows?: PeerRow[];
-      torch?: string;
-    };
-    for (const row of json.rows ?? []) out.set(row.case, { ...row });
-    if (json.torch) console.error(`torch peer: torch ${json.torch}, 2 threads`);
-  } catch (e) {
-    console.error(`torch peer did not run: ${(e as Error).message}`);
-  }
-  return out;
-}
-
 // ---------------------------------------------------------------------------------------------
 // Cases
 
@@ -235,26 +194,35 @@ interface Case {
   flops: number | null;
   /** Slow at this size: skipped warm-up under `warmup: "small"`. */
   big?: boolean;
+  /** Runs only when the filter names it (not in a full run). */
+  explicit?: boolean;
   /** Extra note (e.g. which attention path ran). */
   note?: () => string;
   /** Case id for the torch peer (null: no peer). */
   peer: string | null;
+  /**
+   * ONNX export case (bench/peers/onnx_peers.ts): PyTorch's time of the exported module replaces
+   * `peer`'s, and the ONNX Runtime peers run on it.
+   */
+  onnx?: string;
   /** Prepares the model and returns the step to time plus a cleanup. */
   setup: () => Promise<
     { step: () => void | Promise<void>; done: () => void; verify?: () => Promise<string> }
   >;
 }
 
-function resnetTrainCase(b: number, s: number): Case {
+function resnetTrainCase(b: number, s: number, checkpointed = false): Case {
   return {
-    name: `resnet50-adl train-step b${b} @${s}`,
+    name: `resnet50-train-step b${b} @${s}${checkpointed ? " checkpointed" : ""}`,
     shape: [b, 3, s, s],
     images: b,
     flops: 3 * b * resnetForwardFlops(s),
-    peer: `resnet_train:${b}:${s}`,
+    peer: checkpointed ? null : `resnet_train:${b}:${s}`,
+    explicit: checkpointed,
     big: s >= 512,
     setup: () => {
-      const m = new ResNetAdl(RESNET50_ADL).train();
+      // The paper profile's classifier step checkpoints every bottleneck (classifier.checkpoint).
+      const m = new ResNetAdl(RESNET50_ADL).train().setCheckpointing(checkpointed);
       const opt = new Adam(m.parameters(), { lr: 1e-4, weightDecay: 1e-4 });
       const x = tensor(randomData(b * 3 * s * s, 1), [b, 3, s, s]);
       const y = tensor(Float32Array.from({ length: b }, (_, i) => i % 2), [b]);
@@ -287,11 +255,12 @@ function resnetTrainCase(b: number, s: number): Case {
 
 function resnetForwardCase(b: number, s: number): Case {
   return {
-    name: `resnet50-adl forward b${b} @${s}`,
+    name: `resnet50-forward b${b} @${s}`,
     shape: [b, 3, s, s],
     images: b,
     flops: b * resnetForwardFlops(s),
     peer: `resnet_fwd:${b}:${s}`,
+    onnx: s === 256 ? `onnx:resnet_fwd:${b}:${s}` : undefined,
     big: s >= 512,
     setup: () => {
       const m = new ResNetAdl(RESNET50_ADL).eval();
@@ -317,11 +286,12 @@ function samEncoderCase(): Case {
   const cfg = SAM_CONFIGS.vit_b;
   const S = cfg.encoder.img_size;
   return {
-    name: `sam-vit_b encoder fwd @${S}`,
+    name: `sam-encoder vit_b fwd @${S}`,
     shape: [1, 3, S, S],
     images: 1,
     flops: samEncoderFlops(cfg.encoder),
     peer: "sam_encoder",
+    onnx: "onnx:sam_encoder",
     note: () => `attention ${attentionImpl()}`,
     big: true,
     setup: () => {
@@ -350,7 +320,7 @@ function samBlockCase(kind: "window" | "global"): Case {
   const g = cfg.encoder.img_size / cfg.encoder.patch_size, d = cfg.encoder.embed_dim;
   const idx = kind === "global" ? cfg.encoder.global_attn_indexes[0] : 0;
   return {
-    name: `sam-vit_b ${kind} block fwd ${g}x${g}x${d}`,
+    name: `sam-block ${kind} vit_b fwd ${g}x${g}x${d}`,
     shape: [1, g, g, d],
     images: 0,
     flops: samBlockFlops(g, d, kind === "global" ? 0 : cfg.encoder.window_size),
@@ -385,7 +355,7 @@ function samDecoderCase(nPoints = 50): Case {
   const c = cfg.prompt_encoder.embed_dim;
   const orig = 512;
   return {
-    name: `sam-vit_b mask-decoder fwd+bwd ${nPoints} points`,
+    name: `sam-decoder vit_b fwd+bwd ${nPoints} points`,
     shape: [1, c, eh, ew, nPoints],
     images: 1,
     flops: null,
@@ -448,7 +418,7 @@ function samPseudoLabelCase(nPoints = 50): Case {
   const cfg = SAM_CONFIGS.vit_b;
   const orig = 512;
   return {
-    name: `sam-vit_b pseudo-label (encoder + ${nPoints} points) @${orig}`,
+    name: `sam-pseudo-label vit_b (encoder + ${nPoints} points) @${orig}`,
     shape: [1, 3, orig, orig],
     images: 1,
     flops: samEncoderFlops(cfg.encoder),
@@ -490,6 +460,7 @@ export function modelCases(batch = 16): Case[] {
     resnetForwardCase(2, 256),
     resnetTrainCase(batch, 512),
     resnetForwardCase(batch, 512),
+    resnetTrainCase(batch, 512, true),
     samBlockCase("window"),
     samBlockCase("global"),
     samDecoderCase(50),
@@ -507,7 +478,9 @@ export async function benchModels(opts: ModelBenchOptions = {}): Promise<BenchRo
   const batch = opts.batch ?? Number(Deno.env.get("MODELS_BATCH") ?? 16);
   const alts = (opts.filter ?? "").split("|").filter(Boolean);
   const cases = modelCases(batch).filter((c) =>
-    !alts.length || alts.some((a) => c.name.includes(a))
+    c.explicit
+      ? alts.some((a) => c.name.includes(a) && a.includes("checkpointed"))
+      : !alts.length || alts.some((a) => c.name.includes(a))
   );
   const rows: BenchRow[] = [];
   for (const c of cases) {
@@ -520,7 +493,12 @@ export async function benchModels(opts: ModelBenchOptions = {}): Promise<BenchRo
       try {
         // Big cases after smaller ones of the same model reuse their compiled pipelines.
         const warm = opts.warmup ?? true;
-        r = await measure(s.step, runs, warm === "small" ? !c.big : warm);
+        // Big cases take minutes a run on a CPU adapter: at most 2 timed runs.
+        r = await measure(
+          s.step,
+          c.big ? Math.min(runs, 2) : runs,
+          warm === "small" ? !c.big : warm,
+        );
         check = s.verify ? await s.verify() : "";
       } finally {
         s.done();
@@ -542,94 +520,106 @@ export async function benchModels(opts: ModelBenchOptions = {}): Promise<BenchRo
     }
     const ips = c.images ? ` ${(c.images * 1000 / r.ms).toFixed(3)} img/s` : "";
     const row: BenchRow = {
-      name: `${c.name}${ips}, peak ${r.peakMB.toFixed(0)} MB`,
+      name: c.name,
       shape: c.shape,
       ms: r.ms,
       gflops: c.flops ? c.flops / r.ms / 1e6 : null,
       gbps: null,
       adapter,
-      notes: `runs ${r.all.map((v) => v.toFixed(0)).join("/")} ms${
+      load: loadavg(),
+      notes: `wall clock;${ips} peak ${r.peakMB.toFixed(0)} MB in tensors, ${
+        r.heldMB.toFixed(0)
+      } MB held; runs ${r.all.map((v) => v.toFixed(0)).join("/")} ms${
         opts.warmup === false || (opts.warmup === "small" && c.big) ? " (no warm-up)" : ""
       }; live before ${live0.toFixed(0)} MB; largest buffer ${
         r.maxAllocMB.toFixed(1)
-      } MB; ${check}${c.note ? `; ${c.note()}` : ""}; load ${loadavg()}`,
+      } MB; ${check}${c.note ? `; ${c.note()}` : ""}`,
     };
     console.error(`[models]   ${row.name}: ${r.ms.toFixed(0)} ms (${row.notes})`);
     rows.push(row);
   }
   if (opts.peers) {
-    const want = cases.map((c) => c.peer).filter((p): p is string => !!p);
-    const peer = await runTorchPeer(want, Math.max(1, Math.min(runs, 3)));
+    const peerRuns = Math.max(1, Math.min(runs, 3));
+    const info = await torchInfo();
+    const torchCases = cases.filter((c) => c.peer && !c.onnx).map((c) => c.peer!);
+    const timed = info && !info.refused
+      ? await runTorchPeer(torchCases, peerRuns)
+      : new Map<string, PeerRow>();
     for (const c of cases) {
-      const p = c.peer ? peer.get(c.peer) : undefined;
-      if (!p) continue;
-      const ours = rows.find((r) => r.name.startsWith(c.name));
-      if (p.error || !(p.ms > 0)) {
-        console.error(`torch peer ${c.peer}: ${p.error ?? "no time"}`);
-        continue;
+      const ours = rows.find((r) => r.name === c.name);
+      if (!ours || (!c.peer && !c.onnx)) continue;
+      let peers: Peers;
+      if (c.onnx) {
+        // The encoder's peers take minutes a run: one timed run after the checked one.
+        peers = (await onnxPeers([c.onnx], c.big ? 1 : peerRuns)).get(c.onnx)!;
+      } else {
+        const p = timed.get(c.peer!);
+        const runtime = info ? describeTorch(info) : "-";
+        peers = {
+          "pytorch-cpu": !info
+            ? { ms: null, ok: false, error: "/usr/bin/python3 cannot import torch", runtime }
+            : info.refused
+            ? { ms: null, ok: false, error: info.refused, runtime }
+            : p && !p.error && p.ms > 0
+            ? { ms: p.ms, ok: true, runtime }
+            : { ms: null, ok: false, error: p?.error ?? "no result", runtime },
+        };
       }
-      const ratio = ours && Number.isFinite(ours.ms) ? ours.ms / p.ms : NaN;
-      if (ours) {
-        ours.notes = `${ours.notes}; torch CPU ${p.ms.toFixed(0)} ms → ours/torch ${
-          ratio.toFixed(2)
-        }×`;
-      }
-      rows.push({
-        name: `torch-cpu(2 thr) ${c.name}${
-          c.images ? ` ${(c.images * 1000 / p.ms).toFixed(3)} img/s` : ""
-        }`,
-        shape: c.shape,
-        ms: p.ms,
-        gflops: c.flops ? c.flops / p.ms / 1e6 : null,
-        gbps: null,
-        adapter: "PyTorch CPU, 2 threads",
-        notes: `runs ${(p.all ?? []).map((v) => v.toFixed(0)).join("/")} ms; ours/torch ${
-          ratio.toFixed(2)
-        }×`,
-      });
+      ours.peers = peers;
+      ours.notes = `${ours.notes}; peers: ${describePeers(peers, ours.ms)}`;
+      console.error(`[models] ${c.name} peers: ${describePeers(peers, ours.ms)}`);
     }
   }
   return rows;
 }
 
-function loadavg(): string {
-  try {
-    return Deno.readTextFileSync("/proc/loadavg").split(" ").slice(0, 3).join(" ");
-  } catch {
-    return "?";
-  }
-}
+const USAGE = `usage: deno run -A bench/models.ts [FILTER] [--runs N] [--batch B] [--peers]
+       [--no-warmup | --quick] [--json FILE]
+  FILTER       run the cases whose names contain it ("a|b": either); all when absent
+  --runs N     timed runs per case, median reported (default 3)
+  --batch B    ResNet batch at 512² (default 16 or $MODELS_BATCH)
+  --peers      PyTorch CPU, ONNX Runtime Web (WebGPU) and ONNX Runtime CPU on the same work
+  --no-warmup  time the first run too
+  --quick      no warm-up for the 512²/1024² cases (they reuse the smaller cases' pipelines)
+  --json FILE  also write the rows as JSON`;
 
 if (import.meta.main) {
-  const args = Deno.args.slice();
-  const opt = (k: string) => {
-    const i = args.indexOf(k);
-    if (i < 0) return undefined;
-    const v = args[i + 1];
-    args.splice(i, 2);
-    return v;
-  };
-  const runs = Number(opt("--runs") ?? 3);
-  const batch = opt("--batch");
-  const noWarm = args.includes("--no-warmup");
-  if (noWarm) args.splice(args.indexOf("--no-warmup"), 1);
-  const quick = args.includes("--quick");
-  if (quick) args.splice(args.indexOf("--quick"), 1);
-  const peers = args.includes("--peers");
-  const filter = args.filter((a) => a !== "--peers")[0];
-  const rows = await benchModels({
-    filter,
-    peers,
-    runs,
-    batch: batch ? Number(batch) : undefined,
-    warmup: noWarm ? false : quick ? "small" : true,
-  });
-  for (const r of rows) {
-    console.log(
-      `${r.name.padEnd(72)} ${r.ms.toFixed(0).padStart(9)} ms ${
-        r.gflops === null ? "        -" : r.gflops.toFixed(2).padStart(9)
-      } GFLOP/s  ${r.notes ?? ""}`,
-    );
-  }
-  console.log(`adapter: ${rows[0]?.adapter}`);
+  Deno.exit(
+    await runCommand(
+      {
+        name: "bench/models.ts",
+        usage: USAGE,
+        positionals: true,
+        options: {
+          runs: { type: "string" },
+          batch: { type: "string" },
+          peers: { type: "boolean" },
+          "no-warmup": { type: "boolean" },
+          quick: { type: "boolean" },
+          json: { type: "string" },
+        },
+      },
+      Deno.args,
+      async (flags, positionals) => {
+        if (positionals.length > 1) throw new UsageError(`one FILTER at most, got ${positionals}`);
+        const rows = await benchModels({
+          filter: positionals[0],
+          peers: !!flags.peers,
+          runs: numberFlag(flags, "runs", { def: 3, min: 1, integer: true }),
+          batch: numberFlag(flags, "batch", { min: 1, integer: true }),
+          warmup: flags["no-warmup"] ? false : flags.quick ? "small" : true,
+        });
+        for (const r of rows) {
+          console.log(
+            `${r.name.padEnd(56)} ${r.ms.toFixed(0).padStart(9)} ms ${
+              r.gflops === null ? "        -" : r.gflops.toFixed(2).padStart(9)
+            } GFLOP/s  ${r.notes ?? ""}`,
+          );
+        }
+        console.log(`adapter: ${rows[0]?.adapter}`);
+        const json = stringFlag(flags, "json");
+        if (json) await writeFileAtomic(json, JSON.stringify(rows, null, 2) + "\n");
+      },
+    ),
+  );
 }

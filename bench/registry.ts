@@ -2,6 +2,7 @@
  * Benchmark registry: each bench module registers a named group that returns rows; `main.ts` runs
  * the groups (filtered by name substring) and prints/serialises the rows.
  */
+import type { Peers } from "./peers/onnx_peers.ts";
 
 /** One measured figure. `shape` is op-specific (matmul: [M, N, K], batched: [batch, M, N, K]). */
 export interface BenchRow {
@@ -16,6 +17,10 @@ export interface BenchRow {
   adapter: string;
   /** Free-form extras: variant, timing method, peer ratios. */
   notes?: string;
+  /** The peers of the same work in the same run (bench/peers/onnx_peers.ts), output-checked. */
+  peers?: Peers;
+  /** /proc/loadavg (1, 5, 15 min) when the row was measured: other processes share the CPU. */
+  load?: string;
 }
 
 export interface BenchContext {
@@ -47,6 +52,20 @@ export function registerBench(group: BenchGroup): void {
 
 export function benchGroups(): readonly BenchGroup[] {
   return groups;
+}
+
+/** The 1, 5 and 15 minute load averages ("?" where /proc/loadavg is not readable). */
+export function loadavg(): string {
+  try {
+    return Deno.readTextFileSync("/proc/loadavg").split(" ").slice(0, 3).join(" ");
+  } catch {
+    return "?";
+  }
+}
+
+/** Whether `name` passes a `--filter`: empty, or containing one of its "|"-separated parts. */
+export function matchesFilter(name: string, filter: string | undefined): boolean {
+  return !filter || filter.split("|").some((a) => a !== "" && name.includes(a));
 }
 
 /** Median of a list. */

@@ -421,9 +421,20 @@ export async function benchWsi(): Promise<BenchRow[]> {
   return rows;
 }
 
+const WSI_USAGE = `usage: deno run -A bench/wsi.ts
+  Region reads of the shared fixtures, synthetic slides and (unless WSI_BENCH_BIG=0) the big-slide
+  memory rows. --big-write DIR and --big-prepare DIR are the child processes it starts itself.`;
+
 if (import.meta.main) {
   const [mode, dir] = Deno.args;
-  if (mode === "--big-write") await bigWrite(dir);
+  if (mode === "--help" || mode === "-h") console.log(WSI_USAGE);
+  else if ((mode === "--big-write" || mode === "--big-prepare") && !dir) {
+    console.error(`bench/wsi.ts: ${mode} needs a directory\n${WSI_USAGE}`);
+    Deno.exit(2);
+  } else if (mode && !mode.startsWith("--big-")) {
+    console.error(`bench/wsi.ts: unknown argument ${mode}\n${WSI_USAGE}`);
+    Deno.exit(2);
+  } else if (mode === "--big-write") await bigWrite(dir);
   else if (mode === "--big-prepare") await bigPrepare(dir);
   else {
     for (const r of await benchWsi()) {

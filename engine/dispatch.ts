@@ -98,8 +98,7 @@ const SYNC_ERRORS = Deno.env.get("ENGINE_SYNC_ERRORS") === "1";
 let encoder: GPUCommandEncoder | null = null;
 let pass: GPUComputePassEncoder | null = null;
 let dispatchesInBatch = 0;
-let timing: { querySet: GPUQuerySet } | null = null;
-/** Per-dispatch profiling (see {@link profileGpu}): one pass per dispatch, timestamps around it. */
+/** Profiling in progress (see {@link profileGpu}). */
 let profiling: ProfileState | null = null;
 const pendingErrors: Promise<string | null>[] = [];
 const stats = { dispatches: 0, submits: 0, pipelines: 0, readbacks: 0 };
@@ -115,7 +114,7 @@ onNewDevice(() => {
   encoder = null;
   pass = null;
   dispatchesInBatch = 0;
-  timing = null;
+  probe = null;
   pendingErrors.length = 0;
 });
 
@@ -229,23 +228,12 @@ export function dispatch(
     if (bindGroups.size >= MAX_BIND_GROUPS) bindGroups.delete(bindGroups.keys().next().value!);
     bindGroups.set(key, bg);
   }
-  if (profiling) {
+  if (profiling?.mode === "timestamp") {
     profileDispatch(profiling, kernel.key, pipeline, bg, x, y, z);
     return;
   }
-  if (!pass) {
-    pass = encoder!.beginComputePass(
-      timing
-        ? {
-          timestampWrites: {
-            querySet: timing.querySet,
-            beginningOfPassWriteIndex: 0,
-            endOfPassWriteIndex: 1,
-          },
-        }
-        : undefined,
-    );
-  }
+  profiling?.recorded.push({ key: kernel.key, pipeline, bg, x, y, z });
+  if (!pass) pass = encoder!.beginComputePass();
   pass.setPipeline(pipeline);
   pass.setBindGroup(0, bg);
   pass.dispatchWorkgroups(x, y, z);
@@ -254,7 +242,7 @@ export function dispatch(
     flush();
     return;
   }
-  if (++dispatchesInBatch >= DISPATCHES_PER_SUBMIT && !timing) flush();
+  if (++dispatchesInBatch >= DISPATCHES_PER_SUBMIT) flush();
 }
 
 /** Copies a buffer range into another inside the current batch (ordered with the dispatches). */
@@ -361,43 +349,341 @@ export function writeBuffer(buffer: GPUBuffer, offset: number, data: ArrayBuffer
 }
 
 /**
- * Times the GPU work encoded by `fn` with timestamp queries when the adapter has them
- * (otherwise wall clock around submit + onSubmittedWorkDone). Returns milliseconds.
+ * What the start-up probe found about this adapter's timestamp queries. Timestamps are trusted
+ * only where they agree with the wall clock on a known kernel, never by adapter name.
+ */
+export interface TimestampProbe {
+  /** Timestamps bracketing several passes agree with the wall clock of the same work within 2×. */
+  bracket: boolean;
+  /** Timestamps at the start and end of each pass add up to that wall clock within 2×. */
+  perPass: boolean;
+  /** The figures behind the verdicts, for reports. */
+  detail: string;
+  /**
+   * fp32 rate of the probe's multiply-add kernel by the wall clock, GFLOP/s: a lower bound of the
+   * adapter's peak (benchmarks derive their ceiling from it on hardware adapters).
+   */
+  fmaGflops: number;
+}
+
+let probe: Promise<TimestampProbe> | null = null;
+
+/** Disagreement beyond this factor between timestamps and the wall clock makes the wall clock win. */
+const MAX_CLOCK_RATIO = 2;
+/** Flops per thread and loop iteration of the probe kernel: 4 chains × vec4 × multiply-add. */
+const PROBE_FLOPS_PER_ITER = 32;
+const PROBE_WORKGROUPS = 4096;
+const PROBE_PASSES = 4;
+
+const probeKernel: Kernel = {
+  key: "timing/probe-fma",
+  wgsl: () =>
+    `struct P { iters: u32, p0: u32, p1: u32, p2: u32 }
+@group(0) @binding(0) var<uniform> u: P;
+@group(0) @binding(1) var<storage, read_write> y: array<vec4<f32>>;
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let i = gid.x;
+  let b = vec4<f32>(0.999, 0.998, 0.997, 0.996);
+  let c = vec4<f32>(1e-3, 2e-3, 3e-3, 4e-3);
+  var a0 = vec4<f32>(f32(i) * 1e-7, 0.5, 0.25, 0.125);
+  var a1 = a0 + c;
+  var a2 = a1 + c;
+  var a3 = a2 + c;
+  for (var k = 0u; k < u.iters; k++) {
+    a0 = fma(a0, b, c);
+    a1 = fma(a1, b, c);
+    a2 = fma(a2, b, c);
+    a3 = fma(a3, b, c);
+  }
+  y[i] = a0 + a1 + a2 + a3;
+}`,
+};
+
+/**
+ * Writes a storage texture: on lavapipe, once any kernel has used one, per-pass timestamps stop
+ * covering the dispatch (0.14 ms measured for 440 ms of work) while bracketing ones stay right, so
+ * the probe must run after such a kernel to see what later measurements will see.
+ */
+const probeTextureKernel: Kernel = {
+  key: "timing/probe-texture",
+  wgsl: () =>
+    `struct P { v: f32, p0: u32, p1: u32, p2: u32 }
+@group(0) @binding(0) var<uniform> u: P;
+@group(0) @binding(1) var t: texture_storage_2d<rgba32float, write>;
+@compute @workgroup_size(8, 8)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  textureStore(t, vec2<i32>(gid.xy), vec4<f32>(u.v));
+}`,
+};
+
+/** Milliseconds of a `sync()` with nothing pending (median of 5): subtracted from wall times. */
+async function emptySyncMs(): Promise<number> {
+  await sync();
+  const t: number[] = [];
+  for (let i = 0; i < 5; i++) {
+    const t0 = performance.now();
+    gpu().device.queue.submit([gpu().device.createCommandEncoder().finish()]);
+    await sync();
+    t.push(performance.now() - t0);
+  }
+  return t.sort((a, b) => a - b)[2];
+}
+
+/**
+ * Runs the probe kernel in {@link PROBE_PASSES} passes of one submit, long enough to take ≥ 20 ms
+ * by the wall clock, with timestamps bracketing the passes and around each pass, and compares
+ * both with the wall clock (an empty sync subtracted). Cached per device.
+ */
+export function timestampProbe(): Promise<TimestampProbe> {
+  probe ??= runProbe();
+  return probe;
+}
+
+async function runProbe(): Promise<TimestampProbe> {
+  const g = gpu();
+  const d = g.device;
+  const threads = PROBE_WORKGROUPS * 64;
+  const out = d.createBuffer({ size: threads * 16, usage: GPUBufferUsage.STORAGE });
+  const pipeline = getPipeline(probeKernel);
+  const nq = 2 * PROBE_PASSES + 2;
+  const qs = g.features.timestamp ? d.createQuerySet({ type: "timestamp", count: nq }) : null;
+  const resolve = d.createBuffer({
+    size: nq * 8,
+    usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC,
+  });
+  const st = d.createBuffer({
+    size: nq * 8,
+    usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+  });
+  const tex = d.createTexture({
+    size: [64, 64],
+    format: "rgba32float",
+    usage: GPUTextureUsage.STORAGE_BINDING,
+  });
+  {
+    const tp = getPipeline(probeTextureKernel);
+    const enc = d.createCommandEncoder();
+    const pp = enc.beginComputePass();
+    pp.setPipeline(tp);
+    pp.setBindGroup(
+      0,
+      d.createBindGroup({
+        layout: tp.getBindGroupLayout(0),
+        entries: [
+          {
+            binding: 0,
+            resource: { buffer: getUniform(new Params().f32(1).u32(0, 0, 0).bytes()) },
+          },
+          { binding: 1, resource: tex.createView() },
+        ],
+      }),
+    );
+    pp.dispatchWorkgroups(8, 8);
+    pp.end();
+    d.queue.submit([enc.finish()]);
+  }
+  const empty = await emptySyncMs();
+  /** One submit of the probe passes; wall ms (empty sync subtracted) and the timestamps. */
+  const run = async (iters: number, stamps: boolean) => {
+    const ubuf = getUniform(new Params().u32(iters, 0, 0, 0).bytes());
+    const bg = d.createBindGroup({
+      layout: pipeline.getBindGroupLayout(0),
+      entries: [
+        { binding: 0, resource: { buffer: ubuf } },
+        { binding: 1, resource: { buffer: out, size: threads * 16 } },
+      ],
+    });
+    const enc = d.createCommandEncoder();
+    const mark = (w: GPUComputePassTimestampWrites) =>
+      enc.beginComputePass({ timestampWrites: w }).end();
+    if (stamps && qs) mark({ querySet: qs, beginningOfPassWriteIndex: 0 });
+    for (let p = 0; p < PROBE_PASSES; p++) {
+      const pp = enc.beginComputePass(
+        stamps && qs
+          ? {
+            timestampWrites: {
+              querySet: qs,
+              beginningOfPassWriteIndex: 2 + 2 * p,
+              endOfPassWriteIndex: 3 + 2 * p,
+            },
+          }
+          : undefined,
+      );
+      pp.setPipeline(pipeline);
+      pp.setBindGroup(0, bg);
+      pp.dispatchWorkgroups(PROBE_WORKGROUPS);
+      pp.end();
+    }
+    if (stamps && qs) {
+      mark({ querySet: qs, endOfPassWriteIndex: 1 });
+      enc.resolveQuerySet(qs, 0, nq, resolve, 0);
+      enc.copyBufferToBuffer(resolve, 0, st, 0, nq * 8);
+    }
+    await sync();
+    const t0 = performance.now();
+    d.queue.submit([enc.finish()]);
+    await sync();
+    const wall = performance.now() - t0 - empty;
+    let t: bigint[] = [];
+    if (stamps && qs) {
+      await st.mapAsync(GPUMapMode.READ);
+      t = [...new BigUint64Array(st.getMappedRange().slice(0))];
+      st.unmap();
+    }
+    return { wall, t };
+  };
+  try {
+    let iters = 64;
+    let r = await run(iters, false);
+    for (let k = 0; k < 8 && r.wall < 20; k++) {
+      iters *= r.wall > 2 ? Math.min(8, Math.ceil(25 / r.wall)) : 8;
+      r = await run(iters, false);
+    }
+    const flops = PROBE_PASSES * threads * iters * PROBE_FLOPS_PER_ITER;
+    const fmaGflops = flops / Math.max(r.wall, 1e-3) / 1e6;
+    if (!qs) {
+      return {
+        bracket: false,
+        perPass: false,
+        fmaGflops,
+        detail: "no timestamp-query feature",
+      };
+    }
+    const s = await run(iters, true);
+    const bracketMs = Number(s.t[1] - s.t[0]) / 1e6;
+    let perPassMs = 0;
+    for (let p = 0; p < PROBE_PASSES; p++) {
+      perPassMs += Number(s.t[3 + 2 * p] - s.t[2 + 2 * p]) / 1e6;
+    }
+    const agree = (x: number) =>
+      x > 0 && x <= s.wall * MAX_CLOCK_RATIO && x >= s.wall / MAX_CLOCK_RATIO;
+    return {
+      bracket: agree(bracketMs),
+      perPass: agree(perPassMs),
+      fmaGflops,
+      detail: `probe ${PROBE_PASSES} passes: wall ${s.wall.toFixed(2)} ms, bracketing timestamps ` +
+        `${bracketMs.toFixed(2)} ms, per-pass timestamps ${perPassMs.toFixed(2)} ms`,
+    };
+  } finally {
+    qs?.destroy();
+    resolve.destroy();
+    st.destroy();
+    out.destroy();
+    tex.destroy();
+  }
+}
+
+/** Disposes what a timed function returned when it is disposable (a tensor, say). */
+function disposeResult(r: unknown): void {
+  const o = r as { dispose?: unknown } | null;
+  if (o && typeof o === "object" && typeof o.dispose === "function") (o.dispose as () => void)();
+}
+
+/** One measurement by {@link timeGpu}. */
+export interface GpuTime {
+  /** Milliseconds per iteration by `method`. */
+  ms: number;
+  /**
+   * "timestamp" where the probe found the adapter's timestamps reliable and they agree with the
+   * wall clock of this very batch within 2×; otherwise "wall".
+   */
+  method: "timestamp" | "wall";
+  /** Wall clock per iteration: batch start to sync end, an empty sync subtracted. */
+  wallMs: number;
+  /** Timestamps per iteration (null where not taken). */
+  timestampMs: number | null;
+  iterations: number;
+  /** Why the wall clock was used ("" when timestamps were). */
+  note: string;
+}
+
+/**
+ * Times `iterations` runs of `fn` (default 1) as one batch with one sync at the end: timestamps
+ * written by empty passes before and after the batch (so every pass of every kernel is inside
+ * them), checked against the wall clock of the same batch minus the cost of an empty sync. Where
+ * they disagree by more than 2×, or the start-up probe ({@link timestampProbe}) found this
+ * adapter's timestamps unreliable, the wall clock is the figure and `note` says why. Whatever
+ * `fn` returns is disposed when it has a `dispose` method.
  */
 export async function timeGpu(
-  fn: () => void,
-): Promise<{ ms: number; method: "timestamp" | "wall" }> {
+  fn: () => unknown,
+  opts: { iterations?: number } = {},
+): Promise<GpuTime> {
   const g = gpu();
-  flush();
-  await g.device.queue.onSubmittedWorkDone();
-  if (!g.features.timestamp) {
-    const t0 = performance.now();
-    fn();
-    flush();
-    await g.device.queue.onSubmittedWorkDone();
-    await checkErrors();
-    return { ms: performance.now() - t0, method: "wall" };
-  }
-  const querySet = g.device.createQuerySet({ type: "timestamp", count: 2 });
-  const resolve = g.device.createBuffer({
+  const d = g.device;
+  const iterations = Math.max(1, Math.floor(opts.iterations ?? 1));
+  const pr = g.features.timestamp ? await timestampProbe() : null;
+  const useTs = pr?.bracket ?? false;
+  const empty = await emptySyncMs();
+  const qs = useTs ? d.createQuerySet({ type: "timestamp", count: 2 }) : null;
+  const resolve = d.createBuffer({
     size: 16,
     usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC,
   });
-  ensureBatch();
-  endPass();
-  timing = { querySet };
+  const st = d.createBuffer({ size: 16, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+  const mark = (w: GPUComputePassTimestampWrites, resolveIt: boolean) => {
+    const e = d.createCommandEncoder();
+    e.beginComputePass({ timestampWrites: w }).end();
+    if (resolveIt) {
+      e.resolveQuerySet(qs!, 0, 2, resolve, 0);
+      e.copyBufferToBuffer(resolve, 0, st, 0, 16);
+    }
+    d.queue.submit([e.finish()]);
+  };
   try {
-    fn();
+    if (qs) mark({ querySet: qs, beginningOfPassWriteIndex: 0 }, false);
+    const t0 = performance.now();
+    for (let i = 0; i < iterations; i++) disposeResult(fn());
+    flush();
+    if (qs) mark({ querySet: qs, endOfPassWriteIndex: 1 }, true);
+    await sync();
+    const wallMs = Math.max(0, performance.now() - t0 - empty) / iterations;
+    let timestampMs: number | null = null;
+    if (qs) {
+      await st.mapAsync(GPUMapMode.READ);
+      const t = new BigUint64Array(st.getMappedRange().slice(0));
+      st.unmap();
+      timestampMs = Number(t[1] - t[0]) / 1e6 / iterations;
+    }
+    const fmt = (x: number) => x.toPrecision(3);
+    if (!pr) {
+      return {
+        ms: wallMs,
+        method: "wall",
+        wallMs,
+        timestampMs,
+        iterations,
+        note: "wall clock: no timestamp-query",
+      };
+    }
+    if (!useTs) {
+      return {
+        ms: wallMs,
+        method: "wall",
+        wallMs,
+        timestampMs,
+        iterations,
+        note: `wall clock: this adapter's timestamps failed the start-up probe (${pr.detail})`,
+      };
+    }
+    const ts = timestampMs!;
+    if (!(ts > 0) || ts > wallMs * MAX_CLOCK_RATIO || ts < wallMs / MAX_CLOCK_RATIO) {
+      return {
+        ms: wallMs,
+        method: "wall",
+        wallMs,
+        timestampMs,
+        iterations,
+        note: `wall clock: timestamps ${fmt(ts)} ms disagree with wall ${fmt(wallMs)} ms (> 2×)`,
+      };
+    }
+    return { ms: ts, method: "timestamp", wallMs, timestampMs, iterations, note: "" };
   } finally {
-    timing = null;
+    qs?.destroy();
+    resolve.destroy();
+    st.destroy();
   }
-  endPass();
-  encoder!.resolveQuerySet(querySet, 0, 2, resolve, 0);
-  const raw = await readBuffer(resolve, 0, 16);
-  const t = new BigUint64Array(raw);
-  querySet.destroy();
-  resolve.destroy();
-  return { ms: Number(t[1] - t[0]) / 1e6, method: "timestamp" };
 }
 
 /** Counters for tests and benchmarks. */
@@ -417,13 +703,26 @@ export function grid1d(items: number, perWorkgroup: number): [number, number] {
   return [Math.ceil(groups / y), y];
 }
 
+/** A dispatch recorded by a wall-clock profile, replayed alone afterwards. */
+interface RecordedDispatch {
+  key: string;
+  pipeline: GPUComputePipeline;
+  bg: GPUBindGroup;
+  x: number;
+  y: number;
+  z: number;
+}
+
 interface ProfileState {
-  querySet: GPUQuerySet;
-  resolve: GPUBuffer;
+  /** "timestamp": each dispatch in its own timestamped pass; "wall": record, then replay alone. */
+  mode: "timestamp" | "wall";
+  querySet: GPUQuerySet | null;
+  resolve: GPUBuffer | null;
   /** Kernel key of each timestamp pair written in the current batch. */
   keys: string[];
   readbacks: Promise<void>[];
   totals: Map<string, { ms: number; count: number }>;
+  recorded: RecordedDispatch[];
 }
 const PROFILE_PAIRS = 512;
 
@@ -440,7 +739,7 @@ function profileDispatch(
   const i = p.keys.length;
   const pp = encoder!.beginComputePass({
     timestampWrites: {
-      querySet: p.querySet,
+      querySet: p.querySet!,
       beginningOfPassWriteIndex: 2 * i,
       endOfPassWriteIndex: 2 * i + 1,
     },
@@ -450,6 +749,7 @@ function profileDispatch(
   pp.dispatchWorkgroups(x, y, z);
   pp.end();
   p.keys.push(key);
+  p.recorded.push({ key, pipeline, bg, x, y, z });
   stats.dispatches++;
   if (p.keys.length >= PROFILE_PAIRS) flush();
 }
@@ -457,60 +757,183 @@ function profileDispatch(
 /** Encodes the resolve of this batch's timestamps; the returned call maps them after the submit. */
 function profileResolve(p: ProfileState, enc: GPUCommandEncoder): (() => void) | null {
   const n = p.keys.length;
-  if (!n) return null;
+  if (!n || p.mode !== "timestamp") return null;
   const st = gpu().device.createBuffer({
     size: n * 16,
     usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
   });
-  enc.resolveQuerySet(p.querySet, 0, 2 * n, p.resolve, 0);
-  enc.copyBufferToBuffer(p.resolve, 0, st, 0, n * 16);
+  enc.resolveQuerySet(p.querySet!, 0, 2 * n, p.resolve!, 0);
+  enc.copyBufferToBuffer(p.resolve!, 0, st, 0, n * 16);
   const keys = p.keys.splice(0);
   return () =>
     void p.readbacks.push(
       st.mapAsync(GPUMapMode.READ).then(() => {
         const t = new BigUint64Array(st.getMappedRange());
-        keys.forEach((k, j) => {
-          const e = p.totals.get(k) ?? { ms: 0, count: 0 };
-          e.ms += Number(t[2 * j + 1] - t[2 * j]) / 1e6;
-          e.count++;
-          p.totals.set(k, e);
-        });
+        keys.forEach((k, j) => addTime(p, k, Number(t[2 * j + 1] - t[2 * j]) / 1e6));
         st.destroy();
       }),
     );
 }
 
+function addTime(p: ProfileState, key: string, ms: number): void {
+  const e = p.totals.get(key) ?? { ms: 0, count: 0 };
+  e.ms += ms;
+  e.count++;
+  p.totals.set(key, e);
+}
+
 /**
- * Runs `fn` with every dispatch in its own timed pass and returns GPU milliseconds per kernel key,
- * largest first. For finding hot spots in benchmarks only: one pass per
- * dispatch costs a little, and needs the `timestamp-query` feature.
+ * Replays each recorded dispatch alone (its own submit, synchronised, an empty sync subtracted).
+ * Buffers and textures the pass destroyed were kept alive for this (see {@link profileGpu}).
  */
-export async function profileGpu(
-  fn: () => Promise<void> | void,
-): Promise<{ kernel: string; ms: number; count: number }[]> {
+async function replayByWallClock(p: ProfileState): Promise<string | null> {
+  const d = gpu().device;
+  const empty = await emptySyncMs();
+  d.pushErrorScope("validation");
+  for (const r of p.recorded) {
+    const enc = d.createCommandEncoder();
+    const pp = enc.beginComputePass();
+    pp.setPipeline(r.pipeline);
+    pp.setBindGroup(0, r.bg);
+    pp.dispatchWorkgroups(r.x, r.y, r.z);
+    pp.end();
+    const cb = enc.finish();
+    const t0 = performance.now();
+    d.queue.submit([cb]);
+    await d.queue.onSubmittedWorkDone();
+    addTime(p, r.key, Math.max(0, performance.now() - t0 - empty));
+  }
+  const err = await d.popErrorScope();
+  return err ? err.message : null;
+}
+
+/** Kernel time of one profile row. */
+export interface KernelTime {
+  kernel: string;
+  ms: number;
+  count: number;
+}
+
+/** What {@link profileGpu} measured. */
+export interface GpuProfile {
+  /** Milliseconds per kernel key, largest first. */
+  kernels: KernelTime[];
+  /** "timestamp": per-pass timestamps; "wall": each dispatch replayed alone by the wall clock. */
+  method: "timestamp" | "wall";
+  /** Wall clock of the profiled pass (`fn` and its final sync). */
+  wallMs: number;
+  /** Sum of the kernel times. */
+  kernelMs: number;
+  /** The kernel times add up to the wall time within 20 %. */
+  accounted: boolean;
+  /** How the method was chosen and what the kernel times leave out. */
+  note: string;
+}
+
+/**
+ * Runs `fn` and returns milliseconds per kernel key. Where the start-up probe found per-pass
+ * timestamps reliable, every dispatch runs in its own timestamped pass; otherwise the dispatches
+ * run as usual, are recorded, and each is replayed alone afterwards between two syncs (an empty
+ * sync subtracted); the same replay is the fallback when per-pass timestamps disagree with the wall
+ * clock of the pass by more than 2×. Buffers and textures destroyed during the pass are kept alive
+ * until the profile ends (so a profiled pass holds more memory). Either way the
+ * kernel times are compared with the wall clock of the pass: within 20 % they account for it,
+ * else `note` says how much they cannot account for. For finding hot spots only.
+ */
+export async function profileGpu(fn: () => Promise<void> | void): Promise<GpuProfile> {
   const g = gpu();
-  if (!g.features.timestamp) throw new Error("profileGpu needs the timestamp-query feature");
-  flush();
+  const pr = g.features.timestamp ? await timestampProbe() : null;
+  const mode = pr?.perPass ? "timestamp" : "wall";
+  await sync();
   const p: ProfileState = {
-    querySet: g.device.createQuerySet({ type: "timestamp", count: 2 * PROFILE_PAIRS }),
-    resolve: g.device.createBuffer({
-      size: PROFILE_PAIRS * 16,
-      usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC,
-    }),
+    mode,
+    querySet: mode === "timestamp"
+      ? g.device.createQuerySet({ type: "timestamp", count: 2 * PROFILE_PAIRS })
+      : null,
+    resolve: mode === "timestamp"
+      ? g.device.createBuffer({
+        size: PROFILE_PAIRS * 16,
+        usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC,
+      })
+      : null,
     keys: [],
     readbacks: [],
     totals: new Map(),
+    recorded: [],
   };
-  profiling = p;
-  try {
-    await fn();
-    flush();
-  } finally {
-    profiling = null;
+  // A wall-clock replay needs every resource the pass used: defer destroys until it is done.
+  const deferred: { destroy(): void }[] = [];
+  const bufDestroy = GPUBuffer.prototype.destroy, texDestroy = GPUTexture.prototype.destroy;
+  {
+    GPUBuffer.prototype.destroy = function (this: GPUBuffer) {
+      deferred.push({ destroy: () => bufDestroy.call(this) });
+    };
+    GPUTexture.prototype.destroy = function (this: GPUTexture) {
+      deferred.push({ destroy: () => texDestroy.call(this) });
+    };
   }
-  await Promise.all(p.readbacks);
-  await checkErrors();
-  p.querySet.destroy();
-  p.resolve.destroy();
-  return [...p.totals].map(([kernel, e]) => ({ kernel, ...e })).sort((a, b) => b.ms - a.ms);
+  let wallMs: number;
+  let replayError: string | null = null;
+  let method: "timestamp" | "wall" = mode;
+  let fallback = "";
+  try {
+    profiling = p;
+    const t0 = performance.now();
+    try {
+      await fn();
+      flush();
+    } finally {
+      profiling = null;
+    }
+    await Promise.all(p.readbacks);
+    await sync();
+    wallMs = performance.now() - t0;
+    const stamped = [...p.totals.values()].reduce((s, e) => s + e.ms, 0);
+    if (
+      mode === "timestamp" &&
+      (stamped < wallMs / MAX_CLOCK_RATIO || stamped > wallMs * MAX_CLOCK_RATIO)
+    ) {
+      // The probe passed but this pass's stamps disagree with its wall clock: do not trust them.
+      fallback = `per-pass timestamps summed ${(stamped / 1000).toFixed(3)} s against a wall of ${
+        (wallMs / 1000).toFixed(3)
+      } s (> 2×), so `;
+      p.totals.clear();
+      method = "wall";
+    }
+    if (method === "wall") replayError = await replayByWallClock(p);
+  } finally {
+    GPUBuffer.prototype.destroy = bufDestroy;
+    GPUTexture.prototype.destroy = texDestroy;
+    for (const r of deferred) r.destroy();
+    p.querySet?.destroy();
+    p.resolve?.destroy();
+  }
+  const kernels = [...p.totals].map(([kernel, e]) => ({ kernel, ...e })).sort((a, b) =>
+    b.ms - a.ms
+  );
+  const kernelMs = kernels.reduce((s, k) => s + k.ms, 0);
+  const accounted = Math.abs(kernelMs - wallMs) <= 0.2 * wallMs && !replayError;
+  const why = method === "timestamp"
+    ? `per-pass timestamps (${pr!.detail})`
+    : `${fallback}each dispatch replayed alone by the wall clock, an empty sync subtracted (${
+      pr ? pr.detail : "no timestamp-query"
+    })`;
+  const gap = wallMs - kernelMs;
+  const rest = accounted
+    ? "kernel times add up to the wall time within 20 %"
+    : gap > 0
+    ? `cannot account for ${(gap / 1000).toFixed(2)} s (${
+      (100 * gap / wallMs).toFixed(0)
+    } %) of the wall time: CPU-side encoding, uploads, copies and readbacks are not kernel time`
+    : `kernel times exceed the wall time by ${(-gap / 1000).toFixed(2)} s (${
+      (-100 * gap / wallMs).toFixed(0)
+    } %): kernels overlap or the per-kernel clock overcounts`;
+  return {
+    kernels,
+    method,
+    wallMs,
+    kernelMs,
+    accounted,
+    note: `${why}; ${rest}${replayError ? `; replay failed: ${replayError}` : ""}`,
+  };
 }

@@ -9,8 +9,16 @@ export {
   profileGpu,
   sync,
   timeGpu,
+  timestampProbe,
 } from "./dispatch.ts";
-export type { Binding, Kernel } from "./dispatch.ts";
+export type {
+  Binding,
+  GpuProfile,
+  GpuTime,
+  Kernel,
+  KernelTime,
+  TimestampProbe,
+} from "./dispatch.ts";
 export { fmtBytes, type MemoryStats, memoryStats, pool, trimPool } from "./pool.ts";
 export {
   bindingLimit,

@@ -13,6 +13,7 @@ import { Linear } from "../engine/nn/linear.ts";
 import { constant, HostRng, normal, xavierUniform } from "../engine/nn/init.ts";
 import { Adl } from "./adl.ts";
 import { highFrequency } from "./highfreq.ts";
+import { InputError } from "../engine/io/errors.ts";
 
 export interface ResNetAdlConfig {
   /** Bottlenecks per stage: ResNet-50 is [3, 4, 6, 3]. */
@@ -39,6 +40,41 @@ export const RESNET50_ADL: ResNetAdlConfig = {
 };
 
 const EXPANSION = 4;
+
+/**
+ * Checks a ResNet-ADL config before any layer is built, naming the field at fault (ResNet-50 is
+ * width 64, [3, 4, 6, 3]; the bounds leave room for wider or deeper experiments, not for typos
+ * that would allocate terabytes).
+ */
+export function validateResNetAdlConfig(c: ResNetAdlConfig, where = "ResNet-ADL config"): void {
+  const bad = (field: string, expected: string, got: unknown): never => {
+    throw new InputError(
+      `${where}: field ${field}: expected ${expected}, got ${JSON.stringify(got)}`,
+      {
+        field,
+      },
+    );
+  };
+  const int = (field: string, v: unknown, min: number, max: number) => {
+    if (!Number.isSafeInteger(v) || (v as number) < min || (v as number) > max) {
+      bad(field, `an integer in [${min}, ${max}]`, v);
+    }
+  };
+  int("width", c.width, 1, 4096);
+  if (!Array.isArray(c.layers) || c.layers.length !== 4) bad("layers", "4 block counts", c.layers);
+  c.layers.forEach((n, i) => int(`layers[${i}]`, n, 1, 256));
+  if (!Array.isArray(c.adlPositions)) bad("adlPositions", "an array of arrays", c.adlPositions);
+  c.adlPositions.forEach((ps, s) => {
+    if (!Array.isArray(ps)) bad(`adlPositions[${s}]`, "an array of block indices", ps);
+    ps.forEach((b, j) => int(`adlPositions[${s}][${j}]`, b, 0, 255));
+  });
+  if (!(c.adlDropRate >= 0 && c.adlDropRate <= 1)) {
+    bad("adlDropRate", "a number in [0, 1]", c.adlDropRate);
+  }
+  if (!(c.adlThreshold >= 0 && c.adlThreshold <= 1)) {
+    bad("adlThreshold", "a number in [0, 1]", c.adlThreshold);
+  }
+}
 
 class Bottleneck extends Module {
   conv1: Conv2d;
@@ -129,6 +165,7 @@ export class ResNetAdl extends Module {
 
   constructor(readonly config: ResNetAdlConfig = RESNET50_ADL) {
     super();
+    validateResNetAdlConfig(config);
     const rng = new HostRng(config.seed);
     const w = config.width;
     this.conv1 = this.child(

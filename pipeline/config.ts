@@ -4,7 +4,8 @@
  * from the file or with `--set path.to.key=value`; the common ones have their own flags.
  * Unknown keys and values of the wrong type are errors that name the key.
  */
-import type { SamConfig } from "../model/sam/configs.ts";
+import { parseSamConfig, SAM_CONFIGS, type SamConfig } from "../model/sam/configs.ts";
+import { InputError } from "../engine/io/errors.ts";
 
 export type ProfileName = "tiny" | "default" | "paper";
 
@@ -228,6 +229,23 @@ type Obj = Record<string, unknown>;
 const isObj = (v: unknown): v is Obj => typeof v === "object" && v !== null && !Array.isArray(v);
 
 /**
+ * Keys that name an object's prototype machinery rather than a setting: assigning them would
+ * replace a config object's prototype (`__proto__`) or read a function. Refused by name, so the
+ * message says why instead of "must be a undefined".
+ */
+const PROTOTYPE_KEYS = new Set(["__proto__", "prototype", "constructor"]);
+
+function refusePrototypeKey(where: string, key: string, part: string): void {
+  if (PROTOTYPE_KEYS.has(part)) {
+    throw new InputError(
+      `${where}: key "${key}" is not allowed ("${part}" names JavaScript's prototype machinery, ` +
+        `not a setting)`,
+      { file: where, field: key },
+    );
+  }
+}
+
+/**
  * Deep-merges `over` into `base`, checking every key exists in `base` and has its type (numbers,
  * booleans, strings, arrays of the same length; `null` fields take a string; `sam.model` takes a
  * name or an object).
@@ -236,26 +254,32 @@ export function mergeConfig(base: Obj, over: Obj, where: string, prefix = ""): O
   const out: Obj = { ...base };
   for (const [k, v] of Object.entries(over)) {
     const key = prefix ? `${prefix}.${k}` : k;
-    if (!(k in base)) {
-      throw new Error(`${where}: unknown key "${key}" (known: ${Object.keys(base).join(", ")})`);
+    refusePrototypeKey(where, key, k);
+    if (!Object.hasOwn(base, k)) {
+      throw new InputError(
+        `${where}: unknown key "${key}" (known: ${Object.keys(base).join(", ")})`,
+        { file: where, field: key },
+      );
     }
     const b = base[k];
     if (key === "sam.model") {
       if (typeof v !== "string" && !isObj(v)) {
-        throw new Error(`${where}: "${key}" must be a SAM config name or object`);
+        throw new InputError(`${where}: "${key}" must be a SAM config name or object`);
       }
       out[k] = v;
     } else if (isObj(b)) {
-      if (!isObj(v)) throw new Error(`${where}: "${key}" must be an object`);
+      if (!isObj(v)) throw new InputError(`${where}: "${key}" must be an object`);
       out[k] = mergeConfig(b, v, where, key);
     } else if (b === null || key === "data.dir" || key === "sam.checkpoint") {
       if (v !== null && typeof v !== "string") {
-        throw new Error(`${where}: "${key}" must be a string or null, got ${JSON.stringify(v)}`);
+        throw new InputError(
+          `${where}: "${key}" must be a string or null, got ${JSON.stringify(v)}`,
+        );
       }
       out[k] = v;
     } else if (Array.isArray(b)) {
       if (!Array.isArray(v) || v.length !== b.length || v.some((x) => typeof x !== typeof b[0])) {
-        throw new Error(
+        throw new InputError(
           `${where}: "${key}" must be an array of ${b.length} ${typeof b[0]}s, got ${
             JSON.stringify(v)
           }`,
@@ -264,7 +288,7 @@ export function mergeConfig(base: Obj, over: Obj, where: string, prefix = ""): O
       out[k] = v;
     } else {
       if (typeof v !== typeof b) {
-        throw new Error(
+        throw new InputError(
           `${where}: "${key}" must be a ${typeof b}, got ${JSON.stringify(v)}`,
         );
       }
@@ -277,20 +301,29 @@ export function mergeConfig(base: Obj, over: Obj, where: string, prefix = ""): O
 /** Parses the text of `--set key=value` against the type of the default. */
 export function parseSetting(base: Obj, assignment: string): Obj {
   const eq = assignment.indexOf("=");
-  if (eq < 1) throw new Error(`--set ${assignment}: expected key.path=value`);
+  if (eq < 1) throw new InputError(`--set ${assignment}: expected key.path=value`);
   const path = assignment.slice(0, eq).split(".");
   const text = assignment.slice(eq + 1);
+  for (const p of path) {
+    refusePrototypeKey("--set", path.join("."), p);
+    if (!p) {
+      throw new InputError(`--set ${assignment}: empty key in "${path.join(".")}"`, {
+        file: "--set",
+        field: path.join("."),
+      });
+    }
+  }
   let at: unknown = base;
-  for (const p of path) at = isObj(at) ? at[p] : undefined;
+  for (const p of path) at = isObj(at) && Object.hasOwn(at, p) ? at[p] : undefined;
   let value: unknown;
   if (typeof at === "number") {
     value = Number(text);
     if (!Number.isFinite(value as number)) {
-      throw new Error(`--set ${assignment}: "${path.join(".")}" must be a number`);
+      throw new InputError(`--set ${assignment}: "${path.join(".")}" must be a number`);
     }
   } else if (typeof at === "boolean") {
     if (text !== "true" && text !== "false") {
-      throw new Error(`--set ${assignment}: "${path.join(".")}" must be true or false`);
+      throw new InputError(`--set ${assignment}: "${path.join(".")}" must be true or false`);
     }
     value = text === "true";
   } else if (typeof at === "string" || at === null) {
@@ -299,7 +332,7 @@ export function parseSetting(base: Obj, assignment: string): Obj {
     try {
       value = JSON.parse(text);
     } catch {
-      throw new Error(`--set ${assignment}: value must be JSON for "${path.join(".")}"`);
+      throw new InputError(`--set ${assignment}: value must be JSON for "${path.join(".")}"`);
     }
   }
   const over: Obj = {};
@@ -311,11 +344,11 @@ export function parseSetting(base: Obj, assignment: string): Obj {
   return over;
 }
 
-/** Checks ranges that the type check cannot. */
-export function validateConfig(c: PipelineConfig): PipelineConfig {
+/** Checks ranges that the type check cannot; errors start with `where` (the file, or "config"). */
+export function validateConfig(c: PipelineConfig, where = "config"): PipelineConfig {
   const posInt = (v: number, k: string, min = 1) => {
     if (!Number.isInteger(v) || v < min) {
-      throw new Error(`config: ${k} must be an integer >= ${min}, got ${v}`);
+      throw new InputError(`${where}: ${k} must be an integer >= ${min}, got ${v}`);
     }
   };
   posInt(c.patchSize, "patchSize", 16);
@@ -333,14 +366,33 @@ export function validateConfig(c: PipelineConfig): PipelineConfig {
   posInt(c.data.negativesPerPositive, "data.negativesPerPositive", 0);
   posInt(c.seed, "seed", 0);
   if (!(c.idsThreshold >= 0 && c.idsThreshold <= 1)) {
-    throw new Error(`config: idsThreshold must be in [0, 1], got ${c.idsThreshold}`);
+    throw new InputError(`${where}: idsThreshold must be in [0, 1], got ${c.idsThreshold}`);
   }
   for (const [k, v] of [["classifier.lr", c.classifier.lr], ["sam.lr", c.sam.lr]] as const) {
-    if (!(v > 0)) throw new Error(`config: ${k} must be positive, got ${v}`);
+    if (!(v > 0)) throw new InputError(`${where}: ${k} must be positive, got ${v}`);
   }
   if (c.classifier.cam.openKernel < 1 || !Number.isInteger(c.classifier.cam.openKernel)) {
-    throw new Error(`config: classifier.cam.openKernel must be a positive integer`);
+    throw new InputError(`${where}: classifier.cam.openKernel must be a positive integer`);
   }
+  // Upper bounds: what no experiment needs but a typo could ask for (terabytes of weights).
+  const atMost = (v: number, k: string, max: number) => {
+    if (v > max) {
+      throw new InputError(`${where}: ${k} must be at most ${max}, got ${v}`, { field: k });
+    }
+  };
+  atMost(c.patchSize, "patchSize", 8192);
+  atMost(c.classifier.width, "classifier.width", 4096);
+  c.classifier.layers.forEach((n, i) => atMost(n, `classifier.layers[${i}]`, 256));
+  const m = c.sam.model;
+  if (typeof m === "string") {
+    if (!Object.hasOwn(SAM_CONFIGS, m)) {
+      throw new InputError(
+        `${where}: sam.model must be one of ${Object.keys(SAM_CONFIGS).join(", ")} or an object, ` +
+          `got ${JSON.stringify(m)}`,
+        { field: "sam.model" },
+      );
+    }
+  } else parseSamConfig(m, `${where}: sam.model`);
   return c;
 }
 
@@ -371,15 +423,15 @@ export interface ConfigFlags {
 function num(v: string | undefined, flag: string): number | undefined {
   if (v === undefined) return undefined;
   const n = Number(v);
-  if (!Number.isFinite(n)) throw new Error(`--${flag} must be a number, got "${v}"`);
+  if (!Number.isFinite(n)) throw new InputError(`--${flag} must be a number, got "${v}"`);
   return n;
 }
 
 /** Profile → config file → flags, validated. */
 export async function resolveConfig(f: ConfigFlags): Promise<PipelineConfig> {
   const profile = (f.profile ?? "default") as ProfileName;
-  if (!(profile in PROFILES)) {
-    throw new Error(
+  if (!Object.hasOwn(PROFILES, profile)) {
+    throw new InputError(
       `--profile must be one of ${Object.keys(PROFILES).join(", ")}, got "${profile}"`,
     );
   }
@@ -389,9 +441,11 @@ export async function resolveConfig(f: ConfigFlags): Promise<PipelineConfig> {
     try {
       json = JSON.parse(await Deno.readTextFile(f.config));
     } catch (e) {
-      throw new Error(`--config ${f.config}: ${(e as Error).message}`);
+      throw new InputError(`--config ${f.config}: ${(e as Error).message}`);
     }
-    if (!isObj(json)) throw new Error(`--config ${f.config}: expected a JSON object`);
+    if (!isObj(json)) {
+      throw new InputError(`--config ${f.config}: expected a JSON object`, { file: f.config });
+    }
     const { profile: _p, ...rest } = json;
     c = mergeConfig(c, rest, f.config);
   }
@@ -408,7 +462,7 @@ export async function resolveConfig(f: ConfigFlags): Promise<PipelineConfig> {
       try {
         model = JSON.parse(await Deno.readTextFile(f.samModel));
       } catch (e) {
-        throw new Error(
+        throw new InputError(
           `--sam-model ${f.samModel}: not vit_b/l/h nor a JSON file (${(e as Error).message})`,
         );
       }
@@ -429,7 +483,7 @@ export async function resolveConfig(f: ConfigFlags): Promise<PipelineConfig> {
   put("sam.points", num(f.points, "points"));
   if (f.dataset !== undefined) {
     if (f.dataset !== "camelyon16" && f.dataset !== "camelyon17") {
-      throw new Error(`--dataset must be camelyon16 or camelyon17, got "${f.dataset}"`);
+      throw new InputError(`--dataset must be camelyon16 or camelyon17, got "${f.dataset}"`);
     }
     const { camDefaults } = await import("../model/cam.ts");
     over.push({ classifier: { cam: camDefaults(f.dataset) } });
@@ -441,14 +495,48 @@ export async function resolveConfig(f: ConfigFlags): Promise<PipelineConfig> {
   if (f.trainEncoder !== undefined) cfg.sam.trainEncoder = f.trainEncoder;
   else if (cfg.sam.checkpoint === null) cfg.sam.trainEncoder = true;
   if (cfg.profile === "paper" && cfg.sam.checkpoint === null) {
-    throw new Error(
+    throw new InputError(
       "--profile paper needs --sam-checkpoint sam_vit_b_01ec64.pth (pretrained SAM weights)",
     );
   }
   if (cfg.profile === "paper" && cfg.data.dir === null) {
-    throw new Error("--profile paper needs --data <prepared dataset> (see deno task prepare)");
+    throw new InputError("--profile paper needs --data <prepared dataset> (see deno task prepare)");
   }
   return validateConfig(cfg);
+}
+
+/** Largest run-folder config.json read (they are a few kilobytes). */
+const MAX_RUN_CONFIG_BYTES = 16 * 2 ** 20;
+
+/**
+ * Reads the config.json that `train` wrote into a run folder, checking every field as a
+ * `--config` file is checked (over its profile's defaults), so a damaged or hand-edited file is an
+ * error naming the file and the field rather than a failure deep in `infer`.
+ */
+export async function readRunConfig(dir: string): Promise<PipelineConfig> {
+  const file = `${dir}/config.json`;
+  let json: unknown;
+  try {
+    const size = (await Deno.stat(file)).size;
+    if (size > MAX_RUN_CONFIG_BYTES) throw new Error(`${size} bytes, more than a config holds`);
+    json = JSON.parse(await Deno.readTextFile(file));
+  } catch (e) {
+    throw new InputError(`${dir}: not a run folder (${file}: ${(e as Error).message})`, { file });
+  }
+  if (!isObj(json)) {
+    throw new InputError(`${file}: field (root): expected the run's config object`, { file });
+  }
+  const { profile, ...rest } = json;
+  if (typeof profile !== "string" || !Object.hasOwn(PROFILES, profile)) {
+    throw new InputError(
+      `${file}: field profile: expected one of ${Object.keys(PROFILES).join(", ")}, got ${
+        JSON.stringify(profile)
+      }`,
+      { file, field: "profile" },
+    );
+  }
+  const base = structuredClone(PROFILES[profile as ProfileName]) as unknown as Obj;
+  return validateConfig(mergeConfig(base, rest, file) as unknown as PipelineConfig, file);
 }
 
 /** StepLR step and early-stopping patience as the reference derives them from the epochs. */

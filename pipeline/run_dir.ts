@@ -8,6 +8,7 @@
  * is reported by name instead of loading as wrong weights.
  */
 import { writeFileAtomicSync } from "../engine/io/atomic.ts";
+import { InputError } from "../engine/io/errors.ts";
 import {
   type DType,
   type HostData,
@@ -71,13 +72,88 @@ function pidAlive(pid: number): boolean {
   return exists(`/proc/${pid}`);
 }
 
+/** Deepest nesting a run folder's JSON may have (the config is 4 levels deep). */
+const MAX_JSON_DEPTH = 64;
+/** Largest state.json / config.json read (they are a few kilobytes). */
+const MAX_JSON_BYTES = 16 * 2 ** 20;
+
 function readJson(path: string): unknown {
-  const text = Deno.readTextFileSync(path);
-  try {
-    return JSON.parse(text);
-  } catch (e) {
-    throw new Error(`${path}: not valid JSON (${(e as Error).message})`);
+  const size = Deno.statSync(path).size;
+  if (size > MAX_JSON_BYTES) {
+    throw new InputError(
+      `${path}: ${size} bytes, more than the ${MAX_JSON_BYTES} a run folder's JSON may hold`,
+      { file: path },
+    );
   }
+  return parseRunJson(Deno.readTextFileSync(path), path);
+}
+
+/** Parses a run folder's JSON file, refusing nesting deeper than {@link MAX_JSON_DEPTH}. */
+export function parseRunJson(text: string, path: string): unknown {
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch (e) {
+    throw new InputError(`${path}: not valid JSON (${(e as Error).message})`, { file: path });
+  }
+  // Checked without recursion: later code (diffConfig, JSON.stringify) recurses.
+  const stack: [unknown, number][] = [[v, 0]];
+  while (stack.length) {
+    const [x, d] = stack.pop()!;
+    if (x === null || typeof x !== "object") continue;
+    if (d >= MAX_JSON_DEPTH) {
+      throw new InputError(`${path}: JSON nested deeper than ${MAX_JSON_DEPTH} levels`, {
+        file: path,
+      });
+    }
+    for (const y of Object.values(x)) stack.push([y, d + 1]);
+  }
+  return v;
+}
+
+const STAGE_STATUSES = new Set(["pending", "running", "done"]);
+
+/**
+ * Checks a parsed state.json field by field (a hand-edited or damaged file must be an error that
+ * names the file and field, not "Cannot read properties of null" in a stage).
+ */
+export function validateRunState(v: unknown, file = "state.json"): RunState {
+  const bad = (field: string, expected: string, got: unknown): never => {
+    const shown = JSON.stringify(got) ?? String(got);
+    throw new InputError(
+      `${file}: field ${field}: expected ${expected}, got ${
+        shown.length > 60 ? shown.slice(0, 60) + "..." : shown
+      }`,
+      { file, field },
+    );
+  };
+  const isObj = (x: unknown): x is Record<string, unknown> =>
+    typeof x === "object" && x !== null && !Array.isArray(x);
+  if (!isObj(v)) return bad("(root)", "an object {version, created, updated, stages}", v);
+  if (v.version !== 1) bad("version", "1", v.version);
+  for (const k of ["created", "updated"]) {
+    if (typeof v[k] !== "string") bad(k, "a date string", v[k]);
+  }
+  if (!isObj(v.stages)) return bad("stages", "an object of stage states", v.stages);
+  for (const [name, st] of Object.entries(v.stages)) {
+    const at = `stages.${name}`;
+    if (!isObj(st)) return bad(at, "an object {status, ...}", st);
+    if (typeof st.status !== "string" || !STAGE_STATUSES.has(st.status)) {
+      bad(`${at}.status`, `one of ${[...STAGE_STATUSES].join(", ")}`, st.status);
+    }
+    for (const k of ["epoch", "step"]) {
+      if (st[k] !== undefined && !(Number.isSafeInteger(st[k]) && (st[k] as number) >= 0)) {
+        bad(`${at}.${k}`, "a non-negative integer", st[k]);
+      }
+    }
+    if (st.updated !== undefined && typeof st.updated !== "string") {
+      bad(`${at}.updated`, "a date string", st.updated);
+    }
+  }
+  // A null-prototype copy of the stages: a stage named "__proto__" stays an ordinary key.
+  const stages: Record<string, StageState> = Object.create(null);
+  for (const [name, st] of Object.entries(v.stages)) stages[name] = st as StageState;
+  return { ...(v as unknown as RunState), stages };
 }
 
 /** Parses metrics.jsonl text; a torn (unparseable) last line is dropped, an earlier one is an error. */
@@ -111,6 +187,8 @@ export class RunDir {
   private readonly lockPath: string;
   private readonly unload: () => void;
   private closed = false;
+  /** Opened by {@link RunDir.openShared}: reads only, holds no lock. */
+  private readOnly = false;
 
   private constructor(
     dir: string,
@@ -139,7 +217,13 @@ export class RunDir {
       const resumed = exists(cfgPath);
       const cfg = JSON.parse(JSON.stringify(config)) as Record<string, unknown>;
       if (resumed) {
-        const diff = diffConfig(readJson(cfgPath), cfg);
+        const stored = readJson(cfgPath);
+        if (typeof stored !== "object" || stored === null || Array.isArray(stored)) {
+          throw new InputError(`${cfgPath}: field (root): expected the run's config object`, {
+            file: cfgPath,
+          });
+        }
+        const diff = diffConfig(stored, cfg);
         if (diff.length && !opts.force) {
           throw new Error(
             `${dir} holds a run with a different config (keys: ${diff.join(", ")}); ` +
@@ -152,11 +236,8 @@ export class RunDir {
       }
       const now = new Date().toISOString();
       const state = exists(statePath)
-        ? readJson(statePath) as RunState
-        : { version: 1 as const, created: now, updated: now, stages: {} };
-      if (typeof state !== "object" || state === null || typeof state.stages !== "object") {
-        throw new Error(`${statePath}: not a run state (expected {version, stages})`);
-      }
+        ? validateRunState(readJson(statePath), statePath)
+        : { version: 1 as const, created: now, updated: now, stages: Object.create(null) };
       dropTornLine(`${dir}/metrics.jsonl`);
       const run = new RunDir(dir, cfg, state, resumed);
       if (!exists(statePath)) run.saveState();
@@ -169,6 +250,31 @@ export class RunDir {
     }
   }
 
+  /**
+   * Opens an existing run to read its state without taking the lock, for the shards of a
+   * per-item pass that run side by side (each writes only its own files and manifest). The stored
+   * config must equal `config`; writing the state or metrics through it throws.
+   */
+  static openShared(dir: string, config: Record<string, unknown>): RunDir {
+    const cfgPath = `${dir}/config.json`, statePath = `${dir}/state.json`;
+    if (!exists(cfgPath) || !exists(statePath)) {
+      throw new Error(
+        `${dir}: no run here (config.json/state.json); run the steps before this one`,
+      );
+    }
+    const cfg = JSON.parse(JSON.stringify(config)) as Record<string, unknown>;
+    const diff = diffConfig(readJson(cfgPath), cfg);
+    if (diff.length) {
+      throw new Error(`${dir} holds a run with a different config (keys: ${diff.join(", ")})`);
+    }
+    const state = validateRunState(readJson(statePath), statePath);
+    const run = new RunDir(dir, cfg, state, true);
+    globalThis.removeEventListener("unload", run.unload);
+    run.readOnly = true;
+    run.closed = true;
+    return run;
+  }
+
   /** A path inside the run folder. */
   path(...parts: string[]): string {
     return [this.dir, ...parts].join("/");
@@ -176,7 +282,7 @@ export class RunDir {
 
   /** The stage's state (pending if never started). */
   stage(name: string): StageState {
-    return this.state.stages[name] ?? { status: "pending" };
+    return Object.hasOwn(this.state.stages, name) ? this.state.stages[name] : { status: "pending" };
   }
 
   isDone(name: string): boolean {
@@ -240,41 +346,128 @@ export class RunDir {
   }
 
   private assertOpen(): void {
+    if (this.readOnly) {
+      throw new Error(`run ${this.dir} is open read-only (a shard does not write the run state)`);
+    }
     if (this.closed) throw new Error(`run ${this.dir} was closed`);
   }
 }
 
+/**
+ * Test hook: `EPSAM_TEST_LOCK_PAUSE_MS` widens the window between seeing a stale lock and taking it
+ * over, so the concurrency test makes takers collide there every time instead of by luck.
+ */
+function testPause(): void {
+  let ms = 0;
+  try {
+    ms = Number(Deno.env.get("EPSAM_TEST_LOCK_PAUSE_MS") ?? 0);
+  } catch { /* no env permission */ }
+  if (ms > 0) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}
+
+interface LockHolder {
+  pid?: number;
+  host?: string;
+  started?: string;
+}
+
+/**
+ * Creates `path` holding `content` only if it does not exist, atomically and whole: the content
+ * goes to a private temporary file that is then hard-linked to `path` (link fails when `path`
+ * exists), so no reader ever sees an empty or half-written lock.
+ */
+function createExclusive(path: string, content: string): boolean {
+  const tmp = `${path}.tmp-${Deno.pid}-${crypto.randomUUID().slice(0, 8)}`;
+  Deno.writeTextFileSync(tmp, content);
+  try {
+    Deno.linkSync(tmp, path);
+    return true;
+  } catch (e) {
+    if (e instanceof Deno.errors.AlreadyExists) return false;
+    throw e;
+  } finally {
+    try {
+      Deno.removeSync(tmp);
+    } catch { /* already gone */ }
+  }
+}
+
+/** The lock file's text, or null when there is none. */
+function readLockText(path: string): string | null {
+  try {
+    return Deno.readTextFileSync(path);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return null;
+    throw e;
+  }
+}
+
+function parseHolder(text: string | null): LockHolder {
+  try {
+    const h = JSON.parse(text ?? "");
+    return typeof h === "object" && h !== null ? h : {};
+  } catch {
+    return {}; // unreadable: never taken for stale, since whose it is cannot be told
+  }
+}
+
+function inUse(path: string, holder: LockHolder): Error {
+  const who = typeof holder.pid === "number"
+    ? `process ${holder.pid} on ${holder.host} (since ${holder.started})`
+    : "another process";
+  return new Error(
+    `${path}: this run folder is in use by ${who}; if no such run is active, delete the lock file`,
+  );
+}
+
+/**
+ * Takes the run folder's lock. A lock whose process died on this host (kill -9) is taken over,
+ * and the takeover is atomic: takers first create `run.lock.takeover` exclusively (one wins, the
+ * others are refused as "in use"); the winner checks the lock is still the stale one it saw, then
+ * renames a fresh lock over it, so the lock file never disappears and no plain creator can slip
+ * in between. A taker killed inside that window leaves the takeover file, which the message names.
+ */
 function acquireLock(path: string): void {
   const me = JSON.stringify({
     pid: Deno.pid,
     host: Deno.hostname(),
     started: new Date().toISOString(),
   });
-  for (let attempt = 0; attempt < 2; attempt++) {
-    try {
-      const f = Deno.openSync(path, { createNew: true, write: true });
-      f.writeSync(new TextEncoder().encode(me));
-      f.close();
-      return;
-    } catch (e) {
-      if (!(e instanceof Deno.errors.AlreadyExists)) throw e;
+  let seen: string | null = null;
+  for (let attempt = 0; attempt < 3; attempt++) {
+    if (createExclusive(path, me)) return;
+    seen = readLockText(path);
+    if (seen !== null) break; // released between the two calls: try again
+  }
+  if (seen === null) throw inUse(path, {});
+  const holder = parseHolder(seen);
+  const stale = typeof holder.pid === "number" && holder.host === Deno.hostname() &&
+    holder.pid !== Deno.pid && !pidAlive(holder.pid);
+  if (!stale) throw inUse(path, holder);
+  testPause();
+  const takeover = `${path}.takeover`;
+  if (!createExclusive(takeover, me)) {
+    const t = parseHolder(readLockText(takeover));
+    throw new Error(
+      `${path}: this run folder's stale lock is being taken over by ` +
+        `${typeof t.pid === "number" ? `process ${t.pid}` : "another process"}; if no run is ` +
+        `active, delete ${takeover} and ${path}`,
+    );
+  }
+  try {
+    const now = readLockText(path);
+    if (now === null) {
+      // Released by a taker that won and finished meanwhile: an ordinary create.
+      if (!createExclusive(path, me)) throw inUse(path, parseHolder(readLockText(path)));
+    } else if (now !== seen) {
+      throw inUse(path, parseHolder(now)); // another taker won first
+    } else {
+      writeFileAtomicSync(path, me); // rename over the stale lock
     }
-    let holder: { pid?: number; host?: string; started?: string } = {};
+  } finally {
     try {
-      holder = JSON.parse(Deno.readTextFileSync(path));
-    } catch { /* torn lock: treat as stale below if we can't tell */ }
-    const sameHost = holder.host === Deno.hostname();
-    const stale = typeof holder.pid === "number" && sameHost && holder.pid !== Deno.pid &&
-      !pidAlive(holder.pid);
-    if (!stale || attempt > 0) {
-      const who = typeof holder.pid === "number"
-        ? `process ${holder.pid} on ${holder.host} (since ${holder.started})`
-        : "another process";
-      throw new Error(
-        `${path}: this run folder is in use by ${who}; if no such run is active, delete the lock file`,
-      );
-    }
-    Deno.removeSync(path); // its owner died (kill -9): take over
+      Deno.removeSync(takeover);
+    } catch { /* already gone */ }
   }
 }
 

@@ -17,6 +17,21 @@ code/segment_anything/modeling, copied to DIR/segment_anything_modeling at run t
 default /tmp/epsam_code; not committed). Timing: wall clock, one warm-up, median of --runs.
 Run with OMP_WAIT_POLICY=PASSIVE on a shared machine (bench/models.ts sets it): with OpenMP's
 default spin-waiting, 2 threads under load were 25× slower than 1 thread.
+
+With --export DIR, cases named onnx:KIND are exported to ONNX (opset 17, random weights, seed 0)
+for the ONNX Runtime peers, and PyTorch's own forward is timed and saved as their reference:
+  onnx:matmul:M:N:K  x[M,K] @ W[K,N]
+  onnx:conv3x3       Conv2d 64→64 3×3 pad 1 on 1×64×128×128
+  onnx:softmax:D:..  softmax along the last axis of a tensor of shape D×... (past 128 MiB: the
+                     binding limit of WebGPU adapters)
+  onnx:resnet_fwd:B:S  ResNet-50-ADL forward (eval) from the 4-channel input to the pooled
+                     features (the FFT high-pass channel is an input: torch 1.13 cannot export
+                     fft2; the one-logit fc is left out so the check covers 2048 numbers a sample)
+  onnx:sam_encoder   SAM ViT-B image encoder @1024, exported twice: straight, and with attention
+                     computed one head at a time (scores [1, 4096, 4096] per head, under 128 MiB)
+Each writes DIR/<id>*.onnx, DIR/<id>.in.bin and DIR/<id>.out.bin (float32, little-endian) and its
+row carries {"models": [{"variant", "onnx"}], "input": {"name", "shape", "file"},
+"output": {"shape", "file"}}.
 Prints one JSON line: {"torch": version, "threads": n, "rows": [{"case", "ms", "all"} | {"case", "error"}]}.
 """
 import json
@@ -249,6 +264,125 @@ def case_sam_decoder(sm, n):
 
 
 # ----------------------------------------------------------------------------------------------
+# ONNX export for the ONNX Runtime peers
+
+
+class MatMul(nn.Module):
+    def __init__(self, k, n):
+        super().__init__()
+        self.w = nn.Parameter(torch.rand(k, n) * 2 - 1)
+
+    def forward(self, x):
+        return x @ self.w
+
+
+class ResNetBody(nn.Module):
+    """ResNet-50-ADL after the high-pass channel: 4-channel input, eval (ADL is the identity).
+    Returns the pooled features [B, 2048] (the one-logit fc left out: the output check then covers
+    4096 numbers instead of two)."""
+
+    def __init__(self):
+        super().__init__()
+        self.m = ResNetAdl().eval()
+
+    def forward(self, x4):
+        m = self.m
+        x = m.maxpool(m.relu(m.bn1(m.conv1(x4))))
+        x = m.layer4(m.layer3(m.layer2(m.layer1(x))))
+        return m.avgpool(x).flatten(1)
+
+
+class Softmax(nn.Module):
+    def forward(self, x):
+        return x.softmax(dim=-1)
+
+
+def per_head_forward(self, x):
+    """Attention.forward computing scores, bias and softmax one head at a time."""
+    B, H, W, _ = x.shape
+    qkv = self.qkv(x).reshape(B, H * W, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
+    q_all, k_all, v_all = qkv.unbind(0)  # (B, nHead, HW, C)
+    outs = []
+    for h in range(self.num_heads):
+        q, k, v = q_all[:, h], k_all[:, h], v_all[:, h]
+        attn = (q * self.scale) @ k.transpose(-2, -1)
+        if self.use_rel_pos:
+            attn = self._rel_pos(attn, q, self.rel_pos_h, self.rel_pos_w, (H, W), (H, W))
+        outs.append(attn.softmax(dim=-1) @ v)
+    x = torch.stack(outs, 1).view(B, self.num_heads, H, W, -1).permute(0, 2, 3, 1, 4).reshape(B, H, W, -1)
+    return self.proj(x)
+
+
+def onnx_models(kind, args, code_dir):
+    """(module, input, [(variant, patch)]) for an export kind; patch(True/False) switches a variant."""
+    torch.manual_seed(0)
+    none = [("", lambda on: None)]
+    if kind == "matmul":
+        m, n, k = (int(a) for a in args)
+        return MatMul(k, n), torch.rand(m, k) * 2 - 1, none
+    if kind == "softmax":
+        return Softmax(), torch.randn(*(int(a) for a in args)) * 4, none
+    if kind == "conv3x3":
+        return nn.Conv2d(64, 64, 3, padding=1, bias=False), torch.rand(1, 64, 128, 128) * 2 - 1, none
+    if kind == "resnet_fwd":
+        b, s = int(args[0]), int(args[1])
+        return ResNetBody().eval(), torch.rand(b, 4, s, s), none
+    if kind == "sam_encoder":
+        sm = sam_modeling(code_dir)
+        enc = build_sam_vit_b(sm).image_encoder.eval()
+        for name, p in enc.named_parameters():
+            if "rel_pos" in name:  # zero-initialised: give the bias something to do
+                nn.init.normal_(p, 0, 0.02)
+        attn_cls = sm.image_encoder.Attention
+        plain = attn_cls.forward
+
+        def per_head(on):
+            attn_cls._rel_pos = staticmethod(sm.image_encoder.add_decomposed_rel_pos)
+            attn_cls.forward = per_head_forward if on else plain
+
+        return enc, torch.randn(1, 3, 1024, 1024), [("", lambda on: None), ("per-head", per_head)]
+    raise ValueError(f"unknown export kind {kind}")
+
+
+def export_case(case, out_dir, runs, code_dir):
+    kind, *args = case.split(":")[1:]
+    ident = "-".join([kind, *args])
+    model, x, variants = onnx_models(kind, args, code_dir)
+    model.eval()
+    with torch.no_grad():
+        y = model(x)  # warm-up and reference
+        times = []
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            model(x)
+            times.append((time.perf_counter() - t0) * 1e3)
+    st = sorted(times)
+    mid = len(st) // 2
+    med = st[mid] if len(st) % 2 else (st[mid - 1] + st[mid]) / 2
+    inp = os.path.join(out_dir, f"{ident}.in.bin")
+    outp = os.path.join(out_dir, f"{ident}.out.bin")
+    x.contiguous().numpy().astype("<f4").tofile(inp)
+    y.contiguous().numpy().astype("<f4").tofile(outp)
+    models = []
+    for variant, patch in variants:
+        path = os.path.join(out_dir, f"{ident}{'-' + variant if variant else ''}.onnx")
+        patch(True)
+        try:
+            t0 = time.perf_counter()
+            torch.onnx.export(model, x, path, opset_version=17, input_names=["x"], output_names=["y"])
+            print(f"exported {path} in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+        finally:
+            patch(False)
+        models.append({"variant": variant, "onnx": path})
+    print(f"torch {case}: {med:.0f} ms (runs {[round(t) for t in times]})", file=sys.stderr)
+    return {
+        "case": case, "ms": med, "all": times, "models": models,
+        "input": {"name": "x", "shape": list(x.shape), "file": inp},
+        "output": {"shape": list(y.shape), "file": outp},
+    }
+
+
+# ----------------------------------------------------------------------------------------------
 
 
 def make(case, code_dir):
@@ -271,7 +405,7 @@ def make(case, code_dir):
 
 def main():
     argv = sys.argv[1:]
-    threads, runs, code_dir = 2, 3, "/tmp/epsam_code"
+    threads, runs, code_dir, export_dir = 2, 3, "/tmp/epsam_code", None
     cases = []
     i = 0
     while i < len(argv):
@@ -282,6 +416,8 @@ def main():
             runs = int(argv[i + 1]); i += 2
         elif a == "--sam-code":
             code_dir = argv[i + 1]; i += 2
+        elif a == "--export":
+            export_dir = argv[i + 1]; i += 2
         else:
             cases.append(a); i += 1
     torch.set_num_threads(threads)
@@ -289,6 +425,11 @@ def main():
     rows = []
     for c in cases:
         try:
+            if c.startswith("onnx:"):
+                if export_dir is None:
+                    raise ValueError("onnx: cases need --export DIR")
+                rows.append(export_case(c, export_dir, runs, code_dir))
+                continue
             step = make(c, code_dir)
             step()  # warm-up
             times = []

@@ -7,6 +7,7 @@
  * globals that rebuild tensors; any other global is refused when it is referenced. Nothing is
  * ever executed.
  */
+import { InputError } from "./errors.ts";
 import {
   type DType,
   DTYPE_SIZE,
@@ -85,7 +86,21 @@ export interface UnpickleOptions {
   file?: string;
   /** Resolves a BINPERSID id; without it persistent ids are refused. */
   persistentLoad?: (pid: PyValue) => PyValue;
+  /**
+   * Most objects and container items the pickle may build (default {@link MAX_PICKLE_OBJECTS}).
+   * Each opcode is one byte but can build a container or copy one (`OrderedDict(memo[i])`), so
+   * without a total a small pickle could fill the memory.
+   */
+  maxObjects?: number;
 }
+
+/**
+ * Default bound on the opcodes run and objects built or copied by one pickle: a torch state dict
+ * needs about 40 per tensor (counted on the sam-tiny fixture), so ViT-H about 25 000 and a
+ * 10 000-tensor model about 400 000. At the bound the unpickler holds
+ * about 300 MiB (a million empty dicts, measured). `EPSAM_MAX_PICKLE_OBJECTS` overrides it for loads.
+ */
+export const MAX_PICKLE_OBJECTS = 1_000_000;
 
 const MARK = Symbol("mark");
 /** Longest integer accepted (bytes); decoding is quadratic, and checkpoints hold small ints. */
@@ -104,9 +119,22 @@ export function unpickle(bytes: Uint8Array, opts: UnpickleOptions = {}): PyValue
   const memo = new Map<number, PyValue>();
   let pos = 0;
   let opPos = 0;
+  const maxObjects = opts.maxObjects ?? MAX_PICKLE_OBJECTS;
+  let objects = 0;
 
   const fail = (msg: string): never => {
-    throw new Error(`${file}: corrupt pickle at byte ${opPos}: ${msg}`);
+    throw new InputError(`${file}: corrupt pickle at byte ${opPos}: ${msg}`, { file });
+  };
+  /** Counts `n` objects built or items copied against the pickle's budget. */
+  const charge = (n: number) => {
+    objects += n;
+    if (objects > maxObjects) {
+      throw new InputError(
+        `${file}: refusing to load: the pickle builds more than ${maxObjects} objects ` +
+          `(at byte ${opPos}); no checkpoint needs that many`,
+        { file },
+      );
+    }
   };
   const need = (n: number) => {
     if (n < 0 || pos + n > bytes.length) fail(`truncated (needs ${n} more bytes)`);
@@ -152,6 +180,7 @@ export function unpickle(bytes: Uint8Array, opts: UnpickleOptions = {}): PyValue
   const popMark = (): PyValue[] => {
     const i = stack.lastIndexOf(MARK);
     if (i < 0) fail("no MARK on the stack");
+    charge(stack.length - i);
     const items = stack.splice(i) as PyValue[];
     items.shift();
     return items;
@@ -163,7 +192,7 @@ export function unpickle(bytes: Uint8Array, opts: UnpickleOptions = {}): PyValue
   const findGlobal = (module: string, name: string): PyGlobal => {
     const full = `${module}.${name}`.slice(0, 200);
     if (!ALLOWED_GLOBALS.has(full)) {
-      throw new Error(
+      throw new InputError(
         `${file}: refusing to load: pickle references global ${full}, which is not a tensor or ` +
           `container (only state dicts are accepted)`,
       );
@@ -182,13 +211,14 @@ export function unpickle(bytes: Uint8Array, opts: UnpickleOptions = {}): PyValue
   const call = (fn: PyValue, args: PyValue): PyValue => {
     if (!(fn instanceof PyGlobal)) return fail(`call of a ${typeName(fn)}`);
     if (!Array.isArray(args)) return fail(`call of ${fn} with ${typeName(args)} arguments`);
-    return construct(file, fn, args);
+    return construct(file, fn, args, charge);
   };
 
   for (;;) {
     opPos = pos;
     if (pos >= bytes.length) fail("ends without a STOP opcode (truncated)");
     const op = bytes[pos++];
+    charge(1);
     switch (op) {
       case 0x80: // PROTO
         if (u8() > 5) fail("unsupported pickle protocol");
@@ -295,12 +325,16 @@ export function unpickle(bytes: Uint8Array, opts: UnpickleOptions = {}): PyValue
       case 0x4d: // BININT2
         stack.push(u16());
         break;
-      case 0x8a: // LONG1
-        stack.push(decodeLong(take(u8())));
+      case 0x8a: { // LONG1
+        const n = u8();
+        charge(n >> 3); // decoding costs about as much as building an object per 8 bytes
+        stack.push(decodeLong(take(n)));
         break;
+      }
       case 0x8b: { // LONG4
         const n = i32();
         if (n < 0 || n > MAX_INT_BYTES) fail(`LONG4 length ${n} out of range`);
+        charge(n >> 3);
         stack.push(decodeLong(take(n)));
         break;
       }
@@ -441,7 +475,7 @@ export function unpickle(bytes: Uint8Array, opts: UnpickleOptions = {}): PyValue
       default: {
         const name = REFUSED_OPS[op];
         if (name) {
-          throw new Error(
+          throw new InputError(
             `${file}: refusing to load: pickle opcode ${name} is not allowed (only state dicts are accepted)`,
           );
         }
@@ -477,11 +511,15 @@ function intValue(v: bigint): number | bigint {
     : v;
 }
 
+const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, "0"));
+
 /** Two's-complement little-endian integer (LONG1/LONG4 payload). */
 function decodeLong(b: Uint8Array): number | bigint {
   if (b.length === 0) return 0;
-  let v = 0n;
-  for (let i = b.length - 1; i >= 0; i--) v = (v << 8n) | BigInt(b[i]);
+  // Through a hex string: linear, where shifting a growing BigInt byte by byte is quadratic.
+  let hex = "";
+  for (let i = b.length - 1; i >= 0; i--) hex += HEX[b[i]];
+  let v = BigInt(`0x${hex}`);
   if (b[b.length - 1] & 0x80) v -= 1n << BigInt(8 * b.length);
   return intValue(v);
 }
@@ -512,11 +550,21 @@ function isIntList(v: PyValue): v is number[] {
   return Array.isArray(v) && v.every((x) => Number.isSafeInteger(x) && (x as number) >= 0);
 }
 
+/** Most dimensions a tensor may have (torch's own limit is 64). */
+const MAX_RANK = 64;
+
 /** Calls one of the allow-listed globals (REDUCE / NEWOBJ). */
-function construct(file: string, fn: PyGlobal, args: PyValue[]): PyValue {
+function construct(
+  file: string,
+  fn: PyGlobal,
+  args: PyValue[],
+  charge: (n: number) => void,
+): PyValue {
   const full = fn.toString();
+  // Copies and checks below are linear in their argument, which the memo lets a pickle reuse.
+  charge(args.reduce<number>((n, a) => n + (Array.isArray(a) ? a.length : 0), 0));
   const bad = (why: string): never => {
-    throw new Error(`${file}: corrupt pickle: ${full}${why}`);
+    throw new InputError(`${file}: corrupt pickle: ${full}${why}`);
   };
   switch (full) {
     case "collections.OrderedDict": {
@@ -529,7 +577,10 @@ function construct(file: string, fn: PyGlobal, args: PyValue[]): PyValue {
         }
         return d;
       }
-      if (args.length === 1 && args[0] instanceof Map) return new Map(args[0]);
+      if (args.length === 1 && args[0] instanceof Map) {
+        charge(args[0].size);
+        return new Map(args[0]);
+      }
       return bad(`() with unsupported arguments`);
     }
     case "torch._utils._rebuild_tensor_v2": {
@@ -539,6 +590,7 @@ function construct(file: string, fn: PyGlobal, args: PyValue[]): PyValue {
       if (!(storage instanceof StorageRef)) return bad("(): first argument is not a storage");
       if (!Number.isSafeInteger(offset) || (offset as number) < 0) bad("(): bad storage offset");
       if (!isIntList(size)) return bad(`(): size ${JSON.stringify(size)} is not a tuple of ints`);
+      if (size.length > MAX_RANK) bad(`(): ${size.length} dimensions (at most ${MAX_RANK})`);
       if (!isIntList(stride) || stride.length !== size.length) {
         return bad(`(): stride ${JSON.stringify(stride)} does not match size [${size}]`);
       }
@@ -558,22 +610,24 @@ function construct(file: string, fn: PyGlobal, args: PyValue[]): PyValue {
 // torch.save zip archives.
 
 /** Resolves the persistent ids of a torch pickle to {@link StorageRef}s. */
-function torchPersistentLoad(file: string) {
+export function torchPersistentLoad(file: string) {
   return (pid: PyValue): PyValue => {
     if (!Array.isArray(pid) || pid.length < 5 || pid[0] !== "storage") {
-      throw new Error(`${file}: corrupt pickle: persistent id is not ('storage', ...) `);
+      throw new InputError(`${file}: corrupt pickle: persistent id is not ('storage', ...) `);
     }
     const [, type, key, location, n] = pid;
     if (!(type instanceof PyGlobal) || type.module !== "torch" || !(type.name in STORAGE_DTYPES)) {
-      throw new Error(
+      throw new InputError(
         `${file}: corrupt pickle: persistent id names storage type ${typeName(type)}`,
       );
     }
     if (typeof key !== "string" || !/^[\w.-]+$/.test(key)) {
-      throw new Error(`${file}: corrupt pickle: storage key ${JSON.stringify(key)} is invalid`);
+      throw new InputError(
+        `${file}: corrupt pickle: storage key ${JSON.stringify(key)} is invalid`,
+      );
     }
     if (!Number.isSafeInteger(n) || (n as number) < 0) {
-      throw new Error(`${file}: corrupt pickle: storage ${key} has element count ${n}`);
+      throw new InputError(`${file}: corrupt pickle: storage ${key} has element count ${n}`);
     }
     return new StorageRef(STORAGE_DTYPES[type.name], key, String(location), n as number);
   };
@@ -583,7 +637,7 @@ function torchPersistentLoad(file: string) {
 function findPrefix(file: string, zip: ZipReader): { prefix: string; pkl: ZipEntry } {
   const pkls = zip.entries.filter((e) => e.name === "data.pkl" || e.name.endsWith("/data.pkl"));
   if (pkls.length !== 1) {
-    throw new Error(
+    throw new InputError(
       `${file}: not a torch.save archive: expected one entry ending in data.pkl, found ${pkls.length}`,
     );
   }
@@ -591,11 +645,55 @@ function findPrefix(file: string, zip: ZipReader): { prefix: string; pkl: ZipEnt
   return { prefix: pkl.name.slice(0, pkl.name.length - "data.pkl".length), pkl };
 }
 
+/** Floor of {@link defaultMaxBytes}: room for small checkpoints with expanded (stride-0) views. */
+const MIN_BUDGET = 256 * 2 ** 20;
+
 /**
- * Views with more elements than their storage (stride 0, overlapping strides) are legal but rare;
- * past this size they are treated as corrupt rather than allocating gigabytes.
+ * The most bytes a load may read, inflate or copy (pickle, storages, strided copies) unless told
+ * otherwise: twice the file's size plus 256 MiB, or `EPSAM_MAX_CHECKPOINT_BYTES`. A legitimate
+ * checkpoint needs about its own size (views share or slice their storages); only stride-0 or
+ * overlapping views and inflated entries can ask for more, and a hostile file asks for far more.
  */
-const MAX_REPEATED = 2 ** 26;
+export function defaultMaxBytes(fileSize: number): number {
+  return envLimit("EPSAM_MAX_CHECKPOINT_BYTES") ?? 2 * fileSize + MIN_BUDGET;
+}
+
+/** A positive integer from the environment variable `name`, if set. */
+function envLimit(name: string): number | undefined {
+  let env: string | undefined;
+  try {
+    env = Deno.env.get(name);
+  } catch { /* no env permission: the default */ }
+  if (env === undefined || env === "") return undefined;
+  const v = Number(env);
+  if (!Number.isSafeInteger(v) || v <= 0) {
+    throw new InputError(`${name}: expected a positive integer, got ${JSON.stringify(env)}`, {
+      field: name,
+    });
+  }
+  return v;
+}
+
+function mib(n: number): string {
+  return `${(n / 2 ** 20).toFixed(n < 2 ** 20 ? 3 : 1)} MiB`;
+}
+
+/** A running total of what one load reads, inflates and copies, checked before each allocation. */
+class LoadBudget {
+  used = 0;
+  constructor(readonly file: string, readonly limit: number, readonly why: string) {}
+  take(n: number, what: string): void {
+    if (!Number.isSafeInteger(n) || n < 0 || this.used + n > this.limit) {
+      throw new InputError(
+        `${this.file}: refusing to load: ${what} needs ${Number.isFinite(n) ? mib(n) : n}, ` +
+          `bringing the load to ${mib(this.used + n)}, over its limit of ${mib(this.limit)} ` +
+          `(${this.why})`,
+        { file: this.file },
+      );
+    }
+    this.used += n;
+  }
+}
 
 /** Copies a possibly strided view of `src` into a new contiguous array. */
 function gather(src: HostData, t: TensorRef): HostData {
@@ -632,13 +730,18 @@ function gather(src: HostData, t: TensorRef): HostData {
   return out;
 }
 
-/** Loads a storage and materialises each tensor view on it as a contiguous HostTensor. */
+/**
+ * Loads each storage and materialises each tensor view on it as a contiguous HostTensor. Every
+ * claim (entry sizes, shapes, strides, offsets) is checked and the total that will be read,
+ * inflated and copied is charged to `budget` before anything is read.
+ */
 async function materialise(
   file: string,
   zip: ZipReader,
   prefix: string,
   refs: Map<TensorRef, string>,
   verifyCrc: boolean,
+  budget: LoadBudget,
 ): Promise<Map<TensorRef, HostTensor>> {
   const byKey = new Map<string, TensorRef[]>();
   for (const r of refs.keys()) {
@@ -646,51 +749,71 @@ async function materialise(
     l.push(r);
     byKey.set(r.storage.key, l);
   }
-  const out = new Map<TensorRef, HostTensor>();
+  const where = (v: TensorRef) => `${file}: tensor ${JSON.stringify(refs.get(v))}`;
+  // A tensor covering its whole storage contiguously shares the buffer instead of copying.
+  const sharesStorage = (v: TensorRef, views: TensorRef[]) =>
+    v.offset === 0 && numel(v.shape) === v.storage.numel && views.length === 1 &&
+    v.stride.every((s, d) => v.shape[d] === 1 || s === numel(v.shape.slice(d + 1)));
+  const plan: { key: string; views: TensorRef[]; entry: ZipEntry; want: number }[] = [];
   for (const [key, views] of byKey) {
     const st = views[0].storage;
-    const where = (v: TensorRef) => `${file}: tensor ${JSON.stringify(refs.get(v))}`;
     for (const v of views) {
       if (v.storage.dtype !== st.dtype || v.storage.numel !== st.numel) {
-        throw new Error(
+        throw new InputError(
           `${where(v)}: storage ${key} is ${v.storage.numel} x ${v.storage.dtype} here but ` +
             `${st.numel} x ${st.dtype} for tensor ${JSON.stringify(refs.get(views[0]))}`,
+          { file },
         );
       }
     }
     const name = `${prefix}data/${key}`;
     const entry = zip.entry(name);
     if (!entry) {
-      throw new Error(`${where(views[0])}: storage ${key}: archive has no entry ${name}`);
+      throw new InputError(`${where(views[0])}: storage ${key}: archive has no entry ${name}`, {
+        file,
+      });
     }
     const want = st.numel * DTYPE_SIZE[st.dtype];
-    if (entry.size < want) {
-      throw new Error(
+    if (!Number.isSafeInteger(want) || entry.size < want) {
+      throw new InputError(
         `${where(views[0])}: storage ${key}: entry ${name} has ${entry.size} bytes, expected ` +
           `${want} (${st.numel} x ${st.dtype})`,
+        { file },
       );
     }
-    const bytes = (await zip.read(entry, { verifyCrc })).subarray(0, want);
-    const data = viewAs(st.dtype, bytes);
+    // With the CRC checked the whole entry streams through it (time, not memory).
+    budget.take(verifyCrc ? entry.size : want, `storage ${key} (entry ${name})`);
     for (const v of views) {
       const n = numel(v.shape);
-      if (n > st.numel && n > MAX_REPEATED) {
-        throw new Error(
-          `${where(v)}: shape [${v.shape}] has too many elements for storage ${key}`,
-        );
-      }
       let last = v.offset;
       for (let d = 0; d < v.shape.length; d++) last += (v.shape[d] - 1) * v.stride[d];
       if (n > 0 && last >= st.numel) {
-        throw new Error(
+        throw new InputError(
           `${where(v)}: view [${v.shape}] stride [${v.stride}] offset ${v.offset} reaches ` +
             `element ${last} of storage ${key}, which has ${st.numel}`,
+          { file },
         );
       }
-      // A tensor covering its whole storage contiguously shares the buffer instead of copying.
-      const whole = v.offset === 0 && n === st.numel && views.length === 1 &&
-        v.stride.every((s, d) => v.shape[d] === 1 || s === numel(v.shape.slice(d + 1)));
-      out.set(v, { dtype: st.dtype, shape: v.shape, data: whole ? data : gather(data, v) });
+      if (!sharesStorage(v, views)) {
+        budget.take(
+          n * DTYPE_SIZE[st.dtype],
+          `tensor ${JSON.stringify(refs.get(v))} (shape [${v.shape}] stride [${v.stride}] on ` +
+            `storage ${key} of ${st.numel} elements)`,
+        );
+      }
+    }
+    plan.push({ key, views, entry, want });
+  }
+  const out = new Map<TensorRef, HostTensor>();
+  for (const { views, entry, want } of plan) {
+    const st = views[0].storage;
+    const data = viewAs(st.dtype, await zip.read(entry, { verifyCrc, limit: want }));
+    for (const v of views) {
+      out.set(v, {
+        dtype: st.dtype,
+        shape: v.shape,
+        data: sharesStorage(v, views) ? data : gather(data, v),
+      });
     }
   }
   return out;
@@ -713,7 +836,7 @@ function collectRefs(
   } else if (v instanceof Map || Array.isArray(v) || v instanceof Set) {
     if (seen.has(v)) return;
     if (depth > MAX_DEPTH) {
-      throw new Error(`${file}: pickle nests containers over ${MAX_DEPTH} deep`);
+      throw new InputError(`${file}: pickle nests containers over ${MAX_DEPTH} deep`);
     }
     seen.add(v);
     const sub = (k: PyValue) =>
@@ -766,6 +889,13 @@ function replaceRefs(
 export interface PthOptions {
   /** Check each entry's CRC-32 (default true). */
   verifyCrc?: boolean;
+  /**
+   * Most bytes the load may read, inflate and copy (default {@link defaultMaxBytes} of the
+   * file's size).
+   */
+  maxBytes?: number;
+  /** Most objects the pickle may build (default {@link MAX_PICKLE_OBJECTS}). */
+  maxObjects?: number;
 }
 
 /**
@@ -775,29 +905,61 @@ export interface PthOptions {
 export async function readPthObject(path: string, opts: PthOptions = {}): Promise<PyValue> {
   const zip = await ZipReader.open(path);
   try {
+    const budget = opts.maxBytes !== undefined
+      ? new LoadBudget(path, opts.maxBytes, "the maxBytes option")
+      : new LoadBudget(
+        path,
+        defaultMaxBytes(zip.size),
+        envLimit("EPSAM_MAX_CHECKPOINT_BYTES") !== undefined
+          ? "EPSAM_MAX_CHECKPOINT_BYTES"
+          : "2 x the file's size + 256 MiB; set EPSAM_MAX_CHECKPOINT_BYTES to allow more",
+      );
+    const verifyCrc = opts.verifyCrc !== false;
     const { prefix, pkl } = findPrefix(path, zip);
     const order = zip.entry(`${prefix}byteorder`);
     if (order) {
-      const s = new TextDecoder().decode(await zip.read(order)).trim();
+      if (order.size > 64) {
+        throw new InputError(
+          `${path}: entry ${order.name} holds ${order.size} bytes, expected "little" or "big"`,
+          { file: path, field: "byteorder" },
+        );
+      }
+      const s = new TextDecoder().decode(await zip.read(order, { verifyCrc })).trim();
       if (s !== "little") {
-        throw new Error(`${path}: storages are ${s}-endian; only little is supported`);
+        throw new InputError(
+          `${path}: storages are ${
+            JSON.stringify(s.slice(0, 20))
+          }-endian; only little is supported`,
+          { file: path, field: "byteorder" },
+        );
       }
     }
-    const obj = unpickle(await zip.read(pkl), {
+    budget.take(pkl.size, `the pickle (entry ${pkl.name})`);
+    const obj = unpickle(await zip.read(pkl, { verifyCrc }), {
       file: path,
       persistentLoad: torchPersistentLoad(path),
+      maxObjects: opts.maxObjects ?? envLimit("EPSAM_MAX_PICKLE_OBJECTS"),
     });
     const refs = new Map<TensorRef, string>();
     collectRefs(path, obj, refs, new Set());
-    const done = await materialise(path, zip, prefix, refs, opts.verifyCrc !== false);
+    const done = await materialise(path, zip, prefix, refs, verifyCrc, budget);
     return replaceRefs(obj, done, new Map());
   } finally {
     zip.close();
   }
 }
 
+/** Most entries flattening a state dict may visit; checkpoints have thousands. */
+export const MAX_STATE_DICT_ENTRIES = 1_000_000;
+/** Longest flattened key; real ones are under a hundred characters. */
+const MAX_KEY_LENGTH = 4096;
+/** Most characters all flattened keys together may hold (a ViT-H state dict has 30 000). */
+const MAX_KEY_CHARS = 8 * 2 ** 20;
+
 /** Options for {@link loadPth}. */
 export interface LoadPthOptions extends PthOptions {
+  /** Most entries flattening may visit (default {@link MAX_STATE_DICT_ENTRIES}). */
+  maxEntries?: number;
   /** Dotted path of the state dict inside a larger checkpoint, e.g. `"model"`. */
   select?: string;
 }
@@ -816,7 +978,7 @@ export async function loadPth(
     for (const part of opts.select.split(".")) {
       if (!(obj instanceof Map) || !obj.has(part)) {
         const keys = obj instanceof Map ? [...obj.keys()].map(String).join(", ") : typeName(obj);
-        throw new Error(
+        throw new InputError(
           `${path}: select ${JSON.stringify(opts.select)}: no key ${
             JSON.stringify(part)
           } (have: ${keys})`,
@@ -826,24 +988,51 @@ export async function loadPth(
     }
   }
   if (!(obj instanceof Map)) {
-    throw new Error(`${path}: not a state dict: the top-level object is a ${typeName(obj)}`);
+    throw new InputError(`${path}: not a state dict: the top-level object is a ${typeName(obj)}`);
   }
   const out = new Map<string, HostTensor>();
+  // Dicts may be shared (the memo makes a DAG): a walk without a bound would follow every path,
+  // 2^60 of them for 60 levels of dicts that share their children in a kilobyte of pickle.
+  let visits = 0;
+  let nameChars = 0;
+  const maxVisits = opts.maxEntries ?? MAX_STATE_DICT_ENTRIES;
   const walk = (d: Map<PyValue, PyValue>, prefix: string) => {
     for (const [k, v] of d) {
+      if (++visits > maxVisits) {
+        throw new InputError(
+          `${path}: not a state dict: flattening it visits more than ${maxVisits} entries ` +
+            `(dicts shared between keys repeat their contents under each name)`,
+          { file: path },
+        );
+      }
       if (typeof k !== "string") {
-        throw new Error(
+        throw new InputError(
           `${path}: not a state dict: key ${String(k)} under "${prefix}" is not a string`,
         );
       }
       const name = prefix + k;
+      if (name.length > MAX_KEY_LENGTH) {
+        throw new InputError(
+          `${path}: not a state dict: key ${JSON.stringify(name.slice(0, 60))}... is longer ` +
+            `than ${MAX_KEY_LENGTH} characters`,
+          { file: path },
+        );
+      }
       if (isHostTensor(v)) {
-        if (out.has(name)) throw new Error(`${path}: duplicate key ${name} after flattening`);
+        nameChars += name.length;
+        if (nameChars > MAX_KEY_CHARS) {
+          throw new InputError(
+            `${path}: not a state dict: its ${out.size + 1} flattened keys add up to more than ` +
+              `${MAX_KEY_CHARS} characters (dicts shared between keys repeat their contents)`,
+            { file: path },
+          );
+        }
+        if (out.has(name)) throw new InputError(`${path}: duplicate key ${name} after flattening`);
         out.set(name, v);
       } else if (v instanceof Map) walk(v, name + ".");
       else {
         const top = [...(obj as Map<PyValue, PyValue>).keys()].map(String).join(", ");
-        throw new Error(
+        throw new InputError(
           `${path}: not a state dict: ${name} holds a ${typeName(v)}, not a tensor ` +
             `(top-level keys: ${top}; pass select to pick the state dict)`,
         );

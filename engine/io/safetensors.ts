@@ -4,6 +4,7 @@
  * raw little-endian tensor data. Every field is validated, because a checkpoint is untrusted input
  * and a silent mis-read would only show up later as wrong numbers.
  */
+import { InputError } from "./errors.ts";
 import { writeFileAtomic } from "./atomic.ts";
 
 /** Element types we read and write (a subset of the format's, enough for checkpoints). */
@@ -94,10 +95,10 @@ export function viewAs(dtype: DType, bytes: Uint8Array): HostData {
 /** Checks that `data` is the typed array `dtype` expects and its length matches `shape`. */
 export function checkHostTensor(where: string, t: HostTensor): void {
   if (!isDType(t.dtype)) {
-    throw new Error(`${where}: field dtype: unknown dtype ${JSON.stringify(t.dtype)}`);
+    throw new InputError(`${where}: field dtype: unknown dtype ${JSON.stringify(t.dtype)}`);
   }
   if (!Array.isArray(t.shape) || !t.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
-    throw new Error(
+    throw new InputError(
       `${where}: field shape: expected an array of non-negative integers, got ${
         JSON.stringify(t.shape)
       }`,
@@ -105,7 +106,7 @@ export function checkHostTensor(where: string, t: HostTensor): void {
   }
   const ctor = ARRAY_CTOR[t.dtype];
   if (!(t.data instanceof ctor)) {
-    throw new Error(
+    throw new InputError(
       `${where}: field data: dtype ${t.dtype} needs a ${ctor.name}, got ${
         (t.data as object)?.constructor?.name ?? typeof t.data
       }`,
@@ -113,7 +114,7 @@ export function checkHostTensor(where: string, t: HostTensor): void {
   }
   const n = numel(t.shape);
   if (t.data.length !== n) {
-    throw new Error(
+    throw new InputError(
       `${where}: field data: shape [${t.shape}] needs ${n} elements, got ${t.data.length}`,
     );
   }
@@ -220,14 +221,14 @@ export function toInt32(t: HostTensor, name = "tensor"): Int32Array {
       for (let i = 0; i < src.length; i++) {
         const v = src[i];
         if (v > 2147483647n || v < -2147483648n) {
-          throw new Error(`${name}: I64 value ${v} at index ${i} does not fit in i32`);
+          throw new InputError(`${name}: I64 value ${v} at index ${i} does not fit in i32`);
         }
         out[i] = Number(v);
       }
       return out;
     }
     default:
-      throw new Error(`${name}: expected an integer tensor, got dtype ${t.dtype}`);
+      throw new InputError(`${name}: expected an integer tensor, got dtype ${t.dtype}`);
   }
 }
 
@@ -254,23 +255,23 @@ function parseHeader(file: string, headerBytes: Uint8Array, dataLen: number): {
   try {
     header = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(headerBytes));
   } catch (e) {
-    throw new Error(
+    throw new InputError(
       `${file}: safetensors header is not valid UTF-8 JSON (${(e as Error).message})`,
     );
   }
   if (header === null || typeof header !== "object" || Array.isArray(header)) {
-    throw new Error(`${file}: safetensors header must be a JSON object`);
+    throw new InputError(`${file}: safetensors header must be a JSON object`);
   }
   let metadata: Record<string, string> | undefined;
   const entries: Entry[] = [];
   for (const [key, v] of Object.entries(header as Record<string, unknown>)) {
     if (key === "__metadata__") {
       if (v === null || typeof v !== "object" || Array.isArray(v)) {
-        throw new Error(`${file}: field __metadata__: expected an object of strings`);
+        throw new InputError(`${file}: field __metadata__: expected an object of strings`);
       }
       for (const [mk, mv] of Object.entries(v)) {
         if (typeof mv !== "string") {
-          throw new Error(
+          throw new InputError(
             `${file}: field __metadata__.${mk}: expected a string, got ${typeof mv}`,
           );
         }
@@ -280,28 +281,32 @@ function parseHeader(file: string, headerBytes: Uint8Array, dataLen: number): {
     }
     const where = `${file}: tensor ${JSON.stringify(key)}`;
     if (v === null || typeof v !== "object" || Array.isArray(v)) {
-      throw new Error(`${where}: expected an object {dtype, shape, data_offsets}`);
+      throw new InputError(`${where}: expected an object {dtype, shape, data_offsets}`);
     }
     const { dtype, shape, data_offsets: offs } = v as Record<string, unknown>;
     if (!isDType(dtype)) {
-      throw new Error(
+      throw new InputError(
         `${where}: field dtype: expected one of ${Object.keys(DTYPE_SIZE).join(", ")}, got ${
           JSON.stringify(dtype)
         }`,
       );
     }
-    if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
-      throw new Error(
-        `${where}: field shape: expected an array of non-negative integers, got ${
-          JSON.stringify(shape)
+    if (
+      !Array.isArray(shape) || shape.length > 64 ||
+      !shape.every((d) => Number.isSafeInteger(d) && d >= 0)
+    ) {
+      throw new InputError(
+        `${where}: field shape: expected an array of at most 64 non-negative integers, got ${
+          String(JSON.stringify(shape)).slice(0, 80)
         }`,
+        { file, field: "shape" },
       );
     }
     if (
       !Array.isArray(offs) || offs.length !== 2 ||
       !offs.every((o) => Number.isSafeInteger(o) && o >= 0)
     ) {
-      throw new Error(
+      throw new InputError(
         `${where}: field data_offsets: expected [begin, end] non-negative integers, got ${
           JSON.stringify(offs)
         }`,
@@ -309,13 +314,13 @@ function parseHeader(file: string, headerBytes: Uint8Array, dataLen: number): {
     }
     const [begin, end] = offs as number[];
     if (begin > end || end > dataLen) {
-      throw new Error(
+      throw new InputError(
         `${where}: field data_offsets: [${begin}, ${end}] is outside the data section of ${dataLen} bytes`,
       );
     }
     const want = numel(shape) * DTYPE_SIZE[dtype];
     if (end - begin !== want) {
-      throw new Error(
+      throw new InputError(
         `${where}: field data_offsets: [${begin}, ${end}] spans ${
           end - begin
         } bytes, expected ${want} for ${dtype} shape [${shape}]`,
@@ -328,13 +333,13 @@ function parseHeader(file: string, headerBytes: Uint8Array, dataLen: number): {
   let prev = "";
   for (const e of entries) {
     if (e.begin < pos) {
-      throw new Error(
+      throw new InputError(
         `${file}: tensor ${JSON.stringify(e.key)}: field data_offsets: [${e.begin}, ${e.end}] ` +
           `overlaps tensor ${JSON.stringify(prev)} (which ends at ${pos})`,
       );
     }
     if (e.begin > pos) {
-      throw new Error(
+      throw new InputError(
         `${file}: tensor ${JSON.stringify(e.key)}: field data_offsets: begins at ${e.begin}, ` +
           `expected ${pos} (no gaps allowed in the data section)`,
       );
@@ -343,7 +348,7 @@ function parseHeader(file: string, headerBytes: Uint8Array, dataLen: number): {
     prev = e.key;
   }
   if (pos !== dataLen) {
-    throw new Error(
+    throw new InputError(
       `${file}: data section has ${dataLen} bytes but the tensors cover ${pos} (trailing or missing bytes)`,
     );
   }
@@ -352,16 +357,16 @@ function parseHeader(file: string, headerBytes: Uint8Array, dataLen: number): {
 
 function headerLength(file: string, first8: Uint8Array, fileLen: number): number {
   if (fileLen < 8) {
-    throw new Error(`${file}: too short for safetensors (${fileLen} bytes, need at least 8)`);
+    throw new InputError(`${file}: too short for safetensors (${fileLen} bytes, need at least 8)`);
   }
   const n = new DataView(first8.buffer, first8.byteOffset, 8).getBigUint64(0, true);
   if (n > BigInt(fileLen - 8)) {
-    throw new Error(
+    throw new InputError(
       `${file}: safetensors header length ${n} runs past the end of the file (${fileLen} bytes)`,
     );
   }
   if (n > BigInt(MAX_HEADER)) {
-    throw new Error(`${file}: safetensors header length ${n} exceeds ${MAX_HEADER} bytes`);
+    throw new InputError(`${file}: safetensors header length ${n} exceeds ${MAX_HEADER} bytes`);
   }
   return Number(n);
 }
@@ -397,7 +402,7 @@ async function readFully(f: Deno.FsFile, pos: number, buf: Uint8Array, file: str
   while (off < buf.length) {
     const got = await f.read(buf.subarray(off));
     if (got === null) {
-      throw new Error(`${file}: unexpected end of file at byte ${pos + off}`);
+      throw new InputError(`${file}: unexpected end of file at byte ${pos + off}`);
     }
     off += got;
   }
@@ -453,13 +458,15 @@ export function serializeSafetensors(
 ): Uint8Array {
   const list = [...(tensors instanceof Map ? tensors.entries() : Object.entries(tensors))];
   for (const [k, t] of list) {
-    if (k === "__metadata__") throw new Error(`serializeSafetensors: "__metadata__" is reserved`);
+    if (k === "__metadata__") {
+      throw new InputError(`serializeSafetensors: "__metadata__" is reserved`);
+    }
     checkHostTensor(`serializeSafetensors: tensor ${JSON.stringify(k)}`, t);
   }
   if (metadata) {
     for (const [mk, mv] of Object.entries(metadata)) {
       if (typeof mv !== "string") {
-        throw new Error(
+        throw new InputError(
           `serializeSafetensors: metadata ${mk}: expected a string, got ${typeof mv}`,
         );
       }

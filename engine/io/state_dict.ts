@@ -1,4 +1,5 @@
 /** Checkpoint loading by content (not extension) and state-dict validation against a model. */
+import { InputError } from "./errors.ts";
 import { type HostTensor, readSafetensors } from "./safetensors.ts";
 import { loadPth, type LoadPthOptions } from "./pth.ts";
 
@@ -54,7 +55,7 @@ export function checkStateDict(
   if (missing.length) parts.push(list("missing keys", missing));
   if (unexpected.length) parts.push(list("unexpected keys", unexpected));
   if (misshaped.length) parts.push(list("mis-shaped keys", misshaped));
-  throw new Error(parts.join("\n"));
+  throw new InputError(parts.join("\n"));
 }
 
 /** Checkpoint container, recognised by its first bytes. */
@@ -82,12 +83,12 @@ export async function detectCheckpointFormat(path: string): Promise<CheckpointFo
   if (head.length >= 9 && head[8] === 0x7b && head[6] === 0 && head[7] === 0) return "safetensors";
   const hex = [...head.subarray(0, 8)].map((b) => b.toString(16).padStart(2, "0")).join(" ");
   if (head[0] === 0x80 && head[1] <= 5) {
-    throw new Error(
+    throw new InputError(
       `${path}: this is a legacy (pre-1.6, non-zip) PyTorch file, which is not supported; ` +
         `re-save it with a recent torch.save or convert it to safetensors`,
     );
   }
-  throw new Error(
+  throw new InputError(
     `${path}: not a checkpoint: expected a PyTorch .pth zip (starts with "PK\\x03\\x04") or a ` +
       `safetensors file (8-byte header length, then "{"); first bytes are ${hex || "(empty file)"}`,
   );

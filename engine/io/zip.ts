@@ -3,6 +3,7 @@
  * Reads through a file handle with seeks, so only the directory and the entries asked for are in
  * memory: multi-GiB checkpoints never need one buffer for the whole file.
  */
+import { InputError } from "./errors.ts";
 
 /** One file in the archive, as the central directory describes it. */
 export interface ZipEntry {
@@ -58,7 +59,7 @@ export function crc32(bytes: Uint8Array, crc = 0): number {
 function u64(dv: DataView, off: number, what: string, file: string): number {
   const v = dv.getBigUint64(off, true);
   if (v > BigInt(Number.MAX_SAFE_INTEGER)) {
-    throw new Error(`${file}: zip ${what} ${v} is too large`);
+    throw new InputError(`${file}: zip ${what} ${v} is too large`);
   }
   return Number(v);
 }
@@ -67,6 +68,12 @@ function u64(dv: DataView, off: number, what: string, file: string): number {
 export interface ZipReadOptions {
   /** Check the entry's CRC-32 (default true; costs about a second per GiB). */
   verifyCrc?: boolean;
+  /**
+   * Keep only the first `limit` bytes (default: the whole entry). A deflated entry is inflated as
+   * a stream: only the kept bytes are ever held in memory; the rest is inflated only when the
+   * CRC is checked, and then only passed through the CRC.
+   */
+  limit?: number;
 }
 
 /** A ZIP archive opened for reading; call {@link close} when done. */
@@ -105,7 +112,7 @@ export class ZipReader {
   /** Reads `len` bytes at `pos` into a fresh buffer, failing clearly at end of file. */
   async readAt(pos: number, len: number): Promise<Uint8Array> {
     if (pos < 0 || pos + len > this.size) {
-      throw new Error(
+      throw new InputError(
         `${this.path}: zip wants bytes [${pos}, ${
           pos + len
         }) but the file has ${this.size} bytes (truncated or corrupt)`,
@@ -118,15 +125,15 @@ export class ZipReader {
   async dataOffset(e: ZipEntry): Promise<number> {
     const where = `${this.path}: zip entry ${JSON.stringify(e.name)}`;
     const h = await this.readAt(e.localHeaderOffset, 30).catch((err) => {
-      throw new Error(`${where}: local header unreadable (${err.message})`);
+      throw new InputError(`${where}: local header unreadable (${err.message})`);
     });
     const dv = new DataView(h.buffer);
     if (dv.getUint32(0, true) !== SIG_LOCAL) {
-      throw new Error(`${where}: no local header signature at byte ${e.localHeaderOffset}`);
+      throw new InputError(`${where}: no local header signature at byte ${e.localHeaderOffset}`);
     }
     const start = e.localHeaderOffset + 30 + dv.getUint16(26, true) + dv.getUint16(28, true);
     if (start + e.compressedSize > this.size) {
-      throw new Error(
+      throw new InputError(
         `${where}: data [${start}, ${
           start + e.compressedSize
         }) runs past the end of the file (${this.size} bytes; truncated?)`,
@@ -135,36 +142,58 @@ export class ZipReader {
     return start;
   }
 
-  /** The uncompressed contents of an entry, in a fresh buffer (byteOffset 0). */
+  /**
+   * The uncompressed contents of an entry (its first `opts.limit` bytes when given), in a fresh
+   * buffer (byteOffset 0).
+   */
   async read(entry: ZipEntry | string, opts: ZipReadOptions = {}): Promise<Uint8Array> {
     const e = typeof entry === "string" ? this.#byName.get(entry) : entry;
-    if (!e) throw new Error(`${this.path}: zip has no entry ${JSON.stringify(entry)}`);
+    if (!e) throw new InputError(`${this.path}: zip has no entry ${JSON.stringify(entry)}`);
     const where = `${this.path}: zip entry ${JSON.stringify(e.name)}`;
-    if (e.flags & 1) throw new Error(`${where}: encrypted entries are not supported`);
+    if (e.flags & 1) throw new InputError(`${where}: encrypted entries are not supported`);
+    const verify = opts.verifyCrc !== false;
+    const keep = Math.min(e.size, opts.limit ?? e.size);
+    if (!Number.isSafeInteger(keep) || keep < 0) {
+      throw new InputError(`${where}: cannot read ${opts.limit} bytes of it`);
+    }
     const start = await this.dataOffset(e);
     let out: Uint8Array;
+    let crc: number;
     if (e.method === 0) {
       if (e.compressedSize !== e.size) {
-        throw new Error(
+        throw new InputError(
           `${where}: stored entry has compressed size ${e.compressedSize} != size ${e.size}`,
         );
       }
-      out = await this.readAt(start, e.size);
+      out = await this.readAt(start, keep);
+      crc = verify ? crc32(out) : 0;
+      // The CRC covers the whole entry: pass the rest through it in bounded chunks.
+      for (let p = keep; verify && p < e.size; p += CRC_CHUNK) {
+        crc = crc32(await this.readAt(start + p, Math.min(CRC_CHUNK, e.size - p)), crc);
+      }
     } else if (e.method === 8) {
       // deflate cannot expand more than ~1032:1; a larger declared size is a corrupt header.
       if (e.size > e.compressedSize * 1032 + 1024) {
-        throw new Error(
+        throw new InputError(
           `${where}: declared size ${e.size} is impossible for ${e.compressedSize} deflated bytes`,
         );
       }
-      out = await inflateRaw(await this.readAt(start, e.compressedSize), e.size, where);
+      ({ out, crc } = await inflateRaw(
+        await this.readAt(start, e.compressedSize),
+        e.size,
+        keep,
+        verify,
+        where,
+      ));
     } else {
-      throw new Error(`${where}: compression method ${e.method} is not supported (only 0 and 8)`);
+      throw new InputError(
+        `${where}: compression method ${e.method} is not supported (only 0 and 8)`,
+      );
     }
-    if (opts.verifyCrc !== false) {
-      const c = crc32(out);
+    if (verify) {
+      const c = crc;
       if (c !== e.crc32) {
-        throw new Error(
+        throw new InputError(
           `${where}: CRC-32 mismatch (got ${c.toString(16)}, expected ${
             e.crc32.toString(16)
           }): file is corrupt`,
@@ -180,27 +209,56 @@ export class ZipReader {
   }
 }
 
-async function inflateRaw(src: Uint8Array, size: number, where: string): Promise<Uint8Array> {
-  const out = new Uint8Array(size);
+/** Compressed bytes fed to the inflater at a time: at most ~16 MiB come out of one piece. */
+const INFLATE_PIECE = 16384;
+
+/** Chunk in which stored bytes past a read's limit pass through the CRC. */
+const CRC_CHUNK = 1 << 22;
+
+/**
+ * Inflates `src` (raw deflate, `size` bytes declared) as a stream, keeping the first `keep`
+ * bytes. With `verify` the rest is inflated too, through the CRC only, so memory stays `keep`;
+ * without it inflation stops once `keep` bytes are out.
+ */
+async function inflateRaw(
+  src: Uint8Array,
+  size: number,
+  keep: number,
+  verify: boolean,
+  where: string,
+): Promise<{ out: Uint8Array; crc: number }> {
+  const out = new Uint8Array(keep);
   let off = 0;
-  const stream = new Blob([src as Uint8Array<ArrayBuffer>]).stream().pipeThrough(
-    new DecompressionStream("deflate-raw"),
-  );
+  let crc = 0;
+  // Fed in small pieces: the decompressor emits what each piece inflates to at once, and deflate
+  // expands up to 1032:1, so one whole-entry piece could come out as one gigabyte-sized chunk.
+  let fed = 0;
+  const input = new ReadableStream<Uint8Array<ArrayBuffer>>({
+    pull(c) {
+      if (fed >= src.length) return c.close();
+      c.enqueue(src.slice(fed, fed += INFLATE_PIECE) as Uint8Array<ArrayBuffer>);
+    },
+  });
+  const stream = input.pipeThrough(new DecompressionStream("deflate-raw"));
   try {
     for await (const chunk of stream) {
       if (off + chunk.length > size) {
         throw new Error(`inflates to more than the declared ${size} bytes`);
       }
-      out.set(chunk, off);
+      if (off < keep) out.set(chunk.subarray(0, keep - off), off);
+      if (verify) crc = crc32(chunk, crc);
       off += chunk.length;
+      if (!verify && off >= keep) break; // leaving the loop cancels the stream
     }
   } catch (e) {
-    throw new Error(`${where}: deflate data is corrupt (${(e as Error).message})`);
+    throw new InputError(`${where}: deflate data is corrupt (${(e as Error).message})`, {
+      cause: e,
+    });
   }
-  if (off !== size) {
-    throw new Error(`${where}: inflated to ${off} bytes, expected ${size}`);
+  if (verify ? off !== size : off < keep) {
+    throw new InputError(`${where}: inflated to ${off} bytes, expected ${size}`);
   }
-  return out;
+  return { out, crc };
 }
 
 async function readFullyAt(
@@ -214,7 +272,7 @@ async function readFullyAt(
   let off = 0;
   while (off < len) {
     const got = await file.read(buf.subarray(off));
-    if (got === null) throw new Error(`${path}: unexpected end of file at byte ${pos + off}`);
+    if (got === null) throw new InputError(`${path}: unexpected end of file at byte ${pos + off}`);
     off += got;
   }
   return buf;
@@ -222,7 +280,7 @@ async function readFullyAt(
 
 async function readDirectory(path: string, file: Deno.FsFile, size: number): Promise<ZipEntry[]> {
   const readAt = (pos: number, len: number) => readFullyAt(file, path, pos, len);
-  if (size < 22) throw new Error(`${path}: not a zip file (only ${size} bytes)`);
+  if (size < 22) throw new InputError(`${path}: not a zip file (only ${size} bytes)`);
   // The end-of-central-directory record sits in the last 22 + 65535 (max comment) bytes.
   const tailLen = Math.min(size, 22 + 65535);
   const tail = await readAt(size - tailLen, tailLen);
@@ -235,7 +293,7 @@ async function readDirectory(path: string, file: Deno.FsFile, size: number): Pro
     }
   }
   if (eocd < 0) {
-    throw new Error(
+    throw new InputError(
       `${path}: not a zip file or truncated (no end-of-central-directory record found)`,
     );
   }
@@ -245,27 +303,29 @@ async function readDirectory(path: string, file: Deno.FsFile, size: number): Pro
   const eocdPos = size - tailLen + eocd;
   if (count === 0xffff || cdSize === 0xffffffff || cdOffset === 0xffffffff) {
     // ZIP64: a locator just before the EOCD points at the ZIP64 EOCD record.
-    if (eocdPos < 20) throw new Error(`${path}: ZIP64 locator missing (file truncated?)`);
+    if (eocdPos < 20) throw new InputError(`${path}: ZIP64 locator missing (file truncated?)`);
     const loc = await readAt(eocdPos - 20, 20);
     const ldv = new DataView(loc.buffer);
     if (ldv.getUint32(0, true) !== SIG_EOCD64_LOC) {
-      throw new Error(`${path}: zip needs ZIP64 but has no ZIP64 end-of-directory locator`);
+      throw new InputError(`${path}: zip needs ZIP64 but has no ZIP64 end-of-directory locator`);
     }
     const recPos = u64(ldv, 8, "ZIP64 record offset", path);
     if (recPos + 56 > size) {
-      throw new Error(`${path}: ZIP64 end-of-directory record at ${recPos} is past the file end`);
+      throw new InputError(
+        `${path}: ZIP64 end-of-directory record at ${recPos} is past the file end`,
+      );
     }
     const rec = await readAt(recPos, 56);
     const rdv = new DataView(rec.buffer);
     if (rdv.getUint32(0, true) !== SIG_EOCD64) {
-      throw new Error(`${path}: no ZIP64 end-of-directory record at byte ${recPos}`);
+      throw new InputError(`${path}: no ZIP64 end-of-directory record at byte ${recPos}`);
     }
     count = u64(rdv, 32, "entry count", path);
     cdSize = u64(rdv, 40, "central directory size", path);
     cdOffset = u64(rdv, 48, "central directory offset", path);
   }
   if (cdOffset + cdSize > size || count * 46 > cdSize) {
-    throw new Error(
+    throw new InputError(
       `${path}: zip central directory (${count} entries, ${cdSize} bytes at ${cdOffset}) ` +
         `does not fit in the file (${size} bytes; truncated or corrupt)`,
     );
@@ -277,7 +337,7 @@ async function readDirectory(path: string, file: Deno.FsFile, size: number): Pro
   let p = 0;
   for (let i = 0; i < count; i++) {
     if (p + 46 > cdSize || dv.getUint32(p, true) !== SIG_CENTRAL) {
-      throw new Error(
+      throw new InputError(
         `${path}: zip central directory entry ${i} is corrupt (at byte ${cdOffset + p})`,
       );
     }
@@ -292,7 +352,7 @@ async function readDirectory(path: string, file: Deno.FsFile, size: number): Pro
     let localHeaderOffset = dv.getUint32(p + 42, true);
     const end = p + 46 + nameLen + extraLen + commentLen;
     if (end > cdSize) {
-      throw new Error(`${path}: zip central directory entry ${i} runs past the directory end`);
+      throw new InputError(`${path}: zip central directory entry ${i} runs past the directory end`);
     }
     const name = dec.decode(cd.subarray(p + 46, p + 46 + nameLen));
     // ZIP64 extended information: present fields are those whose 32-bit value is saturated.
@@ -302,7 +362,7 @@ async function readDirectory(path: string, file: Deno.FsFile, size: number): Pro
       const id = dv.getUint16(x, true);
       const len = dv.getUint16(x + 2, true);
       if (x + 4 + len > xEnd) {
-        throw new Error(
+        throw new InputError(
           `${path}: zip entry ${JSON.stringify(name)}: extra field runs past its end`,
         );
       }
@@ -310,7 +370,7 @@ async function readDirectory(path: string, file: Deno.FsFile, size: number): Pro
         let q = x + 4;
         const take = (what: string) => {
           if (q + 8 > x + 4 + len) {
-            throw new Error(
+            throw new InputError(
               `${path}: zip entry ${JSON.stringify(name)}: ZIP64 field lacks ${what}`,
             );
           }
@@ -325,7 +385,7 @@ async function readDirectory(path: string, file: Deno.FsFile, size: number): Pro
       x += 4 + len;
     }
     if (localHeaderOffset + 30 > size) {
-      throw new Error(
+      throw new InputError(
         `${path}: zip entry ${
           JSON.stringify(name)
         }: local header offset ${localHeaderOffset} is past the file end (${size} bytes)`,

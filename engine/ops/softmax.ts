@@ -2,7 +2,8 @@
  * Softmax and log-softmax along any axis (no transpose: the kernel strides along the axis), and
  * softmax with SAM's decomposed relative-position bias fused in.
  */
-import { dispatch, grid1d, Params } from "../dispatch.ts";
+import { type BufferBinding, dispatch, grid1d, Params } from "../dispatch.ts";
+import { bindingLimit } from "../split.ts";
 import { gpu } from "../device.ts";
 import { empty, Tensor } from "../tensor.ts";
 import { record } from "../autograd.ts";
@@ -30,6 +31,54 @@ export function rowsAlong(shape: readonly number[], axis: number): {
   return { rows: outer * inner, len: shape[axis], inner };
 }
 
+/**
+ * Runs [o0, o1) of the outer index (everything before the softmax axis) whose bindings of the
+ * dense tensors `ts` (each `per` f32 elements per outer index) fit the binding limit, each run
+ * starting at an offset the adapter can bind, so the kernel needs no offset of its own: past the
+ * limit (scores [12, 4096, 4096] are 768 MiB) the rows are softmaxed in several dispatches instead
+ * of being refused, or silently wrong as in peers that bind the whole tensor.
+ */
+function outerChunks(
+  name: string,
+  outer: number,
+  per: number,
+  ts: Tensor[],
+): [number, number, BufferBinding[]][] {
+  const limit = bindingLimit();
+  if (outer * per * 4 <= limit) return [[0, outer, ts.map((t) => t.binding())]];
+  const align = gpu().limits.minStorageBufferOffsetAlignment;
+  const gcd = (a: number, b: number): number => b ? gcd(b, a % b) : a;
+  // Outer indices per chunk: a multiple of q keeps every chunk's byte offset aligned.
+  const q = align / gcd(per * 4 % align || align, align);
+  const step = Math.floor(limit / (per * 4) / q) * q;
+  const misaligned = ts.find((t) => (t.offset * 4) % align !== 0);
+  if (step === 0 || misaligned) {
+    throw new Error(
+      misaligned
+        ? `${name}: [${misaligned.shape}] is past the binding limit (${limit} bytes) and starts ` +
+          `at an unaligned offset: make it a fresh tensor first`
+        : `${name}: ${q} slices of ${
+          per * 4
+        } bytes along the softmax axis do not fit a binding of ` +
+          `${limit} bytes: softmax along a leading axis of a tensor this large is not supported`,
+    );
+  }
+  const out: [number, number, BufferBinding[]][] = [];
+  for (let o0 = 0; o0 < outer; o0 += step) {
+    const o1 = Math.min(outer, o0 + step);
+    out.push([
+      o0,
+      o1,
+      ts.map((t) => ({
+        buffer: t.storage.buffer,
+        offset: (t.offset + o0 * per) * 4,
+        size: (o1 - o0) * per * 4,
+      })),
+    ]);
+  }
+  return out;
+}
+
 function softmaxImpl(name: string, log: boolean, x: Tensor, axis: number): Tensor {
   x.assertAlive();
   if (x.dtype !== "f32") {
@@ -40,15 +89,17 @@ function softmaxImpl(name: string, log: boolean, x: Tensor, axis: number): Tenso
   const { rows, len, inner } = rowsAlong(x.shape, a);
   const xd = dense(x);
   const y = empty(x.shape);
+  const outer = rows / Math.max(1, inner);
   if (y.size > 0) {
     const m = rowMode(len, inner);
-    const p = new Params().u32(rows, len, inner, 0);
-    dispatch(
-      softmaxKernel(log, m),
-      [xd.binding(), y.binding()],
-      p,
-      grid1d(rows, rowItemsPerGroup(m)),
-    );
+    for (const [o0, o1, b] of outerChunks(name, outer, len * inner, [xd, y])) {
+      dispatch(
+        softmaxKernel(log, m),
+        b,
+        new Params().u32((o1 - o0) * inner, len, inner, 0),
+        grid1d((o1 - o0) * inner, rowItemsPerGroup(m)),
+      );
+    }
   }
   if (xd !== x) xd.dispose();
   return record(name, [x], y, (g) => {
@@ -56,13 +107,14 @@ function softmaxImpl(name: string, log: boolean, x: Tensor, axis: number): Tenso
     const dx = empty(x.shape);
     if (dx.size > 0) {
       const m = rowMode(len, inner);
-      const p = new Params().u32(rows, len, inner, 0);
-      dispatch(
-        softmaxBackwardKernel(log, m),
-        [y.binding(), gd.binding(), dx.binding()],
-        p,
-        grid1d(rows, rowItemsPerGroup(m)),
-      );
+      for (const [o0, o1, b] of outerChunks(name, outer, len * inner, [y, gd, dx])) {
+        dispatch(
+          softmaxBackwardKernel(log, m),
+          b,
+          new Params().u32((o1 - o0) * inner, len, inner, 0),
+          grid1d((o1 - o0) * inner, rowItemsPerGroup(m)),
+        );
+      }
     }
     return [dx];
   }, [y]);

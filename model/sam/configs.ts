@@ -2,6 +2,7 @@
  * SAM configurations by name (vit_b / vit_l / vit_h, as build_sam.py) or from JSON with the
  * `encoder`, `prompt_encoder` and `mask_decoder` objects of ../shared/fixtures/sam-tiny/case.json.
  */
+import { InputError } from "../../engine/io/errors.ts";
 
 export interface EncoderConfig {
   img_size: number;
@@ -72,85 +73,171 @@ export const SAM_CONFIGS: Record<string, SamConfig> = {
   vit_h: standard(1280, 32, 16, [7, 15, 23, 31]),
 };
 
-function need(
-  obj: Record<string, unknown>,
-  key: string,
-  kind: "number" | "boolean" | "array",
-  file: string,
-  section: string,
-): void {
-  const v = obj[key];
-  const ok = kind === "array"
-    ? Array.isArray(v)
-    : kind === "number"
-    ? typeof v === "number"
-    : typeof v === "boolean";
-  if (!ok) {
-    throw new Error(`${file}: field ${section}.${key} must be a ${kind}, got ${JSON.stringify(v)}`);
+/** A field that fails its check: names the file, the field and what was expected. */
+function bad(file: string, field: string, expected: string, got: unknown): never {
+  throw new InputError(`${file}: field ${field}: expected ${expected}, got ${show(got)}`, {
+    file,
+    field,
+  });
+}
+
+function show(v: unknown): string {
+  const s = JSON.stringify(v);
+  return s === undefined ? String(v) : s.length > 60 ? `${s.slice(0, 60)}...` : s;
+}
+
+/**
+ * Largest sizes accepted: ViT-H is 1024 px, 1280 wide, 32 deep; these leave room for larger
+ * experiments while keeping a typo from building a model that cannot fit in any memory.
+ */
+const LIMITS = { img: 8192, dim: 16384, depth: 1024, heads: 1024, ratio: 64 };
+
+/**
+ * Checks every field of a SAM config: types, ranges and the divisibilities the modules rely on
+ * (heads divide the width, patches tile the image, the decoder upscales by 4 and 8, ...), so a
+ * bad value is an error naming the field instead of `Invalid typed array length` later.
+ */
+export function validateSamConfig(c: SamConfig, file = "<config>"): SamConfig {
+  const sec = (name: string, v: unknown): Record<string, unknown> => {
+    if (v === null || typeof v !== "object" || Array.isArray(v)) {
+      bad(file, name, "an object", v);
+    }
+    return v as Record<string, unknown>;
+  };
+  const int = (
+    o: Record<string, unknown>,
+    section: string,
+    key: string,
+    min: number,
+    max: number,
+  ) => {
+    const v = o[key];
+    if (!Number.isSafeInteger(v) || (v as number) < min || (v as number) > max) {
+      bad(file, `${section}.${key}`, `an integer in [${min}, ${max}]`, v);
+    }
+    return v as number;
+  };
+  const divides = (field: string, v: number, by: number, what: string) => {
+    if (v % by !== 0) {
+      bad(file, field, `a multiple of ${by} (${what})`, v);
+    }
+  };
+  const e = sec("encoder", c?.encoder);
+  const img = int(e, "encoder", "img_size", 1, LIMITS.img);
+  const patch = int(e, "encoder", "patch_size", 1, img);
+  divides("encoder.img_size", img, patch, "encoder.patch_size must tile the image");
+  const heads = int(e, "encoder", "num_heads", 1, LIMITS.heads);
+  const embed = int(e, "encoder", "embed_dim", 1, LIMITS.dim);
+  divides("encoder.embed_dim", embed, heads, "encoder.num_heads must divide it");
+  const depth = int(e, "encoder", "depth", 1, LIMITS.depth);
+  const grid = img / patch;
+  int(e, "encoder", "window_size", 0, grid);
+  const g = e.global_attn_indexes;
+  if (!Array.isArray(g)) bad(file, "encoder.global_attn_indexes", "an array of block indices", g);
+  (g as unknown[]).forEach((x, i) => {
+    if (!Number.isSafeInteger(x) || (x as number) < 0 || (x as number) >= depth) {
+      bad(file, `encoder.global_attn_indexes[${i}]`, `a block index in [0, ${depth - 1}]`, x);
+    }
+  });
+  const ratio = e.mlp_ratio;
+  if (
+    typeof ratio !== "number" || !(ratio > 0 && ratio <= LIMITS.ratio) ||
+    !Number.isInteger(embed * ratio)
+  ) {
+    bad(
+      file,
+      "encoder.mlp_ratio",
+      `a number in (0, ${LIMITS.ratio}] giving an integer width`,
+      ratio,
+    );
   }
+  const outChans = int(e, "encoder", "out_chans", 1, LIMITS.dim);
+  if (typeof e.use_rel_pos !== "boolean") {
+    bad(file, "encoder.use_rel_pos", "a boolean", e.use_rel_pos);
+  }
+  const eps = e.layernorm_eps;
+  if (typeof eps !== "number" || !(eps > 0 && eps < 1)) {
+    bad(file, "encoder.layernorm_eps", "a number in (0, 1)", eps);
+  }
+  const p = sec("prompt_encoder", c?.prompt_encoder);
+  const pDim = int(p, "prompt_encoder", "embed_dim", 2, LIMITS.dim);
+  divides("prompt_encoder.embed_dim", pDim, 2, "half of it are sine, half cosine features");
+  if (pDim !== outChans) {
+    bad(file, "prompt_encoder.embed_dim", `encoder.out_chans (${outChans})`, pDim);
+  }
+  const ies = p.image_embedding_size;
+  if (!Array.isArray(ies) || ies.length !== 2 || ies[0] !== grid || ies[1] !== grid) {
+    bad(
+      file,
+      "prompt_encoder.image_embedding_size",
+      `[${grid}, ${grid}] (img_size / patch_size)`,
+      ies,
+    );
+  }
+  const mc = int(p, "prompt_encoder", "mask_in_chans", 4, LIMITS.dim);
+  divides("prompt_encoder.mask_in_chans", mc, 4, "the mask downscaler's first conv has a quarter");
+  const m = sec("mask_decoder", c?.mask_decoder);
+  const td = int(m, "mask_decoder", "transformer_dim", 8, LIMITS.dim);
+  if (td !== pDim) {
+    bad(file, "mask_decoder.transformer_dim", `prompt_encoder.embed_dim (${pDim})`, td);
+  }
+  divides(
+    "mask_decoder.transformer_dim",
+    td,
+    8,
+    "the output upscaling has a quarter and an eighth",
+  );
+  const mh = int(m, "mask_decoder", "num_heads", 1, LIMITS.heads);
+  divides("mask_decoder.transformer_dim", td, mh, "mask_decoder.num_heads must divide it");
+  const rate = int(m, "mask_decoder", "attention_downsample_rate", 1, td);
+  if (td % rate !== 0 || (td / rate) % mh !== 0) {
+    bad(
+      file,
+      "mask_decoder.attention_downsample_rate",
+      `a divisor of transformer_dim (${td}) leaving a multiple of num_heads (${mh})`,
+      rate,
+    );
+  }
+  int(m, "mask_decoder", "depth", 1, LIMITS.depth);
+  int(m, "mask_decoder", "mlp_dim", 1, LIMITS.dim * LIMITS.ratio);
+  int(m, "mask_decoder", "num_multimask_outputs", 1, 64);
+  int(m, "mask_decoder", "iou_head_depth", 1, LIMITS.depth);
+  int(m, "mask_decoder", "iou_head_hidden_dim", 1, LIMITS.dim);
+  return c;
 }
 
 /** Validates a parsed JSON config, naming the file and field at fault. */
 export function parseSamConfig(json: unknown, file = "<config>"): SamConfig {
-  const o = json as Record<string, Record<string, unknown>>;
-  if (!o || typeof o !== "object") throw new Error(`${file}: expected a JSON object`);
+  if (json === null || typeof json !== "object" || Array.isArray(json)) {
+    throw new InputError(`${file}: expected a JSON object`, { file });
+  }
+  const o = json as Record<string, Record<string, unknown> | undefined>;
   for (const s of ["encoder", "prompt_encoder", "mask_decoder"]) {
-    if (!o[s] || typeof o[s] !== "object") throw new Error(`${file}: missing object "${s}"`);
+    const v = o[s];
+    if (v === null || typeof v !== "object" || Array.isArray(v)) {
+      throw new InputError(`${file}: missing object "${s}"`, { file, field: s });
+    }
   }
-  const e = o.encoder;
-  for (
-    const k of [
-      "img_size",
-      "patch_size",
-      "embed_dim",
-      "depth",
-      "num_heads",
-      "window_size",
-      "mlp_ratio",
-      "out_chans",
-    ]
-  ) {
-    need(e, k, "number", file, "encoder");
-  }
-  need(e, "global_attn_indexes", "array", file, "encoder");
-  const p = o.prompt_encoder;
-  need(p, "embed_dim", "number", file, "prompt_encoder");
-  need(p, "image_embedding_size", "array", file, "prompt_encoder");
-  need(p, "mask_in_chans", "number", file, "prompt_encoder");
-  const m = o.mask_decoder;
-  for (
-    const k of [
-      "transformer_dim",
-      "depth",
-      "mlp_dim",
-      "num_heads",
-      "attention_downsample_rate",
-      "num_multimask_outputs",
-      "iou_head_depth",
-      "iou_head_hidden_dim",
-    ]
-  ) {
-    need(m, k, "number", file, "mask_decoder");
-  }
-  return {
+  const e = o.encoder!;
+  return validateSamConfig({
     encoder: {
       ...(e as unknown as EncoderConfig),
       use_rel_pos: (e.use_rel_pos as boolean | undefined) ?? true,
       layernorm_eps: (e.layernorm_eps as number | undefined) ?? 1e-6,
     },
-    prompt_encoder: p as unknown as PromptEncoderConfig,
-    mask_decoder: m as unknown as MaskDecoderConfig,
-  };
+    prompt_encoder: o.prompt_encoder as unknown as PromptEncoderConfig,
+    mask_decoder: o.mask_decoder as unknown as MaskDecoderConfig,
+  }, file);
 }
 
 /** A config by name (vit_b, vit_l, vit_h) or from a JSON file path. */
 export async function loadSamConfig(nameOrPath: string): Promise<SamConfig> {
-  if (SAM_CONFIGS[nameOrPath]) return SAM_CONFIGS[nameOrPath];
+  if (Object.hasOwn(SAM_CONFIGS, nameOrPath)) return SAM_CONFIGS[nameOrPath];
   let text: string;
   try {
     text = await Deno.readTextFile(nameOrPath);
   } catch {
-    throw new Error(
+    throw new InputError(
       `--config ${nameOrPath}: not one of ${
         Object.keys(SAM_CONFIGS).join(", ")
       } and not a readable JSON file`,
@@ -160,7 +247,7 @@ export async function loadSamConfig(nameOrPath: string): Promise<SamConfig> {
   try {
     json = JSON.parse(text);
   } catch (e) {
-    throw new Error(`${nameOrPath}: invalid JSON (${(e as Error).message})`);
+    throw new InputError(`${nameOrPath}: invalid JSON (${(e as Error).message})`);
   }
   return parseSamConfig(json, nameOrPath);
 }

@@ -9,7 +9,7 @@
  */
 import { initGpu } from "../../engine/mod.ts";
 import { writeFileAtomic } from "../../engine/io/atomic.ts";
-import type { PipelineConfig } from "../config.ts";
+import { type PipelineConfig, readRunConfig } from "../config.ts";
 import { listSplit, positives } from "../data/patches.ts";
 import { loadPatches, writeMask } from "../data/host_patches.ts";
 import { CLASSIFIER_BEST, loadClassifier } from "../classifier/model.ts";
@@ -18,15 +18,24 @@ import { finalTag, loadStageSam, samBest } from "../sam/build.ts";
 import { segmentAndScore } from "../sam/score.ts";
 import { examplePanel } from "../example_panel.ts";
 import { inferSlide } from "../infer/slide.ts";
-import { type ParsedFlags, requiredFlag, runCommand } from "./args.ts";
+import { inferSlides } from "../infer/slides.ts";
+import { resolveShard } from "../shard/shard.ts";
+import { type ParsedFlags, requiredFlag, runCommand, UsageError } from "./args.ts";
 
 const USAGE =
-  "usage: deno task infer --run <run dir> [--data <patch dir>] [--slide <tif>] --out <dir> [--quiet]";
+  `usage: deno task infer --run <run dir> [--data <patch dir>] [--slide <tif>] --out <dir> [--quiet]
+       deno task infer --run <run dir> --slides <dir> --out <dir> [--shard K/N] [--quiet]
+  --slides: every slide under <dir>, each into <out>/<slide>/, listed in <out>/slides.json; with
+  --shard K/N (K from 0; default from the Slurm array task) only shard K's slides (balanced by file
+  size), recorded in <out>/shards/infer/; a run without --shard then checks the shards and writes
+  slides.json.`;
 
 const OPTIONS = {
   run: { type: "string" },
   data: { type: "string" },
   slide: { type: "string" },
+  slides: { type: "string" },
+  shard: { type: "string" },
   out: { type: "string" },
   quiet: { type: "boolean" },
 } as const;
@@ -42,12 +51,11 @@ async function infer(
   v: ParsedFlags<typeof OPTIONS> & { run: string; out: string },
 ): Promise<number> {
   const quiet = !!v.quiet;
-  let cfg: PipelineConfig;
-  try {
-    cfg = JSON.parse(await Deno.readTextFile(`${v.run}/config.json`));
-  } catch (e) {
-    throw new Error(`${v.run}: not a run folder (config.json: ${(e as Error).message})`);
+  if (v.shard !== undefined && !v.slides) throw new UsageError("--shard goes with --slides");
+  if (v.slides && (v.slide || v.data)) {
+    throw new UsageError("--slides is used alone (not with --slide or --data)");
   }
+  const cfg: PipelineConfig = await readRunConfig(v.run);
   const tag = finalTag(cfg.iterations);
   const samPath = `${v.run}/${samBest(tag)}`;
   try {
@@ -69,7 +77,19 @@ async function infer(
       `slide ${v.slide}: ${r.tumourTiles}/${r.tiles} tissue tiles tumour; ${r.tiff} (${r.width}x${r.height}, downsample ${r.downsample}), ${r.overlay}`,
     );
   }
-  if (v.data || !v.slide) {
+  if (v.slides) {
+    const r = await inferSlides({
+      dir: v.slides,
+      out: v.out,
+      shard: resolveShard(v.shard),
+      infer: (path, outDir) =>
+        Deno.mkdir(outDir, { recursive: true }).then(() =>
+          inferSlide(path, cls, sam, cfg, outDir, { tile: cfg.data.synthetic.patch, quiet })
+        ),
+      log: (m) => console.error(m),
+    });
+    console.log(`${r.slides} slides${r.index ? `; ${r.index}` : " (this shard)"}`);
+  } else if (v.data || !v.slide) {
     const dir = v.data ?? `${cfg.data.dir ?? `${v.run}/data`}/test`;
     const items = positives(await listSplit(dir));
     if (!items.length) throw new Error(`${dir}: no tumour patches (*_1.png) to evaluate`);

@@ -7,10 +7,12 @@
  *     [--grid-side N] [--stats-size N] [--split split.json]
  *     synthetic only: [--count 4] [--size 4096]  (slides are generated when --slides is absent
  *     or empty)
+ *     [--shard K/N --phase candidates|patches]  (one shard's slides; see SCALE.md)
  */
 import { prepareDataset } from "../wsi/extract.ts";
 import { parseSplit } from "../wsi/splits.ts";
 import { generateSyntheticSlide } from "../wsi/synthetic.ts";
+import { resolveShard } from "../shard/shard.ts";
 import {
   type Flags,
   numberFlag,
@@ -24,7 +26,11 @@ const USAGE = `usage: deno task prepare --dataset camelyon16|camelyon17|syntheti
     [--slides <dir>] [--annotations <dir>] [--patch 512] [--seed 42] [--level L]
     [--grid-side N] [--stats-size N] [--split <json {train,val,test}>]
     [--count 4] [--size 4096]   (synthetic: slides generated into <out>/slides when needed)
-    [--quiet]`;
+    [--shard K/N --phase candidates|patches] [--quiet]
+  --shard K/N (K from 0; default from SLURM_ARRAY_TASK_ID/COUNT in an array job) does shard K's
+  slides only (balanced by file size): first every shard's --phase candidates, then every shard's
+  --phase patches; then one run without --shard checks the shards' manifests and writes
+  manifest.json.`;
 
 async function isEmptyDir(dir: string): Promise<boolean> {
   try {
@@ -65,6 +71,8 @@ const OPTIONS = {
   split: { type: "string" },
   count: { type: "string" },
   size: { type: "string" },
+  shard: { type: "string" },
+  phase: { type: "string" },
   quiet: { type: "boolean" },
 } as const;
 
@@ -85,10 +93,29 @@ async function prepare(values: ParsedFlags<typeof OPTIONS>): Promise<number> {
   }
   const out = requiredFlag(values, "out");
   const seed = int(values, "seed", 42)!;
+  const shard = resolveShard(values.shard);
+  if (values.phase !== undefined && !["candidates", "patches"].includes(values.phase)) {
+    throw new UsageError("--phase must be candidates or patches");
+  }
+  if (shard && !values.phase) {
+    throw new UsageError(
+      `shard ${shard.index}/${shard.count} (${
+        values.shard ? "--shard" : "Slurm array task"
+      }) needs --phase candidates|patches`,
+    );
+  }
+  if (!shard && values.phase) {
+    throw new UsageError("--phase goes with --shard K/N");
+  }
   let slides = values.slides, annotations = values.annotations;
   if (dataset === "synthetic") {
     slides ??= `${out}/slides`;
     annotations ??= slides;
+    if (shard && await isEmptyDir(slides)) {
+      throw new Error(
+        `${slides}: no slides; generate them before a sharded run (prepare without --shard)`,
+      );
+    }
     if (await isEmptyDir(slides)) {
       await makeSynthetic(
         slides,
@@ -114,7 +141,14 @@ async function prepare(values: ParsedFlags<typeof OPTIONS>): Promise<number> {
     statsSize: int(values, "stats-size"),
     split,
     progress: !values.quiet,
+    shard: shard ? { shard, phase: values.phase as "candidates" | "patches" } : undefined,
   });
+  if (shard) {
+    console.log(
+      `shard ${shard.index}/${shard.count} (${values.phase}): ${r.written} files written; ${r.manifestPath}`,
+    );
+    return 0;
+  }
   for (const rep of r.manifest.reports) {
     console.log(
       `${rep.split}: ${rep.positives} tumour + ${rep.negatives} normal patches ` +

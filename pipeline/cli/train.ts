@@ -22,7 +22,9 @@ import { runPreliminary } from "../stages/preliminary.ts";
 import { runIteration } from "../stages/iterate.ts";
 import { runEvaluate, type Summary } from "../stages/evaluate.ts";
 import { writeFileAtomic } from "../../engine/io/atomic.ts";
-import { type ParsedFlags, runCommand } from "./args.ts";
+import { passNames, runShardPass } from "../stages/passes.ts";
+import { resolveShard, WHOLE } from "../shard/shard.ts";
+import { type ParsedFlags, runCommand, UsageError } from "./args.ts";
 
 const USAGE =
   `usage: deno task train [--profile tiny|default|paper] [--out <run dir>] [--data <prepared dataset>]
@@ -30,9 +32,15 @@ const USAGE =
     [--set key.path=value]... [--no-adl] [--no-fft] [--no-rotation] [--ids-threshold X] [--iterations N]
     [--seed N] [--epochs N] [--sam-epochs N] [--batch-size N] [--sam-batch-size N] [--patch-size N]
     [--points N] [--dataset camelyon16|camelyon17] [--train-encoder|--no-train-encoder]
-    [--stop-after dataset|classifier|initial_masks|preliminary|iter_<k>] [--force] [--quiet]`;
+    [--stop-after dataset|classifier|initial_masks|preliminary[:train]|iter_<k>[:train]] [--force] [--quiet]
+    [--pass dataset_candidates|dataset_patches|initial_masks|pseudo_<k>|evaluate [--shard K/N]] [--plan]
+  --stop-after <stage>:train stops after the stage's SAM training, before its pseudo-labels.
+  --pass P does one per-item pass alone: with --shard K/N (K from 0; default from the Slurm array
+  task) only shard K's items, recorded in <run>/shards/P/ (the dataset passes: <run>/data/shards/);
+  the next stage run without --pass merges the shards and refuses an incomplete set.
+  --plan checks the flags and the run folder and prints what deno task slurm needs (JSON).`;
 
-function stageNames(cfg: PipelineConfig): string[] {
+export function stageNames(cfg: PipelineConfig): string[] {
   const it = Array.from({ length: cfg.iterations }, (_, i) => `iter_${i + 1}`);
   return ["dataset", "classifier", "initial_masks", "preliminary", ...it, "evaluate"];
 }
@@ -88,6 +96,9 @@ const OPTIONS = {
   dataset: { type: "string" },
   set: { type: "string", multiple: true },
   "stop-after": { type: "string" },
+  pass: { type: "string" },
+  shard: { type: "string" },
+  plan: { type: "boolean" },
   force: { type: "boolean" },
   quiet: { type: "boolean" },
 } as const;
@@ -125,11 +136,54 @@ async function train(v: ParsedFlags<typeof OPTIONS>): Promise<number> {
     };
     const cfg = await resolveConfig(flags);
     const names = stageNames(cfg);
-    if (v["stop-after"] && !names.includes(v["stop-after"])) {
-      throw new Error(`--stop-after must be one of ${names.join(", ")}, got "${v["stop-after"]}"`);
+    const trainStops = names.filter((n) => n === "preliminary" || n.startsWith("iter_"))
+      .map((n) => `${n}:train`);
+    if (v["stop-after"] && ![...names, ...trainStops].includes(v["stop-after"])) {
+      throw new Error(
+        `--stop-after must be one of ${[...names, ...trainStops].join(", ")}, got "${
+          v["stop-after"]
+        }"`,
+      );
     }
     const out = v.out ?? "runs/default";
-    run = RunDir.open(out, cfg as unknown as Record<string, unknown>, { force: v.force });
+    const cfgRecord = cfg as unknown as Record<string, unknown>;
+    if (v.shard !== undefined && v.pass === undefined) {
+      throw new UsageError(
+        "--shard K/N shares out the items of a per-item pass and goes with --pass " +
+          `(${passNames(cfg).join(", ")}); the classifier and SAM trainings are not per item ` +
+          "and run whole, on one GPU",
+      );
+    }
+    if (v.pass !== undefined && !passNames(cfg).includes(v.pass)) {
+      const whole = names.includes(v.pass) || v.pass.endsWith(":train");
+      throw new UsageError(
+        (whole
+          ? `${v.pass} is not a per-item pass and cannot be sharded: it runs whole ` +
+            `(--stop-after ${v.pass}); `
+          : "") + `--pass must be one of ${passNames(cfg).join(", ")}, got "${v.pass}"`,
+      );
+    }
+    if (v.plan) {
+      // What deno task slurm needs; read-only where a run exists (its jobs may hold the lock).
+      try {
+        RunDir.openShared(out, cfgRecord);
+      } catch (e) {
+        if (!/no run here/.test((e as Error).message)) throw e;
+        RunDir.open(out, cfgRecord).close();
+      }
+      console.log(JSON.stringify({
+        iterations: cfg.iterations,
+        dataDir: cfg.data.dir,
+        passes: passNames(cfg),
+      }));
+      return 0;
+    }
+    if (v.pass !== undefined) {
+      const pass = v.pass, shard = resolveShard(v.shard) ?? WHOLE;
+      await runShardPass({ out, cfg, pass, shard, log, quiet, initGpu });
+      return 0;
+    }
+    run = RunDir.open(out, cfgRecord, { force: v.force });
     const gpu = await initGpu();
     log(
       `train: profile ${cfg.profile}, run folder ${out}${
@@ -218,7 +272,23 @@ async function train(v: ParsedFlags<typeof OPTIONS>): Promise<number> {
           ],
       ),
     ];
+    const trainStop = v["stop-after"]?.endsWith(":train") ? v["stop-after"].slice(0, -6) : null;
     for (const [name, fn] of stages) {
+      if (name === trainStop) {
+        // The stage's SAM training only; its pseudo-labels run as shards (train --pass).
+        if (!run.isDone(name)) {
+          run.updateStage(name, { status: "running" });
+          const k = name === "preliminary" ? 0 : Number(name.slice(5));
+          await withOomHint(
+            `sam ${name}`,
+            samFlag,
+            cfg.sam.batchSize,
+            () => k === 0 ? runPreliminary(ctx, true) : runIteration(ctx, k, true),
+          );
+        }
+        log(`train: stopped after the SAM training of ${name} (--stop-after ${name}:train)`);
+        return 0;
+      }
       await stageRun(name, fn);
       if (stopHere(name)) return 0;
     }

@@ -8,7 +8,7 @@
  */
 import { openSlide, type Slide } from "../wsi/slide.ts";
 import { generateSyntheticSlide } from "../wsi/synthetic.ts";
-import { parseAsapXml, rasterize } from "../wsi/annotations.ts";
+import { rasterize, readAsapXml } from "../wsi/annotations.ts";
 import { writePng } from "../../engine/io/png.ts";
 import {
   numberFlag,
@@ -24,7 +24,7 @@ const USAGE = `usage: deno task wsi <command> ...
   region <slide> --level L --x X --y Y --w W --h H --out <png>
   thumbnail <slide> --out <png> [--overlay <xml>] [--max 1024]
   synth --seed S --out <dir> [--count N] [--size 4096] [--tumours 2]
-  mask <slide> <xml> --level L --out <png>`;
+  mask <slide> <xml> --level L --out <png> [--max-vertices N]`;
 
 /**
  * An integer flag in [min, max] (a UsageError naming the flag otherwise); `def` when absent,
@@ -176,7 +176,7 @@ async function thumbnail(values: ParsedFlags<typeof THUMBNAIL_OPTIONS>, position
     const rgb = await s.readRegionRGB(L, 0, 0, lv.width, lv.height);
     const img = shrinkRgb(rgb, lv.width, lv.height, tw, th);
     if (values.overlay) {
-      const ann = parseAsapXml(await Deno.readTextFile(values.overlay), values.overlay);
+      const ann = await readAsapXml(values.overlay);
       const mask = rasterize(ann, tw, th, (W / tw + H / th) / 2);
       for (let i = 0; i < tw * th; i++) {
         if (!mask[i]) continue;
@@ -241,7 +241,11 @@ export function main(argv: string[]): Promise<number> {
 }
 
 /** `mask <slide> <xml> --level L --out <png>`: the annotation mask (0/255) at a slide level. */
-const MASK_OPTIONS = { level: { type: "string" }, out: { type: "string" } } as const;
+const MASK_OPTIONS = {
+  level: { type: "string" },
+  out: { type: "string" },
+  "max-vertices": { type: "string" },
+} as const;
 
 async function mask(values: ParsedFlags<typeof MASK_OPTIONS>, positionals: string[]) {
   if (positionals.length !== 2 || !values.out) {
@@ -252,7 +256,10 @@ async function mask(values: ParsedFlags<typeof MASK_OPTIONS>, positionals: strin
     const level = int(values.level, "level", 0);
     const L = s.levels[level];
     if (!L) throw new UsageError(`level ${level} not in 0..${s.levels.length - 1}`);
-    const ann = parseAsapXml(await Deno.readTextFile(positionals[1]), positionals[1]);
+    const maxVertices = values["max-vertices"] === undefined
+      ? undefined
+      : int(values["max-vertices"], "max-vertices", undefined, { min: 1 });
+    const ann = await readAsapXml(positionals[1], { maxVertices });
     for (const ig of ann.ignored) console.error(`ignored ${ig.name} (${ig.group}): ${ig.reason}`);
     const m = rasterize(ann, L.width, L.height, L.downsample);
     await writePng(values.out, { data: m, width: L.width, height: L.height, channels: 1 });

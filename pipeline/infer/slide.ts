@@ -4,7 +4,8 @@
  * and — when the classifier says tumour (p > 0.5) — segmented by SAM prompted from its CAM (as
  * `model_inference.py`). The tumour probability (sigmoid of the SAM logits; 0 elsewhere) is kept at
  * patch resolution per tile, i.e. downsample tile/patchSize, and written as a gray pyramidal TIFF,
- * with an overlay PNG on a thumbnail.
+ * with an overlay PNG on a thumbnail, its geometry in `probability.json`, and the tumour regions
+ * (probability > 0.5) as polygons in `tumour.xml` (ASAP) and `tumour.geojson` (QuPath).
  */
 import { noGrad, tensor, tidy } from "../../engine/mod.ts";
 import { encodePng } from "../../engine/io/png.ts";
@@ -18,10 +19,15 @@ import type { PipelineConfig } from "../config.ts";
 import { camOf } from "../classifier/cam.ts";
 import { segmentWithCam } from "../sam/segment.ts";
 import type { HostPatch } from "../data/host_patches.ts";
+import { polygonsFromMap, writePolygonExport } from "../export/export.ts";
 
 export interface SlideResult {
   tiff: string;
   overlay: string;
+  /** Tumour polygons (`tumour.xml`, `tumour.geojson`) and how many regions they hold. */
+  xml: string;
+  geojson: string;
+  regions: number;
   width: number;
   height: number;
   downsample: number;
@@ -132,6 +138,31 @@ export async function inferSlide(
       }
       return t;
     });
+    // The map's geometry for `deno task export`, then the tumour polygons at the default settings.
+    await writeFileAtomic(
+      `${outDir}/probability.json`,
+      JSON.stringify({
+        downsample: ds,
+        width: W,
+        height: H,
+        slide: path,
+        width0: W0,
+        height0: H0,
+      }) +
+        "\n",
+    );
+    const cropped = new Uint8Array(W * H);
+    for (let y = 0; y < H; y++) cropped.set(map.subarray(y * mw, y * mw + W), y * W);
+    const geometry = { width0: W0, height0: H0, mpp: slide.mpp };
+    const polys = polygonsFromMap({ data: cropped, width: W, height: H, downsample: ds }, geometry);
+    const xml = `${outDir}/tumour.xml`, geojson = `${outDir}/tumour.geojson`;
+    await writePolygonExport(polys, geometry, { xml, geojson });
+    if (!opts.quiet) {
+      console.error(
+        `tumour polygons: ${polys.regions.length} regions, ${polys.holes} holes (min area ` +
+          `${polys.minAreaNote}) → ${xml}, ${geojson}`,
+      );
+    }
     // Overlay on a thumbnail (long side <= 1024).
     const scale = Math.min(1, 1024 / Math.max(W, H));
     const tw = Math.max(1, Math.round(W * scale)), th = Math.max(1, Math.round(H * scale));
@@ -155,7 +186,18 @@ export async function inferSlide(
     const ov = heatmapOverlay({ data: img, width: tw, height: th, channels: 3 }, mapF, 0.45);
     const overlay = `${outDir}/probability_overlay.png`;
     await writeFileAtomic(overlay, encodePng(ov));
-    return { tiff, overlay, width: W, height: H, downsample: ds, tiles: tiles.length, tumourTiles };
+    return {
+      tiff,
+      overlay,
+      xml,
+      geojson,
+      regions: polys.regions.length,
+      width: W,
+      height: H,
+      downsample: ds,
+      tiles: tiles.length,
+      tumourTiles,
+    };
   } finally {
     await slide.close();
   }

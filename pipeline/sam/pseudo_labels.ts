@@ -15,6 +15,15 @@ import type { SplitName, StageContext } from "../stage_context.ts";
 import { readCam } from "../classifier/cam.ts";
 import { loadStageSam } from "./build.ts";
 import { type EmbeddingCache, segmentWithCam } from "./segment.ts";
+import { ownsBatch, shardLabel } from "../shard/shard.ts";
+import {
+  isSharded,
+  manifestName,
+  mergeShards,
+  relativeTo,
+  type ShardRun,
+} from "../shard/manifest.ts";
+import { writeFileAtomic } from "../../engine/io/atomic.ts";
 
 export interface PseudoStats {
   iter: number;
@@ -30,6 +39,9 @@ export interface PseudoStats {
 
 export const pseudoDir = (iter: number, split: SplitName) => `pseudo/iter_${iter}/${split}`;
 
+/** Shard pass name of the pseudo-labels of round `iter`. */
+export const pseudoPass = (iter: number) => `pseudo_${iter}`;
+
 /** One patch's pseudo-label decision, journalled so an interrupted iteration resumes per batch. */
 interface PseudoDecision {
   split: SplitName;
@@ -44,17 +56,36 @@ interface PseudoDecision {
  * Writes `pseudo/iter_<iter>/{train,val}` from the stage's selected SAM. Resumable per batch: each
  * batch's decisions are appended to `progress.jsonl` after its masks are written, and batches
  * found there are replayed instead of recomputed (prompts are seeded by patch index, so a
- * recomputed batch is identical).
+ * recomputed batch is identical). With `sharded`, only the shard's batches (every N-th of the
+ * pass, counted over train then val) with their decisions in its manifest, and no statistics; the
+ * unsharded call then merges the shards into the journal and replays it.
  */
 export async function generatePseudo(
   ctx: StageContext,
   weights: string,
   iter: number,
-): Promise<PseudoStats> {
+  sharded?: ShardRun,
+): Promise<PseudoStats | null> {
   const { cfg, run } = ctx;
   const done = run.path(`pseudo/iter_${iter}/stats.json`);
-  if (await exists(done)) return JSON.parse(await Deno.readTextFile(done));
-  const journal = run.path(`pseudo/iter_${iter}/progress.jsonl`);
+  if (!sharded && await exists(done)) return JSON.parse(await Deno.readTextFile(done));
+  await Deno.mkdir(run.path(`pseudo/iter_${iter}`), { recursive: true });
+  const pass = pseudoPass(iter);
+  // A shard journals in a file of its own; the merge writes the whole pass's journal from the
+  // shards' records, in pass order, and the loop below then replays every batch.
+  const journal = run.path(
+    `pseudo/iter_${iter}/progress${
+      sharded ? `.${manifestName(sharded.shard).replace(/\.json$/, "")}` : ""
+    }.jsonl`,
+  );
+  if (!sharded && await isSharded(run.dir, pass)) {
+    const ids = (["train", "val"] as const).flatMap((s) =>
+      positives(ctx.splits[s]).map((it) => `${s}/${it.id}`)
+    );
+    const merged = await mergeShards(run.dir, pass, ids);
+    const lines = ids.map((id) => JSON.stringify(merged.get(id)!.record) + "\n").join("");
+    await writeFileAtomic(journal, lines);
+  }
   const decided = new Map<string, PseudoDecision>();
   if (await exists(journal)) {
     dropTornLine(journal);
@@ -78,6 +109,7 @@ export async function generatePseudo(
       if (d.counts) metrics.addCounts(d.counts);
     }
   };
+  let batchIndex = 0;
   for (const split of ["train", "val"] as const) {
     const items = positives(ctx.splits[split]);
     const dir = run.path(pseudoDir(iter, split));
@@ -86,11 +118,20 @@ export async function generatePseudo(
       unit: "patch",
       enabled: !ctx.quiet,
     });
+    const record = async (d: PseudoDecision) => {
+      const f = d.kept ? [relativeTo(run.dir, `${dir}/${d.id}_1.png`)] : [];
+      await sharded?.recorder.add(`${d.split}/${d.id}`, f, d);
+    };
     for (let i = 0; i < items.length; i += B) {
       const chunk = items.slice(i, i + B);
+      if (!ownsBatch(sharded?.shard, batchIndex++)) {
+        prog.tick(chunk.length);
+        continue;
+      }
       const known = chunk.map((it) => decided.get(`${split}/${it.id}`));
       if (known.every((d) => d)) {
         known.forEach((d) => tally(d!));
+        for (const d of known) await record(d!);
         prog.tick(chunk.length);
         continue;
       }
@@ -115,6 +156,7 @@ export async function generatePseudo(
         batch.push(d);
         tally(d);
       }
+      for (const d of batch) await record(d);
       await Deno.writeTextFile(journal, batch.map((d) => JSON.stringify(d) + "\n").join(""), {
         append: true,
       });
@@ -123,6 +165,15 @@ export async function generatePseudo(
     prog.finish();
   }
   sam?.dispose();
+  if (sharded) {
+    const path = await sharded.recorder.finish();
+    ctx.log(
+      `pseudo-labels iter_${iter}: shard ${
+        shardLabel(sharded.shard)
+      }: ${sharded.recorder.size} patches; ${path}`,
+    );
+    return null;
+  }
   const sm = metrics.summary();
   const stats: PseudoStats = {
     iter,
@@ -134,7 +185,6 @@ export async function generatePseudo(
     pooledIoU: kept ? sm.pooledIoU : NaN,
     valKept,
   };
-  const { writeFileAtomic } = await import("../../engine/io/atomic.ts");
   await writeFileAtomic(done, JSON.stringify(stats, null, 2) + "\n");
   await run.appendMetrics({ stage: "pseudo", ...stats } as never);
   ctx.log(

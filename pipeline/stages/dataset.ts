@@ -8,6 +8,8 @@ import { listSplit, type PatchItem } from "../data/patches.ts";
 import type { PipelineConfig } from "../config.ts";
 import { exists } from "../fs.ts";
 import type { SplitName } from "../stage_context.ts";
+import { assignBalanced, type Shard } from "../shard/shard.ts";
+import { isSharded } from "../shard/manifest.ts";
 
 /** Generates and prepares the synthetic dataset under `dir` unless its manifest exists. */
 export async function ensureSyntheticData(
@@ -18,11 +20,13 @@ export async function ensureSyntheticData(
 ): Promise<void> {
   if (await exists(`${dir}/manifest.json`)) return;
   const { generateSyntheticSlide } = await import("../wsi/synthetic.ts");
-  const { prepareDataset } = await import("../wsi/extract.ts");
+  const { prepareDataset, PREPARE_PASSES } = await import("../wsi/extract.ts");
   const s = cfg.data.synthetic;
   const slides = `${dir}/slides`;
   await Deno.mkdir(slides, { recursive: true });
-  for (let i = 0; i < s.count; i++) {
+  // Made by shards: the merge in prepareDataset checks them (a missing slide is named there).
+  const sharded = await isSharded(dir, PREPARE_PASSES.candidates);
+  for (let i = 0; i < s.count && !sharded; i++) {
     const base = `${slides}/synthetic_${String(i).padStart(3, "0")}`;
     if (await exists(`${base}.xml`)) continue; // the XML is written after the TIFF
     const t0 = performance.now();
@@ -33,6 +37,11 @@ export async function ensureSyntheticData(
     );
     log(`dataset: generated ${base}.tif (${((performance.now() - t0) / 1000).toFixed(1)} s)`);
   }
+  const { defaultSplit, slideKey } = await import("../wsi/splits.ts");
+  const keys = Array.from(
+    { length: s.count },
+    (_, i) => slideKey("synthetic", `${slides}/synthetic_${String(i).padStart(3, "0")}.tif`)!,
+  );
   await prepareDataset({
     dataset: "synthetic",
     slides,
@@ -42,6 +51,67 @@ export async function ensureSyntheticData(
     seed: cfg.seed,
     progress: !quiet,
     log: quiet ? () => {} : log,
+    // Shards made the slides: every planned one must be there (the split is the one they used).
+    ...(sharded ? { split: defaultSplit("synthetic", keys), slideKeys: keys } : {}),
+  });
+}
+
+/** Shard pass names of the synthetic dataset's two phases. */
+export const DATASET_PASSES = ["dataset_candidates", "dataset_patches"] as const;
+
+/**
+ * One shard of the synthetic dataset (`train --pass dataset_candidates|dataset_patches --shard
+ * K/N`): the candidates phase makes this shard's slides and their candidate patches, the patches
+ * phase extracts this shard's patches (it needs every shard's candidates). Slides go to shards by
+ * the balanced assignment of `prepare --shard` with equal weights over the planned slide names,
+ * so the shard that makes a slide is the one that reads it. The unsharded stage merges.
+ */
+export async function syntheticDataShard(
+  dir: string,
+  cfg: PipelineConfig,
+  pass: (typeof DATASET_PASSES)[number],
+  shard: Shard,
+  log: (m: string) => void,
+  quiet: boolean,
+): Promise<void> {
+  const { generateSyntheticSlide } = await import("../wsi/synthetic.ts");
+  const { prepareDataset } = await import("../wsi/extract.ts");
+  const { defaultSplit, slideKey } = await import("../wsi/splits.ts");
+  const s = cfg.data.synthetic;
+  const slides = `${dir}/slides`;
+  await Deno.mkdir(slides, { recursive: true });
+  const bases = Array.from(
+    { length: s.count },
+    (_, i) => `${slides}/synthetic_${String(i).padStart(3, "0")}`,
+  );
+  const keys = bases.map((b) => slideKey("synthetic", `${b}.tif`)!);
+  const owner = assignBalanced(keys.map((id) => ({ id, weight: 1 })), shard.count);
+  if (pass === "dataset_candidates") {
+    for (const [i, base] of bases.entries()) {
+      if (owner[i] !== shard.index || await exists(`${base}.xml`)) continue;
+      const t0 = performance.now();
+      await generateSyntheticSlide(
+        { seed: cfg.seed * 100 + i, width: s.size, height: s.size, tumours: 2 },
+        `${base}.tif`,
+        `${base}.xml`,
+      );
+      log(`dataset: generated ${base}.tif (${((performance.now() - t0) / 1000).toFixed(1)} s)`);
+    }
+  }
+  await prepareDataset({
+    dataset: "synthetic",
+    slides,
+    annotations: slides,
+    out: dir,
+    patch: s.patch,
+    seed: cfg.seed,
+    progress: !quiet,
+    log: quiet ? () => {} : log,
+    // The same split and assignment whichever slides exist yet.
+    split: defaultSplit("synthetic", keys),
+    slideKeys: keys,
+    slideWeight: () => Promise.resolve(1),
+    shard: { shard, phase: pass === "dataset_candidates" ? "candidates" : "patches" },
   });
 }
 

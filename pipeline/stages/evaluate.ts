@@ -3,20 +3,27 @@
  * IoU as the reference computes them (per patch, smooth 1e-3, logits > 0, averaged over tumour
  * patches) plus pooled figures, for the CAM masks and for the final SAM prompted from the CAM
  * (`model_inference.py`). Writes `eval/metrics.json`, `summary.json`, `plots/loss_curves.svg` and
- * `examples/*.png` (image, CAM, pseudo-label, prediction, ground truth side by side).
+ * `examples/*.png` (image, CAM, pseudo-label, prediction, ground truth side by side), and each
+ * test positive's predicted mask in `eval/pred/<id>_1.png`. The test pass can run as shards
+ * (`train --pass evaluate --shard K/N`, batches round robin); this stage then merges them.
  */
 import { writeFileAtomic } from "../../engine/io/atomic.ts";
 import { lossCurveSvg, type Series } from "../loss_curves.ts";
 import { positives } from "../data/patches.ts";
-import { loadPatches, readMask } from "../data/host_patches.ts";
+import { loadPatches, readMask, writeMask } from "../data/host_patches.ts";
+import { type PatchItem } from "../data/patches.ts";
+import { type SegCounts, segCounts, SegMetrics } from "../metrics.ts";
+import { Progress } from "../progress.ts";
+import { ownsBatch, shardLabel } from "../shard/shard.ts";
+import { isSharded, mergeShards, relativeTo, type ShardRun } from "../shard/manifest.ts";
 import { examplePanel } from "../example_panel.ts";
 import { exists } from "../fs.ts";
 import type { StageContext } from "../stage_context.ts";
 import { readCam } from "../classifier/cam.ts";
 import { finalTag, loadStageSam, samBest } from "../sam/build.ts";
-import type { EmbeddingCache } from "../sam/segment.ts";
+import { type EmbeddingCache, segmentWithCam } from "../sam/segment.ts";
 import { pseudoDir, type PseudoStats } from "../sam/pseudo_labels.ts";
-import { type Scores, segmentAndScore } from "../sam/score.ts";
+import { type Scores, scores, segmentAndScore } from "../sam/score.ts";
 
 /** Loss curves of every stage from metrics.jsonl (epochs laid end to end). */
 async function lossCurves(ctx: StageContext): Promise<string> {
@@ -67,22 +74,100 @@ export interface Summary {
   testPatches: number;
 }
 
-/** Runs stage 5 and writes the summary. */
+/** Shard pass name of stage 5. */
+export const EVALUATE_PASS = "evaluate";
+
+/** A test patch's scores, as a shard records them. */
+interface EvalRecord {
+  cam: SegCounts;
+  sam: SegCounts;
+}
+
+const predPath = (ctx: StageContext, id: string) => ctx.run.path("eval", "pred", `${id}_1.png`);
+
+/**
+ * The final SAM, prompted from the CAM, on the test positives in batches of `sam.batchSize`:
+ * writes `eval/pred/<id>_1.png` and returns the CAM's and SAM's counts per patch. Sharded, only
+ * the shard's batches, recorded in its manifest.
+ */
+async function scoreTest(
+  ctx: StageContext,
+  test: PatchItem[],
+  sharded?: ShardRun,
+): Promise<EvalRecord[]> {
+  const { cfg, run } = ctx;
+  const S = cfg.patchSize, B = cfg.sam.batchSize;
+  const sam = await loadStageSam(cfg, run.path(samBest(finalTag(cfg.iterations))));
+  // A frozen encoder's embeddings are cached per patch (the examples' training ones already are).
+  const cache: EmbeddingCache = cfg.sam.trainEncoder ? null : run.path("embeddings");
+  await Deno.mkdir(run.path("eval", "pred"), { recursive: true });
+  const out: EvalRecord[] = [];
+  const label = sharded ? `evaluate (test, shard ${shardLabel(sharded.shard)})` : "evaluate (test)";
+  const prog = new Progress(label, test.length, { unit: "patch", enabled: !ctx.quiet });
+  for (let i = 0, batch = 0; i < test.length; i += B, batch++) {
+    const chunk = test.slice(i, i + B);
+    if (!ownsBatch(sharded?.shard, batch)) {
+      prog.tick(chunk.length);
+      continue;
+    }
+    const ps = await loadPatches(chunk, S);
+    const cs = await Promise.all(chunk.map((it) => readCam(run, "test", it, S)));
+    const lg = await segmentWithCam(sam, cfg, ps, cs, {
+      cache,
+      split: "test",
+      purpose: 300,
+      firstIndex: i,
+    });
+    for (let j = 0; j < ps.length; j++) {
+      const gt = ps[j].gt ?? new Uint8Array(S * S);
+      const rec = { cam: segCounts(cs[j].mask, gt), sam: segCounts(lg[j], gt) };
+      const f = predPath(ctx, chunk[j].id);
+      await writeMask(f, Uint8Array.from(lg[j], (v) => (v > 0 ? 1 : 0)), S);
+      out.push(rec);
+      await sharded?.recorder.add(chunk[j].id, [relativeTo(run.dir, f)], rec);
+    }
+    prog.tick(chunk.length);
+  }
+  prog.finish();
+  sam.dispose();
+  return out;
+}
+
+/** Runs one shard of stage 5's test pass (`train --pass evaluate --shard K/N`). */
+export async function evaluateShard(ctx: StageContext, sharded: ShardRun): Promise<void> {
+  const test = positives(ctx.splits.test);
+  await scoreTest(ctx, test, sharded);
+  const path = await sharded.recorder.finish();
+  ctx.log(
+    `evaluate: shard ${shardLabel(sharded.shard)}: ${sharded.recorder.size} patches; ${path}`,
+  );
+}
+
+/** Runs stage 5 and writes the summary (merging the test pass's shards when it ran as such). */
 export async function runEvaluate(ctx: StageContext): Promise<Summary> {
   const { cfg, run } = ctx;
   const S = cfg.patchSize;
   const tag = finalTag(cfg.iterations);
-  const sam = await loadStageSam(cfg, run.path(samBest(tag)));
   const test = positives(ctx.splits.test);
   if (!test.length) throw new Error("evaluate: the test split has no tumour patches");
-  const patches = await loadPatches(test, S);
-  const cams = await Promise.all(test.map((it) => readCam(run, "test", it, S)));
-  // A frozen encoder's embeddings are cached per patch (the examples' training ones already are).
+  let recs: EvalRecord[];
+  if (await isSharded(run.dir, EVALUATE_PASS)) {
+    const merged = await mergeShards(run.dir, EVALUATE_PASS, test.map((it) => it.id));
+    recs = test.map((it) => merged.get(it.id)!.record as EvalRecord);
+  } else recs = await scoreTest(ctx, test);
+  const camM = new SegMetrics(), samM = new SegMetrics();
+  for (const [i, r] of recs.entries()) {
+    if (!test[i].mask) continue; // no ground truth: not scored (as segmentAndScore)
+    camM.addCounts(r.cam);
+    samM.addCounts(r.sam);
+  }
+  const r = { cam: scores(camM.summary()), final: scores(samM.summary()) };
+  const sam = await loadStageSam(cfg, run.path(samBest(tag)));
   const cache: EmbeddingCache = cfg.sam.trainEncoder ? null : run.path("embeddings");
-  const r = await segmentAndScore(sam, cfg, patches, cams, "evaluate (test)", ctx.quiet, {
-    cache,
-    split: "test",
-  });
+  const shown = test.slice(0, 4);
+  const patches = await loadPatches(shown, S);
+  const cams = await Promise.all(shown.map((it) => readCam(run, "test", it, S)));
+  const preds = await Promise.all(shown.map((it) => readMask(predPath(ctx, it.id), S)));
   // Examples: a few training positives (with their pseudo-label) and test positives.
   await Deno.mkdir(run.path("examples"), { recursive: true });
   const lastPseudo = cfg.iterations > 0 ? cfg.iterations - 1 : 0;
@@ -98,10 +183,10 @@ export async function runEvaluate(ctx: StageContext): Promise<Summary> {
       examplePanel(tp[i], tc[i], tr.preds[i], pseudo),
     );
   }
-  for (let i = 0; i < Math.min(4, patches.length); i++) {
+  for (let i = 0; i < patches.length; i++) {
     await writeFileAtomic(
       run.path("examples", `test_${test[i].id}.png`),
-      examplePanel(patches[i], cams[i], r.preds[i], undefined),
+      examplePanel(patches[i], cams[i], preds[i], undefined),
     );
   }
   sam.dispose();

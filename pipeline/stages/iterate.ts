@@ -12,8 +12,11 @@ import { samBest } from "../sam/build.ts";
 import { generatePseudo, pseudoDir } from "../sam/pseudo_labels.ts";
 import { targetsFrom, trainSam } from "../sam/train.ts";
 
-/** Runs (or resumes) re-training iteration `k` (1-based). */
-export async function runIteration(ctx: StageContext, k: number): Promise<void> {
+/**
+ * Runs (or resumes) re-training iteration `k` (1-based); `trainOnly` stops before its
+ * pseudo-labels (run as shards).
+ */
+export async function runIteration(ctx: StageContext, k: number, trainOnly = false): Promise<void> {
   const { cfg, run } = ctx;
   const tag = `iter_${k}`;
   if (!run.stage(tag).trained) {
@@ -38,7 +41,7 @@ export async function runIteration(ctx: StageContext, k: number): Promise<void> 
     await trainSam(ctx, { tag, train, val, init: cfg.sam.warmStart ? samBest(prev) : null });
     run.updateStage(tag, { status: "running", trained: true, trainPatches: train.length });
   }
-  if (k < cfg.iterations) {
+  if (k < cfg.iterations && !trainOnly) {
     const stats = await generatePseudo(ctx, samBest(tag), k);
     run.updateStage(tag, { status: "running", pseudo: stats as unknown as Record<string, number> });
   }

@@ -9,8 +9,8 @@ import { samBest } from "../sam/build.ts";
 import { generatePseudo } from "../sam/pseudo_labels.ts";
 import { targetsFrom, trainSam } from "../sam/train.ts";
 
-/** Runs (or resumes) stage 3. */
-export async function runPreliminary(ctx: StageContext): Promise<void> {
+/** Runs (or resumes) stage 3; `trainOnly` stops before the pseudo-labels (run as shards). */
+export async function runPreliminary(ctx: StageContext, trainOnly = false): Promise<void> {
   const { run } = ctx;
   const st = run.stage("preliminary");
   if (!st.trained) {
@@ -23,6 +23,7 @@ export async function runPreliminary(ctx: StageContext): Promise<void> {
     await trainSam(ctx, { tag: "preliminary", train, val, init: null });
     run.updateStage("preliminary", { status: "running", trained: true });
   }
+  if (trainOnly) return;
   const stats = await generatePseudo(ctx, samBest("preliminary"), 0);
   run.updateStage("preliminary", {
     status: "running",

@@ -5,14 +5,23 @@
  * `AnnotationToMask`: every polygon is tested per pixel with the non-zero winding rule at the
  * integer level-0 pixel position, only pixels strictly inside the polygon's bounding box count,
  * groups are drawn in order (positives, then exclusions that clear), and lower levels are
- * nearest-neighbour samples of level 0. We reproduce that with a scanline fill, so the output
- * matches pixel for pixel except where float rounding puts a pixel exactly on an edge.
+ * nearest-neighbour samples of level 0. We reproduce that with a scanline fill (active-edge
+ * table: memory bounded by the edges crossing the current row), so the output matches pixel for
+ * pixel except where float rounding puts a pixel exactly on an edge.
+ *
+ * A file refused (malformed, nested too deep, too many vertices, too large) gives an `InputError`
+ * naming the file, the line and column, and the cause.
  */
+
+import { InputError } from "../../engine/io/errors.ts";
 
 /** Annotation groups that mark tumour (Camelyon17 `metastases`, Camelyon16 `Tumor`/`_0`/`_1`). */
 export const POSITIVE_GROUPS: readonly string[] = ["metastases", "tumor", "_0", "_1"];
-/** Annotation groups that mark non-tumour holes inside tumour regions (Camelyon16 `_2`). */
-export const EXCLUSION_GROUPS: readonly string[] = ["_2"];
+/**
+ * Annotation groups that mark non-tumour holes inside tumour regions (Camelyon16 `_2`, and
+ * `Exclusion`, which `deno task export` writes for the holes of predicted regions).
+ */
+export const EXCLUSION_GROUPS: readonly string[] = ["_2", "exclusion"];
 
 /** One closed polygon, level-0 pixel coordinates interleaved `x0, y0, x1, y1, ...`. */
 export interface Polygon {
@@ -46,17 +55,30 @@ export interface AnnotationSet {
 // ---------------------------------------------------------------------------------------------
 // A small XML tokenizer: enough for ASAP files, strict enough to reject garbage with a position.
 
+/** An element as the tokenizer reports it when it opens (no children: nothing is kept). */
 interface XmlElement {
   name: string;
   attrs: Map<string, string>;
-  children: XmlElement[];
   line: number;
   col: number;
 }
 
 class XmlError extends Error {}
 
-function parseXml(text: string, source: string): XmlElement {
+/** Element nesting accepted: ASAP files nest 5 deep; deeper means a broken or hostile file. */
+export const MAX_XML_DEPTH = 64;
+
+/**
+ * Tokenizes `text`, calling `open` for each start tag (with its depth, root = 0) and `close` when
+ * it ends (self-closing tags call both). Builds no tree, so memory is the open-element stack
+ * (bounded by {@link MAX_XML_DEPTH}) plus what the callbacks keep.
+ */
+function parseXml(
+  text: string,
+  source: string,
+  open: (el: XmlElement, depth: number) => void,
+  close: (depth: number) => void,
+): void {
   let pos = 0;
   const n = text.length;
   // Line/column by a forward-moving cursor: elements are visited in order, so this stays linear.
@@ -130,7 +152,7 @@ function parseXml(text: string, source: string): XmlElement {
   };
 
   const stack: XmlElement[] = [];
-  let root: XmlElement | null = null;
+  let root = false;
   if (text.charCodeAt(0) === 0xfeff) pos = 1;
   while (pos < n) {
     const lt = text.indexOf("<", pos);
@@ -173,21 +195,22 @@ function parseXml(text: string, source: string): XmlElement {
       skipSpace();
       if (text[pos] !== ">") fail(pos, `expected '>' to close </${name}`);
       pos++;
-      const open = stack.pop();
-      if (!open) fail(start, `closing tag </${name}> without an open element`);
-      if (open!.name !== name) {
+      const top = stack.pop();
+      if (!top) fail(start, `closing tag </${name}> without an open element`);
+      if (top!.name !== name) {
         fail(
           start,
-          `closing tag </${name}> does not match <${open!.name}> opened at line ${
-            open!.line
-          }, column ${open!.col}`,
+          `closing tag </${name}> does not match <${top!.name}> opened at line ${
+            top!.line
+          }, column ${top!.col}`,
         );
       }
+      close(stack.length);
     } else {
       pos++;
       const name = readName("element");
       const [line, col] = lineCol(start);
-      const el: XmlElement = { name, attrs: new Map(), children: [], line, col };
+      const el: XmlElement = { name, attrs: new Map(), line, col };
       let selfClosing = false;
       for (;;) {
         const before = pos;
@@ -223,11 +246,17 @@ function parseXml(text: string, source: string): XmlElement {
       }
       if (stack.length === 0) {
         if (root) fail(start, `second root element <${name}>`);
-        root = el;
-      } else {
-        stack[stack.length - 1].children.push(el);
+        root = true;
+      } else if (stack.length >= MAX_XML_DEPTH) {
+        fail(
+          start,
+          `<${name}> is nested ${stack.length + 1} elements deep; the limit is ${MAX_XML_DEPTH} ` +
+            `(ASAP files nest 5 deep)`,
+        );
       }
-      if (!selfClosing) stack.push(el);
+      open(el, stack.length);
+      if (selfClosing) close(stack.length);
+      else stack.push(el);
     }
   }
   if (stack.length) {
@@ -237,7 +266,6 @@ function parseXml(text: string, source: string): XmlElement {
     );
   }
   if (!root) fail(0, "no root element");
-  return root!;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -251,126 +279,192 @@ function parseCoord(s: string | undefined): number {
   return Number(t);
 }
 
-function findAll(el: XmlElement, name: string, out: XmlElement[] = []): XmlElement[] {
-  for (const c of el.children) {
-    if (c.name === name) out.push(c);
-    else findAll(c, name, out);
-  }
-  return out;
+/** Limits on what one annotation file may hold (see the README's "Resource limits"). */
+export interface AsapLimits {
+  /** Most coordinates in the file (default {@link MAX_XML_VERTICES}). */
+  maxVertices?: number;
+  /** Largest file read, bytes (default {@link MAX_XML_BYTES}). */
+  maxBytes?: number;
 }
 
-/** Parses an ASAP annotation XML document; `source` names the file in error messages. */
-export function parseAsapXml(text: string, source = "<xml>"): AnnotationSet {
-  let root: XmlElement;
-  try {
-    root = parseXml(text, source);
-  } catch (e) {
-    if (e instanceof XmlError) throw new Error(`malformed XML: ${e.message}`);
-    throw e;
-  }
-  const at = (el: XmlElement) => `${source}:${el.line}:${el.col}`;
-  if (root.name !== "ASAP_Annotations") {
-    throw new Error(`${at(root)}: root element is <${root.name}>, expected <ASAP_Annotations>`);
-  }
+/**
+ * Most coordinates accepted in one file: 5 million vertices hold 80 MB as coordinates and about
+ * 300 MB more while rasterised (edge table and scanline scratch), far above what hand-drawn
+ * annotations hold; `wsi mask --max-vertices` raises it.
+ */
+export const MAX_XML_VERTICES = 5_000_000;
+/**
+ * Largest annotation file read (its text is held whole while parsed): 512 MiB, or 128 bytes per
+ * allowed vertex when `maxVertices` is raised above the default (a Camelyon `<Coordinate>` line
+ * is about 60 bytes).
+ */
+export const MAX_XML_BYTES = 512 * 2 ** 20;
+
+/**
+ * Parses an ASAP annotation XML document; `source` names the file in error messages. Streaming:
+ * coordinates go straight into arrays, so memory is the coordinates, not a document tree.
+ */
+export function parseAsapXml(
+  text: string,
+  source = "<xml>",
+  limits: AsapLimits = {},
+): AnnotationSet {
+  const maxVertices = limits.maxVertices ?? MAX_XML_VERTICES;
   const set: AnnotationSet = { source, positive: [], exclusion: [], ignored: [] };
   const positive = new Set(POSITIVE_GROUPS);
   const exclusion = new Set(EXCLUSION_GROUPS);
-  for (const a of findAll(root, "Annotation")) {
+  const at = (el: XmlElement) => `${source}:${el.line}:${el.col}`;
+  // The outermost open <Annotation> (coordinates at any depth inside it are its own, as before),
+  // and the depth of an open <Coordinate> (one nested in it is not a vertex).
+  let ann: XmlElement | null = null, annDepth = -1, coordDepth = -1;
+  let pts: number[] = [];
+  let total = 0;
+  const finish = (a: XmlElement): void => {
     const name = a.attrs.get("Name") ?? "";
     const group = a.attrs.get("PartOfGroup") ?? "None";
     const type = a.attrs.get("Type") ?? "Polygon";
-    const coords = findAll(a, "Coordinate");
-    const pts = new Float64Array(coords.length * 2);
-    coords.forEach((c, i) => {
-      const x = parseCoord(c.attrs.get("X"));
-      const y = parseCoord(c.attrs.get("Y"));
-      if (!Number.isFinite(x) || !Number.isFinite(y)) {
-        throw new Error(
-          `${at(c)}: <Coordinate> of annotation ${JSON.stringify(name)} has no valid X/Y ` +
-            `(X=${JSON.stringify(c.attrs.get("X"))}, Y=${JSON.stringify(c.attrs.get("Y"))})`,
-        );
-      }
-      pts[2 * i] = x;
-      pts[2 * i + 1] = y;
-    });
-    const ignore = (reason: string) => set.ignored.push({ name, group, type, reason });
+    const n = pts.length / 2;
+    const ignore = (reason: string): void => {
+      set.ignored.push({ name, group, type, reason });
+    };
     const g = group.toLowerCase();
     const isPos = positive.has(g), isExc = exclusion.has(g);
     if (!isPos && !isExc) {
-      ignore(`group ${JSON.stringify(group)} is neither tumour nor exclusion`);
-      continue;
+      return ignore(`group ${JSON.stringify(group)} is neither tumour nor exclusion`);
     }
     if (type === "Dot" || type === "PointSet" || type === "Measurement") {
-      ignore(`type ${type} has no area`);
-      continue;
+      return ignore(`type ${type} has no area`);
     }
-    if (coords.length < 3) {
-      ignore(`only ${coords.length} coordinate(s)`);
-      continue;
-    }
+    if (n < 3) return ignore(`only ${n} coordinate(s)`);
     // ASAP keeps document order (the Order attribute is informational).
+    const points = Float64Array.from(pts);
     let minX = Infinity, minY = Infinity, maxX = -Infinity, maxY = -Infinity;
-    for (let i = 0; i < pts.length; i += 2) {
-      minX = Math.min(minX, pts[i]);
-      maxX = Math.max(maxX, pts[i]);
-      minY = Math.min(minY, pts[i + 1]);
-      maxY = Math.max(maxY, pts[i + 1]);
+    for (let i = 0; i < points.length; i += 2) {
+      minX = Math.min(minX, points[i]);
+      maxX = Math.max(maxX, points[i]);
+      minY = Math.min(minY, points[i + 1]);
+      maxY = Math.max(maxY, points[i + 1]);
     }
-    const poly: Polygon = { name, group, type, points: pts, minX, minY, maxX, maxY };
+    const poly: Polygon = { name, group, type, points, minX, minY, maxX, maxY };
     (isPos ? set.positive : set.exclusion).push(poly);
+  };
+  try {
+    parseXml(text, source, (el, depth) => {
+      if (depth === 0) {
+        if (el.name !== "ASAP_Annotations") {
+          throw new InputError(
+            `${at(el)}: root element is <${el.name}>, expected <ASAP_Annotations>`,
+            { file: source, field: el.name },
+          );
+        }
+      } else if (el.name === "Annotation" && !ann) {
+        ann = el;
+        annDepth = depth;
+        pts = [];
+      } else if (el.name === "Coordinate" && ann && coordDepth < 0) {
+        coordDepth = depth;
+        const x = parseCoord(el.attrs.get("X"));
+        const y = parseCoord(el.attrs.get("Y"));
+        if (!Number.isFinite(x) || !Number.isFinite(y)) {
+          throw new InputError(
+            `${at(el)}: <Coordinate> of annotation ${
+              JSON.stringify((ann as XmlElement).attrs.get("Name") ?? "")
+            } has no valid X/Y ` +
+              `(X=${JSON.stringify(el.attrs.get("X"))}, Y=${JSON.stringify(el.attrs.get("Y"))})`,
+            { file: source, field: "Coordinate" },
+          );
+        }
+        if (++total > maxVertices) {
+          throw new InputError(
+            `${at(el)}: more than ${maxVertices} coordinates in the file (the limit; raise it ` +
+              `with --max-vertices)`,
+            { file: source, field: "Coordinate" },
+          );
+        }
+        pts.push(x, y);
+      }
+    }, (depth) => {
+      if (depth === coordDepth) coordDepth = -1;
+      else if (depth === annDepth && ann) {
+        finish(ann);
+        ann = null;
+        annDepth = -1;
+      }
+    });
+  } catch (e) {
+    if (e instanceof XmlError) {
+      throw new InputError(`malformed XML: ${e.message}`, { file: source });
+    }
+    throw e;
   }
   return set;
 }
 
-/** Reads and parses an ASAP XML file. */
-export async function readAsapXml(path: string): Promise<AnnotationSet> {
-  return parseAsapXml(await Deno.readTextFile(path), path);
+/** Reads and parses an ASAP XML file, refusing one over the size limit before reading it. */
+export async function readAsapXml(path: string, limits: AsapLimits = {}): Promise<AnnotationSet> {
+  const maxBytes = limits.maxBytes ?? Math.max(MAX_XML_BYTES, 128 * (limits.maxVertices ?? 0));
+  const { size } = await Deno.stat(path);
+  if (size > maxBytes) {
+    throw new InputError(
+      `${path}: ${size} bytes is over the ${maxBytes}-byte limit for annotation files`,
+      { file: path },
+    );
+  }
+  return parseAsapXml(await Deno.readTextFile(path), path, limits);
 }
 
 // ---------------------------------------------------------------------------------------------
 // Scanline rasterisation with ASAP's semantics (see the module comment).
 
-/** Rows of level-0 pixels per edge bucket: a row only looks at edges of its bucket. */
-const BAND = 256;
-/** Most buckets per polygon (a stray huge coordinate must not allocate millions). */
-const MAX_BANDS = 4096;
-
 interface Prepared {
-  band: number;
-  /** Edge endpoints xa, ya, xb, yb per edge. */
+  /** Non-horizontal edges as xa, ya, xb, yb (the polygon's own direction). */
   edges: Float64Array;
-  bandStart: number;
-  bands: Int32Array[];
+  /** Edge indices by increasing lower y. */
+  byLow: Int32Array;
 }
 
 const prepared = new WeakMap<Polygon, Prepared>();
 
+/** The polygon's edge table (O(vertices) memory, built once per polygon and cached). */
 function prepare(p: Polygon): Prepared {
   let pr = prepared.get(p);
   if (pr) return pr;
   const pts = p.points, m = pts.length / 2;
-  const edges = new Float64Array(m * 4);
-  const band = Math.max(BAND, (p.maxY - p.minY) / (MAX_BANDS - 2));
-  const bandStart = Math.floor(p.minY / band);
-  const nb = Math.floor(p.maxY / band) - bandStart + 1;
-  const lists: number[][] = Array.from({ length: nb }, () => []);
+  const all = new Float64Array(m * 4);
+  let n = 0;
   for (let i = 0; i < m; i++) {
-    const j = (i + 1) % m;
+    const j = i + 1 === m ? 0 : i + 1;
     const ya = pts[2 * i + 1], yb = pts[2 * j + 1];
-    edges.set([pts[2 * i], ya, pts[2 * j], yb], i * 4);
     if (ya === yb) continue; // horizontal edges never cross a scanline
-    const b0 = Math.floor(Math.min(ya, yb) / band) - bandStart;
-    const b1 = Math.floor(Math.max(ya, yb) / band) - bandStart;
-    for (let b = b0; b <= b1; b++) lists[b].push(i);
+    all[n * 4] = pts[2 * i];
+    all[n * 4 + 1] = ya;
+    all[n * 4 + 2] = pts[2 * j];
+    all[n * 4 + 3] = yb;
+    n++;
   }
-  pr = { band, edges, bandStart, bands: lists.map((l) => Int32Array.from(l)) };
+  const edges = all.slice(0, n * 4);
+  const low = new Float64Array(n);
+  for (let e = 0; e < n; e++) low[e] = Math.min(edges[e * 4 + 1], edges[e * 4 + 3]);
+  const byLow = new Int32Array(n);
+  for (let e = 0; e < n; e++) byLow[e] = e;
+  byLow.sort((a, b) => low[a] - low[b]);
+  pr = { edges, byLow };
   prepared.set(p, pr);
   return pr;
 }
 
+/** Scratch buffers shared by all fills (grown to the largest active edge count seen). */
+let active = new Int32Array(64);
+let ups = new Float64Array(64);
+let downs = new Float64Array(64);
+
 /**
  * Fills polygon `p` into `out` (w×h, row-major) with `value`, sampling level-0 positions
  * `(x0 + i*ds, y0 + j*ds)`. Non-zero winding; strict bounding-box test as ASAP.
+ *
+ * Scanline fill with an active-edge table: rows are visited top to bottom, an edge enters the
+ * table at the first row at or below its lower y and leaves it at its upper y, so the working
+ * memory is the edges crossing the current row, whatever the polygon's shape.
  */
 function fillPolygon(
   p: Polygon,
@@ -388,41 +482,54 @@ function fillPolygon(
   const iLo = Math.max(0, Math.floor((p.minX - x0) / ds) + 1);
   const iHi = Math.min(w - 1, Math.ceil((p.maxX - x0) / ds) - 1);
   if (jLo > jHi || iLo > iHi) return;
-  const { band: bandH, edges, bandStart, bands } = prepare(p);
-  const xs: number[] = [];
-  const dirs: number[] = [];
-  const order: number[] = [];
+  const { edges, byLow } = prepare(p);
+  const ne = byLow.length;
+  if (active.length < ne) {
+    const cap = Math.max(ne, active.length * 2);
+    active = new Int32Array(cap);
+    ups = new Float64Array(cap);
+    downs = new Float64Array(cap);
+  }
+  let nActive = 0, next = 0;
   for (let j = jLo; j <= jHi; j++) {
     const py = y0 + j * ds;
     if (!(py > p.minY && py < p.maxY)) continue;
-    const band = bands[Math.floor(py / bandH) - bandStart];
-    if (!band) continue;
-    xs.length = 0;
-    dirs.length = 0;
-    for (let k = 0; k < band.length; k++) {
-      const e = band[k] * 4;
-      const xa = edges[e], ya = edges[e + 1], xb = edges[e + 2], yb = edges[e + 3];
-      let dir = 0;
-      if (ya <= py) {
-        if (yb > py) dir = 1;
-      } else if (yb <= py) dir = -1;
-      if (dir === 0) continue;
-      xs.push(xa + (py - ya) * (xb - xa) / (yb - ya));
-      dirs.push(dir);
+    // Enter edges whose lower end is at or above this row; drop those that end at or above it.
+    while (next < ne) {
+      const e = byLow[next] * 4;
+      if (Math.min(edges[e + 1], edges[e + 3]) > py) break;
+      active[nActive++] = byLow[next++];
     }
-    const nc = xs.length;
+    let nu = 0, nd = 0, keep = 0;
+    for (let k = 0; k < nActive; k++) {
+      const id = active[k], e = id * 4;
+      const xa = edges[e], ya = edges[e + 1], xb = edges[e + 2], yb = edges[e + 3];
+      if (Math.max(ya, yb) <= py) continue; // ended: leaves the table
+      active[keep++] = id;
+      const x = xa + (py - ya) * (xb - xa) / (yb - ya);
+      if (ya <= py) ups[nu++] = x; // upward in y: winding +1
+      else downs[nd++] = x; // winding -1
+    }
+    nActive = keep;
+    const nc = nu + nd;
     if (nc < 2) continue;
-    order.length = nc;
-    for (let k = 0; k < nc; k++) order[k] = k;
-    order.sort((a, b) => xs[a] - xs[b]);
+    const U = ups.subarray(0, nu).sort(), D = downs.subarray(0, nd).sort();
     // A sample at px sees winding = sum of dirs of crossings with x > px (ASAP's wn_PnPoly).
-    let wind = 0;
-    for (let k = 0; k < nc; k++) wind += dirs[k];
+    let wind = nu - nd;
+    let iu = 0, id = 0;
     const row = j * w;
-    for (let k = 0; k < nc - 1; k++) {
-      wind -= dirs[order[k]];
-      if (wind === 0) continue;
-      const a = xs[order[k]], b = xs[order[k + 1]];
+    let a = 0;
+    for (let k = 0; k < nc; k++) {
+      // Next crossing in x order (ties: either order gives the same spans, empty between them).
+      if (id >= nd || (iu < nu && U[iu] <= D[id])) {
+        a = U[iu++];
+        wind -= 1;
+      } else {
+        a = D[id++];
+        wind += 1;
+      }
+      if (wind === 0 || k === nc - 1) continue;
+      const b = iu >= nu ? D[id] : id >= nd ? U[iu] : Math.min(U[iu], D[id]);
       // Samples with a <= px < b.
       const i0 = Math.max(iLo, Math.ceil((a - x0) / ds));
       const i1 = Math.min(iHi, Math.ceil((b - x0) / ds) - 1);

@@ -34,6 +34,8 @@ import {
 } from "./sampling.ts";
 import { defaultSplit, slideKey, type SplitLists, splitOf, stem } from "./splits.ts";
 import { slideTissueMask } from "./tissue.ts";
+import { assignBalanced, type Shard, shardLabel } from "../shard/shard.ts";
+import { isSharded, mergeShards, ShardRecorder } from "../shard/manifest.ts";
 
 /** The part of `pipeline/wsi/slide.ts`'s `Slide` used here (tests pass in-memory fakes). */
 export interface ExtractSlide {
@@ -70,7 +72,25 @@ export interface PrepareOptions {
   /** Progress lines on stderr (default true). */
   progress?: boolean;
   log?: (msg: string) => void;
+  /**
+   * Do one shard's share only: `candidates` (tissue mask and candidate patches of this shard's
+   * slides) or `patches` (the selection, which needs every slide's candidates, then the patch
+   * files of this shard's slides). Slides go to shards balanced by `slideWeight` (default: file
+   * size), ties by a stable hash of the slide key. Without `shard`, a folder holding shard
+   * manifests is merged: they must be complete and match their checksums.
+   */
+  shard?: { shard: Shard; phase: "candidates" | "patches" };
+  /** Weight of a slide for the shard assignment (default: its file size). */
+  slideWeight?: (path: string) => Promise<number>;
+  /**
+   * Slide keys a sharded run covers, when not every slide exists yet (synthetic slides made by
+   * the shards themselves); default: the slides found.
+   */
+  slideKeys?: string[];
 }
+
+/** Shard pass names of the two phases (their manifests are under `<out>/shards/`). */
+export const PREPARE_PASSES = { candidates: "prepare_candidates", patches: "prepare_patches" };
 
 /** Per-slide summary in the manifest. */
 export interface SlideSummary {
@@ -137,6 +157,11 @@ async function listFiles(dir: string, keep: (name: string) => boolean): Promise<
   return out.sort();
 }
 
+/** The slide files under `dir` (recursively, symlinks followed; names with "mask" left out). */
+export function listSlideFiles(dir: string): Promise<string[]> {
+  return listFiles(dir, (n) => SLIDE_RE.test(n) && !/mask/i.test(n));
+}
+
 async function defaultOpen(path: string): Promise<ExtractSlide> {
   const { openSlide } = await import("./slide.ts");
   return await openSlide(path);
@@ -174,7 +199,7 @@ export async function prepareDataset(o: PrepareOptions): Promise<PrepareResult> 
   const showProgress = o.progress ?? true;
   const out = o.out.replace(/\/+$/, "");
 
-  const slidePaths = await listFiles(o.slides, (n) => SLIDE_RE.test(n) && !/mask/i.test(n));
+  const slidePaths = await listSlideFiles(o.slides);
   const xmlPaths = await listFiles(o.annotations, (n) => /\.xml$/i.test(n));
   const xmlByStem = new Map(xmlPaths.map((p) => [stem(p), p]));
   const keyed: { key: string; path: string }[] = [];
@@ -193,6 +218,11 @@ export async function prepareDataset(o: PrepareOptions): Promise<PrepareResult> 
   }
   const split = o.split ?? defaultSplit(o.dataset, keyed.map((k) => k.key));
   const settings = { patch, seed, level: o.level ?? null, gridSide, statsSize };
+  const inSplit = keyed.filter((k) => splitOf(split, k.key) !== null);
+  const owner = o.shard
+    ? await shardOwners(inSplit, o.shard.shard, o.slideWeight, o.slideKeys)
+    : null;
+  const mine = (key: string) => !owner || owner.get(key) === o.shard!.shard.index;
 
   const manifestPath = `${out}/manifest.json`;
   if (await exists(manifestPath)) {
@@ -219,11 +249,28 @@ export async function prepareDataset(o: PrepareOptions): Promise<PrepareResult> 
     if (!annCache.has(key)) annCache.set(key, path ? await readAsapXml(path) : null);
     return annCache.get(key)!;
   };
+  // The slides a sharded preparation covers: all planned ones, even those no shard made.
+  const expected = o.slideKeys?.map((key) => ({ key })) ?? inSplit;
+  if (!o.shard || o.shard.phase === "patches") {
+    await mergePrepareShards(out, PREPARE_PASSES.candidates, expected, shardKey(settings));
+  }
+  const recorder = o.shard
+    ? await ShardRecorder.start(
+      out,
+      PREPARE_PASSES[o.shard.phase],
+      o.shard.shard,
+      shardKey(settings),
+    )
+    : null;
   for (const { key, path } of keyed) {
     const sp = splitOf(split, key);
     if (!sp) {
       log(`skip ${path}: slide ${key} is in no split`);
       continue;
+    }
+    if (o.shard?.phase === "candidates" && !mine(key)) continue;
+    if (o.shard?.phase === "patches" && !(await exists(`${out}/candidates/${key}.jsonl`))) {
+      throw new Error(`${out}/candidates/${key}.jsonl: missing; run the candidates phase first`);
     }
     const xml = xmlByStem.get(stem(path)) ?? null;
     const ann = await loadAnn(key, xml);
@@ -258,6 +305,14 @@ export async function prepareDataset(o: PrepareOptions): Promise<PrepareResult> 
       }
       await writeFileAtomic(candPath, recordsToJsonl(records));
     }
+    if (o.shard?.phase === "candidates") {
+      const files = [`candidates/${key}.jsonl`];
+      if (await exists(`${out}/candidates/${key}_tissue.png`)) {
+        files.unshift(`candidates/${key}_tissue.png`);
+      }
+      await recorder!.add(key, files, { candidates: records.length });
+      continue;
+    }
     bySplit[sp].push(...records);
     slides.push({
       key,
@@ -268,6 +323,16 @@ export async function prepareDataset(o: PrepareOptions): Promise<PrepareResult> 
       tumourCandidates: records.filter((r) => r.isTumor).length,
       ignoredAnnotations: ann?.ignored ?? [],
     });
+  }
+
+  if (o.shard?.phase === "candidates") {
+    const path = await recorder!.finish();
+    log(
+      `prepare: shard ${shardLabel(o.shard.shard)}: candidates of ${
+        recorder!.size
+      } slides; ${path}`,
+    );
+    return { manifestPath: path, manifest: null as unknown as Manifest, written: 0, skipped: 0 };
   }
 
   // 2. Selection.
@@ -289,6 +354,22 @@ export async function prepareDataset(o: PrepareOptions): Promise<PrepareResult> 
     reports,
     patches,
   };
+  if (o.shard) {
+    // 3'. This shard's slides only; the merge (an unsharded run) writes manifest.json.
+    const own = slides.filter((s) => mine(s.key));
+    const ownPatches = patches.filter((p) => mine(p.slide));
+    const r = await extractPatches(out, ownPatches, own, patch, open, loadAnn, showProgress);
+    const bySlide = Map.groupBy(ownPatches, (p) => p.slide);
+    for (const s of own) {
+      const list = bySlide.get(s.key) ?? [];
+      const files = list.flatMap((p) => (p.mask ? [p.image, p.mask] : [p.image]));
+      await recorder!.add(s.key, files, { patches: list.length });
+    }
+    const path = await recorder!.finish();
+    log(`prepare: shard ${shardLabel(o.shard.shard)}: patches of ${own.length} slides; ${path}`);
+    return { manifestPath: path, manifest, written: r.written, skipped: r.skipped };
+  }
+  await mergePrepareShards(out, PREPARE_PASSES.patches, slides, shardKey(settings));
   await writeFileAtomic(manifestPath, JSON.stringify(manifest, null, 1) + "\n");
 
   // 3. Extraction, one slide open at a time.
@@ -302,6 +383,42 @@ export async function prepareDataset(o: PrepareOptions): Promise<PrepareResult> 
     showProgress,
   );
   return { manifestPath, manifest, written, skipped };
+}
+
+/** What every shard of one preparation shares (their manifests must agree on it). */
+const shardKey = (settings: Manifest["settings"]) => JSON.stringify(settings);
+
+/**
+ * Shard of each slide: balanced by weight (file size by default) over the slides the run covers
+ * (`keys`, else those found), so every shard computes the same assignment.
+ */
+async function shardOwners(
+  found: { key: string; path: string }[],
+  shard: Shard,
+  weightOf?: (path: string) => Promise<number>,
+  keys?: string[],
+): Promise<Map<string, number>> {
+  const pathOf = new Map(found.map((f) => [f.key, f.path]));
+  const list = keys ?? found.map((f) => f.key);
+  const weights: { id: string; weight: number }[] = [];
+  for (const id of list) {
+    const p = pathOf.get(id);
+    const w = weightOf && p ? await weightOf(p) : weightOf ? 1 : p ? (await Deno.stat(p)).size : 0;
+    weights.push({ id, weight: w });
+  }
+  const a = assignBalanced(weights, shard.count);
+  return new Map(list.map((id, i) => [id, a[i]]));
+}
+
+/** Verifies a phase's shards when the folder holds any (every slide once, checksums intact). */
+async function mergePrepareShards(
+  out: string,
+  pass: string,
+  slides: { key: string }[],
+  key: string,
+): Promise<void> {
+  if (!(await isSharded(out, pass))) return;
+  await mergeShards(out, pass, slides.map((s) => s.key), key);
 }
 
 /** Writes the missing image/mask files of `patches`; returns how many were written/skipped. */

@@ -166,6 +166,44 @@ Deno.test({
     );
     assert.ok((await Deno.stat(`${out}/slide/probability_overlay.png`)).size > 0);
 
+    // 4c. Tumour polygons next to probability.tif (ASAP XML and QuPath GeoJSON, same regions),
+    // and `deno task export` on that folder: unsimplified and unfiltered, the XML rasterised by
+    // the project's parser at the map's resolution is exactly the thresholded map.
+    const tumourXml = await readAsapXml(`${out}/slide/tumour.xml`);
+    const tumourGj = JSON.parse(await Deno.readTextFile(`${out}/slide/tumour.geojson`));
+    assert.equal(tumourGj.type, "FeatureCollection");
+    assert.equal(tumourGj.features.length, tumourXml.positive.length);
+    const info = JSON.parse(await Deno.readTextFile(`${out}/slide/probability.json`));
+    assert.deepEqual([info.width, info.height], [pw, ph]);
+    const exportCli = new URL("../../pipeline/cli/export.ts", import.meta.url).pathname;
+    const ex = await run(exportCli, [
+      "--run",
+      `${out}/slide`,
+      "--slide",
+      slide,
+      "--format",
+      "asap",
+      "--out",
+      `${out}/slide/exact.xml`,
+      "--min-area-px",
+      "0",
+      "--tolerance",
+      "0",
+      "--quiet",
+    ]);
+    assert.equal(ex.code, 0, ex.stderr);
+    const back = rasterize(await readAsapXml(`${out}/slide/exact.xml`), pw, ph, info.downsample);
+    let differ = 0, tumourPx = 0;
+    for (let i = 0; i < pw * ph; i++) {
+      if (px[i * 4] > 127) tumourPx++;
+      if ((back[i] > 0) !== (px[i * 4] > 127)) differ++;
+    }
+    assert.equal(differ, 0, `${differ} of ${tumourPx} tumour pixels differ`);
+    console.log(
+      `  tumour.xml: ${tumourXml.positive.length} regions; exact export over ${tumourPx} tumour ` +
+        `map pixels`,
+    );
+
     // 5. Another config in the same folder is refused, naming the key.
     const d = await run(train, [...args, "--iterations", "2"]);
     assert.equal(d.code, 1);

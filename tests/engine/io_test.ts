@@ -31,202 +31,23 @@ import {
   detectCheckpointFormat,
   loadCheckpoint,
 } from "../../engine/io/state_dict.ts";
-
-// ---------------------------------------------------------------------------------------------
-// Helpers: a tiny ZIP writer and pickle emitter, so hostile and unusual inputs are built here.
-
-const enc = new TextEncoder();
-
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
-}
-
-function le(n: number, bytes: number): Uint8Array {
-  const b = new Uint8Array(bytes);
-  const dv = new DataView(b.buffer);
-  if (bytes === 2) dv.setUint16(0, n, true);
-  else if (bytes === 4) dv.setUint32(0, n, true);
-  else dv.setBigUint64(0, BigInt(n), true);
-  return b;
-}
-
-async function deflateRaw(data: Uint8Array): Promise<Uint8Array> {
-  const s = new Blob([data as Uint8Array<ArrayBuffer>]).stream().pipeThrough(
-    new CompressionStream("deflate-raw"),
-  );
-  return new Uint8Array(await new Response(s).arrayBuffer());
-}
-
-interface ZipIn {
-  name: string;
-  data: Uint8Array;
-  deflate?: boolean;
-}
-
-/** Builds a zip; `zip64` saturates the 32-bit fields and adds ZIP64 records, as big files do. */
-async function makeZip(files: ZipIn[], zip64 = false): Promise<Uint8Array> {
-  const local: Uint8Array[] = [];
-  const central: Uint8Array[] = [];
-  let offset = 0;
-  for (const f of files) {
-    const name = enc.encode(f.name);
-    const body = f.deflate ? await deflateRaw(f.data) : f.data;
-    const crc = crc32(f.data);
-    const method = f.deflate ? 8 : 0;
-    const lh = concat([
-      le(0x04034b50, 4),
-      le(20, 2),
-      le(0, 2),
-      le(method, 2),
-      le(0, 4),
-      le(crc, 4),
-      le(body.length, 4),
-      le(f.data.length, 4),
-      le(name.length, 2),
-      le(0, 2),
-      name,
-    ]);
-    const extra = zip64
-      ? concat([le(1, 2), le(24, 2), le(f.data.length, 8), le(body.length, 8), le(offset, 8)])
-      : new Uint8Array(0);
-    const sat = (v: number) => (zip64 ? 0xffffffff : v);
-    central.push(concat([
-      le(0x02014b50, 4),
-      le(45, 2),
-      le(45, 2),
-      le(0, 2),
-      le(method, 2),
-      le(0, 4),
-      le(crc, 4),
-      le(sat(body.length), 4),
-      le(sat(f.data.length), 4),
-      le(name.length, 2),
-      le(extra.length, 2),
-      le(0, 2),
-      le(0, 2),
-      le(0, 2),
-      le(0, 4),
-      le(sat(offset), 4),
-      name,
-      extra,
-    ]));
-    local.push(lh, body);
-    offset += lh.length + body.length;
-  }
-  const cd = concat(central);
-  const tail: Uint8Array[] = [];
-  if (zip64) {
-    const recPos = offset + cd.length;
-    tail.push(concat([
-      le(0x06064b50, 4),
-      le(44, 8),
-      le(45, 2),
-      le(45, 2),
-      le(0, 4),
-      le(0, 4),
-      le(files.length, 8),
-      le(files.length, 8),
-      le(cd.length, 8),
-      le(offset, 8),
-    ]));
-    tail.push(concat([le(0x07064b50, 4), le(0, 4), le(recPos, 8), le(1, 4)]));
-  }
-  tail.push(concat([
-    le(0x06054b50, 4),
-    le(0, 2),
-    le(0, 2),
-    le(zip64 ? 0xffff : files.length, 2),
-    le(zip64 ? 0xffff : files.length, 2),
-    le(zip64 ? 0xffffffff : cd.length, 4),
-    le(zip64 ? 0xffffffff : offset, 4),
-    le(0, 2),
-  ]));
-  return concat([...local, cd, ...tail]);
-}
-
-/** Emits pickle protocol-2 opcodes. */
-class Pickler {
-  #b: number[] = [];
-  raw(...bytes: number[]): this {
-    this.#b.push(...bytes);
-    return this;
-  }
-  text(s: string): this {
-    return this.raw(...enc.encode(s));
-  }
-  str(s: string): this {
-    const u = enc.encode(s);
-    return this.raw(0x58, ...le(u.length, 4), ...u);
-  }
-  int(n: number): this {
-    const b = new Uint8Array(4);
-    new DataView(b.buffer).setInt32(0, n, true);
-    return this.raw(0x4a, ...b);
-  }
-  global(module: string, name: string): this {
-    return this.text(`c${module}\n${name}\n`);
-  }
-  tuple(items: (() => void)[]): this {
-    this.raw(0x28);
-    for (const f of items) f();
-    return this.raw(0x74);
-  }
-  bytes(): Uint8Array {
-    return new Uint8Array(this.#b);
-  }
-}
-
-interface TensorSpec {
-  storage: string;
-  key: string;
-  numel: number;
-  offset: number;
-  shape: number[];
-  stride: number[];
-}
-
-type Tree = TensorSpec | number | string | Map<string, Tree>;
-
-/** Pickles a (nested) dict of tensors the way torch.save does (protocol 2). */
-function torchPickle(root: Map<string, Tree>): Uint8Array {
-  const p = new Pickler().raw(0x80, 2);
-  const emit = (v: Tree): void => {
-    if (typeof v === "number") p.int(v);
-    else if (typeof v === "string") p.str(v);
-    else if (v instanceof Map) {
-      p.raw(0x7d, 0x28);
-      for (const [k, x] of v) {
-        p.str(k);
-        emit(x);
-      }
-      p.raw(0x75);
-    } else {
-      p.global("torch._utils", "_rebuild_tensor_v2").tuple([
-        () =>
-          p.tuple([
-            () => p.str("storage"),
-            () => p.global("torch", v.storage),
-            () => p.str(v.key),
-            () => p.str("cpu"),
-            () => p.int(v.numel),
-          ]).raw(0x51),
-        () => p.int(v.offset),
-        () => p.tuple(v.shape.map((d) => () => p.int(d))),
-        () => p.tuple(v.stride.map((d) => () => p.int(d))),
-        () => p.raw(0x89),
-        () => p.global("collections", "OrderedDict").raw(0x29, 0x52),
-      ]).raw(0x52);
-    }
-  };
-  emit(root);
-  return concat([p.bytes(), new Uint8Array([0x2e])]);
-}
+import {
+  concat,
+  enc,
+  le,
+  makeZip,
+  Pickler,
+  type TensorSpec,
+  torchPickle,
+  type Tree,
+  type ZipIn,
+} from "../util/torch_archive.ts";
+import {
+  PICKLE_OD_METADATA,
+  PICKLE_P2,
+  PICKLE_P2_BYTES,
+  PICKLE_P4,
+} from "../util/torch_archive.ts";
 
 async function tempFile(bytes: Uint8Array, suffix = ".pth"): Promise<string> {
   const path = await Deno.makeTempFile({ suffix });
@@ -455,25 +276,6 @@ Deno.test("safetensors: mutated or truncated files throw Errors naming the file,
 // ---------------------------------------------------------------------------------------------
 // pickle
 
-const b64 = (s: string) => Uint8Array.from(atob(s), (c) => c.charCodeAt(0));
-
-/** `pickle.dumps(obj, protocol=2)` of a dict exercising containers, ints, floats, strings. */
-const PICKLE_P2 = b64(
-  "gAJ9cQAoWAEAAABhcQFdcQIoSwFHQAQAAAAAAABYAQAAAHhxA06IiWVYAQAAAGJxBEsBSwJLA4dxBVgCAAAAdDFxBksHhXEHWAEAAABlcQgpWAMAAABiaWdxCYoJAAAAAAAAAABAWAMAAABuZWdxCkr7////WAQAAABuMzAwcQtNLAFYBgAAAG43MDAwMHEMSnARAQBYBgAAAG5lZ2JpZ3ENigYAAAAAAP9YAgAAAG9kcQ5jY29sbGVjdGlvbnMKT3JkZXJlZERpY3QKcQ8pUnEQKFgBAAAAa3ERSwFYAQAAAGpxEl1xE3VYAwAAAHVuaXEUWAYAAABow6lsbG9xFVgGAAAAbmVzdGVkcRZ9cRdoA31xGFgBAAAAeXEZRz/wAAAAAAAAc3N1Lg==",
-);
-/** The same plus bytes, set and frozenset, with `protocol=4` (FRAME, MEMOIZE, STACK_GLOBAL). */
-const PICKLE_P4 = b64(
-  "gASVAgEAAAAAAAB9lCiMAWGUXZQoSwFHQAQAAAAAAACMAXiUToiJZYwBYpRLAUsCSwOHlIwCdDGUSweFlIwBZZQpjANiaWeUigkAAAAAAAAAAECMA25lZ5RK+////4wEbjMwMJRNLAGMBm43MDAwMJRKcBEBAIwGbmVnYmlnlIoGAAAAAAD/jAVieXRlc5RDAgABlIwCb2SUjAtjb2xsZWN0aW9uc5SMC09yZGVyZWREaWN0lJOUKVKUKIwBa5RLAYwBapRdlHWMA3VuaZSMBmjDqWxsb5SMAXOUj5QoSwFLApCMAmZzlChLA5GUjAZuZXN0ZWSUfZRoA32UjAF5lEc/8AAAAAAAAHNzdS4=",
-);
-/** `od = OrderedDict(w=1); od._metadata = OrderedDict([("", {"version": 1})])`, protocol 2. */
-const PICKLE_OD_METADATA = b64(
-  "gAJjY29sbGVjdGlvbnMKT3JkZXJlZERpY3QKcQApUnEBWAEAAAB3cQJLAXN9cQNYCQAAAF9tZXRhZGF0YXEEaAApUnEFWAAAAABxBn1xB1gHAAAAdmVyc2lvbnEISwFzc3NiLg==",
-);
-/** protocol 2 with bytes: CPython pickles them via `_codecs.encode`, which is refused. */
-const PICKLE_P2_BYTES = b64(
-  "gAJ9cQAoWAEAAABhcQFdcQIoSwFHQAQAAAAAAABYAQAAAHhxA06IiWVYAQAAAGJxBEsBSwJLA4dxBVgCAAAAdDFxBksHhXEHWAEAAABlcQgpWAMAAABiaWdxCYoJAAAAAAAAAABAWAMAAABuZWdxCkr7////WAQAAABuMzAwcQtNLAFYBgAAAG43MDAwMHEMSnARAQBYBgAAAG5lZ2JpZ3ENigYAAAAAAP9YBQAAAGJ5dGVzcQ5jX2NvZGVjcwplbmNvZGUKcQ9YAgAAAAABcRBYBgAAAGxhdGluMXERhnESUnETWAIAAABvZHEUY2NvbGxlY3Rpb25zCk9yZGVyZWREaWN0CnEVKVJxFihYAQAAAGtxF0sBWAEAAABqcRhdcRl1WAMAAAB1bmlxGlgGAAAAaMOpbGxvcRtYAQAAAHNxHGNfX2J1aWx0aW5fXwpzZXQKcR1dcR4oSwFLAmWFcR9ScSBYAgAAAGZzcSFjX19idWlsdGluX18KZnJvemVuc2V0CnEiXXEjSwNhhXEkUnElWAYAAABuZXN0ZWRxJn1xJ2gDfXEoWAEAAAB5cSlHP/AAAAAAAABzc3Uu",
-);
-
 Deno.test("pickle: restricted unpickler decodes CPython protocol 2 and 4 streams", () => {
   for (const [name, bytes] of [["p2", PICKLE_P2], ["p4", PICKLE_P4]] as const) {
     const v = unpickle(bytes, { file: name }) as Map<PyValue, PyValue>;
@@ -506,7 +308,7 @@ Deno.test("pickle: restricted unpickler decodes CPython protocol 2 and 4 streams
   );
   assert.throws(
     () => unpickle(PICKLE_P2_BYTES, { file: "x.pkl" }),
-    /^Error: x.pkl: refusing to load: pickle references global _codecs.encode/,
+    /^InputError: x.pkl: refusing to load: pickle references global _codecs.encode/,
   );
 });
 

@@ -1,4 +1,9 @@
-import { deepStrictEqual as assertEquals, ok as assert, throws as assertThrows } from "node:assert";
+import {
+  deepStrictEqual as assertEquals,
+  ok as assert,
+  rejects as assertRejects,
+  throws as assertThrows,
+} from "node:assert";
 import fc from "fast-check";
 import {
   parseAsapXml,
@@ -8,6 +13,7 @@ import {
   tumourPixelCount,
 } from "../../../pipeline/wsi/annotations.ts";
 import { readPng } from "../../../engine/io/png.ts";
+import { InputError } from "../../../engine/io/errors.ts";
 import { fixturePath, haveFixtures } from "../../fixtures.ts";
 
 function iou(a: Uint8Array, b: Uint8Array): number {
@@ -176,4 +182,138 @@ Deno.test("annotations: fuzzed input parses or throws a clear Error, never hangs
     ),
     { numRuns: 800, seed: 7 },
   );
+});
+
+Deno.test("annotations: nesting, vertex and file-size limits give clear errors", async () => {
+  // 200 000 levels deep: refused at the 65th level, naming file, line and column, and the limit.
+  const deep = "<ASAP_Annotations>\n" + "<a>".repeat(200_000) + "</a>".repeat(200_000) +
+    "</ASAP_Annotations>";
+  const t0 = performance.now();
+  assertThrows(() => parseAsapXml(deep, "deep.xml"), (e: Error) => {
+    assert(e instanceof InputError && e.file === "deep.xml", `${e.name}: not an InputError`);
+    assert(
+      /deep\.xml:2:190: <a> is nested 65 elements deep; the limit is 64/.test(e.message),
+      e.message,
+    );
+    return true;
+  });
+  assert(performance.now() - t0 < 2000);
+  // Vertex limit (overridable).
+  const tri = xml(polygon("metastases", [[0, 0], [10, 0], [10, 10]]));
+  assertThrows(
+    () => parseAsapXml(tri, "v.xml", { maxVertices: 2 }),
+    /v\.xml:2:\d+: more than 2 coordinates in the file .*--max-vertices/,
+  );
+  assertEquals(parseAsapXml(tri, "v.xml", { maxVertices: 3 }).positive.length, 1);
+  // File size: refused before reading.
+  const f = await Deno.makeTempFile({ suffix: ".xml" });
+  try {
+    await Deno.writeTextFile(f, tri);
+    await assertRejects(
+      () => readAsapXml(f, { maxBytes: 100 }),
+      /bytes is over the 100-byte limit/,
+    );
+    assertEquals((await readAsapXml(f)).positive.length, 1);
+  } finally {
+    await Deno.remove(f);
+  }
+});
+
+/** 100 000 vertices alternating far above and far below the slide (every edge spans it). */
+function zigzag(n: number, width: number): [number, number][] {
+  const pts: [number, number][] = [];
+  for (let k = 0; k < n; k++) {
+    pts.push([1 + ((width - 2) * k) / (n - 1), k % 2 ? 1e6 + 0.5 : -1e6 + 0.5]);
+  }
+  return pts;
+}
+
+/** Reference fill of one row by brute force over all edges (non-zero winding, ASAP's rule). */
+function referenceRow(pts: [number, number][], py: number, w: number): Uint8Array {
+  const row = new Uint8Array(w);
+  const cross: [number, number][] = [];
+  for (let i = 0; i < pts.length; i++) {
+    const [xa, ya] = pts[i], [xb, yb] = pts[(i + 1) % pts.length];
+    if (ya <= py && yb > py) cross.push([xa + (py - ya) * (xb - xa) / (yb - ya), 1]);
+    else if (yb <= py && ya > py) cross.push([xa + (py - ya) * (xb - xa) / (yb - ya), -1]);
+  }
+  let minX = Infinity, maxX = -Infinity;
+  for (const [x] of pts) {
+    minX = Math.min(minX, x);
+    maxX = Math.max(maxX, x);
+  }
+  cross.sort((a, b) => a[0] - b[0]);
+  let wn = 0, k = 0;
+  for (const [, d] of cross) wn += d; // winding from crossings right of px
+  for (let px = 0; px < w; px++) {
+    while (k < cross.length && cross[k][0] <= px) wn -= cross[k++][1];
+    if (px > minX && px < maxX) row[px] = wn ? 255 : 0;
+  }
+  return row;
+}
+
+Deno.test("annotations: wsi mask of a 100k-vertex zigzag ends fast in bounded memory, right mask", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const { generateSyntheticSlide } = await import("../../../pipeline/wsi/synthetic.ts");
+    const { readPng } = await import("../../../engine/io/png.ts");
+    const W = 512, H = 384;
+    await generateSyntheticSlide(
+      { seed: 1, width: W, height: H, tumours: 0, tileSize: 256 },
+      `${dir}/s.tif`,
+      null,
+    );
+    const pts = zigzag(100_000, W);
+    await Deno.writeTextFile(`${dir}/z.xml`, xml(polygon("metastases", pts)));
+    const cli = new URL("../../../pipeline/cli/wsi.ts", import.meta.url).pathname;
+    const t0 = performance.now();
+    const child = new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "-A",
+        cli,
+        "mask",
+        `${dir}/s.tif`,
+        `${dir}/z.xml`,
+        "--level",
+        "0",
+        "--out",
+        `${dir}/m.png`,
+      ],
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    // Peak RSS of the child: VmHWM only grows, so the last reading before it exits is the peak.
+    let peakKiB = 0;
+    const poll = setInterval(() => {
+      try {
+        const m = /VmHWM:\s+(\d+) kB/.exec(Deno.readTextFileSync(`/proc/${child.pid}/status`));
+        if (m) peakKiB = Math.max(peakKiB, Number(m[1]));
+      } catch { /* exited */ }
+    }, 25);
+    const timer = setTimeout(() => child.kill("SIGKILL"), 60_000);
+    const out = await child.output();
+    clearInterval(poll);
+    clearTimeout(timer);
+    const secs = (performance.now() - t0) / 1000;
+    console.log(`  wsi mask: ${secs.toFixed(1)} s, peak RSS ${(peakKiB / 1024).toFixed(0)} MiB`);
+    assertEquals(out.code, 0, new TextDecoder().decode(out.stderr));
+    // Bounds with room for a loaded machine: before the active-edge table this case held
+    // vertices × 4096 band entries (gigabytes); now the edge table is a few MB.
+    assert(secs < 45, `took ${secs} s`);
+    assert(peakKiB > 0 && peakKiB < 800 * 1024, `peak RSS ${peakKiB} KiB`);
+    const m = await readPng(`${dir}/m.png`);
+    assertEquals([m.width, m.height], [W, H]);
+    let on = 0;
+    for (const py of [0, 1, 57, 128, 200, 383]) {
+      const ref = referenceRow(pts, py, W);
+      for (let x = 0; x < W; x++) {
+        assertEquals(m.data[(py * W + x) * m.channels], ref[x], `pixel ${x},${py}`);
+        if (ref[x]) on++;
+      }
+    }
+    assert(on > 0, "the reference rows are empty: the test would not see a wrong fill");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
