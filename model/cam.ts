@@ -9,6 +9,7 @@
  * feature-resolution average; its `cv2.resize(..., cv2.INTER_LANCZOS4)` passes the flag as `dst`,
  * so the resize is bilinear (half-pixel centres, as here).
  */
+import { openSquare } from "./morphology.ts";
 
 export type CamDataset = "camelyon16" | "camelyon17";
 
@@ -28,7 +29,7 @@ export function camDefaults(dataset: CamDataset): Required<CamOptions> {
 }
 
 /** ReLU, min-max and uint8 truncation of one raw CAM; `empty` when it is all zero. */
-export function camToU8(raw: ArrayLike<number>): { u8: Uint8Array; empty: boolean } {
+function camToU8(raw: ArrayLike<number>): { u8: Uint8Array; empty: boolean } {
   const n = raw.length;
   const v = new Float64Array(n);
   let lo = Infinity, hi = -Infinity;
@@ -112,38 +113,6 @@ export function resizeBilinear(
   return out;
 }
 
-/** Separable min (erode) or max (dilate) over a k×k square; outside pixels are ignored. */
-function morph(src: Uint8Array, h: number, w: number, k: number, op: "min" | "max"): Uint8Array {
-  const r = Math.floor(k / 2);
-  const pick = op === "min" ? Math.min : Math.max;
-  const tmp = new Uint8Array(h * w);
-  for (let y = 0; y < h; y++) {
-    for (let x = 0; x < w; x++) {
-      let v = src[y * w + x];
-      for (let d = Math.max(0, x - r); d <= Math.min(w - 1, x + k - 1 - r); d++) {
-        v = pick(v, src[y * w + d]);
-      }
-      tmp[y * w + x] = v;
-    }
-  }
-  const out = new Uint8Array(h * w);
-  for (let y = 0; y < h; y++) {
-    for (let x = 0; x < w; x++) {
-      let v = tmp[y * w + x];
-      for (let d = Math.max(0, y - r); d <= Math.min(h - 1, y + k - 1 - r); d++) {
-        v = pick(v, tmp[d * w + x]);
-      }
-      out[y * w + x] = v;
-    }
-  }
-  return out;
-}
-
-/** Morphological opening (erode then dilate) of a binary map with a k×k square. */
-export function openSquare(src: Uint8Array, h: number, w: number, k: number): Uint8Array {
-  return morph(morph(src, h, w, k, "min"), h, w, k, "max");
-}
-
 export interface CamResult {
   /** Binary tumour mask at patch size (0/1). */
   mask: Uint8Array;
@@ -159,7 +128,7 @@ export interface CamResult {
  * Post-processes raw CAMs of the rotated inputs. `raws[k]` is the raw CAM (h×w, row-major) of the
  * image rotated by k·90° counter-clockwise; each is rotated back before averaging.
  */
-export function camMasksFromRaw(
+function camMasksFromRaw(
   raws: ArrayLike<number>[],
   h: number,
   w: number,
@@ -195,10 +164,10 @@ export function camMasksFromRaw(
     if (opts.openAfterResize) {
       const big = resizeBilinear(avgU8, h, w, outH, outW);
       const bin = Uint8Array.from(big, (v) => (Math.min(255, Math.floor(v + 0.5)) > thr ? 1 : 0));
-      mask = openSquare(bin, outH, outW, opts.openKernel);
+      mask = openSquare(bin, outW, outH, opts.openKernel);
     } else {
       const bin = Uint8Array.from(avgU8, (v) => (v > thr ? 1 : 0));
-      const opened = openSquare(bin, h, w, opts.openKernel);
+      const opened = openSquare(bin, w, h, opts.openKernel);
       const big = resizeBilinear(opened, h, w, outH, outW);
       mask = Uint8Array.from(big, (v) => (Math.floor(v + 0.5) !== 0 ? 1 : 0));
     }

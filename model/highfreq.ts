@@ -28,7 +28,7 @@ import {
 } from "../kernels/highfreq.ts";
 
 /** The mask that zeroes frequencies {0, H−1} × {0, W−1} of an unshifted [H, W] spectrum. */
-export function highPassMask(h: number, w: number): Float32Array {
+function highPassMask(h: number, w: number): Float32Array {
   const m = new Float32Array(h * w).fill(1);
   for (const i of new Set([0, h - 1])) for (const j of new Set([0, w - 1])) m[i * w + j] = 0;
   return m;

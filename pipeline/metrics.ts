@@ -7,9 +7,7 @@
  */
 
 /** The reference's smoothing term. */
-export const SMOOTH = 1e-3;
-/** The reference's pseudo-label filter: keep a SAM mask when IDS >= 0.9. */
-export const IDS_THRESHOLD = 0.9;
+const SMOOTH = 1e-3;
 
 /** Pixel counts of one patch. */
 export interface SegCounts {
@@ -44,12 +42,12 @@ export function segCounts(
 }
 
 /** (2|P∧T| + s) / (|P| + |T| + s). */
-export function diceOf(c: SegCounts, smooth = SMOOTH): number {
+function diceOf(c: SegCounts, smooth = SMOOTH): number {
   return (2 * c.inter + smooth) / (c.pred + c.target + smooth);
 }
 
 /** (|P∧T| + s) / (|P| + |T| − |P∧T| + s). */
-export function iouOf(c: SegCounts, smooth = SMOOTH): number {
+function iouOf(c: SegCounts, smooth = SMOOTH): number {
   return (c.inter + smooth) / (c.pred + c.target - c.inter + smooth);
 }
 

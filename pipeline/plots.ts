@@ -1,23 +1,11 @@
 /**
- * Training reports as PNG images with no plotting dependency: loss curves (axes, ticks, legend),
- * mask and CAM overlays, and labelled side-by-side panels. Text uses a built-in 5×7 bitmap font,
- * so a run folder can be inspected with any image viewer.
+ * Raster reports as PNG images with no plotting dependency: mask and CAM overlays and labelled
+ * side-by-side panels (the example panels of evaluation and inference). Panel titles use a
+ * built-in 5×7 bitmap font, drawn into the image itself. Loss curves are SVG (`loss_curves.ts`).
  */
-import { encodePng, type Image8, toRgb } from "../engine/io/png.ts";
+import { type Image8, toRgb } from "../engine/io/png.ts";
 
 export type Rgb = readonly [number, number, number];
-
-/** Line colours (matplotlib's tab10, which readers already know). */
-export const PALETTE: readonly Rgb[] = [
-  [31, 119, 180],
-  [255, 127, 14],
-  [44, 160, 44],
-  [214, 39, 40],
-  [148, 103, 189],
-  [140, 86, 75],
-  [227, 119, 194],
-  [127, 127, 127],
-];
 
 // ------------------------------------------------------------------------------ font
 
@@ -118,7 +106,7 @@ export function textWidth(s: string, scale = 1): number {
 }
 
 /** Height of one text line at `scale`. */
-export const textHeight = (scale = 1): number => 7 * scale;
+const textHeight = (scale = 1): number => 7 * scale;
 
 // ------------------------------------------------------------------------------ canvas
 
@@ -144,57 +132,19 @@ export class Canvas {
     }
   }
 
-  strokeRect(x: number, y: number, w: number, h: number, c: Rgb): void {
-    this.fillRect(x, y, w, 1, c);
-    this.fillRect(x, y + h - 1, w, 1, c);
-    this.fillRect(x, y, 1, h, c);
-    this.fillRect(x + w - 1, y, 1, h, c);
-  }
-
-  /** A line of `thickness` pixels (square brush). */
-  line(x0: number, y0: number, x1: number, y1: number, c: Rgb, thickness = 1): void {
-    // Clip to the canvas (plus the brush) first, so the step count is bounded by the canvas size
-    // whatever the coordinates (a far-away or infinite end point would loop without end).
-    const m = thickness + 1;
-    const clipped = clipSegment(x0, y0, x1, y1, -m, -m, this.width + m, this.height + m);
-    if (!clipped) return;
-    [x0, y0, x1, y1] = clipped;
-    const steps = Math.max(1, Math.ceil(Math.max(Math.abs(x1 - x0), Math.abs(y1 - y0))));
-    const lo = -Math.floor((thickness - 1) / 2), hi = lo + thickness;
-    for (let s = 0; s <= steps; s++) {
-      const x = Math.round(x0 + ((x1 - x0) * s) / steps),
-        y = Math.round(y0 + ((y1 - y0) * s) / steps);
-      for (let dy = lo; dy < hi; dy++) for (let dx = lo; dx < hi; dx++) this.set(x + dx, y + dy, c);
-    }
-  }
-
   /** Draws `s` with its top-left corner at (x, y); unknown characters show as '?'. */
   text(x: number, y: number, s: string, c: Rgb = [0, 0, 0], scale = 1): void {
     let cx = x;
     for (const ch of s) {
-      const g = GLYPHS[ch] ?? GLYPHS["?"];
+      const glyph = GLYPHS[ch] ?? GLYPHS["?"];
       for (let r = 0; r < 7; r++) {
         for (let col = 0; col < 5; col++) {
-          if (g[r] & (16 >> col)) this.fillRect(cx + col * scale, y + r * scale, scale, scale, c);
-        }
-      }
-      cx += 6 * scale;
-    }
-  }
-
-  /** Text rotated 90° counter-clockwise (reads bottom to top), its left end at (x, yBottom). */
-  textUp(x: number, yBottom: number, s: string, c: Rgb = [0, 0, 0], scale = 1): void {
-    let cy = yBottom;
-    for (const ch of s) {
-      const g = GLYPHS[ch] ?? GLYPHS["?"];
-      for (let r = 0; r < 7; r++) {
-        for (let col = 0; col < 5; col++) {
-          if (g[r] & (16 >> col)) {
-            this.fillRect(x + r * scale, cy - (col + 1) * scale, scale, scale, c);
+          if (glyph[r] & (16 >> col)) {
+            this.fillRect(cx + col * scale, y + r * scale, scale, scale, c);
           }
         }
       }
-      cy -= 6 * scale;
+      cx += 6 * scale;
     }
   }
 
@@ -216,204 +166,6 @@ export class Canvas {
   image(): Image8 {
     return { data: this.data, width: this.width, height: this.height, channels: 3 };
   }
-}
-
-/**
- * The part of segment (x0,y0)-(x1,y1) inside the box [xmin, xmax] × [ymin, ymax]
- * (Liang–Barsky), or null when none is or a coordinate is not finite.
- */
-export function clipSegment(
-  x0: number,
-  y0: number,
-  x1: number,
-  y1: number,
-  xmin: number,
-  ymin: number,
-  xmax: number,
-  ymax: number,
-): [number, number, number, number] | null {
-  if (![x0, y0, x1, y1].every(Number.isFinite)) return null;
-  const dx = x1 - x0, dy = y1 - y0;
-  let t0 = 0, t1 = 1;
-  const edges: [number, number][] = [[-dx, x0 - xmin], [dx, xmax - x0], [-dy, y0 - ymin], [
-    dy,
-    ymax - y0,
-  ]];
-  for (const [p, q] of edges) {
-    if (p === 0) {
-      if (q < 0) return null;
-      continue;
-    }
-    const r = q / p;
-    if (p < 0) {
-      if (r > t1) return null;
-      if (r > t0) t0 = r;
-    } else {
-      if (r < t0) return null;
-      if (r < t1) t1 = r;
-    }
-  }
-  const at = (t: number, a: number, d: number, lo: number, hi: number) =>
-    Math.min(Math.max(t === 0 ? a : a + t * d, lo), hi);
-  return [
-    at(t0, x0, dx, xmin, xmax),
-    at(t0, y0, dy, ymin, ymax),
-    at(t1, x0, dx, xmin, xmax),
-    at(t1, y0, dy, ymin, ymax),
-  ];
-}
-
-// ------------------------------------------------------------------------------ loss curves
-
-/** Tick positions: a 1/2/5×10^k step giving about `target` ticks over [lo, hi]. */
-export function niceTicks(lo: number, hi: number, target = 5): number[] {
-  if (!(hi > lo)) return [lo];
-  const raw = (hi - lo) / Math.max(1, target);
-  const mag = 10 ** Math.floor(Math.log10(raw));
-  const step = [1, 2, 5, 10].map((m) => m * mag).find((s) => s >= raw) ?? 10 * mag;
-  const out: number[] = [];
-  // Ticks by index, not `v += step`: far from zero a step below half an ulp would not advance v.
-  const k0 = Math.ceil(lo / step - 1e-9);
-  for (
-    let i = 0, v = k0 * step;
-    v <= hi + step * 1e-9 && i <= 4 * target + 4;
-    v = (k0 + ++i) * step
-  ) {
-    out.push(Math.abs(v) < step * 1e-9 ? 0 : v);
-  }
-  return out;
-}
-
-/** log10 positions of decade ticks, or 1-2-5 ticks when the range spans under two decades. */
-function logTicks(lo: number, hi: number): number[] {
-  for (const ms of [[1], [1, 2, 5], [1, 2, 3, 4, 5, 6, 7, 8, 9]]) {
-    const out: number[] = [];
-    for (let k = Math.floor(lo); k <= Math.ceil(hi); k++) {
-      for (const m of ms) {
-        const v = k + Math.log10(m);
-        if (v >= lo - 1e-9 && v <= hi + 1e-9) out.push(v);
-      }
-    }
-    if (out.length >= 3 || ms.length === 9) return out;
-  }
-  return [];
-}
-
-/** Short tick label: ≤ 4 significant digits, exponent form when very large or small. */
-export function formatTick(v: number): string {
-  if (v === 0) return "0";
-  const a = Math.abs(v);
-  if (a >= 1e5 || a < 1e-3) return v.toExponential(1).replace("e+", "e");
-  return String(Number(v.toPrecision(4)));
-}
-
-export interface Series {
-  name: string;
-  points: [number, number][];
-}
-
-export interface CurveOptions {
-  title?: string;
-  width: number;
-  height: number;
-  xLabel?: string;
-  yLabel?: string;
-  /** Logarithmic y axis (non-positive values are dropped). */
-  logY?: boolean;
-}
-
-/** Line chart of several series with axes, ticks, grid and a legend. */
-export function lossCurve(series: Series[], opts: CurveOptions): Image8 {
-  const { width: W, height: H, title, xLabel, yLabel, logY = false } = opts;
-  if (!(W >= 120 && H >= 90)) {
-    throw new Error(`lossCurve: ${W}×${H} is too small (need at least 120×90)`);
-  }
-  const fy = (y: number) => (logY ? Math.log10(y) : y);
-  const pts = series.map((s) =>
-    s.points.filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y) && (!logY || y > 0))
-  );
-  const all = pts.flat();
-  let [x0, x1] = all.length
-    ? [Math.min(...all.map((p) => p[0])), Math.max(...all.map((p) => p[0]))]
-    : [0, 1];
-  let [y0, y1] = all.length
-    ? [Math.min(...all.map((p) => fy(p[1]))), Math.max(...all.map((p) => fy(p[1])))]
-    : [0, 1];
-  if (x1 === x0) [x0, x1] = [x0 - 1, x1 + 1];
-  if (y1 === y0) [y0, y1] = [y0 - (Math.abs(y0) * 0.1 || 1), y1 + (Math.abs(y1) * 0.1 || 1)];
-  const pad = (y1 - y0) * 0.05;
-  [y0, y1] = [y0 - pad, y1 + pad];
-  if (!logY && y0 < 0 && all.every((p) => p[1] >= 0)) y0 = 0;
-
-  const xt = niceTicks(x0, x1, Math.max(2, Math.floor(W / 90)));
-  const yt = logY ? logTicks(y0, y1) : niceTicks(y0, y1, Math.max(2, Math.floor(H / 60)));
-  const yLabels = yt.map((v) => (logY ? formatTick(10 ** v) : formatTick(v)));
-
-  const left = 8 + (yLabel ? 12 : 0) + Math.max(0, ...yLabels.map((s) => textWidth(s))) + 6;
-  const lastX = textWidth(formatTick(xt[xt.length - 1] ?? 0));
-  const top = title ? 24 : 10,
-    right = Math.max(14, Math.ceil(lastX / 2) + 4),
-    bottom = 22 + (xLabel ? 12 : 0);
-  const pw = W - left - right, ph = H - top - bottom;
-  const px = (x: number) => left + ((x - x0) / (x1 - x0)) * (pw - 1);
-  const py = (y: number) => top + (1 - (fy(y) - y0) / (y1 - y0)) * (ph - 1);
-  const pyRaw = (v: number) => top + (1 - (v - y0) / (y1 - y0)) * (ph - 1);
-
-  const c = new Canvas(W, H);
-  const grid: Rgb = [228, 228, 228], axis: Rgb = [60, 60, 60];
-  for (const v of xt) c.fillRect(Math.round(px(v)), top, 1, ph, grid);
-  yt.forEach((v) => c.fillRect(left, Math.round(pyRaw(v)), pw, 1, grid));
-  c.strokeRect(left, top, pw, ph, axis);
-  for (const v of xt) {
-    const x = Math.round(px(v)), s = formatTick(v);
-    c.fillRect(x, top + ph, 1, 4, axis);
-    c.text(Math.round(x - textWidth(s) / 2), top + ph + 7, s, axis);
-  }
-  yt.forEach((v, i) => {
-    const y = Math.round(pyRaw(v)), s = yLabels[i];
-    c.fillRect(left - 4, y, 4, 1, axis);
-    c.text(left - 7 - textWidth(s), y - 3, s, axis);
-  });
-  if (title) c.text(Math.round(left + pw / 2 - textWidth(title, 2) / 2), 4, title, [0, 0, 0], 2);
-  if (xLabel) c.text(Math.round(left + pw / 2 - textWidth(xLabel) / 2), H - 10, xLabel, axis);
-  if (yLabel) c.textUp(3, Math.round(top + ph / 2 + textWidth(yLabel) / 2), yLabel, axis);
-
-  // Series, clipped to the plot area.
-  const clip = new Canvas(pw - 2, ph - 2, [255, 0, 255]);
-  pts.forEach((p, k) => {
-    const col = PALETTE[k % PALETTE.length];
-    const sorted = [...p].sort((a, b) => a[0] - b[0]);
-    const q = sorted.map(([x, y]) => [px(x) - left - 1, py(y) - top - 1]);
-    if (q.length === 1) clip.fillRect(Math.round(q[0][0]) - 2, Math.round(q[0][1]) - 2, 5, 5, col);
-    for (let i = 1; i < q.length; i++) {
-      clip.line(q[i - 1][0], q[i - 1][1], q[i][0], q[i][1], col, 2);
-    }
-  });
-  for (let i = 0; i < (pw - 2) * (ph - 2); i++) {
-    const s = i * 3;
-    if (clip.data[s] === 255 && clip.data[s + 1] === 0 && clip.data[s + 2] === 255) continue;
-    const x = i % (pw - 2), y = Math.floor(i / (pw - 2));
-    c.data.set(clip.data.subarray(s, s + 3), ((top + 1 + y) * W + left + 1 + x) * 3);
-  }
-
-  // Legend in the top-right corner of the plot.
-  if (series.length) {
-    const lw = Math.max(...series.map((s) => textWidth(s.name))) + 30, lh = series.length * 12 + 6;
-    const lx = left + pw - lw - 6, ly = top + 6;
-    c.fillRect(lx, ly, lw, lh, [255, 255, 255]);
-    c.strokeRect(lx, ly, lw, lh, [180, 180, 180]);
-    series.forEach((s, k) => {
-      const y = ly + 6 + k * 12;
-      c.fillRect(lx + 5, y + 2, 16, 3, PALETTE[k % PALETTE.length]);
-      c.text(lx + 25, y, s.name, [30, 30, 30]);
-    });
-  }
-  return c.image();
-}
-
-/** {@link lossCurve} encoded as PNG bytes. */
-export function lossCurvePng(series: Series[], opts: CurveOptions): Uint8Array {
-  return encodePng(lossCurve(series, opts));
 }
 
 // ------------------------------------------------------------------------------ overlays
@@ -448,16 +200,6 @@ export function overlay(
     }
   }
   return { data: out, width: w, height: h, channels: 3 };
-}
-
-/** {@link overlay} encoded as PNG bytes. */
-export function overlayPng(
-  image: Image8,
-  mask: ArrayLike<number>,
-  colour: Rgb = [0, 255, 0],
-  alpha = 0.4,
-): Uint8Array {
-  return encodePng(overlay(image, mask, colour, alpha));
 }
 
 /** Jet-like colormap of v in [0, 1] (blue → cyan → yellow → red). */

@@ -9,7 +9,7 @@ import type { Adam } from "../engine/optim/adam.ts";
 import { type CheckpointTensor, readCheckpoint, writeCheckpoint } from "./run_dir.ts";
 
 /** Reads many tensors back with one readback for the f32 ones. */
-export async function downloadTensors(
+async function downloadTensors(
   entries: [string, Tensor][],
 ): Promise<Map<string, CheckpointTensor>> {
   const out = new Map<string, CheckpointTensor>();
@@ -39,7 +39,7 @@ export async function downloadTensors(
 }
 
 /** State-dict entries of `model` whose names pass `keep` (all by default). */
-export function entriesOf(
+function entriesOf(
   model: Module,
   keepKey: (k: string) => boolean = () => true,
 ): [string, Tensor][] {

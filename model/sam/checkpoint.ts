@@ -90,7 +90,7 @@ export function resizePosEmbed(
  * differs from the model's by resized copies. Other keys, and keys of another rank or channel
  * count, are left for the state-dict check to report.
  */
-export function adaptPositionParams(
+function adaptPositionParams(
   sd: Map<string, StateEntry>,
   expected: Map<string, readonly number[]>,
 ): string[] {

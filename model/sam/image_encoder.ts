@@ -83,7 +83,7 @@ class EncoderAttention extends Module {
 }
 
 /** [B,H,W,C] → windows [B·nWin, ws, ws, C] (zero-padded to multiples of ws). */
-export function windowPartition(
+function windowPartition(
   x: Tensor,
   ws: number,
 ): { windows: Tensor; hp: number; wp: number } {
@@ -96,7 +96,7 @@ export function windowPartition(
 }
 
 /** Inverse of {@link windowPartition}, cropping the padding. */
-export function windowUnpartition(
+function windowUnpartition(
   win: Tensor,
   ws: number,
   hp: number,

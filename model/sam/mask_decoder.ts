@@ -15,7 +15,7 @@ import { Embedding } from "./prompt_encoder.ts";
 import { TwoWayTransformer } from "./two_way_transformer.ts";
 import type { MaskDecoderConfig } from "./configs.ts";
 
-export class Mlp extends Module {
+class Mlp extends Module {
   layers: Linear[] = [];
   constructor(input: number, hidden: number, output: number, depth: number, rng: HostRng) {
     super();

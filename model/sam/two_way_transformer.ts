@@ -12,7 +12,7 @@ import type { HostRng } from "../../engine/nn/init.ts";
 import { attention } from "./attention.ts";
 import { MlpBlock } from "./image_encoder.ts";
 
-export class DecoderAttention extends Module {
+class DecoderAttention extends Module {
   qProj: Linear;
   kProj: Linear;
   vProj: Linear;

@@ -20,13 +20,23 @@ export interface FlagSpec {
 /** The parsed flags: strings, booleans, or lists of them where `multiple` is set. */
 export type Flags = Record<string, string | boolean | (string | boolean)[] | undefined>;
 
-export interface CommandSpec {
+/** The value one flag spec parses to. */
+type FlagValue<S extends FlagSpec> = S["type"] extends "string"
+  ? (S["multiple"] extends true ? string[] : string)
+  : (S["multiple"] extends true ? boolean[] : boolean);
+
+/** The parsed flags of an options table, typed per flag (absent flags are undefined). */
+export type ParsedFlags<O extends Record<string, FlagSpec>> =
+  & { [K in keyof O]?: FlagValue<O[K]> }
+  & { help?: boolean };
+
+export interface CommandSpec<O extends Record<string, FlagSpec> = Record<string, FlagSpec>> {
   /** The command's name as the user types it after `deno task` (prefixes its messages). */
   name: string;
   /** The whole usage text, printed for --help and after a usage error. */
   usage: string;
   /** Flags; `help` (-h) is added. */
-  options: Record<string, FlagSpec>;
+  options: O;
   /** Whether positional arguments are allowed (default: no). */
   positionals?: boolean;
 }
@@ -35,12 +45,12 @@ export interface CommandSpec {
  * Parses `argv` by `spec` and runs `body`, mapping errors to messages and exit codes as described
  * above. Returns the exit code (the caller passes it to `Deno.exit`).
  */
-export async function runCommand(
-  spec: CommandSpec,
+export async function runCommand<O extends Record<string, FlagSpec>>(
+  spec: CommandSpec<O>,
   argv: string[],
-  body: (flags: Flags, positionals: string[]) => Promise<number | void> | number | void,
+  body: (flags: ParsedFlags<O>, positionals: string[]) => Promise<number | void> | number | void,
 ): Promise<number> {
-  let flags: Flags, positionals: string[];
+  let flags: ParsedFlags<O>, positionals: string[];
   try {
     const parsed = parseArgs({
       args: argv,
@@ -48,7 +58,7 @@ export async function runCommand(
       allowPositionals: spec.positionals ?? false,
       strict: true,
     });
-    flags = parsed.values as Flags;
+    flags = parsed.values as ParsedFlags<O>;
     positionals = parsed.positionals;
   } catch (e) {
     console.error(`${spec.name}: ${(e as Error).message}\n${spec.usage}`);
@@ -68,6 +78,45 @@ export async function runCommand(
     console.error(`${spec.name}: ${(e as Error).message ?? e}`);
     return 1;
   }
+}
+
+/** One subcommand of a command with subcommands (`deno task wsi info ...`). */
+export interface Subcommand<O extends Record<string, FlagSpec> = Record<string, FlagSpec>>
+  extends Omit<CommandSpec<O>, "name" | "usage"> {
+  run: (flags: ParsedFlags<O>, positionals: string[]) => Promise<number | void> | number | void;
+}
+
+/** A subcommand with its flag types checked against its options (for a table of subcommands). */
+export const subcommand = <O extends Record<string, FlagSpec>>(s: Subcommand<O>): Subcommand =>
+  s as unknown as Subcommand;
+
+/**
+ * Runs `<name> <subcommand> [flags]`: the first argument picks the subcommand, which is then run
+ * by {@link runCommand} under the name `<name> <subcommand>` with the shared usage. No argument or
+ * an unknown subcommand is a usage error (exit 2); `--help`/`-h` alone prints the usage (exit 0).
+ */
+export async function runSubcommand(
+  spec: { name: string; usage: string },
+  commands: Record<string, Subcommand>,
+  argv: string[],
+): Promise<number> {
+  const [cmd, ...rest] = argv;
+  if (cmd === "--help" || cmd === "-h") {
+    console.log(spec.usage);
+    return 0;
+  }
+  const sub = cmd !== undefined && Object.hasOwn(commands, cmd) ? commands[cmd] : undefined;
+  if (!sub) {
+    const why = cmd === undefined ? "no command given" : `unknown command "${cmd}"`;
+    console.error(`${spec.name}: ${why}\n${spec.usage}`);
+    return 2;
+  }
+  const { run, ...flagSpec } = sub;
+  return await runCommand(
+    { ...flagSpec, name: `${spec.name} ${cmd}`, usage: spec.usage },
+    rest,
+    run,
+  );
 }
 
 /** The string value of a flag that must be given. */
@@ -109,5 +158,16 @@ export function numberFlag(
       : `in [${min}, ${max}]`;
     throw new UsageError(`--${name} must be ${range}, got ${raw}`);
   }
+  return v;
+}
+
+/** A numeric flag that must be given, checked as {@link numberFlag} checks it. */
+export function requiredNumberFlag(
+  flags: Flags,
+  name: string,
+  opts: { min?: number; max?: number; integer?: boolean } = {},
+): number {
+  const v = numberFlag(flags, name, opts);
+  if (v === undefined) throw new UsageError(`--${name} is required`);
   return v;
 }

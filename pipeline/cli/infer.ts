@@ -8,7 +8,6 @@
  * `<out>/overlays/`. A slide gives `<out>/probability.tif` (gray pyramidal TIFF) and an overlay PNG.
  */
 import { initGpu } from "../../engine/mod.ts";
-import { parseArgs } from "node:util";
 import { writeFileAtomic } from "../../engine/io/atomic.ts";
 import { type PipelineConfig, readRunConfig } from "../config.ts";
 import { listSplit, positives } from "../data/patches.ts";
@@ -21,6 +20,7 @@ import { examplePanel } from "../example_panel.ts";
 import { inferSlide } from "../infer/slide.ts";
 import { inferSlides } from "../infer/slides.ts";
 import { resolveShard } from "../shard/shard.ts";
+import { type ParsedFlags, requiredFlag, runCommand, UsageError } from "./args.ts";
 
 const USAGE =
   `usage: deno task infer --run <run dir> [--data <patch dir>] [--slide <tif>] --out <dir> [--quiet]
@@ -30,115 +30,98 @@ const USAGE =
   size), recorded in <out>/shards/infer/; a run without --shard then checks the shards and writes
   slides.json.`;
 
-export async function main(argv: string[]): Promise<number> {
-  let v;
-  try {
-    ({ values: v } = parseArgs({
-      args: argv,
-      options: {
-        run: { type: "string" },
-        data: { type: "string" },
-        slide: { type: "string" },
-        slides: { type: "string" },
-        shard: { type: "string" },
-        out: { type: "string" },
-        quiet: { type: "boolean" },
-        help: { type: "boolean", short: "h" },
-      },
-    }));
-  } catch (e) {
-    console.error(`infer: ${(e as Error).message}\n${USAGE}`);
-    return 2;
-  }
-  if (v.help) {
-    console.log(USAGE);
-    return 0;
-  }
-  if (!v.run || !v.out) {
-    console.error(USAGE);
-    return 2;
-  }
+const OPTIONS = {
+  run: { type: "string" },
+  data: { type: "string" },
+  slide: { type: "string" },
+  slides: { type: "string" },
+  shard: { type: "string" },
+  out: { type: "string" },
+  quiet: { type: "boolean" },
+} as const;
+
+export function main(argv: string[]): Promise<number> {
+  return runCommand({ name: "infer", usage: USAGE, options: OPTIONS }, argv, async (flags) => {
+    const v = { ...flags, run: requiredFlag(flags, "run"), out: requiredFlag(flags, "out") };
+    return await infer(v);
+  });
+}
+
+async function infer(
+  v: ParsedFlags<typeof OPTIONS> & { run: string; out: string },
+): Promise<number> {
   const quiet = !!v.quiet;
-  if (v.shard !== undefined && !v.slides) {
-    console.error(`infer: --shard goes with --slides\n${USAGE}`);
-    return 2;
-  }
+  if (v.shard !== undefined && !v.slides) throw new UsageError("--shard goes with --slides");
   if (v.slides && (v.slide || v.data)) {
-    console.error(`infer: --slides is used alone (not with --slide or --data)\n${USAGE}`);
-    return 2;
+    throw new UsageError("--slides is used alone (not with --slide or --data)");
   }
+  const cfg: PipelineConfig = await readRunConfig(v.run);
+  const tag = finalTag(cfg.iterations);
+  const samPath = `${v.run}/${samBest(tag)}`;
   try {
-    const cfg: PipelineConfig = await readRunConfig(v.run);
-    const tag = finalTag(cfg.iterations);
-    const samPath = `${v.run}/${samBest(tag)}`;
-    try {
-      await Deno.stat(samPath);
-    } catch {
-      throw new Error(`${v.run}: no final model (${samBest(tag)}); finish deno task train first`);
-    }
-    await initGpu();
-    const cls = await loadClassifier(cfg, `${v.run}/${CLASSIFIER_BEST}`);
-    const sam = await loadStageSam(cfg, samPath);
-    await Deno.mkdir(v.out, { recursive: true });
-    const S = cfg.patchSize;
-    if (v.slide) {
-      const r = await inferSlide(v.slide, cls, sam, cfg, v.out, {
-        tile: cfg.data.synthetic.patch,
-        quiet,
-      });
-      console.log(
-        `slide ${v.slide}: ${r.tumourTiles}/${r.tiles} tissue tiles tumour; ${r.tiff} (${r.width}x${r.height}, downsample ${r.downsample}), ${r.overlay}`,
-      );
-    }
-    if (v.slides) {
-      const r = await inferSlides({
-        dir: v.slides,
-        out: v.out,
-        shard: resolveShard(v.shard),
-        infer: (path, outDir) =>
-          Deno.mkdir(outDir, { recursive: true }).then(() =>
-            inferSlide(path, cls, sam, cfg, outDir, { tile: cfg.data.synthetic.patch, quiet })
-          ),
-        log: (m) => console.error(m),
-      });
-      console.log(`${r.slides} slides${r.index ? `; ${r.index}` : " (this shard)"}`);
-    } else if (v.data || !v.slide) {
-      const dir = v.data ?? `${cfg.data.dir ?? `${v.run}/data`}/test`;
-      const items = positives(await listSplit(dir));
-      if (!items.length) throw new Error(`${dir}: no tumour patches (*_1.png) to evaluate`);
-      const patches = await loadPatches(items, S);
-      const cams = [];
-      for (const p of patches) cams.push(await camOf(cls, cfg, p.rgb, S));
-      const r = await segmentAndScore(sam, cfg, patches, cams, "infer", quiet);
-      await Deno.mkdir(`${v.out}/masks`, { recursive: true });
-      await Deno.mkdir(`${v.out}/overlays`, { recursive: true });
-      for (let i = 0; i < patches.length; i++) {
-        await writeMask(`${v.out}/masks/${items[i].id}_1.png`, r.preds[i], S);
-        await writeFileAtomic(
-          `${v.out}/overlays/${items[i].id}.png`,
-          examplePanel(patches[i], cams[i], r.preds[i], undefined),
-        );
-      }
-      const metrics = { ...r.final, cam: r.cam, data: dir, model: samPath };
-      await writeFileAtomic(`${v.out}/metrics.json`, JSON.stringify(metrics, null, 2) + "\n");
-      console.log(
-        `${r.final.n} tumour patches: Dice ${r.final.dice.toFixed(4)}, IoU ${
-          r.final.iou.toFixed(4)
-        } ` +
-          `(pooled ${r.final.pooledDice.toFixed(4)} / ${
-            r.final.pooledIoU.toFixed(4)
-          }); CAM masks Dice ${r.cam.dice.toFixed(4)}, IoU ${
-            r.cam.iou.toFixed(4)
-          } → ${v.out}/metrics.json`,
-      );
-    }
-    sam.dispose();
-    cls.dispose();
-    return 0;
-  } catch (e) {
-    console.error(`infer: ${(e as Error).message}`);
-    return 1;
+    await Deno.stat(samPath);
+  } catch {
+    throw new Error(`${v.run}: no final model (${samBest(tag)}); finish deno task train first`);
   }
+  await initGpu();
+  const cls = await loadClassifier(cfg, `${v.run}/${CLASSIFIER_BEST}`);
+  const sam = await loadStageSam(cfg, samPath);
+  await Deno.mkdir(v.out, { recursive: true });
+  const S = cfg.patchSize;
+  if (v.slide) {
+    const r = await inferSlide(v.slide, cls, sam, cfg, v.out, {
+      tile: cfg.data.synthetic.patch,
+      quiet,
+    });
+    console.log(
+      `slide ${v.slide}: ${r.tumourTiles}/${r.tiles} tissue tiles tumour; ${r.tiff} (${r.width}x${r.height}, downsample ${r.downsample}), ${r.overlay}`,
+    );
+  }
+  if (v.slides) {
+    const r = await inferSlides({
+      dir: v.slides,
+      out: v.out,
+      shard: resolveShard(v.shard),
+      infer: (path, outDir) =>
+        Deno.mkdir(outDir, { recursive: true }).then(() =>
+          inferSlide(path, cls, sam, cfg, outDir, { tile: cfg.data.synthetic.patch, quiet })
+        ),
+      log: (m) => console.error(m),
+    });
+    console.log(`${r.slides} slides${r.index ? `; ${r.index}` : " (this shard)"}`);
+  } else if (v.data || !v.slide) {
+    const dir = v.data ?? `${cfg.data.dir ?? `${v.run}/data`}/test`;
+    const items = positives(await listSplit(dir));
+    if (!items.length) throw new Error(`${dir}: no tumour patches (*_1.png) to evaluate`);
+    const patches = await loadPatches(items, S);
+    const cams = [];
+    for (const p of patches) cams.push(await camOf(cls, cfg, p.rgb, S));
+    const r = await segmentAndScore(sam, cfg, patches, cams, "infer", quiet);
+    await Deno.mkdir(`${v.out}/masks`, { recursive: true });
+    await Deno.mkdir(`${v.out}/overlays`, { recursive: true });
+    for (let i = 0; i < patches.length; i++) {
+      await writeMask(`${v.out}/masks/${items[i].id}_1.png`, r.preds[i], S);
+      await writeFileAtomic(
+        `${v.out}/overlays/${items[i].id}.png`,
+        examplePanel(patches[i], cams[i], r.preds[i], undefined),
+      );
+    }
+    const metrics = { ...r.final, cam: r.cam, data: dir, model: samPath };
+    await writeFileAtomic(`${v.out}/metrics.json`, JSON.stringify(metrics, null, 2) + "\n");
+    console.log(
+      `${r.final.n} tumour patches: Dice ${r.final.dice.toFixed(4)}, IoU ${
+        r.final.iou.toFixed(4)
+      } ` +
+        `(pooled ${r.final.pooledDice.toFixed(4)} / ${
+          r.final.pooledIoU.toFixed(4)
+        }); CAM masks Dice ${r.cam.dice.toFixed(4)}, IoU ${
+          r.cam.iou.toFixed(4)
+        } → ${v.out}/metrics.json`,
+    );
+  }
+  sam.dispose();
+  cls.dispose();
+  return 0;
 }
 
 if (import.meta.main) Deno.exit(await main(Deno.args));

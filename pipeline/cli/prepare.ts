@@ -9,11 +9,18 @@
  *     or empty)
  *     [--shard K/N --phase candidates|patches]  (one shard's slides; see SCALE.md)
  */
-import { parseArgs } from "node:util";
 import { prepareDataset } from "../wsi/extract.ts";
 import { parseSplit } from "../wsi/splits.ts";
 import { generateSyntheticSlide } from "../wsi/synthetic.ts";
 import { resolveShard } from "../shard/shard.ts";
+import {
+  type Flags,
+  numberFlag,
+  type ParsedFlags,
+  requiredFlag,
+  runCommand,
+  UsageError,
+} from "./args.ts";
 
 const USAGE = `usage: deno task prepare --dataset camelyon16|camelyon17|synthetic --out <dir>
     [--slides <dir>] [--annotations <dir>] [--patch 512] [--seed 42] [--level L]
@@ -24,13 +31,6 @@ const USAGE = `usage: deno task prepare --dataset camelyon16|camelyon17|syntheti
   slides only (balanced by file size): first every shard's --phase candidates, then every shard's
   --phase patches; then one run without --shard checks the shards' manifests and writes
   manifest.json.`;
-
-function int(v: string | undefined, name: string, def?: number): number | undefined {
-  if (v === undefined) return def;
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 0) throw new Error(`--${name} must be a non-negative integer`);
-  return n;
-}
 
 async function isEmptyDir(dir: string): Promise<boolean> {
   try {
@@ -58,116 +58,105 @@ async function makeSynthetic(dir: string, count: number, size: number, seed: num
   }
 }
 
-export async function main(argv: string[]): Promise<number> {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      options: {
-        dataset: { type: "string" },
-        slides: { type: "string" },
-        annotations: { type: "string" },
-        out: { type: "string" },
-        patch: { type: "string" },
-        seed: { type: "string" },
-        level: { type: "string" },
-        "grid-side": { type: "string" },
-        "stats-size": { type: "string" },
-        split: { type: "string" },
-        count: { type: "string" },
-        size: { type: "string" },
-        shard: { type: "string" },
-        phase: { type: "string" },
-        quiet: { type: "boolean" },
-        help: { type: "boolean", short: "h" },
-      },
-    }));
-  } catch (e) {
-    console.error(`prepare: ${(e as Error).message}\n${USAGE}`);
-    return 2;
+const OPTIONS = {
+  dataset: { type: "string" },
+  slides: { type: "string" },
+  annotations: { type: "string" },
+  out: { type: "string" },
+  patch: { type: "string" },
+  seed: { type: "string" },
+  level: { type: "string" },
+  "grid-side": { type: "string" },
+  "stats-size": { type: "string" },
+  split: { type: "string" },
+  count: { type: "string" },
+  size: { type: "string" },
+  shard: { type: "string" },
+  phase: { type: "string" },
+  quiet: { type: "boolean" },
+} as const;
+
+const DATASETS = ["camelyon16", "camelyon17", "synthetic"];
+
+/** A non-negative integer flag (absent: `def`). */
+const int = (flags: Flags, name: string, def?: number) =>
+  numberFlag(flags, name, { def, min: 0, integer: true });
+
+export function main(argv: string[]): Promise<number> {
+  return runCommand({ name: "prepare", usage: USAGE, options: OPTIONS }, argv, (v) => prepare(v));
+}
+
+async function prepare(values: ParsedFlags<typeof OPTIONS>): Promise<number> {
+  const dataset = requiredFlag(values, "dataset");
+  if (!DATASETS.includes(dataset)) {
+    throw new UsageError(`--dataset must be one of ${DATASETS.join(", ")}, got "${dataset}"`);
   }
-  if (values.help) {
-    console.log(USAGE);
+  const out = requiredFlag(values, "out");
+  const seed = int(values, "seed", 42)!;
+  const shard = resolveShard(values.shard);
+  if (values.phase !== undefined && !["candidates", "patches"].includes(values.phase)) {
+    throw new UsageError("--phase must be candidates or patches");
+  }
+  if (shard && !values.phase) {
+    throw new UsageError(
+      `shard ${shard.index}/${shard.count} (${
+        values.shard ? "--shard" : "Slurm array task"
+      }) needs --phase candidates|patches`,
+    );
+  }
+  if (!shard && values.phase) {
+    throw new UsageError("--phase goes with --shard K/N");
+  }
+  let slides = values.slides, annotations = values.annotations;
+  if (dataset === "synthetic") {
+    slides ??= `${out}/slides`;
+    annotations ??= slides;
+    if (shard && await isEmptyDir(slides)) {
+      throw new Error(
+        `${slides}: no slides; generate them before a sharded run (prepare without --shard)`,
+      );
+    }
+    if (await isEmptyDir(slides)) {
+      await makeSynthetic(
+        slides,
+        int(values, "count", 4)!,
+        int(values, "size", 4096)!,
+        seed,
+      );
+    }
+  }
+  if (!slides || !annotations) throw new UsageError("--slides and --annotations are required");
+  const split = values.split
+    ? parseSplit(await Deno.readTextFile(values.split), values.split)
+    : undefined;
+  const r = await prepareDataset({
+    dataset,
+    slides,
+    annotations,
+    out,
+    patch: int(values, "patch"),
+    seed,
+    level: int(values, "level"),
+    gridSide: int(values, "grid-side"),
+    statsSize: int(values, "stats-size"),
+    split,
+    progress: !values.quiet,
+    shard: shard ? { shard, phase: values.phase as "candidates" | "patches" } : undefined,
+  });
+  if (shard) {
+    console.log(
+      `shard ${shard.index}/${shard.count} (${values.phase}): ${r.written} files written; ${r.manifestPath}`,
+    );
     return 0;
   }
-  const dataset = values.dataset;
-  if (!dataset || !["camelyon16", "camelyon17", "synthetic"].includes(dataset) || !values.out) {
-    console.error(USAGE);
-    return 2;
+  for (const rep of r.manifest.reports) {
+    console.log(
+      `${rep.split}: ${rep.positives} tumour + ${rep.negatives} normal patches ` +
+        `from ${rep.candidates} candidates`,
+    );
   }
-  try {
-    const seed = int(values.seed, "seed", 42)!;
-    const shard = resolveShard(values.shard);
-    if (values.phase !== undefined && !["candidates", "patches"].includes(values.phase)) {
-      console.error(`prepare: --phase must be candidates or patches\n${USAGE}`);
-      return 2;
-    }
-    if (shard && !values.phase) {
-      console.error(
-        `prepare: shard ${shard.index}/${shard.count} (${
-          values.shard ? "--shard" : "Slurm array task"
-        }) needs --phase candidates|patches\n${USAGE}`,
-      );
-      return 2;
-    }
-    if (!shard && values.phase) {
-      console.error(`prepare: --phase goes with --shard K/N\n${USAGE}`);
-      return 2;
-    }
-    let slides = values.slides, annotations = values.annotations;
-    if (dataset === "synthetic") {
-      slides ??= `${values.out}/slides`;
-      annotations ??= slides;
-      if (shard && await isEmptyDir(slides)) {
-        throw new Error(
-          `${slides}: no slides; generate them before a sharded run (prepare without --shard)`,
-        );
-      }
-      if (await isEmptyDir(slides)) {
-        await makeSynthetic(
-          slides,
-          int(values.count, "count", 4)!,
-          int(values.size, "size", 4096)!,
-          seed,
-        );
-      }
-    }
-    if (!slides || !annotations) throw new Error("--slides and --annotations are required");
-    const split = values.split
-      ? parseSplit(await Deno.readTextFile(values.split), values.split)
-      : undefined;
-    const r = await prepareDataset({
-      dataset,
-      slides,
-      annotations,
-      out: values.out,
-      patch: int(values.patch, "patch"),
-      seed,
-      level: int(values.level, "level"),
-      gridSide: int(values["grid-side"], "grid-side"),
-      statsSize: int(values["stats-size"], "stats-size"),
-      split,
-      progress: !values.quiet,
-      shard: shard ? { shard, phase: values.phase as "candidates" | "patches" } : undefined,
-    });
-    if (shard) {
-      console.log(
-        `shard ${shard.index}/${shard.count} (${values.phase}): ${r.written} files written; ${r.manifestPath}`,
-      );
-      return 0;
-    }
-    for (const rep of r.manifest.reports) {
-      console.log(
-        `${rep.split}: ${rep.positives} tumour + ${rep.negatives} normal patches ` +
-          `from ${rep.candidates} candidates`,
-      );
-    }
-    console.log(`${r.written} files written, ${r.skipped} patches already done; ${r.manifestPath}`);
-    return 0;
-  } catch (e) {
-    console.error(`prepare: ${(e as Error).message}`);
-    return 1;
-  }
+  console.log(`${r.written} files written, ${r.skipped} patches already done; ${r.manifestPath}`);
+  return 0;
 }
 
 if (import.meta.main) Deno.exit(await main(Deno.args));

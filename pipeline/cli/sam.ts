@@ -8,7 +8,6 @@
  * Writes `mask_<k>.png` (0/255), `overlay.png` and `logits.safetensors` (image_embeddings,
  * low_res_logits, masks_logits, iou_predictions) into <dir>, each atomically.
  */
-import { parseArgs } from "node:util";
 import { initGpu } from "../../engine/mod.ts";
 import {
   type HostTensor,
@@ -25,7 +24,7 @@ import {
   toRgb,
   writePng,
 } from "../../engine/io/png.ts";
-import { numberFlag } from "./args.ts";
+import { numberFlag, type ParsedFlags, runCommand, UsageError } from "./args.ts";
 import { loadSamConfig, type SamConfig } from "../../model/sam/configs.ts";
 import { loadSam } from "../../model/sam/checkpoint.ts";
 import { SamPredictor } from "../../model/sam/predictor.ts";
@@ -39,9 +38,6 @@ const USAGE = `usage: deno task sam --checkpoint <.pth|.safetensors> --image <pn
     [--max-image-pixels N]             largest --image accepted (default ${DEFAULT_MAX_IMAGE_PIXELS};
                                        env ${MAX_IMAGE_PIXELS_ENV})`;
 
-/** A user error: reported with the usage, exit status 2. */
-class UsageError extends Error {}
-
 function numbers(s: string, flag: string, form: string): number[] {
   const parts = s.split(",").map((v) => v.trim());
   const out = parts.map(Number);
@@ -52,7 +48,7 @@ function numbers(s: string, flag: string, form: string): number[] {
 }
 
 /** Parses `--points "x,y,label;x,y,label"`. */
-export function parsePoints(s: string): { coords: number[]; labels: number[] } {
+function parsePoints(s: string): { coords: number[]; labels: number[] } {
   const form = `"x,y,label;x,y,label" with numbers x, y and label 0 or 1`;
   const coords: number[] = [], labels: number[] = [];
   for (const p of s.split(";").map((v) => v.trim()).filter((v) => v !== "")) {
@@ -68,7 +64,7 @@ export function parsePoints(s: string): { coords: number[]; labels: number[] } {
 }
 
 /** Parses `--box x0,y0,x1,y1`. */
-export function parseBox(s: string): number[] {
+function parseBox(s: string): number[] {
   const form = "x0,y0,x1,y1 (four numbers, x1 >= x0, y1 >= y0)";
   const v = numbers(s, "box", form);
   if (v.length !== 4 || v[2] < v[0] || v[3] < v[1]) {
@@ -194,135 +190,112 @@ function host(data: Float32Array | Int32Array | Uint32Array, shape: readonly num
   };
 }
 
-export async function main(argv: string[]): Promise<number> {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      options: {
-        checkpoint: { type: "string" },
-        config: { type: "string" },
-        image: { type: "string" },
-        points: { type: "string" },
-        box: { type: "string" },
-        "mask-input": { type: "string" },
-        multimask: { type: "boolean" },
-        out: { type: "string" },
-        "max-image-pixels": { type: "string" },
-        help: { type: "boolean", short: "h" },
-      },
-    }));
-  } catch (e) {
-    console.error(`sam: ${(e as Error).message}\n${USAGE}`);
-    return 2;
-  }
-  if (values.help) {
-    console.log(USAGE);
-    return 0;
-  }
-  try {
-    for (const f of ["checkpoint", "image", "out"] as const) {
-      if (!values[f]) throw new UsageError(`--${f} is required`);
-    }
-    const points = values.points !== undefined ? parsePoints(values.points) : null;
-    const box = values.box !== undefined ? parseBox(values.box) : null;
-    if (!points && !box && values["mask-input"] === undefined) {
-      throw new UsageError("give at least one prompt: --points, --box or --mask-input");
-    }
-    const config = await loadSamConfig(values.config ?? "vit_b").catch((e) => {
-      throw new UsageError((e as Error).message);
-    });
-    const maskInput = values["mask-input"] !== undefined
-      ? await readMaskInput(values["mask-input"], config)
-      : undefined;
-    let maxPixels: number;
-    try {
-      maxPixels = numberFlag(values, "max-image-pixels", {
-        def: maxImagePixels(),
-        min: 1,
-        integer: true,
-      })!;
-    } catch (e) {
-      throw new UsageError((e as Error).message);
-    }
-    let img: Image8;
-    try {
-      img = toRgb(await readPng(values.image!, { maxPixels }));
-    } catch (e) {
-      if (e instanceof Deno.errors.NotFound) {
-        throw new UsageError(`--image ${values.image}: file not found`);
-      }
-      throw new UsageError(`--image ${(e as Error).message}`);
-    }
-    checkPromptRange(points, box, img.width, img.height);
-    try {
-      await Deno.stat(values.checkpoint!);
-    } catch {
-      throw new UsageError(`--checkpoint ${values.checkpoint}: file not found`);
-    }
-    const out = values.out!;
-    await Deno.mkdir(out, { recursive: true });
+const OPTIONS = {
+  checkpoint: { type: "string" },
+  config: { type: "string" },
+  image: { type: "string" },
+  points: { type: "string" },
+  box: { type: "string" },
+  "mask-input": { type: "string" },
+  multimask: { type: "boolean" },
+  out: { type: "string" },
+  "max-image-pixels": { type: "string" },
+} as const;
 
-    await initGpu();
-    const sam = await loadSam(values.checkpoint!, config);
-    const predictor = new SamPredictor(sam);
-    predictor.setImage(img.data, img.height, img.width);
-    const r = predictor.predict({
-      pointCoords: points?.coords,
-      pointLabels: points?.labels,
-      box: box ?? undefined,
-      maskInput,
-      multimask: !!values.multimask,
-    });
-    const emb = predictor.imageEmbeddings;
-    const [embD, lowD, maskD, iouD] = await Promise.all([
-      emb.data(),
-      r.lowResLogits.data(),
-      r.masksLogits.data(),
-      r.iou.data(),
-    ]);
-    await writeSafetensors(`${out}/logits.safetensors`, {
-      image_embeddings: host(embD, emb.shape),
-      low_res_logits: host(lowD, r.lowResLogits.shape),
-      masks_logits: host(maskD, r.masksLogits.shape),
-      iou_predictions: host(iouD, r.iou.shape),
-    });
-    const k = r.masksLogits.shape[1], n = img.width * img.height;
-    const masks: Uint8Array[] = [];
-    for (let i = 0; i < k; i++) {
-      const m = Uint8Array.from(maskD.subarray(i * n, (i + 1) * n), (v) => (v > 0 ? 255 : 0));
-      masks.push(m);
-      await writePng(`${out}/mask_${i}.png`, {
-        data: m,
-        width: img.width,
-        height: img.height,
-        channels: 1,
-      });
-    }
-    await writePng(`${out}/overlay.png`, drawOverlay(img, masks, points, box));
-    for (let i = 0; i < k; i++) {
-      const area = masks[i].reduce((a, v) => a + (v ? 1 : 0), 0);
-      console.log(
-        `mask ${i}: predicted IoU ${iouD[i].toFixed(4)}, ${area} px (${
-          (100 * area / n).toFixed(1)
-        }%)`,
-      );
-    }
-    console.log(`wrote ${k} mask PNG(s), overlay.png and logits.safetensors to ${out}`);
-    r.lowResLogits.dispose();
-    r.masksLogits.dispose();
-    r.iou.dispose();
-    predictor.dispose();
-    sam.dispose();
-    return 0;
-  } catch (e) {
-    if (e instanceof UsageError) {
-      console.error(`sam: ${e.message}\n${USAGE}`);
-      return 2;
-    }
-    console.error(`sam: ${(e as Error).message}`);
-    return 1;
+export function main(argv: string[]): Promise<number> {
+  return runCommand({ name: "sam", usage: USAGE, options: OPTIONS }, argv, (v) => promptSam(v));
+}
+
+async function promptSam(values: ParsedFlags<typeof OPTIONS>): Promise<number> {
+  for (const f of ["checkpoint", "image", "out"] as const) {
+    if (!values[f]) throw new UsageError(`--${f} is required`);
   }
+  const points = values.points !== undefined ? parsePoints(values.points) : null;
+  const box = values.box !== undefined ? parseBox(values.box) : null;
+  if (!points && !box && values["mask-input"] === undefined) {
+    throw new UsageError("give at least one prompt: --points, --box or --mask-input");
+  }
+  const config = await loadSamConfig(values.config ?? "vit_b").catch((e) => {
+    throw new UsageError((e as Error).message);
+  });
+  const maskInput = values["mask-input"] !== undefined
+    ? await readMaskInput(values["mask-input"], config)
+    : undefined;
+  const maxPixels = numberFlag(values, "max-image-pixels", {
+    def: maxImagePixels(),
+    min: 1,
+    integer: true,
+  })!;
+  let img: Image8;
+  try {
+    img = toRgb(await readPng(values.image!, { maxPixels }));
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) {
+      throw new UsageError(`--image ${values.image}: file not found`);
+    }
+    throw new UsageError(`--image ${(e as Error).message}`);
+  }
+  checkPromptRange(points, box, img.width, img.height);
+  try {
+    await Deno.stat(values.checkpoint!);
+  } catch {
+    throw new UsageError(`--checkpoint ${values.checkpoint}: file not found`);
+  }
+  const out = values.out!;
+  await Deno.mkdir(out, { recursive: true });
+
+  await initGpu();
+  const sam = await loadSam(values.checkpoint!, config);
+  const predictor = new SamPredictor(sam);
+  predictor.setImage(img.data, img.height, img.width);
+  const r = predictor.predict({
+    pointCoords: points?.coords,
+    pointLabels: points?.labels,
+    box: box ?? undefined,
+    maskInput,
+    multimask: !!values.multimask,
+  });
+  const emb = predictor.imageEmbeddings;
+  const [embD, lowD, maskD, iouD] = await Promise.all([
+    emb.data(),
+    r.lowResLogits.data(),
+    r.masksLogits.data(),
+    r.iou.data(),
+  ]);
+  await writeSafetensors(`${out}/logits.safetensors`, {
+    image_embeddings: host(embD, emb.shape),
+    low_res_logits: host(lowD, r.lowResLogits.shape),
+    masks_logits: host(maskD, r.masksLogits.shape),
+    iou_predictions: host(iouD, r.iou.shape),
+  });
+  const k = r.masksLogits.shape[1], n = img.width * img.height;
+  const masks: Uint8Array[] = [];
+  for (let i = 0; i < k; i++) {
+    const m = Uint8Array.from(maskD.subarray(i * n, (i + 1) * n), (v) => (v > 0 ? 255 : 0));
+    masks.push(m);
+    await writePng(`${out}/mask_${i}.png`, {
+      data: m,
+      width: img.width,
+      height: img.height,
+      channels: 1,
+    });
+  }
+  await writePng(`${out}/overlay.png`, drawOverlay(img, masks, points, box));
+  for (let i = 0; i < k; i++) {
+    const area = masks[i].reduce((a, v) => a + (v ? 1 : 0), 0);
+    console.log(
+      `mask ${i}: predicted IoU ${iouD[i].toFixed(4)}, ${area} px (${
+        (100 * area / n).toFixed(1)
+      }%)`,
+    );
+  }
+  console.log(`wrote ${k} mask PNG(s), overlay.png and logits.safetensors to ${out}`);
+  r.lowResLogits.dispose();
+  r.masksLogits.dispose();
+  r.iou.dispose();
+  predictor.dispose();
+  sam.dispose();
+  return 0;
 }
 
 if (import.meta.main) Deno.exit(await main(Deno.args));

@@ -8,7 +8,6 @@
  * current epoch. See README.md ("Pipeline") for the stages and the run folder's layout.
  */
 import { fmtBytes, initGpu, memoryStats, pool, trimPool } from "../../engine/mod.ts";
-import { parseArgs } from "node:util";
 import { type ConfigFlags, type PipelineConfig, resolveConfig } from "../config.ts";
 import { RunDir } from "../run_dir.ts";
 import { formatDuration } from "../progress.ts";
@@ -25,7 +24,7 @@ import { runEvaluate, type Summary } from "../stages/evaluate.ts";
 import { writeFileAtomic } from "../../engine/io/atomic.ts";
 import { passNames, runShardPass } from "../stages/passes.ts";
 import { resolveShard, WHOLE } from "../shard/shard.ts";
-import { UsageError } from "./args.ts";
+import { type ParsedFlags, runCommand, UsageError } from "./args.ts";
 
 const USAGE =
   `usage: deno task train [--profile tiny|default|paper] [--out <run dir>] [--data <prepared dataset>]
@@ -73,51 +72,42 @@ function table(s: Summary): string {
   }\ntime per stage: ${secs}\npeak GPU memory per stage: ${peaks}\nSAM weights: ${s.samWeights}`;
 }
 
-export async function main(argv: string[]): Promise<number> {
-  let v;
-  try {
-    ({ values: v } = parseArgs({
-      args: argv,
-      options: {
-        profile: { type: "string" },
-        out: { type: "string" },
-        config: { type: "string" },
-        data: { type: "string" },
-        "sam-checkpoint": { type: "string" },
-        "sam-model": { type: "string" },
-        "train-encoder": { type: "boolean" },
-        "no-train-encoder": { type: "boolean" },
-        "no-adl": { type: "boolean" },
-        "no-fft": { type: "boolean" },
-        "no-rotation": { type: "boolean" },
-        "ids-threshold": { type: "string" },
-        iterations: { type: "string" },
-        seed: { type: "string" },
-        epochs: { type: "string" },
-        "sam-epochs": { type: "string" },
-        "batch-size": { type: "string" },
-        "sam-batch-size": { type: "string" },
-        "patch-size": { type: "string" },
-        points: { type: "string" },
-        dataset: { type: "string" },
-        set: { type: "string", multiple: true },
-        "stop-after": { type: "string" },
-        pass: { type: "string" },
-        shard: { type: "string" },
-        plan: { type: "boolean" },
-        force: { type: "boolean" },
-        quiet: { type: "boolean" },
-        help: { type: "boolean", short: "h" },
-      },
-    }));
-  } catch (e) {
-    console.error(`train: ${(e as Error).message}\n${USAGE}`);
-    return 2;
-  }
-  if (v.help) {
-    console.log(USAGE);
-    return 0;
-  }
+const OPTIONS = {
+  profile: { type: "string" },
+  out: { type: "string" },
+  config: { type: "string" },
+  data: { type: "string" },
+  "sam-checkpoint": { type: "string" },
+  "sam-model": { type: "string" },
+  "train-encoder": { type: "boolean" },
+  "no-train-encoder": { type: "boolean" },
+  "no-adl": { type: "boolean" },
+  "no-fft": { type: "boolean" },
+  "no-rotation": { type: "boolean" },
+  "ids-threshold": { type: "string" },
+  iterations: { type: "string" },
+  seed: { type: "string" },
+  epochs: { type: "string" },
+  "sam-epochs": { type: "string" },
+  "batch-size": { type: "string" },
+  "sam-batch-size": { type: "string" },
+  "patch-size": { type: "string" },
+  points: { type: "string" },
+  dataset: { type: "string" },
+  set: { type: "string", multiple: true },
+  "stop-after": { type: "string" },
+  pass: { type: "string" },
+  shard: { type: "string" },
+  plan: { type: "boolean" },
+  force: { type: "boolean" },
+  quiet: { type: "boolean" },
+} as const;
+
+export function main(argv: string[]): Promise<number> {
+  return runCommand({ name: "train", usage: USAGE, options: OPTIONS }, argv, (v) => train(v));
+}
+
+async function train(v: ParsedFlags<typeof OPTIONS>): Promise<number> {
   const quiet = !!v.quiet;
   const log = (m: string) => console.error(m);
   let run: RunDir | null = null;
@@ -194,11 +184,11 @@ export async function main(argv: string[]): Promise<number> {
       return 0;
     }
     run = RunDir.open(out, cfgRecord, { force: v.force });
-    const g = await initGpu();
+    const gpu = await initGpu();
     log(
       `train: profile ${cfg.profile}, run folder ${out}${
         run.resumed ? " (resuming)" : ""
-      }; adapter ${g.adapterName ?? ""}`,
+      }; adapter ${gpu.adapterName ?? ""}`,
     );
     if (!cfg.sam.checkpoint) {
       log(
@@ -317,16 +307,9 @@ export async function main(argv: string[]): Promise<number> {
     }
     console.log(table(summary));
     console.log(
-      `\nrun folder ${out}: summary.json, metrics.jsonl, plots/loss_curves.png, examples/`,
+      `\nrun folder ${out}: summary.json, metrics.jsonl, plots/loss_curves.svg, examples/`,
     );
     return 0;
-  } catch (e) {
-    if (e instanceof UsageError) {
-      console.error(`train: ${e.message}\n${USAGE}`);
-      return 2;
-    }
-    console.error(`train: ${(e as Error).message}`);
-    return 1;
   } finally {
     run?.close();
   }

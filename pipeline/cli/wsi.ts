@@ -6,18 +6,25 @@
  *   thumbnail <slide> --out thumb.png [--overlay annotations.xml] [--max 1024]
  *   synth --seed S --out <dir> [--count N] [--size 4096] [--tumours 2]
  */
-import { parseArgs } from "node:util";
 import { openSlide, type Slide } from "../wsi/slide.ts";
 import { generateSyntheticSlide } from "../wsi/synthetic.ts";
 import { rasterize, readAsapXml } from "../wsi/annotations.ts";
 import { writePng } from "../../engine/io/png.ts";
-import { numberFlag, UsageError } from "./args.ts";
+import {
+  numberFlag,
+  type ParsedFlags,
+  runSubcommand,
+  type Subcommand,
+  subcommand,
+  UsageError,
+} from "./args.ts";
 
 const USAGE = `usage: deno task wsi <command> ...
   info <slide> [--json]
   region <slide> --level L --x X --y Y --w W --h H --out <png>
   thumbnail <slide> --out <png> [--overlay <xml>] [--max 1024]
-  synth --seed S --out <dir> [--count N] [--size 4096] [--tumours 2]`;
+  synth --seed S --out <dir> [--count N] [--size 4096] [--tumours 2]
+  mask <slide> <xml> --level L --out <png> [--max-vertices N]`;
 
 /**
  * An integer flag in [min, max] (a UsageError naming the flag otherwise); `def` when absent,
@@ -39,7 +46,7 @@ function int(
 const MAX_REGION_PIXELS = 2 ** 28;
 
 /** The slide's summary as printed by `info --json`. */
-export function slideInfo(s: Slide) {
+function slideInfo(s: Slide) {
   return {
     levels: s.levels.map(({ width, height, downsample, tileWidth, tileHeight }) => ({
       width,
@@ -53,13 +60,10 @@ export function slideInfo(s: Slide) {
   };
 }
 
-async function info(args: string[]) {
-  const { values, positionals } = parseArgs({
-    args,
-    options: { json: { type: "boolean" } },
-    allowPositionals: true,
-  });
-  if (positionals.length !== 1) throw new UsageError("info: expected one slide path");
+const INFO_OPTIONS = { json: { type: "boolean" } } as const;
+
+async function info(values: ParsedFlags<typeof INFO_OPTIONS>, positionals: string[]) {
+  if (positionals.length !== 1) throw new UsageError("expected one slide path");
   const s = await openSlide(positionals[0]);
   try {
     const i = slideInfo(s);
@@ -77,21 +81,18 @@ async function info(args: string[]) {
   }
 }
 
-async function region(args: string[]) {
-  const { values, positionals } = parseArgs({
-    args,
-    options: {
-      level: { type: "string" },
-      x: { type: "string" },
-      y: { type: "string" },
-      w: { type: "string" },
-      h: { type: "string" },
-      out: { type: "string" },
-    },
-    allowPositionals: true,
-  });
+const REGION_OPTIONS = {
+  level: { type: "string" },
+  x: { type: "string" },
+  y: { type: "string" },
+  w: { type: "string" },
+  h: { type: "string" },
+  out: { type: "string" },
+} as const;
+
+async function region(values: ParsedFlags<typeof REGION_OPTIONS>, positionals: string[]) {
   if (positionals.length !== 1 || !values.out) {
-    throw new UsageError("region: expected <slide> and --out");
+    throw new UsageError("expected <slide> and --out");
   }
   // Every argument is checked before the slide is read: a zero or huge size would otherwise
   // surface as the PNG encoder's message or an allocation failure.
@@ -99,7 +100,7 @@ async function region(args: string[]) {
     h = int(values.h, "h", undefined, { min: 1 });
   if (w * h > MAX_REGION_PIXELS) {
     throw new UsageError(
-      `region: --w ${w} --h ${h} is ${w * h} pixels, above the ${MAX_REGION_PIXELS} a region ` +
+      `--w ${w} --h ${h} is ${w * h} pixels, above the ${MAX_REGION_PIXELS} a region ` +
         `may have; cut it into smaller regions`,
     );
   }
@@ -109,7 +110,7 @@ async function region(args: string[]) {
   try {
     if (level >= s.levels.length) {
       throw new UsageError(
-        `region: --level ${level} does not exist: ${s.path} has levels 0..${s.levels.length - 1}`,
+        `--level ${level} does not exist: ${s.path} has levels 0..${s.levels.length - 1}`,
       );
     }
     const rgba = await s.readRegion(level, x, y, w, h);
@@ -144,14 +145,15 @@ function shrinkRgb(src: Uint8Array, sw: number, sh: number, dw: number, dh: numb
   return out;
 }
 
-async function thumbnail(args: string[]) {
-  const { values, positionals } = parseArgs({
-    args,
-    options: { out: { type: "string" }, overlay: { type: "string" }, max: { type: "string" } },
-    allowPositionals: true,
-  });
+const THUMBNAIL_OPTIONS = {
+  out: { type: "string" },
+  overlay: { type: "string" },
+  max: { type: "string" },
+} as const;
+
+async function thumbnail(values: ParsedFlags<typeof THUMBNAIL_OPTIONS>, positionals: string[]) {
   if (positionals.length !== 1 || !values.out) {
-    throw new UsageError("thumbnail: expected <slide> and --out");
+    throw new UsageError("expected <slide> and --out");
   }
   const max = int(values.max, "max", 1024, { min: 1, max: 16384 });
   const s = await openSlide(positionals[0]);
@@ -192,18 +194,16 @@ async function thumbnail(args: string[]) {
   }
 }
 
-async function synth(args: string[]) {
-  const { values } = parseArgs({
-    args,
-    options: {
-      seed: { type: "string" },
-      out: { type: "string" },
-      count: { type: "string" },
-      size: { type: "string" },
-      tumours: { type: "string" },
-    },
-  });
-  if (!values.out) throw new UsageError("synth: --out <dir> is required");
+const SYNTH_OPTIONS = {
+  seed: { type: "string" },
+  out: { type: "string" },
+  count: { type: "string" },
+  size: { type: "string" },
+  tumours: { type: "string" },
+} as const;
+
+async function synth(values: ParsedFlags<typeof SYNTH_OPTIONS>) {
+  if (!values.out) throw new UsageError("--out <dir> is required");
   const seed = int(values.seed, "seed", 0, { min: 0 });
   const count = int(values.count, "count", 1, { min: 1 });
   const size = int(values.size, "size", 4096, { min: 1 });
@@ -229,50 +229,27 @@ async function synth(args: string[]) {
 }
 
 /** Subcommands; others may register more (e.g. `mask`). */
-export const COMMANDS: Record<string, (args: string[]) => Promise<void>> = {
-  info,
-  region,
-  thumbnail,
-  synth,
+export const COMMANDS: Record<string, Subcommand> = {
+  info: subcommand({ options: INFO_OPTIONS, positionals: true, run: info }),
+  region: subcommand({ options: REGION_OPTIONS, positionals: true, run: region }),
+  thumbnail: subcommand({ options: THUMBNAIL_OPTIONS, positionals: true, run: thumbnail }),
+  synth: subcommand({ options: SYNTH_OPTIONS, run: synth }),
 };
 
-export async function main(argv: string[]): Promise<number> {
-  const [cmd, ...rest] = argv;
-  const run = cmd ? COMMANDS[cmd] : undefined;
-  if (!run) {
-    console.error(USAGE);
-    return 2;
-  }
-  try {
-    await run(rest);
-    return 0;
-  } catch (e) {
-    console.error(`wsi ${cmd}: ${(e as Error).message}`);
-    // Command-line mistakes (ours, or an unknown/malformed flag from parseArgs) show the usage.
-    const code = (e as { code?: unknown }).code;
-    if (
-      e instanceof UsageError || (typeof code === "string" && code.startsWith("ERR_PARSE_ARGS"))
-    ) {
-      console.error(USAGE);
-      return 2;
-    }
-    return 1;
-  }
+export function main(argv: string[]): Promise<number> {
+  return runSubcommand({ name: "wsi", usage: USAGE }, COMMANDS, argv);
 }
 
 /** `mask <slide> <xml> --level L --out <png>`: the annotation mask (0/255) at a slide level. */
-async function mask(args: string[]) {
-  const { values, positionals } = parseArgs({
-    args,
-    options: {
-      level: { type: "string" },
-      out: { type: "string" },
-      "max-vertices": { type: "string" },
-    },
-    allowPositionals: true,
-  });
+const MASK_OPTIONS = {
+  level: { type: "string" },
+  out: { type: "string" },
+  "max-vertices": { type: "string" },
+} as const;
+
+async function mask(values: ParsedFlags<typeof MASK_OPTIONS>, positionals: string[]) {
   if (positionals.length !== 2 || !values.out) {
-    throw new UsageError("usage: mask <slide> <xml> --level L --out <png> [--max-vertices N]");
+    throw new UsageError("expected <slide> <xml> and --out");
   }
   const s = await openSlide(positionals[0]);
   try {
@@ -290,6 +267,6 @@ async function mask(args: string[]) {
     await s.close();
   }
 }
-COMMANDS.mask = mask;
+COMMANDS.mask = subcommand({ options: MASK_OPTIONS, positionals: true, run: mask });
 
 if (import.meta.main) Deno.exit(await main(Deno.args));

@@ -22,9 +22,6 @@ import {
   PARAM_STRIDE,
 } from "../../kernels/augment.ts";
 
-/** Colour-jitter op ids, in torchvision's `fn_idx` numbering. */
-export const JITTER_OPS = ["brightness", "contrast", "saturation", "hue"] as const;
-
 /** One sample's drawn transform. */
 export interface AugmentParams {
   hflip: boolean;
@@ -35,7 +32,10 @@ export interface AugmentParams {
   contrast: number;
   saturation: number;
   hue: number;
-  /** Order of the four jitter ops (a permutation of 0..3, see {@link JITTER_OPS}). */
+  /**
+   * Order of the four jitter ops: a permutation of 0..3 in torchvision's `fn_idx` numbering
+   * (0 brightness, 1 contrast, 2 saturation, 3 hue).
+   */
   order: [number, number, number, number];
   /** Apply colour jitter at all (false: skip the four ops). */
   jitter: boolean;
@@ -54,7 +54,7 @@ export interface AugmentConfig {
   grayscaleP: number;
 }
 
-export const DEFAULT_AUGMENT: Readonly<AugmentConfig> = {
+const DEFAULT_AUGMENT: Readonly<AugmentConfig> = {
   flipP: 0.5,
   rotation: [0, 360],
   brightness: 0.2,
@@ -131,7 +131,7 @@ export function cosSin(deg: number): [number, number] {
 }
 
 /** Packs parameters as the kernels read them (PARAM_STRIDE f32 per sample). */
-export function packParams(ps: AugmentParams[]): Float32Array {
+function packParams(ps: AugmentParams[]): Float32Array {
   const out = new Float32Array(ps.length * PARAM_STRIDE);
   ps.forEach((p, i) => {
     if (p.order.length !== 4 || [...p.order].sort().join() !== "0,1,2,3") {
@@ -168,7 +168,7 @@ function check4(name: string, t: Tensor, c: number | null, n?: number, h?: numbe
 }
 
 /** Flips + rotation of [N,C,H,W] (any C): one dispatch. */
-export function geometricRaw(x: Tensor, prm: Tensor): Tensor {
+function geometricRaw(x: Tensor, prm: Tensor): Tensor {
   const [n, c, h, w] = x.shape;
   const y = empty(x.shape);
   if (y.size === 0) return y;
@@ -187,7 +187,7 @@ export function geometricRaw(x: Tensor, prm: Tensor): Tensor {
 }
 
 /** ColorJitter (per-sample order) + RandomGrayscale of [N,3,H,W]: two dispatches. */
-export function colourRaw(x: Tensor, prm: Tensor): Tensor {
+function colourRaw(x: Tensor, prm: Tensor): Tensor {
   const [n, , h, w] = x.shape;
   const hw = h * w;
   const y = empty(x.shape);

@@ -2,13 +2,13 @@
  * Stage 5: evaluation on the test positives, the only place pixel ground truth is used. Dice and
  * IoU as the reference computes them (per patch, smooth 1e-3, logits > 0, averaged over tumour
  * patches) plus pooled figures, for the CAM masks and for the final SAM prompted from the CAM
- * (`model_inference.py`). Writes `eval/metrics.json`, `summary.json`, `plots/loss_curves.png` and
+ * (`model_inference.py`). Writes `eval/metrics.json`, `summary.json`, `plots/loss_curves.svg` and
  * `examples/*.png` (image, CAM, pseudo-label, prediction, ground truth side by side), and each
  * test positive's predicted mask in `eval/pred/<id>_1.png`. The test pass can run as shards
  * (`train --pass evaluate --shard K/N`, batches round robin); this stage then merges them.
  */
 import { writeFileAtomic } from "../../engine/io/atomic.ts";
-import { lossCurvePng, type Series } from "../plots.ts";
+import { lossCurveSvg, type Series } from "../loss_curves.ts";
 import { positives } from "../data/patches.ts";
 import { loadPatches, readMask, writeMask } from "../data/host_patches.ts";
 import { type PatchItem } from "../data/patches.ts";
@@ -26,7 +26,7 @@ import { pseudoDir, type PseudoStats } from "../sam/pseudo_labels.ts";
 import { type Scores, scores, segmentAndScore } from "../sam/score.ts";
 
 /** Loss curves of every stage from metrics.jsonl (epochs laid end to end). */
-export async function lossCurves(ctx: StageContext): Promise<Uint8Array> {
+async function lossCurves(ctx: StageContext): Promise<string> {
   const recs = await ctx.run.readMetrics();
   const series = new Map<string, [number, number][]>();
   const offsets = new Map<string, number>();
@@ -48,7 +48,7 @@ export async function lossCurves(ctx: StageContext): Promise<Uint8Array> {
   }
   const list: Series[] = [...series].map(([name, points]) => ({ name, points }));
   if (!list.length) list.push({ name: "none", points: [[0, 0]] });
-  return lossCurvePng(list, {
+  return lossCurveSvg(list, {
     title: "EP-SAM training losses",
     width: 900,
     height: 480,
@@ -191,7 +191,7 @@ export async function runEvaluate(ctx: StageContext): Promise<Summary> {
   }
   sam.dispose();
   await Deno.mkdir(run.path("plots"), { recursive: true });
-  await writeFileAtomic(run.path("plots", "loss_curves.png"), await lossCurves(ctx));
+  await writeFileAtomic(run.path("plots", "loss_curves.svg"), await lossCurves(ctx));
   await Deno.mkdir(run.path("eval"), { recursive: true });
   await writeFileAtomic(
     run.path("eval", "metrics.json"),

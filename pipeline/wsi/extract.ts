@@ -168,7 +168,7 @@ async function defaultOpen(path: string): Promise<ExtractSlide> {
 }
 
 /** RGBA → RGB over white (OpenSlide gives alpha 0 outside the slide). */
-export function rgbaOverWhite(rgba: Uint8Array): Uint8Array {
+function rgbaOverWhite(rgba: Uint8Array): Uint8Array {
   const n = rgba.length >> 2;
   const out = new Uint8Array(n * 3);
   for (let i = 0; i < n; i++) {
@@ -182,7 +182,7 @@ export function rgbaOverWhite(rgba: Uint8Array): Uint8Array {
 }
 
 /** Image and mask file names of a selected patch, relative to the output folder. */
-export function patchFiles(p: Selected): { image: string; mask: string | null } {
+function patchFiles(p: Selected): { image: string; mask: string | null } {
   const name = `${p.id}_${p.label}.png`;
   return { image: `${p.split}/image/${name}`, mask: p.label ? `${p.split}/mask/${name}` : null };
 }

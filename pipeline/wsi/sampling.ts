@@ -78,7 +78,7 @@ export interface PatchRecord {
 }
 
 /** Reference patch id: slide key, then centre row and column zero-padded to 7 digits. */
-export function patchId(slideKey: string, cx: number, cy: number): string {
+function patchId(slideKey: string, cx: number, cy: number): string {
   return `${slideKey}_${String(cy).padStart(7, "0")}${String(cx).padStart(7, "0")}`;
 }
 
@@ -129,7 +129,7 @@ function hash32(s: string): number {
 }
 
 /** `n` items drawn without replacement (partial Fisher–Yates), all of them if fewer. */
-export function sampleWithoutReplacement<T>(items: readonly T[], n: number, seed: number): T[] {
+function sampleWithoutReplacement<T>(items: readonly T[], n: number, seed: number): T[] {
   const a = items.slice();
   const k = Math.min(n, a.length);
   const rnd = mulberry32(seed);

@@ -12,6 +12,7 @@
  */
 import { TileCache } from "./tile_cache.ts";
 import { decodeJpegTile } from "./jpeg_decoder.ts";
+import { TAG, TYPE_SIZES } from "./tiff_tags.ts";
 import { decodeTileData } from "./tile_codecs.ts";
 import { InputError, isInputError } from "../../engine/io/errors.ts";
 
@@ -74,25 +75,6 @@ export function compressionName(code: number): string {
   return COMPRESSION_NAMES[code] ?? `unknown (${code})`;
 }
 
-const TYPE_SIZES: Record<number, number> = {
-  1: 1,
-  2: 1,
-  3: 2,
-  4: 4,
-  5: 8,
-  6: 1,
-  7: 1,
-  8: 2,
-  9: 4,
-  10: 8,
-  11: 4,
-  12: 8,
-  13: 4,
-  16: 8,
-  17: 8,
-  18: 8,
-};
-
 /** Largest directory we accept (real slides have < 100 entries). */
 const MAX_IFD_ENTRIES = 4096;
 /** Largest number of IFDs walked (pyramids have < 20; guards against loops and garbage). */
@@ -104,30 +86,6 @@ const MAX_JPEG_TABLES_BYTES = 65536;
  * about 1.5x) plus 64 KiB. A byte count beyond it is a corrupt or hostile claim.
  */
 const maxTileBytes = (decoded: number) => 2 * decoded + 65536;
-
-const T = {
-  NewSubfileType: 254,
-  ImageWidth: 256,
-  ImageLength: 257,
-  BitsPerSample: 258,
-  Compression: 259,
-  Photometric: 262,
-  StripOffsets: 273,
-  SamplesPerPixel: 277,
-  XResolution: 282,
-  YResolution: 283,
-  PlanarConfiguration: 284,
-  ResolutionUnit: 296,
-  Predictor: 317,
-  TileWidth: 322,
-  TileLength: 323,
-  TileOffsets: 324,
-  TileByteCounts: 325,
-  SubIFDs: 330,
-  SampleFormat: 339,
-  JPEGTables: 347,
-  YCbCrSubSampling: 530,
-} as const;
 
 interface Entry {
   type: number;
@@ -360,9 +318,9 @@ class TiffStructure {
         seen.add(off);
         const ifd = await this.readIfd(off);
         out.push(ifd);
-        const sub = ifd.entries.get(T.SubIFDs);
+        const sub = ifd.entries.get(TAG.SubIFDs);
         if (sub && sub.count <= MAX_IFDS) {
-          for (const s of (await this.values(ifd, T.SubIFDs))!) await walk(s);
+          for (const s of (await this.values(ifd, TAG.SubIFDs))!) await walk(s);
         }
         off = ifd.next;
       }
@@ -392,12 +350,12 @@ async function describe(
   t: TiffStructure,
   ifd: Ifd,
 ): Promise<Omit<LevelData, "downsample" | "index"> | null> {
-  if (!ifd.entries.has(T.TileWidth) || !ifd.entries.has(T.TileOffsets)) return null;
+  if (!ifd.entries.has(TAG.TileWidth) || !ifd.entries.has(TAG.TileOffsets)) return null;
   const path = t.ra.path;
-  const width = await t.value(ifd, T.ImageWidth);
-  const height = await t.value(ifd, T.ImageLength);
-  const tileWidth = await t.value(ifd, T.TileWidth);
-  const tileHeight = await t.value(ifd, T.TileLength);
+  const width = await t.value(ifd, TAG.ImageWidth);
+  const height = await t.value(ifd, TAG.ImageLength);
+  const tileWidth = await t.value(ifd, TAG.TileWidth);
+  const tileHeight = await t.value(ifd, TAG.TileLength);
   for (
     const [k, v] of [["ImageWidth", width], ["ImageLength", height], ["TileWidth", tileWidth], [
       "TileLength",
@@ -413,18 +371,18 @@ async function describe(
       `${path}: corrupt TIFF: tile size ${tileWidth}x${tileHeight} is implausible`,
     );
   }
-  const compression = (await t.value(ifd, T.Compression)) ?? 1;
-  const photometric = (await t.value(ifd, T.Photometric)) ?? 2;
-  const samples = (await t.value(ifd, T.SamplesPerPixel)) ?? 1;
-  const bits = (await t.values(ifd, T.BitsPerSample)) ?? [1];
-  const planar = (await t.value(ifd, T.PlanarConfiguration)) ?? 1;
-  const predictor = (await t.value(ifd, T.Predictor)) ?? 1;
-  const sub = (await t.values(ifd, T.YCbCrSubSampling)) ?? [2, 2];
+  const compression = (await t.value(ifd, TAG.Compression)) ?? 1;
+  const photometric = (await t.value(ifd, TAG.Photometric)) ?? 2;
+  const samples = (await t.value(ifd, TAG.SamplesPerPixel)) ?? 1;
+  const bits = (await t.values(ifd, TAG.BitsPerSample)) ?? [1];
+  const planar = (await t.value(ifd, TAG.PlanarConfiguration)) ?? 1;
+  const predictor = (await t.value(ifd, TAG.Predictor)) ?? 1;
+  const sub = (await t.values(ifd, TAG.YCbCrSubSampling)) ?? [2, 2];
   const across = Math.ceil(width! / tileWidth!);
   const down = Math.ceil(height! / tileHeight!);
   const nTiles = across * down;
-  const oe = ifd.entries.get(T.TileOffsets)!;
-  const ce = ifd.entries.get(T.TileByteCounts);
+  const oe = ifd.entries.get(TAG.TileOffsets)!;
+  const ce = ifd.entries.get(TAG.TileByteCounts);
   if (!ce || oe.count !== nTiles || ce.count !== nTiles) {
     throw new InputError(
       `${path}: corrupt TIFF: IFD at ${ifd.offset} has ${oe.count} tile offsets and ${ce?.count} ` +
@@ -450,8 +408,8 @@ async function describe(
   if (photometric === 6 && compression !== 7 && (sub[0] !== 1 || sub[1] !== 1)) {
     throw new InputError(`${path}: subsampled YCbCr without JPEG compression is not supported`);
   }
-  const offsets = (await t.values(ifd, T.TileOffsets))!;
-  const counts = (await t.values(ifd, T.TileByteCounts))!;
+  const offsets = (await t.values(ifd, TAG.TileOffsets))!;
+  const counts = (await t.values(ifd, TAG.TileByteCounts))!;
   for (let i = 0; i < nTiles; i++) {
     if (counts[i] > 0 && offsets[i] + counts[i] > t.ra.size) {
       throw new InputError(
@@ -460,14 +418,14 @@ async function describe(
       );
     }
   }
-  const tablesEntry = ifd.entries.get(T.JPEGTables);
+  const tablesEntry = ifd.entries.get(TAG.JPEGTables);
   if (compression === 7 && tablesEntry && tablesEntry.count > MAX_JPEG_TABLES_BYTES) {
     throw new InputError(
       `${path}: corrupt TIFF: JPEGTables of IFD at ${ifd.offset} claims ${tablesEntry.count} ` +
         `bytes (real tables are a few KiB; at most ${MAX_JPEG_TABLES_BYTES})`,
     );
   }
-  const jpegTables = compression === 7 ? await t.bytes(ifd, T.JPEGTables) : undefined;
+  const jpegTables = compression === 7 ? await t.bytes(ifd, TAG.JPEGTables) : undefined;
   return {
     width: width!,
     height: height!,
@@ -488,9 +446,9 @@ async function describe(
 
 /** mpp from the resolution tags: px/cm -> 10000/res, px/inch -> 25400/res. */
 async function readMpp(t: TiffStructure, ifd: Ifd): Promise<[number, number] | null> {
-  const xr = await t.value(ifd, T.XResolution);
-  const yr = await t.value(ifd, T.YResolution);
-  const unit = (await t.value(ifd, T.ResolutionUnit)) ?? 2;
+  const xr = await t.value(ifd, TAG.XResolution);
+  const yr = await t.value(ifd, TAG.YResolution);
+  const unit = (await t.value(ifd, TAG.ResolutionUnit)) ?? 2;
   if (!xr || !yr || !Number.isFinite(xr) || !Number.isFinite(yr) || xr <= 0 || yr <= 0) {
     return null;
   }
@@ -524,11 +482,11 @@ export async function openSlide(path: string, opts: { cacheBytes?: number } = {}
     const mpp = await readMpp(t, ifds[0]);
     const levels: LevelData[] = [{ ...base, downsample: 1, index: 0 }];
     for (let i = 1; i < ifds.length; i++) {
-      const sft = (await t.value(ifds[i], T.NewSubfileType)) ?? 0;
+      const sft = (await t.value(ifds[i], TAG.NewSubfileType)) ?? 0;
       if (sft & 4) continue; // transparency mask
-      if (!ifds[i].entries.has(T.TileWidth)) continue; // label / macro / thumbnail strips
-      const w = await t.value(ifds[i], T.ImageWidth);
-      const h = await t.value(ifds[i], T.ImageLength);
+      if (!ifds[i].entries.has(TAG.TileWidth)) continue; // label / macro / thumbnail strips
+      const w = await t.value(ifds[i], TAG.ImageWidth);
+      const h = await t.value(ifds[i], TAG.ImageLength);
       if (!w || !h || w >= base.width || h > base.height) continue;
       const dsx = base.width / w, dsy = base.height / h;
       // Levels are rounded sizes of level 0: allow ~1 pixel of rounding on either axis.

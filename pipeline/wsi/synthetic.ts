@@ -230,22 +230,24 @@ export function renderRegion(
   }
   // Nuclei: one candidate per grid cell per class, splatted only onto pixels of that class.
   for (const c of [1, 2] as const) {
-    const g = NUCLEI[c];
-    const margin = Math.ceil(g.rMax * (1 + g.aspect + g.pleo)) + 1;
-    const cx0 = Math.floor((x0 - margin) / g.cell), cx1 = Math.floor((x0 + w + margin) / g.cell);
-    const cy0 = Math.floor((y0 - margin) / g.cell), cy1 = Math.floor((y0 + h + margin) / g.cell);
+    const nuclei = NUCLEI[c];
+    const margin = Math.ceil(nuclei.rMax * (1 + nuclei.aspect + nuclei.pleo)) + 1;
+    const cx0 = Math.floor((x0 - margin) / nuclei.cell),
+      cx1 = Math.floor((x0 + w + margin) / nuclei.cell);
+    const cy0 = Math.floor((y0 - margin) / nuclei.cell),
+      cy1 = Math.floor((y0 + h + margin) / nuclei.cell);
     const salt = seed * 31 + c * 7919;
     for (let gy = cy0; gy <= cy1; gy++) {
       for (let gx = cx0; gx <= cx1; gx++) {
-        if (hash3(gx, gy, salt) >= g.p) continue;
-        const px = (gx + 0.15 + 0.7 * hash3(gx, gy, salt + 1)) * g.cell;
-        const py = (gy + 0.15 + 0.7 * hash3(gx, gy, salt + 2)) * g.cell;
-        const r = g.rMin + (g.rMax - g.rMin) * hash3(gx, gy, salt + 3);
-        const ax = r * (1 + g.aspect * hash3(gx, gy, salt + 4)), ay = r;
+        if (hash3(gx, gy, salt) >= nuclei.p) continue;
+        const px = (gx + 0.15 + 0.7 * hash3(gx, gy, salt + 1)) * nuclei.cell;
+        const py = (gy + 0.15 + 0.7 * hash3(gx, gy, salt + 2)) * nuclei.cell;
+        const r = nuclei.rMin + (nuclei.rMax - nuclei.rMin) * hash3(gx, gy, salt + 3);
+        const ax = r * (1 + nuclei.aspect * hash3(gx, gy, salt + 4)), ay = r;
         const rot = Math.PI * hash3(gx, gy, salt + 5), cs = Math.cos(rot), sn = Math.sin(rot);
         const ph = 6.283 * hash3(gx, gy, salt + 6);
-        const dark = g.hMin + (g.hMax - g.hMin) * hash3(gx, gy, salt + 7);
-        const ext = Math.ceil(Math.max(ax, ay) * (1 + g.pleo)) + 1;
+        const dark = nuclei.hMin + (nuclei.hMax - nuclei.hMin) * hash3(gx, gy, salt + 7);
+        const ext = Math.ceil(Math.max(ax, ay) * (1 + nuclei.pleo)) + 1;
         const bx0 = Math.max(x0, Math.floor(px - ext)), bx1 = Math.min(x0 + w, Math.ceil(px + ext));
         const by0 = Math.max(y0, Math.floor(py - ext)), by1 = Math.min(y0 + h, Math.ceil(py + ext));
         for (let Y = by0; Y < by1; Y++) {
@@ -255,8 +257,8 @@ export function renderRegion(
             const dx = X - px, dy = Y - py;
             const u = (dx * cs + dy * sn) / ax, v = (-dx * sn + dy * cs) / ay;
             let d2 = u * u + v * v;
-            if (g.pleo) {
-              const k = 1 + g.pleo * Math.sin(3 * Math.atan2(v, u) + ph);
+            if (nuclei.pleo) {
+              const k = 1 + nuclei.pleo * Math.sin(3 * Math.atan2(v, u) + ph);
               d2 /= k * k;
             }
             if (d2 > 1) continue;
@@ -310,17 +312,17 @@ export async function generateSyntheticSlide(
   outXml: string | null,
 ): Promise<{ layout: SyntheticLayout; tiff: WrittenTiff }> {
   const layout = syntheticLayout(spec);
-  const T = layout.spec.tileSize;
+  const tileSize = layout.spec.tileSize;
   const tiff = await writePyramidTiff(outTif, {
     width: spec.width,
     height: spec.height,
     channels: 3,
     compression: "jpeg",
     quality: layout.spec.quality,
-    tileSize: T,
+    tileSize,
     mpp: layout.spec.mpp,
     description: `synthetic H&E slide seed=${spec.seed}`,
-  }, (tx, ty) => renderRegion(layout, tx * T, ty * T, T, T));
+  }, (tx, ty) => renderRegion(layout, tx * tileSize, ty * tileSize, tileSize, tileSize));
   if (outXml) await writeFileAtomic(outXml, asapXml(layout.tumours));
   return { layout, tiff };
 }

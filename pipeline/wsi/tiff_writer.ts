@@ -13,6 +13,7 @@
  */
 import { encode as encodeJpeg } from "jpeg-js";
 import { deflateSync } from "node:zlib";
+import { TAG, TYPE, TYPE_SIZES } from "./tiff_tags.ts";
 
 /** How tiles are compressed. JPEG is 3-channel only (YCbCr 4:4:4 as jpeg-js writes it). */
 export type TiffCompression = "jpeg" | "deflate" | "none";
@@ -117,8 +118,6 @@ interface Field {
   values: number[] | Uint8Array;
 }
 
-const TYPE_SIZE: Record<number, number> = { 1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 16: 8 };
-
 /** Serialises one IFD located at `at`; values that do not fit inline follow the entries. */
 function buildIfd(fields: Field[], at: number, big: boolean, next: number): Uint8Array {
   fields.sort((a, b) => a.tag - b.tag);
@@ -127,7 +126,7 @@ function buildIfd(fields: Field[], at: number, big: boolean, next: number): Uint
   let extra = 0;
   const byteLen = (
     f: Field,
-  ) => (f.type === 5 ? f.values.length * 4 : f.values.length * TYPE_SIZE[f.type]);
+  ) => (f.type === TYPE.RATIONAL ? f.values.length * 4 : f.values.length * TYPE_SIZES[f.type]);
   for (const f of fields) {
     const n = byteLen(f);
     if (n > inline) extra += n + (n & 1);
@@ -143,7 +142,7 @@ function buildIfd(fields: Field[], at: number, big: boolean, next: number): Uint
   let ext = dirBytes;
   fields.forEach((f, i) => {
     const e = head + i * entrySize;
-    const count = f.type === 5 ? f.values.length / 2 : f.values.length;
+    const count = f.type === TYPE.RATIONAL ? f.values.length / 2 : f.values.length;
     v.setUint16(e, f.tag, true);
     v.setUint16(e + 2, f.type, true);
     if (big) v.setBigUint64(e + 4, BigInt(count), true);
@@ -158,18 +157,18 @@ function buildIfd(fields: Field[], at: number, big: boolean, next: number): Uint
     for (let k = 0; k < f.values.length; k++) {
       const x = f.values[k];
       switch (f.type) {
-        case 1:
-        case 2:
+        case TYPE.BYTE:
+        case TYPE.ASCII:
           v.setUint8(o + k, x);
           break;
-        case 3:
+        case TYPE.SHORT:
           v.setUint16(o + 2 * k, x, true);
           break;
-        case 4:
-        case 5:
+        case TYPE.LONG:
+        case TYPE.RATIONAL:
           v.setUint32(o + 4 * k, x, true);
           break;
-        case 16:
+        case TYPE.LONG8:
           v.setBigUint64(o + 8 * k, BigInt(x), true);
           break;
       }
@@ -188,19 +187,19 @@ function rational(x: number): number[] {
 /** 2x2 box average of four child tiles (null = absent) into one tile of the next level. */
 function downsampleTile(
   kids: (Uint8Array | null)[],
-  T: number,
+  tileSize: number,
   ch: number,
   fill: number,
 ): Uint8Array {
-  const out = new Uint8Array(T * T * ch).fill(fill);
-  const half = T / 2;
+  const out = new Uint8Array(tileSize * tileSize * ch).fill(fill);
+  const half = tileSize / 2;
   for (let q = 0; q < 4; q++) {
     const src = kids[q];
     if (!src) continue;
     const ox = (q & 1) * half, oy = (q >> 1) * half;
     for (let y = 0; y < half; y++) {
-      const r0 = 2 * y * T, r1 = r0 + T;
-      let o = ((oy + y) * T + ox) * ch;
+      const r0 = 2 * y * tileSize, r1 = r0 + tileSize;
+      let o = ((oy + y) * tileSize + ox) * ch;
       for (let x = 0; x < half; x++) {
         const a = (r0 + 2 * x) * ch, b = (r1 + 2 * x) * ch;
         for (let c = 0; c < ch; c++, o++) {
@@ -214,19 +213,19 @@ function downsampleTile(
 
 function encodeTile(
   tile: Uint8Array,
-  T: number,
+  tileSize: number,
   o: Required<Pick<TiffWriterOptions, "channels" | "compression" | "quality">>,
 ): Uint8Array {
   if (o.compression === "none") return tile;
   if (o.compression === "deflate") return new Uint8Array(deflateSync(tile, { level: 6 }));
-  const rgba = new Uint8Array(T * T * 4);
-  for (let i = 0, n = T * T; i < n; i++) {
+  const rgba = new Uint8Array(tileSize * tileSize * 4);
+  for (let i = 0, n = tileSize * tileSize; i < n; i++) {
     rgba[4 * i] = tile[3 * i];
     rgba[4 * i + 1] = tile[3 * i + 1];
     rgba[4 * i + 2] = tile[3 * i + 2];
     rgba[4 * i + 3] = 255;
   }
-  const j = encodeJpeg({ data: rgba, width: T, height: T }, o.quality).data;
+  const j = encodeJpeg({ data: rgba, width: tileSize, height: tileSize }, o.quality).data;
   return new Uint8Array(j.buffer, j.byteOffset, j.byteLength);
 }
 
@@ -236,7 +235,7 @@ export async function writePyramidTiff(
   opts: TiffWriterOptions,
   source: TileSource,
 ): Promise<WrittenTiff> {
-  const T = opts.tileSize ?? 256;
+  const tileSize = opts.tileSize ?? 256;
   const ch = opts.channels;
   const compression = opts.compression ?? "jpeg";
   const quality = opts.quality ?? 85;
@@ -244,8 +243,8 @@ export async function writePyramidTiff(
   if (!Number.isInteger(width) || !Number.isInteger(height) || width < 1 || height < 1) {
     throw new Error(`writePyramidTiff: bad size ${width}x${height}`);
   }
-  if (!Number.isInteger(T) || T < 16 || T % 16) {
-    throw new Error(`writePyramidTiff: tileSize must be a multiple of 16, got ${T}`);
+  if (!Number.isInteger(tileSize) || tileSize < 16 || tileSize % 16) {
+    throw new Error(`writePyramidTiff: tileSize must be a multiple of 16, got ${tileSize}`);
   }
   if (ch !== 1 && ch !== 3) throw new Error(`writePyramidTiff: channels must be 1 or 3`);
   if (compression === "jpeg" && ch !== 3) {
@@ -255,7 +254,7 @@ export async function writePyramidTiff(
   let w = width, h = height;
   const maxLevels = opts.levels ?? 64;
   for (;;) {
-    const across = Math.ceil(w / T), down = Math.ceil(h / T);
+    const across = Math.ceil(w / tileSize), down = Math.ceil(h / tileSize);
     plans.push({ width: w, height: h, across, down, offsets: [], counts: [] });
     if (plans.length >= maxLevels || (opts.levels === undefined && across === 1 && down === 1)) {
       break;
@@ -281,7 +280,7 @@ export async function writePyramidTiff(
       const key = t.uniform.join(",");
       let px = uniformPixels.get(key);
       if (!px) {
-        px = new Uint8Array(T * T * ch);
+        px = new Uint8Array(tileSize * tileSize * ch);
         for (let i = 0; i < px.length; i += ch) {
           for (let c = 0; c < ch; c++) px[i + c] = t.uniform[c];
         }
@@ -294,10 +293,10 @@ export async function writePyramidTiff(
       let bytes: Uint8Array;
       if (isUniform(tile)) {
         const key = tile.uniform.join(",");
-        bytes = uniformBytes.get(key) ?? encodeTile(pixelsOf(tile), T, enc);
+        bytes = uniformBytes.get(key) ?? encodeTile(pixelsOf(tile), tileSize, enc);
         if (uniformBytes.size >= 256) uniformBytes.clear();
         uniformBytes.set(key, bytes);
-      } else bytes = encodeTile(tile, T, enc);
+      } else bytes = encodeTile(tile, tileSize, enc);
       const i = ty * plans[k].across + tx;
       plans[k].offsets[i] = await sink.write(bytes);
       plans[k].counts[i] = bytes.length;
@@ -323,10 +322,10 @@ export async function writePyramidTiff(
                 `expected ${ch} integers 0..255`,
             );
           }
-        } else if (tile.length !== T * T * ch) {
+        } else if (tile.length !== tileSize * tileSize * ch) {
           throw new Error(
             `tile source returned ${tile.length} bytes for tile (${tx}, ${ty}), expected ${
-              T * T * ch
+              tileSize * tileSize * ch
             }`,
           );
         }
@@ -354,7 +353,7 @@ export async function writePyramidTiff(
           );
         tile = same ? first : downsampleTile(
           kids.map((t) => (isUniform(t) ? pixelsOf(t) : t)),
-          T,
+          tileSize,
           ch,
           fill,
         );
@@ -388,30 +387,40 @@ export async function writePyramidTiff(
     const compCode = compression === "jpeg" ? 7 : compression === "deflate" ? 8 : 1;
     const ifdFields = plans.map((p, k) => {
       const fields: Field[] = [
-        { tag: 254, type: 4, values: [k === 0 ? 0 : 1] },
-        { tag: 256, type: 4, values: [p.width] },
-        { tag: 257, type: 4, values: [p.height] },
-        { tag: 258, type: 3, values: new Array(ch).fill(8) },
-        { tag: 259, type: 3, values: [compCode] },
-        { tag: 262, type: 3, values: [photometric] },
-        { tag: 277, type: 3, values: [ch] },
-        { tag: 284, type: 3, values: [1] },
-        { tag: 322, type: 4, values: [T] },
-        { tag: 323, type: 4, values: [T] },
-        { tag: 324, type: big ? 16 : 4, values: p.offsets },
-        { tag: 325, type: big ? 16 : 4, values: p.counts },
+        { tag: TAG.NewSubfileType, type: TYPE.LONG, values: [k === 0 ? 0 : 1] },
+        { tag: TAG.ImageWidth, type: TYPE.LONG, values: [p.width] },
+        { tag: TAG.ImageLength, type: TYPE.LONG, values: [p.height] },
+        { tag: TAG.BitsPerSample, type: TYPE.SHORT, values: new Array(ch).fill(8) },
+        { tag: TAG.Compression, type: TYPE.SHORT, values: [compCode] },
+        { tag: TAG.Photometric, type: TYPE.SHORT, values: [photometric] },
+        { tag: TAG.SamplesPerPixel, type: TYPE.SHORT, values: [ch] },
+        { tag: TAG.PlanarConfiguration, type: TYPE.SHORT, values: [1] },
+        { tag: TAG.TileWidth, type: TYPE.LONG, values: [tileSize] },
+        { tag: TAG.TileLength, type: TYPE.LONG, values: [tileSize] },
+        { tag: TAG.TileOffsets, type: big ? TYPE.LONG8 : TYPE.LONG, values: p.offsets },
+        { tag: TAG.TileByteCounts, type: big ? TYPE.LONG8 : TYPE.LONG, values: p.counts },
       ];
-      if (photometric === 6) fields.push({ tag: 530, type: 3, values: [1, 1] });
+      if (photometric === 6) {
+        fields.push({ tag: TAG.YCbCrSubSampling, type: TYPE.SHORT, values: [1, 1] });
+      }
       if (mpp) {
         const ds = [width / p.width, height / p.height];
-        fields.push({ tag: 282, type: 5, values: rational(10000 / mpp[0] / ds[0]) });
-        fields.push({ tag: 283, type: 5, values: rational(10000 / mpp[1] / ds[1]) });
-        fields.push({ tag: 296, type: 3, values: [3] });
+        fields.push({
+          tag: TAG.XResolution,
+          type: TYPE.RATIONAL,
+          values: rational(10000 / mpp[0] / ds[0]),
+        });
+        fields.push({
+          tag: TAG.YResolution,
+          type: TYPE.RATIONAL,
+          values: rational(10000 / mpp[1] / ds[1]),
+        });
+        fields.push({ tag: TAG.ResolutionUnit, type: TYPE.SHORT, values: [3] });
       }
       if (k === 0 && opts.description) {
         fields.push({
-          tag: 270,
-          type: 2,
+          tag: TAG.ImageDescription,
+          type: TYPE.ASCII,
           values: new TextEncoder().encode(opts.description + "\0"),
         });
       }

@@ -4,6 +4,7 @@
  * morphological closing with a 7×7 square twice, median filter 15. Each step follows the OpenCV
  * call the reference makes, including its rounding and border rules, so masks agree exactly.
  */
+import { morph } from "../../model/morphology.ts";
 
 import { Progress } from "../progress.ts";
 import { InputError } from "../../engine/io/errors.ts";
@@ -64,60 +65,6 @@ export function otsuThreshold(gray: Uint8Array): number {
     }
   }
   return maxVal;
-}
-
-/**
- * Running max (dilate) or min (erode) over a centred k×k square, pixels outside the image
- * ignored (OpenCV's default border for morphology). Separable van Herk/Gil-Werman: O(1) per
- * pixel whatever k.
- */
-export function morph(
-  src: Uint8Array,
-  width: number,
-  height: number,
-  k: number,
-  op: "dilate" | "erode",
-): Uint8Array {
-  const tmp = new Uint8Array(width * height);
-  const out = new Uint8Array(width * height);
-  const line = new Uint8Array(Math.max(width, height));
-  const res = new Uint8Array(Math.max(width, height));
-  const maxOp = op === "dilate";
-  for (let y = 0; y < height; y++) {
-    for (let x = 0; x < width; x++) line[x] = src[y * width + x];
-    run1d(line, width, k, maxOp, res);
-    tmp.set(res.subarray(0, width), y * width);
-  }
-  for (let x = 0; x < width; x++) {
-    for (let y = 0; y < height; y++) line[y] = tmp[y * width + x];
-    run1d(line, height, k, maxOp, res);
-    for (let y = 0; y < height; y++) out[y * width + x] = res[y];
-  }
-  return out;
-}
-
-/** 1-D van Herk: out[i] = max/min of in[i-r .. i+r] clipped to [0, n). */
-function run1d(inp: Uint8Array, n: number, k: number, isMax: boolean, out: Uint8Array): void {
-  const r = k >> 1;
-  if (n === 0) return;
-  // Pad with the neutral value so clipped windows ignore the outside.
-  const neutral = isMax ? 0 : 255;
-  const m = n + 2 * r;
-  const padded = new Uint8Array(m + k).fill(neutral);
-  padded.set(inp.subarray(0, n), r);
-  const g = new Uint8Array(m + k), h = new Uint8Array(m + k);
-  const best = isMax
-    ? (a: number, b: number) => (a > b ? a : b)
-    : (a: number, b: number) => (a < b ? a : b);
-  for (let s = 0; s < m; s += k) {
-    const e = Math.min(s + k, m + k);
-    g[s] = padded[s];
-    for (let i = s + 1; i < e; i++) g[i] = best(g[i - 1], padded[i]);
-    h[e - 1] = padded[e - 1];
-    for (let i = e - 2; i >= s; i--) h[i] = best(h[i + 1], padded[i]);
-  }
-  // Window [i, i+k-1] in padded coordinates is centred on input i.
-  for (let i = 0; i < n; i++) out[i] = best(h[i], g[i + k - 1]);
 }
 
 /**

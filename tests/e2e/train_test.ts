@@ -72,7 +72,7 @@ Deno.test({
         "config.json",
         "state.json",
         "summary.json",
-        "plots/loss_curves.png",
+        "plots/loss_curves.svg",
         "checkpoints/classifier_best.safetensors",
         "checkpoints/sam_preliminary_best.safetensors",
         "checkpoints/sam_iter_1_best.safetensors",
@@ -80,6 +80,8 @@ Deno.test({
         "eval/metrics.json",
       ]
     ) assert.ok(await exists(`${out}/${f}`), `missing ${f}`);
+    const curves = await Deno.readTextFile(`${out}/plots/loss_curves.svg`);
+    assert.match(curves, /<polyline data-series="classifier train"/, "classifier curve drawn");
     assert.ok(await count(`${out}/initial_mask`) > 0);
     assert.ok(await count(`${out}/examples`) > 0);
     const s = JSON.parse(await Deno.readTextFile(`${out}/summary.json`));

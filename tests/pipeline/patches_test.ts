@@ -73,7 +73,7 @@ Deno.test("host batches are NCHW /255 with 0/1 masks; errors name the file", asy
   await Deno.writeFile(`${dir}/image/s005_0.png`, new Uint8Array([1, 2, 3]));
   await assert.rejects(
     loadHostBatch((await listSplit(dir)).filter((i) => i.id === "s005")),
-    /s005_0\.png: not a readable PNG/,
+    /s005_0\.png: not a PNG file \(no PNG signature\)/,
   );
   await Deno.remove(`${dir}/mask/s001_1.png`);
   await assert.rejects(

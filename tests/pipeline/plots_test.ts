@@ -1,19 +1,23 @@
 import assert from "node:assert/strict";
-import { decodePng, type Image8 } from "../../engine/io/png.ts";
+import type { Image8 } from "../../engine/io/png.ts";
+import { XMLParser, XMLValidator } from "fast-xml-parser";
 import {
   Canvas,
-  formatTick,
   heatmapOverlay,
   jet,
-  lossCurve,
-  lossCurvePng,
   maskImage,
-  niceTicks,
   overlay,
-  PALETTE,
   sideBySide,
   textWidth,
 } from "../../pipeline/plots.ts";
+import {
+  curveLayout,
+  formatTick,
+  lossCurveSvg,
+  niceTicks,
+  SERIES_COLOURS,
+  svgNumber,
+} from "../../pipeline/loss_curves.ts";
 
 const px = (img: Image8, x: number, y: number) =>
   Array.from(img.data.subarray((y * img.width + x) * 3, (y * img.width + x) * 3 + 3));
@@ -40,32 +44,73 @@ Deno.test("ticks and labels", () => {
   assert.equal(textWidth("ab"), 11);
 });
 
-Deno.test("loss curve: size, series colours, legend, NaN points skipped, PNG round trip", () => {
+/** The SVG parsed (attributes kept, `@_`-prefixed), after checking it is well-formed XML. */
+function parseSvg(svg: string) {
+  const valid = XMLValidator.validate(svg);
+  assert.equal(valid, true, JSON.stringify(valid));
+  const doc = new XMLParser({
+    ignoreAttributes: false,
+    processEntities: true,
+    parseTagValue: false,
+    isArray: (name) => ["g", "line", "text", "polyline", "circle"].includes(name),
+  }).parse(svg);
+  return doc.svg;
+}
+
+Deno.test("loss curves SVG: valid XML, one polyline per series at scaled coordinates, legend", () => {
   const a: [number, number][] = Array.from({ length: 20 }, (_, i) => [i, 1 / (i + 1)]);
   const b: [number, number][] = Array.from(
     { length: 20 },
-    (_, i) => [i, i === 7 ? NaN : 0.5 + 0.01 * i],
+    (_, i) => [19 - i, i === 7 ? NaN : 0.5 + 0.01 * i], // unsorted, one NaN
   );
-  const img = lossCurve([{ name: "train", points: a }, { name: "val", points: b }], {
-    title: "Loss",
-    width: 320,
-    height: 200,
-    xLabel: "epoch",
-  });
-  assert.deepEqual([img.width, img.height, img.channels], [320, 200, 3]);
-  assert.ok(count(img, PALETTE[0]) > 200, "first series drawn");
-  assert.ok(count(img, PALETTE[1]) > 200, "second series drawn");
-  assert.ok(count(img, [0, 0, 0]) > 30, "title text drawn");
-  const png = decodePng(lossCurvePng([{ name: "x", points: a }], { width: 200, height: 120 }));
+  const series = [{ name: "train", points: a }, { name: "val <&>", points: b }];
+  const opts = { title: "Loss", width: 320, height: 200, xLabel: "epoch", yLabel: "loss" };
+  const svg = lossCurveSvg(series, opts);
+  const root = parseSvg(svg);
+  assert.deepEqual([root["@_width"], root["@_height"]], ["320", "200"]);
+  const lay = curveLayout(series, opts);
+  const groups = root.g as Record<string, unknown>[];
+  const byClass = (c: string) => groups.find((g) => g["@_class"] === c)!;
+  const lines = byClass("series").polyline as Record<string, string>[];
+  assert.equal(lines.length, 2);
+  for (const [k, s] of series.entries()) {
+    const line = lines[k];
+    assert.equal(line["@_data-series"], s.name, "name escaped and parsed back");
+    assert.equal(line["@_stroke"], SERIES_COLOURS[k]);
+    const finite = s.points.filter(([, y]) => Number.isFinite(y)).sort((p, q) => p[0] - q[0]);
+    const drawn = line["@_points"].split(" ").map((p) => p.split(",").map(Number));
+    assert.equal(drawn.length, finite.length, "NaN point skipped");
+    finite.forEach(([x, y], i) => {
+      assert.deepEqual(drawn[i], [Number(svgNumber(lay.px(x))), Number(svgNumber(lay.py(y)))]);
+    });
+  }
+  // Independent check of the scaling: the extreme points touch the plot area's left and right
+  // edges, and the lower curve's last point is below the upper curve's (SVG y grows downwards).
+  const first = lines[0]["@_points"].split(" ").map((p) => p.split(",").map(Number));
+  assert.equal(first[0][0], lay.left);
+  assert.equal(first[first.length - 1][0], lay.left + lay.width);
+  assert.ok(first[0][1] >= lay.top && first[first.length - 1][1] <= lay.top + lay.height);
+  assert.ok(first[first.length - 1][1] > first[0][1], "1/(x+1) falls: y pixel grows");
+  // Ticks and labels are text; the legend names every series.
+  const axes = byClass("axes");
+  const texts = (axes.text as Record<string, string>[]).map((t) => [t["@_class"], t["#text"]]);
   assert.deepEqual(
-    png.data,
-    lossCurve([{ name: "x", points: a }], { width: 200, height: 120 }).data,
+    texts.filter(([c]) => c === "x-tick").map(([, s]) => s),
+    lay.xTicks.map(formatTick),
   );
-  // Degenerate inputs still render: one point, constant series, nothing at all.
-  lossCurve([{ name: "one", points: [[3, 2]] }], { width: 200, height: 120, logY: true });
-  lossCurve([{ name: "flat", points: [[0, 1], [5, 1]] }], { width: 200, height: 120 });
-  lossCurve([], { width: 200, height: 120 });
-  assert.throws(() => lossCurve([], { width: 50, height: 50 }), /too small/);
+  assert.ok(texts.some(([c, s]) => c === "x-label" && s === "epoch"));
+  assert.ok(texts.some(([c, s]) => c === "y-label" && s === "loss"));
+  const legend = (byClass("legend").text as Record<string, string>[]).map((t) => t["#text"]);
+  assert.deepEqual(legend, ["train", "val <&>"]);
+  assert.equal(root.text[0]["#text"], "Loss");
+  // Degenerate inputs still render valid SVG: one point (a dot), constant series, nothing.
+  const one = parseSvg(
+    lossCurveSvg([{ name: "one", points: [[3, 2]] }], { width: 200, height: 120, logY: true }),
+  );
+  assert.equal((one.g as Record<string, unknown>[])[2].circle !== undefined, true);
+  parseSvg(lossCurveSvg([{ name: "flat", points: [[0, 1], [5, 1]] }], { width: 200, height: 120 }));
+  parseSvg(lossCurveSvg([], { width: 200, height: 120 }));
+  assert.throws(() => lossCurveSvg([], { width: 50, height: 50 }), /too small/);
 });
 
 Deno.test("overlay tints the mask, outlines it, leaves the rest", () => {

@@ -2,13 +2,13 @@ import { deepStrictEqual as assertEquals, ok as assert } from "node:assert";
 import {
   bestLevelForDownsample,
   medianBlur,
-  morph,
   otsuThreshold,
   saturation,
   slideTissueMask,
   tissueMask,
 } from "../../../pipeline/wsi/tissue.ts";
 import { mulberry32 } from "../../../engine/mulberry32.ts";
+import { morph } from "../../../model/morphology.ts";
 
 function bruteMorph(src: Uint8Array, w: number, h: number, k: number, max: boolean): Uint8Array {
   const r = k >> 1, out = new Uint8Array(w * h);
@@ -101,7 +101,7 @@ function syntheticThumb(w: number, h: number) {
   return { rgba, truth };
 }
 
-Deno.test("tissue: mask recovers a known tissue blob and drops specks; 2k² is fast", async () => {
+Deno.test("tissue: mask recovers a known tissue blob and drops specks; a tiled 2k² image gives the tiled truth", async () => {
   const w = 400, h = 300;
   const { rgba, truth } = syntheticThumb(w, h);
   const m = tissueMask(rgba, w, h, 4);
@@ -146,9 +146,15 @@ Deno.test("tissue: mask recovers a known tissue blob and drops specks; 2k² is f
       );
     }
   }
-  const t0 = performance.now();
-  tissueMask(big, W, H, 4);
-  const dt = performance.now() - t0;
-  console.log(`  2048x2048 tissue mask: ${dt.toFixed(0)} ms`);
-  assert(dt < 5000, `too slow: ${dt} ms`);
+  // Speed belongs to the bench; here the large image must still give the right mask.
+  const bm = tissueMask(big, W, H, 4);
+  let bInter = 0, bUni = 0;
+  for (let y = 0; y < H; y++) {
+    for (let x = 0; x < W; x++) {
+      const t = truth[(y % h) * w + (x % w)], v = bm[y * W + x];
+      if (t && v) bInter++;
+      if (t || v) bUni++;
+    }
+  }
+  assert(bInter / bUni > 0.9, `2048² IoU ${bInter / bUni}`);
 });
