@@ -6,7 +6,7 @@
  * Run alone: `deno run -A bench/conv.ts --help` for the flags.
  */
 import { gpu, initGpu } from "../engine/device.ts";
-import { sync } from "../engine/dispatch.ts";
+import { sync, timeGpu } from "../engine/dispatch.ts";
 import { timeKernel } from "./timing.ts";
 import { noGrad } from "../engine/autograd.ts";
 import { type Tensor, tensor } from "../engine/tensor.ts";
@@ -21,6 +21,9 @@ import { loadTf } from "./peers/tfjs.ts";
 import { formatTable } from "./table.ts";
 import { numberFlag, runCommand } from "../pipeline/cli/args.ts";
 import { compareOutputs } from "./peers/compare.ts";
+import { convPath, setConvPath, setWinogradTile } from "../engine/routing.ts";
+import { convTextureFits } from "../engine/ops/conv_texture.ts";
+import type { WinogradTile } from "../kernels/conv/winograd.ts";
 import { describePeers, onnxPeers, type Peers } from "./peers/onnx_peers.ts";
 
 export type { BenchRow };
@@ -70,13 +73,13 @@ function geometryOf(c: ConvCase): ConvGeometry {
   };
 }
 
-function randomTensor(shape: number[], seed: number): Tensor {
+function randomTensor(shape: number[], seed: number, scale = 1): Tensor {
   const n = shape.reduce((a, b) => a * b, 1);
   const a = new Float32Array(n);
   let s = seed;
   for (let i = 0; i < n; i++) {
     s = (s * 1103515245 + 12345) >>> 0;
-    a[i] = (s / 4294967296) * 2 - 1;
+    a[i] = ((s / 4294967296) * 2 - 1) * scale;
   }
   return tensor(a, shape);
 }
@@ -122,6 +125,8 @@ export async function benchConv(
     w.dispose();
     dy.dispose();
   }
+  // Winograd's comparison only when asked for by name (it runs every shape three ways).
+  if (opts.filter?.includes("winograd")) rows.push(...await benchWinograd(opts));
   if ((opts.tfjs ?? true) && matchesFilter(CONV3X3_ROW, opts.filter)) {
     rows.push(await benchConv3x3(reps, opts.onnx ?? false));
   }
@@ -223,8 +228,103 @@ async function benchConv3x3(reps: number, onnx: boolean): Promise<BenchRow> {
   };
 }
 
+/** ResNet-50-ADL's 3×3 stride-1 convs (layer4 at stride 1: output stride 16), 256² b2 and 512² b1. */
+export const WINOGRAD_CASES: ConvCase[] = [
+  { name: "layer1 3x3 64→64 @64² b2", s: [2, 64, 64, 64, 64, 3, 1, 1, 1] },
+  { name: "layer2 3x3 128→128 @32² b2", s: [2, 128, 32, 32, 128, 3, 1, 1, 1] },
+  { name: "layer3 3x3 256→256 @16² b2", s: [2, 256, 16, 16, 256, 3, 1, 1, 1] },
+  { name: "layer4 3x3 512→512 @16² b2", s: [2, 512, 16, 16, 512, 3, 1, 1, 1] },
+  { name: "layer1 3x3 64→64 @128² b1", s: [1, 64, 128, 128, 64, 3, 1, 1, 1] },
+  { name: "layer2 3x3 128→128 @64² b1", s: [1, 128, 64, 64, 128, 3, 1, 1, 1] },
+  { name: "layer3 3x3 256→256 @32² b1", s: [1, 256, 32, 32, 256, 3, 1, 1, 1] },
+  { name: "layer4 3x3 512→512 @32² b1", s: [1, 512, 32, 32, 512, 3, 1, 1, 1] },
+];
+
+/**
+ * Winograd F(2,3) and F(4,3) against the path the routing rule gives without Winograd (texture
+ * GEMMs or conv kernels), per {@link WINOGRAD_CASES} shape, forward and input gradient: the three
+ * run interleaved in one process (GPU timestamps, `reps` rounds, medians), and each Winograd
+ * output is compared with the other path's. Rows are named `conv-winograd <pass> <shape>`.
+ */
+export async function benchWinograd(
+  opts: { reps?: number; filter?: string } = {},
+): Promise<BenchRow[]> {
+  await initGpu();
+  const reps = opts.reps ?? 3;
+  const adapter = gpu().adapterName;
+  const rows: BenchRow[] = [];
+  for (const c of WINOGRAD_CASES) {
+    const g = geometryOf(c);
+    const x = randomTensor([g.N, g.C, g.H, g.W], 1);
+    // Filters at He-init magnitude, as in a trained ResNet.
+    const w = randomTensor([g.O, g.C, 3, 3], 2, Math.sqrt(6 / (9 * g.C)));
+    const dy = randomTensor([g.N, g.O, g.OH, g.OW], 3);
+    for (const pass of ["forward", "input"] as const) {
+      const name = `conv-winograd ${pass === "forward" ? "fwd" : "dgrad"} ${c.name}`;
+      if (!matchesFilter(name, opts.filter)) continue;
+      const base = convPath(g, pass, false, () => convTextureFits(g));
+      const run = () =>
+        pass === "forward"
+          ? conv2dForwardRaw(x, w, null, g)
+          : conv2dBackwardDataRaw(dy, w, null, g);
+      const variants: [string, "texture" | "kernel" | "winograd", WinogradTile | null][] = [
+        [base, base, null],
+        ["F(2,3)", "winograd", 2],
+        ["F(4,3)", "winograd", 4],
+      ];
+      const times = variants.map(() => [] as number[]);
+      const outs: Float32Array[] = [];
+      await noGrad(async () => {
+        for (let r = -1; r < reps; r++) {
+          for (const [i, [, path, m]] of variants.entries()) {
+            setConvPath(path);
+            setWinogradTile(m);
+            if (r < 0) {
+              // Warm-up round: compiles, and keeps each variant's output for the comparison.
+              const y = run();
+              outs.push(await y.data() as Float32Array);
+              y.dispose();
+            } else times[i].push((await timeGpu(run)).ms);
+          }
+        }
+      });
+      setConvPath(null);
+      setWinogradTile(null);
+      const ms = times.map(median);
+      const err = (o: Float32Array) => {
+        let e = 0, mag = 0;
+        for (let i = 0; i < o.length; i++) {
+          e = Math.max(e, Math.abs(o[i] - outs[0][i]));
+          mag = Math.max(mag, Math.abs(outs[0][i]));
+        }
+        return `${e.toExponential(1)} (max |y| ${mag.toPrecision(3)})`;
+      };
+      rows.push({
+        name,
+        shape: [g.N, g.C, g.H, g.W, g.O, 3, 3],
+        ms: ms[0],
+        gflops: 2 * g.N * g.OH * g.OW * g.O * g.C * 9 / ms[0] / 1e6,
+        gbps: null,
+        adapter,
+        load: loadavg(),
+        notes: `${base} ${ms[0].toFixed(1)} ms; F(2,3) ${ms[1].toFixed(1)} ms (${
+          (ms[0] / ms[1]).toFixed(2)
+        }×, max diff ${err(outs[1])}); F(4,3) ${ms[2].toFixed(1)} ms (${
+          (ms[0] / ms[2]).toFixed(2)
+        }×, max diff ${err(outs[2])}); medians of ${reps}, interleaved`,
+      });
+    }
+    x.dispose();
+    w.dispose();
+    dy.dispose();
+  }
+  return rows;
+}
+
 const USAGE = `usage: deno run -A bench/conv.ts [FILTER] [--reps N] [--peers]
-  FILTER   the cases whose names contain it (all when absent)
+  FILTER   the cases whose names contain it (all when absent); "winograd" (or e.g.
+           "conv-winograd fwd layer1"): Winograd F(2,3)/F(4,3) against the routed path on
+           ResNet-50's 3×3 stride-1 shapes, interleaved
   --reps N timed batches per kernel, median reported (default 2)
   --peers  also PyTorch CPU, ONNX Runtime Web (WebGPU) and ONNX Runtime CPU on the 3×3 conv`;
 

@@ -21,6 +21,7 @@ import { hasReadonlyStorageTextures } from "./texture_pool.ts";
 import type { MatmulVariant, RegisterTile } from "../kernels/matmul.ts";
 import type { ConvTile } from "../kernels/conv/forward.ts";
 import type { WeightGradTile } from "../kernels/conv/backward_weight.ts";
+import type { WinogradTile } from "../kernels/conv/winograd.ts";
 
 /** What the routing rules distinguish: a real GPU, or a CPU rasteriser (llvmpipe, lavapipe). */
 type AdapterKind = "gpu" | "software";
@@ -151,14 +152,18 @@ export function convForcedSplitK(): number | null {
   return forcedSplitK;
 }
 
+/** The conv paths a test or benchmark may force. */
+export type ConvPathChoice = "texture" | "kernel" | "winograd";
+
 const CONV_ENV = Deno.env.get("ENGINE_CONV");
-let forcedConvPath: "texture" | "kernel" | null = null;
+let forcedConvPath: ConvPathChoice | null = null;
 
 /**
- * Forces the texture GEMMs (where available) or the conv kernels; null: the rule of
- * {@link convPath}. `ENGINE_CONV=kernel|texture` does the same from the environment.
+ * Forces the texture GEMMs (where available), the conv kernels, or Winograd (where
+ * {@link convWinograd} may take a pass; other passes then follow the rule of {@link convPath});
+ * null: the rules. `ENGINE_CONV=kernel|texture|winograd` does the same from the environment.
  */
-export function setConvPath(p: "texture" | "kernel" | null): void {
+export function setConvPath(p: ConvPathChoice | null): void {
   forcedConvPath = p;
 }
 
@@ -201,6 +206,33 @@ export function convPath(
     if (pass === "input" && (g.sh > 1 || g.sw > 1)) return "kernel";
   }
   return matmulVariant() === "texture" && texturesFit() ? "texture" : "kernel";
+}
+
+let forcedWinogradTile: WinogradTile | null = null;
+
+/** Forces Winograd's output tile m of F(m×m, 3×3) (tests, benchmarks); null: the rule's. */
+export function setWinogradTile(m: WinogradTile | null): void {
+  forcedWinogradTile = m;
+}
+
+/**
+ * Whether a 3×3 stride-1 forward or input-gradient pass runs as Winograd F(m×m, 3×3)
+ * (engine/ops/conv_winograd.ts), and with which m; null: {@link convPath} decides. Only where
+ * matmul stages its operands in textures (the component GEMMs are texture GEMMs), without bias,
+ * forced tiles or a forced `texture`/`kernel` path, and where `fits` (3×3, stride 1, dilation 1,
+ * ungrouped, bindings and texture rows within limits).
+ */
+export function convWinograd(
+  g: ConvRouteShape,
+  pass: "forward" | "input",
+  hasBias: boolean,
+  fits: () => boolean,
+): WinogradTile | null {
+  const path = forcedConvPath ?? CONV_ENV;
+  if (hasBias || forcedConvTiles || path === "kernel" || path === "texture") return null;
+  if (g.N * g.OH * g.OW === 0 || matmulVariant() !== "texture" || !fits()) return null;
+  if (path !== "winograd") return null;
+  return forcedWinogradTile ?? 4;
 }
 
 let convTextureRowsLimit: number | null = null;

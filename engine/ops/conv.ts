@@ -10,7 +10,13 @@
 import { dispatch, grid1d } from "../dispatch.ts";
 import { disposeCopy, empty, Tensor } from "../tensor.ts";
 import { noGrad, record } from "../autograd.ts";
-import { convForcedSplitK, convPath, convSplitKTarget, convTilesInForce } from "../routing.ts";
+import {
+  convForcedSplitK,
+  convPath,
+  convSplitKTarget,
+  convTilesInForce,
+  convWinograd,
+} from "../routing.ts";
 import { conv2dForwardKernel, CONV_UNIFORMS, type ConvTile } from "../../kernels/conv/forward.ts";
 import { conv2dBackwardDataKernel } from "../../kernels/conv/backward_data.ts";
 import {
@@ -29,6 +35,11 @@ import {
   conv2dForwardTexture,
   convTextureFits,
 } from "./conv_texture.ts";
+import {
+  conv2dBackwardDataWinograd,
+  conv2dForwardWinograd,
+  convWinogradFits,
+} from "./conv_winograd.ts";
 
 /** A dense version of `t` for binding (a copy only for strided views), never recorded. */
 const dense = (t: Tensor): Tensor => noGrad(() => denseOp(t));
@@ -153,6 +164,11 @@ function viaTextures(
   return convPath(g, pass, bias !== null, () => convTextureFits(g)) === "texture";
 }
 
+/** Winograd's tile m where this pass takes it (the rule: engine/routing.ts), else null. */
+function viaWinograd(g: ConvGeometry, bias: Tensor | null, pass: "forward" | "input") {
+  return convWinograd(g, pass, bias !== null, () => convWinogradFits(g, pass));
+}
+
 /** y [N,O,OH,OW] = conv2d(x, w) + bias for dense f32 x [N,C,H,W], w [O,C/g,kh,kw] (no autograd). */
 export function conv2dForwardRaw(
   x: Tensor,
@@ -160,6 +176,14 @@ export function conv2dForwardRaw(
   bias: Tensor | null,
   g: ConvGeometry,
 ): Tensor {
+  const wm = viaWinograd(g, bias, "forward");
+  if (wm) {
+    const xd = dense(x), wd = dense(w);
+    const y = conv2dForwardWinograd(xd, wd, g, wm);
+    disposeCopy(xd, x);
+    disposeCopy(wd, w);
+    return y;
+  }
   if (viaTextures(g, bias, "forward")) {
     const xd = dense(x), wd = dense(w);
     const y = conv2dForwardTexture(xd, wd, g);
@@ -205,6 +229,14 @@ export function conv2dBackwardDataRaw(
   bias: Tensor | null,
   g: ConvGeometry,
 ): Tensor {
+  const wm = viaWinograd(g, bias, "input");
+  if (wm) {
+    const dyd = dense(dy), wd = dense(w);
+    const dx = conv2dBackwardDataWinograd(dyd, wd, g, wm);
+    disposeCopy(dyd, dy);
+    disposeCopy(wd, w);
+    return dx;
+  }
   if (viaTextures(g, bias, "input")) {
     const dyd = dense(dy), wd = dense(w);
     const dx = conv2dBackwardDataTexture(dyd, wd, g);

@@ -1,0 +1,255 @@
+/**
+ * 3×3 stride-1 convolutions (and their input gradients) by Winograd's minimal filtering F(m×m, 3×3)
+ * on the texture GEMM (kernels/conv/winograd.ts for the transforms, kernels/matmul_texture.ts for
+ * the product). Per chunk of output tiles:
+ *
+ * 1. the input transform Bᵀ d B of each (tile, channel) writes the GEMM's B operand straight into
+ *    a texture — α² components stacked as row blocks, four channels per texel (it is the packing
+ *    pass; there is no im2col);
+ * 2. one batched texture GEMM per group of components: M[z] [O, tiles] = U[z] [O, C] · V[z]ᵀ,
+ *    U = G g Gᵀ the transformed filters (packed once per call, before the chunks);
+ * 3. the output transform Aᵀ M A writes each m×m tile of y, cropped at ragged edges.
+ *
+ * The multiply count per output falls from 9·C·O to (α/m)²·C·O: 4 (F(2,3)) or 2.25 (F(4,3)).
+ * The input gradient of a 3×3 stride-1 conv is the same correlation of dy with the filters rotated
+ * by 180° and transposed ([C, O]), padded by 2 − padding: the weight transform reads them so.
+ *
+ * Where components × rows would pass the texture limit (F(4,3) with 512 filters: 36·512 > 16384),
+ * the components are split into groups, each with its own input-transform pass.
+ */
+import { dispatch } from "../dispatch.ts";
+import { empty, type Tensor } from "../tensor.ts";
+import { acquireTexture, releaseTexture } from "../texture_pool.ts";
+import { bindingLimit, convTextureMaxRows } from "../routing.ts";
+import {
+  WINOGRAD_INPUT_UNIFORMS,
+  WINOGRAD_OUTPUT_UNIFORMS,
+  WINOGRAD_WEIGHT_UNIFORMS,
+  WINOGRAD_WG,
+  winogradInputKernel,
+  winogradOutputKernel,
+  type WinogradTile,
+  winogradWeightKernel,
+} from "../../kernels/conv/winograd.ts";
+import {
+  MATMUL_TEXTURE_UNIFORMS,
+  matmulTextureKernel,
+  TEXTURE_TILE,
+  TEXTURE_TILE_SMALL,
+} from "../../kernels/matmul_texture.ts";
+import { bindRange } from "./matmul_plan.ts";
+import type { ConvGeometry } from "./conv.ts";
+
+/** The correlation one Winograd launch computes: x [N, C, H, W] → y [N, O, OH, OW], 3×3 taps. */
+interface WinogradProblem {
+  N: number;
+  C: number;
+  H: number;
+  W: number;
+  O: number;
+  OH: number;
+  OW: number;
+  /** Tile origin offset: input row of output row 0 is −padY (may be negative padding). */
+  padY: number;
+  padX: number;
+}
+
+/** Where the filter (row = output channel, k = input channel) lies in the weight tensor. */
+interface FilterLayout {
+  w: Tensor;
+  sRow: number;
+  sK: number;
+  /** Taps rotated by 180° (the input gradient). */
+  flip: boolean;
+}
+
+/** Whether a 3×3 stride-1 dilation-1 ungrouped pass may take Winograd on this adapter. */
+export function convWinogradFits(g: ConvGeometry, pass: "forward" | "input"): boolean {
+  if (g.groups !== 1 || g.kh !== 3 || g.kw !== 3 || g.sh !== 1 || g.sw !== 1) return false;
+  if (g.dh !== 1 || g.dw !== 1) return false;
+  const rows = pass === "forward" ? g.O : g.C;
+  const limit = bindingLimit();
+  // One sample's input and output must each fit a binding; the filters one texture block.
+  return rows <= convTextureMaxRows() && (g.C * g.H * g.W + 64) * 4 <= limit &&
+    (g.O * g.OH * g.OW + 64) * 4 <= limit;
+}
+
+/** Register tile of the component GEMMs ([rows, tiles] per component). */
+function gemmTile(rows: number, tiles: number) {
+  const big = TEXTURE_TILE;
+  return rows * 2 >= big.wy * big.tm && tiles * 2 >= big.wx * big.tn ? big : TEXTURE_TILE_SMALL;
+}
+
+function winogradConv(
+  x: Tensor,
+  f: FilterLayout,
+  p: WinogradProblem,
+  m: WinogradTile,
+): Tensor {
+  const y = empty([p.N, p.O, p.OH, p.OW]);
+  if (y.size === 0) return y;
+  const a2 = (m + 2) * (m + 2);
+  const maxRows = convTextureMaxRows();
+  const limit = bindingLimit();
+  const tW = Math.ceil(p.OW / m), tps = Math.ceil(p.OH / m) * tW, T = p.N * tps;
+  const CHW = p.C * p.H * p.W, OHW = p.O * p.OH * p.OW;
+  // Components per GEMM group: their filter blocks must fit one texture.
+  const zc = Math.min(a2, Math.floor(maxRows / p.O));
+  if (zc < 1) {
+    throw new Error(`conv2d (winograd): ${p.O} filters exceed the texture rows (${maxRows})`);
+  }
+  const groups: [number, number][] = [];
+  for (let z0 = 0; z0 < a2; z0 += zc) groups.push([z0, Math.min(a2, z0 + zc)]);
+  // Tiles per chunk: texture rows, the M scratch binding, and the samples a chunk spans.
+  let Tc = Math.min(T, Math.floor(maxRows / zc), Math.floor((limit / 4 - 64) / (a2 * p.O)));
+  const spanFits = (tc: number) => {
+    const span = Math.ceil((tc - 1) / tps) + 1;
+    return (span * CHW + 64) * 4 <= limit && (span * OHW + 64) * 4 <= limit;
+  };
+  while (Tc > 1 && !spanFits(Tc)) Tc = Math.max(1, Math.min(Tc >> 1, tps));
+  if (Tc < 1) throw new Error(`conv2d (winograd): ${p.O} filters do not fit a texture`);
+
+  const K4 = Math.ceil(p.C / 4);
+  // 1. Filters, once per call: one texture per component group.
+  const wTex = groups.map(([z0, z1]) => {
+    const tex = acquireTexture(Math.ceil(p.C / 4), (z1 - z0) * p.O);
+    const b = bindRange(f.w, f.w.offset, f.w.offset + f.w.size - 1);
+    dispatch(
+      winogradWeightKernel(m),
+      [b.binding, { view: tex.view }],
+      WINOGRAD_WEIGHT_UNIFORMS.pack({
+        rows: p.O,
+        K: p.C,
+        width: K4,
+        off: f.w.offset - b.start,
+        sRow: f.sRow,
+        sK: f.sK,
+        flip: f.flip ? 1 : 0,
+        z0,
+        z1,
+      }),
+      [Math.ceil(K4 / WINOGRAD_WG.x), Math.ceil(p.O / WINOGRAD_WG.y)],
+    );
+    return tex;
+  });
+  const scratch = empty([a2 * p.O * Tc]);
+  for (let T0 = 0; T0 < T; T0 += Tc) {
+    const tc = Math.min(Tc, T - T0);
+    const nLo = Math.floor(T0 / tps), nHi = Math.floor((T0 + tc - 1) / tps);
+    const xr = bindRange(x, x.offset + nLo * CHW, x.offset + (nHi + 1) * CHW - 1);
+    const rt = gemmTile(p.O, tc);
+    const mr = bindRange(scratch, scratch.offset, scratch.offset + a2 * p.O * tc - 1);
+    groups.forEach(([z0, z1], gi) => {
+      // 2. Input transform of this group's components, then their GEMMs.
+      const tex = acquireTexture(K4, (z1 - z0) * tc);
+      dispatch(
+        winogradInputKernel(m),
+        [xr.binding, { view: tex.view }],
+        WINOGRAD_INPUT_UNIFORMS.pack({
+          C: p.C,
+          H: p.H,
+          W: p.W,
+          width: K4,
+          tW,
+          tps,
+          T0,
+          Tc: tc,
+          nBase: nLo,
+          off: x.offset + nLo * CHW - xr.start,
+          z0,
+          z1,
+          padY: p.padY,
+          padX: p.padX,
+        }),
+        [Math.ceil(tc / WINOGRAD_WG.x), Math.ceil(K4 / WINOGRAD_WG.y)],
+      );
+      dispatch(
+        matmulTextureKernel({ bias: false, beta: false }, rt),
+        [{ view: wTex[gi].view }, { view: tex.view }, mr.binding],
+        MATMUL_TEXTURE_UNIFORMS.pack({
+          M: p.O,
+          N: tc,
+          K4,
+          zBase: z0,
+          aRows: p.O,
+          bRows: tc,
+          cOff: scratch.offset - mr.start,
+          ldc: tc,
+          biasOff: 0,
+          nb1: a2,
+          sc0: 0,
+          sc1: p.O * tc,
+          alpha: 1,
+          beta: 0,
+        }),
+        [Math.ceil(tc / (rt.wx * rt.tn)), Math.ceil(p.O / (rt.wy * rt.tm)), z1 - z0],
+      );
+      releaseTexture(tex);
+    });
+    // 3. Output transform of the chunk.
+    const yr = bindRange(y, y.offset + nLo * OHW, y.offset + (nHi + 1) * OHW - 1);
+    dispatch(
+      winogradOutputKernel(m),
+      [mr.binding, yr.binding],
+      WINOGRAD_OUTPUT_UNIFORMS.pack({
+        O: p.O,
+        OH: p.OH,
+        OW: p.OW,
+        tW,
+        tps,
+        T0,
+        Tc: tc,
+        nBase: nLo,
+        mOff: scratch.offset - mr.start,
+        yOff: y.offset + nLo * OHW - yr.start,
+      }),
+      [Math.ceil(tc / WINOGRAD_WG.x), Math.ceil(p.O / WINOGRAD_WG.y)],
+    );
+  }
+  scratch.dispose();
+  for (const t of wTex) releaseTexture(t);
+  return y;
+}
+
+/** y [N,O,OH,OW] of dense x and w (3×3, stride 1, dilation 1, groups 1, no bias). */
+export function conv2dForwardWinograd(
+  x: Tensor,
+  w: Tensor,
+  g: ConvGeometry,
+  m: WinogradTile,
+): Tensor {
+  return winogradConv(
+    x,
+    { w, sRow: g.C * 9, sK: 9, flip: false },
+    { N: g.N, C: g.C, H: g.H, W: g.W, O: g.O, OH: g.OH, OW: g.OW, padY: g.ph, padX: g.pw },
+    m,
+  );
+}
+
+/**
+ * dx [N,C,H,W] of a 3×3 stride-1 conv from dense dy and w: dy correlated with w rotated by 180°,
+ * rows c and k = o, padded by 2 − padding.
+ */
+export function conv2dBackwardDataWinograd(
+  dy: Tensor,
+  w: Tensor,
+  g: ConvGeometry,
+  m: WinogradTile,
+): Tensor {
+  return winogradConv(
+    dy,
+    { w, sRow: 9, sK: g.C * 9, flip: true },
+    {
+      N: g.N,
+      C: g.O,
+      H: g.OH,
+      W: g.OW,
+      O: g.C,
+      OH: g.H,
+      OW: g.W,
+      padY: 2 - g.ph,
+      padX: 2 - g.pw,
+    },
+    m,
+  );
+}

@@ -1,0 +1,314 @@
+/**
+ * Winograd F(m×m, 3×3) convolution kernels (Lavin & Gray's minimal filtering, m = 2 or 4): a 3×3
+ * stride-1 correlation over an (m+2)×(m+2) input tile d gives the m×m output tile
+ * Y = Aᵀ [(G g Gᵀ) ⊙ (Bᵀ d B)] A, so per tile the α² = (m+2)² elementwise products, summed over the
+ * input channels, are α² independent GEMMs [O, C] × [C, tiles] (engine/ops/conv_winograd.ts).
+ *
+ * - `winogradWeightKernel`: U = G g Gᵀ of each (row, k) filter, written as texture rows z·rows + row
+ *   (component z = i·α + j), four k per texel: the A operand of the batched texture GEMM.
+ * - `winogradInputKernel`: V = Bᵀ d B of each (tile, channel), written as texture rows z·Tc + t:
+ *   the B operand. This transform is the packing pass of the GEMM (no im2col).
+ * - `winogradOutputKernel`: Y = Aᵀ M A from the GEMM's output M [α², O, Tc], cropped at ragged
+ *   edges.
+ *
+ * All three are generated with the transform matrices' coefficients unrolled (zeros skipped).
+ */
+import type { Kernel } from "../kernel.ts";
+import { uniforms } from "../uniforms.ts";
+
+/** Output tile size m of F(m×m, 3×3). */
+export type WinogradTile = 2 | 4;
+
+/** The transform matrices of F(m, 3): Bᵀ [α, α], G [α, 3], Aᵀ [m, α] (α = m + 2). */
+export interface WinogradMatrices {
+  BT: number[][];
+  G: number[][];
+  AT: number[][];
+}
+
+/** Lavin & Gray's F(2,3) (interpolation points 0, ±1, ∞) and F(4,3) (0, ±1, ±2, ∞). */
+export const WINOGRAD_MATRICES: Record<WinogradTile, WinogradMatrices> = {
+  2: {
+    BT: [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]],
+    G: [[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]],
+    AT: [[1, 1, 1, 0], [0, 1, -1, -1]],
+  },
+  4: {
+    BT: [
+      [4, 0, -5, 0, 1, 0],
+      [0, -4, -4, 1, 1, 0],
+      [0, 4, -4, -1, 1, 0],
+      [0, -2, -1, 2, 1, 0],
+      [0, 2, -1, -2, 1, 0],
+      [0, 4, 0, -5, 0, 1],
+    ],
+    G: [
+      [1 / 4, 0, 0],
+      [-1 / 6, -1 / 6, -1 / 6],
+      [-1 / 6, 1 / 6, -1 / 6],
+      [1 / 24, 1 / 12, 1 / 6],
+      [1 / 24, -1 / 12, 1 / 6],
+      [0, 0, 1],
+    ],
+    AT: [[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]],
+  },
+};
+
+/** WGSL f32 literal of a coefficient (enough digits for 1/6, 1/24). */
+function lit(c: number): string {
+  const s = Number.isInteger(c) ? `${c}.0` : `${Math.fround(c).toPrecision(9)}`;
+  return c < 0 ? `(${s})` : s;
+}
+
+/** Σ coef[i]·term[i] as WGSL, zeros skipped, ±1 without a multiply; `zero` when all vanish. */
+function combo(coef: number[], terms: string[], zero: string): string {
+  const parts: string[] = [];
+  coef.forEach((c, i) => {
+    if (c === 0) return;
+    const t = c === 1 ? terms[i] : c === -1 ? `-${terms[i]}` : `${lit(c)} * ${terms[i]}`;
+    parts.push(parts.length === 0 ? t : t.startsWith("-") ? ` - ${t.slice(1)}` : ` + ${t}`);
+  });
+  return parts.length ? parts.join("") : zero;
+}
+
+/**
+ * WGSL lines computing out = L · in · Lᵀ for `in` named `${src}${a}_${b}` ([n, n]) into
+ * `${dst}${i}_${j}` ([p, p]), L [p, n]; `ty` the element type.
+ */
+function sandwich(L: number[][], src: string, dst: string, ty: string): string[] {
+  const p = L.length, n = L[0].length;
+  const zero = `${ty}(0.0)`;
+  const lines: string[] = [];
+  for (let i = 0; i < p; i++) {
+    for (let b = 0; b < n; b++) {
+      const terms = [...Array(n).keys()].map((a) => `${src}${a}_${b}`);
+      lines.push(`  let ${dst}t${i}_${b} = ${combo(L[i], terms, zero)};`);
+    }
+  }
+  for (let i = 0; i < p; i++) {
+    for (let j = 0; j < p; j++) {
+      const terms = [...Array(n).keys()].map((b) => `${dst}t${i}_${b}`);
+      lines.push(`  let ${dst}${i}_${j} = ${combo(L[j], terms, zero)};`);
+    }
+  }
+  return lines;
+}
+
+/** Threads per workgroup of the three transforms: 16 along the fast index, 4 along the other. */
+export const WINOGRAD_WG = { x: 16, y: 4 } as const;
+
+/**
+ * Weight transform: `rows` filters per k, `K` k's (texels `width`), filter (row, k) at element
+ * off + row·sRow + k·sK, taps reversed when `flip` (the input gradient's rotated filters);
+ * components [z0, z1) are written.
+ */
+export const WINOGRAD_WEIGHT_UNIFORMS = uniforms({
+  rows: "u32",
+  K: "u32",
+  width: "u32",
+  off: "u32",
+  sRow: "u32",
+  sK: "u32",
+  flip: "u32",
+  z0: "u32",
+  z1: "u32",
+  _p0: "u32",
+  _p1: "u32",
+  _p2: "u32",
+});
+
+export function winogradWeightKernel(m: WinogradTile): Kernel {
+  const { G } = WINOGRAD_MATRICES[m];
+  const a = m + 2;
+  const loads: string[] = [];
+  for (let ky = 0; ky < 3; ky++) {
+    for (let kx = 0; kx < 3; kx++) {
+      const tap = ky * 3 + kx;
+      const lane = (l: number) =>
+        `select(0.0, Wt[base${l} + select(${tap}u, ${8 - tap}u, u.flip != 0u)], k0 + ${l}u < u.K)`;
+      loads.push(`  let g${ky}_${kx} = vec4<f32>(${[0, 1, 2, 3].map(lane).join(", ")});`);
+    }
+  }
+  const stores: string[] = [];
+  for (let i = 0; i < a; i++) {
+    for (let j = 0; j < a; j++) {
+      const z = i * a + j;
+      stores.push(
+        `  if (${z}u >= u.z0 && ${z}u < u.z1) { textureStore(T, vec2<u32>(j, (${z}u - u.z0) * u.rows + r), U${i}_${j}); }`,
+      );
+    }
+  }
+  return {
+    key: `conv2d/winograd/weight/F${m}`,
+    wgsl: () =>
+      /* wgsl */ `${WINOGRAD_WEIGHT_UNIFORMS.wgsl("P")}
+@group(0) @binding(0) var<uniform> u: P;
+@group(0) @binding(1) var<storage, read> Wt: array<f32>;
+@group(0) @binding(2) var T: texture_storage_2d<rgba32float, write>;
+
+@compute @workgroup_size(${WINOGRAD_WG.x}, ${WINOGRAD_WG.y})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let j = gid.x;
+  let r = gid.y;
+  if (j >= u.width || r >= u.rows) { return; }
+  let k0 = 4u * j;
+  // Lanes past K read filter K-1 (in range) and are zeroed by the select.
+${
+        [0, 1, 2, 3].map((l) =>
+          `  let base${l} = u.off + r * u.sRow + min(k0 + ${l}u, u.K - 1u) * u.sK;`
+        ).join("\n")
+      }
+${loads.join("\n")}
+${sandwich(G, "g", "U", "vec4<f32>").join("\n")}
+${stores.join("\n")}
+}`,
+  };
+}
+
+/**
+ * Input transform over a chunk of Tc tiles from global tile T0 (tiles numbered n·tH·tW + ty·tW +
+ * tx): the input x [·, C, H, W] from element `off` (sample nBase's first element), tile origin
+ * (ty·m − padY, tx·m − padX); components [z0, z1) are written.
+ */
+export const WINOGRAD_INPUT_UNIFORMS = uniforms({
+  C: "u32",
+  H: "u32",
+  W: "u32",
+  width: "u32",
+  tW: "u32",
+  tps: "u32",
+  T0: "u32",
+  Tc: "u32",
+  nBase: "u32",
+  off: "u32",
+  z0: "u32",
+  z1: "u32",
+  padY: "i32",
+  padX: "i32",
+  _p0: "u32",
+  _p1: "u32",
+});
+
+export function winogradInputKernel(m: WinogradTile): Kernel {
+  const { BT } = WINOGRAD_MATRICES[m];
+  const a = m + 2;
+  const loads: string[] = [];
+  for (let i = 0; i < a; i++) {
+    for (let j = 0; j < a; j++) {
+      const lane = (l: number) =>
+        `ld(in${i} && ix${j}, b${l} + u32(y0 + ${i}) * u.W + u32(x0 + ${j}), c0 + ${l}u)`;
+      loads.push(`  let d${i}_${j} = vec4<f32>(${[0, 1, 2, 3].map(lane).join(", ")});`);
+    }
+  }
+  const stores: string[] = [];
+  for (let i = 0; i < a; i++) {
+    for (let j = 0; j < a; j++) {
+      const z = i * a + j;
+      stores.push(
+        `  if (${z}u >= u.z0 && ${z}u < u.z1) { textureStore(T, vec2<u32>(j, (${z}u - u.z0) * u.Tc + t), V${i}_${j}); }`,
+      );
+    }
+  }
+  const range = [...Array(a).keys()];
+  return {
+    key: `conv2d/winograd/input/F${m}`,
+    wgsl: () =>
+      /* wgsl */ `${WINOGRAD_INPUT_UNIFORMS.wgsl("P")}
+@group(0) @binding(0) var<uniform> u: P;
+@group(0) @binding(1) var<storage, read> X: array<f32>;
+@group(0) @binding(2) var T: texture_storage_2d<rgba32float, write>;
+
+/** X[i] where the pixel is inside the image and the channel exists, else 0 (the padding). */
+fn ld(inside: bool, i: u32, c: u32) -> f32 {
+  if (!inside || c >= u.C) { return 0.0; }
+  return X[i];
+}
+
+@compute @workgroup_size(${WINOGRAD_WG.x}, ${WINOGRAD_WG.y})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let t = gid.x;
+  let j = gid.y;
+  if (t >= u.Tc || j >= u.width) { return; }
+  let tg = u.T0 + t;
+  let n = tg / u.tps - u.nBase;
+  let rem = tg % u.tps;
+  let y0 = i32((rem / u.tW) * ${m}u) - u.padY;
+  let x0 = i32((rem % u.tW) * ${m}u) - u.padX;
+  let c0 = 4u * j;
+${range.map((i) => `  let in${i} = y0 + ${i} >= 0 && y0 + ${i} < i32(u.H);`).join("\n")}
+${range.map((i) => `  let ix${i} = x0 + ${i} >= 0 && x0 + ${i} < i32(u.W);`).join("\n")}
+${
+        [0, 1, 2, 3].map((l) =>
+          `  let b${l} = u.off + (n * u.C + min(c0 + ${l}u, u.C - 1u)) * u.H * u.W;`
+        ).join("\n")
+      }
+${loads.join("\n")}
+${sandwich(BT, "d", "V", "vec4<f32>").join("\n")}
+${stores.join("\n")}
+}`,
+  };
+}
+
+/**
+ * Output transform of a chunk: M [α², O, Tc] from element mOff, y [·, O, OH, OW] from element
+ * yOff (sample nBase's first element); tiles as in {@link WINOGRAD_INPUT_UNIFORMS}.
+ */
+export const WINOGRAD_OUTPUT_UNIFORMS = uniforms({
+  O: "u32",
+  OH: "u32",
+  OW: "u32",
+  tW: "u32",
+  tps: "u32",
+  T0: "u32",
+  Tc: "u32",
+  nBase: "u32",
+  mOff: "u32",
+  yOff: "u32",
+  _p0: "u32",
+  _p1: "u32",
+});
+
+export function winogradOutputKernel(m: WinogradTile): Kernel {
+  const { AT } = WINOGRAD_MATRICES[m];
+  const a = m + 2;
+  const loads: string[] = [];
+  for (let i = 0; i < a; i++) {
+    for (let j = 0; j < a; j++) {
+      loads.push(`  let m${i}_${j} = Mz[mb + ${i * a + j}u * zs];`);
+    }
+  }
+  const stores: string[] = [];
+  for (let i = 0; i < m; i++) {
+    for (let j = 0; j < m; j++) {
+      stores.push(
+        `  if (oy + ${i}u < u.OH && ox + ${j}u < u.OW) { Y[yb + (oy + ${i}u) * u.OW + ox + ${j}u] = Y${i}_${j}; }`,
+      );
+    }
+  }
+  return {
+    key: `conv2d/winograd/output/F${m}`,
+    wgsl: () =>
+      /* wgsl */ `${WINOGRAD_OUTPUT_UNIFORMS.wgsl("P")}
+@group(0) @binding(0) var<uniform> u: P;
+@group(0) @binding(1) var<storage, read> Mz: array<f32>;
+@group(0) @binding(2) var<storage, read_write> Y: array<f32>;
+
+@compute @workgroup_size(${WINOGRAD_WG.x}, ${WINOGRAD_WG.y})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let t = gid.x;
+  let o = gid.y;
+  if (t >= u.Tc || o >= u.O) { return; }
+  let tg = u.T0 + t;
+  let n = tg / u.tps - u.nBase;
+  let rem = tg % u.tps;
+  let oy = (rem / u.tW) * ${m}u;
+  let ox = (rem % u.tW) * ${m}u;
+  let zs = u.O * u.Tc;
+  let mb = u.mOff + o * u.Tc + t;
+${loads.join("\n")}
+${sandwich(AT, "m", "Y", "f32").join("\n")}
+  let yb = u.yOff + (n * u.O + o) * u.OH * u.OW;
+${stores.join("\n")}
+}`,
+  };
+}
