@@ -10,11 +10,14 @@
  * | matmul            | `tiled`             | `texture` (`register` without read-only storage textures, |
  * |                   |                     | and for products under {@link TEXTURE_MIN_MACS})          |
  * | conv2d (3 passes) | conv kernels        | texture GEMMs where {@link convPath}'s rule says so       |
+ * | 3×3 stride 1      | conv kernels        | forward and input gradient: Winograd F(4,3) or F(2,3) on  |
+ * |                   |                     | texture GEMMs ({@link convWinograd})                      |
  * | conv tiles        | 4×8 (wt grad 8×8)   | 16×16                                                     |
  * | attention (SAM)   | `fused`             | `composed`                                                |
  *
  * The measurements behind each rule are in BENCHMARKS.md ("Second session": why textures, the
- * texture tile table, the conv pass table; "What limits the software adapter"; "Attention").
+ * texture tile table, the conv pass table; "What limits the software adapter"; "Attention";
+ * "Winograd").
  */
 import { gpu } from "./device.ts";
 import { hasReadonlyStorageTextures } from "./texture_pool.ts";
@@ -221,6 +224,17 @@ export function setWinogradTile(m: WinogradTile | null): void {
  * matmul stages its operands in textures (the component GEMMs are texture GEMMs), without bias,
  * forced tiles or a forced `texture`/`kernel` path, and where `fits` (3×3, stride 1, dilation 1,
  * ungrouped, bindings and texture rows within limits).
+ *
+ * Every such pass takes it: on llvmpipe (bench/conv.ts `winograd`, BENCHMARKS.md "Winograd", under
+ * load 7) it beat the routed path (conv kernels for 64 channels, texture GEMMs above) on all 16
+ * ResNet-50 3×3 stride-1 forward and input-gradient shapes at 256² b2 and 512² b1, by 1.5–5×.
+ * m = 4 (F(4,3): 2.25 multiplies per output and channel pair instead of 9) where both channel
+ * counts are at most {@link WINOGRAD_F4_MAX_CHANNELS}: layer1 @128² forward 406 → 110 ms (F(2,3)
+ * 354), layer2 @64² 268 → 53 ms (F(2,3) 108). Wider convs take m = 2: their tile counts are small
+ * (16×16 outputs are 16 F(4,3) tiles a sample), so F(4,3)'s GEMMs are thin while its 36 filter
+ * components per channel pair cost more to transform (layer4 512→512 @32² forward 408 ms routed,
+ * F(2,3) 197, F(4,3) 251), and F(4,3)'s rounding grows with the channel count (max abs error
+ * 6–10e-5 at 512 channels on outputs of magnitude ~3.5, against 1e-5 for F(2,3)).
  */
 export function convWinograd(
   g: ConvRouteShape,
@@ -231,9 +245,14 @@ export function convWinograd(
   const path = forcedConvPath ?? CONV_ENV;
   if (hasBias || forcedConvTiles || path === "kernel" || path === "texture") return null;
   if (g.N * g.OH * g.OW === 0 || matmulVariant() !== "texture" || !fits()) return null;
-  if (path !== "winograd") return null;
-  return forcedWinogradTile ?? 4;
+  if (forcedWinogradTile) return forcedWinogradTile;
+  // The GEMM's rows (output channels of this pass) and its K (input channels).
+  const rows = pass === "input" ? g.C : g.O, k = pass === "input" ? g.O : g.C;
+  return Math.max(rows, k) <= WINOGRAD_F4_MAX_CHANNELS ? 4 : 2;
 }
+
+/** Widest conv (input or output channels) that takes F(4,3) rather than F(2,3). */
+const WINOGRAD_F4_MAX_CHANNELS = 128;
 
 let convTextureRowsLimit: number | null = null;
 

@@ -1,0 +1,241 @@
+import fc from "fast-check";
+import assert from "node:assert";
+import { backward, F, requireGrad, tensor } from "../../engine/mod.ts";
+import { noGrad } from "../../engine/autograd.ts";
+import {
+  convWinograd,
+  setConvPath,
+  setConvTextureRowsForTests,
+  setWinogradTile,
+} from "../../engine/routing.ts";
+import { hasReadonlyStorageTextures } from "../../engine/texture_pool.ts";
+import type { ConvGeometry } from "../../engine/ops/conv.ts";
+import {
+  conv2dBackwardDataWinograd,
+  conv2dForwardWinograd,
+  convWinogradFits,
+} from "../../engine/ops/conv_winograd.ts";
+import { WINOGRAD_MATRICES, type WinogradTile } from "../../kernels/conv/winograd.ts";
+import { assertClose, gradCheck, maxAbs, randArray, setup } from "../util/gpu.ts";
+import { conv2dInputGradRef, conv2dRef, convOutSize, geom } from "../reference/conv.ts";
+
+await setup();
+
+/** The Winograd path needs the texture GEMM (read-only storage textures). */
+const ignore = !hasReadonlyStorageTextures();
+const TILES: WinogradTile[] = [2, 4];
+
+Deno.test("Winograd matrices: Aᵀ[(G g) ⊙ (Bᵀ d)] is the 1-D correlation (float64)", () => {
+  for (const m of TILES) {
+    const { BT, G, AT } = WINOGRAD_MATRICES[m];
+    const a = m + 2;
+    const d = Array.from(randArray(a, 10 + m), Number),
+      g = Array.from(randArray(3, 20 + m), Number);
+    const mul = (M: number[][], v: number[]) =>
+      M.map((r) => r.reduce((s, c, i) => s + c * v[i], 0));
+    const u = mul(G, g), v = mul(BT, d);
+    const y = mul(AT, u.map((x, i) => x * v[i]));
+    for (let i = 0; i < m; i++) {
+      const direct = g[0] * d[i] + g[1] * d[i + 1] + g[2] * d[i + 2];
+      assert.ok(Math.abs(y[i] - direct) < 1e-12, `F(${m},3) output ${i}: ${y[i]} vs ${direct}`);
+    }
+  }
+});
+
+interface Shape {
+  N: number;
+  C: number;
+  H: number;
+  W: number;
+  O: number;
+  p: [number, number];
+}
+
+function geometry(s: Shape): ConvGeometry {
+  return {
+    N: s.N,
+    C: s.C,
+    H: s.H,
+    W: s.W,
+    O: s.O,
+    OH: convOutSize(s.H, 3, 1, s.p[0], 1),
+    OW: convOutSize(s.W, 3, 1, s.p[1], 1),
+    kh: 3,
+    kw: 3,
+    sh: 1,
+    sw: 1,
+    ph: s.p[0],
+    pw: s.p[1],
+    dh: 1,
+    dw: 1,
+    groups: 1,
+  };
+}
+
+/**
+ * Tolerance: F(4,3)'s rounding grows with the channel count (max abs error ~1e-5·max|y| at 64–512
+ * channels on He-scaled filters, bench/conv.ts `winograd`); 1e-4·max|y| + 1e-6 bounds both tiles.
+ */
+function tolerance(ref: ArrayLike<number>) {
+  return { atol: 1e-4 * maxAbs(ref) + 1e-6, rtol: 0 };
+}
+
+/** Forward and input gradient of the Winograd op, tile m, against the float64 references. */
+async function checkShape(s: Shape, m: WinogradTile, what: string): Promise<void> {
+  const g = geometry(s);
+  const x = randArray(s.N * s.C * s.H * s.W, 1);
+  const w = randArray(s.O * s.C * 9, 2, -Math.sqrt(6 / (9 * s.C)), Math.sqrt(6 / (9 * s.C)));
+  const dy = randArray(s.N * s.O * g.OH * g.OW, 3);
+  const gg = geom({ padding: s.p });
+  const ref = conv2dRef(x, [s.N, s.C, s.H, s.W], w, [s.O, s.C, 3, 3], null, gg);
+  const dref = conv2dInputGradRef(dy, ref.shape, w, [s.O, s.C, 3, 3], s.H, s.W, gg);
+  const xt = tensor(x, [s.N, s.C, s.H, s.W]), wt = tensor(w, [s.O, s.C, 3, 3]);
+  const dyt = tensor(dy, ref.shape);
+  const y = noGrad(() => conv2dForwardWinograd(xt, wt, g, m));
+  const dx = noGrad(() => conv2dBackwardDataWinograd(dyt, wt, g, m));
+  const label = `${what} F(${m},3) ${JSON.stringify(s)}`;
+  assert.deepStrictEqual(y.shape, ref.shape, `${label}: output shape`);
+  assertClose(await y.data(), ref.data, { what: `${label} forward`, ...tolerance(ref.data) });
+  assertClose(await dx.data(), dref, { what: `${label} input grad`, ...tolerance(dref) });
+  for (const t of [xt, wt, dyt, y, dx]) t.dispose();
+}
+
+/** Odd sizes, H or W of 1 or 2, ragged tiles, C or O of 1, batch > 1, padding 0, 1, mixed. */
+const SHAPES: Shape[] = [
+  { N: 2, C: 5, H: 9, W: 7, O: 6, p: [1, 1] },
+  { N: 1, C: 1, H: 1, W: 1, O: 1, p: [1, 1] },
+  { N: 1, C: 3, H: 2, W: 5, O: 4, p: [1, 1] },
+  { N: 3, C: 7, H: 13, W: 11, O: 1, p: [0, 0] },
+  { N: 2, C: 4, H: 1, W: 6, O: 3, p: [1, 1] },
+  { N: 1, C: 9, H: 4, W: 8, O: 5, p: [0, 0] },
+  { N: 1, C: 3, H: 5, W: 10, O: 2, p: [0, 1] },
+  { N: 2, C: 1, H: 6, W: 3, O: 7, p: [1, 0] },
+  { N: 1, C: 64, H: 11, W: 9, O: 12, p: [1, 1] },
+];
+
+Deno.test({
+  name: "Winograd forward and input gradient match float64 references on awkward shapes",
+  ignore,
+  fn: async () => {
+    for (const m of TILES) for (const s of SHAPES) await checkShape(s, m, "whole");
+  },
+});
+
+Deno.test({
+  name: "Winograd in chunks: few texture rows split tiles across samples and the components",
+  ignore,
+  fn: async () => {
+    // 40 rows: 7 filters → 5 of 16 (36) components per texture, 8 (7) tiles per chunk.
+    setConvTextureRowsForTests(40);
+    try {
+      for (const m of TILES) {
+        await checkShape({ N: 3, C: 6, H: 9, W: 7, O: 7, p: [1, 1] }, m, "chunked");
+        await checkShape({ N: 2, C: 5, H: 5, W: 6, O: 3, p: [0, 1] }, m, "chunked");
+      }
+    } finally {
+      setConvTextureRowsForTests(null);
+    }
+  },
+});
+
+Deno.test({
+  name: "Winograd equals the float64 reference for random shapes and tiles (fast-check)",
+  ignore,
+  fn: async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.record({
+          N: fc.integer({ min: 1, max: 3 }),
+          C: fc.integer({ min: 1, max: 9 }),
+          O: fc.integer({ min: 1, max: 9 }),
+          H: fc.integer({ min: 1, max: 12 }),
+          W: fc.integer({ min: 1, max: 12 }),
+          ph: fc.integer({ min: 0, max: 2 }),
+          pw: fc.integer({ min: 0, max: 2 }),
+          m: fc.constantFrom<WinogradTile>(2, 4),
+        }),
+        async (r) => {
+          const s: Shape = { N: r.N, C: r.C, H: r.H, W: r.W, O: r.O, p: [r.ph, r.pw] };
+          const g = geometry(s);
+          if (g.OH < 1 || g.OW < 1) return;
+          await checkShape(s, r.m, "random");
+        },
+      ),
+      { numRuns: 20 },
+    );
+  },
+});
+
+Deno.test({
+  name: "routing: 3×3 stride-1 passes take Winograd (F(4,3) up to 128 channels), others do not",
+  ignore,
+  fn: () => {
+    const base = geometry({ N: 1, C: 64, H: 16, W: 16, O: 64, p: [1, 1] });
+    const route = (g: ConvGeometry, pass: "forward" | "input" = "forward", bias = false) =>
+      convWinograd(g, pass, bias, () => convWinogradFits(g, pass));
+    assert.strictEqual(route(base), 4);
+    assert.strictEqual(route({ ...base, C: 256, O: 256 }, "input"), 2);
+    assert.strictEqual(route({ ...base, O: 512 }), 2);
+    assert.strictEqual(route(base, "forward", true), null, "bias");
+    assert.strictEqual(route({ ...base, sh: 2, OH: 8 }), null, "stride 2");
+    assert.strictEqual(route({ ...base, dh: 2, dw: 2, ph: 2, pw: 2 }), null, "dilation 2");
+    assert.strictEqual(route({ ...base, groups: 2 }), null, "groups");
+    assert.strictEqual(route({ ...base, kh: 1, kw: 1, ph: 0, pw: 0 }), null, "1×1");
+    for (const p of ["kernel", "texture"] as const) {
+      setConvPath(p);
+      try {
+        assert.strictEqual(route(base), null, `forced ${p}`);
+      } finally {
+        setConvPath(null);
+      }
+    }
+    setWinogradTile(2);
+    try {
+      assert.strictEqual(route(base), 2, "forced tile");
+    } finally {
+      setWinogradTile(null);
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "conv2d through Winograd: autograd's input gradient matches the reference and passes finite differences",
+  ignore,
+  fn: async () => {
+    for (const m of TILES) {
+      setConvPath("winograd");
+      setWinogradTile(m);
+      try {
+        const s: Shape = { N: 2, C: 3, H: 7, W: 6, O: 4, p: [1, 1] };
+        assert.strictEqual(convWinograd(geometry(s), "input", false, () => true), m);
+        const x = randArray(2 * 3 * 7 * 6, 5), w = randArray(4 * 3 * 9, 6);
+        const xt = requireGrad(tensor(x, [2, 3, 7, 6])), wt = tensor(w, [4, 3, 3, 3]);
+        const y = F.conv2d(xt, wt, null, { padding: 1 });
+        const ref = conv2dRef(x, [2, 3, 7, 6], w, [4, 3, 3, 3], null, geom({ padding: 1 }));
+        assertClose(await y.data(), ref.data, {
+          what: `F(${m},3) forward`,
+          atol: 1e-5,
+          rtol: 1e-4,
+        });
+        const dy = randArray(y.size, 7);
+        const dyt = tensor(dy, y.shape);
+        backward(y, dyt);
+        const dref = conv2dInputGradRef(dy, ref.shape, w, [4, 3, 3, 3], 7, 6, geom({ padding: 1 }));
+        assertClose(await xt.grad!.data(), dref, {
+          what: `F(${m},3) input grad`,
+          atol: 1e-5,
+          rtol: 1e-4,
+        });
+        for (const t of [xt, wt, y, dyt, xt.grad]) t?.dispose();
+        await gradCheck(
+          (a, b) => F.conv2d(a, b, null, { padding: [1, 0] }),
+          [{ shape: [2, 3, 6, 5] }, { shape: [2, 3, 3, 3] }],
+        );
+      } finally {
+        setConvPath(null);
+        setWinogradTile(null);
+      }
+    }
+  },
+});
