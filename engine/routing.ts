@@ -10,8 +10,8 @@
  * | matmul            | `tiled`             | `texture` (`register` without read-only storage textures, |
  * |                   |                     | and for products under {@link TEXTURE_MIN_MACS})          |
  * | conv2d (3 passes) | conv kernels        | texture GEMMs where {@link convPath}'s rule says so       |
- * | 3×3 stride 1      | conv kernels        | forward and input gradient: Winograd F(4,3) or F(2,3) on  |
- * |                   |                     | texture GEMMs ({@link convWinograd})                      |
+ * | 3×3 stride 1      | conv kernels (Wino- | forward and input gradient: Winograd F(4,3) or F(2,3) on  |
+ * |                   | grad when forced)   | texture GEMMs ({@link convWinograd})                      |
  * | conv tiles        | 4×8 (wt grad 8×8)   | 16×16                                                     |
  * | attention (SAM)   | `fused`             | `composed`                                                |
  *
@@ -220,10 +220,11 @@ export function setWinogradTile(m: WinogradTile | null): void {
 
 /**
  * Whether a 3×3 stride-1 forward or input-gradient pass runs as Winograd F(m×m, 3×3)
- * (engine/ops/conv_winograd.ts), and with which m; null: {@link convPath} decides. Only where
- * matmul stages its operands in textures (the component GEMMs are texture GEMMs), without bias,
- * forced tiles or a forced `texture`/`kernel` path, and where `fits` (3×3, stride 1, dilation 1,
- * ungrouped, bindings and texture rows within limits).
+ * (engine/ops/conv_winograd.ts), and with which m; null: {@link convPath} decides. Not with bias,
+ * forced tiles or a forced `texture`/`kernel` path; only where `fits` (3×3, stride 1, dilation 1,
+ * ungrouped, bindings and texture rows within limits). Where matmul does not stage its operands in
+ * textures (GPUs: the component GEMMs are then one batched tiled matmul) only when forced
+ * (`ENGINE_CONV=winograd`, `setConvPath("winograd")`): no GPU has timed it yet.
  *
  * Every such pass takes it: on llvmpipe (bench/conv.ts `winograd`, BENCHMARKS.md "Winograd", under
  * load 7) it beat the routed path (conv kernels for 64 channels, texture GEMMs above) on all 16
@@ -244,7 +245,9 @@ export function convWinograd(
 ): WinogradTile | null {
   const path = forcedConvPath ?? CONV_ENV;
   if (hasBias || forcedConvTiles || path === "kernel" || path === "texture") return null;
-  if (g.N * g.OH * g.OW === 0 || matmulVariant() !== "texture" || !fits()) return null;
+  if (g.N * g.OH * g.OW === 0 || !fits()) return null;
+  // Off the texture matmul (GPUs) the buffer variant is correct but not yet timed: forced only.
+  if (matmulVariant() !== "texture" && path !== "winograd") return null;
   if (forcedWinogradTile) return forcedWinogradTile;
   // The GEMM's rows (output channels of this pass) and its K (input channels).
   const rows = pass === "input" ? g.C : g.O, k = pass === "input" ? g.O : g.C;

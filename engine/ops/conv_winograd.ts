@@ -16,11 +16,15 @@
  *
  * Where components × rows would pass the texture limit (F(4,3) with 512 filters: 36·512 > 16384),
  * the components are split into groups, each with its own input-transform pass.
+ *
+ * Without the texture matmul (GPUs), the transforms write dense buffers and the α² GEMMs are one
+ * batched matmulRaw (the workgroup-tiled kernel there); the output transform is shared.
  */
 import { dispatch } from "../dispatch.ts";
 import { empty, type Tensor } from "../tensor.ts";
-import { acquireTexture, releaseTexture } from "../texture_pool.ts";
-import { bindingLimit, convTextureMaxRows } from "../routing.ts";
+import { acquireTexture, hasReadonlyStorageTextures, releaseTexture } from "../texture_pool.ts";
+import { bindingLimit, convTextureMaxRows, matmulVariant } from "../routing.ts";
+import { matmulRaw } from "./matmul.ts";
 import {
   WINOGRAD_INPUT_UNIFORMS,
   WINOGRAD_OUTPUT_UNIFORMS,
@@ -69,9 +73,10 @@ export function convWinogradFits(g: ConvGeometry, pass: "forward" | "input"): bo
   if (g.dh !== 1 || g.dw !== 1) return false;
   const rows = pass === "forward" ? g.O : g.C;
   const limit = bindingLimit();
-  // One sample's input and output must each fit a binding; the filters one texture block.
-  return rows <= convTextureMaxRows() && (g.C * g.H * g.W + 64) * 4 <= limit &&
-    (g.O * g.OH * g.OW + 64) * 4 <= limit;
+  // One sample's input and output must each fit a binding; the filters one texture block (or,
+  // on buffers, their F(4,3) transform one binding).
+  const filters = winogradOnTextures() ? rows <= convTextureMaxRows() : 36 * g.O * g.C * 4 <= limit;
+  return filters && (g.C * g.H * g.W + 64) * 4 <= limit && (g.O * g.OH * g.OW + 64) * 4 <= limit;
 }
 
 /** Register tile of the component GEMMs ([rows, tiles] per component). */
@@ -88,6 +93,7 @@ function winogradConv(
 ): Tensor {
   const y = empty([p.N, p.O, p.OH, p.OW]);
   if (y.size === 0) return y;
+  if (!winogradOnTextures()) return winogradConvBuffers(x, f, p, m, y);
   const a2 = (m + 2) * (m + 2);
   const maxRows = convTextureMaxRows();
   const limit = bindingLimit();
@@ -127,6 +133,7 @@ function winogradConv(
         flip: f.flip ? 1 : 0,
         z0,
         z1,
+        outOff: 0,
       }),
       [Math.ceil(K4 / WINOGRAD_WG.x), Math.ceil(p.O / WINOGRAD_WG.y)],
     );
@@ -160,6 +167,7 @@ function winogradConv(
           z1,
           padY: p.padY,
           padX: p.padX,
+          outOff: 0,
         }),
         [Math.ceil(tc / WINOGRAD_WG.x), Math.ceil(K4 / WINOGRAD_WG.y)],
       );
@@ -187,28 +195,129 @@ function winogradConv(
       releaseTexture(tex);
     });
     // 3. Output transform of the chunk.
-    const yr = bindRange(y, y.offset + nLo * OHW, y.offset + (nHi + 1) * OHW - 1);
+    outputTransform(m, scratch, y, p, { tW, tps, T0, tc, nLo, nHi });
+  }
+  scratch.dispose();
+  for (const t of wTex) releaseTexture(t);
+  return y;
+}
+
+/** Whether the component GEMMs run on textures (the texture matmul), else the batched matmul. */
+function winogradOnTextures(): boolean {
+  return matmulVariant() === "texture" && hasReadonlyStorageTextures();
+}
+
+/**
+ * The same three steps with the operands in buffers and the GEMMs as one batched matmulRaw per
+ * chunk (the workgroup-tiled kernel on GPUs): U [α², O, C] · V [α², C, Tc] → M [α², O, Tc].
+ */
+function winogradConvBuffers(
+  x: Tensor,
+  f: FilterLayout,
+  p: WinogradProblem,
+  m: WinogradTile,
+  y: Tensor,
+): Tensor {
+  const a2 = (m + 2) * (m + 2);
+  const limit = bindingLimit();
+  const tW = Math.ceil(p.OW / m), tps = Math.ceil(p.OH / m) * tW, T = p.N * tps;
+  const CHW = p.C * p.H * p.W, OHW = p.O * p.OH * p.OW;
+  const K4 = Math.ceil(p.C / 4);
+  // Tiles per chunk: V and M each within a binding, and the samples a chunk spans.
+  let Tc = Math.min(T, Math.floor((limit / 4 - 64) / (a2 * Math.max(p.C, p.O))));
+  const spanFits = (tc: number) => {
+    const span = Math.ceil((tc - 1) / tps) + 1;
+    return (span * CHW + 64) * 4 <= limit && (span * OHW + 64) * 4 <= limit;
+  };
+  while (Tc > 1 && !spanFits(Tc)) Tc = Math.max(1, Math.min(Tc >> 1, tps));
+  if (Tc < 1 || a2 * p.O * p.C * 4 > limit) {
+    throw new Error(`conv2d (winograd): ${p.O}×${p.C} filters do not fit a binding`);
+  }
+  const u = empty([a2, p.O, p.C]);
+  const wb = bindRange(f.w, f.w.offset, f.w.offset + f.w.size - 1);
+  const ub = bindRange(u, u.offset, u.offset + u.size - 1);
+  dispatch(
+    winogradWeightKernel(m, "buffer"),
+    [wb.binding, ub.binding],
+    WINOGRAD_WEIGHT_UNIFORMS.pack({
+      rows: p.O,
+      K: p.C,
+      width: K4,
+      off: f.w.offset - wb.start,
+      sRow: f.sRow,
+      sK: f.sK,
+      flip: f.flip ? 1 : 0,
+      z0: 0,
+      z1: a2,
+      outOff: u.offset - ub.start,
+    }),
+    [Math.ceil(K4 / WINOGRAD_WG.x), Math.ceil(p.O / WINOGRAD_WG.y)],
+  );
+  for (let T0 = 0; T0 < T; T0 += Tc) {
+    const tc = Math.min(Tc, T - T0);
+    const nLo = Math.floor(T0 / tps), nHi = Math.floor((T0 + tc - 1) / tps);
+    const xr = bindRange(x, x.offset + nLo * CHW, x.offset + (nHi + 1) * CHW - 1);
+    const v = empty([a2, p.C, tc]), mz = empty([a2, p.O, tc]);
+    const vb = bindRange(v, v.offset, v.offset + v.size - 1);
     dispatch(
-      winogradOutputKernel(m),
-      [mr.binding, yr.binding],
-      WINOGRAD_OUTPUT_UNIFORMS.pack({
-        O: p.O,
-        OH: p.OH,
-        OW: p.OW,
+      winogradInputKernel(m, "buffer"),
+      [xr.binding, vb.binding],
+      WINOGRAD_INPUT_UNIFORMS.pack({
+        C: p.C,
+        H: p.H,
+        W: p.W,
+        width: K4,
         tW,
         tps,
         T0,
         Tc: tc,
         nBase: nLo,
-        mOff: scratch.offset - mr.start,
-        yOff: y.offset + nLo * OHW - yr.start,
+        off: x.offset + nLo * CHW - xr.start,
+        z0: 0,
+        z1: a2,
+        padY: p.padY,
+        padX: p.padX,
+        outOff: v.offset - vb.start,
       }),
-      [Math.ceil(tc / WINOGRAD_WG.x), Math.ceil(p.O / WINOGRAD_WG.y)],
+      [Math.ceil(tc / WINOGRAD_WG.x), Math.ceil(K4 / WINOGRAD_WG.y)],
     );
+    matmulRaw(u, v, { out: mz });
+    v.dispose();
+    outputTransform(m, mz, y, p, { tW, tps, T0, tc, nLo, nHi });
+    mz.dispose();
   }
-  scratch.dispose();
-  for (const t of wTex) releaseTexture(t);
+  u.dispose();
   return y;
+}
+
+/** Step 3 for one chunk: y's tiles T0 .. T0 + tc − 1 from M [α², O, tc] (dense, from its offset). */
+function outputTransform(
+  m: WinogradTile,
+  mz: Tensor,
+  y: Tensor,
+  p: WinogradProblem,
+  c: { tW: number; tps: number; T0: number; tc: number; nLo: number; nHi: number },
+): void {
+  const OHW = p.O * p.OH * p.OW;
+  const mr = bindRange(mz, mz.offset, mz.offset + (m + 2) * (m + 2) * p.O * c.tc - 1);
+  const yr = bindRange(y, y.offset + c.nLo * OHW, y.offset + (c.nHi + 1) * OHW - 1);
+  dispatch(
+    winogradOutputKernel(m),
+    [mr.binding, yr.binding],
+    WINOGRAD_OUTPUT_UNIFORMS.pack({
+      O: p.O,
+      OH: p.OH,
+      OW: p.OW,
+      tW: c.tW,
+      tps: c.tps,
+      T0: c.T0,
+      Tc: c.tc,
+      nBase: c.nLo,
+      mOff: mz.offset - mr.start,
+      yOff: y.offset + c.nLo * OHW - yr.start,
+    }),
+    [Math.ceil(c.tc / WINOGRAD_WG.x), Math.ceil(p.O / WINOGRAD_WG.y)],
+  );
 }
 
 /** y [N,O,OH,OW] of dense x and w (3×3, stride 1, dilation 1, groups 1, no bias). */

@@ -94,6 +94,35 @@ function sandwich(L: number[][], src: string, dst: string, ty: string): string[]
   return lines;
 }
 
+/**
+ * Where a transform writes its GEMM operand: rgba32float texture rows (the texture GEMM, software
+ * adapters) or a dense f32 buffer for the engine's batched matmul — the filters as [α², rows, K],
+ * the input as [α², C, Tc] (tiles innermost, so that neighbouring threads write neighbours).
+ */
+export type WinogradOperand = "texture" | "buffer";
+
+const OUT_DECL: Record<WinogradOperand, string> = {
+  texture: "var T: texture_storage_2d<rgba32float, write>;",
+  buffer: "var<storage, read_write> Out: array<f32>;",
+};
+
+/** Stores value `v` (vec4 over k0 + 0..3) of component z at texture row `row` / buffer index `i(l)`. */
+function storeOperand(
+  out: WinogradOperand,
+  z: number,
+  v: string,
+  textureRow: string,
+  index: (lane: number) => string,
+  lanes: string,
+): string {
+  const guard = `${z}u >= u.z0 && ${z}u < u.z1`;
+  if (out === "texture") {
+    return `  if (${guard}) { textureStore(T, vec2<u32>(j, ${textureRow}), ${v}); }`;
+  }
+  const st = [0, 1, 2, 3].map((l) => `if (${l}u < ${lanes}) { Out[${index(l)}] = ${v}[${l}]; }`);
+  return `  if (${guard}) { ${st.join(" ")} }`;
+}
+
 /** Threads per workgroup of the three transforms: 16 along the fast index, 4 along the other. */
 export const WINOGRAD_WG = { x: 16, y: 4 } as const;
 
@@ -112,12 +141,12 @@ export const WINOGRAD_WEIGHT_UNIFORMS = uniforms({
   flip: "u32",
   z0: "u32",
   z1: "u32",
-  _p0: "u32",
+  outOff: "u32",
   _p1: "u32",
   _p2: "u32",
 });
 
-export function winogradWeightKernel(m: WinogradTile): Kernel {
+export function winogradWeightKernel(m: WinogradTile, out: WinogradOperand = "texture"): Kernel {
   const { G } = WINOGRAD_MATRICES[m];
   const a = m + 2;
   const loads: string[] = [];
@@ -133,18 +162,23 @@ export function winogradWeightKernel(m: WinogradTile): Kernel {
   for (let i = 0; i < a; i++) {
     for (let j = 0; j < a; j++) {
       const z = i * a + j;
-      stores.push(
-        `  if (${z}u >= u.z0 && ${z}u < u.z1) { textureStore(T, vec2<u32>(j, (${z}u - u.z0) * u.rows + r), U${i}_${j}); }`,
-      );
+      stores.push(storeOperand(
+        out,
+        z,
+        `U${i}_${j}`,
+        `(${z}u - u.z0) * u.rows + r`,
+        (l) => `u.outOff + (${z}u * u.rows + r) * u.K + k0 + ${l}u`,
+        "lanes",
+      ));
     }
   }
   return {
-    key: `conv2d/winograd/weight/F${m}`,
+    key: `conv2d/winograd/weight/F${m}/${out}`,
     wgsl: () =>
       /* wgsl */ `${WINOGRAD_WEIGHT_UNIFORMS.wgsl("P")}
 @group(0) @binding(0) var<uniform> u: P;
 @group(0) @binding(1) var<storage, read> Wt: array<f32>;
-@group(0) @binding(2) var T: texture_storage_2d<rgba32float, write>;
+@group(0) @binding(2) ${OUT_DECL[out]}
 
 @compute @workgroup_size(${WINOGRAD_WG.x}, ${WINOGRAD_WG.y})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
@@ -152,6 +186,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let r = gid.y;
   if (j >= u.width || r >= u.rows) { return; }
   let k0 = 4u * j;
+  let lanes = u.K - k0;
   // Lanes past K read filter K-1 (in range) and are zeroed by the select.
 ${
         [0, 1, 2, 3].map((l) =>
@@ -185,11 +220,11 @@ export const WINOGRAD_INPUT_UNIFORMS = uniforms({
   z1: "u32",
   padY: "i32",
   padX: "i32",
-  _p0: "u32",
+  outOff: "u32",
   _p1: "u32",
 });
 
-export function winogradInputKernel(m: WinogradTile): Kernel {
+export function winogradInputKernel(m: WinogradTile, out: WinogradOperand = "texture"): Kernel {
   const { BT } = WINOGRAD_MATRICES[m];
   const a = m + 2;
   const loads: string[] = [];
@@ -204,19 +239,24 @@ export function winogradInputKernel(m: WinogradTile): Kernel {
   for (let i = 0; i < a; i++) {
     for (let j = 0; j < a; j++) {
       const z = i * a + j;
-      stores.push(
-        `  if (${z}u >= u.z0 && ${z}u < u.z1) { textureStore(T, vec2<u32>(j, (${z}u - u.z0) * u.Tc + t), V${i}_${j}); }`,
-      );
+      stores.push(storeOperand(
+        out,
+        z,
+        `V${i}_${j}`,
+        `(${z}u - u.z0) * u.Tc + t`,
+        (l) => `u.outOff + (${z}u * u.C + c0 + ${l}u) * u.Tc + t`,
+        "u.C - c0",
+      ));
     }
   }
   const range = [...Array(a).keys()];
   return {
-    key: `conv2d/winograd/input/F${m}`,
+    key: `conv2d/winograd/input/F${m}/${out}`,
     wgsl: () =>
       /* wgsl */ `${WINOGRAD_INPUT_UNIFORMS.wgsl("P")}
 @group(0) @binding(0) var<uniform> u: P;
 @group(0) @binding(1) var<storage, read> X: array<f32>;
-@group(0) @binding(2) var T: texture_storage_2d<rgba32float, write>;
+@group(0) @binding(2) ${OUT_DECL[out]}
 
 /** X[i] where the pixel is inside the image and the channel exists, else 0 (the padding). */
 fn ld(inside: bool, i: u32, c: u32) -> f32 {

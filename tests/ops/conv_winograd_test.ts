@@ -4,8 +4,10 @@ import { backward, F, requireGrad, tensor } from "../../engine/mod.ts";
 import { noGrad } from "../../engine/autograd.ts";
 import {
   convWinograd,
+  setBindingLimitForTests,
   setConvPath,
   setConvTextureRowsForTests,
+  setMatmulVariant,
   setWinogradTile,
 } from "../../engine/routing.ts";
 import { hasReadonlyStorageTextures } from "../../engine/texture_pool.ts";
@@ -136,6 +138,24 @@ Deno.test({
       setConvTextureRowsForTests(null);
     }
   },
+});
+
+Deno.test("Winograd on buffers and the batched matmul (the GPU variant), whole and chunked", async () => {
+  // Off the texture matmul the transforms write buffers and the GEMMs are one batched matmul.
+  setMatmulVariant("register");
+  try {
+    for (const m of TILES) {
+      for (const s of SHAPES.slice(0, 5)) await checkShape(s, m, "buffers");
+    }
+    // A binding limit of 16 KiB: chunks of a few tiles spanning samples.
+    setBindingLimitForTests(16 * 1024);
+    for (const m of TILES) {
+      await checkShape({ N: 3, C: 6, H: 9, W: 7, O: 7, p: [1, 1] }, m, "buffers chunked");
+    }
+  } finally {
+    setBindingLimitForTests(null);
+    setMatmulVariant(null);
+  }
 });
 
 Deno.test({
