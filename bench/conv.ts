@@ -242,7 +242,7 @@ export const WINOGRAD_CASES: ConvCase[] = [
 
 /**
  * Winograd F(2,3) and F(4,3) against the path the routing rule gives without Winograd (texture
- * GEMMs or conv kernels), per {@link WINOGRAD_CASES} shape, forward and input gradient: the three
+ * GEMMs or conv kernels), per {@link WINOGRAD_CASES} shape, forward, input and weight gradient: the three
  * run interleaved in one process (GPU timestamps, `reps` rounds, medians), and each Winograd
  * output is compared with the other path's. Rows are named `conv-winograd <pass> <shape>`.
  */
@@ -259,14 +259,17 @@ export async function benchWinograd(
     // Filters at He-init magnitude, as in a trained ResNet.
     const w = randomTensor([g.O, g.C, 3, 3], 2, Math.sqrt(6 / (9 * g.C)));
     const dy = randomTensor([g.N, g.O, g.OH, g.OW], 3);
-    for (const pass of ["forward", "input"] as const) {
-      const name = `conv-winograd ${pass === "forward" ? "fwd" : "dgrad"} ${c.name}`;
+    for (const pass of ["forward", "input", "weight"] as const) {
+      const kind = { forward: "fwd", input: "dgrad", weight: "wgrad" }[pass];
+      const name = `conv-winograd ${kind} ${c.name}`;
       if (!matchesFilter(name, opts.filter)) continue;
       const base = convPath(g, pass, false, () => convTextureFits(g));
       const run = () =>
         pass === "forward"
           ? conv2dForwardRaw(x, w, null, g)
-          : conv2dBackwardDataRaw(dy, w, null, g);
+          : pass === "input"
+          ? conv2dBackwardDataRaw(dy, w, null, g)
+          : conv2dBackwardWeightRaw(x, dy, g);
       const variants: [string, "texture" | "kernel" | "winograd", WinogradTile | null][] = [
         [base, base, null],
         ["F(2,3)", "winograd", 2],

@@ -227,19 +227,22 @@ export function setWinogradTile(m: WinogradTile | null): void {
  * (`ENGINE_CONV=winograd`, `setConvPath("winograd")`): no GPU has timed it yet.
  *
  * Every such pass takes it: on llvmpipe (bench/conv.ts `winograd`, BENCHMARKS.md "Winograd", under
- * load 7) it beat the routed path (conv kernels for 64 channels, texture GEMMs above) on all 16
- * ResNet-50 3×3 stride-1 forward and input-gradient shapes at 256² b2 and 512² b1, by 1.5–5×.
- * m = 4 (F(4,3): 2.25 multiplies per output and channel pair instead of 9) where both channel
- * counts are at most {@link WINOGRAD_F4_MAX_CHANNELS}: layer1 @128² forward 406 → 110 ms (F(2,3)
- * 354), layer2 @64² 268 → 53 ms (F(2,3) 108). Wider convs take m = 2: their tile counts are small
- * (16×16 outputs are 16 F(4,3) tiles a sample), so F(4,3)'s GEMMs are thin while its 36 filter
- * components per channel pair cost more to transform (layer4 512→512 @32² forward 408 ms routed,
- * F(2,3) 197, F(4,3) 251), and F(4,3)'s rounding grows with the channel count (max abs error
- * 6–10e-5 at 512 channels on outputs of magnitude ~3.5, against 1e-5 for F(2,3)).
+ * load 7–15) it beat the routed path (conv kernels for 64 channels, texture GEMMs above) on all 24
+ * ResNet-50 3×3 stride-1 forward, input- and weight-gradient shapes at 256² b2 and 512² b1, by
+ * 1.1–5×. Forward and input gradient: m = 4 (F(4,3): 2.25 multiplies per output and channel
+ * pair instead of 9) where both channel counts are at most {@link WINOGRAD_F4_MAX_CHANNELS}:
+ * layer1 @128² forward 406 → 110 ms (F(2,3) 354), layer2 @64² 268 → 53 ms (F(2,3) 108). Wider
+ * convs take m = 2: their tile counts are small (16×16 outputs are 16 F(4,3) tiles a sample), so
+ * F(4,3)'s GEMMs are thin while its 36 filter components per channel pair cost more to transform
+ * (layer4 512→512 @32² forward 408 ms routed, F(2,3) 197, F(4,3) 251), and F(4,3)'s rounding
+ * grows with the channel count (max abs error 6–10e-5 at 512 channels on outputs of magnitude
+ * ~3.5, against 1e-5 for F(2,3)). Weight gradient: m = 2 everywhere (F(2,3) beat the routed path
+ * on all 8 shapes, 1.1–3.9×; F(4,3) lost on four: its per-tile transforms of x and dy are the
+ * larger share when the sum runs over tiles).
  */
 export function convWinograd(
   g: ConvRouteShape,
-  pass: "forward" | "input",
+  pass: "forward" | "input" | "weight",
   hasBias: boolean,
   fits: () => boolean,
 ): WinogradTile | null {
@@ -249,6 +252,7 @@ export function convWinograd(
   // Off the texture matmul (GPUs) the buffer variant is correct but not yet timed: forced only.
   if (matmulVariant() !== "texture" && path !== "winograd") return null;
   if (forcedWinogradTile) return forcedWinogradTile;
+  if (pass === "weight") return 2;
   // The GEMM's rows (output channels of this pass) and its K (input channels).
   const rows = pass === "input" ? g.C : g.O, k = pass === "input" ? g.O : g.C;
   return Math.max(rows, k) <= WINOGRAD_F4_MAX_CHANNELS ? 4 : 2;

@@ -37,6 +37,7 @@ import {
 } from "./conv_texture.ts";
 import {
   conv2dBackwardDataWinograd,
+  conv2dBackwardWeightWinograd,
   conv2dForwardWinograd,
   convWinogradFits,
 } from "./conv_winograd.ts";
@@ -165,7 +166,11 @@ function viaTextures(
 }
 
 /** Winograd's tile m where this pass takes it (the rule: engine/routing.ts), else null. */
-function viaWinograd(g: ConvGeometry, bias: Tensor | null, pass: "forward" | "input") {
+function viaWinograd(
+  g: ConvGeometry,
+  bias: Tensor | null,
+  pass: "forward" | "input" | "weight",
+) {
   return convWinograd(g, pass, bias !== null, () => convWinogradFits(g, pass));
 }
 
@@ -274,6 +279,14 @@ export function conv2dBackwardDataRaw(
 export function conv2dBackwardWeightRaw(x: Tensor, dy: Tensor, g: ConvGeometry): Tensor {
   const Cg = g.C / g.groups, Og = g.O / g.groups;
   const J = Cg * g.kh * g.kw;
+  const wm = viaWinograd(g, null, "weight");
+  if (wm) {
+    const xd = dense(x), dyd = dense(dy);
+    const dw = conv2dBackwardWeightWinograd(xd, dyd, g, wm);
+    disposeCopy(xd, x);
+    disposeCopy(dyd, dy);
+    return dw;
+  }
   if (viaTextures(g, null, "weight")) {
     const xd = dense(x), dyd = dense(dy);
     const dw = conv2dBackwardWeightTexture(xd, dyd, g);

@@ -28,11 +28,15 @@ import { matmulRaw } from "./matmul.ts";
 import {
   WINOGRAD_INPUT_UNIFORMS,
   WINOGRAD_OUTPUT_UNIFORMS,
+  WINOGRAD_TILE_UNIFORMS,
   WINOGRAD_WEIGHT_UNIFORMS,
   WINOGRAD_WG,
+  WINOGRAD_WGRAD_UNIFORMS,
   winogradInputKernel,
   winogradOutputKernel,
   type WinogradTile,
+  winogradTileKernel,
+  winogradWeightGradKernel,
   winogradWeightKernel,
 } from "../../kernels/conv/winograd.ts";
 import {
@@ -68,15 +72,19 @@ interface FilterLayout {
 }
 
 /** Whether a 3×3 stride-1 dilation-1 ungrouped pass may take Winograd on this adapter. */
-export function convWinogradFits(g: ConvGeometry, pass: "forward" | "input"): boolean {
+export function convWinogradFits(g: ConvGeometry, pass: "forward" | "input" | "weight"): boolean {
   if (g.groups !== 1 || g.kh !== 3 || g.kw !== 3 || g.sh !== 1 || g.sw !== 1) return false;
   if (g.dh !== 1 || g.dw !== 1) return false;
-  const rows = pass === "forward" ? g.O : g.C;
   const limit = bindingLimit();
-  // One sample's input and output must each fit a binding; the filters one texture block (or,
-  // on buffers, their F(4,3) transform one binding).
-  const filters = winogradOnTextures() ? rows <= convTextureMaxRows() : 36 * g.O * g.C * 4 <= limit;
-  return filters && (g.C * g.H * g.W + 64) * 4 <= limit && (g.O * g.OH * g.OW + 64) * 4 <= limit;
+  // One sample's input and output must each fit a binding.
+  if ((g.C * g.H * g.W + 64) * 4 > limit || (g.O * g.OH * g.OW + 64) * 4 > limit) return false;
+  // The weight gradient's operands have C and O texture rows (no buffer variant).
+  if (pass === "weight") {
+    return winogradOnTextures() && Math.max(g.C, g.O) <= convTextureMaxRows();
+  }
+  // The filters fit one texture block or, on buffers, their F(4,3) transform one binding.
+  const rows = pass === "forward" ? g.O : g.C;
+  return winogradOnTextures() ? rows <= convTextureMaxRows() : 36 * g.O * g.C * 4 <= limit;
 }
 
 /** Register tile of the component GEMMs ([rows, tiles] per component). */
@@ -361,4 +369,121 @@ export function conv2dBackwardDataWinograd(
     },
     m,
   );
+}
+
+/** Tiles summed per weight-gradient GEMM: about as many pixels as conv_texture.ts's chunks. */
+const WGRAD_PIXELS = 1024;
+
+/**
+ * dW [O,C,3,3] of a 3×3 stride-1 conv from dense x and dy (texture GEMMs only): per chunk of
+ * tiles, x's windows by Bᵀ·B and dy's blocks by A·Aᵀ into textures with the tiles along K, the α²
+ * GEMMs [O, tiles] × [tiles, C] accumulated into M [α², O, C]; then dW = Gᵀ M G per filter.
+ */
+export function conv2dBackwardWeightWinograd(
+  x: Tensor,
+  dy: Tensor,
+  g: ConvGeometry,
+  m: WinogradTile,
+): Tensor {
+  const dw = empty([g.O, g.C, 3, 3]);
+  const a = m + 2, a2 = a * a;
+  const maxRows = convTextureMaxRows(), limit = bindingLimit();
+  const tW = Math.ceil(g.OW / m), tps = Math.ceil(g.OH / m) * tW, T = g.N * tps;
+  const CHW = g.C * g.H * g.W, OHW = g.O * g.OH * g.OW;
+  const zc = Math.min(a2, Math.floor(maxRows / Math.max(g.C, g.O)));
+  if (zc < 1) throw new Error(`conv2d (winograd): ${g.C}/${g.O} channels exceed the texture rows`);
+  let Tc = Math.min(T, Math.max(16, Math.floor(WGRAD_PIXELS / (m * m))), 4 * maxRows);
+  const spanFits = (tc: number) => {
+    const span = Math.ceil((tc - 1) / tps) + 1;
+    return (span * CHW + 64) * 4 <= limit && (span * OHW + 64) * 4 <= limit;
+  };
+  while (Tc > 1 && !spanFits(Tc)) Tc = Math.max(1, Math.min(Tc >> 1, tps));
+  const scratch = empty([a2 * g.O * g.C]);
+  const mr = bindRange(scratch, scratch.offset, scratch.offset + scratch.size - 1);
+  const rt = gemmTile(g.O, g.C);
+  const transform = (
+    which: "x" | "dy",
+    src: Tensor,
+    perSample: number,
+    ch: number,
+    H: number,
+    W: number,
+    T0: number,
+    tc: number,
+    z0: number,
+    z1: number,
+  ) => {
+    const nLo = Math.floor(T0 / tps), nHi = Math.floor((T0 + tc - 1) / tps);
+    const r = bindRange(src, src.offset + nLo * perSample, src.offset + (nHi + 1) * perSample - 1);
+    const width = Math.ceil(tc / 4);
+    const tex = acquireTexture(width, (z1 - z0) * ch);
+    dispatch(
+      winogradTileKernel(m, which),
+      [r.binding, { view: tex.view }],
+      WINOGRAD_TILE_UNIFORMS.pack({
+        Ch: ch,
+        H,
+        W,
+        width,
+        tW,
+        tps,
+        T0,
+        Tc: tc,
+        nBase: nLo,
+        off: src.offset + nLo * perSample - r.start,
+        z0,
+        z1,
+        padY: which === "x" ? g.ph : 0,
+        padX: which === "x" ? g.pw : 0,
+      }),
+      [Math.ceil(width / WINOGRAD_WG.x), Math.ceil(ch / WINOGRAD_WG.y)],
+    );
+    return tex;
+  };
+  for (let T0 = 0; T0 < T; T0 += Tc) {
+    const tc = Math.min(Tc, T - T0);
+    for (let z0 = 0; z0 < a2; z0 += zc) {
+      const z1 = Math.min(a2, z0 + zc);
+      const tdy = transform("dy", dy, OHW, g.O, g.OH, g.OW, T0, tc, z0, z1);
+      const tx = transform("x", x, CHW, g.C, g.H, g.W, T0, tc, z0, z1);
+      const first = T0 === 0;
+      dispatch(
+        matmulTextureKernel({ bias: false, beta: !first }, rt),
+        [{ view: tdy.view }, { view: tx.view }, mr.binding],
+        MATMUL_TEXTURE_UNIFORMS.pack({
+          M: g.O,
+          N: g.C,
+          K4: Math.ceil(tc / 4),
+          zBase: z0,
+          aRows: g.O,
+          bRows: g.C,
+          cOff: scratch.offset - mr.start,
+          ldc: g.C,
+          biasOff: 0,
+          nb1: a2,
+          sc0: 0,
+          sc1: g.O * g.C,
+          alpha: 1,
+          beta: first ? 0 : 1,
+        }),
+        [Math.ceil(g.C / (rt.wx * rt.tn)), Math.ceil(g.O / (rt.wy * rt.tm)), z1 - z0],
+      );
+      releaseTexture(tdy);
+      releaseTexture(tx);
+    }
+  }
+  const dr = bindRange(dw, dw.offset, dw.offset + dw.size - 1);
+  dispatch(
+    winogradWeightGradKernel(m),
+    [mr.binding, dr.binding],
+    WINOGRAD_WGRAD_UNIFORMS.pack({
+      O: g.O,
+      C: g.C,
+      mOff: scratch.offset - mr.start,
+      dwOff: dw.offset - dr.start,
+    }),
+    [Math.ceil(g.C / WINOGRAD_WG.x), Math.ceil(g.O / WINOGRAD_WG.y)],
+  );
+  scratch.dispose();
+  return dw;
 }

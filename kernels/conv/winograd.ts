@@ -352,3 +352,133 @@ ${stores.join("\n")}
 }`,
   };
 }
+
+// ---------------------------------------------------------------- weight gradient
+
+/**
+ * Weight gradient, F(3×3, m×m): dW_j = Σ_i dy_i·x_{i+j} is the derivative of the trilinear form
+ * Σ_k (A y)_k (G g)_k (Bᵀ d)_k of F(m, 3) by g, so per tile dW = Gᵀ [(A dy Aᵀ) ⊙ (Bᵀ x B)] G,
+ * summed over tiles: α² GEMMs [O, tiles] × [tiles, C]. Their operands put the tiles along K, so
+ * these transforms run four tiles per texel (lanes over tiles): `winogradTileKernel` with L = Bᵀ
+ * on an α×α window of x (origin ty·m − padY) or L = A on the m×m block of dy (origin ty·m).
+ */
+export const WINOGRAD_TILE_UNIFORMS = uniforms({
+  Ch: "u32",
+  H: "u32",
+  W: "u32",
+  width: "u32",
+  tW: "u32",
+  tps: "u32",
+  T0: "u32",
+  Tc: "u32",
+  nBase: "u32",
+  off: "u32",
+  z0: "u32",
+  z1: "u32",
+  padY: "i32",
+  padX: "i32",
+  _p0: "u32",
+  _p1: "u32",
+});
+
+/** Which operand a {@link winogradTileKernel} transforms: x by Bᵀ (α×α) or dy by A (m×m). */
+export type WinogradTileOperand = "x" | "dy";
+
+export function winogradTileKernel(m: WinogradTile, which: WinogradTileOperand): Kernel {
+  const { BT, AT } = WINOGRAD_MATRICES[m];
+  const a = m + 2;
+  // L [α, s]: Bᵀ for x (s = α), A = (Aᵀ)ᵀ for dy (s = m).
+  const L = which === "x" ? BT : BT.map((_, i) => AT.map((row) => row[i]));
+  const s = L[0].length;
+  const loads: string[] = [];
+  for (let i = 0; i < s; i++) {
+    for (let j = 0; j < s; j++) {
+      const lane = (l: number) =>
+        `ld(t${l}, y${l} + ${i}, x${l} + ${j}, b${l} + u32(y${l} + ${i}) * u.W + u32(x${l} + ${j}))`;
+      loads.push(`  let d${i}_${j} = vec4<f32>(${[0, 1, 2, 3].map(lane).join(", ")});`);
+    }
+  }
+  const stores: string[] = [];
+  for (let i = 0; i < a; i++) {
+    for (let j = 0; j < a; j++) {
+      const z = i * a + j;
+      stores.push(
+        `  if (${z}u >= u.z0 && ${z}u < u.z1) { textureStore(T, vec2<u32>(q, (${z}u - u.z0) * u.Ch + ch), V${i}_${j}); }`,
+      );
+    }
+  }
+  const lanes = [0, 1, 2, 3].map((l) => `
+  let t${l} = 4u * q + ${l}u < u.Tc;
+  let tg${l} = u.T0 + min(4u * q + ${l}u, u.Tc - 1u);
+  let r${l} = tg${l} % u.tps;
+  let y${l} = i32((r${l} / u.tW) * ${m}u) - u.padY;
+  let x${l} = i32((r${l} % u.tW) * ${m}u) - u.padX;
+  let b${l} = u.off + ((tg${l} / u.tps - u.nBase) * u.Ch + ch) * u.H * u.W;`).join("");
+  return {
+    key: `conv2d/winograd/tiles/F${m}/${which}`,
+    wgsl: () =>
+      /* wgsl */ `${WINOGRAD_TILE_UNIFORMS.wgsl("P")}
+@group(0) @binding(0) var<uniform> u: P;
+@group(0) @binding(1) var<storage, read> X: array<f32>;
+@group(0) @binding(2) var T: texture_storage_2d<rgba32float, write>;
+
+/** X[i] for a tile in the chunk and a pixel inside the image, else 0. */
+fn ld(tile: bool, y: i32, x: i32, i: u32) -> f32 {
+  if (!tile || y < 0 || x < 0 || y >= i32(u.H) || x >= i32(u.W)) { return 0.0; }
+  return X[i];
+}
+
+@compute @workgroup_size(${WINOGRAD_WG.x}, ${WINOGRAD_WG.y})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let q = gid.x;
+  let ch = gid.y;
+  if (q >= u.width || ch >= u.Ch) { return; }${lanes}
+${loads.join("\n")}
+${sandwich(L, "d", "V", "vec4<f32>").join("\n")}
+${stores.join("\n")}
+}`,
+  };
+}
+
+/** dW [O, C, 3, 3] (from element dwOff) = Gᵀ M G of the summed products M [α², O, C] (from mOff). */
+export const WINOGRAD_WGRAD_UNIFORMS = uniforms({
+  O: "u32",
+  C: "u32",
+  mOff: "u32",
+  dwOff: "u32",
+});
+
+export function winogradWeightGradKernel(m: WinogradTile): Kernel {
+  const { G } = WINOGRAD_MATRICES[m];
+  const a = m + 2;
+  const GT = [0, 1, 2].map((r) => G.map((row) => row[r]));
+  const loads: string[] = [];
+  for (let i = 0; i < a; i++) {
+    for (let j = 0; j < a; j++) loads.push(`  let m${i}_${j} = Mz[mb + ${i * a + j}u * zs];`);
+  }
+  const stores: string[] = [];
+  for (let i = 0; i < 3; i++) {
+    for (let j = 0; j < 3; j++) stores.push(`  dW[db + ${i * 3 + j}u] = D${i}_${j};`);
+  }
+  return {
+    key: `conv2d/winograd/wgrad-out/F${m}`,
+    wgsl: () =>
+      /* wgsl */ `${WINOGRAD_WGRAD_UNIFORMS.wgsl("P")}
+@group(0) @binding(0) var<uniform> u: P;
+@group(0) @binding(1) var<storage, read> Mz: array<f32>;
+@group(0) @binding(2) var<storage, read_write> dW: array<f32>;
+
+@compute @workgroup_size(${WINOGRAD_WG.x}, ${WINOGRAD_WG.y})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let c = gid.x;
+  let o = gid.y;
+  if (c >= u.C || o >= u.O) { return; }
+  let zs = u.O * u.C;
+  let mb = u.mOff + o * u.C + c;
+${loads.join("\n")}
+${sandwich(GT, "m", "D", "f32").join("\n")}
+  let db = u.dwOff + (o * u.C + c) * 9u;
+${stores.join("\n")}
+}`,
+  };
+}

@@ -14,12 +14,19 @@ import { hasReadonlyStorageTextures } from "../../engine/texture_pool.ts";
 import type { ConvGeometry } from "../../engine/ops/conv.ts";
 import {
   conv2dBackwardDataWinograd,
+  conv2dBackwardWeightWinograd,
   conv2dForwardWinograd,
   convWinogradFits,
 } from "../../engine/ops/conv_winograd.ts";
 import { WINOGRAD_MATRICES, type WinogradTile } from "../../kernels/conv/winograd.ts";
 import { assertClose, gradCheck, maxAbs, randArray, setup } from "../util/gpu.ts";
-import { conv2dInputGradRef, conv2dRef, convOutSize, geom } from "../reference/conv.ts";
+import {
+  conv2dInputGradRef,
+  conv2dRef,
+  conv2dWeightGradRef,
+  convOutSize,
+  geom,
+} from "../reference/conv.ts";
 
 await setup();
 
@@ -82,8 +89,16 @@ function tolerance(ref: ArrayLike<number>) {
   return { atol: 1e-4 * maxAbs(ref) + 1e-6, rtol: 0 };
 }
 
-/** Forward and input gradient of the Winograd op, tile m, against the float64 references. */
-async function checkShape(s: Shape, m: WinogradTile, what: string): Promise<void> {
+/**
+ * Forward, input gradient and (texture GEMMs only: `weightGrad`) weight gradient of the Winograd
+ * ops, tile m, against the float64 references.
+ */
+async function checkShape(
+  s: Shape,
+  m: WinogradTile,
+  what: string,
+  weightGrad = true,
+): Promise<void> {
   const g = geometry(s);
   const x = randArray(s.N * s.C * s.H * s.W, 1);
   const w = randArray(s.O * s.C * 9, 2, -Math.sqrt(6 / (9 * s.C)), Math.sqrt(6 / (9 * s.C)));
@@ -99,7 +114,15 @@ async function checkShape(s: Shape, m: WinogradTile, what: string): Promise<void
   assert.deepStrictEqual(y.shape, ref.shape, `${label}: output shape`);
   assertClose(await y.data(), ref.data, { what: `${label} forward`, ...tolerance(ref.data) });
   assertClose(await dx.data(), dref, { what: `${label} input grad`, ...tolerance(dref) });
-  for (const t of [xt, wt, dyt, y, dx]) t.dispose();
+  for (const t of [wt, y, dx]) t.dispose();
+  if (weightGrad) {
+    const wref = conv2dWeightGradRef(x, [s.N, s.C, s.H, s.W], dy, ref.shape, 3, 3, gg);
+    const dw = noGrad(() => conv2dBackwardWeightWinograd(xt, dyt, g, m));
+    assertClose(await dw.data(), wref, { what: `${label} weight grad`, ...tolerance(wref) });
+    dw.dispose();
+  }
+  xt.dispose();
+  dyt.dispose();
 }
 
 /** Odd sizes, H or W of 1 or 2, ragged tiles, C or O of 1, batch > 1, padding 0, 1, mixed. */
@@ -116,7 +139,7 @@ const SHAPES: Shape[] = [
 ];
 
 Deno.test({
-  name: "Winograd forward and input gradient match float64 references on awkward shapes",
+  name: "Winograd forward, input and weight gradients match float64 references on awkward shapes",
   ignore,
   fn: async () => {
     for (const m of TILES) for (const s of SHAPES) await checkShape(s, m, "whole");
@@ -145,12 +168,12 @@ Deno.test("Winograd on buffers and the batched matmul (the GPU variant), whole a
   setMatmulVariant("register");
   try {
     for (const m of TILES) {
-      for (const s of SHAPES.slice(0, 5)) await checkShape(s, m, "buffers");
+      for (const s of SHAPES.slice(0, 5)) await checkShape(s, m, "buffers", false);
     }
     // A binding limit of 16 KiB: chunks of a few tiles spanning samples.
     setBindingLimitForTests(16 * 1024);
     for (const m of TILES) {
-      await checkShape({ N: 3, C: 6, H: 9, W: 7, O: 7, p: [1, 1] }, m, "buffers chunked");
+      await checkShape({ N: 3, C: 6, H: 9, W: 7, O: 7, p: [1, 1] }, m, "buffers chunked", false);
     }
   } finally {
     setBindingLimitForTests(null);
@@ -187,14 +210,19 @@ Deno.test({
 });
 
 Deno.test({
-  name: "routing: 3×3 stride-1 passes take Winograd (F(4,3) up to 128 channels), others do not",
+  name:
+    "routing: 3×3 stride-1 passes take Winograd (F(4,3) up to 128 channels, F(2,3) for weight gradients), others do not",
   ignore,
   fn: () => {
     const base = geometry({ N: 1, C: 64, H: 16, W: 16, O: 64, p: [1, 1] });
-    const route = (g: ConvGeometry, pass: "forward" | "input" = "forward", bias = false) =>
-      convWinograd(g, pass, bias, () => convWinogradFits(g, pass));
+    const route = (
+      g: ConvGeometry,
+      pass: "forward" | "input" | "weight" = "forward",
+      bias = false,
+    ) => convWinograd(g, pass, bias, () => convWinogradFits(g, pass));
     assert.strictEqual(route(base), 4);
     assert.strictEqual(route({ ...base, C: 256, O: 256 }, "input"), 2);
+    assert.strictEqual(route(base, "weight"), 2);
     assert.strictEqual(route({ ...base, O: 512 }), 2);
     assert.strictEqual(route(base, "forward", true), null, "bias");
     assert.strictEqual(route({ ...base, sh: 2, OH: 8 }), null, "stride 2");
@@ -220,7 +248,7 @@ Deno.test({
 
 Deno.test({
   name:
-    "conv2d through Winograd: autograd's input gradient matches the reference and passes finite differences",
+    "conv2d through Winograd: autograd's gradients match the references and pass finite differences",
   ignore,
   fn: async () => {
     for (const m of TILES) {
@@ -230,7 +258,7 @@ Deno.test({
         const s: Shape = { N: 2, C: 3, H: 7, W: 6, O: 4, p: [1, 1] };
         assert.strictEqual(convWinograd(geometry(s), "input", false, () => true), m);
         const x = randArray(2 * 3 * 7 * 6, 5), w = randArray(4 * 3 * 9, 6);
-        const xt = requireGrad(tensor(x, [2, 3, 7, 6])), wt = tensor(w, [4, 3, 3, 3]);
+        const xt = requireGrad(tensor(x, [2, 3, 7, 6])), wt = requireGrad(tensor(w, [4, 3, 3, 3]));
         const y = F.conv2d(xt, wt, null, { padding: 1 });
         const ref = conv2dRef(x, [2, 3, 7, 6], w, [4, 3, 3, 3], null, geom({ padding: 1 }));
         assertClose(await y.data(), ref.data, {
@@ -247,7 +275,21 @@ Deno.test({
           atol: 1e-5,
           rtol: 1e-4,
         });
-        for (const t of [xt, wt, y, dyt, xt.grad]) t?.dispose();
+        const wref = conv2dWeightGradRef(
+          x,
+          [2, 3, 7, 6],
+          dy,
+          ref.shape,
+          3,
+          3,
+          geom({ padding: 1 }),
+        );
+        assertClose(await wt.grad!.data(), wref, {
+          what: `F(${m},3) weight grad`,
+          atol: 2e-5,
+          rtol: 1e-4,
+        });
+        for (const t of [xt, wt, y, dyt, xt.grad, wt.grad]) t?.dispose();
         await gradCheck(
           (a, b) => F.conv2d(a, b, null, { padding: [1, 0] }),
           [{ shape: [2, 3, 6, 5] }, { shape: [2, 3, 3, 3] }],
