@@ -2,7 +2,7 @@
  * Which kernel path each op takes on this adapter, and why, in one place: matmul (workgroup-tiled,
  * register-blocked or texture-staged), conv2d (conv kernels or texture GEMMs) and their register
  * tiles, SAM's attention (fused flash kernel or composed), with the environment overrides
- * (`ENGINE_MATMUL`, `ENGINE_CONV`, `SAM_ATTENTION`, read here only) and the hooks tests and
+ * (`ENGINE_MATMUL`, `ENGINE_CONV`, `ENGINE_WINOGRAD`, `SAM_ATTENTION`, read here only) and the hooks tests and
  * benchmarks use to force a path. Ops ask; nothing here launches work.
  *
  * | op                | real GPU            | software adapter (llvmpipe/lavapipe)                      |
@@ -211,7 +211,12 @@ export function convPath(
   return matmulVariant() === "texture" && texturesFit() ? "texture" : "kernel";
 }
 
-let forcedWinogradTile: WinogradTile | null = null;
+const WINOGRAD_ENV = Deno.env.get("ENGINE_WINOGRAD");
+let forcedWinogradTile: WinogradTile | null = WINOGRAD_ENV === "2"
+  ? 2
+  : WINOGRAD_ENV === "4"
+  ? 4
+  : null;
 
 /** Forces Winograd's output tile m of F(m×m, 3×3) (tests, benchmarks); null: the rule's. */
 export function setWinogradTile(m: WinogradTile | null): void {
@@ -225,6 +230,8 @@ export function setWinogradTile(m: WinogradTile | null): void {
  * ungrouped, bindings and texture rows within limits). Where matmul does not stage its operands in
  * textures (GPUs: the component GEMMs are then one batched tiled matmul) only when forced
  * (`ENGINE_CONV=winograd`, `setConvPath("winograd")`): no GPU has timed it yet.
+ * `ENGINE_WINOGRAD=off` keeps every pass on {@link convPath}'s rule (A/B runs of whole models);
+ * `ENGINE_WINOGRAD=2|4` forces the tile, as {@link setWinogradTile} does.
  *
  * Every such pass takes it: on llvmpipe (bench/conv.ts `winograd`, BENCHMARKS.md "Winograd", under
  * load 7–15) it beat the routed path (conv kernels for 64 channels, texture GEMMs above) on all 24
@@ -248,6 +255,7 @@ export function convWinograd(
 ): WinogradTile | null {
   const path = forcedConvPath ?? CONV_ENV;
   if (hasBias || forcedConvTiles || path === "kernel" || path === "texture") return null;
+  if (WINOGRAD_ENV === "off" && path !== "winograd") return null;
   if (g.N * g.OH * g.OW === 0 || !fits()) return null;
   // Off the texture matmul (GPUs) the buffer variant is correct but not yet timed: forced only.
   if (matmulVariant() !== "texture" && path !== "winograd") return null;
