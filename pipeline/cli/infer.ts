@@ -11,7 +11,7 @@ import { initGpu } from "../../engine/mod.ts";
 import { writeFileAtomic } from "../../engine/io/atomic.ts";
 import { type PipelineConfig, readRunConfig } from "../config.ts";
 import { listSplit, positives } from "../data/patches.ts";
-import { loadPatches, writeMask } from "../data/host_patches.ts";
+import { asStoredGray01, loadPatches, writeMask } from "../data/host_patches.ts";
 import { CLASSIFIER_BEST, loadClassifier } from "../classifier/model.ts";
 import { camOf } from "../classifier/cam.ts";
 import { finalTag, loadStageSam, samBest } from "../sam/build.ts";
@@ -95,7 +95,12 @@ async function infer(
     if (!items.length) throw new Error(`${dir}: no tumour patches (*_1.png) to evaluate`);
     const patches = await loadPatches(items, S);
     const cams = [];
-    for (const p of patches) cams.push(await camOf(cls, cfg, p.rgb, S));
+    for (const p of patches) {
+      // The 8-bit CAM weights the evaluate stage reads from cam/test/*_norm.png: with the float
+      // map, prompt sampling can pick other points and the Dice drift from the run's summary.
+      const c = await camOf(cls, cfg, p.rgb, S);
+      cams.push({ ...c, norm: asStoredGray01(c.norm) });
+    }
     const r = await segmentAndScore(sam, cfg, patches, cams, "infer", quiet);
     await Deno.mkdir(`${v.out}/masks`, { recursive: true });
     await Deno.mkdir(`${v.out}/overlays`, { recursive: true });

@@ -64,10 +64,23 @@ export async function readGray01(path: string): Promise<Float32Array> {
   return out;
 }
 
+/** Values in [0, 1] as the 8-bit levels {@link writeGray01} stores. */
+function gray8(v: Float32Array): Uint8Array {
+  return Uint8Array.from(v, (x) => Math.max(0, Math.min(255, Math.round(x * 255))));
+}
+
+/**
+ * `v` as {@link readGray01} reads it back after {@link writeGray01}: what later stages see of a
+ * stored map (infer quantises its CAMs so, to prompt SAM exactly as the evaluate stage does).
+ */
+export function asStoredGray01(v: Float32Array): Float32Array {
+  return Float32Array.from(gray8(v), (b) => b / 255);
+}
+
 /** Writes values in [0, 1] as an 8-bit gray PNG. */
 export async function writeGray01(path: string, v: Float32Array, size: number): Promise<void> {
   await writePng(path, {
-    data: Uint8Array.from(v, (x) => Math.max(0, Math.min(255, Math.round(x * 255)))),
+    data: gray8(v),
     width: size,
     height: size,
     channels: 1,
