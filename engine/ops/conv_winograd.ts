@@ -1,6 +1,6 @@
 /**
- * 3×3 stride-1 convolutions (and their input gradients) by Winograd's minimal filtering F(m×m, 3×3)
- * on the texture GEMM (kernels/conv/winograd.ts for the transforms, kernels/matmul_texture.ts for
+ * 3×3 stride-1 convolutions and their input and weight gradients by Winograd's minimal filtering
+ * F(m×m, 3×3) on the texture GEMM (kernels/conv/winograd.ts for the transforms, kernels/matmul_texture.ts for
  * the product). Per chunk of output tiles:
  *
  * 1. the input transform Bᵀ d B of each (tile, channel) writes the GEMM's B operand straight into
@@ -18,7 +18,8 @@
  * the components are split into groups, each with its own input-transform pass.
  *
  * Without the texture matmul (GPUs), the transforms write dense buffers and the α² GEMMs are one
- * batched matmulRaw (the workgroup-tiled kernel there); the output transform is shared.
+ * batched matmulRaw (the workgroup-tiled kernel there); the output transform is shared. The weight
+ * gradient ({@link conv2dBackwardWeightWinograd}) has the texture variant only.
  */
 import { dispatch } from "../dispatch.ts";
 import { empty, type Tensor } from "../tensor.ts";
