@@ -7,20 +7,12 @@ import { encodePng, readPng } from "../../engine/io/png.ts";
 import { readSafetensors, toFloat32, writeSafetensors } from "../../engine/io/safetensors.ts";
 import { fixturePath, haveFixtures } from "../fixtures.ts";
 import { assertClose } from "../util/gpu.ts";
+import { runCli } from "../util/cli.ts";
 
 const ok = haveFixtures();
 const cli = new URL("../../pipeline/cli/sam.ts", import.meta.url).pathname;
 
-async function run(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const r = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", cli, ...args],
-    stdout: "piped",
-    stderr: "piped",
-    env: { XDG_RUNTIME_DIR: Deno.env.get("XDG_RUNTIME_DIR") ?? "/tmp" },
-  }).output();
-  const dec = new TextDecoder();
-  return { code: r.code, stdout: dec.decode(r.stdout), stderr: dec.decode(r.stderr) };
-}
+const run = (args: string[]) => runCli(cli, args);
 
 /** Temp dir with config.json, image.png and mask_input.safetensors from the fixture. */
 async function inputs() {
