@@ -36,6 +36,23 @@ export interface Polygon {
   maxY: number;
 }
 
+/** A {@link Polygon} of the interleaved level-0 `points`, with their bounding box. */
+export function polygonOf(
+  name: string,
+  group: string,
+  type: string,
+  points: Float64Array,
+): Polygon {
+  let minX = Infinity, minY = Infinity, maxX = -Infinity, maxY = -Infinity;
+  for (let i = 0; i < points.length; i += 2) {
+    minX = Math.min(minX, points[i]);
+    maxX = Math.max(maxX, points[i]);
+    minY = Math.min(minY, points[i + 1]);
+    maxY = Math.max(maxY, points[i + 1]);
+  }
+  return { name, group, type, points, minX, minY, maxX, maxY };
+}
+
 /** An annotation that is not rasterised, with the reason (never dropped silently). */
 export interface IgnoredAnnotation {
   name: string;
@@ -337,15 +354,7 @@ export function parseAsapXml(
     }
     if (n < 3) return ignore(`only ${n} coordinate(s)`);
     // ASAP keeps document order (the Order attribute is informational).
-    const points = Float64Array.from(pts);
-    let minX = Infinity, minY = Infinity, maxX = -Infinity, maxY = -Infinity;
-    for (let i = 0; i < points.length; i += 2) {
-      minX = Math.min(minX, points[i]);
-      maxX = Math.max(maxX, points[i]);
-      minY = Math.min(minY, points[i + 1]);
-      maxY = Math.max(maxY, points[i + 1]);
-    }
-    const poly: Polygon = { name, group, type, points, minX, minY, maxX, maxY };
+    const poly = polygonOf(name, group, type, Float64Array.from(pts));
     (isPos ? set.positive : set.exclusion).push(poly);
   };
   try {

@@ -15,7 +15,7 @@ import {
 import { mergeShards, ShardRecorder } from "../../pipeline/shard/manifest.ts";
 import { type ExtractSlide, prepareDataset } from "../../pipeline/wsi/extract.ts";
 import type { DatasetRules } from "../../pipeline/wsi/sampling.ts";
-import { tissueDiscSlide } from "../util/fake_slide.ts";
+import { tissueDiscSlide, tumourQuadXml } from "../util/fake_slide.ts";
 import { fileDigests } from "../util/files.ts";
 
 Deno.test("shard: K/N parsing and the Slurm array environment", () => {
@@ -131,11 +131,7 @@ const RULES: DatasetRules = {
   val: { mode: "binned", binCap: 1, band: { lo: 20, hi: 90, inclusive: false }, negatives: 1 },
   test: { mode: "random", count: 2, band: { lo: 20, hi: 90, inclusive: true }, negatives: 1 },
 };
-const XML = `<?xml version="1.0"?><ASAP_Annotations><Annotations>
-<Annotation Name="t" Type="Polygon" PartOfGroup="metastases"><Coordinates>
-<Coordinate Order="0" X="350" Y="380"/><Coordinate Order="1" X="675" Y="350"/>
-<Coordinate Order="2" X="650" Y="700"/><Coordinate Order="3" X="380" Y="650"/>
-</Coordinates></Annotation></Annotations></ASAP_Annotations>`;
+const XML = tumourQuadXml(SIZE);
 
 Deno.test("prepare --shard: candidates and patches over 3 shards equal one run, byte for byte", async () => {
   const root = await Deno.makeTempDir({ prefix: "prepare_shard_" });

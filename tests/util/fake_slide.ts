@@ -42,3 +42,18 @@ export function tissueDiscSlide(size: number, salt = 0): ExtractSlide {
     close: () => Promise.resolve(),
   };
 }
+
+/**
+ * ASAP XML of one tumour quadrilateral ("metastases") inside the tissue disc of a `size` slide,
+ * its corners scaling with the size, then the `extra` annotation elements as given.
+ */
+export function tumourQuadXml(size: number, extra = ""): string {
+  const corners = [[700, 760], [1350, 700], [1300, 1400], [760, 1300]];
+  const coords = corners.map(([x, y], i) =>
+    `<Coordinate Order="${i}" X="${(x * size) / 2048}" Y="${(y * size) / 2048}"/>`
+  );
+  return `<?xml version="1.0"?><ASAP_Annotations><Annotations>
+<Annotation Name="t" Type="Polygon" PartOfGroup="metastases"><Coordinates>
+${coords.join("")}
+</Coordinates></Annotation>${extra}</Annotations></ASAP_Annotations>`;
+}

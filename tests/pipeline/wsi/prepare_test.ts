@@ -5,7 +5,7 @@ import type { DatasetRules } from "../../../pipeline/wsi/sampling.ts";
 import { readPng } from "../../../engine/io/png.ts";
 import { fixturePath, haveFixtures } from "../../fixtures.ts";
 import { listFiles } from "../../util/files.ts";
-import { tissueDiscPixel, tissueDiscSlide } from "../../util/fake_slide.ts";
+import { tissueDiscPixel, tissueDiscSlide, tumourQuadXml } from "../../util/fake_slide.ts";
 
 const SIZE = 2048;
 
@@ -23,14 +23,14 @@ const TINY: DatasetRules = {
   test: { mode: "random", count: 2, band: { lo: 20, hi: 90, inclusive: true }, negatives: 2 },
 };
 
-const XML = `<?xml version="1.0"?><ASAP_Annotations><Annotations>
-<Annotation Name="t" Type="Polygon" PartOfGroup="metastases"><Coordinates>
-<Coordinate Order="0" X="700" Y="760"/><Coordinate Order="1" X="1350" Y="700"/>
-<Coordinate Order="2" X="1300" Y="1400"/><Coordinate Order="3" X="760" Y="1300"/>
-</Coordinates></Annotation>
+/** The tumour quad, and an annotation of a group the preparation ignores. */
+const XML = tumourQuadXml(
+  SIZE,
+  `
 <Annotation Name="n" Type="Polygon" PartOfGroup="Other"><Coordinates>
 <Coordinate Order="0" X="0" Y="0"/><Coordinate Order="1" X="9" Y="0"/><Coordinate Order="2" X="9" Y="9"/>
-</Coordinates></Annotation></Annotations></ASAP_Annotations>`;
+</Coordinates></Annotation>`,
+);
 
 Deno.test("prepare: manifest, patches and masks; resumable and atomic", async () => {
   const root = await Deno.makeTempDir({ prefix: "prepare_test_" });
