@@ -71,7 +71,7 @@ const COMPRESSION_NAMES: Record<number, string> = {
 const SUPPORTED_COMPRESSIONS = new Set([1, 5, 7, 8, 32946, 32773]);
 
 /** Human name of a TIFF compression code. */
-export function compressionName(code: number): string {
+function compressionName(code: number): string {
   return COMPRESSION_NAMES[code] ?? `unknown (${code})`;
 }
 
