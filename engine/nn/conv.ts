@@ -11,66 +11,72 @@ export interface ConvOptions {
   rng?: HostRng;
 }
 
-export class Conv2d extends Module {
+/**
+ * What Conv2d and ConvTranspose2d share: a square kernel, stride/padding/dilation, the weight of
+ * `weightShape` and the optional bias of `biasSize`, both drawn from `rng` with fan-in `fanIn`
+ * (PyTorch's kaiming-uniform defaults, in PyTorch's order: weight, then bias).
+ */
+abstract class ConvLayer extends Module {
   weight: Tensor;
   bias: Tensor | null;
   readonly stride: number;
   readonly padding: number;
   readonly dilation: number;
-  constructor(
-    readonly inChannels: number,
-    readonly outChannels: number,
-    readonly kernel: number,
-    opts: ConvOptions = {},
+  protected constructor(
+    weightShape: number[],
+    biasSize: number,
+    fanIn: number,
+    opts: ConvOptions,
   ) {
     super();
     const rng = opts.rng ?? new HostRng(0);
     this.stride = opts.stride ?? 1;
     this.padding = opts.padding ?? 0;
     this.dilation = opts.dilation ?? 1;
-    this.weight = this.param(
-      "weight",
-      defaultWeight([outChannels, inChannels, kernel, kernel], rng),
-    );
-    this.bias = opts.bias === false
-      ? null
-      : this.param("bias", defaultBias(outChannels, inChannels * kernel * kernel, rng));
+    this.weight = this.param("weight", defaultWeight(weightShape, rng));
+    this.bias = opts.bias === false ? null : this.param("bias", defaultBias(biasSize, fanIn, rng));
   }
-  forward(x: Tensor): Tensor {
-    return F.conv2d(x, this.weight, this.bias ?? undefined, {
-      stride: this.stride,
-      padding: this.padding,
-      dilation: this.dilation,
-    });
+  /** The functional options of this layer. */
+  protected get convOptions(): { stride: number; padding: number; dilation: number } {
+    return { stride: this.stride, padding: this.padding, dilation: this.dilation };
   }
 }
 
-export class ConvTranspose2d extends Module {
-  weight: Tensor;
-  bias: Tensor | null;
-  readonly stride: number;
-  readonly padding: number;
+export class Conv2d extends ConvLayer {
   constructor(
     readonly inChannels: number,
     readonly outChannels: number,
     readonly kernel: number,
     opts: ConvOptions = {},
   ) {
-    super();
-    const rng = opts.rng ?? new HostRng(0);
-    this.stride = opts.stride ?? 1;
-    this.padding = opts.padding ?? 0;
-    // torch: weight [in, out, k, k]; its fan-in for init is computed on dim 1 (out·k·k).
-    const shape = [inChannels, outChannels, kernel, kernel];
-    this.weight = this.param("weight", defaultWeight(shape, rng));
-    this.bias = opts.bias === false
-      ? null
-      : this.param("bias", defaultBias(outChannels, outChannels * kernel * kernel, rng));
+    super(
+      [outChannels, inChannels, kernel, kernel],
+      outChannels,
+      inChannels * kernel * kernel,
+      opts,
+    );
   }
   forward(x: Tensor): Tensor {
-    return F.convTranspose2d(x, this.weight, this.bias ?? undefined, {
-      stride: this.stride,
-      padding: this.padding,
-    });
+    return F.conv2d(x, this.weight, this.bias ?? undefined, this.convOptions);
+  }
+}
+
+export class ConvTranspose2d extends ConvLayer {
+  constructor(
+    readonly inChannels: number,
+    readonly outChannels: number,
+    readonly kernel: number,
+    opts: ConvOptions = {},
+  ) {
+    // torch: weight [in, out, k, k]; its fan-in for init is computed on dim 1 (out·k·k).
+    super(
+      [inChannels, outChannels, kernel, kernel],
+      outChannels,
+      outChannels * kernel * kernel,
+      opts,
+    );
+  }
+  forward(x: Tensor): Tensor {
+    return F.convTranspose2d(x, this.weight, this.bias ?? undefined, this.convOptions);
   }
 }
