@@ -4,6 +4,7 @@
  */
 import { F, gpu, initGpu } from "../engine/mod.ts";
 import type { MatmulVariant } from "../engine/ops/matmul.ts";
+import { matmulVariantFromEnv } from "../engine/routing.ts";
 import { randTensor } from "../tests/util/gpu.ts";
 import {
   type BenchContext,
@@ -75,8 +76,8 @@ export async function timeMatmul(
 }
 
 function variants(): MatmulVariant[] {
-  const env = Deno.env.get("ENGINE_MATMUL");
-  if (env === "tiled" || env === "register" || env === "texture") return [env];
+  const env = matmulVariantFromEnv();
+  if (env) return [env];
   // The texture-staged variant is the software adapters' default.
   return gpu().isSoftware ? ["register", "tiled", "texture"] : ["register", "tiled"];
 }
