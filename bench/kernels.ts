@@ -20,7 +20,7 @@ import { torchAvailable, torchMatmul } from "./peers/torch.ts";
 import { describeTorch } from "./peers/launcher.ts";
 
 /** [batch, M, N, K]. */
-export const MATMUL_SHAPES: number[][] = [
+const MATMUL_SHAPES: number[][] = [
   [1, 256, 256, 256],
   [1, 512, 512, 512],
   [1, 1024, 1024, 1024],
@@ -57,7 +57,7 @@ function row(name: string, s: number[], ms: number, adapter: string, notes?: str
 }
 
 /** Median time of one matmul of shape s with the given variant (bench/timing.ts). */
-export async function timeMatmul(
+async function timeMatmul(
   s: number[],
   variant: MatmulVariant,
   runs: number,

@@ -141,7 +141,7 @@ async function measure(
 // FLOP counts (multiply-adds × 2 of convs / matmuls)
 
 /** ResNet-50-ADL forward FLOPs per image at size S (convs + fc). */
-export function resnetForwardFlops(S: number, cfg = RESNET50_ADL): number {
+function resnetForwardFlops(S: number, cfg = RESNET50_ADL): number {
   const conv = (h: number, cin: number, cout: number, k: number) => 2 * h * h * cin * cout * k * k;
   const w = cfg.width;
   let f = conv(S / 2, cfg.highFreq ? 4 : 3, w, 7);
@@ -162,7 +162,7 @@ export function resnetForwardFlops(S: number, cfg = RESNET50_ADL): number {
 }
 
 /** One SAM encoder block's FLOPs on a g×g grid (window ws, 0 = global), embed d. */
-export function samBlockFlops(g: number, d: number, ws: number): number {
+function samBlockFlops(g: number, d: number, ws: number): number {
   const n = ws > 0 ? Math.ceil(g / ws) ** 2 * ws * ws : g * g;
   const t = ws > 0 ? ws * ws : g * g;
   const lin = 2 * n * d * (3 * d + d + 8 * d);
@@ -171,7 +171,7 @@ export function samBlockFlops(g: number, d: number, ws: number): number {
   return lin + attn + rel;
 }
 
-export function samEncoderFlops(cfg = SAM_CONFIGS.vit_b.encoder): number {
+function samEncoderFlops(cfg = SAM_CONFIGS.vit_b.encoder): number {
   const g = cfg.img_size / cfg.patch_size, d = cfg.embed_dim, oc = cfg.out_chans;
   let f = 2 * g * g * d * 3 * cfg.patch_size ** 2;
   for (let i = 0; i < cfg.depth; i++) {
