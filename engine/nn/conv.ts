@@ -12,9 +12,9 @@ export interface ConvOptions {
 }
 
 /**
- * What Conv2d and ConvTranspose2d share: a square kernel, stride/padding/dilation, the weight of
- * `weightShape` and the optional bias of `biasSize`, both drawn from `rng` with fan-in `fanIn`
- * (PyTorch's kaiming-uniform defaults, in PyTorch's order: weight, then bias).
+ * What Conv2d and ConvTranspose2d share: a square kernel, stride/padding/dilation, and the weight
+ * and optional bias drawn from `rng` with PyTorch's kaiming-uniform defaults (weight first, then
+ * bias) over the layout each layer gives in {@link weightLayout}.
  */
 abstract class ConvLayer extends Module {
   weight: Tensor;
@@ -22,20 +22,25 @@ abstract class ConvLayer extends Module {
   readonly stride: number;
   readonly padding: number;
   readonly dilation: number;
-  protected constructor(
-    weightShape: number[],
-    biasSize: number,
-    fanIn: number,
-    opts: ConvOptions,
+  constructor(
+    readonly inChannels: number,
+    readonly outChannels: number,
+    readonly kernel: number,
+    opts: ConvOptions = {},
   ) {
     super();
     const rng = opts.rng ?? new HostRng(0);
     this.stride = opts.stride ?? 1;
     this.padding = opts.padding ?? 0;
     this.dilation = opts.dilation ?? 1;
-    this.weight = this.param("weight", defaultWeight(weightShape, rng));
-    this.bias = opts.bias === false ? null : this.param("bias", defaultBias(biasSize, fanIn, rng));
+    const { shape, fanIn } = this.weightLayout();
+    this.weight = this.param("weight", defaultWeight(shape, rng));
+    this.bias = opts.bias === false
+      ? null
+      : this.param("bias", defaultBias(outChannels, fanIn, rng));
   }
+  /** The weight's shape and the fan-in its initialisers use (runs inside the constructor). */
+  protected abstract weightLayout(): { shape: number[]; fanIn: number };
   /** The functional options of this layer. */
   protected get convOptions(): { stride: number; padding: number; dilation: number } {
     return { stride: this.stride, padding: this.padding, dilation: this.dilation };
@@ -43,18 +48,9 @@ abstract class ConvLayer extends Module {
 }
 
 export class Conv2d extends ConvLayer {
-  constructor(
-    readonly inChannels: number,
-    readonly outChannels: number,
-    readonly kernel: number,
-    opts: ConvOptions = {},
-  ) {
-    super(
-      [outChannels, inChannels, kernel, kernel],
-      outChannels,
-      inChannels * kernel * kernel,
-      opts,
-    );
+  protected weightLayout() {
+    const { inChannels: i, outChannels: o, kernel: k } = this;
+    return { shape: [o, i, k, k], fanIn: i * k * k };
   }
   forward(x: Tensor): Tensor {
     return F.conv2d(x, this.weight, this.bias ?? undefined, this.convOptions);
@@ -62,19 +58,10 @@ export class Conv2d extends ConvLayer {
 }
 
 export class ConvTranspose2d extends ConvLayer {
-  constructor(
-    readonly inChannels: number,
-    readonly outChannels: number,
-    readonly kernel: number,
-    opts: ConvOptions = {},
-  ) {
-    // torch: weight [in, out, k, k]; its fan-in for init is computed on dim 1 (out·k·k).
-    super(
-      [inChannels, outChannels, kernel, kernel],
-      outChannels,
-      outChannels * kernel * kernel,
-      opts,
-    );
+  /** torch: weight [in, out, k, k]; its fan-in for init is computed on dim 1 (out·k·k). */
+  protected weightLayout() {
+    const { inChannels: i, outChannels: o, kernel: k } = this;
+    return { shape: [i, o, k, k], fanIn: o * k * k };
   }
   forward(x: Tensor): Tensor {
     return F.convTranspose2d(x, this.weight, this.bias ?? undefined, this.convOptions);

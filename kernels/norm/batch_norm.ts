@@ -163,6 +163,23 @@ ${
 
 export const BN_EW_WG = 256;
 
+/**
+ * A kernel with a thread per element (of `V` floats: vec4 or f32) after its storage declarations:
+ * thread `i` past the end returns; `c` is its channel; then `body`.
+ */
+function perElement(decls: string, V: number, body: string): string {
+  return `${PARAMS}
+${decls}
+${FLAT_INDEX}
+@compute @workgroup_size(${BN_EW_WG})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = flat_index(gid, nwg, ${BN_EW_WG}u);
+  if (i >= u.N * u.C * u.HW / ${V}u) { return; }
+  let c = (i * ${V}u / u.HW) % u.C;
+${body}
+}`;
+}
+
 /** y = (x − mean[c]) · invstd[c] · w[c] + b[c]. Bindings: x, mean, invstd, [w], [b], y. */
 export function batchNormApplyKernel(hasW: boolean, hasB: boolean, vec = false): Kernel {
   const T = vec ? "vec4<f32>" : "f32";
@@ -173,24 +190,19 @@ export function batchNormApplyKernel(hasW: boolean, hasB: boolean, vec = false):
       let b = 4;
       const wDecl = hasW ? `@group(0) @binding(${b++}) var<storage, read> w: array<f32>;` : "";
       const bDecl = hasB ? `@group(0) @binding(${b++}) var<storage, read> bias: array<f32>;` : "";
-      return `${PARAMS}
-@group(0) @binding(1) var<storage, read> x: array<${T}>;
+      return perElement(
+        `@group(0) @binding(1) var<storage, read> x: array<${T}>;
 @group(0) @binding(2) var<storage, read> mean_in: array<f32>;
 @group(0) @binding(3) var<storage, read> invstd_in: array<f32>;
 ${wDecl}
 ${bDecl}
-@group(0) @binding(${b}) var<storage, read_write> y: array<${T}>;
-${FLAT_INDEX}
-@compute @workgroup_size(${BN_EW_WG})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = flat_index(gid, nwg, ${BN_EW_WG}u);
-  if (i >= u.N * u.C * u.HW / ${V}u) { return; }
-  let c = (i * ${V}u / u.HW) % u.C;
-  let scale = invstd_in[c]${hasW ? " * w[c]" : ""};
+@group(0) @binding(${b}) var<storage, read_write> y: array<${T}>;`,
+        V,
+        `  let scale = invstd_in[c]${hasW ? " * w[c]" : ""};
   y[u.o1 / ${V}u + i] = (x[u.o0 / ${V}u + i] - ${T}(mean_in[c])) * ${T}(scale)${
-        hasB ? ` + ${T}(bias[c])` : ""
-      };
-}`;
+          hasB ? ` + ${T}(bias[c])` : ""
+        };`,
+      );
     },
   };
 }
@@ -254,28 +266,23 @@ export function batchNormBackwardDxKernel(hasW: boolean, vec = false): Kernel {
     key: `batchnorm-bwd-dx/${hasW ? "w" : "-"}${vec ? "/v4" : ""}`,
     wgsl: () => {
       const b = hasW ? 6 : 5;
-      return `${PARAMS}
-@group(0) @binding(1) var<storage, read> x: array<${T}>;
+      return perElement(
+        `@group(0) @binding(1) var<storage, read> x: array<${T}>;
 @group(0) @binding(2) var<storage, read> g: array<${T}>;
 @group(0) @binding(3) var<storage, read> mean_in: array<f32>;
 @group(0) @binding(4) var<storage, read> invstd_in: array<f32>;
 ${hasW ? "@group(0) @binding(5) var<storage, read> w: array<f32>;" : ""}
 @group(0) @binding(${b}) var<storage, read> sum_g: array<f32>;
 @group(0) @binding(${b + 1}) var<storage, read> sum_gx: array<f32>;
-@group(0) @binding(${b + 2}) var<storage, read_write> dx: array<${T}>;
-${FLAT_INDEX}
-@compute @workgroup_size(${BN_EW_WG})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = flat_index(gid, nwg, ${BN_EW_WG}u);
-  if (i >= u.N * u.C * u.HW / ${V}u) { return; }
-  let c = (i * ${V}u / u.HW) % u.C;
-  let n = f32(u.total);
+@group(0) @binding(${b + 2}) var<storage, read_write> dx: array<${T}>;`,
+        V,
+        `  let n = f32(u.total);
   let is = invstd_in[c];
   let xh = (x[u.o0 / ${V}u + i] - ${T}(mean_in[c])) * ${T}(is);
   dx[u.o2 / ${V}u + i] = ${T}(is${
-        hasW ? " * w[c]" : ""
-      }) * (g[u.o1 / ${V}u + i] - ${T}(sum_g[c] / n) - xh * ${T}(sum_gx[c] / n));
-}`;
+          hasW ? " * w[c]" : ""
+        }) * (g[u.o1 / ${V}u + i] - ${T}(sum_g[c] / n) - xh * ${T}(sum_gx[c] / n));`,
+      );
     },
   };
 }
