@@ -16,6 +16,7 @@ import {
   conv2dForwardRaw,
   type ConvGeometry,
 } from "../engine/ops/conv.ts";
+import { squareWindow, windowOutSize } from "../kernels/window.ts";
 import { type BenchRow, loadavg, matchesFilter, median } from "./registry.ts";
 import { loadTf } from "./peers/tfjs.ts";
 import { formatTable } from "./table.ts";
@@ -48,26 +49,8 @@ const CONV_CASES: ConvCase[] = [
 
 function geometryOf(c: ConvCase): ConvGeometry {
   const [N, C, H, W, O, k, s, p, d] = c.s;
-  const OH = Math.floor((H + 2 * p - d * (k - 1) - 1) / s) + 1;
-  const OW = Math.floor((W + 2 * p - d * (k - 1) - 1) / s) + 1;
-  return {
-    N,
-    C,
-    H,
-    W,
-    O,
-    OH,
-    OW,
-    kh: k,
-    kw: k,
-    sh: s,
-    sw: s,
-    ph: p,
-    pw: p,
-    dh: d,
-    dw: d,
-    groups: 1,
-  };
+  const OH = windowOutSize(H, k, s, p, d), OW = windowOutSize(W, k, s, p, d);
+  return { N, C, H, W, O, OH, OW, ...squareWindow(k, s, p), dh: d, dw: d, groups: 1 };
 }
 
 function randomTensor(shape: number[], seed: number): Tensor {

@@ -73,6 +73,15 @@ export function dilatedWindowOf(g: DilatedWindow2d): DilatedWindow2d {
   return { H, W, OH, OW, kh, kw, sh, sw, ph, pw, dh, dw };
 }
 
+/** Kernel k×k, stride s×s and padding p×p: a square window's {@link WINDOW_KERNEL_FIELDS}. */
+export function squareWindow(
+  k: number,
+  s: number,
+  p: number,
+): Pick<Window2d, "kh" | "kw" | "sh" | "sw" | "ph" | "pw"> {
+  return { kh: k, kw: k, sh: s, sw: s, ph: p, pw: p };
+}
+
 /**
  * Outputs along one axis of `n` inputs (PyTorch's floor mode): kernel k, stride s, padding p on
  * each side, dilation d. May be < 1 when the input is too small (callers report that).
