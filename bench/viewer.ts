@@ -106,22 +106,16 @@ async function benchViewer(): Promise<BenchRow[]> {
         ),
       );
       for (const [name, ms] of [["cold", cold], ["re-encoded", reenc], ["warm", warm]] as const) {
-        rows.push(
-          row(
-            `viewer tile ${name} p50`,
-            [urls.length, conc],
-            pct(ms, 50),
-            "HTTP loopback, 16 in flight",
-          ),
-        );
-        rows.push(
-          row(
-            `viewer tile ${name} p95`,
-            [urls.length, conc],
-            pct(ms, 95),
-            "HTTP loopback, 16 in flight",
-          ),
-        );
+        for (const q of [50, 95]) {
+          rows.push(
+            row(
+              `viewer tile ${name} p${q}`,
+              [urls.length, conc],
+              pct(ms, q),
+              "HTTP loopback, 16 in flight",
+            ),
+          );
+        }
       }
     } finally {
       await v.close();
