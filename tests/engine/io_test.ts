@@ -15,6 +15,7 @@ import {
   serializeSafetensors,
   toFloat32,
   toInt32,
+  viewAs,
   writeSafetensors,
 } from "../../engine/io/safetensors.ts";
 import { crc32, ZipReader } from "../../engine/io/zip.ts";
@@ -85,19 +86,6 @@ function sameTensor(a: HostTensor, b: HostTensor, key: string): void {
 
 const DTYPES = Object.keys(DTYPE_SIZE) as DType[];
 
-/** The host array of each dtype's elements (16-bit floats as their bits), written out here so the
- * tests do not take the reader's own table on trust. */
-const TYPED_ARRAY = {
-  F32: Float32Array,
-  F16: Uint16Array,
-  BF16: Uint16Array,
-  F64: Float64Array,
-  I64: BigInt64Array,
-  I32: Int32Array,
-  U8: Uint8Array,
-  BOOL: Uint8Array,
-} as const;
-
 const tensorArb: fc.Arbitrary<HostTensor> = fc.record({
   dtype: fc.constantFrom(...DTYPES),
   shape: fc.array(fc.integer({ min: 0, max: 4 }), { maxLength: 4 }),
@@ -106,8 +94,7 @@ const tensorArb: fc.Arbitrary<HostTensor> = fc.record({
   return fc.uint8Array({ minLength: n * DTYPE_SIZE[dtype], maxLength: n * DTYPE_SIZE[dtype] })
     .map((raw): HostTensor => {
       if (dtype === "BOOL") raw = raw.map((b) => b & 1);
-      const c = TYPED_ARRAY[dtype];
-      return { dtype, shape, data: new c(raw.buffer, 0, n) };
+      return { dtype, shape, data: viewAs(dtype, raw) };
     });
 });
 
@@ -441,8 +428,7 @@ Deno.test("pth: hostile data.pkl inside a torch-style zip is refused with a clea
 
 /** Storage data for a crafted archive: F32 0..n-1 etc. */
 function storageBytes(dtype: DType, n: number): Uint8Array {
-  const c = TYPED_ARRAY[dtype];
-  const a = new c(n);
+  const a = viewAs(dtype, new Uint8Array(n * DTYPE_SIZE[dtype]));
   for (let i = 0; i < n; i++) {
     (a as unknown as (number | bigint)[])[i] = dtype === "I64"
       ? BigInt(i * 1000)
