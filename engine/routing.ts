@@ -230,19 +230,22 @@ export function setWinogradTile(m: WinogradTile | null): void {
  * `ENGINE_WINOGRAD=off` keeps every pass on {@link convPath}'s rule (A/B runs of whole models);
  * `ENGINE_WINOGRAD=2|4` forces the tile, as {@link setWinogradTile} does.
  *
- * Every such pass takes it: on llvmpipe (bench/conv.ts `winograd`, BENCHMARKS.md "Winograd", under
- * load 7–15) it beat the routed path (conv kernels for 64 channels, texture GEMMs above) on all 24
- * ResNet-50 3×3 stride-1 forward, input- and weight-gradient shapes at 256² b2 and 512² b1, by
- * 1.1–5×. Forward and input gradient: m = 4 (F(4,3): 2.25 multiplies per output and channel
- * pair instead of 9) where both channel counts are at most {@link WINOGRAD_F4_MAX_CHANNELS}:
- * layer1 @128² forward 406 → 110 ms (F(2,3) 354), layer2 @64² 268 → 53 ms (F(2,3) 108). Wider
- * convs take m = 2: their tile counts are small (16×16 outputs are 16 F(4,3) tiles a sample), so
- * F(4,3)'s GEMMs are thin while its 36 filter components per channel pair cost more to transform
- * (layer4 512→512 @32² forward 408 ms routed, F(2,3) 197, F(4,3) 251), and F(4,3)'s rounding
- * grows with the channel count (max abs error 6–10e-5 at 512 channels on outputs of magnitude
- * ~3.5, against 1e-5 for F(2,3)). Weight gradient: m = 2 everywhere (F(2,3) beat the routed path
- * on all 8 shapes, 1.1–3.9×; F(4,3) lost on four: its per-tile transforms of x and dy are the
- * larger share when the sum runs over tiles).
+ * Every such pass takes it: on llvmpipe (bench/conv.ts `winograd`, BENCHMARKS.md "Winograd", two
+ * runs under load 7–18, interleaved in-process) the rule's choice beat the routed path (conv
+ * kernels for 64 channels, texture GEMMs above) on the 24 ResNet-50 3×3 stride-1 forward, input-
+ * and weight-gradient shapes at 256² b2 and 512² b1 by 1.1–5× in run 1; run 2's three losses
+ * (0.8–0.94×) were wins when measured again (1.2–1.9×), and layer1 @128² b1's weight gradient is
+ * near break-even (1.14×, 2.42×, 0.76×). Forward and input gradient: m = 4 (F(4,3): 2.25
+ * multiplies per output and channel pair instead of 9) where both channel counts are at most
+ * {@link WINOGRAD_F4_MAX_CHANNELS}: layer1 @128² forward 406 → 110 ms (F(2,3) 354), layer2 @64²
+ * 268 → 53 ms (F(2,3) 108). Wider convs take m = 2: at 256 channels F(2,3) and F(4,3) are within
+ * the noise of each other, at 512 F(2,3) is faster (small tile counts — 16×16 outputs are 16
+ * F(4,3) tiles a sample — make F(4,3)'s GEMMs thin while its 36 filter components per channel pair
+ * cost more to transform: layer4 @32² forward 408 ms routed, F(2,3) 197, F(4,3) 251), and F(4,3)'s
+ * rounding grows with the channel count (max abs error 6–10e-5 at 512 channels on outputs of
+ * magnitude ~3.5, against 1e-5 for F(2,3)). Weight gradient: m = 2 everywhere (F(4,3) lost to it
+ * on 6 of 8 shapes in both runs: its per-tile transforms of x and dy are the larger share when the
+ * sum runs over tiles).
  */
 export function convWinograd(
   g: ConvRouteShape,
