@@ -18,7 +18,8 @@
  */
 import { gpu } from "./device.ts";
 import { hasReadonlyStorageTextures } from "./texture_pool.ts";
-import type { MatmulVariant, RegisterTile } from "../kernels/matmul.ts";
+import type { MatmulVariant } from "../kernels/matmul.ts";
+import type { TextureTile } from "../kernels/matmul_texture.ts";
 import type { ConvTile } from "../kernels/conv/forward.ts";
 import type { WeightGradTile } from "../kernels/conv/backward_weight.ts";
 
@@ -40,7 +41,7 @@ function matmulVariantFromEnv(): MatmulVariant | null {
 }
 
 let forcedMatmulVariant: MatmulVariant | null = null;
-let forcedRegisterTile: RegisterTile | null = null;
+let forcedRegisterTile: TextureTile | null = null;
 
 /**
  * Matmul's variant on this adapter. GPUs: the workgroup-tiled kernel. Software adapters: every
@@ -84,12 +85,12 @@ export function matmulVariantFor(
 }
 
 /** The register tile forced by {@link setMatmulVariant}, or null (the op picks by shape). */
-export function matmulForcedTile(): RegisterTile | null {
+export function matmulForcedTile(): TextureTile | null {
   return forcedRegisterTile;
 }
 
 /** Forces a matmul variant and tile (tests, benchmarks); `null` restores the per-adapter choice. */
-export function setMatmulVariant(v: MatmulVariant | null, tile: RegisterTile | null = null): void {
+export function setMatmulVariant(v: MatmulVariant | null, tile: TextureTile | null = null): void {
   forcedMatmulVariant = v;
   forcedRegisterTile = tile;
 }

@@ -22,7 +22,7 @@ import {
   REGISTER_TILE,
   REGISTER_TILE_SMALL,
 } from "../../kernels/matmul.ts";
-import { TEXTURE_TILE, TEXTURE_TILE_SMALL } from "../../kernels/matmul_texture.ts";
+import { matmulTile } from "../autotune.ts";
 import {
   type BatchDim,
   bindRange,
@@ -185,11 +185,14 @@ function launch(
     Mx = M * dims[0].n;
     dims = [];
   }
-  const [big, small] = variant === "texture"
-    ? [TEXTURE_TILE, TEXTURE_TILE_SMALL]
-    : [REGISTER_TILE, REGISTER_TILE_SMALL];
+  // Forced (tests, benchmarks), else tuned for this adapter and shape class, else the default.
   const rt = matmulForcedTile() ??
-    (Mx * 2 >= big.wy * big.tm && N * 2 >= big.wx * big.tn ? big : small);
+    (variant === "texture"
+      ? matmulTile(variant, Mx, N, K, dims.reduce((p, d) => p * d.n, 1))
+      : Mx * 2 >= REGISTER_TILE.wy * REGISTER_TILE.tm &&
+          N * 2 >= REGISTER_TILE.wx * REGISTER_TILE.tn
+      ? REGISTER_TILE
+      : REGISTER_TILE_SMALL);
   const inner = dims.slice(-2);
   const outer = dims.slice(0, -2);
   const [d0, d1] = inner.length === 2
