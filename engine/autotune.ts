@@ -22,35 +22,55 @@
  */
 import { gpu } from "./device.ts";
 import { writeFileAtomic } from "./io/atomic.ts";
-import type { MatmulVariant } from "../kernels/matmul.ts";
+import {
+  type AnyMatmulTile,
+  matmulKernel,
+  matmulTileName,
+  type MatmulVariant,
+  TILED_TILE,
+} from "../kernels/matmul.ts";
 import {
   matmulTextureKernel,
   TEXTURE_TILE,
   TEXTURE_TILE_SMALL,
-  type TextureTile,
-  textureTileName,
 } from "../kernels/matmul_texture.ts";
 
 /**
- * Matmul variants whose tile the tuner chooses: the texture variant (software adapters' default).
- * The register variant runs only products under a million multiply-adds there, where launch costs
- * swamp the tile; GPUs' workgroup-tiled variant has one fixed tile so far (kernels/matmul.ts).
+ * Matmul variants whose tile the tuner chooses: the texture variant (software adapters' default)
+ * and the workgroup-tiled one (GPUs'). The register variant runs only products under a million
+ * multiply-adds on software adapters, where launch costs swamp the tile.
  */
-export type TunedFamily = Extract<MatmulVariant, "texture">;
+export type TunedFamily = Extract<MatmulVariant, "texture" | "tiled">;
+
+/** A tile of either family (texture: `ku`, `order`; tiled: `bk`). */
+export type TunedTile = AnyMatmulTile;
 
 /**
- * The search space: TM×TN in {4×4, 8×4, 4×8, 8×8, 8×12, 12×8, 12×12, 16×8, 8×16} on 8×8 threads,
- * two other workgroup shapes, and the accumulator-major and two-texel loop forms of
- * kernels/matmul_texture.ts.
+ * The search space. Texture: TM×TN in {4×4, 8×4, 4×8, 8×8, 8×12, 12×8, 12×12, 16×8, 8×16} on 8×8
+ * threads, two other workgroup shapes, and the accumulator-major and two-texel loop forms of
+ * kernels/matmul_texture.ts. Tiled (GPUs): output tiles of 64×64 to 128×128 with 4×4 to 8×8
+ * outputs per thread and slices 8 or 16 deep, all within 16 KiB of shared memory.
  */
-export function tileCandidates(_family: TunedFamily): TextureTile[] {
-  const t = (wx: number, wy: number, tm: number, tn: number, more: Partial<TextureTile> = {}) => ({
+export function tileCandidates(family: TunedFamily): TunedTile[] {
+  const t = (wx: number, wy: number, tm: number, tn: number, more: Partial<TunedTile> = {}) => ({
     wx,
     wy,
     tm,
     tn,
     ...more,
   });
+  if (family === "tiled") {
+    return [
+      TILED_TILE,
+      t(16, 16, 4, 4, { bk: 8 }),
+      t(16, 16, 8, 4, { bk: 8 }),
+      t(16, 16, 4, 8, { bk: 8 }),
+      t(16, 16, 8, 8, { bk: 8 }),
+      t(8, 8, 8, 8, { bk: 16 }),
+      t(16, 8, 4, 8, { bk: 16 }),
+      t(8, 16, 8, 4, { bk: 16 }),
+    ];
+  }
   const sizes = [[4, 4], [8, 4], [4, 8], [8, 8], [8, 12], [12, 8], [12, 12], [16, 8], [8, 16]];
   return [
     ...sizes.map(([m, n]) => t(8, 8, m, n)),
@@ -64,8 +84,9 @@ export function tileCandidates(_family: TunedFamily): TextureTile[] {
   ];
 }
 
-/** The untuned rule: the big tile unless M or N is under half of it, then the small one. */
-export function defaultTile(_family: TunedFamily, M: number, N: number): TextureTile {
+/** The untuned rule: tiled, its one tile; texture, the big tile unless M or N is under half of it. */
+export function defaultTile(family: TunedFamily, M: number, N: number): TunedTile {
+  if (family === "tiled") return TILED_TILE;
   const [big, small] = [TEXTURE_TILE, TEXTURE_TILE_SMALL];
   return M * 2 >= big.wy * big.tm && N * 2 >= big.wx * big.tn ? big : small;
 }
@@ -123,14 +144,28 @@ export function generatorHash(): string {
       parts.push(matmulTextureKernel({ bias: false, beta }, rt).wgsl());
     }
   }
+  for (const rt of tileCandidates("tiled")) {
+    for (const beta of [false, true]) {
+      const spec = {
+        variant: "tiled" as const,
+        transA: false,
+        transB: false,
+        vecA: true,
+        vecB: true,
+        bias: false,
+        beta,
+      };
+      parts.push(matmulKernel(spec, rt).wgsl());
+    }
+  }
   return (generatorHashMemo = fnv1a64(parts.join("\n//--\n")));
 }
 
 /** One class's measured choice. */
 export interface TuneEntry {
   /** The chosen tile. */
-  tile: TextureTile;
-  /** Its name ({@link textureTileName}). */
+  tile: TunedTile;
+  /** Its name ({@link matmulTileName}). */
   name: string;
   /** The problem it was measured on: [batch, M, N, K]. */
   shape: number[];
@@ -176,11 +211,11 @@ export function emptyCache(id: AdapterIdentity, generator: string): TuneCache {
   return { format: CACHE_FORMAT, adapter: id, generator, entries: {} };
 }
 
-function isTile(t: unknown): t is TextureTile {
+function isTile(t: unknown): t is TunedTile {
   const o = t as Record<string, unknown> | null;
   const pos = (x: unknown) => Number.isInteger(x) && (x as number) > 0 && (x as number) <= 64;
   return !!o && typeof o === "object" && pos(o.wx) && pos(o.wy) && pos(o.tm) && pos(o.tn) &&
-    (o.ku === undefined || o.ku === 1 || o.ku === 2) &&
+    (o.ku === undefined || o.ku === 1 || o.ku === 2) && (o.bk === undefined || pos(o.bk)) &&
     (o.order === undefined || o.order === "k" || o.order === "acc");
 }
 
@@ -240,9 +275,11 @@ export function readCache(
     warn(`autotune: ignoring ${path}: field "entries" is not an object`);
     return empty;
   }
-  const names = new Set(tileCandidates("texture").map(textureTileName));
+  const names = new Set(
+    [...tileCandidates("texture"), ...tileCandidates("tiled")].map(matmulTileName),
+  );
   for (const [cls, e] of Object.entries(raw.entries)) {
-    if (!e || !isTile(e.tile) || !names.has(textureTileName(e.tile))) {
+    if (!e || !isTile(e.tile) || !names.has(matmulTileName(e.tile))) {
       warn(`autotune: ${path}: entry "${cls}" has no candidate tile; dropped`);
       continue;
     }
@@ -289,7 +326,7 @@ export function tunedTile(
   N: number,
   K: number,
   batch = 1,
-): TextureTile | null {
+): TunedTile | null {
   if (!autotuneEnabled()) return null;
   return adapterCache().entries[shapeClass(family, M, N, K, batch)]?.tile ?? null;
 }
@@ -301,6 +338,6 @@ export function matmulTile(
   N: number,
   K: number,
   batch = 1,
-): TextureTile {
+): TunedTile {
   return tunedTile(family, M, N, K, batch) ?? defaultTile(family, M, N);
 }

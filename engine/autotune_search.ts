@@ -18,16 +18,17 @@ import {
   shapeClass,
   tileCandidates,
   type TunedFamily,
+  type TunedTile,
   type TuneEntry,
   writeCache,
 } from "./autotune.ts";
-import { type TextureTile, textureTileName } from "../kernels/matmul_texture.ts";
+import { matmulTileName } from "../kernels/matmul.ts";
 import { mulberry32 } from "./mulberry32.ts";
 
 /** How a search runs a candidate: its output, and one timed batch of `iterations` runs. */
 export interface SearchHooks {
-  output(tile: TextureTile): Promise<Float32Array>;
-  time(tile: TextureTile, iterations: number): Promise<{ ms: number; method: string }>;
+  output(tile: TunedTile): Promise<Float32Array>;
+  time(tile: TunedTile, iterations: number): Promise<{ ms: number; method: string }>;
 }
 
 export interface SearchOptions {
@@ -68,22 +69,22 @@ function firstDifference(a: Float32Array, b: Float32Array): string {
  * says. Pure apart from the hooks, so tests drive it with fakes.
  */
 export async function searchTiles(
-  def: TextureTile,
-  candidates: TextureTile[],
+  def: TunedTile,
+  candidates: TunedTile[],
   hooks: SearchHooks,
   opts: SearchOptions = {},
 ): Promise<Omit<TuneEntry, "shape" | "at">> {
   const budget = opts.budgetMs ?? 20_000, rounds = opts.rounds ?? 5;
   const prune = opts.prune ?? 1.5, margin = opts.margin ?? 0.03;
   const log = opts.log ?? (() => {});
-  const defName = textureTileName(def);
-  const all = [def, ...candidates.filter((c) => textureTileName(c) !== defName)];
+  const defName = matmulTileName(def);
+  const all = [def, ...candidates.filter((c) => matmulTileName(c) !== defName)];
   const notes = new Map<string, { ms?: number; rejected?: string }>();
   const ref = await hooks.output(def);
-  const alive: TextureTile[] = [def];
+  const alive: TunedTile[] = [def];
   for (const [i, c] of all.entries()) {
     if (i === 0) continue;
-    const name = textureTileName(c);
+    const name = matmulTileName(c);
     let out: Float32Array;
     try {
       out = await hooks.output(c);
@@ -100,7 +101,7 @@ export async function searchTiles(
     }
     alive.push(c);
   }
-  const times = new Map<string, number[]>(alive.map((c) => [textureTileName(c), []]));
+  const times = new Map<string, number[]>(alive.map((c) => [matmulTileName(c), []]));
   let methods = new Set<string>();
   const t0 = performance.now();
   let iterations = 1;
@@ -108,7 +109,7 @@ export async function searchTiles(
   for (let r = 0; r < rounds; r++) {
     if (r > 0 && performance.now() - t0 > budget) break;
     for (const [i, c] of pool.entries()) {
-      const name = textureTileName(c);
+      const name = matmulTileName(c);
       const t = await hooks.time(c, iterations);
       times.get(name)!.push(t.ms);
       methods.add(t.method);
@@ -116,8 +117,8 @@ export async function searchTiles(
       log(`  round ${r + 1}/${rounds} ${i + 1}/${pool.length} ${name}: ${t.ms.toFixed(2)} ms`);
     }
     if (r === 0) {
-      const best = Math.min(...pool.map((c) => times.get(textureTileName(c))![0]));
-      pool = pool.filter((c, i) => i === 0 || times.get(textureTileName(c))![0] <= prune * best);
+      const best = Math.min(...pool.map((c) => times.get(matmulTileName(c))![0]));
+      pool = pool.filter((c, i) => i === 0 || times.get(matmulTileName(c))![0] <= prune * best);
     }
   }
   // Load on a shared machine only ever adds time: the best run is the least disturbed figure.
@@ -125,18 +126,18 @@ export async function searchTiles(
   for (const [n, ms] of fastest) notes.set(n, { ms });
   let best = def;
   for (const c of alive) {
-    if (fastest.get(textureTileName(c))! < fastest.get(textureTileName(best))!) best = c;
+    if (fastest.get(matmulTileName(c))! < fastest.get(matmulTileName(best))!) best = c;
   }
   const defMs = fastest.get(defName)!;
-  if (fastest.get(textureTileName(best))! > defMs * (1 - margin)) best = def;
+  if (fastest.get(matmulTileName(best))! > defMs * (1 - margin)) best = def;
   methods = methods.size ? methods : new Set(["none"]);
   return {
     tile: best,
-    name: textureTileName(best),
-    ms: fastest.get(textureTileName(best))!,
+    name: matmulTileName(best),
+    ms: fastest.get(matmulTileName(best))!,
     defaultMs: defMs,
     method: `${[...methods].join("+")}, best of up to ${rounds} interleaved rounds × ${iterations}`,
-    candidates: all.map((c) => ({ name: textureTileName(c), ...notes.get(textureTileName(c)) })),
+    candidates: all.map((c) => ({ name: matmulTileName(c), ...notes.get(matmulTileName(c)) })),
   };
 }
 
@@ -153,7 +154,7 @@ function randomTensor(shape: number[], seed: number): Tensor {
 /** The tuned family a problem runs with on this adapter, or null where its tile is fixed. */
 export function familyOf(M: number, N: number, K: number): TunedFamily | null {
   const v = matmulVariantFor(M, N, K);
-  return v === "texture" ? v : null;
+  return v === "register" ? null : v;
 }
 
 /**
@@ -168,7 +169,7 @@ export async function tuneMatmul(
   const [b, M, N, K] = shape;
   const a = randomTensor(b > 1 ? [b, M, K] : [M, K], 1);
   const w = randomTensor(b > 1 ? [b, K, N] : [K, N], 2);
-  const run = (t: TextureTile) => {
+  const run = (t: TunedTile) => {
     setMatmulVariant(family, t);
     try {
       return matmulRaw(a, w, { variant: family });

@@ -18,8 +18,7 @@
  */
 import { gpu } from "./device.ts";
 import { hasReadonlyStorageTextures } from "./texture_pool.ts";
-import type { MatmulVariant } from "../kernels/matmul.ts";
-import type { TextureTile } from "../kernels/matmul_texture.ts";
+import type { AnyMatmulTile, MatmulVariant } from "../kernels/matmul.ts";
 import type { ConvTile } from "../kernels/conv/forward.ts";
 import type { WeightGradTile } from "../kernels/conv/backward_weight.ts";
 
@@ -41,7 +40,7 @@ function matmulVariantFromEnv(): MatmulVariant | null {
 }
 
 let forcedMatmulVariant: MatmulVariant | null = null;
-let forcedRegisterTile: TextureTile | null = null;
+let forcedRegisterTile: AnyMatmulTile | null = null;
 
 /**
  * Matmul's variant on this adapter. GPUs: the workgroup-tiled kernel. Software adapters: every
@@ -85,12 +84,12 @@ export function matmulVariantFor(
 }
 
 /** The register tile forced by {@link setMatmulVariant}, or null (the op picks by shape). */
-export function matmulForcedTile(): TextureTile | null {
+export function matmulForcedTile(): AnyMatmulTile | null {
   return forcedRegisterTile;
 }
 
 /** Forces a matmul variant and tile (tests, benchmarks); `null` restores the per-adapter choice. */
-export function setMatmulVariant(v: MatmulVariant | null, tile: TextureTile | null = null): void {
+export function setMatmulVariant(v: MatmulVariant | null, tile: AnyMatmulTile | null = null): void {
   forcedMatmulVariant = v;
   forcedRegisterTile = tile;
 }

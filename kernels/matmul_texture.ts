@@ -15,7 +15,7 @@
  *   no branches.
  */
 import type { Kernel } from "./kernel.ts";
-import { bandedBlock, type RegisterTile, storeBlock } from "./matmul.ts";
+import { bandedBlock, matmulTileName, type RegisterTile, storeBlock } from "./matmul.ts";
 import { uniforms } from "./uniforms.ts";
 
 /**
@@ -103,13 +103,6 @@ export interface TextureTile extends RegisterTile {
   order?: "k" | "acc";
 }
 
-/** A tile's name in kernel keys, cache files and tables: `WXxWYxTMxTN[/kuN][/acc]`. */
-export function textureTileName(t: TextureTile): string {
-  return `${t.wx}x${t.wy}x${t.tm}x${t.tn}${(t.ku ?? 1) > 1 ? `/ku${t.ku}` : ""}${
-    t.order === "acc" ? "/acc" : ""
-  }`;
-}
-
 /** Default tile (threads WX×WY, outputs TM×TN), tuned on llvmpipe (BENCHMARKS.md). */
 export const TEXTURE_TILE: TextureTile = { wx: 8, wy: 8, tm: 12, tn: 12 };
 /** For thin problems (M or N below half a big tile). */
@@ -190,7 +183,7 @@ export function matmulTextureKernel(s: TextureMatmulSpec, rt: TextureTile): Kern
     ? `@group(0) @binding(${n++}) var<storage, read> bias: array<f32>;\n`
     : "";
   return {
-    key: `matmul/texture/${textureTileName(rt)}/${s.bias ? "bias" : ""}${s.beta ? "beta" : ""}`,
+    key: `matmul/texture/${matmulTileName(rt)}/${s.bias ? "bias" : ""}${s.beta ? "beta" : ""}`,
     wgsl: () =>
       /* wgsl */ `${MATMUL_TEXTURE_UNIFORMS.wgsl("P")}
 @group(0) @binding(0) var<uniform> u: P;

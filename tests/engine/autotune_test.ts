@@ -21,7 +21,8 @@ import {
   writeCache,
 } from "../../engine/autotune.ts";
 import { searchTiles } from "../../engine/autotune_search.ts";
-import { TEXTURE_TILE, type TextureTile, textureTileName } from "../../kernels/matmul_texture.ts";
+import { TEXTURE_TILE, type TextureTile } from "../../kernels/matmul_texture.ts";
+import { matmulTileName } from "../../kernels/matmul.ts";
 import { randTensor, setup } from "../util/gpu.ts";
 
 await setup();
@@ -37,12 +38,12 @@ const ID = {
 function entry(tile: TextureTile): TuneEntry {
   return {
     tile,
-    name: textureTileName(tile),
+    name: matmulTileName(tile),
     shape: [1, 1024, 1024, 1024],
     ms: 50,
     defaultMs: 60,
     method: "timestamp, best of 3",
-    candidates: [{ name: textureTileName(tile), ms: 50 }],
+    candidates: [{ name: matmulTileName(tile), ms: 50 }],
     at: "2026-12-03T10:00:00.000Z",
   };
 }
@@ -128,31 +129,31 @@ Deno.test("autotune search: the fastest matching candidate wins; a differing one
   const wrong: TextureTile = { wx: 8, wy: 8, tm: 4, tn: 4 }; // fastest, but its output differs
   const slow: TextureTile = { wx: 8, wy: 8, tm: 4, tn: 8 };
   const ms: Record<string, number> = {
-    [textureTileName(def)]: 10,
-    [textureTileName(fast)]: 6,
-    [textureTileName(wrong)]: 1,
-    [textureTileName(slow)]: 30,
+    [matmulTileName(def)]: 10,
+    [matmulTileName(fast)]: 6,
+    [matmulTileName(wrong)]: 1,
+    [matmulTileName(slow)]: 30,
   };
   const timed: string[] = [];
   const r = await searchTiles(def, [fast, wrong, slow, def], {
     output: (t) =>
       Promise.resolve(
-        Float32Array.of(1, 2, textureTileName(t) === textureTileName(wrong) ? 3.0000002 : 3),
+        Float32Array.of(1, 2, matmulTileName(t) === matmulTileName(wrong) ? 3.0000002 : 3),
       ),
     time: (t) => {
-      timed.push(textureTileName(t));
-      return Promise.resolve({ ms: ms[textureTileName(t)], method: "timestamp" });
+      timed.push(matmulTileName(t));
+      return Promise.resolve({ ms: ms[matmulTileName(t)], method: "timestamp" });
     },
   }, { rounds: 3 });
-  assert.equal(r.name, textureTileName(fast));
+  assert.equal(r.name, matmulTileName(fast));
   assert.equal(r.ms, 6);
   assert.equal(r.defaultMs, 10);
-  const w = r.candidates.find((c) => c.name === textureTileName(wrong))!;
+  const w = r.candidates.find((c) => c.name === matmulTileName(wrong))!;
   assert.match(w.rejected ?? "", /output differs .*element 2/);
-  assert.ok(!timed.includes(textureTileName(wrong)), "a rejected candidate is never timed");
+  assert.ok(!timed.includes(matmulTileName(wrong)), "a rejected candidate is never timed");
   // The slow one (3× the best) is dropped after the first round: timed once; the others 3 times.
-  assert.equal(timed.filter((n) => n === textureTileName(slow)).length, 1);
-  assert.equal(timed.filter((n) => n === textureTileName(fast)).length, 3);
+  assert.equal(timed.filter((n) => n === matmulTileName(slow)).length, 1);
+  assert.equal(timed.filter((n) => n === matmulTileName(fast)).length, 3);
   assert.equal(r.candidates.length, 4, "the default listed once");
 });
 
@@ -162,7 +163,7 @@ Deno.test("autotune search: the default stays unless another tile is clearly fas
     output: () => Promise.resolve(Float32Array.of(1)),
     time: (t) => Promise.resolve({ ms: t === def ? 10 : 9.9, method: "wall" }),
   });
-  assert.equal(r.name, textureTileName(def));
+  assert.equal(r.name, matmulTileName(def));
 });
 
 Deno.test("autotune: matmul uses this adapter's cached tile, and not with ENGINE_AUTOTUNE=off", async () => {

@@ -4,16 +4,17 @@ import { dispatchStats, F, noGrad, type Tensor, tensor, tidy } from "../../engin
 import { planMatmulChunks } from "../../engine/ops/matmul_plan.ts";
 import { setMatmulVariant } from "../../engine/routing.ts";
 import {
+  matmulTileName,
   type MatmulVariant,
   REGISTER_TILE,
   REGISTER_TILE_SMALL,
   type RegisterTile,
+  TILED_TILE,
 } from "../../kernels/matmul.ts";
 import {
   TEXTURE_TILE,
   TEXTURE_TILE_SMALL,
   type TextureTile,
-  textureTileName,
 } from "../../kernels/matmul_texture.ts";
 import { tileCandidates } from "../../engine/autotune.ts";
 import { assertClose, gradCheck, randArray, setup } from "../util/gpu.ts";
@@ -93,7 +94,7 @@ async function runCases(label: string, cases: Case[]): Promise<Float32Array[]> {
 const VARIANTS: [string, MatmulVariant, RegisterTile | null][] = [
   ["register 4x4", "register", REGISTER_TILE_SMALL],
   ["register 12x12", "register", REGISTER_TILE],
-  ["tiled", "tiled", null],
+  ["tiled", "tiled", TILED_TILE],
   ["texture 4x4", "texture", TEXTURE_TILE_SMALL],
   ["texture default tile", "texture", TEXTURE_TILE],
 ];
@@ -125,12 +126,12 @@ async function withTile(
 
 // Every tile the autotuner may choose (engine/autotune.ts) against float64 on the awkward shapes,
 // and bit for bit against the default tile: a tuned tile never changes a result.
-for (const family of ["texture"] as const) {
-  const def = TEXTURE_TILE;
-  const covered = VARIANTS.filter(([, v]) => v === family).map(([, , t]) => textureTileName(t!));
+for (const family of ["texture", "tiled"] as const) {
+  const def = family === "texture" ? TEXTURE_TILE : TILED_TILE;
+  const covered = VARIANTS.filter(([, v]) => v === family).map(([, , t]) => matmulTileName(t!));
   let ref: Promise<Float32Array[]> | null = null;
   for (const tile of tileCandidates(family)) {
-    const name = textureTileName(tile);
+    const name = matmulTileName(tile);
     if (covered.includes(name)) continue;
     Deno.test(`matmul (${family} ${name}, an autotune candidate) matches float64 and the default tile bitwise`, async () => {
       ref ??= withTile(family, def, `${family} default`);
