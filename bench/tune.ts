@@ -4,19 +4,31 @@
  * which every later run reads. Classes already in the cache are skipped unless `--force`.
  * Progress (class i/n, candidate, round, ETA) goes to stderr.
  */
-import { describeGpu, initGpu } from "../engine/mod.ts";
-import { adapterCache, adapterIdentity, cachePath, shapeClass } from "../engine/autotune.ts";
+import { describeGpu, F, initGpu, timeGpu } from "../engine/mod.ts";
+import {
+  adapterCache,
+  adapterIdentity,
+  cachePath,
+  defaultTile,
+  shapeClass,
+  type TunedTile,
+} from "../engine/autotune.ts";
+import { setMatmulVariant } from "../engine/routing.ts";
+import { matmulTileName } from "../kernels/matmul.ts";
+import { randTensor } from "../tests/util/gpu.ts";
 import { familyOf, type TuneShape, tuneShapes } from "../engine/autotune_search.ts";
 import { numberFlag, runCommand, stringFlag, UsageError } from "../pipeline/cli/args.ts";
 
 const USAGE = `usage: deno task tune [--set S | --shape B,M,N,K] [--force] [--budget SECONDS]
-                      [--rounds N] [--list]
+                      [--rounds N] [--list | --compare]
   --set S       which products: sam, resnet, bench, or all (default; comma-separated allowed)
   --shape B,M,N,K  one product instead: batch, rows, columns, inner dim
   --force       measure classes the cache already holds again
   --budget S    seconds of timed rounds per shape class (default 20; the first round always runs)
   --rounds N    most timed rounds per class (default 5)
   --list        print the shape classes and the cached choice of each, measure nothing
+  --compare     time each shape's default tile against its cached tile, interleaved (A, B, A, B,
+                ...; --rounds pairs, best of each), and print ms, GFLOP/s and the ratio
 The cache: $XDG_CACHE_HOME/epsam-webgpu/autotune-<adapter>.json (or ~/.cache/...); set
 ENGINE_AUTOTUNE=off to run with the default tiles whatever it holds.`;
 
@@ -94,6 +106,59 @@ function shapesFor(set: string): TuneShape[] {
   return out;
 }
 
+/**
+ * Default tile against the cached tile on each shape, interleaved in this one process: the
+ * before/after figures of BENCHMARKS.md ("Autotuning").
+ */
+async function compare(shapes: TuneShape[], rounds: number): Promise<number> {
+  const cache = adapterCache();
+  console.log(
+    `| product [batch, M, N, K] | default tile | ms | GFLOP/s | tuned tile | ms | GFLOP/s | × |`,
+  );
+  console.log(`| --- | --- | --- | --- | --- | --- | --- | --- |`);
+  const seen = new Set<string>();
+  for (const [b, M, N, K] of shapes) {
+    const fam = familyOf(M, N, K);
+    if (!fam) continue;
+    const cls = shapeClass(fam, M, N, K, b);
+    const tuned = cache.entries[cls]?.tile;
+    if (!tuned || seen.has(`${b},${M},${N},${K}`)) continue;
+    seen.add(`${b},${M},${N},${K}`);
+    const def = defaultTile(fam, M, N);
+    const a = randTensor(b > 1 ? [b, M, K] : [M, K], 1),
+      w = randTensor(b > 1 ? [b, K, N] : [K, N], 2);
+    const run = (t: TunedTile) => () => {
+      setMatmulVariant(fam, t);
+      try {
+        return F.matmulRaw(a, w, { variant: fam });
+      } finally {
+        setMatmulVariant(null);
+      }
+    };
+    const best = [Infinity, Infinity];
+    for (const fn of [run(def), run(tuned)]) await timeGpu(fn); // compile, warm
+    for (let r = 0; r < rounds; r++) {
+      for (const [i, t] of [def, tuned].entries()) {
+        best[i] = Math.min(best[i], (await timeGpu(run(t))).ms);
+      }
+    }
+    a.dispose();
+    w.dispose();
+    const gf = (ms: number) => (2 * b * M * N * K / ms / 1e6).toFixed(1);
+    console.log(
+      `| [${b}, ${M}, ${N}, ${K}] | ${matmulTileName(def)} | ${best[0].toFixed(1)} | ${
+        gf(best[0])
+      } | ${matmulTileName(tuned)} | ${best[1].toFixed(1)} | ${gf(best[1])} | ${
+        (best[0] / best[1]).toFixed(2)
+      } |`,
+    );
+  }
+  console.log(
+    `best of ${rounds} interleaved pairs; load ${Deno.readTextFileSync("/proc/loadavg").trim()}`,
+  );
+  return 0;
+}
+
 function parseShape(s: string): TuneShape {
   const v = s.split(",").map(Number);
   if (v.length !== 4 || !v.every((x) => Number.isInteger(x) && x > 0 && x <= 1 << 20)) {
@@ -115,6 +180,7 @@ if (import.meta.main) {
           budget: { type: "string" },
           rounds: { type: "string" },
           list: { type: "boolean" },
+          compare: { type: "boolean" },
         },
       },
       Deno.args,
@@ -148,6 +214,7 @@ if (import.meta.main) {
           }
           return 0;
         }
+        if (flags.compare) return await compare(shapes, rounds);
         const done = await tuneShapes(shapes, {
           force: !!flags.force,
           budgetMs: budget * 1000,
