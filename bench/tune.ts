@@ -15,6 +15,7 @@ import {
 } from "../engine/autotune.ts";
 import { setMatmulVariant } from "../engine/routing.ts";
 import { matmulTileName } from "../kernels/matmul.ts";
+import { TEXTURE_TILE_SMALL } from "../kernels/matmul_texture.ts";
 import { randTensor } from "../tests/util/gpu.ts";
 import { familyOf, type TuneShape, tuneShapes } from "../engine/autotune_search.ts";
 import { numberFlag, runCommand, stringFlag, UsageError } from "../pipeline/cli/args.ts";
@@ -27,8 +28,8 @@ const USAGE = `usage: deno task tune [--set S | --shape B,M,N,K] [--force] [--bu
   --budget S    seconds of timed rounds per shape class (default 20; the first round always runs)
   --rounds N    most timed rounds per class (default 5)
   --list        print the shape classes and the cached choice of each, measure nothing
-  --compare     time each shape's default tile against its cached tile, interleaved (A, B, A, B,
-                ...; --rounds pairs, best of each), and print ms, GFLOP/s and the ratio
+  --compare     time each shape with the previous default tile (12×12), the default and the
+                cached tile, interleaved (--rounds rounds, best of each): ms, GFLOP/s, CPU ms
 The cache: $XDG_CACHE_HOME/epsam-webgpu/autotune-<adapter>.json (or ~/.cache/...); set
 ENGINE_AUTOTUNE=off to run with the default tiles whatever it holds.`;
 
@@ -106,25 +107,56 @@ function shapesFor(set: string): TuneShape[] {
   return out;
 }
 
+/** The texture default before the autotuner (12×12 k-major), for before/after figures. */
+const PREVIOUS_TEXTURE_TILE: TunedTile = { wx: 8, wy: 8, tm: 12, tn: 12 };
+
 /**
- * Default tile against the cached tile on each shape, interleaved in this one process: the
- * before/after figures of BENCHMARKS.md ("Autotuning").
+ * CPU ms used so far by this process's threads other than the main one (on llvmpipe: the
+ * rasteriser's workers), or NaN off Linux. Unlike the wall clock it barely moves with other
+ * processes' load, so it ranks tiles on a shared machine.
+ */
+function workerCpuMs(): number {
+  try {
+    let ticks = 0;
+    for (const e of Deno.readDirSync("/proc/self/task")) {
+      if (e.name === String(Deno.pid)) continue;
+      try {
+        const f = Deno.readTextFileSync(`/proc/self/task/${e.name}/stat`).split(") ")[1].split(" ");
+        ticks += Number(f[11]) + Number(f[12]);
+      } catch { /* the thread ended */ }
+    }
+    return ticks * 10; // USER_HZ = 100 on Linux
+  } catch {
+    return NaN;
+  }
+}
+
+/**
+ * The previous default (12×12 k-major), the default and the cached tile on each shape, interleaved
+ * in this one process (A, B, C, A, B, C, ...): best wall-clock (or timestamp) ms, GFLOP/s and the
+ * workers' CPU ms per product. The before/after figures of BENCHMARKS.md ("Autotuning").
  */
 async function compare(shapes: TuneShape[], rounds: number): Promise<number> {
   const cache = adapterCache();
   console.log(
-    `| product [batch, M, N, K] | default tile | ms | GFLOP/s | tuned tile | ms | GFLOP/s | × |`,
+    "| product [batch, M, N, K] | 12×12 k-major (before): ms, GFLOP/s, CPU ms | default " +
+      "| ms, GFLOP/s, CPU ms | tuned | ms, GFLOP/s, CPU ms | before ÷ best |",
   );
-  console.log(`| --- | --- | --- | --- | --- | --- | --- | --- |`);
+  console.log("| --- | --- | --- | --- | --- | --- | --- | --- |");
   const seen = new Set<string>();
   for (const [b, M, N, K] of shapes) {
     const fam = familyOf(M, N, K);
-    if (!fam) continue;
-    const cls = shapeClass(fam, M, N, K, b);
-    const tuned = cache.entries[cls]?.tile;
-    if (!tuned || seen.has(`${b},${M},${N},${K}`)) continue;
+    if (!fam || seen.has(`${b},${M},${N},${K}`)) continue;
     seen.add(`${b},${M},${N},${K}`);
     const def = defaultTile(fam, M, N);
+    const tuned = cache.entries[shapeClass(fam, M, N, K, b)]?.tile ?? null;
+    // The rule before: 12×12 unless M or N is under 48, then 4×4.
+    const prev = fam !== "texture"
+      ? def
+      : M * 2 >= 96 && N * 2 >= 96
+      ? PREVIOUS_TEXTURE_TILE
+      : TEXTURE_TILE_SMALL;
+    const tiles = [prev, def, tuned ?? def];
     const a = randTensor(b > 1 ? [b, M, K] : [M, K], 1),
       w = randTensor(b > 1 ? [b, K, N] : [K, N], 2);
     const run = (t: TunedTile) => () => {
@@ -135,26 +167,27 @@ async function compare(shapes: TuneShape[], rounds: number): Promise<number> {
         setMatmulVariant(null);
       }
     };
-    const best = [Infinity, Infinity];
-    for (const fn of [run(def), run(tuned)]) await timeGpu(fn); // compile, warm
+    const ms = tiles.map(() => Infinity), cpu = tiles.map(() => Infinity);
+    for (const t of tiles) await timeGpu(run(t)); // compile, warm
     for (let r = 0; r < rounds; r++) {
-      for (const [i, t] of [def, tuned].entries()) {
-        best[i] = Math.min(best[i], (await timeGpu(run(t))).ms);
+      for (const [i, t] of tiles.entries()) {
+        const c0 = workerCpuMs();
+        ms[i] = Math.min(ms[i], (await timeGpu(run(t))).ms);
+        cpu[i] = Math.min(cpu[i], workerCpuMs() - c0);
       }
     }
     a.dispose();
     w.dispose();
-    const gf = (ms: number) => (2 * b * M * N * K / ms / 1e6).toFixed(1);
+    const cell = (i: number) =>
+      `${ms[i].toFixed(1)}, ${(2 * b * M * N * K / ms[i] / 1e6).toFixed(1)}, ${cpu[i].toFixed(0)}`;
     console.log(
-      `| [${b}, ${M}, ${N}, ${K}] | ${matmulTileName(def)} | ${best[0].toFixed(1)} | ${
-        gf(best[0])
-      } | ${matmulTileName(tuned)} | ${best[1].toFixed(1)} | ${gf(best[1])} | ${
-        (best[0] / best[1]).toFixed(2)
-      } |`,
+      `| [${b}, ${M}, ${N}, ${K}] | ${cell(0)} | ${matmulTileName(def)} | ${cell(1)} | ${
+        tuned ? matmulTileName(tuned) : "—"
+      } | ${tuned ? cell(2) : "—"} | ${(ms[0] / Math.min(...ms)).toFixed(2)} |`,
     );
   }
   console.log(
-    `best of ${rounds} interleaved pairs; load ${Deno.readTextFileSync("/proc/loadavg").trim()}`,
+    `best of ${rounds} interleaved rounds; load ${Deno.readTextFileSync("/proc/loadavg").trim()}`,
   );
   return 0;
 }

@@ -47,8 +47,8 @@ export type TunedTile = AnyMatmulTile;
 
 /**
  * The search space. Texture: TM×TN in {4×4, 8×4, 4×8, 8×8, 8×12, 12×8, 12×12, 16×8, 8×16} on 8×8
- * threads, two other workgroup shapes, and the accumulator-major and two-texel loop forms of
- * kernels/matmul_texture.ts. Tiled (GPUs): output tiles of 64×64 to 128×128 with 4×4 to 8×8
+ * threads, k-major; 16×8 and 16×16 threads; accumulator-major 8×8 to 16×16 (the default) and one
+ * two-texel loop (kernels/matmul_texture.ts). Tiled (GPUs): output tiles of 64×64 to 128×128 with 4×4 to 8×8
  * outputs per thread and slices 8 or 16 deep, all within 16 KiB of shared memory.
  */
 export function tileCandidates(family: TunedFamily): TunedTile[] {
@@ -74,12 +74,11 @@ export function tileCandidates(family: TunedFamily): TunedTile[] {
   const sizes = [[4, 4], [8, 4], [4, 8], [8, 8], [8, 12], [12, 8], [12, 12], [16, 8], [8, 16]];
   return [
     ...sizes.map(([m, n]) => t(8, 8, m, n)),
-    t(16, 4, 8, 8),
-    t(4, 16, 8, 8),
-    t(8, 8, 8, 8, { order: "acc" }),
-    t(8, 8, 12, 12, { order: "acc" }),
-    t(8, 8, 12, 8, { order: "acc" }),
-    t(8, 8, 8, 12, { order: "acc" }),
+    t(16, 8, 8, 8),
+    t(16, 16, 8, 8, { order: "acc" }),
+    ...[[8, 8], [12, 12], [12, 8], [8, 12], [16, 8], [8, 16], [16, 16]].map(([m, n]) =>
+      t(8, 8, m, n, { order: "acc" })
+    ),
     t(8, 8, 8, 8, { order: "acc", ku: 2 }),
   ];
 }

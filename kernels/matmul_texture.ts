@@ -103,8 +103,12 @@ export interface TextureTile extends RegisterTile {
   order?: "k" | "acc";
 }
 
-/** Default tile (threads WX×WY, outputs TM×TN), tuned on llvmpipe (BENCHMARKS.md). */
-export const TEXTURE_TILE: TextureTile = { wx: 8, wy: 8, tm: 12, tn: 12 };
+/**
+ * Default tile (threads WX×WY, outputs TM×TN, accumulator-major), measured on llvmpipe
+ * (BENCHMARKS.md "Autotuning": 12–25% less CPU time per product than 12×12 k-major at 1024³,
+ * 2048³, ViT qkv and [4096, 256, 1024]); the autotuner may choose another per shape class.
+ */
+export const TEXTURE_TILE: TextureTile = { wx: 8, wy: 8, tm: 16, tn: 16, order: "acc" };
 /** For thin problems (M or N below half a big tile). */
 export const TEXTURE_TILE_SMALL: TextureTile = { wx: 8, wy: 8, tm: 4, tn: 4 };
 
