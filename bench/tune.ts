@@ -98,7 +98,7 @@ function shapesFor(set: string): TuneShape[] {
     if (x === "bench" || x === "all") out.push(...benchShapes());
     if (x === "sam" || x === "all") out.push(...samShapes());
     if (x === "resnet" || x === "all") {
-      out.push(...resnetShapes(256, 1), ...resnetShapes(256, 8), ...resnetShapes(512, 1));
+      out.push(...resnetShapes(256, 1), ...resnetShapes(512, 1));
     }
     if (!["bench", "sam", "resnet", "all"].includes(x)) {
       throw new UsageError(`--set: expected sam, resnet, bench or all, got "${x}"`);
@@ -240,7 +240,9 @@ if (import.meta.main) {
             console.log(
               `${cls.padEnd(28)} [${b}, ${M}, ${N}, ${K}]  ${
                 e
-                  ? `${e.name} ${e.ms.toFixed(1)} ms (default ${e.defaultMs.toFixed(1)} ms)`
+                  ? `${e.name} ${e.ms.toFixed(1)} ms (default ${e.defaultMs.toFixed(1)} ms${
+                    e.load ? `, load ${e.load}` : ""
+                  })`
                   : "untuned"
               }`,
             );

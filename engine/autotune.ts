@@ -177,6 +177,8 @@ export interface TuneEntry {
   candidates: { name: string; ms?: number; rejected?: string }[];
   /** ISO time of the measurement. */
   at: string;
+  /** Load average when measured (Linux), so a choice made on a busy machine shows it. */
+  load?: string;
 }
 
 /** The cache file of one adapter. */

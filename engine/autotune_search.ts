@@ -141,6 +141,16 @@ export async function searchTiles(
   };
 }
 
+/** The 1-, 5- and 15-minute load averages (Linux), or null. */
+function loadAverage(): { one: number; text: string } | null {
+  try {
+    const f = Deno.readTextFileSync("/proc/loadavg").split(" ");
+    return { one: Number(f[0]), text: f.slice(0, 3).join(" ") };
+  } catch {
+    return null;
+  }
+}
+
 /** One product to tune for: [batch, M, N, K] (batch > 1: a separate B per batch). */
 export type TuneShape = [number, number, number, number];
 
@@ -222,12 +232,19 @@ export async function tuneShapes(
     todo.push([cls, s, fam]);
   }
   log(`autotune: ${todo.length} shape class(es) to tune, cache ${path}`);
+  const busy = loadAverage();
+  if (busy && busy.one > navigator.hardwareConcurrency) {
+    log(
+      `autotune: warning: load average ${busy.text} on ${navigator.hardwareConcurrency} CPUs: ` +
+        "other processes skew the timings; tune on a quiet machine (--force to measure again)",
+    );
+  }
   const started = performance.now();
   for (const [i, [cls, s, fam]] of todo.entries()) {
     const el = (performance.now() - started) / 1000;
     const eta = i ? ` ETA ${((el / i) * (todo.length - i)).toFixed(0)} s` : "";
     log(`autotune ${i + 1}/${todo.length} ${cls} [${s}] (${el.toFixed(0)} s elapsed${eta})`);
-    const e = await tuneMatmul(s, fam, { ...opts, log });
+    const e = { ...await tuneMatmul(s, fam, { ...opts, log }), load: loadAverage()?.text };
     cache.entries[cls] = e;
     done.set(cls, e);
     await writeCache(path, cache);
