@@ -100,6 +100,7 @@ export async function searchTiles(
       continue;
     }
     alive.push(c);
+    log(`  check ${i}/${all.length - 1} ${name}: output bitwise the default's`);
   }
   const times = new Map<string, number[]>(alive.map((c) => [matmulTileName(c), []]));
   let methods = new Set<string>();
