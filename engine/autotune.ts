@@ -302,12 +302,26 @@ export function autotuneEnabled(): boolean {
 
 let loaded: { device: GPUDevice; cache: TuneCache } | null = null;
 
-/** This adapter's cache, read once per device (a later {@link writeCache} goes through here). */
+/**
+ * This adapter's cache, read once per device. Its `generator` is "" when there was no file: set it
+ * with {@link generatorHash} before writing.
+ */
 export function adapterCache(): TuneCache {
   const g = gpu();
   if (loaded?.device !== g.device) {
     const id = adapterIdentity();
-    loaded = { device: g.device, cache: readCache(cachePath(id), id, generatorHash()) };
+    const path = cachePath(id);
+    let absent = false;
+    try {
+      Deno.statSync(path);
+    } catch (e) {
+      absent = e instanceof Deno.errors.NotFound;
+    }
+    // No file (the common case): no need to hash the generators' WGSL (the tuner sets it).
+    loaded = {
+      device: g.device,
+      cache: absent ? emptyCache(id, "") : readCache(path, id, generatorHash()),
+    };
   }
   return loaded.cache;
 }

@@ -15,6 +15,7 @@ import {
   adapterIdentity,
   cachePath,
   defaultTile,
+  generatorHash,
   shapeClass,
   tileCandidates,
   type TunedFamily,
@@ -248,6 +249,7 @@ export async function tuneShapes(
     const e = { ...await tuneMatmul(s, fam, { ...opts, log }), load: loadAverage()?.text };
     cache.entries[cls] = e;
     done.set(cls, e);
+    cache.generator = generatorHash();
     await writeCache(path, cache);
     log(
       `autotune ${i + 1}/${todo.length} ${cls}: ${e.name} ${e.ms.toFixed(1)} ms ` +
