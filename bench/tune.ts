@@ -17,16 +17,20 @@ import { setMatmulVariant } from "../engine/routing.ts";
 import { matmulTileName } from "../kernels/matmul.ts";
 import { TEXTURE_TILE_SMALL } from "../kernels/matmul_texture.ts";
 import { randTensor } from "../tests/util/gpu.ts";
-import { familyOf, type TuneShape, tuneShapes } from "../engine/autotune_search.ts";
+import { familyOf, type TuneShape, tuneShapes, workerCpuMs } from "../engine/autotune_search.ts";
 import { numberFlag, runCommand, stringFlag, UsageError } from "../pipeline/cli/args.ts";
 
 const USAGE = `usage: deno task tune [--set S | --shape B,M,N,K] [--force] [--budget SECONDS]
-                      [--rounds N] [--list | --compare]
+                      [--rounds N] [--objective wall|cpu] [--list | --compare]
   --set S       which products: sam, resnet, bench, or all (default; comma-separated allowed)
   --shape B,M,N,K  one product instead: batch, rows, columns, inner dim
   --force       measure classes the cache already holds again
   --budget S    seconds of timed rounds per shape class (default 20; the first round always runs)
   --rounds N    most timed rounds per class (default 5)
+  --objective O wall (default): the honest timer (GPU timestamps checked against the wall clock);
+                cpu (software adapters, Linux): the rasteriser workers' CPU time per product
+                over their thread count, times the last wave's workgroup imbalance. Use cpu on a
+                shared machine: other processes barely move it, while they swamp the wall clock
   --list        print the shape classes and the cached choice of each, measure nothing
   --compare     time each shape with the previous default tile (12×12), the default and the
                 cached tile, interleaved (--rounds rounds, best of each): ms, GFLOP/s, CPU ms
@@ -111,27 +115,6 @@ function shapesFor(set: string): TuneShape[] {
 const PREVIOUS_TEXTURE_TILE: TunedTile = { wx: 8, wy: 8, tm: 12, tn: 12 };
 
 /**
- * CPU ms used so far by this process's threads other than the main one (on llvmpipe: the
- * rasteriser's workers), or NaN off Linux. Unlike the wall clock it barely moves with other
- * processes' load, so it ranks tiles on a shared machine.
- */
-function workerCpuMs(): number {
-  try {
-    let ticks = 0;
-    for (const e of Deno.readDirSync("/proc/self/task")) {
-      if (e.name === String(Deno.pid)) continue;
-      try {
-        const f = Deno.readTextFileSync(`/proc/self/task/${e.name}/stat`).split(") ")[1].split(" ");
-        ticks += Number(f[11]) + Number(f[12]);
-      } catch { /* the thread ended */ }
-    }
-    return ticks * 10; // USER_HZ = 100 on Linux
-  } catch {
-    return NaN;
-  }
-}
-
-/**
  * The previous default (12×12 k-major), the default and the cached tile on each shape, interleaved
  * in this one process (A, B, C, A, B, C, ...): best wall-clock (or timestamp) ms, GFLOP/s and the
  * workers' CPU ms per product. The before/after figures of BENCHMARKS.md ("Autotuning").
@@ -214,6 +197,7 @@ if (import.meta.main) {
           rounds: { type: "string" },
           list: { type: "boolean" },
           compare: { type: "boolean" },
+          objective: { type: "string" },
         },
       },
       Deno.args,
@@ -222,6 +206,10 @@ if (import.meta.main) {
         const shapes = one ? [parseShape(one)] : shapesFor(stringFlag(flags, "set") ?? "all");
         const budget = numberFlag(flags, "budget", { def: 20, min: 0 })!;
         const rounds = numberFlag(flags, "rounds", { def: 5, min: 1, integer: true })!;
+        const objective = stringFlag(flags, "objective") ?? "wall";
+        if (objective !== "wall" && objective !== "cpu") {
+          throw new UsageError(`--objective: expected wall or cpu, got "${objective}"`);
+        }
         if (Deno.env.get("ENGINE_AUTOTUNE") === "off") {
           throw new UsageError("ENGINE_AUTOTUNE=off: unset it to tune (the cache would be unused)");
         }
@@ -254,6 +242,7 @@ if (import.meta.main) {
           force: !!flags.force,
           budgetMs: budget * 1000,
           rounds,
+          objective,
         });
         console.log(`tuned ${done.size} class(es)`);
         for (const [cls, e] of done) {

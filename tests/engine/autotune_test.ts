@@ -20,7 +20,7 @@ import {
   type TuneEntry,
   writeCache,
 } from "../../engine/autotune.ts";
-import { searchTiles } from "../../engine/autotune_search.ts";
+import { cpuObjectiveMs, searchTiles } from "../../engine/autotune_search.ts";
 import { TEXTURE_TILE, type TextureTile } from "../../kernels/matmul_texture.ts";
 import { matmulTileName } from "../../kernels/matmul.ts";
 import { randTensor, setup } from "../util/gpu.ts";
@@ -151,9 +151,11 @@ Deno.test("autotune search: the fastest matching candidate wins; a differing one
   const w = r.candidates.find((c) => c.name === matmulTileName(wrong))!;
   assert.match(w.rejected ?? "", /output differs .*element 2/);
   assert.ok(!timed.includes(matmulTileName(wrong)), "a rejected candidate is never timed");
-  // The slow one (3× the best) is dropped after the first round: timed once; the others 3 times.
+  // The slow one (3× the best) is dropped after the first round: timed once; the others 3 times
+  // (the default once more, untimed, to size the batches).
   assert.equal(timed.filter((n) => n === matmulTileName(slow)).length, 1);
   assert.equal(timed.filter((n) => n === matmulTileName(fast)).length, 3);
+  assert.equal(timed.filter((n) => n === matmulTileName(def)).length, 4);
   assert.equal(r.candidates.length, 4, "the default listed once");
 });
 
@@ -201,4 +203,17 @@ Deno.test("autotune: matmul uses this adapter's cached tile, and not with ENGINE
       forgetAdapterCache();
     }
   });
+});
+
+Deno.test("autotune cpu objective: CPU time over the threads, times the last wave's imbalance", () => {
+  const prev = Deno.env.get("LP_NUM_THREADS");
+  Deno.env.set("LP_NUM_THREADS", "2");
+  try {
+    assert.equal(cpuObjectiveMs(200, 4), 100); // two full waves
+    assert.equal(cpuObjectiveMs(200, 3), 200 / 2 * (2 / 1.5)); // one thread idles half the time
+    assert.equal(cpuObjectiveMs(200, 1), 200); // one workgroup: one thread does it all
+  } finally {
+    if (prev === undefined) Deno.env.delete("LP_NUM_THREADS");
+    else Deno.env.set("LP_NUM_THREADS", prev);
+  }
 });
