@@ -152,10 +152,10 @@ Deno.test("autotune search: the fastest matching candidate wins; a differing one
   assert.match(w.rejected ?? "", /output differs .*element 2/);
   assert.ok(!timed.includes(matmulTileName(wrong)), "a rejected candidate is never timed");
   // The slow one (3× the best) is dropped after the first round: timed once; the others 3 times
-  // (the default once more, untimed, to size the batches).
+  // (the default twice more, untimed, to size the batches).
   assert.equal(timed.filter((n) => n === matmulTileName(slow)).length, 1);
   assert.equal(timed.filter((n) => n === matmulTileName(fast)).length, 3);
-  assert.equal(timed.filter((n) => n === matmulTileName(def)).length, 4);
+  assert.equal(timed.filter((n) => n === matmulTileName(def)).length, 5);
   assert.equal(r.candidates.length, 4, "the default listed once");
 });
 
