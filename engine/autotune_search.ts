@@ -290,10 +290,11 @@ export async function tuneShapes(
   }
   log(`autotune: ${todo.length} shape class(es) to tune, cache ${path}`);
   const busy = loadAverage();
-  if (busy && busy.one > navigator.hardwareConcurrency) {
+  if (busy && busy.one > navigator.hardwareConcurrency && opts.objective !== "cpu") {
     log(
       `autotune: warning: load average ${busy.text} on ${navigator.hardwareConcurrency} CPUs: ` +
-        "other processes skew the timings; tune on a quiet machine (--force to measure again)",
+        "other processes skew the timings; tune on a quiet machine (--force to measure again)" +
+        " or, on a software adapter, with --objective cpu",
     );
   }
   const started = performance.now();
