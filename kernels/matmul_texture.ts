@@ -94,9 +94,10 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
  * A texture-matmul tile: threads WX×WY, outputs TM×TN per thread, plus the loop shape. `ku`: texels
  * of K (4 k each) per loop iteration (1 or 2); `order`: "k" issues the multiply-adds k-major (every
  * accumulator once per k, the original form), "acc" accumulator-major (each accumulator's 4·ku
- * multiply-adds in a row, so a spilled accumulator is reloaded once per iteration instead of once
- * per k). Every form adds each output's products in the same k order, so all tiles give bitwise the
- * same result (tests/engine/autotune_test.ts checks it).
+ * multiply-adds in a row, so a spilled accumulator is presumably reloaded once per iteration, not
+ * once per k: 12–25% less CPU time on llvmpipe). Every form adds each output's products in the same
+ * k order, so all tiles give bitwise the same result (tests/ops/matmul_test.ts checks every
+ * candidate).
  */
 export interface TextureTile extends RegisterTile {
   ku?: 1 | 2;
