@@ -16,7 +16,7 @@
  * device, so a search cannot run inside a matmul call; and a run's speed should not depend on
  * whether it was the first. Results do not depend on the tile: every candidate adds each output's
  * products in the same k order, and the search rejects a candidate whose output differs from the
- * default tile's (tests/engine/autotune_test.ts checks bitwise equality on this adapter).
+ * default tile's (tests/ops/matmul_test.ts checks every candidate bitwise on this adapter).
  *
  * `ENGINE_AUTOTUNE=off` ignores the cache (default tiles; tests/setup.ts sets it for the suite).
  */
