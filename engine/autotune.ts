@@ -32,6 +32,7 @@ import {
 import {
   matmulTextureKernel,
   TEXTURE_TILE,
+  TEXTURE_TILE_NARROW,
   TEXTURE_TILE_SMALL,
 } from "../kernels/matmul_texture.ts";
 
@@ -83,11 +84,15 @@ export function tileCandidates(family: TunedFamily): TunedTile[] {
   ];
 }
 
-/** The untuned rule: tiled, its one tile; texture, the big tile unless M or N is under half of it. */
+/**
+ * The untuned rule: tiled, its one tile; texture, the big tile, the narrow one where N fits its
+ * width (64), the small one where M or N is under half the big tile.
+ */
 export function defaultTile(family: TunedFamily, M: number, N: number): TunedTile {
   if (family === "tiled") return TILED_TILE;
-  const [big, small] = [TEXTURE_TILE, TEXTURE_TILE_SMALL];
-  return M * 2 >= big.wy * big.tm && N * 2 >= big.wx * big.tn ? big : small;
+  const [big, narrow, small] = [TEXTURE_TILE, TEXTURE_TILE_NARROW, TEXTURE_TILE_SMALL];
+  if (M * 2 < big.wy * big.tm || N * 2 < big.wx * big.tn) return small;
+  return N <= narrow.wx * narrow.tn ? narrow : big;
 }
 
 /** Log2 bucket (rounded) of a positive size. */

@@ -110,6 +110,12 @@ export interface TextureTile extends RegisterTile {
  * 2048³, ViT qkv and [4096, 256, 1024]); the autotuner may choose another per shape class.
  */
 export const TEXTURE_TILE: TextureTile = { wx: 8, wy: 8, tm: 16, tn: 16, order: "acc" };
+/**
+ * For products whose N fits half the default tile's width (64, e.g. attention's probabilities ×
+ * values with 64-wide heads): 128×64 tiles waste no columns (2 × [4096, 64, 4096] on llvmpipe:
+ * 560 ms CPU against 770 for the default tile; BENCHMARKS.md "Autotuning").
+ */
+export const TEXTURE_TILE_NARROW: TextureTile = { wx: 8, wy: 8, tm: 16, tn: 8, order: "acc" };
 /** For thin problems (M or N below half a big tile). */
 export const TEXTURE_TILE_SMALL: TextureTile = { wx: 8, wy: 8, tm: 4, tn: 4 };
 

@@ -11,6 +11,7 @@ import { dispatchStats, F, noGrad } from "../../engine/mod.ts";
 import {
   adapterIdentity,
   cachePath,
+  defaultTile,
   emptyCache,
   forgetAdapterCache,
   generatorHash,
@@ -21,8 +22,13 @@ import {
   writeCache,
 } from "../../engine/autotune.ts";
 import { cpuObjectiveMs, searchTiles } from "../../engine/autotune_search.ts";
-import { TEXTURE_TILE, type TextureTile } from "../../kernels/matmul_texture.ts";
-import { matmulTileName } from "../../kernels/matmul.ts";
+import {
+  TEXTURE_TILE,
+  TEXTURE_TILE_NARROW,
+  TEXTURE_TILE_SMALL,
+  type TextureTile,
+} from "../../kernels/matmul_texture.ts";
+import { matmulTileName, TILED_TILE } from "../../kernels/matmul.ts";
 import { randTensor, setup } from "../util/gpu.ts";
 
 await setup();
@@ -216,4 +222,12 @@ Deno.test("autotune cpu objective: CPU time over the threads, times the last wav
     if (prev === undefined) Deno.env.delete("LP_NUM_THREADS");
     else Deno.env.set("LP_NUM_THREADS", prev);
   }
+});
+
+Deno.test("autotune: the untuned rule picks the big, narrow (N = 64) or small texture tile", () => {
+  assert.deepEqual(defaultTile("texture", 4096, 4096), TEXTURE_TILE);
+  assert.deepEqual(defaultTile("texture", 4096, 64), TEXTURE_TILE_NARROW);
+  assert.deepEqual(defaultTile("texture", 4096, 63), TEXTURE_TILE_SMALL);
+  assert.deepEqual(defaultTile("texture", 63, 4096), TEXTURE_TILE_SMALL);
+  assert.deepEqual(defaultTile("tiled", 5, 5), TILED_TILE);
 });
