@@ -53,11 +53,9 @@ class EncoderAttention extends Module {
   forward(x: Tensor): Tensor {
     const [b, h, w, c] = x.shape;
     const n = h * w, hd = this.headDim, nh = this.heads;
-    // [B, N, 3, heads, hd] → [3, B·heads, N, hd]
-    const qkv = F.reshape(
-      F.permute(F.reshape(this.qkv.forward(x), [b, n, 3, nh, hd]), [2, 0, 3, 1, 4]),
-      [3, b * nh, n, hd],
-    );
+    // [B, N, 3, heads, hd] → q, k, v [B, heads, N, hd]: strided views of the projection, read
+    // in place by the attention's matmuls (no copy of the 3·N·C projection).
+    const qkv = F.permute(F.reshape(this.qkv.forward(x), [b, n, 3, nh, hd]), [2, 0, 3, 1, 4]);
     const q = F.select(qkv, 0, 0), k = F.select(qkv, 0, 1), v = F.select(qkv, 0, 2);
     let rel;
     if (this.relPosH && this.relPosW) {
