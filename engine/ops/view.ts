@@ -157,6 +157,22 @@ export function select(x: Tensor, axis: number, i: number): Tensor {
   return squeeze(slice(x, a, i, i + 1), a);
 }
 
+/**
+ * Splits dim `axis` into `sizes` (their product its length): always a view, strided or not (a
+ * reshape of a non-contiguous tensor copies).
+ */
+export function unflatten(x: Tensor, axis: number, sizes: number[]): Tensor {
+  const a = normAxis(axis, x.rank);
+  if (sizes.reduce((p, s) => p * s, 1) !== x.shape[a] || sizes.some((s) => !(s >= 0))) {
+    throw new Error(`unflatten: [${sizes}] does not split dim ${axis} of [${x.shape}]`);
+  }
+  const inner = sizes.map((_, i) => sizes.slice(i + 1).reduce((p, s) => p * s, 1) * x.strides[a]);
+  const shape = [...x.shape.slice(0, a), ...sizes, ...x.shape.slice(a + 1)];
+  const strides = [...x.strides.slice(0, a), ...inner, ...x.strides.slice(a + 1)];
+  const y = view(x, shape, strides, x.offset);
+  return record("unflatten", [x], y, (g) => [reshape(g, x.shape)]);
+}
+
 /** Inserts a size-1 dim (a view, strided or not). */
 export function unsqueeze(x: Tensor, axis: number): Tensor {
   const a = normAxis(axis, x.rank + 1);

@@ -27,30 +27,6 @@ export interface RelPos {
   qw: number;
 }
 
-/** The per-query bias terms for q [G, qh·qw, hd]: relH [G, Nq, kh] and relW [G, Nq, kw]. */
-function relTerms(q: Tensor, rp: RelPos): { relH: Tensor; relW: Tensor } {
-  const [g, , hd] = q.shape;
-  const { qh, qw } = rp;
-  const kh = rp.rh.shape[1], kw = rp.rw.shape[1];
-  const rq = F.reshape(q, [g, qh, qw, hd]);
-  // rel_h[b,h,w,k] = Σ_c rq[b,h,w,c]·Rh[h,k,c]: batch the matmul over h.
-  const qH = F.reshape(F.permute(rq, [1, 0, 2, 3]), [qh, g * qw, hd]);
-  const relH = F.permute(F.reshape(F.matmul(qH, F.transpose(rp.rh, 1, 2)), [qh, g, qw, kh]), [
-    1,
-    0,
-    2,
-    3,
-  ]);
-  const qW = F.reshape(F.permute(rq, [2, 0, 1, 3]), [qw, g * qh, hd]);
-  const relW = F.permute(F.reshape(F.matmul(qW, F.transpose(rp.rw, 1, 2)), [qw, g, qh, kw]), [
-    1,
-    2,
-    0,
-    3,
-  ]);
-  return { relH: F.reshape(relH, [g, qh * qw, kh]), relW: F.reshape(relW, [g, qh * qw, kw]) };
-}
-
 // Which implementation runs where, and why: engine/routing.ts (re-exported for bench/models.ts).
 import { attentionImpl } from "../../engine/routing.ts";
 export { type AttentionImpl, attentionImpl, setAttentionImpl } from "../../engine/routing.ts";
@@ -78,7 +54,8 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, scale: number, rel?: 
         `got q [${q.shape}], k [${k.shape}], v [${v.shape}]`,
     );
   }
-  const terms = rel ? relTerms(flat3(q), rel) : undefined;
+  // The bias terms read q in place (no copy of a strided q), dense [G, Nq, kh] and [G, Nq, kw].
+  const terms = rel ? F.relPosTerms(q, rel.rh, rel.rw, rel.qh, rel.qw) : undefined;
   if (attentionImpl() === "fused") {
     const o = F.flashAttention(flat3(q), flat3(k), flat3(v), {
       scale,

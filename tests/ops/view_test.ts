@@ -319,3 +319,14 @@ Deno.test("gradients flow back through views (slice with step, permute, expand, 
   a.dispose();
   s.dispose();
 });
+
+Deno.test("unflatten splits a dim of a strided tensor as a view, gradients flow back", async () => {
+  const x = F.permute(tensor(randArray(24, 3), [2, 3, 4]), [2, 0, 1]); // [4, 2, 3], strided
+  const before = dispatchStats().dispatches;
+  const y = F.unflatten(x, 0, [2, 2]);
+  assert.equal(dispatchStats().dispatches, before, "unflatten runs no kernel");
+  assert.deepStrictEqual(y.shape, [2, 2, 2, 3]);
+  assertClose(await y.data(), await x.data(), { atol: 0, rtol: 0, what: "unflatten elements" });
+  assert.throws(() => F.unflatten(x, 1, [3]), /does not split dim 1/);
+  await gradCheck((t) => F.unflatten(F.transpose(t, 0, 1), 1, [2, 2]), [{ shape: [4, 4] }]);
+});
