@@ -99,7 +99,9 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, scale: number, rel?: 
           const p = F.softmaxRelBias(flat(s), flat(part(relH)), flat(part(relW)), scale);
           return F.matmul(F.reshape(p, [pb, ph, nq, nk]), part(v4));
         }
-        const s = qp.size <= kp.size
+        const s = scale === 1
+          ? F.matmul(qp, F.transpose(kp, 2, 3))
+          : qp.size <= kp.size
           ? F.matmul(F.mul(qp, scale), F.transpose(kp, 2, 3))
           : F.matmul(qp, F.transpose(F.mul(kp, scale), 2, 3));
         return F.matmul(F.softmax(s, -1), part(v4));

@@ -38,12 +38,12 @@ class DecoderAttention extends Module {
   forward(q: Tensor, k: Tensor, v: Tensor): Tensor {
     const [b, nq] = q.shape;
     const hd = this.internal / this.heads;
-    const o = attention(
-      this.split(this.qProj.forward(q)),
-      this.split(this.kProj.forward(k)),
-      this.split(this.vProj.forward(v)),
-      1 / Math.sqrt(hd),
-    );
+    let qp = this.qProj.forward(q), kp = this.kProj.forward(k);
+    // The scale goes on the smaller projection while it is dense (a flat pass, not a strided one
+    // over a head view).
+    if (qp.size <= kp.size) qp = F.mul(qp, 1 / Math.sqrt(hd));
+    else kp = F.mul(kp, 1 / Math.sqrt(hd));
+    const o = attention(this.split(qp), this.split(kp), this.split(this.vProj.forward(v)), 1);
     const merged = F.reshape(F.transpose(o, 1, 2), [b, nq, this.internal]);
     return this.outProj.forward(merged);
   }
@@ -129,9 +129,11 @@ export class TwoWayTransformer extends Module {
   /** image [B,C,h,w], pe [B,C,h,w], tokens [B,T,C] → (tokens [B,T,C], image tokens [B,hw,C]). */
   forward(image: Tensor, pe: Tensor, tokens: Tensor): [Tensor, Tensor] {
     const [b, c, h, w] = image.shape;
-    // Both made dense once: every later add with them is then a flat one, not a strided one.
-    const keysIn = F.dense(F.permute(F.reshape(image, [b, c, h * w]), [0, 2, 1]));
-    const keyPe = F.dense(F.permute(F.reshape(pe, [b, c, h * w]), [0, 2, 1]));
+    // Both dense channels-last [B, h·w, C] (every later add with them is then a flat one): a view
+    // where the caller formed them channels-last (the mask decoder's sum, the dense PE), else a copy.
+    const tokensOf = (t: Tensor) => F.dense(F.reshape(F.permute(t, [0, 2, 3, 1]), [b, h * w, c]));
+    const keysIn = tokensOf(image);
+    const keyPe = tokensOf(pe);
     let queries = tokens, keys = keysIn;
     for (const l of this.layers) [queries, keys] = l.forward(queries, keys, tokens, keyPe);
     const q = F.add(queries, tokens);
