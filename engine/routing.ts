@@ -24,6 +24,7 @@ import type { ConvTile } from "../kernels/conv/forward.ts";
 import { type RowMode, rowMode } from "../kernels/softmax.ts";
 import { LOOP_BUDGET } from "../kernels/common.ts";
 import type { WeightGradTile } from "../kernels/conv/backward_weight.ts";
+import type { ConvGeometry } from "../kernels/window.ts";
 
 /** What the routing rules distinguish: a real GPU, or a CPU rasteriser (llvmpipe, lavapipe). */
 type AdapterKind = "gpu" | "software";
@@ -166,17 +167,10 @@ export function setConvPath(p: "texture" | "kernel" | null): void {
 }
 
 /** The conv geometry fields the path rule reads. */
-export interface ConvRouteShape {
-  N: number;
-  C: number;
-  O: number;
-  OH: number;
-  OW: number;
-  kh: number;
-  kw: number;
-  sh: number;
-  sw: number;
-}
+export type ConvRouteShape = Pick<
+  ConvGeometry,
+  "N" | "C" | "O" | "OH" | "OW" | "kh" | "kw" | "sh" | "sw"
+>;
 
 /**
  * Whether a conv pass runs as texture GEMMs (engine/ops/conv_texture.ts) or on the conv kernels.
