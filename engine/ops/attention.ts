@@ -1,8 +1,8 @@
 /**
  * Fused attention: softmax(scale·q·kᵀ + bias)·v over G independent slices (batch·heads or
  * windows·heads), never materialising the G×Nq×Nk scores. The bias is SAM's decomposed relative
- * position (relH[g,i,j / kw] + relW[g,i,j % kw], computed by the caller); without it this is plain
- * scaled dot-product attention (the mask decoder's).
+ * position (relH[g,i,j / kw] + relW[g,i,j % kw], computed by the caller with `relPosTerms`, also
+ * here); without it this is plain scaled dot-product attention (the mask decoder's).
  */
 import { dispatch } from "../dispatch.ts";
 import { gpu } from "../device.ts";
