@@ -43,9 +43,9 @@ import {
 import {
   MATMUL_TEXTURE_UNIFORMS,
   matmulTextureKernel,
-  TEXTURE_TILE,
-  TEXTURE_TILE_SMALL,
+  type TextureTile,
 } from "../../kernels/matmul_texture.ts";
+import { matmulTile } from "../autotune.ts";
 import { bindRange } from "./matmul_plan.ts";
 import type { ConvGeometry } from "./conv.ts";
 
@@ -88,10 +88,12 @@ export function convWinogradFits(g: ConvGeometry, pass: "forward" | "input" | "w
   return winogradOnTextures() ? rows <= convTextureMaxRows() : 36 * g.O * g.C * 4 <= limit;
 }
 
-/** Register tile of the component GEMMs ([rows, tiles] per component). */
-function gemmTile(rows: number, tiles: number) {
-  const big = TEXTURE_TILE;
-  return rows * 2 >= big.wy * big.tm && tiles * 2 >= big.wx * big.tn ? big : TEXTURE_TILE_SMALL;
+/**
+ * Register tile of the α² component GEMMs [rows, N] over K: the adapter's tuned tile for that
+ * product class, else the default rule (engine/autotune.ts), as the conv texture GEMMs take theirs.
+ */
+function gemmTile(rows: number, N: number, K: number, batch: number): TextureTile {
+  return matmulTile("texture", rows, N, K, batch) as TextureTile;
 }
 
 function winogradConv(
@@ -153,7 +155,7 @@ function winogradConv(
     const tc = Math.min(Tc, T - T0);
     const nLo = Math.floor(T0 / tps), nHi = Math.floor((T0 + tc - 1) / tps);
     const xr = bindRange(x, x.offset + nLo * CHW, x.offset + (nHi + 1) * CHW - 1);
-    const rt = gemmTile(p.O, tc);
+    const rt = gemmTile(p.O, tc, p.C, a2);
     const mr = bindRange(scratch, scratch.offset, scratch.offset + a2 * p.O * tc - 1);
     groups.forEach(([z0, z1], gi) => {
       // 2. Input transform of this group's components, then their GEMMs.
@@ -401,7 +403,7 @@ export function conv2dBackwardWeightWinograd(
   while (Tc > 1 && !spanFits(Tc)) Tc = Math.max(1, Math.min(Tc >> 1, tps));
   const scratch = empty([a2 * g.O * g.C]);
   const mr = bindRange(scratch, scratch.offset, scratch.offset + scratch.size - 1);
-  const rt = gemmTile(g.O, g.C);
+  const rt = gemmTile(g.O, g.C, Math.min(T, Tc), a2);
   const transform = (
     which: "x" | "dy",
     src: Tensor,
