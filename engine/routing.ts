@@ -12,6 +12,7 @@
  * | conv2d (3 passes) | conv kernels        | texture GEMMs where {@link convPath}'s rule says so       |
  * | conv tiles        | 4×8 (wt grad 8×8)   | 16×16                                                     |
  * | attention (SAM)   | `fused`             | `composed`                                                |
+ * | conv+BN(+ReLU)    | fused where no gradient is recorded and BN is in eval mode (both adapters)      |
  *
  * The measurements behind each rule are in BENCHMARKS.md ("Second session": why textures, the
  * texture tile table, the conv pass table; "What limits the software adapter"; "Attention").
@@ -213,6 +214,29 @@ export function setConvTextureRowsForTests(rows: number | null): void {
 /** Most texture rows one conv GEMM chunk may have. */
 export function convTextureMaxRows(): number {
   return Math.min(convTextureRowsLimit ?? Infinity, gpu().limits.maxTextureDimension2D);
+}
+
+// ---------------------------------------------------------------- inference fusion
+
+const FUSE_ENV = Deno.env.get("ENGINE_FUSE_CONV_BN");
+let forcedConvBnFusion: boolean | null = null;
+
+/**
+ * Whether models fuse conv + BatchNorm (+ residual) (+ ReLU) into one conv pass where no gradient
+ * is recorded and the BN uses its running statistics (engine/ops/conv_fused.ts: the BN folded
+ * into a per-channel scale and shift applied with the residual and ReLU in the store of either
+ * conv path, the conv kernels or the texture GEMMs). On by default on every adapter: it removes
+ * passes over the activations, which pays wherever memory traffic or dispatch count costs time.
+ * `ENGINE_FUSE_CONV_BN=0` or {@link setConvBnFusion} turns it off (A/B benchmarks, tests).
+ * Training-mode BN and passes with gradients never fuse.
+ */
+export function convBnFusion(): boolean {
+  return forcedConvBnFusion ?? FUSE_ENV !== "0";
+}
+
+/** Forces the conv + BN fusion on or off; null restores the default ({@link convBnFusion}). */
+export function setConvBnFusion(on: boolean | null): void {
+  forcedConvBnFusion = on;
 }
 
 // ---------------------------------------------------------------- attention

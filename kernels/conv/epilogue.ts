@@ -1,0 +1,77 @@
+/**
+ * A per-output-channel epilogue for kernels that store one output element at a time (the conv
+ * forward kernel, the texture GEMM's store): what a BatchNorm in eval mode folded into the conv,
+ * the residual add of a bottleneck and a ReLU cost there — a few flops per output instead of
+ * extra passes over the activation (engine/ops/conv_fused.ts).
+ *
+ *   y = relu(acc·scale[c] + shift[c] + residual[i])
+ *
+ * with each term present only when its flag is set, `c` the output channel and `i` the output
+ * element's index in the output's binding (the residual is bound over the same range, so the
+ * same index). Bindings, in this order after the kernel's own inputs: scale, shift, residual.
+ * `acc·scale + shift` is one fma: the BN fold w' = w·scale, b' = shift applied to the sum rather
+ * than to every weight, so no folded copy of the weights exists to go stale.
+ *
+ * An epilogue with no flag set generates no code and no key suffix: kernels without one are the
+ * same WGSL, bit for bit, as before epilogues existed.
+ */
+
+export interface ChannelEpilogue {
+  /** Multiply by scale[c] (a folded BatchNorm's γ/√(var+eps)). */
+  scale: boolean;
+  /** Add shift[c] (a conv bias, or a folded BatchNorm's β − mean·scale). */
+  shift: boolean;
+  /** Add residual[i], the same layout as the output. */
+  residual: boolean;
+  /** max(·, 0) last. */
+  relu: boolean;
+}
+
+export const NO_EPILOGUE: ChannelEpilogue = {
+  scale: false,
+  shift: false,
+  residual: false,
+  relu: false,
+};
+
+/** Whether the epilogue does nothing. */
+export function isIdentityEpilogue(e: ChannelEpilogue): boolean {
+  return !e.scale && !e.shift && !e.residual && !e.relu;
+}
+
+/** The kernel-key suffix ("" for none). */
+export function epilogueKey(e: ChannelEpilogue): string {
+  if (isIdentityEpilogue(e)) return "";
+  return `/ep-${e.scale ? "s" : ""}${e.shift ? "b" : ""}${e.residual ? "r" : ""}${
+    e.relu ? "relu" : ""
+  }`;
+}
+
+/** Storage bindings the epilogue takes. */
+export function epilogueBindingCount(e: ChannelEpilogue): number {
+  return (e.scale ? 1 : 0) + (e.shift ? 1 : 0) + (e.residual ? 1 : 0);
+}
+
+/** WGSL declarations of the epilogue's bindings from binding number `first` on. */
+export function epilogueDecls(e: ChannelEpilogue, first: number): string {
+  let n = first;
+  const d: string[] = [];
+  if (e.scale) d.push(`@group(0) @binding(${n++}) var<storage, read> ep_scale: array<f32>;`);
+  if (e.shift) d.push(`@group(0) @binding(${n++}) var<storage, read> ep_shift: array<f32>;`);
+  if (e.residual) d.push(`@group(0) @binding(${n++}) var<storage, read> ep_res: array<f32>;`);
+  return d.length ? d.join("\n") + "\n" : "";
+}
+
+/**
+ * WGSL expression of the epilogue applied to `v` (an f32 expression) for channel `ch` and output
+ * index `idx` (u32 expressions); `v` itself when the epilogue is the identity.
+ */
+export function epilogueExpr(e: ChannelEpilogue, v: string, ch: string, idx: string): string {
+  let x = v;
+  if (e.scale && e.shift) x = `fma(${x}, ep_scale[${ch}], ep_shift[${ch}])`;
+  else if (e.scale) x = `(${x}) * ep_scale[${ch}]`;
+  else if (e.shift) x = `(${x}) + ep_shift[${ch}]`;
+  if (e.residual) x = `${x} + ep_res[${idx}]`;
+  if (e.relu) x = `max(${x}, 0.0)`;
+  return x;
+}
