@@ -5,7 +5,7 @@
  * in a different order than PyTorch's CPU kernels), masks by IoU (rounding at mask borders).
  */
 import assert from "node:assert/strict";
-import { backward, F, tensor, tidy } from "../../engine/mod.ts";
+import { backward, F, noGrad, tensor, tidy } from "../../engine/mod.ts";
 import { readSafetensors, toFloat32 } from "../../engine/io/safetensors.ts";
 import { loadCheckpoint } from "../../engine/io/state_dict.ts";
 import { Adam } from "../../engine/optim/adam.ts";
@@ -68,6 +68,49 @@ Deno.test({
       });
       m.dispose();
     }
+  },
+});
+
+Deno.test({
+  name:
+    "ResNet-ADL tiny: fused inference (noGrad, eval: conv + BN + ReLU in one pass) matches PyTorch on both conv paths",
+  ignore: !ok,
+  fn: async () => {
+    // Same 1e-4 as the unfused forward: folding BN changes each conv output's rounding only
+    // (acc·s + (β − mean·s) in one fma instead of (acc − mean)·s + β), a few ulps of values of
+    // order 1, far below the 1e-4 that the f32 convs' summation order already needs.
+    const c = await loadCase();
+    const m = (await model("weights.safetensors")).eval();
+    const x = tensor(c.get("input")!, [2, 3, 64, 64]);
+    // Both forced paths (the default one mixes them; the CAM test below runs it, fused).
+    const paths: ["kernel" | "texture", string][] = [["kernel", "conv kernels"]];
+    if (matmulVariant() === "texture") paths.push(["texture", "texture GEMMs"]);
+    for (const [path, label] of paths) {
+      setConvPath(path);
+      try {
+        const r = tidy(() =>
+          noGrad(() => ({ logits: m.forward(x), feat: m.camFeatures(x), cam: m.camRaw(x) }))
+        );
+        for (
+          const [got, key] of [
+            [r.logits, "eval_logits"],
+            [r.feat, "layer4_0_features"],
+            [r.cam, "cam_raw"],
+          ] as const
+        ) {
+          assertClose(await got.data(), c.get(key)!, {
+            atol: 1e-4,
+            rtol: 1e-4,
+            what: `${label} ${key}`,
+          });
+          got.dispose();
+        }
+      } finally {
+        setConvPath(null);
+      }
+    }
+    x.dispose();
+    m.dispose();
   },
 });
 

@@ -11,19 +11,12 @@
  */
 import fc from "fast-check";
 import assert from "node:assert/strict";
-import {
-  dispatchStats,
-  F,
-  noGrad,
-  requireGrad,
-  type Tensor,
-  tensor,
-  tidy,
-} from "../../engine/mod.ts";
+import { dispatchStats, noGrad, requireGrad, type Tensor, tensor, tidy } from "../../engine/mod.ts";
 import { conv2dBatchNormEval } from "../../engine/ops/conv_fused.ts";
 import {
   convTiles,
   matmulVariant,
+  setBindingLimitForTests,
   setConvBnFusion,
   setConvPath,
   setConvTextureRowsForTests,
@@ -201,9 +194,23 @@ Deno.test("conv2dBatchNormEval equals the float64 reference for random geometrie
           );
         },
       ),
-      { numRuns: 8 },
+      { numRuns: 6 },
     );
   });
+});
+
+Deno.test("conv2dBatchNormEval with the batch split over a lowered binding limit (conv kernels, residual)", async () => {
+  // Per sample 2 KiB fits, a whole batch does not: one dispatch per sample, residual included.
+  setBindingLimitForTests(2048);
+  setConvPath("kernel");
+  try {
+    await checkCase(CASES[2], 71, "split batch");
+    const c = { xs: [4, 3, 8, 8], ws: [5, 3, 3, 3], o: { padding: 1 }, relu: true, residual: true };
+    await checkCase(c, 72, "split batch");
+  } finally {
+    setBindingLimitForTests(null);
+    setConvPath(null);
+  }
 });
 
 Deno.test("conv2dBatchNormEval refuses gradients, mismatched BN vectors and residuals, naming them", () => {
