@@ -20,7 +20,12 @@
 import type { Kernel } from "./kernel.ts";
 import { LOOP_BUDGET } from "./common.ts";
 import { uniforms } from "./uniforms.ts";
-import { type ChannelEpilogue, epilogueExpr, NO_EPILOGUE } from "./conv/epilogue.ts";
+import {
+  type ChannelEpilogue,
+  epilogueChannel,
+  epilogueExpr,
+  NO_EPILOGUE,
+} from "./conv/epilogue.ts";
 
 /** `texture`: operands staged in textures first (kernels/matmul_texture.ts, software adapters). */
 export type MatmulVariant = "register" | "tiled" | "texture";
@@ -138,12 +143,12 @@ function store(
   s: Pick<MatmulSpec, "bias" | "beta">,
   v: string,
   ep: ChannelEpilogue = NO_EPILOGUE,
-  ch = "",
+  pre = "",
 ): string {
   let e = `u.alpha * ${v}`;
   if (s.beta) e += ` + u.beta * C[ci]`;
   if (s.bias) e += ` + bias[u.biasOff + col]`;
-  return `C[ci] = ${epilogueExpr(ep, e, ch, "ci")};`;
+  return `C[ci] = ${epilogueExpr(ep, e, "", "ci", pre)};`;
 }
 
 /** Key of a spec (+ tile for the register variant). */
@@ -210,12 +215,14 @@ export function storeBlock(
   for (let i = 0; i < TM; i++) {
     W.push(`  if (row0 + ${i}u < u.M) {`);
     W.push(`    let crow = cB + (row0 + ${i}u) * u.ldc;`);
+    const chan = epilogueChannel(ep, `row0 + ${i}u`, `ep${i}`);
+    if (chan) W.push(`    ${chan}`);
     for (let g = 0; g < TN / 4; g++) {
       for (let l = 0; l < 4; l++) {
         const j = 4 * g + l;
         W.push(
           `    if (col0 + ${j}u < u.N) { let col = col0 + ${j}u; let ci = crow + col; ${
-            store(s, `c${i}_${g}[${l}]`, ep, `row0 + ${i}u`)
+            store(s, `c${i}_${g}[${l}]`, ep, `ep${i}`)
           } }`,
         );
       }

@@ -63,14 +63,35 @@ export function epilogueDecls(e: ChannelEpilogue, first: number): string {
 }
 
 /**
- * WGSL expression of the epilogue applied to `v` (an f32 expression) for channel `ch` and output
- * index `idx` (u32 expressions); `v` itself when the epilogue is the identity.
+ * WGSL `let` statements loading channel `ch`'s scale and shift once into `<name>_s` and
+ * `<name>_b`, for {@link epilogueExpr}'s `pre` (a kernel storing several outputs of one channel
+ * loads them once: on CPU rasterisers each storage load is a per-lane loop). "" when none.
  */
-export function epilogueExpr(e: ChannelEpilogue, v: string, ch: string, idx: string): string {
+export function epilogueChannel(e: ChannelEpilogue, ch: string, name: string): string {
+  const d: string[] = [];
+  if (e.scale) d.push(`let ${name}_s = ep_scale[${ch}];`);
+  if (e.shift) d.push(`let ${name}_b = ep_shift[${ch}];`);
+  return d.join(" ");
+}
+
+/**
+ * WGSL expression of the epilogue applied to `v` (an f32 expression) for channel `ch` and output
+ * index `idx` (u32 expressions); `v` itself when the epilogue is the identity. With `pre`, the
+ * scale and shift come from {@link epilogueChannel}'s `let`s of that name instead of loads.
+ */
+export function epilogueExpr(
+  e: ChannelEpilogue,
+  v: string,
+  ch: string,
+  idx: string,
+  pre?: string,
+): string {
+  const sc = pre ? `${pre}_s` : `ep_scale[${ch}]`;
+  const sh = pre ? `${pre}_b` : `ep_shift[${ch}]`;
   let x = v;
-  if (e.scale && e.shift) x = `fma(${x}, ep_scale[${ch}], ep_shift[${ch}])`;
-  else if (e.scale) x = `(${x}) * ep_scale[${ch}]`;
-  else if (e.shift) x = `(${x}) + ep_shift[${ch}]`;
+  if (e.scale && e.shift) x = `fma(${x}, ${sc}, ${sh})`;
+  else if (e.scale) x = `(${x}) * ${sc}`;
+  else if (e.shift) x = `(${x}) + ${sh}`;
   if (e.residual) x = `${x} + ep_res[${idx}]`;
   if (e.relu) x = `max(${x}, 0.0)`;
   return x;

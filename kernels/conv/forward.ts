@@ -16,9 +16,11 @@ import { uniforms } from "../uniforms.ts";
 import {
   type ChannelEpilogue,
   epilogueBindingCount,
+  epilogueChannel,
   epilogueDecls,
   epilogueExpr,
   epilogueKey,
+  isIdentityEpilogue,
   NO_EPILOGUE,
 } from "./epilogue.ts";
 
@@ -95,6 +97,10 @@ export function conv2dForwardKernel(
   const { wg, rm, rn } = tile;
   const J = range(rn);
   const yBinding = (hasBias ? 4 : 3) + epilogueBindingCount(ep);
+  // Each channel's scale and shift loaded once, after the K loop (no registers held through it).
+  const chanLoads = isIdentityEpilogue(ep)
+    ? ""
+    : `${unroll(rn, (j) => `  ${epilogueChannel(ep, `min(o0 + ${j}u, oLast)`, `ep${j}`)}`)}\n`;
   return {
     key: `conv2d/fwd/wg${wg}/rm${rm}/rn${rn}/${hasBias ? "bias" : "nobias"}/${
       pointwise ? "pw" : "gen"
@@ -166,7 +172,7 @@ ${unroll(rm * rn, (i) => `        a${i} = fma(xv${Math.floor(i / rn)}, wv${i % r
     }
   }`
       }
-${
+${chanLoads}${
         unroll(rm, (r) =>
           `  if (m${r} < u.M) {
     let yb${r} = u.a1 + n${r} * u.O * OHW + p${r};
@@ -174,7 +180,7 @@ ${
             J.map((j) => {
               const b = hasBias ? ` + bias[o0 + ${j}u]` : "";
               const idx = `yb${r} + (o0 + ${j}u) * OHW`;
-              const v = epilogueExpr(ep, `a${r * rn + j}${b}`, `o0 + ${j}u`, "yi");
+              const v = epilogueExpr(ep, `a${r * rn + j}${b}`, `o0 + ${j}u`, "yi", `ep${j}`);
               return v === `a${r * rn + j}${b}`
                 ? `    if (o0 + ${j}u <= oLast) { y[${idx}] = ${v}; }`
                 : `    if (o0 + ${j}u <= oLast) { let yi = ${idx}; y[yi] = ${v}; }`;

@@ -41,7 +41,10 @@ interface Case {
   residual: boolean;
 }
 
-/** Odd sizes, C or O = 1, stride 2, padding, 1×1, 3×3 and 7×7, with and without ReLU / residual. */
+/**
+ * Odd sizes, C or O = 1, stride 2, padding, 1×1, 3×3 and 7×7, with and without ReLU / residual,
+ * and one shape large enough for the texture GEMM's big register tile.
+ */
 const CASES: Case[] = [
   { xs: [2, 5, 9, 7], ws: [6, 5, 3, 3], o: { padding: 1 }, relu: true, residual: false },
   {
@@ -63,6 +66,8 @@ const CASES: Case[] = [
     relu: true,
     residual: true,
   },
+  // 64 channels × 143 pixels: the texture GEMM's large 12×12 register tile.
+  { xs: [2, 8, 11, 13], ws: [64, 8, 1, 1], o: {}, relu: true, residual: true },
 ];
 
 /** Random BN parameters and statistics for O channels (var in [0.2, 2], γ in [-1.5, 1.5]). */
