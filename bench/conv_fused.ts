@@ -27,7 +27,7 @@ import { foldBatchNorm } from "../engine/ops/conv_fused.ts";
 import { BatchNorm2d } from "../engine/nn/norm.ts";
 import { RESNET50_ADL, ResNetAdl } from "../model/resnet_adl.ts";
 import { type BenchRow, loadavg, matchesFilter, median, registerBench } from "./registry.ts";
-import { numberFlag, runCommand } from "../pipeline/cli/args.ts";
+import { numberFlag, runCommand, stringFlag } from "../pipeline/cli/args.ts";
 
 function randomData(n: number, seed: number): Float32Array {
   const a = new Float32Array(n);
@@ -92,6 +92,8 @@ async function abRows(
   const f = median(fused), u = median(unfused);
   // Under load the minimum is the least disturbed run of each: both ratios are reported.
   const minRatio = Math.min(...unfused) / Math.min(...fused);
+  // Each pair ran back to back, under about the same load: the median of their ratios.
+  const pairRatio = median(unfused.map((x, i) => x / fused[i]));
   const load = loadavg();
   const adapter = gpu().adapterName;
   return [
@@ -102,9 +104,11 @@ async function abRows(
       gflops: null,
       gbps: null,
       adapter,
-      notes: `unfused/fused ${(u / f).toFixed(2)}x by medians, ${
-        minRatio.toFixed(2)
-      }x by minima (interleaved, ${runs} each); max diff ${diff.toExponential(1)} of max |out|`,
+      notes: `unfused/fused ${(u / f).toFixed(2)}x by medians, ${minRatio.toFixed(2)}x by minima, ${
+        pairRatio.toFixed(2)
+      }x median of pairs (interleaved, ${runs} each); max diff ${
+        diff.toExponential(1)
+      } of max |out|`,
       load,
     },
     { name: `${name} unfused`, shape, ms: u, gflops: null, gbps: null, adapter, load },
@@ -114,23 +118,27 @@ async function abRows(
 export interface ConvFusedBenchOptions {
   filter?: string;
   runs?: number;
+  /** Forward batch and image size (default 2 @256; the CAM rows take 4 rotations at `size`). */
+  batch?: number;
+  size?: number;
 }
 
 export async function benchConvFused(o: ConvFusedBenchOptions = {}): Promise<BenchRow[]> {
   await initGpu();
   const runs = o.runs ?? 5;
+  const b = o.batch ?? 2, S = o.size ?? 256;
   const rows: BenchRow[] = [];
   const m = new ResNetAdl(RESNET50_ADL).eval();
-  const fwdName = "resnet50-forward b2 @256 (no grad, eval)";
+  const fwdName = `resnet50-forward b${b} @${S} (no grad, eval)`;
   if (matchesFilter(fwdName, o.filter) || matchesFilter("fused", o.filter)) {
-    const x = tensor(randomData(2 * 3 * 256 * 256, 1), [2, 3, 256, 256]);
-    rows.push(...await abRows(fwdName, [2, 3, 256, 256], runs, () => m.forward(x)));
+    const x = tensor(randomData(b * 3 * S * S, 1), [b, 3, S, S]);
+    rows.push(...await abRows(fwdName, [b, 3, S, S], runs, () => m.forward(x)));
     x.dispose();
   }
-  const camName = "resnet50-cam b4 @256 (no grad, eval)";
+  const camName = `resnet50-cam b4 @${S} (no grad, eval)`;
   if (matchesFilter(camName, o.filter) || matchesFilter("fused", o.filter)) {
-    const x = tensor(randomData(4 * 3 * 256 * 256, 2), [4, 3, 256, 256]);
-    rows.push(...await abRows(camName, [4, 3, 256, 256], runs, () => m.camRaw(x)));
+    const x = tensor(randomData(4 * 3 * S * S, 2), [4, 3, S, S]);
+    rows.push(...await abRows(camName, [4, 3, S, S], runs, () => m.camRaw(x)));
     x.dispose();
   }
   const foldName = "bn-fold x53 (ResNet-50's BatchNorms)";
@@ -183,16 +191,28 @@ if (import.meta.main) {
     await runCommand(
       {
         name: "bench/conv_fused.ts",
-        usage: "usage: deno run -A bench/conv_fused.ts [--runs N]\n" +
-          "  --runs N  timed runs of each variant, interleaved (default 5)",
-        options: { runs: { type: "string" } },
+        usage:
+          "usage: deno run -A bench/conv_fused.ts [--runs N] [--batch B] [--size S] [--filter F]\n" +
+          "  --runs N    timed runs of each variant, interleaved (default 5)\n" +
+          "  --batch B   forward batch (default 2)\n" +
+          "  --size S    image size (default 256)\n" +
+          "  --filter F  rows whose names contain F (forward, cam, bn-fold)",
+        options: {
+          runs: { type: "string" },
+          batch: { type: "string" },
+          size: { type: "string" },
+          filter: { type: "string" },
+        },
       },
       Deno.args,
       async (flags) => {
         const runs = numberFlag(flags, "runs", { def: 5, min: 1, integer: true })!;
+        const batch = numberFlag(flags, "batch", { def: 2, min: 1, integer: true })!;
+        const size = numberFlag(flags, "size", { def: 256, min: 32, integer: true })!;
+        const filter = stringFlag(flags, "filter");
         await initGpu();
         console.log(describeGpu());
-        for (const r of await benchConvFused({ runs })) {
+        for (const r of await benchConvFused({ runs, batch, size, filter })) {
           console.log(
             `${r.name.padEnd(48)} ${r.ms.toFixed(1).padStart(9)} ms  load ${r.load}  ${
               r.notes ?? ""
