@@ -22,6 +22,7 @@ import { hasReadonlyStorageTextures } from "./texture_pool.ts";
 import type { MatmulVariant, RegisterTile } from "../kernels/matmul.ts";
 import type { ConvTile } from "../kernels/conv/forward.ts";
 import type { WeightGradTile } from "../kernels/conv/backward_weight.ts";
+import type { ConvGeometry } from "../kernels/window.ts";
 
 /** What the routing rules distinguish: a real GPU, or a CPU rasteriser (llvmpipe, lavapipe). */
 type AdapterKind = "gpu" | "software";
@@ -164,17 +165,10 @@ export function setConvPath(p: "texture" | "kernel" | null): void {
 }
 
 /** The conv geometry fields the path rule reads. */
-export interface ConvRouteShape {
-  N: number;
-  C: number;
-  O: number;
-  OH: number;
-  OW: number;
-  kh: number;
-  kw: number;
-  sh: number;
-  sw: number;
-}
+export type ConvRouteShape = Pick<
+  ConvGeometry,
+  "N" | "C" | "O" | "OH" | "OW" | "kh" | "kw" | "sh" | "sw"
+>;
 
 /**
  * Whether a conv pass runs as texture GEMMs (engine/ops/conv_texture.ts) or on the conv kernels.

@@ -10,40 +10,17 @@
 import type { Kernel } from "./kernel.ts";
 import { FLAT_INDEX } from "./common.ts";
 import { uniforms } from "./uniforms.ts";
+import { WINDOW_FIELDS } from "./window.ts";
 
 export const POOL_WG = 256;
 
 /**
- * Uniforms: planes (N·C), H, W, OH, OW, kh, kw, sh, sw, ph, pw, pad, o0..o2 (element offsets of
- * storage bindings 1..3 in their ranges, for batches split over the binding limit), pad.
+ * `planes` planes (N·C) of one window geometry (kernels/window.ts `Window2d`); o0..o2, the element offsets of storage bindings
+ * 1..3 in their ranges (for batches split over the binding limit).
  */
-/** A pooling window's geometry: input and output plane sizes, kernel, stride, padding. */
-export interface PoolGeometry {
-  H: number;
-  W: number;
-  OH: number;
-  OW: number;
-  kh: number;
-  kw: number;
-  sh: number;
-  sw: number;
-  ph: number;
-  pw: number;
-}
-
-/** `planes` planes of {@link PoolGeometry}; o0..o2, the operands' element offsets in their bindings. */
 export const POOL_UNIFORMS = uniforms({
   planes: "u32",
-  H: "u32",
-  W: "u32",
-  OH: "u32",
-  OW: "u32",
-  kh: "u32",
-  kw: "u32",
-  sh: "u32",
-  sw: "u32",
-  ph: "u32",
-  pw: "u32",
+  ...WINDOW_FIELDS,
   _pad: "u32",
   o0: "u32",
   o1: "u32",

@@ -29,7 +29,8 @@ import {
   TEXTURE_TILE,
 } from "../../kernels/matmul_texture.ts";
 import { bindRange } from "./matmul_plan.ts";
-import { type ConvEpilogueOperands, type ConvGeometry, epilogueSpec } from "./conv.ts";
+import { type ConvEpilogueOperands, epilogueSpec } from "./conv.ts";
+import { type ConvGeometry, dilatedWindowOf } from "../../kernels/window.ts";
 
 type Staged = ReturnType<typeof acquireTexture>;
 
@@ -77,18 +78,7 @@ function stage(s: Stage, g: ConvGeometry): Staged {
       k0: s.k0 ?? 0,
       ...st,
       C: g.C,
-      H: g.H,
-      W: g.W,
-      OH: g.OH,
-      OW: g.OW,
-      kh: g.kh,
-      kw: g.kw,
-      sh: g.sh,
-      sw: g.sw,
-      ph: g.ph,
-      pw: g.pw,
-      dh: g.dh,
-      dw: g.dw,
+      ...dilatedWindowOf(g),
     }),
     [Math.ceil(width / CONV_PACK_WG.x), Math.ceil(s.rows / CONV_PACK_WG.y)],
   );

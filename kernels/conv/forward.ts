@@ -23,6 +23,7 @@ import {
   isIdentityEpilogue,
   NO_EPILOGUE,
 } from "./epilogue.ts";
+import { DILATED_WINDOW_FIELDS } from "../window.ts";
 
 /** Register-block / workgroup tiling of an implicit-GEMM conv kernel. */
 export interface ConvTile {
@@ -35,29 +36,19 @@ export interface ConvTile {
 }
 
 /**
- * Uniform block shared by the conv kernels (28 u32): N, C, H, W, O, OH, OW, groups, kh, kw, sh, sw,
- * ph, pw, dh, dw, Cg, Og, blocks, M, chunk, J, a0, a1, zb and three pads. `a0`/`a1` are the
- * element offsets of the two batch-sized operands in their bindings (x and y forward, dy and dx
- * for the input gradient, x and dy for the weight gradient) when a batch is split over several
- * dispatches; `zb` is the first split-K slice a weight-gradient dispatch writes.
+ * Uniform block shared by the conv kernels (28 u32): N, C, O, groups, the window (H, W, OH, OW,
+ * kh, kw, sh, sw, ph, pw, dh, dw: kernels/window.ts), Cg, Og, blocks, M, chunk, J, a0, a1, zb and
+ * three pads. `a0`/`a1` are the element offsets of the two batch-sized operands in their bindings
+ * (x and y forward, dy and dx for the input gradient, x and dy for the weight gradient) when a
+ * batch is split over several dispatches; `zb` is the first split-K slice a weight-gradient
+ * dispatch writes.
  */
 export const CONV_UNIFORMS = uniforms({
   N: "u32",
   C: "u32",
-  H: "u32",
-  W: "u32",
   O: "u32",
-  OH: "u32",
-  OW: "u32",
   groups: "u32",
-  kh: "u32",
-  kw: "u32",
-  sh: "u32",
-  sw: "u32",
-  ph: "u32",
-  pw: "u32",
-  dh: "u32",
-  dw: "u32",
+  ...DILATED_WINDOW_FIELDS,
   Cg: "u32",
   Og: "u32",
   blocks: "u32",
