@@ -129,6 +129,22 @@ export async function benchConvFused(o: ConvFusedBenchOptions = {}): Promise<Ben
   const b = o.batch ?? 2, S = o.size ?? 256;
   const rows: BenchRow[] = [];
   const m = new ResNetAdl(RESNET50_ADL).eval();
+  // Trained-looking BatchNorms (fresh ones are the identity up to eps, where both chains round
+  // alike): running statistics and affine parameters drawn around their usual values.
+  let seed = 10;
+  for (const [name, t] of m.stateDict()) {
+    const [lo, hi] = name.endsWith("running_var")
+      ? [0.5, 2]
+      : name.endsWith("running_mean") || /(bn\d|downsample\.1)\.bias$/.test(name)
+      ? [-0.2, 0.2]
+      : /(bn\d|downsample\.1)\.weight$/.test(name)
+      ? [0.5, 1.5]
+      : [0, 0];
+    if (hi > lo) {
+      const d = randomData(t.size, seed++).map((v) => lo + (hi - lo) * v);
+      m.assignParameter(name, tensor(d, t.shape.slice()));
+    }
+  }
   const fwdName = `resnet50-forward b${b} @${S} (no grad, eval)`;
   if (matchesFilter(fwdName, o.filter) || matchesFilter("fused", o.filter)) {
     const x = tensor(randomData(b * 3 * S * S, 1), [b, 3, S, S]);
