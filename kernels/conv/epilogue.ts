@@ -13,8 +13,12 @@
  * than to every weight, so no folded copy of the weights exists to go stale.
  *
  * An epilogue with no flag set generates no code and no key suffix: kernels without one are the
- * same WGSL, bit for bit, as before epilogues existed.
+ * same WGSL, bit for bit, as before epilogues existed. {@link channelEpilogueKernel} applies the
+ * same epilogue as a pass of its own, for conv paths whose store does not take it yet.
  */
+import type { Kernel } from "../kernel.ts";
+import { FLAT_INDEX } from "../common.ts";
+import { uniforms } from "../uniforms.ts";
 
 export interface ChannelEpilogue {
   /** Multiply by scale[c] (a folded BatchNorm's γ/√(var+eps)). */
@@ -95,4 +99,34 @@ export function epilogueExpr(
   if (e.residual) x = `${x} + ep_res[${idx}]`;
   if (e.relu) x = `max(${x}, 0.0)`;
   return x;
+}
+
+export const EPILOGUE_WG = 256;
+
+/** Elements of this dispatch, channels, pixels per channel plane, y's and the residual's offsets. */
+export const EPILOGUE_UNIFORMS = uniforms({ n: "u32", C: "u32", HW: "u32", oy: "u32", or: "u32" });
+
+/**
+ * The epilogue as its own pass, in place over an NCHW conv output y (for a conv path whose store
+ * does not apply it yet): y[i] = epilogue(y[i]), channel (i / HW) % C. Bindings: scale, shift,
+ * residual (as flagged), then y (read-write). Grid: grid1d(n, EPILOGUE_WG).
+ */
+export function channelEpilogueKernel(e: ChannelEpilogue): Kernel {
+  const n = 1 + epilogueBindingCount(e);
+  return {
+    key: `conv2d/epilogue-pass${epilogueKey(e)}`,
+    wgsl: () =>
+      /* wgsl */ `${EPILOGUE_UNIFORMS.wgsl("P")}
+@group(0) @binding(0) var<uniform> u: P;
+${epilogueDecls(e, 1)}@group(0) @binding(${n}) var<storage, read_write> y: array<f32>;
+${FLAT_INDEX}
+@compute @workgroup_size(${EPILOGUE_WG})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = flat_index(gid, nwg, ${EPILOGUE_WG}u);
+  if (i >= u.n) { return; }
+  let c = (i / u.HW) % u.C;
+  let ri = u.or + i;
+  y[u.oy + i] = ${epilogueExpr(e, "y[u.oy + i]", "c", "ri")};
+}`,
+  };
 }

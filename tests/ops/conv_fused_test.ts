@@ -12,7 +12,8 @@
 import fc from "fast-check";
 import assert from "node:assert/strict";
 import { dispatchStats, noGrad, requireGrad, type Tensor, tensor, tidy } from "../../engine/mod.ts";
-import { conv2dBatchNormEval } from "../../engine/ops/conv_fused.ts";
+import { conv2dBatchNormEval, foldBatchNorm } from "../../engine/ops/conv_fused.ts";
+import { applyConvEpilogueRaw, conv2dForwardRaw, conv2dGeometry } from "../../engine/ops/conv.ts";
 import {
   convTiles,
   matmulVariant,
@@ -100,7 +101,17 @@ function reference(
   return { data: y, shape: conv.shape };
 }
 
-async function checkCase(c: Case, seed: number, what: string): Promise<void> {
+/**
+ * One case against the reference: `fused` through conv2dBatchNormEval; `pass` through the plain
+ * conv and then the epilogue as a pass of its own (applyConvEpilogueRaw, for conv paths whose
+ * store lacks the epilogue).
+ */
+async function checkCase(
+  c: Case,
+  seed: number,
+  what: string,
+  mode: "fused" | "pass" = "fused",
+): Promise<void> {
   const x = randArray(numel(c.xs), seed), w = randArray(numel(c.ws), seed + 1);
   const bn = bnData(c.ws[0], seed + 2);
   const ref0 = conv2dRef(x, c.xs, w, c.ws, null, geom(c.o));
@@ -112,15 +123,29 @@ async function checkCase(c: Case, seed: number, what: string): Promise<void> {
     ts.push(v);
     return v;
   };
-  const y = noGrad(() =>
-    conv2dBatchNormEval(t(x, c.xs), t(w, c.ws), {
-      weight: t(bn.weight, [c.ws[0]]),
-      bias: t(bn.bias, [c.ws[0]]),
-      runningMean: t(bn.mean, [c.ws[0]]),
-      runningVar: t(bn.var, [c.ws[0]]),
-      eps: EPS,
-    }, { ...c.o, relu: c.relu, residual: res ? t(res, ref.shape) : undefined })
-  );
+  const bnT = {
+    weight: t(bn.weight, [c.ws[0]]),
+    bias: t(bn.bias, [c.ws[0]]),
+    runningMean: t(bn.mean, [c.ws[0]]),
+    runningVar: t(bn.var, [c.ws[0]]),
+    eps: EPS,
+  };
+  const resT = res ? t(res, ref.shape) : undefined;
+  const y = noGrad(() => {
+    if (mode === "fused") {
+      return conv2dBatchNormEval(t(x, c.xs), t(w, c.ws), bnT, {
+        ...c.o,
+        relu: c.relu,
+        residual: resT,
+      });
+    }
+    const xt = t(x, c.xs), wt = t(w, c.ws);
+    const out = conv2dForwardRaw(xt, wt, null, conv2dGeometry("test", xt, wt, null, c.o));
+    const { scale, shift } = foldBatchNorm(bnT, c.ws[0]);
+    applyConvEpilogueRaw(out, { scale, shift, residual: resT, relu: c.relu });
+    ts.push(scale, shift);
+    return out;
+  });
   assert.deepStrictEqual(y.shape, ref.shape, `${what}: output shape`);
   assertClose(await y.data(), ref.data, {
     ...TOL,
@@ -215,6 +240,16 @@ Deno.test("conv2dBatchNormEval with the batch split over a lowered binding limit
   } finally {
     setBindingLimitForTests(null);
     setConvPath(null);
+  }
+});
+
+Deno.test("the conv epilogue as a pass of its own equals the same reference (whole and split batch)", async () => {
+  for (const [i, c] of CASES.entries()) await checkCase(c, 10 * i + 3, "epilogue pass", "pass");
+  setBindingLimitForTests(2048);
+  try {
+    await checkCase(CASES[2], 73, "epilogue pass, split batch", "pass");
+  } finally {
+    setBindingLimitForTests(null);
   }
 });
 
