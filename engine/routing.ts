@@ -2,8 +2,8 @@
  * Which kernel path each op takes on this adapter, and why, in one place: matmul (workgroup-tiled,
  * register-blocked or texture-staged), conv2d (conv kernels or texture GEMMs) and their register
  * tiles, SAM's attention (fused flash kernel or composed), with the environment overrides
- * (`ENGINE_MATMUL`, `ENGINE_CONV`, `SAM_ATTENTION`, read here only) and the hooks tests and
- * benchmarks use to force a path. Ops ask; nothing here launches work.
+ * (`ENGINE_MATMUL`, `ENGINE_CONV`, `SAM_ATTENTION`, `ENGINE_FUSE_CONV_BN`, read here only) and the
+ * hooks tests and benchmarks use to force a path. Ops ask; nothing here launches work.
  *
  * | op                | real GPU            | software adapter (llvmpipe/lavapipe)                      |
  * | ----------------- | ------------------- | --------------------------------------------------------- |
@@ -12,10 +12,12 @@
  * | conv2d (3 passes) | conv kernels        | texture GEMMs where {@link convPath}'s rule says so       |
  * | conv tiles        | 4×8 (wt grad 8×8)   | 16×16                                                     |
  * | attention (SAM)   | `fused`             | `composed`                                                |
- * | conv+BN(+ReLU)    | fused where no gradient is recorded and BN is in eval mode (both adapters)      |
+ * | conv+BN(+ReLU)    | one fused conv pass | the same (engine/ops/conv_fused.ts)                       |
+ * |                   | (no grad, BN eval)  |                                                           |
  *
  * The measurements behind each rule are in BENCHMARKS.md ("Second session": why textures, the
- * texture tile table, the conv pass table; "What limits the software adapter"; "Attention").
+ * texture tile table, the conv pass table; "What limits the software adapter"; "Attention";
+ * "Fused conv + BN + ReLU (inference)").
  */
 import { gpu } from "./device.ts";
 import { hasReadonlyStorageTextures } from "./texture_pool.ts";
@@ -174,13 +176,14 @@ export type ConvRouteShape = Pick<
  * Whether a conv pass runs as texture GEMMs (engine/ops/conv_texture.ts) or on the conv kernels.
  * Textures only where matmul stages its operands in textures (software adapters), ungrouped convs
  * whose textures and bindings fit (`texturesFit`), no bias in the forward (the GEMM's bias would
- * run along pixels), and no forced tiles. Then, by bench/conv.ts on llvmpipe (BENCHMARKS.md, the
- * conv pass table): the GEMM's row count (O for the forward and weight gradient, C for the input
- * gradient) must reach 128 unless the kernel is 1×1 — with 64 rows the im2col packing of a 3×3 or
- * 7×7 kernel costs more than it saves (layer1 3×3 64→64: forward 69 ms kernel, 82 ms texture) —
- * and the input gradient needs stride 1 (with stride s its gather is zero for all but 1/s² of the
- * taps: layer2 3×3/2, 99 ms kernel, 230 ms texture). `ENGINE_CONV=texture` or
- * `setConvPath("texture")` skips that rule; `kernel` never takes textures.
+ * run along pixels; a per-channel epilogue in the store serves the fused inference op instead,
+ * engine/ops/conv_fused.ts), and no forced tiles. Then, by bench/conv.ts on llvmpipe
+ * (BENCHMARKS.md, the conv pass table): the GEMM's row count (O for the forward and weight
+ * gradient, C for the input gradient) must reach 128 unless the kernel is 1×1 — with 64 rows the
+ * im2col packing of a 3×3 or 7×7 kernel costs more than it saves (layer1 3×3 64→64: forward 69 ms
+ * kernel, 82 ms texture) — and the input gradient needs stride 1 (with stride s its gather is zero
+ * for all but 1/s² of the taps: layer2 3×3/2, 99 ms kernel, 230 ms texture). `ENGINE_CONV=texture`
+ * or `setConvPath("texture")` skips that rule; `kernel` never takes textures.
  */
 export function convPath(
   g: ConvRouteShape,
