@@ -7,6 +7,7 @@
  */
 import { checkpoint, F, isGradEnabled, type Tensor, tidy } from "../engine/mod.ts";
 import { conv2dBatchNormEval } from "../engine/ops/conv_fused.ts";
+import { isCheckpointForward } from "../engine/ops/checkpoint.ts";
 import { convBnFusion } from "../engine/routing.ts";
 import { Module } from "../engine/nn/module.ts";
 import { Conv2d } from "../engine/nn/conv.ts";
@@ -80,11 +81,13 @@ export function validateResNetAdlConfig(c: ResNetAdlConfig, where = "ResNet-ADL 
 
 /**
  * Whether conv → bn runs as one fused inference pass (engine/ops/conv_fused.ts): no gradient
- * recorded, the BN in eval mode (running statistics), a bias-free conv, fusion not turned off
+ * recorded (nor a checkpointed segment's graph-free first forward, which backward reruns with a
+ * graph), the BN in eval mode (running statistics), a bias-free conv, fusion not turned off
  * (engine/routing.ts `convBnFusion`).
  */
 function fusable(conv: Conv2d, bn: BatchNorm2d): boolean {
-  return !isGradEnabled() && !bn.training && conv.bias === null && convBnFusion();
+  return !isGradEnabled() && !isCheckpointForward() && !bn.training && conv.bias === null &&
+    convBnFusion();
 }
 
 /**

@@ -311,13 +311,19 @@ Deno.test("ResNet-ADL eval: no-grad forwards fuse (fewer dispatches, same logits
   // With gradients recorded (eval BN), fusion on or off must not change a bit.
   const g1 = run(true, true), g0 = run(false, true);
   assert.deepStrictEqual(await g1.y.data(), await g0.y.data());
+  // Checkpointed blocks with gradients (eval BN): the graph-free first forward is no inference.
+  m.setCheckpointing(true);
+  const c1 = run(true, true), c0 = run(false, true);
+  assert.deepStrictEqual(await c1.y.data(), await c0.y.data());
+  assert.deepStrictEqual(await c1.y.data(), await g0.y.data());
+  m.setCheckpointing(false);
   // Training mode under noGrad: batch statistics, never fused.
   m.train();
   m.setAdl(false);
   const t1 = run(true, false), t0 = run(false, false);
   assert.equal(t1.dispatches, t0.dispatches);
   assert.deepStrictEqual(await t1.y.data(), await t0.y.data());
-  for (const r of [fused, unfused, g1, g0, t1, t0]) r.y.dispose();
+  for (const r of [fused, unfused, g1, g0, c1, c0, t1, t0]) r.y.dispose();
   x.dispose();
   m.dispose();
 });
