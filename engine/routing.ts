@@ -36,8 +36,11 @@ function adapterKind(): AdapterKind {
 // ---------------------------------------------------------------- matmul
 
 const MATMUL_ENV = Deno.env.get("ENGINE_MATMUL");
-/** `ENGINE_MATMUL=register|tiled|texture`, or null when unset or unknown. */
-function matmulVariantFromEnv(): MatmulVariant | null {
+/**
+ * `ENGINE_MATMUL=register|tiled|texture`, or null when unset or unknown (bench/kernels.ts benches
+ * only that variant when it is set).
+ */
+export function matmulVariantFromEnv(): MatmulVariant | null {
   return MATMUL_ENV === "tiled" || MATMUL_ENV === "register" || MATMUL_ENV === "texture"
     ? MATMUL_ENV
     : null;

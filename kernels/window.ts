@@ -39,12 +39,11 @@ export interface ConvGeometry extends DilatedWindow2d {
   groups: number;
 }
 
-/** Uniform fields of a {@link Window2d}, in block order (spread into `uniforms({...})`). */
-export const WINDOW_FIELDS = {
-  H: "u32",
-  W: "u32",
-  OH: "u32",
-  OW: "u32",
+/**
+ * Uniform fields of a window's kernel, stride and padding (kh, kw, sh, sw, ph, pw), in block
+ * order: the part of the geometry every windowed kernel's block holds contiguously.
+ */
+export const WINDOW_KERNEL_FIELDS = {
   kh: "u32",
   kw: "u32",
   sh: "u32",
@@ -53,13 +52,34 @@ export const WINDOW_FIELDS = {
   pw: "u32",
 } as const;
 
+/** Uniform fields of a window's dilation (dh, dw). */
+export const DILATION_FIELDS = { dh: "u32", dw: "u32" } as const;
+
+/** Uniform fields of a {@link Window2d}, in block order (spread into `uniforms({...})`). */
+export const WINDOW_FIELDS = {
+  H: "u32",
+  W: "u32",
+  OH: "u32",
+  OW: "u32",
+  ...WINDOW_KERNEL_FIELDS,
+} as const;
+
 /** Uniform fields of a {@link DilatedWindow2d}: {@link WINDOW_FIELDS}, then dh, dw. */
-export const DILATED_WINDOW_FIELDS = { ...WINDOW_FIELDS, dh: "u32", dw: "u32" } as const;
+export const DILATED_WINDOW_FIELDS = { ...WINDOW_FIELDS, ...DILATION_FIELDS } as const;
 
 /** The {@link DILATED_WINDOW_FIELDS} values of `g` (a larger geometry's other fields left out). */
 export function dilatedWindowOf(g: DilatedWindow2d): DilatedWindow2d {
   const { H, W, OH, OW, kh, kw, sh, sw, ph, pw, dh, dw } = g;
   return { H, W, OH, OW, kh, kw, sh, sw, ph, pw, dh, dw };
+}
+
+/** Kernel k×k, stride s×s and padding p×p: a square window's {@link WINDOW_KERNEL_FIELDS}. */
+export function squareWindow(
+  k: number,
+  s: number,
+  p: number,
+): Pick<Window2d, "kh" | "kw" | "sh" | "sw" | "ph" | "pw"> {
+  return { kh: k, kw: k, sh: s, sw: s, ph: p, pw: p };
 }
 
 /**

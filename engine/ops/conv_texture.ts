@@ -184,6 +184,11 @@ function perSampleGemm(
   return out;
 }
 
+/** All of the dense weights `w` read as `rows` texture rows of K values with `strides`. */
+function weightStage(w: Tensor, rows: number, K: number, strides: Stage["strides"]): Stage {
+  return { mode: "strided", src: w, lo: w.offset, hi: w.offset + w.size - 1, rows, K, strides };
+}
+
 /** y [N,O,OH,OW] of dense x and w (groups = 1, no bias), then the epilogue `ep` if given. */
 export function conv2dForwardTexture(
   x: Tensor,
@@ -194,15 +199,7 @@ export function conv2dForwardTexture(
   const Kg = g.C * g.kh * g.kw;
   return perSampleGemm(
     g,
-    {
-      mode: "strided",
-      src: w,
-      lo: w.offset,
-      hi: w.offset + w.size - 1,
-      rows: g.O,
-      K: Kg,
-      strides: { sRow: Kg, kIn: HUGE, sOut: 0, sIn: 1 },
-    },
+    weightStage(w, g.O, Kg, { sRow: Kg, kIn: HUGE, sOut: 0, sIn: 1 }),
     { mode: "im2col", src: x, perSample: g.C * g.H * g.W },
     empty([g.N, g.O, g.OH, g.OW]),
     g.O,
@@ -217,15 +214,7 @@ export function conv2dBackwardDataTexture(dy: Tensor, w: Tensor, g: ConvGeometry
   return perSampleGemm(
     g,
     // Row c, k = o·KK + tap: w[o, c, tap].
-    {
-      mode: "strided",
-      src: w,
-      lo: w.offset,
-      hi: w.offset + w.size - 1,
-      rows: g.C,
-      K: g.O * KK,
-      strides: { sRow: KK, kIn: KK, sOut: g.C * KK, sIn: 1 },
-    },
+    weightStage(w, g.C, g.O * KK, { sRow: KK, kIn: KK, sOut: g.C * KK, sIn: 1 }),
     { mode: "dgrad", src: dy, perSample: g.O * g.OH * g.OW },
     empty([g.N, g.C, g.H, g.W]),
     g.C,

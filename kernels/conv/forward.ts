@@ -23,7 +23,7 @@ import {
   isIdentityEpilogue,
   NO_EPILOGUE,
 } from "./epilogue.ts";
-import { DILATED_WINDOW_FIELDS } from "../window.ts";
+import { DILATION_FIELDS, WINDOW_KERNEL_FIELDS } from "../window.ts";
 
 /** Register-block / workgroup tiling of an implicit-GEMM conv kernel. */
 export interface ConvTile {
@@ -36,19 +36,26 @@ export interface ConvTile {
 }
 
 /**
- * Uniform block shared by the conv kernels (28 u32): N, C, O, groups, the window (H, W, OH, OW,
- * kh, kw, sh, sw, ph, pw, dh, dw: kernels/window.ts), Cg, Og, blocks, M, chunk, J, a0, a1, zb and
+ * Uniform block shared by the conv kernels (28 u32): N, C, H, W, O, OH, OW, groups, the window's
+ * kh, kw, sh, sw, ph, pw, dh, dw (kernels/window.ts), Cg, Og, blocks, M, chunk, J, a0, a1, zb and
  * three pads. `a0`/`a1` are the element offsets of the two batch-sized operands in their bindings
  * (x and y forward, dy and dx for the input gradient, x and dy for the weight gradient) when a
  * batch is split over several dispatches; `zb` is the first split-K slice a weight-gradient
- * dispatch writes.
+ * dispatch writes. The field order is the one the kernels were measured with: llvmpipe's shader
+ * compile time depends on it (N, C, O, groups first made the input-gradient kernel's first
+ * compile take 14 s instead of under 1 s on lavapipe).
  */
 export const CONV_UNIFORMS = uniforms({
   N: "u32",
   C: "u32",
+  H: "u32",
+  W: "u32",
   O: "u32",
+  OH: "u32",
+  OW: "u32",
   groups: "u32",
-  ...DILATED_WINDOW_FIELDS,
+  ...WINDOW_KERNEL_FIELDS,
+  ...DILATION_FIELDS,
   Cg: "u32",
   Og: "u32",
   blocks: "u32",
