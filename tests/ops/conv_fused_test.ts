@@ -37,7 +37,7 @@ const EPS = 1e-5;
 interface Case {
   xs: number[];
   ws: number[];
-  o: { stride?: number; padding?: number };
+  o: { stride?: number; padding?: number; groups?: number };
   relu: boolean;
   residual: boolean;
 }
@@ -67,6 +67,8 @@ const CASES: Case[] = [
     relu: true,
     residual: true,
   },
+  // Grouped (the conv kernels take it on every path).
+  { xs: [1, 6, 7, 7], ws: [4, 3, 3, 3], o: { padding: 1, groups: 2 }, relu: true, residual: true },
   // 64 channels × 143 pixels: the texture GEMM's large 12×12 register tile.
   { xs: [2, 8, 11, 13], ws: [64, 8, 1, 1], o: {}, relu: true, residual: true },
 ];
