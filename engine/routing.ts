@@ -22,7 +22,7 @@
  */
 import { gpu } from "./device.ts";
 import { hasReadonlyStorageTextures } from "./texture_pool.ts";
-import type { MatmulVariant, RegisterTile } from "../kernels/matmul.ts";
+import type { AnyMatmulTile, MatmulVariant } from "../kernels/matmul.ts";
 import type { ConvTile } from "../kernels/conv/forward.ts";
 import { type RowMode, rowMode } from "../kernels/softmax.ts";
 import { LOOP_BUDGET } from "../kernels/common.ts";
@@ -50,7 +50,7 @@ export function matmulVariantFromEnv(): MatmulVariant | null {
 }
 
 let forcedMatmulVariant: MatmulVariant | null = null;
-let forcedRegisterTile: RegisterTile | null = null;
+let forcedRegisterTile: AnyMatmulTile | null = null;
 
 /**
  * Matmul's variant on this adapter. GPUs: the workgroup-tiled kernel. Software adapters: every
@@ -94,12 +94,12 @@ export function matmulVariantFor(
 }
 
 /** The register tile forced by {@link setMatmulVariant}, or null (the op picks by shape). */
-export function matmulForcedTile(): RegisterTile | null {
+export function matmulForcedTile(): AnyMatmulTile | null {
   return forcedRegisterTile;
 }
 
 /** Forces a matmul variant and tile (tests, benchmarks); `null` restores the per-adapter choice. */
-export function setMatmulVariant(v: MatmulVariant | null, tile: RegisterTile | null = null): void {
+export function setMatmulVariant(v: MatmulVariant | null, tile: AnyMatmulTile | null = null): void {
   forcedMatmulVariant = v;
   forcedRegisterTile = tile;
 }
