@@ -1,0 +1,267 @@
+/**
+ * GPU memory of a checkpointed ResNet-50-ADL training step (the paper profile's classifier step):
+ * per step the live peak (tensors + scratch textures, in size classes), the bytes tensors asked for
+ * at that peak, the held peak (live + buffers parked in the pool: what the device really had), their
+ * ratio and the time of the step. For the step that set the held peak it says where the held − live
+ * gap came from: parked buffers by size class, and how many of those the rest of the step never took
+ * again. `--trace F` writes the pool's events (replayable through other policies by
+ * bench/memory_sim.ts).
+ *
+ *   deno run -A bench/memory.ts                       # quick: b2@256 and b4@512, 3 steps each
+ *   deno run -A bench/memory.ts --case b16@512 --steps 2   # the paper profile's step (~8 GB RSS)
+ */
+import {
+  backward,
+  F,
+  flush,
+  initGpu,
+  memoryStats,
+  pool,
+  sync,
+  type Tensor,
+  tensor,
+  tidy,
+  trimPool,
+} from "../engine/mod.ts";
+import { type Allocation, fmtBytes, type PoolTracer } from "../engine/pool.ts";
+import { Adam } from "../engine/optim/adam.ts";
+import { RESNET50_ADL, ResNetAdl } from "../model/resnet_adl.ts";
+import { mulberry32 } from "../engine/mulberry32.ts";
+import { loadavg } from "./registry.ts";
+import { numberFlag, runCommand, stringFlag, UsageError } from "../pipeline/cli/args.ts";
+import { writeFileAtomic } from "../engine/io/atomic.ts";
+
+const USAGE = `usage: deno run -A bench/memory.ts [--case b2@256,b4@512] [--steps N] [--trace FILE]
+  --case L    comma-separated batch@size cases of the checkpointed classifier step
+              (default b2@256,b4@512; the paper profile is b16@512: ~4 min a step, ~8 GB RSS)
+  --steps N   steps per case after one warm-up step (default 3)
+  --trace F   write the last case's pool events (from the model's creation on) as JSON, for
+              bench/memory_sim.ts`;
+
+/**
+ * One pool event: "a" acquire [id, requested bytes, size class], "r" release, "s" submit, "t"
+ * scratch textures taken or given back, "m" a measured step begins.
+ */
+export type TraceEvent =
+  | [kind: "a", id: number, bytes: number, size: number]
+  | [
+    kind: "r",
+    id: number,
+  ]
+  | [kind: "s"]
+  | [kind: "t", delta: number]
+  | [kind: "m"];
+
+interface StepFigures {
+  ms: number;
+  livePeak: number;
+  heldPeak: number;
+  /** Bytes tensors asked for at the moment of the live peak (the classes round these up). */
+  requestedAtLivePeak: number;
+  /** At the moment of the held peak. */
+  atHeldPeak: { live: number; textures: number; parked: Map<number, number> };
+  /** Of the parked bytes at the held peak, those whose class the rest of the step never takes. */
+  parkedNeverTakenAgain: number;
+  events: TraceEvent[];
+}
+
+/** Records one step's traffic through the pool and the moments of its peaks. */
+class StepRecorder implements PoolTracer {
+  events: TraceEvent[] = [];
+  private ids = new Map<Allocation, [number, number]>();
+  private nextId = 1;
+  private requested = 0;
+  private textures = 0;
+  livePeak = 0;
+  requestedAtLivePeak = 0;
+  heldPeak = 0;
+  heldPeakEvent = -1;
+  atHeldPeak = { live: 0, textures: 0, parked: new Map<number, number>() };
+
+  /** Starts a measured step: peaks afresh (events go on, after a marker). */
+  beginStep(heldNow: number): void {
+    this.events.push(["m"]);
+    this.livePeak = 0;
+    this.requestedAtLivePeak = 0;
+    this.heldPeak = heldNow;
+    this.heldPeakEvent = -1;
+    this.atHeldPeak = { live: 0, textures: 0, parked: new Map() };
+  }
+
+  acquire(a: Allocation, bytes: number): void {
+    const id = this.nextId++;
+    this.ids.set(a, [id, bytes]);
+    this.requested += bytes;
+    this.events.push(["a", id, bytes, a.size]);
+    this.note();
+  }
+  release(a: Allocation): void {
+    const e = this.ids.get(a);
+    if (!e) return; // acquired before recording began (the input, made before the model)
+    this.ids.delete(a);
+    this.requested -= e[1];
+    this.events.push(["r", e[0]]);
+  }
+  submit(): void {
+    this.events.push(["s"]);
+  }
+  account(delta: number): void {
+    this.textures += delta;
+    this.events.push(["t", delta]);
+    this.note();
+  }
+  private note(): void {
+    const live = pool.liveBytes;
+    if (live > this.livePeak) {
+      this.livePeak = live;
+      this.requestedAtLivePeak = this.requested + this.textures;
+    }
+    const held = live + pool.pooledBytes;
+    if (held > this.heldPeak) {
+      this.heldPeak = held;
+      this.heldPeakEvent = this.events.length - 1;
+      this.atHeldPeak = { live, textures: this.textures, parked: pool.parkedBySize() };
+    }
+  }
+  /** Parked bytes at the held peak whose size class no later acquire in the step asked for. */
+  parkedNeverTakenAgain(): number {
+    const later = new Set<number>();
+    for (let i = this.heldPeakEvent + 1; i < this.events.length; i++) {
+      const e = this.events[i];
+      if (e[0] === "a") later.add(e[3]);
+    }
+    let n = 0;
+    for (const [size, count] of this.atHeldPeak.parked) {
+      if (size > 0 && !later.has(size)) n += size * count;
+    }
+    return n;
+  }
+}
+
+function parseCase(s: string): { b: number; s: number } {
+  const m = /^b(\d+)@(\d+)$/.exec(s.trim());
+  if (!m) throw new UsageError(`--case: "${s}" is not batch@size like b2@256`);
+  return { b: Number(m[1]), s: Number(m[2]) };
+}
+
+async function runCase(b: number, s: number, steps: number): Promise<StepFigures[]> {
+  const rec = new StepRecorder();
+  pool.tracer = rec; // from the start, so that requested bytes count the parameters too
+  const m = new ResNetAdl(RESNET50_ADL).train().setCheckpointing(true);
+  const opt = new Adam(m.parameters(), { lr: 1e-4, weightDecay: 1e-4 });
+  const rand = mulberry32(7);
+  const x = tensor(Float32Array.from({ length: b * 3 * s * s }, rand), [b, 3, s, s]);
+  const y = tensor(Float32Array.from({ length: b }, (_, i) => i % 2), [b]);
+  let lastLoss: Tensor | null = null;
+  const step = () => {
+    const loss = tidy(() => {
+      const l = F.bceWithLogits(F.reshape(m.forward(x), [b]), y);
+      backward(l);
+      return l;
+    });
+    opt.step();
+    opt.zeroGrad();
+    lastLoss?.dispose();
+    lastLoss = loss;
+  };
+  const out: StepFigures[] = [];
+  try {
+    step(); // warm-up: pipelines compiled, the pool filled
+    await sync();
+    for (let i = 0; i < steps; i++) {
+      flush();
+      pool.resetPeak();
+      rec.beginStep(memoryStats().peakAllocatedBytes);
+      const t0 = performance.now();
+      step();
+      await sync();
+      const ms = performance.now() - t0;
+      const st = memoryStats();
+      const loss = await lastLoss!.item();
+      if (!Number.isFinite(loss)) throw new Error(`b${b}@${s}: step ${i + 1} loss is ${loss}`);
+      out.push({
+        ms,
+        livePeak: st.peakBytes,
+        heldPeak: st.peakAllocatedBytes,
+        requestedAtLivePeak: rec.requestedAtLivePeak,
+        atHeldPeak: rec.atHeldPeak,
+        parkedNeverTakenAgain: rec.parkedNeverTakenAgain(),
+        events: rec.events,
+      });
+    }
+  } finally {
+    pool.tracer = null;
+    (lastLoss as Tensor | null)?.dispose();
+    opt.dispose();
+    x.dispose();
+    y.dispose();
+    m.dispose();
+    flush();
+    trimPool();
+  }
+  return out;
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const gib = (n: number) => (n / 2 ** 30).toFixed(3);
+
+if (import.meta.main) {
+  Deno.exit(
+    await runCommand(
+      {
+        name: "bench/memory.ts",
+        usage: USAGE,
+        options: { case: { type: "string" }, steps: { type: "string" }, trace: { type: "string" } },
+      },
+      Deno.args,
+      async (flags) => {
+        const cases = (stringFlag(flags, "case") ?? "b2@256,b4@512").split(",").map(parseCase);
+        const steps = numberFlag(flags, "steps", { def: 3, min: 1, max: 50, integer: true })!;
+        const tracePath = stringFlag(flags, "trace");
+        await initGpu();
+        console.log(`load at start: ${loadavg()}`);
+        let lastEvents: TraceEvent[] = [];
+        for (const c of cases) {
+          const figs = await runCase(c.b, c.s, steps);
+          for (const [i, f] of figs.entries()) {
+            const p = f.atHeldPeak;
+            const parked = [...p.parked].filter(([, n]) => n > 0).sort((a, b) =>
+              a[0] < 0 ? -1 : b[0] < 0 ? 1 : b[0] - a[0]
+            );
+            const parkedBytes = parked.reduce((a, [sz, n]) => a + (sz < 0 ? n : sz * n), 0);
+            console.log(
+              `b${c.b}@${c.s} step ${i + 1}: ${(f.ms / 1000).toFixed(2)} s  live peak ${
+                gib(f.livePeak)
+              } GiB (tensors asked ${gib(f.requestedAtLivePeak)})  held peak ${
+                gib(f.heldPeak)
+              } GiB  held/live ${(f.heldPeak / f.livePeak).toFixed(3)}`,
+            );
+            console.log(
+              `  at the held peak: live ${gib(p.live)} GiB (textures ${fmtBytes(p.textures)}), ` +
+                `parked ${gib(parkedBytes)} GiB in ${parked.length} classes, of which ${
+                  gib(f.parkedNeverTakenAgain)
+                } GiB never taken again this step; largest parked: ${
+                  parked.slice(0, 6).map(([sz, n]) =>
+                    sz < 0 ? `${fmtBytes(n)} free in slabs` : `${n}×${fmtBytes(sz)}`
+                  ).join(", ")
+                }`,
+            );
+          }
+          const last = figs.slice(1).length ? figs.slice(1) : figs;
+          console.log(
+            `b${c.b}@${c.s} median of steps ${figs.length > 1 ? 2 : 1}..${figs.length}: ${
+              (median(last.map((f) => f.ms)) / 1000).toFixed(2)
+            } s/step, held/live ${
+              median(last.map((f) => f.heldPeak / f.livePeak)).toFixed(3)
+            }, load ${loadavg()}`,
+          );
+          lastEvents = figs[figs.length - 1].events;
+        }
+        if (tracePath) {
+          await writeFileAtomic(tracePath, new TextEncoder().encode(JSON.stringify(lastEvents)));
+          console.log(`trace: ${lastEvents.length} events → ${tracePath}`);
+        }
+      },
+    ),
+  );
+}
