@@ -5,7 +5,10 @@
  * "pending" until the next submit, as in engine/pool.ts; policies that destroy buffers may destroy
  * only submitted ones.
  *
- *   deno run -A bench/memory_sim.ts TRACE.json
+ *   deno run -A bench/memory_sim.ts TRACE.json [MAX_SLAB_MIB]
+ *
+ * MAX_SLAB_MIB (default 256, lavapipe's maxBufferSize) caps a slab; a smaller cap mimics, on a
+ * trace at a smaller batch, where the paper's batch would put its tensors against the cap.
  */
 import { sizeClass } from "../engine/pool.ts";
 import { RangeHeap } from "../engine/range_heap.ts";
@@ -149,6 +152,8 @@ export function replaySlabs(
   threshold: number,
   minSlab: number,
   maxSlab: number,
+  /** Requests over this many bytes take whole buffers by class (as small ones do). */
+  ceiling = Infinity,
 ): StepResult[] {
   const heap = new RangeHeap<number>(256);
   let nextSlab = 1;
@@ -160,10 +165,12 @@ export function replaySlabs(
   let bigLive = 0;
   const bigCur: { live: number; held: number }[] = [];
   for (const e of events) {
-    if (e[0] === "a" && e[2] >= threshold) {
+    if (e[0] === "a" && e[2] >= threshold && e[2] <= ceiling) {
       let r = heap.alloc(e[2]);
       if (!r) {
-        const size = Math.min(maxSlab, Math.max(heap.rangeLength(e[2]), minSlab));
+        // minSlab < 0: slabs grow with the heap, up to -minSlab (a small program holds little).
+        const want = minSlab < 0 ? Math.min(-minSlab, heap.heldBytes) : minSlab;
+        const size = Math.min(maxSlab, Math.max(heap.rangeLength(e[2]), want));
         heap.addSlab(nextSlab++, Math.max(size, heap.rangeLength(e[2])));
         if (cur) {
           cur.createdBytes += size;
@@ -228,18 +235,21 @@ export const POLICIES: Policy[] = [
 if (import.meta.main) {
   const path = Deno.args[0];
   if (!path) {
-    console.error("usage: deno run -A bench/memory_sim.ts TRACE.json");
+    console.error("usage: deno run -A bench/memory_sim.ts TRACE.json [MAX_SLAB_MIB (256)]");
     Deno.exit(2);
   }
   const events = JSON.parse(Deno.readTextFileSync(path)) as TraceEvent[];
   const gib = (n: number) => (n / 2 ** 30).toFixed(3);
+  const maxSlab = Number(Deno.args[1] ?? 256) * 2 ** 20;
   const runs: [string, StepResult[]][] = POLICIES.map((p) => [p.name, replay(events, p)]);
-  for (const t of [1, 4]) {
-    for (const minSlab of [0, 16, 64, 256]) {
-      runs.push([
-        `slabs ≥${t} MiB, new slab ≥${minSlab} MiB`,
-        replaySlabs(events, t * 2 ** 20, minSlab * 2 ** 20, 256 * 2 ** 20),
-      ]);
+  for (const t of [1, 4, 16]) {
+    for (const minSlab of [0, 16, 64, 256, -16, -64, -128]) {
+      for (const ceil of [1, 0.5, 0.25]) {
+        runs.push([
+          `slabs ${t} MiB..${ceil}×cap, new slab ≥${minSlab} MiB`,
+          replaySlabs(events, t * 2 ** 20, minSlab * 2 ** 20, maxSlab, ceil * maxSlab),
+        ]);
+      }
     }
   }
   for (const [name, steps] of runs) {

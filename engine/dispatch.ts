@@ -53,6 +53,7 @@ const pendingErrors: Promise<string | null>[] = [];
 const stats = { dispatches: 0, submits: 0, pipelines: 0, readbacks: 0 };
 
 pool.onDestroy = () => bindGroups.clear();
+pool.batchOpen = () => encoder !== null;
 
 // A new device (after a loss) cannot use anything made on the old one.
 onNewDevice(() => {

@@ -25,12 +25,15 @@ export interface Allocation {
 }
 
 /**
- * Requests of at least this many bytes are ranges of slabs; a new slab holds at least
- * {@link MIN_SLAB} bytes (at most maxBufferSize). Chosen by replaying the pool traffic of
- * checkpointed ResNet-50-ADL training steps (bench/memory_sim.ts; BENCHMARKS.md, "Allocator").
+ * Requests of at least this many bytes are ranges of slabs. A new slab holds the request or as
+ * many bytes as the slabs already held, whichever is more, but at most {@link SLAB_GROWTH_CAP}
+ * beyond the request (and at most maxBufferSize): slabs grow with the program, so a small one
+ * holds little. Chosen by replaying the pool traffic of checkpointed ResNet-50-ADL training steps
+ * (bench/memory_sim.ts; BENCHMARKS.md, "Allocator"): held/live at b4 @512² 1.31 with classes
+ * only, 1.11 with slabs of exactly the request, 1.03 with these.
  */
 export const SLAB_THRESHOLD = 2 ** 20;
-export const MIN_SLAB = 16 * 2 ** 20;
+export const SLAB_GROWTH_CAP = 64 * 2 ** 20;
 
 /** Observer of the pool's traffic (bench/memory.ts records a training step with it). */
 export interface PoolTracer {
@@ -71,6 +74,8 @@ class BufferPool {
   /** Called when buffers are destroyed, so caches holding bind groups can drop them. */
   onDestroy: (() => void) | null = null;
   tracer: PoolTracer | null = null;
+  /** Whether work is encoded but not submitted (set by engine/dispatch.ts). */
+  batchOpen: () => boolean = () => true;
   /** Ranges of slabs for tensors of {@link SLAB_THRESHOLD} bytes and more (per device). */
   private heap: RangeHeap<GPUBuffer> | null = null;
   /** Slabs in which a range was freed in the open batch. */
@@ -101,7 +106,7 @@ class BufferPool {
       return;
     }
     this.heap.release(a.buffer, a.offset, a.size);
-    this.dirty.add(a.buffer);
+    if (this.batchOpen()) this.dirty.add(a.buffer);
     this.liveBytes -= a.size;
     this.pooledBytes += a.size;
   }
@@ -115,7 +120,8 @@ class BufferPool {
     let r = heap.alloc(bytes);
     if (!r) {
       const most = Math.floor(g.limits.maxBufferSize / align) * align;
-      const size = Math.max(heap.rangeLength(bytes), Math.min(MIN_SLAB, most));
+      const grown = Math.min(SLAB_GROWTH_CAP, heap.heldBytes, most);
+      const size = Math.max(heap.rangeLength(bytes), grown);
       const buf = g.device.createBuffer({ size, usage: USAGE, label: label ?? "slab" });
       heap.addSlab(buf, size);
       this.pooledBytes += size;
@@ -186,8 +192,10 @@ class BufferPool {
     }
     this.liveBytes -= size;
     this.pooledBytes += size;
-    let list = this.pending.get(size);
-    if (!list) this.pending.set(size, list = []);
+    // With no work encoded and unsubmitted, nothing can still use it: free at once.
+    const parked = this.batchOpen() ? this.pending : this.free;
+    let list = parked.get(size);
+    if (!list) parked.set(size, list = []);
     list.push(buf);
   }
 

@@ -257,10 +257,11 @@ Deno.test("range heap property: random alloc/free never overlap, stay aligned, a
   );
 });
 
-/** Runs `fn` with every tensor it makes placed in a slab. */
+/** Runs `fn` with every tensor it makes placed in a slab, with room for them in a first slab. */
 async function inSlabs<T>(fn: () => Promise<T>): Promise<T> {
   const was = pool.slabThreshold;
   pool.slabThreshold = 0;
+  empty([2 ** 20]).dispose(); // a 4 MiB slab, free (slabs grow: the first holds its request)
   try {
     return await fn();
   } finally {
@@ -352,7 +353,9 @@ Deno.test("slabs: kernels read and write the right ranges of one slab (matmul, c
     assert.deepEqual(c.shape, ref.shape);
     assertClose(await c.data(), ref.data, { atol: 1e-4, what: "conv2d in a slab" });
     // A strided view read back from a range with a non-zero offset.
-    assertClose(await F.transpose(y).data(), transposeHost(want.data, 37, 23), { atol: 1e-4 });
+    const yt = F.transpose(y);
+    assertClose(await yt.data(), transposeHost(want.data, 37, 23), { atol: 1e-4 });
+    yt.dispose();
     assertClose(await guard.data(), new Float32Array(515).fill(42), { what: "the sentinel" });
     for (const t of [a, guard, b, y, x, w, bias, c]) t.dispose();
   });
@@ -363,3 +366,26 @@ function transposeHost(d: ArrayLike<number>, rows: number, cols: number): Float6
   for (let i = 0; i < rows; i++) for (let j = 0; j < cols; j++) out[j * rows + i] = d[i * cols + j];
   return out;
 }
+
+Deno.test("slabs grow with the program: the first holds its request, later ones what the slabs hold", async () => {
+  await sync();
+  trimPool();
+  assert.equal(pool.slabUse().length, 0);
+  const a = empty([2 ** 19]); // 2 MiB: over the 1 MiB threshold
+  assert.deepEqual(pool.slabUse(), [{ size: 2 ** 21, used: 2 ** 21 }]);
+  const b = empty([2 ** 18]); // 1 MiB: a new slab as big as the slabs held (2 MiB)
+  assert.deepEqual(pool.slabUse(), [{ size: 2 ** 21, used: 2 ** 21 }, {
+    size: 2 ** 21,
+    used: 2 ** 20,
+  }]);
+  const c = empty([2 ** 18]); // fits the second slab's free half
+  assert.equal(c.storage.buffer, b.storage.buffer);
+  assert.equal(c.storage.offset, 2 ** 20);
+  const small = empty([1000]); // under the threshold: a whole buffer of its class
+  assert.equal(small.storage.offset, 0);
+  assert.equal(pool.slabUse().length, 2);
+  for (const t of [a, b, c, small]) t.dispose();
+  await sync();
+  trimPool();
+  assert.equal(pool.slabUse().length, 0);
+});
