@@ -9,7 +9,8 @@
  *
  *   deno run -A bench/memory.ts                       # quick: b2@256 and b4@512
  *   deno run -A bench/memory.ts --case b2@256 --policies classes,slabs --rounds 3   # A/B
- *   deno run -A bench/memory.ts --case b16@512 --policies classes,slabs --steps 1   # paper step
+ *   ENGINE_SLAB_THRESHOLD=Infinity deno run -A bench/memory.ts --case b16@512 --steps 1  # paper,
+ *   deno run -A bench/memory.ts --case b16@512 --steps 1                                 # before/after
  */
 import {
   backward,
@@ -37,8 +38,10 @@ const USAGE = `usage: deno run -A bench/memory.ts [--case L] [--policies P] [--r
        [--trace FILE]
   --case L      comma-separated batch@size cases of the checkpointed classifier step
                 (default b2@256,b4@512; the paper profile is b16@512: ~4 min a step, ~8 GB RSS)
-  --policies P  pool policies to compare, interleaved: slabs (the default: tensors of 1 MiB and
-                more as ranges of slabs), classes (whole buffers by size class only)
+  --policies P  pool policies to compare, interleaved: slabs (tensors of 1 MiB and more as
+                ranges of slabs), classes (whole buffers by size class only); default: the
+                process's (slabs; classes under ENGINE_SLAB_THRESHOLD=Infinity, which also
+                keeps the model's own tensors out of slabs: the clean "before" figure)
   --rounds R    times through the policies (default 1)
   --steps N     measured steps per policy and round, after one warm-up step (default 2)
   --trace F   write the last case's pool events (from the model's creation on) as JSON, for
@@ -161,8 +164,17 @@ function parseCase(s: string): { b: number; s: number } {
   return { b: Number(m[1]), s: Number(m[2]) };
 }
 
-/** Pool policies bench/memory.ts compares: the threshold above which tensors go to slabs. */
-const POLICIES: Record<string, number> = { slabs: SLAB_THRESHOLD, classes: Infinity };
+/**
+ * Pool policies bench/memory.ts compares: the threshold above which tensors go to slabs. The
+ * model, its optimizer state and the input are made under the process's setting
+ * (`ENGINE_SLAB_THRESHOLD=Infinity`: classes only), so a "before" figure free of slabs is a run of
+ * its own with that variable; interleaved policies compare the step's own tensors.
+ */
+const START_THRESHOLD = pool.slabThreshold;
+const POLICIES: Record<string, number> = {
+  slabs: Number.isFinite(START_THRESHOLD) ? START_THRESHOLD : SLAB_THRESHOLD,
+  classes: Infinity,
+};
 
 interface PolicyFigures extends StepFigures {
   policy: string;
@@ -294,7 +306,8 @@ if (import.meta.main) {
         const cases = (stringFlag(flags, "case") ?? "b2@256,b4@512").split(",").map(parseCase);
         const steps = numberFlag(flags, "steps", { def: 2, min: 1, max: 50, integer: true })!;
         const rounds = numberFlag(flags, "rounds", { def: 1, min: 1, max: 50, integer: true })!;
-        const policies = (stringFlag(flags, "policies") ?? "slabs").split(",");
+        const policies = (stringFlag(flags, "policies") ??
+          (Number.isFinite(START_THRESHOLD) ? "slabs" : "classes")).split(",");
         for (const p of policies) {
           if (!(p in POLICIES)) {
             throw new UsageError(`--policies: "${p}" is not one of ${Object.keys(POLICIES)}`);
