@@ -64,7 +64,7 @@ function camelyonLike(vertices: number): string {
 }
 
 /** One polygon of `n` vertices alternating between the top and bottom of a 512² slide. */
-export function zigzagXml(n: number, size = 512): string {
+function zigzagXml(n: number, size = 512): string {
   const c: string[] = [];
   for (let k = 0; k < n; k++) {
     const x = 1 + ((size - 2) * k) / (n - 1), y = k % 2 ? size - 1.5 : 1.5;

@@ -93,7 +93,7 @@ async function benchShape(
 }
 
 /** Forward and backward at SAM ViT-B's window and global shapes (and f16-staged forward when available). */
-export async function benchAttention(opts: { quick?: boolean } = {}): Promise<BenchRow[]> {
+async function benchAttention(opts: { quick?: boolean } = {}): Promise<BenchRow[]> {
   await initGpu();
   const rows: BenchRow[] = [];
   await benchShape("attention window 14x14", 12 * 25, 196, 64, rows);

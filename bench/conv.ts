@@ -16,6 +16,7 @@ import {
   conv2dForwardRaw,
   type ConvGeometry,
 } from "../engine/ops/conv.ts";
+import { squareWindow, windowOutSize } from "../kernels/window.ts";
 import { type BenchRow, loadavg, matchesFilter, median } from "./registry.ts";
 import { loadTf } from "./peers/tfjs.ts";
 import { formatTable } from "./table.ts";
@@ -32,7 +33,7 @@ interface ConvCase {
 }
 
 /** ResNet-50 (output stride 16) layer shapes at a 512×512 input, batch 1. */
-export const CONV_CASES: ConvCase[] = [
+const CONV_CASES: ConvCase[] = [
   { name: "conv1 7x7/2 4→64 @512²", s: [1, 4, 512, 512, 64, 7, 2, 3, 1] },
   { name: "layer1 3x3 64→64 @128²", s: [1, 64, 128, 128, 64, 3, 1, 1, 1] },
   { name: "layer1 1x1 64→256 @128²", s: [1, 64, 128, 128, 256, 1, 1, 0, 1] },
@@ -48,26 +49,8 @@ export const CONV_CASES: ConvCase[] = [
 
 function geometryOf(c: ConvCase): ConvGeometry {
   const [N, C, H, W, O, k, s, p, d] = c.s;
-  const OH = Math.floor((H + 2 * p - d * (k - 1) - 1) / s) + 1;
-  const OW = Math.floor((W + 2 * p - d * (k - 1) - 1) / s) + 1;
-  return {
-    N,
-    C,
-    H,
-    W,
-    O,
-    OH,
-    OW,
-    kh: k,
-    kw: k,
-    sh: s,
-    sw: s,
-    ph: p,
-    pw: p,
-    dh: d,
-    dw: d,
-    groups: 1,
-  };
+  const OH = windowOutSize(H, k, s, p, d), OW = windowOutSize(W, k, s, p, d);
+  return { N, C, H, W, O, OH, OW, ...squareWindow(k, s, p), dh: d, dw: d, groups: 1 };
 }
 
 function randomTensor(shape: number[], seed: number): Tensor {
@@ -129,7 +112,7 @@ export async function benchConv(
 }
 
 /** Name of the row comparing ours with the peers on one 3×3 conv. */
-export const CONV3X3_ROW = "conv3x3 fwd 1x64x128² 64→64";
+const CONV3X3_ROW = "conv3x3 fwd 1x64x128² 64→64";
 
 /**
  * Ours against the peers on 1×64×128×128 3×3 64→64, pad 1: TF.js-WebGPU (NHWC, the same input and

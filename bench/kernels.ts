@@ -4,6 +4,7 @@
  */
 import { F, gpu, initGpu } from "../engine/mod.ts";
 import type { MatmulVariant } from "../engine/ops/matmul.ts";
+import { matmulVariantFromEnv } from "../engine/routing.ts";
 import { randTensor } from "../tests/util/gpu.ts";
 import {
   type BenchContext,
@@ -19,7 +20,7 @@ import { torchAvailable, torchMatmul } from "./peers/torch.ts";
 import { describeTorch } from "./peers/launcher.ts";
 
 /** [batch, M, N, K]. */
-export const MATMUL_SHAPES: number[][] = [
+const MATMUL_SHAPES: number[][] = [
   [1, 256, 256, 256],
   [1, 512, 512, 512],
   [1, 1024, 1024, 1024],
@@ -56,7 +57,7 @@ function row(name: string, s: number[], ms: number, adapter: string, notes?: str
 }
 
 /** Median time of one matmul of shape s with the given variant (bench/timing.ts). */
-export async function timeMatmul(
+async function timeMatmul(
   s: number[],
   variant: MatmulVariant,
   runs: number,
@@ -75,8 +76,8 @@ export async function timeMatmul(
 }
 
 function variants(): MatmulVariant[] {
-  const env = Deno.env.get("ENGINE_MATMUL");
-  if (env === "tiled" || env === "register" || env === "texture") return [env];
+  const env = matmulVariantFromEnv();
+  if (env) return [env];
   // The texture-staged variant is the software adapters' default.
   return gpu().isSoftware ? ["register", "tiled", "texture"] : ["register", "tiled"];
 }

@@ -141,7 +141,7 @@ async function measure(
 // FLOP counts (multiply-adds × 2 of convs / matmuls)
 
 /** ResNet-50-ADL forward FLOPs per image at size S (convs + fc). */
-export function resnetForwardFlops(S: number, cfg = RESNET50_ADL): number {
+function resnetForwardFlops(S: number, cfg = RESNET50_ADL): number {
   const conv = (h: number, cin: number, cout: number, k: number) => 2 * h * h * cin * cout * k * k;
   const w = cfg.width;
   let f = conv(S / 2, cfg.highFreq ? 4 : 3, w, 7);
@@ -162,7 +162,7 @@ export function resnetForwardFlops(S: number, cfg = RESNET50_ADL): number {
 }
 
 /** One SAM encoder block's FLOPs on a g×g grid (window ws, 0 = global), embed d. */
-export function samBlockFlops(g: number, d: number, ws: number): number {
+function samBlockFlops(g: number, d: number, ws: number): number {
   const n = ws > 0 ? Math.ceil(g / ws) ** 2 * ws * ws : g * g;
   const t = ws > 0 ? ws * ws : g * g;
   const lin = 2 * n * d * (3 * d + d + 8 * d);
@@ -171,7 +171,7 @@ export function samBlockFlops(g: number, d: number, ws: number): number {
   return lin + attn + rel;
 }
 
-export function samEncoderFlops(cfg = SAM_CONFIGS.vit_b.encoder): number {
+function samEncoderFlops(cfg = SAM_CONFIGS.vit_b.encoder): number {
   const g = cfg.img_size / cfg.patch_size, d = cfg.embed_dim, oc = cfg.out_chans;
   let f = 2 * g * g * d * 3 * cfg.patch_size ** 2;
   for (let i = 0; i < cfg.depth; i++) {
@@ -211,6 +211,59 @@ interface Case {
   >;
 }
 
+/** What a case's `setup` resolves to. */
+type CaseRun = Awaited<ReturnType<Case["setup"]>>;
+
+/**
+ * A case that computes a tensor per step (inside `tidy`), keeping only the last one: `verify`
+ * checks it is finite; `done` disposes it, then `owned` in order.
+ */
+function lastResultRun(
+  what: string,
+  compute: () => Tensor,
+  owned: { dispose(): void }[],
+): CaseRun {
+  let last: Tensor | null = null;
+  return {
+    step: () => {
+      last?.dispose();
+      last = tidy(compute);
+    },
+    verify: () => finiteNote(what, last),
+    done: () => {
+      last?.dispose();
+      for (const o of owned) o.dispose();
+    },
+  };
+}
+
+/**
+ * A training-step case: the loss (inside `tidy`), its backward and one optimiser step; the last
+ * loss is kept for `verify`; `done` disposes it, the optimiser, then `owned` in order.
+ */
+function trainRun(lossOf: () => Tensor, opt: Adam, owned: { dispose(): void }[]): CaseRun {
+  let lastLoss: Tensor | null = null;
+  return {
+    step: () => {
+      const loss = tidy(() => {
+        const l = lossOf();
+        backward(l);
+        return l;
+      });
+      opt.step();
+      opt.zeroGrad();
+      lastLoss?.dispose();
+      lastLoss = loss;
+    },
+    verify: () => finiteNote("loss", lastLoss),
+    done: () => {
+      lastLoss?.dispose();
+      opt.dispose();
+      for (const o of owned) o.dispose();
+    },
+  };
+}
+
 function resnetTrainCase(b: number, s: number, checkpointed = false): Case {
   return {
     name: `resnet50-train-step b${b} @${s}${checkpointed ? " checkpointed" : ""}`,
@@ -226,29 +279,16 @@ function resnetTrainCase(b: number, s: number, checkpointed = false): Case {
       const opt = new Adam(m.parameters(), { lr: 1e-4, weightDecay: 1e-4 });
       const x = tensor(randomData(b * 3 * s * s, 1), [b, 3, s, s]);
       const y = tensor(Float32Array.from({ length: b }, (_, i) => i % 2), [b]);
-      let lastLoss: Tensor | null = null;
-      return Promise.resolve({
-        step: () => {
-          const loss = tidy(() => {
+      return Promise.resolve(
+        trainRun(
+          () => {
             const logits = F.reshape(m.forward(x), [b]);
-            const l = F.bceWithLogits(logits, y);
-            backward(l);
-            return l;
-          });
-          opt.step();
-          opt.zeroGrad();
-          lastLoss?.dispose();
-          lastLoss = loss;
-        },
-        verify: () => finiteNote("loss", lastLoss),
-        done: () => {
-          lastLoss?.dispose();
-          opt.dispose();
-          x.dispose();
-          y.dispose();
-          m.dispose();
-        },
-      });
+            return F.bceWithLogits(logits, y);
+          },
+          opt,
+          [x, y, m],
+        ),
+      );
     },
   };
 }
@@ -265,19 +305,7 @@ function resnetForwardCase(b: number, s: number): Case {
     setup: () => {
       const m = new ResNetAdl(RESNET50_ADL).eval();
       const x = tensor(randomData(b * 3 * s * s, 1), [b, 3, s, s]);
-      let last: Tensor | null = null;
-      return Promise.resolve({
-        step: () => {
-          last?.dispose();
-          last = tidy(() => noGrad(() => m.forward(x)));
-        },
-        verify: () => finiteNote("logits", last),
-        done: () => {
-          last?.dispose();
-          x.dispose();
-          m.dispose();
-        },
-      });
+      return Promise.resolve(lastResultRun("logits", () => noGrad(() => m.forward(x)), [x, m]));
     },
   };
 }
@@ -298,19 +326,9 @@ function samEncoderCase(): Case {
       const sam = new Sam(cfg, 0);
       sam.eval();
       const x = tensor(randomData(3 * S * S, 3, -2, 2), [1, 3, S, S]);
-      let last: Tensor | null = null;
-      return Promise.resolve({
-        step: () => {
-          last?.dispose();
-          last = tidy(() => noGrad(() => sam.embed(x)));
-        },
-        verify: () => finiteNote("embeddings", last),
-        done: () => {
-          last?.dispose();
-          x.dispose();
-          sam.dispose();
-        },
-      });
+      return Promise.resolve(
+        lastResultRun("embeddings", () => noGrad(() => sam.embed(x)), [x, sam]),
+      );
     },
   };
 }
@@ -331,19 +349,9 @@ function samBlockCase(kind: "window" | "global"): Case {
       sam.eval();
       const block = sam.imageEncoder.blocks[idx];
       const x = tensor(randomData(g * g * d, 5, -1, 1), [1, g, g, d]);
-      let last: Tensor | null = null;
-      return Promise.resolve({
-        step: () => {
-          last?.dispose();
-          last = tidy(() => noGrad(() => block.forward(x)));
-        },
-        verify: () => finiteNote("block output", last),
-        done: () => {
-          last?.dispose();
-          x.dispose();
-          sam.dispose();
-        },
-      });
+      return Promise.resolve(
+        lastResultRun("block output", () => noGrad(() => block.forward(x)), [x, sam]),
+      );
     },
   };
 }
@@ -376,10 +384,9 @@ function samDecoderCase(nPoints = 50): Case {
       }
       const target = tensor(tgt, [1, orig, orig]);
       const opt = new Adam(sam.maskDecoder.parameters(), { lr: 1e-5 });
-      let lastLoss: Tensor | null = null;
-      return Promise.resolve({
-        step: () => {
-          const loss = tidy(() => {
+      return Promise.resolve(
+        trainRun(
+          () => {
             const r = sam.decode(emb, { points: { coords, labels, n: nPoints } }, false);
             const probs = F.sigmoid(
               F.reshape(sam.postprocess(r.lowRes, [sam.imgSize, sam.imgSize], [orig, orig]), [
@@ -388,24 +395,12 @@ function samDecoderCase(nPoints = 50): Case {
                 orig,
               ]),
             );
-            const l = F.add(F.diceLoss(probs, target), F.iouLoss(probs, target));
-            backward(l);
-            return l;
-          });
-          opt.step();
-          opt.zeroGrad();
-          lastLoss?.dispose();
-          lastLoss = loss;
-        },
-        verify: () => finiteNote("loss", lastLoss),
-        done: () => {
-          lastLoss?.dispose();
-          opt.dispose();
-          emb.dispose();
-          target.dispose();
-          sam.dispose();
-        },
-      });
+            return F.add(F.diceLoss(probs, target), F.iouLoss(probs, target));
+          },
+          opt,
+          [emb, target, sam],
+        ),
+      );
     },
   };
 }

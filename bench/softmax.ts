@@ -17,7 +17,7 @@ import {
 import { timeKernel } from "./timing.ts";
 import { describePeers, onnxPeers } from "./peers/onnx_peers.ts";
 
-export const SOFTMAX_LIMIT_SHAPE = [3, 4096, 4096];
+const SOFTMAX_LIMIT_SHAPE = [3, 4096, 4096];
 const NAME = "softmax-past-binding-limit";
 
 async function benchSoftmax(ctx: BenchContext): Promise<BenchRow[]> {

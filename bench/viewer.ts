@@ -1,5 +1,5 @@
 /**
- * Viewer latencies (`deno run -A bench/viewer.ts`; `benchViewer()` gives the rows to bench/main.ts):
+ * Viewer latencies (`deno run -A bench/viewer.ts`; standalone, not a `deno task bench` group):
  *
  * - deep-zoom tiles over HTTP (loopback), 16 requests in flight, on a synthetic 4096² JPEG slide:
  *   cold (a fresh server: every tile read, decoded, cut and JPEG-encoded), re-encoded (the slide's
@@ -60,7 +60,7 @@ function row(name: string, shape: number[], ms: number, notes: string, adapter =
   return { name, shape, ms, gflops: null, gbps: null, adapter, notes } as BenchRow;
 }
 
-export async function benchViewer(): Promise<BenchRow[]> {
+async function benchViewer(): Promise<BenchRow[]> {
   const dir = Deno.env.get("VIEWER_BENCH_DIR") ??
     await Deno.makeTempDir({ prefix: "viewer_bench_" });
   const rows: BenchRow[] = [];
@@ -106,22 +106,16 @@ export async function benchViewer(): Promise<BenchRow[]> {
         ),
       );
       for (const [name, ms] of [["cold", cold], ["re-encoded", reenc], ["warm", warm]] as const) {
-        rows.push(
-          row(
-            `viewer tile ${name} p50`,
-            [urls.length, conc],
-            pct(ms, 50),
-            "HTTP loopback, 16 in flight",
-          ),
-        );
-        rows.push(
-          row(
-            `viewer tile ${name} p95`,
-            [urls.length, conc],
-            pct(ms, 95),
-            "HTTP loopback, 16 in flight",
-          ),
-        );
+        for (const q of [50, 95]) {
+          rows.push(
+            row(
+              `viewer tile ${name} p${q}`,
+              [urls.length, conc],
+              pct(ms, q),
+              "HTTP loopback, 16 in flight",
+            ),
+          );
+        }
       }
     } finally {
       await v.close();

@@ -37,7 +37,7 @@ const REGION = 512;
 const PYTHON = "/usr/bin/python3";
 
 /** Seeded region origins: `n` level-0 (x, y) with the region inside a `w`×`h` level. */
-export function regionList(n: number, w: number, h: number, seed = 1): [number, number][] {
+function regionList(n: number, w: number, h: number, seed = 1): [number, number][] {
   let s = seed >>> 0;
   const r = () => ((s = (Math.imul(s, 1103515245) + 12345) >>> 0) / 2 ** 32);
   return Array.from(

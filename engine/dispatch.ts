@@ -672,36 +672,24 @@ export async function timeGpu(
       timestampMs = Number(t[1] - t[0]) / 1e6 / iterations;
     }
     const fmt = (x: number) => x.toPrecision(3);
-    if (!pr) {
-      return {
-        ms: wallMs,
-        method: "wall",
-        wallMs,
-        timestampMs,
-        iterations,
-        note: "wall clock: no timestamp-query",
-      };
-    }
+    /** The wall-clock figure, with why the timestamps were not used. */
+    const wall = (note: string): GpuTime => ({
+      ms: wallMs,
+      method: "wall",
+      wallMs,
+      timestampMs,
+      iterations,
+      note,
+    });
+    if (!pr) return wall("wall clock: no timestamp-query");
     if (!useTs) {
-      return {
-        ms: wallMs,
-        method: "wall",
-        wallMs,
-        timestampMs,
-        iterations,
-        note: `wall clock: this adapter's timestamps failed the start-up probe (${pr.detail})`,
-      };
+      return wall(`wall clock: this adapter's timestamps failed the start-up probe (${pr.detail})`);
     }
     const ts = timestampMs!;
     if (!(ts > 0) || ts > wallMs * MAX_CLOCK_RATIO || ts < wallMs / MAX_CLOCK_RATIO) {
-      return {
-        ms: wallMs,
-        method: "wall",
-        wallMs,
-        timestampMs,
-        iterations,
-        note: `wall clock: timestamps ${fmt(ts)} ms disagree with wall ${fmt(wallMs)} ms (> 2×)`,
-      };
+      return wall(
+        `wall clock: timestamps ${fmt(ts)} ms disagree with wall ${fmt(wallMs)} ms (> 2×)`,
+      );
     }
     return { ms: ts, method: "timestamp", wallMs, timestampMs, iterations, note: "" };
   } finally {

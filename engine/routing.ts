@@ -21,6 +21,7 @@ import { hasReadonlyStorageTextures } from "./texture_pool.ts";
 import type { MatmulVariant, RegisterTile } from "../kernels/matmul.ts";
 import type { ConvTile } from "../kernels/conv/forward.ts";
 import type { WeightGradTile } from "../kernels/conv/backward_weight.ts";
+import type { ConvGeometry } from "../kernels/window.ts";
 
 /** What the routing rules distinguish: a real GPU, or a CPU rasteriser (llvmpipe, lavapipe). */
 type AdapterKind = "gpu" | "software";
@@ -32,8 +33,11 @@ function adapterKind(): AdapterKind {
 // ---------------------------------------------------------------- matmul
 
 const MATMUL_ENV = Deno.env.get("ENGINE_MATMUL");
-/** `ENGINE_MATMUL=register|tiled|texture`, or null when unset or unknown. */
-function matmulVariantFromEnv(): MatmulVariant | null {
+/**
+ * `ENGINE_MATMUL=register|tiled|texture`, or null when unset or unknown (bench/kernels.ts benches
+ * only that variant when it is set).
+ */
+export function matmulVariantFromEnv(): MatmulVariant | null {
   return MATMUL_ENV === "tiled" || MATMUL_ENV === "register" || MATMUL_ENV === "texture"
     ? MATMUL_ENV
     : null;
@@ -163,17 +167,10 @@ export function setConvPath(p: "texture" | "kernel" | null): void {
 }
 
 /** The conv geometry fields the path rule reads. */
-export interface ConvRouteShape {
-  N: number;
-  C: number;
-  O: number;
-  OH: number;
-  OW: number;
-  kh: number;
-  kw: number;
-  sh: number;
-  sw: number;
-}
+export type ConvRouteShape = Pick<
+  ConvGeometry,
+  "N" | "C" | "O" | "OH" | "OW" | "kh" | "kw" | "sh" | "sw"
+>;
 
 /**
  * Whether a conv pass runs as texture GEMMs (engine/ops/conv_texture.ts) or on the conv kernels.

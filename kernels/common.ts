@@ -92,3 +92,45 @@ export function stridedOffsetFn(
 ${eachDim(rank, shape, (d) => `off += c * dim(${st}, ${d});`)}  return off;
 }`;
 }
+
+/**
+ * Storage declarations at bindings `first`, `first + 1`, ...: each entry `"<access>> <name>"`
+ * (an f32 array) or `"<access>> <name>: <elem>"`, e.g. `["read> x", "read_write> arg: i32"]`.
+ */
+export function storageDecls(list: readonly string[], first = 1): string {
+  return list.map((decl, i) => {
+    const [mode, rest] = decl.split("> ");
+    const [name, elem = "f32"] = rest.split(": ");
+    return `@group(0) @binding(${i + first}) var<storage, ${mode}> ${name}: array<${elem}>;`;
+  }).join("\n");
+}
+
+/** The parts of a kernel with one thread per element of a flat range (see {@link flatKernelWgsl}). */
+export interface FlatKernelParts {
+  /** The uniform struct `P` (`layout.wgsl("P")`), bound at 0. */
+  params: string;
+  wg: number;
+  /** Storage bindings 1..n, as {@link storageDecls}. */
+  bindings: readonly string[];
+  /** WGSL functions the body calls (after `flat_index`). */
+  helpers?: string;
+  /** `main`'s statements; the thread's flat index is `i`. */
+  body: string;
+}
+
+/**
+ * The whole WGSL of a kernel with one thread per element of a flat range folded into x/y
+ * (`grid1d`): the uniform block at binding 0, the storage bindings, `flat_index` and the helpers,
+ * and `main` with the thread's index `i`, then the body (which checks `i` against its range).
+ */
+export function flatKernelWgsl(k: FlatKernelParts): string {
+  return `${k.params}
+@group(0) @binding(0) var<uniform> u: P;
+${storageDecls(k.bindings)}
+${FLAT_INDEX}
+${k.helpers === undefined ? "" : `${k.helpers}\n`}@compute @workgroup_size(${k.wg})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = flat_index(gid, nwg, ${k.wg}u);
+${k.body}
+}`;
+}

@@ -8,75 +8,55 @@
  * [floor(o·In/Out), ceil((o+1)·In/Out)).
  */
 import type { Kernel } from "./kernel.ts";
-import { FLAT_INDEX } from "./common.ts";
+import { planeKernelWgsl, type PlanePixel } from "./planes.ts";
 import { uniforms } from "./uniforms.ts";
+import { WINDOW_FIELDS } from "./window.ts";
 
 export const POOL_WG = 256;
 
 /**
- * Uniforms: planes (N·C), H, W, OH, OW, kh, kw, sh, sw, ph, pw, pad, o0..o2 (element offsets of
- * storage bindings 1..3 in their ranges, for batches split over the binding limit), pad.
+ * `planes` planes (N·C) of one window geometry (kernels/window.ts `Window2d`); o0..o2, the element offsets of storage bindings
+ * 1..3 in their ranges (for batches split over the binding limit).
  */
-/** A pooling window's geometry: input and output plane sizes, kernel, stride, padding. */
-export interface PoolGeometry {
-  H: number;
-  W: number;
-  OH: number;
-  OW: number;
-  kh: number;
-  kw: number;
-  sh: number;
-  sw: number;
-  ph: number;
-  pw: number;
-}
-
-/** `planes` planes of {@link PoolGeometry}; o0..o2, the operands' element offsets in their bindings. */
 export const POOL_UNIFORMS = uniforms({
   planes: "u32",
-  H: "u32",
-  W: "u32",
-  OH: "u32",
-  OW: "u32",
-  kh: "u32",
-  kw: "u32",
-  sh: "u32",
-  sw: "u32",
-  ph: "u32",
-  pw: "u32",
+  ...WINDOW_FIELDS,
   _pad: "u32",
   o0: "u32",
   o1: "u32",
   o2: "u32",
   _pad1: "u32",
 });
-const PARAMS = `${POOL_UNIFORMS.wgsl("P")}
-@group(0) @binding(0) var<uniform> u: P;`;
+const PARAMS = POOL_UNIFORMS.wgsl("P");
 
-const HEAD = `${FLAT_INDEX}
-@compute @workgroup_size(${POOL_WG})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = flat_index(gid, nwg, ${POOL_WG}u);`;
+/** Output (oh, ow)'s window, rows [h0, h1) and columns [w0, w1) clipped at H, W (may start < 0). */
+const WINDOW = `  let h0 = i32(oh * u.sh) - i32(u.ph);
+  let w0 = i32(ow * u.sw) - i32(u.pw);
+  let h1 = min(h0 + i32(u.kh), i32(u.H));
+  let w1 = min(w0 + i32(u.kw), i32(u.W));
+`;
+
+/** Input (h, w)'s windows: oh·sh − ph ≤ h < oh·sh − ph + kh for oh in [oh0, oh1], same for ow. */
+const COVERING = `  let oh0 = max((h + i32(u.ph) - i32(u.kh) + i32(u.sh)) / i32(u.sh), 0);
+  let oh1 = min((h + i32(u.ph)) / i32(u.sh), i32(u.OH) - 1);
+  let ow0 = max((w + i32(u.pw) - i32(u.kw) + i32(u.sw)) / i32(u.sw), 0);
+  let ow1 = min((w + i32(u.pw)) / i32(u.sw), i32(u.OW) - 1);
+`;
+
+/** A pooling kernel's WGSL: its bindings, which pixel a thread owns, and the body. */
+function pool(bindings: string[], pixel: PlanePixel, body: string): string {
+  return planeKernelWgsl({ params: PARAMS, wg: POOL_WG, bindings, pixel, body });
+}
 
 /** Bindings: x, y, argmax (i32). Grid: planes·OH·OW threads. */
 export function maxPool2dKernel(): Kernel {
   return {
     key: "maxpool2d",
     wgsl: () =>
-      `${PARAMS}
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read_write> y: array<f32>;
-@group(0) @binding(3) var<storage, read_write> arg: array<i32>;
-${HEAD}
-  if (i >= u.planes * u.OH * u.OW) { return; }
-  let ow = i % u.OW;
-  let oh = (i / u.OW) % u.OH;
-  let plane = i / (u.OW * u.OH);
-  let h0 = i32(oh * u.sh) - i32(u.ph);
-  let w0 = i32(ow * u.sw) - i32(u.pw);
-  let h1 = min(h0 + i32(u.kh), i32(u.H));
-  let w1 = min(w0 + i32(u.kw), i32(u.W));
-  let hs = max(h0, 0);
+      pool(
+        ["read> x", "read_write> y", "read_write> arg: i32"],
+        "out",
+        `${WINDOW}  let hs = max(h0, 0);
   let ws = max(w0, 0);
   let base = u.o0 + plane * u.H * u.W;
   // Starts below every finite value; an all −inf window keeps its first pixel (read back below).
@@ -90,8 +70,8 @@ ${HEAD}
     }
   }
   y[u.o1 + i] = x[base + u32(bi)];
-  arg[u.o2 + i] = bi;
-}`,
+  arg[u.o2 + i] = bi;`,
+      ),
   };
 }
 
@@ -103,22 +83,12 @@ export function maxPool2dBackwardKernel(): Kernel {
   return {
     key: "maxpool2d-bwd",
     wgsl: () =>
-      `${PARAMS}
-@group(0) @binding(1) var<storage, read> g: array<f32>;
-@group(0) @binding(2) var<storage, read> arg: array<i32>;
-@group(0) @binding(3) var<storage, read_write> dx: array<f32>;
-${HEAD}
-  if (i >= u.planes * u.H * u.W) { return; }
-  let w = i32(i % u.W);
-  let h = i32((i / u.W) % u.H);
-  let plane = i / (u.W * u.H);
-  let me = h * i32(u.W) + w;
+      pool(
+        ["read> g", "read> arg: i32", "read_write> dx"],
+        "in-signed",
+        `  let me = h * i32(u.W) + w;
   // Windows with oh·sh − ph ≤ h < oh·sh − ph + kh.
-  let oh0 = max((h + i32(u.ph) - i32(u.kh) + i32(u.sh)) / i32(u.sh), 0);
-  let oh1 = min((h + i32(u.ph)) / i32(u.sh), i32(u.OH) - 1);
-  let ow0 = max((w + i32(u.pw) - i32(u.kw) + i32(u.sw)) / i32(u.sw), 0);
-  let ow1 = min((w + i32(u.pw)) / i32(u.sw), i32(u.OW) - 1);
-  var acc = 0.0;
+${COVERING}  var acc = 0.0;
   let base = plane * u.OH * u.OW;
   for (var oh = oh0; oh <= oh1; oh++) {
     for (var ow = ow0; ow <= ow1; ow++) {
@@ -126,8 +96,8 @@ ${HEAD}
       if (arg[u.o1 + o] == me) { acc += g[u.o0 + o]; }
     }
   }
-  dx[u.o2 + i] = acc;
-}`,
+  dx[u.o2 + i] = acc;`,
+      ),
   };
 }
 
@@ -136,15 +106,10 @@ export function adaptiveAvgPool2dKernel(): Kernel {
   return {
     key: "adaptive-avgpool2d",
     wgsl: () =>
-      `${PARAMS}
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read_write> y: array<f32>;
-${HEAD}
-  if (i >= u.planes * u.OH * u.OW) { return; }
-  let ow = i % u.OW;
-  let oh = (i / u.OW) % u.OH;
-  let plane = i / (u.OW * u.OH);
-  let h0 = (oh * u.H) / u.OH;
+      pool(
+        ["read> x", "read_write> y"],
+        "out",
+        `  let h0 = (oh * u.H) / u.OH;
   let h1 = ((oh + 1u) * u.H + u.OH - 1u) / u.OH;
   let w0 = (ow * u.W) / u.OW;
   let w1 = ((ow + 1u) * u.W + u.OW - 1u) / u.OW;
@@ -153,8 +118,8 @@ ${HEAD}
   for (var h = h0; h < h1; h++) {
     for (var w = w0; w < w1; w++) { acc += x[base + h * u.W + w]; }
   }
-  y[u.o1 + i] = acc / f32((h1 - h0) * (w1 - w0));
-}`,
+  y[u.o1 + i] = acc / f32((h1 - h0) * (w1 - w0));`,
+      ),
   };
 }
 
@@ -166,15 +131,10 @@ export function adaptiveAvgPool2dBackwardKernel(): Kernel {
   return {
     key: "adaptive-avgpool2d-bwd",
     wgsl: () =>
-      `${PARAMS}
-@group(0) @binding(1) var<storage, read> g: array<f32>;
-@group(0) @binding(2) var<storage, read_write> dx: array<f32>;
-${HEAD}
-  if (i >= u.planes * u.H * u.W) { return; }
-  let w = i % u.W;
-  let h = (i / u.W) % u.H;
-  let plane = i / (u.W * u.H);
-  let oh0 = (h * u.OH) / u.H;
+      pool(
+        ["read> g", "read_write> dx"],
+        "in",
+        `  let oh0 = (h * u.OH) / u.H;
   let oh1 = min(((h + 1u) * u.OH + u.H - 1u) / u.H, u.OH);
   let ow0 = (w * u.OW) / u.W;
   let ow1 = min(((w + 1u) * u.OW + u.W - 1u) / u.W, u.OW);
@@ -191,8 +151,8 @@ ${HEAD}
       acc += g[base + oh * u.OW + ow] / f32((h1 - h0) * (w1 - w0));
     }
   }
-  dx[u.o1 + i] = acc;
-}`,
+  dx[u.o1 + i] = acc;`,
+      ),
   };
 }
 
@@ -204,25 +164,16 @@ export function avgPool2dKernel(): Kernel {
   return {
     key: "avgpool2d",
     wgsl: () =>
-      `${PARAMS}
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read_write> y: array<f32>;
-${HEAD}
-  if (i >= u.planes * u.OH * u.OW) { return; }
-  let ow = i % u.OW;
-  let oh = (i / u.OW) % u.OH;
-  let plane = i / (u.OW * u.OH);
-  let h0 = i32(oh * u.sh) - i32(u.ph);
-  let w0 = i32(ow * u.sw) - i32(u.pw);
-  let h1 = min(h0 + i32(u.kh), i32(u.H));
-  let w1 = min(w0 + i32(u.kw), i32(u.W));
-  let base = u.o0 + plane * u.H * u.W;
+      pool(
+        ["read> x", "read_write> y"],
+        "out",
+        `${WINDOW}  let base = u.o0 + plane * u.H * u.W;
   var acc = 0.0;
   for (var h = max(h0, 0); h < h1; h++) {
     for (var w = max(w0, 0); w < w1; w++) { acc += x[base + u32(h) * u.W + u32(w)]; }
   }
-  y[u.o1 + i] = acc / f32(u.kh * u.kw);
-}`,
+  y[u.o1 + i] = acc / f32(u.kh * u.kw);`,
+      ),
   };
 }
 
@@ -231,24 +182,15 @@ export function avgPool2dBackwardKernel(): Kernel {
   return {
     key: "avgpool2d-bwd",
     wgsl: () =>
-      `${PARAMS}
-@group(0) @binding(1) var<storage, read> g: array<f32>;
-@group(0) @binding(2) var<storage, read_write> dx: array<f32>;
-${HEAD}
-  if (i >= u.planes * u.H * u.W) { return; }
-  let w = i32(i % u.W);
-  let h = i32((i / u.W) % u.H);
-  let plane = i / (u.W * u.H);
-  let oh0 = max((h + i32(u.ph) - i32(u.kh) + i32(u.sh)) / i32(u.sh), 0);
-  let oh1 = min((h + i32(u.ph)) / i32(u.sh), i32(u.OH) - 1);
-  let ow0 = max((w + i32(u.pw) - i32(u.kw) + i32(u.sw)) / i32(u.sw), 0);
-  let ow1 = min((w + i32(u.pw)) / i32(u.sw), i32(u.OW) - 1);
-  var acc = 0.0;
+      pool(
+        ["read> g", "read_write> dx"],
+        "in-signed",
+        `${COVERING}  var acc = 0.0;
   let base = u.o0 + plane * u.OH * u.OW;
   for (var oh = oh0; oh <= oh1; oh++) {
     for (var ow = ow0; ow <= ow1; ow++) { acc += g[base + u32(oh) * u.OW + u32(ow)]; }
   }
-  dx[u.o1 + i] = acc / f32(u.kh * u.kw);
-}`,
+  dx[u.o1 + i] = acc / f32(u.kh * u.kw);`,
+      ),
   };
 }

@@ -10,7 +10,7 @@
  * widened by one on each side — and adds g·weight where its 2×2 stencil includes the pixel.
  */
 import type { Kernel } from "./kernel.ts";
-import { FLAT_INDEX } from "./common.ts";
+import { planeKernelWgsl, type PlanePixel } from "./planes.ts";
 import { uniforms } from "./uniforms.ts";
 
 export const RESIZE_WG = 256;
@@ -26,8 +26,12 @@ export const RESIZE_UNIFORMS = uniforms({
   sw: "f32",
   _pad: "u32",
 });
-const PARAMS = `${RESIZE_UNIFORMS.wgsl("P")}
-@group(0) @binding(0) var<uniform> u: P;`;
+const PARAMS = RESIZE_UNIFORMS.wgsl("P");
+
+/** A resize kernel's WGSL: bindings, helpers (the taps), which pixel a thread owns, the body. */
+function resize(bindings: string[], helpers: string, pixel: PlanePixel, body: string): string {
+  return planeKernelWgsl({ params: PARAMS, wg: RESIZE_WG, bindings, helpers, pixel, body });
+}
 
 /** WGSL helpers: `tap(dst, n, scale)` → (i0, i1, λ), its inverse range and per-index weight. */
 function tapFn(alignCorners: boolean): string {
@@ -68,27 +72,19 @@ export function bilinearKernel(alignCorners: boolean): Kernel {
   return {
     key: `bilinear/${alignCorners ? "ac" : "noac"}`,
     wgsl: () =>
-      `${PARAMS}
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read_write> y: array<f32>;
-${FLAT_INDEX}
-${tapFn(alignCorners)}
-@compute @workgroup_size(${RESIZE_WG})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = flat_index(gid, nwg, ${RESIZE_WG}u);
-  if (i >= u.planes * u.OH * u.OW) { return; }
-  let ow = i % u.OW;
-  let oh = (i / u.OW) % u.OH;
-  let plane = i / (u.OW * u.OH);
-  let th = tap(oh, u.H, u.sh);
+      resize(
+        ["read> x", "read_write> y"],
+        tapFn(alignCorners),
+        "out",
+        `  let th = tap(oh, u.H, u.sh);
   let tw = tap(ow, u.W, u.sw);
   let base = plane * u.H * u.W;
   let r0 = base + th.i0 * u.W;
   let r1 = base + th.i1 * u.W;
   let top = (1.0 - tw.lam) * x[r0 + tw.i0] + tw.lam * x[r0 + tw.i1];
   let bot = (1.0 - tw.lam) * x[r1 + tw.i0] + tw.lam * x[r1 + tw.i1];
-  y[i] = (1.0 - th.lam) * top + th.lam * bot;
-}`,
+  y[i] = (1.0 - th.lam) * top + th.lam * bot;`,
+      ),
   };
 }
 
@@ -97,19 +93,11 @@ export function bilinearBackwardKernel(alignCorners: boolean): Kernel {
   return {
     key: `bilinear-bwd/${alignCorners ? "ac" : "noac"}`,
     wgsl: () =>
-      `${PARAMS}
-@group(0) @binding(1) var<storage, read> g: array<f32>;
-@group(0) @binding(2) var<storage, read_write> dx: array<f32>;
-${FLAT_INDEX}
-${tapFn(alignCorners)}
-@compute @workgroup_size(${RESIZE_WG})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = flat_index(gid, nwg, ${RESIZE_WG}u);
-  if (i >= u.planes * u.H * u.W) { return; }
-  let w = i % u.W;
-  let h = (i / u.W) % u.H;
-  let plane = i / (u.W * u.H);
-  let rh = out_range(h, u.OH, u.sh);
+      resize(
+        ["read> g", "read_write> dx"],
+        tapFn(alignCorners),
+        "in",
+        `  let rh = out_range(h, u.OH, u.sh);
   let rw = out_range(w, u.OW, u.sw);
   let base = plane * u.OH * u.OW;
   var acc = 0.0;
@@ -123,8 +111,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     }
     acc += wy * row;
   }
-  dx[i] = acc;
-}`,
+  dx[i] = acc;`,
+      ),
   };
 }
 
@@ -166,19 +154,11 @@ export function bilinearAAKernel(): Kernel {
   return {
     key: "bilinear-aa",
     wgsl: () =>
-      `${PARAMS}
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read_write> y: array<f32>;
-${FLAT_INDEX}
-${AA_FNS}
-@compute @workgroup_size(${RESIZE_WG})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = flat_index(gid, nwg, ${RESIZE_WG}u);
-  if (i >= u.planes * u.OH * u.OW) { return; }
-  let ow = i % u.OW;
-  let oh = (i / u.OW) % u.OH;
-  let plane = i / (u.OW * u.OH);
-  let ah = aa(oh, u.H, u.sh);
+      resize(
+        ["read> x", "read_write> y"],
+        AA_FNS,
+        "out",
+        `  let ah = aa(oh, u.H, u.sh);
   let aw = aa(ow, u.W, u.sw);
   let base = plane * u.H * u.W;
   var acc = 0.0;
@@ -187,8 +167,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     for (var w = aw.xmin; w < aw.xmax; w++) { row += aa_w(aw, w) * x[base + u32(h) * u.W + u32(w)]; }
     acc += aa_w(ah, h) * row;
   }
-  y[i] = acc;
-}`,
+  y[i] = acc;`,
+      ),
   };
 }
 
@@ -197,19 +177,11 @@ export function bilinearAABackwardKernel(): Kernel {
   return {
     key: "bilinear-aa-bwd",
     wgsl: () =>
-      `${PARAMS}
-@group(0) @binding(1) var<storage, read> g: array<f32>;
-@group(0) @binding(2) var<storage, read_write> dx: array<f32>;
-${FLAT_INDEX}
-${AA_FNS}
-@compute @workgroup_size(${RESIZE_WG})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = flat_index(gid, nwg, ${RESIZE_WG}u);
-  if (i >= u.planes * u.H * u.W) { return; }
-  let w = i % u.W;
-  let h = (i / u.W) % u.H;
-  let plane = i / (u.W * u.H);
-  let rh = aa_range(h, u.OH, u.sh);
+      resize(
+        ["read> g", "read_write> dx"],
+        AA_FNS,
+        "in",
+        `  let rh = aa_range(h, u.OH, u.sh);
   let rw = aa_range(w, u.OW, u.sw);
   let base = plane * u.OH * u.OW;
   var acc = 0.0;
@@ -222,7 +194,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     }
     acc += wy * row;
   }
-  dx[i] = acc;
-}`,
+  dx[i] = acc;`,
+      ),
   };
 }

@@ -5,11 +5,35 @@
  * dense output of any 4-byte dtype.
  */
 import type { Kernel } from "./kernel.ts";
-import { DIM, eachDim, FLAT_INDEX } from "./common.ts";
+import { DIM, eachDim, flatKernelWgsl } from "./common.ts";
 import { uniforms } from "./uniforms.ts";
 
 export const GATHER_WORKGROUP = 256;
 const WG = GATHER_WORKGROUP;
+
+/** A uniform block (kernels/uniforms.ts). */
+type Block = { wgsl(structName: string): string };
+
+/** An index kernel's WGSL: a thread per output element `i` below `u.n`, then `body`. */
+function flatKernel(
+  layout: Block,
+  bindings: string[],
+  body: string,
+  helpers?: string,
+) {
+  return flatKernelWgsl({
+    params: layout.wgsl("P"),
+    wg: WG,
+    bindings,
+    helpers,
+    body: `  if (i >= u.n) { return; }\n${body}`,
+  });
+}
+
+/** {@link flatKernel} with `dim` (strided coordinates from dims8 uniforms) in scope. */
+function stridedKernel(layout: Block, bindings: string[], body: string) {
+  return flatKernel(layout, bindings, body, DIM);
+}
 
 export const REMAP_UNIFORMS = uniforms({
   n: "u32",
@@ -30,24 +54,21 @@ export function remapKernel(dtype: string): Kernel {
   return {
     key: `gather/remap/${dtype}`,
     wgsl: () =>
-      `${REMAP_UNIFORMS.wgsl("P")}
-@group(0) @binding(0) var<uniform> u: P;
-@group(0) @binding(1) var<storage, read> x: array<${dtype}>;
-@group(0) @binding(2) var<storage, read_write> y: array<${dtype}>;
-${FLAT_INDEX}
-${DIM}
-@compute @workgroup_size(${WG})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = flat_index(gid, nwg, ${WG}u);
-  if (i >= u.n) { return; }
-  var rem = i;
+      stridedKernel(
+        REMAP_UNIFORMS,
+        [`read> x: ${dtype}`, `read_write> y: ${dtype}`],
+        `  var rem = i;
   var o = u.off;
 ${
-        eachDim("u.rank", "u.shape", (d) =>
-          `let cf = select(c, sz - 1u - c, ((u.flips >> ${d}) & 1u) != 0u); ` +
-          `o += ((cf + dim(u.shift, ${d})) % sz) * dim(u.st, ${d});`)
-      }  y[i] = x[o];
-}`,
+          eachDim(
+            "u.rank",
+            "u.shape",
+            (d) =>
+              `let cf = select(c, sz - 1u - c, ((u.flips >> ${d}) & 1u) != 0u); ` +
+              `o += ((cf + dim(u.shift, ${d})) % sz) * dim(u.st, ${d});`,
+          )
+        }  y[i] = x[o];`,
+      ),
   };
 }
 
@@ -74,27 +95,19 @@ export function gatherKernel(dtype: string, mode: "select" | "gather"): Kernel {
   return {
     key: `gather/${mode}/${dtype}`,
     wgsl: () =>
-      `${GATHER_UNIFORMS.wgsl("P")}
-@group(0) @binding(0) var<uniform> u: P;
-@group(0) @binding(1) var<storage, read> x: array<${dtype}>;
-@group(0) @binding(2) var<storage, read> index: array<i32>;
-@group(0) @binding(3) var<storage, read_write> y: array<${dtype}>;
-${FLAT_INDEX}
-${DIM}
-@compute @workgroup_size(${WG})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = flat_index(gid, nwg, ${WG}u);
-  if (i >= u.n) { return; }
-  var rem = i;
+      stridedKernel(
+        GATHER_UNIFORMS,
+        [`read> x: ${dtype}`, "read> index: i32", `read_write> y: ${dtype}`],
+        `  var rem = i;
   var o = u.off;
   var ok = true;
 ${
-        eachDim("u.rank", "u.oshape", (d) =>
-          `var cx = c; if (${d} == u.axis) { var k = index[${mode === "select" ? "c" : "i"}]; ` +
-          `if (k < 0) { k += i32(u.axisLen); } ok = k >= 0 && k < i32(u.axisLen); ` +
-          `cx = select(0u, u32(k), ok); } o += cx * dim(u.xst, ${d});`)
-      }  y[i] = select(${dtype}(0), x[o], ok);
-}`,
+          eachDim("u.rank", "u.oshape", (d) =>
+            `var cx = c; if (${d} == u.axis) { var k = index[${mode === "select" ? "c" : "i"}]; ` +
+            `if (k < 0) { k += i32(u.axisLen); } ok = k >= 0 && k < i32(u.axisLen); ` +
+            `cx = select(0u, u32(k), ok); } o += cx * dim(u.xst, ${d});`)
+        }  y[i] = select(${dtype}(0), x[o], ok);`,
+      ),
   };
 }
 
@@ -125,26 +138,18 @@ export function scatterAddKernel(mode: "select" | "gather"): Kernel {
   return {
     key: `gather/scatter-add/${mode}`,
     wgsl: () =>
-      `${SCATTER_ADD_UNIFORMS.wgsl("P")}
-@group(0) @binding(0) var<uniform> u: P;
-@group(0) @binding(1) var<storage, read> g: array<f32>;
-@group(0) @binding(2) var<storage, read> index: array<i32>;
-@group(0) @binding(3) var<storage, read_write> y: array<f32>;
-${FLAT_INDEX}
-${DIM}
-@compute @workgroup_size(${WG})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = flat_index(gid, nwg, ${WG}u);
-  if (i >= u.n) { return; }
-  var rem = i;
+      stridedKernel(
+        SCATTER_ADD_UNIFORMS,
+        ["read> g", "read> index: i32", "read_write> y"],
+        `  var rem = i;
   var base = 0u;
   var want = 0u;
   var inside = true;
 ${
-        eachDim("u.rank", "u.xshape", (d) =>
-          `if (${d} == u.axis) { want = c; } else { ` +
-          `if (c >= dim(u.gshape, ${d})) { inside = false; } base += c * dim(u.gst, ${d}); }`)
-      }  var acc = 0.0;
+          eachDim("u.rank", "u.xshape", (d) =>
+            `if (${d} == u.axis) { want = c; } else { ` +
+            `if (c >= dim(u.gshape, ${d})) { inside = false; } base += c * dim(u.gst, ${d}); }`)
+        }  var acc = 0.0;
   if (inside) {
     let step = dim(u.gst, u.axis);
     for (var j = u.j0; j < min(u.j1, u.m); j++) {
@@ -154,8 +159,8 @@ ${
       if (k == i32(want)) { acc += g[gi]; }
     }
   }
-  y[i] = select(0.0, y[i], u.accum != 0u) + acc;
-}`,
+  y[i] = select(0.0, y[i], u.accum != 0u) + acc;`,
+      ),
   };
 }
 
@@ -169,15 +174,10 @@ export function arangeKernel(dtype: "f32" | "i32"): Kernel {
   return {
     key: `gather/arange/${dtype}`,
     wgsl: () =>
-      `${ARANGE_UNIFORMS[dtype].wgsl("P")}
-@group(0) @binding(0) var<uniform> u: P;
-@group(0) @binding(1) var<storage, read_write> y: array<${dtype}>;
-${FLAT_INDEX}
-@compute @workgroup_size(${WG})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = flat_index(gid, nwg, ${WG}u);
-  if (i >= u.n) { return; }
-  y[i] = u.start + ${dtype}(i) * u.step;
-}`,
+      flatKernel(
+        ARANGE_UNIFORMS[dtype],
+        [`read_write> y: ${dtype}`],
+        `  y[i] = u.start + ${dtype}(i) * u.step;`,
+      ),
   };
 }

@@ -45,11 +45,15 @@ function camToU8(raw: ArrayLike<number>): { u8: Uint8Array; empty: boolean } {
   return { u8, empty: false };
 }
 
-/** np.rot90(a, k) for a row-major h×w map (counter-clockwise quarter turns). */
-export function rot90<T extends Uint8Array | Float32Array | Float64Array>(
+/**
+ * A row-major h×w image of `c` interleaved channels turned by k·90° counter-clockwise (the result
+ * is w×h for odd k; np.rot90 for c = 1); always a new array.
+ */
+function rotateQuarterTurns<T extends Uint8Array | Float32Array | Float64Array>(
   a: T,
   h: number,
   w: number,
+  c: number,
   k: number,
 ): { data: T; h: number; w: number } {
   const kk = ((k % 4) + 4) % 4;
@@ -63,7 +67,7 @@ export function rot90<T extends Uint8Array | Float32Array | Float64Array>(
       if (kk === 1) [sy, sx] = [x, w - 1 - y];
       else if (kk === 2) [sy, sx] = [h - 1 - y, w - 1 - x];
       else [sy, sx] = [h - 1 - x, y];
-      out[y * ow + x] = a[sy * w + sx];
+      for (let ch = 0; ch < c; ch++) out[(y * ow + x) * c + ch] = a[(sy * w + sx) * c + ch];
     }
   }
   return { data: out, h: oh, w: ow };
@@ -143,7 +147,7 @@ function camMasksFromRaw(
     const hk = k % 2 ? w : h, wk = k % 2 ? h : w;
     const { u8, empty } = camToU8(raw);
     if (!empty) allEmpty = false;
-    const back = rot90(u8, hk, wk, -k);
+    const back = rotateQuarterTurns(u8, hk, wk, 1, -k);
     for (let i = 0; i < sum.length; i++) sum[i] += back.data[i];
   });
   const avgU8 = new Uint8Array(h * w);
@@ -183,20 +187,7 @@ export function rotateImage(
   c: number,
   k: number,
 ): { data: Uint8Array; h: number; w: number } {
-  const kk = ((k % 4) + 4) % 4;
-  const [oh, ow] = kk % 2 ? [w, h] : [h, w];
-  const out = new Uint8Array(img.length);
-  for (let y = 0; y < oh; y++) {
-    for (let x = 0; x < ow; x++) {
-      let sy: number, sx: number;
-      if (kk === 0) [sy, sx] = [y, x];
-      else if (kk === 1) [sy, sx] = [x, w - 1 - y];
-      else if (kk === 2) [sy, sx] = [h - 1 - y, w - 1 - x];
-      else [sy, sx] = [h - 1 - x, y];
-      for (let ch = 0; ch < c; ch++) out[(y * ow + x) * c + ch] = img[(sy * w + sx) * c + ch];
-    }
-  }
-  return { data: out, h: oh, w: ow };
+  return rotateQuarterTurns(img, h, w, c, k);
 }
 
 /** What {@link generateCamMasks} needs of the classifier. */

@@ -46,7 +46,7 @@ const EXPANSION = 4;
  * width 64, [3, 4, 6, 3]; the bounds leave room for wider or deeper experiments, not for typos
  * that would allocate terabytes).
  */
-export function validateResNetAdlConfig(c: ResNetAdlConfig, where = "ResNet-ADL config"): void {
+function validateResNetAdlConfig(c: ResNetAdlConfig, where = "ResNet-ADL config"): void {
   const bad = (field: string, expected: string, got: unknown): never => {
     throw new InputError(
       `${where}: field ${field}: expected ${expected}, got ${JSON.stringify(got)}`,

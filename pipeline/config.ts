@@ -121,6 +121,21 @@ export function smallSam(
   };
 }
 
+/**
+ * The classifier settings every profile shares: EP-SAM's method switches (ADL, the FFT channel,
+ * rotated CAMs, augmentation) and its schedule (StepLR step and patience derived from the epochs,
+ * gamma 0.9). Spread where these keys stand, so that config.json keeps its key order.
+ */
+const CLASSIFIER_METHOD = {
+  stepSize: 0,
+  gamma: 0.9,
+  patience: 0,
+  adl: true,
+  fft: true,
+  rotations: true,
+  augment: true,
+} as const;
+
 const TINY: PipelineConfig = {
   profile: "tiny",
   seed: 7,
@@ -133,13 +148,7 @@ const TINY: PipelineConfig = {
     batchSize: 16,
     lr: 1e-3,
     weightDecay: 1e-4,
-    stepSize: 0,
-    gamma: 0.9,
-    patience: 0,
-    adl: true,
-    fft: true,
-    rotations: true,
-    augment: true,
+    ...CLASSIFIER_METHOD,
     checkpoint: false,
     // Camelyon17's percentile: on 4×4 CAMs of 64-px patches the Camelyon16 one (10) keeps ~85 %
     // of every patch.
@@ -191,13 +200,7 @@ const PAPER: PipelineConfig = {
     batchSize: 16,
     lr: 1e-5,
     weightDecay: 1e-3,
-    stepSize: 0,
-    gamma: 0.9,
-    patience: 0,
-    adl: true,
-    fft: true,
-    rotations: true,
-    augment: true,
+    ...CLASSIFIER_METHOD,
     checkpoint: true,
     cam: { percentile: 10, openKernel: 21, openAfterResize: true },
   },
@@ -345,7 +348,7 @@ export function parseSetting(base: Obj, assignment: string): Obj {
 }
 
 /** Checks ranges that the type check cannot; errors start with `where` (the file, or "config"). */
-export function validateConfig(c: PipelineConfig, where = "config"): PipelineConfig {
+function validateConfig(c: PipelineConfig, where = "config"): PipelineConfig {
   const posInt = (v: number, k: string, min = 1) => {
     if (!Number.isInteger(v) || v < min) {
       throw new InputError(`${where}: ${k} must be an integer >= ${min}, got ${v}`);

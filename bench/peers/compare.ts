@@ -17,7 +17,7 @@ export interface OutputCheck {
  * Tolerance relative to the output's scale: fp32 implementations that sum in other orders differ
  * by ~1e-6 relative per op and ~1e-4 after the 12 blocks of a ViT-B; a wrong kernel is off by O(1).
  */
-export const REL_TOL = 5e-3;
+const REL_TOL = 5e-3;
 
 export function compareOutputs(got: Float32Array, ref: Float32Array): OutputCheck {
   if (got.length !== ref.length) {

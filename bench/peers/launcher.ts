@@ -28,7 +28,7 @@ export interface TorchInfo {
 }
 
 /** The environment of every PyTorch peer process. */
-export function torchEnv(threads = PEER_THREADS): Record<string, string> {
+function torchEnv(threads = PEER_THREADS): Record<string, string> {
   const env = Deno.env.toObject();
   delete env.OPENBLAS_CORETYPE;
   delete env.OPENBLAS_L2_SIZE;

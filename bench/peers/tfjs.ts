@@ -54,22 +54,4 @@ export async function tfMatmul(
   return times[Math.floor(times.length / 2)];
 }
 
-/** Readback cost of an M×N result alone (for the table's note; not subtracted). */
-export async function tfReadbackMs(M: number, N: number, runs = 5): Promise<number> {
-  const tf = await loadTf();
-  const c = tf.randomUniform([M, N]);
-  await c.data();
-  const times: number[] = [];
-  for (let r = 0; r < runs; r++) {
-    const d = tf.add(c, 0);
-    const t0 = performance.now();
-    await d.data();
-    times.push(performance.now() - t0);
-    d.dispose();
-  }
-  c.dispose();
-  times.sort((x, y) => x - y);
-  return times[Math.floor(times.length / 2)];
-}
-
 export type { BenchRow };

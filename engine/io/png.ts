@@ -59,7 +59,7 @@ const DEPTHS: Record<number, number[]> = {
 };
 
 /** Reads and checks the signature and IHDR chunk; errors name `name` and the field. */
-export function readPngHeader(bytes: Uint8Array, name = "<bytes>"): PngHeader {
+function readPngHeader(bytes: Uint8Array, name = "<bytes>"): PngHeader {
   if (bytes.length < 33 || PNG_SIGNATURE.some((b, i) => bytes[i] !== b)) {
     throw new InputError(`${name}: not a PNG file (no PNG signature)`);
   }

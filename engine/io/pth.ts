@@ -100,7 +100,7 @@ export interface UnpickleOptions {
  * 10 000-tensor model about 400 000. At the bound the unpickler holds
  * about 300 MiB (a million empty dicts, measured). `EPSAM_MAX_PICKLE_OBJECTS` overrides it for loads.
  */
-export const MAX_PICKLE_OBJECTS = 1_000_000;
+const MAX_PICKLE_OBJECTS = 1_000_000;
 
 const MARK = Symbol("mark");
 /** Longest integer accepted (bytes); decoding is quadratic, and checkpoints hold small ints. */
@@ -654,7 +654,7 @@ const MIN_BUDGET = 256 * 2 ** 20;
  * checkpoint needs about its own size (views share or slice their storages); only stride-0 or
  * overlapping views and inflated entries can ask for more, and a hostile file asks for far more.
  */
-export function defaultMaxBytes(fileSize: number): number {
+function defaultMaxBytes(fileSize: number): number {
   return envLimit("EPSAM_MAX_CHECKPOINT_BYTES") ?? 2 * fileSize + MIN_BUDGET;
 }
 
@@ -950,7 +950,7 @@ export async function readPthObject(path: string, opts: PthOptions = {}): Promis
 }
 
 /** Most entries flattening a state dict may visit; checkpoints have thousands. */
-export const MAX_STATE_DICT_ENTRIES = 1_000_000;
+const MAX_STATE_DICT_ENTRIES = 1_000_000;
 /** Longest flattened key; real ones are under a hundred characters. */
 const MAX_KEY_LENGTH = 4096;
 /** Most characters all flattened keys together may hold (a ViT-H state dict has 30 000). */

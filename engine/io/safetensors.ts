@@ -67,7 +67,7 @@ if (new Uint8Array(new Uint16Array([1]).buffer)[0] !== 1) {
 }
 
 /** Whether `s` names a supported dtype. */
-export function isDType(s: unknown): s is DType {
+function isDType(s: unknown): s is DType {
   return typeof s === "string" && Object.hasOwn(DTYPE_SIZE, s);
 }
 
@@ -94,7 +94,7 @@ export function viewAs(dtype: DType, bytes: Uint8Array): HostData {
 }
 
 /** Checks that `data` is the typed array `dtype` expects and its length matches `shape`. */
-export function checkHostTensor(where: string, t: HostTensor): void {
+function checkHostTensor(where: string, t: HostTensor): void {
   if (!isDType(t.dtype)) {
     throw new InputError(`${where}: field dtype: unknown dtype ${JSON.stringify(t.dtype)}`);
   }

@@ -20,6 +20,7 @@ import {
   splitKSumKernel,
 } from "../../kernels/conv/backward_weight.ts";
 import { LOOP_BUDGET } from "../../kernels/common.ts";
+import { type ConvGeometry, dilatedWindowOf, windowOutSize } from "../../kernels/window.ts";
 import { reduceRaw } from "./reduce.ts";
 import { splitBatch } from "../split.ts";
 import { dense as denseOp } from "./view.ts";
@@ -46,25 +47,7 @@ export interface ConvTranspose2dOptions extends Conv2dOptions {
   outputPadding?: Pair;
 }
 
-/** Normalised geometry of a conv2d (or of the conv2d whose adjoint a convTranspose2d is). */
-export interface ConvGeometry {
-  N: number;
-  C: number;
-  H: number;
-  W: number;
-  O: number;
-  OH: number;
-  OW: number;
-  kh: number;
-  kw: number;
-  sh: number;
-  sw: number;
-  ph: number;
-  pw: number;
-  dh: number;
-  dw: number;
-  groups: number;
-}
+export type { ConvGeometry } from "../../kernels/window.ts";
 
 function pair(
   op: string,
@@ -116,20 +99,9 @@ function params(g: ConvGeometry, l: ConvLaunch): Uint8Array {
   return CONV_UNIFORMS.pack({
     N: g.N,
     C: g.C,
-    H: g.H,
-    W: g.W,
     O: g.O,
-    OH: g.OH,
-    OW: g.OW,
     groups: g.groups,
-    kh: g.kh,
-    kw: g.kw,
-    sh: g.sh,
-    sw: g.sw,
-    ph: g.ph,
-    pw: g.pw,
-    dh: g.dh,
-    dw: g.dw,
+    ...dilatedWindowOf(g),
     Cg: g.C / g.groups,
     Og: g.O / g.groups,
     blocks: l.blocks,
@@ -309,10 +281,6 @@ export function conv2dBackwardWeightRaw(x: Tensor, dy: Tensor, g: ConvGeometry):
 
 // ---------------------------------------------------------------- differentiable ops
 
-function outSize(n: number, k: number, s: number, p: number, d: number): number {
-  return Math.floor((n + 2 * p - d * (k - 1) - 1) / s) + 1;
-}
-
 /**
  * 2-D convolution (torch.nn.functional.conv2d): x [N,C,H,W], w [O,C/groups,kh,kw], bias [O].
  * stride/padding/dilation are a number or [h, w].
@@ -351,7 +319,7 @@ export function conv2d(
       throw new Error(`${op}: bias [${bias.shape}] must have ${O} elements (weight [${w.shape}])`);
     }
   }
-  const OH = outSize(H, kh, sh, ph, dh), OW = outSize(W, kw, sw, pw, dw);
+  const OH = windowOutSize(H, kh, sh, ph, dh), OW = windowOutSize(W, kw, sw, pw, dw);
   if (OH < 1 || OW < 1) {
     throw new Error(
       `${op}: input [${x.shape}] is too small for kernel ${kh}x${kw} (dilation ${dh},${dw}, padding ${ph},${pw}): ` +

@@ -27,7 +27,7 @@ import {
   TEXTURE_TILE,
 } from "../../kernels/matmul_texture.ts";
 import { bindRange } from "./matmul_plan.ts";
-import type { ConvGeometry } from "./conv.ts";
+import { type ConvGeometry, dilatedWindowOf } from "../../kernels/window.ts";
 
 type Staged = ReturnType<typeof acquireTexture>;
 
@@ -75,18 +75,7 @@ function stage(s: Stage, g: ConvGeometry): Staged {
       k0: s.k0 ?? 0,
       ...st,
       C: g.C,
-      H: g.H,
-      W: g.W,
-      OH: g.OH,
-      OW: g.OW,
-      kh: g.kh,
-      kw: g.kw,
-      sh: g.sh,
-      sw: g.sw,
-      ph: g.ph,
-      pw: g.pw,
-      dh: g.dh,
-      dw: g.dw,
+      ...dilatedWindowOf(g),
     }),
     [Math.ceil(width / CONV_PACK_WG.x), Math.ceil(s.rows / CONV_PACK_WG.y)],
   );
@@ -175,20 +164,17 @@ function perSampleGemm(
   return out;
 }
 
+/** All of the dense weights `w` read as `rows` texture rows of K values with `strides`. */
+function weightStage(w: Tensor, rows: number, K: number, strides: Stage["strides"]): Stage {
+  return { mode: "strided", src: w, lo: w.offset, hi: w.offset + w.size - 1, rows, K, strides };
+}
+
 /** y [N,O,OH,OW] of dense x and w (groups = 1, no bias). */
 export function conv2dForwardTexture(x: Tensor, w: Tensor, g: ConvGeometry): Tensor {
   const Kg = g.C * g.kh * g.kw;
   return perSampleGemm(
     g,
-    {
-      mode: "strided",
-      src: w,
-      lo: w.offset,
-      hi: w.offset + w.size - 1,
-      rows: g.O,
-      K: Kg,
-      strides: { sRow: Kg, kIn: HUGE, sOut: 0, sIn: 1 },
-    },
+    weightStage(w, g.O, Kg, { sRow: Kg, kIn: HUGE, sOut: 0, sIn: 1 }),
     { mode: "im2col", src: x, perSample: g.C * g.H * g.W },
     empty([g.N, g.O, g.OH, g.OW]),
     g.O,
@@ -202,15 +188,7 @@ export function conv2dBackwardDataTexture(dy: Tensor, w: Tensor, g: ConvGeometry
   return perSampleGemm(
     g,
     // Row c, k = o·KK + tap: w[o, c, tap].
-    {
-      mode: "strided",
-      src: w,
-      lo: w.offset,
-      hi: w.offset + w.size - 1,
-      rows: g.C,
-      K: g.O * KK,
-      strides: { sRow: KK, kIn: KK, sOut: g.C * KK, sIn: 1 },
-    },
+    weightStage(w, g.C, g.O * KK, { sRow: KK, kIn: KK, sOut: g.C * KK, sIn: 1 }),
     { mode: "dgrad", src: dy, perSample: g.O * g.OH * g.OW },
     empty([g.N, g.C, g.H, g.W]),
     g.C,

@@ -11,8 +11,8 @@ import {
   maxPool2dKernel,
   POOL_UNIFORMS,
   POOL_WG,
-  type PoolGeometry,
 } from "../../kernels/pool.ts";
+import { type Window2d, windowOutSize } from "../../kernels/window.ts";
 import { dense } from "./view.ts";
 import { splitBatch } from "../split.ts";
 import type { Kernel } from "../dispatch.ts";
@@ -58,8 +58,7 @@ function windowGeometry(name: string, x: Tensor, o: Pool2dOptions) {
       `${name}: padding (${ph}, ${pw}) should be at most half the kernel (${kh}, ${kw})`,
     );
   }
-  const OH = Math.floor((H + 2 * ph - kh) / sh) + 1;
-  const OW = Math.floor((W + 2 * pw - kw) / sw) + 1;
+  const OH = windowOutSize(H, kh, sh, ph), OW = windowOutSize(W, kw, sw, pw);
   if (OH < 1 || OW < 1) {
     throw new Error(
       `${name}: input ${
@@ -67,15 +66,14 @@ function windowGeometry(name: string, x: Tensor, o: Pool2dOptions) {
       } is too small for kernel (${kh}, ${kw}) with padding (${ph}, ${pw})`,
     );
   }
-  const p: PoolGeometry = { H, W, OH, OW, kh, kw, sh, sw, ph, pw };
+  const p: Window2d = { H, W, OH, OW, kh, kw, sh, sw, ph, pw };
   return { N, C, H, W, OH, OW, p };
 }
 
 /**
  * Dispatches a pooling kernel over the planes of `ts` (dense, batch-leading, bindings 1..n in
  * order); batches over the binding limit run as several dispatches over runs of samples, each
- * binding its ranges with their offsets in the uniform block. `geo`: H, W, OH, OW, kh, kw, sh, sw,
- * ph, pw; `perPlane`: threads per plane.
+ * binding its ranges with their offsets in the uniform block; `perPlane`: threads per plane.
  */
 function launchPlanes(
   name: string,
@@ -83,7 +81,7 @@ function launchPlanes(
   N: number,
   C: number,
   ts: Tensor[],
-  geo: PoolGeometry,
+  geo: Window2d,
   perPlane: number,
 ): void {
   for (const ch of splitBatch(name, N, ts)) {
@@ -140,7 +138,7 @@ export function adaptiveAvgPool2d(x: Tensor, outSize: [number, number] | number)
     throw new Error(`${name}: output size must be positive integers, got [${OH}, ${OW}]`);
   }
   if (H === 0 || W === 0) throw new Error(`${name}: input ${fmt(x.shape)} has an empty plane`);
-  const params = (H: number, W: number, OH: number, OW: number): PoolGeometry => ({
+  const params = (H: number, W: number, OH: number, OW: number): Window2d => ({
     H,
     W,
     OH,
@@ -165,7 +163,7 @@ export function adaptiveAvgPool2d(x: Tensor, outSize: [number, number] | number)
   }
   const xd = noGrad(() => dense(x));
   const y = empty([N, C, OH, OW]);
-  const pool = (src: Tensor, dst: Tensor, q: PoolGeometry) =>
+  const pool = (src: Tensor, dst: Tensor, q: Window2d) =>
     launchPlanes(name, adaptiveAvgPool2dKernel(), N, C, [src, dst], q, q.OH * q.OW);
   if (y.size > 0 && (bin(H, OH) + 1) * (bin(W, OW) + 1) <= LOOP_BUDGET) pool(xd, y, p);
   else if (y.size > 0) {

@@ -239,6 +239,35 @@ function scatterAddRaw(
 }
 
 /**
+ * The differentiable gather both ops are: x along axis `a` by `index` in `mode`, the kernel's
+ * output `kShape` viewed as `outShape`; the gradient (of `outShape`, seen as `kShape` in mode
+ * "select") is scatter-added back onto x's shape.
+ */
+function gatherOp(
+  op: string,
+  x: Tensor,
+  a: number,
+  index: Tensor,
+  mode: "select" | "gather",
+  kShape: Shape,
+  outShape: Shape,
+): Tensor {
+  const idx = dense(index);
+  const out = gatherRaw(x, a, idx, mode, kShape, outShape);
+  const y = record(
+    op,
+    [x],
+    out,
+    (g) => [
+      scatterAddRaw(mode === "select" ? reshape(g, kShape) : g, a, idx, mode, x.shape, kShape),
+    ],
+    [idx],
+  );
+  disposeCopy(idx, index);
+  return y;
+}
+
+/**
  * x indexed by `index` (i32, any shape) along `axis`, as torch.index_select for a 1-D index and
  * x[..., index, ...] in general: the result's shape is x.shape[:axis] + index.shape +
  * x.shape[axis+1:]. Negative indices count from the end; out-of-range ones give 0 (not checked on
@@ -252,17 +281,7 @@ export function indexSelect(x: Tensor, axis: number, index: Tensor): Tensor {
   const kShape = x.shape.slice();
   kShape[a] = m;
   const outShape = [...x.shape.slice(0, a), ...index.shape, ...x.shape.slice(a + 1)];
-  const idx = dense(index);
-  const out = gatherRaw(x, a, idx, "select", kShape, outShape);
-  const y = record(
-    "indexSelect",
-    [x],
-    out,
-    (g) => [scatterAddRaw(reshape(g, kShape), a, idx, "select", x.shape, kShape)],
-    [idx],
-  );
-  disposeCopy(idx, index);
-  return y;
+  return gatherOp("indexSelect", x, a, index, "select", kShape, outShape);
 }
 
 /**
@@ -278,17 +297,7 @@ export function gather(x: Tensor, axis: number, index: Tensor): Tensor {
       `gather: index [${index.shape}] must have the rank of x [${x.shape}] and dims no larger off axis ${axis}`,
     );
   }
-  const idx = dense(index);
-  const out = gatherRaw(x, a, idx, "gather", index.shape, index.shape);
-  const y = record(
-    "gather",
-    [x],
-    out,
-    (g) => [scatterAddRaw(g, a, idx, "gather", x.shape, index.shape)],
-    [idx],
-  );
-  disposeCopy(idx, index);
-  return y;
+  return gatherOp("gather", x, a, index, "gather", index.shape, index.shape);
 }
 
 // ---------------------------------------------------------------- flip / roll / rot90

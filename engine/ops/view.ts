@@ -13,7 +13,7 @@ import {
   view,
 } from "../tensor.ts";
 import { record } from "../autograd.ts";
-import { rangeBinding, splitViews, viewOf } from "../split.ts";
+import { type RangeBinding, rangeBinding, splitViews, viewOf, type ViewRange } from "../split.ts";
 import {
   COPY_WORKGROUP as WG,
   STRIDED_COPY_UNIFORMS,
@@ -31,24 +31,38 @@ function normAxis(axis: number, rank: number, what = "axis"): number {
 }
 export { normAxis };
 
+/**
+ * Runs a strided copy (gather or scatter) over `views` of `shape`, split into leading-dim chunks
+ * over the binding limit: `launch` dispatches one chunk of `n` elements, given the views' ranges
+ * (in `views` order) and the chunk's shape as dims8.
+ */
+function eachChunk(
+  op: string,
+  shape: Shape,
+  views: ViewRange[],
+  launch: (ranges: RangeBinding[], n: number, shape8: number[]) => void,
+): void {
+  for (const ch of splitViews(op, shape, views)) {
+    launch(ch.views.map(rangeBinding), numel(ch.shape), dims8(ch.shape));
+  }
+}
+
 /** Dense copy of `x` (raw; no autograd); split into leading-dim ranges over the binding limit. */
 function copyRaw(x: Tensor): Tensor {
   const out = empty(x.shape, x.dtype);
   if (out.size === 0) return out;
   const dt = x.dtype === "f16" ? "f32" : x.dtype;
-  for (const ch of splitViews("dense", x.shape, [viewOf(x), viewOf(out)])) {
-    const [rx, ry] = ch.views.map(rangeBinding);
-    const n = numel(ch.shape);
+  eachChunk("dense", x.shape, [viewOf(x), viewOf(out)], ([rx, ry], n, shape) => {
     const p = STRIDED_COPY_UNIFORMS.pack({
       n,
       rank: x.rank,
       off: rx.off,
       yOff: ry.off,
-      shape: dims8(ch.shape),
+      shape,
       st: dims8(x.strides, 0),
     });
     dispatch(stridedCopyKernel(dt), [rx.binding, ry.binding], p, grid1d(n, WG));
-  }
+  });
   return out;
 }
 
@@ -71,19 +85,17 @@ export function writeInto(dst: Tensor, src: Tensor): void {
   if (dst.size === 0) return;
   const s = dense(src);
   const views = [viewOf(s, dst.shape, contiguousStrides(dst.shape)), viewOf(dst)];
-  for (const ch of splitViews("writeInto", dst.shape, views)) {
-    const [rs, rd] = ch.views.map(rangeBinding);
-    const n = numel(ch.shape);
+  eachChunk("writeInto", dst.shape, views, ([rs, rd], n, shape) => {
     const p = STRIDED_WRITE_UNIFORMS.pack({
       n,
       rank: dst.rank,
       off: rd.off,
       srcOff: rs.off,
-      shape: dims8(ch.shape),
+      shape,
       st: dims8(dst.strides, 0),
     });
     dispatch(stridedWriteKernel(dst.dtype), [rs.binding, rd.binding], p, grid1d(n, WG));
-  }
+  });
   disposeCopy(s, src);
 }
 

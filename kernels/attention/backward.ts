@@ -14,7 +14,8 @@
  * partial sums are carried in the outputs between chunks and scaled by the last one.
  */
 import type { Kernel } from "../kernel.ts";
-import { ATTN_PARAMS, ATTN_WG, attnTile, biasExpr, storageDecls } from "./forward.ts";
+import { ATTN_PARAMS, ATTN_WG, attnTile, biasExpr, QUERY_ROW } from "./forward.ts";
+import { storageDecls } from "../common.ts";
 
 /** Storage bindings of the dQ pass (the op checks the adapter allows them). */
 export function attentionBackwardQBindings(bias: boolean): number {
@@ -62,10 +63,7 @@ var<workgroup> vs: array<f32, ${bk * d}>;
 
 @compute @workgroup_size(${ATTN_WG})
 fn main(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) wid: vec3<u32>) {
-  let g = wid.y;
-  let i = wid.x * WG + t;
-  let valid = i < u.nq;
-  let rb = g * u.nq + min(i, u.nq - 1u);
+${QUERY_ROW}
   let first = u.c0 == 0u;
   var qr: array<f32, ${d}>;
   var dor: array<f32, ${d}>;

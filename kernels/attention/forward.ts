@@ -13,6 +13,7 @@
  */
 import type { Kernel } from "../kernel.ts";
 import { uniforms } from "../uniforms.ts";
+import { storageDecls } from "../common.ts";
 
 /** Threads (queries, or keys in the dK/dV pass) per workgroup. */
 export const ATTN_WG = 64;
@@ -59,13 +60,15 @@ export function biasExpr(bias: boolean, j: string): string {
   return bias ? ` + relH[rb * u.kh + ${j} / u.kw] + relW[rb * u.kw + ${j} % u.kw]` : "";
 }
 
-/** Storage declarations `mode> name` (f32 arrays) at bindings 1..n. */
-export function storageDecls(list: string[]): string {
-  return list.map((decl, i) => {
-    const [mode, name] = decl.split("> ");
-    return `@group(0) @binding(${i + 1}) var<storage, ${mode}> ${name}: array<f32>;`;
-  }).join("\n");
-}
+/**
+ * WGSL: thread `t` of workgroup `wid` owns query `i` of slice `g` and its row `rb`, clamped past
+ * the last query so that barriers stay in uniform flow; `valid` says whether `i` is a real query.
+ */
+export const QUERY_ROW = /* wgsl */ `  let g = wid.y;
+  let i = wid.x * WG + t;
+  let valid = i < u.nq;
+  // Threads past the last query compute on a clamped row so barriers stay in uniform flow.
+  let rb = g * u.nq + min(i, u.nq - 1u);`;
 
 /**
  * Forward kernel for head dimension `d`. `bias`: relH/relW bindings present. `f16`: K/V tiles are
@@ -97,11 +100,7 @@ var<workgroup> vs: array<${st}, ${bk * d}>;
 
 @compute @workgroup_size(${ATTN_WG})
 fn main(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) wid: vec3<u32>) {
-  let g = wid.y;
-  let i = wid.x * WG + t;
-  let valid = i < u.nq;
-  // Threads past the last query compute on a clamped row so barriers stay in uniform flow.
-  let rb = g * u.nq + min(i, u.nq - 1u);
+${QUERY_ROW}
   var qr: array<f32, ${d}>;
   var acc: array<f32, ${d}>;
   var m = -1e30;

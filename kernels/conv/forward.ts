@@ -13,6 +13,7 @@
  */
 import type { Kernel } from "../kernel.ts";
 import { uniforms } from "../uniforms.ts";
+import { DILATION_FIELDS, WINDOW_KERNEL_FIELDS } from "../window.ts";
 
 /** Register-block / workgroup tiling of an implicit-GEMM conv kernel. */
 export interface ConvTile {
@@ -25,11 +26,14 @@ export interface ConvTile {
 }
 
 /**
- * Uniform block shared by the conv kernels (28 u32): N, C, H, W, O, OH, OW, groups, kh, kw, sh, sw,
- * ph, pw, dh, dw, Cg, Og, blocks, M, chunk, J, a0, a1, zb and three pads. `a0`/`a1` are the
- * element offsets of the two batch-sized operands in their bindings (x and y forward, dy and dx
- * for the input gradient, x and dy for the weight gradient) when a batch is split over several
- * dispatches; `zb` is the first split-K slice a weight-gradient dispatch writes.
+ * Uniform block shared by the conv kernels (28 u32): N, C, H, W, O, OH, OW, groups, the window's
+ * kh, kw, sh, sw, ph, pw, dh, dw (kernels/window.ts), Cg, Og, blocks, M, chunk, J, a0, a1, zb and
+ * three pads. `a0`/`a1` are the element offsets of the two batch-sized operands in their bindings
+ * (x and y forward, dy and dx for the input gradient, x and dy for the weight gradient) when a
+ * batch is split over several dispatches; `zb` is the first split-K slice a weight-gradient
+ * dispatch writes. The field order is the one the kernels were measured with: llvmpipe's shader
+ * compile time depends on it (N, C, O, groups first made the input-gradient kernel's first
+ * compile take 14 s instead of under 1 s on lavapipe).
  */
 export const CONV_UNIFORMS = uniforms({
   N: "u32",
@@ -40,14 +44,8 @@ export const CONV_UNIFORMS = uniforms({
   OH: "u32",
   OW: "u32",
   groups: "u32",
-  kh: "u32",
-  kw: "u32",
-  sh: "u32",
-  sw: "u32",
-  ph: "u32",
-  pw: "u32",
-  dh: "u32",
-  dw: "u32",
+  ...WINDOW_KERNEL_FIELDS,
+  ...DILATION_FIELDS,
   Cg: "u32",
   Og: "u32",
   blocks: "u32",

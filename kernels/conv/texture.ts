@@ -14,6 +14,7 @@
  */
 import type { Kernel } from "../kernel.ts";
 import { uniforms } from "../uniforms.ts";
+import { DILATED_WINDOW_FIELDS } from "../window.ts";
 
 export type ConvPackMode = "strided" | "im2col" | "im2colT" | "dgrad";
 
@@ -21,7 +22,8 @@ export const CONV_PACK_WG = { x: 16, y: 4 } as const;
 
 /**
  * `rows` texture rows of K values (`width` texels) from element `off`, starting at row row0 and
- * GEMM index k0; the mode's strides (sRow, kIn, sOut, sIn); the conv's geometry.
+ * GEMM index k0; the mode's strides (sRow, kIn, sOut, sIn); the conv's input channels and window
+ * (kernels/window.ts).
  */
 export const CONV_PACK_UNIFORMS = uniforms({
   rows: "u32",
@@ -35,25 +37,11 @@ export const CONV_PACK_UNIFORMS = uniforms({
   sOut: "u32",
   sIn: "u32",
   C: "u32",
-  H: "u32",
-  W: "u32",
-  OH: "u32",
-  OW: "u32",
-  kh: "u32",
-  kw: "u32",
-  sh: "u32",
-  sw: "u32",
-  ph: "u32",
-  pw: "u32",
-  dh: "u32",
-  dw: "u32",
+  ...DILATED_WINDOW_FIELDS,
   _pad: "u32",
 });
 
-/**
- * Uniforms (24 u32): rows, K, width, off, row0, k0, sRow, kIn, sOut, sIn, C, H, W, OH, OW, kh,
- * kw, sh, sw, ph, pw, dh, dw, pad.
- */
+/** Uniforms: {@link CONV_PACK_UNIFORMS} (24 u32). */
 export function convPackKernel(mode: ConvPackMode): Kernel {
   const value: Record<ConvPackMode, string> = {
     strided: `  return X[u.off + r * u.sRow + (k / u.kIn) * u.sOut + (k % u.kIn) * u.sIn];`,

@@ -17,6 +17,7 @@
 import type { Kernel } from "../kernel.ts";
 import { FLAT_INDEX } from "../common.ts";
 import { uniforms } from "../uniforms.ts";
+import { pairSum, pairSumScratch } from "./pair_sum.ts";
 
 export const BN_WG = 256;
 
@@ -43,18 +44,29 @@ const PARAMS = `${BATCH_NORM_UNIFORMS.wgsl("P")}
 @group(0) @binding(0) var<uniform> u: P;`;
 
 const REDUCE2 = (w: number) =>
-  `var<workgroup> ra: array<f32, ${w}>;
-var<workgroup> rb: array<f32, ${w}>;
+  `${pairSumScratch(w)}
 fn red2(l: u32, a: f32, b: f32) -> vec2<f32> {
-  ra[l] = a;
-  rb[l] = b;
-  workgroupBarrier();
-  for (var s = ${w / 2}u; s > 0u; s = s >> 1u) {
-    if (l < s) { ra[l] = ra[l] + ra[l + s]; rb[l] = rb[l] + rb[l + s]; }
-    workgroupBarrier();
-  }
+${pairSum(w, "a", "b")}
   return vec2<f32>(ra[0], rb[0]);
 }`;
+
+/**
+ * A per-channel reduction kernel after its storage declarations: `red2`, and a workgroup of `w`
+ * lanes `l` per channel `c` (past u.C: returns) whose carried state starts at `sb`; then `body`.
+ */
+function channelReduce(decls: string, w: number, stateSize: number, body: string): string {
+  return `${PARAMS}
+${decls}
+${REDUCE2(w)}
+@compute @workgroup_size(${w})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) l: u32) {
+  let c = wid.x + wid.y * nwg.x;
+  if (c >= u.C) { return; }
+  let sb = c * ${stateSize}u;
+${body}
+}`;
+}
 
 /**
  * The per-channel reduction loop of lane `l`: the channel's values j ≡ l − rot (mod w) of the
@@ -98,41 +110,36 @@ export function batchNormStatsKernel(update: boolean, stage: BnStage = WHOLE): K
   return {
     key: `batchnorm-stats/${w}/${update ? "update" : "-"}${stageKey(stage)}`,
     wgsl: () =>
-      `${PARAMS}
-@group(0) @binding(1) var<storage, read> x: array<f32>;
+      channelReduce(
+        `@group(0) @binding(1) var<storage, read> x: array<f32>;
 ${split ? "@group(0) @binding(2) var<storage, read_write> state: array<f32>;" : ""}
 ${
-        last
-          ? `@group(0) @binding(${ob}) var<storage, read_write> mean_out: array<f32>;
+          last
+            ? `@group(0) @binding(${ob}) var<storage, read_write> mean_out: array<f32>;
 @group(0) @binding(${ob + 1}) var<storage, read_write> invstd_out: array<f32>;`
-          : ""
-      }
+            : ""
+        }
 ${
-        last && update
-          ? `@group(0) @binding(${ob + 2}) var<storage, read_write> rmean: array<f32>;
+          last && update
+            ? `@group(0) @binding(${ob + 2}) var<storage, read_write> rmean: array<f32>;
 @group(0) @binding(${ob + 3}) var<storage, read_write> rvar: array<f32>;`
-          : ""
-      }
-${REDUCE2(w)}
-@compute @workgroup_size(${w})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-        @builtin(local_invocation_index) l: u32) {
-  let c = wid.x + wid.y * nwg.x;
-  if (c >= u.C) { return; }
-  let sb = c * ${BN_STATS_STATE}u;
-  let shift = ${first ? "x[u.o0 + c * u.HW]" : "state[sb]"};
+            : ""
+        }`,
+        w,
+        BN_STATS_STATE,
+        `  let shift = ${first ? "x[u.o0 + c * u.HW]" : "state[sb]"};
   ${first && split ? "if (l == 0u) { state[sb] = shift; }" : ""}
   var s1 = ${first ? "0.0" : "state[sb + 1u + l]"};
   var s2 = ${first ? "0.0" : `state[sb + ${1 + w}u + l]`};
 ${
-        laneLoop(w, (idx) =>
-          `    let d = x[u.o0 + ${idx}] - shift;
+          laneLoop(w, (idx) =>
+            `    let d = x[u.o0 + ${idx}] - shift;
     s1 += d;
     s2 += d * d;`)
-      }
+        }
 ${
-        last
-          ? `  let r = red2(l, s1, s2);
+          last
+            ? `  let r = red2(l, s1, s2);
   if (l == 0u) {
     let n = f32(u.total);
     let dm = r.x / n;
@@ -141,20 +148,37 @@ ${
     mean_out[c] = mu;
     invstd_out[c] = inverseSqrt(v + u.eps);
     ${
-            update
-              ? `rmean[c] = (1.0 - u.momentum) * rmean[c] + u.momentum * mu;
+              update
+                ? `rmean[c] = (1.0 - u.momentum) * rmean[c] + u.momentum * mu;
     rvar[c] = (1.0 - u.momentum) * rvar[c] + u.momentum * v * n / max(n - 1.0, 1.0);`
-              : ""
-          }
+                : ""
+            }
   }`
-          : `  state[sb + 1u + l] = s1;
+            : `  state[sb + 1u + l] = s1;
   state[sb + ${1 + w}u + l] = s2;`
-      }
-}`,
+        }`,
+      ),
   };
 }
 
 export const BN_EW_WG = 256;
+
+/**
+ * A kernel with a thread per element (of `V` floats: vec4 or f32) after its storage declarations:
+ * thread `i` past the end returns; `c` is its channel; then `body`.
+ */
+function perElement(decls: string, V: number, body: string): string {
+  return `${PARAMS}
+${decls}
+${FLAT_INDEX}
+@compute @workgroup_size(${BN_EW_WG})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = flat_index(gid, nwg, ${BN_EW_WG}u);
+  if (i >= u.N * u.C * u.HW / ${V}u) { return; }
+  let c = (i * ${V}u / u.HW) % u.C;
+${body}
+}`;
+}
 
 /** y = (x − mean[c]) · invstd[c] · w[c] + b[c]. Bindings: x, mean, invstd, [w], [b], y. */
 export function batchNormApplyKernel(hasW: boolean, hasB: boolean, vec = false): Kernel {
@@ -166,24 +190,19 @@ export function batchNormApplyKernel(hasW: boolean, hasB: boolean, vec = false):
       let b = 4;
       const wDecl = hasW ? `@group(0) @binding(${b++}) var<storage, read> w: array<f32>;` : "";
       const bDecl = hasB ? `@group(0) @binding(${b++}) var<storage, read> bias: array<f32>;` : "";
-      return `${PARAMS}
-@group(0) @binding(1) var<storage, read> x: array<${T}>;
+      return perElement(
+        `@group(0) @binding(1) var<storage, read> x: array<${T}>;
 @group(0) @binding(2) var<storage, read> mean_in: array<f32>;
 @group(0) @binding(3) var<storage, read> invstd_in: array<f32>;
 ${wDecl}
 ${bDecl}
-@group(0) @binding(${b}) var<storage, read_write> y: array<${T}>;
-${FLAT_INDEX}
-@compute @workgroup_size(${BN_EW_WG})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = flat_index(gid, nwg, ${BN_EW_WG}u);
-  if (i >= u.N * u.C * u.HW / ${V}u) { return; }
-  let c = (i * ${V}u / u.HW) % u.C;
-  let scale = invstd_in[c]${hasW ? " * w[c]" : ""};
+@group(0) @binding(${b}) var<storage, read_write> y: array<${T}>;`,
+        V,
+        `  let scale = invstd_in[c]${hasW ? " * w[c]" : ""};
   y[u.o1 / ${V}u + i] = (x[u.o0 / ${V}u + i] - ${T}(mean_in[c])) * ${T}(scale)${
-        hasB ? ` + ${T}(bias[c])` : ""
-      };
-}`;
+          hasB ? ` + ${T}(bias[c])` : ""
+        };`,
+      );
     },
   };
 }
@@ -201,43 +220,38 @@ export function batchNormBackwardReduceKernel(stage: BnStage = WHOLE): Kernel {
   return {
     key: `batchnorm-bwd-reduce/${w}${stageKey(stage)}`,
     wgsl: () =>
-      `${PARAMS}
-@group(0) @binding(1) var<storage, read> x: array<f32>;
+      channelReduce(
+        `@group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read> g: array<f32>;
 @group(0) @binding(3) var<storage, read> mean_in: array<f32>;
 @group(0) @binding(4) var<storage, read> invstd_in: array<f32>;
 ${split ? "@group(0) @binding(5) var<storage, read_write> state: array<f32>;" : ""}
 ${
-        last
-          ? `@group(0) @binding(${ob}) var<storage, read_write> sum_g: array<f32>;
+          last
+            ? `@group(0) @binding(${ob}) var<storage, read_write> sum_g: array<f32>;
 @group(0) @binding(${ob + 1}) var<storage, read_write> sum_gx: array<f32>;`
-          : ""
-      }
-${REDUCE2(w)}
-@compute @workgroup_size(${w})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-        @builtin(local_invocation_index) l: u32) {
-  let c = wid.x + wid.y * nwg.x;
-  if (c >= u.C) { return; }
-  let sb = c * ${BN_BWD_STATE}u;
-  let mu = mean_in[c];
+            : ""
+        }`,
+        w,
+        BN_BWD_STATE,
+        `  let mu = mean_in[c];
   let is = invstd_in[c];
   var a = ${first ? "0.0" : "state[sb + l]"};
   var b = ${first ? "0.0" : `state[sb + ${w}u + l]`};
 ${
-        laneLoop(w, (idx) =>
-          `    let gv = g[u.o1 + ${idx}];
+          laneLoop(w, (idx) =>
+            `    let gv = g[u.o1 + ${idx}];
     a += gv;
     b += gv * (x[u.o0 + ${idx}] - mu) * is;`)
-      }
+        }
 ${
-        last
-          ? `  let r = red2(l, a, b);
+          last
+            ? `  let r = red2(l, a, b);
   if (l == 0u) { sum_g[c] = r.x; sum_gx[c] = r.y; }`
-          : `  state[sb + l] = a;
+            : `  state[sb + l] = a;
   state[sb + ${w}u + l] = b;`
-      }
-}`,
+        }`,
+      ),
   };
 }
 
@@ -252,28 +266,23 @@ export function batchNormBackwardDxKernel(hasW: boolean, vec = false): Kernel {
     key: `batchnorm-bwd-dx/${hasW ? "w" : "-"}${vec ? "/v4" : ""}`,
     wgsl: () => {
       const b = hasW ? 6 : 5;
-      return `${PARAMS}
-@group(0) @binding(1) var<storage, read> x: array<${T}>;
+      return perElement(
+        `@group(0) @binding(1) var<storage, read> x: array<${T}>;
 @group(0) @binding(2) var<storage, read> g: array<${T}>;
 @group(0) @binding(3) var<storage, read> mean_in: array<f32>;
 @group(0) @binding(4) var<storage, read> invstd_in: array<f32>;
 ${hasW ? "@group(0) @binding(5) var<storage, read> w: array<f32>;" : ""}
 @group(0) @binding(${b}) var<storage, read> sum_g: array<f32>;
 @group(0) @binding(${b + 1}) var<storage, read> sum_gx: array<f32>;
-@group(0) @binding(${b + 2}) var<storage, read_write> dx: array<${T}>;
-${FLAT_INDEX}
-@compute @workgroup_size(${BN_EW_WG})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = flat_index(gid, nwg, ${BN_EW_WG}u);
-  if (i >= u.N * u.C * u.HW / ${V}u) { return; }
-  let c = (i * ${V}u / u.HW) % u.C;
-  let n = f32(u.total);
+@group(0) @binding(${b + 2}) var<storage, read_write> dx: array<${T}>;`,
+        V,
+        `  let n = f32(u.total);
   let is = invstd_in[c];
   let xh = (x[u.o0 / ${V}u + i] - ${T}(mean_in[c])) * ${T}(is);
   dx[u.o2 / ${V}u + i] = ${T}(is${
-        hasW ? " * w[c]" : ""
-      }) * (g[u.o1 / ${V}u + i] - ${T}(sum_g[c] / n) - xh * ${T}(sum_gx[c] / n));
-}`;
+          hasW ? " * w[c]" : ""
+        }) * (g[u.o1 / ${V}u + i] - ${T}(sum_g[c] / n) - xh * ${T}(sum_gx[c] / n));`,
+      );
     },
   };
 }

@@ -11,6 +11,7 @@
 import type { Kernel } from "../kernel.ts";
 import { type RowMode, rowModeKey, rowPrelude } from "../softmax.ts";
 import { uniforms } from "../uniforms.ts";
+import { pairSum, pairSumScratch } from "./pair_sum.ts";
 
 /** Rows as in softmax (kernels/softmax.ts), and the variance epsilon. */
 export const LAYER_NORM_UNIFORMS = uniforms({ rows: "u32", L: "u32", inner: "u32", eps: "f32" });
@@ -114,8 +115,7 @@ export function layerNormParamGradKernel(): Kernel {
 @group(0) @binding(4) var<storage, read> rstd_in: array<f32>;
 @group(0) @binding(5) var<storage, read_write> dw: array<f32>;
 @group(0) @binding(6) var<storage, read_write> db: array<f32>;
-var<workgroup> ra: array<f32, ${w}>;
-var<workgroup> rb: array<f32, ${w}>;
+${pairSumScratch(w)}
 @compute @workgroup_size(${w})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) l: u32) {
@@ -129,13 +129,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     a += gv * (x[idx] - mean_in[r]) * rstd_in[r];
     b += gv;
   }
-  ra[l] = a;
-  rb[l] = b;
-  workgroupBarrier();
-  for (var s = ${w / 2}u; s > 0u; s = s >> 1u) {
-    if (l < s) { ra[l] = ra[l] + ra[l + s]; rb[l] = rb[l] + rb[l + s]; }
-    workgroupBarrier();
-  }
+${pairSum(w, "a", "b")}
   if (l == 0u) { dw[k] = ra[0]; db[k] = rb[0]; }
 }`,
   };

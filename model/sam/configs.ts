@@ -97,7 +97,7 @@ const LIMITS = { img: 8192, dim: 16384, depth: 1024, heads: 1024, ratio: 64 };
  * (heads divide the width, patches tile the image, the decoder upscales by 4 and 8, ...), so a
  * bad value is an error naming the field instead of `Invalid typed array length` later.
  */
-export function validateSamConfig(c: SamConfig, file = "<config>"): SamConfig {
+function validateSamConfig(c: SamConfig, file = "<config>"): SamConfig {
   const sec = (name: string, v: unknown): Record<string, unknown> => {
     if (v === null || typeof v !== "object" || Array.isArray(v)) {
       bad(file, name, "an object", v);

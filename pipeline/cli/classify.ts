@@ -9,7 +9,6 @@ import { initGpu, noGrad, tensor, tidy } from "../../engine/mod.ts";
 import {
   DEFAULT_MAX_IMAGE_PIXELS,
   MAX_IMAGE_PIXELS_ENV,
-  maxImagePixels,
   readPng,
   toRgb,
   writePng,
@@ -20,6 +19,7 @@ import { RESNET50_ADL, ResNetAdl } from "../../model/resnet_adl.ts";
 import { type CamDataset, camDefaults, generateCamMasks } from "../../model/cam.ts";
 import { heatmapOverlay, overlay } from "../plots.ts";
 import { type Flags, numberFlag, requiredFlag, runCommand, UsageError } from "./args.ts";
+import { maxImagePixelsFlag } from "./image_flags.ts";
 
 const USAGE =
   `usage: deno task classify --checkpoint <.pth|.safetensors> [--layers 3,4,6,3] [--width 64]
@@ -55,11 +55,7 @@ async function classify(flags: Flags): Promise<void> {
   if (v.dataset !== "camelyon16" && v.dataset !== "camelyon17") {
     throw new UsageError(`--dataset must be camelyon16 or camelyon17, got "${v.dataset}"`);
   }
-  const maxPixels = numberFlag(flags, "max-image-pixels", {
-    def: maxImagePixels(),
-    min: 1,
-    integer: true,
-  });
+  const maxPixels = maxImagePixelsFlag(flags);
   const img = toRgb(await readPng(image, { maxPixels }));
   await initGpu();
   const model = new ResNetAdl({

@@ -19,12 +19,12 @@ import {
   DEFAULT_MAX_IMAGE_PIXELS,
   type Image8,
   MAX_IMAGE_PIXELS_ENV,
-  maxImagePixels,
   readPng,
   toRgb,
   writePng,
 } from "../../engine/io/png.ts";
-import { numberFlag, type ParsedFlags, runCommand, UsageError } from "./args.ts";
+import { type ParsedFlags, runCommand, UsageError } from "./args.ts";
+import { maxImagePixelsFlag } from "./image_flags.ts";
 import { loadSamConfig, type SamConfig } from "../../model/sam/configs.ts";
 import { loadSam } from "../../model/sam/checkpoint.ts";
 import { SamPredictor } from "../../model/sam/predictor.ts";
@@ -78,7 +78,7 @@ function parseBox(s: string): number[] {
  * such a prompt means nothing to SAM, and a huge value (1e16) would otherwise reach code that
  * loops over coordinates. Points and boxes partly outside the image stay legal.
  */
-export function checkPromptRange(
+function checkPromptRange(
   points: { coords: number[] } | null,
   box: number[] | null,
   width: number,
@@ -221,11 +221,7 @@ async function promptSam(values: ParsedFlags<typeof OPTIONS>): Promise<number> {
   const maskInput = values["mask-input"] !== undefined
     ? await readMaskInput(values["mask-input"], config)
     : undefined;
-  const maxPixels = numberFlag(values, "max-image-pixels", {
-    def: maxImagePixels(),
-    min: 1,
-    integer: true,
-  })!;
+  const maxPixels = maxImagePixelsFlag(values);
   let img: Image8;
   try {
     img = toRgb(await readPng(values.image!, { maxPixels }));

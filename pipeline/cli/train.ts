@@ -40,7 +40,7 @@ const USAGE =
   the next stage run without --pass merges the shards and refuses an incomplete set.
   --plan checks the flags and the run folder and prints what deno task slurm needs (JSON).`;
 
-export function stageNames(cfg: PipelineConfig): string[] {
+function stageNames(cfg: PipelineConfig): string[] {
   const it = Array.from({ length: cfg.iterations }, (_, i) => `iter_${i + 1}`);
   return ["dataset", "classifier", "initial_masks", "preliminary", ...it, "evaluate"];
 }

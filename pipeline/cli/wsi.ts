@@ -13,6 +13,7 @@ import { writePng } from "../../engine/io/png.ts";
 import {
   numberFlag,
   type ParsedFlags,
+  requiredNumberFlag,
   runSubcommand,
   type Subcommand,
   subcommand,
@@ -36,8 +37,10 @@ function int(
   def?: number,
   range: { min?: number; max?: number } = {},
 ): number {
-  if (v === undefined && def === undefined) throw new UsageError(`--${name} is required`);
-  const n = numberFlag({ [name]: v }, name, { def, ...range, integer: true })!;
+  const flags = { [name]: v }, opts = { ...range, integer: true };
+  const n = def === undefined
+    ? requiredNumberFlag(flags, name, opts)
+    : numberFlag(flags, name, { def, ...opts })!;
   if (!Number.isSafeInteger(n)) throw new UsageError(`--${name} ${v} is too large`);
   return n;
 }

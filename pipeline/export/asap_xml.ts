@@ -19,8 +19,8 @@
 import type { TumourRegion } from "./polygons.ts";
 
 /** Group names written; the parser treats `Tumor` as tumour and `Exclusion` as holes. */
-export const TUMOUR_GROUP = "Tumor";
-export const EXCLUSION_GROUP = "Exclusion";
+const TUMOUR_GROUP = "Tumor";
+const EXCLUSION_GROUP = "Exclusion";
 
 const fmt = (v: number) => (Math.round(v * 1e4) / 1e4).toString();
 
@@ -38,7 +38,7 @@ function annotation(name: string, group: string, color: string, ring: ArrayLike<
 }
 
 /** A hole ring with its islands' exteriors cut out by bridges (see the module comment). */
-export function holeWithIslands(hole: ArrayLike<number>, islands: ArrayLike<number>[]): number[] {
+function holeWithIslands(hole: ArrayLike<number>, islands: ArrayLike<number>[]): number[] {
   if (!islands.length) return Array.from(hole);
   const m = hole.length / 2;
   const at: ArrayLike<number>[][] = Array.from({ length: m }, () => []);

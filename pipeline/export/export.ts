@@ -60,7 +60,7 @@ export interface PolygonExport {
 }
 
 /** The minimum area in level-0 pixels² from the options and the slide's resolution. */
-export function resolveMinArea(
+function resolveMinArea(
   o: PolygonExportOptions,
   mpp: [number, number] | null,
 ): { px: number; note: string } {

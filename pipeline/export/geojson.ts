@@ -18,7 +18,7 @@
 import type { TumourRegion } from "./polygons.ts";
 
 /** QuPath classification written for every region. */
-export const TUMOUR_CLASS = { name: "Tumor", color: [200, 0, 0] as [number, number, number] };
+const TUMOUR_CLASS = { name: "Tumor", color: [200, 0, 0] as [number, number, number] };
 
 function closed(ring: ArrayLike<number>): [number, number][] {
   const out: [number, number][] = [];

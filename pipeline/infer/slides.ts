@@ -19,7 +19,7 @@ export interface SlideOutputs {
   tumourTiles: number;
 }
 
-export const INFER_PASS = "infer";
+const INFER_PASS = "infer";
 
 /** One line of slides.json. */
 export interface SlideIndexEntry {

@@ -40,7 +40,7 @@ export interface ShardManifest {
 /** Most bytes a manifest may have before it is read (a claim checked before allocating). */
 const MAX_MANIFEST_BYTES = 512 * 2 ** 20;
 
-export const shardsDir = (root: string, pass: string) => `${root}/shards/${pass}`;
+const shardsDir = (root: string, pass: string) => `${root}/shards/${pass}`;
 export const manifestName = (s: Shard) => `shard_${s.index}_of_${s.count}.json`;
 
 /** Lowercase hex SHA-256 of bytes. */

@@ -16,7 +16,7 @@ export interface Shard {
 export const WHOLE: Shard = { index: 0, count: 1 };
 
 /** Most shards a pass may be cut into (Slurm's default MaxArraySize is 1001). */
-export const MAX_SHARDS = 100_000;
+const MAX_SHARDS = 100_000;
 
 /** `"K/N"` → shard; anything else is a UsageError naming what was expected. */
 export function parseShard(text: string, what = "--shard"): Shard {

@@ -6,6 +6,7 @@
 import { writeFileAtomic } from "../../engine/io/atomic.ts";
 import { listManifests, manifestName } from "../shard/manifest.ts";
 import { manifestPass, passRoot, singleDone, type Stages, type Step } from "./plan.ts";
+import { taskDir } from "./script.ts";
 
 export interface SubmittedStep {
   step: string;
@@ -29,7 +30,7 @@ export interface JobsFile {
   submissions: Submission[];
 }
 
-export const jobsPath = (run: string) => `${run}/slurm/jobs.json`;
+const jobsPath = (run: string) => `${run}/slurm/jobs.json`;
 
 export async function readJobs(run: string): Promise<JobsFile | null> {
   try {
@@ -165,7 +166,7 @@ export interface TaskRecord {
 /** Every task record of a run by "<step>.<task>" (unreadable ones are skipped: being replaced). */
 export async function taskRecordsOf(run: string): Promise<Map<string, TaskRecord>> {
   const out = new Map<string, TaskRecord>();
-  const dir = `${run}/slurm/tasks`;
+  const dir = taskDir(run);
   try {
     for await (const e of Deno.readDir(dir)) {
       if (!e.isFile || !e.name.endsWith(".json")) continue;

@@ -93,7 +93,7 @@ export function planSteps(c: PlanConfig): Step[] {
 }
 
 /** The stage whose completion (in state.json) means the step's work is in and merged. */
-export function stageOfStep(step: Step): string {
+function stageOfStep(step: Step): string {
   if (step.pass?.startsWith("dataset_")) return "dataset";
   if (step.pass === "pseudo_0") return "preliminary";
   const m = /^pseudo_(\d+)$/.exec(step.pass ?? "");

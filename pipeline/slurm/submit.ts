@@ -18,7 +18,7 @@ import {
   writeJobs,
 } from "./jobs.ts";
 import { type PlanConfig, planSteps, type Step } from "./plan.ts";
-import { sbatchScript, type ScriptOptions, scriptPath } from "./script.ts";
+import { logDir, sbatchScript, type ScriptOptions, scriptPath, taskDir } from "./script.ts";
 
 export interface SubmitOptions extends Omit<ScriptOptions, "trainFlags"> {
   trainFlags: string[];
@@ -59,8 +59,8 @@ export async function submitRun(o: SubmitOptions): Promise<SubmitResult> {
       );
     }
   }
-  await Deno.mkdir(`${run}/slurm/logs`, { recursive: true });
-  await Deno.mkdir(`${run}/slurm/tasks`, { recursive: true });
+  await Deno.mkdir(logDir(run), { recursive: true });
+  await Deno.mkdir(taskDir(run), { recursive: true });
   const stages = await readStages(run);
   const submitted: SubmittedStep[] = [], skipped: string[] = [], commands: string[][] = [];
   let last: string | null = null;

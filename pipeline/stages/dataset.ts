@@ -11,6 +11,51 @@ import type { SplitName } from "../stage_context.ts";
 import { assignBalanced, type Shard } from "../shard/shard.ts";
 import { isSharded } from "../shard/manifest.ts";
 
+/** Path stems (no extension) of the `count` planned synthetic slides under `slides`. */
+function syntheticBases(slides: string, count: number): string[] {
+  return Array.from(
+    { length: count },
+    (_, i) => `${slides}/synthetic_${String(i).padStart(3, "0")}`,
+  );
+}
+
+/** Generates synthetic slide `i` as `<base>.tif`, then `<base>.xml` (whose presence marks it done). */
+async function generateSlide(
+  base: string,
+  i: number,
+  cfg: PipelineConfig,
+  log: (m: string) => void,
+): Promise<void> {
+  const { generateSyntheticSlide } = await import("../wsi/synthetic.ts");
+  const s = cfg.data.synthetic;
+  const t0 = performance.now();
+  await generateSyntheticSlide(
+    { seed: cfg.seed * 100 + i, width: s.size, height: s.size, tumours: 2 },
+    `${base}.tif`,
+    `${base}.xml`,
+  );
+  log(`dataset: generated ${base}.tif (${((performance.now() - t0) / 1000).toFixed(1)} s)`);
+}
+
+/** The `prepareDataset` options of the synthetic dataset under `dir`, sharded or not. */
+function syntheticPrepare(
+  dir: string,
+  cfg: PipelineConfig,
+  log: (m: string) => void,
+  quiet: boolean,
+) {
+  return {
+    dataset: "synthetic",
+    slides: `${dir}/slides`,
+    annotations: `${dir}/slides`,
+    out: dir,
+    patch: cfg.data.synthetic.patch,
+    seed: cfg.seed,
+    progress: !quiet,
+    log: quiet ? () => {} : log,
+  };
+}
+
 /** Generates and prepares the synthetic dataset under `dir` unless its manifest exists. */
 export async function ensureSyntheticData(
   dir: string,
@@ -19,38 +64,21 @@ export async function ensureSyntheticData(
   quiet: boolean,
 ): Promise<void> {
   if (await exists(`${dir}/manifest.json`)) return;
-  const { generateSyntheticSlide } = await import("../wsi/synthetic.ts");
   const { prepareDataset, PREPARE_PASSES } = await import("../wsi/extract.ts");
-  const s = cfg.data.synthetic;
   const slides = `${dir}/slides`;
   await Deno.mkdir(slides, { recursive: true });
+  const bases = syntheticBases(slides, cfg.data.synthetic.count);
   // Made by shards: the merge in prepareDataset checks them (a missing slide is named there).
   const sharded = await isSharded(dir, PREPARE_PASSES.candidates);
-  for (let i = 0; i < s.count && !sharded; i++) {
-    const base = `${slides}/synthetic_${String(i).padStart(3, "0")}`;
+  for (const [i, base] of bases.entries()) {
+    if (sharded) break;
     if (await exists(`${base}.xml`)) continue; // the XML is written after the TIFF
-    const t0 = performance.now();
-    await generateSyntheticSlide(
-      { seed: cfg.seed * 100 + i, width: s.size, height: s.size, tumours: 2 },
-      `${base}.tif`,
-      `${base}.xml`,
-    );
-    log(`dataset: generated ${base}.tif (${((performance.now() - t0) / 1000).toFixed(1)} s)`);
+    await generateSlide(base, i, cfg, log);
   }
   const { defaultSplit, slideKey } = await import("../wsi/splits.ts");
-  const keys = Array.from(
-    { length: s.count },
-    (_, i) => slideKey("synthetic", `${slides}/synthetic_${String(i).padStart(3, "0")}.tif`)!,
-  );
+  const keys = bases.map((b) => slideKey("synthetic", `${b}.tif`)!);
   await prepareDataset({
-    dataset: "synthetic",
-    slides,
-    annotations: slides,
-    out: dir,
-    patch: s.patch,
-    seed: cfg.seed,
-    progress: !quiet,
-    log: quiet ? () => {} : log,
+    ...syntheticPrepare(dir, cfg, log, quiet),
     // Shards made the slides: every planned one must be there (the split is the one they used).
     ...(sharded ? { split: defaultSplit("synthetic", keys), slideKeys: keys } : {}),
   });
@@ -74,39 +102,21 @@ export async function syntheticDataShard(
   log: (m: string) => void,
   quiet: boolean,
 ): Promise<void> {
-  const { generateSyntheticSlide } = await import("../wsi/synthetic.ts");
   const { prepareDataset } = await import("../wsi/extract.ts");
   const { defaultSplit, slideKey } = await import("../wsi/splits.ts");
-  const s = cfg.data.synthetic;
   const slides = `${dir}/slides`;
   await Deno.mkdir(slides, { recursive: true });
-  const bases = Array.from(
-    { length: s.count },
-    (_, i) => `${slides}/synthetic_${String(i).padStart(3, "0")}`,
-  );
+  const bases = syntheticBases(slides, cfg.data.synthetic.count);
   const keys = bases.map((b) => slideKey("synthetic", `${b}.tif`)!);
   const owner = assignBalanced(keys.map((id) => ({ id, weight: 1 })), shard.count);
   if (pass === "dataset_candidates") {
     for (const [i, base] of bases.entries()) {
       if (owner[i] !== shard.index || await exists(`${base}.xml`)) continue;
-      const t0 = performance.now();
-      await generateSyntheticSlide(
-        { seed: cfg.seed * 100 + i, width: s.size, height: s.size, tumours: 2 },
-        `${base}.tif`,
-        `${base}.xml`,
-      );
-      log(`dataset: generated ${base}.tif (${((performance.now() - t0) / 1000).toFixed(1)} s)`);
+      await generateSlide(base, i, cfg, log);
     }
   }
   await prepareDataset({
-    dataset: "synthetic",
-    slides,
-    annotations: slides,
-    out: dir,
-    patch: s.patch,
-    seed: cfg.seed,
-    progress: !quiet,
-    log: quiet ? () => {} : log,
+    ...syntheticPrepare(dir, cfg, log, quiet),
     // The same split and assignment whichever slides exist yet.
     split: defaultSplit("synthetic", keys),
     slideKeys: keys,

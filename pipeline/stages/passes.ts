@@ -8,17 +8,22 @@ import { formatDuration } from "../progress.ts";
 import { RunDir } from "../run_dir.ts";
 import type { StageContext } from "../stage_context.ts";
 import { samBest } from "../sam/build.ts";
-import { generatePseudo } from "../sam/pseudo_labels.ts";
+import { generatePseudo, pseudoPass } from "../sam/pseudo_labels.ts";
 import { type Shard, shardLabel } from "../shard/shard.ts";
 import { ShardRecorder } from "../shard/manifest.ts";
 import { DATASET_PASSES, loadSplits, syntheticDataShard } from "./dataset.ts";
-import { generateInitialMasks } from "./initial_masks.ts";
-import { evaluateShard } from "./evaluate.ts";
+import { generateInitialMasks, INITIAL_MASKS_PASS } from "./initial_masks.ts";
+import { EVALUATE_PASS, evaluateShard } from "./evaluate.ts";
 
 /** Names `--pass` takes for a config. */
 export function passNames(cfg: PipelineConfig): string[] {
-  const pseudo = Array.from({ length: Math.max(1, cfg.iterations) }, (_, k) => `pseudo_${k}`);
-  return [...(cfg.data.dir ? [] : DATASET_PASSES), "initial_masks", ...pseudo, "evaluate"];
+  const pseudo = Array.from({ length: Math.max(1, cfg.iterations) }, (_, k) => pseudoPass(k));
+  return [
+    ...(cfg.data.dir ? [] : DATASET_PASSES),
+    INITIAL_MASKS_PASS,
+    ...pseudo,
+    EVALUATE_PASS,
+  ];
 }
 
 const isDatasetPass = (p: string): p is (typeof DATASET_PASSES)[number] =>
@@ -27,8 +32,8 @@ const isDatasetPass = (p: string): p is (typeof DATASET_PASSES)[number] =>
 /** Which stage must be done (or have trained its SAM) before a pass can run. */
 function passNeeds(pass: string, cfg: PipelineConfig): { stage: string; trained: boolean } {
   if (isDatasetPass(pass)) return { stage: "", trained: false };
-  if (pass === "initial_masks") return { stage: "classifier", trained: false };
-  if (pass === "evaluate") {
+  if (pass === INITIAL_MASKS_PASS) return { stage: "classifier", trained: false };
+  if (pass === EVALUATE_PASS) {
     return { stage: cfg.iterations > 0 ? `iter_${cfg.iterations}` : "preliminary", trained: true };
   }
   const k = Number(pass.slice("pseudo_".length));
@@ -71,11 +76,11 @@ export async function runShardPass(o: {
     const ctx: StageContext = { cfg, run, dataDir, splits, log, quiet };
     const recorder = await ShardRecorder.start(run.dir, pass, shard);
     const sharded = { shard, recorder };
-    if (pass === "initial_masks") {
+    if (pass === INITIAL_MASKS_PASS) {
       await generateInitialMasks(ctx, sharded);
       const m = await recorder.finish();
       log(`initial masks: shard ${shardLabel(shard)}: ${recorder.size} items; ${m}`);
-    } else if (pass === "evaluate") await evaluateShard(ctx, sharded);
+    } else if (pass === EVALUATE_PASS) await evaluateShard(ctx, sharded);
     else {
       const k = Number(pass.slice("pseudo_".length));
       await generatePseudo(ctx, samBest(k === 0 ? "preliminary" : `iter_${k}`), k, sharded);

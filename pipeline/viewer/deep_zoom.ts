@@ -19,7 +19,7 @@ export interface DeepZoomInfo {
 }
 
 /** Most source pixels one tile may read (bounds the coarsest levels of huge slides). */
-export const MAX_SOURCE_PIXELS = 4096 * 4096;
+const MAX_SOURCE_PIXELS = 4096 * 4096;
 
 /** Deep-zoom levels of an image whose coarsest stored level has downsample `coarsest`. */
 export function deepZoomInfo(

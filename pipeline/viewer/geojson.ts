@@ -8,7 +8,7 @@
 /** Largest GeoJSON file read (bytes). */
 export const MAX_GEOJSON_BYTES = 64 * 2 ** 20;
 /** Most positions over all rings. */
-export const MAX_POSITIONS = 4_000_000;
+const MAX_POSITIONS = 4_000_000;
 
 /** One feature as the page draws it: rings per polygon, flat x,y arrays. */
 export interface PredictedRegion {

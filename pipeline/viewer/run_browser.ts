@@ -4,7 +4,7 @@
  * overlay-ready PNGs, and the dashboard (state.json, metrics.jsonl per stage, summary.json), read
  * fresh on each request so the page follows a run that is still training.
  */
-import { decodePng, encodePng, type Image8, toRgb } from "../../engine/io/png.ts";
+import { decodePng, encodePng, type Image8 } from "../../engine/io/png.ts";
 import { jet } from "../plots.ts";
 import { parseMetrics } from "../run_dir.ts";
 import type { RunEntry, Split } from "./catalog.ts";
@@ -25,7 +25,7 @@ export interface GalleryItem {
 }
 
 /** Overlay kinds of a patch (`image` is the patch itself). */
-export const PATCH_KINDS = /^(image|truth|cam|cam_mask|final|pseudo_(\d{1,3}))$/;
+const PATCH_KINDS = /^(image|truth|cam|cam_mask|final|pseudo_(\d{1,3}))$/;
 
 async function names(dir: string): Promise<Set<string>> {
   const out = new Set<string>();
@@ -70,7 +70,7 @@ export async function gallery(
 }
 
 /** A 0/1 (or 0/255) mask as an RGBA PNG: `colour` where on, transparent elsewhere. */
-export function maskPng(
+function maskPng(
   on: (i: number) => boolean,
   w: number,
   h: number,
@@ -90,7 +90,7 @@ function decodeOr404(bytes: Uint8Array | null, name: string): Image8 | null {
 }
 
 /** Mask colours shared with the page's legend. */
-export const COLOURS: Record<string, [number, number, number]> = {
+const COLOURS: Record<string, [number, number, number]> = {
   truth: [255, 40, 40],
   cam_mask: [255, 255, 255],
   pseudo: [255, 200, 0],
@@ -140,11 +140,6 @@ export async function patchImage(
     px[i * 4 + 3] = 255;
   }
   return encodePng({ data: px, width: img.width, height: img.height, channels: 4 });
-}
-
-/** RGB of a stored patch PNG (for segmentation when SAM's own loader is not used). */
-export function rgbOf(bytes: Uint8Array, name: string): Image8 {
-  return toRgb(decodePng(bytes, name));
 }
 
 const MAX_DASHBOARD_FILE = 16 * 2 ** 20;

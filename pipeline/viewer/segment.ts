@@ -347,7 +347,7 @@ export class SegmentService {
 }
 
 /** The run-folder path helper the stage functions take. */
-export function runPaths(run: RunEntry): { path(...p: string[]): string } {
+function runPaths(run: RunEntry): { path(...p: string[]): string } {
   return { path: (...p: string[]) => [run.dir, ...p].join("/") };
 }
 

@@ -16,12 +16,12 @@
 import { InputError } from "../../engine/io/errors.ts";
 
 /** Annotation groups that mark tumour (Camelyon17 `metastases`, Camelyon16 `Tumor`/`_0`/`_1`). */
-export const POSITIVE_GROUPS: readonly string[] = ["metastases", "tumor", "_0", "_1"];
+const POSITIVE_GROUPS: readonly string[] = ["metastases", "tumor", "_0", "_1"];
 /**
  * Annotation groups that mark non-tumour holes inside tumour regions (Camelyon16 `_2`, and
  * `Exclusion`, which `deno task export` writes for the holes of predicted regions).
  */
-export const EXCLUSION_GROUPS: readonly string[] = ["_2", "exclusion"];
+const EXCLUSION_GROUPS: readonly string[] = ["_2", "exclusion"];
 
 /** One closed polygon, level-0 pixel coordinates interleaved `x0, y0, x1, y1, ...`. */
 export interface Polygon {
@@ -34,6 +34,23 @@ export interface Polygon {
   minY: number;
   maxX: number;
   maxY: number;
+}
+
+/** A {@link Polygon} of the interleaved level-0 `points`, with their bounding box. */
+export function polygonOf(
+  name: string,
+  group: string,
+  type: string,
+  points: Float64Array,
+): Polygon {
+  let minX = Infinity, minY = Infinity, maxX = -Infinity, maxY = -Infinity;
+  for (let i = 0; i < points.length; i += 2) {
+    minX = Math.min(minX, points[i]);
+    maxX = Math.max(maxX, points[i]);
+    minY = Math.min(minY, points[i + 1]);
+    maxY = Math.max(maxY, points[i + 1]);
+  }
+  return { name, group, type, points, minX, minY, maxX, maxY };
 }
 
 /** An annotation that is not rasterised, with the reason (never dropped silently). */
@@ -66,7 +83,7 @@ interface XmlElement {
 class XmlError extends Error {}
 
 /** Element nesting accepted: ASAP files nest 5 deep; deeper means a broken or hostile file. */
-export const MAX_XML_DEPTH = 64;
+const MAX_XML_DEPTH = 64;
 
 /**
  * Tokenizes `text`, calling `open` for each start tag (with its depth, root = 0) and `close` when
@@ -292,13 +309,13 @@ export interface AsapLimits {
  * 300 MB more while rasterised (edge table and scanline scratch), far above what hand-drawn
  * annotations hold; `wsi mask --max-vertices` raises it.
  */
-export const MAX_XML_VERTICES = 5_000_000;
+const MAX_XML_VERTICES = 5_000_000;
 /**
  * Largest annotation file read (its text is held whole while parsed): 512 MiB, or 128 bytes per
  * allowed vertex when `maxVertices` is raised above the default (a Camelyon `<Coordinate>` line
  * is about 60 bytes).
  */
-export const MAX_XML_BYTES = 512 * 2 ** 20;
+const MAX_XML_BYTES = 512 * 2 ** 20;
 
 /**
  * Parses an ASAP annotation XML document; `source` names the file in error messages. Streaming:
@@ -337,15 +354,7 @@ export function parseAsapXml(
     }
     if (n < 3) return ignore(`only ${n} coordinate(s)`);
     // ASAP keeps document order (the Order attribute is informational).
-    const points = Float64Array.from(pts);
-    let minX = Infinity, minY = Infinity, maxX = -Infinity, maxY = -Infinity;
-    for (let i = 0; i < points.length; i += 2) {
-      minX = Math.min(minX, points[i]);
-      maxX = Math.max(maxX, points[i]);
-      minY = Math.min(minY, points[i + 1]);
-      maxY = Math.max(maxY, points[i + 1]);
-    }
-    const poly: Polygon = { name, group, type, points, minX, minY, maxX, maxY };
+    const poly = polygonOf(name, group, type, Float64Array.from(pts));
     (isPos ? set.positive : set.exclusion).push(poly);
   };
   try {
@@ -564,7 +573,7 @@ export function rasterizeRegion(
 }
 
 /** Largest mask {@link rasterize} builds in one buffer; beyond it use {@link rasterizeRegion}. */
-export const MAX_RASTER_PIXELS = 1 << 30;
+const MAX_RASTER_PIXELS = 1 << 30;
 
 /** Rasterises the whole level (`width`×`height` at `downsample`) into one 0/255 buffer. */
 export function rasterize(
@@ -582,7 +591,7 @@ export function rasterize(
 }
 
 /** Whether any tumour polygon's bounding box touches the level-0 box (cheap pre-test). */
-export function touchesTumour(
+function touchesTumour(
   ann: AnnotationSet,
   x0: number,
   y0: number,

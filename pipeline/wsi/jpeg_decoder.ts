@@ -18,6 +18,7 @@
  * one tile's decode.
  */
 import { InputError } from "../../engine/io/errors.ts";
+import { ycbcrToRgbAt } from "./ycbcr.ts";
 
 /** A decoded JPEG: `channels` interleaved 8-bit samples (1 gray or 3 RGB/YCbCr). */
 export interface DecodedJpeg {
@@ -664,13 +665,7 @@ export function decodeJpegTile(
         out[o + 2] = c.data[ic + x];
         continue;
       }
-      const cb = b.data[ib + x] - 128, cr = c.data[ic + x] - 128;
-      const R = Y + ((91881 * cr + 32768) >> 16);
-      const G = Y + ((-22554 * cb - 46802 * cr + 32768) >> 16);
-      const B = Y + ((116130 * cb + 32768) >> 16);
-      out[o] = R < 0 ? 0 : R > 255 ? 255 : R;
-      out[o + 1] = G < 0 ? 0 : G > 255 ? 255 : G;
-      out[o + 2] = B < 0 ? 0 : B > 255 ? 255 : B;
+      ycbcrToRgbAt(Y, b.data[ib + x], c.data[ic + x], out, o);
     }
   }
   return { data: out, width, height, channels: 3 };

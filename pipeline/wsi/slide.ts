@@ -12,6 +12,7 @@
  */
 import { TileCache } from "./tile_cache.ts";
 import { decodeJpegTile } from "./jpeg_decoder.ts";
+import { ycbcrToRgbInPlace } from "./ycbcr.ts";
 import { TAG, TYPE_SIZES } from "./tiff_tags.ts";
 import { decodeTileData } from "./tile_codecs.ts";
 import { InputError, isInputError } from "../../engine/io/errors.ts";
@@ -71,7 +72,7 @@ const COMPRESSION_NAMES: Record<number, string> = {
 const SUPPORTED_COMPRESSIONS = new Set([1, 5, 7, 8, 32946, 32773]);
 
 /** Human name of a TIFF compression code. */
-export function compressionName(code: number): string {
+function compressionName(code: number): string {
   return COMPRESSION_NAMES[code] ?? `unknown (${code})`;
 }
 
@@ -504,20 +505,6 @@ export async function openSlide(path: string, opts: { cacheBytes?: number } = {}
     const msg = (e as Error).message;
     if (msg.startsWith(path)) throw e;
     throw new Error(`${path}: cannot read TIFF (${msg})`, { cause: e });
-  }
-}
-
-/** libjpeg-style YCbCr -> RGB (jdcolor.c fixed point, 16 fractional bits). */
-function ycbcrToRgbInPlace(px: Uint8Array, n: number, stride: number): void {
-  for (let i = 0; i < n; i++) {
-    const o = i * stride;
-    const y = px[o], cb = px[o + 1] - 128, cr = px[o + 2] - 128;
-    const r = y + ((91881 * cr + 32768) >> 16);
-    const g = y + ((-22554 * cb - 46802 * cr + 32768) >> 16);
-    const b = y + ((116130 * cb + 32768) >> 16);
-    px[o] = r < 0 ? 0 : r > 255 ? 255 : r;
-    px[o + 1] = g < 0 ? 0 : g > 255 ? 255 : g;
-    px[o + 2] = b < 0 ? 0 : b > 255 ? 255 : b;
   }
 }
 

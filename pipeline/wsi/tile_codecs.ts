@@ -68,7 +68,7 @@ function undoHorizontalPredictor(px: Uint8Array, rowBytes: number, samples: numb
  * TIFF LZW (MSB-first codes of 9 to 12 bits, "early change"), into `out`; returns the bytes
  * written. Stops at EOI, at the end of the data, or when `out` is full.
  */
-export function lzwDecode(data: Uint8Array, out: Uint8Array): number {
+function lzwDecode(data: Uint8Array, out: Uint8Array): number {
   const CLEAR = 256, EOI = 257;
   // Each entry: prefix code, last byte, first byte, length (strings are written backwards).
   const prefix = new Int32Array(4096), last = new Uint8Array(4096);
@@ -125,7 +125,7 @@ export function lzwDecode(data: Uint8Array, out: Uint8Array): number {
 }
 
 /** Inflates zlib data into `out` in bounded slices; returns the bytes written. */
-export function inflateInto(data: Uint8Array, out: Uint8Array): number {
+function inflateInto(data: Uint8Array, out: Uint8Array): number {
   let o = 0;
   const inflater = new Unzlib((chunk) => {
     const n = Math.min(chunk.length, out.length - o);
@@ -144,7 +144,7 @@ export function inflateInto(data: Uint8Array, out: Uint8Array): number {
 }
 
 /** PackBits (Apple RLE) into `out`; returns the bytes written. */
-export function packbitsDecode(data: Uint8Array, out: Uint8Array): number {
+function packbitsDecode(data: Uint8Array, out: Uint8Array): number {
   let p = 0, o = 0;
   while (p < data.length && o < out.length) {
     const h = data[p++];

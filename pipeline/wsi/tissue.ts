@@ -161,7 +161,7 @@ export function tissueMask(
 }
 
 /** The steps after the saturation, for callers that computed it strip by strip. */
-export function tissueMaskFromSaturation(
+function tissueMaskFromSaturation(
   sat: Uint8Array,
   width: number,
   height: number,
@@ -220,13 +220,13 @@ export interface SlideTissueMask {
  * slide's downsample-16 level fits), about 1.2 GB at the limit for the mask steps (saturation,
  * closing, median). A larger level is area-averaged while it streams (see below).
  */
-export const MAX_TISSUE_LEVEL_PIXELS = 2 ** 27;
+const MAX_TISSUE_LEVEL_PIXELS = 2 ** 27;
 /**
  * Most level pixels streamed to build a reduced tissue image: 2^36 (~262144²), three times the
  * largest CAMELYON slide. Beyond it the file is refused (it would take hours, and no scanner
  * writes such a single-level file).
  */
-export const MAX_TISSUE_STREAM_PIXELS = 2 ** 36;
+const MAX_TISSUE_STREAM_PIXELS = 2 ** 36;
 
 /**
  * Tissue mask of a slide level (default: the level nearest downsample 16, what the
@@ -270,7 +270,7 @@ export async function slideTissueMask(
 }
 
 /** The integer reduction of a level to reach downsample 16 and fit the mask limit. */
-export function tissueReduction(width: number, height: number, downsample: number): number {
+function tissueReduction(width: number, height: number, downsample: number): number {
   let f = Math.max(1, Math.round(16 / downsample));
   while (Math.ceil(width / f) * Math.ceil(height / f) > MAX_TISSUE_LEVEL_PIXELS) f++;
   return f;

@@ -4,6 +4,7 @@ import { readSafetensors, toFloat32 } from "../../engine/io/safetensors.ts";
 import { writePng } from "../../engine/io/png.ts";
 import { fixturePath, haveFixtures } from "../fixtures.ts";
 import { assertClose } from "../util/gpu.ts";
+import { runCli } from "../util/cli.ts";
 
 Deno.test({
   name: "classify CLI writes logit, raw CAM, CAM mask and overlays matching the fixture",
@@ -18,12 +19,7 @@ Deno.test({
       channels: 3,
     });
     const cli = new URL("../../pipeline/cli/classify.ts", import.meta.url).pathname;
-    const run = (args: string[]) =>
-      new Deno.Command(Deno.execPath(), {
-        args: ["run", "-A", cli, ...args],
-        stdout: "piped",
-        stderr: "piped",
-      }).output();
+    const run = (args: string[]) => runCli(cli, args);
     const r = await run([
       "--checkpoint",
       fixturePath("resnet-adl-tiny", "weights.pth"),
@@ -38,7 +34,7 @@ Deno.test({
       "--out",
       `${dir}/out`,
     ]);
-    assert.equal(r.code, 0, new TextDecoder().decode(r.stderr));
+    assert.equal(r.code, 0, r.stderr);
     const out = await readSafetensors(`${dir}/out/cam.safetensors`);
     assertClose(toFloat32(out.get("logit")!), toFloat32(c.get("cam_image_logit")!), {
       atol: 1e-4,
@@ -70,7 +66,7 @@ Deno.test({
     ]);
     assert.equal(bad.code, 2);
     assert.match(
-      new TextDecoder().decode(bad.stderr),
+      bad.stderr,
       /--dataset must be camelyon16 or camelyon17/,
     );
     await Deno.remove(dir, { recursive: true });

@@ -6,6 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { parseMetrics } from "../../pipeline/run_dir.ts";
+import { listFiles } from "../util/files.ts";
 
 const train = new URL("../../pipeline/cli/train.ts", import.meta.url).pathname;
 const env = { XDG_RUNTIME_DIR: Deno.env.get("XDG_RUNTIME_DIR") ?? "/tmp", NO_COLOR: "1" };
@@ -55,17 +56,6 @@ async function runToEnd(args: string[]): Promise<string> {
   return text;
 }
 
-/** Relative paths of the files under `dir` (recursively), sorted. */
-async function files(dir: string, rel = ""): Promise<string[]> {
-  const out: string[] = [];
-  for await (const e of Deno.readDir(`${dir}/${rel}`)) {
-    const p = rel ? `${rel}/${e.name}` : e.name;
-    if (e.isDirectory) out.push(...await files(dir, p));
-    else if (e.isFile) out.push(p);
-  }
-  return out.sort();
-}
-
 /** Metric records without their wall-clock fields. */
 async function metricsOf(dir: string): Promise<Record<string, unknown>[]> {
   return parseMetrics(await Deno.readTextFile(`${dir}/metrics.jsonl`)).map((r) => {
@@ -111,7 +101,7 @@ Deno.test({
 
     // 6. Bit for bit: checkpoints, CAMs, initial masks and pseudo-labels; then the metrics.
     const outputs = async (dir: string) =>
-      (await files(dir)).filter((f) => /^(checkpoints|cam|initial_mask|pseudo)\//.test(f));
+      (await listFiles(dir)).filter((f) => /^(checkpoints|cam|initial_mask|pseudo)\//.test(f));
     const a = await outputs(killed), b = await outputs(clean);
     assert.deepEqual(a, b);
     assert.ok(a.some((f) => f.startsWith("checkpoints/sam_preliminary_last")));

@@ -7,20 +7,12 @@ import { encodePng, readPng } from "../../engine/io/png.ts";
 import { readSafetensors, toFloat32, writeSafetensors } from "../../engine/io/safetensors.ts";
 import { fixturePath, haveFixtures } from "../fixtures.ts";
 import { assertClose } from "../util/gpu.ts";
+import { runCli } from "../util/cli.ts";
 
 const ok = haveFixtures();
 const cli = new URL("../../pipeline/cli/sam.ts", import.meta.url).pathname;
 
-async function run(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const r = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", cli, ...args],
-    stdout: "piped",
-    stderr: "piped",
-    env: { XDG_RUNTIME_DIR: Deno.env.get("XDG_RUNTIME_DIR") ?? "/tmp" },
-  }).output();
-  const dec = new TextDecoder();
-  return { code: r.code, stdout: dec.decode(r.stdout), stderr: dec.decode(r.stderr) };
-}
+const run = (args: string[]) => runCli(cli, args);
 
 /** Temp dir with config.json, image.png and mask_input.safetensors from the fixture. */
 async function inputs() {
@@ -47,15 +39,17 @@ async function inputs() {
   return { dir, c, f, points, box: Array.from(f("box")).join(",") };
 }
 
+/** The flags naming the model and the image of `inputs()`, any of them replaced by `o`. */
 const base = (
   dir: string,
+  o: { checkpoint?: string; config?: string; image?: string } = {},
 ) => [
   "--checkpoint",
-  fixturePath("sam-tiny", "weights.pth"),
+  o.checkpoint ?? fixturePath("sam-tiny", "weights.pth"),
   "--config",
-  `${dir}/config.json`,
+  o.config ?? `${dir}/config.json`,
   "--image",
-  `${dir}/image.png`,
+  o.image ?? `${dir}/image.png`,
 ];
 
 Deno.test({
@@ -168,33 +162,18 @@ Deno.test({
         [...base(dir), "--points", points(1), "--mask-input", `${dir}/config.json`, "--out", out],
         /--mask-input/,
       ],
-      [[
-        "--checkpoint",
-        `${dir}/nope.pth`,
-        "--config",
-        `${dir}/config.json`,
-        "--image",
-        `${dir}/image.png`,
-        "--points",
-        "1,2,1",
-        "--out",
-        out,
-      ], /--checkpoint .*nope\.pth: file not found/],
       [
-        [...base(dir).slice(0, 4), "--image", `${dir}/nope.png`, "--points", "1,2,1", "--out", out],
+        [...base(dir, { checkpoint: `${dir}/nope.pth` }), "--points", "1,2,1", "--out", out],
+        /--checkpoint .*nope\.pth: file not found/,
+      ],
+      [
+        [...base(dir, { image: `${dir}/nope.png` }), "--points", "1,2,1", "--out", out],
         /--image .*nope\.png: file not found/,
       ],
-      [[
-        ...base(dir).slice(0, 2),
-        "--config",
-        "vit_x",
-        "--image",
-        `${dir}/image.png`,
-        "--points",
-        "1,2,1",
-        "--out",
-        out,
-      ], /--config vit_x: not one of vit_b/],
+      [
+        [...base(dir, { config: "vit_x" }), "--points", "1,2,1", "--out", out],
+        /--config vit_x: not one of vit_b/,
+      ],
       [[...base(dir), "--frobnicate"], /frobnicate/],
     ];
     for (const [args, re] of cases) {

@@ -8,22 +8,10 @@
 import assert from "node:assert/strict";
 import { readSafetensors } from "../../engine/io/safetensors.ts";
 import { fixturePath, haveFixtures } from "../fixtures.ts";
+import { runCli } from "../util/cli.ts";
 
 const train = new URL("../../pipeline/cli/train.ts", import.meta.url).pathname;
 const infer = new URL("../../pipeline/cli/infer.ts", import.meta.url).pathname;
-const env = { XDG_RUNTIME_DIR: Deno.env.get("XDG_RUNTIME_DIR") ?? "/tmp" };
-
-async function run(cli: string, args: string[]): Promise<{ code: number; text: string }> {
-  const r = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", cli, ...args],
-    env,
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const dec = new TextDecoder();
-  return { code: r.code, text: dec.decode(r.stdout) + dec.decode(r.stderr) };
-}
-
 Deno.test({
   name:
     "train with a SAM .pth checkpoint: decoder-only fine-tuning on cached embeddings, then infer",
@@ -44,7 +32,7 @@ Deno.test({
     );
     const pth = fixturePath("sam-tiny", "weights.pth");
     const run1 = `${out}/run`;
-    const r = await run(train, [
+    const r = await runCli(train, [
       "--profile",
       "tiny",
       "--out",
@@ -92,7 +80,7 @@ Deno.test({
     }
 
     // infer rebuilds SAM from the .pth plus the selected decoder and reproduces the summary.
-    const i = await run(infer, ["--run", run1, "--out", `${out}/infer`, "--quiet"]);
+    const i = await runCli(infer, ["--run", run1, "--out", `${out}/infer`, "--quiet"]);
     assert.equal(i.code, 0, i.text.slice(-3000));
     const m = JSON.parse(await Deno.readTextFile(`${out}/infer/metrics.json`));
     assert.ok(Math.abs(m.dice - s.final.dice) < 1e-6, `infer ${m.dice} vs summary ${s.final.dice}`);

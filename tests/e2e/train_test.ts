@@ -6,23 +6,10 @@
  */
 import assert from "node:assert/strict";
 import { parseMetrics } from "../../pipeline/run_dir.ts";
+import { runCli } from "../util/cli.ts";
 
 const train = new URL("../../pipeline/cli/train.ts", import.meta.url).pathname;
 const infer = new URL("../../pipeline/cli/infer.ts", import.meta.url).pathname;
-
-async function run(
-  cli: string,
-  args: string[],
-): Promise<{ code: number; stdout: string; stderr: string }> {
-  const r = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", cli, ...args],
-    stdout: "piped",
-    stderr: "piped",
-    env: { XDG_RUNTIME_DIR: Deno.env.get("XDG_RUNTIME_DIR") ?? "/tmp" },
-  }).output();
-  const dec = new TextDecoder();
-  return { code: r.code, stdout: dec.decode(r.stdout), stderr: dec.decode(r.stderr) };
-}
 
 async function exists(p: string): Promise<boolean> {
   try {
@@ -48,7 +35,7 @@ Deno.test({
     const args = ["--profile", "tiny", "--out", out, "--quiet"];
 
     // 1. Interrupted run: stop after the classifier.
-    const a = await run(train, [...args, "--stop-after", "classifier"]);
+    const a = await runCli(train, [...args, "--stop-after", "classifier"]);
     assert.equal(a.code, 0, a.stderr);
     const state1 = JSON.parse(await Deno.readTextFile(`${out}/state.json`));
     assert.equal(state1.stages.classifier.status, "done");
@@ -58,7 +45,7 @@ Deno.test({
     assert.ok(clsEpochs >= 1);
 
     // 2. The same command resumes: the classifier is not retrained.
-    const b = await run(train, args);
+    const b = await runCli(train, args);
     assert.equal(b.code, 0, b.stderr);
     assert.doesNotMatch(b.stderr, /classifier epoch/, "classifier was retrained on resume");
     const recs = parseMetrics(await Deno.readTextFile(`${out}/metrics.jsonl`));
@@ -115,7 +102,7 @@ Deno.test({
     );
 
     // 4. deno task infer on the test split.
-    const c = await run(infer, ["--run", out, "--out", `${out}/infer`, "--quiet"]);
+    const c = await runCli(infer, ["--run", out, "--out", `${out}/infer`, "--quiet"]);
     assert.equal(c.code, 0, c.stderr);
     const m = JSON.parse(await Deno.readTextFile(`${out}/infer/metrics.json`));
     assert.ok(Number.isFinite(m.dice) && Number.isFinite(m.iou) && m.n === s.final.n);
@@ -135,7 +122,7 @@ Deno.test({
       if (xml.includes("<Coordinate ")) slide = `${slidesDir}/${e.name.replace(/\.xml$/, ".tif")}`;
     }
     assert.ok(slide, "no synthetic slide with a tumour annotation");
-    const sl = await run(infer, [
+    const sl = await runCli(infer, [
       "--run",
       out,
       "--slide",
@@ -176,7 +163,7 @@ Deno.test({
     const info = JSON.parse(await Deno.readTextFile(`${out}/slide/probability.json`));
     assert.deepEqual([info.width, info.height], [pw, ph]);
     const exportCli = new URL("../../pipeline/cli/export.ts", import.meta.url).pathname;
-    const ex = await run(exportCli, [
+    const ex = await runCli(exportCli, [
       "--run",
       `${out}/slide`,
       "--slide",
@@ -205,7 +192,7 @@ Deno.test({
     );
 
     // 5. Another config in the same folder is refused, naming the key.
-    const d = await run(train, [...args, "--iterations", "2"]);
+    const d = await runCli(train, [...args, "--iterations", "2"]);
     assert.equal(d.code, 1);
     assert.match(d.stderr, /different config \(keys: iterations\)/);
 
@@ -214,7 +201,7 @@ Deno.test({
     const bytes = await Deno.readFile(ck);
     bytes[bytes.length - 5] ^= 0xff;
     await Deno.writeFile(ck, bytes);
-    const e = await run(infer, ["--run", out, "--out", `${out}/infer2`, "--quiet"]);
+    const e = await runCli(infer, ["--run", out, "--out", `${out}/infer2`, "--quiet"]);
     assert.equal(e.code, 1);
     assert.match(e.stderr, /classifier_best\.safetensors is corrupt/);
     await Deno.remove(out, { recursive: true });

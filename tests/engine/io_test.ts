@@ -15,6 +15,7 @@ import {
   serializeSafetensors,
   toFloat32,
   toInt32,
+  viewAs,
   writeSafetensors,
 } from "../../engine/io/safetensors.ts";
 import { crc32, ZipReader } from "../../engine/io/zip.ts";
@@ -93,17 +94,7 @@ const tensorArb: fc.Arbitrary<HostTensor> = fc.record({
   return fc.uint8Array({ minLength: n * DTYPE_SIZE[dtype], maxLength: n * DTYPE_SIZE[dtype] })
     .map((raw): HostTensor => {
       if (dtype === "BOOL") raw = raw.map((b) => b & 1);
-      const c = {
-        F32: Float32Array,
-        F16: Uint16Array,
-        BF16: Uint16Array,
-        F64: Float64Array,
-        I64: BigInt64Array,
-        I32: Int32Array,
-        U8: Uint8Array,
-        BOOL: Uint8Array,
-      }[dtype];
-      return { dtype, shape, data: new c(raw.buffer, 0, n) };
+      return { dtype, shape, data: viewAs(dtype, raw) };
     });
 });
 
@@ -437,17 +428,7 @@ Deno.test("pth: hostile data.pkl inside a torch-style zip is refused with a clea
 
 /** Storage data for a crafted archive: F32 0..n-1 etc. */
 function storageBytes(dtype: DType, n: number): Uint8Array {
-  const c = {
-    F32: Float32Array,
-    F16: Uint16Array,
-    BF16: Uint16Array,
-    F64: Float64Array,
-    I64: BigInt64Array,
-    I32: Int32Array,
-    U8: Uint8Array,
-    BOOL: Uint8Array,
-  }[dtype];
-  const a = new c(n);
+  const a = viewAs(dtype, new Uint8Array(n * DTYPE_SIZE[dtype]));
   for (let i = 0; i < n; i++) {
     (a as unknown as (number | bigint)[])[i] = dtype === "I64"
       ? BigInt(i * 1000)

@@ -5,7 +5,7 @@
  * memory blow-ups, worst time and worst memory. Offending inputs are saved under --out.
  * `--replay FILE` parses one saved input in this process and prints the outcome.
  */
-import { runCommand, UsageError } from "../../pipeline/cli/args.ts";
+import { type Flags, numberFlag, runCommand, UsageError } from "../../pipeline/cli/args.ts";
 import type { FuzzTarget } from "./target.ts";
 import {
   discoverTargets,
@@ -29,14 +29,9 @@ const USAGE = `usage: deno task fuzz --parser P|all --runs N [--seed S] [--time-
   --markdown also write them as the Markdown tables of RELIABILITY.md
   --replay   parse one saved input here and print what the parser did`;
 
-function intFlag(v: unknown, name: string, min: number): number | undefined {
-  if (v === undefined) return undefined;
-  const n = Number(v);
-  if (!Number.isSafeInteger(n) || n < min) {
-    throw new UsageError(`--${name} must be an integer >= ${min}, got "${v}"`);
-  }
-  return n;
-}
+/** A whole-number flag of at least `min` (a usage error naming the flag otherwise). */
+const intFlag = (f: Flags, name: string, min: number, def: number): number =>
+  numberFlag(f, name, { def, min, integer: true })!;
 
 Deno.exit(
   await runCommand(
@@ -83,10 +78,10 @@ Deno.exit(
         return;
       }
       const opts = {
-        runs: intFlag(f.runs, "runs", 1) ?? 10_000,
-        seed: intFlag(f.seed, "seed", 0) ?? 20261125,
-        timeMs: intFlag(f["time-ms"], "time-ms", 1) ?? 5000,
-        memMiB: intFlag(f["mem-mib"], "mem-mib", 128) ?? 1024,
+        runs: intFlag(f, "runs", 1, 10_000),
+        seed: intFlag(f, "seed", 0, 20261125),
+        timeMs: intFlag(f, "time-ms", 1, 5000),
+        memMiB: intFlag(f, "mem-mib", 128, 1024),
         outDir: (f.out as string | undefined) ?? "runs/fuzz",
       };
       const names = parser === "all" ? [...targets.keys()] : [parser];

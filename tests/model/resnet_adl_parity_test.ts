@@ -6,13 +6,15 @@
  */
 import assert from "node:assert/strict";
 import { backward, F, tensor, tidy } from "../../engine/mod.ts";
-import { readSafetensors, toFloat32 } from "../../engine/io/safetensors.ts";
+import { readSafetensors } from "../../engine/io/safetensors.ts";
 import { loadCheckpoint } from "../../engine/io/state_dict.ts";
 import { Adam } from "../../engine/optim/adam.ts";
 import { ResNetAdl } from "../../model/resnet_adl.ts";
 import { Adl } from "../../model/adl.ts";
 import { fixturePath, haveFixtures } from "../fixtures.ts";
-import { assertClose, maxAbs, setup } from "../util/gpu.ts";
+import { setup } from "../util/gpu.ts";
+import { assertGradClose, assertMatchesCase, readF32Case } from "../util/parity.ts";
+import { maskIou } from "../util/masks.ts";
 import { convTiles, matmulVariant, setConvPath, setConvTiles } from "../../engine/routing.ts";
 
 const ok = haveFixtures();
@@ -28,12 +30,7 @@ const CONFIG = {
   seed: 0,
 };
 
-async function loadCase(): Promise<Map<string, Float32Array>> {
-  const raw = await readSafetensors(fixturePath("resnet-adl-tiny", "case.safetensors"));
-  const out = new Map<string, Float32Array>();
-  for (const [k, v] of raw) if (v.dtype === "F32") out.set(k, toFloat32(v));
-  return out;
-}
+const loadCase = () => readF32Case("resnet-adl-tiny");
 
 async function model(file: string): Promise<ResNetAdl> {
   const m = new ResNetAdl(CONFIG);
@@ -51,21 +48,11 @@ Deno.test({
       const m = (await model(file)).eval();
       const x = tensor(c.get("input")!, [2, 3, 64, 64]);
       const r = tidy(() => ({ logits: m.forward(x), feat: m.camFeatures(x), cam: m.camRaw(x) }));
-      assertClose(await r.logits.data(), c.get("eval_logits")!, {
-        atol: 1e-4,
-        rtol: 1e-4,
-        what: `${file} eval_logits`,
-      });
-      assertClose(await r.feat.data(), c.get("layer4_0_features")!, {
-        atol: 1e-4,
-        rtol: 1e-4,
-        what: "layer4_0_features",
-      });
-      assertClose(await r.cam.data(), c.get("cam_raw")!, {
-        atol: 1e-4,
-        rtol: 1e-4,
-        what: "cam_raw",
-      });
+      await assertMatchesCase(c, [
+        ["eval_logits", r.logits, 1e-4, 1e-4],
+        ["layer4_0_features", r.feat, 1e-4, 1e-4],
+        ["cam_raw", r.cam, 1e-4, 1e-4],
+      ], `${file} `);
       m.dispose();
     }
   },
@@ -79,16 +66,10 @@ Deno.test({
     const adl = new Adl({ dropRate: 0.75, threshold: 0.8 });
     adl.train();
     const x = tensor(c.get("adl_input")!, [2, 8, 5, 5]);
-    assertClose(await adl.forward(x, "importance").data(), c.get("adl_importance_out")!, {
-      atol: 1e-6,
-      rtol: 1e-5,
-      what: "importance",
-    });
-    assertClose(await adl.forward(x, "drop").data(), c.get("adl_drop_out")!, {
-      atol: 1e-6,
-      rtol: 1e-5,
-      what: "drop",
-    });
+    await assertMatchesCase(c, [
+      ["adl_importance_out", adl.forward(x, "importance"), 1e-6, 1e-5],
+      ["adl_drop_out", adl.forward(x, "drop"), 1e-6, 1e-5],
+    ]);
     adl.eval();
     if (adl.forward(x) !== x) throw new Error("ADL must be the identity in eval mode");
   },
@@ -146,26 +127,19 @@ async function trainingStep(strict: boolean): Promise<void> {
       if (k.endsWith("num_batches_tracked")) assert.equal(await t.item(), before.get(k)! + 1, k);
     }
     const loss = F.bceWithLogits(logits, y);
-    assertClose(await logits.data(), c.get("train_logits")!, {
-      atol: 1e-4,
-      rtol: 1e-4,
-      what: "train_logits",
-    });
-    assertClose(await loss.data(), c.get("train_loss")!, {
-      atol: 1e-5,
-      rtol: 1e-4,
-      what: "train_loss",
-    });
+    await assertMatchesCase(c, [
+      ["train_logits", logits, 1e-4, 1e-4],
+      ["train_loss", loss, 1e-5, 1e-4],
+    ]);
     backward(loss);
     let checked = 0;
     for (const [name, p] of m.namedParameters()) {
       const want = c.get(`grad.${name}`);
       if (!want) throw new Error(`fixture has no grad.${name}`);
-      // Gradients: 1e-3 relative to the largest entry of the tensor (sums reordered).
-      const scale = maxAbs(want);
       const got = await p.grad!.data();
       if (strict) {
-        assertClose(got, want, { atol: 1e-3 * scale + 1e-7, rtol: 1e-3, what: `grad.${name}` });
+        // Gradients: 1e-3 relative to the largest entry of the tensor (sums reordered).
+        assertGradClose(got, want, 1e-3, 1e-7, `grad.${name}`);
       } else {
         let dot = 0, gg = 0, ww = 0, dd = 0;
         for (let i = 0; i < want.length; i++) {
@@ -229,39 +203,21 @@ Deno.test({
       for (let ch = 0; ch < 3; ch++) chw[ch * 128 * 128 + i] = img[i * 3 + ch] / 255;
     }
     const logit = tidy(() => m.forward(tensor(chw, [1, 3, 128, 128])));
-    assertClose(await logit.data(), c.get("cam_image_logit")!, {
-      atol: 1e-4,
-      rtol: 1e-4,
-      what: "cam_image_logit",
-    });
+    await assertMatchesCase(c, [["cam_image_logit", logit, 1e-4, 1e-4]]);
     logit.dispose();
     for (const ds of ["camelyon16", "camelyon17"] as const) {
       const r = await generateCamMasks(m, img, 128, 128, camDefaults(ds));
       if (ds === "camelyon16") {
-        assertClose(r.rawRot0, c.get("cam_image_cam_raw")!, {
-          atol: 1e-4,
-          rtol: 1e-4,
-          what: "cam_image_cam_raw",
-        });
+        await assertMatchesCase(c, [["cam_image_cam_raw", r.rawRot0, 1e-4, 1e-4]]);
       }
       const want = raw.get(`cam_mask_${ds}`)!.data as Uint8Array;
-      let inter = 0, uni = 0;
-      for (let i = 0; i < want.length; i++) {
-        const a = r.mask[i] !== 0, b = want[i] !== 0;
-        if (a && b) inter++;
-        if (a || b) uni++;
-      }
-      const iou = uni ? inter / uni : 1;
+      const iou = maskIou(r.mask, want);
       // camelyon16 matches to rounding at mask borders. camelyon17 opens and thresholds at feature
       // resolution (8×8 here) and then upsamples ×16, so one feature pixel decides 256 output
       // pixels: measured IoU 0.969, the difference being at two corners of the mask.
       const need = ds === "camelyon16" ? 0.98 : 0.95;
       if (iou < need) throw new Error(`${ds}: CAM mask IoU ${iou.toFixed(4)} < ${need}`);
-      assertClose(r.norm, c.get(`cam_norm_${ds}`)!, {
-        atol: 1e-5,
-        rtol: 1e-5,
-        what: `cam_norm_${ds}`,
-      });
+      await assertMatchesCase(c, [[`cam_norm_${ds}`, r.norm, 1e-5, 1e-5]]);
     }
     m.dispose();
   },

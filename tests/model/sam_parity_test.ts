@@ -4,13 +4,13 @@
  * comparison (outputs of deep f32 stacks differ from PyTorch's CPU kernels by accumulation order).
  */
 import { F, type Tensor, tensor, tidy } from "../../engine/mod.ts";
-import { readSafetensors, toFloat32 } from "../../engine/io/safetensors.ts";
 import { loadCheckpoint } from "../../engine/io/state_dict.ts";
 import { parseSamConfig } from "../../model/sam/configs.ts";
 import { Sam } from "../../model/sam/sam.ts";
 import { setAttentionImpl } from "../../engine/routing.ts";
 import { fixturePath, haveFixtures } from "../fixtures.ts";
-import { assertClose, maxAbs, setup } from "../util/gpu.ts";
+import { setup } from "../util/gpu.ts";
+import { assertGradClose, assertMatchesCase, type CaseCheck, readF32Case } from "../util/parity.ts";
 
 const ok = haveFixtures();
 if (ok) await setup();
@@ -20,10 +20,7 @@ async function build(file: string): Promise<{ sam: Sam; case_: Map<string, Float
   const sam = new Sam(parseSamConfig(cfgJson, "case.json"));
   sam.loadStateDict(await loadCheckpoint(fixturePath("sam-tiny", file)), { file });
   sam.eval();
-  const raw = await readSafetensors(fixturePath("sam-tiny", "case.safetensors"));
-  const case_ = new Map<string, Float32Array>();
-  for (const [k, v] of raw) if (v.dtype === "F32") case_.set(k, toFloat32(v));
-  return { sam, case_ };
+  return { sam, case_: await readF32Case("sam-tiny") };
 }
 
 function pointsFor(c: Map<string, Float32Array>, n: number, scale: number) {
@@ -47,53 +44,24 @@ Deno.test({
       const emb = sam.embed(input);
       sam.imageEncoder.tap = null;
       // Token grids: rtol 1e-4 relative to values of order 1, atol for near-zero entries.
-      for (const name of ["after_patch_embed", "after_block_0", "after_block_1", "after_block_2"]) {
-        assertClose(await taps.get(name)!.data(), c.get(name)!, {
-          atol: 2e-4,
-          rtol: 2e-4,
-          what: `${file} ${name}`,
-        });
-      }
-      assertClose(await emb.data(), c.get("image_embeddings")!, {
-        atol: 2e-4,
-        rtol: 2e-4,
-        what: `${file} image_embeddings`,
-      });
-      assertClose(await sam.promptEncoder.densePe().data(), c.get("dense_pe")!, {
-        atol: 1e-4,
-        rtol: 1e-4,
-        what: "dense_pe",
-      });
+      const tokens = ["after_patch_embed", "after_block_0", "after_block_1", "after_block_2"];
+      await assertMatchesCase(c, [
+        ...tokens.map((name): CaseCheck => [name, taps.get(name)!, 2e-4, 2e-4]),
+        ["image_embeddings", emb, 2e-4, 2e-4],
+        ["dense_pe", sam.promptEncoder.densePe(), 1e-4, 1e-4],
+      ], `${file} `);
       // The 48×64 image was resized ×2 to 96×128; point coordinates scale by 2.
       const p1 = tidy(() => {
         const r = sam.decode(emb, { points: pointsFor(c, 5, 2) }, false);
         return { ...r, logits: sam.postprocess(r.lowRes, [96, 128], [48, 64]) };
       });
-      assertClose(await p1.sparse.data(), c.get("p1_sparse")!, {
-        atol: 1e-4,
-        rtol: 1e-4,
-        what: "p1_sparse",
-      });
-      assertClose(await p1.dense.data(), c.get("p1_dense")!, {
-        atol: 1e-5,
-        rtol: 1e-5,
-        what: "p1_dense",
-      });
-      assertClose(await p1.lowRes.data(), c.get("p1_low_res")!, {
-        atol: 1e-3,
-        rtol: 1e-3,
-        what: "p1_low_res",
-      });
-      assertClose(await p1.iou.data(), c.get("p1_iou")!, {
-        atol: 1e-4,
-        rtol: 1e-3,
-        what: "p1_iou",
-      });
-      assertClose(await p1.logits.data(), c.get("p1_masks_logits")!, {
-        atol: 1e-3,
-        rtol: 1e-3,
-        what: "p1_masks_logits",
-      });
+      await assertMatchesCase(c, [
+        ["p1_sparse", p1.sparse, 1e-4, 1e-4],
+        ["p1_dense", p1.dense, 1e-5, 1e-5],
+        ["p1_low_res", p1.lowRes, 1e-3, 1e-3],
+        ["p1_iou", p1.iou, 1e-4, 1e-3],
+        ["p1_masks_logits", p1.logits, 1e-3, 1e-3],
+      ], `${file} `);
       const box = c.get("box")!.map((v) => v * 2);
       const p2 = tidy(() => {
         const r = sam.decode(emb, {
@@ -103,21 +71,11 @@ Deno.test({
         }, true);
         return { ...r, logits: sam.postprocess(r.lowRes, [96, 128], [48, 64]) };
       });
-      assertClose(await p2.lowRes.data(), c.get("p2_low_res")!, {
-        atol: 1e-3,
-        rtol: 1e-3,
-        what: "p2_low_res",
-      });
-      assertClose(await p2.iou.data(), c.get("p2_iou")!, {
-        atol: 1e-4,
-        rtol: 1e-3,
-        what: "p2_iou",
-      });
-      assertClose(await p2.logits.data(), c.get("p2_masks_logits")!, {
-        atol: 1e-3,
-        rtol: 1e-3,
-        what: "p2_masks_logits",
-      });
+      await assertMatchesCase(c, [
+        ["p2_low_res", p2.lowRes, 1e-3, 1e-3],
+        ["p2_iou", p2.iou, 1e-4, 1e-3],
+        ["p2_masks_logits", p2.logits, 1e-3, 1e-3],
+      ], `${file} `);
       sam.dispose();
     }
     setAttentionImpl(null);
@@ -133,7 +91,6 @@ Deno.test({
     // The fused attention kernel's backward, inside the whole model.
     setAttentionImpl("fused");
     const { sam, case_: c } = await build("weights.safetensors");
-    const raw = await readSafetensors(fixturePath("sam-tiny", "case.safetensors"));
     const input = requireGrad(tensor(c.get("encoder_input")!, [1, 3, 128, 128]));
     const emb = sam.embed(input);
     const r = sam.decode(emb, { points: pointsFor(c, 5, 2) }, false);
@@ -141,17 +98,13 @@ Deno.test({
     const probs = F.sigmoid(F.reshape(logits, [1, 48, 64]));
     const target = tensor(c.get("train_target")!, [1, 48, 64]);
     const loss = F.add(F.diceLoss(probs, target), F.iouLoss(probs, target));
-    assertClose(await loss.data(), c.get("train_loss")!, {
-      atol: 1e-5,
-      rtol: 1e-4,
-      what: "train_loss",
-    });
+    await assertMatchesCase(c, [["train_loss", loss, 1e-5, 1e-4]]);
     backward(loss);
     // Gradients flow through ~40 f32 layers in a different summation order than PyTorch's:
     // each is compared at 2e-3 of its tensor's largest magnitude.
     let n = 0;
     for (const [name, p] of sam.namedParameters()) {
-      const want = raw.get(`grad.${name}`);
+      const want = c.get(`grad.${name}`);
       if (!want) {
         // Unused by this prompt (box corners, mask input): PyTorch leaves its grad None.
         if (p.grad && (await p.grad.data()).some((v) => v !== 0)) {
@@ -159,24 +112,13 @@ Deno.test({
         }
         continue;
       }
-      const w = toFloat32(want);
-      const scale = maxAbs(w);
       if (!p.grad) throw new Error(`no gradient reached ${name}`);
-      assertClose(await p.grad.data(), w, {
-        atol: 2e-3 * scale + 1e-8,
-        rtol: 2e-3,
-        what: `grad.${name}`,
-      });
+      assertGradClose(await p.grad.data(), want, 2e-3, 1e-8, `grad.${name}`);
       n++;
     }
     if (n < 120) throw new Error(`only ${n} gradients compared`);
     const gi = c.get("grad_encoder_input")!;
-    const gs = maxAbs(gi);
-    assertClose(await input.grad!.data(), gi, {
-      atol: 2e-3 * gs,
-      rtol: 2e-3,
-      what: "grad_encoder_input",
-    });
+    assertGradClose(await input.grad!.data(), gi, 2e-3, 0, "grad_encoder_input");
     sam.dispose();
     setAttentionImpl(null);
   },
@@ -192,7 +134,6 @@ Deno.test({
     sam.imageEncoder.requiresGrad(false);
     sam.promptEncoder.requiresGrad(false);
     const emb = noGrad(() => sam.embed(tensor(c.get("encoder_input")!, [1, 3, 128, 128])));
-    const raw = await readSafetensors(fixturePath("sam-tiny", "case.safetensors"));
     const r = sam.decode(emb, { points: pointsFor(c, 5, 2) }, false);
     const probs = F.sigmoid(F.reshape(sam.postprocess(r.lowRes, [96, 128], [48, 64]), [1, 48, 64]));
     const target = tensor(c.get("train_target")!, [1, 48, 64]);
@@ -202,15 +143,9 @@ Deno.test({
         if (p.grad) throw new Error(`${name} is frozen but got a gradient`);
         continue;
       }
-      const want = raw.get(`grad.${name}`);
+      const want = c.get(`grad.${name}`);
       if (!want) continue;
-      const w = toFloat32(want);
-      const scale = maxAbs(w);
-      assertClose(await p.grad!.data(), w, {
-        atol: 2e-3 * scale + 1e-8,
-        rtol: 2e-3,
-        what: `grad.${name}`,
-      });
+      assertGradClose(await p.grad!.data(), want, 2e-3, 1e-8, `grad.${name}`);
     }
     sam.dispose();
   },

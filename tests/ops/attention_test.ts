@@ -60,17 +60,17 @@ function upload(
   };
 }
 
+/** The fused forward of case `a` (uploaded here): the output and each row's log-sum-exp. */
+function rawForward(a: AttnRefInput, f16 = false): { out: Tensor; lse: Tensor } {
+  const t = upload(a);
+  return F.flashAttentionRaw(t.q, t.k, t.v, { scale: a.scale, relH: t.relH, relW: t.relW, f16 });
+}
+
 async function checkForward(c: Case, tol = 2e-5, f16 = false): Promise<void> {
   const a = makeCase(c);
   const ref = attentionRef(a);
   await tidyAsync(async () => {
-    const t = upload(a);
-    const { out, lse } = F.flashAttentionRaw(t.q, t.k, t.v, {
-      scale: a.scale,
-      relH: t.relH,
-      relW: t.relW,
-      f16,
-    });
+    const { out, lse } = rawForward(a, f16);
     const what = `[${c.g}, ${c.nq}, ${c.nk}, ${c.d}]${c.kh ? ` grid ${c.kh}x${c.kw}` : ""}${
       f16 ? " f16" : ""
     }`;
@@ -124,12 +124,7 @@ Deno.test("flash attention forward: G=2, N=1000, d=64 on a few rows", async () =
   const rows: [number, number][] = [[0, 0], [0, 511], [1, 999], [1, 64], [0, 63]];
   const ref = attentionRef(a, rows);
   await tidyAsync(async () => {
-    const t = upload(a);
-    const { out, lse } = F.flashAttentionRaw(t.q, t.k, t.v, {
-      scale: a.scale,
-      relH: t.relH,
-      relW: t.relW,
-    });
+    const { out, lse } = rawForward(a);
     const o = await out.data(), l = await lse.data();
     const got = new Float64Array(rows.length * 64), gotL = new Float64Array(rows.length);
     rows.forEach(([g, i], r) => {

@@ -2,7 +2,8 @@ import assert from "node:assert/strict";
 import fc from "fast-check";
 import { F, type Tensor, tensor } from "../../engine/mod.ts";
 import { assertClose, gradCheck, randArray, setup } from "../util/gpu.ts";
-import { reduceRef, type RefReduceOp, stridesOf } from "../reference/reduce.ts";
+import { reduceRef, type RefReduceOp } from "../reference/reduce.ts";
+import { stridesOf } from "../reference/shape.ts";
 
 await setup();
 

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import fc from "fast-check";
 import { backward, dispatchStats, F, requireGrad, type Tensor, tensor } from "../../engine/mod.ts";
 import { assertClose, gradCheck, randArray, setup } from "../util/gpu.ts";
+import { stridesOf } from "../reference/shape.ts";
 
 await setup();
 
@@ -12,16 +13,6 @@ interface Model {
   strides: number[];
   offset: number;
 }
-
-const rowMajor = (shape: number[]): number[] => {
-  const st: number[] = [];
-  let acc = 1;
-  for (let i = shape.length - 1; i >= 0; i--) {
-    st[i] = acc;
-    acc *= shape[i];
-  }
-  return st;
-};
 
 function elements(m: Model): Float64Array {
   const n = m.shape.reduce((a, b) => a * b, 1);
@@ -38,7 +29,7 @@ function elements(m: Model): Float64Array {
 }
 
 function materialize(m: Model): Model {
-  return { data: elements(m), shape: m.shape.slice(), strides: rowMajor(m.shape), offset: 0 };
+  return { data: elements(m), shape: m.shape.slice(), strides: stridesOf(m.shape), offset: 0 };
 }
 
 /** One random view op applied to both the tensor and the model; `copies` says if a kernel ran. */
@@ -113,7 +104,7 @@ function applyOp(
       return {
         name: `reshape(${shape})${contiguous ? "" : " [copy]"}`,
         t: F.reshape(t, shape),
-        m: { data: base.data, shape, strides: rowMajor(shape), offset: base.offset },
+        m: { data: base.data, shape, strides: stridesOf(shape), offset: base.offset },
         copies: !contiguous,
       };
     }
@@ -155,7 +146,7 @@ function applyOp(
         t: F.unsqueeze(t, a),
         m: contiguous
           ? { ...m, shape, strides }
-          : { data: base.data, shape, strides: rowMajor(shape), offset: 0 },
+          : { data: base.data, shape, strides: stridesOf(shape), offset: 0 },
         copies: !contiguous,
       };
     }
@@ -171,7 +162,7 @@ function applyOp(
         t: F.squeeze(t, a),
         m: contiguous
           ? { ...m, shape, strides: m.strides.filter((_, i) => i !== a) }
-          : { data: base.data, shape, strides: rowMajor(shape), offset: 0 },
+          : { data: base.data, shape, strides: stridesOf(shape), offset: 0 },
         copies: !contiguous,
       };
     }
@@ -193,7 +184,7 @@ function applyOp(
         t: F.select(t, a, i),
         m: sliceContig
           ? { ...sliced, shape, strides: m.strides.filter((_, d) => d !== a) }
-          : { data: base.data, shape, strides: rowMajor(shape), offset: 0 },
+          : { data: base.data, shape, strides: stridesOf(shape), offset: 0 },
         copies: !sliceContig,
       };
     }
@@ -220,7 +211,7 @@ Deno.test("view chains give the elements of a float64 strided model; views never
         let m: Model = {
           data: Float64Array.from(data),
           shape: shape.slice(),
-          strides: rowMajor(shape),
+          strides: stridesOf(shape),
           offset: 0,
         };
         const made: Tensor[] = [t];

@@ -29,6 +29,59 @@ export function convOutSize(n: number, k: number, s: number, p: number, d: numbe
   return Math.floor((n + 2 * p - d * (k - 1) - 1) / s) + 1;
 }
 
+/** The sizes of one conv2d: input [N,C,H,W], weight [O,C/g,kh,kw], output [N,O,OH,OW]. */
+interface ConvSizes {
+  N: number;
+  C: number;
+  H: number;
+  W: number;
+  O: number;
+  kh: number;
+  kw: number;
+  OH: number;
+  OW: number;
+}
+
+/**
+ * Visits every product of conv2d, output element by output element (n, o, oy, ox), then input
+ * channel of o's group and kernel tap (ky, kx), skipping taps in the zero padding: with the flat
+ * indices of the input element, the weight and the output element the product joins. The three
+ * references below are this one loop nest, each accumulating into its own operand.
+ */
+function forEachTap(
+  s: ConvSizes,
+  g: ConvGeom,
+  visit: (xi: number, wi: number, yi: number) => void,
+): void {
+  const { N, C, H, W, O, kh, kw, OH, OW } = s;
+  const Cg = C / g.groups, Og = O / g.groups;
+  for (let n = 0; n < N; n++) {
+    for (let o = 0; o < O; o++) {
+      const gi = Math.floor(o / Og);
+      for (let oy = 0; oy < OH; oy++) {
+        for (let ox = 0; ox < OW; ox++) {
+          const yi = ((n * O + o) * OH + oy) * OW + ox;
+          for (let c = 0; c < Cg; c++) {
+            for (let ky = 0; ky < kh; ky++) {
+              const iy = oy * g.stride[0] - g.padding[0] + ky * g.dilation[0];
+              if (iy < 0 || iy >= H) continue;
+              for (let kx = 0; kx < kw; kx++) {
+                const ix = ox * g.stride[1] - g.padding[1] + kx * g.dilation[1];
+                if (ix < 0 || ix >= W) continue;
+                visit(
+                  ((n * C + gi * Cg + c) * H + iy) * W + ix,
+                  ((o * Cg + c) * kh + ky) * kw + kx,
+                  yi,
+                );
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
 /** y = conv2d(x [N,C,H,W], w [O,C/g,kh,kw]) + bias. */
 export function conv2dRef(
   x: ArrayLike<number>,
@@ -38,34 +91,14 @@ export function conv2dRef(
   bias: ArrayLike<number> | null,
   g: ConvGeom,
 ): { data: Float64Array; shape: number[] } {
-  const [N, C, H, W] = xs, [O, Cg, kh, kw] = ws;
-  const G = g.groups, Og = O / G;
+  const [N, C, H, W] = xs, [O, , kh, kw] = ws;
   const OH = convOutSize(H, kh, g.stride[0], g.padding[0], g.dilation[0]);
   const OW = convOutSize(W, kw, g.stride[1], g.padding[1], g.dilation[1]);
   const y = new Float64Array(N * O * OH * OW);
-  for (let n = 0; n < N; n++) {
-    for (let o = 0; o < O; o++) {
-      const gi = Math.floor(o / Og);
-      for (let oy = 0; oy < OH; oy++) {
-        for (let ox = 0; ox < OW; ox++) {
-          let s = bias ? bias[o] : 0;
-          for (let c = 0; c < Cg; c++) {
-            const ci = gi * Cg + c;
-            for (let ky = 0; ky < kh; ky++) {
-              const iy = oy * g.stride[0] - g.padding[0] + ky * g.dilation[0];
-              if (iy < 0 || iy >= H) continue;
-              for (let kx = 0; kx < kw; kx++) {
-                const ix = ox * g.stride[1] - g.padding[1] + kx * g.dilation[1];
-                if (ix < 0 || ix >= W) continue;
-                s += x[((n * C + ci) * H + iy) * W + ix] * w[((o * Cg + c) * kh + ky) * kw + kx];
-              }
-            }
-          }
-          y[((n * O + o) * OH + oy) * OW + ox] = s;
-        }
-      }
-    }
-  }
+  if (bias) { for (let i = 0; i < y.length; i++) y[i] = bias[Math.floor(i / (OH * OW)) % O]; }
+  forEachTap({ N, C, H, W, O, kh, kw, OH, OW }, g, (xi, wi, yi) => {
+    y[yi] += x[xi] * w[wi];
+  });
   return { data: y, shape: [N, O, OH, OW] };
 }
 
@@ -84,30 +117,11 @@ export function conv2dInputGradRef(
   g: ConvGeom,
 ): Float64Array {
   const [N, O, OH, OW] = dys, [, Cg, kh, kw] = ws;
-  const G = g.groups, Og = O / G, C = Cg * G;
+  const C = Cg * g.groups;
   const dx = new Float64Array(N * C * H * W);
-  for (let n = 0; n < N; n++) {
-    for (let o = 0; o < O; o++) {
-      const gi = Math.floor(o / Og);
-      for (let oy = 0; oy < OH; oy++) {
-        for (let ox = 0; ox < OW; ox++) {
-          const v = dy[((n * O + o) * OH + oy) * OW + ox];
-          for (let c = 0; c < Cg; c++) {
-            for (let ky = 0; ky < kh; ky++) {
-              const iy = oy * g.stride[0] - g.padding[0] + ky * g.dilation[0];
-              if (iy < 0 || iy >= H) continue;
-              for (let kx = 0; kx < kw; kx++) {
-                const ix = ox * g.stride[1] - g.padding[1] + kx * g.dilation[1];
-                if (ix < 0 || ix >= W) continue;
-                dx[((n * C + gi * Cg + c) * H + iy) * W + ix] += v *
-                  w[((o * Cg + c) * kh + ky) * kw + kx];
-              }
-            }
-          }
-        }
-      }
-    }
-  }
+  forEachTap({ N, C, H, W, O, kh, kw, OH, OW }, g, (xi, wi, yi) => {
+    dx[xi] += dy[yi] * w[wi];
+  });
   return dx;
 }
 
@@ -122,31 +136,10 @@ export function conv2dWeightGradRef(
   g: ConvGeom,
 ): Float64Array {
   const [N, C, H, W] = xs, [, O, OH, OW] = dys;
-  const G = g.groups, Og = O / G, Cg = C / G;
-  const dw = new Float64Array(O * Cg * kh * kw);
-  for (let o = 0; o < O; o++) {
-    const gi = Math.floor(o / Og);
-    for (let c = 0; c < Cg; c++) {
-      for (let ky = 0; ky < kh; ky++) {
-        for (let kx = 0; kx < kw; kx++) {
-          let s = 0;
-          for (let n = 0; n < N; n++) {
-            for (let oy = 0; oy < OH; oy++) {
-              const iy = oy * g.stride[0] - g.padding[0] + ky * g.dilation[0];
-              if (iy < 0 || iy >= H) continue;
-              for (let ox = 0; ox < OW; ox++) {
-                const ix = ox * g.stride[1] - g.padding[1] + kx * g.dilation[1];
-                if (ix < 0 || ix >= W) continue;
-                s += dy[((n * O + o) * OH + oy) * OW + ox] *
-                  x[((n * C + gi * Cg + c) * H + iy) * W + ix];
-              }
-            }
-          }
-          dw[((o * Cg + c) * kh + ky) * kw + kx] = s;
-        }
-      }
-    }
-  }
+  const dw = new Float64Array(O * (C / g.groups) * kh * kw);
+  forEachTap({ N, C, H, W, O, kh, kw, OH, OW }, g, (xi, wi, yi) => {
+    dw[wi] += dy[yi] * x[xi];
+  });
   return dw;
 }
 

@@ -34,29 +34,27 @@ export function dftRows(
   return { re: outRe, im: outIm };
 }
 
-/** Moves axis `a` of a row-major array of `shape` to the end (returns the permuted data). */
-export function moveAxisLast(x: ArrayLike<number>, shape: number[], a: number): Float64Array {
+/**
+ * Moves axis `a` of a row-major array of `shape` to the end, or with `back` undoes that (the
+ * input then holds axis `a` last). Returns the permuted data.
+ */
+function moveAxisLast(
+  x: ArrayLike<number>,
+  shape: number[],
+  a: number,
+  back = false,
+): Float64Array {
   const outer = shape.slice(0, a).reduce((p, s) => p * s, 1);
   const n = shape[a];
   const inner = shape.slice(a + 1).reduce((p, s) => p * s, 1);
   const out = new Float64Array(x.length);
   for (let o = 0; o < outer; o++) {
     for (let i = 0; i < inner; i++) {
-      for (let k = 0; k < n; k++) out[(o * inner + i) * n + k] = x[(o * n + k) * inner + i];
-    }
-  }
-  return out;
-}
-
-/** Inverse of {@link moveAxisLast}. */
-export function moveLastAxis(x: ArrayLike<number>, shape: number[], a: number): Float64Array {
-  const outer = shape.slice(0, a).reduce((p, s) => p * s, 1);
-  const n = shape[a];
-  const inner = shape.slice(a + 1).reduce((p, s) => p * s, 1);
-  const out = new Float64Array(x.length);
-  for (let o = 0; o < outer; o++) {
-    for (let i = 0; i < inner; i++) {
-      for (let k = 0; k < n; k++) out[(o * n + k) * inner + i] = x[(o * inner + i) * n + k];
+      for (let k = 0; k < n; k++) {
+        const last = (o * inner + i) * n + k, inPlace = (o * n + k) * inner + i;
+        if (back) out[inPlace] = x[last];
+        else out[last] = x[inPlace];
+      }
     }
   }
   return out;
@@ -79,7 +77,10 @@ export function dftAxis(
     inverse,
     scale,
   );
-  return { re: moveLastAxis(r.re, shape, axis), im: moveLastAxis(r.im, shape, axis) };
+  return {
+    re: moveAxisLast(r.re, shape, axis, true),
+    im: moveAxisLast(r.im, shape, axis, true),
+  };
 }
 
 /**

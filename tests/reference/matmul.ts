@@ -1,18 +1,9 @@
 /** Float64 CPU references for matrix products (torch.matmul / F.linear semantics). */
+import { stridesOf } from "./shape.ts";
 
 export interface Ref {
   data: Float64Array;
   shape: number[];
-}
-
-function strides(shape: number[]): number[] {
-  const st = new Array<number>(shape.length);
-  let acc = 1;
-  for (let i = shape.length - 1; i >= 0; i--) {
-    st[i] = acc;
-    acc *= shape[i];
-  }
-  return st;
 }
 
 /** torch.matmul on row-major arrays: 1-D promotion, broadcast batch dims. */
@@ -36,7 +27,7 @@ export function matmulRef(
     batch.push(Math.max(x, y));
   }
   const nb = batch.reduce((p, q) => p * q, 1);
-  const aSt = strides(ab), bSt = strides(bb);
+  const aSt = stridesOf(ab), bSt = stridesOf(bb);
   const out = new Float64Array(nb * M * N);
   for (let z = 0; z < nb; z++) {
     let rem = z, ao = 0, bo = 0;

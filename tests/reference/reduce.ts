@@ -1,17 +1,7 @@
 /** Float64 CPU references for reductions over any set of axes of a row-major array. */
+import { stridesOf } from "./shape.ts";
 
 export type RefReduceOp = "sum" | "mean" | "max" | "min" | "argmax" | "argmin" | "var";
-
-/** Row-major strides of `shape`. */
-export function stridesOf(shape: readonly number[]): number[] {
-  const st = new Array<number>(shape.length);
-  let acc = 1;
-  for (let i = shape.length - 1; i >= 0; i--) {
-    st[i] = acc;
-    acc *= shape[i];
-  }
-  return st;
-}
 
 /**
  * Reduces `data` (row-major, `shape`) over `axes` (all when omitted). argmax/argmin return the

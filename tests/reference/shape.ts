@@ -2,6 +2,17 @@
 
 export const numelOf = (shape: readonly number[]): number => shape.reduce((a, b) => a * b, 1);
 
+/** Row-major strides of `shape`. */
+export function stridesOf(shape: readonly number[]): number[] {
+  const st = new Array<number>(shape.length);
+  let acc = 1;
+  for (let i = shape.length - 1; i >= 0; i--) {
+    st[i] = acc;
+    acc *= shape[i];
+  }
+  return st;
+}
+
 /** Coordinates of flat index i in `shape`. */
 export function coordsOf(i: number, shape: readonly number[]): number[] {
   const c = new Array<number>(shape.length);

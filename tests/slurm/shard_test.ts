@@ -15,6 +15,8 @@ import {
 import { mergeShards, ShardRecorder } from "../../pipeline/shard/manifest.ts";
 import { type ExtractSlide, prepareDataset } from "../../pipeline/wsi/extract.ts";
 import type { DatasetRules } from "../../pipeline/wsi/sampling.ts";
+import { tissueDiscSlide, tumourQuadXml } from "../util/fake_slide.ts";
+import { fileDigests } from "../util/files.ts";
 
 Deno.test("shard: K/N parsing and the Slurm array environment", () => {
   assert.deepEqual(parseShard("2/5"), { index: 2, count: 5 });
@@ -119,32 +121,9 @@ Deno.test("shard manifests: merge refuses missing shards, duplicates and damaged
 // ------------------------------------------------------------------------- prepare --shard
 
 const SIZE = 1024;
+/** Slides told apart by their path's length. */
 function fakeOpen(path: string): Promise<ExtractSlide> {
-  const salt = path.length;
-  return Promise.resolve({
-    levels: [
-      { width: SIZE, height: SIZE, downsample: 1 },
-      { width: SIZE / 16, height: SIZE / 16, downsample: 16 },
-    ],
-    readRegion(level: number, x0: number, y0: number, w: number, h: number) {
-      const ds = level === 0 ? 1 : 16;
-      const out = new Uint8Array(w * h * 4);
-      for (let j = 0; j < h; j++) {
-        for (let i = 0; i < w; i++) {
-          const x = x0 + i * ds, y = y0 + j * ds;
-          const o = (j * w + i) * 4;
-          if (x < 0 || y < 0 || x >= SIZE || y >= SIZE) continue;
-          const inside = (x - 512) ** 2 + (y - 512) ** 2 < 400 ** 2;
-          out.set(
-            inside ? [200 - ((x + salt) & 15), 100 + (y & 7), 170, 255] : [240, 240, 238, 255],
-            o,
-          );
-        }
-      }
-      return Promise.resolve(out);
-    },
-    close: () => Promise.resolve(),
-  });
+  return Promise.resolve(tissueDiscSlide(SIZE, path.length));
 }
 
 const RULES: DatasetRules = {
@@ -152,25 +131,7 @@ const RULES: DatasetRules = {
   val: { mode: "binned", binCap: 1, band: { lo: 20, hi: 90, inclusive: false }, negatives: 1 },
   test: { mode: "random", count: 2, band: { lo: 20, hi: 90, inclusive: true }, negatives: 1 },
 };
-const XML = `<?xml version="1.0"?><ASAP_Annotations><Annotations>
-<Annotation Name="t" Type="Polygon" PartOfGroup="metastases"><Coordinates>
-<Coordinate Order="0" X="350" Y="380"/><Coordinate Order="1" X="675" Y="350"/>
-<Coordinate Order="2" X="650" Y="700"/><Coordinate Order="3" X="380" Y="650"/>
-</Coordinates></Annotation></Annotations></ASAP_Annotations>`;
-
-async function tree(dir: string, rel = ""): Promise<Map<string, string>> {
-  const out = new Map<string, string>();
-  for await (const e of Deno.readDir(`${dir}/${rel}`)) {
-    const p = rel ? `${rel}/${e.name}` : e.name;
-    if (e.isDirectory) { for (const [k, v] of await tree(dir, p)) out.set(k, v); }
-    else {
-      const b = await Deno.readFile(`${dir}/${p}`);
-      const h = new Uint8Array(await crypto.subtle.digest("SHA-256", b));
-      out.set(p, Array.from(h, (x) => x.toString(16).padStart(2, "0")).join(""));
-    }
-  }
-  return out;
-}
+const XML = tumourQuadXml(SIZE);
 
 Deno.test("prepare --shard: candidates and patches over 3 shards equal one run, byte for byte", async () => {
   const root = await Deno.makeTempDir({ prefix: "prepare_shard_" });
@@ -203,14 +164,14 @@ Deno.test("prepare --shard: candidates and patches over 3 shards equal one run, 
     }
     // Before the merge: no manifest.json. A damaged shard file stops the merge by name.
     await assert.rejects(Deno.stat(`${out}/manifest.json`));
-    const img = [...(await tree(out)).keys()].find((p) => p.startsWith("train/image/"))!;
+    const img = [...(await fileDigests(out)).keys()].find((p) => p.startsWith("train/image/"))!;
     const keep = await Deno.readFile(`${out}/${img}`);
     await Deno.writeFile(`${out}/${img}`, keep.slice(0, 10));
     await assert.rejects(prepareDataset({ ...base, out }), new RegExp(`${img}.*does not match`));
     await Deno.writeFile(`${out}/${img}`, keep);
     const r = await prepareDataset({ ...base, out });
     assert.equal(r.written, 0, "the merge must not redo any shard's work");
-    const a = await tree(`${root}/one`), b = await tree(out);
+    const a = await fileDigests(`${root}/one`), b = await fileDigests(out);
     for (const k of [...b.keys()]) if (k.startsWith("shards/")) b.delete(k);
     assert.deepEqual([...b.keys()], [...a.keys()]);
     for (const [k, v] of a) assert.equal(b.get(k), v, k);

@@ -13,6 +13,7 @@
 import assert from "node:assert/strict";
 import { slurmMissing, startCluster } from "./cluster.ts";
 import { parseMetrics } from "../../pipeline/run_dir.ts";
+import { listFiles } from "../util/files.ts";
 
 const REPO = new URL("../../", import.meta.url).pathname;
 const TRAIN = `${REPO}pipeline/cli/train.ts`;
@@ -46,16 +47,6 @@ async function sh(
     stderr: "piped",
   }).output();
   return { code: r.code, text: dec.decode(r.stdout) + dec.decode(r.stderr) };
-}
-
-async function files(dir: string, rel = ""): Promise<string[]> {
-  const out: string[] = [];
-  for await (const e of Deno.readDir(`${dir}/${rel}`)) {
-    const p = rel ? `${rel}/${e.name}` : e.name;
-    if (e.isDirectory) out.push(...await files(dir, p));
-    else if (e.isFile) out.push(p);
-  }
-  return out.sort();
 }
 
 /** Files that differ by nature between two runs (timings, locks, cluster bookkeeping). */
@@ -187,16 +178,16 @@ Deno.test({
       const r = await refDone;
       assert.equal(r.code, 0, r.text);
       // Byte-identical outputs.
-      const a = (await files(ref)).filter((f) => !OWN_TO_A_RUN.test(f));
+      const a = (await listFiles(ref)).filter((f) => !OWN_TO_A_RUN.test(f));
       // The cancelled task was killed mid-write: its temp file stays as debris under a name no
       // manifest lists and no reader opens (writes are temp + rename).
-      const debris = (await files(run)).filter((f) => /\.tmp-\d+-[0-9a-f]+$/.test(f));
-      const manifests = (await files(run)).filter((f) => /shards\/.*\.json$/.test(f));
+      const debris = (await listFiles(run)).filter((f) => /\.tmp-\d+-[0-9a-f]+$/.test(f));
+      const manifests = (await listFiles(run)).filter((f) => /shards\/.*\.json$/.test(f));
       for (const m of manifests) {
         const text = await Deno.readTextFile(`${run}/${m}`);
         assert.ok(!/\.tmp-\d+-/.test(text), `${m} lists a temp file`);
       }
-      const b = (await files(run)).filter((f) => !OWN_TO_A_RUN.test(f) && !debris.includes(f));
+      const b = (await listFiles(run)).filter((f) => !OWN_TO_A_RUN.test(f) && !debris.includes(f));
       assert.deepEqual(b, a);
       assert.ok(a.some((f) => f.startsWith("pseudo/iter_0/train/")), "no pseudo-label kept");
       for (const f of a) {

@@ -2,19 +2,11 @@ import { deepStrictEqual as assertEquals, ok as assert } from "node:assert";
 import { generateSyntheticSlide } from "../../../pipeline/wsi/synthetic.ts";
 import { writePyramidTiff } from "../../../pipeline/wsi/tiff_writer.ts";
 import { parseAsapXml, rasterize } from "../../../pipeline/wsi/annotations.ts";
+import { runCli } from "../../util/cli.ts";
 
 const CLI = new URL("../../../pipeline/cli/export.ts", import.meta.url).pathname;
 
-async function run(args: string[]) {
-  const o = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", CLI, ...args],
-    stdout: "piped",
-    stderr: "piped",
-    env: { NO_COLOR: "1" },
-  }).output();
-  const dec = new TextDecoder();
-  return { code: o.code, out: dec.decode(o.stdout), err: dec.decode(o.stderr) };
-}
+const run = (args: string[]) => runCli(CLI, args);
 
 Deno.test("export CLI: probability.tif of an infer folder to XML + GeoJSON; usage errors", async () => {
   const dir = await Deno.makeTempDir();
@@ -52,21 +44,23 @@ Deno.test("export CLI: probability.tif of an infer folder to XML + GeoJSON; usag
       `${dir}/probability.json`,
       JSON.stringify({ downsample: ds, width: W, height: H, width0: size.w, height0: size.h }),
     );
-    const r = await run([
-      "--run",
-      dir,
-      "--slide",
-      `${dir}/slide.tif`,
-      "--format",
-      "both",
-      "--out",
-      `${dir}/pred.xml`,
-      "--min-area",
-      "10", // µm²: the tumours of so small a slide are under the 200 µm² default
-      "--quiet",
-    ]);
-    assertEquals(r.code, 0, r.err);
-    assert(/tumour regions/.test(r.out), r.out);
+    /** The CLI's flags for run folder `runDir`, this slide, `format` and `out`, then `more`. */
+    const exportOf = (runDir: string, format: string, out: string, ...more: string[]) =>
+      run([
+        "--run",
+        runDir,
+        "--slide",
+        `${dir}/slide.tif`,
+        "--format",
+        format,
+        "--out",
+        out,
+        ...more,
+      ]);
+    // --min-area in µm²: the tumours of so small a slide are under the 200 µm² default.
+    const r = await exportOf(dir, "both", `${dir}/pred.xml`, "--min-area", "10", "--quiet");
+    assertEquals(r.code, 0, r.stderr);
+    assert(/tumour regions/.test(r.stdout), r.stdout);
     const ann = parseAsapXml(await Deno.readTextFile(`${dir}/pred.xml`), "pred.xml");
     assertEquals(ann.positive.length, layout.tumours.length);
     const gj = JSON.parse(await Deno.readTextFile(`${dir}/pred.geojson`));
@@ -78,44 +72,15 @@ Deno.test("export CLI: probability.tif of an infer folder to XML + GeoJSON; usag
     assert(same / (W * H) > 0.995, `${same / (W * H)}`);
 
     // Usage errors: exit 2 with the usage; a folder without probability.tif: exit 1, named.
-    const u = await run([
-      "--run",
-      dir,
-      "--slide",
-      `${dir}/slide.tif`,
-      "--format",
-      "svg",
-      "--out",
-      "x",
-    ]);
+    const u = await exportOf(dir, "svg", "x");
     assertEquals(u.code, 2);
-    assert(/--format must be asap, geojson or both/.test(u.err) && /usage:/.test(u.err));
-    const t = await run([
-      "--run",
-      dir,
-      "--slide",
-      `${dir}/slide.tif`,
-      "--format",
-      "asap",
-      "--out",
-      "x",
-      "--threshold",
-      "2",
-    ]);
+    assert(/--format must be asap, geojson or both/.test(u.stderr) && /usage:/.test(u.stderr));
+    const t = await exportOf(dir, "asap", "x", "--threshold", "2");
     assertEquals(t.code, 2);
     await Deno.mkdir(`${dir}/empty`);
-    const m = await run([
-      "--run",
-      `${dir}/empty`,
-      "--slide",
-      `${dir}/slide.tif`,
-      "--format",
-      "asap",
-      "--out",
-      "x",
-    ]);
+    const m = await exportOf(`${dir}/empty`, "asap", "x");
     assertEquals(m.code, 1);
-    assert(/empty: no probability\.tif/.test(m.err), m.err);
+    assert(/empty: no probability\.tif/.test(m.stderr), m.stderr);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -8,12 +8,14 @@ import {
   type AnnotationSet,
   parseAsapXml,
   type Polygon,
+  polygonOf,
   rasterize,
 } from "../../../pipeline/wsi/annotations.ts";
 import { polygonsFromMap } from "../../../pipeline/export/export.ts";
 import { regionsToAsapXml } from "../../../pipeline/export/asap_xml.ts";
 import { regionsToGeoJson } from "../../../pipeline/export/geojson.ts";
 import { ringArea } from "../../../pipeline/export/simplify.ts";
+import { maskIou } from "../../util/masks.ts";
 
 const SIZE = 2048, DS = 2, MW = SIZE / DS, MPP: [number, number] = [0.243, 0.243];
 
@@ -56,16 +58,6 @@ function level0(mask: Uint8Array): Uint8Array {
   return out;
 }
 
-function iou(a: Uint8Array, b: Uint8Array): number {
-  let i = 0, u = 0;
-  for (let k = 0; k < a.length; k++) {
-    const p = a[k] > 0, q = b[k] > 0;
-    if (p && q) i++;
-    if (p || q) u++;
-  }
-  return u ? i / u : 1;
-}
-
 /** GeoJSON polygons rasterised by the project's rasteriser: holes bridged into the exterior. */
 function rasterizeGeoJson(doc: ReturnType<typeof regionsToGeoJson>): Uint8Array {
   const positive: Polygon[] = [];
@@ -80,23 +72,7 @@ function rasterizeGeoJson(doc: ReturnType<typeof regionsToGeoJson>): Uint8Array 
       put(h[0]);
       put(ext[ext.length - 1]);
     }
-    let minX = Infinity, minY = Infinity, maxX = -Infinity, maxY = -Infinity;
-    for (let k = 0; k < pts.length; k += 2) {
-      minX = Math.min(minX, pts[k]);
-      maxX = Math.max(maxX, pts[k]);
-      minY = Math.min(minY, pts[k + 1]);
-      maxY = Math.max(maxY, pts[k + 1]);
-    }
-    positive.push({
-      name: "",
-      group: "Tumor",
-      type: "Polygon",
-      points: Float64Array.from(pts),
-      minX,
-      minY,
-      maxX,
-      maxY,
-    });
+    positive.push(polygonOf("", "Tumor", "Polygon", Float64Array.from(pts)));
   }
   const set: AnnotationSet = { source: "geojson", positive, exclusion: [], ignored: [] };
   return rasterize(set, SIZE, SIZE, 1);
@@ -116,9 +92,9 @@ Deno.test("export round trip: exported XML and GeoJSON rasterise back to the thr
     assertEquals(ann.positive.length, e.regions.length);
     assertEquals(ann.exclusion.length, e.holes);
     assertEquals(ann.ignored.length, 0);
-    const xmlIoU = iou(rasterize(ann, SIZE, SIZE, 1), want);
+    const xmlIoU = maskIou(rasterize(ann, SIZE, SIZE, 1), want);
     const gj = regionsToGeoJson(e.regions, { mpp: MPP });
-    const gjIoU = iou(rasterizeGeoJson(gj), want);
+    const gjIoU = maskIou(rasterizeGeoJson(gj), want);
     console.log(
       `  tolerance ${e.tolerance}: ${e.regions.length} regions, ${e.holes} holes, ` +
         `${e.vertices} vertices; IoU XML ${xmlIoU.toFixed(5)}, GeoJSON ${gjIoU.toFixed(5)}`,
@@ -156,7 +132,7 @@ Deno.test("export: tiny regions dropped and tiny holes filled by area; ground tr
   // level 0: the map is at downsample 2 and has the carved holes, so a looser bound.
   const gt = rasterize(truth, SIZE, SIZE, 1);
   const got = rasterize(parseAsapXml(regionsToAsapXml(e.regions), "e.xml"), SIZE, SIZE, 1);
-  const v = iou(got, gt);
+  const v = maskIou(got, gt);
   console.log(`  IoU vs synthetic ground truth: ${v.toFixed(4)}`);
   assert(v >= 0.9, `${v}`);
   // GeoJSON shape: closed rings, RFC 7946 orientation, QuPath classification.

@@ -15,16 +15,7 @@ import {
 import { readPng } from "../../../engine/io/png.ts";
 import { InputError } from "../../../engine/io/errors.ts";
 import { fixturePath, haveFixtures } from "../../fixtures.ts";
-
-function iou(a: Uint8Array, b: Uint8Array): number {
-  let i = 0, u = 0;
-  for (let k = 0; k < a.length; k++) {
-    const p = a[k] > 0, q = b[k] > 0;
-    if (p && q) i++;
-    if (p || q) u++;
-  }
-  return u ? i / u : 1;
-}
+import { maskIou } from "../../util/masks.ts";
 
 function xml(body: string): string {
   return `<?xml version="1.0"?>\n<ASAP_Annotations><Annotations>${body}</Annotations></ASAP_Annotations>`;
@@ -46,7 +37,7 @@ Deno.test({
     for (const [lv, ds, min] of [["L0", 1, 0.998], ["L2", 4, 0.99]] as const) {
       const ref = await readPng(fixturePath("wsi", `ref_mask_slide_jpeg_t256_${lv}.png`));
       const m = rasterize(ann, ref.width, ref.height, ds);
-      const v = iou(m, ref.data);
+      const v = maskIou(m, ref.data);
       console.log(`  IoU ${lv}: ${v.toFixed(5)}`);
       assert(v >= min, `IoU ${lv} ${v} < ${min}`);
       // Tiles give the same pixels as one whole raster.

@@ -10,22 +10,36 @@ import { drawOverlay } from "../../../pipeline/cli/sam.ts";
 import { niceTicks } from "../../../pipeline/loss_curves.ts";
 import { encodePng } from "../../../engine/io/png.ts";
 import { decodeJpegTile } from "../../../pipeline/wsi/jpeg_decoder.ts";
+import { crc32 } from "../../../engine/io/zip.ts";
 import { runChild } from "../../util/child.ts";
 
 const root = new URL("../../../", import.meta.url).pathname;
 const cli = (name: string) => `${root}pipeline/cli/${name}.ts`;
 const tmp = Deno.makeTempDirSync({ prefix: "hostile_wsi_" });
+/** The bounds of a child that must fail fast: 30 s, 600 MiB. */
+const BOUNDS = { timeoutS: 30, memLimitMiB: 600 };
 
-/** CRC-32 of PNG chunks. */
-function crc32(b: Uint8Array): number {
-  let crc = 0xffffffff;
-  for (const x of b) {
-    let c = (crc ^ x) & 0xff;
-    for (let k = 0; k < 8; k++) c = c & 1 ? (c >>> 1) ^ 0xedb88320 : c >>> 1;
-    crc = (crc >>> 8) ^ c;
-  }
-  return (crc ^ 0xffffffff) >>> 0;
-}
+/** `sam` on `image` with a checkpoint that does not exist: each case here fails before loading it. */
+const samArgs = (image: string, out: string, ...prompt: string[]) => [
+  cli("sam"),
+  "--checkpoint",
+  `${tmp}/none.pth`,
+  "--image",
+  image,
+  "--out",
+  `${tmp}/${out}`,
+  ...prompt,
+];
+
+/** `wsi region` of `slide` with `flags` (`--level`, `--x`, ... in this order), written to `out`. */
+const regionArgs = (slide: string, flags: Record<string, number | string>, out: string) => [
+  cli("wsi"),
+  "region",
+  slide,
+  ...Object.entries(flags).flatMap(([k, v]) => [`--${k}`, String(v)]),
+  "--out",
+  out,
+];
 
 function pngChunk(type: string, data: Uint8Array): Uint8Array {
   const o = new Uint8Array(12 + data.length), v = new DataView(o.buffer);
@@ -66,19 +80,7 @@ Deno.test("sam: a prompt far outside the image is a usage error naming the flag 
   const img = `${tmp}/img.png`;
   await Deno.writeFile(img, smallPng());
   for (const prompt of [["--points", "1e16,5,1"], ["--box", "0,0,1e16,5"]]) {
-    const r = await runChild(
-      [
-        cli("sam"),
-        "--checkpoint",
-        `${tmp}/none.pth`,
-        "--image",
-        img,
-        "--out",
-        `${tmp}/o`,
-        ...prompt,
-      ],
-      { timeoutS: 30, memLimitMiB: 600 },
-    );
+    const r = await runChild(samArgs(img, "o", ...prompt), BOUNDS);
     assert(!r.timedOut, `sam ${prompt.join(" ")} did not end in 30 s`);
     assert.equal(r.code, 2, r.stderr);
     assert.match(
@@ -113,7 +115,7 @@ Deno.test("PNG bomb: a 20000x20000 header is refused before decoding, naming the
   await Deno.writeFile(bomb, pngClaiming(20000, 20000, zlibSync(new Uint8Array(1 << 20))));
   const r = await runChild(
     [cli("classify"), "--checkpoint", `${tmp}/none.pth`, "--image", bomb, "--out", `${tmp}/c`],
-    { timeoutS: 30, memLimitMiB: 600 },
+    BOUNDS,
   );
   assert(!r.timedOut);
   assert(r.peakMiB < 600, `peak ${r.peakMiB} MiB`);
@@ -141,20 +143,7 @@ Deno.test("PNG bomb: a 20000x20000 header is refused before decoding, naming the
   assert.throws(() => decodePng(Deno.readFileSync(bomb), bomb), InputError);
   assert.throws(() => decodePng(smallPng().subarray(0, 60), "cut.png"), InputError);
   // sam answers with its usage error.
-  const s = await runChild(
-    [
-      cli("sam"),
-      "--checkpoint",
-      `${tmp}/none.pth`,
-      "--image",
-      bomb,
-      "--out",
-      `${tmp}/s`,
-      "--box",
-      "0,0,1,1",
-    ],
-    { timeoutS: 30, memLimitMiB: 600 },
-  );
+  const s = await runChild(samArgs(bomb, "s", "--box", "0,0,1,1"), BOUNDS);
   assert.equal(s.code, 2, s.stderr);
   assert.match(s.stderr, /--image .*bomb\.png: PNG header claims/);
 });
@@ -185,24 +174,8 @@ Deno.test("JPEG tile whose frame claims 8192x8192 in a 256x256 tile: refused, fi
   const path = `${tmp}/sof8192.tif`;
   await jpegTiffClaiming(path, 8192, 8192);
   const r = await runChild(
-    [
-      cli("wsi"),
-      "region",
-      path,
-      "--level",
-      "0",
-      "--x",
-      "0",
-      "--y",
-      "0",
-      "--w",
-      "512",
-      "--h",
-      "512",
-      "--out",
-      `${tmp}/r.png`,
-    ],
-    { timeoutS: 30, memLimitMiB: 600 },
+    regionArgs(path, { level: 0, x: 0, y: 0, w: 512, h: 512 }, `${tmp}/r.png`),
+    BOUNDS,
   );
   assert(!r.timedOut);
   assert(r.peakMiB < 600, `peak ${r.peakMiB} MiB`);
@@ -277,10 +250,7 @@ try {
     { width: 1e6, height: 1e6, channels: 3, compression: "deflate", tileSize: T, levels: 1 },
     () => null,
   );
-  const h = await runChild(["--config", `${root}deno.json`, script, huge], {
-    timeoutS: 30,
-    memLimitMiB: 600,
-  });
+  const h = await runChild(["--config", `${root}deno.json`, script, huge], BOUNDS);
   assert(!h.timedOut);
   assert.equal(h.code, 1);
   assert.match(
@@ -294,74 +264,22 @@ Deno.test("wsi and classify: bad arguments are usage errors (exit 2 with usage)"
   const slide = `${tmp}/small.tif`;
   await jpegTiffClaiming(slide, 256, 256);
   const cases: [string[], RegExp][] = [
-    [[
-      cli("wsi"),
-      "region",
-      slide,
-      "--w",
-      "0",
-      "--h",
-      "5",
-      "--x",
-      "0",
-      "--y",
-      "0",
-      "--out",
-      "x.png",
-    ], /--w must be >= 1, got 0/],
-    [[
-      cli("wsi"),
-      "region",
-      slide,
-      "--w",
-      "5",
-      "--h",
-      "5",
-      "--x",
-      "0.5",
-      "--y",
-      "0",
-      "--out",
-      "x.png",
-    ], /--x must be an integer/],
-    [[
-      cli("wsi"),
-      "region",
-      slide,
-      "--level",
-      "7",
-      "--w",
-      "5",
-      "--h",
-      "5",
-      "--x",
-      "0",
-      "--y",
-      "0",
-      "--out",
-      "x.png",
-    ], /--level 7 does not exist: .*small\.tif has levels 0\.\.0/],
-    [[
-      cli("wsi"),
-      "region",
-      slide,
-      "--w",
-      "100000",
-      "--h",
-      "100000",
-      "--x",
-      "0",
-      "--y",
-      "0",
-      "--out",
-      "x.png",
-    ], /above the 268435456 a region/],
+    [regionArgs(slide, { w: 0, h: 5, x: 0, y: 0 }, "x.png"), /--w must be >= 1, got 0/],
+    [regionArgs(slide, { w: 5, h: 5, x: "0.5", y: 0 }, "x.png"), /--x must be an integer/],
+    [
+      regionArgs(slide, { level: 7, w: 5, h: 5, x: 0, y: 0 }, "x.png"),
+      /--level 7 does not exist: .*small\.tif has levels 0\.\.0/,
+    ],
+    [
+      regionArgs(slide, { w: 100000, h: 100000, x: 0, y: 0 }, "x.png"),
+      /above the 268435456 a region/,
+    ],
     [[cli("wsi"), "synth", "--count=-3", "--out", `${tmp}/syn`], /--count must be >= 1, got -3/],
     [[cli("wsi"), "info", slide, "--bogus"], /Unknown option '--bogus'/],
     [[cli("classify"), "--bogus"], /classify: Unknown option '--bogus'/],
   ];
   for (const [args, re] of cases) {
-    const r = await runChild(args, { timeoutS: 30, memLimitMiB: 600 });
+    const r = await runChild(args, BOUNDS);
     assert.equal(r.code, 2, `${args.slice(1).join(" ")}: ${r.stderr}`);
     assert.match(r.stderr, re);
     assert.match(r.stderr, /usage: deno task/);

@@ -4,36 +4,16 @@ import { parseAsapXml, rasterizeRegion } from "../../../pipeline/wsi/annotations
 import type { DatasetRules } from "../../../pipeline/wsi/sampling.ts";
 import { readPng } from "../../../engine/io/png.ts";
 import { fixturePath, haveFixtures } from "../../fixtures.ts";
+import { listFiles } from "../../util/files.ts";
+import { tissueDiscPixel, tissueDiscSlide, tumourQuadXml } from "../../util/fake_slide.ts";
 
 const SIZE = 2048;
 
-/** Pixel of the fake slide: a pink tissue disc on white glass, darker where "tumour". */
-function pixel(x: number, y: number): [number, number, number, number] {
-  if (x < 0 || y < 0 || x >= SIZE || y >= SIZE) return [0, 0, 0, 0];
-  const inside = (x - 1024) ** 2 + (y - 1024) ** 2 < 800 ** 2;
-  if (!inside) return [240, 240, 238, 255];
-  return [200 - (x & 15), 100 + (y & 7), 170, 255];
-}
-
-/** In-memory slide with levels 1 and 16, counting opens. */
+/** In-memory slide (levels 1 and 16), counting opens. */
 function fakeOpener(opened: string[]) {
   return (path: string): Promise<ExtractSlide> => {
     opened.push(path);
-    return Promise.resolve({
-      levels: [
-        { width: SIZE, height: SIZE, downsample: 1 },
-        { width: SIZE / 16, height: SIZE / 16, downsample: 16 },
-      ],
-      readRegion(level: number, x0: number, y0: number, w: number, h: number) {
-        const ds = level === 0 ? 1 : 16;
-        const out = new Uint8Array(w * h * 4);
-        for (let j = 0; j < h; j++) {
-          for (let i = 0; i < w; i++) out.set(pixel(x0 + i * ds, y0 + j * ds), (j * w + i) * 4);
-        }
-        return Promise.resolve(out);
-      },
-      close: () => Promise.resolve(),
-    });
+    return Promise.resolve(tissueDiscSlide(SIZE));
   };
 }
 
@@ -43,24 +23,14 @@ const TINY: DatasetRules = {
   test: { mode: "random", count: 2, band: { lo: 20, hi: 90, inclusive: true }, negatives: 2 },
 };
 
-const XML = `<?xml version="1.0"?><ASAP_Annotations><Annotations>
-<Annotation Name="t" Type="Polygon" PartOfGroup="metastases"><Coordinates>
-<Coordinate Order="0" X="700" Y="760"/><Coordinate Order="1" X="1350" Y="700"/>
-<Coordinate Order="2" X="1300" Y="1400"/><Coordinate Order="3" X="760" Y="1300"/>
-</Coordinates></Annotation>
+/** The tumour quad, and an annotation of a group the preparation ignores. */
+const XML = tumourQuadXml(
+  SIZE,
+  `
 <Annotation Name="n" Type="Polygon" PartOfGroup="Other"><Coordinates>
 <Coordinate Order="0" X="0" Y="0"/><Coordinate Order="1" X="9" Y="0"/><Coordinate Order="2" X="9" Y="9"/>
-</Coordinates></Annotation></Annotations></ASAP_Annotations>`;
-
-async function listAll(dir: string): Promise<string[]> {
-  const out: string[] = [];
-  for await (const e of Deno.readDir(dir)) {
-    if (e.isDirectory) {
-      out.push(...(await listAll(`${dir}/${e.name}`)).map((p) => `${e.name}/${p}`));
-    } else out.push(e.name);
-  }
-  return out.sort();
-}
+</Coordinates></Annotation>`,
+);
 
 Deno.test("prepare: manifest, patches and masks; resumable and atomic", async () => {
   const root = await Deno.makeTempDir({ prefix: "prepare_test_" });
@@ -105,7 +75,7 @@ Deno.test("prepare: manifest, patches and masks; resumable and atomic", async ()
     const img = await readPng(`${out}/${p.image}`), mask = await readPng(`${out}/${p.mask}`);
     assertEquals([img.width, img.height, img.channels, mask.channels], [512, 512, 3, 1]);
     const x0 = p.cx - 256, y0 = p.cy - 256;
-    assertEquals(Array.from(img.data.subarray(0, 3)), pixel(x0, y0).slice(0, 3));
+    assertEquals(Array.from(img.data.subarray(0, 3)), tissueDiscPixel(SIZE, x0, y0).slice(0, 3));
     assertEquals(mask.data, rasterizeRegion(parseAsapXml(XML), 1, x0, y0, 512, 512));
     let tumourPx = 0;
     for (const v of mask.data) if (v) tumourPx++;
@@ -113,11 +83,11 @@ Deno.test("prepare: manifest, patches and masks; resumable and atomic", async ()
 
     // Second run: nothing new, slides not even opened.
     opened.length = 0;
-    const before = await listAll(out);
+    const before = await listFiles(out);
     const r2 = await prepareDataset(opts);
     assertEquals([r2.written, r2.skipped], [0, m.patches.length]);
     assertEquals(opened, []);
-    assertEquals(await listAll(out), before);
+    assertEquals(await listFiles(out), before);
     assert(!before.some((f) => f.includes(".tmp-")), "temporary file left behind");
 
     // Deleted files are regenerated identically.
@@ -127,7 +97,7 @@ Deno.test("prepare: manifest, patches and masks; resumable and atomic", async ()
     const r3 = await prepareDataset(opts);
     assertEquals(r3.written, 2);
     assertEquals(await Deno.readFile(`${out}/${p.image}`), imgBytes);
-    assertEquals(await listAll(out), before);
+    assertEquals(await listFiles(out), before);
 
     // Other settings into the same folder are refused.
     await rejects(prepareDataset({ ...opts, seed: 7 }), /other settings/);

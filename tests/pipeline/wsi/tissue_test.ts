@@ -9,6 +9,7 @@ import {
 } from "../../../pipeline/wsi/tissue.ts";
 import { mulberry32 } from "../../../engine/mulberry32.ts";
 import { morph } from "../../../model/morphology.ts";
+import { maskIou } from "../../util/masks.ts";
 
 function bruteMorph(src: Uint8Array, w: number, h: number, k: number, max: boolean): Uint8Array {
   const r = k >> 1, out = new Uint8Array(w * h);
@@ -105,12 +106,8 @@ Deno.test("tissue: mask recovers a known tissue blob and drops specks; a tiled 2
   const w = 400, h = 300;
   const { rgba, truth } = syntheticThumb(w, h);
   const m = tissueMask(rgba, w, h, 4);
-  let inter = 0, uni = 0;
-  for (let i = 0; i < w * h; i++) {
-    if (m[i] && truth[i]) inter++;
-    if (m[i] || truth[i]) uni++;
-  }
-  assert(inter / uni > 0.97, `IoU ${inter / uni}`);
+  const iou = maskIou(m, truth);
+  assert(iou > 0.97, `IoU ${iou}`);
   // No specks survive far from the blob.
   for (let y = 0; y < 40; y++) for (let x = 0; x < w; x++) assertEquals(m[y * w + x], 0);
 
