@@ -406,6 +406,45 @@ function samDecoderCase(nPoints = 50): Case {
 }
 
 /**
+ * The ViT-B mask decoder's forward alone on a cached embedding (50 positive points, no gradient):
+ * what click-to-segment and the pseudo-label pass pay per prompt set once the image is embedded.
+ */
+function samDecoderForwardCase(nPoints = 50): Case {
+  const cfg = SAM_CONFIGS.vit_b;
+  const [eh, ew] = cfg.prompt_encoder.image_embedding_size;
+  const c = cfg.prompt_encoder.embed_dim;
+  return {
+    name: `sam-decoder vit_b fwd ${nPoints} points (cached embedding)`,
+    shape: [1, c, eh, ew, nPoints],
+    images: 1,
+    flops: null,
+    peer: null,
+    setup: () => {
+      const sam = new Sam(cfg, 0);
+      sam.eval();
+      const emb = tensor(randomData(c * eh * ew, 7, -1, 1), [1, c, eh, ew]);
+      const coords = randomData(nPoints * 2, 9, 0, sam.imgSize - 1);
+      const labels = new Float32Array(nPoints).fill(1);
+      let last: Tensor | null = null;
+      return Promise.resolve({
+        step: () => {
+          last?.dispose();
+          last = tidy(() =>
+            noGrad(() => sam.decode(emb, { points: { coords, labels, n: nPoints } }, false).lowRes)
+          );
+        },
+        verify: () => finiteNote("low-res logits", last),
+        done: () => {
+          last?.dispose();
+          emb.dispose();
+          sam.dispose();
+        },
+      });
+    },
+  };
+}
+
+/**
  * One EP-SAM pseudo-label at ViT-B size: a 512² RGB patch through ResizeLongestSide, the encoder,
  * 50 CAM-sampled points through the decoder, post-processing to 512², and the mask read back.
  */
@@ -459,6 +498,7 @@ export function modelCases(batch = 16): Case[] {
     samBlockCase("window"),
     samBlockCase("global"),
     samDecoderCase(50),
+    samDecoderForwardCase(50),
     samEncoderCase(),
     samPseudoLabelCase(50),
   ];

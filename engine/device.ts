@@ -8,6 +8,8 @@
 export interface Gpu {
   device: GPUDevice;
   adapterName: string;
+  /** The adapter's identity as WebGPU reports it (keys per-adapter caches: engine/autotune.ts). */
+  adapterInfo: { vendor: string; architecture: string; device: string; description: string };
   /** "vulkan", "gl" or "unknown": Deno does not expose it, so it is inferred (see `backendOf`). */
   backend: string;
   isFallback: boolean;
@@ -116,6 +118,12 @@ async function create(navigatorGpu: GPU | null | undefined): Promise<Gpu> {
   current = {
     device,
     adapterName: name,
+    adapterInfo: {
+      vendor: info.vendor ?? "",
+      architecture: info.architecture ?? "",
+      device: info.device ?? "",
+      description: info.description ?? "",
+    },
     backend: backendOf(info),
     isFallback: (info as { isFallbackAdapter?: boolean }).isFallbackAdapter ?? false,
     features: {

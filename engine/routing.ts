@@ -12,14 +12,17 @@
  * | conv2d (3 passes) | conv kernels        | texture GEMMs where {@link convPath}'s rule says so       |
  * | conv tiles        | 4×8 (wt grad 8×8)   | 16×16                                                     |
  * | attention (SAM)   | `fused`             | `composed`                                                |
+ * | row kernels       | by row length       | a thread per row (softmax, LayerNorm)                     |
  *
  * The measurements behind each rule are in BENCHMARKS.md ("Second session": why textures, the
  * texture tile table, the conv pass table; "What limits the software adapter"; "Attention").
  */
 import { gpu } from "./device.ts";
 import { hasReadonlyStorageTextures } from "./texture_pool.ts";
-import type { MatmulVariant, RegisterTile } from "../kernels/matmul.ts";
+import type { AnyMatmulTile, MatmulVariant } from "../kernels/matmul.ts";
 import type { ConvTile } from "../kernels/conv/forward.ts";
+import { type RowMode, rowMode } from "../kernels/softmax.ts";
+import { LOOP_BUDGET } from "../kernels/common.ts";
 import type { WeightGradTile } from "../kernels/conv/backward_weight.ts";
 import type { ConvGeometry } from "../kernels/window.ts";
 
@@ -44,7 +47,7 @@ export function matmulVariantFromEnv(): MatmulVariant | null {
 }
 
 let forcedMatmulVariant: MatmulVariant | null = null;
-let forcedRegisterTile: RegisterTile | null = null;
+let forcedRegisterTile: AnyMatmulTile | null = null;
 
 /**
  * Matmul's variant on this adapter. GPUs: the workgroup-tiled kernel. Software adapters: every
@@ -88,12 +91,12 @@ export function matmulVariantFor(
 }
 
 /** The register tile forced by {@link setMatmulVariant}, or null (the op picks by shape). */
-export function matmulForcedTile(): RegisterTile | null {
+export function matmulForcedTile(): AnyMatmulTile | null {
   return forcedRegisterTile;
 }
 
 /** Forces a matmul variant and tile (tests, benchmarks); `null` restores the per-adapter choice. */
-export function setMatmulVariant(v: MatmulVariant | null, tile: RegisterTile | null = null): void {
+export function setMatmulVariant(v: MatmulVariant | null, tile: AnyMatmulTile | null = null): void {
   forcedMatmulVariant = v;
   forcedRegisterTile = tile;
 }
@@ -237,6 +240,30 @@ export function attentionImpl(): AttentionImpl {
 /** Forces one implementation (null: back to the per-adapter default). */
 export function setAttentionImpl(i: AttentionImpl | null): void {
   forcedAttention = i;
+}
+
+// ---------------------------------------------------------------- row kernels
+
+/** Fewest rows for which a software adapter takes a thread per row whatever the row length. */
+const SOFTWARE_THREAD_ROWS_MIN = 128;
+
+/**
+ * Row mode of the row kernels (softmax, log-softmax, the bias softmax's backward, LayerNorm) for
+ * `rows` rows of `len` elements `inner` apart. GPUs: kernels/softmax.ts's rule by row length. On
+ * software adapters a workgroup per row pays a barrier per reduction step and leaves lanes idle: a
+ * thread per row measured 20× faster on 32768 rows of 55 (the mask decoder's image→token
+ * scores), 2.5× on 4096 rows of 768 (ViT-B's LayerNorm) and 2.2× on 440 rows of 4096
+ * (BENCHMARKS.md "SAM: host overhead and attention"), so it is taken wherever there are enough rows
+ * to fill the lanes and the row's three passes fit the loop budget.
+ */
+export function rowModeFor(rows: number, len: number, inner: number): RowMode {
+  if (
+    adapterKind() === "software" && rows >= SOFTWARE_THREAD_ROWS_MIN &&
+    3 * (len + 1) <= LOOP_BUDGET
+  ) {
+    return { wg: 0 };
+  }
+  return rowMode(len, inner);
 }
 
 // ---------------------------------------------------------------- binding limit

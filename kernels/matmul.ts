@@ -55,8 +55,42 @@ export interface RegisterTile {
 export const REGISTER_TILE: RegisterTile = { wx: 8, wy: 8, tm: 12, tn: 12 };
 /** For thin problems (M or N below half a big tile) where a 96-wide tile would mostly idle. */
 export const REGISTER_TILE_SMALL: RegisterTile = { wx: 8, wy: 8, tm: 4, tn: 4 };
-/** Tiled variant: 16×16 threads, 4×4 outputs each, BK-deep slices. */
-const TILED_TILE = { wx: 16, wy: 16, tm: 4, tn: 4, bk: 16 } as const;
+/** Any variant's tile with its extras (tiled: `bk`; texture: `ku`, `order`), for names. */
+export interface AnyMatmulTile extends RegisterTile {
+  bk?: number;
+  ku?: 1 | 2;
+  order?: "k" | "acc";
+}
+
+/** A tile's name in kernel keys, cache files and tables: `WXxWYxTMxTN[/bkN][/kuN][/acc]`. */
+export function matmulTileName(t: AnyMatmulTile): string {
+  return `${t.wx}x${t.wy}x${t.tm}x${t.tn}${t.bk ? `/bk${t.bk}` : ""}${
+    (t.ku ?? 1) > 1 ? `/ku${t.ku}` : ""
+  }${t.order === "acc" ? "/acc" : ""}`;
+}
+
+/** Tiled variant tile: threads WX×WY, outputs TM×TN per thread, BK-deep shared slices. */
+export interface TiledTile extends RegisterTile {
+  bk: number;
+}
+
+/** Tiled variant's default: 16×16 threads, 4×4 outputs each, 16-deep slices (a 64×64 tile). */
+export const TILED_TILE: TiledTile = { wx: 16, wy: 16, tm: 4, tn: 4, bk: 16 };
+
+/** Throws unless the tiled kernel can be generated for `t` (see {@link tiledWgsl}). */
+export function checkTiledTile(t: TiledTile): void {
+  const nt = t.wx * t.wy, bm = t.wy * t.tm, bn = t.wx * t.tn;
+  const why = t.tm % 4 || t.tn % 4
+    ? "TM and TN must be multiples of 4"
+    : (bm * t.bk) % nt || (bn * t.bk) % nt
+    ? "each thread must load a whole number of elements of each shared slice"
+    : nt > 256
+    ? "at most 256 threads per workgroup"
+    : (bm + bn) * t.bk * 4 > 16384
+    ? "shared slices over 16 KiB"
+    : "";
+  if (why) throw new Error(`matmul: tiled tile ${JSON.stringify(t)}: ${why}`);
+}
 
 /**
  * Longest K one dispatch may loop over within the per-invocation loop budget (kernels/common.ts):
@@ -64,21 +98,24 @@ const TILED_TILE = { wx: 16, wy: 16, tm: 4, tn: 4, bk: 16 } as const;
  * 1 + (aLoads + 1) + (bLoads + 1) + (BK + 1) headers per BK of K. A multiple of 256 (the K split
  * step of the op's chunk planner).
  */
-export function matmulMaxK(variant: MatmulVariant): number {
-  const { wx, wy, tm, tn, bk } = TILED_TILE;
+export function matmulMaxK(variant: MatmulVariant, tt: TiledTile = TILED_TILE): number {
+  const { wx, wy, tm, tn, bk } = tt;
   const perTile = 4 + ((wy * tm + wx * tn) * bk) / (wx * wy) + bk;
   const k = variant === "register" ? 4 * (LOOP_BUDGET - 8) : Math.floor(LOOP_BUDGET / perTile) * bk;
   return Math.floor(k / 256) * 256;
 }
 
-/** Rows/columns of C covered by one workgroup. */
+/** Rows/columns of C covered by one workgroup with tile `rt` (the tiled default for "tiled"). */
 export function matmulTileSize(
   variant: MatmulVariant,
-  rt: RegisterTile = REGISTER_TILE,
+  rt: RegisterTile = variant === "tiled" ? TILED_TILE : REGISTER_TILE,
 ): { m: number; n: number } {
-  return variant === "tiled"
-    ? { m: TILED_TILE.wy * TILED_TILE.tm, n: TILED_TILE.wx * TILED_TILE.tn }
-    : { m: rt.wy * rt.tm, n: rt.wx * rt.tn };
+  return { m: rt.wy * rt.tm, n: rt.wx * rt.tn };
+}
+
+/** The tiled tile to use for `rt`: itself when it has a slice depth, else the default. */
+export function asTiledTile(rt: RegisterTile | null | undefined): TiledTile {
+  return rt && "bk" in rt && typeof rt.bk === "number" ? rt as TiledTile : TILED_TILE;
 }
 
 /**
@@ -137,23 +174,29 @@ function store(s: Pick<MatmulSpec, "bias" | "beta">, v: string): string {
   return `C[ci] = ${e};`;
 }
 
-/** Key of a spec (+ tile for the register variant). */
-function matmulKey(s: MatmulSpec, rt: RegisterTile = REGISTER_TILE): string {
-  const tile = s.variant === "register" ? `${rt.wx}x${rt.wy}x${rt.tm}x${rt.tn}` : "64x64x16";
+/** Key of a spec and its tile. */
+function matmulKey(s: MatmulSpec, rt: RegisterTile): string {
+  const tile = `${rt.wx}x${rt.wy}x${rt.tm}x${rt.tn}` +
+    (s.variant === "tiled" ? `x${asTiledTile(rt).bk}` : "");
   return `matmul/${s.variant}/${tile}/${s.transA ? "t" : "n"}${s.transB ? "t" : "n"}/` +
     `${s.vecA ? "v" : "s"}${s.vecB ? "v" : "s"}/${s.bias ? "bias" : ""}${s.beta ? "beta" : ""}`;
 }
 
-export function matmulKernel(s: MatmulSpec, rt: RegisterTile = REGISTER_TILE): Kernel {
-  if (s.variant === "register") {
-    if (rt.tn % 4 || rt.tm % 4) {
-      throw new Error(`matmul: register tile ${JSON.stringify(rt)} needs TM, TN multiples of 4`);
-    }
+/**
+ * The kernel of a spec. `rt`: the register tile (register variant, default {@link REGISTER_TILE})
+ * or the tiled tile (tiled variant: a {@link TiledTile}, else {@link TILED_TILE}).
+ */
+export function matmulKernel(s: MatmulSpec, rt?: RegisterTile): Kernel {
+  if (s.variant === "tiled") {
+    const tt = asTiledTile(rt);
+    checkTiledTile(tt);
+    return { key: matmulKey(s, tt), wgsl: () => tiledWgsl(s, tt) };
   }
-  return {
-    key: matmulKey(s, rt),
-    wgsl: () => s.variant === "register" ? registerWgsl(s, rt) : tiledWgsl(s),
-  };
+  const reg = rt ?? REGISTER_TILE;
+  if (reg.tn % 4 || reg.tm % 4) {
+    throw new Error(`matmul: register tile ${JSON.stringify(reg)} needs TM, TN multiples of 4`);
+  }
+  return { key: matmulKey(s, reg), wgsl: () => registerWgsl(s, reg) };
 }
 
 /** Tile rows per band in the register variant's workgroup order. */
@@ -332,8 +375,9 @@ ${storeBlock(s, TM, TN)}
 }`;
 }
 
-function tiledWgsl(s: MatmulSpec): string {
-  const { wx, wy, tm, tn, bk } = TILED_TILE;
+function tiledWgsl(s: MatmulSpec, tt: TiledTile): string {
+  const { wx, wy, tm, tn, bk } = tt;
+  const G = tn / 4; // vec4 accumulators per output row
   const BM = wy * tm, BN = wx * tn, NT = wx * wy;
   // Shared tiles, k-major, as vec4 of 4 consecutive rows (A) / columns (B).
   const aLoads = (BM * bk) / NT; // elements per thread
@@ -348,6 +392,17 @@ function tiledWgsl(s: MatmulSpec): string {
   const loadB = s.transB
     ? `let e = t + ${NT}u * q; let lk = e % ${bk}u; let ln = e / ${bk}u;`
     : `let e = t + ${NT}u * q; let ln = e % ${BN}u; let lk = e / ${BN}u;`;
+  // Per kk: TM values of A (vec4 groups of 4 rows), TN of B (vec4 groups of 4 columns).
+  const inner: string[] = [];
+  const q4 = (arr: string, base: string, o: number) =>
+    `vec4<f32>(${[0, 1, 2, 3].map((l) => `${arr}[${base} + ${o + l}u]`).join(", ")})`;
+  for (let g = 0; g < tm / 4; g++) inner.push(`      let a${g} = ${q4("As", "ab", 4 * g)};`);
+  for (let g = 0; g < G; g++) inner.push(`      let b${g} = ${q4("Bs", "bb", 4 * g)};`);
+  for (let i = 0; i < tm; i++) {
+    for (let g = 0; g < G; g++) {
+      inner.push(`      acc[${i * G + g}] += a${Math.floor(i / 4)}[${i % 4}] * b${g};`);
+    }
+  }
   const W: string[] = [];
   for (let i = 0; i < tm; i++) {
     W.push(`  if (row0 + ${i}u < u.M) {`);
@@ -355,7 +410,7 @@ function tiledWgsl(s: MatmulSpec): string {
     for (let l = 0; l < tn; l++) {
       W.push(
         `    { let col = col0 + ${l}u; if (col < u.N) { let ci = crow + col; ${
-          store(s, `acc[${i}][${l}]`)
+          store(s, `acc[${i * G + Math.floor(l / 4)}][${l % 4}]`)
         } } }`,
       );
     }
@@ -372,7 +427,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
   let n0 = wg.x * ${BN}u;
   let row0 = m0 + lid.y * ${tm}u;
   let col0 = n0 + lid.x * ${tn}u;
-  var acc: array<vec4<f32>, ${tm}>;
+  var acc: array<vec4<f32>, ${tm * G}>;
   for (var kt = 0u; kt < u.K; kt += ${bk}u) {
     for (var q = 0u; q < ${aLoads}u; q++) {
       ${loadA}
@@ -392,12 +447,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
     for (var kk = 0u; kk < ${bk}u; kk++) {
       let ab = kk * ${BM}u + lid.y * ${tm}u;
       let bb = kk * ${BN}u + lid.x * ${tn}u;
-      let a = vec4<f32>(As[ab], As[ab + 1u], As[ab + 2u], As[ab + 3u]);
-      let b = vec4<f32>(Bs[bb], Bs[bb + 1u], Bs[bb + 2u], Bs[bb + 3u]);
-      acc[0] += a[0] * b;
-      acc[1] += a[1] * b;
-      acc[2] += a[2] * b;
-      acc[3] += a[3] * b;
+${inner.join("\n")}
     }
     workgroupBarrier();
   }

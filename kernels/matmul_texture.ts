@@ -15,7 +15,7 @@
  *   no branches.
  */
 import type { Kernel } from "./kernel.ts";
-import { bandedBlock, type RegisterTile, storeBlock } from "./matmul.ts";
+import { bandedBlock, matmulTileName, type RegisterTile, storeBlock } from "./matmul.ts";
 import { uniforms } from "./uniforms.ts";
 
 /**
@@ -90,14 +90,85 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   };
 }
 
-/** Default tile (threads WX×WY, outputs TM×TN), tuned on llvmpipe (BENCHMARKS.md). */
-export const TEXTURE_TILE: RegisterTile = { wx: 8, wy: 8, tm: 12, tn: 12 };
+/**
+ * A texture-matmul tile: threads WX×WY, outputs TM×TN per thread, plus the loop shape. `ku`: texels
+ * of K (4 k each) per loop iteration (1 or 2); `order`: "k" issues the multiply-adds k-major (every
+ * accumulator once per k, the original form), "acc" accumulator-major (each accumulator's 4·ku
+ * multiply-adds in a row, so a spilled accumulator is presumably reloaded once per iteration, not
+ * once per k: 12–25% less CPU time on llvmpipe). Every form adds each output's products in the same
+ * k order, so all tiles give bitwise the same result (tests/ops/matmul_test.ts checks every
+ * candidate).
+ */
+export interface TextureTile extends RegisterTile {
+  ku?: 1 | 2;
+  order?: "k" | "acc";
+}
+
+/**
+ * Default tile (threads WX×WY, outputs TM×TN, accumulator-major), measured on llvmpipe
+ * (BENCHMARKS.md "Autotuning": 12–25% less CPU time per product than 12×12 k-major at 1024³,
+ * 2048³, ViT qkv and [4096, 256, 1024]); the autotuner may choose another per shape class.
+ */
+export const TEXTURE_TILE: TextureTile = { wx: 8, wy: 8, tm: 16, tn: 16, order: "acc" };
+/**
+ * For products whose N fits half the default tile's width (64, e.g. attention's probabilities ×
+ * values with 64-wide heads): 128×64 tiles waste no columns (2 × [4096, 64, 4096] on llvmpipe:
+ * 560 ms CPU against 770 for the default tile; BENCHMARKS.md "Autotuning").
+ */
+export const TEXTURE_TILE_NARROW: TextureTile = { wx: 8, wy: 8, tm: 16, tn: 8, order: "acc" };
 /** For thin problems (M or N below half a big tile). */
-export const TEXTURE_TILE_SMALL: RegisterTile = { wx: 8, wy: 8, tm: 4, tn: 4 };
+export const TEXTURE_TILE_SMALL: TextureTile = { wx: 8, wy: 8, tm: 4, tn: 4 };
 
 export interface TextureMatmulSpec {
   bias: boolean;
   beta: boolean;
+}
+
+/** WGSL of one loop iteration over `ku` texels starting at texel `k` (see {@link TextureTile}). */
+function productBody(rt: TextureTile, ku: number): string {
+  const { tm: TM, tn: TN } = rt;
+  const rows = [...Array(TM).keys()], cols = [...Array(TN).keys()];
+  const groups = [...Array(TN / 4).keys()], texels = [...Array(ku).keys()];
+  const body: string[] = [];
+  for (const t of texels) {
+    const k = t ? `k + ${t}u` : "k";
+    for (const i of rows) {
+      body.push(`    let va${t}_${i} = textureLoad(TA, vec2<u32>(${k}, ra${i}));`);
+    }
+    for (const j of cols) {
+      body.push(`    let vb${t}_${j} = textureLoad(TB, vec2<u32>(${k}, rb${j}));`);
+    }
+  }
+  const a = (t: number, i: number, kk: number) => `va${t}_${i}[${kk}]`;
+  const b = (t: number, kk: number, g: number) => `b${t}_${kk}_${g}`;
+  for (const t of texels) {
+    for (const kk of [0, 1, 2, 3]) {
+      for (const g of groups) {
+        body.push(
+          `    let ${b(t, kk, g)} = vec4<f32>(${
+            [0, 1, 2, 3].map((l) => `vb${t}_${4 * g + l}[${kk}]`).join(", ")
+          });`,
+        );
+      }
+    }
+  }
+  const steps = texels.flatMap((t) => [0, 1, 2, 3].map((kk) => [t, kk]));
+  if (rt.order === "acc") {
+    for (const i of rows) {
+      for (const g of groups) {
+        for (const [t, kk] of steps) {
+          body.push(`    c${i}_${g} += ${a(t, i, kk)} * ${b(t, kk, g)};`);
+        }
+      }
+    }
+  } else {
+    for (const [t, kk] of steps) {
+      for (const i of rows) {
+        for (const g of groups) body.push(`    c${i}_${g} += ${a(t, i, kk)} * ${b(t, kk, g)};`);
+      }
+    }
+  }
+  return body.join("\n");
 }
 
 /**
@@ -105,32 +176,25 @@ export interface TextureMatmulSpec {
  * and B (0: one copy shared by every batch); C's offset and leading dim, the bias offset, inner
  * batch size, C's batch strides, alpha, beta.
  */
-export function matmulTextureKernel(s: TextureMatmulSpec, rt: RegisterTile): Kernel {
+export function matmulTextureKernel(s: TextureMatmulSpec, rt: TextureTile): Kernel {
   const { wx, wy, tm: TM, tn: TN } = rt;
+  const ku = rt.ku ?? 1;
   if (TN % 4) throw new Error(`matmul (texture): TN must be a multiple of 4, got ${TN}`);
+  if (ku !== 1 && ku !== 2) throw new Error(`matmul (texture): ku must be 1 or 2, got ${ku}`);
   const rows = [...Array(TM).keys()], cols = [...Array(TN).keys()];
   const groups = [...Array(TN / 4).keys()];
-  const body: string[] = [];
-  for (const i of rows) body.push(`    let va${i} = textureLoad(TA, vec2<u32>(k, ra${i}));`);
-  for (const j of cols) body.push(`    let vb${j} = textureLoad(TB, vec2<u32>(k, rb${j}));`);
-  for (const kk of [0, 1, 2, 3]) {
-    for (const g of groups) {
-      body.push(
-        `    let b${kk}_${g} = vec4<f32>(${
-          [0, 1, 2, 3].map((l) => `vb${4 * g + l}[${kk}]`).join(", ")
-        });`,
-      );
-    }
-    for (const i of rows) {
-      for (const g of groups) body.push(`    c${i}_${g} += va${i}[${kk}] * b${kk}_${g};`);
-    }
-  }
+  // With two texels per iteration, an odd last texel runs through the one-texel body.
+  const loop = ku === 1
+    ? `  for (var k = 0u; k < u.K4; k++) {\n${productBody(rt, 1)}\n  }`
+    : `  let K8 = u.K4 & ~1u;
+  for (var k = 0u; k < K8; k += 2u) {\n${productBody(rt, 2)}\n  }
+  for (var k = K8; k < u.K4; k++) {\n${productBody(rt, 1)}\n  }`;
   let n = 3;
   const biasDecl = s.bias
     ? `@group(0) @binding(${n++}) var<storage, read> bias: array<f32>;\n`
     : "";
   return {
-    key: `matmul/texture/${wx}x${wy}x${TM}x${TN}/${s.bias ? "bias" : ""}${s.beta ? "beta" : ""}`,
+    key: `matmul/texture/${matmulTileName(rt)}/${s.bias ? "bias" : ""}${s.beta ? "beta" : ""}`,
     wgsl: () =>
       /* wgsl */ `${MATMUL_TEXTURE_UNIFORMS.wgsl("P")}
 @group(0) @binding(0) var<uniform> u: P;
@@ -149,9 +213,7 @@ ${bandedBlock(rt)}
 ${rows.map((i) => `  let ra${i} = aB + min(row0 + ${i}u, u.M - 1u);`).join("\n")}
 ${cols.map((j) => `  let rb${j} = bB + min(col0 + ${j}u, u.N - 1u);`).join("\n")}
 ${rows.flatMap((i) => groups.map((g) => `  var c${i}_${g} = vec4<f32>(0.0);`)).join("\n")}
-  for (var k = 0u; k < u.K4; k++) {
-${body.join("\n")}
-  }
+${loop}
 ${storeBlock(s, TM, TN)}
 }`,
   };

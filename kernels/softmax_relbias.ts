@@ -1,5 +1,5 @@
 /**
- * softmax(s + relH ⊕ relW) along the last axis, where s is [rows, KH·KW] attention scores and the
+ * softmax(scale·s + relH ⊕ relW) along the last axis, where s is [rows, KH·KW] attention scores and the
  * bias of element k = kh·KW + kw is relH[row, kh] + relW[row, kw] (SAM's decomposed
  * relative-position bias). One kernel instead of building the bias (a strided add), adding it (a
  * flat add) and a three-pass softmax: a thread per row, each row read twice (online max and
@@ -17,15 +17,18 @@ import { uniforms } from "./uniforms.ts";
 export const RELBIAS_MAX_KW = 128;
 export const RELBIAS_WG = 64;
 
-/** `rows` score rows; KH, the height of the relative-position grid. */
+/**
+ * `rows` score rows; KH, the height of the relative-position grid; `scale` multiplies the scores
+ * (attention's d^-1/2, so q need not be scaled in a pass of its own).
+ */
 export const SOFTMAX_RELBIAS_UNIFORMS = uniforms({
   rows: "u32",
   KH: "u32",
+  scale: "f32",
   _pad0: "u32",
-  _pad1: "u32",
 });
 
-/** Uniforms: rows, KH. Bindings: s, relH [rows, KH], relW [rows, KW], out. */
+/** Uniforms: rows, KH, scale. Bindings: s, relH [rows, KH], relW [rows, KW], out. */
 export function softmaxRelBiasKernel(kw: number): Kernel {
   if (kw < 1 || kw > RELBIAS_MAX_KW) {
     throw new Error(`softmaxRelBias: KW must be 1..${RELBIAS_MAX_KW}, got ${kw}`);
@@ -45,7 +48,7 @@ export function softmaxRelBiasKernel(kw: number): Kernel {
           : `  let w${j} = relW[wb + ${j}u];`
       ).join("\n");
       // v_j: the biased scores of run kh (base offset sb, in units of T).
-      const loadRun = idx.map((j) => `    let v${j} = s[sb + ${j}u] + w${j} + h;`).join("\n");
+      const loadRun = idx.map((j) => `    let v${j} = s[sb + ${j}u] * sc + w${j} + h;`).join("\n");
       const mx = vec
         ? idx.map((j) => `max(max(v${j}.x, v${j}.y), max(v${j}.z, v${j}.w))`)
         : idx.map(
@@ -69,6 +72,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   let row = flat_index(gid, nwg, ${RELBIAS_WG}u);
   if (row >= u.rows) { return; }
   let wb = row * ${kw}u;
+  let sc = u.scale;
 ${rw}
   let rowBase = row * u.KH * ${n}u;
   var m = -3.402823e38;

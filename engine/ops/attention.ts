@@ -1,15 +1,16 @@
 /**
  * Fused attention: softmax(scale·q·kᵀ + bias)·v over G independent slices (batch·heads or
  * windows·heads), never materialising the G×Nq×Nk scores. The bias is SAM's decomposed relative
- * position (relH[g,i,j / kw] + relW[g,i,j % kw], computed by the caller); without it this is plain
- * scaled dot-product attention (the mask decoder's).
+ * position (relH[g,i,j / kw] + relW[g,i,j % kw], computed by the caller with `relPosTerms`, also
+ * here); without it this is plain scaled dot-product attention (the mask decoder's).
  */
 import { dispatch } from "../dispatch.ts";
 import { gpu } from "../device.ts";
 import { empty, Tensor } from "../tensor.ts";
 import { record } from "../autograd.ts";
-import { dense } from "./view.ts";
+import { dense, reshape, transpose, unflatten } from "./view.ts";
 import { fill } from "./elementwise.ts";
+import { matmul } from "./matmul.ts";
 import {
   attentionForwardKernel,
   ATTN_MAX_D,
@@ -229,4 +230,41 @@ export function flashAttention(
   }, [...inputs, out, lse]);
   lse.dispose();
   return y;
+}
+
+/**
+ * SAM's decomposed relative-position terms of q [G, qh·qw, d] or [B, H, qh·qw, d] with the gathered
+ * tables rh [qh, kh, d] and rw [qw, kw, d]: relH[g, y·qw + x, k] = Σ_c q[g, y·qw + x, c]·rh[y, k, c]
+ * and relW[g, y·qw + x, k] = Σ_c q[g, y·qw + x, c]·rw[x, k, c] (g = b·H + h), dense
+ * [G, qh·qw, kh] and [G, qh·qw, kw]. Batched matmuls over views of q: a strided q (heads split
+ * out of a projection) is read in place, relH comes out in its final layout and relW needs one
+ * permute copy (the old composition copied q twice and both results once). Differentiable.
+ */
+export function relPosTerms(
+  q: Tensor,
+  rh: Tensor,
+  rw: Tensor,
+  qh: number,
+  qw: number,
+): { relH: Tensor; relW: Tensor } {
+  const r = q.rank;
+  const d = q.shape[r - 1];
+  if (
+    (r !== 3 && r !== 4) || q.shape[r - 2] !== qh * qw || rh.rank !== 3 || rw.rank !== 3 ||
+    rh.shape[0] !== qh || rh.shape[2] !== d || rw.shape[0] !== qw || rw.shape[2] !== d
+  ) {
+    throw new Error(
+      `relPosTerms: expected q [G, ${qh}·${qw}, d] or [B, H, ${qh}·${qw}, d], rh [${qh}, kh, d] ` +
+        `and rw [${qw}, kw, d]; got q [${q.shape}], rh [${rh.shape}], rw [${rw.shape}]`,
+    );
+  }
+  const G = q.shape.slice(0, -2).reduce((p, s) => p * s, 1);
+  const kh = rh.shape[1], kw = rw.shape[1];
+  // [..., qh, qw, d]: relH[..., y, x, :] = q[..., y, x, :]·rh[y]ᵀ, batched over (..., y).
+  const q5 = unflatten(q, r - 2, [qh, qw]);
+  const relH = reshape(matmul(q5, transpose(rh, 1, 2)), [G, qh * qw, kh]);
+  // relW batched over (..., x): rows y, then back to [..., y, x, kw].
+  const qT = transpose(q5, r - 2, r - 1);
+  const relW = reshape(transpose(matmul(qT, transpose(rw, 1, 2)), r - 2, r - 1), [G, qh * qw, kw]);
+  return { relH, relW };
 }

@@ -21,12 +21,9 @@ import {
   convPackKernel,
   type ConvPackMode,
 } from "../../kernels/conv/texture.ts";
-import {
-  MATMUL_TEXTURE_UNIFORMS,
-  matmulTextureKernel,
-  TEXTURE_TILE,
-} from "../../kernels/matmul_texture.ts";
+import { MATMUL_TEXTURE_UNIFORMS, matmulTextureKernel } from "../../kernels/matmul_texture.ts";
 import { bindRange } from "./matmul_plan.ts";
+import { matmulTile } from "../autotune.ts";
 import { type ConvGeometry, dilatedWindowOf } from "../../kernels/window.ts";
 
 type Staged = ReturnType<typeof acquireTexture>;
@@ -94,10 +91,8 @@ function gemm(
   ldc: number,
   accumulate: boolean,
 ): void {
-  const rt =
-    M * 2 >= TEXTURE_TILE.wy * TEXTURE_TILE.tm && N * 2 >= TEXTURE_TILE.wx * TEXTURE_TILE.tn
-      ? TEXTURE_TILE
-      : { wx: 8, wy: 8, tm: 4, tn: 4 };
+  // The adapter's tuned tile for this product's class, else the default rule (engine/autotune.ts).
+  const rt = matmulTile("texture", M, N, 4 * k4);
   const hi = lo + (M - 1) * ldc + N - 1;
   const c = bindRange(out, lo, hi);
   dispatch(

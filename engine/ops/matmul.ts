@@ -13,6 +13,7 @@ import { matmulForcedTile, matmulVariantFor } from "../routing.ts";
 import { contiguousStrides, disposeCopy, empty, type Tensor, view } from "../tensor.ts";
 import { noGrad, record } from "../autograd.ts";
 import {
+  asTiledTile,
   MATMUL_UNIFORMS,
   matmulKernel,
   matmulMaxK,
@@ -22,7 +23,7 @@ import {
   REGISTER_TILE,
   REGISTER_TILE_SMALL,
 } from "../../kernels/matmul.ts";
-import { TEXTURE_TILE, TEXTURE_TILE_SMALL } from "../../kernels/matmul_texture.ts";
+import { matmulTile } from "../autotune.ts";
 import {
   type BatchDim,
   bindRange,
@@ -185,18 +186,25 @@ function launch(
     Mx = M * dims[0].n;
     dims = [];
   }
-  const [big, small] = variant === "texture"
-    ? [TEXTURE_TILE, TEXTURE_TILE_SMALL]
-    : [REGISTER_TILE, REGISTER_TILE_SMALL];
-  const rt = matmulForcedTile() ??
-    (Mx * 2 >= big.wy * big.tm && N * 2 >= big.wx * big.tn ? big : small);
+  // Forced (tests, benchmarks), else tuned for this adapter and shape class, else the default.
+  const forced = matmulForcedTile();
+  const rt = variant === "register"
+    ? forced ??
+      (Mx * 2 >= REGISTER_TILE.wy * REGISTER_TILE.tm && N * 2 >= REGISTER_TILE.wx * REGISTER_TILE.tn
+        ? REGISTER_TILE
+        : REGISTER_TILE_SMALL)
+    : variant === "tiled"
+    ? forced
+      ? asTiledTile(forced)
+      : matmulTile(variant, Mx, N, K, dims.reduce((p, d) => p * d.n, 1))
+    : forced ?? matmulTile(variant, Mx, N, K, dims.reduce((p, d) => p * d.n, 1));
   const inner = dims.slice(-2);
   const outer = dims.slice(0, -2);
   const [d0, d1] = inner.length === 2
     ? inner
     : [inner[0] ?? { n: 1, sa: 0, sb: 0, sc: 0 }, { n: 1, sa: 0, sb: 0, sc: 0 }];
   const nOuter = outer.reduce((p, d) => p * d.n, 1);
-  const tile = matmulTileSize(variant === "texture" ? "register" : variant, rt);
+  const tile = matmulTileSize(variant, rt);
   const align = Math.max(g.limits.minStorageBufferOffsetAlignment, 16);
   const maxBytes = Math.min(opts.maxBindingBytes ?? Infinity, g.limits.maxStorageBufferBindingSize);
   const vec = (m: MatrixOperand, rows: number, cols: number, s: number[]) =>
@@ -241,7 +249,7 @@ function launch(
       maxK: variant === "texture"
         ? 4 * g.limits.maxTextureDimension2D
         : g.isSoftware
-        ? matmulMaxK(variant)
+        ? matmulMaxK(variant, asTiledTile(rt))
         : undefined,
       maxTexRows: variant === "texture"
         ? Math.min(opts.maxTextureRows ?? Infinity, g.limits.maxTextureDimension2D)

@@ -6,13 +6,13 @@
 import { type Binding, dispatch } from "../dispatch.ts";
 import type { Tensor } from "../tensor.ts";
 import { acquireTexture, releaseTexture } from "../texture_pool.ts";
-import type { RegisterTile } from "../../kernels/matmul.ts";
 import {
   MATMUL_PACK_UNIFORMS,
   MATMUL_TEXTURE_UNIFORMS,
   matmulPackKernel,
   matmulTextureKernel,
   PACK_WG,
+  type TextureTile,
 } from "../../kernels/matmul_texture.ts";
 import {
   type BatchDim,
@@ -33,7 +33,7 @@ export interface TextureLaunch {
   B: MatrixOperand;
   alpha: number;
   beta: number;
-  rt: RegisterTile;
+  rt: TextureTile;
   d0: BatchDim;
   d1: BatchDim;
 }

@@ -23,7 +23,8 @@ import {
   layerNormKernel,
   layerNormParamGradKernel,
 } from "../../kernels/norm/layer_norm.ts";
-import { rowItemsPerGroup, rowMode } from "../../kernels/softmax.ts";
+import { rowItemsPerGroup } from "../../kernels/softmax.ts";
+import { rowModeFor } from "../routing.ts";
 import { binaryRaw, mul, unaryRaw } from "./elementwise.ts";
 import { dense, reshape } from "./view.ts";
 import { gpu } from "../device.ts";
@@ -268,7 +269,7 @@ function layerNormImpl(
   const y = empty(x.shape);
   const mean = empty([rows]);
   const rstd = empty([rows]);
-  const m = rowMode(L, inner);
+  const m = rowModeFor(rows, L, inner);
   const p = LAYER_NORM_UNIFORMS.pack({ rows, L, inner, eps });
   if (y.size > 0) {
     const bs = [xd.binding(), y.binding(), mean.binding(), rstd.binding()];

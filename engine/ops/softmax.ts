@@ -3,13 +3,12 @@
  * softmax with SAM's decomposed relative-position bias fused in.
  */
 import { type BufferBinding, dispatch, grid1d } from "../dispatch.ts";
-import { bindingLimit } from "../routing.ts";
+import { bindingLimit, rowModeFor } from "../routing.ts";
 import { gpu } from "../device.ts";
 import { disposeCopy, empty, Tensor } from "../tensor.ts";
 import { record } from "../autograd.ts";
 import {
   rowItemsPerGroup,
-  rowMode,
   SOFTMAX_UNIFORMS,
   softmaxBackwardKernel,
   softmaxKernel,
@@ -22,7 +21,7 @@ import {
 } from "../../kernels/softmax_relbias.ts";
 import { assertLoopLimit } from "../../kernels/common.ts";
 import { dense, normAxis, reshape } from "./view.ts";
-import { add } from "./elementwise.ts";
+import { add, mul } from "./elementwise.ts";
 import { sum } from "./reduce.ts";
 
 /** rows / L / inner of `shape` seen along `axis`. */
@@ -97,7 +96,7 @@ function softmaxImpl(name: string, log: boolean, x: Tensor, axis: number): Tenso
   const y = empty(x.shape);
   const outer = rows / Math.max(1, inner);
   if (y.size > 0) {
-    const m = rowMode(len, inner);
+    const m = rowModeFor(rows, len, inner);
     for (const [o0, o1, b] of outerChunks(name, outer, len * inner, [xd, y])) {
       dispatch(
         softmaxKernel(log, m),
@@ -112,7 +111,7 @@ function softmaxImpl(name: string, log: boolean, x: Tensor, axis: number): Tenso
     const gd = dense(g);
     const dx = empty(x.shape);
     if (dx.size > 0) {
-      const m = rowMode(len, inner);
+      const m = rowModeFor(rows, len, inner);
       for (const [o0, o1, b] of outerChunks(name, outer, len * inner, [y, gd, dx])) {
         dispatch(
           softmaxBackwardKernel(log, m),
@@ -137,11 +136,14 @@ export function logSoftmax(x: Tensor, axis = -1): Tensor {
 }
 
 /**
- * softmax(s + bias) along the last axis of scores s [G, Nq, KH·KW], where the bias of element
+ * softmax(scale·s + bias) along the last axis of scores s [G, Nq, KH·KW], where the bias of element
  * kh·KW + kw is relH[g, q, kh] + relW[g, q, kw] (relH [G, Nq, KH], relW [G, Nq, KW]): SAM's
- * attention probabilities in one kernel, without materialising the bias.
+ * attention probabilities in one kernel, without materialising the bias or scaling q first.
  */
-export function softmaxRelBias(s: Tensor, relH: Tensor, relW: Tensor): Tensor {
+export function softmaxRelBias(s: Tensor, relH: Tensor, relW: Tensor, scale = 1): Tensor {
+  if (!Number.isFinite(scale)) {
+    throw new Error(`softmaxRelBias: scale must be a finite number, got ${scale}`);
+  }
   for (const t of [s, relH, relW]) {
     t.assertAlive();
     if (t.dtype !== "f32" || t.rank !== 3) {
@@ -162,7 +164,7 @@ export function softmaxRelBias(s: Tensor, relH: Tensor, relW: Tensor): Tensor {
   }
   if (KW > RELBIAS_MAX_KW) {
     const bias = add(reshape(relH, [G, nq, KH, 1]), reshape(relW, [G, nq, 1, KW]));
-    return softmax(add(s, reshape(bias, [G, nq, nk])));
+    return softmax(add(scale === 1 ? s : mul(s, scale), reshape(bias, [G, nq, nk])));
   }
   const rows = G * nq;
   if (gpu().isSoftware) assertLoopLimit("softmaxRelBias", 2 * (KH + 1), `KH = ${KH}`);
@@ -172,17 +174,18 @@ export function softmaxRelBias(s: Tensor, relH: Tensor, relW: Tensor): Tensor {
     dispatch(
       softmaxRelBiasKernel(KW),
       [sd.binding(), hd.binding(), wd.binding(), y.binding()],
-      SOFTMAX_RELBIAS_UNIFORMS.pack({ rows, KH }),
+      SOFTMAX_RELBIAS_UNIFORMS.pack({ rows, KH, scale }),
       grid1d(rows, RELBIAS_WG),
     );
   }
   for (const [d, t] of [[sd, s], [hd, relH], [wd, relW]]) disposeCopy(d, t);
   return record("softmaxRelBias", [s, relH, relW], y, (g) => {
-    // d(scores) is softmax's backward; each bias term's gradient sums it over the other index.
+    // d(logits) is softmax's backward; each bias term's gradient sums it over the other index,
+    // the scores' is it times the scale.
     const gd = dense(g);
     const ds = empty(s.shape);
     if (ds.size > 0) {
-      const m = rowMode(nk, 1);
+      const m = rowModeFor(rows, nk, 1);
       dispatch(
         softmaxBackwardKernel(false, m),
         [y.binding(), gd.binding(), ds.binding()],
@@ -193,7 +196,7 @@ export function softmaxRelBias(s: Tensor, relH: Tensor, relW: Tensor): Tensor {
     disposeCopy(gd, g);
     const ds4 = reshape(ds, [G, nq, KH, KW]);
     return [
-      ds,
+      s.requiresGrad ? (scale === 1 ? ds : mul(ds, scale)) : null,
       relH.requiresGrad ? sum(ds4, 3) : null,
       relW.requiresGrad ? sum(ds4, 2) : null,
     ];

@@ -169,22 +169,43 @@ export function select(x: Tensor, axis: number, i: number): Tensor {
   return squeeze(slice(x, a, i, i + 1), a);
 }
 
-/** Inserts a size-1 dim. */
-export function unsqueeze(x: Tensor, axis: number): Tensor {
-  const a = normAxis(axis, x.rank + 1);
-  const shape = x.shape.slice();
-  shape.splice(a, 0, 1);
-  return reshape(x, shape);
+/**
+ * Splits dim `axis` into `sizes` (their product its length): always a view, strided or not (a
+ * reshape of a non-contiguous tensor copies).
+ */
+export function unflatten(x: Tensor, axis: number, sizes: number[]): Tensor {
+  const a = normAxis(axis, x.rank);
+  if (sizes.reduce((p, s) => p * s, 1) !== x.shape[a] || sizes.some((s) => !(s >= 0))) {
+    throw new Error(`unflatten: [${sizes}] does not split dim ${axis} of [${x.shape}]`);
+  }
+  const inner = sizes.map((_, i) => sizes.slice(i + 1).reduce((p, s) => p * s, 1) * x.strides[a]);
+  const shape = [...x.shape.slice(0, a), ...sizes, ...x.shape.slice(a + 1)];
+  const strides = [...x.strides.slice(0, a), ...inner, ...x.strides.slice(a + 1)];
+  const y = view(x, shape, strides, x.offset);
+  return record("unflatten", [x], y, (g) => [reshape(g, x.shape)]);
 }
 
-/** Removes size-1 dims (all, or the given one). */
+/** Inserts a size-1 dim (a view, strided or not). */
+export function unsqueeze(x: Tensor, axis: number): Tensor {
+  const a = normAxis(axis, x.rank + 1);
+  const shape = x.shape.slice(), strides = x.strides.slice();
+  shape.splice(a, 0, 1);
+  strides.splice(a, 0, a < x.rank ? x.strides[a] * x.shape[a] : 1);
+  const y = view(x, shape, strides, x.offset);
+  return record("unsqueeze", [x], y, (g) => [reshape(g, x.shape)]);
+}
+
+/** Removes size-1 dims (all, or the given one); a view, strided or not (select of a permute). */
 export function squeeze(x: Tensor, axis?: number): Tensor {
-  if (axis === undefined) return reshape(x, x.shape.filter((s) => s !== 1));
-  const a = normAxis(axis, x.rank);
-  if (x.shape[a] !== 1) throw new Error(`squeeze: dim ${axis} of [${x.shape}] is not 1`);
-  const shape = x.shape.slice();
-  shape.splice(a, 1);
-  return reshape(x, shape);
+  let keep: number[];
+  if (axis === undefined) keep = [...x.shape.keys()].filter((i) => x.shape[i] !== 1);
+  else {
+    const a = normAxis(axis, x.rank);
+    if (x.shape[a] !== 1) throw new Error(`squeeze: dim ${axis} of [${x.shape}] is not 1`);
+    keep = [...x.shape.keys()].filter((i) => i !== a);
+  }
+  const y = view(x, keep.map((i) => x.shape[i]), keep.map((i) => x.strides[i]), x.offset);
+  return record("squeeze", [x], y, (g) => [reshape(g, x.shape)]);
 }
 
 /** Broadcasts to `shape` as a view (stride 0 on expanded dims). */

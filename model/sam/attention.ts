@@ -4,7 +4,7 @@
  * flash kernel (engine/ops/attention.ts) never forms scores; the composed path (matmul, softmax)
  * forms them per group of slices small enough to stay within half the adapter's binding limit.
  */
-import { F, gpu, type Tensor, tidy } from "../../engine/mod.ts";
+import { bindingLimit, F, type Tensor, tidy } from "../../engine/mod.ts";
 
 /** Relative-position lookup indices as get_rel_pos computes them (qSize × kSize). */
 export function relPosIndex(qSize: number, kSize: number): Int32Array {
@@ -27,65 +27,88 @@ export interface RelPos {
   qw: number;
 }
 
-/** The per-query bias terms for q [G, qh·qw, hd]: relH [G, Nq, kh] and relW [G, Nq, kw]. */
-function relTerms(q: Tensor, rp: RelPos): { relH: Tensor; relW: Tensor } {
-  const [g, , hd] = q.shape;
-  const { qh, qw } = rp;
-  const kh = rp.rh.shape[1], kw = rp.rw.shape[1];
-  const rq = F.reshape(q, [g, qh, qw, hd]);
-  // rel_h[b,h,w,k] = Σ_c rq[b,h,w,c]·Rh[h,k,c]: batch the matmul over h.
-  const qH = F.reshape(F.permute(rq, [1, 0, 2, 3]), [qh, g * qw, hd]);
-  const relH = F.permute(F.reshape(F.matmul(qH, F.transpose(rp.rh, 1, 2)), [qh, g, qw, kh]), [
-    1,
-    0,
-    2,
-    3,
-  ]);
-  const qW = F.reshape(F.permute(rq, [2, 0, 1, 3]), [qw, g * qh, hd]);
-  const relW = F.permute(F.reshape(F.matmul(qW, F.transpose(rp.rw, 1, 2)), [qw, g, qh, kw]), [
-    1,
-    2,
-    0,
-    3,
-  ]);
-  return { relH: F.reshape(relH, [g, qh * qw, kh]), relW: F.reshape(relW, [g, qh * qw, kw]) };
-}
-
 // Which implementation runs where, and why: engine/routing.ts (re-exported for bench/models.ts).
 import { attentionImpl } from "../../engine/routing.ts";
 export { type AttentionImpl, attentionImpl, setAttentionImpl } from "../../engine/routing.ts";
 
+/** [B, H, N, d] seen as [B·H, N, d] (a copy unless the layout allows a view). */
+function flat3(t: Tensor): Tensor {
+  return t.rank === 3 ? t : F.reshape(t, [-1, t.shape[2], t.shape[3]]);
+}
+
 /**
- * softmax(q·kᵀ·scale + bias)·v for q [G, Nq, d], k and v [G, Nk, d] (G = batch·heads).
+ * softmax(q·kᵀ·scale + bias)·v for q [G, Nq, d], k and v [G, Nk, d] (G = batch·heads), or for
+ * q [B, H, Nq, d], k and v [B, H, Nk, d]: the result has q's rank. On the composed path strided
+ * operands (heads split out of a projection by a permute) are read in place by the matmuls, and
+ * the scale goes into the bias softmax, or onto the smaller of q and k: neither is copied first.
  */
 export function attention(q: Tensor, k: Tensor, v: Tensor, scale: number, rel?: RelPos): Tensor {
-  const terms = rel ? relTerms(q, rel) : undefined;
-  if (attentionImpl() === "fused") {
-    return F.flashAttention(q, k, v, { scale, relH: terms?.relH, relW: terms?.relW });
+  const rank = q.rank;
+  if (
+    (rank !== 3 && rank !== 4) || k.rank !== rank || v.rank !== rank ||
+    q.shape.slice(0, -2).join() !== k.shape.slice(0, -2).join() ||
+    k.shape.join() !== v.shape.join() || q.shape[rank - 1] !== k.shape[rank - 1]
+  ) {
+    throw new Error(
+      `attention: expected q [G, Nq, d] (or [B, H, Nq, d]) and k, v [G, Nk, d] (or [B, H, Nk, d]); ` +
+        `got q [${q.shape}], k [${k.shape}], v [${v.shape}]`,
+    );
   }
-  const [g, nq] = q.shape;
-  const nk = k.shape[1];
+  // The bias terms read q in place (no copy of a strided q), dense [G, Nq, kh] and [G, Nq, kw].
+  const terms = rel ? F.relPosTerms(q, rel.rh, rel.rw, rel.qh, rel.qw) : undefined;
+  if (attentionImpl() === "fused") {
+    const o = F.flashAttention(flat3(q), flat3(k), flat3(v), {
+      scale,
+      relH: terms?.relH,
+      relW: terms?.relW,
+    });
+    return rank === 3 ? o : F.reshape(o, q.shape);
+  }
+  // Everything as [B, H, N, ·]: groups of heads are slices of the second axis.
+  const to4 = (t: Tensor) => (t.rank === 4 ? t : F.unsqueeze(t, 0));
+  const [q4, k4, v4] = [q, k, v].map(to4);
+  const [B, H, nq] = q4.shape;
+  const nk = k4.shape[2];
+  const relH = terms && F.reshape(terms.relH, [B, H, nq, -1]);
+  const relW = terms && F.reshape(terms.relW, [B, H, nq, -1]);
   // Two score-sized tensors live at once (scores and probabilities): keep each under half the limit.
-  const budget = Math.floor(gpu().limits.maxStorageBufferBindingSize / 2);
+  const budget = Math.floor(bindingLimit() / 2);
   const per = nq * nk * 4;
   if (per > budget) {
     throw new Error(
       `attention: one head's ${nq}×${nk} score matrix exceeds half the binding limit; use the fused kernel`,
     );
   }
-  const groupSize = Math.max(1, Math.min(g, Math.floor(budget / per)));
+  const whole = B * H * per <= budget;
+  const heads = whole ? H : Math.max(1, Math.min(H, Math.floor(budget / per)));
   const outs: Tensor[] = [];
-  for (let g0 = 0; g0 < g; g0 += groupSize) {
-    const g1 = Math.min(g, g0 + groupSize);
-    const part = (t: Tensor) => (groupSize >= g ? t : F.slice(t, 0, g0, g1));
-    // One scope per group: its scores and probabilities are freed before the next group's are
-    // formed (under autograd the graph keeps what backward needs).
-    outs.push(tidy(() => {
-      const s = F.matmul(F.mul(part(q), scale), F.transpose(part(k), 1, 2));
-      // The bias is added inside the softmax kernel, never materialised.
-      const p = terms ? F.softmaxRelBias(s, part(terms.relH), part(terms.relW)) : F.softmax(s, -1);
-      return F.matmul(p, part(v));
-    }));
+  for (let b = 0; b < (whole ? 1 : B); b++) {
+    const row: Tensor[] = [];
+    for (let h0 = 0; h0 < H; h0 += heads) {
+      const h1 = Math.min(H, h0 + heads);
+      const part = (t: Tensor) => (whole ? t : F.slice(F.slice(t, 0, b, b + 1), 1, h0, h1));
+      // One scope per group: its scores and probabilities are freed before the next group's are
+      // formed (under autograd the graph keeps what backward needs).
+      row.push(tidy(() => {
+        const qp = part(q4), kp = part(k4);
+        const [pb, ph] = qp.shape;
+        if (relH && relW) {
+          const s = F.matmul(qp, F.transpose(kp, 2, 3));
+          const flat = (t: Tensor) => F.reshape(t, [pb * ph, nq, -1]);
+          // The bias and the scale are applied inside the softmax kernel, never materialised.
+          const p = F.softmaxRelBias(flat(s), flat(part(relH)), flat(part(relW)), scale);
+          return F.matmul(F.reshape(p, [pb, ph, nq, nk]), part(v4));
+        }
+        const s = scale === 1
+          ? F.matmul(qp, F.transpose(kp, 2, 3))
+          : qp.size <= kp.size
+          ? F.matmul(F.mul(qp, scale), F.transpose(kp, 2, 3))
+          : F.matmul(qp, F.transpose(F.mul(kp, scale), 2, 3));
+        return F.matmul(F.softmax(s, -1), part(v4));
+      }));
+    }
+    outs.push(row.length === 1 ? row[0] : F.concat(row, 1));
   }
-  return outs.length === 1 ? outs[0] : F.concat(outs, 0);
+  const o = outs.length === 1 ? outs[0] : F.concat(outs, 0);
+  return rank === 4 ? o : F.squeeze(o, 0);
 }

@@ -36,13 +36,13 @@ class EncoderAttention extends Module {
   readonly headDim: number;
   constructor(
     dim: number,
-    readonly heads: number,
+    readonly numHeads: number,
     useRelPos: boolean,
     readonly inputSize: [number, number],
     rng: HostRng,
   ) {
     super();
-    this.headDim = dim / heads;
+    this.headDim = dim / numHeads;
     this.qkv = this.child("qkv", new Linear(dim, dim * 3, { rng }));
     this.proj = this.child("proj", new Linear(dim, dim, { rng }));
     if (useRelPos) {
@@ -50,14 +50,20 @@ class EncoderAttention extends Module {
       this.relPosW = this.param("rel_pos_w", constant([2 * inputSize[1] - 1, this.headDim], 0));
     }
   }
+  /** Tokens [B, H, W, C] → merged heads, projected: [B, H, W, C]. */
   forward(x: Tensor): Tensor {
     const [b, h, w, c] = x.shape;
-    const n = h * w, hd = this.headDim, nh = this.heads;
-    // [B, N, 3, heads, hd] → [3, B·heads, N, hd]
-    const qkv = F.reshape(
-      F.permute(F.reshape(this.qkv.forward(x), [b, n, 3, nh, hd]), [2, 0, 3, 1, 4]),
-      [3, b * nh, n, hd],
-    );
+    const o = F.reshape(this.perHead(x), [b, this.numHeads, h, w, this.headDim]);
+    return this.proj.forward(F.reshape(F.permute(o, [0, 2, 3, 1, 4]), [b, h, w, c]));
+  }
+
+  /** Tokens [B, H, W, C] → the attention's output per head, [B, heads, H·W, hd] (dense). */
+  perHead(x: Tensor): Tensor {
+    const [b, h, w] = x.shape;
+    const n = h * w, hd = this.headDim, nh = this.numHeads;
+    // [B, N, 3, heads, hd] → q, k, v [B, heads, N, hd]: strided views of the projection, read
+    // in place by the attention's matmuls (no copy of the 3·N·C projection).
+    const qkv = F.permute(F.reshape(this.qkv.forward(x), [b, n, 3, nh, hd]), [2, 0, 3, 1, 4]);
     const q = F.select(qkv, 0, 0), k = F.select(qkv, 0, 1), v = F.select(qkv, 0, 2);
     let rel;
     if (this.relPosH && this.relPosW) {
@@ -71,14 +77,7 @@ class EncoderAttention extends Module {
       );
       rel = { rh, rw, qh: h, qw: w };
     }
-    const o = attention(q, k, v, hd ** -0.5, rel);
-    const merged = F.reshape(F.permute(F.reshape(o, [b, nh, h, w, hd]), [0, 2, 3, 1, 4]), [
-      b,
-      h,
-      w,
-      c,
-    ]);
-    return this.proj.forward(merged);
+    return attention(q, k, v, hd ** -0.5, rel);
   }
 }
 
@@ -95,22 +94,15 @@ function windowPartition(
   return { windows: F.reshape(F.permute(v, [0, 1, 3, 2, 4, 5]), [-1, ws, ws, c]), hp, wp };
 }
 
-/** Inverse of {@link windowPartition}, cropping the padding. */
-function windowUnpartition(
-  win: Tensor,
-  ws: number,
-  hp: number,
-  wp: number,
-  h: number,
-  w: number,
-): Tensor {
-  const c = win.shape[3];
-  const b = win.shape[0] / ((hp / ws) * (wp / ws));
-  const x = F.reshape(
-    F.permute(F.reshape(win, [b, hp / ws, wp / ws, ws, ws, c]), [0, 1, 3, 2, 4, 5]),
-    [b, hp, wp, c],
-  );
-  return hp > h || wp > w ? F.slice(F.slice(x, 1, 0, h), 2, 0, w) : x;
+/**
+ * The attention's per-head output over windows, [B·nWin, heads, ws·ws, hd], → the padded token
+ * grid [B, hp, wp, heads·hd]: merging the heads and undoing {@link windowPartition} in one copy.
+ */
+function mergeWindows(o: Tensor, ws: number, hp: number, wp: number): Tensor {
+  const [bw, nh, , hd] = o.shape;
+  const nwh = hp / ws, nww = wp / ws, b = bw / (nwh * nww);
+  const o7 = F.reshape(o, [b, nwh, nww, nh, ws, ws, hd]);
+  return F.reshape(F.permute(o7, [0, 1, 4, 2, 5, 3, 6]), [b, hp, wp, nh * hd]);
 }
 
 class Block extends Module {
@@ -134,8 +126,12 @@ class Block extends Module {
     const [, h, w] = x.shape;
     let y = this.norm1.forward(x);
     if (this.windowSize > 0) {
-      const { windows, hp, wp } = windowPartition(y, this.windowSize);
-      y = windowUnpartition(this.attn.forward(windows), this.windowSize, hp, wp, h, w);
+      const ws = this.windowSize;
+      const { windows, hp, wp } = windowPartition(y, ws);
+      // The projection acts per token, so it runs after the windows are put back (on the same
+      // padded tokens): merging heads and un-partitioning are then one copy instead of two.
+      const grid = this.attn.proj.forward(mergeWindows(this.attn.perHead(windows), ws, hp, wp));
+      y = hp > h || wp > w ? F.slice(F.slice(grid, 1, 0, h), 2, 0, w) : grid;
     } else {
       y = this.attn.forward(y);
     }

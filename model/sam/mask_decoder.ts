@@ -113,7 +113,9 @@ export class MaskDecoder extends Module {
     const tokens = F.concat([F.expand(F.unsqueeze(out, 0), [b, out.shape[0], d]), sparse], 1);
     const [, c, h, w] = image.shape;
     const img = image.shape[0] === b ? image : F.expand(image, [b, c, h, w]);
-    const src = F.add(img, dense);
+    // The sum is formed channels-last, the layout of the transformer's keys: no copy after it.
+    const nhwc = (t: Tensor) => F.permute(t, [0, 2, 3, 1]);
+    const src = F.permute(F.add(nhwc(img), nhwc(dense)), [0, 3, 1, 2]);
     const pos = F.expand(pe, [b, c, h, w]);
     const [hs, keys] = this.transformer.forward(src, pos, tokens);
     const iouOut = F.select(hs, 1, 0);

@@ -29,29 +29,22 @@ class DecoderAttention extends Module {
     this.vProj = this.child("v_proj", new Linear(dim, this.internal, { rng }));
     this.outProj = this.child("out_proj", new Linear(this.internal, dim, { rng }));
   }
+  /** [B, N, internal] → [B, heads, N, hd], a view (the attention reads it in place). */
   private split(x: Tensor): Tensor {
     const [b, n] = x.shape;
     const hd = this.internal / this.heads;
-    return F.reshape(F.transpose(F.reshape(x, [b, n, this.heads, hd]), 1, 2), [
-      b * this.heads,
-      n,
-      hd,
-    ]);
+    return F.transpose(F.reshape(x, [b, n, this.heads, hd]), 1, 2);
   }
   forward(q: Tensor, k: Tensor, v: Tensor): Tensor {
     const [b, nq] = q.shape;
     const hd = this.internal / this.heads;
-    const o = attention(
-      this.split(this.qProj.forward(q)),
-      this.split(this.kProj.forward(k)),
-      this.split(this.vProj.forward(v)),
-      1 / Math.sqrt(hd),
-    );
-    const merged = F.reshape(F.transpose(F.reshape(o, [b, this.heads, nq, hd]), 1, 2), [
-      b,
-      nq,
-      this.internal,
-    ]);
+    let qp = this.qProj.forward(q), kp = this.kProj.forward(k);
+    // The scale goes on the smaller projection while it is dense (a flat pass, not a strided one
+    // over a head view).
+    if (qp.size <= kp.size) qp = F.mul(qp, 1 / Math.sqrt(hd));
+    else kp = F.mul(kp, 1 / Math.sqrt(hd));
+    const o = attention(this.split(qp), this.split(kp), this.split(this.vProj.forward(v)), 1);
+    const merged = F.reshape(F.transpose(o, 1, 2), [b, nq, this.internal]);
     return this.outProj.forward(merged);
   }
 }
@@ -136,8 +129,11 @@ export class TwoWayTransformer extends Module {
   /** image [B,C,h,w], pe [B,C,h,w], tokens [B,T,C] → (tokens [B,T,C], image tokens [B,hw,C]). */
   forward(image: Tensor, pe: Tensor, tokens: Tensor): [Tensor, Tensor] {
     const [b, c, h, w] = image.shape;
-    const keysIn = F.permute(F.reshape(image, [b, c, h * w]), [0, 2, 1]);
-    const keyPe = F.permute(F.reshape(pe, [b, c, h * w]), [0, 2, 1]);
+    // Both dense channels-last [B, h·w, C] (every later add with them is then a flat one): a view
+    // where the caller formed them channels-last (the mask decoder's sum, the dense PE), else a copy.
+    const tokensOf = (t: Tensor) => F.dense(F.reshape(F.permute(t, [0, 2, 3, 1]), [b, h * w, c]));
+    const keysIn = tokensOf(image);
+    const keyPe = tokensOf(pe);
     let queries = tokens, keys = keysIn;
     for (const l of this.layers) [queries, keys] = l.forward(queries, keys, tokens, keyPe);
     const q = F.add(queries, tokens);

@@ -4,12 +4,19 @@ import { dispatchStats, F, noGrad, type Tensor, tensor, tidy } from "../../engin
 import { planMatmulChunks } from "../../engine/ops/matmul_plan.ts";
 import { setMatmulVariant } from "../../engine/routing.ts";
 import {
+  matmulTileName,
   type MatmulVariant,
   REGISTER_TILE,
   REGISTER_TILE_SMALL,
   type RegisterTile,
+  TILED_TILE,
 } from "../../kernels/matmul.ts";
-import { TEXTURE_TILE, TEXTURE_TILE_SMALL } from "../../kernels/matmul_texture.ts";
+import {
+  TEXTURE_TILE,
+  TEXTURE_TILE_SMALL,
+  type TextureTile,
+} from "../../kernels/matmul_texture.ts";
+import { tileCandidates } from "../../engine/autotune.ts";
 import { assertClose, gradCheck, randArray, setup } from "../util/gpu.ts";
 import { linearRef, matmulRef, transposeRef } from "../reference/matmul.ts";
 
@@ -59,7 +66,8 @@ const CASES: Case[] = [
   { a: [7], b: [2, 7, 3], tb: true },
 ];
 
-async function runCases(label: string, cases: Case[]): Promise<void> {
+/** Runs the cases, checks each against float64 and returns the outputs (for bitwise checks). */
+async function runCases(label: string, cases: Case[]): Promise<Float32Array[]> {
   const outs: { y: Tensor; ref: ReturnType<typeof matmulRef>; what: string }[] = [];
   cases.forEach((c, i) => {
     const A = operand(c.a, 10 + i, !!c.ta), B = operand(c.b, 50 + i, !!c.tb);
@@ -72,17 +80,21 @@ async function runCases(label: string, cases: Case[]): Promise<void> {
     A.t.dispose();
     B.t.dispose();
   });
+  const got: Float32Array[] = [];
   for (const o of outs) {
     assert.deepStrictEqual(o.y.shape, o.ref.shape, o.what);
-    assertClose(await o.y.data(), o.ref.data, { ...TOL, what: o.what });
+    const d = await o.y.data() as Float32Array;
+    assertClose(d, o.ref.data, { ...TOL, what: o.what });
+    got.push(d);
     o.y.dispose();
   }
+  return got;
 }
 
 const VARIANTS: [string, MatmulVariant, RegisterTile | null][] = [
   ["register 4x4", "register", REGISTER_TILE_SMALL],
   ["register 12x12", "register", REGISTER_TILE],
-  ["tiled", "tiled", null],
+  ["tiled", "tiled", TILED_TILE],
   ["texture 4x4", "texture", TEXTURE_TILE_SMALL],
   ["texture default tile", "texture", TEXTURE_TILE],
 ];
@@ -96,6 +108,38 @@ for (const [label, v, tile] of VARIANTS) {
       setMatmulVariant(null);
     }
   });
+}
+
+/** Runs the cases with one variant and tile forced. */
+async function withTile(
+  v: MatmulVariant,
+  tile: TextureTile,
+  label: string,
+): Promise<Float32Array[]> {
+  setMatmulVariant(v, tile);
+  try {
+    return await runCases(label, CASES);
+  } finally {
+    setMatmulVariant(null);
+  }
+}
+
+// Every tile the autotuner may choose (engine/autotune.ts) against float64 on the awkward shapes,
+// and bit for bit against the default tile: a tuned tile never changes a result.
+for (const family of ["texture", "tiled"] as const) {
+  const def = family === "texture" ? TEXTURE_TILE : TILED_TILE;
+  const covered = VARIANTS.filter(([, v]) => v === family).map(([, , t]) => matmulTileName(t!));
+  let ref: Promise<Float32Array[]> | null = null;
+  for (const tile of tileCandidates(family)) {
+    const name = matmulTileName(tile);
+    if (covered.includes(name)) continue;
+    Deno.test(`matmul (${family} ${name}, an autotune candidate) matches float64 and the default tile bitwise`, async () => {
+      ref ??= withTile(family, def, `${family} default`);
+      const want = await ref;
+      const got = await withTile(family, tile, `${family} ${name}`);
+      got.forEach((g, i) => assert.deepStrictEqual(g, want[i], `${family} ${name} case ${i}`));
+    });
+  }
 }
 
 Deno.test("matmul reads transposed, sliced and expanded views in place (one dispatch, no copy)", async () => {

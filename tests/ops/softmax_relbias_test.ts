@@ -17,7 +17,15 @@ const SHAPES: [number, number, number, number][] = [
   [1, 2, 2, 130], // past the unrolled width: the composed fallback
 ];
 
-async function check(G: number, nq: number, KH: number, KW: number, seed: number, scale = 4) {
+async function check(
+  G: number,
+  nq: number,
+  KH: number,
+  KW: number,
+  seed: number,
+  scale = 4,
+  factor = 1,
+) {
   const s = randArray(G * nq * KH * KW, seed, -scale, scale);
   const h = randArray(G * nq * KH, seed + 1, -scale, scale);
   const w = randArray(G * nq * KW, seed + 2, -scale, scale);
@@ -25,9 +33,11 @@ async function check(G: number, nq: number, KH: number, KW: number, seed: number
     tensor(s, [G, nq, KH * KW]),
     tensor(h, [G, nq, KH]),
     tensor(w, [G, nq, KW]),
+    factor,
   );
   assert.deepStrictEqual(y.shape, [G, nq, KH * KW]);
-  assertClose(await y.data(), softmaxRelBiasRef(s, h, w, G * nq, KH, KW), {
+  const scaled = Float32Array.from(s, (x) => Math.fround(x * factor));
+  assertClose(await y.data(), softmaxRelBiasRef(scaled, h, w, G * nq, KH, KW), {
     atol: 1e-6,
     rtol: 1e-4,
     what: `softmaxRelBias [${G}, ${nq}, ${KH}×${KW}]`,
@@ -37,6 +47,12 @@ async function check(G: number, nq: number, KH: number, KW: number, seed: number
 
 Deno.test("softmaxRelBias matches float64 on awkward shapes (scalar and vec4 runs)", async () => {
   for (const [i, [G, nq, KH, KW]] of SHAPES.entries()) await check(G, nq, KH, KW, 10 * i);
+});
+
+Deno.test("softmaxRelBias applies the score scale inside the kernel (and in the fallback)", async () => {
+  await check(2, 5, 14, 14, 70, 4, 0.125);
+  await check(1, 3, 7, 64, 71, 4, -1.5);
+  await check(1, 2, 2, 130, 72, 4, 0.3);
 });
 
 Deno.test("softmaxRelBias: random shapes and large logits match float64 (fast-check)", async () => {
@@ -58,6 +74,10 @@ Deno.test("softmaxRelBias gradients pass finite differences (scores and both bia
     F.softmaxRelBias(s, h, w);
   await gradCheck(f, [{ shape: [2, 3, 12] }, { shape: [2, 3, 3] }, { shape: [2, 3, 4] }]);
   await gradCheck(f, [{ shape: [1, 2, 15] }, { shape: [1, 2, 5] }, { shape: [1, 2, 3] }]);
+  await gradCheck(
+    (s, h, w) => F.softmaxRelBias(s, h, w, 0.6),
+    [{ shape: [2, 3, 12] }, { shape: [2, 3, 3] }, { shape: [2, 3, 4] }],
+  );
 });
 
 Deno.test("softmaxRelBias rejects mismatched bias shapes with a clear error", () => {

@@ -138,54 +138,41 @@ function applyOp(
       const shape = m.shape.slice(), strides = m.strides.slice();
       shape.splice(a, 0, 1);
       strides.splice(a, 0, 0);
-      const contiguous = t.isContiguous();
-      const base = contiguous ? m : materialize(m);
-      // Our unsqueeze is a reshape: a view when contiguous, else a copy.
+      // unsqueeze, squeeze and select are views whatever the strides (the stride of a size-1
+      // dim is never used to address an element).
       return {
         name: `unsqueeze(${a})`,
         t: F.unsqueeze(t, a),
-        m: contiguous
-          ? { ...m, shape, strides }
-          : { data: base.data, shape, strides: stridesOf(shape), offset: 0 },
-        copies: !contiguous,
+        m: { ...m, shape, strides },
+        copies: false,
       };
     }
     case 6: { // squeeze one size-1 dim
       const ones = m.shape.map((s, i) => s === 1 ? i : -1).filter((i) => i >= 0);
       if (!ones.length) return null;
       const a = ones[r1 % ones.length];
-      const contiguous = t.isContiguous();
-      const base = contiguous ? m : materialize(m);
       const shape = m.shape.filter((_, i) => i !== a);
       return {
         name: `squeeze(${a})`,
         t: F.squeeze(t, a),
-        m: contiguous
-          ? { ...m, shape, strides: m.strides.filter((_, i) => i !== a) }
-          : { data: base.data, shape, strides: stridesOf(shape), offset: 0 },
-        copies: !contiguous,
+        m: { ...m, shape, strides: m.strides.filter((_, i) => i !== a) },
+        copies: false,
       };
     }
     case 7: { // select
       if (rank < 2) return null;
       const a = r1 % rank, i = r2 % m.shape[a];
-      const contiguous = F.slice(t, a, i, i + 1);
-      const sliceContig = contiguous.isContiguous();
-      contiguous.dispose();
-      const sliced: Model = {
-        ...m,
-        shape: m.shape.map((s, d) => d === a ? 1 : s),
-        offset: m.offset + i * m.strides[a],
-      };
-      const base = sliceContig ? sliced : materialize(sliced);
       const shape = m.shape.filter((_, d) => d !== a);
       return {
         name: `select(${a}, ${i})`,
         t: F.select(t, a, i),
-        m: sliceContig
-          ? { ...sliced, shape, strides: m.strides.filter((_, d) => d !== a) }
-          : { data: base.data, shape, strides: stridesOf(shape), offset: 0 },
-        copies: !sliceContig,
+        m: {
+          ...m,
+          shape,
+          strides: m.strides.filter((_, d) => d !== a),
+          offset: m.offset + i * m.strides[a],
+        },
+        copies: false,
       };
     }
     default: { // dense
@@ -322,4 +309,15 @@ Deno.test("gradients flow back through views (slice with step, permute, expand, 
   a.grad!.dispose();
   a.dispose();
   s.dispose();
+});
+
+Deno.test("unflatten splits a dim of a strided tensor as a view, gradients flow back", async () => {
+  const x = F.permute(tensor(randArray(24, 3), [2, 3, 4]), [2, 0, 1]); // [4, 2, 3], strided
+  const before = dispatchStats().dispatches;
+  const y = F.unflatten(x, 0, [2, 2]);
+  assert.equal(dispatchStats().dispatches, before, "unflatten runs no kernel");
+  assert.deepStrictEqual(y.shape, [2, 2, 2, 3]);
+  assertClose(await y.data(), await x.data(), { atol: 0, rtol: 0, what: "unflatten elements" });
+  assert.throws(() => F.unflatten(x, 1, [3]), /does not split dim 1/);
+  await gradCheck((t) => F.unflatten(F.transpose(t, 0, 1), 1, [2, 2]), [{ shape: [4, 4] }]);
 });
