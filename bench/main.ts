@@ -17,6 +17,7 @@ import { formatTable } from "./table.ts";
 import "./kernels.ts";
 import "./attention.ts";
 import "./softmax.ts";
+import "./conv_fused.ts";
 import { benchWsi } from "./wsi.ts";
 import { benchConv } from "./conv.ts";
 import { benchModels } from "./models.ts";
@@ -27,7 +28,7 @@ import { writeFileAtomic } from "../engine/io/atomic.ts";
 
 const USAGE = `usage: deno task bench [--filter S] [--peers] [--json FILE] [--runs N]
   --filter S   only rows whose names contain S, or one of A|B|... (groups: matmul, attention,
-               softmax, conv, models, wsi; rows: e.g. sam-encoder, resnet50-forward b2,
+               softmax, conv, models, fused, wsi; rows: e.g. sam-encoder, resnet50-forward b2,
                resnet50-train-step b2, conv3x3, softmax-past-binding-limit, matmul-peers)
   --peers      run the peers on the same work in the same run, outputs checked: PyTorch CPU
                (BLAS and threads named; a reference-BLAS torch is refused), ONNX Runtime Web with

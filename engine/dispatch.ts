@@ -53,6 +53,7 @@ const pendingErrors: Promise<string | null>[] = [];
 const stats = { dispatches: 0, submits: 0, pipelines: 0, readbacks: 0 };
 
 pool.onDestroy = () => bindGroups.clear();
+pool.batchOpen = () => encoder !== null;
 
 // A new device (after a loss) cannot use anything made on the old one.
 onNewDevice(() => {
@@ -132,6 +133,38 @@ function getPipeline(k: Kernel): GPUComputePipeline {
   return p;
 }
 
+/**
+ * Whether two storage bindings name one buffer: two tensors in one slab of the pool
+ * (engine/pool.ts), or one tensor twice. A buffer bound read-only and writable in one dispatch is a
+ * usage conflict, so such dispatches run {@link readWriteVariant}.
+ */
+function bindsOneBufferTwice(bindings: Binding[]): boolean {
+  for (let i = 1; i < bindings.length; i++) {
+    const a = bindings[i];
+    if ("view" in a) continue;
+    for (let j = 0; j < i; j++) {
+      const b = bindings[j];
+      if (!("view" in b) && b.buffer === a.buffer) return true;
+    }
+  }
+  return false;
+}
+
+const readWriteVariants = new Map<string, Kernel>();
+
+/** `k` with every storage buffer declared read_write (the same program; another pipeline). */
+function readWriteVariant(k: Kernel): Kernel {
+  let v = readWriteVariants.get(k.key);
+  if (!v) {
+    v = {
+      key: `${k.key}|rw`,
+      wgsl: () => k.wgsl().replace(/var<storage,\s*read>/g, "var<storage, read_write>"),
+    };
+    readWriteVariants.set(k.key, v);
+  }
+  return v;
+}
+
 function checkSameSource(k: Kernel): void {
   const code = k.wgsl();
   const cached = sources.get(k.key);
@@ -192,7 +225,7 @@ export function dispatch(
     }
   }
   ensureBatch();
-  const pipeline = getPipeline(kernel);
+  const pipeline = getPipeline(bindsOneBufferTwice(bindings) ? readWriteVariant(kernel) : kernel);
   const ubuf = getUniform(params);
   let key = `${kernel.key}|${idOf(ubuf)}`;
   for (const b of bindings) {

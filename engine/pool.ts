@@ -1,12 +1,50 @@
 /**
- * Storage-buffer pool by size class. A released buffer is parked as "pending" until the command
- * buffer that may still read or write it has been submitted. Until then only dispatches may reuse
- * it (they are encoded after its last users); a queue write into it would run before them, so
- * `writeBuffer` submits the open batch first ({@link BufferPool.mustSubmitBefore}).
+ * Storage-buffer pool. Tensors under {@link SLAB_THRESHOLD} get whole buffers by size class; a
+ * released buffer is parked as "pending" until the command buffer that may still read or write it
+ * has been submitted. Until then only dispatches may reuse it (they are encoded after its last
+ * users); a queue write into it would run before them, so `writeBuffer` submits the open batch
+ * first ({@link BufferPool.mustSubmitBefore}). Larger tensors get aligned ranges of slabs
+ * (engine/range_heap.ts: best fit, freed neighbours merged), reusable by dispatches at once on the
+ * same terms; a queue write into a slab that handed out a range freed in the open batch submits
+ * first likewise. Two tensors in one slab may meet in one dispatch, one read and one written:
+ * dispatch() then runs the kernel's variant whose storage bindings are all read_write (a buffer
+ * bound read-only and writable in one dispatch is a usage conflict).
  */
 import { gpu, onNewDevice } from "./device.ts";
+import { RangeHeap } from "./range_heap.ts";
 
 const USAGE = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
+
+/** A tensor's bytes: a whole buffer (offset 0) or a range of a slab. */
+export interface Allocation {
+  readonly buffer: GPUBuffer;
+  /** Byte offset in `buffer` (a multiple of minStorageBufferOffsetAlignment). */
+  readonly offset: number;
+  /** Bytes counted live: the size class, or the range's aligned length. */
+  readonly size: number;
+}
+
+/**
+ * Requests of at least this many bytes are ranges of slabs. A new slab holds the request or as
+ * many bytes as the slabs already held, whichever is more, but at most {@link SLAB_GROWTH_CAP}
+ * beyond the request (and at most maxBufferSize): slabs grow with the program, so a small one
+ * holds little. Chosen by replaying the pool traffic of checkpointed ResNet-50-ADL training steps
+ * (bench/memory_sim.ts; BENCHMARKS.md, "Allocator"): held/live at b4 @512² 1.31 with classes
+ * only, 1.11 with slabs of exactly the request, 1.03 with these.
+ */
+export const SLAB_THRESHOLD = 2 ** 20;
+export const SLAB_GROWTH_CAP = 64 * 2 ** 20;
+
+/** Observer of the pool's traffic (bench/memory.ts records a training step with it). */
+export interface PoolTracer {
+  /** A tensor took `a` (its size class or range length `a.size`) for `bytes` requested. */
+  acquire(a: Allocation, bytes: number): void;
+  release(a: Allocation): void;
+  /** The open batch was submitted. */
+  submit(): void;
+  /** Scratch textures taken (+) or given back (−). */
+  account(deltaBytes: number): void;
+}
 
 /** Rounds a request up to its size class: powers of two below 1 MiB, eighths of an octave above. */
 export function sizeClass(bytes: number): number {
@@ -35,6 +73,78 @@ class BufferPool {
   peakAllocatedBytes = 0;
   /** Called when buffers are destroyed, so caches holding bind groups can drop them. */
   onDestroy: (() => void) | null = null;
+  tracer: PoolTracer | null = null;
+  /** Whether work is encoded but not submitted (set by engine/dispatch.ts). */
+  batchOpen: () => boolean = () => true;
+  /** Ranges of slabs for tensors of {@link SLAB_THRESHOLD} bytes and more (per device). */
+  private heap: RangeHeap<GPUBuffer> | null = null;
+  /** Slabs in which a range was freed in the open batch. */
+  private dirty = new Set<GPUBuffer>();
+  /**
+   * Requests of this many bytes and more go to slabs (Infinity: none; bench/memory.ts compares).
+   * `ENGINE_SLAB_THRESHOLD=0` puts every tensor in a slab, so that a test run checks that every
+   * binding, upload and readback path adds the storage's offset.
+   */
+  slabThreshold = Number(Deno.env.get("ENGINE_SLAB_THRESHOLD") ?? SLAB_THRESHOLD);
+
+  /** Bytes for a tensor: a range of a slab when large, else a whole buffer of its size class. */
+  allocate(bytes: number, label?: string): Allocation {
+    const a = bytes >= this.slabThreshold
+      ? this.allocateRange(bytes, label)
+      : { buffer: this.acquire(bytes, label), offset: 0, size: sizeClass(bytes) };
+    this.tracer?.acquire(a, bytes);
+    return a;
+  }
+
+  /** Gives back what {@link allocate} handed out. */
+  deallocate(a: Allocation): void {
+    this.tracer?.release(a);
+    if (a.offset === 0 && this.sizes.has(a.buffer)) return this.release(a.buffer);
+    if (!this.heap?.has(a.buffer)) {
+      // A slab of a device that has since been lost: forget it.
+      this.liveBytes -= a.size;
+      return;
+    }
+    this.heap.release(a.buffer, a.offset, a.size);
+    if (this.batchOpen()) this.dirty.add(a.buffer);
+    this.liveBytes -= a.size;
+    this.pooledBytes += a.size;
+  }
+
+  private allocateRange(bytes: number, label?: string): Allocation {
+    const g = gpu();
+    this.checkSize(bytes, label);
+    const align = Math.max(256, g.limits.minStorageBufferOffsetAlignment);
+    this.heap ??= new RangeHeap<GPUBuffer>(align);
+    const heap = this.heap;
+    let r = heap.alloc(bytes);
+    if (!r) {
+      const most = Math.floor(g.limits.maxBufferSize / align) * align;
+      const grown = Math.min(SLAB_GROWTH_CAP, heap.heldBytes, most);
+      const size = Math.max(heap.rangeLength(bytes), grown);
+      const buf = g.device.createBuffer({ size, usage: USAGE, label: label ?? "slab" });
+      heap.addSlab(buf, size);
+      this.pooledBytes += size;
+      r = heap.alloc(bytes)!;
+    }
+    const buffer = r.slab.buffer;
+    if (this.dirty.has(buffer)) this.early.add(buffer);
+    this.pooledBytes -= r.length;
+    this.liveBytes += r.length;
+    this.notePeaks();
+    return { buffer, offset: r.offset, size: r.length };
+  }
+
+  private checkSize(bytes: number, label?: string): void {
+    const max = gpu().limits.maxBufferSize;
+    if (bytes > max) {
+      throw new Error(
+        `tensor of ${fmtBytes(bytes)} exceeds this adapter's maxBufferSize (${fmtBytes(max)})${
+          label ? ` (${label})` : ""
+        }: split the work into smaller batches or tiles`,
+      );
+    }
+  }
 
   /**
    * A buffer of at least `bytes`: a free one of its size class, else a pending one (dispatches
@@ -46,13 +156,7 @@ class BufferPool {
   acquire(bytes: number, label?: string): GPUBuffer {
     const g = gpu();
     const size = sizeClass(bytes);
-    if (bytes > g.limits.maxBufferSize) {
-      throw new Error(
-        `tensor of ${fmtBytes(bytes)} exceeds this adapter's maxBufferSize (${
-          fmtBytes(g.limits.maxBufferSize)
-        })${label ? ` (${label})` : ""}: split the work into smaller batches or tiles`,
-      );
-    }
+    this.checkSize(bytes, label);
     let buf = this.free.get(size)?.pop();
     if (!buf) {
       buf = this.pending.get(size)?.pop();
@@ -70,7 +174,10 @@ class BufferPool {
     return buf;
   }
 
-  /** True when `buf` was reused before the batch that last used it was submitted. */
+  /**
+   * True when `buf` (or a range of it, for a slab) was reused before the batch that last used it
+   * was submitted.
+   */
   mustSubmitBefore(buf: GPUBuffer): boolean {
     return this.early.has(buf);
   }
@@ -85,13 +192,35 @@ class BufferPool {
     }
     this.liveBytes -= size;
     this.pooledBytes += size;
-    let list = this.pending.get(size);
-    if (!list) this.pending.set(size, list = []);
+    // With no work encoded and unsubmitted, nothing can still use it: free at once.
+    const parked = this.batchOpen() ? this.pending : this.free;
+    let list = parked.get(size);
+    if (!list) parked.set(size, list = []);
     list.push(buf);
+  }
+
+  /** How many buffers of each size class are parked (free or pending); slabs' free bytes as -1. */
+  parkedBySize(): Map<number, number> {
+    const out = new Map<number, number>();
+    for (const m of [this.free, this.pending]) {
+      for (const [size, list] of m) out.set(size, (out.get(size) ?? 0) + list.length);
+    }
+    if (this.heap) {
+      let free = 0;
+      for (const s of this.heap.slabs) free += s.size - s.used;
+      if (free) out.set(-1, free);
+    }
+    return out;
+  }
+
+  /** Slab sizes and the bytes in use in each (tests, bench/memory.ts). */
+  slabUse(): { size: number; used: number }[] {
+    return (this.heap?.slabs ?? []).map((s) => ({ size: s.size, used: s.used }));
   }
 
   /** Called right after a queue submit: pending buffers are now free. */
   afterSubmit(): void {
+    this.tracer?.submit();
     for (const [size, bufs] of this.pending) {
       let list = this.free.get(size);
       if (!list) this.free.set(size, list = []);
@@ -99,6 +228,7 @@ class BufferPool {
     }
     this.pending.clear();
     this.early.clear();
+    this.dirty.clear();
   }
 
   private notePeaks(): void {
@@ -108,13 +238,20 @@ class BufferPool {
   }
 
   /**
-   * Destroys every free (not pending) buffer, giving the memory back to the driver. The pool keeps
-   * one buffer per size class a phase used; a later phase with other shapes (validation after a
-   * training step, another batch size, another model) would add its own on top, so long programs
-   * trim between phases.
+   * Destroys every free (not pending) buffer and every empty slab no range of which was freed in
+   * the open batch, giving the memory back to the driver. The pool keeps one buffer per size class
+   * a phase used; a later phase with other shapes (validation after a training step, another batch
+   * size, another model) would add its own on top, so long programs trim between phases.
    */
   trim(): void {
     let destroyed = false;
+    for (const s of [...(this.heap?.slabs ?? [])]) {
+      if (s.used !== 0 || this.dirty.has(s.buffer)) continue;
+      this.heap!.removeSlab(s.buffer);
+      s.buffer.destroy();
+      this.pooledBytes -= s.size;
+      destroyed = true;
+    }
     for (const [size, list] of this.free) {
       for (const b of list) {
         b.destroy();
@@ -131,12 +268,15 @@ class BufferPool {
     this.free.clear();
     this.pending.clear();
     this.early.clear();
+    this.dirty.clear();
+    this.heap = null;
     this.pooledBytes = 0;
     this.sizes = new WeakMap();
   }
 
   /** Counts memory held outside the pool (scratch textures) in the live/peak figures. */
   account(deltaBytes: number): void {
+    this.tracer?.account(deltaBytes);
     this.liveBytes += deltaBytes;
     this.notePeaks();
   }

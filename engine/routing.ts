@@ -2,8 +2,9 @@
  * Which kernel path each op takes on this adapter, and why, in one place: matmul (workgroup-tiled,
  * register-blocked or texture-staged), conv2d (conv kernels or texture GEMMs) and their register
  * tiles, SAM's attention (fused flash kernel or composed), with the environment overrides
- * (`ENGINE_MATMUL`, `ENGINE_CONV`, `ENGINE_WINOGRAD`, `SAM_ATTENTION`, read here only) and the hooks tests and
- * benchmarks use to force a path. Ops ask; nothing here launches work.
+ * (`ENGINE_MATMUL`, `ENGINE_CONV`, `ENGINE_WINOGRAD`, `SAM_ATTENTION`, `ENGINE_FUSE_CONV_BN`, read
+ * here only) and the hooks tests and benchmarks use to force a path. Ops ask; nothing here launches
+ * work.
  *
  * | op                | real GPU            | software adapter (llvmpipe/lavapipe)                      |
  * | ----------------- | ------------------- | --------------------------------------------------------- |
@@ -15,10 +16,12 @@
  * | conv tiles        | 4×8 (wt grad 8×8)   | 16×16                                                     |
  * | attention (SAM)   | `fused`             | `composed`                                                |
  * | row kernels       | by row length       | a thread per row (softmax, LayerNorm)                     |
+ * | conv+BN(+ReLU)    | one fused conv pass | the same (engine/ops/conv_fused.ts)                       |
+ * |                   | (no grad, BN eval)  |                                                           |
  *
  * The measurements behind each rule are in BENCHMARKS.md ("Second session": why textures, the
  * texture tile table, the conv pass table; "What limits the software adapter"; "Attention";
- * "Winograd").
+ * "Fused conv + BN + ReLU (inference)"; "Winograd").
  */
 import { gpu } from "./device.ts";
 import { hasReadonlyStorageTextures } from "./texture_pool.ts";
@@ -187,13 +190,14 @@ export type ConvRouteShape = Pick<
  * Whether a conv pass runs as texture GEMMs (engine/ops/conv_texture.ts) or on the conv kernels.
  * Textures only where matmul stages its operands in textures (software adapters), ungrouped convs
  * whose textures and bindings fit (`texturesFit`), no bias in the forward (the GEMM's bias would
- * run along pixels), and no forced tiles. Then, by bench/conv.ts on llvmpipe (BENCHMARKS.md, the
- * conv pass table): the GEMM's row count (O for the forward and weight gradient, C for the input
- * gradient) must reach 128 unless the kernel is 1×1 — with 64 rows the im2col packing of a 3×3 or
- * 7×7 kernel costs more than it saves (layer1 3×3 64→64: forward 69 ms kernel, 82 ms texture) —
- * and the input gradient needs stride 1 (with stride s its gather is zero for all but 1/s² of the
- * taps: layer2 3×3/2, 99 ms kernel, 230 ms texture). `ENGINE_CONV=texture` or
- * `setConvPath("texture")` skips that rule; `kernel` never takes textures.
+ * run along pixels; a per-channel epilogue in the store serves the fused inference op instead,
+ * engine/ops/conv_fused.ts), and no forced tiles. Then, by bench/conv.ts on llvmpipe
+ * (BENCHMARKS.md, the conv pass table): the GEMM's row count (O for the forward and weight
+ * gradient, C for the input gradient) must reach 128 unless the kernel is 1×1 — with 64 rows the
+ * im2col packing of a 3×3 or 7×7 kernel costs more than it saves (layer1 3×3 64→64: forward 69 ms
+ * kernel, 82 ms texture) — and the input gradient needs stride 1 (with stride s its gather is zero
+ * for all but 1/s² of the taps: layer2 3×3/2, 99 ms kernel, 230 ms texture). `ENGINE_CONV=texture`
+ * or `setConvPath("texture")` skips that rule; `kernel` never takes textures.
  */
 export function convPath(
   g: ConvRouteShape,
@@ -282,6 +286,29 @@ export function setConvTextureRowsForTests(rows: number | null): void {
 /** Most texture rows one conv GEMM chunk may have. */
 export function convTextureMaxRows(): number {
   return Math.min(convTextureRowsLimit ?? Infinity, gpu().limits.maxTextureDimension2D);
+}
+
+// ---------------------------------------------------------------- inference fusion
+
+const FUSE_ENV = Deno.env.get("ENGINE_FUSE_CONV_BN");
+let forcedConvBnFusion: boolean | null = null;
+
+/**
+ * Whether models fuse conv + BatchNorm (+ residual) (+ ReLU) into one conv pass where no gradient
+ * is recorded and the BN uses its running statistics (engine/ops/conv_fused.ts: the BN folded
+ * into a per-channel scale and shift applied with the residual and ReLU in the store of either
+ * conv path, the conv kernels or the texture GEMMs). On by default on every adapter: it removes
+ * passes over the activations, which pays wherever memory traffic or dispatch count costs time.
+ * `ENGINE_FUSE_CONV_BN=0` or {@link setConvBnFusion} turns it off (A/B benchmarks, tests).
+ * Training-mode BN and passes with gradients never fuse.
+ */
+export function convBnFusion(): boolean {
+  return forcedConvBnFusion ?? FUSE_ENV !== "0";
+}
+
+/** Forces the conv + BN fusion on or off; null restores the default ({@link convBnFusion}). */
+export function setConvBnFusion(on: boolean | null): void {
+  forcedConvBnFusion = on;
 }
 
 // ---------------------------------------------------------------- attention

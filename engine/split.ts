@@ -28,6 +28,8 @@ export interface ViewRange {
   buffer: GPUBuffer;
   /** Bytes of the whole storage. */
   storageBytes: number;
+  /** Byte offset of the storage in `buffer` (a slab range's start; 0 for a whole buffer). */
+  base: number;
   elemBytes: number;
   shape: number[];
   strides: number[];
@@ -46,6 +48,7 @@ export function viewOf(
   return {
     buffer: t.storage.buffer,
     storageBytes: t.storage.bytes,
+    base: t.storage.offset,
     elemBytes: bytesPerElement(t.dtype),
     shape: shape.slice(),
     strides: strides.slice(),
@@ -90,7 +93,7 @@ export function rangeBinding(v: ViewRange): RangeBinding {
   const end = Math.min(v.storageBytes, Math.max(Math.ceil((hi * v.elemBytes) / 4) * 4, start + 4));
   if (end - start < 4) start = Math.max(0, Math.floor((end - 4) / a) * a);
   return {
-    binding: { buffer: v.buffer, offset: start, size: end - start },
+    binding: { buffer: v.buffer, offset: v.base + start, size: end - start },
     off: (lo * v.elemBytes - start) / v.elemBytes,
   };
 }

@@ -10,7 +10,7 @@
 import type { BufferBinding } from "./dispatch.ts";
 import { ensureBatch, readBuffer, writeBuffer } from "./dispatch.ts";
 import { gpu } from "./device.ts";
-import { fmtBytes, pool } from "./pool.ts";
+import { type Allocation, fmtBytes, pool } from "./pool.ts";
 import { trackTensor } from "./scope.ts";
 import { f16ToF32, f32ToF16 } from "./half.ts";
 import type { Node } from "./autograd.ts";
@@ -37,15 +37,25 @@ export function contiguousStrides(shape: Shape): number[] {
   return st;
 }
 
-/** A GPU buffer shared by every view of it. */
+/**
+ * The bytes of a tensor, shared by every view of it: `bytes` at byte `offset` of `buffer` (a whole
+ * buffer, or a range of a slab the pool shares among big tensors: engine/pool.ts). Every binding,
+ * upload and readback adds `offset`.
+ */
 export class Storage {
   refs = 0;
-  constructor(readonly buffer: GPUBuffer, readonly bytes: number) {}
+  readonly buffer: GPUBuffer;
+  /** Byte offset in `buffer` (a multiple of minStorageBufferOffsetAlignment). */
+  readonly offset: number;
+  constructor(readonly allocation: Allocation, readonly bytes: number) {
+    this.buffer = allocation.buffer;
+    this.offset = allocation.offset;
+  }
   retain(): void {
     this.refs++;
   }
   release(): void {
-    if (--this.refs === 0) pool.release(this.buffer);
+    if (--this.refs === 0) pool.deallocate(this.allocation);
   }
 }
 
@@ -117,7 +127,7 @@ export class Tensor {
     const b = bytesPerElement(this.dtype);
     return {
       buffer: this.storage.buffer,
-      offset: this.offset * b,
+      offset: this.storage.offset + this.offset * b,
       size: Math.max(4, Math.ceil((this.size * b) / 4) * 4),
     };
   }
@@ -125,7 +135,8 @@ export class Tensor {
   /** Binding of the whole storage, for strided kernels that apply offset and strides themselves. */
   storageBinding(): BufferBinding {
     this.assertAlive();
-    return { buffer: this.storage.buffer, offset: 0, size: this.storage.bytes };
+    const s = this.storage;
+    return { buffer: s.buffer, offset: s.offset, size: s.bytes };
   }
 
   assertAlive(): void {
@@ -169,7 +180,8 @@ export class Tensor {
     }
     const b = bytesPerElement(this.dtype);
     if (this.size === 0) return new Float32Array(0);
-    const raw = await readBuffer(this.storage.buffer, this.offset * b, this.size * b);
+    const s = this.storage;
+    const raw = await readBuffer(s.buffer, s.offset + this.offset * b, this.size * b);
     switch (this.dtype) {
       case "f32":
         return new Float32Array(raw);
@@ -208,8 +220,8 @@ export function empty(shape: Shape, dtype: DType = "f32"): Tensor {
     );
   }
   ensureBatch();
-  const buf = pool.acquire(Math.max(4, bytes));
-  return new Tensor(new Storage(buf, Math.max(4, Math.ceil(bytes / 4) * 4)), shape, dtype);
+  const a = pool.allocate(Math.max(4, bytes));
+  return new Tensor(new Storage(a, Math.max(4, Math.ceil(bytes / 4) * 4)), shape, dtype);
 }
 
 /** Uploads host data as a new dense tensor. */
@@ -239,7 +251,7 @@ export function tensor(
       host = f32ToF16(Float32Array.from(data));
       break;
   }
-  writeBuffer(t.storage.buffer, 0, host);
+  writeBuffer(t.storage.buffer, t.storage.offset, host);
   return t;
 }
 

@@ -80,6 +80,11 @@ export function releaseTexture(e: Entry): void {
   }
 }
 
+/** Bytes of scratch textures parked for reuse (not in `memoryStats()`; bench/memory.ts shows them). */
+export function cachedTextureBytes(): number {
+  return cachedBytes;
+}
+
 /** Whether WGSL read-only storage textures are available (the texture matmul needs them). */
 export function hasReadonlyStorageTextures(): boolean {
   const f = (navigator.gpu as unknown as { wgslLanguageFeatures?: Set<string> })

@@ -20,6 +20,12 @@
 import type { Kernel } from "./kernel.ts";
 import { LOOP_BUDGET } from "./common.ts";
 import { uniforms } from "./uniforms.ts";
+import {
+  type ChannelEpilogue,
+  epilogueChannel,
+  epilogueExpr,
+  NO_EPILOGUE,
+} from "./conv/epilogue.ts";
 
 /** `texture`: operands staged in textures first (kernels/matmul_texture.ts, software adapters). */
 export type MatmulVariant = "register" | "tiled" | "texture";
@@ -166,12 +172,20 @@ fn ldB(i: u32) -> f32 { ${s.vecB ? "return B[i >> 2u][i & 3u];" : "return B[i];"
   return b;
 }
 
-/** Epilogue for one output element `v` at (row, col): alpha, beta, bias. */
-function store(s: Pick<MatmulSpec, "bias" | "beta">, v: string): string {
+/**
+ * Epilogue for one output element `v` at (row, col): alpha, beta, bias, then the per-channel
+ * epilogue `ep` (kernels/conv/epilogue.ts) with channel `ch`.
+ */
+function store(
+  s: Pick<MatmulSpec, "bias" | "beta">,
+  v: string,
+  ep: ChannelEpilogue = NO_EPILOGUE,
+  pre = "",
+): string {
   let e = `u.alpha * ${v}`;
   if (s.beta) e += ` + u.beta * C[ci]`;
   if (s.bias) e += ` + bias[u.biasOff + col]`;
-  return `C[ci] = ${e};`;
+  return `C[ci] = ${epilogueExpr(ep, e, "", "ci", pre)};`;
 }
 
 /** Key of a spec and its tile. */
@@ -230,19 +244,28 @@ export function bandedBlock(rt: RegisterTile): string {
 
 /**
  * WGSL storing a thread's TM×TN block (vec4 accumulators `c<i>_<g>`) at `cB` + row·ldc + col, in
- * range only, through the epilogue (alpha, beta, bias).
+ * range only, through the epilogue (alpha, beta, bias, then `ep` with the channel along the rows:
+ * a conv forward GEMM's rows are its output channels; the residual is read at the same index `ci`
+ * of its own binding).
  */
-export function storeBlock(s: Pick<MatmulSpec, "bias" | "beta">, TM: number, TN: number): string {
+export function storeBlock(
+  s: Pick<MatmulSpec, "bias" | "beta">,
+  TM: number,
+  TN: number,
+  ep: ChannelEpilogue = NO_EPILOGUE,
+): string {
   const W: string[] = [];
   for (let i = 0; i < TM; i++) {
     W.push(`  if (row0 + ${i}u < u.M) {`);
     W.push(`    let crow = cB + (row0 + ${i}u) * u.ldc;`);
+    const chan = epilogueChannel(ep, `row0 + ${i}u`, `ep${i}`);
+    if (chan) W.push(`    ${chan}`);
     for (let g = 0; g < TN / 4; g++) {
       for (let l = 0; l < 4; l++) {
         const j = 4 * g + l;
         W.push(
           `    if (col0 + ${j}u < u.N) { let col = col0 + ${j}u; let ci = crow + col; ${
-            store(s, `c${i}_${g}[${l}]`)
+            store(s, `c${i}_${g}[${l}]`, ep, `ep${i}`)
           } }`,
         );
       }

@@ -17,6 +17,13 @@
 import type { Kernel } from "./kernel.ts";
 import { bandedBlock, matmulTileName, type RegisterTile, storeBlock } from "./matmul.ts";
 import { uniforms } from "./uniforms.ts";
+import {
+  type ChannelEpilogue,
+  epilogueBindingCount,
+  epilogueDecls,
+  epilogueKey,
+  NO_EPILOGUE,
+} from "./conv/epilogue.ts";
 
 /**
  * Product uniforms: an M×N chunk over K4 texels from batch zBase on; texture rows per batch of A
@@ -174,9 +181,15 @@ function productBody(rt: TextureTile, ku: number): string {
 /**
  * Uniform block: M, N (of the chunk), texels along K, first batch; texture rows per batch of A
  * and B (0: one copy shared by every batch); C's offset and leading dim, the bias offset, inner
- * batch size, C's batch strides, alpha, beta.
+ * batch size, C's batch strides, alpha, beta. `ep`: a per-row-channel epilogue after the bias
+ * (kernels/conv/epilogue.ts; the conv forward GEMM's rows are output channels), its bindings
+ * between the bias and C.
  */
-export function matmulTextureKernel(s: TextureMatmulSpec, rt: TextureTile): Kernel {
+export function matmulTextureKernel(
+  s: TextureMatmulSpec,
+  rt: TextureTile,
+  ep: ChannelEpilogue = NO_EPILOGUE,
+): Kernel {
   const { wx, wy, tm: TM, tn: TN } = rt;
   const ku = rt.ku ?? 1;
   if (TN % 4) throw new Error(`matmul (texture): TN must be a multiple of 4, got ${TN}`);
@@ -193,14 +206,18 @@ export function matmulTextureKernel(s: TextureMatmulSpec, rt: TextureTile): Kern
   const biasDecl = s.bias
     ? `@group(0) @binding(${n++}) var<storage, read> bias: array<f32>;\n`
     : "";
+  const epDecl = epilogueDecls(ep, n);
+  n += epilogueBindingCount(ep);
   return {
-    key: `matmul/texture/${matmulTileName(rt)}/${s.bias ? "bias" : ""}${s.beta ? "beta" : ""}`,
+    key: `matmul/texture/${matmulTileName(rt)}/${s.bias ? "bias" : ""}${s.beta ? "beta" : ""}${
+      epilogueKey(ep)
+    }`,
     wgsl: () =>
       /* wgsl */ `${MATMUL_TEXTURE_UNIFORMS.wgsl("P")}
 @group(0) @binding(0) var<uniform> u: P;
 @group(0) @binding(1) var TA: texture_storage_2d<rgba32float, read>;
 @group(0) @binding(2) var TB: texture_storage_2d<rgba32float, read>;
-${biasDecl}@group(0) @binding(${n}) var<storage, read_write> C: array<f32>;
+${biasDecl}${epDecl}@group(0) @binding(${n}) var<storage, read_write> C: array<f32>;
 
 @compute @workgroup_size(${wx}, ${wy})
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
@@ -214,7 +231,7 @@ ${rows.map((i) => `  let ra${i} = aB + min(row0 + ${i}u, u.M - 1u);`).join("\n")
 ${cols.map((j) => `  let rb${j} = bB + min(col0 + ${j}u, u.N - 1u);`).join("\n")}
 ${rows.flatMap((i) => groups.map((g) => `  var c${i}_${g} = vec4<f32>(0.0);`)).join("\n")}
 ${loop}
-${storeBlock(s, TM, TN)}
+${storeBlock(s, TM, TN, ep)}
 }`,
   };
 }

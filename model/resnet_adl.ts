@@ -5,7 +5,10 @@
  * reference: ADL modules take a slot in their Sequential, so layer4's second bottleneck is
  * `layer4.2`.
  */
-import { checkpoint, F, type Tensor, tidy } from "../engine/mod.ts";
+import { checkpoint, F, isGradEnabled, type Tensor, tidy } from "../engine/mod.ts";
+import { conv2dBatchNormEval } from "../engine/ops/conv_fused.ts";
+import { isCheckpointForward } from "../engine/ops/checkpoint.ts";
+import { convBnFusion } from "../engine/routing.ts";
 import { Module } from "../engine/nn/module.ts";
 import { Conv2d } from "../engine/nn/conv.ts";
 import { BatchNorm2d } from "../engine/nn/norm.ts";
@@ -76,6 +79,42 @@ function validateResNetAdlConfig(c: ResNetAdlConfig, where = "ResNet-ADL config"
   }
 }
 
+/**
+ * Whether conv → bn runs as one fused inference pass (engine/ops/conv_fused.ts): no gradient
+ * recorded (nor a checkpointed segment's graph-free first forward, which backward reruns with a
+ * graph), the BN in eval mode (running statistics), a bias-free conv, fusion not turned off
+ * (engine/routing.ts `convBnFusion`).
+ */
+function fusable(conv: Conv2d, bn: BatchNorm2d): boolean {
+  return !isGradEnabled() && !isCheckpointForward() && !bn.training && conv.bias === null &&
+    convBnFusion();
+}
+
+/**
+ * relu?(bn(conv(x)) + residual?): one fused conv pass where {@link fusable}, else the modules' own
+ * forwards (unchanged: training and gradient passes run exactly these ops).
+ */
+function convBn(
+  conv: Conv2d,
+  bn: BatchNorm2d,
+  x: Tensor,
+  relu: boolean,
+  residual?: Tensor,
+): Tensor {
+  if (fusable(conv, bn)) {
+    return conv2dBatchNormEval(x, conv.weight, {
+      weight: bn.weight,
+      bias: bn.bias,
+      runningMean: bn.runningMean,
+      runningVar: bn.runningVar,
+      eps: bn.opts.eps ?? 1e-5,
+    }, { stride: conv.stride, padding: conv.padding, dilation: conv.dilation, residual, relu });
+  }
+  let y = bn.forward(conv.forward(x));
+  if (residual) y = F.add(y, residual);
+  return relu ? F.relu(y) : y;
+}
+
 class Bottleneck extends Module {
   conv1: Conv2d;
   bn1: BatchNorm2d;
@@ -115,6 +154,15 @@ class Bottleneck extends Module {
       : this.body(x);
   }
   private body(x: Tensor): Tensor {
+    if (fusable(this.conv3, this.bn3)) {
+      // Inference: each conv with its BN (and ReLU, and for conv3 the residual add) in one pass.
+      return tidy(() => {
+        let out = convBn(this.conv1, this.bn1, x, true);
+        out = convBn(this.conv2, this.bn2, out, true);
+        const identity = this.downsample ? this.downsample.forward(x) : x;
+        return convBn(this.conv3, this.bn3, out, true, identity);
+      });
+    }
     return tidy(() => {
       let out = F.relu(this.bn1.forward(this.conv1.forward(x)));
       out = F.relu(this.bn2.forward(this.conv2.forward(out)));
@@ -133,7 +181,7 @@ class Sequential2 extends Module {
     this.child("1", bn);
   }
   forward(x: Tensor): Tensor {
-    return this.bn.forward(this.conv.forward(x));
+    return convBn(this.conv, this.bn, x, false);
   }
 }
 
@@ -257,7 +305,7 @@ export class ResNetAdl extends Module {
   private trunk(x: Tensor, untilCam: boolean): Tensor {
     const stem = (z: Tensor) =>
       tidy(() =>
-        F.maxPool2d(F.relu(this.bn1.forward(this.conv1.forward(z))), {
+        F.maxPool2d(convBn(this.conv1, this.bn1, z, true), {
           kernel: 3,
           stride: 2,
           padding: 1,

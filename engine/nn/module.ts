@@ -87,7 +87,7 @@ export function uploadInto(t: Tensor, data: Float32Array | Int32Array | Uint32Ar
   if (t.isContiguous() && t.dtype !== "f16") {
     // queue.writeBuffer runs before work encoded but not yet submitted: submit that first.
     flush();
-    writeBuffer(t.storage.buffer, t.offset * 4, data);
+    writeBuffer(t.storage.buffer, t.storage.offset + t.offset * 4, data);
     return;
   }
   const src = tensor(data, t.shape, t.dtype === "f16" ? "f32" : t.dtype);

@@ -10,10 +10,28 @@ import { isGradEnabled, noGrad, recompute, record, requireGrad } from "../autogr
 import { backward } from "../backward.ts";
 import { alias, type Tensor } from "../tensor.ts";
 
+let segmentForwards = 0;
+
+/**
+ * True while a checkpointed segment's first forward runs: without a graph, yet part of a pass
+ * that records gradients (its backward reruns the segment with one), so not an inference pass
+ * whatever `isGradEnabled` says: inference-only rewrites (engine/ops/conv_fused.ts) must not
+ * apply there, or the forward and its rerun would round differently.
+ */
+export function isCheckpointForward(): boolean {
+  return segmentForwards > 0;
+}
+
 export function checkpoint(x: Tensor, params: Tensor[], fn: (x: Tensor) => Tensor): Tensor {
   const trained = params.filter((p) => p.requiresGrad);
   if (!isGradEnabled() || (!x.requiresGrad && !trained.length)) return fn(x);
-  const out = noGrad(() => fn(x));
+  segmentForwards++;
+  let out: Tensor;
+  try {
+    out = noGrad(() => fn(x));
+  } finally {
+    segmentForwards--;
+  }
   // Parameters are inputs so that the output requires grad; their gradients accumulate into
   // `.grad` in the inner backward, so the rule returns none for them.
   return record("checkpoint", [x, ...trained], out, (g) => {

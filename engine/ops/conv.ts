@@ -26,6 +26,12 @@ import {
   splitKSumKernel,
 } from "../../kernels/conv/backward_weight.ts";
 import { LOOP_BUDGET } from "../../kernels/common.ts";
+import {
+  type ChannelEpilogue,
+  channelEpilogueKernel,
+  EPILOGUE_UNIFORMS,
+  EPILOGUE_WG,
+} from "../../kernels/conv/epilogue.ts";
 import { type ConvGeometry, dilatedWindowOf, windowOutSize } from "../../kernels/window.ts";
 import { reduceRaw } from "./reduce.ts";
 import { splitBatch } from "../split.ts";
@@ -146,24 +152,80 @@ function viaWinograd(
   return convWinograd(g, pass, bias !== null, () => convWinogradFits(g, pass));
 }
 
-/** y [N,O,OH,OW] = conv2d(x, w) + bias for dense f32 x [N,C,H,W], w [O,C/g,kh,kw] (no autograd). */
+/**
+ * The operands of a per-output-channel epilogue (kernels/conv/epilogue.ts) for
+ * {@link conv2dForwardRaw}: scale [O], shift [O] and residual [N,O,OH,OW] dense f32 tensors, the
+ * residual at element offset 0 (its binding then covers the same range as the output's, so the
+ * kernels index it like the output).
+ */
+export interface ConvEpilogueOperands {
+  scale?: Tensor;
+  shift?: Tensor;
+  residual?: Tensor;
+  relu?: boolean;
+}
+
+/** The kernel-side spec of epilogue operands. */
+export function epilogueSpec(e: ConvEpilogueOperands): ChannelEpilogue {
+  return { scale: !!e.scale, shift: !!e.shift, residual: !!e.residual, relu: !!e.relu };
+}
+
+/**
+ * Applies the epilogue `ep` in place to a dense conv output y [N,O,OH,OW] as a pass of its own:
+ * for a conv path whose store does not take the epilogue (yet). The residual, as in
+ * {@link conv2dForwardRaw}, is dense at offset 0.
+ */
+export function applyConvEpilogueRaw(y: Tensor, ep: ConvEpilogueOperands): void {
+  const spec = epilogueSpec(ep);
+  if (y.size === 0 || !(spec.scale || spec.shift || spec.residual || spec.relu)) return;
+  if (!y.isDense()) throw new Error("applyConvEpilogueRaw: the conv output must be dense");
+  const [N, C, H, W] = y.shape;
+  const res = ep.residual;
+  for (const ch of splitBatch("conv2d epilogue", N, res ? [y, res] : [y])) {
+    const [ry, rr] = ch.ranges;
+    const n = (ch.n1 - ch.n0) * C * H * W;
+    const bindings = [];
+    if (ep.scale) bindings.push(ep.scale.binding());
+    if (ep.shift) bindings.push(ep.shift.binding());
+    if (rr) bindings.push(rr.binding);
+    bindings.push(ry.binding);
+    dispatch(
+      channelEpilogueKernel(spec),
+      bindings,
+      EPILOGUE_UNIFORMS.pack({ n, C, HW: H * W, oy: ry.off, or: rr?.off ?? 0 }),
+      grid1d(n, EPILOGUE_WG),
+    );
+  }
+}
+
+/**
+ * y [N,O,OH,OW] = conv2d(x, w) + bias for dense f32 x [N,C,H,W], w [O,C/g,kh,kw] (no autograd),
+ * then the epilogue `ep` when given (engine/ops/conv_fused.ts; the conv kernels and the texture
+ * GEMMs both apply it in their store).
+ */
 export function conv2dForwardRaw(
   x: Tensor,
   w: Tensor,
   bias: Tensor | null,
   g: ConvGeometry,
+  ep?: ConvEpilogueOperands,
 ): Tensor {
+  if (ep?.residual && (ep.residual.offset !== 0 || !ep.residual.isDense())) {
+    throw new Error("conv2dForwardRaw: the epilogue's residual must be dense at offset 0");
+  }
   const wm = viaWinograd(g, bias, "forward");
   if (wm) {
     const xd = dense(x), wd = dense(w);
     const y = conv2dForwardWinograd(xd, wd, g, wm);
     disposeCopy(xd, x);
     disposeCopy(wd, w);
+    // The output transform's store does not take the epilogue yet: a pass of its own.
+    if (ep) applyConvEpilogueRaw(y, ep);
     return y;
   }
   if (viaTextures(g, bias, "forward")) {
     const xd = dense(x), wd = dense(w);
-    const y = conv2dForwardTexture(xd, wd, g);
+    const y = conv2dForwardTexture(xd, wd, g, ep);
     disposeCopy(xd, x);
     disposeCopy(wd, w);
     return y;
@@ -176,14 +238,27 @@ export function conv2dForwardRaw(
   const pointwise = g.kh === 1 && g.kw === 1 && g.sh === 1 && g.sw === 1 && g.ph === 0 &&
     g.pw === 0;
   const blocks = Math.ceil(Og / t.rn);
-  const kernel = conv2dForwardKernel(t, bd !== null, pointwise);
+  const kernel = conv2dForwardKernel(
+    t,
+    bd !== null,
+    pointwise,
+    ep ? epilogueSpec(ep) : undefined,
+  );
+  const res = ep?.residual;
   // Samples are independent: over the binding limit, each run of samples is one dispatch.
-  for (const ch of splitBatch("conv2d", g.N, [xd, y])) {
-    const [rx, ry] = ch.ranges;
+  for (const ch of splitBatch("conv2d", g.N, res ? [xd, y, res] : [xd, y])) {
+    const [rx, ry, rr] = ch.ranges;
     const gc = { ...g, N: ch.n1 - ch.n0 };
     const Mc = gc.N * g.OH * g.OW;
     const bindings = [rx.binding, wd.binding()];
     if (bd) bindings.push(bd.binding());
+    if (ep?.scale) bindings.push(ep.scale.binding());
+    if (ep?.shift) bindings.push(ep.shift.binding());
+    if (rr) {
+      // Same shape, both at offset 0: the same element offset in their bindings (checked).
+      if (rr.off !== ry.off) throw new Error("conv2d epilogue: residual and output ranges differ");
+      bindings.push(rr.binding);
+    }
     bindings.push(ry.binding);
     dispatch(kernel, bindings, params(gc, { blocks, M: Mc, a0: rx.off, a1: ry.off }), [
       Math.ceil(Mc / (t.wg * t.rm)),
@@ -327,16 +402,16 @@ export function conv2dBackwardWeightRaw(x: Tensor, dy: Tensor, g: ConvGeometry):
 // ---------------------------------------------------------------- differentiable ops
 
 /**
- * 2-D convolution (torch.nn.functional.conv2d): x [N,C,H,W], w [O,C/groups,kh,kw], bias [O].
- * stride/padding/dilation are a number or [h, w].
+ * The checked geometry of conv2d(x, w, bias, opts) (shapes, groups, bias length, a non-empty
+ * output), errors naming `op`.
  */
-export function conv2d(
+export function conv2dGeometry(
+  op: string,
   x: Tensor,
   w: Tensor,
-  bias?: Tensor | null,
-  opts: Conv2dOptions = {},
-): Tensor {
-  const op = "conv2d";
+  bias: Tensor | null | undefined,
+  opts: Conv2dOptions,
+): ConvGeometry {
   checkF32(op, "input", x, 4);
   checkF32(op, "weight", w, 4);
   const [sh, sw] = pair(op, "stride", opts.stride, 1, 1);
@@ -371,10 +446,23 @@ export function conv2d(
         `output would be ${OH}x${OW}`,
     );
   }
-  const g: ConvGeometry = { N, C, H, W, O, OH, OW, kh, kw, sh, sw, ph, pw, dh, dw, groups };
+  return { N, C, H, W, O, OH, OW, kh, kw, sh, sw, ph, pw, dh, dw, groups };
+}
+
+/**
+ * 2-D convolution (torch.nn.functional.conv2d): x [N,C,H,W], w [O,C/groups,kh,kw], bias [O].
+ * stride/padding/dilation are a number or [h, w].
+ */
+export function conv2d(
+  x: Tensor,
+  w: Tensor,
+  bias?: Tensor | null,
+  opts: Conv2dOptions = {},
+): Tensor {
+  const g = conv2dGeometry("conv2d", x, w, bias, opts);
   const y = conv2dForwardRaw(x, w, bias ?? null, g);
   const inputs = bias ? [x, w, bias] : [x, w];
-  return record(op, inputs, y, (gy) => [
+  return record("conv2d", inputs, y, (gy) => [
     x.requiresGrad ? conv2dBackwardDataRaw(gy, w, null, g) : null,
     w.requiresGrad ? conv2dBackwardWeightRaw(x, gy, g) : null,
     bias?.requiresGrad ? reduceRaw("sum", gy, [0, 2, 3]) : null,

@@ -4,7 +4,9 @@
  * by kernels/conv/texture.ts (the image side as im2col or its transpose, one sample and at
  * most maxTextureDimension2D rows at a time) and multiplied by kernels/matmul_texture.ts, whose
  * loads are branch-free gathers on llvmpipe instead of per-lane loops. Ungrouped convs only; the
- * forward without bias (the GEMM's bias runs along the pixels, not the channels).
+ * forward without bias (the GEMM's bias runs along the pixels, not the channels) but with an
+ * optional per-channel epilogue along the GEMM's rows (a folded BatchNorm, residual and ReLU:
+ * engine/ops/conv_fused.ts).
  *
  * - forward: y[n] [O, OH·OW] = W [O, C·KK] · im2col(x[n])ᵀ
  * - input gradient: dx[n] [C, H·W] = Wᶜ [C, O·KK] · gather(dy[n])ᵀ
@@ -23,6 +25,7 @@ import {
 } from "../../kernels/conv/texture.ts";
 import { MATMUL_TEXTURE_UNIFORMS, matmulTextureKernel } from "../../kernels/matmul_texture.ts";
 import { bindRange } from "./matmul_plan.ts";
+import { type ConvEpilogueOperands, epilogueSpec } from "./conv.ts";
 import { matmulTile } from "../autotune.ts";
 import { type ConvGeometry, dilatedWindowOf } from "../../kernels/window.ts";
 
@@ -79,7 +82,10 @@ function stage(s: Stage, g: ConvGeometry): Staged {
   return tex;
 }
 
-/** out[cOff + i·ldc + j] (+)= Σ_k A[i, k]·B[j, k] for i < M, j < N over `k4` texels. */
+/**
+ * out[cOff + i·ldc + j] (+)= Σ_k A[i, k]·B[j, k] for i < M, j < N over `k4` texels, then the
+ * epilogue `ep` with channel i (its residual bound over the same range as `out`).
+ */
 function gemm(
   ta: Staged,
   tb: Staged,
@@ -90,14 +96,27 @@ function gemm(
   lo: number,
   ldc: number,
   accumulate: boolean,
+  ep?: ConvEpilogueOperands,
 ): void {
   // The adapter's tuned tile for this product's class, else the default rule (engine/autotune.ts).
   const rt = matmulTile("texture", M, N, 4 * k4);
   const hi = lo + (M - 1) * ldc + N - 1;
   const c = bindRange(out, lo, hi);
+  const bindings: Parameters<typeof dispatch>[1] = [{ view: ta.view }, { view: tb.view }];
+  if (ep?.scale) bindings.push(ep.scale.binding());
+  if (ep?.shift) bindings.push(ep.shift.binding());
+  if (ep?.residual) {
+    // Same shape and offset as `out` (conv2dForwardRaw checks): the same range, index for index.
+    const r = bindRange(ep.residual, lo, hi);
+    if (ep.residual.offset !== out.offset || r.start !== c.start) {
+      throw new Error("conv2d epilogue: residual and output ranges differ");
+    }
+    bindings.push(r.binding);
+  }
+  bindings.push(c.binding);
   dispatch(
-    matmulTextureKernel({ bias: false, beta: accumulate }, rt),
-    [{ view: ta.view }, { view: tb.view }, c.binding],
+    matmulTextureKernel({ bias: false, beta: accumulate }, rt, ep ? epilogueSpec(ep) : undefined),
+    bindings,
     MATMUL_TEXTURE_UNIFORMS.pack({
       M,
       N,
@@ -135,6 +154,7 @@ function perSampleGemm(
   out: Tensor,
   M: number,
   P: number,
+  ep?: ConvEpilogueOperands,
 ): Tensor {
   const K = weights.K, maxR = convTextureMaxRows();
   const ta = stage(weights, g);
@@ -151,7 +171,7 @@ function perSampleGemm(
         row0: p0,
         K,
       }, g);
-      gemm(ta, tb, M, R, Math.ceil(K / 4), out, n * M * P + p0, P, false);
+      gemm(ta, tb, M, R, Math.ceil(K / 4), out, n * M * P + p0, P, false, ep);
       releaseTexture(tb);
     }
   }
@@ -164,8 +184,13 @@ function weightStage(w: Tensor, rows: number, K: number, strides: Stage["strides
   return { mode: "strided", src: w, lo: w.offset, hi: w.offset + w.size - 1, rows, K, strides };
 }
 
-/** y [N,O,OH,OW] of dense x and w (groups = 1, no bias). */
-export function conv2dForwardTexture(x: Tensor, w: Tensor, g: ConvGeometry): Tensor {
+/** y [N,O,OH,OW] of dense x and w (groups = 1, no bias), then the epilogue `ep` if given. */
+export function conv2dForwardTexture(
+  x: Tensor,
+  w: Tensor,
+  g: ConvGeometry,
+  ep?: ConvEpilogueOperands,
+): Tensor {
   const Kg = g.C * g.kh * g.kw;
   return perSampleGemm(
     g,
@@ -174,6 +199,7 @@ export function conv2dForwardTexture(x: Tensor, w: Tensor, g: ConvGeometry): Ten
     empty([g.N, g.O, g.OH, g.OW]),
     g.O,
     g.OH * g.OW,
+    ep,
   );
 }
 

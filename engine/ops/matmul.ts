@@ -266,9 +266,9 @@ function launch(
       // Later K chunks accumulate into what the first wrote; the bias was added once already.
       const isFirst = ch.k0 === 0;
       const bind = (t: Tensor, x: ElementRange) => {
-        const buf = t.storage.buffer;
         if (K === 0 && t !== c && t !== bias) {
-          return { binding: { buffer: buf, offset: 0, size: 16 }, start: 0 };
+          const st = t.storage;
+          return { binding: { buffer: st.buffer, offset: st.offset, size: 16 }, start: 0 };
         }
         return bindRange(t, x.lo, x.hi);
       };

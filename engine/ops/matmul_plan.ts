@@ -219,8 +219,9 @@ export function bindRange(
   hi: number,
 ): { binding: BufferBinding; start: number } {
   const align = Math.max(gpu().limits.minStorageBufferOffsetAlignment, 16);
-  const buf = t.storage.buffer;
+  const st = t.storage;
   const start = Math.floor((lo * 4) / align) * align;
-  const size = Math.min(Math.ceil(((hi + 1) * 4 - start) / 16) * 16, buf.size - start);
-  return { binding: { buffer: buf, offset: start, size }, start: start / 4 };
+  // Within the tensor's allocation (a slab's next range belongs to another tensor).
+  const size = Math.min(Math.ceil(((hi + 1) * 4 - start) / 16) * 16, st.allocation.size - start);
+  return { binding: { buffer: st.buffer, offset: st.offset + start, size }, start: start / 4 };
 }

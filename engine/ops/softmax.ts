@@ -76,7 +76,7 @@ function outerChunks(
       o1,
       ts.map((t) => ({
         buffer: t.storage.buffer,
-        offset: (t.offset + o0 * per) * 4,
+        offset: t.storage.offset + (t.offset + o0 * per) * 4,
         size: (o1 - o0) * per * 4,
       })),
     ]);

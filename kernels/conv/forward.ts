@@ -13,6 +13,16 @@
  */
 import type { Kernel } from "../kernel.ts";
 import { uniforms } from "../uniforms.ts";
+import {
+  type ChannelEpilogue,
+  epilogueBindingCount,
+  epilogueChannel,
+  epilogueDecls,
+  epilogueExpr,
+  epilogueKey,
+  isIdentityEpilogue,
+  NO_EPILOGUE,
+} from "./epilogue.ts";
 import { DILATION_FIELDS, WINDOW_KERNEL_FIELDS } from "../window.ts";
 
 /** Register-block / workgroup tiling of an implicit-GEMM conv kernel. */
@@ -72,25 +82,35 @@ export function unroll(n: number, f: (i: number) => string): string {
 
 /**
  * Forward kernel. `pointwise`: 1×1 kernel, stride 1, no padding (the input index is the output
- * pixel index, no bounds checks). Grid: [ceil(M / (wg·rm)), groups·ceil(Og / rn)], M = N·OH·OW.
+ * pixel index, no bounds checks). `ep`: a per-output-channel epilogue after the bias
+ * (kernels/conv/epilogue.ts), its bindings between the bias and y; its residual is indexed like y.
+ * Grid: [ceil(M / (wg·rm)), groups·ceil(Og / rn)], M = N·OH·OW.
  */
-export function conv2dForwardKernel(tile: ConvTile, hasBias: boolean, pointwise: boolean): Kernel {
+export function conv2dForwardKernel(
+  tile: ConvTile,
+  hasBias: boolean,
+  pointwise: boolean,
+  ep: ChannelEpilogue = NO_EPILOGUE,
+): Kernel {
   const { wg, rm, rn } = tile;
   const J = range(rn);
+  const yBinding = (hasBias ? 4 : 3) + epilogueBindingCount(ep);
+  // Each channel's scale and shift loaded once, after the K loop (no registers held through it).
+  const chanLoads = isIdentityEpilogue(ep)
+    ? ""
+    : `${unroll(rn, (j) => `  ${epilogueChannel(ep, `min(o0 + ${j}u, oLast)`, `ep${j}`)}`)}\n`;
   return {
     key: `conv2d/fwd/wg${wg}/rm${rm}/rn${rn}/${hasBias ? "bias" : "nobias"}/${
       pointwise ? "pw" : "gen"
-    }`,
+    }${epilogueKey(ep)}`,
     wgsl: () =>
       `${CONV_PARAMS}
 @group(0) @binding(0) var<uniform> u: P;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read> w: array<f32>;
-${
-        hasBias
-          ? "@group(0) @binding(3) var<storage, read> bias: array<f32>;\n"
-          : ""
-      }@group(0) @binding(${hasBias ? 4 : 3}) var<storage, read_write> y: array<f32>;
+${hasBias ? "@group(0) @binding(3) var<storage, read> bias: array<f32>;\n" : ""}${
+        epilogueDecls(ep, hasBias ? 4 : 3)
+      }@group(0) @binding(${yBinding}) var<storage, read_write> y: array<f32>;
 
 @compute @workgroup_size(${wg})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -150,16 +170,18 @@ ${unroll(rm * rn, (i) => `        a${i} = fma(xv${Math.floor(i / rn)}, wv${i % r
     }
   }`
       }
-${
+${chanLoads}${
         unroll(rm, (r) =>
           `  if (m${r} < u.M) {
     let yb${r} = u.a1 + n${r} * u.O * OHW + p${r};
 ${
             J.map((j) => {
               const b = hasBias ? ` + bias[o0 + ${j}u]` : "";
-              return `    if (o0 + ${j}u <= oLast) { y[yb${r} + (o0 + ${j}u) * OHW] = a${
-                r * rn + j
-              }${b}; }`;
+              const idx = `yb${r} + (o0 + ${j}u) * OHW`;
+              const v = epilogueExpr(ep, `a${r * rn + j}${b}`, `o0 + ${j}u`, "yi", `ep${j}`);
+              return v === `a${r * rn + j}${b}`
+                ? `    if (o0 + ${j}u <= oLast) { y[${idx}] = ${v}; }`
+                : `    if (o0 + ${j}u <= oLast) { let yi = ${idx}; y[yi] = ${v}; }`;
             }).join("\n")
           }
   }`)

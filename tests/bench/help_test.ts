@@ -5,6 +5,7 @@ const ENTRIES = [
   "bench/models.ts",
   "bench/conv.ts",
   "bench/attention.ts",
+  "bench/conv_fused.ts",
   "bench/profile.ts",
   "bench/wsi.ts",
   "bench/loads.ts",

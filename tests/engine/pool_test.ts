@@ -4,6 +4,7 @@ import {
   empty,
   F,
   flush,
+  gpu,
   memoryStats,
   pool,
   sync,
@@ -13,7 +14,10 @@ import {
   trimPool,
 } from "../../engine/mod.ts";
 import { sizeClass } from "../../engine/pool.ts";
-import { assertClose, randArray, setup } from "../util/gpu.ts";
+import { RangeHeap } from "../../engine/range_heap.ts";
+import { conv2dRef, geom } from "../reference/conv.ts";
+import { matmulRef } from "../reference/matmul.ts";
+import { assertClose, randArray, randTensor, setup } from "../util/gpu.ts";
 
 await setup();
 
@@ -127,6 +131,9 @@ Deno.test("peak bytes track the high-water mark; trim gives pooled memory back",
 });
 
 Deno.test("peak allocated bytes count parked buffers: two phases of other shapes, with and without a trim", () => {
+  // Whole buffers by size class (slabs would hold both phases' tensors in one: tested below).
+  const was = pool.slabThreshold;
+  pool.slabThreshold = Infinity;
   flush();
   trimPool();
   pool.resetPeak();
@@ -148,6 +155,7 @@ Deno.test("peak allocated bytes count parked buffers: two phases of other shapes
   phase(3 * 2 ** 18);
   assert.equal(memoryStats().peakAllocatedBytes, base + 6 * 2 ** 20, "trimmed between phases");
   trimPool();
+  pool.slabThreshold = was;
 });
 
 Deno.test("views keep the storage alive until the last one is disposed", async () => {
@@ -159,4 +167,225 @@ Deno.test("views keep the storage alive until the last one is disposed", async (
   assert.deepEqual([...(await v.data())], [1, 3, 2, 4]);
   v.dispose();
   assert.equal(memoryStats().liveBytes, base);
+});
+
+// ---- Slabs: big tensors as ranges of shared buffers (engine/range_heap.ts, engine/pool.ts) ----
+
+/** Free ranges sorted, disjoint, never adjacent; free + used fill the slab. */
+function checkSlab(s: { size: number; used: number; free: { offset: number; length: number }[] }) {
+  let end = -1, free = 0;
+  for (const f of s.free) {
+    assert.ok(f.length > 0 && f.offset > end, `free ranges sorted, disjoint, apart: ${f.offset}`);
+    end = f.offset + f.length;
+    free += f.length;
+  }
+  assert.ok(end <= s.size);
+  assert.equal(free + s.used, s.size, "free + used = the slab");
+}
+
+Deno.test("range heap: best fit splits, freed neighbours merge, a released range is reused", () => {
+  const h = new RangeHeap<string>(256);
+  h.addSlab("A", 4096);
+  const a = h.alloc(1000)!, b = h.alloc(256)!, c = h.alloc(1)!;
+  assert.deepEqual([a.offset, a.length, b.offset, c.offset, c.length], [0, 1024, 1024, 1280, 256]);
+  h.release("A", b.offset, b.length);
+  assert.equal(h.alloc(200)!.offset, 1024, "the released range is reused");
+  h.release("A", 1024, 256);
+  // Best fit: the 256-byte hole between a and c, not the 2560 bytes at the end.
+  assert.equal(h.alloc(256)!.offset, 1024);
+  h.release("A", 1024, 256);
+  h.release("A", a.offset, a.length);
+  assert.deepEqual(h.slabs[0].free, [{ offset: 0, length: 1280 }, { offset: 1536, length: 2560 }]);
+  h.release("A", c.offset, c.length);
+  assert.deepEqual(h.slabs[0].free, [{ offset: 0, length: 4096 }], "all merged back into one");
+  assert.throws(() => h.release("A", c.offset, c.length), /not handed out/, "released twice");
+  assert.equal(h.alloc(4096)!.offset, 0, "room for the whole slab again");
+  assert.equal(h.alloc(1), null, "full");
+});
+
+Deno.test("range heap property: random alloc/free never overlap, stay aligned, account exactly", () => {
+  fc.assert(
+    fc.property(
+      fc.array(fc.tuple(fc.boolean(), fc.integer({ min: 1, max: 5000 }), fc.nat()), {
+        maxLength: 200,
+      }),
+      (ops) => {
+        const align = 256;
+        const h = new RangeHeap<number>(align);
+        h.addSlab(0, 8192);
+        h.addSlab(1, 16384);
+        const live: { slab: number; offset: number; length: number; bytes: number }[] = [];
+        for (const [isAlloc, bytes, pick] of ops) {
+          if (isAlloc || !live.length) {
+            const r = h.alloc(bytes);
+            if (!r) {
+              // Only when no free range of any slab holds it.
+              const need = h.rangeLength(bytes);
+              assert.ok(h.slabs.every((s) => s.free.every((f) => f.length < need)));
+              continue;
+            }
+            assert.ok(r.offset % align === 0 && r.length % align === 0 && r.length >= bytes);
+            live.push({ slab: r.slab.buffer, offset: r.offset, length: r.length, bytes });
+          } else {
+            const [x] = live.splice(pick % live.length, 1);
+            h.release(x.slab, x.offset, x.length);
+          }
+          for (const s of h.slabs) {
+            checkSlab(s);
+            const mine = live.filter((x) => x.slab === s.buffer).sort((p, q) =>
+              p.offset - q.offset
+            );
+            assert.equal(s.used, mine.reduce((n, x) => n + x.length, 0), "used = live bytes");
+            for (let i = 1; i < mine.length; i++) {
+              assert.ok(mine[i - 1].offset + mine[i - 1].length <= mine[i].offset, "no overlap");
+            }
+            for (const x of mine) {
+              assert.ok(
+                s.free.every((f) =>
+                  f.offset + f.length <= x.offset || f.offset >= x.offset + x.length
+                ),
+                "a live range is not free",
+              );
+            }
+          }
+        }
+        for (const x of live.splice(0)) h.release(x.slab, x.offset, x.length);
+        for (const s of h.slabs) assert.deepEqual(s.free, [{ offset: 0, length: s.size }]);
+      },
+    ),
+    { numRuns: 300 },
+  );
+});
+
+/** Runs `fn` with every tensor it makes placed in a slab, with room for them in a first slab. */
+async function inSlabs<T>(fn: () => Promise<T>): Promise<T> {
+  const was = pool.slabThreshold;
+  pool.slabThreshold = 0;
+  empty([2 ** 20]).dispose(); // a 4 MiB slab, free (slabs grow: the first holds its request)
+  try {
+    return await fn();
+  } finally {
+    pool.slabThreshold = was;
+  }
+}
+
+Deno.test("slabs: tensors in one slab never overlap; live bytes and held slabs are accounted; trim frees empty slabs", async () => {
+  await sync();
+  trimPool();
+  const base = memoryStats();
+  await inSlabs(async () => {
+    const ts = [1, 300, 64, 5000, 257].map((n, i) => tensor(randArray(n, i + 1)));
+    const ranges = ts.map((t) => ({
+      buffer: t.storage.buffer,
+      lo: t.storage.offset,
+      hi: t.storage.offset + t.storage.allocation.size,
+    }));
+    assert.ok(ranges.every((r) => r.buffer === ranges[0].buffer), "one slab");
+    const align = gpu().limits.minStorageBufferOffsetAlignment;
+    for (const [i, r] of ranges.entries()) {
+      assert.equal(r.lo % align, 0, "aligned for binding");
+      for (const q of ranges.slice(0, i)) assert.ok(r.hi <= q.lo || q.hi <= r.lo, "no overlap");
+    }
+    const lengths = ranges.reduce((n, r) => n + r.hi - r.lo, 0);
+    assert.equal(memoryStats().liveBytes, base.liveBytes + lengths);
+    for (const [i, t] of ts.entries()) {
+      assertClose(await t.data(), randArray(t.size, i + 1), { what: `tensor ${i} read back` });
+    }
+    // Free two neighbours: their ranges merge, and a tensor of both their sizes fits there.
+    const [lo, hi] = [ranges[1], ranges[2]];
+    ts[1].dispose();
+    ts[2].dispose();
+    const big = empty([(hi.hi - lo.lo) / 4]);
+    assert.equal(big.storage.offset, lo.lo, "the merged neighbours held the bigger tensor");
+    big.dispose();
+    for (const t of [ts[0], ts[3], ts[4]]) t.dispose();
+    assert.equal(memoryStats().liveBytes, base.liveBytes);
+    assert.ok(memoryStats().pooledBytes > base.pooledBytes, "the slab is parked");
+    await sync();
+    trimPool();
+    assert.equal(memoryStats().pooledBytes, 0, "trim destroyed the empty slab");
+    assert.equal(pool.slabUse().length, 0);
+  });
+});
+
+Deno.test("slabs: an upload into a range freed before its readers were submitted waits for them", async () => {
+  await inSlabs(async () => {
+    const x = tensor(randArray(1000, 3));
+    const y = F.add(x, 1); // encoded, not submitted: still reads x's range
+    const at = x.storage.offset;
+    x.dispose();
+    const z = tensor(new Float32Array(1000).fill(-7)); // takes x's range
+    assert.equal(z.storage.offset, at, "the upload reused x's range");
+    assertClose(await y.data(), Array.from(randArray(1000, 3), (v) => v + 1));
+    assertClose(await z.data(), new Float32Array(1000).fill(-7));
+    y.dispose();
+    z.dispose();
+  });
+});
+
+Deno.test("slabs: kernels read and write the right ranges of one slab (matmul, conv2d vs CPU)", async () => {
+  await sync();
+  trimPool();
+  await inSlabs(async () => {
+    // A sentinel between operands: any write outside a tensor's range would show in it.
+    const a = randTensor([37, 29], 11);
+    const guard = tensor(new Float32Array(515).fill(42));
+    const b = randTensor([29, 23], 12);
+    const y = F.matmul(a, b);
+    assert.equal(y.storage.buffer, a.storage.buffer, "operands and output share the slab");
+    assert.equal(guard.storage.buffer, a.storage.buffer);
+    const want = matmulRef(await a.data(), [37, 29], await b.data(), [29, 23]);
+    assertClose(await y.data(), want.data, { atol: 1e-4, what: "matmul in a slab" });
+    const x = randTensor([2, 3, 9, 11], 13);
+    const w = randTensor([5, 3, 3, 3], 14);
+    const bias = randTensor([5], 15);
+    const c = F.conv2d(x, w, bias, { padding: 1, stride: [2, 1] });
+    assert.equal(c.storage.buffer, x.storage.buffer);
+    const g = geom({ padding: 1, stride: [2, 1] });
+    const ref = conv2dRef(
+      await x.data(),
+      [2, 3, 9, 11],
+      await w.data(),
+      [5, 3, 3, 3],
+      await bias.data(),
+      g,
+    );
+    assert.deepEqual(c.shape, ref.shape);
+    assertClose(await c.data(), ref.data, { atol: 1e-4, what: "conv2d in a slab" });
+    // A strided view read back from a range with a non-zero offset.
+    const yt = F.transpose(y);
+    assertClose(await yt.data(), transposeHost(want.data, 37, 23), { atol: 1e-4 });
+    yt.dispose();
+    assertClose(await guard.data(), new Float32Array(515).fill(42), { what: "the sentinel" });
+    for (const t of [a, guard, b, y, x, w, bias, c]) t.dispose();
+  });
+});
+
+function transposeHost(d: ArrayLike<number>, rows: number, cols: number): Float64Array {
+  const out = new Float64Array(rows * cols);
+  for (let i = 0; i < rows; i++) for (let j = 0; j < cols; j++) out[j * rows + i] = d[i * cols + j];
+  return out;
+}
+
+Deno.test("slabs grow with the program: the first holds its request, later ones what the slabs hold", async () => {
+  await sync();
+  trimPool();
+  assert.equal(pool.slabUse().length, 0);
+  const a = empty([2 ** 19]); // 2 MiB: over the 1 MiB threshold
+  assert.deepEqual(pool.slabUse(), [{ size: 2 ** 21, used: 2 ** 21 }]);
+  const b = empty([2 ** 18]); // 1 MiB: a new slab as big as the slabs held (2 MiB)
+  assert.deepEqual(pool.slabUse(), [{ size: 2 ** 21, used: 2 ** 21 }, {
+    size: 2 ** 21,
+    used: 2 ** 20,
+  }]);
+  const c = empty([2 ** 18]); // fits the second slab's free half
+  assert.equal(c.storage.buffer, b.storage.buffer);
+  assert.equal(c.storage.offset, 2 ** 20);
+  const small = empty([1000]); // under the threshold: a whole buffer of its class
+  assert.equal(small.storage.offset, 0);
+  assert.equal(pool.slabUse().length, 2);
+  for (const t of [a, b, c, small]) t.dispose();
+  await sync();
+  trimPool();
+  assert.equal(pool.slabUse().length, 0);
 });

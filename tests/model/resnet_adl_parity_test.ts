@@ -5,7 +5,7 @@
  * in a different order than PyTorch's CPU kernels), masks by IoU (rounding at mask borders).
  */
 import assert from "node:assert/strict";
-import { backward, F, tensor, tidy } from "../../engine/mod.ts";
+import { backward, F, noGrad, tensor, tidy } from "../../engine/mod.ts";
 import { readSafetensors } from "../../engine/io/safetensors.ts";
 import { loadCheckpoint } from "../../engine/io/state_dict.ts";
 import { Adam } from "../../engine/optim/adam.ts";
@@ -55,6 +55,42 @@ Deno.test({
       ], `${file} `);
       m.dispose();
     }
+  },
+});
+
+Deno.test({
+  name:
+    "ResNet-ADL tiny: fused inference (noGrad, eval: conv + BN + ReLU in one pass) matches PyTorch on both conv paths",
+  ignore: !ok,
+  fn: async () => {
+    // Same 1e-4 as the unfused forward: folding BN changes each conv output's rounding only
+    // (acc·s + (β − mean·s) in one fma instead of (acc − mean)·s + β), a few ulps of values of
+    // order 1. Measured on llvmpipe, largest error against PyTorch: fused 3.6e-7 (logits),
+    // 3.9e-7 (features), 2.4e-7 (CAM) on either path; unfused 4.8e-7, 3.6e-7, 2.4e-7.
+    const c = await loadCase();
+    const m = (await model("weights.safetensors")).eval();
+    const x = tensor(c.get("input")!, [2, 3, 64, 64]);
+    // Both forced paths (the default one mixes them; the CAM test below runs it, fused).
+    const paths: ["kernel" | "texture", string][] = [["kernel", "conv kernels"]];
+    if (matmulVariant() === "texture") paths.push(["texture", "texture GEMMs"]);
+    for (const [path, label] of paths) {
+      setConvPath(path);
+      try {
+        const r = tidy(() =>
+          noGrad(() => ({ logits: m.forward(x), feat: m.camFeatures(x), cam: m.camRaw(x) }))
+        );
+        await assertMatchesCase(c, [
+          ["eval_logits", r.logits, 1e-4, 1e-4],
+          ["layer4_0_features", r.feat, 1e-4, 1e-4],
+          ["cam_raw", r.cam, 1e-4, 1e-4],
+        ], `${label} `);
+        for (const t of [r.logits, r.feat, r.cam]) t.dispose();
+      } finally {
+        setConvPath(null);
+      }
+    }
+    x.dispose();
+    m.dispose();
   },
 });
 

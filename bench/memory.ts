@@ -1,0 +1,343 @@
+/**
+ * GPU memory of a checkpointed ResNet-50-ADL training step (the paper profile's classifier step):
+ * per step the live peak (tensors + scratch textures, in size classes), the bytes tensors asked for
+ * at that peak, the held peak (live + buffers parked in the pool: what the device really had), their
+ * ratio and the time of the step. For the step that set the held peak it says where the held − live
+ * gap came from: parked buffers by size class, and how many of those the rest of the step never took
+ * again. `--trace F` writes the pool's events (replayable through other policies by
+ * bench/memory_sim.ts).
+ *
+ *   deno run -A bench/memory.ts                       # quick: b2@256 and b4@512
+ *   deno run -A bench/memory.ts --case b2@256 --policies classes,slabs --rounds 3   # A/B
+ *   ENGINE_SLAB_THRESHOLD=Infinity deno run -A bench/memory.ts --case b16@512 --steps 1  # paper,
+ *   deno run -A bench/memory.ts --case b16@512 --steps 1                                 # before/after
+ */
+import {
+  backward,
+  F,
+  flush,
+  initGpu,
+  memoryStats,
+  pool,
+  sync,
+  type Tensor,
+  tensor,
+  tidy,
+  trimPool,
+} from "../engine/mod.ts";
+import { type Allocation, fmtBytes, type PoolTracer, SLAB_THRESHOLD } from "../engine/pool.ts";
+import { Adam } from "../engine/optim/adam.ts";
+import { cachedTextureBytes } from "../engine/texture_pool.ts";
+import { RESNET50_ADL, ResNetAdl } from "../model/resnet_adl.ts";
+import { mulberry32 } from "../engine/mulberry32.ts";
+import { loadavg } from "./registry.ts";
+import { numberFlag, runCommand, stringFlag, UsageError } from "../pipeline/cli/args.ts";
+import { writeFileAtomic } from "../engine/io/atomic.ts";
+
+const USAGE = `usage: deno run -A bench/memory.ts [--case L] [--policies P] [--rounds R] [--steps N]
+       [--trace FILE]
+  --case L      comma-separated batch@size cases of the checkpointed classifier step
+                (default b2@256,b4@512; the paper profile is b16@512: ~4 min a step, ~8 GB RSS)
+  --policies P  pool policies to compare, interleaved: slabs (tensors of 1 MiB and more as
+                ranges of slabs), classes (whole buffers by size class only); default: the
+                process's (slabs; classes under ENGINE_SLAB_THRESHOLD=Infinity, which also
+                keeps the model's own tensors out of slabs: the clean "before" figure)
+  --rounds R    times through the policies (default 1)
+  --steps N     measured steps per policy and round, after one warm-up step (default 2)
+  --trace F   write the last case's pool events (from the model's creation on) as JSON, for
+              bench/memory_sim.ts`;
+
+/**
+ * One pool event: "a" acquire [id, requested bytes, size class], "r" release, "s" submit, "t"
+ * scratch textures taken or given back, "m" a measured step begins.
+ */
+export type TraceEvent =
+  | [kind: "a", id: number, bytes: number, size: number]
+  | [
+    kind: "r",
+    id: number,
+  ]
+  | [kind: "s"]
+  | [kind: "t", delta: number]
+  | [kind: "m"];
+
+interface StepFigures {
+  ms: number;
+  livePeak: number;
+  heldPeak: number;
+  /** Bytes tensors asked for at the moment of the live peak (the classes round these up). */
+  requestedAtLivePeak: number;
+  /** At the moment of the held peak. */
+  atHeldPeak: {
+    live: number;
+    textures: number;
+    /** Scratch textures parked in engine/texture_pool.ts (held by the device, not counted). */
+    cachedTextures: number;
+    parked: Map<number, number>;
+  };
+  /** Of the parked bytes at the held peak, those whose class the rest of the step never takes. */
+  parkedNeverTakenAgain: number;
+  events: TraceEvent[];
+}
+
+/** Records one step's traffic through the pool and the moments of its peaks. */
+class StepRecorder implements PoolTracer {
+  events: TraceEvent[] = [];
+  private ids = new Map<Allocation, [number, number]>();
+  private nextId = 1;
+  private requested = 0;
+  private textures = 0;
+  livePeak = 0;
+  requestedAtLivePeak = 0;
+  heldPeak = 0;
+  heldPeakEvent = -1;
+  atHeldPeak = { live: 0, textures: 0, cachedTextures: 0, parked: new Map<number, number>() };
+
+  /** Starts a measured step: peaks afresh (events go on, after a marker). */
+  beginStep(heldNow: number): void {
+    this.events.push(["m"]);
+    this.livePeak = 0;
+    this.requestedAtLivePeak = 0;
+    this.heldPeak = heldNow;
+    this.heldPeakEvent = -1;
+    this.atHeldPeak = { live: 0, textures: 0, cachedTextures: 0, parked: new Map() };
+  }
+
+  acquire(a: Allocation, bytes: number): void {
+    const id = this.nextId++;
+    this.ids.set(a, [id, bytes]);
+    this.requested += bytes;
+    this.events.push(["a", id, bytes, a.size]);
+    this.note();
+  }
+  release(a: Allocation): void {
+    const e = this.ids.get(a);
+    if (!e) return; // acquired before recording began (the input, made before the model)
+    this.ids.delete(a);
+    this.requested -= e[1];
+    this.events.push(["r", e[0]]);
+  }
+  submit(): void {
+    this.events.push(["s"]);
+  }
+  account(delta: number): void {
+    this.textures += delta;
+    this.events.push(["t", delta]);
+    this.note();
+  }
+  private note(): void {
+    const live = pool.liveBytes;
+    if (live > this.livePeak) {
+      this.livePeak = live;
+      this.requestedAtLivePeak = this.requested + this.textures;
+    }
+    const held = live + pool.pooledBytes;
+    if (held > this.heldPeak) {
+      this.heldPeak = held;
+      this.heldPeakEvent = this.events.length - 1;
+      this.atHeldPeak = {
+        live,
+        textures: this.textures,
+        cachedTextures: cachedTextureBytes(),
+        parked: pool.parkedBySize(),
+      };
+    }
+  }
+  /** Parked bytes at the held peak whose size class no later acquire in the step asked for. */
+  parkedNeverTakenAgain(): number {
+    const later = new Set<number>();
+    for (let i = this.heldPeakEvent + 1; i < this.events.length; i++) {
+      const e = this.events[i];
+      if (e[0] === "a") later.add(e[3]);
+    }
+    let n = 0;
+    for (const [size, count] of this.atHeldPeak.parked) {
+      if (size > 0 && !later.has(size)) n += size * count;
+    }
+    return n;
+  }
+}
+
+function parseCase(s: string): { b: number; s: number } {
+  const m = /^b(\d+)@(\d+)$/.exec(s.trim());
+  if (!m) throw new UsageError(`--case: "${s}" is not batch@size like b2@256`);
+  return { b: Number(m[1]), s: Number(m[2]) };
+}
+
+/**
+ * Pool policies bench/memory.ts compares: the threshold above which tensors go to slabs. The
+ * model, its optimizer state and the input are made under the process's setting
+ * (`ENGINE_SLAB_THRESHOLD=Infinity`: classes only), so a "before" figure free of slabs is a run of
+ * its own with that variable; interleaved policies compare the step's own tensors.
+ */
+const START_THRESHOLD = pool.slabThreshold;
+const POLICIES: Record<string, number> = {
+  slabs: Number.isFinite(START_THRESHOLD) ? START_THRESHOLD : SLAB_THRESHOLD,
+  classes: Infinity,
+};
+
+interface PolicyFigures extends StepFigures {
+  policy: string;
+}
+
+/**
+ * Builds the checkpointed classifier at batch `b`, size `s`; then `rounds` times, for each policy
+ * in turn: the pool trimmed, one warm-up step (the pool filled), `steps` measured steps. The
+ * policies interleave so that the machine's load falls on each alike.
+ */
+async function runCase(
+  b: number,
+  s: number,
+  steps: number,
+  policies: string[],
+  rounds: number,
+): Promise<PolicyFigures[]> {
+  const rec = new StepRecorder();
+  pool.tracer = rec; // from the start, so that requested bytes count the parameters too
+  const m = new ResNetAdl(RESNET50_ADL).train().setCheckpointing(true);
+  const opt = new Adam(m.parameters(), { lr: 1e-4, weightDecay: 1e-4 });
+  const rand = mulberry32(7);
+  const x = tensor(Float32Array.from({ length: b * 3 * s * s }, rand), [b, 3, s, s]);
+  const y = tensor(Float32Array.from({ length: b }, (_, i) => i % 2), [b]);
+  let lastLoss: Tensor | null = null;
+  const step = () => {
+    const loss = tidy(() => {
+      const l = F.bceWithLogits(F.reshape(m.forward(x), [b]), y);
+      backward(l);
+      return l;
+    });
+    opt.step();
+    opt.zeroGrad();
+    lastLoss?.dispose();
+    lastLoss = loss;
+  };
+  const out: PolicyFigures[] = [];
+  const threshold = pool.slabThreshold;
+  try {
+    for (let r = 0; r < rounds; r++) {
+      for (const policy of policies) {
+        pool.slabThreshold = POLICIES[policy];
+        await sync();
+        trimPool();
+        step(); // warm-up: pipelines compiled, the pool filled
+        await sync();
+        for (let i = 0; i < steps; i++) {
+          flush();
+          pool.resetPeak();
+          rec.beginStep(memoryStats().peakAllocatedBytes);
+          const t0 = performance.now();
+          step();
+          await sync();
+          const ms = performance.now() - t0;
+          const st = memoryStats();
+          const loss = await lastLoss!.item();
+          if (!Number.isFinite(loss)) throw new Error(`b${b}@${s}: step ${i + 1} loss is ${loss}`);
+          out.push({
+            policy,
+            ms,
+            livePeak: st.peakBytes,
+            heldPeak: st.peakAllocatedBytes,
+            requestedAtLivePeak: rec.requestedAtLivePeak,
+            atHeldPeak: rec.atHeldPeak,
+            parkedNeverTakenAgain: rec.parkedNeverTakenAgain(),
+            events: rec.events,
+          });
+          report(`b${b}@${s} ${policy} round ${r + 1} step ${i + 1}`, out[out.length - 1]);
+        }
+      }
+    }
+  } finally {
+    pool.tracer = null;
+    pool.slabThreshold = threshold;
+    (lastLoss as Tensor | null)?.dispose();
+    opt.dispose();
+    x.dispose();
+    y.dispose();
+    m.dispose();
+    flush();
+    trimPool();
+  }
+  return out;
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const gib = (n: number) => (n / 2 ** 30).toFixed(3);
+
+function report(what: string, f: StepFigures): void {
+  const p = f.atHeldPeak;
+  const parked = [...p.parked].filter(([, n]) => n > 0).sort((a, b) =>
+    a[0] < 0 ? -1 : b[0] < 0 ? 1 : b[0] - a[0]
+  );
+  const parkedBytes = parked.reduce((a, [sz, n]) => a + (sz < 0 ? n : sz * n), 0);
+  console.log(
+    `${what}: ${(f.ms / 1000).toFixed(2)} s  live peak ${gib(f.livePeak)} GiB (tensors asked ${
+      gib(f.requestedAtLivePeak)
+    })  held peak ${gib(f.heldPeak)} GiB  held/live ${(f.heldPeak / f.livePeak).toFixed(3)}`,
+  );
+  console.log(
+    `  at the held peak: live ${gib(p.live)} GiB (textures ${fmtBytes(p.textures)}; ` +
+      `${fmtBytes(p.cachedTextures)} more parked as textures, not counted), parked ${
+        gib(parkedBytes)
+      } GiB, of which ${gib(f.parkedNeverTakenAgain)} GiB in classes never taken again this ` +
+      `step; largest parked: ${
+        parked.slice(0, 6).map(([sz, n]) =>
+          sz < 0 ? `${fmtBytes(n)} free in slabs` : `${n}×${fmtBytes(sz)}`
+        ).join(", ")
+      }`,
+  );
+}
+
+if (import.meta.main) {
+  Deno.exit(
+    await runCommand(
+      {
+        name: "bench/memory.ts",
+        usage: USAGE,
+        options: {
+          case: { type: "string" },
+          steps: { type: "string" },
+          trace: { type: "string" },
+          policies: { type: "string" },
+          rounds: { type: "string" },
+        },
+      },
+      Deno.args,
+      async (flags) => {
+        const cases = (stringFlag(flags, "case") ?? "b2@256,b4@512").split(",").map(parseCase);
+        const steps = numberFlag(flags, "steps", { def: 2, min: 1, max: 50, integer: true })!;
+        const rounds = numberFlag(flags, "rounds", { def: 1, min: 1, max: 50, integer: true })!;
+        const policies = (stringFlag(flags, "policies") ??
+          (Number.isFinite(START_THRESHOLD) ? "slabs" : "classes")).split(",");
+        for (const p of policies) {
+          if (!(p in POLICIES)) {
+            throw new UsageError(`--policies: "${p}" is not one of ${Object.keys(POLICIES)}`);
+          }
+        }
+        const tracePath = stringFlag(flags, "trace");
+        await initGpu();
+        console.log(`load at start: ${loadavg()}`);
+        let lastEvents: TraceEvent[] = [];
+        for (const c of cases) {
+          const figs = await runCase(c.b, c.s, steps, policies, rounds);
+          for (const p of policies) {
+            const mine = figs.filter((f) => f.policy === p);
+            console.log(
+              `b${c.b}@${c.s} ${p}, median of ${mine.length} steps: ${
+                (median(mine.map((f) => f.ms)) / 1000).toFixed(2)
+              } s/step, live peak ${gib(median(mine.map((f) => f.livePeak)))} GiB, held peak ${
+                gib(median(mine.map((f) => f.heldPeak)))
+              } GiB, held/live ${
+                median(mine.map((f) => f.heldPeak / f.livePeak)).toFixed(3)
+              }, load ${loadavg()}`,
+            );
+          }
+          lastEvents = figs[figs.length - 1].events;
+        }
+        if (tracePath) {
+          await writeFileAtomic(tracePath, JSON.stringify(lastEvents));
+          console.log(`trace: ${lastEvents.length} events → ${tracePath}`);
+        }
+      },
+    ),
+  );
+}
