@@ -123,8 +123,86 @@ function storeOperand(
   return `  if (${guard}) { ${st.join(" ")} }`;
 }
 
+/** The loads, then out = L · in · Lᵀ ({@link sandwich}), then the stores: a transform's body. */
+function transformBody(
+  loads: string[],
+  L: number[][],
+  src: string,
+  dst: string,
+  ty: string,
+  stores: string[],
+): string {
+  return [...loads, ...sandwich(L, src, dst, ty), ...stores].join("\n");
+}
+
 /** Threads per workgroup of the three transforms: 16 along the fast index, 4 along the other. */
 export const WINOGRAD_WG = { x: 16, y: 4 } as const;
+
+/** `line(i, j)` for each (i, j) of a rows×cols grid, row-major: the unrolled loads and stores. */
+function grid(rows: number, cols: number, line: (i: number, j: number) => string): string[] {
+  const lines: string[] = [];
+  for (let i = 0; i < rows; i++) {
+    for (let j = 0; j < cols; j++) lines.push(line(i, j));
+  }
+  return lines;
+}
+
+/** `vec4<f32>(lane(0), …, lane(3))`: four lanes (k's, channels or tiles) of one texel. */
+function vec4Of(lane: (l: number) => string): string {
+  return `vec4<f32>(${[0, 1, 2, 3].map(lane).join(", ")})`;
+}
+
+/** `line(l)` for the four lanes, one WGSL line each. */
+function perLane(line: (l: number) => string): string {
+  return [0, 1, 2, 3].map(line).join("\n");
+}
+
+/** Loads m{i}_{j} of the α² components of M [α², ·] at mb, components zs apart. */
+function componentLoads(a: number): string[] {
+  return grid(a, a, (i, j) => `  let m${i}_${j} = Mz[mb + ${i * a + j}u * zs];`);
+}
+
+/** The uniform declaration and the bindings (uniform, read-only source, output) of a transform. */
+function bindings(layout: { wgsl(name: string): string }, src: string, out: string): string {
+  return `${layout.wgsl("P")}
+@group(0) @binding(0) var<uniform> u: P;
+@group(0) @binding(1) var<storage, read> ${src}: array<f32>;
+@group(0) @binding(2) ${out}`;
+}
+
+/** The entry point's header, one thread per (gid.x, gid.y). */
+const MAIN = `@compute @workgroup_size(${WINOGRAD_WG.x}, ${WINOGRAD_WG.y})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {`;
+
+/** Global tile tg of chunk thread t, its sample n (from nBase) and its index rem in the sample. */
+const TILE_INDEX = `  let tg = u.T0 + t;
+  let n = tg / u.tps - u.nBase;
+  let rem = tg % u.tps;`;
+
+/** Uniform fields of a chunk of tiles: tW tiles a row, tps a sample, Tc from T0, samples from nBase. */
+const TILE_CHUNK_FIELDS = {
+  tW: "u32",
+  tps: "u32",
+  T0: "u32",
+  Tc: "u32",
+  nBase: "u32",
+} as const;
+
+/**
+ * Uniform fields of a transform that reads tiles of an H×W image (from element `off`, tile origin
+ * ty·m − padY, tx·m − padX) into `width` texels a row, components [z0, z1).
+ */
+const TILE_SOURCE_FIELDS = {
+  H: "u32",
+  W: "u32",
+  width: "u32",
+  ...TILE_CHUNK_FIELDS,
+  off: "u32",
+  z0: "u32",
+  z1: "u32",
+  padY: "i32",
+  padX: "i32",
+} as const;
 
 /**
  * Weight transform: `rows` filters per k, `K` k's (texels `width`), filter (row, k) at element
@@ -149,53 +227,39 @@ export const WINOGRAD_WEIGHT_UNIFORMS = uniforms({
 export function winogradWeightKernel(m: WinogradTile, out: WinogradOperand = "texture"): Kernel {
   const { G } = WINOGRAD_MATRICES[m];
   const a = m + 2;
-  const loads: string[] = [];
-  for (let ky = 0; ky < 3; ky++) {
-    for (let kx = 0; kx < 3; kx++) {
-      const tap = ky * 3 + kx;
-      const lane = (l: number) =>
-        `select(0.0, Wt[base${l} + select(${tap}u, ${8 - tap}u, u.flip != 0u)], k0 + ${l}u < u.K)`;
-      loads.push(`  let g${ky}_${kx} = vec4<f32>(${[0, 1, 2, 3].map(lane).join(", ")});`);
-    }
-  }
-  const stores: string[] = [];
-  for (let i = 0; i < a; i++) {
-    for (let j = 0; j < a; j++) {
-      const z = i * a + j;
-      stores.push(storeOperand(
-        out,
-        z,
-        `U${i}_${j}`,
-        `(${z}u - u.z0) * u.rows + r`,
-        (l) => `u.outOff + (${z}u * u.rows + r) * u.K + k0 + ${l}u`,
-        "lanes",
-      ));
-    }
-  }
+  const loads = grid(3, 3, (ky, kx) => {
+    const tap = ky * 3 + kx;
+    return `  let g${ky}_${kx} = ${
+      vec4Of((l) =>
+        `select(0.0, Wt[base${l} + select(${tap}u, ${8 - tap}u, u.flip != 0u)], k0 + ${l}u < u.K)`
+      )
+    };`;
+  });
+  const stores = grid(a, a, (i, j) => {
+    const z = i * a + j;
+    return storeOperand(
+      out,
+      z,
+      `U${i}_${j}`,
+      `(${z}u - u.z0) * u.rows + r`,
+      (l) => `u.outOff + (${z}u * u.rows + r) * u.K + k0 + ${l}u`,
+      "lanes",
+    );
+  });
   return {
     key: `conv2d/winograd/weight/F${m}/${out}`,
     wgsl: () =>
-      /* wgsl */ `${WINOGRAD_WEIGHT_UNIFORMS.wgsl("P")}
-@group(0) @binding(0) var<uniform> u: P;
-@group(0) @binding(1) var<storage, read> Wt: array<f32>;
-@group(0) @binding(2) ${OUT_DECL[out]}
+      /* wgsl */ `${bindings(WINOGRAD_WEIGHT_UNIFORMS, "Wt", OUT_DECL[out])}
 
-@compute @workgroup_size(${WINOGRAD_WG.x}, ${WINOGRAD_WG.y})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+${MAIN}
   let j = gid.x;
   let r = gid.y;
   if (j >= u.width || r >= u.rows) { return; }
   let k0 = 4u * j;
   let lanes = u.K - k0;
   // Lanes past K read filter K-1 (in range) and are zeroed by the select.
-${
-        [0, 1, 2, 3].map((l) =>
-          `  let base${l} = u.off + r * u.sRow + min(k0 + ${l}u, u.K - 1u) * u.sK;`
-        ).join("\n")
-      }
-${loads.join("\n")}
-${sandwich(G, "g", "U", "vec4<f32>").join("\n")}
-${stores.join("\n")}
+${perLane((l) => `  let base${l} = u.off + r * u.sRow + min(k0 + ${l}u, u.K - 1u) * u.sK;`)}
+${transformBody(loads, G, "g", "U", "vec4<f32>", stores)}
 }`,
   };
 }
@@ -207,19 +271,7 @@ ${stores.join("\n")}
  */
 export const WINOGRAD_INPUT_UNIFORMS = uniforms({
   C: "u32",
-  H: "u32",
-  W: "u32",
-  width: "u32",
-  tW: "u32",
-  tps: "u32",
-  T0: "u32",
-  Tc: "u32",
-  nBase: "u32",
-  off: "u32",
-  z0: "u32",
-  z1: "u32",
-  padY: "i32",
-  padX: "i32",
+  ...TILE_SOURCE_FIELDS,
   outOff: "u32",
   _p1: "u32",
 });
@@ -227,36 +279,32 @@ export const WINOGRAD_INPUT_UNIFORMS = uniforms({
 export function winogradInputKernel(m: WinogradTile, out: WinogradOperand = "texture"): Kernel {
   const { BT } = WINOGRAD_MATRICES[m];
   const a = m + 2;
-  const loads: string[] = [];
-  for (let i = 0; i < a; i++) {
-    for (let j = 0; j < a; j++) {
-      const lane = (l: number) =>
-        `ld(in${i} && ix${j}, b${l} + u32(y0 + ${i}) * u.W + u32(x0 + ${j}), c0 + ${l}u)`;
-      loads.push(`  let d${i}_${j} = vec4<f32>(${[0, 1, 2, 3].map(lane).join(", ")});`);
-    }
-  }
-  const stores: string[] = [];
-  for (let i = 0; i < a; i++) {
-    for (let j = 0; j < a; j++) {
-      const z = i * a + j;
-      stores.push(storeOperand(
-        out,
-        z,
-        `V${i}_${j}`,
-        `(${z}u - u.z0) * u.Tc + t`,
-        (l) => `u.outOff + (${z}u * u.C + c0 + ${l}u) * u.Tc + t`,
-        "u.C - c0",
-      ));
-    }
-  }
+  const loads = grid(
+    a,
+    a,
+    (i, j) =>
+      `  let d${i}_${j} = ${
+        vec4Of((l) =>
+          `ld(in${i} && ix${j}, b${l} + u32(y0 + ${i}) * u.W + u32(x0 + ${j}), c0 + ${l}u)`
+        )
+      };`,
+  );
+  const stores = grid(a, a, (i, j) => {
+    const z = i * a + j;
+    return storeOperand(
+      out,
+      z,
+      `V${i}_${j}`,
+      `(${z}u - u.z0) * u.Tc + t`,
+      (l) => `u.outOff + (${z}u * u.C + c0 + ${l}u) * u.Tc + t`,
+      "u.C - c0",
+    );
+  });
   const range = [...Array(a).keys()];
   return {
     key: `conv2d/winograd/input/F${m}/${out}`,
     wgsl: () =>
-      /* wgsl */ `${WINOGRAD_INPUT_UNIFORMS.wgsl("P")}
-@group(0) @binding(0) var<uniform> u: P;
-@group(0) @binding(1) var<storage, read> X: array<f32>;
-@group(0) @binding(2) ${OUT_DECL[out]}
+      /* wgsl */ `${bindings(WINOGRAD_INPUT_UNIFORMS, "X", OUT_DECL[out])}
 
 /** X[i] where the pixel is inside the image and the channel exists, else 0 (the padding). */
 fn ld(inside: bool, i: u32, c: u32) -> f32 {
@@ -264,27 +312,18 @@ fn ld(inside: bool, i: u32, c: u32) -> f32 {
   return X[i];
 }
 
-@compute @workgroup_size(${WINOGRAD_WG.x}, ${WINOGRAD_WG.y})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+${MAIN}
   let t = gid.x;
   let j = gid.y;
   if (t >= u.Tc || j >= u.width) { return; }
-  let tg = u.T0 + t;
-  let n = tg / u.tps - u.nBase;
-  let rem = tg % u.tps;
+${TILE_INDEX}
   let y0 = i32((rem / u.tW) * ${m}u) - u.padY;
   let x0 = i32((rem % u.tW) * ${m}u) - u.padX;
   let c0 = 4u * j;
 ${range.map((i) => `  let in${i} = y0 + ${i} >= 0 && y0 + ${i} < i32(u.H);`).join("\n")}
 ${range.map((i) => `  let ix${i} = x0 + ${i} >= 0 && x0 + ${i} < i32(u.W);`).join("\n")}
-${
-        [0, 1, 2, 3].map((l) =>
-          `  let b${l} = u.off + (n * u.C + min(c0 + ${l}u, u.C - 1u)) * u.H * u.W;`
-        ).join("\n")
-      }
-${loads.join("\n")}
-${sandwich(BT, "d", "V", "vec4<f32>").join("\n")}
-${stores.join("\n")}
+${perLane((l) => `  let b${l} = u.off + (n * u.C + min(c0 + ${l}u, u.C - 1u)) * u.H * u.W;`)}
+${transformBody(loads, BT, "d", "V", "vec4<f32>", stores)}
 }`,
   };
 }
@@ -297,11 +336,7 @@ export const WINOGRAD_OUTPUT_UNIFORMS = uniforms({
   O: "u32",
   OH: "u32",
   OW: "u32",
-  tW: "u32",
-  tps: "u32",
-  T0: "u32",
-  Tc: "u32",
-  nBase: "u32",
+  ...TILE_CHUNK_FIELDS,
   mOff: "u32",
   yOff: "u32",
   _p0: "u32",
@@ -311,44 +346,33 @@ export const WINOGRAD_OUTPUT_UNIFORMS = uniforms({
 export function winogradOutputKernel(m: WinogradTile): Kernel {
   const { AT } = WINOGRAD_MATRICES[m];
   const a = m + 2;
-  const loads: string[] = [];
-  for (let i = 0; i < a; i++) {
-    for (let j = 0; j < a; j++) {
-      loads.push(`  let m${i}_${j} = Mz[mb + ${i * a + j}u * zs];`);
-    }
-  }
-  const stores: string[] = [];
-  for (let i = 0; i < m; i++) {
-    for (let j = 0; j < m; j++) {
-      stores.push(
+  const stores = [
+    `  let yb = u.yOff + (n * u.O + o) * u.OH * u.OW;`,
+    ...grid(
+      m,
+      m,
+      (i, j) =>
         `  if (oy + ${i}u < u.OH && ox + ${j}u < u.OW) { Y[yb + (oy + ${i}u) * u.OW + ox + ${j}u] = Y${i}_${j}; }`,
-      );
-    }
-  }
+    ),
+  ];
+
   return {
     key: `conv2d/winograd/output/F${m}`,
     wgsl: () =>
-      /* wgsl */ `${WINOGRAD_OUTPUT_UNIFORMS.wgsl("P")}
-@group(0) @binding(0) var<uniform> u: P;
-@group(0) @binding(1) var<storage, read> Mz: array<f32>;
-@group(0) @binding(2) var<storage, read_write> Y: array<f32>;
+      /* wgsl */ `${
+        bindings(WINOGRAD_OUTPUT_UNIFORMS, "Mz", "var<storage, read_write> Y: array<f32>;")
+      }
 
-@compute @workgroup_size(${WINOGRAD_WG.x}, ${WINOGRAD_WG.y})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+${MAIN}
   let t = gid.x;
   let o = gid.y;
   if (t >= u.Tc || o >= u.O) { return; }
-  let tg = u.T0 + t;
-  let n = tg / u.tps - u.nBase;
-  let rem = tg % u.tps;
+${TILE_INDEX}
   let oy = (rem / u.tW) * ${m}u;
   let ox = (rem % u.tW) * ${m}u;
   let zs = u.O * u.Tc;
   let mb = u.mOff + o * u.Tc + t;
-${loads.join("\n")}
-${sandwich(AT, "m", "Y", "f32").join("\n")}
-  let yb = u.yOff + (n * u.O + o) * u.OH * u.OW;
-${stores.join("\n")}
+${transformBody(componentLoads(a), AT, "m", "Y", "f32", stores)}
 }`,
   };
 }
@@ -364,19 +388,7 @@ ${stores.join("\n")}
  */
 export const WINOGRAD_TILE_UNIFORMS = uniforms({
   Ch: "u32",
-  H: "u32",
-  W: "u32",
-  width: "u32",
-  tW: "u32",
-  tps: "u32",
-  T0: "u32",
-  Tc: "u32",
-  nBase: "u32",
-  off: "u32",
-  z0: "u32",
-  z1: "u32",
-  padY: "i32",
-  padX: "i32",
+  ...TILE_SOURCE_FIELDS,
   _p0: "u32",
   _p1: "u32",
 });
@@ -390,23 +402,20 @@ export function winogradTileKernel(m: WinogradTile, which: WinogradTileOperand):
   // L [α, s]: Bᵀ for x (s = α), A = (Aᵀ)ᵀ for dy (s = m).
   const L = which === "x" ? BT : BT.map((_, i) => AT.map((row) => row[i]));
   const s = L[0].length;
-  const loads: string[] = [];
-  for (let i = 0; i < s; i++) {
-    for (let j = 0; j < s; j++) {
-      const lane = (l: number) =>
-        `ld(t${l}, y${l} + ${i}, x${l} + ${j}, b${l} + u32(y${l} + ${i}) * u.W + u32(x${l} + ${j}))`;
-      loads.push(`  let d${i}_${j} = vec4<f32>(${[0, 1, 2, 3].map(lane).join(", ")});`);
-    }
-  }
-  const stores: string[] = [];
-  for (let i = 0; i < a; i++) {
-    for (let j = 0; j < a; j++) {
-      const z = i * a + j;
-      stores.push(
-        `  if (${z}u >= u.z0 && ${z}u < u.z1) { textureStore(T, vec2<u32>(q, (${z}u - u.z0) * u.Ch + ch), V${i}_${j}); }`,
-      );
-    }
-  }
+  const loads = grid(
+    s,
+    s,
+    (i, j) =>
+      `  let d${i}_${j} = ${
+        vec4Of((l) =>
+          `ld(t${l}, y${l} + ${i}, x${l} + ${j}, b${l} + u32(y${l} + ${i}) * u.W + u32(x${l} + ${j}))`
+        )
+      };`,
+  );
+  const stores = grid(a, a, (i, j) => {
+    const z = i * a + j;
+    return `  if (${z}u >= u.z0 && ${z}u < u.z1) { textureStore(T, vec2<u32>(q, (${z}u - u.z0) * u.Ch + ch), V${i}_${j}); }`;
+  });
   const lanes = [0, 1, 2, 3].map((l) => `
   let t${l} = 4u * q + ${l}u < u.Tc;
   let tg${l} = u.T0 + min(4u * q + ${l}u, u.Tc - 1u);
@@ -417,10 +426,7 @@ export function winogradTileKernel(m: WinogradTile, which: WinogradTileOperand):
   return {
     key: `conv2d/winograd/tiles/F${m}/${which}`,
     wgsl: () =>
-      /* wgsl */ `${WINOGRAD_TILE_UNIFORMS.wgsl("P")}
-@group(0) @binding(0) var<uniform> u: P;
-@group(0) @binding(1) var<storage, read> X: array<f32>;
-@group(0) @binding(2) var T: texture_storage_2d<rgba32float, write>;
+      /* wgsl */ `${bindings(WINOGRAD_TILE_UNIFORMS, "X", OUT_DECL.texture)}
 
 /** X[i] for a tile in the chunk and a pixel inside the image, else 0. */
 fn ld(tile: bool, y: i32, x: i32, i: u32) -> f32 {
@@ -428,14 +434,11 @@ fn ld(tile: bool, y: i32, x: i32, i: u32) -> f32 {
   return X[i];
 }
 
-@compute @workgroup_size(${WINOGRAD_WG.x}, ${WINOGRAD_WG.y})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+${MAIN}
   let q = gid.x;
   let ch = gid.y;
   if (q >= u.width || ch >= u.Ch) { return; }${lanes}
-${loads.join("\n")}
-${sandwich(L, "d", "V", "vec4<f32>").join("\n")}
-${stores.join("\n")}
+${transformBody(loads, L, "d", "V", "vec4<f32>", stores)}
 }`,
   };
 }
@@ -452,33 +455,24 @@ export function winogradWeightGradKernel(m: WinogradTile): Kernel {
   const { G } = WINOGRAD_MATRICES[m];
   const a = m + 2;
   const GT = [0, 1, 2].map((r) => G.map((row) => row[r]));
-  const loads: string[] = [];
-  for (let i = 0; i < a; i++) {
-    for (let j = 0; j < a; j++) loads.push(`  let m${i}_${j} = Mz[mb + ${i * a + j}u * zs];`);
-  }
-  const stores: string[] = [];
-  for (let i = 0; i < 3; i++) {
-    for (let j = 0; j < 3; j++) stores.push(`  dW[db + ${i * 3 + j}u] = D${i}_${j};`);
-  }
+  const stores = [
+    `  let db = u.dwOff + (o * u.C + c) * 9u;`,
+    ...grid(3, 3, (i, j) => `  dW[db + ${i * 3 + j}u] = D${i}_${j};`),
+  ];
   return {
     key: `conv2d/winograd/wgrad-out/F${m}`,
     wgsl: () =>
-      /* wgsl */ `${WINOGRAD_WGRAD_UNIFORMS.wgsl("P")}
-@group(0) @binding(0) var<uniform> u: P;
-@group(0) @binding(1) var<storage, read> Mz: array<f32>;
-@group(0) @binding(2) var<storage, read_write> dW: array<f32>;
+      /* wgsl */ `${
+        bindings(WINOGRAD_WGRAD_UNIFORMS, "Mz", "var<storage, read_write> dW: array<f32>;")
+      }
 
-@compute @workgroup_size(${WINOGRAD_WG.x}, ${WINOGRAD_WG.y})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+${MAIN}
   let c = gid.x;
   let o = gid.y;
   if (c >= u.C || o >= u.O) { return; }
   let zs = u.O * u.C;
   let mb = u.mOff + o * u.C + c;
-${loads.join("\n")}
-${sandwich(GT, "m", "D", "f32").join("\n")}
-  let db = u.dwOff + (o * u.C + c) * 9u;
-${stores.join("\n")}
+${transformBody(componentLoads(a), GT, "m", "D", "f32", stores)}
 }`,
   };
 }
