@@ -21,7 +21,7 @@
  * batched matmulRaw (the workgroup-tiled kernel there); the output transform is shared. The weight
  * gradient ({@link conv2dBackwardWeightWinograd}) has the texture variant only.
  */
-import { dispatch } from "../dispatch.ts";
+import { type Binding, dispatch } from "../dispatch.ts";
 import { empty, type Tensor } from "../tensor.ts";
 import { acquireTexture, hasReadonlyStorageTextures, releaseTexture } from "../texture_pool.ts";
 import { bindingLimit, convTextureMaxRows, matmulVariant } from "../routing.ts";
@@ -34,6 +34,7 @@ import {
   WINOGRAD_WG,
   WINOGRAD_WGRAD_UNIFORMS,
   winogradInputKernel,
+  type WinogradOperand,
   winogradOutputKernel,
   type WinogradTile,
   winogradTileKernel,
@@ -96,6 +97,105 @@ function gemmTile(rows: number, N: number, K: number, batch: number): TextureTil
   return matmulTile("texture", rows, N, K, batch) as TextureTile;
 }
 
+/**
+ * Tiles per chunk at most Tc, halved (then capped at one sample's tps tiles) until the samples a
+ * chunk spans fit a binding both in the input (CHW a sample) and in the output (OHW a sample).
+ */
+function fitSpan(Tc: number, tps: number, CHW: number, OHW: number, limit: number): number {
+  const spanFits = (tc: number) => {
+    const span = Math.ceil((tc - 1) / tps) + 1;
+    return (span * CHW + 64) * 4 <= limit && (span * OHW + 64) * 4 <= limit;
+  };
+  while (Tc > 1 && !spanFits(Tc)) Tc = Math.max(1, Math.min(Tc >> 1, tps));
+  return Tc;
+}
+
+/** A chunk of output tiles: tiles T0 .. T0 + tc − 1 of samples nLo .. nHi (tW a row, tps a sample). */
+interface TileChunk {
+  tW: number;
+  tps: number;
+  T0: number;
+  tc: number;
+  nLo: number;
+  nHi: number;
+}
+
+/**
+ * Step 1: U = G g Gᵀ of the filters' components [z0, z1) into `dst` (a texture, or a buffer
+ * binding whose U starts at element outOff).
+ */
+function weightTransform(
+  m: WinogradTile,
+  f: FilterLayout,
+  p: WinogradProblem,
+  out: WinogradOperand,
+  dst: Binding,
+  z0: number,
+  z1: number,
+  outOff: number,
+): void {
+  const K4 = Math.ceil(p.C / 4);
+  const b = bindRange(f.w, f.w.offset, f.w.offset + f.w.size - 1);
+  dispatch(
+    winogradWeightKernel(m, out),
+    [b.binding, dst],
+    WINOGRAD_WEIGHT_UNIFORMS.pack({
+      rows: p.O,
+      K: p.C,
+      width: K4,
+      off: f.w.offset - b.start,
+      sRow: f.sRow,
+      sK: f.sK,
+      flip: f.flip ? 1 : 0,
+      z0,
+      z1,
+      outOff,
+    }),
+    [Math.ceil(K4 / WINOGRAD_WG.x), Math.ceil(p.O / WINOGRAD_WG.y)],
+  );
+}
+
+/**
+ * Step 2's packing pass: V = Bᵀ d B of the chunk's tiles, components [z0, z1), from x (bound as
+ * xr from sample nLo) into `dst` (a texture, or a buffer binding whose V starts at outOff).
+ */
+function inputTransform(
+  m: WinogradTile,
+  x: Tensor,
+  xr: { binding: Binding; start: number },
+  p: WinogradProblem,
+  c: TileChunk,
+  out: WinogradOperand,
+  dst: Binding,
+  z0: number,
+  z1: number,
+  outOff: number,
+): void {
+  const K4 = Math.ceil(p.C / 4);
+  dispatch(
+    winogradInputKernel(m, out),
+    [xr.binding, dst],
+    WINOGRAD_INPUT_UNIFORMS.pack({
+      C: p.C,
+      H: p.H,
+      W: p.W,
+      width: K4,
+      tW: c.tW,
+      tps: c.tps,
+      T0: c.T0,
+      Tc: c.tc,
+      nBase: c.nLo,
+      off: x.offset + c.nLo * p.C * p.H * p.W - xr.start,
+      z0,
+      z1,
+      padY: p.padY,
+      padX: p.padX,
+      outOff,
+    }),
+    [Math.ceil(c.tc / WINOGRAD_WG.x), Math.ceil(K4 / WINOGRAD_WG.y)],
+  );
+}
+
 function winogradConv(
   x: Tensor,
   f: FilterLayout,
@@ -118,70 +218,29 @@ function winogradConv(
   const groups: [number, number][] = [];
   for (let z0 = 0; z0 < a2; z0 += zc) groups.push([z0, Math.min(a2, z0 + zc)]);
   // Tiles per chunk: texture rows, the M scratch binding, and the samples a chunk spans.
-  let Tc = Math.min(T, Math.floor(maxRows / zc), Math.floor((limit / 4 - 64) / (a2 * p.O)));
-  const spanFits = (tc: number) => {
-    const span = Math.ceil((tc - 1) / tps) + 1;
-    return (span * CHW + 64) * 4 <= limit && (span * OHW + 64) * 4 <= limit;
-  };
-  while (Tc > 1 && !spanFits(Tc)) Tc = Math.max(1, Math.min(Tc >> 1, tps));
+  const cap = Math.min(T, Math.floor(maxRows / zc), Math.floor((limit / 4 - 64) / (a2 * p.O)));
+  const Tc = fitSpan(cap, tps, CHW, OHW, limit);
   if (Tc < 1) throw new Error(`conv2d (winograd): ${p.O} filters do not fit a texture`);
 
   const K4 = Math.ceil(p.C / 4);
   // 1. Filters, once per call: one texture per component group.
   const wTex = groups.map(([z0, z1]) => {
     const tex = acquireTexture(Math.ceil(p.C / 4), (z1 - z0) * p.O);
-    const b = bindRange(f.w, f.w.offset, f.w.offset + f.w.size - 1);
-    dispatch(
-      winogradWeightKernel(m),
-      [b.binding, { view: tex.view }],
-      WINOGRAD_WEIGHT_UNIFORMS.pack({
-        rows: p.O,
-        K: p.C,
-        width: K4,
-        off: f.w.offset - b.start,
-        sRow: f.sRow,
-        sK: f.sK,
-        flip: f.flip ? 1 : 0,
-        z0,
-        z1,
-        outOff: 0,
-      }),
-      [Math.ceil(K4 / WINOGRAD_WG.x), Math.ceil(p.O / WINOGRAD_WG.y)],
-    );
+    weightTransform(m, f, p, "texture", { view: tex.view }, z0, z1, 0);
     return tex;
   });
   const scratch = empty([a2 * p.O * Tc]);
   for (let T0 = 0; T0 < T; T0 += Tc) {
     const tc = Math.min(Tc, T - T0);
     const nLo = Math.floor(T0 / tps), nHi = Math.floor((T0 + tc - 1) / tps);
+    const chunk = { tW, tps, T0, tc, nLo, nHi };
     const xr = bindRange(x, x.offset + nLo * CHW, x.offset + (nHi + 1) * CHW - 1);
     const rt = gemmTile(p.O, tc, p.C, a2);
     const mr = bindRange(scratch, scratch.offset, scratch.offset + a2 * p.O * tc - 1);
     groups.forEach(([z0, z1], gi) => {
       // 2. Input transform of this group's components, then their GEMMs.
       const tex = acquireTexture(K4, (z1 - z0) * tc);
-      dispatch(
-        winogradInputKernel(m),
-        [xr.binding, { view: tex.view }],
-        WINOGRAD_INPUT_UNIFORMS.pack({
-          C: p.C,
-          H: p.H,
-          W: p.W,
-          width: K4,
-          tW,
-          tps,
-          T0,
-          Tc: tc,
-          nBase: nLo,
-          off: x.offset + nLo * CHW - xr.start,
-          z0,
-          z1,
-          padY: p.padY,
-          padX: p.padX,
-          outOff: 0,
-        }),
-        [Math.ceil(tc / WINOGRAD_WG.x), Math.ceil(K4 / WINOGRAD_WG.y)],
-      );
+      inputTransform(m, x, xr, p, chunk, "texture", { view: tex.view }, z0, z1, 0);
       dispatch(
         matmulTextureKernel({ bias: false, beta: false }, rt),
         [{ view: wTex[gi].view }, { view: tex.view }, mr.binding],
@@ -206,7 +265,7 @@ function winogradConv(
       releaseTexture(tex);
     });
     // 3. Output transform of the chunk.
-    outputTransform(m, scratch, y, p, { tW, tps, T0, tc, nLo, nHi });
+    outputTransform(m, scratch, y, p, chunk);
   }
   scratch.dispose();
   for (const t of wTex) releaseTexture(t);
@@ -233,68 +292,26 @@ function winogradConvBuffers(
   const limit = bindingLimit();
   const tW = Math.ceil(p.OW / m), tps = Math.ceil(p.OH / m) * tW, T = p.N * tps;
   const CHW = p.C * p.H * p.W, OHW = p.O * p.OH * p.OW;
-  const K4 = Math.ceil(p.C / 4);
   // Tiles per chunk: V and M each within a binding, and the samples a chunk spans.
-  let Tc = Math.min(T, Math.floor((limit / 4 - 64) / (a2 * Math.max(p.C, p.O))));
-  const spanFits = (tc: number) => {
-    const span = Math.ceil((tc - 1) / tps) + 1;
-    return (span * CHW + 64) * 4 <= limit && (span * OHW + 64) * 4 <= limit;
-  };
-  while (Tc > 1 && !spanFits(Tc)) Tc = Math.max(1, Math.min(Tc >> 1, tps));
+  const cap = Math.min(T, Math.floor((limit / 4 - 64) / (a2 * Math.max(p.C, p.O))));
+  const Tc = fitSpan(cap, tps, CHW, OHW, limit);
   if (Tc < 1 || a2 * p.O * p.C * 4 > limit) {
     throw new Error(`conv2d (winograd): ${p.O}×${p.C} filters do not fit a binding`);
   }
   const u = empty([a2, p.O, p.C]);
-  const wb = bindRange(f.w, f.w.offset, f.w.offset + f.w.size - 1);
   const ub = bindRange(u, u.offset, u.offset + u.size - 1);
-  dispatch(
-    winogradWeightKernel(m, "buffer"),
-    [wb.binding, ub.binding],
-    WINOGRAD_WEIGHT_UNIFORMS.pack({
-      rows: p.O,
-      K: p.C,
-      width: K4,
-      off: f.w.offset - wb.start,
-      sRow: f.sRow,
-      sK: f.sK,
-      flip: f.flip ? 1 : 0,
-      z0: 0,
-      z1: a2,
-      outOff: u.offset - ub.start,
-    }),
-    [Math.ceil(K4 / WINOGRAD_WG.x), Math.ceil(p.O / WINOGRAD_WG.y)],
-  );
+  weightTransform(m, f, p, "buffer", ub.binding, 0, a2, u.offset - ub.start);
   for (let T0 = 0; T0 < T; T0 += Tc) {
     const tc = Math.min(Tc, T - T0);
     const nLo = Math.floor(T0 / tps), nHi = Math.floor((T0 + tc - 1) / tps);
+    const chunk = { tW, tps, T0, tc, nLo, nHi };
     const xr = bindRange(x, x.offset + nLo * CHW, x.offset + (nHi + 1) * CHW - 1);
     const v = empty([a2, p.C, tc]), mz = empty([a2, p.O, tc]);
     const vb = bindRange(v, v.offset, v.offset + v.size - 1);
-    dispatch(
-      winogradInputKernel(m, "buffer"),
-      [xr.binding, vb.binding],
-      WINOGRAD_INPUT_UNIFORMS.pack({
-        C: p.C,
-        H: p.H,
-        W: p.W,
-        width: K4,
-        tW,
-        tps,
-        T0,
-        Tc: tc,
-        nBase: nLo,
-        off: x.offset + nLo * CHW - xr.start,
-        z0: 0,
-        z1: a2,
-        padY: p.padY,
-        padX: p.padX,
-        outOff: v.offset - vb.start,
-      }),
-      [Math.ceil(tc / WINOGRAD_WG.x), Math.ceil(K4 / WINOGRAD_WG.y)],
-    );
+    inputTransform(m, x, xr, p, chunk, "buffer", vb.binding, 0, a2, v.offset - vb.start);
     matmulRaw(u, v, { out: mz });
     v.dispose();
-    outputTransform(m, mz, y, p, { tW, tps, T0, tc, nLo, nHi });
+    outputTransform(m, mz, y, p, chunk);
     mz.dispose();
   }
   u.dispose();
@@ -307,7 +324,7 @@ function outputTransform(
   mz: Tensor,
   y: Tensor,
   p: WinogradProblem,
-  c: { tW: number; tps: number; T0: number; tc: number; nLo: number; nHi: number },
+  c: TileChunk,
 ): void {
   const OHW = p.O * p.OH * p.OW;
   const mr = bindRange(mz, mz.offset, mz.offset + (m + 2) * (m + 2) * p.O * c.tc - 1);
@@ -395,12 +412,8 @@ export function conv2dBackwardWeightWinograd(
   const CHW = g.C * g.H * g.W, OHW = g.O * g.OH * g.OW;
   const zc = Math.min(a2, Math.floor(maxRows / Math.max(g.C, g.O)));
   if (zc < 1) throw new Error(`conv2d (winograd): ${g.C}/${g.O} channels exceed the texture rows`);
-  let Tc = Math.min(T, Math.max(16, Math.floor(WGRAD_PIXELS / (m * m))), 4 * maxRows);
-  const spanFits = (tc: number) => {
-    const span = Math.ceil((tc - 1) / tps) + 1;
-    return (span * CHW + 64) * 4 <= limit && (span * OHW + 64) * 4 <= limit;
-  };
-  while (Tc > 1 && !spanFits(Tc)) Tc = Math.max(1, Math.min(Tc >> 1, tps));
+  const cap = Math.min(T, Math.max(16, Math.floor(WGRAD_PIXELS / (m * m))), 4 * maxRows);
+  const Tc = fitSpan(cap, tps, CHW, OHW, limit);
   const scratch = empty([a2 * g.O * g.C]);
   const mr = bindRange(scratch, scratch.offset, scratch.offset + scratch.size - 1);
   const rt = gemmTile(g.O, g.C, Math.min(T, Tc), a2);
