@@ -12,21 +12,10 @@
  *   ENGINE_SLAB_THRESHOLD=Infinity deno run -A bench/memory.ts --case b16@512 --steps 1  # paper,
  *   deno run -A bench/memory.ts --case b16@512 --steps 1                                 # before/after
  */
-import {
-  backward,
-  F,
-  flush,
-  initGpu,
-  memoryStats,
-  pool,
-  sync,
-  type Tensor,
-  tensor,
-  tidy,
-  trimPool,
-} from "../engine/mod.ts";
+import { F, flush, initGpu, memoryStats, pool, sync, tensor, trimPool } from "../engine/mod.ts";
 import { type Allocation, fmtBytes, type PoolTracer, SLAB_THRESHOLD } from "../engine/pool.ts";
 import { Adam } from "../engine/optim/adam.ts";
+import { TrainStep } from "./train_step.ts";
 import { cachedTextureBytes } from "../engine/texture_pool.ts";
 import { RESNET50_ADL, ResNetAdl } from "../model/resnet_adl.ts";
 import { mulberry32 } from "../engine/mulberry32.ts";
@@ -199,18 +188,7 @@ async function runCase(
   const rand = mulberry32(7);
   const x = tensor(Float32Array.from({ length: b * 3 * s * s }, rand), [b, 3, s, s]);
   const y = tensor(Float32Array.from({ length: b }, (_, i) => i % 2), [b]);
-  let lastLoss: Tensor | null = null;
-  const step = () => {
-    const loss = tidy(() => {
-      const l = F.bceWithLogits(F.reshape(m.forward(x), [b]), y);
-      backward(l);
-      return l;
-    });
-    opt.step();
-    opt.zeroGrad();
-    lastLoss?.dispose();
-    lastLoss = loss;
-  };
+  const train = new TrainStep(() => F.bceWithLogits(F.reshape(m.forward(x), [b]), y), opt);
   const out: PolicyFigures[] = [];
   const threshold = pool.slabThreshold;
   try {
@@ -219,18 +197,18 @@ async function runCase(
         pool.slabThreshold = POLICIES[policy];
         await sync();
         trimPool();
-        step(); // warm-up: pipelines compiled, the pool filled
+        train.step(); // warm-up: pipelines compiled, the pool filled
         await sync();
         for (let i = 0; i < steps; i++) {
           flush();
           pool.resetPeak();
           rec.beginStep(memoryStats().peakAllocatedBytes);
           const t0 = performance.now();
-          step();
+          train.step();
           await sync();
           const ms = performance.now() - t0;
           const st = memoryStats();
-          const loss = await lastLoss!.item();
+          const loss = await train.lastLoss!.item();
           if (!Number.isFinite(loss)) throw new Error(`b${b}@${s}: step ${i + 1} loss is ${loss}`);
           out.push({
             policy,
@@ -249,7 +227,7 @@ async function runCase(
   } finally {
     pool.tracer = null;
     pool.slabThreshold = threshold;
-    (lastLoss as Tensor | null)?.dispose();
+    train.dispose();
     opt.dispose();
     x.dispose();
     y.dispose();

@@ -14,7 +14,6 @@
  * Through the runner: `benchModels({ filter, peers, runs })`.
  */
 import {
-  backward,
   F,
   gpu,
   initGpu,
@@ -27,6 +26,7 @@ import {
   tidy,
 } from "../engine/mod.ts";
 import { Adam } from "../engine/optim/adam.ts";
+import { TrainStep } from "./train_step.ts";
 import { RESNET50_ADL, ResNetAdl } from "../model/resnet_adl.ts";
 import { Sam } from "../model/sam/sam.ts";
 import { SAM_CONFIGS } from "../model/sam/configs.ts";
@@ -238,26 +238,17 @@ function lastResultRun(
 }
 
 /**
- * A training-step case: the loss (inside `tidy`), its backward and one optimiser step; the last
- * loss is kept for `verify`; `done` disposes it, the optimiser, then `owned` in order.
+ * A training-step case ({@link TrainStep}): the loss (inside `tidy`), its backward and one
+ * optimiser step; the last loss is kept for `verify`; `done` disposes it, the optimiser, then
+ * `owned` in order.
  */
 function trainRun(lossOf: () => Tensor, opt: Adam, owned: { dispose(): void }[]): CaseRun {
-  let lastLoss: Tensor | null = null;
+  const train = new TrainStep(lossOf, opt);
   return {
-    step: () => {
-      const loss = tidy(() => {
-        const l = lossOf();
-        backward(l);
-        return l;
-      });
-      opt.step();
-      opt.zeroGrad();
-      lastLoss?.dispose();
-      lastLoss = loss;
-    },
-    verify: () => finiteNote("loss", lastLoss),
+    step: () => train.step(),
+    verify: () => finiteNote("loss", train.lastLoss),
     done: () => {
-      lastLoss?.dispose();
+      train.dispose();
       opt.dispose();
       for (const o of owned) o.dispose();
     },
