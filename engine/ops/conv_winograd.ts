@@ -121,24 +121,31 @@ interface TileChunk {
 }
 
 /**
- * Step 1: U = G g Gᵀ of the filters' components [z0, z1) into `dst` (a texture, or a buffer
- * binding whose U starts at element outOff).
+ * Where a transform writes components [z0, z1) of a GEMM operand: a texture, or a buffer binding
+ * whose operand starts at element outOff.
+ */
+interface OperandTarget {
+  out: WinogradOperand;
+  dst: Binding;
+  z0: number;
+  z1: number;
+  outOff: number;
+}
+
+/**
+ * Step 1: U = G g Gᵀ of the filters into `t`.
  */
 function weightTransform(
   m: WinogradTile,
   f: FilterLayout,
   p: WinogradProblem,
-  out: WinogradOperand,
-  dst: Binding,
-  z0: number,
-  z1: number,
-  outOff: number,
+  t: OperandTarget,
 ): void {
   const K4 = Math.ceil(p.C / 4);
   const b = bindRange(f.w, f.w.offset, f.w.offset + f.w.size - 1);
   dispatch(
-    winogradWeightKernel(m, out),
-    [b.binding, dst],
+    winogradWeightKernel(m, t.out),
+    [b.binding, t.dst],
     WINOGRAD_WEIGHT_UNIFORMS.pack({
       rows: p.O,
       K: p.C,
@@ -147,17 +154,17 @@ function weightTransform(
       sRow: f.sRow,
       sK: f.sK,
       flip: f.flip ? 1 : 0,
-      z0,
-      z1,
-      outOff,
+      z0: t.z0,
+      z1: t.z1,
+      outOff: t.outOff,
     }),
     [Math.ceil(K4 / WINOGRAD_WG.x), Math.ceil(p.O / WINOGRAD_WG.y)],
   );
 }
 
 /**
- * Step 2's packing pass: V = Bᵀ d B of the chunk's tiles, components [z0, z1), from x (bound as
- * xr from sample nLo) into `dst` (a texture, or a buffer binding whose V starts at outOff).
+ * Step 2's packing pass: V = Bᵀ d B of the chunk's tiles from x (bound as xr from sample nLo)
+ * into `t`.
  */
 function inputTransform(
   m: WinogradTile,
@@ -165,16 +172,12 @@ function inputTransform(
   xr: { binding: Binding; start: number },
   p: WinogradProblem,
   c: TileChunk,
-  out: WinogradOperand,
-  dst: Binding,
-  z0: number,
-  z1: number,
-  outOff: number,
+  t: OperandTarget,
 ): void {
   const K4 = Math.ceil(p.C / 4);
   dispatch(
-    winogradInputKernel(m, out),
-    [xr.binding, dst],
+    winogradInputKernel(m, t.out),
+    [xr.binding, t.dst],
     WINOGRAD_INPUT_UNIFORMS.pack({
       C: p.C,
       H: p.H,
@@ -186,11 +189,11 @@ function inputTransform(
       Tc: c.tc,
       nBase: c.nLo,
       off: x.offset + c.nLo * p.C * p.H * p.W - xr.start,
-      z0,
-      z1,
+      z0: t.z0,
+      z1: t.z1,
       padY: p.padY,
       padX: p.padX,
-      outOff,
+      outOff: t.outOff,
     }),
     [Math.ceil(c.tc / WINOGRAD_WG.x), Math.ceil(K4 / WINOGRAD_WG.y)],
   );
@@ -226,7 +229,7 @@ function winogradConv(
   // 1. Filters, once per call: one texture per component group.
   const wTex = groups.map(([z0, z1]) => {
     const tex = acquireTexture(Math.ceil(p.C / 4), (z1 - z0) * p.O);
-    weightTransform(m, f, p, "texture", { view: tex.view }, z0, z1, 0);
+    weightTransform(m, f, p, { out: "texture", dst: { view: tex.view }, z0, z1, outOff: 0 });
     return tex;
   });
   const scratch = empty([a2 * p.O * Tc]);
@@ -240,7 +243,8 @@ function winogradConv(
     groups.forEach(([z0, z1], gi) => {
       // 2. Input transform of this group's components, then their GEMMs.
       const tex = acquireTexture(K4, (z1 - z0) * tc);
-      inputTransform(m, x, xr, p, chunk, "texture", { view: tex.view }, z0, z1, 0);
+      const t = { out: "texture", dst: { view: tex.view }, z0, z1, outOff: 0 } as const;
+      inputTransform(m, x, xr, p, chunk, t);
       dispatch(
         matmulTextureKernel({ bias: false, beta: false }, rt),
         [{ view: wTex[gi].view }, { view: tex.view }, mr.binding],
@@ -300,7 +304,13 @@ function winogradConvBuffers(
   }
   const u = empty([a2, p.O, p.C]);
   const ub = bindRange(u, u.offset, u.offset + u.size - 1);
-  weightTransform(m, f, p, "buffer", ub.binding, 0, a2, u.offset - ub.start);
+  weightTransform(m, f, p, {
+    out: "buffer",
+    dst: ub.binding,
+    z0: 0,
+    z1: a2,
+    outOff: u.offset - ub.start,
+  });
   for (let T0 = 0; T0 < T; T0 += Tc) {
     const tc = Math.min(Tc, T - T0);
     const nLo = Math.floor(T0 / tps), nHi = Math.floor((T0 + tc - 1) / tps);
@@ -308,7 +318,14 @@ function winogradConvBuffers(
     const xr = bindRange(x, x.offset + nLo * CHW, x.offset + (nHi + 1) * CHW - 1);
     const v = empty([a2, p.C, tc]), mz = empty([a2, p.O, tc]);
     const vb = bindRange(v, v.offset, v.offset + v.size - 1);
-    inputTransform(m, x, xr, p, chunk, "buffer", vb.binding, 0, a2, v.offset - vb.start);
+    const t = {
+      out: "buffer",
+      dst: vb.binding,
+      z0: 0,
+      z1: a2,
+      outOff: v.offset - vb.start,
+    } as const;
+    inputTransform(m, x, xr, p, chunk, t);
     matmulRaw(u, v, { out: mz });
     v.dispose();
     outputTransform(m, mz, y, p, chunk);
