@@ -25,7 +25,7 @@ import {
 } from "../../kernels/conv/texture.ts";
 import { MATMUL_TEXTURE_UNIFORMS, matmulTextureKernel } from "../../kernels/matmul_texture.ts";
 import { bindRange } from "./matmul_plan.ts";
-import { type ConvEpilogueOperands, epilogueSpec } from "./conv.ts";
+import { type ConvEpilogueOperands, epilogueSpec } from "./conv_epilogue.ts";
 import { matmulTile } from "../autotune.ts";
 import { type ConvGeometry, dilatedWindowOf } from "../../kernels/window.ts";
 

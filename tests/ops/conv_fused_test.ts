@@ -13,7 +13,8 @@ import fc from "fast-check";
 import assert from "node:assert/strict";
 import { dispatchStats, noGrad, requireGrad, type Tensor, tensor, tidy } from "../../engine/mod.ts";
 import { conv2dBatchNormEval, foldBatchNorm } from "../../engine/ops/conv_fused.ts";
-import { applyConvEpilogueRaw, conv2dForwardRaw, conv2dGeometry } from "../../engine/ops/conv.ts";
+import { conv2dForwardRaw, conv2dGeometry } from "../../engine/ops/conv.ts";
+import { applyConvEpilogueRaw } from "../../engine/ops/conv_epilogue.ts";
 import {
   convTiles,
   matmulVariant,
