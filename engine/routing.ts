@@ -222,6 +222,17 @@ let forcedWinogradTile: WinogradTile | null = WINOGRAD_ENV === "2"
   ? 4
   : null;
 
+/**
+ * Whether the Winograd rule may take passes nobody forced: `ENGINE_WINOGRAD=on|2|4` or
+ * {@link setWinogradOptIn}. Off by default (see {@link convWinograd}).
+ */
+let winogradOptIn = WINOGRAD_ENV === "on" || WINOGRAD_ENV === "2" || WINOGRAD_ENV === "4";
+
+/** Lets the Winograd rule take 3×3 stride-1 passes (tests, benchmarks); false: forced only. */
+export function setWinogradOptIn(on: boolean): void {
+  winogradOptIn = on;
+}
+
 /** Forces Winograd's output tile m of F(m×m, 3×3) (tests, benchmarks); null: the rule's. */
 export function setWinogradTile(m: WinogradTile | null): void {
   forcedWinogradTile = m;
@@ -234,10 +245,13 @@ export function setWinogradTile(m: WinogradTile | null): void {
  * ungrouped, bindings and texture rows within limits). Where matmul does not stage its operands in
  * textures (GPUs: the component GEMMs are then one batched tiled matmul) only when forced
  * (`ENGINE_CONV=winograd`, `setConvPath("winograd")`): no GPU has timed it yet.
- * `ENGINE_WINOGRAD=off` keeps every pass on {@link convPath}'s rule (A/B runs of whole models);
- * `ENGINE_WINOGRAD=2|4` forces the tile, as {@link setWinogradTile} does.
+ * **Opt-in for now** (`ENGINE_WINOGRAD=on`, or `=2|4` which also forces the tile as
+ * {@link setWinogradTile} does; {@link setWinogradOptIn}): with it on, the tiny profile's
+ * classifier (`train --profile tiny --epochs 3 --sam-epochs 2`) ended degenerate — val loss 0.81
+ * against 0.49, 50 all-zero CAMs against 1, no pseudo-label kept at IDS ≥ 0.2 against 18/22 —
+ * deterministically, with slabs or without; the per-op tests pass, the cause is not yet found.
  *
- * Every such pass takes it: on llvmpipe (bench/conv.ts `winograd`, BENCHMARKS.md "Winograd", two
+ * Where opted in, every such pass takes it: on llvmpipe (bench/conv.ts `winograd`, BENCHMARKS.md "Winograd", two
  * runs under load 7–18, interleaved in-process) the rule's choice beat the routed path (conv
  * kernels for 64 channels, texture GEMMs above) on the 24 ResNet-50 3×3 stride-1 forward, input-
  * and weight-gradient shapes at 256² b2 and 512² b1 by 1.1–5× in run 1; run 2's three losses
@@ -262,7 +276,9 @@ export function convWinograd(
 ): WinogradTile | null {
   const path = forcedConvPath ?? CONV_ENV;
   if (hasBias || forcedConvTiles || path === "kernel" || path === "texture") return null;
-  if (WINOGRAD_ENV === "off" && path !== "winograd") return null;
+  // Opt-in for now: with Winograd in training, the tiny profile's classifier ended degenerate
+  // (50 all-zero CAMs, no pseudo-label kept; 18/22 kept without it), cause not yet found.
+  if (!winogradOptIn && path !== "winograd") return null;
   if (g.N * g.OH * g.OW === 0 || !fits()) return null;
   // Off the texture matmul (GPUs) the buffer variant is correct but not yet timed: forced only.
   if (matmulVariant() !== "texture" && path !== "winograd") return null;

@@ -8,6 +8,7 @@ import {
   setConvPath,
   setConvTextureRowsForTests,
   setMatmulVariant,
+  setWinogradOptIn,
   setWinogradTile,
 } from "../../engine/routing.ts";
 import { hasReadonlyStorageTextures } from "../../engine/texture_pool.ts";
@@ -220,28 +221,34 @@ Deno.test({
       pass: "forward" | "input" | "weight" = "forward",
       bias = false,
     ) => convWinograd(g, pass, bias, () => convWinogradFits(g, pass));
-    assert.strictEqual(route(base), 4);
-    assert.strictEqual(route({ ...base, C: 256, O: 256 }, "input"), 2);
-    assert.strictEqual(route(base, "weight"), 2);
-    assert.strictEqual(route({ ...base, O: 512 }), 2);
-    assert.strictEqual(route(base, "forward", true), null, "bias");
-    assert.strictEqual(route({ ...base, sh: 2, OH: 8 }), null, "stride 2");
-    assert.strictEqual(route({ ...base, dh: 2, dw: 2, ph: 2, pw: 2 }), null, "dilation 2");
-    assert.strictEqual(route({ ...base, groups: 2 }), null, "groups");
-    assert.strictEqual(route({ ...base, kh: 1, kw: 1, ph: 0, pw: 0 }), null, "1×1");
-    for (const p of ["kernel", "texture"] as const) {
-      setConvPath(p);
-      try {
-        assert.strictEqual(route(base), null, `forced ${p}`);
-      } finally {
-        setConvPath(null);
-      }
-    }
-    setWinogradTile(2);
+    assert.strictEqual(route(base), null, "opt-in: off by default");
+    setWinogradOptIn(true);
     try {
-      assert.strictEqual(route(base), 2, "forced tile");
+      assert.strictEqual(route(base), 4);
+      assert.strictEqual(route({ ...base, C: 256, O: 256 }, "input"), 2);
+      assert.strictEqual(route(base, "weight"), 2);
+      assert.strictEqual(route({ ...base, O: 512 }), 2);
+      assert.strictEqual(route(base, "forward", true), null, "bias");
+      assert.strictEqual(route({ ...base, sh: 2, OH: 8 }), null, "stride 2");
+      assert.strictEqual(route({ ...base, dh: 2, dw: 2, ph: 2, pw: 2 }), null, "dilation 2");
+      assert.strictEqual(route({ ...base, groups: 2 }), null, "groups");
+      assert.strictEqual(route({ ...base, kh: 1, kw: 1, ph: 0, pw: 0 }), null, "1×1");
+      for (const p of ["kernel", "texture"] as const) {
+        setConvPath(p);
+        try {
+          assert.strictEqual(route(base), null, `forced ${p}`);
+        } finally {
+          setConvPath(null);
+        }
+      }
+      setWinogradTile(2);
+      try {
+        assert.strictEqual(route(base), 2, "forced tile");
+      } finally {
+        setWinogradTile(null);
+      }
     } finally {
-      setWinogradTile(null);
+      setWinogradOptIn(false);
     }
   },
 });
