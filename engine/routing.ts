@@ -250,6 +250,9 @@ export function setWinogradTile(m: WinogradTile | null): void {
  * classifier (`train --profile tiny --epochs 3 --sam-epochs 2`) ended degenerate — val loss 0.81
  * against 0.49, 50 all-zero CAMs against 1, no pseudo-label kept at IDS ≥ 0.2 against 18/22 —
  * deterministically, with slabs or without; the per-op tests pass, the cause is not yet found.
+ * With F(2,3) forced everywhere (`ENGINE_WINOGRAD=2`) the run stayed near the plain one (epoch-1
+ * train loss 0.6332 as without Winograd, F(4,3): 0.6345; 6 all-zero CAMs): suspect F(4,3) on some
+ * shape of the tiny model (width 16, small maps) before precision.
  *
  * Where opted in, every such pass takes it: on llvmpipe (bench/conv.ts `winograd`, BENCHMARKS.md "Winograd", two
  * runs under load 7–18, interleaved in-process) the rule's choice beat the routed path (conv
