@@ -250,13 +250,15 @@ export function setWinogradTile(m: WinogradTile | null): void {
  * classifier (`train --profile tiny --epochs 3 --sam-epochs 2`) ended degenerate — val loss 0.81
  * against 0.49, 50 all-zero CAMs against 1, no pseudo-label kept at IDS ≥ 0.2 against 18/22 —
  * deterministically, with slabs or without; the per-op tests pass, the cause is not yet found.
- * With F(2,3) forced everywhere (`ENGINE_WINOGRAD=2`) the run stayed near the plain one (epoch-1
- * train loss 0.6332 as without Winograd, F(4,3): 0.6345; 6 all-zero CAMs): suspect F(4,3) on some
- * shape of the tiny model (width 16, small maps) before precision.
+ * Found since: the tiny classifier's gradients with F(2,3) forced on every pass are off by 1e-3 to
+ * 4e-2 (relative to each tensor's largest) in layer1 and the stem at batch 16 (64² input: 1024
+ * F(2,3) tiles in layer1's 16×16 maps), against 3e-6 at batch 4 and 5e-6 with F(4,3) forced at
+ * batch 16: a multi-chunk path of the F(2,3) gradients (the rule's weight-gradient tile) the op
+ * tests' small shapes never reach. Fix that and test it at ≥ 1024 tiles before opting in.
  *
- * Where opted in, every such pass takes it: on llvmpipe (bench/conv.ts `winograd`, BENCHMARKS.md "Winograd", two
- * runs under load 7–18, interleaved in-process) the rule's choice beat the routed path (conv
- * kernels for 64 channels, texture GEMMs above) on the 24 ResNet-50 3×3 stride-1 forward, input-
+ * Where opted in, every such pass takes it: on llvmpipe (bench/conv.ts `winograd`, BENCHMARKS.md
+ * "Winograd", two runs under load 7–18, interleaved in-process) the rule's choice beat the routed
+ * path (conv kernels for 64 channels, texture GEMMs above) on the 24 ResNet-50 3×3 stride-1 forward, input-
  * and weight-gradient shapes at 256² b2 and 512² b1 by 1.1–5× in run 1; run 2's three losses
  * (0.8–0.94×) were wins when measured again (1.2–1.9×), and layer1 @128² b1's weight gradient is
  * near break-even (1.14×, 2.42×, 0.76×). Forward and input gradient: m = 4 (F(4,3): 2.25
