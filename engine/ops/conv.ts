@@ -47,6 +47,15 @@ import {
 /** A dense version of `t` for binding (a copy only for strided views), never recorded. */
 const dense = (t: Tensor): Tensor => noGrad(() => denseOp(t));
 
+/** Runs `f` on dense forms of `a` and `b`, then drops the copies `dense` made. */
+function onDense<T>(a: Tensor, b: Tensor, f: (ad: Tensor, bd: Tensor) => T): T {
+  const ad = dense(a), bd = dense(b);
+  const out = f(ad, bd);
+  disposeCopy(ad, a);
+  disposeCopy(bd, b);
+  return out;
+}
+
 type Pair = number | [number, number];
 
 export interface Conv2dOptions {
@@ -164,20 +173,13 @@ export function conv2dForwardRaw(
   }
   const wm = viaWinograd(g, bias, "forward");
   if (wm) {
-    const xd = dense(x), wd = dense(w);
-    const y = conv2dForwardWinograd(xd, wd, g, wm);
-    disposeCopy(xd, x);
-    disposeCopy(wd, w);
+    const y = onDense(x, w, (xd, wd) => conv2dForwardWinograd(xd, wd, g, wm));
     // The output transform's store does not take the epilogue yet: a pass of its own.
     if (ep) applyConvEpilogueRaw(y, ep);
     return y;
   }
   if (viaTextures(g, bias, "forward")) {
-    const xd = dense(x), wd = dense(w);
-    const y = conv2dForwardTexture(xd, wd, g, ep);
-    disposeCopy(xd, x);
-    disposeCopy(wd, w);
-    return y;
+    return onDense(x, w, (xd, wd) => conv2dForwardTexture(xd, wd, g, ep));
   }
   const y = empty([g.N, g.O, g.OH, g.OW]);
   if (y.size === 0) return y;
@@ -232,18 +234,10 @@ export function conv2dBackwardDataRaw(
 ): Tensor {
   const wm = viaWinograd(g, bias, "input");
   if (wm) {
-    const dyd = dense(dy), wd = dense(w);
-    const dx = conv2dBackwardDataWinograd(dyd, wd, g, wm);
-    disposeCopy(dyd, dy);
-    disposeCopy(wd, w);
-    return dx;
+    return onDense(dy, w, (dyd, wd) => conv2dBackwardDataWinograd(dyd, wd, g, wm));
   }
   if (viaTextures(g, bias, "input")) {
-    const dyd = dense(dy), wd = dense(w);
-    const dx = conv2dBackwardDataTexture(dyd, wd, g);
-    disposeCopy(dyd, dy);
-    disposeCopy(wd, w);
-    return dx;
+    return onDense(dy, w, (dyd, wd) => conv2dBackwardDataTexture(dyd, wd, g));
   }
   const dx = empty([g.N, g.C, g.H, g.W]);
   if (dx.size === 0) return dx;
@@ -277,18 +271,10 @@ export function conv2dBackwardWeightRaw(x: Tensor, dy: Tensor, g: ConvGeometry):
   const J = Cg * g.kh * g.kw;
   const wm = viaWinograd(g, null, "weight");
   if (wm) {
-    const xd = dense(x), dyd = dense(dy);
-    const dw = conv2dBackwardWeightWinograd(xd, dyd, g, wm);
-    disposeCopy(xd, x);
-    disposeCopy(dyd, dy);
-    return dw;
+    return onDense(x, dy, (xd, dyd) => conv2dBackwardWeightWinograd(xd, dyd, g, wm));
   }
   if (viaTextures(g, null, "weight")) {
-    const xd = dense(x), dyd = dense(dy);
-    const dw = conv2dBackwardWeightTexture(xd, dyd, g);
-    disposeCopy(xd, x);
-    disposeCopy(dyd, dy);
-    return dw;
+    return onDense(x, dy, (xd, dyd) => conv2dBackwardWeightTexture(xd, dyd, g));
   }
   const dw = empty([g.O, Cg, g.kh, g.kw]);
   if (dw.size === 0) return dw;
