@@ -9,6 +9,7 @@
  */
 import { XMLParser, XMLValidator } from "fast-xml-parser";
 import { parseAsapXml } from "../pipeline/wsi/annotations.ts";
+import { numberFlag, runCommand } from "../pipeline/cli/args.ts";
 
 function vmHWM(): number {
   const m = /VmHWM:\s+(\d+) kB/.exec(Deno.readTextFileSync("/proc/self/status"));
@@ -97,40 +98,50 @@ if (Deno.args[0] === "--child") {
   Deno.exit(0);
 }
 
-const vi = Deno.args.indexOf("--vertices");
-const V = vi >= 0 ? Number(Deno.args[vi + 1]) : 1_000_000;
-const dir = await Deno.makeTempDir();
-const cases: [string, string][] = [
-  [`camelyon-like, ${V} vertices`, camelyonLike(V)],
-  ["zigzag, 100k vertices", zigzagXml(100_000)],
-  ["nested 200 000 deep", deepXml(200_000)],
-  ["nested 100 deep", deepXml(100)],
-];
-console.log("| case | MB | parser | parse ms | peak RSS MiB | result |");
-console.log("|---|---|---|---|---|---|");
-for (const [name, text] of cases) {
-  const f = `${dir}/case.xml`;
-  await Deno.writeTextFile(f, text);
-  for (const which of ["hand", "fast-xml-parser"]) {
-    const o = await new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", new URL(import.meta.url).pathname, "--child", which, f],
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    const out = new TextDecoder().decode(o.stdout).trim();
-    let r = {
-      ms: NaN,
-      hwm: NaN,
-      result: `crashed: ${new TextDecoder().decode(o.stderr).slice(0, 80)}`,
-    };
-    try {
-      r = JSON.parse(out);
-    } catch { /* crashed */ }
-    console.log(
-      `| ${name} | ${(text.length / 2 ** 20).toFixed(1)} | ${which} | ${r.ms.toFixed(0)} | ${
-        r.hwm.toFixed(0)
-      } | ${r.result.replace(/\|/g, "/").replace(/\n/g, " ")} |`,
-    );
-  }
-}
-await Deno.remove(dir, { recursive: true });
+const USAGE = `usage: deno run -A bench/asap_xml.ts [--vertices N]
+  --vertices N  vertices of the Camelyon-like file (default 1000000)`;
+
+Deno.exit(
+  await runCommand(
+    { name: "bench/asap_xml.ts", usage: USAGE, options: { vertices: { type: "string" } } },
+    Deno.args,
+    async (flags) => {
+      const V = numberFlag(flags, "vertices", { def: 1_000_000, min: 1, integer: true })!;
+      const dir = await Deno.makeTempDir();
+      const cases: [string, string][] = [
+        [`camelyon-like, ${V} vertices`, camelyonLike(V)],
+        ["zigzag, 100k vertices", zigzagXml(100_000)],
+        ["nested 200 000 deep", deepXml(200_000)],
+        ["nested 100 deep", deepXml(100)],
+      ];
+      console.log("| case | MB | parser | parse ms | peak RSS MiB | result |");
+      console.log("|---|---|---|---|---|---|");
+      for (const [name, text] of cases) {
+        const f = `${dir}/case.xml`;
+        await Deno.writeTextFile(f, text);
+        for (const which of ["hand", "fast-xml-parser"]) {
+          const o = await new Deno.Command(Deno.execPath(), {
+            args: ["run", "-A", new URL(import.meta.url).pathname, "--child", which, f],
+            stdout: "piped",
+            stderr: "piped",
+          }).output();
+          const out = new TextDecoder().decode(o.stdout).trim();
+          let r = {
+            ms: NaN,
+            hwm: NaN,
+            result: `crashed: ${new TextDecoder().decode(o.stderr).slice(0, 80)}`,
+          };
+          try {
+            r = JSON.parse(out);
+          } catch { /* crashed */ }
+          console.log(
+            `| ${name} | ${(text.length / 2 ** 20).toFixed(1)} | ${which} | ${r.ms.toFixed(0)} | ${
+              r.hwm.toFixed(0)
+            } | ${r.result.replace(/\|/g, "/").replace(/\n/g, " ")} |`,
+          );
+        }
+      }
+      await Deno.remove(dir, { recursive: true });
+    },
+  ),
+);

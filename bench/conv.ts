@@ -35,7 +35,10 @@ interface ConvCase {
   s: [number, number, number, number, number, number, number, number, number];
 }
 
-/** ResNet-50 (output stride 16) layer shapes at a 512×512 input, batch 1. */
+/**
+ * ResNet-50-ADL (output stride 16: layer4 keeps stride 1 and dilation 1, model/resnet_adl.ts) layer
+ * shapes at a 512×512 input, batch 1.
+ */
 const CONV_CASES: ConvCase[] = [
   { name: "conv1 7x7/2 4→64 @512²", s: [1, 4, 512, 512, 64, 7, 2, 3, 1] },
   { name: "layer1 3x3 64→64 @128²", s: [1, 64, 128, 128, 64, 3, 1, 1, 1] },
@@ -46,7 +49,7 @@ const CONV_CASES: ConvCase[] = [
   { name: "layer2 1x1 128→512 @64²", s: [1, 128, 64, 64, 512, 1, 1, 0, 1] },
   { name: "layer3 3x3 256→256 @32²", s: [1, 256, 32, 32, 256, 3, 1, 1, 1] },
   { name: "layer3 1x1 256→1024 @32²", s: [1, 256, 32, 32, 1024, 1, 1, 0, 1] },
-  { name: "layer4 3x3 d2 512→512 @32²", s: [1, 512, 32, 32, 512, 3, 1, 2, 2] },
+  { name: "layer4 3x3 512→512 @32²", s: [1, 512, 32, 32, 512, 3, 1, 1, 1] },
   { name: "layer4 1x1 512→2048 @32²", s: [1, 512, 32, 32, 2048, 1, 1, 0, 1] },
 ];
 

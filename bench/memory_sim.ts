@@ -13,6 +13,7 @@
 import { sizeClass } from "../engine/pool.ts";
 import { RangeHeap } from "../engine/range_heap.ts";
 import type { TraceEvent } from "./memory.ts";
+import { runCommand, UsageError } from "../pipeline/cli/args.ts";
 
 interface Buf {
   size: number;
@@ -232,15 +233,10 @@ export const POLICIES: Policy[] = [
   })),
 ];
 
-if (import.meta.main) {
-  const path = Deno.args[0];
-  if (!path) {
-    console.error("usage: deno run -A bench/memory_sim.ts TRACE.json [MAX_SLAB_MIB (256)]");
-    Deno.exit(2);
-  }
+/** Replays the trace at `path` through every policy and prints each one's last step. */
+function simulate(path: string, maxSlab: number): void {
   const events = JSON.parse(Deno.readTextFileSync(path)) as TraceEvent[];
   const gib = (n: number) => (n / 2 ** 30).toFixed(3);
-  const maxSlab = Number(Deno.args[1] ?? 256) * 2 ** 20;
   const runs: [string, StepResult[]][] = POLICIES.map((p) => [p.name, replay(events, p)]);
   for (const t of [1, 4, 16]) {
     for (const minSlab of [0, 16, 64, 256, -16, -64, -128]) {
@@ -260,4 +256,26 @@ if (import.meta.main) {
       }×  created ${gib(s.createdBytes)} GiB in ${s.created} buffers (last step)`,
     );
   }
+}
+
+const USAGE = `usage: deno run -A bench/memory_sim.ts TRACE.json [MAX_SLAB_MIB]
+  TRACE.json    a pool trace written by bench/memory.ts --trace FILE
+  MAX_SLAB_MIB  the largest slab (default 256, lavapipe's maxBufferSize)`;
+
+if (import.meta.main) {
+  Deno.exit(
+    await runCommand(
+      { name: "bench/memory_sim.ts", usage: USAGE, positionals: true, options: {} },
+      Deno.args,
+      (_flags, positionals) => {
+        const path = positionals[0];
+        if (!path || positionals.length > 2) throw new UsageError("give TRACE.json [MAX_SLAB_MIB]");
+        const maxSlabMib = Number(positionals[1] ?? 256);
+        if (!(maxSlabMib > 0)) {
+          throw new UsageError(`MAX_SLAB_MIB must be a positive number, got ${positionals[1]}`);
+        }
+        simulate(path, maxSlabMib * 2 ** 20);
+      },
+    ),
+  );
 }

@@ -25,6 +25,7 @@ import { generateSyntheticSlide } from "../pipeline/wsi/synthetic.ts";
 import { startViewer } from "../pipeline/viewer/server.ts";
 import { viewerFixture } from "../tests/viewer/fixture.ts";
 import type { BenchRow } from "./registry.ts";
+import { runCommand } from "../pipeline/cli/args.ts";
 
 const ADAPTER_CPU = "cpu (Deno)";
 
@@ -250,17 +251,31 @@ async function benchViewer(): Promise<BenchRow[]> {
   return rows;
 }
 
+const USAGE = `usage: deno run -A bench/viewer.ts
+  takes no flags; environment: VIEWER_BENCH_DIR (keep the slide and run between invocations),
+  VIEWER_BENCH_PARTS (comma-separated: tiles,encode,click,decode; default all)`;
+
 if (import.meta.main) {
-  const load = await Deno.readTextFile("/proc/loadavg").catch(() => "?");
-  console.log(`load average at start: ${load.trim()}`);
-  for (const r of await benchViewer()) {
-    console.log(
-      `${r.name.padEnd(62)} ${r.ms.toFixed(1).padStart(9)} ms  [${r.shape}]  ${r.adapter}  ${
-        r.notes ?? ""
-      }`,
-    );
-  }
-  console.log(
-    `load average at end: ${(await Deno.readTextFile("/proc/loadavg").catch(() => "?")).trim()}`,
+  Deno.exit(
+    await runCommand(
+      { name: "bench/viewer.ts", usage: USAGE, options: {} },
+      Deno.args,
+      async () => {
+        const load = await Deno.readTextFile("/proc/loadavg").catch(() => "?");
+        console.log(`load average at start: ${load.trim()}`);
+        for (const r of await benchViewer()) {
+          console.log(
+            `${r.name.padEnd(62)} ${r.ms.toFixed(1).padStart(9)} ms  [${r.shape}]  ${r.adapter}  ${
+              r.notes ?? ""
+            }`,
+          );
+        }
+        console.log(
+          `load average at end: ${
+            (await Deno.readTextFile("/proc/loadavg").catch(() => "?")).trim()
+          }`,
+        );
+      },
+    ),
   );
 }

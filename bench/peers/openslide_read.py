@@ -15,6 +15,11 @@ import json
 import sys
 import time
 
+if any(a in ("-h", "--help") for a in sys.argv[1:]):  # before the heavy imports
+    print('usage: /usr/bin/python3 bench/peers/openslide_read.py < request.json')
+    print(__doc__)
+    sys.exit(0)
+
 import openslide
 
 

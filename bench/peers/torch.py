@@ -5,6 +5,11 @@ import os
 import sys
 import time
 
+if any(a in ("-h", "--help") for a in sys.argv[1:]):  # before the heavy imports
+    print('usage: /usr/bin/python3 bench/peers/torch.py [THREADS] [RUNS] < shapes.json')
+    print(__doc__)
+    sys.exit(0)
+
 # This file is named torch.py: drop its own folder from the path so `import torch` finds PyTorch.
 sys.path = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
 import torch  # noqa: E402

@@ -9,6 +9,11 @@ import os
 import sys
 import time
 
+if any(a in ("-h", "--help") for a in sys.argv[1:]):  # before the heavy imports
+    print('usage: /usr/bin/python3 bench/peers/torch_cuda.py [--runs N] [--sam-code DIR]')
+    print(__doc__)
+    sys.exit(0)
+
 sys.path = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
 import torch  # noqa: E402
 

@@ -40,6 +40,11 @@ import sys
 import time
 from functools import partial
 
+if any(a in ("-h", "--help") for a in sys.argv[1:]):  # before the heavy imports
+    print('usage: /usr/bin/python3 bench/peers/torch_models.py [--threads N] [--runs N] [--sam-code DIR] [--export DIR] CASE...')
+    print(__doc__)
+    sys.exit(0)
+
 sys.path = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
 import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402

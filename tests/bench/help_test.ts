@@ -1,38 +1,62 @@
-/** Every bench entry point answers --help with its flags (exit 0) instead of taking it as input. */
+/**
+ * Every bench entry point answers --help with its flags (exit 0) instead of taking it as input or
+ * starting work. Entry points are found, not listed: every bench/**.ts that reads its arguments
+ * (`Deno.args`) or runs as a script (`import.meta.main`), every bench/**.py with a `__main__`, and the
+ * shell scripts.
+ */
 
-const ENTRIES = [
-  "bench/main.ts",
-  "bench/models.ts",
-  "bench/conv.ts",
-  "bench/attention.ts",
-  "bench/conv_fused.ts",
-  "bench/profile.ts",
-  "bench/wsi.ts",
-  "bench/loads.ts",
-  "bench/peers/ort_run.ts",
-  "bench/gpu_report.ts",
-];
+const ROOT = new URL("../../", import.meta.url).pathname;
+
+function* walk(dir: string): Generator<string> {
+  for (const e of Deno.readDirSync(`${ROOT}${dir}`)) {
+    const p = `${dir}/${e.name}`;
+    if (e.isDirectory) yield* walk(p);
+    else yield p;
+  }
+}
+
+/** [command, args] per entry point of bench/. */
+function entryPoints(): [string, string[]][] {
+  const out: [string, string[]][] = [];
+  for (const p of [...walk("bench")].sort()) {
+    const text = Deno.readTextFileSync(`${ROOT}${p}`);
+    if (p.endsWith(".ts") && /Deno\.args|import\.meta\.main/.test(text)) {
+      out.push([Deno.execPath(), ["run", "-A", "--no-check", p, "--help"]]);
+    } else if (p.endsWith(".py") && /__name__ == "__main__"/.test(text)) {
+      out.push(["/usr/bin/python3", [p, "--help"]]);
+    } else if (p.endsWith(".sh")) {
+      out.push(["bash", [p, "--help"]]);
+    }
+  }
+  return out;
+}
 
 Deno.test("bench entry points answer --help", async () => {
-  for (const e of ENTRIES) {
-    const out = await new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", "--no-check", e, "--help"],
+  const entries = entryPoints();
+  const names = entries.map(([, a]) => a.at(-2));
+  for (
+    const must of ["bench/main.ts", "bench/models.ts", "bench/profile.ts", "bench/peers/ort_run.ts"]
+  ) {
+    if (!names.includes(must)) throw new Error(`${must} not found as an entry point: ${names}`);
+  }
+  if (entries.length < 10) throw new Error(`only ${entries.length} entry points found: ${names}`);
+  const failed: string[] = [];
+  for (const [cmd, args] of entries) {
+    const out = await new Deno.Command(cmd, {
+      args,
+      cwd: ROOT,
       stdout: "piped",
       stderr: "piped",
+      stdin: "null",
     }).output();
     const text = new TextDecoder().decode(out.stdout);
     if (out.code !== 0 || !/usage:/.test(text)) {
-      throw new Error(
-        `${e} --help: exit ${out.code}, stdout ${text.slice(0, 200)}, stderr ${
+      failed.push(
+        `${args.at(-2)} --help: exit ${out.code}, stdout ${text.slice(0, 200)}, stderr ${
           new TextDecoder().decode(out.stderr).slice(0, 300)
         }`,
       );
     }
   }
-  const sh = await new Deno.Command("bash", {
-    args: ["bench/gpu_check.sh", "--help"],
-    stdout: "piped",
-  }).output();
-  const text = new TextDecoder().decode(sh.stdout);
-  if (sh.code !== 0 || !/usage:/.test(text)) throw new Error(`gpu_check.sh --help: ${text}`);
+  if (failed.length) throw new Error(failed.join("\n"));
 });
