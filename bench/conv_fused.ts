@@ -3,9 +3,10 @@
  * unfused chain, A/B interleaved in one process (fused, unfused, fused, ... median of each) so
  * that the load of a shared machine hits both alike:
  *
- * - `resnet50-forward b2 @256 (no grad, eval)`: ResNet-50-ADL logits, the bench/models.ts case;
- * - `resnet50-cam b4 @256 (no grad, eval)`: the CAM stage's work per patch (camRaw of the four
- *   rotations, model/cam.ts `generateCamMasks`);
+ * - `fused A/B: ResNet-50 forward b2 @256 (no grad, eval)`: ResNet-50-ADL logits, the
+ *   bench/models.ts case;
+ * - `fused A/B: ResNet-50 CAM b4 @256 (no grad, eval)`: the CAM stage's work per patch (camRaw of
+ *   the four rotations, model/cam.ts `generateCamMasks`);
  * - `bn-fold x53`: what folding every BatchNorm of ResNet-50 costs on its own (one small dispatch
  *   per BN, run at every fused forward instead of caching folded weights).
  *
@@ -145,13 +146,14 @@ export async function benchConvFused(o: ConvFusedBenchOptions = {}): Promise<Ben
       m.assignParameter(name, tensor(d, t.shape.slice()));
     }
   }
-  const fwdName = `resnet50-forward b${b} @${S} (no grad, eval)`;
+  // Named apart from bench/models.ts's rows: no --filter for one matches the other.
+  const fwdName = `fused A/B: ResNet-50 forward b${b} @${S} (no grad, eval)`;
   if (matchesFilter(fwdName, o.filter) || matchesFilter("fused", o.filter)) {
     const x = tensor(randomData(b * 3 * S * S, 1), [b, 3, S, S]);
     rows.push(...await abRows(fwdName, [b, 3, S, S], runs, () => m.forward(x)));
     x.dispose();
   }
-  const camName = `resnet50-cam b4 @${S} (no grad, eval)`;
+  const camName = `fused A/B: ResNet-50 CAM b4 @${S} (no grad, eval)`;
   if (matchesFilter(camName, o.filter) || matchesFilter("fused", o.filter)) {
     const x = tensor(randomData(4 * 3 * S * S, 2), [4, 3, S, S]);
     rows.push(...await abRows(camName, [4, 3, S, S], runs, () => m.camRaw(x)));
@@ -212,7 +214,7 @@ if (import.meta.main) {
           "  --runs N    timed runs of each variant, interleaved (default 5)\n" +
           "  --batch B   forward batch (default 2)\n" +
           "  --size S    image size (default 256)\n" +
-          "  --filter F  rows whose names contain F (forward, cam, bn-fold)",
+          "  --filter F  rows whose names contain F (forward, CAM, bn-fold)",
         options: {
           runs: { type: "string" },
           batch: { type: "string" },

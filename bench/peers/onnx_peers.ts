@@ -24,6 +24,10 @@ export interface PeerResult {
   firstWrongIndex?: number | null;
   /** What ran: library, version, BLAS, threads, adapter. */
   runtime: string;
+  /** What the exported graph does differently, where that matters (ONNX Runtime peers). */
+  exported?: string;
+  /** Peak resident memory of the peer's process, MiB (ONNX Runtime peers). */
+  peakRssMiB?: number;
 }
 
 export type Peers = Record<string, PeerResult>;
@@ -31,6 +35,35 @@ export type Peers = Record<string, PeerResult>;
 const ORT_VERSION = "1.30.0";
 /** A peer process running longer than this is killed and reported as failed. */
 const PEER_TIMEOUT_MS = 30 * 60_000;
+/**
+ * A peer process holding more than this (MiB; `PEER_MAX_RSS_MIB`, default 8192) is killed and
+ * reported as failed: the encoder's straight export on ORT-web holds several GiB and the machine is
+ * shared.
+ */
+const PEER_MAX_RSS_MIB = Number(Deno.env.get("PEER_MAX_RSS_MIB") ?? 8192);
+
+/** Resident memory of a process, MiB (0 when it has gone). */
+function rssMiB(pid: number): number {
+  try {
+    const m = /VmRSS:\s+(\d+) kB/.exec(Deno.readTextFileSync(`/proc/${pid}/status`));
+    return m ? Number(m[1]) / 1024 : 0;
+  } catch {
+    return 0;
+  }
+}
+
+/**
+ * What an export computes, by `case/variant`: facts of the graph (tensor shapes), not measurements.
+ * Where a peer's output is wrong, its error carries them.
+ */
+const EXPORTED: Record<string, string> = {
+  "onnx:sam_encoder/":
+    "straight export: each global-attention block's scores and softmax are one " +
+    "[12, 4096, 4096] fp32 tensor (768 MiB), past WebGPU's 128 MiB binding limit (flat index " +
+    "33 554 432 and on; see the softmax-past-binding-limit row)",
+  "onnx:sam_encoder/per-head": "attention one head at a time: scores and softmax [4096, 4096] " +
+    "(64 MiB) per head, under the binding limit",
+};
 
 interface ExportRow {
   case: string;
@@ -71,9 +104,30 @@ async function ortRun(
     stdout: "piped",
     stderr: "piped",
   }).spawn();
-  const timer = setTimeout(() => child.kill("SIGKILL"), PEER_TIMEOUT_MS);
+  let killed = "";
+  const kill = (why: string) => {
+    if (killed) return;
+    killed = why;
+    try {
+      child.kill("SIGKILL");
+    } catch { /* already gone */ }
+  };
+  const timer = setTimeout(
+    () => kill(`ran past ${PEER_TIMEOUT_MS / 60_000} min`),
+    PEER_TIMEOUT_MS,
+  );
+  let peakRssMiB = 0;
+  const watch = setInterval(() => {
+    const rss = rssMiB(child.pid);
+    peakRssMiB = Math.max(peakRssMiB, rss);
+    if (rss > PEER_MAX_RSS_MIB) {
+      kill(`held ${rss.toFixed(0)} MiB, over PEER_MAX_RSS_MIB=${PEER_MAX_RSS_MIB}`);
+    }
+  }, 1000);
   const out = await child.output();
   clearTimeout(timer);
+  clearInterval(watch);
+  peakRssMiB = Math.round(peakRssMiB);
   const text = new TextDecoder().decode(out.stdout).trim().split("\n").pop() ?? "";
   try {
     const r = JSON.parse(text) as Omit<PeerResult, "runtime">;
@@ -83,15 +137,17 @@ async function ortRun(
       error: r.error,
       maxAbsErr: r.maxAbsErr,
       firstWrongIndex: r.firstWrongIndex,
+      peakRssMiB,
     };
   } catch {
     const err = new TextDecoder().decode(out.stderr).trim().split("\n").slice(-3).join(" | ");
     return {
       ms: null,
       ok: false,
-      error: `peer process ${out.code === 137 || out.signal ? "killed" : `exited ${out.code}`}: ${
-        err.slice(0, 400)
-      }`,
+      error: `peer process ${
+        killed ? `killed: ${killed}` : out.signal ? `killed by ${out.signal}` : `exited ${out.code}`
+      }: ${err.slice(0, 400)}`,
+      peakRssMiB,
     };
   }
 }
@@ -133,8 +189,13 @@ export async function onnxPeers(cases: string[], runs: number): Promise<Map<stri
       for (const m of r.models) {
         const key = `ort-web-webgpu${m.variant ? `-${m.variant}` : ""}`;
         console.error(`[peers] ${c}: ${key} ...`);
+        const exported = EXPORTED[`${c}/${m.variant}`];
+        const res = await ortRun("webgpu", m.onnx, r, runs);
         peers[key] = {
-          ...await ortRun("webgpu", m.onnx, r, runs),
+          ...res,
+          ...(exported
+            ? { exported, ...(res.ok ? {} : { error: `${res.error}; ${exported}` }) }
+            : {}),
           runtime: `onnxruntime-web ${ORT_VERSION} WebGPU EP on ${gpu().adapterName}`,
         };
         console.error(`[peers]   ${JSON.stringify(peers[key])}`);

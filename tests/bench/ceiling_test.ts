@@ -1,6 +1,6 @@
 /** The bench's refusals and checks that need no GPU: ceiling, BLAS classification, output check. */
 import { checkRow, cpuCeiling, ImpossibleRowError } from "../../bench/ceiling.ts";
-import { classifyBlas } from "../../bench/peers/launcher.ts";
+import { blasRefusal, classifyBlas } from "../../bench/peers/launcher.ts";
 import { compareOutputs } from "../../bench/peers/compare.ts";
 import type { BenchRow } from "../../bench/registry.ts";
 
@@ -56,6 +56,15 @@ Deno.test("the BLAS torch loaded is told from the mapped libraries", () => {
   );
   assert(classifyBlas(["/opt/intel/lib/libmkl_rt.so"], null) === "MKL", "mkl");
   assert(classifyBlas([], "generic") === "unknown", "nothing mapped");
+});
+
+Deno.test("a reference-BLAS torch is refused as a peer, with what to install", () => {
+  const ref = classifyBlas(["/usr/lib/x86_64-linux-gnu/blas/libblas.so.3.11.0"], "generic");
+  assert(
+    blasRefusal(ref) === "not configured: install libopenblas0-pthread",
+    `${blasRefusal(ref)}`,
+  );
+  for (const ok of ["OpenBLAS", "MKL", "BLIS"]) assert(blasRefusal(ok) === null, ok);
 });
 
 Deno.test("a peer's output is checked element by element", () => {
