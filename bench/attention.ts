@@ -20,6 +20,7 @@ import {
 import { flashAttentionBackwardRaw, type FlashAttentionOptions } from "../engine/ops/attention.ts";
 
 import { type BenchRow, registerBench } from "./registry.ts";
+import { reportRefused, withinCeiling } from "./ceiling.ts";
 import { timeKernel } from "./timing.ts";
 import { runCommand } from "../pipeline/cli/args.ts";
 
@@ -117,13 +118,17 @@ if (import.meta.main) {
       async (flags) => {
         await initGpu();
         console.log(describeGpu());
-        for (const r of await benchAttention({ quick: !!flags.quick })) {
+        const { rows, refused } = await withinCeiling(
+          await benchAttention({ quick: !!flags.quick }),
+        );
+        for (const r of rows) {
           console.log(
             `${r.name.padEnd(64)} [${r.shape}] ${r.ms.toFixed(1).padStart(9)} ms ${
               r.gflops!.toFixed(2).padStart(8)
             } GFLOP/s ${r.gbps!.toFixed(2).padStart(7)} GB/s  ${r.notes ?? ""}`,
           );
         }
+        return reportRefused(refused);
       },
     ),
   );

@@ -95,3 +95,63 @@ export function checkRow(row: BenchRow, ours: Ceiling, cpu: Ceiling, adapter: st
     );
   }
 }
+
+/** A peer on the CPU (its time is held to the CPU's ceiling; the others to the adapter's). */
+const isCpuPeer = (name: string) => /cpu/i.test(name);
+
+/**
+ * Refuses each peer of `row` whose time implies more GFLOP/s than its ceiling (the same work as the
+ * row's): the peer becomes `ok: false` with no time and the error says why; returns the messages.
+ */
+export function checkPeers(row: BenchRow, ours: Ceiling, cpu: Ceiling): string[] {
+  if (!row.peers || row.gflops === null || !Number.isFinite(row.gflops)) return [];
+  const flops = row.gflops * row.ms * 1e6;
+  const out: string[] = [];
+  for (const [name, p] of Object.entries(row.peers)) {
+    if (p.ms === null || !(p.ms > 0)) continue;
+    const c = isCpuPeer(name) ? cpu : ours;
+    const gflops = flops / p.ms / 1e6;
+    if (gflops <= c.gflops) continue;
+    const msg = `bench: peer ${name} of kernel "${row.name}" [${row.shape}] measured ${
+      gflops.toFixed(1)
+    } GFLOP/s (${p.ms.toPrecision(3)} ms), above the physical ceiling of ${
+      c.gflops.toFixed(0)
+    } GFLOP/s (${c.source}): its timing is wrong, the figure is refused`;
+    row.peers[name] = { ...p, ms: null, ok: false, error: msg };
+    out.push(msg);
+  }
+  return out;
+}
+
+/**
+ * The rows within the physical ceilings (the adapter's for ours, the CPU's for CPU peers) and a
+ * refusal message, naming the kernel, for each row above them (and each peer figure above its
+ * ceiling, which {@link checkPeers} turns into a failed peer). Every bench entry point that prints
+ * rows passes them through this.
+ */
+export async function withinCeiling(
+  rows: BenchRow[],
+): Promise<{ rows: BenchRow[]; refused: string[] }> {
+  const ours = await adapterCeiling(), cpu = cpuCeiling(), adapter = gpu().adapterName;
+  const kept: BenchRow[] = [], refused: string[] = [];
+  for (const r of rows) {
+    try {
+      checkRow(r, ours, cpu, adapter);
+      refused.push(...checkPeers(r, ours, cpu));
+      kept.push(r);
+    } catch (e) {
+      if (!(e instanceof ImpossibleRowError)) throw e;
+      refused.push(e.message);
+    }
+  }
+  return { rows: kept, refused };
+}
+
+/** Prints the refusals on stderr; the exit status of an entry point that had some (1) or not. */
+export function reportRefused(refused: string[]): number {
+  for (const m of refused) console.error(m);
+  if (refused.length) {
+    console.error(`bench: ${refused.length} row(s) refused as impossible (see above)`);
+  }
+  return refused.length ? 1 : 0;
+}

@@ -20,6 +20,7 @@ import { squareWindow, windowOutSize } from "../kernels/window.ts";
 import { type BenchRow, loadavg, matchesFilter, median } from "./registry.ts";
 import { loadTf } from "./peers/tfjs.ts";
 import { formatTable } from "./table.ts";
+import { reportRefused, withinCeiling } from "./ceiling.ts";
 import { numberFlag, runCommand } from "../pipeline/cli/args.ts";
 import { compareOutputs } from "./peers/compare.ts";
 import { convPath, setConvPath, setWinogradTile } from "../engine/routing.ts";
@@ -328,13 +329,16 @@ if (import.meta.main) {
       },
       Deno.args,
       async (flags, positionals) => {
-        const rows = await benchConv({
-          filter: positionals[0],
-          reps: numberFlag(flags, "reps", { def: 2, min: 1, integer: true }),
-          onnx: !!flags.peers,
-        });
+        const { rows, refused } = await withinCeiling(
+          await benchConv({
+            filter: positionals[0],
+            reps: numberFlag(flags, "reps", { def: 2, min: 1, integer: true }),
+            onnx: !!flags.peers,
+          }),
+        );
         console.log(formatTable(rows));
         console.log(`adapter: ${rows[0]?.adapter}`);
+        return reportRefused(refused);
       },
     ),
   );

@@ -21,7 +21,7 @@ import "./conv_fused.ts";
 import { benchWsi } from "./wsi.ts";
 import { benchConv } from "./conv.ts";
 import { benchModels } from "./models.ts";
-import { adapterCeiling, checkRow, cpuCeiling, ImpossibleRowError } from "./ceiling.ts";
+import { adapterCeiling, withinCeiling } from "./ceiling.ts";
 import { describeTorch, torchInfo } from "./peers/launcher.ts";
 import { numberFlag, runCommand, stringFlag } from "../pipeline/cli/args.ts";
 import { writeFileAtomic } from "../engine/io/atomic.ts";
@@ -75,7 +75,6 @@ if (import.meta.main) {
         const adapter = g.adapterName;
         const probe = await timestampProbe();
         const ceiling = await adapterCeiling();
-        const cpu = cpuCeiling();
         console.log(`adapter: ${describeGpu()}`);
         console.log(
           `timestamps: ${
@@ -105,16 +104,12 @@ if (import.meta.main) {
           if (!named && !group.filterable) continue;
           console.error(`[${group.name}]`);
           const got = await group.run({ filter: named ? "" : filter, peers, runs, adapter });
-          for (const r of named ? got : got.filter((r) => matchesFilter(r.name, filter))) {
-            try {
-              checkRow(r, ceiling, cpu, adapter);
-              rows.push(r);
-            } catch (e) {
-              if (!(e instanceof ImpossibleRowError)) throw e;
-              console.error(e.message);
-              refused.push(e.message);
-            }
-          }
+          const checked = await withinCeiling(
+            named ? got : got.filter((r) => matchesFilter(r.name, filter)),
+          );
+          rows.push(...checked.rows);
+          refused.push(...checked.refused);
+          for (const m of checked.refused) console.error(m);
         }
         console.log(formatTable(rows));
         const seconds = (performance.now() - started) / 1000;

@@ -35,6 +35,7 @@ import { SamPredictor } from "../model/sam/predictor.ts";
 import { type BenchRow, loadavg } from "./registry.ts";
 import { numberFlag, runCommand, stringFlag, UsageError } from "../pipeline/cli/args.ts";
 import { writeFileAtomic } from "../engine/io/atomic.ts";
+import { reportRefused, withinCeiling } from "./ceiling.ts";
 import { type PeerRow, runTorchPeer } from "./peers/torch.ts";
 import { describeTorch, torchInfo } from "./peers/launcher.ts";
 import { describePeers, onnxPeers, type Peers } from "./peers/onnx_peers.ts";
@@ -628,13 +629,15 @@ if (import.meta.main) {
       Deno.args,
       async (flags, positionals) => {
         if (positionals.length > 1) throw new UsageError(`one FILTER at most, got ${positionals}`);
-        const rows = await benchModels({
-          filter: positionals[0],
-          peers: !!flags.peers,
-          runs: numberFlag(flags, "runs", { def: 3, min: 1, integer: true }),
-          batch: numberFlag(flags, "batch", { min: 1, integer: true }),
-          warmup: flags["no-warmup"] ? false : flags.quick ? "small" : true,
-        });
+        const { rows, refused } = await withinCeiling(
+          await benchModels({
+            filter: positionals[0],
+            peers: !!flags.peers,
+            runs: numberFlag(flags, "runs", { def: 3, min: 1, integer: true }),
+            batch: numberFlag(flags, "batch", { min: 1, integer: true }),
+            warmup: flags["no-warmup"] ? false : flags.quick ? "small" : true,
+          }),
+        );
         for (const r of rows) {
           console.log(
             `${r.name.padEnd(56)} ${r.ms.toFixed(0).padStart(9)} ms ${
@@ -645,6 +648,7 @@ if (import.meta.main) {
         console.log(`adapter: ${rows[0]?.adapter}`);
         const json = stringFlag(flags, "json");
         if (json) await writeFileAtomic(json, JSON.stringify(rows, null, 2) + "\n");
+        return reportRefused(refused);
       },
     ),
   );

@@ -1,5 +1,5 @@
 /** The bench's refusals and checks that need no GPU: ceiling, BLAS classification, output check. */
-import { checkRow, cpuCeiling, ImpossibleRowError } from "../../bench/ceiling.ts";
+import { checkPeers, checkRow, cpuCeiling, ImpossibleRowError } from "../../bench/ceiling.ts";
 import { blasRefusal, classifyBlas } from "../../bench/peers/launcher.ts";
 import { compareOutputs } from "../../bench/peers/compare.ts";
 import type { BenchRow } from "../../bench/registry.ts";
@@ -36,6 +36,25 @@ Deno.test("a row above the ceiling is refused with the kernel's name", () => {
     peerErr = true;
   }
   assert(peerErr, "a CPU row above the CPU ceiling must throw");
+});
+
+Deno.test("a peer's figure above its ceiling is refused, not printed as a time", () => {
+  const ours = { gflops: 100, source: "test" }, cpu = { gflops: 50, source: "cpu" };
+  const r = row(10); // 10 GFLOP/s for ours: the work is 2·2048³ flop
+  const runtime = "test";
+  r.peers = {
+    "pytorch-cpu": { ms: r.ms / 4, ok: true, runtime }, // 40 GFLOP/s: possible
+    "ort-cpu": { ms: r.ms / 8, ok: true, runtime }, // 80: above the CPU's 50
+    "ort-web-webgpu": { ms: r.ms / 8, ok: true, runtime }, // 80: within the adapter's 100
+  };
+  const refused = checkPeers(r, ours, cpu);
+  assert(
+    refused.length === 1 && /peer ort-cpu of kernel "matmul\/register"/.test(refused[0]),
+    `${refused}`,
+  );
+  const p = r.peers["ort-cpu"];
+  assert(!p.ok && p.ms === null && p.error === refused[0], JSON.stringify(p));
+  assert(r.peers["pytorch-cpu"].ok && r.peers["ort-web-webgpu"].ok, JSON.stringify(r.peers));
 });
 
 Deno.test("the CPU ceiling is computed from this machine and says how", () => {
