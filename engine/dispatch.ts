@@ -624,6 +624,31 @@ export interface GpuTime {
 }
 
 /**
+ * Which clock a batch's figure comes from (per iteration): the timestamps only where the start-up
+ * probe (`pr`; null: no timestamp-query) found them reliable around batches and they agree with the
+ * wall clock of the same batch within 2×; otherwise the wall clock, and `note` says why.
+ */
+export function pickClock(
+  pr: Pick<TimestampProbe, "bracket" | "detail"> | null,
+  timestampMs: number | null,
+  wallMs: number,
+): { ms: number; method: "timestamp" | "wall"; note: string } {
+  const wall = (note: string) => ({ ms: wallMs, method: "wall" as const, note });
+  if (!pr) return wall("wall clock: no timestamp-query");
+  if (!pr.bracket) {
+    return wall(`wall clock: this adapter's timestamps failed the start-up probe (${pr.detail})`);
+  }
+  const ts = timestampMs ?? NaN;
+  if (!(ts > 0) || ts > wallMs * MAX_CLOCK_RATIO || ts < wallMs / MAX_CLOCK_RATIO) {
+    const fmt = (x: number) => x.toPrecision(3);
+    return wall(
+      `wall clock: timestamps ${fmt(ts)} ms disagree with wall ${fmt(wallMs)} ms (> 2×)`,
+    );
+  }
+  return { ms: ts, method: "timestamp", note: "" };
+}
+
+/**
  * Times `iterations` runs of `fn` (default 1) as one batch with one sync at the end: timestamps
  * written by empty passes before and after the batch (so every pass of every kernel is inside
  * them), checked against the wall clock of the same batch minus the cost of an empty sync. Where
@@ -671,27 +696,7 @@ export async function timeGpu(
       st.unmap();
       timestampMs = Number(t[1] - t[0]) / 1e6 / iterations;
     }
-    const fmt = (x: number) => x.toPrecision(3);
-    /** The wall-clock figure, with why the timestamps were not used. */
-    const wall = (note: string): GpuTime => ({
-      ms: wallMs,
-      method: "wall",
-      wallMs,
-      timestampMs,
-      iterations,
-      note,
-    });
-    if (!pr) return wall("wall clock: no timestamp-query");
-    if (!useTs) {
-      return wall(`wall clock: this adapter's timestamps failed the start-up probe (${pr.detail})`);
-    }
-    const ts = timestampMs!;
-    if (!(ts > 0) || ts > wallMs * MAX_CLOCK_RATIO || ts < wallMs / MAX_CLOCK_RATIO) {
-      return wall(
-        `wall clock: timestamps ${fmt(ts)} ms disagree with wall ${fmt(wallMs)} ms (> 2×)`,
-      );
-    }
-    return { ms: ts, method: "timestamp", wallMs, timestampMs, iterations, note: "" };
+    return { ...pickClock(pr, timestampMs, wallMs), wallMs, timestampMs, iterations };
   } finally {
     qs?.destroy();
     resolve.destroy();
@@ -844,6 +849,32 @@ export interface GpuProfile {
 }
 
 /**
+ * Whether a profile's kernel times (`kernelMs`) add up to the wall time of the pass within 20 %
+ * (and the replay, if any, ran without error), and the sentence that says so or says how much they
+ * cannot account for.
+ */
+export function accountFor(
+  kernelMs: number,
+  wallMs: number,
+  replayError: string | null = null,
+): { accounted: boolean; rest: string } {
+  const accounted = Math.abs(kernelMs - wallMs) <= 0.2 * wallMs && !replayError;
+  const gap = wallMs - kernelMs;
+  const rest = accounted
+    ? "kernel times add up to the wall time within 20 %"
+    : gap > 0
+    ? `cannot account for ${(gap / 1000).toFixed(2)} s (${
+      (100 * gap / wallMs).toFixed(0)
+    } %) of the wall time: CPU-side encoding, uploads, copies and readbacks are not kernel time`
+    : gap < 0
+    ? `kernel times exceed the wall time by ${(-gap / 1000).toFixed(2)} s (${
+      (-100 * gap / wallMs).toFixed(0)
+    } %): kernels overlap or the per-kernel clock overcounts`
+    : "the replay failed";
+  return { accounted, rest };
+}
+
+/**
  * Runs `fn` and returns milliseconds per kernel key. Where the start-up probe found per-pass
  * timestamps reliable, every dispatch runs in its own timestamped pass; otherwise the dispatches
  * run as usual, are recorded, and each is replayed alone afterwards between two syncs (an empty
@@ -925,22 +956,12 @@ export async function profileGpu(fn: () => Promise<void> | void): Promise<GpuPro
     b.ms - a.ms
   );
   const kernelMs = kernels.reduce((s, k) => s + k.ms, 0);
-  const accounted = Math.abs(kernelMs - wallMs) <= 0.2 * wallMs && !replayError;
+  const { accounted, rest } = accountFor(kernelMs, wallMs, replayError);
   const why = method === "timestamp"
     ? `per-pass timestamps (${pr!.detail})`
     : `${fallback}each dispatch replayed alone by the wall clock, an empty sync subtracted (${
       pr ? pr.detail : "no timestamp-query"
     })`;
-  const gap = wallMs - kernelMs;
-  const rest = accounted
-    ? "kernel times add up to the wall time within 20 %"
-    : gap > 0
-    ? `cannot account for ${(gap / 1000).toFixed(2)} s (${
-      (100 * gap / wallMs).toFixed(0)
-    } %) of the wall time: CPU-side encoding, uploads, copies and readbacks are not kernel time`
-    : `kernel times exceed the wall time by ${(-gap / 1000).toFixed(2)} s (${
-      (-100 * gap / wallMs).toFixed(0)
-    } %): kernels overlap or the per-kernel clock overcounts`;
   return {
     kernels,
     method,
