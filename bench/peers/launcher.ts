@@ -120,7 +120,15 @@ export function torchInfo(): Promise<TorchInfo | null> {
   return info;
 }
 
-/** "torch 1.13.0, OpenBLAS, 2 threads" (for notes and adapters). */
+/** The BLAS with its version where the mapped library's file name carries one ("OpenBLAS 0.3.21"). */
+export function blasName(t: Pick<TorchInfo, "blas" | "blasLibs">): string {
+  const v = t.blasLibs.map((l) => /openblas[a-z]*-r(\d+\.\d+\.\d+)/i.exec(l)?.[1]).find(Boolean);
+  return v && t.blas === "OpenBLAS"
+    ? `OpenBLAS ${v}${t.blasLibs.some((l) => /openblas-pthread/.test(l)) ? " (pthread)" : ""}`
+    : t.blas;
+}
+
+/** "torch 1.13.0, OpenBLAS 0.3.21 (pthread), 2 threads" (for notes and adapters). */
 export function describeTorch(t: TorchInfo): string {
-  return `torch ${t.version}, ${t.blas}, ${t.threads} threads`;
+  return `torch ${t.version}, ${blasName(t)}, ${t.threads} threads`;
 }

@@ -1,6 +1,6 @@
 /** The bench's refusals and checks that need no GPU: ceiling, BLAS classification, output check. */
 import { checkPeers, checkRow, cpuCeiling, ImpossibleRowError } from "../../bench/ceiling.ts";
-import { blasRefusal, classifyBlas } from "../../bench/peers/launcher.ts";
+import { blasName, blasRefusal, classifyBlas } from "../../bench/peers/launcher.ts";
 import { compareOutputs } from "../../bench/peers/compare.ts";
 import type { BenchRow } from "../../bench/registry.ts";
 
@@ -75,6 +75,12 @@ Deno.test("the BLAS torch loaded is told from the mapped libraries", () => {
   );
   assert(classifyBlas(["/opt/intel/lib/libmkl_rt.so"], null) === "MKL", "mkl");
   assert(classifyBlas([], "generic") === "unknown", "nothing mapped");
+  const libs = [
+    "/usr/lib/x86_64-linux-gnu/openblas-pthread/libblas.so.3",
+    "/usr/lib/x86_64-linux-gnu/openblas-pthread/libopenblasp-r0.3.21.so",
+  ];
+  const name = blasName({ blas: classifyBlas(libs, "generic"), blasLibs: libs });
+  assert(name === "OpenBLAS 0.3.21 (pthread)", name);
 });
 
 Deno.test("a reference-BLAS torch is refused as a peer, with what to install", () => {
