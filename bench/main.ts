@@ -35,6 +35,9 @@ const USAGE = `usage: deno task bench [--filter S] [--peers] [--json FILE] [--ru
                its WebGPU EP, ONNX Runtime's CPU EP, TF.js-WebGPU
   --json FILE  write the rows (with their peers, timing notes and load) as a JSON array
   --runs N     timed runs per figure, median reported (default 5)
+Environment for --peers: EPSAM_CODE (where segment_anything_modeling is, default /tmp/epsam_code),
+  PEER_TIMEOUT_MIN (an ONNX Runtime peer process is killed past it, default 30),
+  PEER_MAX_RSS_MIB (or past this resident memory, default 8192).
 Timing: GPU timestamps only where a start-up probe finds them reliable and they agree with the
 wall clock of the same batch within 2x; otherwise the wall clock (rows say which).`;
 

@@ -33,8 +33,12 @@ export interface PeerResult {
 export type Peers = Record<string, PeerResult>;
 
 const ORT_VERSION = "1.30.0";
-/** A peer process running longer than this is killed and reported as failed. */
-const PEER_TIMEOUT_MS = 30 * 60_000;
+/**
+ * A peer process running longer than this (`PEER_TIMEOUT_MIN`, default 30 minutes) is killed and
+ * reported as failed: the encoder's per-head export on ORT-web takes ~5 minutes quiet (a checked and
+ * a timed run), several times that under load.
+ */
+const PEER_TIMEOUT_MS = Number(Deno.env.get("PEER_TIMEOUT_MIN") ?? 30) * 60_000;
 /**
  * A peer process holding more than this (MiB; `PEER_MAX_RSS_MIB`, default 8192) is killed and
  * reported as failed: the encoder's straight export on ORT-web holds several GiB and the machine is
