@@ -5,8 +5,9 @@
  * (50 positive points, embeddings cached). Wall clock around `sync()` (not `timeGpu`: these are
  * thousands of dispatches); median of `runs` after one warm-up run that compiles the pipelines.
  * Each row carries images/s (where meaningful), peak GPU memory (`memoryStats().peakBytes` after
- * `pool.resetPeak()`), the largest single buffer allocated, and, with `peers`, the PyTorch CPU time
- * of the same work (bench/peers/torch_models.py, 2 threads) and the ratio.
+ * `pool.resetPeak()`), the largest single buffer allocated, and, with `peers`, the peers of the
+ * same work run right after it (PyTorch CPU, and ONNX Runtime Web/CPU where the case has an ONNX
+ * export; bench/peers/) with the ratios.
  *
  * GFLOP/s counts the matmul/conv multiply-adds only (×2), training = 3× forward.
  *
@@ -36,7 +37,7 @@ import { type BenchRow, loadavg } from "./registry.ts";
 import { numberFlag, runCommand, stringFlag, UsageError } from "../pipeline/cli/args.ts";
 import { writeFileAtomic } from "../engine/io/atomic.ts";
 import { reportRefused, withinCeiling } from "./ceiling.ts";
-import { type PeerRow, runTorchPeer } from "./peers/torch.ts";
+import { runTorchPeer } from "./peers/torch.ts";
 import { describeTorch, torchInfo } from "./peers/launcher.ts";
 import { describePeers, onnxPeers, type Peers } from "./peers/onnx_peers.ts";
 
@@ -496,6 +497,34 @@ export function modelCases(batch = 16): Case[] {
   ];
 }
 
+/**
+ * The peers of one case, run right after ours so that both meet the same load: PyTorch CPU (the
+ * exported module where the case has an ONNX export, then ONNX Runtime Web and CPU on it too).
+ */
+async function casePeers(c: Case, runs: number): Promise<Peers> {
+  const info = await torchInfo();
+  // The encoder's peers take minutes a run: one timed run after the checked one.
+  if (c.onnx) return (await onnxPeers([c.onnx], c.big ? 1 : runs)).get(c.onnx)!;
+  const runtime = info ? describeTorch(info) : "-";
+  if (!info) {
+    return {
+      "pytorch-cpu": {
+        ms: null,
+        ok: false,
+        error: "/usr/bin/python3 cannot import torch",
+        runtime,
+      },
+    };
+  }
+  if (info.refused) return { "pytorch-cpu": { ms: null, ok: false, error: info.refused, runtime } };
+  const p = (await runTorchPeer([c.peer!], runs)).get(c.peer!);
+  return {
+    "pytorch-cpu": p && !p.error && p.ms > 0
+      ? { ms: p.ms, ok: true, runtime }
+      : { ms: null, ok: false, error: p?.error ?? "no result", runtime },
+  };
+}
+
 /** Runs the model cases whose names contain `filter`. */
 export async function benchModels(opts: ModelBenchOptions = {}): Promise<BenchRow[]> {
   await initGpu();
@@ -564,37 +593,12 @@ export async function benchModels(opts: ModelBenchOptions = {}): Promise<BenchRo
     };
     console.error(`[models]   ${row.name}: ${r.ms.toFixed(0)} ms (${row.notes})`);
     rows.push(row);
-  }
-  if (opts.peers) {
-    const peerRuns = Math.max(1, Math.min(runs, 3));
-    const info = await torchInfo();
-    const torchCases = cases.filter((c) => c.peer && !c.onnx).map((c) => c.peer!);
-    const timed = info && !info.refused
-      ? await runTorchPeer(torchCases, peerRuns)
-      : new Map<string, PeerRow>();
-    for (const c of cases) {
-      const ours = rows.find((r) => r.name === c.name);
-      if (!ours || (!c.peer && !c.onnx)) continue;
-      let peers: Peers;
-      if (c.onnx) {
-        // The encoder's peers take minutes a run: one timed run after the checked one.
-        peers = (await onnxPeers([c.onnx], c.big ? 1 : peerRuns)).get(c.onnx)!;
-      } else {
-        const p = timed.get(c.peer!);
-        const runtime = info ? describeTorch(info) : "-";
-        peers = {
-          "pytorch-cpu": !info
-            ? { ms: null, ok: false, error: "/usr/bin/python3 cannot import torch", runtime }
-            : info.refused
-            ? { ms: null, ok: false, error: info.refused, runtime }
-            : p && !p.error && p.ms > 0
-            ? { ms: p.ms, ok: true, runtime }
-            : { ms: null, ok: false, error: p?.error ?? "no result", runtime },
-        };
-      }
-      ours.peers = peers;
-      ours.notes = `${ours.notes}; peers: ${describePeers(peers, ours.ms)}`;
-      console.error(`[models] ${c.name} peers: ${describePeers(peers, ours.ms)}`);
+    if (opts.peers && (c.peer || c.onnx)) {
+      row.peers = await casePeers(c, Math.max(1, Math.min(runs, 3)));
+      row.notes = `${row.notes}; peers: ${
+        describePeers(row.peers, row.ms)
+      }; load after the peers ${loadavg()}`;
+      console.error(`[models] ${c.name} peers: ${describePeers(row.peers, row.ms)}`);
     }
   }
   return rows;
