@@ -349,6 +349,15 @@ def onnx_models(kind, args, code_dir):
     raise ValueError(f"unknown export kind {kind}")
 
 
+def peak_rss_mib():
+    """This process's peak resident memory (VmHWM), MiB."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def export_case(case, out_dir, runs, code_dir):
     kind, *args = case.split(":")[1:]
     ident = "-".join([kind, *args])
@@ -374,8 +383,12 @@ def export_case(case, out_dir, runs, code_dir):
         patch(True)
         try:
             t0 = time.perf_counter()
-            torch.onnx.export(model, x, path, opset_version=17, input_names=["x"], output_names=["y"])
-            print(f"exported {path} in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+            # The trace runs the model once: without no_grad autograd keeps every intermediate for
+            # a backward that never comes (the encoder's attention probabilities: GBs).
+            with torch.no_grad():
+                torch.onnx.export(model, x, path, opset_version=17, input_names=["x"], output_names=["y"])
+            print(f"exported {path} in {time.perf_counter() - t0:.0f} s (peak RSS so far {peak_rss_mib():.0f} MiB)",
+                  file=sys.stderr)
         finally:
             patch(False)
         models.append({"variant": variant, "onnx": path})
