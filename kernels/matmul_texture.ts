@@ -69,10 +69,19 @@ export const MATMUL_PACK_UNIFORMS = uniforms({
   _pad: "u32",
 });
 
+/**
+ * Which way a pack workgroup's lanes run: along k (`"k"`, texels of one row) or along the rows
+ * (`"rows"`). On llvmpipe the lanes of a storage-buffer load fetch one after another, so lanes that
+ * walk the operand's contiguous dim read one cache line where the other way reads one line each:
+ * rows when the row stride is the smaller (B's columns of a row-major B), k otherwise.
+ */
+export type PackLanes = "k" | "rows";
+
 /** Packs operand rows into a texture (uniforms: {@link MATMUL_PACK_UNIFORMS}). */
-export function matmulPackKernel(): Kernel {
+export function matmulPackKernel(lanes: PackLanes = "k"): Kernel {
+  const [j, r] = lanes === "rows" ? ["gid.y", "gid.x"] : ["gid.x", "gid.y"];
   return {
-    key: "matmul/pack-texture",
+    key: `matmul/pack-texture${lanes === "rows" ? "/rows" : ""}`,
     wgsl: () =>
       /* wgsl */ `${MATMUL_PACK_UNIFORMS.wgsl("P")}
 @group(0) @binding(0) var<uniform> u: P;
@@ -81,8 +90,8 @@ export function matmulPackKernel(): Kernel {
 
 @compute @workgroup_size(${PACK_WG.x}, ${PACK_WG.y})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let j = gid.x;
-  let r = gid.y;
+  let j = ${j};
+  let r = ${r};
   if (j >= u.width || r >= u.height) { return; }
   let z = u.zBase + r / u.rows;
   let base = u.off + (z / u.nb1) * u.s0 + (z % u.nb1) * u.s1 + (r % u.rows) * u.si;
@@ -95,6 +104,13 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   textureStore(T, vec2<u32>(j, r), v);
 }`,
   };
+}
+
+/** The pack grid: texels × rows, or rows × texels with lanes along the rows. */
+export function matmulPackGrid(lanes: PackLanes, width: number, height: number): [number, number] {
+  return lanes === "rows"
+    ? [Math.ceil(height / PACK_WG.x), Math.ceil(width / PACK_WG.y)]
+    : [Math.ceil(width / PACK_WG.x), Math.ceil(height / PACK_WG.y)];
 }
 
 /**

@@ -9,9 +9,10 @@ import { acquireTexture, releaseTexture } from "../texture_pool.ts";
 import {
   MATMUL_PACK_UNIFORMS,
   MATMUL_TEXTURE_UNIFORMS,
+  matmulPackGrid,
   matmulPackKernel,
   matmulTextureKernel,
-  PACK_WG,
+  type PackLanes,
   type TextureTile,
 } from "../../kernels/matmul_texture.ts";
 import {
@@ -38,6 +39,17 @@ export interface TextureLaunch {
   d1: BatchDim;
 }
 
+let packLanes: "auto" | PackLanes = "auto";
+/**
+ * Forces the pack kernels' lane direction ("auto": along the operand's smaller stride, see
+ * `PackLanes`), for benchmarks comparing the two and tests covering both; returns the old mode.
+ */
+export function setMatmulPackLanes(mode: "auto" | PackLanes): "auto" | PackLanes {
+  const old = packLanes;
+  packLanes = mode;
+  return old;
+}
+
 /**
  * The texture variant over one outer batch index: per chunk, pack A's rows and B's columns (K
  * range of the chunk) into scratch textures, then one product dispatch reading only textures.
@@ -46,7 +58,6 @@ export function launchTexture(p: MatmulProblem, t: TextureLaunch): void {
   const { A, B, d0, d1, rt } = t;
   const N = p.N;
   const tileM = rt.wy * rt.tm, tileN = rt.wx * rt.tn;
-  const pack = matmulPackKernel();
   const first = matmulTextureKernel({ bias: !!t.bias, beta: t.beta !== 0 }, rt);
   const later = matmulTextureKernel({ bias: false, beta: true }, rt);
   const aBatched = d0.sa !== 0 || d1.sa !== 0, bBatched = d0.sb !== 0 || d1.sb !== 0;
@@ -67,11 +78,16 @@ export function launchTexture(p: MatmulProblem, t: TextureLaunch): void {
       s0: number,
       s1: number,
     ) => {
+      const lanes: PackLanes = packLanes !== "auto"
+        ? packLanes
+        : Math.abs(sRow) < Math.abs(sK)
+        ? "rows"
+        : "k";
       const tex = acquireTexture(width, (batched ? nz : 1) * rows);
       const src = bindRange(x, ext.lo, ext.hi);
       const height = tex.texture.height;
       dispatch(
-        pack,
+        matmulPackKernel(lanes),
         [src.binding, { view: tex.view }],
         MATMUL_PACK_UNIFORMS.pack({
           rows,
@@ -86,7 +102,7 @@ export function launchTexture(p: MatmulProblem, t: TextureLaunch): void {
           s1,
           height,
         }),
-        [Math.ceil(width / PACK_WG.x), Math.ceil(height / PACK_WG.y)],
+        matmulPackGrid(lanes, width, height),
       );
       return tex;
     };

@@ -2,6 +2,7 @@ import fc from "fast-check";
 import assert from "node:assert";
 import { dispatchStats, F, noGrad, type Tensor, tensor, tidy } from "../../engine/mod.ts";
 import { planMatmulChunks } from "../../engine/ops/matmul_plan.ts";
+import { setMatmulPackLanes } from "../../engine/ops/matmul_texture.ts";
 import { setMatmulVariant } from "../../engine/routing.ts";
 import {
   matmulTileName,
@@ -141,6 +142,21 @@ for (const family of ["texture", "tiled"] as const) {
     });
   }
 }
+
+// The texture variant's pack kernels pick their lane direction by the operand's strides; either
+// direction must pack the same texels, so forcing one gives bitwise the default's output.
+Deno.test("texture matmul packs operands the same with lanes along k or along rows", async () => {
+  const want = await withTile("texture", TEXTURE_TILE, "texture, pack lanes auto");
+  for (const mode of ["k", "rows"] as const) {
+    const old = setMatmulPackLanes(mode);
+    try {
+      const got = await withTile("texture", TEXTURE_TILE, `texture, pack lanes ${mode}`);
+      got.forEach((g, i) => assert.deepStrictEqual(g, want[i], `pack lanes ${mode} case ${i}`));
+    } finally {
+      setMatmulPackLanes(old);
+    }
+  }
+});
 
 Deno.test("matmul reads transposed, sliced and expanded views in place (one dispatch, no copy)", async () => {
   const a = tensor(randArray(6 * 4, 1), [6, 4]), b = tensor(randArray(6 * 5, 2), [6, 5]);
