@@ -2,8 +2,9 @@
  * Matmul forms on the software adapter, A against B in one process, interleaved (BENCHMARKS.md
  * "Matmul on llvmpipe: where the time goes"):
  *
- * - `--pack`: the whole texture matmul (packing + product) with the pack kernels' lanes along k
- *   (the old form) against lanes along the operand's smaller stride (the default).
+ * - `--pack`: the whole texture matmul (packing + product) with the pack kernels as they were
+ *   (lanes along k, batch arithmetic always) against the default (lanes along the operand's smaller
+ *   stride, no batch arithmetic for unbatched operands).
  * - `--forms`: the product kernel alone on operands already packed, the default kernel against
  *   other forms of it: statement orders, tiles, B packed transposed, lane-interleaved columns,
  *   r32float operands, the WGSL `fma` builtin. Each form's output is compared bitwise with the
@@ -16,7 +17,7 @@
  */
 import { F, gpu, initGpu, sync } from "../engine/mod.ts";
 import { workerCpuMs } from "../engine/autotune_search.ts";
-import { setMatmulPackLanes } from "../engine/ops/matmul_texture.ts";
+import { setMatmulPackForm } from "../engine/ops/matmul_texture.ts";
 import { bandedBlock, storeBlock } from "../kernels/matmul.ts";
 import {
   MATMUL_TEXTURE_UNIFORMS,
@@ -28,7 +29,8 @@ import { numberFlag, runCommand, stringFlag, UsageError } from "../pipeline/cli/
 
 const USAGE =
   `usage: deno run -A bench/matmul_forms.ts [--pack] [--forms] [--rounds N] [--shape M,N,K]
-  --pack      whole texture matmul: pack lanes along k (old) against the default
+  --pack      whole texture matmul: the pack kernels before this change (lanes along k, batch
+              arithmetic always) against the default
   --forms     product kernel alone: the default against other forms (see the module comment)
               (neither flag: both)
   --rounds N  interleaved rounds (default 5); the median of each form is printed
@@ -75,15 +77,15 @@ async function comparePack(shape: Shape, rounds: number): Promise<void> {
   const a = randTensor([M, K], 1), b = randTensor([K, N], 2);
   const reps = M * N * K > 2e9 ? 1 : 3;
   const rows: Timed[] = [
-    { name: "pack lanes along k (old)", wall: [], cpu: [], check: "ref" },
-    { name: "pack lanes by stride (default)", wall: [], cpu: [], check: "" },
+    { name: "pack before (lanes along k)", wall: [], cpu: [], check: "ref" },
+    { name: "pack now (default)", wall: [], cpu: [], check: "" },
   ];
-  const modes = ["k", "auto"] as const;
+  const modes = ["before", "auto"] as const;
   let ref: Float32Array | undefined;
   try {
     for (let r = -1; r < rounds; r++) {
       for (let i = 0; i < modes.length; i++) {
-        const old = setMatmulPackLanes(modes[i]);
+        const old = setMatmulPackForm(modes[i]);
         try {
           if (r < 0) {
             const y = F.matmulRaw(a, b);
@@ -100,7 +102,7 @@ async function comparePack(shape: Shape, rounds: number): Promise<void> {
           rows[i].wall.push((performance.now() - t0) / reps);
           rows[i].cpu.push((workerCpuMs() - c0) / reps);
         } finally {
-          setMatmulPackLanes(old);
+          setMatmulPackForm(old);
         }
       }
     }

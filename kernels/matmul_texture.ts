@@ -77,11 +77,20 @@ export const MATMUL_PACK_UNIFORMS = uniforms({
  */
 export type PackLanes = "k" | "rows";
 
-/** Packs operand rows into a texture (uniforms: {@link MATMUL_PACK_UNIFORMS}). */
-export function matmulPackKernel(lanes: PackLanes = "k"): Kernel {
+/**
+ * Packs operand rows into a texture (uniforms: {@link MATMUL_PACK_UNIFORMS}). `batched`: the
+ * texture stacks one block of `rows` per batch (batch strides applied); without it the operand is
+ * one matrix (the texture's height is its row count) and the kernel skips the four integer
+ * divisions by uniforms per texel that locate a batch (scalarised per lane on CPU rasterisers).
+ */
+export function matmulPackKernel(lanes: PackLanes = "k", batched = true): Kernel {
   const [j, r] = lanes === "rows" ? ["gid.y", "gid.x"] : ["gid.x", "gid.y"];
+  const base = batched
+    ? `let z = u.zBase + r / u.rows;
+  let base = u.off + (z / u.nb1) * u.s0 + (z % u.nb1) * u.s1 + (r % u.rows) * u.si;`
+    : `let base = u.off + r * u.si;`;
   return {
-    key: `matmul/pack-texture${lanes === "rows" ? "/rows" : ""}`,
+    key: `matmul/pack-texture${lanes === "rows" ? "/rows" : ""}${batched ? "" : "/flat"}`,
     wgsl: () =>
       /* wgsl */ `${MATMUL_PACK_UNIFORMS.wgsl("P")}
 @group(0) @binding(0) var<uniform> u: P;
@@ -93,8 +102,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let j = ${j};
   let r = ${r};
   if (j >= u.width || r >= u.height) { return; }
-  let z = u.zBase + r / u.rows;
-  let base = u.off + (z / u.nb1) * u.s0 + (z % u.nb1) * u.s1 + (r % u.rows) * u.si;
+  ${base}
   let k = 4u * j;
   var v = vec4<f32>(0.0);
   if (k < u.K) { v.x = X[base + k * u.sj]; }

@@ -39,14 +39,17 @@ export interface TextureLaunch {
   d1: BatchDim;
 }
 
-let packLanes: "auto" | PackLanes = "auto";
 /**
- * Forces the pack kernels' lane direction ("auto": along the operand's smaller stride, see
- * `PackLanes`), for benchmarks comparing the two and tests covering both; returns the old mode.
+ * How the pack kernels run: "auto" (lanes along the operand's smaller stride, batch arithmetic only
+ * for batched operands), one lane direction forced, or "before" (lanes along k, batch arithmetic
+ * always: the kernel before either choice existed). Every form packs the same texels.
  */
-export function setMatmulPackLanes(mode: "auto" | PackLanes): "auto" | PackLanes {
-  const old = packLanes;
-  packLanes = mode;
+export type PackForm = "auto" | PackLanes | "before";
+let packForm: PackForm = "auto";
+/** Forces the pack form (benchmarks comparing them, tests covering each); returns the old one. */
+export function setMatmulPackForm(form: PackForm): PackForm {
+  const old = packForm;
+  packForm = form;
   return old;
 }
 
@@ -78,8 +81,10 @@ export function launchTexture(p: MatmulProblem, t: TextureLaunch): void {
       s0: number,
       s1: number,
     ) => {
-      const lanes: PackLanes = packLanes !== "auto"
-        ? packLanes
+      const lanes: PackLanes = packForm === "before"
+        ? "k"
+        : packForm !== "auto"
+        ? packForm
         : Math.abs(sRow) < Math.abs(sK)
         ? "rows"
         : "k";
@@ -87,7 +92,7 @@ export function launchTexture(p: MatmulProblem, t: TextureLaunch): void {
       const src = bindRange(x, ext.lo, ext.hi);
       const height = tex.texture.height;
       dispatch(
-        matmulPackKernel(lanes),
+        matmulPackKernel(lanes, batched || packForm === "before"),
         [src.binding, { view: tex.view }],
         MATMUL_PACK_UNIFORMS.pack({
           rows,

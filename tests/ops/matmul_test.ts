@@ -2,7 +2,7 @@ import fc from "fast-check";
 import assert from "node:assert";
 import { dispatchStats, F, noGrad, type Tensor, tensor, tidy } from "../../engine/mod.ts";
 import { planMatmulChunks } from "../../engine/ops/matmul_plan.ts";
-import { setMatmulPackLanes } from "../../engine/ops/matmul_texture.ts";
+import { setMatmulPackForm } from "../../engine/ops/matmul_texture.ts";
 import { setMatmulVariant } from "../../engine/routing.ts";
 import {
   matmulTileName,
@@ -143,17 +143,18 @@ for (const family of ["texture", "tiled"] as const) {
   }
 }
 
-// The texture variant's pack kernels pick their lane direction by the operand's strides; either
-// direction must pack the same texels, so forcing one gives bitwise the default's output.
-Deno.test("texture matmul packs operands the same with lanes along k or along rows", async () => {
-  const want = await withTile("texture", TEXTURE_TILE, "texture, pack lanes auto");
-  for (const mode of ["k", "rows"] as const) {
-    const old = setMatmulPackLanes(mode);
+// The texture variant's pack kernels pick their lane direction by the operand's strides and skip
+// the batch arithmetic of unbatched operands; every form must pack the same texels, so forcing one
+// gives bitwise the default's output.
+Deno.test("texture matmul packs operands the same whatever the pack form", async () => {
+  const want = await withTile("texture", TEXTURE_TILE, "texture, pack form auto");
+  for (const mode of ["k", "rows", "before"] as const) {
+    const old = setMatmulPackForm(mode);
     try {
-      const got = await withTile("texture", TEXTURE_TILE, `texture, pack lanes ${mode}`);
-      got.forEach((g, i) => assert.deepStrictEqual(g, want[i], `pack lanes ${mode} case ${i}`));
+      const got = await withTile("texture", TEXTURE_TILE, `texture, pack form ${mode}`);
+      got.forEach((g, i) => assert.deepStrictEqual(g, want[i], `pack form ${mode} case ${i}`));
     } finally {
-      setMatmulPackLanes(old);
+      setMatmulPackForm(old);
     }
   }
 });
