@@ -2,9 +2,10 @@
  * Matmul forms on the software adapter, A against B in one process, interleaved (BENCHMARKS.md
  * "Matmul on llvmpipe: where the time goes"):
  *
- * - `--pack`: the whole texture matmul (packing + product) with the pack kernels as they were
- *   (lanes along k, batch arithmetic always) against the default (lanes along the operand's smaller
- *   stride, no batch arithmetic for unbatched operands).
+ * - `--pack`: the whole texture matmul (staging + product) with the operands staged as before
+ *   (pack kernels, lanes along k, batch arithmetic always) against the default (a buffer-to-texture
+ *   copy where the operand's bytes already are the texture layout, else pack kernels with lanes
+ *   along the operand's smaller stride and no batch arithmetic for unbatched operands).
  * - `--forms`: the product kernel alone on operands already packed, the default kernel against
  *   other forms of it: statement orders, tiles, B packed transposed, lane-interleaved columns,
  *   r32float operands, the WGSL `fma` builtin. Each form's output is compared bitwise with the
@@ -29,19 +30,22 @@ import { numberFlag, runCommand, stringFlag, UsageError } from "../pipeline/cli/
 
 const USAGE =
   `usage: deno run -A bench/matmul_forms.ts [--pack] [--forms] [--rounds N] [--shape M,N,K]
-  --pack      whole texture matmul: the pack kernels before this change (lanes along k, batch
-              arithmetic always) against the default
+  --pack      whole texture matmul: operand staging as before (pack kernels, lanes along k, batch
+              arithmetic always) against the default (copies where the layout allows, else
+              pack kernels with lanes along the smaller stride)
   --forms     product kernel alone: the default against other forms (see the module comment)
               (neither flag: both)
   --rounds N  interleaved rounds (default 5); the median of each form is printed
-  --shape S   one product M,N,K instead of 1024³, ViT-B qkv and the SAM MLP products`;
+  --shape S   one product M,N,K instead of 1024³, ViT-B qkv and the SAM MLP products
+              (M,N,K,linear: B is a transposed weight view, as in a linear layer)`;
 
-type Shape = [number, number, number];
+/** [M, N, K]; `linear`: B is a weight's transposed view (x·Wᵀ, as nn.Linear runs), else row-major. */
+type Shape = [number, number, number, "linear"?];
 const SHAPES: Shape[] = [
   [1024, 1024, 1024],
-  [4096, 2304, 768], // ViT-B qkv (global blocks: 64×64 tokens)
-  [4096, 3072, 768], // MLP lin1
-  [4096, 768, 3072], // MLP lin2
+  [4096, 2304, 768, "linear"], // ViT-B qkv (global blocks: 64×64 tokens)
+  [4096, 3072, 768, "linear"], // MLP lin1
+  [4096, 768, 3072, "linear"], // MLP lin2
 ];
 
 const median = (a: number[]) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)];
@@ -58,7 +62,7 @@ function report(shape: Shape, rows: Timed[]): void {
   const [M, N, K] = shape;
   const flop = 2 * M * N * K;
   const base = median(rows[0].wall), baseCpu = median(rows[0].cpu);
-  console.log(`[${M}, ${N}, ${K}]  load ${load()}`);
+  console.log(`[${M}, ${N}, ${K}]${shape[3] ? " x·Wᵀ" : ""}  load ${load()}`);
   for (const r of rows) {
     const w = median(r.wall), c = median(r.cpu);
     console.log(
@@ -73,12 +77,14 @@ function report(shape: Shape, rows: Timed[]): void {
 
 /** Whole texture matmuls, pack lanes along k against the default. */
 async function comparePack(shape: Shape, rounds: number): Promise<void> {
-  const [M, N, K] = shape;
-  const a = randTensor([M, K], 1), b = randTensor([K, N], 2);
+  const [M, N, K, linear] = shape;
+  const a = randTensor([M, K], 1);
+  const w = linear ? randTensor([N, K], 2) : randTensor([K, N], 2);
+  const b = linear ? F.transpose(w) : w;
   const reps = M * N * K > 2e9 ? 1 : 3;
   const rows: Timed[] = [
-    { name: "pack before (lanes along k)", wall: [], cpu: [], check: "ref" },
-    { name: "pack now (default)", wall: [], cpu: [], check: "" },
+    { name: "staging before (pack kernels)", wall: [], cpu: [], check: "ref" },
+    { name: "staging now (copy or pack)", wall: [], cpu: [], check: "" },
   ];
   const modes = ["before", "auto"] as const;
   let ref: Float32Array | undefined;
@@ -109,6 +115,7 @@ async function comparePack(shape: Shape, rounds: number): Promise<void> {
   } finally {
     a.dispose();
     b.dispose();
+    w.dispose();
   }
   report(shape, rows);
 }
@@ -403,11 +410,17 @@ if (import.meta.main) {
         const one = stringFlag(flags, "shape");
         let shapes = SHAPES;
         if (one) {
-          const s = one.split(",").map(Number);
-          if (s.length !== 3 || s.some((x) => !Number.isInteger(x) || x < 1)) {
-            throw new UsageError(`--shape: expected M,N,K (positive integers), got "${one}"`);
+          const parts = one.split(",");
+          const linear = parts[3] === "linear";
+          const s = parts.slice(0, 3).map(Number);
+          if (
+            parts.length !== (linear ? 4 : 3) || s.some((x) => !Number.isInteger(x) || x < 1)
+          ) {
+            throw new UsageError(
+              `--shape: expected M,N,K[,linear] (positive integers), got "${one}"`,
+            );
           }
-          shapes = [s as Shape];
+          shapes = [linear ? [s[0], s[1], s[2], "linear"] : [s[0], s[1], s[2]]];
         }
         const both = !flags.pack && !flags.forms;
         await initGpu();

@@ -3,7 +3,7 @@
  * (matmul_plan.ts), pack A's rows and B's columns into rgba32float textures
  * (kernels/matmul_texture.ts), then one product dispatch that reads only textures.
  */
-import { type Binding, dispatch } from "../dispatch.ts";
+import { type Binding, copyBufferToTexture, dispatch } from "../dispatch.ts";
 import type { Tensor } from "../tensor.ts";
 import { acquireTexture, releaseTexture } from "../texture_pool.ts";
 import {
@@ -40,9 +40,11 @@ export interface TextureLaunch {
 }
 
 /**
- * How the pack kernels run: "auto" (lanes along the operand's smaller stride, batch arithmetic only
- * for batched operands), one lane direction forced, or "before" (lanes along k, batch arithmetic
- * always: the kernel before either choice existed). Every form packs the same texels.
+ * How operands are staged: "auto" (a buffer-to-texture copy where the operand's bytes already are
+ * the texture's, see {@link copyable}; else the pack kernel with lanes along the operand's smaller
+ * stride and batch arithmetic only for batched operands), one lane direction forced (always the
+ * kernel), or "before" (always the kernel, lanes along k, batch arithmetic always: the staging
+ * before these choices existed). Every form stages the same texels.
  */
 export type PackForm = "auto" | PackLanes | "before";
 let packForm: PackForm = "auto";
@@ -51,6 +53,26 @@ export function setMatmulPackForm(form: PackForm): PackForm {
   const old = packForm;
   packForm = form;
   return old;
+}
+
+/**
+ * Whether an operand's rows already are its texture's bytes, so a copy can stage it instead of the
+ * pack kernel (same texels, so the same products bit for bit): k contiguous (stride 1), K a
+ * multiple of 4 (no zero padding), rows a multiple of 256 bytes apart (WebGPU's copy pitch) and
+ * not overlapping, every batch starting on a texel (16 bytes). Row-major A of a linear layer and
+ * its transposed weight qualify whenever K is a multiple of 64; a row-major B does not (its
+ * texture rows are B's columns).
+ */
+export function copyable(
+  kc: number,
+  sK: number,
+  sRow: number,
+  rows: number,
+  bytesPerRow: number,
+  starts: number[],
+): boolean {
+  return sK === 1 && kc % 4 === 0 && bytesPerRow % 256 === 0 &&
+    (rows === 1 || sRow >= kc) && sRow > 0 && starts.every((b) => b % 16 === 0);
 }
 
 /**
@@ -89,6 +111,27 @@ export function launchTexture(p: MatmulProblem, t: TextureLaunch): void {
         ? "rows"
         : "k";
       const tex = acquireTexture(width, (batched ? nz : 1) * rows);
+      if (packForm === "auto") {
+        const zs = batched ? [...Array(nz).keys()].map((i) => ch.z0 + i) : [0];
+        const starts = zs.map((z) =>
+          x.storage.offset + 4 * (off + Math.floor(z / d1.n) * s0 + (z % d1.n) * s1)
+        );
+        const bytesPerRow = rows === 1 ? Math.ceil(kc * 4 / 256) * 256 : 4 * sRow;
+        if (copyable(kc, sK, sRow, rows, bytesPerRow, starts)) {
+          starts.forEach((at, i) =>
+            copyBufferToTexture(
+              x.storage.buffer,
+              at,
+              bytesPerRow,
+              tex.texture,
+              width,
+              rows,
+              i * rows,
+            )
+          );
+          return tex;
+        }
+      }
       const src = bindRange(x, ext.lo, ext.hi);
       const height = tex.texture.height;
       dispatch(
