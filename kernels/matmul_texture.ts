@@ -153,10 +153,16 @@ export const TEXTURE_TILE_SMALL: TextureTile = { wx: 8, wy: 8, tm: 4, tn: 4 };
 export interface TextureMatmulSpec {
   bias: boolean;
   beta: boolean;
+  /**
+   * B staged row-major: texel (n/4, k) holds B[k, n..n+3] (a row-major B copied as it is,
+   * engine/ops/matmul_texture.ts), K rows per batch, instead of one texture row per column of B.
+   * The multiply-adds and their order are the same, so the results are bitwise the same.
+   */
+  bRowMajor?: boolean;
 }
 
 /** WGSL of one loop iteration over `ku` texels starting at texel `k` (see {@link TextureTile}). */
-function productBody(rt: TextureTile, ku: number): string {
+function productBody(rt: TextureTile, ku: number, bRowMajor = false): string {
   const { tm: TM, tn: TN } = rt;
   const rows = [...Array(TM).keys()], cols = [...Array(TN).keys()];
   const groups = [...Array(TN / 4).keys()], texels = [...Array(ku).keys()];
@@ -166,6 +172,7 @@ function productBody(rt: TextureTile, ku: number): string {
     for (const i of rows) {
       body.push(`    let va${t}_${i} = textureLoad(TA, vec2<u32>(${k}, ra${i}));`);
     }
+    if (bRowMajor) continue;
     for (const j of cols) {
       body.push(`    let vb${t}_${j} = textureLoad(TB, vec2<u32>(${k}, rb${j}));`);
     }
@@ -175,6 +182,13 @@ function productBody(rt: TextureTile, ku: number): string {
   for (const t of texels) {
     for (const kk of [0, 1, 2, 3]) {
       for (const g of groups) {
+        if (bRowMajor) {
+          const k = t ? `k + ${t}u` : "k";
+          body.push(
+            `    let ${b(t, kk, g)} = textureLoad(TB, vec2<u32>(gb${g}, bB + 4u * (${k}) + ${kk}u));`,
+          );
+          continue;
+        }
         body.push(
           `    let ${b(t, kk, g)} = vec4<f32>(${
             [0, 1, 2, 3].map((l) => `vb${t}_${4 * g + l}[${kk}]`).join(", ")
@@ -221,11 +235,17 @@ export function matmulTextureKernel(
   const rows = [...Array(TM).keys()], cols = [...Array(TN).keys()];
   const groups = [...Array(TN / 4).keys()];
   // With two texels per iteration, an odd last texel runs through the one-texel body.
+  const bRM = !!s.bRowMajor;
   const loop = ku === 1
-    ? `  for (var k = 0u; k < u.K4; k++) {\n${productBody(rt, 1)}\n  }`
+    ? `  for (var k = 0u; k < u.K4; k++) {\n${productBody(rt, 1, bRM)}\n  }`
     : `  let K8 = u.K4 & ~1u;
-  for (var k = 0u; k < K8; k += 2u) {\n${productBody(rt, 2)}\n  }
-  for (var k = K8; k < u.K4; k++) {\n${productBody(rt, 1)}\n  }`;
+  for (var k = 0u; k < K8; k += 2u) {\n${productBody(rt, 2, bRM)}\n  }
+  for (var k = K8; k < u.K4; k++) {\n${productBody(rt, 1, bRM)}\n  }`;
+  // Row-major B: a texel per 4 columns (TN is a multiple of 4, so col0 is), clamped into range;
+  // else a texture row per column.
+  const bCols = bRM
+    ? groups.map((g) => `  let gb${g} = min(col0 / 4u + ${g}u, (u.N + 3u) / 4u - 1u);`)
+    : cols.map((j) => `  let rb${j} = bB + min(col0 + ${j}u, u.N - 1u);`);
   let n = 3;
   const biasDecl = s.bias
     ? `@group(0) @binding(${n++}) var<storage, read> bias: array<f32>;\n`
@@ -234,8 +254,8 @@ export function matmulTextureKernel(
   n += epilogueBindingCount(ep);
   return {
     key: `matmul/texture/${matmulTileName(rt)}/${s.bias ? "bias" : ""}${s.beta ? "beta" : ""}${
-      epilogueKey(ep)
-    }`,
+      bRM ? "/brows" : ""
+    }${epilogueKey(ep)}`,
     wgsl: () =>
       /* wgsl */ `${MATMUL_TEXTURE_UNIFORMS.wgsl("P")}
 @group(0) @binding(0) var<uniform> u: P;
@@ -252,7 +272,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
   let bB = wg.z * u.bRows;
 ${bandedBlock(rt)}
 ${rows.map((i) => `  let ra${i} = aB + min(row0 + ${i}u, u.M - 1u);`).join("\n")}
-${cols.map((j) => `  let rb${j} = bB + min(col0 + ${j}u, u.N - 1u);`).join("\n")}
+${bCols.join("\n")}
 ${rows.flatMap((i) => groups.map((g) => `  var c${i}_${g} = vec4<f32>(0.0);`)).join("\n")}
 ${loop}
 ${storeBlock(s, TM, TN, ep)}

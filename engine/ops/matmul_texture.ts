@@ -6,6 +6,7 @@
 import { type Binding, copyBufferToTexture, dispatch } from "../dispatch.ts";
 import type { Tensor } from "../tensor.ts";
 import { acquireTexture, releaseTexture } from "../texture_pool.ts";
+import { gpu } from "../device.ts";
 import {
   MATMUL_PACK_UNIFORMS,
   MATMUL_TEXTURE_UNIFORMS,
@@ -20,6 +21,7 @@ import {
   bindRange,
   chunkExtents,
   type ElementRange,
+  type MatmulChunk,
   type MatmulProblem,
   type MatrixOperand,
   planMatmulChunks,
@@ -76,6 +78,39 @@ export function copyable(
 }
 
 /**
+ * Stages a chunk's row-major B (n contiguous) by copies in the bRowMajor layout (texel (n/4, k):
+ * B[k, n..n+3]; K rows per batch) when {@link copyable} allows it (N and K of the chunk multiples
+ * of 4, rows of B 256-byte multiples apart, 16-byte aligned starts) and the texture fits the
+ * adapter; null otherwise.
+ */
+function copyRowMajorB(
+  b: Tensor,
+  ch: MatmulChunk,
+  nr: number,
+  kc: number,
+  off: number,
+  B: MatrixOperand,
+  batched: boolean,
+  d0: BatchDim,
+  d1: BatchDim,
+): ReturnType<typeof acquireTexture> | null {
+  const nz = ch.z1 - ch.z0;
+  const height = kc * (batched ? nz : 1), max = gpu().limits.maxTextureDimension2D;
+  if (kc % 4 !== 0 || nr % 4 !== 0 || nr / 4 > max || height > max) return null;
+  const zs = batched ? [...Array(nz).keys()].map((i) => ch.z0 + i) : [0];
+  const starts = zs.map((z) =>
+    b.storage.offset + 4 * (off + Math.floor(z / d1.n) * d0.sb + (z % d1.n) * d1.sb)
+  );
+  const bytesPerRow = kc === 1 ? Math.ceil(nr * 4 / 256) * 256 : 4 * B.si;
+  if (!copyable(nr, B.sj, B.si, kc, bytesPerRow, starts)) return null;
+  const tex = acquireTexture(nr / 4, height);
+  starts.forEach((at, i) =>
+    copyBufferToTexture(b.storage.buffer, at, bytesPerRow, tex.texture, nr / 4, kc, i * kc)
+  );
+  return tex;
+}
+
+/**
  * The texture variant over one outer batch index: per chunk, pack A's rows and B's columns (K
  * range of the chunk) into scratch textures, then one product dispatch reading only textures.
  */
@@ -83,8 +118,6 @@ export function launchTexture(p: MatmulProblem, t: TextureLaunch): void {
   const { A, B, d0, d1, rt } = t;
   const N = p.N;
   const tileM = rt.wy * rt.tm, tileN = rt.wx * rt.tn;
-  const first = matmulTextureKernel({ bias: !!t.bias, beta: t.beta !== 0 }, rt);
-  const later = matmulTextureKernel({ bias: false, beta: true }, rt);
   const aBatched = d0.sa !== 0 || d1.sa !== 0, bBatched = d0.sb !== 0 || d1.sb !== 0;
   for (const ch of planMatmulChunks(p)) {
     const e = chunkExtents(p, ch);
@@ -165,17 +198,14 @@ export function launchTexture(p: MatmulProblem, t: TextureLaunch): void {
       d0.sa,
       d1.sa,
     );
-    const tb = stage(
-      t.b,
-      e.b,
-      bBatched,
-      nr,
-      p.b.off + ch.k0 * B.si + ch.n0 * B.sj,
-      B.sj,
-      B.si,
-      d0.sb,
-      d1.sb,
-    );
+    const bOff = p.b.off + ch.k0 * B.si + ch.n0 * B.sj;
+    // A row-major B (n contiguous) is copied as it is, a texel per 4 columns and K rows per batch,
+    // when its layout allows (bRowMajor kernels); else packed a texture row per column.
+    const tbRows = packForm === "auto"
+      ? copyRowMajorB(t.b, ch, nr, kc, bOff, B, bBatched, d0, d1)
+      : null;
+    const tb = tbRows ?? stage(t.b, e.b, bBatched, nr, bOff, B.sj, B.si, d0.sb, d1.sb);
+    const bRowMajor = tbRows !== null;
     const bc = bindRange(t.c, e.c.lo, e.c.hi);
     const bindings: Binding[] = [{ view: ta.view }, { view: tb.view }];
     let biasOff = 0;
@@ -186,7 +216,12 @@ export function launchTexture(p: MatmulProblem, t: TextureLaunch): void {
     }
     bindings.push(bc.binding);
     dispatch(
-      isFirst ? first : later,
+      matmulTextureKernel(
+        isFirst
+          ? { bias: !!t.bias, beta: t.beta !== 0, bRowMajor }
+          : { bias: false, beta: true, bRowMajor },
+        rt,
+      ),
       bindings,
       MATMUL_TEXTURE_UNIFORMS.pack({
         M: mr,
@@ -194,7 +229,7 @@ export function launchTexture(p: MatmulProblem, t: TextureLaunch): void {
         K4: width,
         zBase: ch.z0,
         aRows: aBatched ? mr : 0,
-        bRows: bBatched ? nr : 0,
+        bRows: bBatched ? (bRowMajor ? kc : nr) : 0,
         cOff: p.c.off + ch.m0 * N + ch.n0 - bc.start,
         ldc: N,
         biasOff,

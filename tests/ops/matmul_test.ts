@@ -159,18 +159,24 @@ Deno.test("texture matmul packs operands the same whatever the pack form", async
   }
 });
 
-// Operands whose bytes already are the texture layout (k contiguous, K % 64 = 0: a linear layer's
-// input and transposed weight) are copied, not packed: fewer dispatches, the same texels.
+// Operands whose bytes already are a texture layout are copied, not packed: k contiguous with
+// K % 64 = 0 (a linear layer's input and transposed weight) into a texture row per row, a
+// row-major B with N % 64 = 0 as it is (bRowMajor kernels). Fewer dispatches, the same products.
 Deno.test("texture matmul copies operands already in the texture layout, bitwise as packed", async () => {
   const cases: { a: number[]; b: number[]; tb: boolean; offA?: number; dispatches: number }[] = [
     { a: [37, 64], b: [64, 29], tb: true, dispatches: 1 }, // x·Wᵀ: both copied
     { a: [3, 9, 128], b: [3, 128, 5], tb: true, dispatches: 1 }, // batched: a copy per batch
     { a: [1, 192], b: [192, 1], tb: true, dispatches: 1 }, // single rows
-    { a: [2, 7, 64], b: [64, 6], tb: false, dispatches: 2 }, // row-major B is packed
+    { a: [2, 7, 64], b: [64, 6], tb: false, dispatches: 2 }, // row-major B, N = 6: packed
+    { a: [37, 64], b: [64, 64], tb: false, dispatches: 1 }, // row-major B copied as it is
+    { a: [3, 5, 64], b: [3, 64, 128], tb: false, dispatches: 1 }, // ... a copy per batch
+    { a: [2, 3, 64], b: [64, 64], tb: false, dispatches: 1 }, // ... shared by every batch
+    { a: [9, 20], b: [20, 64], tb: false, dispatches: 2 }, // B copied, A (K = 20) packed
     { a: [5, 64], b: [64, 3], tb: true, offA: 64, dispatches: 1 }, // A a view 256 bytes in
     { a: [5, 64], b: [64, 3], tb: true, offA: 2, dispatches: 2 }, // 8 bytes in: A packed
   ];
-  setMatmulVariant("texture", TEXTURE_TILE);
+  // The small tile: the same generator path, far quicker to compile on lavapipe.
+  setMatmulVariant("texture", TEXTURE_TILE_SMALL);
   try {
     for (const [i, c] of cases.entries()) {
       const what = `copy case ${i}: [${c.a}]·[${c.b}]${c.tb ? "ᵀ" : ""}`;
