@@ -6,8 +6,9 @@
  *   (pack kernels, lanes along k, batch arithmetic always) against the default (a buffer-to-texture
  *   copy where the operand's bytes already are the texture layout, else pack kernels with lanes
  *   along the operand's smaller stride and no batch arithmetic for unbatched operands).
- * - `--forms`: the product kernel alone on operands already packed, the default kernel against
- *   other forms of it: statement orders, tiles, B packed transposed, lane-interleaved columns,
+ * - `--forms`: the product kernel alone on operands already staged, the default kernel (B packed a
+ *   texture row per column) against the bRowMajor kernel (B as it is in memory, a texel per 4
+ *   columns: what a copied row-major B runs) and other forms of it: statement orders, tiles, B packed transposed, lane-interleaved columns,
  *   r32float operands, the WGSL `fma` builtin. Each form's output is compared bitwise with the
  *   default kernel's (same texels, same summation order: "bitwise" expected, except for the
  *   r32float operands, which hold the same values).
@@ -36,7 +37,7 @@ const USAGE =
   --forms     product kernel alone: the default against other forms (see the module comment)
               (neither flag: both)
   --rounds N  interleaved rounds (default 5); the median of each form is printed
-  --shape S   one product M,N,K instead of 1024³, ViT-B qkv and the SAM MLP products
+  --shape S   one product M,N,K instead of 1024³, ViT-B qkv, the SAM MLP products and P·V
               (M,N,K,linear: B is a transposed weight view, as in a linear layer)`;
 
 /** [M, N, K]; `linear`: B is a weight's transposed view (x·Wᵀ, as nn.Linear runs), else row-major. */
@@ -46,6 +47,7 @@ const SHAPES: Shape[] = [
   [4096, 2304, 768, "linear"], // ViT-B qkv (global blocks: 64×64 tokens)
   [4096, 3072, 768, "linear"], // MLP lin1
   [4096, 768, 3072, "linear"], // MLP lin2
+  [4096, 64, 4096], // global attention, one head: probabilities × values (row-major V)
 ];
 
 const median = (a: number[]) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)];
@@ -253,12 +255,14 @@ async function compareForms(shape: Shape, rounds: number): Promise<void> {
   const texture = (
     d: Float32Array<ArrayBuffer>,
     rows: number,
-    how: "rows" | "transposed" | "r32",
+    how: "rows" | "transposed" | "r32" | "rowMajor",
   ) => {
     const size: [number, number] = how === "transposed"
       ? [rows, K4]
       : how === "r32"
       ? [K4 * 4, rows]
+      : how === "rowMajor"
+      ? [rows / 4, K4 * 4]
       : [K4, rows];
     const t = device.createTexture({
       size,
@@ -266,7 +270,13 @@ async function compareForms(shape: Shape, rounds: number): Promise<void> {
       usage,
     });
     let data: Float32Array<ArrayBuffer> = d;
-    if (how === "transposed") {
+    if (how === "rowMajor") {
+      // texel (n/4, k) = B[k, n..n+3]; d holds column n's k values in its row n.
+      data = new Float32Array(d.length);
+      for (let n = 0; n < rows; n++) {
+        for (let k = 0; k < K4 * 4; k++) data[k * rows + n] = d[n * K4 * 4 + k];
+      }
+    } else if (how === "transposed") {
       data = new Float32Array(d.length);
       for (let r = 0; r < rows; r++) {
         for (let x = 0; x < K4; x++) {
@@ -285,6 +295,7 @@ async function compareForms(shape: Shape, rounds: number): Promise<void> {
     rows: [texture(ha, M, "rows"), texture(hb, N, "rows")],
     bT: [texture(ha, M, "rows"), texture(hb, N, "transposed")],
     r32: [texture(ha, M, "r32"), texture(hb, N, "r32")],
+    rowMajor: N % 4 === 0 ? [texture(ha, M, "rows"), texture(hb, N, "rowMajor")] : null,
   };
   const c = device.createBuffer({
     size: M * N * 4,
@@ -319,8 +330,19 @@ async function compareForms(shape: Shape, rounds: number): Promise<void> {
     })),
   );
   const def = matmulTextureKernel({ bias: false, beta: false }, TEXTURE_TILE);
+  const brows = matmulTextureKernel({ bias: false, beta: false, bRowMajor: true }, TEXTURE_TILE);
   const all = [
-    { name: `default (${def.key})`, wgsl: def.wgsl(), tm: 16, tn: 16, wy: 8, v: views.rows },
+    { name: `packed B (${def.key})`, wgsl: def.wgsl(), tm: 16, tn: 16, wy: 8, v: views.rows },
+    ...(views.rowMajor
+      ? [{
+        name: "row-major B (bRowMajor)",
+        wgsl: brows.wgsl(),
+        tm: 16,
+        tn: 16,
+        wy: 8,
+        v: views.rowMajor,
+      }]
+      : []),
     ...FORMS.map((f) => ({
       name: f.name,
       wgsl: formWgsl(f),
@@ -375,7 +397,13 @@ async function compareForms(shape: Shape, rounds: number): Promise<void> {
     if (!ref) {
       ref = out;
       p.t.check = "ref";
-    } else p.t.check = out.every((x, i) => Object.is(x, ref![i])) ? "bitwise" : "differs";
+    } else {
+      let bad = 0, worst = 0;
+      out.forEach((x, i) => {
+        if (!Object.is(x, ref![i])) bad++, worst = Math.max(worst, Math.abs(x - ref![i]));
+      });
+      p.t.check = bad ? `differs: ${bad} outputs, max ${worst.toExponential(1)}` : "bitwise";
+    }
   }
   const reps = M * N * K > 2e9 ? 1 : 3;
   for (let r = 0; r < rounds; r++) {
