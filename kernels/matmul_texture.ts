@@ -52,7 +52,9 @@ export const PACK_WG = { x: 16, y: 4 } as const;
 
 /**
  * Pack uniforms: texture rows per batch, K, texels per row, first batch, element offset, row and
- * k strides, inner batch dim size, batch strides, texture height.
+ * k strides, inner batch dim size, batch strides, texture height; `kRows`: only for the row-major
+ * pack ({@link matmulPackRowMajorKernel}), where `rows` is the padded K, `K` the column count, `si`
+ * the stride along k, `sj` along the columns and `kRows` the valid k.
  */
 export const MATMUL_PACK_UNIFORMS = uniforms({
   rows: "u32",
@@ -66,7 +68,7 @@ export const MATMUL_PACK_UNIFORMS = uniforms({
   s0: "u32",
   s1: "u32",
   height: "u32",
-  _pad: "u32",
+  kRows: "u32",
 });
 
 /**
@@ -110,6 +112,46 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   if (k + 2u < u.K) { v.z = X[base + (k + 2u) * u.sj]; }
   if (k + 3u < u.K) { v.w = X[base + (k + 3u) * u.sj]; }
   textureStore(T, vec2<u32>(j, r), v);
+}`,
+  };
+}
+
+/**
+ * Packs B row-major for the bRowMajor product kernels (see `TextureMatmulSpec.bRowMajor`): texel
+ * (n/4, k) holds B[k, n..n+3], zero past the columns and past K (`rows` = K padded to 4 per batch
+ * block). Lanes walk the columns, so a lane group reads contiguous memory where B's rows are.
+ * `batched` as in {@link matmulPackKernel}. Uniforms: {@link MATMUL_PACK_UNIFORMS}.
+ */
+export function matmulPackRowMajorKernel(batched = true): Kernel {
+  const base = batched
+    ? `let z = u.zBase + y / u.rows;
+  let k = y % u.rows;
+  let base = u.off + (z / u.nb1) * u.s0 + (z % u.nb1) * u.s1 + k * u.si;`
+    : `let k = y;
+  let base = u.off + k * u.si;`;
+  return {
+    key: `matmul/pack-texture-row-major${batched ? "" : "/flat"}`,
+    wgsl: () =>
+      /* wgsl */ `${MATMUL_PACK_UNIFORMS.wgsl("P")}
+@group(0) @binding(0) var<uniform> u: P;
+@group(0) @binding(1) var<storage, read> X: array<f32>;
+@group(0) @binding(2) var T: texture_storage_2d<rgba32float, write>;
+
+@compute @workgroup_size(${PACK_WG.x}, ${PACK_WG.y})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let x = gid.x;
+  let y = gid.y;
+  if (x >= u.width || y >= u.height) { return; }
+  ${base}
+  let n = 4u * x;
+  var v = vec4<f32>(0.0);
+  if (k < u.kRows) {
+    if (n < u.K) { v.x = X[base + n * u.sj]; }
+    if (n + 1u < u.K) { v.y = X[base + (n + 1u) * u.sj]; }
+    if (n + 2u < u.K) { v.z = X[base + (n + 2u) * u.sj]; }
+    if (n + 3u < u.K) { v.w = X[base + (n + 3u) * u.sj]; }
+  }
+  textureStore(T, vec2<u32>(x, y), v);
 }`,
   };
 }
@@ -185,7 +227,9 @@ function productBody(rt: TextureTile, ku: number, bRowMajor = false): string {
         if (bRowMajor) {
           const k = t ? `k + ${t}u` : "k";
           body.push(
-            `    let ${b(t, kk, g)} = textureLoad(TB, vec2<u32>(gb${g}, bB + 4u * (${k}) + ${kk}u));`,
+            `    let ${
+              b(t, kk, g)
+            } = textureLoad(TB, vec2<u32>(gb${g}, bB + 4u * (${k}) + ${kk}u));`,
           );
           continue;
         }

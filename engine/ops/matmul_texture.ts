@@ -12,7 +12,9 @@ import {
   MATMUL_TEXTURE_UNIFORMS,
   matmulPackGrid,
   matmulPackKernel,
+  matmulPackRowMajorKernel,
   matmulTextureKernel,
+  PACK_WG,
   type PackLanes,
   type TextureTile,
 } from "../../kernels/matmul_texture.ts";
@@ -111,6 +113,51 @@ function copyRowMajorB(
 }
 
 /**
+ * Packs a chunk's B in the bRowMajor layout (matmulPackRowMajorKernel: texel (n/4, k), K padded
+ * to 4 rows, one block per batch when B is batched) when the texture fits the adapter; null
+ * otherwise.
+ */
+function packRowMajorB(
+  b: Tensor,
+  ext: ElementRange,
+  ch: MatmulChunk,
+  nr: number,
+  kc: number,
+  off: number,
+  B: MatrixOperand,
+  batched: boolean,
+  d0: BatchDim,
+  d1: BatchDim,
+): ReturnType<typeof acquireTexture> | null {
+  const nz = ch.z1 - ch.z0;
+  const width = Math.ceil(nr / 4), rows = 4 * Math.ceil(kc / 4);
+  const height = rows * (batched ? nz : 1), max = gpu().limits.maxTextureDimension2D;
+  if (width > max || height > max) return null;
+  const tex = acquireTexture(width, height);
+  const src = bindRange(b, ext.lo, ext.hi);
+  dispatch(
+    matmulPackRowMajorKernel(batched),
+    [src.binding, { view: tex.view }],
+    MATMUL_PACK_UNIFORMS.pack({
+      rows,
+      K: nr,
+      width,
+      zBase: batched ? ch.z0 : 0,
+      off: off - src.start,
+      si: B.si,
+      sj: B.sj,
+      nb1: d1.n,
+      s0: d0.sb,
+      s1: d1.sb,
+      height,
+      kRows: kc,
+    }),
+    [Math.ceil(width / PACK_WG.x), Math.ceil(height / PACK_WG.y)],
+  );
+  return tex;
+}
+
+/**
  * The texture variant over one outer batch index: per chunk, pack A's rows and B's columns (K
  * range of the chunk) into scratch textures, then one product dispatch reading only textures.
  */
@@ -135,7 +182,8 @@ export function launchTexture(p: MatmulProblem, t: TextureLaunch): void {
       sK: number,
       s0: number,
       s1: number,
-    ) => {
+      copyOnly = false,
+    ): ReturnType<typeof acquireTexture> | null => {
       const lanes: PackLanes = packForm === "before"
         ? "k"
         : packForm !== "auto"
@@ -143,7 +191,6 @@ export function launchTexture(p: MatmulProblem, t: TextureLaunch): void {
         : Math.abs(sRow) < Math.abs(sK)
         ? "rows"
         : "k";
-      const tex = acquireTexture(width, (batched ? nz : 1) * rows);
       if (packForm === "auto") {
         const zs = batched ? [...Array(nz).keys()].map((i) => ch.z0 + i) : [0];
         const starts = zs.map((z) =>
@@ -151,6 +198,7 @@ export function launchTexture(p: MatmulProblem, t: TextureLaunch): void {
         );
         const bytesPerRow = rows === 1 ? Math.ceil(kc * 4 / 256) * 256 : 4 * sRow;
         if (copyable(kc, sK, sRow, rows, bytesPerRow, starts)) {
+          const tex = acquireTexture(width, (batched ? nz : 1) * rows);
           starts.forEach((at, i) =>
             copyBufferToTexture(
               x.storage.buffer,
@@ -165,6 +213,8 @@ export function launchTexture(p: MatmulProblem, t: TextureLaunch): void {
           return tex;
         }
       }
+      if (copyOnly) return null;
+      const tex = acquireTexture(width, (batched ? nz : 1) * rows);
       const src = bindRange(x, ext.lo, ext.hi);
       const height = tex.texture.height;
       dispatch(
@@ -182,6 +232,7 @@ export function launchTexture(p: MatmulProblem, t: TextureLaunch): void {
           s0,
           s1,
           height,
+          kRows: 0,
         }),
         matmulPackGrid(lanes, width, height),
       );
@@ -197,14 +248,24 @@ export function launchTexture(p: MatmulProblem, t: TextureLaunch): void {
       A.sj,
       d0.sa,
       d1.sa,
-    );
+    )!;
     const bOff = p.b.off + ch.k0 * B.si + ch.n0 * B.sj;
     // A row-major B (n contiguous) is copied as it is, a texel per 4 columns and K rows per batch,
-    // when its layout allows (bRowMajor kernels); else packed a texture row per column.
-    const tbRows = packForm === "auto"
+    // when its layout allows (bRowMajor kernels). Else it is still staged that way, by a pack,
+    // unless B is stored column by column (a linear layer's weight: copied or packed a texture
+    // row per column) or the texture would not fit: the product's lanes then read neighbouring
+    // texels (1.1-1.3× faster products, BENCHMARKS.md).
+    const stageB = (copyOnly: boolean) =>
+      stage(t.b, e.b, bBatched, nr, bOff, B.sj, B.si, d0.sb, d1.sb, copyOnly);
+    let tbRows = packForm === "auto"
       ? copyRowMajorB(t.b, ch, nr, kc, bOff, B, bBatched, d0, d1)
       : null;
-    const tb = tbRows ?? stage(t.b, e.b, bBatched, nr, bOff, B.sj, B.si, d0.sb, d1.sb);
+    let tbCols = tbRows ? null : stageB(true);
+    if (!tbRows && !tbCols && packForm === "auto" && Math.abs(B.sj) <= Math.abs(B.si)) {
+      tbRows = packRowMajorB(t.b, e.b, ch, nr, kc, bOff, B, bBatched, d0, d1);
+    }
+    if (!tbRows && !tbCols) tbCols = stageB(false);
+    const tb = (tbRows ?? tbCols)!;
     const bRowMajor = tbRows !== null;
     const bc = bindRange(t.c, e.c.lo, e.c.hi);
     const bindings: Binding[] = [{ view: ta.view }, { view: tb.view }];
@@ -229,7 +290,7 @@ export function launchTexture(p: MatmulProblem, t: TextureLaunch): void {
         K4: width,
         zBase: ch.z0,
         aRows: aBatched ? mr : 0,
-        bRows: bBatched ? (bRowMajor ? kc : nr) : 0,
+        bRows: bBatched ? (bRowMajor ? 4 * width : nr) : 0,
         cOff: p.c.off + ch.m0 * N + ch.n0 - bc.start,
         ldc: N,
         biasOff,
