@@ -42,7 +42,7 @@ export interface PoolTracer {
   release(a: Allocation): void;
   /** The open batch was submitted. */
   submit(): void;
-  /** Scratch textures taken (+) or given back (−). */
+  /** Scratch textures taken for a launch (+) or given back (−): their in-use (live) bytes. */
   account(deltaBytes: number): void;
 }
 
@@ -69,8 +69,15 @@ class BufferPool {
   peakBytes = 0;
   /** Bytes parked in the pool (free or pending). */
   pooledBytes = 0;
-  /** Highest live + pooled bytes: what the device actually held in buffers. */
+  /** Highest live + pooled bytes: what the device actually held in buffers and scratch textures. */
   peakAllocatedBytes = 0;
+  /**
+   * Bytes of scratch textures the device holds (engine/texture_pool.ts), in use (counted in
+   * `liveBytes`) or parked for reuse (counted in `pooledBytes`).
+   */
+  textureBytes = 0;
+  /** Called by {@link trim}: caches of other resources (scratch textures) give theirs back too. */
+  private trimHooks: (() => void)[] = [];
   /** Called when buffers are destroyed, so caches holding bind groups can drop them. */
   onDestroy: (() => void) | null = null;
   tracer: PoolTracer | null = null;
@@ -260,7 +267,13 @@ class BufferPool {
       }
     }
     this.free.clear();
+    for (const h of this.trimHooks) h();
     if (destroyed) this.onDestroy?.();
+  }
+
+  /** Runs `hook` on every {@link trim} (engine/texture_pool.ts destroys its parked textures). */
+  onTrim(hook: () => void): void {
+    this.trimHooks.push(hook);
   }
 
   /** Forgets every parked buffer (they belong to a lost device). */
@@ -272,13 +285,21 @@ class BufferPool {
     this.heap = null;
     this.pooledBytes = 0;
     this.sizes = new WeakMap();
+    // Scratch textures: engine/texture_pool.ts forgets its parked ones; those in use stay counted
+    // until given back.
   }
 
-  /** Counts memory held outside the pool (scratch textures) in the live/peak figures. */
-  account(deltaBytes: number): void {
-    this.tracer?.account(deltaBytes);
-    this.liveBytes += deltaBytes;
+  /**
+   * Counts scratch textures (engine/texture_pool.ts) with the buffers: `inUseDelta` bytes taken for
+   * a launch (+, live) or given back (−, parked), `heldDelta` bytes created (+) or destroyed (−).
+   * Parked textures count in `pooledBytes`, so held (live + pooled) and its peak include them.
+   */
+  accountTextures(inUseDelta: number, heldDelta: number): void {
+    this.liveBytes += inUseDelta;
+    this.pooledBytes += heldDelta - inUseDelta;
+    this.textureBytes += heldDelta;
     this.notePeaks();
+    if (inUseDelta) this.tracer?.account(inUseDelta);
   }
 
   resetPeak(): void {
@@ -302,10 +323,12 @@ export interface MemoryStats {
   /** Held by tensors and scratch textures now, and at most. */
   liveBytes: number;
   peakBytes: number;
-  /** Parked in the pool for reuse. */
+  /** Parked for reuse: buffers, free ranges of slabs and scratch textures. */
   pooledBytes: number;
-  /** Live + pooled at most: the buffers the device really held. */
+  /** Live + pooled at most: the buffers and textures the device really held. */
   peakAllocatedBytes: number;
+  /** Scratch textures held now (in use or parked; part of live + pooled). */
+  textureBytes: number;
 }
 
 export function memoryStats(): MemoryStats {
@@ -314,6 +337,7 @@ export function memoryStats(): MemoryStats {
     peakBytes: pool.peakBytes,
     pooledBytes: pool.pooledBytes,
     peakAllocatedBytes: pool.peakAllocatedBytes,
+    textureBytes: pool.textureBytes,
   };
 }
 
