@@ -64,6 +64,20 @@ class BufferPool {
   private early = new Set<GPUBuffer>();
   /** Size class of every buffer of the current device (buffers of a lost device are absent). */
   private sizes = new WeakMap<GPUBuffer, number>();
+  /**
+   * Creation order of every buffer. Parked lists are kept newest first, so `pop()` hands out the
+   * oldest parked buffer of a class: a program that repeats (a training step) then gets the same
+   * buffers for the same tensors every time, and its bind groups hit engine/dispatch.ts's cache
+   * (taking the last parked one instead, the assignment wandered from step to step: ~1 000 new
+   * bind groups a ResNet-50 step, 7 a step this way).
+   */
+  private serials = new WeakMap<GPUBuffer, number>();
+  private nextSerial = 0;
+  /**
+   * false: the last parked buffer of a class is handed out first, as before (bench/bind_groups.ts
+   * compares; `trimPool()` after switching, so parked lists start in order).
+   */
+  oldestFirst = true;
   /** Bytes held by tensors (handed out and not yet released). */
   liveBytes = 0;
   peakBytes = 0;
@@ -175,6 +189,7 @@ class BufferPool {
       const alloc = Math.min(size, g.limits.maxBufferSize);
       buf = g.device.createBuffer({ size: alloc, usage: USAGE, label });
       this.sizes.set(buf, size);
+      this.serials.set(buf, this.nextSerial++);
     }
     this.liveBytes += size;
     this.notePeaks();
@@ -203,7 +218,24 @@ class BufferPool {
     const parked = this.batchOpen() ? this.pending : this.free;
     let list = parked.get(size);
     if (!list) parked.set(size, list = []);
-    list.push(buf);
+    this.park(list, buf);
+  }
+
+  /** Inserts `buf` into a parked list, kept newest first (see {@link serials}). */
+  private park(list: GPUBuffer[], buf: GPUBuffer): void {
+    if (!this.oldestFirst) {
+      list.push(buf);
+      return;
+    }
+    const serial = this.serials.get(buf)!;
+    let lo = 0, hi = list.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (this.serials.get(list[mid])! > serial) lo = mid + 1;
+      else hi = mid;
+    }
+    if (lo === list.length) list.push(buf);
+    else list.splice(lo, 0, buf);
   }
 
   /** How many buffers of each size class are parked (free or pending); slabs' free bytes as -1. */
@@ -231,7 +263,7 @@ class BufferPool {
     for (const [size, bufs] of this.pending) {
       let list = this.free.get(size);
       if (!list) this.free.set(size, list = []);
-      list.push(...bufs);
+      for (const b of bufs) this.park(list, b);
     }
     this.pending.clear();
     this.early.clear();
@@ -285,6 +317,7 @@ class BufferPool {
     this.heap = null;
     this.pooledBytes = 0;
     this.sizes = new WeakMap();
+    this.serials = new WeakMap();
     // Scratch textures: engine/texture_pool.ts forgets its parked ones; those in use stay counted
     // until given back.
   }
