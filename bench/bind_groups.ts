@@ -6,11 +6,11 @@
  * 2. a ResNet-50-ADL training step (Adam) with the pool handing out the oldest parked buffer of a
  *    class (the default: the same buffers each step, so bind groups hit) or the last parked one
  *    (before): bind groups created per step, host time of the step's encoding (before the wait)
- *    and the step's wall time, in blocks of steps alternating the two orders.
+ *    and the step's wall time, the two orders alternating step by step.
  *
- *   deno run -A bench/bind_groups.ts [--case b2@64] [--steps 2] [--blocks 2] [--rounds 9]
+ *   deno run -A bench/bind_groups.ts [--case b2@64] [--steps 6] [--rounds 9]
  */
-import { F, flush, gpu, initGpu, pool, sync, tensor, trimPool } from "../engine/mod.ts";
+import { F, flush, gpu, initGpu, pool, sync, tensor } from "../engine/mod.ts";
 import { dispatch, dispatchStats } from "../engine/dispatch.ts";
 import type { Kernel } from "../kernels/kernel.ts";
 import { Adam } from "../engine/optim/adam.ts";
@@ -22,11 +22,10 @@ import { numberFlag, runCommand, stringFlag, UsageError } from "../pipeline/cli/
 const USAGE = `usage: deno run -A bench/bind_groups.ts [--case bB@S] [--steps N] [--rounds R]
   --case bB@S   the training step's batch and image size (default b2@64: the dispatch count
                 of ResNet-50 does not depend on the size)
-  --steps N     measured steps per block, after 3 warm-up steps (default 2)
-  --blocks K    blocks per order, the orders alternating (default 2)
+  --steps N     measured steps per order, after 3 warm-up steps of each (default 6)
   --rounds R    rounds of the per-dispatch host-cost microbenchmark (default 9)`;
 
-/** Steps after a trim before a block's steps count: the oldest-first order settles in three. */
+/** Steps of each order before the measured ones: the oldest-first order settles in three. */
 const WARM_UP = 3;
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
@@ -85,7 +84,7 @@ async function perDispatchCost(rounds: number): Promise<void> {
   Z.destroy();
 }
 
-async function trainingStep(b: number, s: number, steps: number, blocks: number): Promise<void> {
+async function trainingStep(b: number, s: number, steps: number): Promise<void> {
   const m = new ResNetAdl(RESNET50_ADL).train();
   const opt = new Adam(m.parameters(), { lr: 1e-4, weightDecay: 1e-4 });
   const x = tensor(new Float32Array(b * 3 * s * s).map((_, i) => Math.sin(i)), [b, 3, s, s]);
@@ -94,32 +93,38 @@ async function trainingStep(b: number, s: number, steps: number, blocks: number)
   const orders = { oldest: true, last: false };
   const fig: Record<string, { bg: number[]; host: number[]; wall: number[]; n: number }> = {};
   try {
-    // Blocks of steps, the orders alternating: each block starts from a trimmed pool (so the
-    // parked lists follow the order in force) and warms up for WARM_UP steps.
-    for (let k = 0; k < blocks; k++) {
-      for (const [name, on] of Object.entries(orders)) {
+    // The two orders alternate step by step after WARM_UP steps of each (switching to oldest
+    // first sorts the parked lists again, so each oldest-first step starts from the same order).
+    for (let i = 0; i < WARM_UP + steps; i++) {
+      // ABBA: which order runs first alternates, so drifts and after-effects fall on both.
+      const pair = Object.entries(orders);
+      if (i % 2) pair.reverse();
+      for (const [name, on] of pair) {
         await sync();
-        pool.oldestFirst = on;
-        trimPool();
-        for (let i = 0; i < WARM_UP + steps; i++) {
-          const s0 = dispatchStats();
-          const t0 = performance.now();
-          train.step();
-          const host = performance.now() - t0;
-          await sync();
-          const wall = performance.now() - t0;
-          const s1 = dispatchStats();
-          if (i < WARM_UP) continue;
-          const f = fig[name] ??= { bg: [], host: [], wall: [], n: 0 };
-          f.bg.push(s1.bindGroups - s0.bindGroups);
-          f.host.push(host);
-          f.wall.push(wall);
-          f.n = s1.dispatches - s0.dispatches;
-        }
+        pool.setOldestFirst(on);
+        const s0 = dispatchStats();
+        const t0 = performance.now();
+        train.step();
+        const host = performance.now() - t0;
+        await sync();
+        const wall = performance.now() - t0;
+        const s1 = dispatchStats();
+        if (i < WARM_UP) continue;
+        const f = fig[name] ??= { bg: [], host: [], wall: [], n: 0 };
+        f.bg.push(s1.bindGroups - s0.bindGroups);
+        f.host.push(host);
+        f.wall.push(wall);
+        f.n = s1.dispatches - s0.dispatches;
+        console.log(
+          `  step ${i - WARM_UP + 1} ${name}: ${f.bg.at(-1)} bind groups, host ${
+            host.toFixed(0)
+          } ms, ` +
+            `wall ${wall.toFixed(0)} ms (load ${loadavg()})`,
+        );
       }
     }
   } finally {
-    pool.oldestFirst = true;
+    pool.setOldestFirst(true);
     train.dispose();
     opt.dispose();
     x.dispose();
@@ -127,7 +132,7 @@ async function trainingStep(b: number, s: number, steps: number, blocks: number)
     m.dispose();
   }
   console.log(
-    `ResNet-50-ADL training step b${b}@${s} (load ${loadavg()}), medians of ${blocks} × ${steps}:`,
+    `ResNet-50-ADL training step b${b}@${s} (load ${loadavg()}), medians of ${steps}:`,
   );
   for (const [name, f] of Object.entries(fig)) {
     console.log(
@@ -146,7 +151,6 @@ if (import.meta.main) {
         options: {
           case: { type: "string" },
           steps: { type: "string" },
-          blocks: { type: "string" },
           rounds: { type: "string" },
         },
       },
@@ -154,12 +158,11 @@ if (import.meta.main) {
       async (flags) => {
         const c = /^b(\d+)@(\d+)$/.exec(stringFlag(flags, "case") ?? "b2@64");
         if (!c) throw new UsageError(`--case: expected batch@size like b2@64`);
-        const steps = numberFlag(flags, "steps", { def: 2, min: 1, max: 50, integer: true })!;
-        const blocks = numberFlag(flags, "blocks", { def: 2, min: 1, max: 50, integer: true })!;
+        const steps = numberFlag(flags, "steps", { def: 6, min: 1, max: 50, integer: true })!;
         const rounds = numberFlag(flags, "rounds", { def: 9, min: 1, max: 99, integer: true })!;
         await initGpu();
         await perDispatchCost(rounds);
-        await trainingStep(Number(c[1]), Number(c[2]), steps, blocks);
+        await trainingStep(Number(c[1]), Number(c[2]), steps);
       },
     ),
   );

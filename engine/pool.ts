@@ -8,7 +8,10 @@
  * same terms; a queue write into a slab that handed out a range freed in the open batch submits
  * first likewise. Two tensors in one slab may meet in one dispatch, one read and one written:
  * dispatch() then runs the kernel's variant whose storage bindings are all read_write (a buffer
- * bound read-only and writable in one dispatch is a usage conflict).
+ * bound read-only and writable in one dispatch is a usage conflict); their ranges never overlap,
+ * which Dawn requires of writable bindings (engine/dispatch.ts `sharedBuffers`). Parked whole
+ * buffers go out oldest first, so a repeated program gets the same buffers each time and its bind
+ * groups hit the dispatch cache.
  */
 import { gpu, onNewDevice } from "./device.ts";
 import { RangeHeap } from "./range_heap.ts";
@@ -73,11 +76,8 @@ class BufferPool {
    */
   private serials = new WeakMap<GPUBuffer, number>();
   private nextSerial = 0;
-  /**
-   * false: the last parked buffer of a class is handed out first, as before (bench/bind_groups.ts
-   * compares; `trimPool()` after switching, so parked lists start in order).
-   */
-  oldestFirst = true;
+  /** See {@link setOldestFirst}. */
+  private oldestFirst = true;
   /** Bytes held by tensors (handed out and not yet released). */
   liveBytes = 0;
   peakBytes = 0;
@@ -219,6 +219,20 @@ class BufferPool {
     let list = parked.get(size);
     if (!list) parked.set(size, list = []);
     this.park(list, buf);
+  }
+
+  /**
+   * false: the last parked buffer of a class is handed out first, as before this order existed
+   * (bench/bind_groups.ts compares the two); true (the default) sorts the parked lists again.
+   */
+  setOldestFirst(on: boolean): void {
+    this.oldestFirst = on;
+    if (!on) return;
+    for (const m of [this.free, this.pending]) {
+      for (const list of m.values()) {
+        list.sort((a, b) => this.serials.get(b)! - this.serials.get(a)!);
+      }
+    }
   }
 
   /** Inserts `buf` into a parked list, kept newest first (see {@link serials}). */
