@@ -11,8 +11,8 @@
  * | matmul            | `tiled`             | `texture` (`register` without read-only storage textures, |
  * |                   |                     | and for products under {@link TEXTURE_MIN_MACS})          |
  * | conv2d (3 passes) | conv kernels        | texture GEMMs where {@link convPath}'s rule says so       |
- * | 3×3 stride 1      | conv kernels (Wino- | forward and input gradient: Winograd F(4,3) or F(2,3) on  |
- * |                   | grad when forced)   | texture GEMMs ({@link convWinograd})                      |
+ * | 3×3 stride 1      | conv kernels (Wino- | Winograd F(4,3) or F(2,3) on texture GEMMs, all three     |
+ * |                   | grad when forced)   | passes ({@link convWinograd}; `ENGINE_WINOGRAD=off`)      |
  * | conv tiles        | 4×8 (wt grad 8×8)   | 16×16                                                     |
  * | attention (SAM)   | `fused`             | `composed`                                                |
  * | row kernels       | by row length       | a thread per row (softmax, LayerNorm)                     |
@@ -221,16 +221,19 @@ let forcedWinogradTile: WinogradTile | null = WINOGRAD_ENV === "2"
   : WINOGRAD_ENV === "4"
   ? 4
   : null;
+let forcedWinogradRule: boolean | null = null;
 
 /**
- * Whether the Winograd rule may take passes nobody forced: `ENGINE_WINOGRAD=on|2|4` or
- * {@link setWinogradOptIn}. Off by default (see {@link convWinograd}).
+ * Whether the Winograd rule may take passes nobody forced: on unless `ENGINE_WINOGRAD=off` or
+ * {@link setWinogradRule}(false) (A/B benchmarks, tests).
  */
-let winogradOptIn = WINOGRAD_ENV === "on" || WINOGRAD_ENV === "2" || WINOGRAD_ENV === "4";
+function winogradRuleOn(): boolean {
+  return forcedWinogradRule ?? WINOGRAD_ENV !== "off";
+}
 
-/** Lets the Winograd rule take 3×3 stride-1 passes (tests, benchmarks); false: forced only. */
-export function setWinogradOptIn(on: boolean): void {
-  winogradOptIn = on;
+/** Turns the Winograd rule on or off; null restores the default (on unless `ENGINE_WINOGRAD=off`). */
+export function setWinogradRule(on: boolean | null): void {
+  forcedWinogradRule = on;
 }
 
 /** Forces Winograd's output tile m of F(m×m, 3×3) (tests, benchmarks); null: the rule's. */
@@ -239,24 +242,25 @@ export function setWinogradTile(m: WinogradTile | null): void {
 }
 
 /**
- * Whether a 3×3 stride-1 forward or input-gradient pass runs as Winograd F(m×m, 3×3)
+ * Whether a 3×3 stride-1 pass (forward, input or weight gradient) runs as Winograd F(m×m, 3×3)
  * (engine/ops/conv_winograd.ts), and with which m; null: {@link convPath} decides. Not with bias,
  * forced tiles or a forced `texture`/`kernel` path; only where `fits` (3×3, stride 1, dilation 1,
  * ungrouped, bindings and texture rows within limits). Where matmul does not stage its operands in
  * textures (GPUs: the component GEMMs are then one batched tiled matmul) only when forced
- * (`ENGINE_CONV=winograd`, `setConvPath("winograd")`): no GPU has timed it yet.
- * **Opt-in for now** (`ENGINE_WINOGRAD=on`, or `=2|4` which also forces the tile as
- * {@link setWinogradTile} does; {@link setWinogradOptIn}): with it on, the tiny profile's
- * classifier (`train --profile tiny --epochs 3 --sam-epochs 2`) ended degenerate — val loss 0.81
- * against 0.49, 50 all-zero CAMs against 1, no pseudo-label kept at IDS ≥ 0.2 against 18/22 —
- * deterministically, with slabs or without; the per-op tests pass, the cause is not yet found.
- * Found since: the tiny classifier's gradients with F(2,3) forced on every pass are off by 1e-3 to
- * 4e-2 (relative to each tensor's largest) in layer1 and the stem at batch 16 (64² input: 1024
- * F(2,3) tiles in layer1's 16×16 maps), against 3e-6 at batch 4 and 5e-6 with F(4,3) forced at
- * batch 16: a multi-chunk path of the F(2,3) gradients (the rule's weight-gradient tile) the op
- * tests' small shapes never reach. Fix that and test it at ≥ 1024 tiles before opting in.
+ * (`ENGINE_CONV=winograd`, `setConvPath("winograd")`): no GPU has timed it yet. On by default on
+ * software adapters; `ENGINE_WINOGRAD=off` or {@link setWinogradRule}(false) turns the rule off,
+ * `ENGINE_WINOGRAD=2|4` or {@link setWinogradTile} forces the tile.
  *
- * Where opted in, every such pass takes it: on llvmpipe (bench/conv.ts `winograd`, BENCHMARKS.md
+ * It was opt-in for a while: with it on, the tiny profile's classifier (`train --profile tiny
+ * --epochs 3 --sam-epochs 2`) ended degenerate (val loss 0.81 against 0.49, 50 all-zero CAMs
+ * against 1, no pseudo-label kept). The F(2,3) gradient "error" first blamed for it (1e-3–4e-2 of
+ * each layer1 gradient's largest value at batch 16) was one ReLU flip: an activation of 5e-7 (max
+ * 6.7) in the routed path is 0 with F(2,3), and through BatchNorm's backward that one element moves
+ * its whole channel's gradients; perturbing the input by 1e-7 relative on the routed path moves
+ * them as much (5e-3–1.6e-2). The ops match float64 past one chunk (tests/ops/conv_winograd_test.ts
+ * "past one chunk"). The tiny run's outcome depends on rounding: see BENCHMARKS.md "Winograd".
+ *
+ * Every such pass takes it: on llvmpipe (bench/conv.ts `winograd`, BENCHMARKS.md
  * "Winograd", two runs under load 7–18, interleaved in-process) the rule's choice beat the routed
  * path (conv kernels for 64 channels, texture GEMMs above) on the 24 ResNet-50 3×3 stride-1 forward, input-
  * and weight-gradient shapes at 256² b2 and 512² b1 by 1.1–5× in run 1; run 2's three losses
@@ -281,9 +285,7 @@ export function convWinograd(
 ): WinogradTile | null {
   const path = forcedConvPath ?? CONV_ENV;
   if (hasBias || forcedConvTiles || path === "kernel" || path === "texture") return null;
-  // Opt-in for now: with Winograd in training, the tiny profile's classifier ended degenerate
-  // (50 all-zero CAMs, no pseudo-label kept; 18/22 kept without it), cause not yet found.
-  if (!winogradOptIn && path !== "winograd") return null;
+  if (!winogradRuleOn() && path !== "winograd") return null;
   if (g.N * g.OH * g.OW === 0 || !fits()) return null;
   // Off the texture matmul (GPUs) the buffer variant is correct but not yet timed: forced only.
   if (matmulVariant() !== "texture" && path !== "winograd") return null;

@@ -80,9 +80,11 @@ export function convWinogradFits(g: ConvGeometry, pass: "forward" | "input" | "w
   const limit = bindingLimit();
   // One sample's input and output must each fit a binding.
   if ((g.C * g.H * g.W + 64) * 4 > limit || (g.O * g.OH * g.OW + 64) * 4 > limit) return false;
-  // The weight gradient's operands have C and O texture rows (no buffer variant).
+  // The weight gradient's operands have C and O texture rows (no buffer variant), and its sums
+  // M [α², O, C] are one binding (α² = 36 for F(4,3), which a forced tile may take).
   if (pass === "weight") {
-    return winogradOnTextures() && Math.max(g.C, g.O) <= convTextureMaxRows();
+    return winogradOnTextures() && Math.max(g.C, g.O) <= convTextureMaxRows() &&
+      (36 * g.O * g.C + 64) * 4 <= limit;
   }
   // The filters fit one texture block or, on buffers, their F(4,3) transform one binding.
   const rows = pass === "forward" ? g.O : g.C;
