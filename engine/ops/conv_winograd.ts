@@ -22,6 +22,7 @@
  * gradient ({@link conv2dBackwardWeightWinograd}) has the texture variant only.
  */
 import { type Binding, dispatch } from "../dispatch.ts";
+import { gpu } from "../device.ts";
 import { empty, type Tensor } from "../tensor.ts";
 import { acquireTexture, hasReadonlyStorageTextures, releaseTexture } from "../texture_pool.ts";
 import { bindingLimit, convTextureMaxRows, matmulVariant } from "../routing.ts";
@@ -298,8 +299,13 @@ function winogradConvBuffers(
   const limit = bindingLimit();
   const tW = Math.ceil(p.OW / m), tps = Math.ceil(p.OH / m) * tW, T = p.N * tps;
   const CHW = p.C * p.H * p.W, OHW = p.O * p.OH * p.OW;
-  // Tiles per chunk: V and M each within a binding, and the samples a chunk spans.
-  const cap = Math.min(T, Math.floor((limit / 4 - 64) / (a2 * Math.max(p.C, p.O))));
+  // Tiles per chunk: V and M each within a binding, the transforms' grids (a thread per tile
+  // along x) within the workgroup limit, and the samples a chunk spans.
+  const cap = Math.min(
+    T,
+    Math.floor((limit / 4 - 64) / (a2 * Math.max(p.C, p.O))),
+    WINOGRAD_WG.x * gpu().limits.maxComputeWorkgroupsPerDimension,
+  );
   const Tc = fitSpan(cap, tps, CHW, OHW, limit);
   if (Tc < 1 || a2 * p.O * p.C * 4 > limit) {
     throw new Error(`conv2d (winograd): ${p.O}×${p.C} filters do not fit a binding`);

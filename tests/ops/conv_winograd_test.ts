@@ -235,6 +235,35 @@ Deno.test("Winograd on buffers and the batched matmul (the GPU variant), whole a
   }
 });
 
+Deno.test("Winograd on buffers past the workgroup grid: over 16·65535 tiles in one call", async () => {
+  // The transforms run a thread per tile along x: a chunk holds at most 16 × the adapter's
+  // workgroups per dimension (65535 here). 1 × 2052 × 2050 outputs: 1026 × 1025 F(2,3) tiles.
+  setMatmulVariant("register");
+  try {
+    const H = 2052, W = 2050;
+    const s: Shape = { N: 1, C: 1, H, W, O: 1, p: [1, 1] };
+    const x = randArray(H * W, 8), w = randArray(9, 9);
+    const xt = tensor(x, [1, 1, H, W]), wt = tensor(w, [1, 1, 3, 3]);
+    const y = await noGrad(() => conv2dForwardWinograd(xt, wt, geometry(s), 2)).data();
+    // The direct correlation at every 997th output and the last ones (the second chunk's).
+    const at = (i: number, j: number) => i < 0 || j < 0 || i >= H || j >= W ? 0 : x[i * W + j];
+    let worst = 0;
+    for (let k = 0; k < H * W; k += k < H * W - 4096 ? 997 : 1) {
+      const i = Math.floor(k / W), j = k % W;
+      let ref = 0;
+      for (let a = 0; a < 3; a++) {
+        for (let b = 0; b < 3; b++) ref += w[a * 3 + b] * at(i + a - 1, j + b - 1);
+      }
+      worst = Math.max(worst, Math.abs(y[k] - ref));
+    }
+    assert.ok(worst < 1e-5, `max error ${worst}`);
+    xt.dispose();
+    wt.dispose();
+  } finally {
+    setMatmulVariant(null);
+  }
+});
+
 Deno.test({
   name: "Winograd equals the float64 reference for random shapes and tiles (fast-check)",
   ignore,
