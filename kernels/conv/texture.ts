@@ -41,23 +41,71 @@ export const CONV_PACK_UNIFORMS = uniforms({
   _pad: "u32",
 });
 
+/** The four components of a texel, in GEMM-index order. */
+const LANES = ["x", "y", "z", "w"] as const;
+
+/**
+ * The texel's four values as straight-line code: component e gets `load` where k + e < kEnd, then
+ * `step` moves the mode's cursor to the next GEMM index (no division past the texel's first).
+ */
+function fourValues(load: string, step: string): string {
+  return LANES.map((c, e) =>
+    `  if (k + ${e}u < kEnd) { v.${c} = ${load}; }${e < 3 ? `\n${step}` : ""}`
+  ).join("\n");
+}
+
+/** Advances the window cursor (kx, ky, then the channel `ch`) by one GEMM index. */
+const NEXT_TAP = `  kx += 1u;
+  if (kx == u.kw) { kx = 0u; ky += 1u; if (ky == u.kh) { ky = 0u; ch += 1u; } }`;
+
+/**
+ * Per mode: the cursor of the texel's first GEMM index k at row r (the only integer divisions:
+ * a runtime divisor is a scalar division per lane on CPU rasterisers, so a texel pays them once,
+ * not four times), then the four values.
+ */
+const BODY: Record<ConvPackMode, string> = {
+  strided: `  var q = k / u.kIn;
+  var m = k % u.kIn;
+  let base = u.off + r * u.sRow;
+${
+    fourValues(
+      "X[base + q * u.sOut + m * u.sIn]",
+      "  m += 1u;\n  if (m == u.kIn) { m = 0u; q += 1u; }",
+    )
+  }`,
+  im2col: `  let KK = u.kh * u.kw;
+  let by = i32((r / u.OW) * u.sh) - i32(u.ph);
+  let bx = i32((r % u.OW) * u.sw) - i32(u.pw);
+  var ch = k / KK;
+  let tap = k % KK;
+  var ky = tap / u.kw;
+  var kx = tap % u.kw;
+${fourValues("pixel(ch, by + i32(ky * u.dh), bx + i32(kx * u.dw))", NEXT_TAP)}`,
+  im2colT: `  let KK = u.kh * u.kw;
+  let ch = r / KK;
+  let tap = r % KK;
+  let dy = i32((tap / u.kw) * u.dh) - i32(u.ph);
+  let dx = i32((tap % u.kw) * u.dw) - i32(u.pw);
+  var oy = k / u.OW;
+  var ox = k % u.OW;
+${
+    fourValues(
+      "pixel(ch, i32(oy * u.sh) + dy, i32(ox * u.sw) + dx)",
+      "  ox += 1u;\n  if (ox == u.OW) { ox = 0u; oy += 1u; }",
+    )
+  }`,
+  dgrad: `  let KK = u.kh * u.kw;
+  let py = i32(r / u.W + u.ph);
+  let px = i32(r % u.W + u.pw);
+  var ch = k / KK;
+  let tap = k % KK;
+  var ky = tap / u.kw;
+  var kx = tap % u.kw;
+${fourValues("grad(ch, py - i32(ky * u.dh), px - i32(kx * u.dw))", NEXT_TAP)}`,
+};
+
 /** Uniforms: {@link CONV_PACK_UNIFORMS} (24 u32). */
 export function convPackKernel(mode: ConvPackMode): Kernel {
-  const value: Record<ConvPackMode, string> = {
-    strided: `  return X[u.off + r * u.sRow + (k / u.kIn) * u.sOut + (k % u.kIn) * u.sIn];`,
-    im2col: `  return im2col(r, k);`,
-    im2colT: `  return im2col(k, r);`,
-    dgrad: `  let KK = u.kh * u.kw;
-  let o = k / KK;
-  let tap = k % KK;
-  let ty = i32(r / u.W + u.ph) - i32((tap / u.kw) * u.dh);
-  let tx = i32(r % u.W + u.pw) - i32((tap % u.kw) * u.dw);
-  if (ty < 0 || tx < 0) { return 0.0; }
-  let uy = u32(ty);
-  let ux = u32(tx);
-  if (uy % u.sh != 0u || ux % u.sw != 0u || uy / u.sh >= u.OH || ux / u.sw >= u.OW) { return 0.0; }
-  return X[u.off + o * u.OH * u.OW + (uy / u.sh) * u.OW + ux / u.sw];`,
-  };
   return {
     key: `conv2d/pack-texture/${mode}`,
     wgsl: () =>
@@ -66,19 +114,24 @@ export function convPackKernel(mode: ConvPackMode): Kernel {
 @group(0) @binding(1) var<storage, read> X: array<f32>;
 @group(0) @binding(2) var T: texture_storage_2d<rgba32float, write>;
 
-/** x at output pixel p, GEMM index k = c·KK + tap (0 in the padding). */
-fn im2col(p: u32, k: u32) -> f32 {
-  let KK = u.kh * u.kw;
-  let c = k / KK;
-  let tap = k % KK;
-  let iy = i32((p / u.OW) * u.sh + (tap / u.kw) * u.dh) - i32(u.ph);
-  let ix = i32((p % u.OW) * u.sw + (tap % u.kw) * u.dw) - i32(u.pw);
+/** x at channel c, input pixel (iy, ix) (0 in the padding). */
+fn pixel(c: u32, iy: i32, ix: i32) -> f32 {
   if (iy < 0 || ix < 0 || iy >= i32(u.H) || ix >= i32(u.W)) { return 0.0; }
   return X[u.off + c * u.H * u.W + u32(iy) * u.W + u32(ix)];
 }
 
-fn value(r: u32, k: u32) -> f32 {
-${value[mode]}
+/** dy of output channel o that reaches input offset (ty, tx) = (y + ph − ky·dh, ...), else 0. */
+fn grad(o: u32, ty: i32, tx: i32) -> f32 {
+  if (ty < 0 || tx < 0) { return 0.0; }
+  var uy = u32(ty);
+  var ux = u32(tx);
+  if (u.sh != 1u || u.sw != 1u) {
+    if (uy % u.sh != 0u || ux % u.sw != 0u) { return 0.0; }
+    uy = uy / u.sh;
+    ux = ux / u.sw;
+  }
+  if (uy >= u.OH || ux >= u.OW) { return 0.0; }
+  return X[u.off + o * u.OH * u.OW + uy * u.OW + ux];
 }
 
 @compute @workgroup_size(${CONV_PACK_WG.x}, ${CONV_PACK_WG.y})
@@ -89,10 +142,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let k = u.k0 + 4u * j;
   let kEnd = u.k0 + u.K;
   var v = vec4<f32>(0.0);
-  if (k < kEnd) { v.x = value(r, k); }
-  if (k + 1u < kEnd) { v.y = value(r, k + 1u); }
-  if (k + 2u < kEnd) { v.z = value(r, k + 2u); }
-  if (k + 3u < kEnd) { v.w = value(r, k + 3u); }
+${BODY[mode]}
   textureStore(T, vec2<u32>(j, gid.y), v);
 }`,
   };

@@ -1,0 +1,83 @@
+/**
+ * Before/after of a model case in ONE process, interleaved: this checkout's `bench/models.ts` case
+ * (B) against the same case of another checkout (A, `--base DIR`, e.g. `git archive <commit>`
+ * unpacked), each with its own engine and device, alternating A, B, A, B, ... after one warm-up
+ * step each; medians, the ratio and the load average before and after. On a shared machine the
+ * interleaving is what makes the ratio mean something (both sides see the same load).
+ *
+ *   mkdir -p /tmp/base && git archive main | tar -x -C /tmp/base
+ *   deno run -A bench/train_step_ab.ts --base /tmp/base [--case "resnet50-train-step b2 @256"]
+ *     [--runs 5]
+ */
+import { numberFlag, requiredFlag, runCommand, stringFlag } from "../pipeline/cli/args.ts";
+import { loadavg } from "./registry.ts";
+
+const USAGE = `usage: deno run -A bench/train_step_ab.ts --base DIR [--case NAME] [--runs N]
+  --base DIR   another checkout of this repository (the "before"; its bench/models.ts is loaded)
+  --case NAME  model case (bench/models.ts), default "resnet50-train-step b2 @256"
+  --runs N     timed steps per side, interleaved (default 5)`;
+
+interface Side {
+  name: string;
+  step: () => void | Promise<void>;
+  sync: () => Promise<void>;
+  done: () => void;
+  ms: number[];
+}
+
+async function side(name: string, root: string, caseName: string): Promise<Side> {
+  const url = (p: string) => new URL(p, `file://${root.replace(/\/?$/, "/")}`).href;
+  const engine = await import(url("engine/mod.ts"));
+  const models = await import(url("bench/models.ts"));
+  await engine.initGpu();
+  const c = models.modelCases(2).find((k: { name: string }) => k.name === caseName);
+  if (!c) throw new Error(`${name}: no model case named "${caseName}" in ${root}`);
+  const run = await c.setup();
+  return { name, step: run.step, sync: engine.sync, done: run.done, ms: [] };
+}
+
+async function timed(s: Side): Promise<number> {
+  const t0 = performance.now();
+  await s.step();
+  await s.sync();
+  return performance.now() - t0;
+}
+
+const median = (a: number[]) => {
+  const s = [...a].sort((x, y) => x - y);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+
+Deno.exit(
+  await runCommand(
+    {
+      name: "bench/train_step_ab.ts",
+      usage: USAGE,
+      options: { base: { type: "string" }, case: { type: "string" }, runs: { type: "string" } },
+    },
+    Deno.args,
+    async (flags) => {
+      const base = requiredFlag(flags, "base");
+      const caseName = stringFlag(flags, "case") ?? "resnet50-train-step b2 @256";
+      const runs = numberFlag(flags, "runs", { def: 5, min: 1, integer: true })!;
+      const here = new URL("..", import.meta.url).pathname;
+      const load0 = loadavg();
+      const a = await side("before", base, caseName);
+      const b = await side("after", here, caseName);
+      for (const s of [a, b]) await timed(s); // warm-up: pipelines compiled
+      for (let r = 0; r < runs; r++) {
+        for (const s of [a, b]) {
+          s.ms.push(await timed(s));
+          console.log(`${s.name} run ${r + 1}/${runs}: ${s.ms.at(-1)!.toFixed(0)} ms`);
+        }
+      }
+      a.done();
+      b.done();
+      const ma = median(a.ms), mb = median(b.ms);
+      console.log(
+        `${caseName}: before ${ma.toFixed(0)} ms, after ${mb.toFixed(0)} ms (medians of ${runs}, ` +
+          `interleaved): ${(ma / mb).toFixed(2)}× faster; load ${load0} → ${loadavg()}`,
+      );
+    },
+  ),
+);
