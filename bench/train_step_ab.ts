@@ -2,8 +2,10 @@
  * Before/after of a model case in ONE process, interleaved: this checkout's `bench/models.ts` case
  * (B) against the same case of another checkout (A, `--base DIR`, e.g. `git archive <commit>`
  * unpacked), each with its own engine and device, alternating A, B, A, B, ... after one warm-up
- * step each; medians, the ratio and the load average before and after. On a shared machine the
- * interleaving is what makes the ratio mean something (both sides see the same load).
+ * step each; medians of the wall time and of this process's CPU time (all threads: the host side
+ * and the software rasteriser's workers; far less disturbed by other processes than the wall
+ * clock), the ratios and the load average before and after. On a shared machine the interleaving
+ * is what makes the ratio mean something (both sides see the same load).
  *
  *   mkdir -p /tmp/base && git archive main | tar -x -C /tmp/base
  *   deno run -A bench/train_step_ab.ts --base /tmp/base [--case "resnet50-train-step b2 @256"]
@@ -23,6 +25,7 @@ interface Side {
   sync: () => Promise<void>;
   done: () => void;
   ms: number[];
+  cpu: number[];
 }
 
 async function side(name: string, root: string, caseName: string): Promise<Side> {
@@ -33,14 +36,25 @@ async function side(name: string, root: string, caseName: string): Promise<Side>
   const c = models.modelCases(2).find((k: { name: string }) => k.name === caseName);
   if (!c) throw new Error(`${name}: no model case named "${caseName}" in ${root}`);
   const run = await c.setup();
-  return { name, step: run.step, sync: engine.sync, done: run.done, ms: [] };
+  return { name, step: run.step, sync: engine.sync, done: run.done, ms: [], cpu: [] };
 }
 
-async function timed(s: Side): Promise<number> {
-  const t0 = performance.now();
+/** CPU milliseconds this process has used (utime + stime, 100 ticks a second), NaN without /proc. */
+function cpuMs(): number {
+  try {
+    const f = Deno.readTextFileSync("/proc/self/stat").split(") ")[1].split(" ");
+    return (Number(f[11]) + Number(f[12])) * 10;
+  } catch {
+    return NaN;
+  }
+}
+
+async function timed(s: Side): Promise<void> {
+  const c0 = cpuMs(), t0 = performance.now();
   await s.step();
   await s.sync();
-  return performance.now() - t0;
+  s.ms.push(performance.now() - t0);
+  s.cpu.push(cpuMs() - c0);
 }
 
 const median = (a: number[]) => {
@@ -65,18 +79,26 @@ Deno.exit(
       const a = await side("before", base, caseName);
       const b = await side("after", here, caseName);
       for (const s of [a, b]) await timed(s); // warm-up: pipelines compiled
+      for (const s of [a, b]) s.ms.length = s.cpu.length = 0;
       for (let r = 0; r < runs; r++) {
         for (const s of [a, b]) {
-          s.ms.push(await timed(s));
-          console.log(`${s.name} run ${r + 1}/${runs}: ${s.ms.at(-1)!.toFixed(0)} ms`);
+          await timed(s);
+          console.log(
+            `${s.name} run ${r + 1}/${runs}: wall ${s.ms.at(-1)!.toFixed(0)} ms, cpu ${
+              s.cpu.at(-1)!.toFixed(0)
+            } ms (load ${loadavg()})`,
+          );
         }
       }
       a.done();
       b.done();
-      const ma = median(a.ms), mb = median(b.ms);
+      const ma = median(a.ms), mb = median(b.ms), ca = median(a.cpu), cb = median(b.cpu);
       console.log(
-        `${caseName}: before ${ma.toFixed(0)} ms, after ${mb.toFixed(0)} ms (medians of ${runs}, ` +
-          `interleaved): ${(ma / mb).toFixed(2)}× faster; load ${load0} → ${loadavg()}`,
+        `${caseName} (medians of ${runs}, interleaved; load ${load0} → ${loadavg()}):\n` +
+          `  wall: before ${ma.toFixed(0)} ms, after ${mb.toFixed(0)} ms: ${
+            (ma / mb).toFixed(2)
+          }×\n` +
+          `  cpu:  before ${ca.toFixed(0)} ms, after ${cb.toFixed(0)} ms: ${(ca / cb).toFixed(2)}×`,
       );
     },
   ),
