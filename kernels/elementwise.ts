@@ -56,6 +56,8 @@ const BINARY = {
   le: "select(0.0, 1.0, a <= b)",
   gt: "select(0.0, 1.0, a > b)",
   ge: "select(0.0, 1.0, a >= b)",
+  /** ReLU's backward from its output: the gradient `a` where `b` > 0, else 0 (one pass). */
+  relu_bwd: "select(0.0, a, b > 0.0)",
 } as const;
 export type BinaryOp = keyof typeof BINARY;
 

@@ -143,7 +143,7 @@ export const abs = (x: Tensor): Tensor => unaryOp("abs", x, (g, x) => mul(g, una
 /** Saves its output, not its input (y > 0 ⟺ x > 0): the tensor the next layer keeps anyway, so
  * a conv → BN → ReLU chain holds two activations for backward instead of three. */
 export const relu = (x: Tensor): Tensor =>
-  unaryOp("relu", x, (g, _x, y) => mul(g, unaryRaw("step", y)), true);
+  unaryOp("relu", x, (g, _x, y) => binaryRaw("relu_bwd", g, y), true);
 export const sigmoid = (x: Tensor): Tensor =>
   unaryOp("sigmoid", x, (g, _x, y) => mul(g, mul(y, affine(y, -1, 1))), true);
 export const tanh = (x: Tensor): Tensor =>

@@ -1,5 +1,5 @@
 import fc from "fast-check";
-import { F, tensor } from "../../engine/mod.ts";
+import { backward, F, requireGrad, tensor } from "../../engine/mod.ts";
 import { assertClose, gradCheck, randArray, setup } from "../util/gpu.ts";
 import { broadcastRef, erf } from "../reference/elementwise.ts";
 
@@ -102,4 +102,27 @@ Deno.test("gradients of elementwise ops pass finite differences", async () => {
   await gradCheck((a, b) => F.where(F.gt(a, b), F.square(a), F.neg(b)), [{ shape: [6] }, {
     shape: [6],
   }]);
+});
+
+Deno.test("relu's gradient is the incoming gradient where the output is positive, else exactly 0", async () => {
+  // 4099 values (vec4 kernels plus a tail) including zeros, negatives and non-finite gradients.
+  const n = 4099;
+  const x = randArray(n, 31, -2, 2);
+  for (let i = 0; i < n; i += 7) x[i] = 0;
+  const g = randArray(n, 32, -3, 3);
+  g[1] = NaN;
+  g[2] = Infinity;
+  x[1] = x[2] = -1;
+  const xt = requireGrad(tensor(x, [n]));
+  backward(F.relu(xt), tensor(g, [n]));
+  const got = await xt.grad!.data();
+  for (let i = 0; i < n; i++) {
+    const want = x[i] > 0 ? g[i] : 0;
+    if (!Object.is(got[i], Math.fround(want))) {
+      throw new Error(`relu gradient [${i}]: ${got[i]}, expected ${want} (x ${x[i]}, g ${g[i]})`);
+    }
+  }
+  // Finite differences away from the kink.
+  await gradCheck((a) => F.relu(a), [{ shape: [3, 5], lo: 0.1, hi: 1 }]);
+  await gradCheck((a) => F.relu(a), [{ shape: [6], lo: -1, hi: -0.1 }]);
 });
