@@ -11,6 +11,10 @@
  * - `im2colT`: rows are (c, tap), k the output pixels: the same values, transposed.
  * - `dgrad`: rows are input pixels (y, x), k = o·KK + tap: dy at ((y + ph − ky·dh) / sh, ...)
  *   where that divides exactly and lies inside the output.
+ *
+ * Two vec4 forms ({@link convPackVec4Kernel}) take the operands that are plain rows or their
+ * transpose (every 1×1 stride-1 conv, the weights, dy of the weight gradient): a storage load on
+ * software adapters is a per-lane loop, so four values per load instead of one.
  */
 import type { Kernel } from "../kernel.ts";
 import { uniforms } from "../uniforms.ts";
@@ -144,6 +148,58 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   var v = vec4<f32>(0.0);
 ${BODY[mode]}
   textureStore(T, vec2<u32>(j, gid.y), v);
+}`,
+  };
+}
+
+/**
+ * The vec4 packs, for operands laid out as element (r, k) at off + r·sRow + k (`rows4`: a texel is
+ * one vec4 load) or at off + k·sRow + r (`cols4`: the transpose — an invocation reads the vec4s of
+ * four consecutive k over rows r..r+3 and stores those four rows' texels). Needs off, sRow, k0
+ * (rows4) or row0 (cols4) multiples of 4 and a binding of whole vec4s; values past K are zero (a
+ * load may read up to 3 elements past the operand, within the binding). Same uniforms as
+ * {@link convPackKernel}; grid: ⌈width / WG.x⌉ × ⌈rows / WG.y⌉ (rows4) or ⌈rows / 4 / WG.y⌉ (cols4).
+ */
+export function convPackVec4Kernel(mode: "rows4" | "cols4"): Kernel {
+  const mask = (v: string) =>
+    LANES.map((c, e) => `  if (k + ${e}u >= kEnd) { ${v}.${c} = 0.0; }`).join("\n");
+  const body = mode === "rows4"
+    ? `  if (gid.y >= u.rows) { return; }
+  let r = u.row0 + gid.y;
+  var v = X[(u.off + r * u.sRow + k) / 4u];
+${mask("v")}
+  textureStore(T, vec2<u32>(j, gid.y), v);`
+    : `  let q0 = 4u * gid.y;
+  if (q0 >= u.rows) { return; }
+  let b = (u.off + u.row0 + q0) / 4u;
+  let s4 = u.sRow / 4u;
+  var a = vec4<f32>(0.0);
+  var c = vec4<f32>(0.0);
+  var d = vec4<f32>(0.0);
+  var e = vec4<f32>(0.0);
+  if (k < kEnd) { a = X[b + k * s4]; }
+  if (k + 1u < kEnd) { c = X[b + (k + 1u) * s4]; }
+  if (k + 2u < kEnd) { d = X[b + (k + 2u) * s4]; }
+  if (k + 3u < kEnd) { e = X[b + (k + 3u) * s4]; }
+  textureStore(T, vec2<u32>(j, q0), vec4<f32>(a.x, c.x, d.x, e.x));
+  if (q0 + 1u < u.rows) { textureStore(T, vec2<u32>(j, q0 + 1u), vec4<f32>(a.y, c.y, d.y, e.y)); }
+  if (q0 + 2u < u.rows) { textureStore(T, vec2<u32>(j, q0 + 2u), vec4<f32>(a.z, c.z, d.z, e.z)); }
+  if (q0 + 3u < u.rows) { textureStore(T, vec2<u32>(j, q0 + 3u), vec4<f32>(a.w, c.w, d.w, e.w)); }`;
+  return {
+    key: `conv2d/pack-texture/${mode}`,
+    wgsl: () =>
+      /* wgsl */ `${CONV_PACK_UNIFORMS.wgsl("P")}
+@group(0) @binding(0) var<uniform> u: P;
+@group(0) @binding(1) var<storage, read> X: array<vec4<f32>>;
+@group(0) @binding(2) var T: texture_storage_2d<rgba32float, write>;
+
+@compute @workgroup_size(${CONV_PACK_WG.x}, ${CONV_PACK_WG.y})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let j = gid.x;
+  if (j >= u.width) { return; }
+  let k = u.k0 + 4u * j;
+  let kEnd = u.k0 + u.K;
+${body}
 }`,
   };
 }

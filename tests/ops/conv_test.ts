@@ -46,6 +46,10 @@ const CASES: Case[] = [
   { xs: [1, 4, 10, 10], ws: [5, 4, 3, 3], o: { stride: 2, dilation: 2, padding: 3 }, bias: true },
   { xs: [2, 9, 6, 5], ws: [9, 1, 3, 3], o: { padding: 1, groups: 9 } },
   { xs: [1, 19, 7, 7], ws: [23, 19, 1, 1], o: { stride: 2 }, bias: true },
+  // 1×1 stride 1 with planes of a multiple of 4 (the vec4 packs of the texture path), K = 7
+  // channels (a partial texel), 20 pixels (chunks of 8 rows leave 4).
+  { xs: [2, 7, 4, 5], ws: [8, 7, 1, 1], o: {} },
+  { xs: [1, 8, 4, 4], ws: [12, 8, 1, 1], o: {} },
   // Unpadded 1×1 with unequal strides: the input gradient on the stride grid, zeros off it.
   { xs: [2, 6, 8, 7], ws: [5, 6, 1, 1], o: { stride: [3, 2] } },
 ];
@@ -128,6 +132,9 @@ Deno.test({
       for (const c of CASES) await checkCase(c, "texture path");
       setConvTextureRowsForTests(5);
       for (const c of CASES) await checkCase(c, "texture chunks of 5 rows");
+      // Chunks starting at multiples of 4 rows keep the vec4 packs.
+      setConvTextureRowsForTests(8);
+      for (const c of CASES) await checkCase(c, "texture chunks of 8 rows");
     } finally {
       setConvTextureRowsForTests(null);
       setConvPath(null);
