@@ -54,8 +54,8 @@ function checkVec(name: string, what: string, t: Tensor | undefined, c: number, 
  * channel. GPUs: BN_WG. Software adapters: about 64 units a lane, 32 to BN_WG lanes — there a
  * workgroup's lanes run as SIMD batches that meet at every barrier of the tree sum, so lanes
  * without work cost as much as busy ones: at [2, 2048, 16, 16] (128 vec4s a channel) 256 lanes
- * took 165 ms (statistics) and 237 ms (backward sums), 32 lanes 10 and 9 ms (bench/train_step_ab.ts
- * section of BENCHMARKS.md "Training step").
+ * took 165 ms (statistics) and 237 ms (backward sums), 32 lanes 10 and 9 ms (bench/profile.ts-style
+ * replay under load; BENCHMARKS.md "Training step").
  */
 function reduceLanes(units: number): number {
   if (!gpu().isSoftware) return BN_WG;

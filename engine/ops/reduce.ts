@@ -36,8 +36,8 @@ function keptShape(x: Tensor, axes: number[], keepdim: boolean): number[] {
  * thread per output. GPUs: long reductions, or mid-length ones with few outputs. Software adapters:
  * only with few outputs (< 64) or long ones (> 4096, which also bounds a thread's sequential f32
  * sum): there a workgroup's lanes run as SIMD batches that meet at every barrier of the tree, so
- * ADL's channel mean of [2, 2048, 16, 16] (512 outputs of 2048) took 54 ms a workgroup per output
- * and 6 ms a thread per output (CPU time, bench/train_step_ab.ts section of BENCHMARKS.md).
+ * ADL's channel mean of [2, 2048, 16, 16] (512 outputs of 2048) took 54 ms of CPU a workgroup per
+ * output and 3–6 ms a thread per output (under load; BENCHMARKS.md "Training step").
  */
 function largeReduction(inner: number, nOut: number): boolean {
   if (gpu().isSoftware) return inner > 4096 || (inner >= 32 && nOut < 64);
