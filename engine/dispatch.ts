@@ -352,6 +352,29 @@ function copyBuffer(
   enc.copyBufferToBuffer(src, srcOffset, dst, dstOffset, size);
 }
 
+/**
+ * Copies rows of a buffer into a texture inside the current batch (ordered with the dispatches):
+ * `height` rows of `width` texels from `srcOffset` every `bytesPerRow` (a multiple of 256) to the
+ * texture's rows `y`.. (matmul operands whose bytes already are the texture's layout).
+ */
+export function copyBufferToTexture(
+  src: GPUBuffer,
+  srcOffset: number,
+  bytesPerRow: number,
+  texture: GPUTexture,
+  width: number,
+  height: number,
+  y: number,
+): void {
+  const enc = ensureBatch();
+  endPass();
+  enc.copyBufferToTexture(
+    { buffer: src, offset: srcOffset, bytesPerRow },
+    { texture, origin: { x: 0, y } },
+    { width, height },
+  );
+}
+
 /** Submits everything encoded so far. */
 export function flush(): void {
   if (!encoder) return;

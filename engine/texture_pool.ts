@@ -13,7 +13,8 @@ import { flush } from "./dispatch.ts";
 import { pool } from "./pool.ts";
 
 const MAX_CACHED_BYTES = 256 * 2 ** 20;
-const USAGE = GPUTextureUsage.STORAGE_BINDING;
+// COPY_DST: matmul operands already in the texture layout are copied in (engine/ops/matmul_texture.ts).
+const USAGE = GPUTextureUsage.STORAGE_BINDING | GPUTextureUsage.COPY_DST;
 
 interface Entry {
   /** The device that made it: one given back after a device loss is dropped. */
