@@ -1,10 +1,10 @@
 /**
  * Which kernel path each op takes on this adapter, and why, in one place: matmul (workgroup-tiled,
  * register-blocked or texture-staged), conv2d (conv kernels or texture GEMMs) and their register
- * tiles, SAM's attention (fused flash kernel or composed), with the environment overrides
- * (`ENGINE_MATMUL`, `ENGINE_CONV`, `ENGINE_WINOGRAD`, `SAM_ATTENTION`, `ENGINE_FUSE_CONV_BN`, read
- * here only) and the hooks tests and benchmarks use to force a path. Ops ask; nothing here launches
- * work.
+ * tiles, SAM's attention (fused flash kernel, composed, or composed through textures), with the
+ * environment overrides (`ENGINE_MATMUL`, `ENGINE_CONV`, `ENGINE_WINOGRAD`, `SAM_ATTENTION`,
+ * `ENGINE_FUSE_CONV_BN`, read here only) and the hooks tests and benchmarks use to force a path.
+ * Ops ask; nothing here launches work.
  *
  * | op                | real GPU            | software adapter (llvmpipe/lavapipe)                      |
  * | ----------------- | ------------------- | --------------------------------------------------------- |
@@ -14,7 +14,8 @@
  * | 3×3 stride 1      | conv kernels (Wino- | forward and input gradient: Winograd F(4,3) or F(2,3) on  |
  * |                   | grad when forced)   | texture GEMMs ({@link convWinograd})                      |
  * | conv tiles        | 4×8 (wt grad 8×8)   | 16×16                                                     |
- * | attention (SAM)   | `fused`             | `composed`                                                |
+ * | attention (SAM)   | `fused`             | `texture` without gradients where the key grid allows,    |
+ * |                   |                     | else `composed`                                           |
  * | row kernels       | by row length       | a thread per row (softmax, LayerNorm)                     |
  * | conv+BN(+ReLU)    | one fused conv pass | the same (engine/ops/conv_fused.ts)                       |
  * |                   | (no grad, BN eval)  |                                                           |
@@ -334,24 +335,30 @@ export function setConvBnFusion(on: boolean | null): void {
 
 // ---------------------------------------------------------------- attention
 
-/** SAM's attention: the fused flash kernel or the composed one (matmuls + bias softmax). */
-export type AttentionImpl = "fused" | "composed";
+/**
+ * SAM's attention: the fused flash kernel, the composed one (matmuls + bias softmax), or the
+ * composed one through textures (engine/ops/attention_texture.ts: scores and probabilities in
+ * textures, heads written merged; passes without gradients only, others compose).
+ */
+export type AttentionImpl = "fused" | "composed" | "texture";
 
 const ATTENTION_ENV = Deno.env.get("SAM_ATTENTION");
-let forcedAttention: AttentionImpl | null = ATTENTION_ENV === "composed" ||
-    ATTENTION_ENV === "fused"
-  ? ATTENTION_ENV
-  : null;
+let forcedAttention: AttentionImpl | null =
+  ATTENTION_ENV === "composed" || ATTENTION_ENV === "fused" || ATTENTION_ENV === "texture"
+    ? ATTENTION_ENV
+    : null;
 
 /**
- * The fused flash kernel on GPUs. On software adapters the composed path: the flash kernel (one
- * query per thread) reaches 0.17–0.3 GFLOP/s on llvmpipe, the composed path (texture matmuls and
- * the fused bias-softmax) is ~20× faster there (BENCHMARKS.md "Attention") and never holds more
- * than one head-group's scores (64 MiB for a 4096-token head). `SAM_ATTENTION=fused|composed` or
- * {@link setAttentionImpl} overrides.
+ * The fused flash kernel on GPUs. On software adapters the texture path where it applies (no
+ * gradient recorded, a key grid whose rows are whole periods of lcm(KW, 4): ViT-B's windows and
+ * global blocks; BENCHMARKS.md "SAM global attention through textures"), else the composed path:
+ * the flash kernel (one query per thread) reaches 0.17–0.3 GFLOP/s on llvmpipe, the composed path
+ * (texture matmuls and the fused bias-softmax) is ~20× faster there (BENCHMARKS.md "Attention") and
+ * never holds more than one head-group's scores (64 MiB for a 4096-token head).
+ * `SAM_ATTENTION=fused|composed|texture` or {@link setAttentionImpl} overrides.
  */
 export function attentionImpl(): AttentionImpl {
-  return forcedAttention ?? (adapterKind() === "software" ? "composed" : "fused");
+  return forcedAttention ?? (adapterKind() === "software" ? "texture" : "fused");
 }
 
 /** Forces one implementation (null: back to the per-adapter default). */

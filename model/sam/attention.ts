@@ -67,6 +67,15 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, scale: number, rel?: 
   // Everything as [B, H, N, ·]: groups of heads are slices of the second axis.
   const to4 = (t: Tensor) => (t.rank === 4 ? t : F.unsqueeze(t, 0));
   const [q4, k4, v4] = [q, k, v].map(to4);
+  if (
+    terms && attentionImpl() === "texture" &&
+    !F.attentionTextureRefusal(q4, k4, v4, terms.relH, terms.relW)
+  ) {
+    // Without gradients on software adapters: scores and probabilities in textures, the heads
+    // written merged (a [B, H, Nq, d] view of a dense [B, Nq, H, d]).
+    const o = F.attentionTextureRaw(q4, k4, v4, terms.relH, terms.relW, scale);
+    return rank === 4 ? o : F.squeeze(o, 0);
+  }
   const [B, H, nq] = q4.shape;
   const nk = k4.shape[2];
   const relH = terms && F.reshape(terms.relH, [B, H, nq, -1]);

@@ -1,0 +1,109 @@
+/**
+ * Attention scores q·kᵀ from textures into a texture, for software adapters (the composed
+ * attention of engine/ops/attention_texture.ts).
+ *
+ * q and k are staged the way the texture matmul stages its operands (kernels/matmul_texture.ts:
+ * one texture row per token, four consecutive head-dim values per texel, zero past d), so the
+ * product reads only textures. The scores go to a texture too, one row per query and four
+ * consecutive keys per texel: exactly the layout in which the bias softmax
+ * (kernels/softmax_relbias.ts, `softmaxRelBiasTextureKernel`) reads them. On llvmpipe a texture
+ * load is a branch-free gather where a storage-buffer load is a per-lane loop, and a texel store
+ * writes four scores where the matmul's buffer store writes one with a range check each: the
+ * 4096×4096 scores of a ViT-B global-attention head (K = 64 only) are mostly stores.
+ *
+ * Slices (batch·heads, or windows·heads) are stacked as row blocks of every texture: slice z's
+ * query rows start at z·M, its key rows at z·N.
+ */
+import type { Kernel } from "../kernel.ts";
+import { uniforms } from "../uniforms.ts";
+
+/** Queries M and keys N per slice, texels of the head dim, rows of q/k textures per slice. */
+export const SCORES_TEXTURE_UNIFORMS = uniforms({
+  M: "u32",
+  N: "u32",
+  K4: "u32",
+  _pad0: "u32",
+});
+
+/** Threads wx × wy, each computing tm queries × tn keys (tn a multiple of 4). */
+export interface ScoresTile {
+  wx: number;
+  wy: number;
+  tm: number;
+  tn: number;
+}
+
+/** For 4096-token heads: 128×128 scores per workgroup. */
+export const SCORES_TILE_BIG: ScoresTile = { wx: 8, wy: 8, tm: 16, tn: 16 };
+/** For short sequences (e.g. 14×14 windows): 32×32 per workgroup wastes less past N. */
+export const SCORES_TILE_SMALL: ScoresTile = { wx: 8, wy: 8, tm: 4, tn: 4 };
+
+/** The scores tile for M queries and N keys per slice. */
+export function scoresTileFor(m: number, n: number): ScoresTile {
+  return m >= 1024 && n >= 1024 ? SCORES_TILE_BIG : SCORES_TILE_SMALL;
+}
+
+/**
+ * S[z·M + i, j] = Σ_c q[z, i, c]·k[z, j, c] (uniforms {@link SCORES_TEXTURE_UNIFORMS}; grid
+ * [⌈N/(wx·tn)⌉, ⌈M/(wy·tm)⌉, slices]). Bindings: TQ, TK (read), S (write). N must be a multiple
+ * of 4 (a texel holds four keys); rows of q and k past the slice are clamped, so the loop has no
+ * branch, and only in-range scores are stored.
+ */
+export function scoresTextureKernel(t: ScoresTile): Kernel {
+  const { wx, wy, tm, tn } = t;
+  if (tn % 4 || tn < 4 || tm < 1 || wx < 1 || wy < 1) {
+    throw new Error(`attention scores (texture): bad tile ${JSON.stringify(t)}`);
+  }
+  const rows = [...Array(tm).keys()], cols = [...Array(tn).keys()];
+  const groups = [...Array(tn / 4).keys()], lanes = [0, 1, 2, 3];
+  const body: string[] = [];
+  for (const i of rows) body.push(`    let a${i} = textureLoad(TQ, vec2<u32>(k, ra${i}));`);
+  for (const j of cols) body.push(`    let b${j} = textureLoad(TK, vec2<u32>(k, rb${j}));`);
+  // bt<c>_<g>: component c of keys 4g..4g+3, so each accumulator takes a vec4 multiply-add.
+  for (const c of lanes) {
+    for (const g of groups) {
+      body.push(
+        `    let bt${c}_${g} = vec4<f32>(${lanes.map((l) => `b${4 * g + l}[${c}]`).join(", ")});`,
+      );
+    }
+  }
+  for (const i of rows) {
+    for (const g of groups) {
+      for (const c of lanes) body.push(`    s${i}_${g} += a${i}[${c}] * bt${c}_${g};`);
+    }
+  }
+  const store = rows.map((i) =>
+    `  if (row0 + ${i}u < u.M) {\n${
+      groups.map((g) =>
+        `    if (col0 + ${
+          4 * g
+        }u < u.N) { textureStore(S, vec2<u32>(col0 / 4u + ${g}u, sB + row0 + ${i}u), s${i}_${g}); }`
+      ).join("\n")
+    }\n  }`
+  ).join("\n");
+  return {
+    key: `attention/scores-texture/${wx}x${wy}x${tm}x${tn}`,
+    wgsl: () =>
+      /* wgsl */ `${SCORES_TEXTURE_UNIFORMS.wgsl("P")}
+@group(0) @binding(0) var<uniform> u: P;
+@group(0) @binding(1) var TQ: texture_storage_2d<rgba32float, read>;
+@group(0) @binding(2) var TK: texture_storage_2d<rgba32float, read>;
+@group(0) @binding(3) var S: texture_storage_2d<rgba32float, write>;
+
+@compute @workgroup_size(${wx}, ${wy})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let row0 = gid.y * ${tm}u;
+  let col0 = gid.x * ${tn}u;
+  if (row0 >= u.M || col0 >= u.N) { return; }
+  let sB = gid.z * u.M;
+  let kB = gid.z * u.N;
+${rows.map((i) => `  let ra${i} = sB + min(row0 + ${i}u, u.M - 1u);`).join("\n")}
+${cols.map((j) => `  let rb${j} = kB + min(col0 + ${j}u, u.N - 1u);`).join("\n")}
+${rows.flatMap((i) => groups.map((g) => `  var s${i}_${g} = vec4<f32>(0.0);`)).join("\n")}
+  for (var k = 0u; k < u.K4; k++) {
+${body.join("\n")}
+  }
+${store}
+}`,
+  };
+}
