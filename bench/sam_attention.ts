@@ -3,7 +3,9 @@
  * softmax through buffers) against the texture path (engine/ops/attention_texture.ts), on one
  * ViT-B global-attention block's attention alone and the whole block, one windowed block, the whole
  * encoder @1024 and one pseudo-label (encoder + 50 points, 512² patch), all without gradients. Each round runs both paths (order
- * alternating per round); the median per path, their ratio, the load average at each run, the peak
+ * alternating per round); the median per path of the wall clock and of the process's CPU time (the
+ * rasteriser's threads included: less moved by other processes' load), their ratios, the load
+ * average at each run, the peak
  * GPU memory in tensors and the largest difference between the two paths' outputs are printed.
  * `--peers` adds PyTorch CPU (2 threads) on the block and encoder cases, in the same process run.
  *
@@ -118,6 +120,12 @@ function setupCase(name: CaseName, sam: Sam): Runner {
   };
 }
 
+/** CPU milliseconds this process has used, all threads (lavapipe's rasteriser threads included). */
+function cpuMs(): number {
+  const f = Deno.readTextFileSync("/proc/self/stat").split(") ")[1].split(" ");
+  return (Number(f[11]) + Number(f[12])) * 10; // utime + stime, 100 ticks a second
+}
+
 function median(v: number[]): number {
   const s = v.slice().sort((a, b) => a - b), m = s.length >> 1;
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
@@ -127,6 +135,10 @@ interface Row {
   case: CaseName;
   ms: Record<string, number>;
   runs: Record<string, number[]>;
+  /** CPU time of the process per run: less moved by other processes' load than the wall clock. */
+  cpuMs: Record<string, number>;
+  cpuRuns: Record<string, number[]>;
+  cpuRatio: number;
   loads: number[];
   peakMB: Record<string, number>;
   ratio: number;
@@ -138,6 +150,7 @@ interface Row {
 async function runCase(name: CaseName, sam: Sam, reps: number, warmup: boolean): Promise<Row> {
   const r = setupCase(name, sam);
   const runs: Record<string, number[]> = {}, peak: Record<string, number> = {};
+  const cpuRuns: Record<string, number[]> = {};
   const last: Record<string, Tensor | null> = {};
   const loads: number[] = [];
   try {
@@ -149,6 +162,7 @@ async function runCase(name: CaseName, sam: Sam, reps: number, warmup: boolean):
         await sync();
       }
       runs[p] = [];
+      cpuRuns[p] = [];
       peak[p] = 0;
       last[p] = null;
     }
@@ -158,14 +172,19 @@ async function runCase(name: CaseName, sam: Sam, reps: number, warmup: boolean):
         last[p]?.dispose();
         await sync();
         pool.resetPeak();
-        const t0 = performance.now();
+        const c0 = cpuMs(), t0 = performance.now();
         last[p] = await r.step();
         await sync();
-        const ms = performance.now() - t0;
+        const ms = performance.now() - t0, cpu = cpuMs() - c0;
         runs[p].push(ms);
+        cpuRuns[p].push(cpu);
         peak[p] = Math.max(peak[p], memoryStats().peakBytes / 2 ** 20);
         loads.push(Number(loadavg().split(" ")[0]));
-        console.error(`[sam-attention] ${name} ${p} ${ms.toFixed(0)} ms (load ${loadavg()})`);
+        console.error(
+          `[sam-attention] ${name} ${p} ${ms.toFixed(0)} ms, CPU ${
+            cpu.toFixed(0)
+          } ms (load ${loadavg()})`,
+        );
       }
     }
     const [a, b] = await Promise.all(PATHS.map((p) => last[p]!.data())) as Float32Array[];
@@ -175,10 +194,14 @@ async function runCase(name: CaseName, sam: Sam, reps: number, warmup: boolean):
       mx = Math.max(mx, Math.abs(a[i]));
     }
     const ms = Object.fromEntries(PATHS.map((p) => [p, median(runs[p])]));
+    const cpu = Object.fromEntries(PATHS.map((p) => [p, median(cpuRuns[p])]));
     return {
       case: name,
       ms,
       runs,
+      cpuMs: cpu,
+      cpuRuns,
+      cpuRatio: cpu.composed / cpu.texture,
       loads,
       peakMB: peak,
       ratio: ms.composed / ms.texture,
@@ -254,7 +277,9 @@ if (import.meta.main) {
           console.log(
             `${r.case.padEnd(13)} composed ${r.ms.composed.toFixed(0).padStart(7)} ms  texture ${
               r.ms.texture.toFixed(0).padStart(7)
-            } ms  ratio ${r.ratio.toFixed(2)}×  peak ${r.peakMB.composed.toFixed(0)}/${
+            } ms  ratio ${r.ratio.toFixed(2)}×  CPU ${r.cpuMs.composed.toFixed(0)}/${
+              r.cpuMs.texture.toFixed(0)
+            } ms ratio ${r.cpuRatio.toFixed(2)}×  peak ${r.peakMB.composed.toFixed(0)}/${
               r.peakMB.texture.toFixed(0)
             } MB  max|diff| ${r.maxAbsDiff.toExponential(2)} of max|v| ${
               r.maxAbs.toPrecision(3)

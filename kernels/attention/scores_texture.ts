@@ -33,8 +33,12 @@ export interface ScoresTile {
   tn: number;
 }
 
-/** For 4096-token heads: 128×128 scores per workgroup. */
-export const SCORES_TILE_BIG: ScoresTile = { wx: 8, wy: 8, tm: 16, tn: 16 };
+/**
+ * For 4096-token heads: 32×256 scores per workgroup, 8×16 per thread. A 4096² head on llvmpipe,
+ * interleaved, load 12 (medians of 7, ms): 16×4 threads of 8×16 1284, 8×8 of 8×16 1443, 16×8 of
+ * 8×8 1367, 8×8 of 16×16 1592, 8×8 of 16×8 1771, 8×8 of 8×8 1752 (noisy).
+ */
+export const SCORES_TILE_BIG: ScoresTile = { wx: 16, wy: 4, tm: 8, tn: 16 };
 /** For short sequences (e.g. 14×14 windows): 32×32 per workgroup wastes less past N. */
 export const SCORES_TILE_SMALL: ScoresTile = { wx: 8, wy: 8, tm: 4, tn: 4 };
 

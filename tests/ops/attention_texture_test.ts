@@ -130,6 +130,7 @@ Deno.test("attentionTexture matches float64 on awkward shapes", async () => {
     { b: 1, h: 2, nq: 20, kh: 4, kw: 5, d: 8 }, // SAM's layout (nq = nk), strided views
     { b: 1, h: 2, nq: 196, kh: 14, kw: 14, d: 16 }, // a ViT window (period 28)
     { b: 1, h: 1, nq: 130, kh: 2, kw: 64, d: 9 }, // global width 64, rows past one tile
+    { b: 1, h: 1, nq: 1030, kh: 16, kw: 64, d: 3 }, // the big scores tile, rows past its last
   ];
   for (const [i, c] of cases.entries()) await check(c, 10 * i + 1);
 });
