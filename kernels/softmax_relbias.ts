@@ -125,14 +125,13 @@ export const SOFTMAX_RELBIAS_TEXTURE_UNIFORMS = uniforms({
 });
 
 /**
- * The bias softmax from a score texture into a probability texture, both a row per query and four
- * keys per texel (the layout of `scoresTextureKernel`'s output and of the texture matmul's
- * A operand, kernels/matmul_texture.ts): the probabilities are ready for the product with V with
- * no packing pass, and the scores are read through branch-free texture gathers. A thread per row,
- * like {@link softmaxRelBiasKernel}; the loop runs over periods of lcm(KW, 4) keys
- * ({@link relBiasTexturePeriod}), unrolled, so any KW works whose row is whole periods (ViT-B: 64,
- * and 14 in the windows). Bindings: S (read texture), relH [rows, KH] and relW [rows, KW] (dense,
- * at the element offsets in the uniforms), P (write texture).
+ * The bias softmax from scores (vec4s, a row per query, four keys each: `scoresTextureKernel`'s
+ * output) into a probability texture, a row per query and four keys per texel: the layout of the
+ * texture matmul's A operand (kernels/matmul_texture.ts), so the product with V needs no packing
+ * pass. A thread per row, like {@link softmaxRelBiasKernel}; the loop runs over periods of
+ * lcm(KW, 4) keys ({@link relBiasTexturePeriod}), unrolled, so any KW works whose row is whole
+ * periods (ViT-B: 64, and 14 in the windows). Bindings: S (array<vec4<f32>>), relH [rows, KH] and
+ * relW [rows, KW] (dense, at the element offsets in the uniforms), P (write texture).
  */
 export function softmaxRelBiasTextureKernel(kh: number, kw: number): Kernel {
   const period = relBiasTexturePeriod(kh, kw);
@@ -159,9 +158,8 @@ export function softmaxRelBiasTextureKernel(kh: number, kw: number): Kernel {
       ? `h${r[0]}`
       : `vec4<f32>(${r.map((x) => `h${x}`).join(", ")})`;
   };
-  const load = texels.map((t) =>
-    `    let v${t} = textureLoad(S, vec2<u32>(tb + ${t}u, row)) * sc + wv${t} + ${hv(t)};`
-  ).join("\n");
+  const load = texels.map((t) => `    let v${t} = S[sRow + tb + ${t}u] * sc + wv${t} + ${hv(t)};`)
+    .join("\n");
   let runMax = "";
   for (const t of texels) {
     const m = `max(max(v${t}.x, v${t}.y), max(v${t}.z, v${t}.w))`;
@@ -176,11 +174,11 @@ export function softmaxRelBiasTextureKernel(kh: number, kw: number): Kernel {
 ${hDecl}
 ${load}`;
   return {
-    key: `softmax/relbias-texture/${kw}/${period}`,
+    key: `softmax/relbias-texture/vec4-in/${kw}/${period}`,
     wgsl: () =>
       /* wgsl */ `${SOFTMAX_RELBIAS_TEXTURE_UNIFORMS.wgsl("P_")}
 @group(0) @binding(0) var<uniform> u: P_;
-@group(0) @binding(1) var S: texture_storage_2d<rgba32float, read>;
+@group(0) @binding(1) var<storage, read> S: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> relH: array<f32>;
 @group(0) @binding(3) var<storage, read> relW: array<f32>;
 @group(0) @binding(4) var P: texture_storage_2d<rgba32float, write>;
@@ -194,6 +192,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 ${wDecl}
 ${wv}
   let periods = u.KH / ${R}u;
+  let sRow = row * periods * ${T}u;
   var m = -3.402823e38;
   var l = 0.0;
   for (var p = 0u; p < periods; p++) {

@@ -5,19 +5,21 @@
  *
  * 1. q, k and v are packed into textures (the texture matmul's pack kernel, strided views of the
  *    qkv projection read in place);
- * 2. the scores q·kᵀ are written to a texture, a row per query and four keys per texel
+ * 2. the scores q·kᵀ are computed from those textures and stored as vec4s, a row per query
  *    (kernels/attention/scores_texture.ts);
- * 3. the bias softmax reads that texture and writes the probabilities to another texture in the
- *    layout the texture matmul reads its A operand in (kernels/softmax_relbias.ts,
+ * 3. the bias softmax reads them and writes the probabilities to a texture in the layout the
+ *    texture matmul reads its A operand in (kernels/softmax_relbias.ts,
  *    `softmaxRelBiasTextureKernel`);
  * 4. the texture matmul's product kernel multiplies them with v and writes each head's output
  *    straight into its place in the merged-heads layout [B, Nq, H, d].
  *
  * The composed path (model/sam/attention.ts) wrote 64 MiB of scores and of probabilities per
  * 4096-token head to buffers and then packed the probabilities into a texture for the product with
- * v: a 64 MiB read and write more per head, through storage-buffer loads (per-lane loops on
- * llvmpipe). Here each score is written once and read twice as texels, each probability written
- * once and read by the product, and the heads are never concatenated.
+ * v: a 64 MiB read and texture write more per head. Here each probability is written once, into
+ * the texture the product reads, and the heads are never concatenated. Where each lives was
+ * measured on llvmpipe (BENCHMARKS.md "SAM attention through textures"): a texel store costs
+ * more than a vec4 buffer store, so the scores go to a buffer; the product reads its A operand
+ * from a texture at half the CPU time of a buffer, so the probabilities go to a texture.
  */
 import { dispatch, grid1d } from "../dispatch.ts";
 import { gpu } from "../device.ts";
@@ -192,10 +194,10 @@ export function attentionTextureRaw(
     const nz = Math.min(step, G - g0);
     const tq = stage(q, bq, g0, nz, nq, d, q.strides[2], q.strides[3]);
     const tk = stage(k, bk, g0, nz, nk, d, k.strides[2], k.strides[3]);
-    const ts = acquireTexture(nk4, nz * nq);
+    const sc = empty([nz * nq, nk]);
     dispatch(
       scores,
-      [{ view: tq.view }, { view: tk.view }, { view: ts.view }],
+      [{ view: tq.view }, { view: tk.view }, sc.binding()],
       SCORES_TEXTURE_UNIFORMS.pack({ M: nq, N: nk, K4: d4 }),
       [Math.ceil(nk / (st.wx * st.tn)), Math.ceil(nq / (st.wy * st.tm)), nz],
     );
@@ -205,7 +207,7 @@ export function attentionTextureRaw(
     const rows = nz * nq;
     dispatch(
       soft,
-      [{ view: ts.view }, bh.binding, bw.binding, { view: tp.view }],
+      [sc.binding(), bh.binding, bw.binding, { view: tp.view }],
       SOFTMAX_RELBIAS_TEXTURE_UNIFORMS.pack({
         rows,
         KH: kh,
@@ -216,7 +218,7 @@ export function attentionTextureRaw(
       }),
       grid1d(rows, RELBIAS_WG),
     );
-    releaseTexture(ts);
+    sc.dispose();
     // v as the product's B operand: a texture row per head-dim column, keys along the texels.
     const tv = stage(v, bv, g0, nz, d, nk, v.strides[3], v.strides[2]);
     dispatch(

@@ -1,18 +1,18 @@
 /**
- * Attention scores q·kᵀ from textures into a texture, for software adapters (the composed
+ * Attention scores q·kᵀ from textures, stored as vec4s, for software adapters (the composed
  * attention of engine/ops/attention_texture.ts).
  *
  * q and k are staged the way the texture matmul stages its operands (kernels/matmul_texture.ts:
  * one texture row per token, four consecutive head-dim values per texel, zero past d), so the
- * product reads only textures. The scores go to a texture too, one row per query and four
- * consecutive keys per texel: exactly the layout in which the bias softmax
- * (kernels/softmax_relbias.ts, `softmaxRelBiasTextureKernel`) reads them. On llvmpipe a texture
- * load is a branch-free gather where a storage-buffer load is a per-lane loop, and a texel store
- * writes four scores where the matmul's buffer store writes one with a range check each: the
- * 4096×4096 scores of a ViT-B global-attention head (K = 64 only) are mostly stores.
+ * product reads only textures. The scores go to a buffer of vec4s, a row of N/4 per query (four
+ * consecutive keys each): the layout the bias softmax (kernels/softmax_relbias.ts,
+ * `softmaxRelBiasTextureKernel`) reads. With K = 64 only (a ViT-B head), the stores weigh: on
+ * llvmpipe one vec4 buffer store per four scores cost 130 ms of CPU for a 4096² head where a
+ * texel store cost 210 and one store in all 105 (BENCHMARKS.md "SAM attention through textures"),
+ * and the texture matmul's store writes a scalar with a range check each.
  *
- * Slices (batch·heads, or windows·heads) are stacked as row blocks of every texture: slice z's
- * query rows start at z·M, its key rows at z·N.
+ * Slices (batch·heads, or windows·heads) are stacked: slice z's query rows start at texture row
+ * z·M of q and score row z·M, its key rows at texture row z·N of k.
  */
 import type { Kernel } from "../kernel.ts";
 import { uniforms } from "../uniforms.ts";
@@ -49,9 +49,9 @@ export function scoresTileFor(m: number, n: number): ScoresTile {
 
 /**
  * S[z·M + i, j] = Σ_c q[z, i, c]·k[z, j, c] (uniforms {@link SCORES_TEXTURE_UNIFORMS}; grid
- * [⌈N/(wx·tn)⌉, ⌈M/(wy·tm)⌉, slices]). Bindings: TQ, TK (read), S (write). N must be a multiple
- * of 4 (a texel holds four keys); rows of q and k past the slice are clamped, so the loop has no
- * branch, and only in-range scores are stored.
+ * [⌈N/(wx·tn)⌉, ⌈M/(wy·tm)⌉, slices]). Bindings: TQ, TK (read textures), S (array<vec4<f32>>,
+ * N/4 a row). N must be a multiple of 4; rows of q and k past the slice are clamped, so the loop
+ * has no branch, and only in-range scores are stored.
  */
 export function scoresTextureKernel(t: ScoresTile): Kernel {
   const { wx, wy, tm, tn } = t;
@@ -77,22 +77,19 @@ export function scoresTextureKernel(t: ScoresTile): Kernel {
     }
   }
   const store = rows.map((i) =>
-    `  if (row0 + ${i}u < u.M) {\n${
-      groups.map((g) =>
-        `    if (col0 + ${
-          4 * g
-        }u < u.N) { textureStore(S, vec2<u32>(col0 / 4u + ${g}u, sB + row0 + ${i}u), s${i}_${g}); }`
-      ).join("\n")
+    `  if (row0 + ${i}u < u.M) {\n    let srow${i} = (sB + row0 + ${i}u) * n4 + col0 / 4u;\n${
+      groups.map((g) => `    if (col0 + ${4 * g}u < u.N) { S[srow${i} + ${g}u] = s${i}_${g}; }`)
+        .join("\n")
     }\n  }`
   ).join("\n");
   return {
-    key: `attention/scores-texture/${wx}x${wy}x${tm}x${tn}`,
+    key: `attention/scores-texture/vec4-out/${wx}x${wy}x${tm}x${tn}`,
     wgsl: () =>
       /* wgsl */ `${SCORES_TEXTURE_UNIFORMS.wgsl("P")}
 @group(0) @binding(0) var<uniform> u: P;
 @group(0) @binding(1) var TQ: texture_storage_2d<rgba32float, read>;
 @group(0) @binding(2) var TK: texture_storage_2d<rgba32float, read>;
-@group(0) @binding(3) var S: texture_storage_2d<rgba32float, write>;
+@group(0) @binding(3) var<storage, read_write> S: array<vec4<f32>>;
 
 @compute @workgroup_size(${wx}, ${wy})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
@@ -101,6 +98,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   if (row0 >= u.M || col0 >= u.N) { return; }
   let sB = gid.z * u.M;
   let kB = gid.z * u.N;
+  let n4 = u.N / 4u;
 ${rows.map((i) => `  let ra${i} = sB + min(row0 + ${i}u, u.M - 1u);`).join("\n")}
 ${cols.map((j) => `  let rb${j} = kB + min(col0 + ${j}u, u.N - 1u);`).join("\n")}
 ${rows.flatMap((i) => groups.map((g) => `  var s${i}_${g} = vec4<f32>(0.0);`)).join("\n")}
