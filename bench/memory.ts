@@ -1,7 +1,7 @@
 /**
  * GPU memory of a checkpointed ResNet-50-ADL training step (the paper profile's classifier step):
  * per step the live peak (tensors + scratch textures, in size classes), the bytes tensors asked for
- * at that peak, the held peak (live + buffers parked in the pool: what the device really had), their
+ * at that peak, the held peak (live + buffers and scratch textures parked: what the device had), their
  * ratio and the time of the step. For the step that set the held peak it says where the held − live
  * gap came from: parked buffers by size class, and how many of those the rest of the step never took
  * again. `--trace F` writes the pool's events (replayable through other policies by
@@ -60,7 +60,7 @@ interface StepFigures {
   atHeldPeak: {
     live: number;
     textures: number;
-    /** Scratch textures parked in engine/texture_pool.ts (held by the device, not counted). */
+    /** Scratch textures parked in engine/texture_pool.ts (in the held bytes, as pooled). */
     cachedTextures: number;
     parked: Map<number, number>;
   };
@@ -254,9 +254,11 @@ function report(what: string, f: StepFigures): void {
   );
   console.log(
     `  at the held peak: live ${gib(p.live)} GiB (textures ${fmtBytes(p.textures)}; ` +
-      `${fmtBytes(p.cachedTextures)} more parked as textures, not counted), parked ${
+      `${fmtBytes(p.cachedTextures)} more parked as textures), parked ${
         gib(parkedBytes)
-      } GiB, of which ${gib(f.parkedNeverTakenAgain)} GiB in classes never taken again this ` +
+      } GiB in buffers and slabs, of which ${
+        gib(f.parkedNeverTakenAgain)
+      } GiB in classes never taken again this ` +
       `step; largest parked: ${
         parked.slice(0, 6).map(([sz, n]) =>
           sz < 0 ? `${fmtBytes(n)} free in slabs` : `${n}×${fmtBytes(sz)}`

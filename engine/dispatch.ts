@@ -50,7 +50,8 @@ let dispatchesInBatch = 0;
 /** Profiling in progress (see {@link profileGpu}). */
 let profiling: ProfileState | null = null;
 const pendingErrors: Promise<string | null>[] = [];
-const stats = { dispatches: 0, submits: 0, pipelines: 0, readbacks: 0 };
+/** `bindGroups`: bind groups created (cache misses). */
+const stats = { dispatches: 0, submits: 0, pipelines: 0, readbacks: 0, bindGroups: 0 };
 
 pool.onDestroy = () => bindGroups.clear();
 pool.batchOpen = () => encoder !== null;
@@ -134,20 +135,73 @@ function getPipeline(k: Kernel): GPUComputePipeline {
 }
 
 /**
- * Whether two storage bindings name one buffer: two tensors in one slab of the pool
- * (engine/pool.ts), or one tensor twice. A buffer bound read-only and writable in one dispatch is a
- * usage conflict, so such dispatches run {@link readWriteVariant}.
+ * Two storage bindings of one dispatch may name one buffer: two tensors in one slab of the pool
+ * (engine/pool.ts), or one tensor twice (x · x). WebGPU then has two rules:
+ * - usage scope: a buffer bound writable (storage) and read-only (read-only-storage) in one
+ *   dispatch is a conflict on every implementation, so such a dispatch runs
+ *   {@link readWriteVariant}, whose storage buffers are all read_write;
+ * - writable aliasing: two bindings of one buffer whose ranges overlap, one of them writable, are
+ *   rejected by Dawn (Chrome) though wgpu accepts them; such a kernel would read what it writes.
+ * Tensors in one slab have disjoint ranges (engine/range_heap.ts), so the variant is enough for
+ * them. Ranges overlap only when one storage is bound twice: read-only twice (x · x) needs nothing,
+ * as no binding of that buffer is written; a read-only binding overlapping a written one gets a
+ * copy of its range made in the batch first (the kernel reads the values as they were); two
+ * written bindings that overlap are a bug of the op, and throw.
  */
-function bindsOneBufferTwice(bindings: Binding[]): boolean {
+interface SharedBuffers {
+  /** Some buffer is bound writable and bound again: run the all-read_write variant. */
+  readWrite: boolean;
+  /** Indices of read-only bindings that overlap a writable binding of their buffer. */
+  copy: number[];
+}
+
+/** Storage-buffer binding numbers (1..n) a kernel declares read_write, by kernel key. */
+const writableByKey = new Map<string, Set<number>>();
+
+function writableBindings(k: Kernel): Set<number> {
+  let w = writableByKey.get(k.key);
+  if (!w) {
+    w = new Set();
+    for (const m of k.wgsl().matchAll(/@binding\((\d+)\)\s*var<storage,\s*read_write>/g)) {
+      w.add(Number(m[1]));
+    }
+    writableByKey.set(k.key, w);
+  }
+  return w;
+}
+
+/** What a dispatch binding one buffer more than once needs (see above); null when none does. */
+function sharedBuffers(kernel: Kernel, bindings: Binding[]): SharedBuffers | null {
+  let writable: Set<number> | null = null;
+  let out: SharedBuffers | null = null;
   for (let i = 1; i < bindings.length; i++) {
     const a = bindings[i];
     if ("view" in a) continue;
     for (let j = 0; j < i; j++) {
       const b = bindings[j];
-      if (!("view" in b) && b.buffer === a.buffer) return true;
+      if ("view" in b || b.buffer !== a.buffer) continue;
+      writable ??= writableBindings(kernel);
+      const wa = writable.has(i + 1), wb = writable.has(j + 1);
+      if (!wa && !wb) continue; // both read-only: no conflict, overlapping or not
+      out ??= { readWrite: false, copy: [] };
+      out.readWrite = true;
+      const ao = a.offset ?? 0, bo = b.offset ?? 0;
+      if (ao < bo + b.size && bo < ao + a.size) {
+        if (wa && wb) {
+          throw new Error(
+            `kernel ${kernel.key}: storage bindings ${j + 1} and ${
+              i + 1
+            } are written and overlap ` +
+              `in one buffer (bytes ${bo}+${b.size} and ${ao}+${a.size}): an op bound one tensor ` +
+              `as two outputs`,
+          );
+        }
+        const ro = wa ? j : i;
+        if (!out.copy.includes(ro)) out.copy.push(ro);
+      }
     }
   }
-  return false;
+  return out;
 }
 
 const readWriteVariants = new Map<string, Kernel>();
@@ -225,14 +279,33 @@ export function dispatch(
     }
   }
   ensureBatch();
-  const pipeline = getPipeline(bindsOneBufferTwice(bindings) ? readWriteVariant(kernel) : kernel);
+  const shared = sharedBuffers(kernel, bindings);
+  let copies: GPUBuffer[] | null = null;
+  if (shared?.copy.length) {
+    // A read-only operand overlapping a written range: the kernel reads a copy made first.
+    bindings = bindings.slice();
+    copies = [];
+    for (const i of shared.copy) {
+      const b = bindings[i] as BufferBinding;
+      const tmp = pool.acquire(b.size, "aliased operand copy");
+      copyBuffer(b.buffer, b.offset ?? 0, tmp, 0, b.size);
+      bindings[i] = { buffer: tmp, offset: 0, size: b.size };
+      copies.push(tmp);
+    }
+  }
+  const pipeline = getPipeline(shared?.readWrite ? readWriteVariant(kernel) : kernel);
   const ubuf = getUniform(params);
   let key = `${kernel.key}|${idOf(ubuf)}`;
   for (const b of bindings) {
     key += "view" in b ? `|t${idOf(b.view)}` : `|${idOf(b.buffer)}:${b.offset ?? 0}:${b.size}`;
   }
   let bg = bindGroups.get(key);
-  if (!bg) {
+  if (bg) {
+    // Least recently used first in the map's order: eviction drops what a loop stopped using.
+    bindGroups.delete(key);
+    bindGroups.set(key, bg);
+  } else {
+    stats.bindGroups++;
     const entries: GPUBindGroupEntry[] = [{ binding: 0, resource: { buffer: ubuf } }];
     bindings.forEach((b, i) =>
       entries.push({
@@ -248,6 +321,7 @@ export function dispatch(
   }
   if (profiling?.mode === "timestamp") {
     profileDispatch(profiling, kernel.key, pipeline, bg, x, y, z);
+    if (copies) { for (const c of copies) pool.release(c); }
     return;
   }
   profiling?.recorded.push({ key: kernel.key, pipeline, bg, x, y, z });
@@ -256,6 +330,8 @@ export function dispatch(
   pass.setBindGroup(0, bg);
   pass.dispatchWorkgroups(x, y, z);
   stats.dispatches++;
+  // Reusable by later dispatches at once, by uploads after the submit (engine/pool.ts).
+  if (copies) { for (const c of copies) pool.release(c); }
   if (SYNC_ERRORS) {
     flush();
     return;
@@ -274,6 +350,29 @@ function copyBuffer(
   const enc = ensureBatch();
   endPass();
   enc.copyBufferToBuffer(src, srcOffset, dst, dstOffset, size);
+}
+
+/**
+ * Copies rows of a buffer into a texture inside the current batch (ordered with the dispatches):
+ * `height` rows of `width` texels from `srcOffset` every `bytesPerRow` (a multiple of 256) to the
+ * texture's rows `y`.. (matmul operands whose bytes already are the texture's layout).
+ */
+export function copyBufferToTexture(
+  src: GPUBuffer,
+  srcOffset: number,
+  bytesPerRow: number,
+  texture: GPUTexture,
+  width: number,
+  height: number,
+  y: number,
+): void {
+  const enc = ensureBatch();
+  endPass();
+  enc.copyBufferToTexture(
+    { buffer: src, offset: srcOffset, bytesPerRow },
+    { texture, origin: { x: 0, y } },
+    { width, height },
+  );
 }
 
 /** Submits everything encoded so far. */

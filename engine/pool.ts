@@ -8,7 +8,10 @@
  * same terms; a queue write into a slab that handed out a range freed in the open batch submits
  * first likewise. Two tensors in one slab may meet in one dispatch, one read and one written:
  * dispatch() then runs the kernel's variant whose storage bindings are all read_write (a buffer
- * bound read-only and writable in one dispatch is a usage conflict).
+ * bound read-only and writable in one dispatch is a usage conflict); their ranges never overlap,
+ * which Dawn requires of writable bindings (engine/dispatch.ts `sharedBuffers`). Parked whole
+ * buffers go out oldest first, so a repeated program gets the same buffers each time and its bind
+ * groups hit the dispatch cache.
  */
 import { gpu, onNewDevice } from "./device.ts";
 import { RangeHeap } from "./range_heap.ts";
@@ -42,7 +45,7 @@ export interface PoolTracer {
   release(a: Allocation): void;
   /** The open batch was submitted. */
   submit(): void;
-  /** Scratch textures taken (+) or given back (−). */
+  /** Scratch textures taken for a launch (+) or given back (−): their in-use (live) bytes. */
   account(deltaBytes: number): void;
 }
 
@@ -64,13 +67,31 @@ class BufferPool {
   private early = new Set<GPUBuffer>();
   /** Size class of every buffer of the current device (buffers of a lost device are absent). */
   private sizes = new WeakMap<GPUBuffer, number>();
+  /**
+   * Creation order of every buffer. Parked lists are kept newest first, so `pop()` hands out the
+   * oldest parked buffer of a class: a program that repeats (a training step) then gets the same
+   * buffers for the same tensors every time, and its bind groups hit engine/dispatch.ts's cache
+   * (taking the last parked one instead, the assignment wandered from step to step: ~1 000 new
+   * bind groups a ResNet-50 step, 7 a step this way).
+   */
+  private serials = new WeakMap<GPUBuffer, number>();
+  private nextSerial = 0;
+  /** See {@link setOldestFirst}. */
+  private oldestFirst = true;
   /** Bytes held by tensors (handed out and not yet released). */
   liveBytes = 0;
   peakBytes = 0;
   /** Bytes parked in the pool (free or pending). */
   pooledBytes = 0;
-  /** Highest live + pooled bytes: what the device actually held in buffers. */
+  /** Highest live + pooled bytes: what the device actually held in buffers and scratch textures. */
   peakAllocatedBytes = 0;
+  /**
+   * Bytes of scratch textures the device holds (engine/texture_pool.ts), in use (counted in
+   * `liveBytes`) or parked for reuse (counted in `pooledBytes`).
+   */
+  textureBytes = 0;
+  /** Called by {@link trim}: caches of other resources (scratch textures) give theirs back too. */
+  private trimHooks: (() => void)[] = [];
   /** Called when buffers are destroyed, so caches holding bind groups can drop them. */
   onDestroy: (() => void) | null = null;
   tracer: PoolTracer | null = null;
@@ -168,6 +189,7 @@ class BufferPool {
       const alloc = Math.min(size, g.limits.maxBufferSize);
       buf = g.device.createBuffer({ size: alloc, usage: USAGE, label });
       this.sizes.set(buf, size);
+      this.serials.set(buf, this.nextSerial++);
     }
     this.liveBytes += size;
     this.notePeaks();
@@ -196,7 +218,38 @@ class BufferPool {
     const parked = this.batchOpen() ? this.pending : this.free;
     let list = parked.get(size);
     if (!list) parked.set(size, list = []);
-    list.push(buf);
+    this.park(list, buf);
+  }
+
+  /**
+   * false: the last parked buffer of a class is handed out first, as before this order existed
+   * (bench/bind_groups.ts compares the two); true (the default) sorts the parked lists again.
+   */
+  setOldestFirst(on: boolean): void {
+    this.oldestFirst = on;
+    if (!on) return;
+    for (const m of [this.free, this.pending]) {
+      for (const list of m.values()) {
+        list.sort((a, b) => this.serials.get(b)! - this.serials.get(a)!);
+      }
+    }
+  }
+
+  /** Inserts `buf` into a parked list, kept newest first (see {@link serials}). */
+  private park(list: GPUBuffer[], buf: GPUBuffer): void {
+    if (!this.oldestFirst) {
+      list.push(buf);
+      return;
+    }
+    const serial = this.serials.get(buf)!;
+    let lo = 0, hi = list.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (this.serials.get(list[mid])! > serial) lo = mid + 1;
+      else hi = mid;
+    }
+    if (lo === list.length) list.push(buf);
+    else list.splice(lo, 0, buf);
   }
 
   /** How many buffers of each size class are parked (free or pending); slabs' free bytes as -1. */
@@ -224,7 +277,7 @@ class BufferPool {
     for (const [size, bufs] of this.pending) {
       let list = this.free.get(size);
       if (!list) this.free.set(size, list = []);
-      list.push(...bufs);
+      for (const b of bufs) this.park(list, b);
     }
     this.pending.clear();
     this.early.clear();
@@ -260,7 +313,13 @@ class BufferPool {
       }
     }
     this.free.clear();
+    for (const h of this.trimHooks) h();
     if (destroyed) this.onDestroy?.();
+  }
+
+  /** Runs `hook` on every {@link trim} (engine/texture_pool.ts destroys its parked textures). */
+  onTrim(hook: () => void): void {
+    this.trimHooks.push(hook);
   }
 
   /** Forgets every parked buffer (they belong to a lost device). */
@@ -272,13 +331,22 @@ class BufferPool {
     this.heap = null;
     this.pooledBytes = 0;
     this.sizes = new WeakMap();
+    this.serials = new WeakMap();
+    // Scratch textures: engine/texture_pool.ts forgets its parked ones; those in use stay counted
+    // until given back.
   }
 
-  /** Counts memory held outside the pool (scratch textures) in the live/peak figures. */
-  account(deltaBytes: number): void {
-    this.tracer?.account(deltaBytes);
-    this.liveBytes += deltaBytes;
+  /**
+   * Counts scratch textures (engine/texture_pool.ts) with the buffers: `inUseDelta` bytes taken for
+   * a launch (+, live) or given back (−, parked), `heldDelta` bytes created (+) or destroyed (−).
+   * Parked textures count in `pooledBytes`, so held (live + pooled) and its peak include them.
+   */
+  accountTextures(inUseDelta: number, heldDelta: number): void {
+    this.liveBytes += inUseDelta;
+    this.pooledBytes += heldDelta - inUseDelta;
+    this.textureBytes += heldDelta;
     this.notePeaks();
+    if (inUseDelta) this.tracer?.account(inUseDelta);
   }
 
   resetPeak(): void {
@@ -302,10 +370,12 @@ export interface MemoryStats {
   /** Held by tensors and scratch textures now, and at most. */
   liveBytes: number;
   peakBytes: number;
-  /** Parked in the pool for reuse. */
+  /** Parked for reuse: buffers, free ranges of slabs and scratch textures. */
   pooledBytes: number;
-  /** Live + pooled at most: the buffers the device really held. */
+  /** Live + pooled at most: the buffers and textures the device really held. */
   peakAllocatedBytes: number;
+  /** Scratch textures held now (in use or parked; part of live + pooled). */
+  textureBytes: number;
 }
 
 export function memoryStats(): MemoryStats {
@@ -314,6 +384,7 @@ export function memoryStats(): MemoryStats {
     peakBytes: pool.peakBytes,
     pooledBytes: pool.pooledBytes,
     peakAllocatedBytes: pool.peakAllocatedBytes,
+    textureBytes: pool.textureBytes,
   };
 }
 

@@ -4,16 +4,21 @@
  * a launch and give it back at once: every use is ordered on the one queue, so a texture may serve
  * the next launch in the same batch. Textures are kept while the cache holds under
  * `MAX_CACHED_BYTES`; beyond that the least recently used are destroyed (after a submit, since
- * the open batch may still use them). Textures in use count as live bytes in `memoryStats()`.
+ * the open batch may still use them), and `trimPool()` destroys every parked one. `memoryStats()`
+ * counts them like buffers: in use as live bytes, parked as pooled bytes, both in the held peak
+ * and in `textureBytes`.
  */
 import { gpu, onNewDevice } from "./device.ts";
 import { flush } from "./dispatch.ts";
 import { pool } from "./pool.ts";
 
 const MAX_CACHED_BYTES = 256 * 2 ** 20;
-const USAGE = GPUTextureUsage.STORAGE_BINDING;
+// COPY_DST: matmul operands already in the texture layout are copied in (engine/ops/matmul_texture.ts).
+const USAGE = GPUTextureUsage.STORAGE_BINDING | GPUTextureUsage.COPY_DST;
 
 interface Entry {
+  /** The device that made it: one given back after a device loss is dropped. */
+  device: GPUDevice;
   texture: GPUTexture;
   view: GPUTextureView;
   bytes: number;
@@ -25,9 +30,12 @@ let cachedBytes = 0;
 let clock = 0;
 
 onNewDevice(() => {
+  // The pool forgot its pooled bytes; the parked textures went with the old device.
+  pool.textureBytes -= cachedBytes;
   free.clear();
   cachedBytes = 0;
 });
+pool.onTrim(trimTextures);
 
 /** A width × height rgba32float texture (16 bytes a texel) usable as a read or write storage texture. */
 export function acquireTexture(width: number, height: number): Entry {
@@ -41,7 +49,7 @@ export function acquireTexture(width: number, height: number): Entry {
   const e = free.get(key)?.pop();
   if (e) {
     cachedBytes -= e.bytes;
-    pool.account(e.bytes);
+    pool.accountTextures(e.bytes, 0);
     return e;
   }
   const texture = gpu().device.createTexture({
@@ -51,15 +59,20 @@ export function acquireTexture(width: number, height: number): Entry {
     label: `scratch ${key}`,
   });
   const bytes = width * height * 16;
-  pool.account(bytes);
-  return { texture, view: texture.createView(), bytes, lastUse: 0 };
+  pool.accountTextures(bytes, bytes);
+  return { device: gpu().device, texture, view: texture.createView(), bytes, lastUse: 0 };
 }
 
 /** Gives a texture back for reuse (its contents may be overwritten by the next launch). */
 export function releaseTexture(e: Entry): void {
   const key = `${e.texture.width}x${e.texture.height}`;
   e.lastUse = ++clock;
-  pool.account(-e.bytes);
+  if (e.device !== gpu().device) {
+    // Made on a device since lost: nothing to keep.
+    pool.accountTextures(-e.bytes, -e.bytes);
+    return;
+  }
+  pool.accountTextures(-e.bytes, 0);
   let list = free.get(key);
   if (!list) free.set(key, list = []);
   list.push(e);
@@ -77,10 +90,25 @@ export function releaseTexture(e: Entry): void {
     free.get(o.key)!.splice(o.i, 1);
     cachedBytes -= o.e.bytes;
     o.e.texture.destroy();
+    pool.accountTextures(0, -o.e.bytes);
   }
 }
 
-/** Bytes of scratch textures parked for reuse (not in `memoryStats()`; bench/memory.ts shows them). */
+/** Destroys every parked texture (after submitting the open batch, which may still use them). */
+function trimTextures(): void {
+  if (cachedBytes === 0) return;
+  flush();
+  for (const list of free.values()) {
+    for (const e of list) {
+      e.texture.destroy();
+      pool.accountTextures(0, -e.bytes);
+    }
+  }
+  free.clear();
+  cachedBytes = 0;
+}
+
+/** Bytes of scratch textures parked for reuse (counted in `memoryStats().pooledBytes`). */
 export function cachedTextureBytes(): number {
   return cachedBytes;
 }

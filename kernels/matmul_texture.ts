@@ -52,7 +52,9 @@ export const PACK_WG = { x: 16, y: 4 } as const;
 
 /**
  * Pack uniforms: texture rows per batch, K, texels per row, first batch, element offset, row and
- * k strides, inner batch dim size, batch strides, texture height.
+ * k strides, inner batch dim size, batch strides, texture height; `kRows`: only for the row-major
+ * pack ({@link matmulPackRowMajorKernel}), where `rows` is the padded K, `K` the column count, `si`
+ * the stride along k, `sj` along the columns and `kRows` the valid k.
  */
 export const MATMUL_PACK_UNIFORMS = uniforms({
   rows: "u32",
@@ -66,13 +68,31 @@ export const MATMUL_PACK_UNIFORMS = uniforms({
   s0: "u32",
   s1: "u32",
   height: "u32",
-  _pad: "u32",
+  kRows: "u32",
 });
 
-/** Packs operand rows into a texture (uniforms: {@link MATMUL_PACK_UNIFORMS}). */
-export function matmulPackKernel(): Kernel {
+/**
+ * Which way a pack workgroup's lanes run: along k (`"k"`, texels of one row) or along the rows
+ * (`"rows"`). On llvmpipe the lanes of a storage-buffer load fetch one after another, so lanes that
+ * walk the operand's contiguous dim read one cache line where the other way reads one line each:
+ * rows when the row stride is the smaller (B's columns of a row-major B), k otherwise.
+ */
+export type PackLanes = "k" | "rows";
+
+/**
+ * Packs operand rows into a texture (uniforms: {@link MATMUL_PACK_UNIFORMS}). `batched`: the
+ * texture stacks one block of `rows` per batch (batch strides applied); without it the operand is
+ * one matrix (the texture's height is its row count) and the kernel skips the four integer
+ * divisions by uniforms per texel that locate a batch (scalarised per lane on CPU rasterisers).
+ */
+export function matmulPackKernel(lanes: PackLanes = "k", batched = true): Kernel {
+  const [j, r] = lanes === "rows" ? ["gid.y", "gid.x"] : ["gid.x", "gid.y"];
+  const base = batched
+    ? `let z = u.zBase + r / u.rows;
+  let base = u.off + (z / u.nb1) * u.s0 + (z % u.nb1) * u.s1 + (r % u.rows) * u.si;`
+    : `let base = u.off + r * u.si;`;
   return {
-    key: "matmul/pack-texture",
+    key: `matmul/pack-texture${lanes === "rows" ? "/rows" : ""}${batched ? "" : "/flat"}`,
     wgsl: () =>
       /* wgsl */ `${MATMUL_PACK_UNIFORMS.wgsl("P")}
 @group(0) @binding(0) var<uniform> u: P;
@@ -81,11 +101,10 @@ export function matmulPackKernel(): Kernel {
 
 @compute @workgroup_size(${PACK_WG.x}, ${PACK_WG.y})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let j = gid.x;
-  let r = gid.y;
+  let j = ${j};
+  let r = ${r};
   if (j >= u.width || r >= u.height) { return; }
-  let z = u.zBase + r / u.rows;
-  let base = u.off + (z / u.nb1) * u.s0 + (z % u.nb1) * u.s1 + (r % u.rows) * u.si;
+  ${base}
   let k = 4u * j;
   var v = vec4<f32>(0.0);
   if (k < u.K) { v.x = X[base + k * u.sj]; }
@@ -95,6 +114,53 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   textureStore(T, vec2<u32>(j, r), v);
 }`,
   };
+}
+
+/**
+ * Packs B row-major for the bRowMajor product kernels (see `TextureMatmulSpec.bRowMajor`): texel
+ * (n/4, k) holds B[k, n..n+3], zero past the columns and past K (`rows` = K padded to 4 per batch
+ * block). Lanes walk the columns, so a lane group reads contiguous memory where B's rows are.
+ * `batched` as in {@link matmulPackKernel}. Uniforms: {@link MATMUL_PACK_UNIFORMS}.
+ */
+export function matmulPackRowMajorKernel(batched = true): Kernel {
+  const base = batched
+    ? `let z = u.zBase + y / u.rows;
+  let k = y % u.rows;
+  let base = u.off + (z / u.nb1) * u.s0 + (z % u.nb1) * u.s1 + k * u.si;`
+    : `let k = y;
+  let base = u.off + k * u.si;`;
+  return {
+    key: `matmul/pack-texture-row-major${batched ? "" : "/flat"}`,
+    wgsl: () =>
+      /* wgsl */ `${MATMUL_PACK_UNIFORMS.wgsl("P")}
+@group(0) @binding(0) var<uniform> u: P;
+@group(0) @binding(1) var<storage, read> X: array<f32>;
+@group(0) @binding(2) var T: texture_storage_2d<rgba32float, write>;
+
+@compute @workgroup_size(${PACK_WG.x}, ${PACK_WG.y})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let x = gid.x;
+  let y = gid.y;
+  if (x >= u.width || y >= u.height) { return; }
+  ${base}
+  let n = 4u * x;
+  var v = vec4<f32>(0.0);
+  if (k < u.kRows) {
+    if (n < u.K) { v.x = X[base + n * u.sj]; }
+    if (n + 1u < u.K) { v.y = X[base + (n + 1u) * u.sj]; }
+    if (n + 2u < u.K) { v.z = X[base + (n + 2u) * u.sj]; }
+    if (n + 3u < u.K) { v.w = X[base + (n + 3u) * u.sj]; }
+  }
+  textureStore(T, vec2<u32>(x, y), v);
+}`,
+  };
+}
+
+/** The pack grid: texels × rows, or rows × texels with lanes along the rows. */
+export function matmulPackGrid(lanes: PackLanes, width: number, height: number): [number, number] {
+  return lanes === "rows"
+    ? [Math.ceil(height / PACK_WG.x), Math.ceil(width / PACK_WG.y)]
+    : [Math.ceil(width / PACK_WG.x), Math.ceil(height / PACK_WG.y)];
 }
 
 /**
@@ -129,10 +195,16 @@ export const TEXTURE_TILE_SMALL: TextureTile = { wx: 8, wy: 8, tm: 4, tn: 4 };
 export interface TextureMatmulSpec {
   bias: boolean;
   beta: boolean;
+  /**
+   * B staged row-major: texel (n/4, k) holds B[k, n..n+3] (a row-major B copied as it is,
+   * engine/ops/matmul_texture.ts), K rows per batch, instead of one texture row per column of B.
+   * The multiply-adds and their order are the same, so the results are bitwise the same.
+   */
+  bRowMajor?: boolean;
 }
 
 /** WGSL of one loop iteration over `ku` texels starting at texel `k` (see {@link TextureTile}). */
-function productBody(rt: TextureTile, ku: number): string {
+function productBody(rt: TextureTile, ku: number, bRowMajor = false): string {
   const { tm: TM, tn: TN } = rt;
   const rows = [...Array(TM).keys()], cols = [...Array(TN).keys()];
   const groups = [...Array(TN / 4).keys()], texels = [...Array(ku).keys()];
@@ -142,6 +214,7 @@ function productBody(rt: TextureTile, ku: number): string {
     for (const i of rows) {
       body.push(`    let va${t}_${i} = textureLoad(TA, vec2<u32>(${k}, ra${i}));`);
     }
+    if (bRowMajor) continue;
     for (const j of cols) {
       body.push(`    let vb${t}_${j} = textureLoad(TB, vec2<u32>(${k}, rb${j}));`);
     }
@@ -151,6 +224,15 @@ function productBody(rt: TextureTile, ku: number): string {
   for (const t of texels) {
     for (const kk of [0, 1, 2, 3]) {
       for (const g of groups) {
+        if (bRowMajor) {
+          const k = t ? `k + ${t}u` : "k";
+          body.push(
+            `    let ${
+              b(t, kk, g)
+            } = textureLoad(TB, vec2<u32>(gb${g}, bB + 4u * (${k}) + ${kk}u));`,
+          );
+          continue;
+        }
         body.push(
           `    let ${b(t, kk, g)} = vec4<f32>(${
             [0, 1, 2, 3].map((l) => `vb${t}_${4 * g + l}[${kk}]`).join(", ")
@@ -197,11 +279,17 @@ export function matmulTextureKernel(
   const rows = [...Array(TM).keys()], cols = [...Array(TN).keys()];
   const groups = [...Array(TN / 4).keys()];
   // With two texels per iteration, an odd last texel runs through the one-texel body.
+  const bRM = !!s.bRowMajor;
   const loop = ku === 1
-    ? `  for (var k = 0u; k < u.K4; k++) {\n${productBody(rt, 1)}\n  }`
+    ? `  for (var k = 0u; k < u.K4; k++) {\n${productBody(rt, 1, bRM)}\n  }`
     : `  let K8 = u.K4 & ~1u;
-  for (var k = 0u; k < K8; k += 2u) {\n${productBody(rt, 2)}\n  }
-  for (var k = K8; k < u.K4; k++) {\n${productBody(rt, 1)}\n  }`;
+  for (var k = 0u; k < K8; k += 2u) {\n${productBody(rt, 2, bRM)}\n  }
+  for (var k = K8; k < u.K4; k++) {\n${productBody(rt, 1, bRM)}\n  }`;
+  // Row-major B: a texel per 4 columns (TN is a multiple of 4, so col0 is), clamped into range;
+  // else a texture row per column.
+  const bCols = bRM
+    ? groups.map((g) => `  let gb${g} = min(col0 / 4u + ${g}u, (u.N + 3u) / 4u - 1u);`)
+    : cols.map((j) => `  let rb${j} = bB + min(col0 + ${j}u, u.N - 1u);`);
   let n = 3;
   const biasDecl = s.bias
     ? `@group(0) @binding(${n++}) var<storage, read> bias: array<f32>;\n`
@@ -210,8 +298,8 @@ export function matmulTextureKernel(
   n += epilogueBindingCount(ep);
   return {
     key: `matmul/texture/${matmulTileName(rt)}/${s.bias ? "bias" : ""}${s.beta ? "beta" : ""}${
-      epilogueKey(ep)
-    }`,
+      bRM ? "/brows" : ""
+    }${epilogueKey(ep)}`,
     wgsl: () =>
       /* wgsl */ `${MATMUL_TEXTURE_UNIFORMS.wgsl("P")}
 @group(0) @binding(0) var<uniform> u: P;
@@ -228,7 +316,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
   let bB = wg.z * u.bRows;
 ${bandedBlock(rt)}
 ${rows.map((i) => `  let ra${i} = aB + min(row0 + ${i}u, u.M - 1u);`).join("\n")}
-${cols.map((j) => `  let rb${j} = bB + min(col0 + ${j}u, u.N - 1u);`).join("\n")}
+${bCols.join("\n")}
 ${rows.flatMap((i) => groups.map((g) => `  var c${i}_${g} = vec4<f32>(0.0);`)).join("\n")}
 ${loop}
 ${storeBlock(s, TM, TN, ep)}

@@ -33,9 +33,10 @@ import { permute } from "./view.ts";
 import {
   MATMUL_PACK_UNIFORMS,
   MATMUL_TEXTURE_UNIFORMS,
+  matmulPackGrid,
   matmulPackKernel,
   matmulTextureKernel,
-  PACK_WG,
+  type PackLanes,
   type TextureTile,
 } from "../../kernels/matmul_texture.ts";
 import {
@@ -143,7 +144,6 @@ export function attentionTextureRaw(
     assertLoopLimit(NAME, nk4 + 1, `Nk = ${nk}`);
   }
   const out = empty([B, nq, H, d]);
-  const pack = matmulPackKernel();
   const bind = (t: Tensor) => {
     const e = extent(t);
     return bindRange(t, e.lo, e.hi);
@@ -170,8 +170,11 @@ export function attentionTextureRaw(
     const width = Math.ceil(K / 4);
     const tex = acquireTexture(width, nz * rows);
     const height = tex.texture.height;
+    // Lanes along the operand's contiguous dim (kernels/matmul_texture.ts, PackLanes): along k
+    // for q and k, along the rows (head-dim columns) for v.
+    const lanes: PackLanes = sRow < sK ? "rows" : "k";
     dispatch(
-      pack,
+      matmulPackKernel(lanes),
       [b.binding, { view: tex.view }],
       MATMUL_PACK_UNIFORMS.pack({
         rows,
@@ -185,8 +188,9 @@ export function attentionTextureRaw(
         s0: t.strides[0],
         s1: t.strides[1],
         height,
+        kRows: 0,
       }),
-      [Math.ceil(width / PACK_WG.x), Math.ceil(height / PACK_WG.y)],
+      matmulPackGrid(lanes, width, height),
     );
     return tex;
   };

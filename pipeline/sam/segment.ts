@@ -59,7 +59,9 @@ export async function embedPatches(
     // The encoder's buffers (GiBs at ViT-B size, another set per batch size) would otherwise stay
     // parked beside the decoder's: measured on the paper profile, 6.9 GiB held for 1.9 GiB used.
     // Small encoders keep theirs (re-creating buffers and bind groups each batch costs time).
-    if (memoryStats().pooledBytes > TRIM_ABOVE_BYTES) trimPool();
+    // Parked scratch textures (at most 256 MiB, none in use here) do not count towards it.
+    const mem = memoryStats();
+    if (mem.pooledBytes - mem.textureBytes > TRIM_ABOVE_BYTES) trimPool();
     for (let j = 0; j < todo.length; j++) {
       const v = d.subarray(j * per, (j + 1) * per);
       host.set(v, todo[j] * per);

@@ -14,6 +14,8 @@ import {
   trimPool,
 } from "../../engine/mod.ts";
 import { sizeClass } from "../../engine/pool.ts";
+import { hasReadonlyStorageTextures } from "../../engine/texture_pool.ts";
+import { setMatmulVariant } from "../../engine/routing.ts";
 import { RangeHeap } from "../../engine/range_heap.ts";
 import { conv2dRef, geom } from "../reference/conv.ts";
 import { matmulRef } from "../reference/matmul.ts";
@@ -388,4 +390,42 @@ Deno.test("slabs grow with the program: the first holds its request, later ones 
   await sync();
   trimPool();
   assert.equal(pool.slabUse().length, 0);
+});
+
+Deno.test({
+  name:
+    "scratch textures of a texture matmul count in held bytes and their peak; trim destroys them",
+  ignore: !hasReadonlyStorageTextures(), // the texture matmul needs WGSL read-only storage textures
+  fn: async () => {
+    setMatmulVariant("texture");
+    try {
+      flush();
+      trimPool();
+      pool.resetPeak();
+      const held = () => memoryStats().liveBytes + memoryStats().pooledBytes;
+      const before = held();
+      const [M, K, N] = [64, 128, 96];
+      const a = randTensor([M, K], 1), b = randTensor([K, N], 2);
+      const y = F.matmul(a, b);
+      // Both operands staged as rgba32float (16 bytes per 4 values of k): at least (M + N)·K·4.
+      const texBytes = (M + N) * K * 4;
+      const tensors = sizeClass(4 * M * N) + sizeClass(4 * M * K) + sizeClass(4 * K * N);
+      assert.ok(
+        held() - before >= tensors + texBytes,
+        `held grew ${held() - before} bytes, tensors ${tensors} + textures ${texBytes}`,
+      );
+      const s = memoryStats();
+      assert.ok(s.peakAllocatedBytes >= before + tensors + texBytes, "the held peak has them");
+      assert.ok(s.textureBytes >= texBytes, `textures held ${s.textureBytes} < ${texBytes}`);
+      assertClose(await y.data(), matmulRef(await a.data(), [M, K], await b.data(), [K, N]).data);
+      for (const t of [a, b, y]) t.dispose();
+      const parked = memoryStats().textureBytes;
+      const heldBefore = held();
+      trimPool();
+      assert.equal(memoryStats().textureBytes, 0);
+      assert.ok(heldBefore - held() >= parked, "trim gave the textures back");
+    } finally {
+      setMatmulVariant(null);
+    }
+  },
 });

@@ -1,7 +1,8 @@
 import fc from "fast-check";
 import assert from "node:assert";
-import { dispatchStats, F, noGrad, type Tensor, tensor, tidy } from "../../engine/mod.ts";
+import { dispatchStats, F, noGrad, type Tensor, tensor, tidy, view } from "../../engine/mod.ts";
 import { planMatmulChunks } from "../../engine/ops/matmul_plan.ts";
+import { setMatmulPackForm } from "../../engine/ops/matmul_texture.ts";
 import { setMatmulVariant } from "../../engine/routing.ts";
 import {
   matmulTileName,
@@ -141,6 +142,69 @@ for (const family of ["texture", "tiled"] as const) {
     });
   }
 }
+
+// The texture variant's pack kernels pick their lane direction by the operand's strides and skip
+// the batch arithmetic of unbatched operands; every form must pack the same texels, so forcing one
+// gives bitwise the default's output.
+Deno.test("texture matmul packs operands the same whatever the pack form", async () => {
+  const want = await withTile("texture", TEXTURE_TILE, "texture, pack form auto");
+  for (const mode of ["k", "rows", "before"] as const) {
+    const old = setMatmulPackForm(mode);
+    try {
+      const got = await withTile("texture", TEXTURE_TILE, `texture, pack form ${mode}`);
+      got.forEach((g, i) => assert.deepStrictEqual(g, want[i], `pack form ${mode} case ${i}`));
+    } finally {
+      setMatmulPackForm(old);
+    }
+  }
+});
+
+// Operands whose bytes already are a texture layout are copied, not packed: k contiguous with
+// K % 64 = 0 (a linear layer's input and transposed weight) into a texture row per row, a
+// row-major B with N % 64 = 0 as it is (bRowMajor kernels). Fewer dispatches, the same products.
+Deno.test("texture matmul copies operands already in the texture layout, bitwise as packed", async () => {
+  const cases: { a: number[]; b: number[]; tb: boolean; offA?: number; dispatches: number }[] = [
+    { a: [37, 64], b: [64, 29], tb: true, dispatches: 1 }, // x·Wᵀ: both copied
+    { a: [3, 9, 128], b: [3, 128, 5], tb: true, dispatches: 1 }, // batched: a copy per batch
+    { a: [1, 192], b: [192, 1], tb: true, dispatches: 1 }, // single rows
+    { a: [2, 7, 64], b: [64, 6], tb: false, dispatches: 2 }, // row-major B, N = 6: packed
+    { a: [37, 64], b: [64, 64], tb: false, dispatches: 1 }, // row-major B copied as it is
+    { a: [3, 5, 64], b: [3, 64, 128], tb: false, dispatches: 1 }, // ... a copy per batch
+    { a: [2, 3, 64], b: [64, 64], tb: false, dispatches: 1 }, // ... shared by every batch
+    { a: [9, 20], b: [20, 64], tb: false, dispatches: 2 }, // B copied, A (K = 20) packed
+    { a: [5, 64], b: [64, 3], tb: true, offA: 64, dispatches: 1 }, // A a view 256 bytes in
+    { a: [5, 64], b: [64, 3], tb: true, offA: 2, dispatches: 2 }, // 8 bytes in: A packed
+  ];
+  // The small tile: the same generator path, far quicker to compile on lavapipe.
+  setMatmulVariant("texture", TEXTURE_TILE_SMALL);
+  try {
+    for (const [i, c] of cases.entries()) {
+      const what = `copy case ${i}: [${c.a}]·[${c.b}]${c.tb ? "ᵀ" : ""}`;
+      const ad = randArray(prod(c.a), 70 + i);
+      const off = c.offA ?? 0;
+      const store = tensor(Float32Array.from([...new Float32Array(off), ...ad]), [off + ad.length]);
+      const rowStrides = c.a.map((_, d) => prod(c.a.slice(d + 1)));
+      const A = view(store, c.a, rowStrides, off);
+      const B = operand(c.b, 90 + i, c.tb);
+      const before = dispatchStats().dispatches;
+      const y = F.matmulRaw(A, B.t, { variant: "texture" });
+      assert.strictEqual(dispatchStats().dispatches - before, c.dispatches, what);
+      const old = setMatmulPackForm("before");
+      let packed: Tensor;
+      try {
+        packed = F.matmulRaw(A, B.t, { variant: "texture" });
+      } finally {
+        setMatmulPackForm(old);
+      }
+      const got = await y.data() as Float32Array;
+      assert.deepStrictEqual(got, await packed.data(), what);
+      assertClose(got, matmulRef(ad, c.a, B.data, c.b).data, { ...TOL, what });
+      for (const t of [store, A, B.t, y, packed]) t.dispose();
+    }
+  } finally {
+    setMatmulVariant(null);
+  }
+});
 
 Deno.test("matmul reads transposed, sliced and expanded views in place (one dispatch, no copy)", async () => {
   const a = tensor(randArray(6 * 4, 1), [6, 4]), b = tensor(randArray(6 * 5, 2), [6, 5]);

@@ -3,11 +3,11 @@ import {
   backward,
   F,
   initGpu,
-  noGrad,
   requireGrad,
   type Tensor,
   tensor,
   tidy,
+  tidyAsync,
 } from "../../engine/mod.ts";
 import { mulberry32 } from "../../engine/mulberry32.ts";
 
@@ -65,6 +65,12 @@ export function assertClose(
  * The scalar is L = Σ f(x)·R for a fixed random R, so every output element is tested. Compares
  * the analytic gradient along random directions (central differences of L(x ± εv)) and at a few
  * single coordinates. Everything runs in f32 on the GPU, hence the loose default tolerance.
+ *
+ * The finite differences evaluate `f` exactly as the analytic pass does: inputs that require
+ * grad, gradients recorded (then dropped), never under `noGrad`. Code may take another path where
+ * no gradient is recorded (ResNet-ADL fuses conv + eval BatchNorm + ReLU there,
+ * engine/ops/conv_fused.ts); checking the gradient of one path against differences of another
+ * would hide a bug in either, or report one that is not there.
  */
 export async function gradCheck(
   f: (...xs: Tensor[]) => Tensor,
@@ -83,21 +89,15 @@ export async function gradCheck(
     inp.data ??
       randArray(inp.shape.reduce((a, b) => a * b, 1), seed + 31 * k, inp.lo ?? -1, inp.hi ?? 1)
   );
-  const outShape = tidy(() =>
-    noGrad(() => f(...datas.map((d, k) => tensor(d, inputs[k].shape))).shape.slice())
-  );
+  const leaves = (ds: Float32Array[]) => ds.map((d, k) => requireGrad(tensor(d, inputs[k].shape)));
+  const outShape = tidy(() => f(...leaves(datas)).shape.slice());
   const R = randArray(outShape.reduce((a, b) => a * b, 1), seed + 999, -1, 1);
   const Rt = tensor(R, outShape);
-  const loss = async (ds: Float32Array[]): Promise<number> => {
-    const l = tidy(() =>
-      noGrad(() => F.sum(F.mul(f(...ds.map((d, k) => tensor(d, inputs[k].shape))), Rt)))
-    );
-    const v = await l.item();
-    l.dispose();
-    return v;
-  };
+  // The graph recorded here is abandoned: tidyAsync frees what its nodes saved.
+  const loss = (ds: Float32Array[]): Promise<number> =>
+    tidyAsync(() => F.sum(F.mul(f(...leaves(ds)), Rt)).item());
   // Analytic gradients.
-  const xs = datas.map((d, k) => requireGrad(tensor(d, inputs[k].shape)));
+  const xs = leaves(datas);
   const L = tidy(() => F.sum(F.mul(f(...xs), Rt)));
   backward(L);
   const grads: Float64Array[] = [];

@@ -1,0 +1,463 @@
+/**
+ * Matmul forms on the software adapter, A against B in one process, interleaved (BENCHMARKS.md
+ * "Matmul on llvmpipe: where the time goes"):
+ *
+ * - `--pack`: the whole texture matmul (staging + product) with the operands staged as before
+ *   (pack kernels, lanes along k, batch arithmetic always) against the default (a buffer-to-texture
+ *   copy where the operand's bytes already are the texture layout, else pack kernels with lanes
+ *   along the operand's smaller stride and no batch arithmetic for unbatched operands).
+ * - `--forms`: the product kernel alone on operands already staged, the default kernel (B packed a
+ *   texture row per column) against the bRowMajor kernel (B as it is in memory, a texel per 4
+ *   columns: what a copied row-major B runs) and other forms of it: statement orders, tiles, B packed transposed, lane-interleaved columns,
+ *   r32float operands, the WGSL `fma` builtin. Each form's output is compared bitwise with the
+ *   default kernel's (same texels, same summation order: "bitwise" expected, except for the
+ *   r32float operands, which hold the same values).
+ *
+ * Prints per form: median wall ms, the median CPU ms of the process's worker threads per product
+ * (lavapipe's rasteriser threads; barely moved by other processes, 10 ms ticks), GFLOP/s by the
+ * wall clock, the ratio to the first form and the load average. Bench-only; never in the tests.
+ */
+import { F, gpu, initGpu, sync } from "../engine/mod.ts";
+import { workerCpuMs } from "../engine/autotune_search.ts";
+import { setMatmulPackForm } from "../engine/ops/matmul_texture.ts";
+import { bandedBlock, storeBlock } from "../kernels/matmul.ts";
+import {
+  MATMUL_TEXTURE_UNIFORMS,
+  matmulTextureKernel,
+  TEXTURE_TILE,
+} from "../kernels/matmul_texture.ts";
+import { randTensor } from "../tests/util/gpu.ts";
+import { numberFlag, runCommand, stringFlag, UsageError } from "../pipeline/cli/args.ts";
+
+const USAGE =
+  `usage: deno run -A bench/matmul_forms.ts [--pack] [--forms] [--rounds N] [--shape M,N,K]
+  --pack      whole texture matmul: operand staging as before (pack kernels, lanes along k, batch
+              arithmetic always) against the default (copies where the layout allows, else
+              pack kernels with lanes along the smaller stride)
+  --forms     product kernel alone: the default against other forms (see the module comment)
+              (neither flag: both)
+  --rounds N  interleaved rounds (default 5); the median of each form is printed
+  --shape S   one product M,N,K instead of 1024³, ViT-B qkv, the SAM MLP products and P·V
+              (M,N,K,linear: B is a transposed weight view, as in a linear layer)`;
+
+/** [M, N, K]; `linear`: B is a weight's transposed view (x·Wᵀ, as nn.Linear runs), else row-major. */
+type Shape = [number, number, number, "linear"?];
+const SHAPES: Shape[] = [
+  [1024, 1024, 1024],
+  [4096, 2304, 768, "linear"], // ViT-B qkv (global blocks: 64×64 tokens)
+  [4096, 3072, 768, "linear"], // MLP lin1
+  [4096, 768, 3072, "linear"], // MLP lin2
+  [4096, 64, 4096], // global attention, one head: probabilities × values (row-major V)
+];
+
+const median = (a: number[]) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)];
+const load = () => Deno.readTextFileSync("/proc/loadavg").split(" ").slice(0, 3).join(" ");
+
+interface Timed {
+  name: string;
+  wall: number[];
+  cpu: number[];
+  check: string;
+}
+
+function report(shape: Shape, rows: Timed[]): void {
+  const [M, N, K] = shape;
+  const flop = 2 * M * N * K;
+  const base = median(rows[0].wall), baseCpu = median(rows[0].cpu);
+  console.log(`[${M}, ${N}, ${K}]${shape[3] ? " x·Wᵀ" : ""}  load ${load()}`);
+  for (const r of rows) {
+    const w = median(r.wall), c = median(r.cpu);
+    console.log(
+      `  ${r.name.padEnd(40)} ${w.toFixed(1).padStart(8)} ms ${
+        (flop / w / 1e6).toFixed(1).padStart(6)
+      } GFLOP/s  cpu ${c.toFixed(0).padStart(5)} ms  wall ×${(base / w).toFixed(2)}  cpu ×${
+        c > 0 ? (baseCpu / c).toFixed(2) : "-"
+      }  ${r.check}`,
+    );
+  }
+}
+
+/** Whole texture matmuls, pack lanes along k against the default. */
+async function comparePack(shape: Shape, rounds: number): Promise<void> {
+  const [M, N, K, linear] = shape;
+  const a = randTensor([M, K], 1);
+  const w = linear ? randTensor([N, K], 2) : randTensor([K, N], 2);
+  const b = linear ? F.transpose(w) : w;
+  const reps = M * N * K > 2e9 ? 1 : 3;
+  const rows: Timed[] = [
+    { name: "staging before (pack kernels)", wall: [], cpu: [], check: "ref" },
+    { name: "staging now (copy or pack)", wall: [], cpu: [], check: "" },
+  ];
+  const modes = ["before", "auto"] as const;
+  let ref: Float32Array | undefined;
+  try {
+    for (let r = -1; r < rounds; r++) {
+      for (let i = 0; i < modes.length; i++) {
+        const old = setMatmulPackForm(modes[i]);
+        try {
+          if (r < 0) {
+            const y = F.matmulRaw(a, b);
+            const d = await y.data() as Float32Array;
+            y.dispose();
+            if (!ref) ref = d;
+            else rows[i].check = d.every((x, j) => Object.is(x, ref![j])) ? "bitwise" : "DIFFERS";
+            continue;
+          }
+          await sync();
+          const c0 = workerCpuMs(), t0 = performance.now();
+          for (let k = 0; k < reps; k++) F.matmulRaw(a, b).dispose();
+          await sync();
+          rows[i].wall.push((performance.now() - t0) / reps);
+          rows[i].cpu.push((workerCpuMs() - c0) / reps);
+        } finally {
+          setMatmulPackForm(old);
+        }
+      }
+    }
+  } finally {
+    a.dispose();
+    b.dispose();
+    w.dispose();
+  }
+  report(shape, rows);
+}
+
+/** A product-kernel form: how its operands are packed and how its loop is written. */
+interface Form {
+  name: string;
+  tm: number;
+  tn: number;
+  wy: number;
+  /** Statement order: "acc" (the default's), "k" (each row's 4 k steps over all its columns), or "micro" (2 rows × 2 vec4 groups over 4 k). */
+  order: "acc" | "k" | "micro";
+  /** B packed transposed: texel (column, k/4) instead of (k/4, column). */
+  bT?: boolean;
+  /** Columns interleaved by lane (lane l owns col0 + l + 8j) instead of contiguous per thread. */
+  ilv?: boolean;
+  /** Operands in r32float textures (one float a texel; AVX2 hardware gathers on llvmpipe). */
+  r32?: boolean;
+  /** WGSL's fma() instead of `c += a * b`. */
+  fma?: boolean;
+}
+
+const FORMS: Form[] = [
+  { name: "k order within rows", tm: 16, tn: 16, wy: 8, order: "k" },
+  { name: "2×2 micro-blocks", tm: 16, tn: 16, wy: 8, order: "micro" },
+  { name: "fma() builtin", tm: 16, tn: 16, wy: 8, order: "acc", fma: true },
+  { name: "B packed transposed", tm: 16, tn: 16, wy: 8, order: "acc", bT: true },
+  {
+    name: "B transposed, lane-interleaved",
+    tm: 16,
+    tn: 16,
+    wy: 8,
+    order: "acc",
+    bT: true,
+    ilv: true,
+  },
+  { name: "r32float operands", tm: 16, tn: 16, wy: 8, order: "acc", r32: true },
+  { name: "24×16 acc (8×4 threads)", tm: 24, tn: 16, wy: 4, order: "acc" },
+  { name: "16×8 acc", tm: 16, tn: 8, wy: 8, order: "acc" },
+];
+
+/** WGSL of a form (bindings and uniforms of matmulTextureKernel, no bias/beta/epilogue). */
+function formWgsl(f: Form): string {
+  const wx = 8, { tm: TM, tn: TN } = f;
+  const rows = [...Array(TM).keys()], cols = [...Array(TN).keys()];
+  const groups = [...Array(TN / 4).keys()], kks = [0, 1, 2, 3];
+  const fmt = f.r32 ? "r32float" : "rgba32float";
+  const load = (tex: string, r: string, transposed = false) =>
+    f.r32
+      ? `vec4<f32>(${kks.map((q) => `textureLoad(${tex}, vec2<u32>(4u * k + ${q}u, ${r})).x`)})`
+      : transposed
+      ? `textureLoad(${tex}, vec2<u32>(${r}, k))`
+      : `textureLoad(${tex}, vec2<u32>(k, ${r}))`;
+  const body: string[] = [];
+  for (const i of rows) body.push(`    let va${i} = ${load("TA", `ra${i}`)};`);
+  for (const j of cols) body.push(`    let vb${j} = ${load("TB", `rb${j}`, f.bT)};`);
+  for (const kk of kks) {
+    for (const g of groups) {
+      body.push(
+        `    let b${kk}_${g} = vec4<f32>(${kks.map((l) => `vb${4 * g + l}[${kk}]`).join(", ")});`,
+      );
+    }
+  }
+  const mac = (i: number, g: number, kk: number) =>
+    f.fma
+      ? `    c${i}_${g} = fma(vec4<f32>(va${i}[${kk}]), b${kk}_${g}, c${i}_${g});`
+      : `    c${i}_${g} += va${i}[${kk}] * b${kk}_${g};`;
+  if (f.order === "acc") {
+    for (const i of rows) for (const g of groups) for (const kk of kks) body.push(mac(i, g, kk));
+  } else if (f.order === "k") {
+    for (const i of rows) for (const kk of kks) for (const g of groups) body.push(mac(i, g, kk));
+  } else {
+    for (let i0 = 0; i0 < TM; i0 += 2) {
+      for (let g0 = 0; g0 < groups.length; g0 += 2) {
+        for (const kk of kks) {
+          for (let i = i0; i < Math.min(i0 + 2, TM); i++) {
+            for (let g = g0; g < Math.min(g0 + 2, groups.length); g++) body.push(mac(i, g, kk));
+          }
+        }
+      }
+    }
+  }
+  const tile = { wx, wy: f.wy, tm: TM, tn: TN };
+  const colStep = f.ilv ? wx : 1;
+  let block = bandedBlock(tile);
+  let store = storeBlock({ bias: false, beta: false }, TM, TN);
+  if (f.ilv) {
+    block = block.replace(/let col0 = .*;/, `let col0 = tx * ${wx * TN}u + lid.x;`);
+    store = store.replace(/col0 \+ (\d+)u/g, (_m, j) => `col0 + ${Number(j) * wx}u`);
+  }
+  return `${MATMUL_TEXTURE_UNIFORMS.wgsl("P")}
+@group(0) @binding(0) var<uniform> u: P;
+@group(0) @binding(1) var TA: texture_storage_2d<${fmt}, read>;
+@group(0) @binding(2) var TB: texture_storage_2d<${fmt}, read>;
+@group(0) @binding(3) var<storage, read_write> C: array<f32>;
+
+@compute @workgroup_size(${wx}, ${f.wy})
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
+        @builtin(num_workgroups) nwg: vec3<u32>) {
+  let z = u.zBase + wg.z;
+  let cB = u.cOff + (z / u.nb1) * u.sc0 + (z % u.nb1) * u.sc1;
+  let aB = wg.z * u.aRows;
+  let bB = wg.z * u.bRows;
+${block}
+${rows.map((i) => `  let ra${i} = aB + min(row0 + ${i}u, u.M - 1u);`).join("\n")}
+${cols.map((j) => `  let rb${j} = bB + min(col0 + ${j * colStep}u, u.N - 1u);`).join("\n")}
+${rows.flatMap((i) => groups.map((g) => `  var c${i}_${g} = vec4<f32>(0.0);`)).join("\n")}
+  for (var k = 0u; k < u.K4; k++) {
+${body.join("\n")}
+  }
+${store}
+}`;
+}
+
+/** Product kernels alone on packed operands: the default kernel against {@link FORMS}. */
+async function compareForms(shape: Shape, rounds: number): Promise<void> {
+  const [M, N, K] = shape;
+  await initGpu();
+  const device = gpu().device;
+  const K4 = Math.ceil(K / 4);
+  // One random operand pair, zero past K, packed both ways (rows × texels, or transposed).
+  const host = (rows: number, seed: number) => {
+    const d: Float32Array<ArrayBuffer> = new Float32Array(rows * K4 * 4);
+    let s = seed;
+    for (let r = 0; r < rows; r++) {
+      for (let k = 0; k < K; k++) {
+        s = (s * 1664525 + 1013904223) >>> 0;
+        d[r * K4 * 4 + k] = (s >>> 8) / 16777216 * 2 - 1;
+      }
+    }
+    return d;
+  };
+  const usage = GPUTextureUsage.STORAGE_BINDING | GPUTextureUsage.COPY_DST;
+  const textures: GPUTexture[] = [];
+  const texture = (
+    d: Float32Array<ArrayBuffer>,
+    rows: number,
+    how: "rows" | "transposed" | "r32" | "rowMajor",
+  ) => {
+    const size: [number, number] = how === "transposed"
+      ? [rows, K4]
+      : how === "r32"
+      ? [K4 * 4, rows]
+      : how === "rowMajor"
+      ? [rows / 4, K4 * 4]
+      : [K4, rows];
+    const t = device.createTexture({
+      size,
+      format: how === "r32" ? "r32float" : "rgba32float",
+      usage,
+    });
+    let data: Float32Array<ArrayBuffer> = d;
+    if (how === "rowMajor") {
+      // texel (n/4, k) = B[k, n..n+3]; d holds column n's k values in its row n.
+      data = new Float32Array(d.length);
+      for (let n = 0; n < rows; n++) {
+        for (let k = 0; k < K4 * 4; k++) data[k * rows + n] = d[n * K4 * 4 + k];
+      }
+    } else if (how === "transposed") {
+      data = new Float32Array(d.length);
+      for (let r = 0; r < rows; r++) {
+        for (let x = 0; x < K4; x++) {
+          for (let q = 0; q < 4; q++) data[(x * rows + r) * 4 + q] = d[(r * K4 + x) * 4 + q];
+        }
+      }
+    }
+    device.queue.writeTexture({ texture: t }, data, {
+      bytesPerRow: size[0] * (how === "r32" ? 4 : 16),
+    }, size);
+    textures.push(t);
+    return t.createView();
+  };
+  const ha = host(M, 1), hb = host(N, 2);
+  const views = {
+    rows: [texture(ha, M, "rows"), texture(hb, N, "rows")],
+    bT: [texture(ha, M, "rows"), texture(hb, N, "transposed")],
+    r32: [texture(ha, M, "r32"), texture(hb, N, "r32")],
+    rowMajor: N % 4 === 0 ? [texture(ha, M, "rows"), texture(hb, N, "rowMajor")] : null,
+  };
+  const c = device.createBuffer({
+    size: M * N * 4,
+    usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC,
+  });
+  const readback = device.createBuffer({
+    size: M * N * 4,
+    usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+  });
+  const ub = device.createBuffer({
+    size: MATMUL_TEXTURE_UNIFORMS.byteSize,
+    usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
+  });
+  device.queue.writeBuffer(
+    ub,
+    0,
+    new Uint8Array(MATMUL_TEXTURE_UNIFORMS.pack({
+      M,
+      N,
+      K4,
+      zBase: 0,
+      aRows: 0,
+      bRows: 0,
+      cOff: 0,
+      ldc: N,
+      biasOff: 0,
+      nb1: 1,
+      sc0: 0,
+      sc1: 0,
+      alpha: 1,
+      beta: 0,
+    })),
+  );
+  const def = matmulTextureKernel({ bias: false, beta: false }, TEXTURE_TILE);
+  const brows = matmulTextureKernel({ bias: false, beta: false, bRowMajor: true }, TEXTURE_TILE);
+  const all = [
+    { name: `packed B (${def.key})`, wgsl: def.wgsl(), tm: 16, tn: 16, wy: 8, v: views.rows },
+    ...(views.rowMajor
+      ? [{
+        name: "row-major B (bRowMajor)",
+        wgsl: brows.wgsl(),
+        tm: 16,
+        tn: 16,
+        wy: 8,
+        v: views.rowMajor,
+      }]
+      : []),
+    ...FORMS.map((f) => ({
+      name: f.name,
+      wgsl: formWgsl(f),
+      tm: f.tm,
+      tn: f.tn,
+      wy: f.wy,
+      v: f.r32 ? views.r32 : f.bT ? views.bT : views.rows,
+    })),
+  ];
+  const prepared = all.map((f) => {
+    const pipeline = device.createComputePipeline({
+      layout: "auto",
+      compute: { module: device.createShaderModule({ code: f.wgsl }), entryPoint: "main" },
+    });
+    const bg = device.createBindGroup({
+      layout: pipeline.getBindGroupLayout(0),
+      entries: [
+        { binding: 0, resource: { buffer: ub } },
+        { binding: 1, resource: f.v[0] },
+        { binding: 2, resource: f.v[1] },
+        { binding: 3, resource: { buffer: c } },
+      ],
+    });
+    const grid: [number, number] = [Math.ceil(N / (8 * f.tn)), Math.ceil(M / (f.wy * f.tm))];
+    return { f, pipeline, bg, grid, t: { name: f.name, wall: [], cpu: [], check: "" } as Timed };
+  });
+  const exec = async (p: typeof prepared[number], n: number) => {
+    const enc = device.createCommandEncoder();
+    for (let i = 0; i < n; i++) {
+      const pass = enc.beginComputePass();
+      pass.setPipeline(p.pipeline);
+      pass.setBindGroup(0, p.bg);
+      pass.dispatchWorkgroups(...p.grid);
+      pass.end();
+    }
+    device.queue.submit([enc.finish()]);
+    await device.queue.onSubmittedWorkDone();
+  };
+  const output = async () => {
+    const enc = device.createCommandEncoder();
+    enc.copyBufferToBuffer(c, 0, readback, 0, M * N * 4);
+    device.queue.submit([enc.finish()]);
+    await readback.mapAsync(GPUMapMode.READ);
+    const out = new Float32Array(readback.getMappedRange().slice(0));
+    readback.unmap();
+    return out;
+  };
+  let ref: Float32Array | undefined;
+  for (const p of prepared) {
+    await exec(p, 1);
+    const out = await output();
+    if (!ref) {
+      ref = out;
+      p.t.check = "ref";
+    } else {
+      let bad = 0, worst = 0;
+      out.forEach((x, i) => {
+        if (!Object.is(x, ref![i])) bad++, worst = Math.max(worst, Math.abs(x - ref![i]));
+      });
+      p.t.check = bad ? `differs: ${bad} outputs, max ${worst.toExponential(1)}` : "bitwise";
+    }
+  }
+  const reps = M * N * K > 2e9 ? 1 : 3;
+  for (let r = 0; r < rounds; r++) {
+    for (const p of prepared) {
+      const c0 = workerCpuMs(), t0 = performance.now();
+      await exec(p, reps);
+      p.t.wall.push((performance.now() - t0) / reps);
+      p.t.cpu.push((workerCpuMs() - c0) / reps);
+    }
+  }
+  for (const t of textures) t.destroy();
+  for (const b of [c, readback, ub]) b.destroy();
+  report(shape, prepared.map((p) => p.t));
+}
+
+if (import.meta.main) {
+  Deno.exit(
+    await runCommand(
+      {
+        name: "bench/matmul_forms.ts",
+        usage: USAGE,
+        options: {
+          pack: { type: "boolean" },
+          forms: { type: "boolean" },
+          rounds: { type: "string" },
+          shape: { type: "string" },
+        },
+      },
+      Deno.args,
+      async (flags) => {
+        const rounds = numberFlag(flags, "rounds", { def: 5, min: 1, integer: true })!;
+        const one = stringFlag(flags, "shape");
+        let shapes = SHAPES;
+        if (one) {
+          const parts = one.split(",");
+          const linear = parts[3] === "linear";
+          const s = parts.slice(0, 3).map(Number);
+          if (
+            parts.length !== (linear ? 4 : 3) || s.some((x) => !Number.isInteger(x) || x < 1)
+          ) {
+            throw new UsageError(
+              `--shape: expected M,N,K[,linear] (positive integers), got "${one}"`,
+            );
+          }
+          shapes = [linear ? [s[0], s[1], s[2], "linear"] : [s[0], s[1], s[2]]];
+        }
+        const both = !flags.pack && !flags.forms;
+        await initGpu();
+        for (const s of shapes) {
+          if (both || flags.pack) await comparePack(s, rounds);
+          if (both || flags.forms) await compareForms(s, rounds);
+        }
+        return 0;
+      },
+    ),
+  );
+}
