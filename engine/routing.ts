@@ -14,8 +14,7 @@
  * | 3×3 stride 1      | conv kernels (Wino- | forward and input gradient: Winograd F(4,3) or F(2,3) on  |
  * |                   | grad when forced)   | texture GEMMs ({@link convWinograd})                      |
  * | conv tiles        | 4×8 (wt grad 8×8)   | 16×16                                                     |
- * | attention (SAM)   | `fused`             | `texture` without gradients where the key grid allows,    |
- * |                   |                     | else `composed`                                           |
+ * | attention (SAM)   | `fused`             | `composed` (`texture` opt-in, without gradients)          |
  * | row kernels       | by row length       | a thread per row (softmax, LayerNorm)                     |
  * | conv+BN(+ReLU)    | one fused conv pass | the same (engine/ops/conv_fused.ts)                       |
  * |                   | (no grad, BN eval)  |                                                           |
@@ -352,16 +351,18 @@ let forcedAttention: AttentionImpl | null =
     : null;
 
 /**
- * The fused flash kernel on GPUs. On software adapters the texture path where it applies (no
- * gradient recorded, a key grid whose rows are whole periods of lcm(KW, 4): ViT-B's windows and
- * global blocks; BENCHMARKS.md "SAM global attention through textures"), else the composed path:
- * the flash kernel (one query per thread) reaches 0.17–0.3 GFLOP/s on llvmpipe, the composed path
- * (texture matmuls and the fused bias-softmax) is ~20× faster there (BENCHMARKS.md "Attention") and
- * never holds more than one head-group's scores (64 MiB for a 4096-token head).
- * `SAM_ATTENTION=fused|composed|texture` or {@link setAttentionImpl} overrides.
+ * The fused flash kernel on GPUs; the composed path on software adapters: the flash kernel (one
+ * query per thread) reaches 0.17–0.3 GFLOP/s on llvmpipe, the composed path (texture matmuls and
+ * the fused bias-softmax) is ~20× faster there (BENCHMARKS.md "Attention") and never holds more
+ * than one head-group's scores (64 MiB for a 4096-token head). The texture path (no gradient; the
+ * softmax writes the product's texture itself) beat it by 1.29× in CPU time until the texture
+ * matmul learnt to copy a dense operand into its texture instead of packing it: since then the
+ * composed path's buffer softmax + copy is cheaper than a texel store per probability, and the
+ * texture path takes 1.25× its CPU time (BENCHMARKS.md "SAM attention through textures"), so it is
+ * opt-in. `SAM_ATTENTION=fused|composed|texture` or {@link setAttentionImpl} overrides.
  */
 export function attentionImpl(): AttentionImpl {
-  return forcedAttention ?? (adapterKind() === "software" ? "texture" : "fused");
+  return forcedAttention ?? (adapterKind() === "software" ? "composed" : "fused");
 }
 
 /** Forces one implementation (null: back to the per-adapter default). */

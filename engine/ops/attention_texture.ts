@@ -1,7 +1,10 @@
 /**
  * SAM's attention with the decomposed relative-position bias, composed through textures, for
  * software adapters and passes without gradients (the frozen image encoder: pseudo-labels,
- * embeddings, inference). Per group of slices (batch·heads):
+ * embeddings, inference). Opt-in (`SAM_ATTENTION=texture`, engine/routing.ts): since the texture
+ * matmul copies a dense operand into its texture instead of packing it, the composed path is
+ * cheaper on llvmpipe (BENCHMARKS.md "SAM attention through textures"). Per group of slices
+ * (batch·heads):
  *
  * 1. q, k and v are packed into textures (the texture matmul's pack kernel, strided views of the
  *    qkv projection read in place);

@@ -3,8 +3,8 @@
  * No path materialises ViT-B's full 12×4096×4096 global-attention scores (805 MB): the fused
  * flash kernel (engine/ops/attention.ts) never forms scores; the composed path (matmul, softmax)
  * forms them per group of slices small enough to stay within half the adapter's binding limit, and
- * so does the texture path (engine/ops/attention_texture.ts: software adapters, no gradient, the
- * probabilities written straight into the texture the product with v reads).
+ * so does the opt-in texture path (engine/ops/attention_texture.ts: software adapters, no
+ * gradient, the probabilities written straight into the texture the product with v reads).
  */
 import { bindingLimit, F, type Tensor, tidy } from "../../engine/mod.ts";
 
