@@ -1,13 +1,14 @@
 /**
- * SAM attention paths A/B, interleaved in one process: the composed path (texture matmuls + bias
- * softmax through buffers) against the texture path (engine/ops/attention_texture.ts), on one
- * ViT-B global-attention block's attention alone and the whole block, one windowed block, the whole
- * encoder @1024 and one pseudo-label (encoder + 50 points, 512² patch), all without gradients. Each round runs both paths (order
- * alternating per round); the median per path of the wall clock and of the process's CPU time (the
+ * SAM attention paths A/B, interleaved in one process: the composed path (the default on software
+ * adapters: texture matmuls + bias softmax through buffers) against the opt-in texture path
+ * (engine/ops/attention_texture.ts), on one ViT-B global-attention block's attention alone and the
+ * whole block, one windowed block, the whole encoder @1024 and one pseudo-label (encoder + 50
+ * points, 512² patch), all without gradients. Each round runs both paths (order alternating per
+ * round); printed: the median per path of the wall clock and of the process's CPU time (the
  * rasteriser's threads included: less moved by other processes' load), their ratios, the load
- * average at each run, the peak
- * GPU memory in tensors and the largest difference between the two paths' outputs are printed.
- * `--peers` adds PyTorch CPU (2 threads) on the block and encoder cases, in the same process run.
+ * average at each run, the peak GPU memory in tensors and the largest difference between the two
+ * paths' outputs. `--peers` adds PyTorch CPU (2 threads) on the block and encoder cases, in the
+ * same process run.
  *
  * `deno run -A bench/sam_attention.ts --help` for the flags.
  */
