@@ -1,10 +1,10 @@
 /**
  * Which kernel path each op takes on this adapter, and why, in one place: matmul (workgroup-tiled,
  * register-blocked or texture-staged), conv2d (conv kernels or texture GEMMs) and their register
- * tiles, SAM's attention (fused flash kernel or composed), with the environment overrides
- * (`ENGINE_MATMUL`, `ENGINE_CONV`, `ENGINE_WINOGRAD`, `SAM_ATTENTION`, `ENGINE_FUSE_CONV_BN`, read
- * here only) and the hooks tests and benchmarks use to force a path. Ops ask; nothing here launches
- * work.
+ * tiles, SAM's attention (fused flash kernel, composed, or composed through textures), with the
+ * environment overrides (`ENGINE_MATMUL`, `ENGINE_CONV`, `ENGINE_WINOGRAD`, `SAM_ATTENTION`,
+ * `ENGINE_FUSE_CONV_BN`, read here only) and the hooks tests and benchmarks use to force a path.
+ * Ops ask; nothing here launches work.
  *
  * | op                | real GPU            | software adapter (llvmpipe/lavapipe)                      |
  * | ----------------- | ------------------- | --------------------------------------------------------- |
@@ -14,7 +14,7 @@
  * | 3×3 stride 1      | conv kernels (Wino- | Winograd F(4,3) or F(2,3) on texture GEMMs, all three     |
  * |                   | grad when forced)   | passes if `ENGINE_WINOGRAD=on` ({@link convWinograd})     |
  * | conv tiles        | 4×8 (wt grad 8×8)   | 16×16                                                     |
- * | attention (SAM)   | `fused`             | `composed`                                                |
+ * | attention (SAM)   | `fused`             | `composed` (`texture` opt-in, without gradients)          |
  * | row kernels       | by row length       | a thread per row (softmax, LayerNorm)                     |
  * | conv+BN(+ReLU)    | one fused conv pass | the same (engine/ops/conv_fused.ts)                       |
  * |                   | (no grad, BN eval)  |                                                           |
@@ -345,21 +345,29 @@ export function setConvBnFusion(on: boolean | null): void {
 
 // ---------------------------------------------------------------- attention
 
-/** SAM's attention: the fused flash kernel or the composed one (matmuls + bias softmax). */
-export type AttentionImpl = "fused" | "composed";
+/**
+ * SAM's attention: the fused flash kernel, the composed one (matmuls + bias softmax), or the
+ * composed one through textures (engine/ops/attention_texture.ts: scores and probabilities in
+ * textures, heads written merged; passes without gradients only, others compose).
+ */
+export type AttentionImpl = "fused" | "composed" | "texture";
 
 const ATTENTION_ENV = Deno.env.get("SAM_ATTENTION");
-let forcedAttention: AttentionImpl | null = ATTENTION_ENV === "composed" ||
-    ATTENTION_ENV === "fused"
-  ? ATTENTION_ENV
-  : null;
+let forcedAttention: AttentionImpl | null =
+  ATTENTION_ENV === "composed" || ATTENTION_ENV === "fused" || ATTENTION_ENV === "texture"
+    ? ATTENTION_ENV
+    : null;
 
 /**
- * The fused flash kernel on GPUs. On software adapters the composed path: the flash kernel (one
+ * The fused flash kernel on GPUs; the composed path on software adapters: the flash kernel (one
  * query per thread) reaches 0.17–0.3 GFLOP/s on llvmpipe, the composed path (texture matmuls and
  * the fused bias-softmax) is ~20× faster there (BENCHMARKS.md "Attention") and never holds more
- * than one head-group's scores (64 MiB for a 4096-token head). `SAM_ATTENTION=fused|composed` or
- * {@link setAttentionImpl} overrides.
+ * than one head-group's scores (64 MiB for a 4096-token head). The texture path (no gradient; the
+ * softmax writes the product's texture itself) beat it by 1.29× in CPU time until the texture
+ * matmul learnt to copy a dense operand into its texture instead of packing it: since then the
+ * composed path's buffer softmax + copy is cheaper than a texel store per probability, and the
+ * texture path takes 1.25× its CPU time (BENCHMARKS.md "SAM attention through textures"), so it is
+ * opt-in. `SAM_ATTENTION=fused|composed|texture` or {@link setAttentionImpl} overrides.
  */
 export function attentionImpl(): AttentionImpl {
   return forcedAttention ?? (adapterKind() === "software" ? "composed" : "fused");
