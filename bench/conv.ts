@@ -23,7 +23,8 @@ import { formatTable } from "./table.ts";
 import { reportRefused, withinCeiling } from "./ceiling.ts";
 import { numberFlag, runCommand } from "../pipeline/cli/args.ts";
 import { compareOutputs } from "./peers/compare.ts";
-import { convPath, setConvPath, setWinogradTile } from "../engine/routing.ts";
+import { convPath, setConvPath, setWinogradRule, setWinogradTile } from "../engine/routing.ts";
+import { modelCases } from "./models.ts";
 import { convTextureFits } from "../engine/ops/conv_texture.ts";
 import type { WinogradTile } from "../kernels/conv/winograd.ts";
 import { describePeers, onnxPeers, type Peers } from "./peers/onnx_peers.ts";
@@ -113,7 +114,9 @@ export async function benchConv(
     dy.dispose();
   }
   // Winograd's comparison only when asked for by name (it runs every shape three ways).
-  if (opts.filter?.includes("winograd")) rows.push(...await benchWinograd(opts));
+  if (opts.filter?.includes("winograd")) {
+    rows.push(...await benchWinograd(opts), ...await benchWinogradModels(opts));
+  }
   if ((opts.tfjs ?? true) && matchesFilter(CONV3X3_ROW, opts.filter)) {
     rows.push(await benchConv3x3(reps, opts.onnx ?? false));
   }
@@ -311,10 +314,79 @@ export async function benchWinograd(
   return rows;
 }
 
+/** CPU milliseconds this process has used (utime + stime at 100 ticks a second); NaN without /proc. */
+function cpuMs(): number {
+  try {
+    const f = Deno.readTextFileSync("/proc/self/stat").split(") ")[1].split(" ");
+    return (Number(f[11]) + Number(f[12])) * 10;
+  } catch {
+    return NaN;
+  }
+}
+
+/** The model cases {@link benchWinogradModels} runs with the Winograd rule on and off. */
+const WINOGRAD_MODEL_CASES = ["resnet50-train-step b2 @256", "resnet50-forward b2 @256"];
+
+/**
+ * ResNet-50-ADL's training step and forward (bench/models.ts) with the Winograd rule off and on
+ * (`setWinogradRule`), alternated in one process on one model after a warm-up of each: medians of
+ * the wall time (step + sync) and of this process's CPU time (the host and the rasteriser's
+ * threads: less disturbed by other processes), the ratio, the load before and after. Rows are
+ * named `conv-winograd on/off <case>`.
+ */
+export async function benchWinogradModels(
+  opts: { reps?: number; filter?: string } = {},
+): Promise<BenchRow[]> {
+  await initGpu();
+  const reps = opts.reps ?? 3;
+  const rows: BenchRow[] = [];
+  for (const c of modelCases(2).filter((k) => WINOGRAD_MODEL_CASES.includes(k.name))) {
+    const name = `conv-winograd on/off ${c.name}`;
+    if (!matchesFilter(name, opts.filter)) continue;
+    const load0 = loadavg();
+    const run = await c.setup();
+    const wall: number[][] = [[], []], cpu: number[][] = [[], []];
+    try {
+      for (let r = -1; r < reps; r++) {
+        for (const on of [false, true]) {
+          setWinogradRule(on);
+          await sync();
+          const c0 = cpuMs(), t0 = performance.now();
+          await run.step();
+          await sync();
+          if (r < 0) continue; // warm-up: compiles each path's kernels
+          wall[+on].push(performance.now() - t0);
+          cpu[+on].push(cpuMs() - c0);
+        }
+      }
+    } finally {
+      setWinogradRule(null);
+      run.done();
+    }
+    const [off, on] = wall.map(median), [cOff, cOn] = cpu.map(median);
+    rows.push({
+      name,
+      shape: c.shape,
+      ms: on,
+      gflops: c.flops ? c.flops / on / 1e6 : null,
+      gbps: null,
+      adapter: gpu().adapterName,
+      load: loadavg(),
+      notes: `Winograd off ${off.toFixed(0)} ms, on ${on.toFixed(0)} ms (${
+        (off / on).toFixed(2)
+      }×); CPU time off ${cOff.toFixed(0)} ms, on ${cOn.toFixed(0)} ms (${
+        (cOff / cOn).toFixed(2)
+      }×); medians of ${reps}, alternated in one process; load ${load0} → ${loadavg()}`,
+    });
+  }
+  return rows;
+}
+
 const USAGE = `usage: deno run -A bench/conv.ts [FILTER] [--reps N] [--peers]
   FILTER   the cases whose names contain it (all when absent); "winograd" (or e.g.
            "conv-winograd fwd layer1"): Winograd F(2,3)/F(4,3) against the routed path on
-           ResNet-50's 3×3 stride-1 shapes, interleaved
+           ResNet-50's 3×3 stride-1 shapes, interleaved; "winograd on/off": ResNet-50-ADL's
+           training step and forward (b2 @256) with the Winograd rule off and on, alternated
   --reps N timed batches per kernel, median reported (default 2)
   --peers  also PyTorch CPU, ONNX Runtime Web (WebGPU) and ONNX Runtime CPU on the 3×3 conv`;
 

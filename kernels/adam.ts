@@ -33,18 +33,23 @@ export const ADAM_UNIFORMS = uniforms({
  * does in Python): n, 3 pad, beta1, beta2, 1−beta1, 1−beta2, eps, wd (Adam) or 1−lr·wd (AdamW),
  * stepSize = lr / (1 − β1^t), bc2Sqrt = √(1 − β2^t).
  * Bindings: 1 param (rw), 2 grad, 3 exp_avg (rw), 4 exp_avg_sq (rw).
+ *
+ * `vec`: a thread per 4 values (n a multiple of 4; u.n then counts vec4s), the same arithmetic per
+ * component (bit-identical): on software adapters each storage load is a per-lane loop, so a
+ * quarter of the loads (the update is load-bound: 4 reads and 3 writes per value).
  */
-export function adamKernel(decoupled: boolean): Kernel {
+export function adamKernel(decoupled: boolean, vec = false): Kernel {
   const WG = OPTIM_WORKGROUP;
+  const T = vec ? "vec4<f32>" : "f32";
   return {
-    key: `optim/${decoupled ? "adamw" : "adam"}`,
+    key: `optim/${decoupled ? "adamw" : "adam"}${vec ? "/v4" : ""}`,
     wgsl: () =>
       `${ADAM_UNIFORMS.wgsl("P")}
 @group(0) @binding(0) var<uniform> u: P;
-@group(0) @binding(1) var<storage, read_write> p: array<f32>;
-@group(0) @binding(2) var<storage, read> g: array<f32>;
-@group(0) @binding(3) var<storage, read_write> m: array<f32>;
-@group(0) @binding(4) var<storage, read_write> v: array<f32>;
+@group(0) @binding(1) var<storage, read_write> p: array<${T}>;
+@group(0) @binding(2) var<storage, read> g: array<${T}>;
+@group(0) @binding(3) var<storage, read_write> m: array<${T}>;
+@group(0) @binding(4) var<storage, read_write> v: array<${T}>;
 ${FLAT_INDEX}
 @compute @workgroup_size(${WG})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -57,7 +62,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   let vi = u.beta2 * v[i] + u.omb2 * grad * grad;
   m[i] = mi;
   v[i] = vi;
-  let denom = sqrt(vi) / u.bc2Sqrt + u.eps;
+  let denom = sqrt(vi) / ${T}(u.bc2Sqrt) + ${T}(u.eps);
   p[i] = w - u.stepSize * (mi / denom);
 }`,
   };

@@ -56,6 +56,8 @@ const BINARY = {
   le: "select(0.0, 1.0, a <= b)",
   gt: "select(0.0, 1.0, a > b)",
   ge: "select(0.0, 1.0, a >= b)",
+  /** ReLU's backward from its output: the gradient `a` where `b` > 0, else 0 (one pass). */
+  relu_bwd: "select(0.0, a, b > 0.0)",
 } as const;
 export type BinaryOp = keyof typeof BINARY;
 
@@ -183,6 +185,64 @@ function elementwiseVec4Kernel(kind: "unary" | "binary" | "where", op: string): 
         body += `  { ${lets} r.${c} = ${expr}; }\n`;
       }
       return shell(nIn, "vec4<f32>", `${body}  out[i + u.off3] = r;`);
+    },
+  };
+}
+
+/**
+ * The strided variant four elements at a time, where the innermost dim (a multiple of 4) is
+ * contiguous or broadcast in every input: thread i places element 4i once (the index arithmetic,
+ * a division per dim, for four elements), then input k is one vec4 load where `vecIn[k]` (inner
+ * stride 1, its offsets multiples of 4) or one scalar load splatted (inner stride 0). Broadcasts
+ * such as x·m with m [N, 1, H, W] (ADL) take it. Uniforms as {@link elementwiseKernel}'s (n in
+ * vec4s, offsets and strides in elements); the output is dense.
+ */
+export function elementwiseStrided4Kernel(
+  kind: "unary" | "binary" | "where",
+  op: string,
+  vecIn: boolean[],
+): Kernel {
+  const { nIn, expr, names } = opParts(kind, op);
+  if (vecIn.length !== nIn) {
+    throw new Error(`ew strided4 ${op}: ${vecIn.length} flags, ${nIn} inputs`);
+  }
+  return {
+    key: `ew/${kind}/${op}/strided4/${vecIn.map((v) => v ? "v" : "s").join("")}`,
+    wgsl: () => {
+      let decl = "";
+      for (let k = 0; k < nIn; k++) {
+        decl += `@group(0) @binding(${k + 1}) var<storage, read> in${k}: array<${
+          vecIn[k] ? "vec4<f32>" : "f32"
+        }>;\n`;
+      }
+      decl += `@group(0) @binding(${nIn + 1}) var<storage, read_write> out: array<vec4<f32>>;\n`;
+      let body = `  var rem = i * 4u;\n`;
+      for (let k = 0; k < nIn; k++) body += `  var o${k} = u.off${k};\n`;
+      body += eachDim("u.rank", "u.shape", (d) => {
+        let b = "";
+        for (let k = 0; k < nIn; k++) b += `o${k} += c * dim(u.st${k}, ${d}); `;
+        return b;
+      });
+      for (let k = 0; k < nIn; k++) {
+        body += vecIn[k]
+          ? `  let v${k} = in${k}[o${k} / 4u];\n`
+          : `  let v${k} = vec4<f32>(in${k}[o${k}]);\n`;
+      }
+      body += "  var r = vec4<f32>(0.0);\n";
+      for (const c of ["x", "y", "z", "w"]) {
+        const lets = names.slice(0, nIn).map((nm, k) => `let ${nm} = v${k}.${c};`).join(" ");
+        body += `  { ${lets} r.${c} = ${expr}; }\n`;
+      }
+      return `${ELEMENTWISE_UNIFORMS[nIn].wgsl("P")}
+@group(0) @binding(0) var<uniform> u: P;
+${decl}${HELPERS}
+@compute @workgroup_size(${WG})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = flat_index(gid, nwg, ${WG}u);
+  if (i >= u.n) { return; }
+  let p0 = u.p0; let p1 = u.p1;
+${body}  out[i + u.off3 / 4u] = r;
+}`;
     },
   };
 }

@@ -78,9 +78,20 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   let base = kept_offset(o);
   var acc: f32 = ${INIT[op]};
   var ai: u32 = 0u;
-  for (var r = 0u; r < u.inner; r++) {
-    let v = x[base + red_offset(r)];
-    ${combine}
+  if (u.redRank == 1u) {
+    // One reduced dim (a channel mean, a row sum): a running offset, no division per element.
+    let step = dim(u.rSt, 0u);
+    var off = base;
+    for (var r = 0u; r < u.inner; r++) {
+      let v = x[off];
+      ${combine}
+      off += step;
+    }
+  } else {
+    for (var r = 0u; r < u.inner; r++) {
+      let v = x[base + red_offset(r)];
+      ${combine}
+    }
   }
   y[o] = ${result};
 }`,

@@ -96,3 +96,116 @@ ${write}
     },
   };
 }
+
+/** Longest period (lcm(KW, 4) keys) the texture variant unrolls. */
+export const RELBIAS_TEXTURE_MAX_PERIOD = 256;
+
+/**
+ * Keys per unrolled period of {@link softmaxRelBiasTextureKernel}: lcm(KW, 4), so a period is
+ * whole texels and whole KW-long runs; null when a row of KH·KW keys is not whole periods or the
+ * period is longer than {@link RELBIAS_TEXTURE_MAX_PERIOD}.
+ */
+export function relBiasTexturePeriod(kh: number, kw: number): number | null {
+  if (kw < 1 || kh < 1 || kw > RELBIAS_MAX_KW) return null;
+  const p = kw % 4 === 0 ? kw : kw % 2 === 0 ? 2 * kw : 4 * kw;
+  return p <= RELBIAS_TEXTURE_MAX_PERIOD && (kh * kw) % p === 0 ? p : null;
+}
+
+/**
+ * Rows of this chunk; KH; the scale; the chunk's first row in relH/relW (row r of the textures is
+ * row r0 + r of the bias terms); relH's and relW's element offsets in their bindings.
+ */
+export const SOFTMAX_RELBIAS_TEXTURE_UNIFORMS = uniforms({
+  rows: "u32",
+  KH: "u32",
+  scale: "f32",
+  r0: "u32",
+  hOff: "u32",
+  wOff: "u32",
+});
+
+/**
+ * The bias softmax from scores (vec4s, a row per query, four keys each: `scoresTextureKernel`'s
+ * output) into a probability texture, a row per query and four keys per texel: the layout of the
+ * texture matmul's A operand (kernels/matmul_texture.ts), so the product with V needs no packing
+ * pass. A thread per row, like {@link softmaxRelBiasKernel}; the loop runs over periods of
+ * lcm(KW, 4) keys ({@link relBiasTexturePeriod}), unrolled, so any KW works whose row is whole
+ * periods (ViT-B: 64, and 14 in the windows). Bindings: S (array<vec4<f32>>), relH [rows, KH] and
+ * relW [rows, KW] (dense, at the element offsets in the uniforms), P (write texture).
+ */
+export function softmaxRelBiasTextureKernel(kh: number, kw: number): Kernel {
+  const period = relBiasTexturePeriod(kh, kw);
+  if (period === null) {
+    throw new Error(
+      `softmaxRelBias (texture): a row of ${kh}·${kw} keys is not whole periods of lcm(${kw}, 4) ` +
+        `keys (at most ${RELBIAS_TEXTURE_MAX_PERIOD})`,
+    );
+  }
+  const T = period / 4, R = period / kw;
+  const texels = [...Array(T).keys()];
+  // Per texel: the KW-index and the run (within the period) of each of its four keys.
+  const wOf = (t: number) => [0, 1, 2, 3].map((c) => (4 * t + c) % kw);
+  const rOf = (t: number) => [0, 1, 2, 3].map((c) => Math.floor((4 * t + c) / kw));
+  const wDecl = [...Array(kw).keys()].map((j) => `  let w${j} = relW[wb + ${j}u];`).join("\n");
+  const wv = texels.map((t) =>
+    `  let wv${t} = vec4<f32>(${wOf(t).map((j) => `w${j}`).join(", ")});`
+  )
+    .join("\n");
+  const hDecl = [...Array(R).keys()].map((r) => `    let h${r} = relH[hb + ${r}u];`).join("\n");
+  const hv = (t: number) => {
+    const r = rOf(t);
+    return r.every((x) => x === r[0])
+      ? `h${r[0]}`
+      : `vec4<f32>(${r.map((x) => `h${x}`).join(", ")})`;
+  };
+  const load = texels.map((t) => `    let v${t} = S[sRow + tb + ${t}u] * sc + wv${t} + ${hv(t)};`)
+    .join("\n");
+  let runMax = "";
+  for (const t of texels) {
+    const m = `max(max(v${t}.x, v${t}.y), max(v${t}.z, v${t}.w))`;
+    runMax = t === 0 ? m : `max(${runMax}, ${m})`;
+  }
+  const sumExp = texels.map((t) => `dot(exp(v${t} - vec4<f32>(nm)), vec4<f32>(1.0))`).join(" + ");
+  const write = texels.map((t) =>
+    `    textureStore(P, vec2<u32>(tb + ${t}u, row), exp(v${t} - vec4<f32>(m)) * inv);`
+  ).join("\n");
+  const periodHead = `    let hb = u.hOff + (u.r0 + row) * u.KH + p * ${R}u;
+    let tb = p * ${T}u;
+${hDecl}
+${load}`;
+  return {
+    key: `softmax/relbias-texture/vec4-in/${kw}/${period}`,
+    wgsl: () =>
+      /* wgsl */ `${SOFTMAX_RELBIAS_TEXTURE_UNIFORMS.wgsl("P_")}
+@group(0) @binding(0) var<uniform> u: P_;
+@group(0) @binding(1) var<storage, read> S: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> relH: array<f32>;
+@group(0) @binding(3) var<storage, read> relW: array<f32>;
+@group(0) @binding(4) var P: texture_storage_2d<rgba32float, write>;
+${FLAT_INDEX}
+@compute @workgroup_size(${RELBIAS_WG})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let row = flat_index(gid, nwg, ${RELBIAS_WG}u);
+  if (row >= u.rows) { return; }
+  let wb = u.wOff + (u.r0 + row) * ${kw}u;
+  let sc = u.scale;
+${wDecl}
+${wv}
+  let periods = u.KH / ${R}u;
+  let sRow = row * periods * ${T}u;
+  var m = -3.402823e38;
+  var l = 0.0;
+  for (var p = 0u; p < periods; p++) {
+${periodHead}
+    let nm = max(m, ${runMax});
+    l = l * exp(m - nm) + ${sumExp};
+    m = nm;
+  }
+  let inv = 1.0 / l;
+  for (var p = 0u; p < periods; p++) {
+${periodHead}
+${write}
+  }
+}`,
+  };
+}

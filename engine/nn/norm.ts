@@ -2,6 +2,7 @@
 import { F, isRecomputing, noGrad, type Tensor, tensor, tidy } from "../mod.ts";
 import { Module } from "./module.ts";
 import { constant } from "./init.ts";
+import { counterAddRaw } from "../ops/counter.ts";
 
 export class BatchNorm2d extends Module {
   weight: Tensor;
@@ -40,8 +41,14 @@ export class BatchNorm2d extends Module {
   }
 }
 
-/** `num_batches_tracked += 1` on the GPU (no readback), as PyTorch does in training mode. */
+/**
+ * `num_batches_tracked += 1` on the GPU (no readback), as PyTorch does in training mode: one
+ * dispatch (engine/ops/counter.ts) for the dense counter a module holds, else through f32.
+ */
 function increment(counter: Tensor): void {
+  if (counter.dtype === "i32" && counter.size === 1 && counter.isDense()) {
+    return counterAddRaw(counter, 1);
+  }
   noGrad(() =>
     tidy(() => {
       const next = F.cast(F.add(F.cast(counter, "f32"), 1), "i32");

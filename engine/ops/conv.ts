@@ -8,7 +8,7 @@
  * the roles of input and output gradient swapped.
  */
 import { dispatch, grid1d } from "../dispatch.ts";
-import { disposeCopy, empty, Tensor } from "../tensor.ts";
+import { disposeCopy, empty, Tensor, view } from "../tensor.ts";
 import { noGrad, record } from "../autograd.ts";
 import {
   convForcedSplitK,
@@ -30,7 +30,8 @@ import { applyConvEpilogueRaw, type ConvEpilogueOperands, epilogueSpec } from ".
 import { type ConvGeometry, dilatedWindowOf, windowOutSize } from "../../kernels/window.ts";
 import { reduceRaw } from "./reduce.ts";
 import { splitBatch } from "../split.ts";
-import { dense as denseOp } from "./view.ts";
+import { dense as denseOp, writeInto } from "./view.ts";
+import { zeros } from "./elementwise.ts";
 import {
   conv2dBackwardDataTexture,
   conv2dBackwardWeightTexture,
@@ -232,6 +233,8 @@ export function conv2dBackwardDataRaw(
   bias: Tensor | null,
   g: ConvGeometry,
 ): Tensor {
+  const sub = subsampledInputGradient(dy, w, bias, g);
+  if (sub) return sub;
   const wm = viaWinograd(g, bias, "input");
   if (wm) {
     return onDense(dy, w, (dyd, wd) => conv2dBackwardDataWinograd(dyd, wd, g, wm));
@@ -262,6 +265,32 @@ export function conv2dBackwardDataRaw(
   disposeCopy(dyd, dy);
   disposeCopy(wd, w);
   disposeCopy(bd, bias);
+  return dx;
+}
+
+/**
+ * The input gradient of an unpadded 1×1 conv with stride > 1 where its stride-1 form takes the
+ * texture GEMMs, else null: dx is zero off the stride's grid, and on it the stride-1 input gradient
+ * of the subsampled image (dx[n, c, oy·sh, ox·sw] = Σ_o w[o, c]·dy[n, o, oy, ox]), written into
+ * zeros. The strided gather would stage (1 − 1/(sh·sw)) zeros in the GEMM's operand, and the conv
+ * kernel (routing's rule for strided input gradients) is the slower path on software adapters.
+ */
+function subsampledInputGradient(
+  dy: Tensor,
+  w: Tensor,
+  bias: Tensor | null,
+  g: ConvGeometry,
+): Tensor | null {
+  if (g.kh !== 1 || g.kw !== 1 || g.ph !== 0 || g.pw !== 0 || (g.sh === 1 && g.sw === 1)) {
+    return null;
+  }
+  const g1 = { ...g, H: g.OH, W: g.OW, sh: 1, sw: 1 };
+  if (g.groups !== 1 || !viaTextures(g1, bias, "input")) return null;
+  const onGrid = onDense(dy, w, (dyd, wd) => conv2dBackwardDataTexture(dyd, wd, g1));
+  const dx = zeros([g.N, g.C, g.H, g.W]);
+  const HW = g.H * g.W;
+  writeInto(view(dx, [g.N, g.C, g.OH, g.OW], [g.C * HW, HW, g.sh * g.W, g.sw], dx.offset), onGrid);
+  onGrid.dispose();
   return dx;
 }
 

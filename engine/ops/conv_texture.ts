@@ -22,6 +22,7 @@ import {
   CONV_PACK_WG,
   convPackKernel,
   type ConvPackMode,
+  convPackVec4Kernel,
 } from "../../kernels/conv/texture.ts";
 import { MATMUL_TEXTURE_UNIFORMS, matmulTextureKernel } from "../../kernels/matmul_texture.ts";
 import { bindRange } from "./matmul_plan.ts";
@@ -58,26 +59,63 @@ interface Stage {
   strides?: { sRow: number; kIn: number; sOut: number; sIn: number };
 }
 
+/** Whether the window is 1×1, stride 1, unpadded: im2col is the image itself (or its transpose). */
+function pointwise(g: ConvGeometry): boolean {
+  return g.kh === 1 && g.kw === 1 && g.sh === 1 && g.sw === 1 && g.ph === 0 && g.pw === 0;
+}
+
+/**
+ * The vec4 pack that stages `s` (kernels/conv/texture.ts `convPackVec4Kernel`) where its operand is
+ * plain rows (`rows4`: element (r, k) at off + r·sRow + k) or their transpose (`cols4`: at
+ * off + k·sRow + r) with the alignment vec4 loads need; else null (the general pack).
+ */
+function vec4Form(
+  s: Stage,
+  g: ConvGeometry,
+  off: number,
+  bindingBytes: number,
+): { mode: "rows4" | "cols4"; sRow: number } | null {
+  const st = s.strides;
+  const k0 = s.k0 ?? 0, row0 = s.row0 ?? 0;
+  let f: { mode: "rows4" | "cols4"; sRow: number } | null = null;
+  if (s.mode === "strided" && st && st.sIn === 1 && st.kIn >= k0 + s.K) {
+    f = { mode: "rows4", sRow: st.sRow };
+  } else if (s.mode === "strided" && st && st.kIn === 1 && st.sRow === 1) {
+    // A 1×1 conv's weights per input channel (input gradient): element (c, o) at o·C + c.
+    f = { mode: "cols4", sRow: st.sOut };
+  } else if (s.mode === "im2colT" && pointwise(g)) f = { mode: "rows4", sRow: g.H * g.W };
+  else if (s.mode === "im2col" && pointwise(g)) f = { mode: "cols4", sRow: g.H * g.W };
+  else if (s.mode === "dgrad" && pointwise(g)) f = { mode: "cols4", sRow: g.OH * g.OW };
+  if (!f || off % 4 || f.sRow % 4 || bindingBytes % 16) return null;
+  return (f.mode === "rows4" ? k0 : row0) % 4 ? null : f;
+}
+
 function stage(s: Stage, g: ConvGeometry): Staged {
   const width = Math.ceil(s.K / 4);
   const tex = acquireTexture(width, s.rows);
   const b = bindRange(s.src, s.lo, s.hi);
   const st = s.strides ?? { sRow: 0, kIn: 1, sOut: 0, sIn: 0 };
+  const off = s.lo - b.start;
+  const v4 = vec4Form(s, g, off, b.binding.size!);
   dispatch(
-    convPackKernel(s.mode),
+    v4 ? convPackVec4Kernel(v4.mode) : convPackKernel(s.mode),
     [b.binding, { view: tex.view }],
     CONV_PACK_UNIFORMS.pack({
       rows: s.rows,
       K: s.K,
       width,
-      off: s.lo - b.start,
+      off,
       row0: s.row0 ?? 0,
       k0: s.k0 ?? 0,
       ...st,
+      ...(v4 ? { sRow: v4.sRow } : {}),
       C: g.C,
       ...dilatedWindowOf(g),
     }),
-    [Math.ceil(width / CONV_PACK_WG.x), Math.ceil(s.rows / CONV_PACK_WG.y)],
+    [
+      Math.ceil(width / CONV_PACK_WG.x),
+      Math.ceil((v4?.mode === "cols4" ? Math.ceil(s.rows / 4) : s.rows) / CONV_PACK_WG.y),
+    ],
   );
   return tex;
 }

@@ -22,6 +22,7 @@
  * gradient ({@link conv2dBackwardWeightWinograd}) has the texture variant only.
  */
 import { type Binding, dispatch } from "../dispatch.ts";
+import { gpu } from "../device.ts";
 import { empty, type Tensor } from "../tensor.ts";
 import { acquireTexture, hasReadonlyStorageTextures, releaseTexture } from "../texture_pool.ts";
 import { bindingLimit, convTextureMaxRows, matmulVariant } from "../routing.ts";
@@ -80,9 +81,11 @@ export function convWinogradFits(g: ConvGeometry, pass: "forward" | "input" | "w
   const limit = bindingLimit();
   // One sample's input and output must each fit a binding.
   if ((g.C * g.H * g.W + 64) * 4 > limit || (g.O * g.OH * g.OW + 64) * 4 > limit) return false;
-  // The weight gradient's operands have C and O texture rows (no buffer variant).
+  // The weight gradient's operands have C and O texture rows (no buffer variant), and its sums
+  // M [α², O, C] are one binding (α² = 36 for F(4,3), which a forced tile may take).
   if (pass === "weight") {
-    return winogradOnTextures() && Math.max(g.C, g.O) <= convTextureMaxRows();
+    return winogradOnTextures() && Math.max(g.C, g.O) <= convTextureMaxRows() &&
+      (36 * g.O * g.C + 64) * 4 <= limit;
   }
   // The filters fit one texture block or, on buffers, their F(4,3) transform one binding.
   const rows = pass === "forward" ? g.O : g.C;
@@ -296,8 +299,13 @@ function winogradConvBuffers(
   const limit = bindingLimit();
   const tW = Math.ceil(p.OW / m), tps = Math.ceil(p.OH / m) * tW, T = p.N * tps;
   const CHW = p.C * p.H * p.W, OHW = p.O * p.OH * p.OW;
-  // Tiles per chunk: V and M each within a binding, and the samples a chunk spans.
-  const cap = Math.min(T, Math.floor((limit / 4 - 64) / (a2 * Math.max(p.C, p.O))));
+  // Tiles per chunk: V and M each within a binding, the transforms' grids (a thread per tile
+  // along x) within the workgroup limit, and the samples a chunk spans.
+  const cap = Math.min(
+    T,
+    Math.floor((limit / 4 - 64) / (a2 * Math.max(p.C, p.O))),
+    WINOGRAD_WG.x * gpu().limits.maxComputeWorkgroupsPerDimension,
+  );
   const Tc = fitSpan(cap, tps, CHW, OHW, limit);
   if (Tc < 1 || a2 * p.O * p.C * 4 > limit) {
     throw new Error(`conv2d (winograd): ${p.O}×${p.C} filters do not fit a binding`);

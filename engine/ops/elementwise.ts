@@ -11,6 +11,7 @@ import {
   ELEMENTWISE_UNIFORMS,
   ELEMENTWISE_WORKGROUP as WG,
   elementwiseKernel,
+  elementwiseStrided4Kernel,
   type UnaryOp,
 } from "../../kernels/elementwise.ts";
 import { dims8 } from "../../kernels/common.ts";
@@ -60,6 +61,26 @@ function f32Only(name: string, ...ts: Tensor[]): void {
  * too large for one binding are split into chunks (engine/split.ts): element ranges on the flat
  * path, leading-dim ranges on the strided one; each chunk binds only the ranges it touches.
  */
+/**
+ * Which inputs the four-at-a-time strided kernel loads as vec4s (inner stride 1) rather than splats
+ * (inner stride 0), or null where it does not apply: the innermost dim a multiple of 4, every
+ * input's inner stride 0 or 1, every offset and stride of a vec4-loaded input and the output's
+ * offset multiples of 4 (each group of four starts a vec4).
+ */
+function strided4(shape: Shape, strides: Shape[], offs: number[]): boolean[] | null {
+  const d = shape.length - 1;
+  if (d < 0 || shape[d] % 4 || offs[3] % 4) return null;
+  const vec: boolean[] = [];
+  for (let k = 0; k < strides.length; k++) {
+    const st = strides[k];
+    if (st[d] === 1 && offs[k] % 4 === 0 && st.every((s, j) => j === d || s % 4 === 0)) {
+      vec.push(true);
+    } else if (st[d] === 0) vec.push(false);
+    else return null;
+  }
+  return vec;
+}
+
 function launch(
   kind: "unary" | "binary" | "where",
   op: string,
@@ -83,7 +104,9 @@ function launch(
     offs[3] = r[ins.length].off;
     // Flat and every range 16-byte aligned: the vec4 variant, counts and offsets in vec4s.
     const v4 = flat && cn % 4 === 0 && offs.every((o) => o % 4 === 0);
-    const q = v4 ? 4 : 1;
+    // Strided with the innermost dim contiguous or broadcast everywhere: four elements a thread.
+    const s4 = flat ? null : strided4(ch.shape, ins.map((_, k) => ch.views[k].strides), offs);
+    const q = v4 || s4 ? 4 : 1;
     const values: Record<string, number | number[]> = {
       n: cn / q,
       rank: ch.shape.length,
@@ -91,10 +114,14 @@ function launch(
       p1,
       shape: dims8(flat ? [] : ch.shape),
     };
-    offs.forEach((o, k) => values[`off${k}`] = o / q);
+    // Offsets in vec4s for the flat vec4 kernel; the strided one indexes elements.
+    offs.forEach((o, k) => values[`off${k}`] = v4 ? o / 4 : o);
     ins.forEach((_, k) => values[`st${k}`] = dims8(flat ? [] : ch.views[k].strides, 0));
     const p = ELEMENTWISE_UNIFORMS[ins.length].pack(values);
-    dispatch(elementwiseKernel(kind, op, flat, v4), r.map((b) => b.binding), p, grid1d(cn / q, WG));
+    const kernel = s4
+      ? elementwiseStrided4Kernel(kind, op, s4)
+      : elementwiseKernel(kind, op, flat, v4);
+    dispatch(kernel, r.map((b) => b.binding), p, grid1d(cn / q, WG));
   }
   return out;
 }
@@ -143,7 +170,7 @@ export const abs = (x: Tensor): Tensor => unaryOp("abs", x, (g, x) => mul(g, una
 /** Saves its output, not its input (y > 0 ⟺ x > 0): the tensor the next layer keeps anyway, so
  * a conv → BN → ReLU chain holds two activations for backward instead of three. */
 export const relu = (x: Tensor): Tensor =>
-  unaryOp("relu", x, (g, _x, y) => mul(g, unaryRaw("step", y)), true);
+  unaryOp("relu", x, (g, _x, y) => binaryRaw("relu_bwd", g, y), true);
 export const sigmoid = (x: Tensor): Tensor =>
   unaryOp("sigmoid", x, (g, _x, y) => mul(g, mul(y, affine(y, -1, 1))), true);
 export const tanh = (x: Tensor): Tensor =>

@@ -10,6 +10,7 @@ export * from "./random.ts";
 export * from "./matmul.ts";
 export * from "./norm.ts";
 export * from "./attention.ts";
+export * from "./attention_texture.ts";
 export * from "./pool.ts";
 export * from "./fft.ts";
 export * from "./resize.ts";

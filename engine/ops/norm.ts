@@ -12,10 +12,10 @@ import {
   batchNormBackwardDxKernel,
   batchNormBackwardReduceKernel,
   batchNormStatsKernel,
-  BN_BWD_STATE,
   BN_EW_WG,
-  BN_STATS_STATE,
   BN_WG,
+  bnBwdState,
+  bnStatsState,
 } from "../../kernels/norm/batch_norm.ts";
 import {
   LAYER_NORM_UNIFORMS,
@@ -47,6 +47,21 @@ function checkVec(name: string, what: string, t: Tensor | undefined, c: number, 
   if (t.size !== c || t.rank !== 1) {
     throw new Error(`${name}: ${what} has shape ${fmt(t.shape)}, expected [${c}] for ${ctx}`);
   }
+}
+
+/**
+ * Lanes of the per-channel reductions (a workgroup per channel) for `units` values (or vec4s) per
+ * channel. GPUs: BN_WG. Software adapters: about 64 units a lane, 32 to BN_WG lanes — there a
+ * workgroup's lanes run as SIMD batches that meet at every barrier of the tree sum, so lanes
+ * without work cost as much as busy ones: at [2, 2048, 16, 16] (128 vec4s a channel) 256 lanes
+ * took 165 ms (statistics) and 237 ms (backward sums), 32 lanes 10 and 9 ms (bench/profile.ts-style
+ * replay under load; BENCHMARKS.md "Training step").
+ */
+function reduceLanes(units: number): number {
+  if (!gpu().isSoftware) return BN_WG;
+  let w = 32;
+  while (w < BN_WG && units > 64 * w) w *= 2;
+  return w;
 }
 
 /** Whether the elementwise BN kernels can read vec4s: planes and split offsets multiples of 4. */
@@ -104,7 +119,8 @@ export function batchNorm2d(x: Tensor, opts: BatchNormOptions): Tensor {
     }
   }
   // Uniforms of one dispatch over samples [n0, n1) with split operands at offsets o.
-  const prm = (n0: number, n1: number, o: number[] = []) =>
+  // `V`: values per unit of the per-channel reductions (4 where they read vec4s; `rot` in units).
+  const prm = (n0: number, n1: number, o: number[] = [], V = 1, w = BN_WG) =>
     BATCH_NORM_UNIFORMS.pack({
       N: n1 - n0,
       C,
@@ -115,7 +131,7 @@ export function batchNorm2d(x: Tensor, opts: BatchNormOptions): Tensor {
       o1: o[1] ?? 0,
       o2: o[2] ?? 0,
       total: N * HW,
-      rot: (n0 * HW) % BN_WG,
+      rot: (n0 * HW / V) % w,
     });
   const xd = denseRaw(x);
   let mean: Tensor, invstd: Tensor;
@@ -127,6 +143,9 @@ export function batchNorm2d(x: Tensor, opts: BatchNormOptions): Tensor {
       const outs = [mean.binding(), invstd.binding()];
       if (update) outs.push(runningMean!.binding(), runningVar!.binding());
       const chunks = splitBatch(name, N, [xd]);
+      // vec4 loads only if every chunk allows them (each lane must see the same units throughout).
+      const v = chunks.every((ch) => vec4(HW, ch.ranges[0].off));
+      const lanes = reduceLanes(N * HW / (v ? 4 : 1));
       if (gpu().isSoftware) {
         // A workgroup per channel strides over the N·H·W values of each dispatch (plus a tree
         // reduction); a batch split over the binding limit splits the loop too.
@@ -134,7 +153,7 @@ export function batchNorm2d(x: Tensor, opts: BatchNormOptions): Tensor {
         try {
           assertLoopLimit(
             name,
-            Math.ceil((most * HW) / BN_WG) + 16,
+            Math.ceil((most * HW) / (v ? 4 : 1) / lanes) + most + 16,
             `statistics over ${fmt(x.shape)}`,
           );
         } catch (e) {
@@ -145,7 +164,7 @@ export function batchNorm2d(x: Tensor, opts: BatchNormOptions): Tensor {
         }
       }
       // Over the binding limit: one dispatch per run of samples, each lane's sums carried over.
-      const state = chunks.length > 1 ? empty([C * BN_STATS_STATE]) : null;
+      const state = chunks.length > 1 ? empty([C * bnStatsState(lanes)]) : null;
       chunks.forEach((ch, i) => {
         const stage = { first: i === 0, last: i === chunks.length - 1 };
         const [rx] = ch.ranges;
@@ -153,9 +172,9 @@ export function batchNorm2d(x: Tensor, opts: BatchNormOptions): Tensor {
         if (state) bs.push(state.binding());
         if (stage.last) bs.push(...outs);
         dispatch(
-          batchNormStatsKernel(update, stage),
+          batchNormStatsKernel(update, stage, v, lanes),
           bs,
-          prm(ch.n0, ch.n1, [rx.off]),
+          prm(ch.n0, ch.n1, [rx.off], v ? 4 : 1, lanes),
           grid1d(C, 1),
         );
       });
@@ -199,7 +218,9 @@ export function batchNorm2d(x: Tensor, opts: BatchNormOptions): Tensor {
     const sumGX = empty([C]);
     if (g.size > 0) {
       const chunks = splitBatch(`${name} backward`, N, [xd, gd]);
-      const state = chunks.length > 1 ? empty([C * BN_BWD_STATE]) : null;
+      const v = chunks.every((ch) => vec4(HW, ch.ranges[0].off, ch.ranges[1].off));
+      const lanes = reduceLanes(N * HW / (v ? 4 : 1));
+      const state = chunks.length > 1 ? empty([C * bnBwdState(lanes)]) : null;
       chunks.forEach((ch, i) => {
         const stage = { first: i === 0, last: i === chunks.length - 1 };
         const [rx, rg] = ch.ranges;
@@ -207,9 +228,9 @@ export function batchNorm2d(x: Tensor, opts: BatchNormOptions): Tensor {
         if (state) bs.push(state.binding());
         if (stage.last) bs.push(sumG.binding(), sumGX.binding());
         dispatch(
-          batchNormBackwardReduceKernel(stage),
+          batchNormBackwardReduceKernel(stage, v, lanes),
           bs,
-          prm(ch.n0, ch.n1, [rx.off, rg.off]),
+          prm(ch.n0, ch.n1, [rx.off, rg.off], v ? 4 : 1, lanes),
           grid1d(C, 1),
         );
       });

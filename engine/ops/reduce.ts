@@ -14,6 +14,7 @@ import { binaryRaw, div, mul, sub } from "./elementwise.ts";
 import { expand, normAxis, reshape, writeInto } from "./view.ts";
 import { boundBytes, fits, rangeBinding, viewOf } from "../split.ts";
 import { bindingLimit } from "../routing.ts";
+import { gpu } from "../device.ts";
 
 function axesOf(x: Tensor, axes?: number | number[]): number[] {
   if (axes === undefined) return [...Array(x.rank).keys()];
@@ -28,6 +29,19 @@ function keptShape(x: Tensor, axes: number[], keepdim: boolean): number[] {
     else if (keepdim) out.push(1);
   });
   return out;
+}
+
+/**
+ * Whether a reduction takes a workgroup per output (a tree sum over its lanes) rather than a
+ * thread per output. GPUs: long reductions, or mid-length ones with few outputs. Software adapters:
+ * only with few outputs (< 64) or long ones (> 4096, which also bounds a thread's sequential f32
+ * sum): there a workgroup's lanes run as SIMD batches that meet at every barrier of the tree, so
+ * ADL's channel mean of [2, 2048, 16, 16] (512 outputs of 2048) took 54 ms of CPU a workgroup per
+ * output and 3–6 ms a thread per output (under load; BENCHMARKS.md "Training step").
+ */
+function largeReduction(inner: number, nOut: number): boolean {
+  if (gpu().isSoftware) return inner > 4096 || (inner >= 32 && nOut < 64);
+  return inner >= 256 || (inner >= 32 && nOut < 2048);
 }
 
 /** Raw reduction (no autograd); result has the kept dims (size-1 dims where `keepdim`). */
@@ -51,7 +65,7 @@ export function reduceRaw(
   const nOut = out.size;
   if (nOut === 0) return out;
   const rx = rangeBinding(xv);
-  const large = inner >= 256 || (inner >= 32 && nOut < 2048);
+  const large = largeReduction(inner, nOut);
   // llvmpipe/lavapipe silently ends an invocation's loops after 65535 iterations: beyond CHUNK
   // elements per output, workgroups reduce chunks and a second pass combines them.
   const chunks = large && inner > REDUCE_CHUNK ? Math.ceil(inner / REDUCE_CHUNK) : 1;

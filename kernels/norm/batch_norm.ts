@@ -58,6 +58,7 @@ function channelReduce(decls: string, w: number, stateSize: number, body: string
   return `${PARAMS}
 ${decls}
 ${REDUCE2(w)}
+${HSUM}
 @compute @workgroup_size(${w})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) l: u32) {
@@ -69,24 +70,28 @@ ${body}
 }
 
 /**
- * The per-channel reduction loop of lane `l`: the channel's values j ≡ l − rot (mod w) of the
- * flattened (sample, pixel) index in increasing order, as a loop over samples and a strided loop
- * over pixels so no value costs an integer division (scalarised on CPU rasterisers). `body(idx)`
- * reads element `idx` (relative to the operand's offset).
+ * The per-channel reduction loop of lane `l`: the channel's units (values, or vec4s where `V` is
+ * 4) j ≡ l − rot (mod w) of the flattened (sample, pixel) unit index in increasing order, as a loop
+ * over samples and a strided loop over pixels so no value costs an integer division (scalarised on
+ * CPU rasterisers). `body(idx)` reads unit `idx` (relative to the operand's offset in units).
  */
-function laneLoop(w: number, body: (idx: string) => string): string {
-  return `  for (var n = 0u; n < u.N; n++) {
-    let base = (n * u.C + c) * u.HW;
-    for (var hw = (l + ${2 * w}u - u.rot - (n * u.HW) % ${w}u) % ${w}u; hw < u.HW; hw += ${w}u) {
+function laneLoop(w: number, V: number, body: (idx: string) => string): string {
+  return `  let HWv = u.HW / ${V}u;
+  for (var n = 0u; n < u.N; n++) {
+    let base = (n * u.C + c) * HWv;
+    for (var hw = (l + ${2 * w}u - u.rot - (n * HWv) % ${w}u) % ${w}u; hw < HWv; hw += ${w}u) {
 ${body("base + hw")}
     }
   }`;
 }
 
-/** Floats of carried state per channel: the statistics' shift, then two sums per lane. */
-export const BN_STATS_STATE = 2 * BN_WG + 1;
-/** Floats of carried state per channel in the backward reduction: two sums per lane. */
-export const BN_BWD_STATE = 2 * BN_WG;
+/** The sum of a vec4's components in a fixed order (pairs first). */
+const HSUM = `fn hsum(v: vec4<f32>) -> f32 { return (v.x + v.y) + (v.z + v.w); }`;
+
+/** Floats of carried state per channel for `w` lanes: the statistics' shift, two sums per lane. */
+export const bnStatsState = (w: number) => 2 * w + 1;
+/** Floats of carried state per channel in the backward reduction for `w` lanes: two sums per lane. */
+export const bnBwdState = (w: number) => 2 * w;
 
 /** Stage of a per-channel reduction split over dispatches (both true: one dispatch). */
 export interface BnStage {
@@ -100,18 +105,27 @@ const stageKey = (s: BnStage) =>
 /**
  * Batch statistics: bindings x, mean[C], invstd[C] (+ runningMean, runningVar when `update`).
  * Split over dispatches: x, state [C·BN_STATS_STATE], then the outputs in the last dispatch only.
- * Grid: C workgroups (folded into x/y).
+ * Grid: C workgroups (folded into x/y). `vec`: x read as vec4s (H·W and the offset multiples of 4;
+ * `rot` then counts vec4s), each lane adding a vec4's shifted values and squares in a fixed order:
+ * a quarter of the loads, which bound this kernel on software adapters (a per-lane loop each).
  */
-export function batchNormStatsKernel(update: boolean, stage: BnStage = WHOLE): Kernel {
-  const w = BN_WG;
+export function batchNormStatsKernel(
+  update: boolean,
+  stage: BnStage = WHOLE,
+  vec = false,
+  w = BN_WG,
+): Kernel {
+  const V = vec ? 4 : 1;
+  const T = vec ? "vec4<f32>" : "f32";
+  const sum = (e: string) => vec ? `hsum(${e})` : e;
   const { first, last } = stage;
   const split = !(first && last);
   const ob = split ? 3 : 2;
   return {
-    key: `batchnorm-stats/${w}/${update ? "update" : "-"}${stageKey(stage)}`,
+    key: `batchnorm-stats/${w}/${update ? "update" : "-"}${stageKey(stage)}${vec ? "/v4" : ""}`,
     wgsl: () =>
       channelReduce(
-        `@group(0) @binding(1) var<storage, read> x: array<f32>;
+        `@group(0) @binding(1) var<storage, read> x: array<${T}>;
 ${split ? "@group(0) @binding(2) var<storage, read_write> state: array<f32>;" : ""}
 ${
           last
@@ -126,16 +140,16 @@ ${
             : ""
         }`,
         w,
-        BN_STATS_STATE,
-        `  let shift = ${first ? "x[u.o0 + c * u.HW]" : "state[sb]"};
+        bnStatsState(w),
+        `  let shift = ${first ? `x[(u.o0 + c * u.HW) / ${V}u]${vec ? ".x" : ""}` : "state[sb]"};
   ${first && split ? "if (l == 0u) { state[sb] = shift; }" : ""}
   var s1 = ${first ? "0.0" : "state[sb + 1u + l]"};
   var s2 = ${first ? "0.0" : `state[sb + ${1 + w}u + l]`};
 ${
-          laneLoop(w, (idx) =>
-            `    let d = x[u.o0 + ${idx}] - shift;
-    s1 += d;
-    s2 += d * d;`)
+          laneLoop(w, V, (idx) =>
+            `    let d = x[u.o0 / ${V}u + ${idx}] - ${T}(shift);
+    s1 += ${sum("d")};
+    s2 += ${sum("d * d")};`)
         }
 ${
           last
@@ -210,19 +224,25 @@ ${bDecl}
 /**
  * Per-channel Σg and Σg·x̂. Bindings: x, g, mean, invstd, sumG[C], sumGXhat[C]. Split over
  * dispatches: x, g, mean, invstd, state [C·BN_BWD_STATE], then the sums in the last dispatch only.
- * Grid: C.
+ * Grid: C. `vec`: x and g read as vec4s, as {@link batchNormStatsKernel}.
  */
-export function batchNormBackwardReduceKernel(stage: BnStage = WHOLE): Kernel {
-  const w = BN_WG;
+export function batchNormBackwardReduceKernel(
+  stage: BnStage = WHOLE,
+  vec = false,
+  w = BN_WG,
+): Kernel {
+  const V = vec ? 4 : 1;
+  const T = vec ? "vec4<f32>" : "f32";
+  const sum = (e: string) => vec ? `hsum(${e})` : e;
   const { first, last } = stage;
   const split = !(first && last);
   const ob = split ? 6 : 5;
   return {
-    key: `batchnorm-bwd-reduce/${w}${stageKey(stage)}`,
+    key: `batchnorm-bwd-reduce/${w}${stageKey(stage)}${vec ? "/v4" : ""}`,
     wgsl: () =>
       channelReduce(
-        `@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read> g: array<f32>;
+        `@group(0) @binding(1) var<storage, read> x: array<${T}>;
+@group(0) @binding(2) var<storage, read> g: array<${T}>;
 @group(0) @binding(3) var<storage, read> mean_in: array<f32>;
 @group(0) @binding(4) var<storage, read> invstd_in: array<f32>;
 ${split ? "@group(0) @binding(5) var<storage, read_write> state: array<f32>;" : ""}
@@ -233,16 +253,16 @@ ${
             : ""
         }`,
         w,
-        BN_BWD_STATE,
+        bnBwdState(w),
         `  let mu = mean_in[c];
   let is = invstd_in[c];
   var a = ${first ? "0.0" : "state[sb + l]"};
   var b = ${first ? "0.0" : `state[sb + ${w}u + l]`};
 ${
-          laneLoop(w, (idx) =>
-            `    let gv = g[u.o1 + ${idx}];
-    a += gv;
-    b += gv * (x[u.o0 + ${idx}] - mu) * is;`)
+          laneLoop(w, V, (idx) =>
+            `    let gv = g[u.o1 / ${V}u + ${idx}];
+    a += ${sum("gv")};
+    b += ${sum(`gv * (x[u.o0 / ${V}u + ${idx}] - ${T}(mu)) * is`)};`)
         }
 ${
           last

@@ -1,8 +1,10 @@
 /**
  * Multi-head attention for SAM, with the image encoder's decomposed relative-position bias.
- * Neither path materialises ViT-B's full 12×4096×4096 global-attention scores (805 MB): the fused
+ * No path materialises ViT-B's full 12×4096×4096 global-attention scores (805 MB): the fused
  * flash kernel (engine/ops/attention.ts) never forms scores; the composed path (matmul, softmax)
- * forms them per group of slices small enough to stay within half the adapter's binding limit.
+ * forms them per group of slices small enough to stay within half the adapter's binding limit, and
+ * so does the opt-in texture path (engine/ops/attention_texture.ts: software adapters, no
+ * gradient, the probabilities written straight into the texture the product with v reads).
  */
 import { bindingLimit, F, type Tensor, tidy } from "../../engine/mod.ts";
 
@@ -67,6 +69,15 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, scale: number, rel?: 
   // Everything as [B, H, N, ·]: groups of heads are slices of the second axis.
   const to4 = (t: Tensor) => (t.rank === 4 ? t : F.unsqueeze(t, 0));
   const [q4, k4, v4] = [q, k, v].map(to4);
+  if (
+    terms && attentionImpl() === "texture" &&
+    !F.attentionTextureRefusal(q4, k4, v4, terms.relH, terms.relW)
+  ) {
+    // Without gradients on software adapters: scores and probabilities in textures, the heads
+    // written merged (a [B, H, Nq, d] view of a dense [B, Nq, H, d]).
+    const o = F.attentionTextureRaw(q4, k4, v4, terms.relH, terms.relW, scale);
+    return rank === 4 ? o : F.squeeze(o, 0);
+  }
   const [B, H, nq] = q4.shape;
   const nk = k4.shape[2];
   const relH = terms && F.reshape(terms.relH, [B, H, nq, -1]);

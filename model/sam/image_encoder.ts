@@ -53,11 +53,13 @@ class EncoderAttention extends Module {
   /** Tokens [B, H, W, C] → merged heads, projected: [B, H, W, C]. */
   forward(x: Tensor): Tensor {
     const [b, h, w, c] = x.shape;
-    const o = F.reshape(this.perHead(x), [b, this.numHeads, h, w, this.headDim]);
+    // A view (no copy) whether the heads come dense or merged ([B, N, heads, hd] underneath, so
+    // the permute below is then contiguous and the reshape a view too).
+    const o = F.unflatten(this.perHead(x), 2, [h, w]);
     return this.proj.forward(F.reshape(F.permute(o, [0, 2, 3, 1, 4]), [b, h, w, c]));
   }
 
-  /** Tokens [B, H, W, C] → the attention's output per head, [B, heads, H·W, hd] (dense). */
+  /** Tokens [B, H, W, C] → the attention's output per head, [B, heads, H·W, hd] (maybe strided). */
   perHead(x: Tensor): Tensor {
     const [b, h, w] = x.shape;
     const n = h * w, hd = this.headDim, nh = this.numHeads;
@@ -101,7 +103,8 @@ function windowPartition(
 function mergeWindows(o: Tensor, ws: number, hp: number, wp: number): Tensor {
   const [bw, nh, , hd] = o.shape;
   const nwh = hp / ws, nww = wp / ws, b = bw / (nwh * nww);
-  const o7 = F.reshape(o, [b, nwh, nww, nh, ws, ws, hd]);
+  // Views whatever o's strides (the texture attention returns heads merged underneath).
+  const o7 = F.unflatten(F.unflatten(o, 2, [ws, ws]), 0, [b, nwh, nww]);
   return F.reshape(F.permute(o7, [0, 1, 4, 2, 5, 3, 6]), [b, hp, wp, nh * hd]);
 }
 

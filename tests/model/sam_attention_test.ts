@@ -94,7 +94,7 @@ async function check(c: Case, seed: number, limit: number | null = null): Promis
   const want = attentionRef({ g, nq: n, nk: n, d: c.d, q, k, v, scale, ...rel }).out;
   setBindingLimitForTests(limit);
   try {
-    for (const impl of ["composed", "fused"] as const) {
+    for (const impl of ["composed", "fused", "texture"] as const) {
       setAttentionImpl(impl);
       const got = tidy(() => {
         const [q4, k4, v4] = views(tensor(x, [c.b, n, 3 * c.h * c.d]), c);

@@ -3,7 +3,7 @@
  * (../shared/fixtures/sam-tiny, see its README). Everything runs in f32; tolerances are stated per
  * comparison (outputs of deep f32 stacks differ from PyTorch's CPU kernels by accumulation order).
  */
-import { F, type Tensor, tensor, tidy } from "../../engine/mod.ts";
+import { F, noGrad, type Tensor, tensor, tidy } from "../../engine/mod.ts";
 import { loadCheckpoint } from "../../engine/io/state_dict.ts";
 import { parseSamConfig } from "../../model/sam/configs.ts";
 import { Sam } from "../../model/sam/sam.ts";
@@ -30,18 +30,24 @@ function pointsFor(c: Map<string, Float32Array>, n: number, scale: number) {
 
 Deno.test({
   name:
-    "SAM tiny: encoder intermediates, both prompt paths and post-processing match PyTorch (.pth and safetensors; fused and composed attention)",
+    "SAM tiny: encoder intermediates, both prompt paths and post-processing match PyTorch (.pth and safetensors; fused, composed and texture attention)",
   ignore: !ok,
   fn: async () => {
     for (
-      const [file, impl] of [["weights.pth", "fused"], ["weights.safetensors", "composed"]] as const
+      const [file, impl] of [
+        ["weights.pth", "fused"],
+        ["weights.safetensors", "composed"],
+        ["weights.safetensors", "texture"],
+      ] as const
     ) {
       setAttentionImpl(impl);
       const { sam, case_: c } = await build(file);
       const taps = new Map<string, Tensor>();
       sam.imageEncoder.tap = (name, t) => taps.set(name, F.dense(t, true));
       const input = tensor(c.get("encoder_input")!, [1, 3, 128, 128]);
-      const emb = sam.embed(input);
+      // The texture path runs without gradients only (the global block's 8×8 keys; the 3×3
+      // windows are not whole periods of lcm(3, 4) keys and compose).
+      const emb = impl === "texture" ? noGrad(() => sam.embed(input)) : sam.embed(input);
       sam.imageEncoder.tap = null;
       // Token grids: rtol 1e-4 relative to values of order 1, atol for near-zero entries.
       const tokens = ["after_patch_embed", "after_block_0", "after_block_1", "after_block_2"];

@@ -46,6 +46,12 @@ const CASES: Case[] = [
   { xs: [1, 4, 10, 10], ws: [5, 4, 3, 3], o: { stride: 2, dilation: 2, padding: 3 }, bias: true },
   { xs: [2, 9, 6, 5], ws: [9, 1, 3, 3], o: { padding: 1, groups: 9 } },
   { xs: [1, 19, 7, 7], ws: [23, 19, 1, 1], o: { stride: 2 }, bias: true },
+  // 1×1 stride 1 with planes of a multiple of 4 (the vec4 packs of the texture path), K = 7
+  // channels (a partial texel), 20 pixels (chunks of 8 rows leave 4).
+  { xs: [2, 7, 4, 5], ws: [8, 7, 1, 1], o: {} },
+  { xs: [1, 8, 4, 4], ws: [12, 8, 1, 1], o: {} },
+  // Unpadded 1×1 with unequal strides: the input gradient on the stride grid, zeros off it.
+  { xs: [2, 6, 8, 7], ws: [5, 6, 1, 1], o: { stride: [3, 2] } },
 ];
 
 /** Default (per-adapter) tiles, and small odd tiles so that every shape spans several blocks. */
@@ -126,6 +132,9 @@ Deno.test({
       for (const c of CASES) await checkCase(c, "texture path");
       setConvTextureRowsForTests(5);
       for (const c of CASES) await checkCase(c, "texture chunks of 5 rows");
+      // Chunks starting at multiples of 4 rows keep the vec4 packs.
+      setConvTextureRowsForTests(8);
+      for (const c of CASES) await checkCase(c, "texture chunks of 8 rows");
     } finally {
       setConvTextureRowsForTests(null);
       setConvPath(null);
@@ -275,6 +284,11 @@ Deno.test("conv2d and convTranspose2d gradients pass finite differences (input, 
   await gradCheck(
     (x, w, b) => F.conv2d(x, w, b, { padding: [1, 0], groups: 2 }),
     [{ shape: [1, 4, 5, 5] }, { shape: [6, 2, 3, 3] }, { shape: [6] }],
+  );
+  // Unpadded 1×1 stride 2 (a ResNet downsample): the input gradient through the subsampled GEMM.
+  await gradCheck(
+    (x, w) => F.conv2d(x, w, null, { stride: 2 }),
+    [{ shape: [2, 3, 5, 6] }, { shape: [4, 3, 1, 1] }],
   );
   await gradCheck(
     (x, w, b) => F.convTranspose2d(x, w, b, { stride: 2, padding: 1, outputPadding: 1 }),

@@ -1,6 +1,6 @@
 import fc from "fast-check";
 import assert from "node:assert";
-import { backward, F, requireGrad, tensor } from "../../engine/mod.ts";
+import { backward, dispatchStats, F, requireGrad, type Tensor, tensor } from "../../engine/mod.ts";
 import { noGrad } from "../../engine/autograd.ts";
 import {
   convWinograd,
@@ -8,7 +8,7 @@ import {
   setConvPath,
   setConvTextureRowsForTests,
   setMatmulVariant,
-  setWinogradOptIn,
+  setWinogradRule,
   setWinogradTile,
 } from "../../engine/routing.ts";
 import { hasReadonlyStorageTextures } from "../../engine/texture_pool.ts";
@@ -164,6 +164,59 @@ Deno.test({
   },
 });
 
+/**
+ * Shapes past one chunk at the adapter's own limits (no lowered limit): F(2,3)'s forward and
+ * input-gradient chunks hold maxTextureDimension2D / 16 tiles (1024 at 16384 rows), F(4,3)'s
+ * / 36 (455); the weight gradient sums 256 (F(2,3)) or 64 (F(4,3)) tiles per GEMM and accumulates
+ * the chunks; 512 filters split F(4,3)'s 36 components into two texture groups.
+ */
+const LARGE: Shape[] = [
+  // 2024 F(2,3) tiles (2 chunks, the last ragged), 528 F(4,3) (2 chunks); odd H, W; C, O ∤ 4.
+  { N: 4, C: 7, H: 45, W: 43, O: 5, p: [1, 1] },
+  // 2178 F(2,3) tiles (3 chunks), 578 F(4,3); padding 0 on one axis.
+  { N: 2, C: 3, H: 67, W: 65, O: 9, p: [0, 1] },
+  // 512 filters: F(4,3)'s forward in two component groups.
+  { N: 2, C: 6, H: 9, W: 11, O: 512, p: [1, 1] },
+];
+
+Deno.test({
+  name: "Winograd past one chunk: ≥ 1024 tiles, several chunks and component groups",
+  ignore,
+  fn: async () => {
+    // The shapes reach the paths: at least two chunks (or two component groups) of 3 dispatches
+    // each besides the filter transform.
+    for (const m of TILES) {
+      for (const s of LARGE) {
+        // 512 filters split the components only for F(4,3) (16 of F(2,3)'s fit one texture).
+        if (s.O === 512 && m === 2) continue;
+        const g = geometry(s);
+        const x = tensor(randArray(s.N * s.C * s.H * s.W, 1), [s.N, s.C, s.H, s.W]);
+        const w = tensor(randArray(s.O * s.C * 9, 2), [s.O, s.C, 3, 3]);
+        const dy = tensor(randArray(s.N * s.O * g.OH * g.OW, 3), [s.N, s.O, g.OH, g.OW]);
+        const passes: [string, () => Tensor][] = [
+          ["forward", () => conv2dForwardWinograd(x, w, g, m)],
+          ["weight grad", () => conv2dBackwardWeightWinograd(x, dy, g, m)],
+        ];
+        for (const [what, run] of passes) {
+          const before = dispatchStats().dispatches;
+          noGrad(run).dispose();
+          const n = dispatchStats().dispatches - before;
+          assert.ok(n >= 7, `F(${m},3) ${what} ${JSON.stringify(s)}: ${n} dispatches, one chunk`);
+        }
+        for (const t of [x, w, dy]) t.dispose();
+      }
+    }
+    for (const m of TILES) for (const s of LARGE) await checkShape(s, m, "large");
+    // A 128 KiB binding limit on top: chunks that straddle samples at arbitrary tiles.
+    setBindingLimitForTests(128 * 1024);
+    try {
+      for (const m of TILES) await checkShape(LARGE[0], m, "large, 128 KiB bindings");
+    } finally {
+      setBindingLimitForTests(null);
+    }
+  },
+});
+
 Deno.test("Winograd on buffers and the batched matmul (the GPU variant), whole and chunked", async () => {
   // Off the texture matmul the transforms write buffers and the GEMMs are one batched matmul.
   setMatmulVariant("register");
@@ -178,6 +231,35 @@ Deno.test("Winograd on buffers and the batched matmul (the GPU variant), whole a
     }
   } finally {
     setBindingLimitForTests(null);
+    setMatmulVariant(null);
+  }
+});
+
+Deno.test("Winograd on buffers past the workgroup grid: over 16·65535 tiles in one call", async () => {
+  // The transforms run a thread per tile along x: a chunk holds at most 16 × the adapter's
+  // workgroups per dimension (65535 here). 1 × 2052 × 2050 outputs: 1026 × 1025 F(2,3) tiles.
+  setMatmulVariant("register");
+  try {
+    const H = 2052, W = 2050;
+    const s: Shape = { N: 1, C: 1, H, W, O: 1, p: [1, 1] };
+    const x = randArray(H * W, 8), w = randArray(9, 9);
+    const xt = tensor(x, [1, 1, H, W]), wt = tensor(w, [1, 1, 3, 3]);
+    const y = await noGrad(() => conv2dForwardWinograd(xt, wt, geometry(s), 2)).data();
+    // The direct correlation at every 997th output and the last ones (the second chunk's).
+    const at = (i: number, j: number) => i < 0 || j < 0 || i >= H || j >= W ? 0 : x[i * W + j];
+    let worst = 0;
+    for (let k = 0; k < H * W; k += k < H * W - 4096 ? 997 : 1) {
+      const i = Math.floor(k / W), j = k % W;
+      let ref = 0;
+      for (let a = 0; a < 3; a++) {
+        for (let b = 0; b < 3; b++) ref += w[a * 3 + b] * at(i + a - 1, j + b - 1);
+      }
+      worst = Math.max(worst, Math.abs(y[k] - ref));
+    }
+    assert.ok(worst < 1e-5, `max error ${worst}`);
+    xt.dispose();
+    wt.dispose();
+  } finally {
     setMatmulVariant(null);
   }
 });
@@ -212,7 +294,7 @@ Deno.test({
 
 Deno.test({
   name:
-    "routing: 3×3 stride-1 passes take Winograd (F(4,3) up to 128 channels, F(2,3) for weight gradients), others do not",
+    "routing: 3×3 stride-1 passes take Winograd where turned on (F(4,3) up to 128 channels, F(2,3) for weight gradients), others do not",
   ignore,
   fn: () => {
     const base = geometry({ N: 1, C: 64, H: 16, W: 16, O: 64, p: [1, 1] });
@@ -221,8 +303,22 @@ Deno.test({
       pass: "forward" | "input" | "weight" = "forward",
       bias = false,
     ) => convWinograd(g, pass, bias, () => convWinogradFits(g, pass));
-    assert.strictEqual(route(base), null, "opt-in: off by default");
-    setWinogradOptIn(true);
+    // Opt-in (unless the environment turns it on); off when turned off.
+    const envOn = ["on", "2", "4"].includes(Deno.env.get("ENGINE_WINOGRAD") ?? "");
+    assert.strictEqual(route(base) !== null, envOn, "the default");
+    setWinogradRule(false);
+    try {
+      assert.strictEqual(route(base), null, "turned off");
+      setConvPath("winograd");
+      try {
+        assert.strictEqual(route(base), 4, "forced while the rule is off");
+      } finally {
+        setConvPath(null);
+      }
+    } finally {
+      setWinogradRule(null);
+    }
+    setWinogradRule(true);
     try {
       assert.strictEqual(route(base), 4);
       assert.strictEqual(route({ ...base, C: 256, O: 256 }, "input"), 2);
@@ -233,6 +329,14 @@ Deno.test({
       assert.strictEqual(route({ ...base, dh: 2, dw: 2, ph: 2, pw: 2 }), null, "dilation 2");
       assert.strictEqual(route({ ...base, groups: 2 }), null, "groups");
       assert.strictEqual(route({ ...base, kh: 1, kw: 1, ph: 0, pw: 0 }), null, "1×1");
+      // The weight gradient's sums [36, O, C] must fit a binding (576 KiB here).
+      setBindingLimitForTests(512 * 1024);
+      try {
+        assert.strictEqual(route(base, "weight"), null, "weight-gradient sums past the binding");
+        assert.strictEqual(route(base), 4, "the forward chunks its tiles instead");
+      } finally {
+        setBindingLimitForTests(null);
+      }
       for (const p of ["kernel", "texture"] as const) {
         setConvPath(p);
         try {
@@ -248,7 +352,7 @@ Deno.test({
         setWinogradTile(null);
       }
     } finally {
-      setWinogradOptIn(false);
+      setWinogradRule(null);
     }
   },
 });

@@ -20,8 +20,16 @@ function throwsWith(fn: () => unknown, ...patterns: RegExp[]): void {
 }
 
 Deno.test("batchNorm2d training matches float64 and updates running stats like PyTorch", async () => {
-  // [2, 3, 4, 6]: planes of a multiple of 4 take the vec4 normalise and backward kernels.
-  const shapes = [[2, 3, 5, 7], [3, 5, 1, 1], [2, 4, 67, 67], [1, 2, 1, 2], [2, 3, 4, 6]];
+  // [2, 3, 4, 6], [3, 5, 24, 20]: planes of a multiple of 4 take the vec4 kernels (statistics,
+  // normalise, backward); the latter has more vec4s per channel (360) than a workgroup has lanes.
+  const shapes = [
+    [2, 3, 5, 7],
+    [3, 5, 1, 1],
+    [2, 4, 67, 67],
+    [1, 2, 1, 2],
+    [2, 3, 4, 6],
+    [3, 5, 24, 20],
+  ];
   for (const shape of shapes) {
     const C = shape[1];
     // An offset far from zero checks the statistics do not cancel.
@@ -75,7 +83,7 @@ Deno.test("batchNorm2d eval uses running stats; no weight/bias and momentum work
 });
 
 Deno.test("batchNorm2d training backward matches float64 (dx, dweight, dbias)", async () => {
-  for (const shape of [[2, 3, 5, 7], [4, 2, 33, 31]]) {
+  for (const shape of [[2, 3, 5, 7], [4, 2, 33, 31], [3, 5, 24, 20]]) {
     const C = shape[1];
     const x = randArray(numel(shape), 21, -2, 3), g = randArray(numel(shape), 22, -1, 1);
     const w = randArray(C, 23, 0.5, 1.5);
@@ -109,6 +117,12 @@ Deno.test("batchNorm2d gradients pass finite differences (training and eval, x/w
     { coords: 6 },
   );
   await gradCheck((x) => F.batchNorm2d(x, { training: true }), [{ shape: [3, 2, 1, 3] }]);
+  // Planes of 4 values: the vec4 statistics and backward sums.
+  await gradCheck(
+    (x, w) => F.batchNorm2d(x, { weight: w, training: true }),
+    [{ shape: [2, 3, 2, 2] }, { shape: [3], lo: 0.5, hi: 1.5 }],
+    { coords: 6 },
+  );
 });
 
 Deno.test("batchNorm2d rejects bad inputs with clear errors", () => {

@@ -151,6 +151,11 @@ Deno.test("large rows use the workgroup path; many tiny rows the per-thread path
     [[5, 40], [1]], // few outputs, inner 40: a workgroup per output
     [[4100, 2], [1]],
     [[2, 3, 257], [0, 2]],
+    // ADL's channel mean: 2·8·8 outputs of 2048 over a strided dim (a thread per output on
+    // software adapters, a running offset), and 2·5·5 outputs (a workgroup each everywhere).
+    [[2, 2048, 8, 8], [1]],
+    [[2, 300, 5, 5], [1]],
+    [[2, 5000, 4, 4], [1]], // past 4096: a workgroup per output on software adapters too
   ];
   for (const [shape, axes] of cases) {
     const n = shape.reduce((a, b) => a * b, 1);
