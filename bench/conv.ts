@@ -17,7 +17,7 @@ import {
   type ConvGeometry,
 } from "../engine/ops/conv.ts";
 import { squareWindow, windowOutSize } from "../kernels/window.ts";
-import { type BenchRow, loadavg, matchesFilter, median } from "./registry.ts";
+import { type BenchRow, loadavg, matchesFilter, median, processCpuMs } from "./registry.ts";
 import { loadTf } from "./peers/tfjs.ts";
 import { formatTable } from "./table.ts";
 import { reportRefused, withinCeiling } from "./ceiling.ts";
@@ -314,16 +314,6 @@ export async function benchWinograd(
   return rows;
 }
 
-/** CPU milliseconds this process has used (utime + stime at 100 ticks a second); NaN without /proc. */
-function cpuMs(): number {
-  try {
-    const f = Deno.readTextFileSync("/proc/self/stat").split(") ")[1].split(" ");
-    return (Number(f[11]) + Number(f[12])) * 10;
-  } catch {
-    return NaN;
-  }
-}
-
 /** The model cases {@link benchWinogradModels} runs with the Winograd rule on and off. */
 const WINOGRAD_MODEL_CASES = ["resnet50-train-step b2 @256", "resnet50-forward b2 @256"];
 
@@ -351,12 +341,12 @@ export async function benchWinogradModels(
         for (const on of [false, true]) {
           setWinogradRule(on);
           await sync();
-          const c0 = cpuMs(), t0 = performance.now();
+          const c0 = processCpuMs(), t0 = performance.now();
           await run.step();
           await sync();
           if (r < 0) continue; // warm-up: compiles each path's kernels
           wall[+on].push(performance.now() - t0);
-          cpu[+on].push(cpuMs() - c0);
+          cpu[+on].push(processCpuMs() - c0);
         }
       }
     } finally {

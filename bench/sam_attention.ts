@@ -28,7 +28,7 @@ import { Sam } from "../model/sam/sam.ts";
 import { SAM_CONFIGS } from "../model/sam/configs.ts";
 import { SamPredictor } from "../model/sam/predictor.ts";
 import { attention } from "../model/sam/attention.ts";
-import { loadavg } from "./registry.ts";
+import { loadavg, median, processCpuMs } from "./registry.ts";
 import { runTorchPeer } from "./peers/torch.ts";
 import { numberFlag, runCommand, stringFlag, UsageError } from "../pipeline/cli/args.ts";
 import { writeFileAtomic } from "../engine/io/atomic.ts";
@@ -121,17 +121,6 @@ function setupCase(name: CaseName, sam: Sam): Runner {
   };
 }
 
-/** CPU milliseconds this process has used, all threads (lavapipe's rasteriser threads included). */
-function cpuMs(): number {
-  const f = Deno.readTextFileSync("/proc/self/stat").split(") ")[1].split(" ");
-  return (Number(f[11]) + Number(f[12])) * 10; // utime + stime, 100 ticks a second
-}
-
-function median(v: number[]): number {
-  const s = v.slice().sort((a, b) => a - b), m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-}
-
 interface Row {
   case: CaseName;
   ms: Record<string, number>;
@@ -173,10 +162,10 @@ async function runCase(name: CaseName, sam: Sam, reps: number, warmup: boolean):
         last[p]?.dispose();
         await sync();
         pool.resetPeak();
-        const c0 = cpuMs(), t0 = performance.now();
+        const c0 = processCpuMs(), t0 = performance.now();
         last[p] = await r.step();
         await sync();
-        const ms = performance.now() - t0, cpu = cpuMs() - c0;
+        const ms = performance.now() - t0, cpu = processCpuMs() - c0;
         runs[p].push(ms);
         cpuRuns[p].push(cpu);
         peak[p] = Math.max(peak[p], memoryStats().peakBytes / 2 ** 20);

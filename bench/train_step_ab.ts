@@ -12,7 +12,7 @@
  *     [--runs 5]
  */
 import { numberFlag, requiredFlag, runCommand, stringFlag } from "../pipeline/cli/args.ts";
-import { loadavg } from "./registry.ts";
+import { loadavg, processCpuMs } from "./registry.ts";
 
 const USAGE = `usage: deno run -A bench/train_step_ab.ts --base DIR [--case NAME] [--runs N]
   --base DIR   another checkout of this repository (the "before"; its bench/models.ts is loaded)
@@ -39,22 +39,12 @@ async function side(name: string, root: string, caseName: string): Promise<Side>
   return { name, step: run.step, sync: engine.sync, done: run.done, ms: [], cpu: [] };
 }
 
-/** CPU milliseconds this process has used (utime + stime, 100 ticks a second), NaN without /proc. */
-function cpuMs(): number {
-  try {
-    const f = Deno.readTextFileSync("/proc/self/stat").split(") ")[1].split(" ");
-    return (Number(f[11]) + Number(f[12])) * 10;
-  } catch {
-    return NaN;
-  }
-}
-
 async function timed(s: Side): Promise<void> {
-  const c0 = cpuMs(), t0 = performance.now();
+  const c0 = processCpuMs(), t0 = performance.now();
   await s.step();
   await s.sync();
   s.ms.push(performance.now() - t0);
-  s.cpu.push(cpuMs() - c0);
+  s.cpu.push(processCpuMs() - c0);
 }
 
 const median = (a: number[]) => {

@@ -9,18 +9,12 @@
  *   deno run -A bench/train_step_parts.ts --base /tmp/base [--runs 5] [--filter bn|conv|adl|adam]
  */
 import { numberFlag, requiredFlag, runCommand, stringFlag } from "../pipeline/cli/args.ts";
-import { loadavg } from "./registry.ts";
+import { loadavg, processCpuMs } from "./registry.ts";
 
 const USAGE = `usage: deno run -A bench/train_step_parts.ts --base DIR [--runs N] [--filter S]
   --base DIR   another checkout of this repository (the "before")
   --runs N     interleaved runs per side (default 5)
   --filter S   only parts whose names contain S`;
-
-/** CPU milliseconds this process has used (utime + stime, 100 ticks a second). */
-function cpuMs(): number {
-  const f = Deno.readTextFileSync("/proc/self/stat").split(") ")[1].split(" ");
-  return (Number(f[11]) + Number(f[12])) * 10;
-}
 
 const rnd = (n: number, s: number) =>
   Float32Array.from({ length: n }, (_, i) => Math.sin(i * 0.731 + s));
@@ -150,10 +144,10 @@ Deno.exit(
         const t: number[][] = [[], []];
         for (let r = -1; r < runs; r++) {
           for (let i = 0; i < 2; i++) {
-            const c0 = cpuMs();
+            const c0 = processCpuMs();
             fs[i]();
             await sides[i].e.sync();
-            if (r >= 0) t[i].push(cpuMs() - c0); // r = -1: warm-up (pipelines compiled)
+            if (r >= 0) t[i].push(processCpuMs() - c0); // r = -1: warm-up (pipelines compiled)
           }
         }
         const med = (a: number[]) => [...a].sort((p, q) => p - q)[Math.floor(a.length / 2)];

@@ -122,12 +122,15 @@ function opParts(
 
 /**
  * The WGSL every elementwise kernel shares: uniforms, `nIn` read bindings and the output over
- * `elem`, one invocation per element `i` (bounds-checked), `p0`/`p1` in scope, then `body`.
+ * `elem` (input k over `inElems[k]` where given), one invocation per element `i`
+ * (bounds-checked), `p0`/`p1` in scope, then `body`.
  */
-function shell(nIn: number, elem: string, body: string): string {
+function shell(nIn: number, elem: string, body: string, inElems?: string[]): string {
   let decl = "";
   for (let k = 0; k < nIn; k++) {
-    decl += `@group(0) @binding(${k + 1}) var<storage, read> in${k}: array<${elem}>;\n`;
+    decl += `@group(0) @binding(${k + 1}) var<storage, read> in${k}: array<${
+      inElems?.[k] ?? elem
+    }>;\n`;
   }
   decl += `@group(0) @binding(${nIn + 1}) var<storage, read_write> out: array<${elem}>;\n`;
   return `${ELEMENTWISE_UNIFORMS[nIn].wgsl("P")}
@@ -209,13 +212,6 @@ export function elementwiseStrided4Kernel(
   return {
     key: `ew/${kind}/${op}/strided4/${vecIn.map((v) => v ? "v" : "s").join("")}`,
     wgsl: () => {
-      let decl = "";
-      for (let k = 0; k < nIn; k++) {
-        decl += `@group(0) @binding(${k + 1}) var<storage, read> in${k}: array<${
-          vecIn[k] ? "vec4<f32>" : "f32"
-        }>;\n`;
-      }
-      decl += `@group(0) @binding(${nIn + 1}) var<storage, read_write> out: array<vec4<f32>>;\n`;
       let body = `  var rem = i * 4u;\n`;
       for (let k = 0; k < nIn; k++) body += `  var o${k} = u.off${k};\n`;
       body += eachDim("u.rank", "u.shape", (d) => {
@@ -233,16 +229,12 @@ export function elementwiseStrided4Kernel(
         const lets = names.slice(0, nIn).map((nm, k) => `let ${nm} = v${k}.${c};`).join(" ");
         body += `  { ${lets} r.${c} = ${expr}; }\n`;
       }
-      return `${ELEMENTWISE_UNIFORMS[nIn].wgsl("P")}
-@group(0) @binding(0) var<uniform> u: P;
-${decl}${HELPERS}
-@compute @workgroup_size(${WG})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = flat_index(gid, nwg, ${WG}u);
-  if (i >= u.n) { return; }
-  let p0 = u.p0; let p1 = u.p1;
-${body}  out[i + u.off3 / 4u] = r;
-}`;
+      return shell(
+        nIn,
+        "vec4<f32>",
+        `${body}  out[i + u.off3 / 4u] = r;`,
+        vecIn.map((v) => v ? "vec4<f32>" : "f32"),
+      );
     },
   };
 }

@@ -71,6 +71,17 @@ export const MATMUL_PACK_UNIFORMS = uniforms({
   kRows: "u32",
 });
 
+/** How every matmul pack kernel opens: uniforms, the operand X, the texture T, the entry point. */
+function packHead(): string {
+  return `${MATMUL_PACK_UNIFORMS.wgsl("P")}
+@group(0) @binding(0) var<uniform> u: P;
+@group(0) @binding(1) var<storage, read> X: array<f32>;
+@group(0) @binding(2) var T: texture_storage_2d<rgba32float, write>;
+
+@compute @workgroup_size(${PACK_WG.x}, ${PACK_WG.y})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {`;
+}
+
 /**
  * Which way a pack workgroup's lanes run: along k (`"k"`, texels of one row) or along the rows
  * (`"rows"`). On llvmpipe the lanes of a storage-buffer load fetch one after another, so lanes that
@@ -94,13 +105,7 @@ export function matmulPackKernel(lanes: PackLanes = "k", batched = true): Kernel
   return {
     key: `matmul/pack-texture${lanes === "rows" ? "/rows" : ""}${batched ? "" : "/flat"}`,
     wgsl: () =>
-      /* wgsl */ `${MATMUL_PACK_UNIFORMS.wgsl("P")}
-@group(0) @binding(0) var<uniform> u: P;
-@group(0) @binding(1) var<storage, read> X: array<f32>;
-@group(0) @binding(2) var T: texture_storage_2d<rgba32float, write>;
-
-@compute @workgroup_size(${PACK_WG.x}, ${PACK_WG.y})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+      /* wgsl */ `${packHead()}
   let j = ${j};
   let r = ${r};
   if (j >= u.width || r >= u.height) { return; }
@@ -132,13 +137,7 @@ export function matmulPackRowMajorKernel(batched = true): Kernel {
   return {
     key: `matmul/pack-texture-row-major${batched ? "" : "/flat"}`,
     wgsl: () =>
-      /* wgsl */ `${MATMUL_PACK_UNIFORMS.wgsl("P")}
-@group(0) @binding(0) var<uniform> u: P;
-@group(0) @binding(1) var<storage, read> X: array<f32>;
-@group(0) @binding(2) var T: texture_storage_2d<rgba32float, write>;
-
-@compute @workgroup_size(${PACK_WG.x}, ${PACK_WG.y})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+      /* wgsl */ `${packHead()}
   let x = gid.x;
   let y = gid.y;
   if (x >= u.width || y >= u.height) { return; }
