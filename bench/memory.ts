@@ -69,8 +69,28 @@ interface StepFigures {
   events: TraceEvent[];
 }
 
+/** What {@link StepRecorder} reads of the pool at each event (the pool itself, or a test's fake). */
+export interface PoolState {
+  readonly liveBytes: number;
+  readonly pooledBytes: number;
+  parkedBySize(): Map<number, number>;
+  /** Scratch textures parked in engine/texture_pool.ts. */
+  cachedTextureBytes(): number;
+}
+
+const POOL_STATE: PoolState = {
+  get liveBytes() {
+    return pool.liveBytes;
+  },
+  get pooledBytes() {
+    return pool.pooledBytes;
+  },
+  parkedBySize: () => pool.parkedBySize(),
+  cachedTextureBytes,
+};
+
 /** Records one step's traffic through the pool and the moments of its peaks. */
-class StepRecorder implements PoolTracer {
+export class StepRecorder implements PoolTracer {
   events: TraceEvent[] = [];
   private ids = new Map<Allocation, [number, number]>();
   private nextId = 1;
@@ -82,14 +102,30 @@ class StepRecorder implements PoolTracer {
   heldPeakEvent = -1;
   atHeldPeak = { live: 0, textures: 0, cachedTextures: 0, parked: new Map<number, number>() };
 
-  /** Starts a measured step: peaks afresh (events go on, after a marker). */
-  beginStep(heldNow: number): void {
+  constructor(private readonly state: PoolState = POOL_STATE) {}
+
+  /**
+   * Starts a measured step: peaks afresh (events go on, after a marker). The pool as it stands is
+   * the step's first held peak, so that a step whose held peak is its start (nothing it took grew
+   * the pool) reports what was held then, not zeros.
+   */
+  beginStep(): void {
     this.events.push(["m"]);
-    this.livePeak = 0;
-    this.requestedAtLivePeak = 0;
-    this.heldPeak = heldNow;
-    this.heldPeakEvent = -1;
-    this.atHeldPeak = { live: 0, textures: 0, cachedTextures: 0, parked: new Map() };
+    const live = this.state.liveBytes;
+    this.livePeak = live;
+    this.requestedAtLivePeak = this.requested + this.textures;
+    this.heldPeak = live + this.state.pooledBytes;
+    this.heldPeakEvent = this.events.length - 1;
+    this.atHeldPeak = this.snapshot(live);
+  }
+
+  private snapshot(live: number): StepFigures["atHeldPeak"] {
+    return {
+      live,
+      textures: this.textures,
+      cachedTextures: this.state.cachedTextureBytes(),
+      parked: this.state.parkedBySize(),
+    };
   }
 
   acquire(a: Allocation, bytes: number): void {
@@ -115,21 +151,16 @@ class StepRecorder implements PoolTracer {
     this.note();
   }
   private note(): void {
-    const live = pool.liveBytes;
+    const live = this.state.liveBytes;
     if (live > this.livePeak) {
       this.livePeak = live;
       this.requestedAtLivePeak = this.requested + this.textures;
     }
-    const held = live + pool.pooledBytes;
+    const held = live + this.state.pooledBytes;
     if (held > this.heldPeak) {
       this.heldPeak = held;
       this.heldPeakEvent = this.events.length - 1;
-      this.atHeldPeak = {
-        live,
-        textures: this.textures,
-        cachedTextures: cachedTextureBytes(),
-        parked: pool.parkedBySize(),
-      };
+      this.atHeldPeak = this.snapshot(live);
     }
   }
   /** Parked bytes at the held peak whose size class no later acquire in the step asked for. */
@@ -202,7 +233,7 @@ async function runCase(
         for (let i = 0; i < steps; i++) {
           flush();
           pool.resetPeak();
-          rec.beginStep(memoryStats().peakAllocatedBytes);
+          rec.beginStep();
           const t0 = performance.now();
           train.step();
           await sync();
