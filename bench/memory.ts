@@ -16,7 +16,11 @@ import { F, flush, initGpu, memoryStats, pool, sync, tensor, trimPool } from "..
 import { type Allocation, fmtBytes, type PoolTracer, SLAB_THRESHOLD } from "../engine/pool.ts";
 import { Adam } from "../engine/optim/adam.ts";
 import { TrainStep } from "./train_step.ts";
-import { cachedTextureBytes } from "../engine/texture_pool.ts";
+import {
+  cachedTextureBytes,
+  MAX_CACHED_BYTES,
+  setTextureCacheBytes,
+} from "../engine/texture_pool.ts";
 import { RESNET50_ADL, ResNetAdl } from "../model/resnet_adl.ts";
 import { mulberry32 } from "../engine/mulberry32.ts";
 import { loadavg } from "./registry.ts";
@@ -30,7 +34,9 @@ const USAGE = `usage: deno run -A bench/memory.ts [--case L] [--policies P] [--r
   --policies P  pool policies to compare, interleaved: slabs (tensors of 1 MiB and more as
                 ranges of slabs), classes (whole buffers by size class only); default: the
                 process's (slabs; classes under ENGINE_SLAB_THRESHOLD=Infinity, which also
-                keeps the model's own tensors out of slabs: the clean "before" figure)
+                keeps the model's own tensors out of slabs: the clean "before" figure);
+                a policy may end in :texMIB, the bytes of scratch textures kept parked
+                (engine/texture_pool.ts; e.g. slabs,slabs:tex0 compares caching them with not)
   --rounds R    times through the policies (default 1)
   --steps N     measured steps per policy and round, after one warm-up step (default 2)
   --trace F   write the last case's pool events (from the model's creation on) as JSON, for
@@ -191,10 +197,26 @@ function parseCase(s: string): { b: number; s: number } {
  * its own with that variable; interleaved policies compare the step's own tensors.
  */
 const START_THRESHOLD = pool.slabThreshold;
+/** The texture pool's default cap (restored after each case). */
+const DEFAULT_TEXTURE_CACHE = MAX_CACHED_BYTES;
 const POLICIES: Record<string, number> = {
   slabs: Number.isFinite(START_THRESHOLD) ? START_THRESHOLD : SLAB_THRESHOLD,
   classes: Infinity,
 };
+
+/** A policy and, after `:tex`, the MiB of scratch textures the texture pool may keep parked. */
+function parsePolicy(p: string): { threshold: number; textureCache: number } {
+  const m = /^(\w+)(?::tex(\d+(?:\.\d+)?))?$/.exec(p);
+  if (!m || !(m[1] in POLICIES)) {
+    throw new UsageError(
+      `--policies: "${p}" is not one of ${Object.keys(POLICIES)}, optionally with :texMIB`,
+    );
+  }
+  return {
+    threshold: POLICIES[m[1]],
+    textureCache: m[2] === undefined ? DEFAULT_TEXTURE_CACHE : Number(m[2]) * 2 ** 20,
+  };
+}
 
 interface PolicyFigures extends StepFigures {
   policy: string;
@@ -225,7 +247,9 @@ async function runCase(
   try {
     for (let r = 0; r < rounds; r++) {
       for (const policy of policies) {
-        pool.slabThreshold = POLICIES[policy];
+        const pol = parsePolicy(policy);
+        pool.slabThreshold = pol.threshold;
+        setTextureCacheBytes(pol.textureCache);
         await sync();
         trimPool();
         train.step(); // warm-up: pipelines compiled, the pool filled
@@ -258,6 +282,7 @@ async function runCase(
   } finally {
     pool.tracer = null;
     pool.slabThreshold = threshold;
+    setTextureCacheBytes(DEFAULT_TEXTURE_CACHE);
     train.dispose();
     opt.dispose();
     x.dispose();
@@ -319,11 +344,7 @@ if (import.meta.main) {
         const rounds = numberFlag(flags, "rounds", { def: 1, min: 1, max: 50, integer: true })!;
         const policies = (stringFlag(flags, "policies") ??
           (Number.isFinite(START_THRESHOLD) ? "slabs" : "classes")).split(",");
-        for (const p of policies) {
-          if (!(p in POLICIES)) {
-            throw new UsageError(`--policies: "${p}" is not one of ${Object.keys(POLICIES)}`);
-          }
-        }
+        for (const p of policies) parsePolicy(p);
         const tracePath = stringFlag(flags, "trace");
         await initGpu();
         console.log(`load at start: ${loadavg()}`);

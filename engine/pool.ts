@@ -92,6 +92,8 @@ class BufferPool {
   textureBytes = 0;
   /** Called by {@link trim}: caches of other resources (scratch textures) give theirs back too. */
   private trimHooks: (() => void)[] = [];
+  /** Called by {@link afterSubmit}: engine/texture_pool.ts destroys the textures it evicted. */
+  private submitHooks: (() => void)[] = [];
   /** Called when buffers are destroyed, so caches holding bind groups can drop them. */
   onDestroy: (() => void) | null = null;
   tracer: PoolTracer | null = null;
@@ -274,6 +276,7 @@ class BufferPool {
   /** Called right after a queue submit: pending buffers are now free. */
   afterSubmit(): void {
     this.tracer?.submit();
+    for (const h of this.submitHooks) h();
     for (const [size, bufs] of this.pending) {
       let list = this.free.get(size);
       if (!list) this.free.set(size, list = []);
@@ -320,6 +323,11 @@ class BufferPool {
   /** Runs `hook` on every {@link trim} (engine/texture_pool.ts destroys its parked textures). */
   onTrim(hook: () => void): void {
     this.trimHooks.push(hook);
+  }
+
+  /** Runs `hook` right after every submit. */
+  onSubmit(hook: () => void): void {
+    this.submitHooks.push(hook);
   }
 
   /** Forgets every parked buffer (they belong to a lost device). */

@@ -12,7 +12,9 @@ import { gpu, onNewDevice } from "./device.ts";
 import { flush } from "./dispatch.ts";
 import { pool } from "./pool.ts";
 
-const MAX_CACHED_BYTES = 256 * 2 ** 20;
+/** Default of {@link setTextureCacheBytes}. */
+export const MAX_CACHED_BYTES = 256 * 2 ** 20;
+let maxCachedBytes = MAX_CACHED_BYTES;
 // COPY_DST: matmul operands already in the texture layout are copied in (engine/ops/matmul_texture.ts).
 const USAGE = GPUTextureUsage.STORAGE_BINDING | GPUTextureUsage.COPY_DST;
 
@@ -28,14 +30,32 @@ interface Entry {
 const free = new Map<string, Entry[]>();
 let cachedBytes = 0;
 let clock = 0;
+/**
+ * Evicted textures the open batch may still use: destroyed right after the next submit (destroying
+ * one now would fail that submit; submitting early to destroy it would cut the batch short). They
+ * stay counted as parked until then.
+ */
+let doomed: Entry[] = [];
 
 onNewDevice(() => {
   // The pool forgot its pooled bytes; the parked textures went with the old device.
   pool.textureBytes -= cachedBytes;
+  for (const e of doomed) pool.textureBytes -= e.bytes;
   free.clear();
+  doomed = [];
   cachedBytes = 0;
 });
 pool.onTrim(trimTextures);
+pool.onSubmit(destroyDoomed);
+
+function destroyDoomed(): void {
+  if (!doomed.length) return;
+  for (const e of doomed) {
+    e.texture.destroy();
+    pool.accountTextures(0, -e.bytes);
+  }
+  doomed = [];
+}
 
 /** A width × height rgba32float texture (16 bytes a texel) usable as a read or write storage texture. */
 export function acquireTexture(width: number, height: number): Entry {
@@ -77,7 +97,12 @@ export function releaseTexture(e: Entry): void {
   if (!list) free.set(key, list = []);
   list.push(e);
   cachedBytes += e.bytes;
-  while (cachedBytes > MAX_CACHED_BYTES) {
+  evictOver(maxCachedBytes);
+}
+
+/** Destroys the least recently used parked textures until at most `limit` bytes stay parked. */
+function evictOver(limit: number): void {
+  while (cachedBytes > limit) {
     let oldest: { key: string; i: number; e: Entry } | null = null;
     for (const [k, l] of free) {
       l.forEach((x, i) => {
@@ -85,19 +110,30 @@ export function releaseTexture(e: Entry): void {
       });
     }
     if (!oldest) break;
-    flush();
     const o = oldest as { key: string; i: number; e: Entry };
     free.get(o.key)!.splice(o.i, 1);
     cachedBytes -= o.e.bytes;
-    o.e.texture.destroy();
-    pool.accountTextures(0, -o.e.bytes);
+    doomed.push(o.e);
   }
+  if (doomed.length && !pool.batchOpen()) destroyDoomed();
+}
+
+/**
+ * Sets how many bytes of scratch textures may stay parked (bench/memory.ts compares caps); parked
+ * ones over it are destroyed, least recently used first. Returns the previous cap.
+ */
+export function setTextureCacheBytes(bytes: number): number {
+  const prev = maxCachedBytes;
+  maxCachedBytes = bytes;
+  evictOver(bytes);
+  return prev;
 }
 
 /** Destroys every parked texture (after submitting the open batch, which may still use them). */
 function trimTextures(): void {
-  if (cachedBytes === 0) return;
+  if (cachedBytes === 0 && !doomed.length) return;
   flush();
+  destroyDoomed();
   for (const list of free.values()) {
     for (const e of list) {
       e.texture.destroy();

@@ -14,7 +14,11 @@ import {
   trimPool,
 } from "../../engine/mod.ts";
 import { sizeClass } from "../../engine/pool.ts";
-import { hasReadonlyStorageTextures } from "../../engine/texture_pool.ts";
+import {
+  cachedTextureBytes,
+  hasReadonlyStorageTextures,
+  setTextureCacheBytes,
+} from "../../engine/texture_pool.ts";
 import { setMatmulVariant } from "../../engine/routing.ts";
 import { RangeHeap } from "../../engine/range_heap.ts";
 import { conv2dRef, geom } from "../reference/conv.ts";
@@ -426,6 +430,44 @@ Deno.test({
       assert.ok(heldBefore - held() >= parked, "trim gave the textures back");
     } finally {
       setMatmulVariant(null);
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "scratch textures over the cache cap: evicted while their batch is open, destroyed after its submit, results intact",
+  ignore: !hasReadonlyStorageTextures(), // the texture matmul needs WGSL read-only storage textures
+  fn: async () => {
+    setMatmulVariant("texture");
+    const prev = setTextureCacheBytes(0);
+    try {
+      flush();
+      trimPool();
+      const [M, K, N] = [64, 128, 96];
+      const a = randTensor([M, K], 3), b = randTensor([K, N], 4);
+      const y = F.matmul(a, b); // encoded, not submitted: its textures are evicted at once
+      const texBytes = (M + N) * K * 4;
+      assert.ok(
+        memoryStats().textureBytes >= texBytes,
+        "evicted textures stay counted until the submit",
+      );
+      assertClose(await y.data(), matmulRef(await a.data(), [M, K], await b.data(), [K, N]).data);
+      assert.equal(memoryStats().textureBytes, 0, "destroyed after the submit");
+      // A cap of the larger operand's texture (B's N·K, its rows perhaps padded): one stays parked.
+      const cap = 2 * N * K * 4;
+      setTextureCacheBytes(cap);
+      const y2 = F.matmul(a, b);
+      await sync();
+      assert.ok(cachedTextureBytes() <= cap, `${cachedTextureBytes()} parked over ${cap}`);
+      assert.ok(cachedTextureBytes() > 0, "one texture kept");
+      assert.equal(memoryStats().textureBytes, cachedTextureBytes(), "the evicted one destroyed");
+      assertClose(await y2.data(), await y.data());
+      for (const t of [a, b, y, y2]) t.dispose();
+    } finally {
+      setTextureCacheBytes(prev);
+      setMatmulVariant(null);
+      trimPool();
     }
   },
 });
