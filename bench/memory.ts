@@ -20,6 +20,7 @@ import {
   cachedTextureBytes,
   MAX_CACHED_BYTES,
   setTextureCacheBytes,
+  texturesCreated,
 } from "../engine/texture_pool.ts";
 import { RESNET50_ADL, ResNetAdl } from "../model/resnet_adl.ts";
 import { mulberry32 } from "../engine/mulberry32.ts";
@@ -58,6 +59,8 @@ export type TraceEvent =
 
 interface StepFigures {
   ms: number;
+  /** Scratch textures made in the step (those the texture pool had not kept), and their bytes. */
+  texturesMade: { count: number; bytes: number };
   livePeak: number;
   heldPeak: number;
   /** Bytes tensors asked for at the moment of the live peak (the classes round these up). */
@@ -258,16 +261,19 @@ async function runCase(
           flush();
           pool.resetPeak();
           rec.beginStep();
+          const made0 = texturesCreated();
           const t0 = performance.now();
           train.step();
           await sync();
           const ms = performance.now() - t0;
+          const made1 = texturesCreated();
           const st = memoryStats();
           const loss = await train.lastLoss!.item();
           if (!Number.isFinite(loss)) throw new Error(`b${b}@${s}: step ${i + 1} loss is ${loss}`);
           out.push({
             policy,
             ms,
+            texturesMade: { count: made1.count - made0.count, bytes: made1.bytes - made0.bytes },
             livePeak: st.peakBytes,
             heldPeak: st.peakAllocatedBytes,
             requestedAtLivePeak: rec.requestedAtLivePeak,
@@ -306,7 +312,8 @@ function report(what: string, f: StepFigures): void {
   console.log(
     `${what}: ${(f.ms / 1000).toFixed(2)} s  live peak ${gib(f.livePeak)} GiB (tensors asked ${
       gib(f.requestedAtLivePeak)
-    })  held peak ${gib(f.heldPeak)} GiB  held/live ${(f.heldPeak / f.livePeak).toFixed(3)}`,
+    })  held peak ${gib(f.heldPeak)} GiB  held/live ${(f.heldPeak / f.livePeak).toFixed(3)}  ` +
+      `textures made ${f.texturesMade.count} (${fmtBytes(f.texturesMade.bytes)})`,
   );
   console.log(
     `  at the held peak: live ${gib(p.live)} GiB (textures ${fmtBytes(p.textures)}; ` +

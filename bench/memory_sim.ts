@@ -155,8 +155,15 @@ export function replaySlabs(
   maxSlab: number,
   /** Requests over this many bytes take whole buffers by class (as small ones do). */
   ceiling = Infinity,
+  /**
+   * Before a new slab is made, destroy the empty ones no range of which was freed since the last
+   * submit (engine/pool.ts's rule for destroying a slab): room too small for the request, or in
+   * the wrong place, given back before more is taken.
+   */
+  reclaimEmpty = false,
 ): StepResult[] {
   const heap = new RangeHeap<number>(256);
+  const dirty = new Set<number>();
   let nextSlab = 1;
   const ranges = new Map<number, { slab: number; offset: number; length: number }>();
   const small: TraceEvent[] = [];
@@ -168,6 +175,11 @@ export function replaySlabs(
   for (const e of events) {
     if (e[0] === "a" && e[2] >= threshold && e[2] <= ceiling) {
       let r = heap.alloc(e[2]);
+      if (!r && reclaimEmpty) {
+        for (const sl of [...heap.slabs]) {
+          if (sl.used === 0 && !dirty.has(sl.buffer)) heap.removeSlab(sl.buffer);
+        }
+      }
       if (!r) {
         // minSlab < 0: slabs grow with the heap, up to -minSlab (a small program holds little).
         const want = minSlab < 0 ? Math.min(-minSlab, heap.heldBytes) : minSlab;
@@ -187,10 +199,12 @@ export function replaySlabs(
       const r = ranges.get(e[1])!;
       ranges.delete(e[1]);
       heap.release(r.slab, r.offset, r.length);
+      dirty.add(r.slab);
       bigLive -= r.length;
       small.push(["t", 0]);
       bigCur.push({ live: bigLive, held: heap.heldBytes });
     } else {
+      if (e[0] === "s") dirty.clear();
       small.push(e);
       bigCur.push({ live: bigLive, held: heap.heldBytes });
     }
@@ -239,19 +253,21 @@ function simulate(path: string, maxSlab: number): void {
   const gib = (n: number) => (n / 2 ** 30).toFixed(3);
   const runs: [string, StepResult[]][] = POLICIES.map((p) => [p.name, replay(events, p)]);
   for (const t of [1, 4, 16]) {
-    for (const minSlab of [0, 16, 64, 256, -16, -64, -128]) {
-      for (const ceil of [1, 0.5, 0.25]) {
-        runs.push([
-          `slabs ${t} MiB..${ceil}×cap, new slab ≥${minSlab} MiB`,
-          replaySlabs(events, t * 2 ** 20, minSlab * 2 ** 20, maxSlab, ceil * maxSlab),
-        ]);
+    for (const minSlab of [0, 16, 64, 256, -16, -32, -64, -128]) {
+      for (const ceil of [1, 0.5]) {
+        for (const reclaim of [false, true]) {
+          runs.push([
+            `slabs ${t} MiB..${ceil}×cap, new slab ≥${minSlab} MiB${reclaim ? ", reclaim" : ""}`,
+            replaySlabs(events, t * 2 ** 20, minSlab * 2 ** 20, maxSlab, ceil * maxSlab, reclaim),
+          ]);
+        }
       }
     }
   }
   for (const [name, steps] of runs) {
     const s = steps[steps.length - 1];
     console.log(
-      `${name.padEnd(44)} live ${gib(s.livePeak)}  held ${gib(s.heldPeak)} GiB  ${
+      `${name.padEnd(54)} live ${gib(s.livePeak)}  held ${gib(s.heldPeak)} GiB  ${
         (s.heldPeak / s.livePeak).toFixed(3)
       }×  created ${gib(s.createdBytes)} GiB in ${s.created} buffers (last step)`,
     );

@@ -30,6 +30,8 @@ interface Entry {
 const free = new Map<string, Entry[]>();
 let cachedBytes = 0;
 let clock = 0;
+/** Textures made so far, and their bytes (bench/memory.ts: what a smaller cache costs). */
+let created = 0, createdBytes = 0;
 /**
  * Evicted textures the open batch may still use: destroyed right after the next submit (destroying
  * one now would fail that submit; submitting early to destroy it would cut the batch short). They
@@ -79,6 +81,8 @@ export function acquireTexture(width: number, height: number): Entry {
     label: `scratch ${key}`,
   });
   const bytes = width * height * 16;
+  created++;
+  createdBytes += bytes;
   pool.accountTextures(bytes, bytes);
   return { device: gpu().device, texture, view: texture.createView(), bytes, lastUse: 0 };
 }
@@ -142,6 +146,11 @@ function trimTextures(): void {
   }
   free.clear();
   cachedBytes = 0;
+}
+
+/** How many scratch textures were made since the process started, and their bytes. */
+export function texturesCreated(): { count: number; bytes: number } {
+  return { count: created, bytes: createdBytes };
 }
 
 /** Bytes of scratch textures parked for reuse (counted in `memoryStats().pooledBytes`). */
