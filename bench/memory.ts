@@ -24,7 +24,7 @@ import {
 } from "../engine/texture_pool.ts";
 import { RESNET50_ADL, ResNetAdl } from "../model/resnet_adl.ts";
 import { mulberry32 } from "../engine/mulberry32.ts";
-import { loadavg } from "./registry.ts";
+import { loadavg, processCpuMs } from "./registry.ts";
 import { numberFlag, runCommand, stringFlag, UsageError } from "../pipeline/cli/args.ts";
 import { writeFileAtomic } from "../engine/io/atomic.ts";
 
@@ -59,6 +59,8 @@ export type TraceEvent =
 
 interface StepFigures {
   ms: number;
+  /** CPU time of the whole process in the step (lavapipe's threads included): steadier under load. */
+  cpuMs: number;
   /** Scratch textures made in the step (those the texture pool had not kept), and their bytes. */
   texturesMade: { count: number; bytes: number };
   livePeak: number;
@@ -262,10 +264,12 @@ async function runCase(
           pool.resetPeak();
           rec.beginStep();
           const made0 = texturesCreated();
+          const c0 = processCpuMs();
           const t0 = performance.now();
           train.step();
           await sync();
           const ms = performance.now() - t0;
+          const cpuMs = processCpuMs() - c0;
           const made1 = texturesCreated();
           const st = memoryStats();
           const loss = await train.lastLoss!.item();
@@ -273,6 +277,7 @@ async function runCase(
           out.push({
             policy,
             ms,
+            cpuMs,
             texturesMade: { count: made1.count - made0.count, bytes: made1.bytes - made0.bytes },
             livePeak: st.peakBytes,
             heldPeak: st.peakAllocatedBytes,
@@ -310,9 +315,11 @@ function report(what: string, f: StepFigures): void {
   );
   const parkedBytes = parked.reduce((a, [sz, n]) => a + (sz < 0 ? n : sz * n), 0);
   console.log(
-    `${what}: ${(f.ms / 1000).toFixed(2)} s  live peak ${gib(f.livePeak)} GiB (tensors asked ${
-      gib(f.requestedAtLivePeak)
-    })  held peak ${gib(f.heldPeak)} GiB  held/live ${(f.heldPeak / f.livePeak).toFixed(3)}  ` +
+    `${what}: ${(f.ms / 1000).toFixed(2)} s (CPU ${(f.cpuMs / 1000).toFixed(2)} s)  live peak ${
+      gib(f.livePeak)
+    } GiB (tensors asked ${gib(f.requestedAtLivePeak)})  held peak ${
+      gib(f.heldPeak)
+    } GiB  held/live ${(f.heldPeak / f.livePeak).toFixed(3)}  ` +
       `textures made ${f.texturesMade.count} (${fmtBytes(f.texturesMade.bytes)})`,
   );
   console.log(
@@ -363,9 +370,9 @@ if (import.meta.main) {
             console.log(
               `b${c.b}@${c.s} ${p}, median of ${mine.length} steps: ${
                 (median(mine.map((f) => f.ms)) / 1000).toFixed(2)
-              } s/step, live peak ${gib(median(mine.map((f) => f.livePeak)))} GiB, held peak ${
-                gib(median(mine.map((f) => f.heldPeak)))
-              } GiB, held/live ${
+              } s/step (CPU ${(median(mine.map((f) => f.cpuMs)) / 1000).toFixed(2)} s), live peak ${
+                gib(median(mine.map((f) => f.livePeak)))
+              } GiB, held peak ${gib(median(mine.map((f) => f.heldPeak)))} GiB, held/live ${
                 median(mine.map((f) => f.heldPeak / f.livePeak)).toFixed(3)
               }, load ${loadavg()}`,
             );

@@ -109,6 +109,11 @@ class BufferPool {
    * binding, upload and readback path adds the storage's offset.
    */
   slabThreshold = Number(Deno.env.get("ENGINE_SLAB_THRESHOLD") ?? SLAB_THRESHOLD);
+  /**
+   * Before making a slab, destroy the empty ones (room too small for the request, given back
+   * before more is taken; bench/memory_sim.ts "reclaim").
+   */
+  reclaimEmptySlabs = false;
 
   /** Bytes for a tensor: a range of a slab when large, else a whole buffer of its size class. */
   allocate(bytes: number, label?: string): Allocation {
@@ -141,6 +146,7 @@ class BufferPool {
     this.heap ??= new RangeHeap<GPUBuffer>(align);
     const heap = this.heap;
     let r = heap.alloc(bytes);
+    if (!r && this.reclaimEmptySlabs) this.destroyEmptySlabs();
     if (!r) {
       const most = Math.floor(g.limits.maxBufferSize / align) * align;
       const grown = Math.min(SLAB_GROWTH_CAP, heap.heldBytes, most);
@@ -300,14 +306,7 @@ class BufferPool {
    * size, another model) would add its own on top, so long programs trim between phases.
    */
   trim(): void {
-    let destroyed = false;
-    for (const s of [...(this.heap?.slabs ?? [])]) {
-      if (s.used !== 0 || this.dirty.has(s.buffer)) continue;
-      this.heap!.removeSlab(s.buffer);
-      s.buffer.destroy();
-      this.pooledBytes -= s.size;
-      destroyed = true;
-    }
+    let destroyed = this.destroyEmptySlabs(false);
     for (const [size, list] of this.free) {
       for (const b of list) {
         b.destroy();
@@ -318,6 +317,23 @@ class BufferPool {
     this.free.clear();
     for (const h of this.trimHooks) h();
     if (destroyed) this.onDestroy?.();
+  }
+
+  /**
+   * Destroys every empty slab no range of which was freed in the open batch; true if any was.
+   * `notify`: tell the caches holding bind groups at once.
+   */
+  private destroyEmptySlabs(notify = true): boolean {
+    let destroyed = false;
+    for (const s of [...(this.heap?.slabs ?? [])]) {
+      if (s.used !== 0 || this.dirty.has(s.buffer)) continue;
+      this.heap!.removeSlab(s.buffer);
+      s.buffer.destroy();
+      this.pooledBytes -= s.size;
+      destroyed = true;
+    }
+    if (destroyed && notify) this.onDestroy?.();
+    return destroyed;
   }
 
   /** Runs `hook` on every {@link trim} (engine/texture_pool.ts destroys its parked textures). */
