@@ -18,7 +18,6 @@ import { Adam } from "../engine/optim/adam.ts";
 import { TrainStep } from "./train_step.ts";
 import {
   cachedTextureBytes,
-  MAX_CACHED_BYTES,
   setTextureCacheBytes,
   texturesCreated,
 } from "../engine/texture_pool.ts";
@@ -202,15 +201,15 @@ function parseCase(s: string): { b: number; s: number } {
  * its own with that variable; interleaved policies compare the step's own tensors.
  */
 const START_THRESHOLD = pool.slabThreshold;
-/** The texture pool's default cap (restored after each case). */
-const DEFAULT_TEXTURE_CACHE = MAX_CACHED_BYTES;
+/** The texture pool's own cap (null; restored after each case). */
+const DEFAULT_TEXTURE_CACHE = null;
 const POLICIES: Record<string, number> = {
   slabs: Number.isFinite(START_THRESHOLD) ? START_THRESHOLD : SLAB_THRESHOLD,
   classes: Infinity,
 };
 
 /** A policy and, after `:tex`, the MiB of scratch textures the texture pool may keep parked. */
-function parsePolicy(p: string): { threshold: number; textureCache: number } {
+function parsePolicy(p: string): { threshold: number; textureCache: number | null } {
   const m = /^(\w+)(?::tex(\d+(?:\.\d+)?))?$/.exec(p);
   if (!m || !(m[1] in POLICIES)) {
     throw new UsageError(

@@ -2,19 +2,38 @@
  * Scratch rgba32float storage textures, reused by size. Ops that stage an operand in a texture
  * (the texture matmul on software adapters, kernels/matmul_texture.ts) take one for the length of
  * a launch and give it back at once: every use is ordered on the one queue, so a texture may serve
- * the next launch in the same batch. Textures are kept while the cache holds under
- * `MAX_CACHED_BYTES`; beyond that the least recently used are destroyed (after a submit, since
- * the open batch may still use them), and `trimPool()` destroys every parked one. `memoryStats()`
- * counts them like buffers: in use as live bytes, parked as pooled bytes, both in the held peak
- * and in `textureBytes`.
+ * the next launch in the same batch. Parked textures are kept up to a cap ({@link cacheCap}: two
+ * of the largest texture made, within 32–256 MiB); beyond it the least recently used are destroyed
+ * (after the next submit, since the open batch may still use them), and `trimPool()` destroys every
+ * parked one. `memoryStats()` counts them like buffers: in use as live bytes, parked as pooled
+ * bytes, both in the held peak and in `textureBytes`.
  */
 import { gpu, onNewDevice } from "./device.ts";
 import { flush } from "./dispatch.ts";
 import { pool } from "./pool.ts";
 
-/** Default of {@link setTextureCacheBytes}. */
+/** Bounds of the parked bytes' cap (see {@link cacheCap}). */
+export const MIN_CACHED_BYTES = 32 * 2 ** 20;
 export const MAX_CACHED_BYTES = 256 * 2 ** 20;
-let maxCachedBytes = MAX_CACHED_BYTES;
+/** The cap {@link setTextureCacheBytes} set; null: {@link cacheCap}'s own. */
+let capOverride: number | null = null;
+/** The largest texture made since the last trim (or device). */
+let largest = 0;
+
+/**
+ * How many bytes of textures may stay parked: two of the largest texture made, within
+ * [MIN_CACHED_BYTES, MAX_CACHED_BYTES]. Parked textures count in the held peak (they sat on top of
+ * the buffers at the start of each step of the paper's classifier: 178 MiB of 6.09 GiB, when 256
+ * MiB were allowed), while the reuse that saves time is a launch's own loop taking again the
+ * texture it just gave back (a conv's per-sample chunks) or the next launch of the same shape; a
+ * cycle through a whole model's shapes cannot be kept at any cap that matters. Two of the largest
+ * keep the biggest launch's operands (SAM's 64 MiB attention probabilities among them).
+ * Measured on ResNet-50-ADL b1 @512² (BENCHMARKS.md "Scratch textures"): 145 textures made a step
+ * at a 32 MiB cap, 72 at 64 MiB, none at 256 MiB.
+ */
+function cacheCap(): number {
+  return capOverride ?? Math.min(MAX_CACHED_BYTES, Math.max(MIN_CACHED_BYTES, 2 * largest));
+}
 // COPY_DST: matmul operands already in the texture layout are copied in (engine/ops/matmul_texture.ts).
 const USAGE = GPUTextureUsage.STORAGE_BINDING | GPUTextureUsage.COPY_DST;
 
@@ -46,6 +65,7 @@ onNewDevice(() => {
   free.clear();
   doomed = [];
   cachedBytes = 0;
+  largest = 0;
 });
 pool.onTrim(trimTextures);
 pool.onSubmit(destroyDoomed);
@@ -81,6 +101,7 @@ export function acquireTexture(width: number, height: number): Entry {
     label: `scratch ${key}`,
   });
   const bytes = width * height * 16;
+  largest = Math.max(largest, bytes);
   created++;
   createdBytes += bytes;
   pool.accountTextures(bytes, bytes);
@@ -101,7 +122,7 @@ export function releaseTexture(e: Entry): void {
   if (!list) free.set(key, list = []);
   list.push(e);
   cachedBytes += e.bytes;
-  evictOver(maxCachedBytes);
+  evictOver(cacheCap());
 }
 
 /** Destroys the least recently used parked textures until at most `limit` bytes stay parked. */
@@ -123,18 +144,20 @@ function evictOver(limit: number): void {
 }
 
 /**
- * Sets how many bytes of scratch textures may stay parked (bench/memory.ts compares caps); parked
- * ones over it are destroyed, least recently used first. Returns the previous cap.
+ * Sets how many bytes of scratch textures may stay parked (bench/memory.ts compares caps; null:
+ * the pool's own, {@link cacheCap}); parked ones over it are destroyed, least recently used first.
+ * Returns the previous setting.
  */
-export function setTextureCacheBytes(bytes: number): number {
-  const prev = maxCachedBytes;
-  maxCachedBytes = bytes;
-  evictOver(bytes);
+export function setTextureCacheBytes(bytes: number | null): number | null {
+  const prev = capOverride;
+  capOverride = bytes;
+  evictOver(cacheCap());
   return prev;
 }
 
 /** Destroys every parked texture (after submitting the open batch, which may still use them). */
 function trimTextures(): void {
+  largest = 0; // a later phase sizes the cap by its own textures
   if (cachedBytes === 0 && !doomed.length) return;
   flush();
   destroyDoomed();

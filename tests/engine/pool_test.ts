@@ -15,8 +15,10 @@ import {
 } from "../../engine/mod.ts";
 import { sizeClass } from "../../engine/pool.ts";
 import {
+  acquireTexture,
   cachedTextureBytes,
   hasReadonlyStorageTextures,
+  releaseTexture,
   setTextureCacheBytes,
 } from "../../engine/texture_pool.ts";
 import { setMatmulVariant } from "../../engine/routing.ts";
@@ -470,4 +472,28 @@ Deno.test({
       trimPool();
     }
   },
+});
+
+Deno.test("scratch texture cache cap: two of the largest texture made, at least 32 MiB", () => {
+  flush();
+  trimPool();
+  const MiB = 2 ** 20;
+  // 4 MiB textures of ten shapes (1024 texels × 16 bytes a row): the cap is its floor, 32 MiB.
+  const small = Array.from({ length: 10 }, (_, i) => acquireTexture(64 * (i + 1), 4096 / (i + 1)));
+  for (const t of small) assert.ok(t.bytes <= 4 * MiB);
+  for (const t of small) releaseTexture(t);
+  assert.ok(cachedTextureBytes() <= 32 * MiB, `${cachedTextureBytes() / MiB} MiB parked`);
+  assert.ok(cachedTextureBytes() >= 28 * MiB, "the most recent ones kept up to the cap");
+  // A 40 MiB texture (SAM's attention probabilities are 64 MiB): the cap grows to 80 MiB, and the
+  // big one stays parked for its next launch.
+  const big = acquireTexture(1024, 2560);
+  assert.equal(big.bytes, 40 * MiB);
+  releaseTexture(big);
+  const again = acquireTexture(1024, 2560);
+  assert.equal(again, big, "the big texture was kept and handed out again");
+  releaseTexture(again);
+  assert.ok(cachedTextureBytes() <= 80 * MiB && cachedTextureBytes() >= 40 * MiB);
+  flush();
+  trimPool();
+  assert.equal(memoryStats().textureBytes, 0);
 });
