@@ -13,6 +13,7 @@
  *   deno run -A bench/memory.ts --case b16@512 --steps 1                                 # before/after
  */
 import { F, flush, initGpu, memoryStats, pool, sync, tensor, trimPool } from "../engine/mod.ts";
+import { dispatchStats } from "../engine/dispatch.ts";
 import { type Allocation, fmtBytes, type PoolTracer, SLAB_THRESHOLD } from "../engine/pool.ts";
 import { Adam } from "../engine/optim/adam.ts";
 import { TrainStep } from "./train_step.ts";
@@ -36,7 +37,9 @@ const USAGE = `usage: deno run -A bench/memory.ts [--case L] [--policies P] [--r
                 process's (slabs; classes under ENGINE_SLAB_THRESHOLD=Infinity, which also
                 keeps the model's own tensors out of slabs: the clean "before" figure);
                 a policy may end in :texMIB, the bytes of scratch textures kept parked
-                (engine/texture_pool.ts; e.g. slabs,slabs:tex0 compares caching them with not)
+                (engine/texture_pool.ts; default: its own cap), then :keepslabs (empty slabs
+                are not destroyed before a new one is made); slabs:tex256:keepslabs is the
+                pool before both (the A/B: --policies slabs:tex256:keepslabs,slabs)
   --rounds R    times through the policies (default 1)
   --steps N     measured steps per policy and round, after one warm-up step (default 2)
   --dry         skip the kernels (dispatches dropped; allocation, frees and submits as in a real
@@ -64,6 +67,9 @@ interface StepFigures {
   cpuMs: number;
   /** Scratch textures made in the step (those the texture pool had not kept), and their bytes. */
   texturesMade: { count: number; bytes: number };
+  /** Buffers and slabs made in the step, and their bytes; bind groups made (engine/dispatch.ts). */
+  buffersMade: { count: number; bytes: number };
+  bindGroupsMade: number;
   livePeak: number;
   heldPeak: number;
   /** Bytes tensors asked for at the moment of the live peak (the classes round these up). */
@@ -226,16 +232,21 @@ const POLICIES: Record<string, number> = {
 };
 
 /** A policy and, after `:tex`, the MiB of scratch textures the texture pool may keep parked. */
-function parsePolicy(p: string): { threshold: number; textureCache: number | null } {
-  const m = /^(\w+)(?::tex(\d+(?:\.\d+)?))?$/.exec(p);
+function parsePolicy(
+  p: string,
+): { threshold: number; textureCache: number | null; reclaim: boolean } {
+  const m = /^(\w+)(?::tex(\d+(?:\.\d+)?))?(:keepslabs)?$/.exec(p);
   if (!m || !(m[1] in POLICIES)) {
     throw new UsageError(
-      `--policies: "${p}" is not one of ${Object.keys(POLICIES)}, optionally with :texMIB`,
+      `--policies: "${p}" is not one of ${
+        Object.keys(POLICIES)
+      }, optionally with :texMIB, then :keepslabs`,
     );
   }
   return {
     threshold: POLICIES[m[1]],
     textureCache: m[2] === undefined ? DEFAULT_TEXTURE_CACHE : Number(m[2]) * 2 ** 20,
+    reclaim: !m[3],
   };
 }
 
@@ -271,6 +282,7 @@ async function runCase(
         const pol = parsePolicy(policy);
         pool.slabThreshold = pol.threshold;
         setTextureCacheBytes(pol.textureCache);
+        pool.reclaimEmptySlabs = pol.reclaim;
         await sync();
         trimPool();
         train.step(); // warm-up: pipelines compiled, the pool filled
@@ -280,6 +292,7 @@ async function runCase(
           pool.resetPeak();
           rec.beginStep();
           const made0 = texturesCreated();
+          const bufs0 = { ...pool.made }, groups0 = dispatchStats().bindGroups;
           const c0 = processCpuMs();
           const t0 = performance.now();
           train.step();
@@ -297,6 +310,11 @@ async function runCase(
             ms,
             cpuMs,
             texturesMade: { count: made1.count - made0.count, bytes: made1.bytes - made0.bytes },
+            buffersMade: {
+              count: pool.made.count - bufs0.count,
+              bytes: pool.made.bytes - bufs0.bytes,
+            },
+            bindGroupsMade: dispatchStats().bindGroups - groups0,
             livePeak: st.peakBytes,
             heldPeak: st.peakAllocatedBytes,
             requestedAtLivePeak: rec.requestedAtLivePeak,
@@ -312,6 +330,7 @@ async function runCase(
     pool.tracer = null;
     pool.slabThreshold = threshold;
     setTextureCacheBytes(DEFAULT_TEXTURE_CACHE);
+    pool.reclaimEmptySlabs = true;
     train.dispose();
     opt.dispose();
     x.dispose();
@@ -338,7 +357,11 @@ function report(what: string, f: StepFigures): void {
     } GiB (tensors asked ${gib(f.requestedAtLivePeak)})  held peak ${
       gib(f.heldPeak)
     } GiB  held/live ${(f.heldPeak / f.livePeak).toFixed(3)}  ` +
-      `textures made ${f.texturesMade.count} (${fmtBytes(f.texturesMade.bytes)})`,
+      `textures made ${f.texturesMade.count} (${
+        fmtBytes(f.texturesMade.bytes)
+      }), buffers made ${f.buffersMade.count} (${
+        fmtBytes(f.buffersMade.bytes)
+      }), bind groups made ${f.bindGroupsMade}`,
   );
   console.log(
     `  at the held peak: live ${gib(p.live)} GiB (textures ${fmtBytes(p.textures)}; ` +

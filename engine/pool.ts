@@ -78,6 +78,8 @@ class BufferPool {
   private nextSerial = 0;
   /** See {@link setOldestFirst}. */
   private oldestFirst = true;
+  /** Buffers and slabs created so far, and their bytes (bench/memory.ts: what reclaiming costs). */
+  readonly made = { count: 0, bytes: 0 };
   /** Bytes held by tensors (handed out and not yet released). */
   liveBytes = 0;
   peakBytes = 0;
@@ -113,7 +115,7 @@ class BufferPool {
    * Before making a slab, destroy the empty ones (room too small for the request, given back
    * before more is taken; bench/memory_sim.ts "reclaim").
    */
-  reclaimEmptySlabs = false;
+  reclaimEmptySlabs = true;
 
   /** Bytes for a tensor: a range of a slab when large, else a whole buffer of its size class. */
   allocate(bytes: number, label?: string): Allocation {
@@ -152,6 +154,8 @@ class BufferPool {
       const grown = Math.min(SLAB_GROWTH_CAP, heap.heldBytes, most);
       const size = Math.max(heap.rangeLength(bytes), grown);
       const buf = g.device.createBuffer({ size, usage: USAGE, label: label ?? "slab" });
+      this.made.count++;
+      this.made.bytes += size;
       heap.addSlab(buf, size);
       this.pooledBytes += size;
       r = heap.alloc(bytes)!;
@@ -196,6 +200,8 @@ class BufferPool {
     } else {
       const alloc = Math.min(size, g.limits.maxBufferSize);
       buf = g.device.createBuffer({ size: alloc, usage: USAGE, label });
+      this.made.count++;
+      this.made.bytes += alloc;
       this.sizes.set(buf, size);
       this.serials.set(buf, this.nextSerial++);
     }

@@ -3,9 +3,9 @@
  * (the texture matmul on software adapters, kernels/matmul_texture.ts) take one for the length of
  * a launch and give it back at once: every use is ordered on the one queue, so a texture may serve
  * the next launch in the same batch. Parked textures are kept up to a cap ({@link cacheCap}: two
- * of the largest texture made, within 32–256 MiB); beyond it the least recently used are destroyed
- * (after the next submit, since the open batch may still use them), and `trimPool()` destroys every
- * parked one. `memoryStats()` counts them like buffers: in use as live bytes, parked as pooled
+ * of the largest texture made, within 64–256 MiB); beyond it the least recently used are destroyed
+ * after the next submit, since the open batch may still use them (submitted early once those
+ * hold more than the cap), and `trimPool()` destroys every parked one. `memoryStats()` counts them like buffers: in use as live bytes, parked as pooled
  * bytes, both in the held peak and in `textureBytes`.
  */
 import { gpu, onNewDevice } from "./device.ts";
@@ -13,7 +13,7 @@ import { flush } from "./dispatch.ts";
 import { pool } from "./pool.ts";
 
 /** Bounds of the parked bytes' cap (see {@link cacheCap}). */
-export const MIN_CACHED_BYTES = 32 * 2 ** 20;
+export const MIN_CACHED_BYTES = 64 * 2 ** 20;
 export const MAX_CACHED_BYTES = 256 * 2 ** 20;
 /** The cap {@link setTextureCacheBytes} set; null: {@link cacheCap}'s own. */
 let capOverride: number | null = null;
@@ -28,8 +28,9 @@ let largest = 0;
  * texture it just gave back (a conv's per-sample chunks) or the next launch of the same shape; a
  * cycle through a whole model's shapes cannot be kept at any cap that matters. Two of the largest
  * keep the biggest launch's operands (SAM's 64 MiB attention probabilities among them).
- * Measured on ResNet-50-ADL b1 @512² (BENCHMARKS.md "Scratch textures"): 145 textures made a step
- * at a 32 MiB cap, 72 at 64 MiB, none at 256 MiB.
+ * Measured on the checkpointed ResNet-50-ADL step, b16 @512² (bench/memory.ts --dry; BENCHMARKS.md
+ * "Scratch textures and empty slabs"): a cap of 32 MiB made 145 textures (821 MiB) a step, held
+ * peak 5.241 GiB; this one (64 MiB there) 72 (382 MiB), 5.263 GiB; 256 MiB none, 5.341 GiB.
  */
 function cacheCap(): number {
   return capOverride ?? Math.min(MAX_CACHED_BYTES, Math.max(MIN_CACHED_BYTES, 2 * largest));
@@ -57,6 +58,7 @@ let created = 0, createdBytes = 0;
  * stay counted as parked until then.
  */
 let doomed: Entry[] = [];
+let doomedBytes = 0;
 
 onNewDevice(() => {
   // The pool forgot its pooled bytes; the parked textures went with the old device.
@@ -64,6 +66,7 @@ onNewDevice(() => {
   for (const e of doomed) pool.textureBytes -= e.bytes;
   free.clear();
   doomed = [];
+  doomedBytes = 0;
   cachedBytes = 0;
   largest = 0;
 });
@@ -77,6 +80,7 @@ function destroyDoomed(): void {
     pool.accountTextures(0, -e.bytes);
   }
   doomed = [];
+  doomedBytes = 0;
 }
 
 /** A width × height rgba32float texture (16 bytes a texel) usable as a read or write storage texture. */
@@ -139,7 +143,11 @@ function evictOver(limit: number): void {
     free.get(o.key)!.splice(o.i, 1);
     cachedBytes -= o.e.bytes;
     doomed.push(o.e);
+    doomedBytes += o.e.bytes;
   }
+  // After the open batch; submitted early once they hold more than the cap (launches making
+  // textures in turn would pile them up in one batch). With no batch open, at once.
+  if (doomedBytes > limit) flush();
   if (doomed.length && !pool.batchOpen()) destroyDoomed();
 }
 
