@@ -30,13 +30,14 @@ import { randTensor } from "../tests/util/gpu.ts";
 import { numberFlag, runCommand, stringFlag, UsageError } from "../pipeline/cli/args.ts";
 
 const USAGE =
-  `usage: deno run -A bench/matmul_forms.ts [--pack] [--forms] [--rounds N] [--shape M,N,K]
+  `usage: deno run -A bench/matmul_forms.ts [--pack] [--forms] [--only A|B] [--rounds N] [--shape M,N,K]
   --pack      whole texture matmul: operand staging as before (pack kernels, lanes along k, batch
               arithmetic always) against the default (copies where the layout allows, else
               pack kernels with lanes along the smaller stride)
   --forms     product kernel alone: the default against other forms (see the module comment)
               (neither flag: both)
   --rounds N  interleaved rounds (default 5); the median of each form is printed
+  --only A|B  --forms: only the forms whose name contains A or B (besides the default and bRowMajor)
   --shape S   one product M,N,K instead of 1024³, ViT-B qkv, the SAM MLP products and P·V
               (M,N,K,linear: B is a transposed weight view, as in a linear layer)`;
 
@@ -138,6 +139,12 @@ interface Form {
   r32?: boolean;
   /** WGSL's fma() instead of `c += a * b`. */
   fma?: boolean;
+  /**
+   * B row-major in a storage buffer of vec4 (B[k, n..n+3] at k·N/4 + n/4) instead of a texture,
+   * a thread's vec4 column groups interleaved by lane (lane l owns groups l, l + 8, ...), so the 8
+   * lanes of a load read 8 consecutive vec4s.
+   */
+  ssboB?: boolean;
 }
 
 const FORMS: Form[] = [
@@ -157,6 +164,17 @@ const FORMS: Form[] = [
   { name: "r32float operands", tm: 16, tn: 16, wy: 8, order: "acc", r32: true },
   { name: "24×16 acc (8×4 threads)", tm: 24, tn: 16, wy: 4, order: "acc" },
   { name: "16×8 acc", tm: 16, tn: 8, wy: 8, order: "acc" },
+  // Register tiles whose accumulators fit AVX-512's 32 vector registers (no spill).
+  { name: "4×4 acc (16 accumulators)", tm: 4, tn: 4, wy: 8, order: "acc" },
+  { name: "4×8 acc (32 accumulators)", tm: 4, tn: 8, wy: 8, order: "acc" },
+  {
+    name: "B vec4 storage buffer, lanes consecutive",
+    tm: 16,
+    tn: 16,
+    wy: 8,
+    order: "acc",
+    ssboB: true,
+  },
 ];
 
 /** WGSL of a form (bindings and uniforms of matmulTextureKernel, no bias/beta/epilogue). */
@@ -173,11 +191,19 @@ function formWgsl(f: Form): string {
       : `textureLoad(${tex}, vec2<u32>(k, ${r}))`;
   const body: string[] = [];
   for (const i of rows) body.push(`    let va${i} = ${load("TA", `ra${i}`)};`);
-  for (const j of cols) body.push(`    let vb${j} = ${load("TB", `rb${j}`, f.bT)};`);
+  if (!f.ssboB) {
+    for (const j of cols) {
+      body.push(`    let vb${j} = ${load("TB", `rb${j}`, f.bT)};`);
+    }
+  }
   for (const kk of kks) {
     for (const g of groups) {
       body.push(
-        `    let b${kk}_${g} = vec4<f32>(${kks.map((l) => `vb${4 * g + l}[${kk}]`).join(", ")});`,
+        f.ssboB
+          ? `    let b${kk}_${g} = SB[(4u * k + ${kk}u) * (u.N / 4u) + gb${g}];`
+          : `    let b${kk}_${g} = vec4<f32>(${
+            kks.map((l) => `vb${4 * g + l}[${kk}]`).join(", ")
+          });`,
       );
     }
   }
@@ -208,10 +234,24 @@ function formWgsl(f: Form): string {
     block = block.replace(/let col0 = .*;/, `let col0 = tx * ${wx * TN}u + lid.x;`);
     store = store.replace(/col0 \+ (\d+)u/g, (_m, j) => `col0 + ${Number(j) * wx}u`);
   }
+  if (f.ssboB) {
+    // Lane l's vec4 groups: l, l + 8, ... of the workgroup's 8·TN columns.
+    block = block.replace(/let col0 = .*;/, `let col0 = tx * ${wx * TN}u + lid.x * 4u;`);
+    store = store.replace(
+      /col0 \+ (\d+)u/g,
+      (_m, j) => `col0 + ${4 * wx * Math.floor(Number(j) / 4) + (Number(j) % 4)}u`,
+    );
+  }
+  const bDecl = f.ssboB
+    ? `var<storage, read> SB: array<vec4<f32>>;`
+    : `var TB: texture_storage_2d<${fmt}, read>;`;
+  const bBase = f.ssboB
+    ? groups.map((g) => `  let gb${g} = min(col0 / 4u + ${wx * g}u, u.N / 4u - 1u);`)
+    : cols.map((j) => `  let rb${j} = bB + min(col0 + ${j * colStep}u, u.N - 1u);`);
   return `${MATMUL_TEXTURE_UNIFORMS.wgsl("P")}
 @group(0) @binding(0) var<uniform> u: P;
 @group(0) @binding(1) var TA: texture_storage_2d<${fmt}, read>;
-@group(0) @binding(2) var TB: texture_storage_2d<${fmt}, read>;
+@group(0) @binding(2) ${bDecl}
 @group(0) @binding(3) var<storage, read_write> C: array<f32>;
 
 @compute @workgroup_size(${wx}, ${f.wy})
@@ -223,7 +263,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
   let bB = wg.z * u.bRows;
 ${block}
 ${rows.map((i) => `  let ra${i} = aB + min(row0 + ${i}u, u.M - 1u);`).join("\n")}
-${cols.map((j) => `  let rb${j} = bB + min(col0 + ${j * colStep}u, u.N - 1u);`).join("\n")}
+${bBase.join("\n")}
 ${rows.flatMap((i) => groups.map((g) => `  var c${i}_${g} = vec4<f32>(0.0);`)).join("\n")}
   for (var k = 0u; k < u.K4; k++) {
 ${body.join("\n")}
@@ -233,7 +273,7 @@ ${store}
 }
 
 /** Product kernels alone on packed operands: the default kernel against {@link FORMS}. */
-async function compareForms(shape: Shape, rounds: number): Promise<void> {
+async function compareForms(shape: Shape, rounds: number, only?: string[]): Promise<void> {
   const [M, N, K] = shape;
   await initGpu();
   const device = gpu().device;
@@ -249,6 +289,15 @@ async function compareForms(shape: Shape, rounds: number): Promise<void> {
       }
     }
     return d;
+  };
+  // B row-major: element (k, n) at k·N + n (texel (n/4, k) of a texture); d holds column n's k
+  // values in its row n.
+  const rowMajorOf = (d: Float32Array<ArrayBuffer>, rows: number) => {
+    const data = new Float32Array(d.length);
+    for (let n = 0; n < rows; n++) {
+      for (let k = 0; k < K4 * 4; k++) data[k * rows + n] = d[n * K4 * 4 + k];
+    }
+    return data;
   };
   const usage = GPUTextureUsage.STORAGE_BINDING | GPUTextureUsage.COPY_DST;
   const textures: GPUTexture[] = [];
@@ -271,11 +320,7 @@ async function compareForms(shape: Shape, rounds: number): Promise<void> {
     });
     let data: Float32Array<ArrayBuffer> = d;
     if (how === "rowMajor") {
-      // texel (n/4, k) = B[k, n..n+3]; d holds column n's k values in its row n.
-      data = new Float32Array(d.length);
-      for (let n = 0; n < rows; n++) {
-        for (let k = 0; k < K4 * 4; k++) data[k * rows + n] = d[n * K4 * 4 + k];
-      }
+      data = rowMajorOf(d, rows);
     } else if (how === "transposed") {
       data = new Float32Array(d.length);
       for (let r = 0; r < rows; r++) {
@@ -297,6 +342,13 @@ async function compareForms(shape: Shape, rounds: number): Promise<void> {
     r32: [texture(ha, M, "r32"), texture(hb, N, "r32")],
     rowMajor: N % 4 === 0 ? [texture(ha, M, "rows"), texture(hb, N, "rowMajor")] : null,
   };
+  // The same row-major B in a storage buffer (the ssboB form; N a multiple of 4).
+  const sb = device.createBuffer({
+    size: N * K4 * 16,
+    usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST,
+  });
+  device.queue.writeBuffer(sb, 0, rowMajorOf(hb, N));
+  const ssboViews: GPUBindingResource[] = [views.rows[0], { buffer: sb }];
   const c = device.createBuffer({
     size: M * N * 4,
     usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC,
@@ -343,13 +395,15 @@ async function compareForms(shape: Shape, rounds: number): Promise<void> {
         v: views.rowMajor,
       }]
       : []),
-    ...FORMS.map((f) => ({
+    ...FORMS.filter((f) =>
+      (!f.ssboB || N % 4 === 0) && (!only || only.some((o) => f.name.includes(o)))
+    ).map((f) => ({
       name: f.name,
       wgsl: formWgsl(f),
       tm: f.tm,
       tn: f.tn,
       wy: f.wy,
-      v: f.r32 ? views.r32 : f.bT ? views.bT : views.rows,
+      v: f.ssboB ? ssboViews : f.r32 ? views.r32 : f.bT ? views.bT : views.rows,
     })),
   ];
   const prepared = all.map((f) => {
@@ -415,7 +469,7 @@ async function compareForms(shape: Shape, rounds: number): Promise<void> {
     }
   }
   for (const t of textures) t.destroy();
-  for (const b of [c, readback, ub]) b.destroy();
+  for (const b of [c, readback, ub, sb]) b.destroy();
   report(shape, prepared.map((p) => p.t));
 }
 
@@ -430,6 +484,7 @@ if (import.meta.main) {
           forms: { type: "boolean" },
           rounds: { type: "string" },
           shape: { type: "string" },
+          only: { type: "string" },
         },
       },
       Deno.args,
@@ -454,7 +509,9 @@ if (import.meta.main) {
         await initGpu();
         for (const s of shapes) {
           if (both || flags.pack) await comparePack(s, rounds);
-          if (both || flags.forms) await compareForms(s, rounds);
+          if (both || flags.forms) {
+            await compareForms(s, rounds, stringFlag(flags, "only")?.split("|"));
+          }
         }
         return 0;
       },
