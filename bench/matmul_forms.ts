@@ -6,11 +6,14 @@
  *   (pack kernels, lanes along k, batch arithmetic always) against the default (a buffer-to-texture
  *   copy where the operand's bytes already are the texture layout, else pack kernels with lanes
  *   along the operand's smaller stride and no batch arithmetic for unbatched operands).
+ * - `--variants`: whole matmuls through the texture, register and workgroup-memory tiled variants.
  * - `--forms`: the product kernel alone on operands already staged, the default kernel (B packed a
  *   texture row per column) against the bRowMajor kernel (B as it is in memory, a texel per 4
- *   columns: what a copied row-major B runs) and other forms of it: statement orders, tiles, B packed transposed, lane-interleaved columns,
- *   r32float operands, the WGSL `fma` builtin. Each form's output is compared bitwise with the
- *   default kernel's (same texels, same summation order: "bitwise" expected, except for the
+ *   columns: what a copied row-major B runs) and other forms of it: statement orders, tiles, B
+ *   packed transposed, lane-interleaved columns, r32float operands, the WGSL `fma` builtin,
+ *   register tiles small enough not to spill (4×4, 4×8), B from a vec4 storage buffer with the 8
+ *   lanes on consecutive vec4s (`--only` picks forms). Each form's output is compared bitwise with
+ *   the default kernel's (same texels, same summation order: "bitwise" expected, except for the
  *   r32float operands, which hold the same values).
  *
  * Prints per form: median wall ms, the median CPU ms of the process's worker threads per product
@@ -20,6 +23,8 @@
 import { F, gpu, initGpu, sync } from "../engine/mod.ts";
 import { workerCpuMs } from "../engine/autotune_search.ts";
 import { setMatmulPackForm } from "../engine/ops/matmul_texture.ts";
+import { setMatmulVariant } from "../engine/routing.ts";
+import type { MatmulVariant } from "../kernels/matmul.ts";
 import { bandedBlock, storeBlock } from "../kernels/matmul.ts";
 import {
   MATMUL_TEXTURE_UNIFORMS,
@@ -30,12 +35,14 @@ import { randTensor } from "../tests/util/gpu.ts";
 import { numberFlag, runCommand, stringFlag, UsageError } from "../pipeline/cli/args.ts";
 
 const USAGE =
-  `usage: deno run -A bench/matmul_forms.ts [--pack] [--forms] [--only A|B] [--rounds N] [--shape M,N,K]
+  `usage: deno run -A bench/matmul_forms.ts [--pack] [--forms] [--variants] [--only A|B] [--rounds N] [--shape M,N,K]
   --pack      whole texture matmul: operand staging as before (pack kernels, lanes along k, batch
               arithmetic always) against the default (copies where the layout allows, else
               pack kernels with lanes along the smaller stride)
   --forms     product kernel alone: the default against other forms (see the module comment)
               (neither flag: both)
+  --variants  whole matmul: the texture variant against the register one (storage buffers) and
+              the workgroup-memory tiled one (the GPU kernel: shared-memory tiles and barriers)
   --rounds N  interleaved rounds (default 5); the median of each form is printed
   --only A|B  --forms: only the forms whose name contains A or B (besides the default and bRowMajor)
   --shape S   one product M,N,K instead of 1024³, ViT-B qkv, the SAM MLP products and P·V
@@ -112,6 +119,52 @@ async function comparePack(shape: Shape, rounds: number): Promise<void> {
           rows[i].cpu.push((workerCpuMs() - c0) / reps);
         } finally {
           setMatmulPackForm(old);
+        }
+      }
+    }
+  } finally {
+    a.dispose();
+    b.dispose();
+    w.dispose();
+  }
+  report(shape, rows);
+}
+
+/** Whole matmuls through each variant (texture, register, tiled), interleaved. */
+async function compareVariants(shape: Shape, rounds: number): Promise<void> {
+  const [M, N, K, linear] = shape;
+  const a = randTensor([M, K], 1);
+  const w = linear ? randTensor([N, K], 2) : randTensor([K, N], 2);
+  const b = linear ? F.transpose(w) : w;
+  const variants: MatmulVariant[] = ["texture", "register", "tiled"];
+  const rows: Timed[] = variants.map((v) => ({ name: v, wall: [], cpu: [], check: "" }));
+  let ref: Float32Array | undefined;
+  try {
+    for (let r = -1; r < rounds; r++) {
+      for (let i = 0; i < variants.length; i++) {
+        setMatmulVariant(variants[i]);
+        try {
+          if (r < 0) {
+            const y = F.matmulRaw(a, b);
+            const d = await y.data() as Float32Array;
+            y.dispose();
+            if (!ref) [ref, rows[i].check] = [d, "ref"];
+            else {
+              const worst = d.reduce((m, x, j) => Math.max(m, Math.abs(x - ref![j])), 0);
+              rows[i].check = d.every((x, j) => Object.is(x, ref![j]))
+                ? "bitwise"
+                : `max |diff| ${worst.toExponential(1)}`;
+            }
+            continue;
+          }
+          await sync();
+          const c0 = workerCpuMs(), t0 = performance.now();
+          F.matmulRaw(a, b).dispose();
+          await sync();
+          rows[i].wall.push(performance.now() - t0);
+          rows[i].cpu.push(workerCpuMs() - c0);
+        } finally {
+          setMatmulVariant(null);
         }
       }
     }
@@ -482,6 +535,7 @@ if (import.meta.main) {
         options: {
           pack: { type: "boolean" },
           forms: { type: "boolean" },
+          variants: { type: "boolean" },
           rounds: { type: "string" },
           shape: { type: "string" },
           only: { type: "string" },
@@ -505,10 +559,11 @@ if (import.meta.main) {
           }
           shapes = [linear ? [s[0], s[1], s[2], "linear"] : [s[0], s[1], s[2]]];
         }
-        const both = !flags.pack && !flags.forms;
+        const both = !flags.pack && !flags.forms && !flags.variants;
         await initGpu();
         for (const s of shapes) {
           if (both || flags.pack) await comparePack(s, rounds);
+          if (flags.variants) await compareVariants(s, rounds);
           if (both || flags.forms) {
             await compareForms(s, rounds, stringFlag(flags, "only")?.split("|"));
           }

@@ -1,6 +1,6 @@
 /**
  * An experimental matmul design for llvmpipe, against the default texture kernel in one process,
- * interleaved (BENCHMARKS.md "Seventh session: matmul designs that avoid the gather"). Bench-only,
+ * interleaved (BENCHMARKS.md "Matmul designs that avoid the gather"). Bench-only,
  * never routed: it loses 4–5× (see there).
  *
  * The idea: on llvmpipe every load whose address varies per SIMD lane is a gather (~42 instructions
@@ -30,7 +30,8 @@ const USAGE =
   `usage: deno run -A bench/matmul_uniform_a.ts [--shape M,N,K] [--rows R] [--kc KC] [--rounds N]
   --shape M,N,K  the product (default 1024,1024,1024; ViT-B qkv: 4096,2304,768); K a multiple of KC
   --rows R       rows of A per dispatch (default 16; R·KC·4 bytes ≤ 64 KiB, the uniform limit)
-  --kc KC        k per dispatch, a multiple of 4 (default 64)
+  --kc KC        k per dispatch, a multiple of 64: A's row blocks are bound at 256-byte
+                 aligned dynamic offsets (default 64)
   --rounds N     interleaved rounds (default 3); the median of each is printed`;
 
 const median = (a: number[]) => [...a].sort((x, y) => x - y)[a.length >> 1];
@@ -285,11 +286,11 @@ if (import.meta.main) {
       async (flags) => {
         const [M, N, K] = (stringFlag(flags, "shape") ?? "1024,1024,1024").split(",").map(Number);
         const R = numberFlag(flags, "rows", { def: 16, min: 1, integer: true })!;
-        const KC = numberFlag(flags, "kc", { def: 64, min: 4, integer: true })!;
+        const KC = numberFlag(flags, "kc", { def: 64, min: 64, integer: true })!;
         const rounds = numberFlag(flags, "rounds", { def: 3, min: 1, integer: true })!;
-        if (![M, N, K].every((x) => Number.isInteger(x) && x > 0) || K % KC || KC % 4 || M < R) {
+        if (![M, N, K].every((x) => Number.isInteger(x) && x > 0) || K % KC || KC % 64 || M < R) {
           throw new UsageError(
-            `--shape/--kc/--rows: need positive M,N,K with K a multiple of KC, KC of 4, M ≥ R`,
+            `--shape/--kc/--rows: need positive M,N,K with K a multiple of KC, KC of 64, M ≥ R`,
           );
         }
         if (R * KC * 4 > 65536) throw new UsageError(`--rows × --kc × 4 bytes must be ≤ 65536`);
