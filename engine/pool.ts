@@ -4,8 +4,8 @@
  * has been submitted. Until then only dispatches may reuse it (they are encoded after its last
  * users); a queue write into it would run before them, so `writeBuffer` submits the open batch
  * first ({@link BufferPool.mustSubmitBefore}). Larger tensors get aligned ranges of slabs
- * (engine/range_heap.ts: best fit, freed neighbours merged), reusable by dispatches at once on the
- * same terms; a queue write into a slab that handed out a range freed in the open batch submits
+ * (engine/range_heap.ts: best fit, freed neighbours merged; empty slabs destroyed before a new one
+ * is made), reusable by dispatches at once on the same terms; a queue write into a slab that handed out a range freed in the open batch submits
  * first likewise. Two tensors in one slab may meet in one dispatch, one read and one written:
  * dispatch() then runs the kernel's variant whose storage bindings are all read_write (a buffer
  * bound read-only and writable in one dispatch is a usage conflict); their ranges never overlap,
@@ -112,8 +112,12 @@ class BufferPool {
    */
   slabThreshold = Number(Deno.env.get("ENGINE_SLAB_THRESHOLD") ?? SLAB_THRESHOLD);
   /**
-   * Before making a slab, destroy the empty ones (room too small for the request, given back
-   * before more is taken; bench/memory_sim.ts "reclaim").
+   * Before making a slab, destroy the empty ones (room too small for the request, or where it
+   * cannot grow, given back before more is taken; a slab with a range freed in the open batch
+   * stays). Without it the paper's classifier step (b16 @512²) made its last 256 MiB slab beside
+   * 2.4 GiB of free slab room: held 6.09 GiB for 4.98 live, 5.34 with it (bench/memory.ts --dry;
+   * replayed first by bench/memory_sim.ts "reclaim"); no slab is made in the steps after the first.
+   * false: bench/memory.ts's `:keepslabs` policy, the A/B.
    */
   reclaimEmptySlabs = true;
 
