@@ -7,7 +7,7 @@
 import { dispatch } from "../dispatch.ts";
 import { gpu } from "../device.ts";
 import { empty, Tensor } from "../tensor.ts";
-import { record } from "../autograd.ts";
+import { isGradEnabled, record } from "../autograd.ts";
 import { dense, permute, reshape, transpose, unflatten } from "./view.ts";
 import { fill } from "./elementwise.ts";
 import { matmul } from "./matmul.ts";
@@ -19,6 +19,11 @@ import {
   windowPartitionKernel,
   windowUnpartitionKernel,
 } from "../../kernels/attention/windows.ts";
+import {
+  REL_POS_UNIFORMS,
+  REL_POS_WG,
+  relPosTermsKernel,
+} from "../../kernels/attention/rel_pos.ts";
 import {
   attentionForwardKernel,
   ATTN_MAX_D,
@@ -268,6 +273,9 @@ export function relPosTerms(
   }
   const G = q.shape.slice(0, -2).reduce((p, s) => p * s, 1);
   const kh = rh.shape[1], kw = rw.shape[1];
+  if (!relPosComposed && (!isGradEnabled() || ![q, rh, rw].some((t) => t.requiresGrad))) {
+    return relPosTermsDirect(q, rh, rw, qw, G);
+  }
   // [..., qh, qw, d]: relH[..., y, x, :] = q[..., y, x, :]·rh[y]ᵀ, batched over (..., y).
   const q5 = unflatten(q, r - 2, [qh, qw]);
   const relH = reshape(matmul(q5, transpose(rh, 1, 2)), [G, qh * qw, kh]);
@@ -406,4 +414,60 @@ export function windowUnpartition(o: Tensor, ws: number, h: number, w: number): 
     const p = windowPartition(g, ws);
     return [permute(reshape(p, [bw, ws * ws, nh, hd]), [0, 2, 1, 3])];
   });
+}
+
+/**
+ * Whether {@link relPosTerms} composes batched matmuls also where no gradient is recorded (for
+ * A/B benchmarks: bench/sam_encoder_ab.ts); returns the old setting.
+ */
+export function setRelPosTermsComposed(on: boolean): boolean {
+  const old = relPosComposed;
+  relPosComposed = on;
+  return old;
+}
+let relPosComposed = false;
+
+/** relPosTerms in one pass (kernels/attention/rel_pos.ts); no gradient. */
+function relPosTermsDirect(
+  q: Tensor,
+  rh: Tensor,
+  rw: Tensor,
+  qw: number,
+  G: number,
+): { relH: Tensor; relW: Tensor } {
+  const r = q.rank, n = q.shape[r - 2], d = q.shape[r - 1];
+  const kh = rh.shape[1], kw = rw.shape[1];
+  const relH = empty([G, n, kh]), relW = empty([G, n, kw]);
+  if (G * n === 0) return { relH, relW };
+  let src = q.strides[r - 1] === 1 ? q : null;
+  let bound = src && bindStrided(src, "relPosTerms");
+  if (!bound) {
+    src = dense(q);
+    bound = bindStrided(src, "relPosTerms")!;
+  }
+  const rhd = dense(rh), rwd = dense(rw);
+  const st = src!.strides;
+  const [s0, s1, nb1] = r === 4 ? [st[0], st[1], q.shape[1]] : [0, st[0], G];
+  const v = vecWidth(bound.off, [s0, s1, st[r - 2]], d);
+  dispatch(
+    relPosTermsKernel(v, d / v),
+    [bound.binding, rhd.binding(), rwd.binding(), relH.binding(), relW.binding()],
+    REL_POS_UNIFORMS.pack({
+      rows: G * n,
+      N: n,
+      qw,
+      kh,
+      kw,
+      nb1,
+      off: bound.off / v,
+      s0: s0 / v,
+      s1: s1 / v,
+      sN: st[r - 2] / v,
+    }),
+    grid1d(G * n, REL_POS_WG),
+  );
+  if (src !== q) src!.dispose();
+  if (rhd !== rh) rhd.dispose();
+  if (rwd !== rw) rwd.dispose();
+  return { relH, relW };
 }

@@ -102,6 +102,7 @@ let composedPasses = false;
 export function setEncoderComposedPasses(on: boolean): boolean {
   const old = composedPasses;
   composedPasses = on;
+  F.setRelPosTermsComposed(on);
   return old;
 }
 
@@ -181,7 +182,19 @@ class PatchEmbed extends Module {
     );
   }
   forward(x: Tensor): Tensor {
-    return F.permute(this.proj.forward(x), [0, 2, 3, 1]);
+    const conv = this.proj;
+    const p = conv.kernel;
+    if (composedPasses || conv.stride !== p || conv.padding !== 0 || conv.dilation !== 1) {
+      return F.permute(conv.forward(x), [0, 2, 3, 1]);
+    }
+    // Non-overlapping patches: the conv is one linear over each patch's 3·p·p values, in the
+    // NHWC layout the blocks take (one copy gathers the patches; no conv pass, no permute).
+    const [b, c, h, w] = x.shape, gh = h / p, gw = w / p, e = conv.outChannels;
+    const patches = F.reshape(
+      F.permute(F.reshape(x, [b, c, gh, p, gw, p]), [0, 2, 4, 1, 3, 5]),
+      [b, gh, gw, c * p * p],
+    );
+    return F.linear(patches, F.reshape(conv.weight, [e, c * p * p]), conv.bias ?? undefined);
   }
 }
 
