@@ -2,7 +2,7 @@
  * The SAM encoder's non-matmul passes A/B, interleaved in one process: "composed" (the views,
  * pads and strided copies, the patch embedding as a conv, the relative-position terms as batched
  * matmuls: the code before issue 16's encoder pass) against "fused" (the one-pass kernels: window
- * partition/unpartition, patch embedding as one linear, relative-position terms in one kernel),
+ * partition/unpartition, patch embedding as one linear, relative-position terms in one kernel, LayerNorm rows as vec4s),
  * toggled by `setEncoderComposedPasses`. Cases: the ViT-B encoder at `--size` (1024 is the real
  * one; smaller sizes keep ViT-B's widths and windows, for iteration) and one pseudo-label (a 512²
  * patch: the encoder @1024 and 50 points through the decoder). Each round runs both (order
@@ -15,7 +15,14 @@ import { initGpu, noGrad, pool, sync, type Tensor, tensor, tidy } from "../engin
 import { Sam } from "../model/sam/sam.ts";
 import { SAM_CONFIGS, type SamConfig } from "../model/sam/configs.ts";
 import { SamPredictor } from "../model/sam/predictor.ts";
-import { setEncoderComposedPasses } from "../model/sam/image_encoder.ts";
+import { setEncoderComposedPasses as setComposedModel } from "../model/sam/image_encoder.ts";
+import { setLayerNormVec4Rows } from "../kernels/norm/layer_norm.ts";
+
+/** Every pass the A/B compares: the model's and the engine's (LayerNorm's vec4 rows). */
+function setEncoderComposedPasses(on: boolean): void {
+  setComposedModel(on);
+  setLayerNormVec4Rows(!on);
+}
 import { loadavg, median, processCpuMs } from "./registry.ts";
 import { numberFlag, runCommand, stringFlag, UsageError } from "../pipeline/cli/args.ts";
 

@@ -22,6 +22,7 @@ import {
   layerNormBackwardKernel,
   layerNormKernel,
   layerNormParamGradKernel,
+  layerNormVec4,
 } from "../../kernels/norm/layer_norm.ts";
 import { rowItemsPerGroup } from "../../kernels/softmax.ts";
 import { rowModeFor } from "../routing.ts";
@@ -296,7 +297,8 @@ function layerNormImpl(
     const bs = [xd.binding(), y.binding(), mean.binding(), rstd.binding()];
     if (wd) bs.push(wd.binding());
     if (bd) bs.push(bd.binding());
-    dispatch(layerNormKernel(m, !!wd, !!bd), bs, p, grid1d(rows, rowItemsPerGroup(m)));
+    const v4 = layerNormVec4(m, L, inner);
+    dispatch(layerNormKernel(m, !!wd, !!bd, v4), bs, p, grid1d(rows, rowItemsPerGroup(m)));
   }
   disposeCopy(bd, bias);
   const inputs = [x];
