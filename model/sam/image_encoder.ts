@@ -11,7 +11,7 @@ import { Conv2d } from "../../engine/nn/conv.ts";
 import { LayerNorm, LayerNorm2d } from "../../engine/nn/norm.ts";
 import { Linear } from "../../engine/nn/linear.ts";
 import { constant, HostRng } from "../../engine/nn/init.ts";
-import { attention, relPosIndex } from "./attention.ts";
+import { attention, relPosIndex, setAttentionScoresKernel } from "./attention.ts";
 import type { EncoderConfig } from "./configs.ts";
 
 export class MlpBlock extends Module {
@@ -103,6 +103,7 @@ export function setEncoderComposedPasses(on: boolean): boolean {
   const old = composedPasses;
   composedPasses = on;
   F.setRelPosTermsComposed(on);
+  setAttentionScoresKernel(!on);
   return old;
 }
 
