@@ -2,8 +2,10 @@
  * The SAM encoder's non-matmul passes A/B, interleaved in one process: "composed" (the views,
  * pads and strided copies, the patch embedding as a conv, the relative-position terms as batched
  * matmuls: the code before issue 16's encoder pass) against "fused" (the one-pass kernels: window
- * partition/unpartition, patch embedding as one linear, relative-position terms in one kernel, LayerNorm rows as vec4s),
- * toggled by `setEncoderComposedPasses`. Cases: the ViT-B encoder at `--size` (1024 is the real
+ * partition/unpartition, patch embedding as one linear, relative-position terms in one kernel, LayerNorm rows as vec4s, the scores by the vec4-store
+ * scores kernel, the windows' bias softmax over vec4 periods),
+ * toggled by `setEncoderComposedPasses`. Cases: one ViT-B block (global or windowed) on the
+ * 64×64 grid, the ViT-B encoder at `--size` (1024 is the real
  * one; smaller sizes keep ViT-B's widths and windows, for iteration) and one pseudo-label (a 512²
  * patch: the encoder @1024 and 50 points through the decoder). Each round runs both (order
  * alternating); printed: medians of the wall clock and of the process's CPU time, their ratios,
@@ -11,24 +13,28 @@
  *
  * `deno run -A bench/sam_encoder_ab.ts --help` for the flags.
  */
-import { initGpu, noGrad, pool, sync, type Tensor, tensor, tidy } from "../engine/mod.ts";
+import { F, initGpu, noGrad, pool, sync, type Tensor, tensor, tidy } from "../engine/mod.ts";
 import { Sam } from "../model/sam/sam.ts";
 import { SAM_CONFIGS, type SamConfig } from "../model/sam/configs.ts";
 import { SamPredictor } from "../model/sam/predictor.ts";
-import { setEncoderComposedPasses as setComposedModel } from "../model/sam/image_encoder.ts";
+import {
+  ImageEncoderViT,
+  setEncoderComposedPasses as setComposedModel,
+} from "../model/sam/image_encoder.ts";
 import { setLayerNormVec4Rows } from "../kernels/norm/layer_norm.ts";
 
 /** Every pass the A/B compares: the model's and the engine's (LayerNorm's vec4 rows). */
 function setEncoderComposedPasses(on: boolean): void {
   setComposedModel(on);
   setLayerNormVec4Rows(!on);
+  F.setSoftmaxRelBiasPeriods(!on);
 }
 import { loadavg, median, processCpuMs } from "./registry.ts";
 import { numberFlag, runCommand, stringFlag, UsageError } from "../pipeline/cli/args.ts";
 
 const VARIANTS = ["composed", "fused"] as const;
 type Variant = typeof VARIANTS[number];
-const CASES = ["encoder", "pseudo-label"] as const;
+const CASES = ["encoder", "pseudo-label", "block-global", "block-window"] as const;
 type CaseName = typeof CASES[number];
 
 function randomData(n: number, seed: number, lo = 0, hi = 1): Float32Array {
@@ -58,6 +64,20 @@ interface Runner {
 }
 
 function setup(name: CaseName, size: number): Runner {
+  if (name === "block-global" || name === "block-window") {
+    // One ViT-B block on the 64×64 grid of a 1024² input (global: block 2; windowed: block 0).
+    const enc = new ImageEncoderViT(vitB(1024).encoder, 0);
+    enc.eval();
+    const block = enc.blocks[name === "block-global" ? 2 : 0];
+    const x = tensor(randomData(64 * 64 * 768, 5, -2, 2), [1, 64, 64, 768]);
+    return {
+      step: () => Promise.resolve(tidy(() => noGrad(() => block.forward(x)))),
+      done: () => {
+        x.dispose();
+        enc.dispose();
+      },
+    };
+  }
   const sam = new Sam(vitB(name === "pseudo-label" ? 1024 : size), 0);
   sam.eval();
   if (name === "encoder") {
@@ -127,7 +147,11 @@ async function runCase(name: CaseName, size: number, reps: number): Promise<void
       mx = Math.max(mx, Math.abs(a[i]));
     }
     const m = (v: Variant) => median(runs[v]), mc = (v: Variant) => median(cpu[v]);
-    const label = name === "encoder" ? `encoder @${size}` : "pseudo-label (512² patch, 50 points)";
+    const label = name === "encoder"
+      ? `encoder @${size}`
+      : name === "pseudo-label"
+      ? "pseudo-label (512² patch, 50 points)"
+      : `${name} 64×64×768`;
     console.log(
       `${label}: composed ${m("composed").toFixed(0)} ms (CPU ${
         mc("composed").toFixed(0)

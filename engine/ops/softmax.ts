@@ -16,8 +16,11 @@ import {
 import {
   RELBIAS_MAX_KW,
   RELBIAS_WG,
+  relBiasTexturePeriod,
+  SOFTMAX_RELBIAS_TEXTURE_UNIFORMS,
   SOFTMAX_RELBIAS_UNIFORMS,
   softmaxRelBiasKernel,
+  softmaxRelBiasPeriodKernel,
 } from "../../kernels/softmax_relbias.ts";
 import { assertLoopLimit } from "../../kernels/common.ts";
 import { dense, normAxis, reshape } from "./view.ts";
@@ -135,6 +138,18 @@ export function logSoftmax(x: Tensor, axis = -1): Tensor {
   return softmaxImpl("logSoftmax", true, x, axis);
 }
 
+let relBiasPeriods = true;
+
+/**
+ * Whether {@link softmaxRelBias} takes the vec4 period kernel for a KW that is not a multiple of 4
+ * (true) or the scalar one; returns the old setting (A/B benchmarks, tests).
+ */
+export function setSoftmaxRelBiasPeriods(on: boolean): boolean {
+  const old = relBiasPeriods;
+  relBiasPeriods = on;
+  return old;
+}
+
 /**
  * softmax(scale·s + bias) along the last axis of scores s [G, Nq, KH·KW], where the bias of element
  * kh·KW + kw is relH[g, q, kh] + relW[g, q, kw] (relH [G, Nq, KH], relW [G, Nq, KW]): SAM's
@@ -171,10 +186,15 @@ export function softmaxRelBias(s: Tensor, relH: Tensor, relW: Tensor, scale = 1)
   const sd = dense(s), hd = dense(relH), wd = dense(relW);
   const y = empty(s.shape);
   if (y.size > 0) {
+    // A KW that is not a multiple of 4 (SAM's 14×14 windows) still reads and writes vec4s where
+    // the row is whole periods of lcm(KW, 4) keys.
+    const periods = relBiasPeriods && KW % 4 !== 0 && relBiasTexturePeriod(KH, KW) !== null;
     dispatch(
-      softmaxRelBiasKernel(KW),
+      periods ? softmaxRelBiasPeriodKernel(KH, KW) : softmaxRelBiasKernel(KW),
       [sd.binding(), hd.binding(), wd.binding(), y.binding()],
-      SOFTMAX_RELBIAS_UNIFORMS.pack({ rows, KH, scale }),
+      periods
+        ? SOFTMAX_RELBIAS_TEXTURE_UNIFORMS.pack({ rows, KH, scale, r0: 0, hOff: 0, wOff: 0 })
+        : SOFTMAX_RELBIAS_UNIFORMS.pack({ rows, KH, scale }),
       grid1d(rows, RELBIAS_WG),
     );
   }

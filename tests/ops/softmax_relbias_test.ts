@@ -15,6 +15,11 @@ const SHAPES: [number, number, number, number][] = [
   [2, 5, 14, 14],
   [1, 3, 7, 64],
   [1, 2, 2, 130], // past the unrolled width: the composed fallback
+  // KW not a multiple of 4, rows of whole lcm(KW, 4)-key periods: the vec4 period kernel.
+  [1, 3, 6, 6],
+  [2, 2, 4, 2],
+  [1, 2, 4, 5],
+  [1, 2, 3, 7], // 21 keys: not whole periods of 28, scalar
 ];
 
 async function check(
@@ -46,7 +51,14 @@ async function check(
 }
 
 Deno.test("softmaxRelBias matches float64 on awkward shapes (scalar and vec4 runs)", async () => {
-  for (const [i, [G, nq, KH, KW]] of SHAPES.entries()) await check(G, nq, KH, KW, 10 * i);
+  for (const periods of [true, false]) {
+    const old = F.setSoftmaxRelBiasPeriods(periods);
+    try {
+      for (const [i, [G, nq, KH, KW]] of SHAPES.entries()) await check(G, nq, KH, KW, 10 * i);
+    } finally {
+      F.setSoftmaxRelBiasPeriods(old);
+    }
+  }
 });
 
 Deno.test("softmaxRelBias applies the score scale inside the kernel (and in the fallback)", async () => {
