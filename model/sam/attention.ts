@@ -6,7 +6,7 @@
  * so does the opt-in texture path (engine/ops/attention_texture.ts: software adapters, no
  * gradient, the probabilities written straight into the texture the product with v reads).
  */
-import { bindingLimit, F, gpu, type Tensor, tidy } from "../../engine/mod.ts";
+import { bindingLimit, empty, F, gpu, isGradEnabled, type Tensor, tidy } from "../../engine/mod.ts";
 
 /** Relative-position lookup indices as get_rel_pos computes them (qSize × kSize). */
 export function relPosIndex(qSize: number, kSize: number): Int32Array {
@@ -104,6 +104,30 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, scale: number, rel?: 
   }
   const whole = B * H * per <= budget;
   const heads = whole ? H : Math.max(1, Math.min(H, Math.floor(budget / per)));
+  const recorded = isGradEnabled() &&
+    [q, k, v, relH, relW].some((t) => t?.requiresGrad);
+  if (!whole && !recorded && relH && relW) {
+    // Without gradients each group's product writes its heads' rows of one output (a
+    // contiguous range of [B, H, Nq, d]) instead of being concatenated afterwards.
+    const o = empty([B, H, nq, v4.shape[3]]);
+    for (let b = 0; b < B; b++) {
+      for (let h0 = 0; h0 < H; h0 += heads) {
+        const h1 = Math.min(H, h0 + heads);
+        const part = (t: Tensor) => F.slice(F.slice(t, 0, b, b + 1), 1, h0, h1);
+        tidy(() => {
+          const qp = part(q4), kp = part(k4);
+          const [pb, ph] = qp.shape;
+          const s = scoresKernel && gpu().isSoftware && !F.attentionScoresRefusal(qp, kp)
+            ? F.attentionScoresRaw(qp, kp)
+            : F.matmul(qp, F.transpose(kp, 2, 3));
+          const flat = (t: Tensor) => F.reshape(t, [pb * ph, nq, -1]);
+          const p = F.softmaxRelBias(flat(s), flat(part(relH)), flat(part(relW)), scale);
+          F.matmulRaw(F.reshape(p, [pb, ph, nq, nk]), part(v4), { out: part(o) });
+        });
+      }
+    }
+    return rank === 4 ? o : F.squeeze(o, 0);
+  }
   const outs: Tensor[] = [];
   for (let b = 0; b < (whole ? 1 : B); b++) {
     const row: Tensor[] = [];
