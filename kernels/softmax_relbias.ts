@@ -113,7 +113,9 @@ export function relBiasTexturePeriod(kh: number, kw: number): number | null {
 
 /**
  * Rows of this chunk; KH; the scale; the chunk's first row in relH/relW (row r of the textures is
- * row r0 + r of the bias terms); relH's and relW's element offsets in their bindings.
+ * row r0 + r of the bias terms); relH's and relW's element offsets in their bindings; vec4s
+ * between output rows (the buffer sink: rows may be padded, e.g. to 256-byte multiples so a
+ * texture matmul copies them; unused by the texture sink).
  */
 export const SOFTMAX_RELBIAS_TEXTURE_UNIFORMS = uniforms({
   rows: "u32",
@@ -122,6 +124,7 @@ export const SOFTMAX_RELBIAS_TEXTURE_UNIFORMS = uniforms({
   r0: "u32",
   hOff: "u32",
   wOff: "u32",
+  oRow: "u32",
 });
 
 /**
@@ -184,7 +187,7 @@ function periodKernel(kh: number, kw: number, sink: "texture" | "buffer"): Kerne
   const write = texels.map((t) =>
     sink === "texture"
       ? `    textureStore(P, vec2<u32>(tb + ${t}u, row), exp(v${t} - vec4<f32>(m)) * inv);`
-      : `    O[sRow + tb + ${t}u] = exp(v${t} - vec4<f32>(m)) * inv;`
+      : `    O[row * u.oRow + tb + ${t}u] = exp(v${t} - vec4<f32>(m)) * inv;`
   ).join("\n");
   const periodHead = `    let hb = u.hOff + (u.r0 + row) * u.KH + p * ${R}u;
     let tb = p * ${T}u;

@@ -223,6 +223,7 @@ export function attentionTextureRaw(
         r0: g0 * nq,
         hOff: relH.offset - bh.start,
         wOff: relW.offset - bw.start,
+        oRow: 0,
       }),
       grid1d(rows, RELBIAS_WG),
     );

@@ -121,7 +121,9 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, scale: number, rel?: 
             ? F.attentionScoresRaw(qp, kp)
             : F.matmul(qp, F.transpose(kp, 2, 3));
           const flat = (t: Tensor) => F.reshape(t, [pb * ph, nq, -1]);
-          const p = F.softmaxRelBias(flat(s), flat(part(relH)), flat(part(relW)), scale);
+          const p = F.softmaxRelBias(flat(s), flat(part(relH)), flat(part(relW)), scale, {
+            padRows: true,
+          });
           F.matmulRaw(F.reshape(p, [pb, ph, nq, nk]), part(v4), { out: part(o) });
         });
       }
@@ -147,7 +149,9 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, scale: number, rel?: 
             : F.matmul(qp, F.transpose(kp, 2, 3));
           const flat = (t: Tensor) => F.reshape(t, [pb * ph, nq, -1]);
           // The bias and the scale are applied inside the softmax kernel, never materialised.
-          const p = F.softmaxRelBias(flat(s), flat(part(relH)), flat(part(relW)), scale);
+          const p = F.softmaxRelBias(flat(s), flat(part(relH)), flat(part(relW)), scale, {
+            padRows: true,
+          });
           return F.matmul(F.reshape(p, [pb, ph, nq, nk]), part(v4));
         }
         const s = scale === 1
