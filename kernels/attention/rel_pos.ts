@@ -32,8 +32,13 @@ export const REL_POS_UNIFORMS = uniforms({
 export function relPosTermsKernel(v: 1 | 4, dItems: number): Kernel {
   const T = v === 4 ? "vec4<f32>" : "f32";
   const prod = (a: string, b: string) => (v === 4 ? `dot(${a}, ${b})` : `${a} * ${b}`);
+  // q's row in registers (unrolled: a function-scope array indexed in a loop lives in memory on
+  // CPU rasterisers), each term one unrolled sum of products with the table's row.
+  const cs = [...Array(dItems).keys()];
+  const qLoads = cs.map((c) => `  let q${c} = q[qb + ${c}u];`).join("\n");
+  const dotWith = (t: string) => cs.map((c) => prod(`q${c}`, `${t}[rb + ${c}u]`)).join(" + ");
   return {
-    key: `sam-relpos/v${v}/d${dItems}`,
+    key: `sam-relpos/v${v}/d${dItems}/unrolled`,
     wgsl: () =>
       flatKernelWgsl({
         params: REL_POS_UNIFORMS.wgsl("P"),
@@ -49,21 +54,16 @@ export function relPosTermsKernel(v: 1 | 4, dItems: number): Kernel {
   let n = i % u.N;
   let g = i / u.N;
   let qb = u.off + (g / u.nb1) * u.s0 + (g % u.nb1) * u.s1 + n * u.sN;
-  var qv: array<${T}, ${dItems}>;
-  for (var c = 0u; c < ${dItems}u; c++) { qv[c] = q[qb + c]; }
+${qLoads}
   let y = n / u.qw;
   let x = n % u.qw;
   for (var k = 0u; k < u.kh; k++) {
     let rb = (y * u.kh + k) * ${dItems}u;
-    var s = 0.0;
-    for (var c = 0u; c < ${dItems}u; c++) { s += ${prod("qv[c]", "rh[rb + c]")}; }
-    relH[i * u.kh + k] = s;
+    relH[i * u.kh + k] = ${dotWith("rh")};
   }
   for (var k = 0u; k < u.kw; k++) {
     let rb = (x * u.kw + k) * ${dItems}u;
-    var s = 0.0;
-    for (var c = 0u; c < ${dItems}u; c++) { s += ${prod("qv[c]", "rw[rb + c]")}; }
-    relW[i * u.kw + k] = s;
+    relW[i * u.kw + k] = ${dotWith("rw")};
   }`,
       }),
   };
