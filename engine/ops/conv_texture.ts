@@ -30,7 +30,7 @@ import { type ConvEpilogueOperands, epilogueSpec } from "./conv_epilogue.ts";
 import { matmulTile } from "../autotune.ts";
 import { type ConvGeometry, dilatedWindowOf } from "../../kernels/window.ts";
 
-type Staged = ReturnType<typeof acquireTexture>;
+export type Staged = ReturnType<typeof acquireTexture>;
 
 /** One sample's range fits a binding (else the conv kernels, which split, take the conv). */
 function fits(lo: number, hi: number): boolean {
@@ -46,7 +46,7 @@ export function convTextureFits(g: ConvGeometry): boolean {
     fits(0, g.C * g.H * g.W - 1) && fits(0, g.O * g.OH * g.OW - 1);
 }
 
-interface Stage {
+export interface Stage {
   mode: ConvPackMode;
   src: Tensor;
   /** Element range of `src` the pack reads (one sample, or the weights). */
@@ -90,7 +90,8 @@ function vec4Form(
   return (f.mode === "rows4" ? k0 : row0) % 4 ? null : f;
 }
 
-function stage(s: Stage, g: ConvGeometry): Staged {
+/** Packs the operand `s` into a scratch texture (the caller releases it). */
+export function stage(s: Stage, g: ConvGeometry): Staged {
   const width = Math.ceil(s.K / 4);
   const tex = acquireTexture(width, s.rows);
   const b = bindRange(s.src, s.lo, s.hi);
@@ -178,7 +179,7 @@ function gemm(
 const HUGE = 0x7fffffff;
 
 /** Pixels summed per weight-gradient GEMM before adding into dW. */
-const WGRAD_PIXELS = 1024;
+export const WGRAD_PIXELS = 1024;
 
 /**
  * out[n] [M, P] = weights [M, K] · image-side rows of sample n, for every sample, `P` pixels per
@@ -218,7 +219,7 @@ function perSampleGemm(
 }
 
 /** All of the dense weights `w` read as `rows` texture rows of K values with `strides`. */
-function weightStage(w: Tensor, rows: number, K: number, strides: Stage["strides"]): Stage {
+export function weightStage(w: Tensor, rows: number, K: number, strides: Stage["strides"]): Stage {
   return { mode: "strided", src: w, lo: w.offset, hi: w.offset + w.size - 1, rows, K, strides };
 }
 
