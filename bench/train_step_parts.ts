@@ -3,7 +3,7 @@
  * ONE process, interleaved (as bench/train_step_ab.ts: `--base DIR` is another checkout, each side
  * with its own engine and device): BatchNorm forward + backward with ReLU, the passes of 1×1 convs
  * (texture packs) and a strided 1×1 conv's input gradient, ADL's broadcast multiply and channel
- * mean, an Adam step. Each figure is this process's CPU time (all threads) for `reps` calls and a
+ * mean, the stem's max pool and the head's global average pool with their gradients, an Adam step. Each figure is this process's CPU time (all threads) for `reps` calls and a
  * sync, median of `--runs`; on a shared machine CPU time is far steadier than the wall clock.
  *
  *   deno run -A bench/train_step_parts.ts --base /tmp/base [--runs 5] [--filter bn|conv|adl|adam]
@@ -98,6 +98,36 @@ const PARTS: Part[] = [
       const x = e.tensor(rnd(2 * 2048 * 256, 1), [2, 2048, 16, 16]);
       return () => {
         for (let r = 0; r < 10; r++) e.F.mean(x, 1, true).dispose();
+      };
+    },
+  },
+  {
+    name: "stem maxpool 3x3/2 fwd+bwd [2,64,128,128] x4",
+    make: (e) => {
+      const shape = [2, 64, 128, 128];
+      const x = e.requireGrad(e.tensor(rnd(numel(shape), 1), shape));
+      const gy = e.tensor(rnd(numel([2, 64, 64, 64]), 2), [2, 64, 64, 64]);
+      return () => {
+        for (let r = 0; r < 4; r++) {
+          e.tidy(() => e.backward(e.F.maxPool2d(x, { kernel: 3, stride: 2, padding: 1 }), gy));
+          x.grad.dispose();
+          x.grad = null;
+        }
+      };
+    },
+  },
+  {
+    name: "global avgpool fwd+bwd [2,2048,16,16] x10",
+    make: (e) => {
+      const shape = [2, 2048, 16, 16];
+      const x = e.requireGrad(e.tensor(rnd(numel(shape), 1), shape));
+      const gy = e.tensor(rnd(4096, 2), [2, 2048, 1, 1]);
+      return () => {
+        for (let r = 0; r < 10; r++) {
+          e.tidy(() => e.backward(e.F.adaptiveAvgPool2d(x, [1, 1]), gy));
+          x.grad.dispose();
+          x.grad = null;
+        }
       };
     },
   },
