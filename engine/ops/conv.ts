@@ -38,6 +38,7 @@ import {
   conv2dForwardTexture,
   convTextureFits,
 } from "./conv_texture.ts";
+import { inputGradientCol2im } from "./conv_col2im.ts";
 import {
   pointwiseForward,
   pointwiseInputGradient,
@@ -242,7 +243,7 @@ export function conv2dBackwardDataRaw(
   bias: Tensor | null,
   g: ConvGeometry,
 ): Tensor {
-  const sub = subsampledInputGradient(dy, w, bias, g);
+  const sub = subsampledInputGradient(dy, w, bias, g) ?? stridedInputGradient(dy, w, bias, g);
   if (sub) return sub;
   const wm = viaWinograd(g, bias, "input");
   if (wm) {
@@ -306,6 +307,21 @@ function subsampledInputGradient(
   writeInto(view(dx, [g.N, g.C, g.OH, g.OW], [g.C * HW, HW, g.sh * g.W, g.sw], dx.offset), onGrid);
   onGrid.dispose();
   return dx;
+}
+
+/**
+ * The input gradient of a strided conv as a texture GEMM and col2im (engine/ops/conv_col2im.ts)
+ * where the stride-1 conv of the same channels and window would take the texture GEMMs, else null.
+ */
+function stridedInputGradient(
+  dy: Tensor,
+  w: Tensor,
+  bias: Tensor | null,
+  g: ConvGeometry,
+): Tensor | null {
+  if ((g.sh === 1 && g.sw === 1) || bias || g.groups !== 1) return null;
+  if (!viaTextures({ ...g, sh: 1, sw: 1 }, null, "input")) return null;
+  return onDense(dy, w, (dyd, wd) => inputGradientCol2im(dyd, wd, g));
 }
 
 /** dW [O,C/g,kh,kw] of a conv2d from x [N,C,H,W] and dy [N,O,OH,OW] (no autograd), split-K. */

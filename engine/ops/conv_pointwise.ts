@@ -53,14 +53,20 @@ function pointwise(g: ConvGeometry): boolean {
  * into texture rows as they are: K whole texels, rows 256-byte multiples apart (WebGPU's copy
  * pitch) and not overlapping, a start on a texel (16 bytes).
  */
-function rowsCopyable(t: Tensor, start: number, stride: number, K: number, rows: number): boolean {
+export function rowsCopyable(
+  t: Tensor,
+  start: number,
+  stride: number,
+  K: number,
+  rows: number,
+): boolean {
   return K % 4 === 0 && K / 4 <= gpu().limits.maxTextureDimension2D &&
     (rows === 1 || ((4 * stride) % 256 === 0 && stride >= K)) &&
     (t.storage.offset + 4 * start) % 16 === 0;
 }
 
 /** Copies `rows` rows of K floats (see {@link rowsCopyable}) into `tex` from texture row `y`. */
-function copyRows(
+export function copyRows(
   tex: Staged,
   t: Tensor,
   start: number,
@@ -91,7 +97,7 @@ function weightRows(w: Tensor, M: number, K: number, g: ConvGeometry): Staged {
   return stage(weightStage(w, M, K, { sRow: K, kIn: 0x7fffffff, sOut: 0, sIn: 1 }), g);
 }
 
-interface Product {
+export interface Product {
   M: number;
   N: number;
   K4: number;
@@ -105,7 +111,7 @@ interface Product {
 }
 
 /** out[lo + z·sc0 + i·ldc + j] = Σ_k A_z[i, k]·B_z[k, j] for every batch z, then the epilogue. */
-function product(
+export function product(
   ta: Staged,
   tb: Staged,
   p: Product,
