@@ -174,7 +174,8 @@ function perSample(
   ep?: ConvEpilogueOperands,
 ): Tensor | null {
   const HW = g.H * g.W, maxRows = convTextureMaxRows();
-  if (K > maxRows || !rowsCopyable(src, src.offset, HW, HW, K)) return null;
+  // K whole texels: the bRowMajor texture has K rows per batch, no zero rows to pad with.
+  if (K % 4 || K > maxRows || !rowsCopyable(src, src.offset, HW, HW, K)) return null;
   const perOut = M * HW;
   const byBinding = Math.floor((bindingLimit() - 256) / (4 * perOut));
   const group = Math.max(1, Math.min(g.N, Math.floor(maxRows / K), byBinding));
@@ -285,11 +286,14 @@ export function pointwiseWeightGradient(x: Tensor, dy: Tensor, g: ConvGeometry):
     releaseTexture(ta);
     releaseTexture(tb);
     if (part !== dw) {
+      // Four weights a thread where the slices are whole vec4s (both bound at offset 0 then).
+      const v4 = OC % 4 === 0 && part.offset % 4 === 0 && dw.offset % 4 === 0;
+      const n = v4 ? OC / 4 : OC;
       dispatch(
-        splitKSumKernel(s0 > 0),
+        splitKSumKernel(s0 > 0, v4),
         [part.binding(), dw.binding()],
-        SPLITK_SUM_UNIFORMS.pack({ n: OC, S: nz }),
-        grid1d(OC, SPLITK_SUM_WG),
+        SPLITK_SUM_UNIFORMS.pack({ n, S: nz }),
+        grid1d(n, SPLITK_SUM_WG),
       );
     }
   }

@@ -130,6 +130,29 @@ Deno.test({
 });
 
 Deno.test({
+  name: "1×1 conv copy form: weight gradient of 5×7 weights (a sum one weight a thread)",
+  ignore: matmulVariant() !== "texture",
+  fn: async () => {
+    const xs = [2, 7, 8, 8], ws = [5, 7, 1, 1], ys = [2, 5, 8, 8];
+    const x = randArray(numel(xs), 1), dy = randArray(numel(ys), 3);
+    const xt = tensor(x, xs), wt = tensor(randArray(35, 2), ws), dyt = tensor(dy, ys);
+    const g = conv2dGeometry("conv2d", xt, wt, null, {});
+    assert.strictEqual(pointwiseForward(xt, wt, g), null, "7 channels: not whole texels");
+    const dw = await bitwise(
+      pointwiseWeightGradient(xt, dyt, g),
+      conv2dBackwardWeightTexture(xt, dyt, g),
+      "5×7 weight grad",
+    );
+    assertClose(dw, conv2dWeightGradRef(x, xs, dy, ys, 1, 1, geom()), {
+      what: "5×7 weight grad",
+      atol: 2e-5,
+      rtol: 1e-4,
+    });
+    for (const t of [xt, wt, dyt]) t.dispose();
+  },
+});
+
+Deno.test({
   name: "1×1 conv copy form declines layouts it cannot copy",
   ignore: matmulVariant() !== "texture",
   fn: () => {
