@@ -84,6 +84,11 @@ export interface BatchNormOptions {
    * passes (training mode), saving ReLU's two passes.
    */
   relu?: boolean;
+  /**
+   * Added to the result before the ReLU (if any), in the same pass: relu?(batchNorm(x) + residual),
+   * bit for bit F.add's sum. A tensor of x's shape; its gradient is the (masked) output gradient.
+   */
+  residual?: Tensor;
 }
 
 /**
@@ -96,6 +101,15 @@ export function batchNorm2d(x: Tensor, opts: BatchNormOptions): Tensor {
   const name = "batchNorm2d";
   const { weight, bias, runningMean, runningVar, training } = opts;
   const relu = !!opts.relu;
+  const residual = opts.residual;
+  if (residual) {
+    checkF32(name, "residual", residual);
+    if (residual.shape.join() !== x.shape.join()) {
+      throw new Error(
+        `${name}: residual ${fmt(residual.shape)} must have the input's shape ${fmt(x.shape)}`,
+      );
+    }
+  }
   const momentum = opts.momentum ?? 0.1;
   const eps = opts.eps ?? 1e-5;
   checkF32(name, "input", x);
@@ -197,35 +211,41 @@ export function batchNorm2d(x: Tensor, opts: BatchNormOptions): Tensor {
   const wd = weight ? denseRaw(weight) : undefined;
   const bd = bias ? denseRaw(bias) : undefined;
   const y = empty(x.shape);
+  const rd = residual ? denseRaw(residual) : undefined;
   if (y.size > 0) {
-    for (const ch of splitBatch(name, N, [xd, y])) {
-      const [rx, ry] = ch.ranges;
+    for (const ch of splitBatch(name, N, rd ? [xd, y, rd] : [xd, y])) {
+      const [rx, ry, rr] = ch.ranges;
       const bs = [rx.binding, mean.binding(), invstd.binding()];
       if (wd) bs.push(wd.binding());
       if (bd) bs.push(bd.binding());
       bs.push(ry.binding);
-      const v = vec4(HW, rx.off, ry.off);
+      if (rr) bs.push(rr.binding);
+      const v = vec4(HW, ...ch.ranges.map((r) => r.off));
       const n = (ch.n1 - ch.n0) * C * HW / (v ? 4 : 1);
       dispatch(
-        batchNormApplyKernel(!!wd, !!bd, v, relu),
+        batchNormApplyKernel(!!wd, !!bd, v, relu, !!rd),
         bs,
-        prm(ch.n0, ch.n1, [rx.off, ry.off]),
+        prm(ch.n0, ch.n1, [rx.off, ry.off, rr?.off ?? 0]),
         grid1d(n, BN_EW_WG),
       );
     }
   }
   disposeCopy(bd, bias);
+  disposeCopy(rd, residual);
   const inputs = [x];
   if (weight) inputs.push(weight);
   if (bias) inputs.push(bias);
+  if (residual) inputs.push(residual);
   const saved = [xd, mean, invstd];
   if (wd) saved.push(wd);
   // With the fused ReLU, backward masks g by the output (relu's backward saves its output too).
   if (relu) saved.push(y);
   const out = record(name, inputs, y, (g) => {
-    // Eval mode's dx is a broadcast multiply: the mask as a pass of its own there.
-    const masked = relu && !training ? binaryRaw("relu_bwd", dense(g), y) : null;
-    const fused = relu && !training ? false : relu;
+    // Eval mode's dx is a broadcast multiply, and a residual takes the masked gradient as it is:
+    // the mask as a pass of its own there.
+    const own = relu && (!training || !!residual);
+    const masked = own ? binaryRaw("relu_bwd", dense(g), y) : null;
+    const fused = relu && !own;
     const gd = masked ?? dense(g);
     const sumG = empty([C]);
     const sumGX = empty([C]);
@@ -277,10 +297,12 @@ export function batchNorm2d(x: Tensor, opts: BatchNormOptions): Tensor {
         dx = mul(gd, reshape(scale, [1, C, 1, 1]));
       }
     }
-    masked?.dispose();
     const grads: (Tensor | null)[] = [dx];
     if (weight) grads.push(sumGX);
     if (bias) grads.push(sumG);
+    // The residual's gradient is the sum's: g, masked by the ReLU.
+    if (residual) grads.push(residual.requiresGrad ? (masked ?? gd) : null);
+    else masked?.dispose();
     return grads;
   }, saved);
   // The node holds what backward needs; the op's own references go.

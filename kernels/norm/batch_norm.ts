@@ -195,22 +195,25 @@ ${body}
 }
 
 /**
- * y = (x − mean[c]) · invstd[c] · w[c] + b[c], then max(y, 0) with `relu` (F.relu's formula, in the
- * same pass). Bindings: x, mean, invstd, [w], [b], y.
+ * y = (x − mean[c]) · invstd[c] · w[c] + b[c], then + r (`residual`: a tensor of x's shape, at
+ * offset o2), then max(y, 0) with `relu` (F.add's and F.relu's formulas, in the same pass).
+ * Bindings: x, mean, invstd, [w], [b], y, [r].
  */
 export function batchNormApplyKernel(
   hasW: boolean,
   hasB: boolean,
   vec = false,
   relu = false,
+  residual = false,
 ): Kernel {
   const T = vec ? "vec4<f32>" : "f32";
   const V = vec ? 4 : 1;
-  const out = (e: string) => relu ? `max(${e}, ${T}(0.0))` : e;
+  const sum = (e: string) => residual ? `(${e}) + res[u.o2 / ${V}u + i]` : e;
+  const out = (e: string) => relu ? `max(${sum(e)}, ${T}(0.0))` : sum(e);
   return {
     key: `batchnorm-apply/${hasW ? "w" : "-"}${hasB ? "b" : "-"}${vec ? "/v4" : ""}${
       relu ? "/relu" : ""
-    }`,
+    }${residual ? "/res" : ""}`,
     wgsl: () => {
       let b = 4;
       const wDecl = hasW ? `@group(0) @binding(${b++}) var<storage, read> w: array<f32>;` : "";
@@ -221,7 +224,8 @@ export function batchNormApplyKernel(
 @group(0) @binding(3) var<storage, read> invstd_in: array<f32>;
 ${wDecl}
 ${bDecl}
-@group(0) @binding(${b}) var<storage, read_write> y: array<${T}>;`,
+@group(0) @binding(${b}) var<storage, read_write> y: array<${T}>;
+${residual ? `@group(0) @binding(${b + 1}) var<storage, read> res: array<${T}>;` : ""}`,
         V,
         `  let scale = invstd_in[c]${hasW ? " * w[c]" : ""};
   y[u.o1 / ${V}u + i] = ${
