@@ -29,6 +29,10 @@ interface Part {
   make: (e: Engine, conv: Engine, optim: Engine) => () => void;
 }
 
+/**
+ * BatchNorm + ReLU forward and backward: as one op (`relu` option) on a side whose batchNorm2d has
+ * it, else F.relu after it (what ResNet-ADL runs on each side).
+ */
 function bnPart(shape: number[]): Part {
   return {
     name: `bn+relu fwd+bwd [${shape}] x4`,
@@ -36,9 +40,14 @@ function bnPart(shape: number[]): Part {
       const x = e.requireGrad(e.tensor(rnd(numel(shape), 1), shape));
       const w = e.requireGrad(e.tensor(new Float32Array(shape[1]).fill(1.1), [shape[1]]));
       const gy = e.tensor(rnd(numel(shape), 2), shape);
+      const fused = String(e.F.batchNorm2d).includes("opts.relu");
+      const f = () =>
+        fused
+          ? e.F.batchNorm2d(x, { weight: w, training: true, relu: true })
+          : e.F.relu(e.F.batchNorm2d(x, { weight: w, training: true }));
       return () => {
         for (let r = 0; r < 4; r++) {
-          e.tidy(() => e.backward(e.F.relu(e.F.batchNorm2d(x, { weight: w, training: true })), gy));
+          e.tidy(() => e.backward(f(), gy));
           x.grad.dispose();
           x.grad = null;
           w.grad.dispose();
