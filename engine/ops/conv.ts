@@ -40,9 +40,9 @@ import {
 } from "./conv_texture.ts";
 import { inputGradientCol2im } from "./conv_col2im.ts";
 import {
+  batchedWeightGradient,
   pointwiseForward,
   pointwiseInputGradient,
-  pointwiseWeightGradient,
 } from "./conv_pointwise.ts";
 import {
   conv2dBackwardDataWinograd,
@@ -336,7 +336,7 @@ export function conv2dBackwardWeightRaw(x: Tensor, dy: Tensor, g: ConvGeometry):
     return onDense(
       x,
       dy,
-      (xd, dyd) => pointwiseWeightGradient(xd, dyd, g) ?? conv2dBackwardWeightTexture(xd, dyd, g),
+      (xd, dyd) => batchedWeightGradient(xd, dyd, g) ?? conv2dBackwardWeightTexture(xd, dyd, g),
     );
   }
   const dw = empty([g.O, Cg, g.kh, g.kw]);

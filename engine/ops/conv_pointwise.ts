@@ -14,7 +14,8 @@
  * - input gradient: dx[n] [C, HW] = Wᵀ [C, O] · dy[n] [O, HW]
  * - weight gradient: dW [O, C] = Σ_n Σ_chunks dy[n][:, chunk] · x[n][:, chunk]ᵀ, the chunks as
  *   batches of one product into a scratch [S, O, C], added up by a sum pass in the order in which
- *   conv_texture.ts accumulates them.
+ *   conv_texture.ts accumulates them; any other window too, its image side packed as im2colᵀ
+ *   into the stacked texture ({@link batchedWeightGradient}).
  *
  * Every product adds its terms in the same order as the general path's (the bRowMajor product and a
  * copy stage the same texels as a pack; the sum adds the chunks in turn): bitwise the same results
@@ -235,49 +236,62 @@ export function pointwiseInputGradient(dy: Tensor, w: Tensor, g: ConvGeometry): 
   );
 }
 
-/** dW [O,C,1,1] from dense x and dy for a plain 1×1 conv, or null. */
-export function pointwiseWeightGradient(x: Tensor, dy: Tensor, g: ConvGeometry): Tensor | null {
-  if (!pointwise(g)) return null;
-  const HW = g.H * g.W, maxRows = convTextureMaxRows();
+/**
+ * dW [O,C,kh,kw] from dense x and dy (groups = 1) with every sample's pixel chunks as the batches
+ * of one product, or null. dy's rows are copied; x's side is copied too for a plain 1×1 conv, else
+ * packed as im2colᵀ (conv_texture.ts's pack) into the stacked texture, a dispatch per chunk. The
+ * chunks and their sums are conv_texture.ts's (`conv2dBackwardWeightTexture`): bitwise its dW.
+ */
+export function batchedWeightGradient(x: Tensor, dy: Tensor, g: ConvGeometry): Tensor | null {
+  if (g.groups !== 1) return null;
+  const OHW = g.OH * g.OW, CHW = g.C * g.H * g.W, maxRows = convTextureMaxRows();
+  const Kg = g.C * g.kh * g.kw;
   // The general path's chunk length, so that the sums are the same.
-  const P = Math.min(WGRAD_PIXELS, 4 * maxRows, HW);
-  if (HW % P || P % 4 || g.O > maxRows || g.C > maxRows) return null;
-  if (!rowsCopyable(dy, dy.offset, HW, P, g.O) || !rowsCopyable(x, x.offset, HW, P, g.C)) {
-    return null;
-  }
-  const per = HW / P, S = g.N * per, OC = g.O * g.C;
+  const P = Math.min(WGRAD_PIXELS, 4 * maxRows, OHW);
+  if (OHW % P || P % 4 || g.O > maxRows || Kg > maxRows) return null;
+  if (!rowsCopyable(dy, dy.offset, OHW, P, g.O)) return null;
+  const copyX = pointwise(g) && rowsCopyable(x, x.offset, OHW, P, g.C);
+  const per = OHW / P, S = g.N * per, OK = g.O * Kg;
   const group = Math.max(
     1,
     Math.min(
       S,
       Math.floor(maxRows / g.O),
-      Math.floor(maxRows / g.C),
-      Math.floor(WGRAD_SCRATCH_FLOATS / OC),
-      Math.floor((bindingLimit() - 256) / (4 * OC)),
+      Math.floor(maxRows / Kg),
+      Math.floor(WGRAD_SCRATCH_FLOATS / OK),
+      Math.floor((bindingLimit() - 256) / (4 * OK)),
     ),
   );
-  const dw = empty([g.O, g.C, 1, 1]);
-  const part = S === 1 ? dw : empty([Math.min(group, S), g.O, g.C]);
+  const dw = empty([g.O, g.C, g.kh, g.kw]);
+  const part = S === 1 ? dw : empty([Math.min(group, S), g.O, Kg]);
   for (let s0 = 0; s0 < S; s0 += group) {
     const nz = Math.min(group, S - s0);
-    const ta = acquireTexture(P / 4, nz * g.O), tb = acquireTexture(P / 4, nz * g.C);
+    const ta = acquireTexture(P / 4, nz * g.O), tb = acquireTexture(P / 4, nz * Kg);
     for (let i = 0; i < nz; i++) {
       const n = Math.floor((s0 + i) / per), p0 = ((s0 + i) % per) * P;
-      copyRows(ta, dy, dy.offset + n * g.O * HW + p0, HW, P, g.O, i * g.O);
-      copyRows(tb, x, x.offset + n * g.C * HW + p0, HW, P, g.C, i * g.C);
+      copyRows(ta, dy, dy.offset + n * g.O * OHW + p0, OHW, P, g.O, i * g.O);
+      const xl = x.offset + n * CHW;
+      if (copyX) copyRows(tb, x, xl + p0, OHW, P, g.C, i * Kg);
+      else {
+        stage(
+          { mode: "im2colT", src: x, lo: xl, hi: xl + CHW - 1, rows: Kg, K: P, k0: p0 },
+          g,
+          { tex: tb, row: i * Kg },
+        );
+      }
     }
     product(
       ta,
       tb,
       {
         M: g.O,
-        N: g.C,
+        N: Kg,
         K4: P / 4,
         nz,
         aRows: g.O,
-        bRows: g.C,
-        sc0: OC,
-        ldc: g.C,
+        bRows: Kg,
+        sc0: OK,
+        ldc: Kg,
         bRowMajor: false,
       },
       part,
@@ -287,8 +301,8 @@ export function pointwiseWeightGradient(x: Tensor, dy: Tensor, g: ConvGeometry):
     releaseTexture(tb);
     if (part !== dw) {
       // Four weights a thread where the slices are whole vec4s (both bound at offset 0 then).
-      const v4 = OC % 4 === 0 && part.offset % 4 === 0 && dw.offset % 4 === 0;
-      const n = v4 ? OC / 4 : OC;
+      const v4 = OK % 4 === 0 && part.offset % 4 === 0 && dw.offset % 4 === 0;
+      const n = v4 ? OK / 4 : OK;
       dispatch(
         splitKSumKernel(s0 > 0, v4),
         [part.binding(), dw.binding()],

@@ -90,10 +90,13 @@ function vec4Form(
   return (f.mode === "rows4" ? k0 : row0) % 4 ? null : f;
 }
 
-/** Packs the operand `s` into a scratch texture (the caller releases it). */
-export function stage(s: Stage, g: ConvGeometry): Staged {
+/**
+ * Packs the operand `s` into a scratch texture (the caller releases it), or into rows row.. of
+ * `into.tex` (a stack of operands, one product's batches).
+ */
+export function stage(s: Stage, g: ConvGeometry, into?: { tex: Staged; row: number }): Staged {
   const width = Math.ceil(s.K / 4);
-  const tex = acquireTexture(width, s.rows);
+  const tex = into?.tex ?? acquireTexture(width, s.rows);
   const b = bindRange(s.src, s.lo, s.hi);
   const st = s.strides ?? { sRow: 0, kIn: 1, sOut: 0, sIn: 0 };
   const off = s.lo - b.start;
@@ -112,6 +115,7 @@ export function stage(s: Stage, g: ConvGeometry): Staged {
       ...(v4 ? { sRow: v4.sRow } : {}),
       C: g.C,
       ...dilatedWindowOf(g),
+      tRow: into?.row ?? 0,
     }),
     [
       Math.ceil(width / CONV_PACK_WG.x),

@@ -16,9 +16,9 @@ import {
   conv2dForwardTexture,
 } from "../../engine/ops/conv_texture.ts";
 import {
+  batchedWeightGradient,
   pointwiseForward,
   pointwiseInputGradient,
-  pointwiseWeightGradient,
 } from "../../engine/ops/conv_pointwise.ts";
 import { assertClose, randArray, setup } from "../util/gpu.ts";
 import { conv2dInputGradRef, conv2dRef, conv2dWeightGradRef, geom } from "../reference/conv.ts";
@@ -69,7 +69,7 @@ async function checkCase(xs: number[], ws: number[], label: string): Promise<voi
     rtol: 1e-4,
   });
   const dw = await bitwise(
-    pointwiseWeightGradient(xt, dyt, g),
+    batchedWeightGradient(xt, dyt, g),
     conv2dBackwardWeightTexture(xt, dyt, g),
     `${what} weight grad`,
   );
@@ -139,7 +139,7 @@ Deno.test({
     const g = conv2dGeometry("conv2d", xt, wt, null, {});
     assert.strictEqual(pointwiseForward(xt, wt, g), null, "7 channels: not whole texels");
     const dw = await bitwise(
-      pointwiseWeightGradient(xt, dyt, g),
+      batchedWeightGradient(xt, dyt, g),
       conv2dBackwardWeightTexture(xt, dyt, g),
       "5×7 weight grad",
     );
@@ -153,6 +153,47 @@ Deno.test({
 });
 
 Deno.test({
+  name:
+    "batched weight gradient of other windows (im2colᵀ stacked): float64, bitwise the texture path",
+  ignore: matmulVariant() !== "texture",
+  fn: async () => {
+    const cases: [number[], number[], Record<string, number>, number | null][] = [
+      [[2, 5, 16, 32], [4, 5, 3, 3], { stride: 2, padding: 1 }, null],
+      [[2, 4, 32, 32], [8, 4, 7, 7], { stride: 2, padding: 3 }, null],
+      [[2, 6, 16, 16], [8, 6, 1, 1], { stride: 2 }, null],
+      [[2, 3, 40, 40], [4, 3, 3, 3], { padding: 1 }, null], // 1600 pixels: a ragged last chunk, declined
+      [[3, 1, 16, 16], [4, 1, 3, 3], { stride: 2, padding: 1 }, 16], // one chunk per product
+    ];
+    for (const [xs, ws, o, rows] of cases) {
+      setConvTextureRowsForTests(rows);
+      try {
+        const x = randArray(numel(xs), 1);
+        const xt = tensor(x, xs), wt = tensor(randArray(numel(ws), 2), ws);
+        const g = conv2dGeometry("conv2d", xt, wt, null, o);
+        const ys = [g.N, g.O, g.OH, g.OW];
+        const dy = randArray(numel(ys), 3), dyt = tensor(dy, ys);
+        const what = `x[${xs}] w[${ws}] ${JSON.stringify(o)} rows ${rows}`;
+        const fast = batchedWeightGradient(xt, dyt, g);
+        if ((g.OH * g.OW) % Math.min(1024, g.OH * g.OW)) {
+          assert.strictEqual(fast, null, `${what}: a ragged last chunk is declined`);
+          for (const t of [xt, wt, dyt]) t.dispose();
+          continue;
+        }
+        const dw = await bitwise(fast, conv2dBackwardWeightTexture(xt, dyt, g), what);
+        assertClose(dw, conv2dWeightGradRef(x, xs, dy, ys, ws[2], ws[3], geom(o)), {
+          what,
+          atol: 2e-5,
+          rtol: 1e-4,
+        });
+        for (const t of [xt, wt, dyt]) t.dispose();
+      } finally {
+        setConvTextureRowsForTests(null);
+      }
+    }
+  },
+});
+
+Deno.test({
   name: "1×1 conv copy form declines layouts it cannot copy",
   ignore: matmulVariant() !== "texture",
   fn: () => {
@@ -161,7 +202,7 @@ Deno.test({
     const g = conv2dGeometry("conv2d", xt, wt, null, {});
     assert.strictEqual(pointwiseForward(xt, wt, g), null, "25-pixel planes");
     const g3 = conv2dGeometry("conv2d", xt, wt, null, { stride: 2 });
-    assert.strictEqual(pointwiseWeightGradient(xt, xt, g3), null, "stride 2");
+    assert.strictEqual(batchedWeightGradient(xt, xt, g3), null, "9-pixel output planes");
     xt.dispose();
     wt.dispose();
   },
