@@ -114,20 +114,35 @@ function kernelCases(): ProfileCase[] {
 
 const fmtMs = (ms: number) => ms >= 100 ? ms.toFixed(0) : ms.toPrecision(3);
 
-/** The profile as text lines: `top` key rows, the rest in one row, and what is not accounted for. */
+/**
+ * The profile as text lines: `top` key rows, the rest in one row, and what is not accounted for;
+ * on a software adapter each row's CPU time too, with its share of the pass's CPU time.
+ */
 function report(name: string, p: GpuProfile, top: number, markdown: boolean): string[] {
   const dispatches = p.kernels.filter((k) => k.kind === "kernel").reduce((s, k) => s + k.count, 0);
   const copies = p.kernels.filter((k) => k.kind !== "kernel").reduce((s, k) => s + k.count, 0);
-  const head = `${name}: wall ${fmtMs(p.wallMs)} ms; kernels ${
-    fmtMs(p.kernelMs)
-  } ms in ${dispatches} dispatches, copies/uploads/readbacks ${
-    fmtMs(p.copyMs)
-  } ms in ${copies} (${p.method}); measured ${
-    (100 * (p.kernelMs + p.copyMs) / p.wallMs).toFixed(0)
-  } % of the wall`;
-  const rows: [string, number, string][] = p.kernels.slice(0, top).map((r) => [
+  const pct = (x: number, of: number) => `${(100 * x / of).toFixed(1)} %`;
+  const cpu = p.cpu;
+  const head = [
+    `${name}: wall ${fmtMs(p.wallMs)} ms; kernels ${
+      fmtMs(p.kernelMs)
+    } ms in ${dispatches} dispatches, copies/uploads/readbacks ${
+      fmtMs(p.copyMs)
+    } ms in ${copies} (${p.method}); measured ${pct(p.kernelMs + p.copyMs, p.wallMs)} of the wall`,
+    ...(cpu
+      ? [
+        `CPU time (this process, all threads): pass ${fmtMs(cpu.passMs)} ms; kernels ${
+          fmtMs(cpu.kernelMs)
+        } ms, copies/uploads/readbacks ${fmtMs(cpu.copyMs)} ms in the replays: ${
+          pct(cpu.kernelMs + cpu.copyMs, cpu.passMs)
+        } of the pass's CPU`,
+      ]
+      : []),
+  ];
+  const rows: [string, number, number, string][] = p.kernels.slice(0, top).map((r) => [
     r.kernel,
     r.ms,
+    r.cpuMs,
     String(r.count),
   ]);
   const rest = p.kernels.slice(top);
@@ -135,37 +150,52 @@ function report(name: string, p: GpuProfile, top: number, markdown: boolean): st
     rows.push([
       `${rest.length} other keys`,
       rest.reduce((s, r) => s + r.ms, 0),
+      rest.reduce((s, r) => s + r.cpuMs, 0),
       String(rest.reduce((s, r) => s + r.count, 0)),
     ]);
   }
   const gap = p.wallMs - p.kernelMs - p.copyMs;
-  const flag = p.accounted ? "" : " — NOT ACCOUNTED FOR";
+  const flag = p.accounted ? "" : " — NOT ACCOUNTED FOR (wall)";
   rows.push([
     gap >= 0
-      ? `not measured (host work the GPU waited for)${flag}`
+      ? `not measured: host work the GPU waited for${flag}`
       : `measured times exceed the wall${flag}`,
     gap,
+    cpu ? cpu.passMs - cpu.kernelMs - cpu.copyMs : NaN,
     "",
   ]);
-  const share = (ms: number) => `${(100 * ms / p.wallMs).toFixed(1)} %`;
+  const cpuCells = (c: number) => cpu ? [fmtMs(c), pct(c, cpu.passMs)] : [];
   if (markdown) {
+    const cols = [
+      "key",
+      "ms",
+      "share of wall",
+      ...(cpu ? ["CPU ms", "share of CPU"] : []),
+      "count",
+    ];
     return [
-      head,
+      ...head,
       "",
-      "| key | ms | share of wall | count |",
-      "| --- | --: | --: | --: |",
-      ...rows.map(([k, ms, n]) =>
-        `| ${k.replaceAll("|", "\\|")} | ${fmtMs(ms)} | ${share(ms)} | ${n} |`
+      `| ${cols.join(" | ")} |`,
+      `| --- |${" --: |".repeat(cols.length - 1)}`,
+      ...rows.map(([k, ms, c, n]) =>
+        `| ${
+          [k.replaceAll("|", "\\|"), fmtMs(ms), pct(ms, p.wallMs), ...cpuCells(c), n].join(" | ")
+        } |`
       ),
-      `| **wall** | **${fmtMs(p.wallMs)}** | 100 % | |`,
+      `| **pass** | **${fmtMs(p.wallMs)}** | 100 % | ${
+        cpu ? `**${fmtMs(cpu.passMs)}** | 100 % | ` : ""
+      }|`,
       "",
       p.note,
     ];
   }
   return [
-    head,
-    ...rows.map(([k, ms, n]) =>
-      `${fmtMs(ms).padStart(9)} ms ${share(ms).padStart(7)} ${n.padStart(5)}${n ? "×" : " "}  ${k}`
+    ...head,
+    ...rows.map(([k, ms, c, n]) =>
+      `${fmtMs(ms).padStart(9)} ms ${pct(ms, p.wallMs).padStart(7)}${
+        cpu ? ` ${fmtMs(c).padStart(9)} CPU ms ${pct(c, cpu.passMs).padStart(7)}` : ""
+      } ${n.padStart(5)}${n ? "×" : " "}  ${k}`
     ),
     p.note,
   ];

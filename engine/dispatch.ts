@@ -10,6 +10,7 @@
  */
 import { gpu, onNewDevice, throwUncaptured } from "./device.ts";
 import { pool } from "./pool.ts";
+import { threadCpuMs } from "./cpu_time.ts";
 import type { Kernel } from "../kernels/kernel.ts";
 import { uniforms as declareUniforms } from "../kernels/uniforms.ts";
 
@@ -927,8 +928,10 @@ interface ProfileState {
   /** Key and kind of each timestamp pair written in the current batch. */
   keys: { key: string; kind: ProfileKind }[];
   readbacks: Promise<void>[];
-  totals: Map<string, { ms: number; count: number; kind: ProfileKind }>;
+  totals: Map<string, { ms: number; cpuMs: number; count: number; kind: ProfileKind }>;
   recorded: RecordedWork[];
+  /** Whether replays also take this process's CPU time (software adapters: see cpu_time.ts). */
+  cpu: boolean;
 }
 const PROFILE_PAIRS = 512;
 
@@ -999,42 +1002,63 @@ function profileResolve(p: ProfileState, enc: GPUCommandEncoder): (() => void) |
     void p.readbacks.push(
       st.mapAsync(GPUMapMode.READ).then(() => {
         const t = new BigUint64Array(st.getMappedRange());
-        keys.forEach((k, j) => addTime(p, k.key, k.kind, Number(t[2 * j + 1] - t[2 * j]) / 1e6));
+        keys.forEach((k, j) =>
+          addTime(p, k.key, k.kind, Number(t[2 * j + 1] - t[2 * j]) / 1e6, NaN)
+        );
         st.destroy();
       }),
     );
 }
 
-function addTime(p: ProfileState, key: string, kind: ProfileKind, ms: number): void {
-  const e = p.totals.get(key) ?? { ms: 0, count: 0, kind };
+function addTime(
+  p: ProfileState,
+  key: string,
+  kind: ProfileKind,
+  ms: number,
+  cpuMs: number,
+): void {
+  const e = p.totals.get(key) ?? { ms: 0, cpuMs: 0, count: 0, kind };
   e.ms += ms;
+  e.cpuMs += cpuMs;
   e.count++;
   p.totals.set(key, e);
 }
 
 /**
  * Replays each recorded piece of work that `which` selects alone (its own submit, synchronised, an
- * empty sync subtracted). Buffers and textures the pass destroyed were kept alive for this (see
- * {@link profileGpu}).
+ * empty sync subtracted), by the wall clock and, where `p.cpu`, by this process's CPU time too.
+ * Buffers and textures the pass destroyed were kept alive for this (see {@link profileGpu}).
  */
 async function replayByWallClock(
   p: ProfileState,
   which: (r: RecordedWork) => boolean,
 ): Promise<string | null> {
   const d = gpu().device;
+  const cpu = p.cpu ? threadCpuMs : () => NaN;
   const empty = await emptySyncMs();
+  // The CPU an empty submit and sync costs, the two readings included (median of 5).
+  const emptyCpu: number[] = [];
+  for (let i = 0; i < 5; i++) {
+    const c0 = cpu();
+    d.queue.submit([d.createCommandEncoder().finish()]);
+    await d.queue.onSubmittedWorkDone();
+    emptyCpu.push(cpu() - c0);
+  }
+  const cpuBase = emptyCpu.sort((a, b) => a - b)[2];
   d.pushErrorScope("validation");
   for (const r of p.recorded) {
     if (!which(r)) continue;
     const enc = d.createCommandEncoder();
     r.encode?.(enc);
     const cb = enc.finish();
+    const c0 = cpu();
     const t0 = performance.now();
     r.beforeSubmit?.();
     d.queue.submit([cb]);
     await d.queue.onSubmittedWorkDone();
     await r.afterSubmit?.();
-    addTime(p, r.key, r.kind, Math.max(0, performance.now() - t0 - empty));
+    const t1 = performance.now();
+    addTime(p, r.key, r.kind, Math.max(0, t1 - t0 - empty), Math.max(0, cpu() - c0 - cpuBase));
   }
   const err = await d.popErrorScope();
   return err ? err.message : null;
@@ -1046,6 +1070,8 @@ export interface KernelTime {
   kernel: string;
   kind: ProfileKind;
   ms: number;
+  /** This process's CPU time in the replays (software adapters; NaN where not taken). */
+  cpuMs: number;
   count: number;
 }
 
@@ -1067,6 +1093,13 @@ export interface GpuProfile {
   copyMs: number;
   /** Kernel and copy times together add up to the wall time within 20 %. */
   accounted: boolean;
+  /**
+   * On a software adapter, where the GPU's work is this process's CPU time (engine/cpu_time.ts):
+   * the CPU time of the pass, and the replays' CPU time of its kernels and of its copies — steadier
+   * than the wall clock on a loaded machine; the pass's excess over the replays is host work
+   * (the ops' code, encoding) and the rasteriser's own overhead. Null elsewhere.
+   */
+  cpu: { passMs: number; kernelMs: number; copyMs: number } | null;
   /** How the method was chosen and what the measured times leave out. */
   note: string;
 }
@@ -1134,6 +1167,7 @@ export async function profileGpu(fn: () => Promise<void> | void): Promise<GpuPro
     readbacks: [],
     totals: new Map(),
     recorded: [],
+    cpu: g.isSoftware && mode === "wall" && threadCpuMs() >= 0,
   };
   // A wall-clock replay needs every resource the pass used: defer destroys until it is done.
   const deferred: { destroy(): void }[] = [];
@@ -1147,11 +1181,13 @@ export async function profileGpu(fn: () => Promise<void> | void): Promise<GpuPro
     };
   }
   let wallMs: number;
+  let passCpuMs = NaN;
   let replayError: string | null = null;
   let method: "timestamp" | "wall" = mode;
   let fallback = "";
   try {
     profiling = p;
+    const c0 = threadCpuMs();
     const t0 = performance.now();
     try {
       await fn();
@@ -1162,6 +1198,7 @@ export async function profileGpu(fn: () => Promise<void> | void): Promise<GpuPro
     await Promise.all(p.readbacks);
     await sync();
     wallMs = performance.now() - t0;
+    passCpuMs = threadCpuMs() - c0;
     const stamped = [...p.totals.values()].reduce((s, e) => s + e.ms, 0);
     if (
       mode === "timestamp" &&
@@ -1173,6 +1210,7 @@ export async function profileGpu(fn: () => Promise<void> | void): Promise<GpuPro
       } s (> 2×), so `;
       p.totals.clear();
       method = "wall";
+      p.cpu = g.isSoftware && threadCpuMs() >= 0;
     }
     replayError = await replayByWallClock(p, (r) => method === "wall" || !r.stamped);
   } finally {
@@ -1188,6 +1226,11 @@ export async function profileGpu(fn: () => Promise<void> | void): Promise<GpuPro
   const kernelMs = kernels.reduce((s, k) => s + (k.kind === "kernel" ? k.ms : 0), 0);
   const copyMs = kernels.reduce((s, k) => s + (k.kind === "kernel" ? 0 : k.ms), 0);
   const { accounted, rest } = accountFor(kernelMs + copyMs, wallMs, replayError);
+  const sumCpu = (copy: boolean) =>
+    kernels.reduce((s, k) => s + ((k.kind !== "kernel") === copy ? k.cpuMs : 0), 0);
+  const cpu = p.cpu && !replayError
+    ? { passMs: passCpuMs, kernelMs: sumCpu(false), copyMs: sumCpu(true) }
+    : null;
   const transfers = "uploads and readback maps replayed alone by the wall clock";
   const why = method === "timestamp"
     ? `per-pass timestamps for dispatches and copies (${pr!.detail}); ${transfers}`
@@ -1200,6 +1243,7 @@ export async function profileGpu(fn: () => Promise<void> | void): Promise<GpuPro
     kernelMs,
     copyMs,
     accounted,
+    cpu,
     note: `${why}; ${rest}${replayError ? `; replay failed: ${replayError}` : ""}`,
   };
 }

@@ -116,6 +116,12 @@ Deno.test("profileGpu times a pass's copies, uploads and readbacks as their own 
   if (!p.accounted && !/cannot account|exceed/.test(p.note)) {
     throw new Error(`an unaccounted profile must say so: ${p.note}`);
   }
+  // On a software adapter the replays' CPU time accounts for the pass's CPU time too.
+  if (gpu().isSoftware && p.method === "wall") {
+    if (!p.cpu) throw new Error(`no CPU times on a software adapter: ${p.note}`);
+    const c = p.cpu;
+    assertWithin(c.kernelMs + c.copyMs, c.passMs, "kernel and copy CPU against the pass's CPU");
+  }
 });
 
 Deno.test("cleanup", () => {
