@@ -23,15 +23,18 @@ import { mulberry32 } from "../engine/mulberry32.ts";
 import { squareWindow } from "../kernels/window.ts";
 import { modelCases } from "./models.ts";
 import { loadavg } from "./registry.ts";
+import { writeFileAtomic } from "../engine/io/atomic.ts";
 import { numberFlag, runCommand, UsageError } from "../pipeline/cli/args.ts";
 
-const USAGE = `usage: deno run -A bench/profile.ts FILTER [--top N] [--batch B] [--markdown]
+const USAGE =
+  `usage: deno run -A bench/profile.ts FILTER [--top N] [--batch B] [--markdown] [--json FILE]
   FILTER   profile the cases whose names contain it: the model cases of bench/models.ts (e.g.
            sam-encoder, sam-pseudo-label, resnet50-train-step b2, sam-block global) and the
            kernel cases "matmul 1024³", "matmul vit-qkv", "conv3x3"
   --top N  key rows printed per case, the rest summed in one row (default 25)
   --batch B  ResNet batch of the 512² cases (default 2)
-  --markdown  print each case as a Markdown table (key, ms, share of the wall, count)`;
+  --markdown  print each case as a Markdown table (key, ms, share of the wall, count)
+  --json FILE  also write every case's whole profile (all keys, the load) to FILE`;
 
 /** What a case's `setup` resolves to (as bench/models.ts's cases). */
 interface CaseRun {
@@ -211,6 +214,7 @@ Deno.exit(
         top: { type: "string" },
         batch: { type: "string" },
         markdown: { type: "boolean" },
+        json: { type: "string" },
       },
     },
     Deno.args,
@@ -223,6 +227,9 @@ Deno.exit(
         c.name.includes(positionals[0])
       );
       if (!cases.length) throw new UsageError(`no case matches "${positionals[0]}"`);
+      const json = typeof flags.json === "string" ? flags.json : null;
+      const out: ({ name: string; load: string[]; env: Record<string, string> } & GpuProfile)[] =
+        [];
       for (const c of cases) {
         const load0 = loadavg();
         const run = await c.setup();
@@ -232,6 +239,13 @@ Deno.exit(
         run.done();
         console.log(`\nload ${load0} → ${loadavg()} (/proc/loadavg, 1/5/15 min)`);
         for (const line of report(c.name, p, top, !!flags.markdown)) console.log(line);
+        if (json) {
+          const env = Object.fromEntries(
+            Object.entries(Deno.env.toObject()).filter(([k]) => /^(ENGINE_|SAM_)/.test(k)),
+          );
+          out.push({ name: c.name, load: [load0, loadavg()], env, ...p });
+          await writeFileAtomic(json, JSON.stringify(out, null, 1) + "\n");
+        }
       }
     },
   ),
