@@ -1145,12 +1145,16 @@ export function accountFor(
  * profile ends (so a profiled pass holds more memory), and the replay rewrites them: what the pass
  * computed is not to be used afterwards. The measured times are compared with the wall clock of the
  * pass: within 20 % they account for it, else `note` says how much they cannot account for. For
- * finding hot spots only.
+ * finding hot spots only. `forceTimestamps` (for tests): per-pass timestamps wherever the adapter
+ * has them, even where the probe found them unreliable (the fallback above still applies).
  */
-export async function profileGpu(fn: () => Promise<void> | void): Promise<GpuProfile> {
+export async function profileGpu(
+  fn: () => Promise<void> | void,
+  opts: { forceTimestamps?: boolean } = {},
+): Promise<GpuProfile> {
   const g = gpu();
   const pr = g.features.timestamp ? await timestampProbe() : null;
-  const mode = pr?.perPass ? "timestamp" : "wall";
+  const mode = pr?.perPass || (pr && opts.forceTimestamps) ? "timestamp" : "wall";
   await sync();
   const p: ProfileState = {
     mode,
