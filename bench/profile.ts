@@ -28,13 +28,17 @@ import { numberFlag, runCommand, UsageError } from "../pipeline/cli/args.ts";
 
 const USAGE =
   `usage: deno run -A bench/profile.ts FILTER [--top N] [--batch B] [--markdown] [--json FILE]
+       deno run -A bench/profile.ts --from FILE [--group N] [--top N] [--markdown]
   FILTER   profile the cases whose names contain it: the model cases of bench/models.ts (e.g.
            sam-encoder, sam-pseudo-label, resnet50-train-step b2, sam-block global) and the
            kernel cases "matmul 1024³", "matmul vit-qkv", "conv3x3"
   --top N  key rows printed per case, the rest summed in one row (default 25)
   --batch B  ResNet batch of the 512² cases (default 2)
   --markdown  print each case as a Markdown table (key, ms, share of the wall, count)
-  --json FILE  also write every case's whole profile (all keys, the load) to FILE`;
+  --json FILE  also write every case's whole profile (all keys, the load) to FILE
+  --from FILE  print the profiles a --json run saved instead of profiling (no GPU)
+  --group N    sum the keys that share their first N "/"-separated parts (matmul/texture,
+               conv2d/pack-texture, ...) into one row each`;
 
 /** What a case's `setup` resolves to (as bench/models.ts's cases). */
 interface CaseRun {
@@ -119,7 +123,8 @@ const fmtMs = (ms: number) => ms >= 100 ? ms.toFixed(0) : ms.toPrecision(3);
 
 /**
  * The profile as text lines: `top` key rows, the rest in one row, and what is not accounted for;
- * on a software adapter each row's CPU time too, with its share of the pass's CPU time.
+ * on a software adapter each row's CPU time too, with its share of the pass's CPU time (and the rows
+ * in its order).
  */
 function report(name: string, p: GpuProfile, top: number, markdown: boolean): string[] {
   const dispatches = p.kernels.filter((k) => k.kind === "kernel").reduce((s, k) => s + k.count, 0);
@@ -142,13 +147,15 @@ function report(name: string, p: GpuProfile, top: number, markdown: boolean): st
       ]
       : []),
   ];
-  const rows: [string, number, number, string][] = p.kernels.slice(0, top).map((r) => [
+  // Largest first by the CPU time where there is one: steadier than the replays' wall clock.
+  const keys = [...p.kernels].sort((a, b) => cpu ? b.cpuMs - a.cpuMs : b.ms - a.ms);
+  const rows: [string, number, number, string][] = keys.slice(0, top).map((r) => [
     r.kernel,
     r.ms,
     r.cpuMs,
     String(r.count),
   ]);
-  const rest = p.kernels.slice(top);
+  const rest = keys.slice(top);
   if (rest.length) {
     rows.push([
       `${rest.length} other keys`,
@@ -204,6 +211,45 @@ function report(name: string, p: GpuProfile, top: number, markdown: boolean): st
   ];
 }
 
+/** One case's profile as `--json` saves it. */
+type SavedProfile = { name: string; load: string[]; env: Record<string, string> } & GpuProfile;
+
+/** Reads a `--json` file, checking the fields this script prints. */
+function loadSaved(path: string): SavedProfile[] {
+  let data: unknown;
+  try {
+    data = JSON.parse(Deno.readTextFileSync(path));
+  } catch (e) {
+    throw new UsageError(`--from ${path}: ${(e as Error).message}`);
+  }
+  const ok = Array.isArray(data) &&
+    data.every((c) =>
+      typeof c?.name === "string" && Array.isArray(c.kernels) && typeof c.wallMs === "number" &&
+      typeof c.kernelMs === "number" && typeof c.copyMs === "number" && typeof c.note === "string"
+    );
+  if (!ok) {
+    throw new UsageError(
+      `--from ${path}: expected an array of profiles {name, kernels, wallMs, kernelMs, copyMs, ` +
+        `note} as --json writes`,
+    );
+  }
+  return data as SavedProfile[];
+}
+
+/** `p` with its keys summed by their first `parts` "/"-separated parts. */
+function grouped(p: GpuProfile, parts: number): GpuProfile {
+  const by = new Map<string, GpuProfile["kernels"][number]>();
+  for (const k of p.kernels) {
+    const key = k.kernel.split("/").slice(0, parts).join("/");
+    const e = by.get(key) ?? { kernel: key, kind: k.kind, ms: 0, cpuMs: 0, count: 0 };
+    e.ms += k.ms;
+    e.cpuMs += k.cpuMs ?? NaN;
+    e.count += k.count;
+    by.set(key, e);
+  }
+  return { ...p, kernels: [...by.values()].sort((a, b) => b.ms - a.ms) };
+}
+
 Deno.exit(
   await runCommand(
     {
@@ -215,12 +261,28 @@ Deno.exit(
         batch: { type: "string" },
         markdown: { type: "boolean" },
         json: { type: "string" },
+        from: { type: "string" },
+        group: { type: "string" },
       },
     },
     Deno.args,
     async (flags, positionals) => {
       const top = numberFlag(flags, "top", { def: 25, min: 1, integer: true })!;
       const batch = numberFlag(flags, "batch", { def: 2, min: 1, integer: true })!;
+      const group = numberFlag(flags, "group", { min: 1, integer: true });
+      if (typeof flags.from === "string") {
+        if (positionals.length) throw new UsageError("--from takes no FILTER");
+        for (const c of loadSaved(flags.from)) {
+          console.log(
+            `\nload ${c.load.join(" → ")} (/proc/loadavg, 1/5/15 min); env ${
+              JSON.stringify(c.env)
+            }`,
+          );
+          const p = group ? grouped(c, group) : c;
+          for (const line of report(c.name, p, top, !!flags.markdown)) console.log(line);
+        }
+        return;
+      }
       if (positionals.length !== 1) throw new UsageError("give one FILTER");
       await initGpu();
       const cases: ProfileCase[] = [...kernelCases(), ...modelCases(batch)].filter((c) =>
@@ -228,8 +290,7 @@ Deno.exit(
       );
       if (!cases.length) throw new UsageError(`no case matches "${positionals[0]}"`);
       const json = typeof flags.json === "string" ? flags.json : null;
-      const out: ({ name: string; load: string[]; env: Record<string, string> } & GpuProfile)[] =
-        [];
+      const out: SavedProfile[] = [];
       for (const c of cases) {
         const load0 = loadavg();
         const run = await c.setup();
@@ -238,7 +299,8 @@ Deno.exit(
         const p = await profileGpu(() => run.step());
         run.done();
         console.log(`\nload ${load0} → ${loadavg()} (/proc/loadavg, 1/5/15 min)`);
-        for (const line of report(c.name, p, top, !!flags.markdown)) console.log(line);
+        const shown = group ? grouped(p, group) : p;
+        for (const line of report(c.name, shown, top, !!flags.markdown)) console.log(line);
         if (json) {
           const env = Object.fromEntries(
             Object.entries(Deno.env.toObject()).filter(([k]) => /^(ENGINE_|SAM_)/.test(k)),
