@@ -1248,6 +1248,12 @@ export async function profileGpu(
     copyMs,
     accounted,
     cpu,
-    note: `${why}; ${rest}${replayError ? `; replay failed: ${replayError}` : ""}`,
+    note: `${why}; ${rest}${
+      cpu
+        ? `; by this process's CPU time (software adapter) kernels and copies are ${
+          (100 * (cpu.kernelMs + cpu.copyMs) / cpu.passMs).toFixed(0)
+        } % of the pass's`
+        : ""
+    }${replayError ? `; replay failed: ${replayError}` : ""}`,
   };
 }
