@@ -52,6 +52,13 @@ export interface PipelineConfig {
      * the activation memory (the paper profile's 512², batch 16 step; see BENCHMARKS.md).
      */
     checkpoint: boolean;
+    /**
+     * Recalibrate BatchNorm before each validation: running statistics recomputed on clean
+     * training patches with the epoch's weights (pipeline/classifier/precise_bn.ts), so model
+     * selection, CAMs and inference use statistics of the weights they run. Not in the reference;
+     * on in the short profiles, whose few dozen steps leave the running averages far from them.
+     */
+    preciseBn: boolean;
     cam: CamSettings;
   };
   sam: {
@@ -150,6 +157,7 @@ const TINY: PipelineConfig = {
     weightDecay: 1e-4,
     ...CLASSIFIER_METHOD,
     checkpoint: false,
+    preciseBn: true,
     // Camelyon17's percentile: on 4×4 CAMs of 64-px patches the Camelyon16 one (10) keeps ~85 %
     // of every patch.
     cam: { percentile: 30, openKernel: 3, openAfterResize: true },
@@ -202,6 +210,8 @@ const PAPER: PipelineConfig = {
     weightDecay: 1e-3,
     ...CLASSIFIER_METHOD,
     checkpoint: true,
+    // The reference's schedule: 50 epochs of Camelyon's patches, thousands of steps.
+    preciseBn: false,
     cam: { percentile: 10, openKernel: 21, openAfterResize: true },
   },
   sam: {
