@@ -166,7 +166,9 @@ const TINY: PipelineConfig = {
     // 4-px patches (16×16 embeddings): with 8-px ones the final SAM stayed at the CAM's Dice.
     // Measured 2026-11-26 on llvmpipe: final SAM 0.860 vs CAM 0.827 (default conv routing),
     // 0.866 vs 0.864 (ENGINE_CONV=texture), 0.872 vs 0.842 (ENGINE_CONV=kernel): the final SAM
-    // is steady, the classifier's CAM moves with the summation order.
+    // is steady, the classifier's CAM moves with the summation order. With classifier.preciseBn
+    // (2026-12-03) the CAM no longer does: CAM 0.811 → final 0.852 (Winograd on), 0.811 → 0.829
+    // (off), 0.787 → 0.842 (ENGINE_CONV=texture); BENCHMARKS.md "Winograd", seventh pass.
     model: smallSam(64, 32, 2, 32, 4),
     checkpoint: null,
     trainEncoder: true,
