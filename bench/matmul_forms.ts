@@ -6,11 +6,14 @@
  *   (pack kernels, lanes along k, batch arithmetic always) against the default (a buffer-to-texture
  *   copy where the operand's bytes already are the texture layout, else pack kernels with lanes
  *   along the operand's smaller stride and no batch arithmetic for unbatched operands).
+ * - `--variants`: whole matmuls through the texture, register and workgroup-memory tiled variants.
  * - `--forms`: the product kernel alone on operands already staged, the default kernel (B packed a
  *   texture row per column) against the bRowMajor kernel (B as it is in memory, a texel per 4
- *   columns: what a copied row-major B runs) and other forms of it: statement orders, tiles, B packed transposed, lane-interleaved columns,
- *   r32float operands, the WGSL `fma` builtin. Each form's output is compared bitwise with the
- *   default kernel's (same texels, same summation order: "bitwise" expected, except for the
+ *   columns: what a copied row-major B runs) and other forms of it: statement orders, tiles, B
+ *   packed transposed, lane-interleaved columns, r32float operands, the WGSL `fma` builtin,
+ *   register tiles small enough not to spill (4×4, 4×8), B from a vec4 storage buffer with the 8
+ *   lanes on consecutive vec4s (`--only` picks forms). Each form's output is compared bitwise with
+ *   the default kernel's (same texels, same summation order: "bitwise" expected, except for the
  *   r32float operands, which hold the same values).
  *
  * Prints per form: median wall ms, the median CPU ms of the process's worker threads per product
@@ -20,6 +23,8 @@
 import { F, gpu, initGpu, sync } from "../engine/mod.ts";
 import { workerCpuMs } from "../engine/autotune_search.ts";
 import { setMatmulPackForm } from "../engine/ops/matmul_texture.ts";
+import { setMatmulVariant } from "../engine/routing.ts";
+import type { MatmulVariant } from "../kernels/matmul.ts";
 import { bandedBlock, storeBlock } from "../kernels/matmul.ts";
 import {
   MATMUL_TEXTURE_UNIFORMS,
@@ -30,13 +35,16 @@ import { randTensor } from "../tests/util/gpu.ts";
 import { numberFlag, runCommand, stringFlag, UsageError } from "../pipeline/cli/args.ts";
 
 const USAGE =
-  `usage: deno run -A bench/matmul_forms.ts [--pack] [--forms] [--rounds N] [--shape M,N,K]
+  `usage: deno run -A bench/matmul_forms.ts [--pack] [--forms] [--variants] [--only A|B] [--rounds N] [--shape M,N,K]
   --pack      whole texture matmul: operand staging as before (pack kernels, lanes along k, batch
               arithmetic always) against the default (copies where the layout allows, else
               pack kernels with lanes along the smaller stride)
   --forms     product kernel alone: the default against other forms (see the module comment)
               (neither flag: both)
+  --variants  whole matmul: the texture variant against the register one (storage buffers) and
+              the workgroup-memory tiled one (the GPU kernel: shared-memory tiles and barriers)
   --rounds N  interleaved rounds (default 5); the median of each form is printed
+  --only A|B  --forms: only the forms whose name contains A or B (besides the default and bRowMajor)
   --shape S   one product M,N,K instead of 1024³, ViT-B qkv, the SAM MLP products and P·V
               (M,N,K,linear: B is a transposed weight view, as in a linear layer)`;
 
@@ -122,6 +130,52 @@ async function comparePack(shape: Shape, rounds: number): Promise<void> {
   report(shape, rows);
 }
 
+/** Whole matmuls through each variant (texture, register, tiled), interleaved. */
+async function compareVariants(shape: Shape, rounds: number): Promise<void> {
+  const [M, N, K, linear] = shape;
+  const a = randTensor([M, K], 1);
+  const w = linear ? randTensor([N, K], 2) : randTensor([K, N], 2);
+  const b = linear ? F.transpose(w) : w;
+  const variants: MatmulVariant[] = ["texture", "register", "tiled"];
+  const rows: Timed[] = variants.map((v) => ({ name: v, wall: [], cpu: [], check: "" }));
+  let ref: Float32Array | undefined;
+  try {
+    for (let r = -1; r < rounds; r++) {
+      for (let i = 0; i < variants.length; i++) {
+        setMatmulVariant(variants[i]);
+        try {
+          if (r < 0) {
+            const y = F.matmulRaw(a, b);
+            const d = await y.data() as Float32Array;
+            y.dispose();
+            if (!ref) [ref, rows[i].check] = [d, "ref"];
+            else {
+              const worst = d.reduce((m, x, j) => Math.max(m, Math.abs(x - ref![j])), 0);
+              rows[i].check = d.every((x, j) => Object.is(x, ref![j]))
+                ? "bitwise"
+                : `max |diff| ${worst.toExponential(1)}`;
+            }
+            continue;
+          }
+          await sync();
+          const c0 = workerCpuMs(), t0 = performance.now();
+          F.matmulRaw(a, b).dispose();
+          await sync();
+          rows[i].wall.push(performance.now() - t0);
+          rows[i].cpu.push(workerCpuMs() - c0);
+        } finally {
+          setMatmulVariant(null);
+        }
+      }
+    }
+  } finally {
+    a.dispose();
+    b.dispose();
+    w.dispose();
+  }
+  report(shape, rows);
+}
+
 /** A product-kernel form: how its operands are packed and how its loop is written. */
 interface Form {
   name: string;
@@ -138,6 +192,12 @@ interface Form {
   r32?: boolean;
   /** WGSL's fma() instead of `c += a * b`. */
   fma?: boolean;
+  /**
+   * B row-major in a storage buffer of vec4 (B[k, n..n+3] at k·N/4 + n/4) instead of a texture,
+   * a thread's vec4 column groups interleaved by lane (lane l owns groups l, l + 8, ...), so the 8
+   * lanes of a load read 8 consecutive vec4s.
+   */
+  ssboB?: boolean;
 }
 
 const FORMS: Form[] = [
@@ -157,6 +217,17 @@ const FORMS: Form[] = [
   { name: "r32float operands", tm: 16, tn: 16, wy: 8, order: "acc", r32: true },
   { name: "24×16 acc (8×4 threads)", tm: 24, tn: 16, wy: 4, order: "acc" },
   { name: "16×8 acc", tm: 16, tn: 8, wy: 8, order: "acc" },
+  // Register tiles whose accumulators fit AVX-512's 32 vector registers (no spill).
+  { name: "4×4 acc (16 accumulators)", tm: 4, tn: 4, wy: 8, order: "acc" },
+  { name: "4×8 acc (32 accumulators)", tm: 4, tn: 8, wy: 8, order: "acc" },
+  {
+    name: "B vec4 storage buffer, lanes consecutive",
+    tm: 16,
+    tn: 16,
+    wy: 8,
+    order: "acc",
+    ssboB: true,
+  },
 ];
 
 /** WGSL of a form (bindings and uniforms of matmulTextureKernel, no bias/beta/epilogue). */
@@ -173,11 +244,19 @@ function formWgsl(f: Form): string {
       : `textureLoad(${tex}, vec2<u32>(k, ${r}))`;
   const body: string[] = [];
   for (const i of rows) body.push(`    let va${i} = ${load("TA", `ra${i}`)};`);
-  for (const j of cols) body.push(`    let vb${j} = ${load("TB", `rb${j}`, f.bT)};`);
+  if (!f.ssboB) {
+    for (const j of cols) {
+      body.push(`    let vb${j} = ${load("TB", `rb${j}`, f.bT)};`);
+    }
+  }
   for (const kk of kks) {
     for (const g of groups) {
       body.push(
-        `    let b${kk}_${g} = vec4<f32>(${kks.map((l) => `vb${4 * g + l}[${kk}]`).join(", ")});`,
+        f.ssboB
+          ? `    let b${kk}_${g} = SB[(4u * k + ${kk}u) * (u.N / 4u) + gb${g}];`
+          : `    let b${kk}_${g} = vec4<f32>(${
+            kks.map((l) => `vb${4 * g + l}[${kk}]`).join(", ")
+          });`,
       );
     }
   }
@@ -208,10 +287,24 @@ function formWgsl(f: Form): string {
     block = block.replace(/let col0 = .*;/, `let col0 = tx * ${wx * TN}u + lid.x;`);
     store = store.replace(/col0 \+ (\d+)u/g, (_m, j) => `col0 + ${Number(j) * wx}u`);
   }
+  if (f.ssboB) {
+    // Lane l's vec4 groups: l, l + 8, ... of the workgroup's 8·TN columns.
+    block = block.replace(/let col0 = .*;/, `let col0 = tx * ${wx * TN}u + lid.x * 4u;`);
+    store = store.replace(
+      /col0 \+ (\d+)u/g,
+      (_m, j) => `col0 + ${4 * wx * Math.floor(Number(j) / 4) + (Number(j) % 4)}u`,
+    );
+  }
+  const bDecl = f.ssboB
+    ? `var<storage, read> SB: array<vec4<f32>>;`
+    : `var TB: texture_storage_2d<${fmt}, read>;`;
+  const bBase = f.ssboB
+    ? groups.map((g) => `  let gb${g} = min(col0 / 4u + ${wx * g}u, u.N / 4u - 1u);`)
+    : cols.map((j) => `  let rb${j} = bB + min(col0 + ${j * colStep}u, u.N - 1u);`);
   return `${MATMUL_TEXTURE_UNIFORMS.wgsl("P")}
 @group(0) @binding(0) var<uniform> u: P;
 @group(0) @binding(1) var TA: texture_storage_2d<${fmt}, read>;
-@group(0) @binding(2) var TB: texture_storage_2d<${fmt}, read>;
+@group(0) @binding(2) ${bDecl}
 @group(0) @binding(3) var<storage, read_write> C: array<f32>;
 
 @compute @workgroup_size(${wx}, ${f.wy})
@@ -223,7 +316,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
   let bB = wg.z * u.bRows;
 ${block}
 ${rows.map((i) => `  let ra${i} = aB + min(row0 + ${i}u, u.M - 1u);`).join("\n")}
-${cols.map((j) => `  let rb${j} = bB + min(col0 + ${j * colStep}u, u.N - 1u);`).join("\n")}
+${bBase.join("\n")}
 ${rows.flatMap((i) => groups.map((g) => `  var c${i}_${g} = vec4<f32>(0.0);`)).join("\n")}
   for (var k = 0u; k < u.K4; k++) {
 ${body.join("\n")}
@@ -233,7 +326,7 @@ ${store}
 }
 
 /** Product kernels alone on packed operands: the default kernel against {@link FORMS}. */
-async function compareForms(shape: Shape, rounds: number): Promise<void> {
+async function compareForms(shape: Shape, rounds: number, only?: string[]): Promise<void> {
   const [M, N, K] = shape;
   await initGpu();
   const device = gpu().device;
@@ -249,6 +342,15 @@ async function compareForms(shape: Shape, rounds: number): Promise<void> {
       }
     }
     return d;
+  };
+  // B row-major: element (k, n) at k·N + n (texel (n/4, k) of a texture); d holds column n's k
+  // values in its row n.
+  const rowMajorOf = (d: Float32Array<ArrayBuffer>, rows: number) => {
+    const data = new Float32Array(d.length);
+    for (let n = 0; n < rows; n++) {
+      for (let k = 0; k < K4 * 4; k++) data[k * rows + n] = d[n * K4 * 4 + k];
+    }
+    return data;
   };
   const usage = GPUTextureUsage.STORAGE_BINDING | GPUTextureUsage.COPY_DST;
   const textures: GPUTexture[] = [];
@@ -271,11 +373,7 @@ async function compareForms(shape: Shape, rounds: number): Promise<void> {
     });
     let data: Float32Array<ArrayBuffer> = d;
     if (how === "rowMajor") {
-      // texel (n/4, k) = B[k, n..n+3]; d holds column n's k values in its row n.
-      data = new Float32Array(d.length);
-      for (let n = 0; n < rows; n++) {
-        for (let k = 0; k < K4 * 4; k++) data[k * rows + n] = d[n * K4 * 4 + k];
-      }
+      data = rowMajorOf(d, rows);
     } else if (how === "transposed") {
       data = new Float32Array(d.length);
       for (let r = 0; r < rows; r++) {
@@ -297,6 +395,13 @@ async function compareForms(shape: Shape, rounds: number): Promise<void> {
     r32: [texture(ha, M, "r32"), texture(hb, N, "r32")],
     rowMajor: N % 4 === 0 ? [texture(ha, M, "rows"), texture(hb, N, "rowMajor")] : null,
   };
+  // The same row-major B in a storage buffer (the ssboB form; N a multiple of 4).
+  const sb = device.createBuffer({
+    size: N * K4 * 16,
+    usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST,
+  });
+  device.queue.writeBuffer(sb, 0, rowMajorOf(hb, N));
+  const ssboViews: GPUBindingResource[] = [views.rows[0], { buffer: sb }];
   const c = device.createBuffer({
     size: M * N * 4,
     usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC,
@@ -343,13 +448,15 @@ async function compareForms(shape: Shape, rounds: number): Promise<void> {
         v: views.rowMajor,
       }]
       : []),
-    ...FORMS.map((f) => ({
+    ...FORMS.filter((f) =>
+      (!f.ssboB || N % 4 === 0) && (!only || only.some((o) => f.name.includes(o)))
+    ).map((f) => ({
       name: f.name,
       wgsl: formWgsl(f),
       tm: f.tm,
       tn: f.tn,
       wy: f.wy,
-      v: f.r32 ? views.r32 : f.bT ? views.bT : views.rows,
+      v: f.ssboB ? ssboViews : f.r32 ? views.r32 : f.bT ? views.bT : views.rows,
     })),
   ];
   const prepared = all.map((f) => {
@@ -415,7 +522,7 @@ async function compareForms(shape: Shape, rounds: number): Promise<void> {
     }
   }
   for (const t of textures) t.destroy();
-  for (const b of [c, readback, ub]) b.destroy();
+  for (const b of [c, readback, ub, sb]) b.destroy();
   report(shape, prepared.map((p) => p.t));
 }
 
@@ -428,8 +535,10 @@ if (import.meta.main) {
         options: {
           pack: { type: "boolean" },
           forms: { type: "boolean" },
+          variants: { type: "boolean" },
           rounds: { type: "string" },
           shape: { type: "string" },
+          only: { type: "string" },
         },
       },
       Deno.args,
@@ -450,11 +559,14 @@ if (import.meta.main) {
           }
           shapes = [linear ? [s[0], s[1], s[2], "linear"] : [s[0], s[1], s[2]]];
         }
-        const both = !flags.pack && !flags.forms;
+        const both = !flags.pack && !flags.forms && !flags.variants;
         await initGpu();
         for (const s of shapes) {
           if (both || flags.pack) await comparePack(s, rounds);
-          if (both || flags.forms) await compareForms(s, rounds);
+          if (flags.variants) await compareVariants(s, rounds);
+          if (both || flags.forms) {
+            await compareForms(s, rounds, stringFlag(flags, "only")?.split("|"));
+          }
         }
         return 0;
       },
