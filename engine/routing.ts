@@ -254,8 +254,9 @@ export function setWinogradTile(m: WinogradTile | null): void {
  * zero, and the short profiles' classifier, evaluated with BatchNorm running averages far from its
  * weights, then scored its own positives negative (50 all-zero CAMs at 3 epochs) or not. The
  * pipeline now recalibrates BatchNorm before each validation (pipeline/classifier/precise_bn.ts,
- * `classifier.preciseBn`), and the tiny runs end the same way with Winograd on or off
- * (BENCHMARKS.md "Winograd", seventh pass). The ops match float64 past one chunk
+ * `classifier.preciseBn`), and the tiny runs end the same way with Winograd on or off (seed 7
+ * above its CAM masks on, off and with texture convs; seed 8 below them both ways, its small SAM
+ * collapsing; BENCHMARKS.md "Winograd", seventh pass). The ops match float64 past one chunk
  * (tests/ops/conv_winograd_test.ts "past one chunk").
  *
  * Where on, every such pass takes it: on llvmpipe (bench/conv.ts `winograd`, BENCHMARKS.md
