@@ -6,8 +6,8 @@
  * Run alone: `deno run -A bench/conv.ts --help` for the flags.
  */
 import { gpu, initGpu } from "../engine/device.ts";
-import { sync, timeGpu } from "../engine/dispatch.ts";
-import { timeKernel } from "./timing.ts";
+import { sync } from "../engine/dispatch.ts";
+import { timeKernel, timeKernelsInterleaved } from "./timing.ts";
 import { noGrad } from "../engine/autograd.ts";
 import { type Tensor, tensor } from "../engine/tensor.ts";
 import {
@@ -265,25 +265,29 @@ export async function benchWinograd(
         ["F(2,3)", "winograd", 2],
         ["F(4,3)", "winograd", 4],
       ];
-      const times = variants.map(() => [] as number[]);
       const outs: Float32Array[] = [];
-      await noGrad(async () => {
-        for (let r = -1; r < reps; r++) {
-          for (const [i, [, path, m]] of variants.entries()) {
+      const timed = await noGrad(async () => {
+        // Compiles each variant and keeps its output for the comparison.
+        for (const [, path, m] of variants) {
+          setConvPath(path);
+          setWinogradTile(m);
+          const y = run();
+          outs.push(await y.data() as Float32Array);
+          y.dispose();
+        }
+        // Timed like every other kernel row (bench/timing.ts), the variants interleaved.
+        return await timeKernelsInterleaved(
+          variants.map(([, path, m]) => () => {
             setConvPath(path);
             setWinogradTile(m);
-            if (r < 0) {
-              // Warm-up round: compiles, and keeps each variant's output for the comparison.
-              const y = run();
-              outs.push(await y.data() as Float32Array);
-              y.dispose();
-            } else times[i].push((await timeGpu(run)).ms);
-          }
-        }
+            return run();
+          }),
+          reps,
+        );
       });
       setConvPath(null);
       setWinogradTile(null);
-      const ms = times.map(median);
+      const ms = timed.map((t) => t.ms);
       const err = (o: Float32Array) => {
         let e = 0, mag = 0;
         for (let i = 0; i < o.length; i++) {
@@ -300,11 +304,11 @@ export async function benchWinograd(
         gbps: null,
         adapter,
         load: loadavg(),
-        notes: `${base} ${ms[0].toFixed(1)} ms; F(2,3) ${ms[1].toFixed(1)} ms (${
+        notes: `${base} ${ms[0].toFixed(1)} ms [${timed[0].note}]; F(2,3) ${ms[1].toFixed(1)} ms (${
           (ms[0] / ms[1]).toFixed(2)
-        }×, max diff ${err(outs[1])}); F(4,3) ${ms[2].toFixed(1)} ms (${
+        }×, max diff ${err(outs[1])}) [${timed[1].note}]; F(4,3) ${ms[2].toFixed(1)} ms (${
           (ms[0] / ms[2]).toFixed(2)
-        }×, max diff ${err(outs[2])}); medians of ${reps}, interleaved`,
+        }×, max diff ${err(outs[2])}) [${timed[2].note}]; variants interleaved`,
       });
     }
     x.dispose();
@@ -362,9 +366,11 @@ export async function benchWinogradModels(
       gbps: null,
       adapter: gpu().adapterName,
       load: loadavg(),
-      notes: `Winograd off ${off.toFixed(0)} ms, on ${on.toFixed(0)} ms (${
-        (off / on).toFixed(2)
-      }×); CPU time off ${cOff.toFixed(0)} ms, on ${cOn.toFixed(0)} ms (${
+      notes: `wall clock (step + sync), as the model rows; Winograd off ${off.toFixed(0)} ms, on ${
+        on.toFixed(0)
+      } ms (${(off / on).toFixed(2)}×); CPU time off ${cOff.toFixed(0)} ms, on ${
+        cOn.toFixed(0)
+      } ms (${
         (cOff / cOn).toFixed(2)
       }×); medians of ${reps}, alternated in one process; load ${load0} → ${loadavg()}`,
     });

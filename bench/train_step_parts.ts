@@ -3,7 +3,7 @@
  * ONE process, interleaved (as bench/train_step_ab.ts: `--base DIR` is another checkout, each side
  * with its own engine and device): BatchNorm forward + backward with ReLU, the passes of 1×1 convs
  * (texture packs) and a strided 1×1 conv's input gradient, ADL's broadcast multiply and channel
- * mean, an Adam step. Each figure is this process's CPU time (all threads) for `reps` calls and a
+ * mean, the stem's max pool and the head's global average pool with their gradients, an Adam step. Each figure is this process's CPU time (all threads) for `reps` calls and a
  * sync, median of `--runs`; on a shared machine CPU time is far steadier than the wall clock.
  *
  *   deno run -A bench/train_step_parts.ts --base /tmp/base [--runs 5] [--filter bn|conv|adl|adam]
@@ -29,6 +29,10 @@ interface Part {
   make: (e: Engine, conv: Engine, optim: Engine) => () => void;
 }
 
+/**
+ * BatchNorm + ReLU forward and backward: as one op (`relu` option) on a side whose batchNorm2d has
+ * it, else F.relu after it (what ResNet-ADL runs on each side).
+ */
 function bnPart(shape: number[]): Part {
   return {
     name: `bn+relu fwd+bwd [${shape}] x4`,
@@ -36,9 +40,14 @@ function bnPart(shape: number[]): Part {
       const x = e.requireGrad(e.tensor(rnd(numel(shape), 1), shape));
       const w = e.requireGrad(e.tensor(new Float32Array(shape[1]).fill(1.1), [shape[1]]));
       const gy = e.tensor(rnd(numel(shape), 2), shape);
+      const fused = String(e.F.batchNorm2d).includes("opts.relu");
+      const f = () =>
+        fused
+          ? e.F.batchNorm2d(x, { weight: w, training: true, relu: true })
+          : e.F.relu(e.F.batchNorm2d(x, { weight: w, training: true }));
       return () => {
         for (let r = 0; r < 4; r++) {
-          e.tidy(() => e.backward(e.F.relu(e.F.batchNorm2d(x, { weight: w, training: true })), gy));
+          e.tidy(() => e.backward(f(), gy));
           x.grad.dispose();
           x.grad = null;
           w.grad.dispose();
@@ -82,6 +91,27 @@ const PARTS: Part[] = [
   convPart("1x1 256->64 @64²", [2, 256, 64, 64], [64, 256, 1, 1], {}, "input"),
   convPart("1x1 256->64 @64²", [2, 256, 64, 64], [64, 256, 1, 1], {}, "weight"),
   convPart("1x1/2 256->512 @64²", [2, 256, 64, 64], [512, 256, 1, 1], { stride: 2 }, "input"),
+  convPart(
+    "3x3/2 128->128 @64²",
+    [2, 128, 64, 64],
+    [128, 128, 3, 3],
+    { stride: 2, padding: 1 },
+    "input",
+  ),
+  convPart(
+    "stem 7x7/2 4->64 @256²",
+    [2, 4, 256, 256],
+    [64, 4, 7, 7],
+    { stride: 2, padding: 3 },
+    "forward",
+  ),
+  convPart(
+    "stem 7x7/2 4->64 @256²",
+    [2, 4, 256, 256],
+    [64, 4, 7, 7],
+    { stride: 2, padding: 3 },
+    "weight",
+  ),
   {
     name: "adl x·m [2,2048,16,16]·[2,1,16,16] x10",
     make: (e) => {
@@ -98,6 +128,36 @@ const PARTS: Part[] = [
       const x = e.tensor(rnd(2 * 2048 * 256, 1), [2, 2048, 16, 16]);
       return () => {
         for (let r = 0; r < 10; r++) e.F.mean(x, 1, true).dispose();
+      };
+    },
+  },
+  {
+    name: "stem maxpool 3x3/2 fwd+bwd [2,64,128,128] x4",
+    make: (e) => {
+      const shape = [2, 64, 128, 128];
+      const x = e.requireGrad(e.tensor(rnd(numel(shape), 1), shape));
+      const gy = e.tensor(rnd(numel([2, 64, 64, 64]), 2), [2, 64, 64, 64]);
+      return () => {
+        for (let r = 0; r < 4; r++) {
+          e.tidy(() => e.backward(e.F.maxPool2d(x, { kernel: 3, stride: 2, padding: 1 }), gy));
+          x.grad.dispose();
+          x.grad = null;
+        }
+      };
+    },
+  },
+  {
+    name: "global avgpool fwd+bwd [2,2048,16,16] x10",
+    make: (e) => {
+      const shape = [2, 2048, 16, 16];
+      const x = e.requireGrad(e.tensor(rnd(numel(shape), 1), shape));
+      const gy = e.tensor(rnd(4096, 2), [2, 2048, 1, 1]);
+      return () => {
+        for (let r = 0; r < 10; r++) {
+          e.tidy(() => e.backward(e.F.adaptiveAvgPool2d(x, [1, 1]), gy));
+          x.grad.dispose();
+          x.grad = null;
+        }
       };
     },
   },

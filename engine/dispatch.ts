@@ -10,6 +10,7 @@
  */
 import { gpu, onNewDevice, throwUncaptured } from "./device.ts";
 import { pool } from "./pool.ts";
+import { threadCpuMs } from "./cpu_time.ts";
 import type { Kernel } from "../kernels/kernel.ts";
 import { uniforms as declareUniforms } from "../kernels/uniforms.ts";
 
@@ -288,7 +289,14 @@ export function dispatch(
     for (const i of shared.copy) {
       const b = bindings[i] as BufferBinding;
       const tmp = pool.acquire(b.size, "aliased operand copy");
-      copyBuffer(b.buffer, b.offset ?? 0, tmp, 0, b.size);
+      copyBuffer(
+        b.buffer,
+        b.offset ?? 0,
+        tmp,
+        0,
+        b.size,
+        "copy/buffer-to-buffer (aliased operand)",
+      );
       bindings[i] = { buffer: tmp, offset: 0, size: b.size };
       copies.push(tmp);
     }
@@ -324,7 +332,7 @@ export function dispatch(
     if (copies) { for (const c of copies) pool.release(c); }
     return;
   }
-  profiling?.recorded.push({ key: kernel.key, pipeline, bg, x, y, z });
+  profiling?.recorded.push(dispatchWork(kernel.key, pipeline, bg, x, y, z));
   if (!pass) pass = encoder!.beginComputePass();
   pass.setPipeline(pipeline);
   pass.setBindGroup(0, bg);
@@ -339,17 +347,30 @@ export function dispatch(
   if (++dispatchesInBatch >= DISPATCHES_PER_SUBMIT) flush();
 }
 
-/** Copies a buffer range into another inside the current batch (ordered with the dispatches). */
+/**
+ * Copies a buffer range into another inside the current batch (ordered with the dispatches);
+ * `key` names it in a profile.
+ */
 function copyBuffer(
   src: GPUBuffer,
   srcOffset: number,
   dst: GPUBuffer,
   dstOffset: number,
   size: number,
+  key: string,
 ): void {
+  encodeCopy(key, (enc) => enc.copyBufferToBuffer(src, srcOffset, dst, dstOffset, size));
+}
+
+/**
+ * Encodes a copy into the current batch, outside any compute pass; under a profile it is recorded
+ * under `key` (and bracketed by timestamps where the profile uses them), like a dispatch.
+ */
+function encodeCopy(key: string, encode: (enc: GPUCommandEncoder) => void): void {
   const enc = ensureBatch();
   endPass();
-  enc.copyBufferToBuffer(src, srcOffset, dst, dstOffset, size);
+  if (profiling) profileCopy(profiling, key, encode);
+  else encode(enc);
 }
 
 /**
@@ -366,13 +387,12 @@ export function copyBufferToTexture(
   height: number,
   y: number,
 ): void {
-  const enc = ensureBatch();
-  endPass();
-  enc.copyBufferToTexture(
-    { buffer: src, offset: srcOffset, bytesPerRow },
-    { texture, origin: { x: 0, y } },
-    { width, height },
-  );
+  encodeCopy("copy/buffer-to-texture", (enc) =>
+    enc.copyBufferToTexture(
+      { buffer: src, offset: srcOffset, bytesPerRow },
+      { texture, origin: { x: 0, y } },
+      { width, height },
+    ));
 }
 
 /** Submits everything encoded so far. */
@@ -429,9 +449,10 @@ export async function readBuffer(
     size: Math.max(256, 2 ** Math.ceil(Math.log2(alignedSize))),
     usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
   });
-  copyBuffer(buffer, alignedStart, st, 0, alignedSize);
+  copyBuffer(buffer, alignedStart, st, 0, alignedSize, "copy/readback");
   flush();
   stats.readbacks++;
+  profiling?.recorded.push(mapWork(st, alignedSize));
   try {
     await st.mapAsync(GPUMapMode.READ, 0, alignedSize);
   } catch (e) {
@@ -456,6 +477,7 @@ export function writeBuffer(buffer: GPUBuffer, offset: number, data: ArrayBuffer
   if (pool.mustSubmitBefore(buffer)) flush();
   ensureBatch();
   const bytes = new Uint8Array(data.buffer as ArrayBuffer, data.byteOffset, data.byteLength);
+  profiling?.recorded.push(uploadWork(buffer, offset, bytes.byteLength));
   const n4 = Math.floor(bytes.byteLength / 4) * 4;
   if (n4) gpu().device.queue.writeBuffer(buffer, offset, bytes, 0, n4);
   if (n4 < bytes.byteLength) {
@@ -820,14 +842,82 @@ export function grid1d(items: number, perWorkgroup: number): [number, number] {
   return [Math.ceil(groups / y), y];
 }
 
-/** A dispatch recorded by a wall-clock profile, replayed alone afterwards. */
-interface RecordedDispatch {
+/**
+ * What a profiled pass did on the GPU besides CPU-side encoding, in order, for a replay: a
+ * dispatch, a copy encoded in the batch (`copy/...`: operands copied into textures, aliased
+ * operands, readbacks into a staging buffer), a `queue.writeBuffer` upload, or the mapping of a
+ * readback's staging buffer. `stamped`: timed by per-pass timestamps in a timestamp profile (the
+ * others are always replayed by the wall clock: uploads and maps are not inside any pass).
+ */
+interface RecordedWork {
   key: string;
-  pipeline: GPUComputePipeline;
-  bg: GPUBindGroup;
-  x: number;
-  y: number;
-  z: number;
+  kind: ProfileKind;
+  stamped: boolean;
+  /** Encodes the work alone into a fresh encoder. */
+  encode?: (enc: GPUCommandEncoder) => void;
+  /** Runs on the queue before that encoder is submitted (an upload). */
+  beforeSubmit?: () => void;
+  /** Runs once the submit is done (a map), still inside the timed span. */
+  afterSubmit?: () => Promise<void>;
+}
+
+/** What a profile row measured. */
+export type ProfileKind = "kernel" | "copy" | "upload" | "readback";
+
+function dispatchWork(
+  key: string,
+  pipeline: GPUComputePipeline,
+  bg: GPUBindGroup,
+  x: number,
+  y: number,
+  z: number,
+): RecordedWork {
+  return {
+    key,
+    kind: "kernel",
+    stamped: true,
+    encode: (enc) => {
+      const pp = enc.beginComputePass();
+      pp.setPipeline(pipeline);
+      pp.setBindGroup(0, bg);
+      pp.dispatchWorkgroups(x, y, z);
+      pp.end();
+    },
+  };
+}
+
+/** The largest zero-filled upload a replay has needed (uploads are replayed with zeros). */
+let replayZeros = new Uint8Array(0);
+
+/**
+ * An upload, replayed as a write of as many zero bytes into the same range (the data itself is not
+ * kept: a pass may upload hundreds of MB; the replay clobbers buffers anyway, see profileGpu).
+ */
+function uploadWork(buffer: GPUBuffer, offset: number, bytes: number): RecordedWork {
+  const size = Math.ceil(bytes / 4) * 4;
+  return {
+    key: "upload/write-buffer",
+    kind: "upload",
+    stamped: false,
+    beforeSubmit: () => {
+      if (replayZeros.byteLength < size) replayZeros = new Uint8Array(size);
+      gpu().device.queue.writeBuffer(buffer, offset, replayZeros, 0, size);
+    },
+  };
+}
+
+/** Mapping a readback's staging buffer and copying the bytes out (what readBuffer does after the copy). */
+function mapWork(st: GPUBuffer, size: number): RecordedWork {
+  return {
+    key: "readback/map",
+    kind: "readback",
+    stamped: false,
+    afterSubmit: async () => {
+      await st.mapAsync(GPUMapMode.READ, 0, size);
+      st.getMappedRange(0, size).slice(0);
+      st.unmap();
+    },
+  };
 }
 
 interface ProfileState {
@@ -835,11 +925,13 @@ interface ProfileState {
   mode: "timestamp" | "wall";
   querySet: GPUQuerySet | null;
   resolve: GPUBuffer | null;
-  /** Kernel key of each timestamp pair written in the current batch. */
-  keys: string[];
+  /** Key and kind of each timestamp pair written in the current batch. */
+  keys: { key: string; kind: ProfileKind }[];
   readbacks: Promise<void>[];
-  totals: Map<string, { ms: number; count: number }>;
-  recorded: RecordedDispatch[];
+  totals: Map<string, { ms: number; cpuMs: number; count: number; kind: ProfileKind }>;
+  recorded: RecordedWork[];
+  /** Whether replays also take this process's CPU time (software adapters: see cpu_time.ts). */
+  cpu: boolean;
 }
 const PROFILE_PAIRS = 512;
 
@@ -865,9 +957,33 @@ function profileDispatch(
   pp.setBindGroup(0, bg);
   pp.dispatchWorkgroups(x, y, z);
   pp.end();
-  p.keys.push(key);
-  p.recorded.push({ key, pipeline, bg, x, y, z });
+  p.keys.push({ key, kind: "kernel" });
+  p.recorded.push(dispatchWork(key, pipeline, bg, x, y, z));
   stats.dispatches++;
+  if (p.keys.length >= PROFILE_PAIRS) flush();
+}
+
+/**
+ * Encodes a copy under a profile: recorded for a replay; in a timestamp profile, bracketed by two
+ * empty passes whose timestamps mark its start and end (copies cannot carry timestamps themselves).
+ */
+function profileCopy(
+  p: ProfileState,
+  key: string,
+  encode: (enc: GPUCommandEncoder) => void,
+): void {
+  p.recorded.push({ key, kind: "copy", stamped: true, encode });
+  if (p.mode !== "timestamp") {
+    encode(encoder!);
+    return;
+  }
+  const i = p.keys.length;
+  const mark = (w: Omit<GPUComputePassTimestampWrites, "querySet">) =>
+    encoder!.beginComputePass({ timestampWrites: { querySet: p.querySet!, ...w } }).end();
+  mark({ beginningOfPassWriteIndex: 2 * i });
+  encode(encoder!);
+  mark({ endOfPassWriteIndex: 2 * i + 1 });
+  p.keys.push({ key, kind: "copy" });
   if (p.keys.length >= PROFILE_PAIRS) flush();
 }
 
@@ -886,107 +1002,159 @@ function profileResolve(p: ProfileState, enc: GPUCommandEncoder): (() => void) |
     void p.readbacks.push(
       st.mapAsync(GPUMapMode.READ).then(() => {
         const t = new BigUint64Array(st.getMappedRange());
-        keys.forEach((k, j) => addTime(p, k, Number(t[2 * j + 1] - t[2 * j]) / 1e6));
+        keys.forEach((k, j) =>
+          addTime(p, k.key, k.kind, Number(t[2 * j + 1] - t[2 * j]) / 1e6, NaN)
+        );
         st.destroy();
       }),
     );
 }
 
-function addTime(p: ProfileState, key: string, ms: number): void {
-  const e = p.totals.get(key) ?? { ms: 0, count: 0 };
+function addTime(
+  p: ProfileState,
+  key: string,
+  kind: ProfileKind,
+  ms: number,
+  cpuMs: number,
+): void {
+  const e = p.totals.get(key) ?? { ms: 0, cpuMs: 0, count: 0, kind };
   e.ms += ms;
+  e.cpuMs += cpuMs;
   e.count++;
   p.totals.set(key, e);
 }
 
 /**
- * Replays each recorded dispatch alone (its own submit, synchronised, an empty sync subtracted).
+ * Replays each recorded piece of work that `which` selects alone (its own submit, synchronised, an
+ * empty sync subtracted), by the wall clock and, where `p.cpu`, by this process's CPU time too.
  * Buffers and textures the pass destroyed were kept alive for this (see {@link profileGpu}).
  */
-async function replayByWallClock(p: ProfileState): Promise<string | null> {
+async function replayByWallClock(
+  p: ProfileState,
+  which: (r: RecordedWork) => boolean,
+): Promise<string | null> {
   const d = gpu().device;
+  const cpu = p.cpu ? threadCpuMs : () => NaN;
   const empty = await emptySyncMs();
+  // The CPU an empty submit and sync costs, the two readings included (median of 5).
+  const emptyCpu: number[] = [];
+  for (let i = 0; i < 5; i++) {
+    const c0 = cpu();
+    d.queue.submit([d.createCommandEncoder().finish()]);
+    await d.queue.onSubmittedWorkDone();
+    emptyCpu.push(cpu() - c0);
+  }
+  const cpuBase = emptyCpu.sort((a, b) => a - b)[2];
   d.pushErrorScope("validation");
   for (const r of p.recorded) {
+    if (!which(r)) continue;
     const enc = d.createCommandEncoder();
-    const pp = enc.beginComputePass();
-    pp.setPipeline(r.pipeline);
-    pp.setBindGroup(0, r.bg);
-    pp.dispatchWorkgroups(r.x, r.y, r.z);
-    pp.end();
+    r.encode?.(enc);
     const cb = enc.finish();
+    const c0 = cpu();
     const t0 = performance.now();
+    r.beforeSubmit?.();
     d.queue.submit([cb]);
     await d.queue.onSubmittedWorkDone();
-    addTime(p, r.key, Math.max(0, performance.now() - t0 - empty));
+    await r.afterSubmit?.();
+    const t1 = performance.now();
+    addTime(p, r.key, r.kind, Math.max(0, t1 - t0 - empty), Math.max(0, cpu() - c0 - cpuBase));
   }
   const err = await d.popErrorScope();
   return err ? err.message : null;
 }
 
-/** Kernel time of one profile row. */
+/** Time of one profile row: a kernel key, or a copy, upload or readback key. */
 export interface KernelTime {
+  /** The kernel key, or `copy/...`, `upload/write-buffer`, `readback/map`. */
   kernel: string;
+  kind: ProfileKind;
   ms: number;
+  /** This process's CPU time in the replays (software adapters; NaN where not taken). */
+  cpuMs: number;
   count: number;
 }
 
 /** What {@link profileGpu} measured. */
 export interface GpuProfile {
-  /** Milliseconds per kernel key, largest first. */
+  /** Milliseconds per key (kernels, copies, uploads, readbacks), largest first. */
   kernels: KernelTime[];
-  /** "timestamp": per-pass timestamps; "wall": each dispatch replayed alone by the wall clock. */
+  /**
+   * How dispatches and in-batch copies were timed: "timestamp": per-pass timestamps; "wall": each
+   * replayed alone by the wall clock. Uploads and readback maps are replayed by the wall clock
+   * either way.
+   */
   method: "timestamp" | "wall";
   /** Wall clock of the profiled pass (`fn` and its final sync). */
   wallMs: number;
-  /** Sum of the kernel times. */
+  /** Sum of the kernel (dispatch) times. */
   kernelMs: number;
-  /** The kernel times add up to the wall time within 20 %. */
+  /** Sum of the copy, upload and readback times. */
+  copyMs: number;
+  /** Kernel and copy times together add up to the wall time within 20 %. */
   accounted: boolean;
-  /** How the method was chosen and what the kernel times leave out. */
+  /**
+   * On a software adapter, where the GPU's work is this process's CPU time (engine/cpu_time.ts):
+   * the CPU time of the pass, and the replays' CPU time of its kernels and of its copies — steadier
+   * than the wall clock on a loaded machine; the pass's excess over the replays is host work
+   * (the ops' code, encoding) and the rasteriser's own overhead. Null elsewhere.
+   */
+  cpu: { passMs: number; kernelMs: number; copyMs: number } | null;
+  /** How the method was chosen and what the measured times leave out. */
   note: string;
 }
 
 /**
- * Whether a profile's kernel times (`kernelMs`) add up to the wall time of the pass within 20 %
- * (and the replay, if any, ran without error), and the sentence that says so or says how much they
- * cannot account for.
+ * Whether a profile's measured times (`measuredMs`: kernels, copies, uploads and readbacks) add up
+ * to the wall time of the pass within 20 % (and the replay, if any, ran without error), and the
+ * sentence that says so or says how much they cannot account for.
  */
 export function accountFor(
-  kernelMs: number,
+  measuredMs: number,
   wallMs: number,
   replayError: string | null = null,
 ): { accounted: boolean; rest: string } {
-  const accounted = Math.abs(kernelMs - wallMs) <= 0.2 * wallMs && !replayError;
-  const gap = wallMs - kernelMs;
+  const accounted = Math.abs(measuredMs - wallMs) <= 0.2 * wallMs && !replayError;
+  const gap = wallMs - measuredMs;
   const rest = accounted
-    ? "kernel times add up to the wall time within 20 %"
+    ? "kernel and copy times add up to the wall time within 20 %"
     : gap > 0
     ? `cannot account for ${(gap / 1000).toFixed(2)} s (${
       (100 * gap / wallMs).toFixed(0)
-    } %) of the wall time: CPU-side encoding, uploads, copies and readbacks are not kernel time`
+    } %) of the wall time: host work the GPU waited for (the ops' own code, encoding, bind ` +
+      `groups, submits) is not GPU time`
     : gap < 0
-    ? `kernel times exceed the wall time by ${(-gap / 1000).toFixed(2)} s (${
+    ? `kernel and copy times exceed the wall time by ${(-gap / 1000).toFixed(2)} s (${
       (-100 * gap / wallMs).toFixed(0)
-    } %): kernels overlap or the per-kernel clock overcounts`
+    } %): work overlaps in the pass, or each replay pays its own launch`
     : "the replay failed";
   return { accounted, rest };
 }
 
 /**
- * Runs `fn` and returns milliseconds per kernel key. Where the start-up probe found per-pass
- * timestamps reliable, every dispatch runs in its own timestamped pass; otherwise the dispatches
- * run as usual, are recorded, and each is replayed alone afterwards between two syncs (an empty
- * sync subtracted); the same replay is the fallback when per-pass timestamps disagree with the wall
- * clock of the pass by more than 2×. Buffers and textures destroyed during the pass are kept alive
- * until the profile ends (so a profiled pass holds more memory). Either way the
- * kernel times are compared with the wall clock of the pass: within 20 % they account for it,
- * else `note` says how much they cannot account for. For finding hot spots only.
+ * Runs `fn` and returns milliseconds per kernel key, and per kind of non-kernel GPU work: copies
+ * encoded in the batch (`copy/buffer-to-texture`: matmul operands staged by a copy;
+ * `copy/buffer-to-buffer (aliased operand)`; `copy/readback`: into a staging buffer), uploads
+ * (`upload/write-buffer`) and readback maps (`readback/map`). Where the start-up probe found
+ * per-pass timestamps reliable, every dispatch runs in its own timestamped pass and every copy
+ * between two timestamping empty passes; otherwise the work runs as usual, is recorded, and each
+ * dispatch and copy is replayed alone afterwards between two syncs (an empty sync subtracted); the
+ * same replay is the fallback when per-pass timestamps disagree with the wall clock of the pass by
+ * more than 2×. Uploads and readback maps are replayed that way in both cases (an upload as zeros
+ * into the same range). Buffers and textures destroyed during the pass are kept alive until the
+ * profile ends (so a profiled pass holds more memory), and the replay rewrites them: what the pass
+ * computed is not to be used afterwards. The measured times are compared with the wall clock of the
+ * pass: within 20 % they account for it, else `note` says how much they cannot account for. For
+ * finding hot spots only. `forceTimestamps` (for tests): per-pass timestamps wherever the adapter
+ * has them, even where the probe found them unreliable (the fallback above still applies).
  */
-export async function profileGpu(fn: () => Promise<void> | void): Promise<GpuProfile> {
+export async function profileGpu(
+  fn: () => Promise<void> | void,
+  opts: { forceTimestamps?: boolean } = {},
+): Promise<GpuProfile> {
   const g = gpu();
   const pr = g.features.timestamp ? await timestampProbe() : null;
-  const mode = pr?.perPass ? "timestamp" : "wall";
+  const mode = pr?.perPass || (pr && opts.forceTimestamps) ? "timestamp" : "wall";
   await sync();
   const p: ProfileState = {
     mode,
@@ -1003,6 +1171,7 @@ export async function profileGpu(fn: () => Promise<void> | void): Promise<GpuPro
     readbacks: [],
     totals: new Map(),
     recorded: [],
+    cpu: g.isSoftware && mode === "wall" && threadCpuMs() >= 0,
   };
   // A wall-clock replay needs every resource the pass used: defer destroys until it is done.
   const deferred: { destroy(): void }[] = [];
@@ -1016,11 +1185,13 @@ export async function profileGpu(fn: () => Promise<void> | void): Promise<GpuPro
     };
   }
   let wallMs: number;
+  let passCpuMs = NaN;
   let replayError: string | null = null;
   let method: "timestamp" | "wall" = mode;
   let fallback = "";
   try {
     profiling = p;
+    const c0 = threadCpuMs();
     const t0 = performance.now();
     try {
       await fn();
@@ -1031,6 +1202,7 @@ export async function profileGpu(fn: () => Promise<void> | void): Promise<GpuPro
     await Promise.all(p.readbacks);
     await sync();
     wallMs = performance.now() - t0;
+    passCpuMs = threadCpuMs() - c0;
     const stamped = [...p.totals.values()].reduce((s, e) => s + e.ms, 0);
     if (
       mode === "timestamp" &&
@@ -1042,8 +1214,9 @@ export async function profileGpu(fn: () => Promise<void> | void): Promise<GpuPro
       } s (> 2×), so `;
       p.totals.clear();
       method = "wall";
+      p.cpu = g.isSoftware && threadCpuMs() >= 0;
     }
-    if (method === "wall") replayError = await replayByWallClock(p);
+    replayError = await replayByWallClock(p, (r) => method === "wall" || !r.stamped);
   } finally {
     GPUBuffer.prototype.destroy = bufDestroy;
     GPUTexture.prototype.destroy = texDestroy;
@@ -1054,19 +1227,33 @@ export async function profileGpu(fn: () => Promise<void> | void): Promise<GpuPro
   const kernels = [...p.totals].map(([kernel, e]) => ({ kernel, ...e })).sort((a, b) =>
     b.ms - a.ms
   );
-  const kernelMs = kernels.reduce((s, k) => s + k.ms, 0);
-  const { accounted, rest } = accountFor(kernelMs, wallMs, replayError);
+  const kernelMs = kernels.reduce((s, k) => s + (k.kind === "kernel" ? k.ms : 0), 0);
+  const copyMs = kernels.reduce((s, k) => s + (k.kind === "kernel" ? 0 : k.ms), 0);
+  const { accounted, rest } = accountFor(kernelMs + copyMs, wallMs, replayError);
+  const sumCpu = (copy: boolean) =>
+    kernels.reduce((s, k) => s + ((k.kind !== "kernel") === copy ? k.cpuMs : 0), 0);
+  const cpu = p.cpu && !replayError
+    ? { passMs: passCpuMs, kernelMs: sumCpu(false), copyMs: sumCpu(true) }
+    : null;
+  const transfers = "uploads and readback maps replayed alone by the wall clock";
   const why = method === "timestamp"
-    ? `per-pass timestamps (${pr!.detail})`
-    : `${fallback}each dispatch replayed alone by the wall clock, an empty sync subtracted (${
-      pr ? pr.detail : "no timestamp-query"
-    })`;
+    ? `per-pass timestamps for dispatches and copies (${pr!.detail}); ${transfers}`
+    : `${fallback}each dispatch, copy, upload and readback map replayed alone by the wall ` +
+      `clock, an empty sync subtracted (${pr ? pr.detail : "no timestamp-query"})`;
   return {
     kernels,
     method,
     wallMs,
     kernelMs,
+    copyMs,
     accounted,
-    note: `${why}; ${rest}${replayError ? `; replay failed: ${replayError}` : ""}`,
+    cpu,
+    note: `${why}; ${rest}${
+      cpu
+        ? `; by this process's CPU time (software adapter) kernels and copies are ${
+          (100 * (cpu.kernelMs + cpu.copyMs) / cpu.passMs).toFixed(0)
+        } % of the pass's`
+        : ""
+    }${replayError ? `; replay failed: ${replayError}` : ""}`,
   };
 }

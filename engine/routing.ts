@@ -196,7 +196,9 @@ export type ConvRouteShape = Pick<
  * gradient, C for the input gradient) must reach 128 unless the kernel is 1×1 — with 64 rows the
  * im2col packing of a 3×3 or 7×7 kernel costs more than it saves (layer1 3×3 64→64: forward 69 ms
  * kernel, 82 ms texture) — and the input gradient needs stride 1 (with stride s its gather is zero
- * for all but 1/s² of the taps: layer2 3×3/2, 99 ms kernel, 230 ms texture). `ENGINE_CONV=texture`
+ * for all but 1/s² of the taps: layer2 3×3/2, 99 ms kernel, 230 ms texture; engine/ops/conv.ts then
+ * takes it as a texture GEMM + col2im where this rule gives the stride-1 pass textures,
+ * engine/ops/conv_col2im.ts: 2.3× less CPU than the kernel). `ENGINE_CONV=texture`
  * or `setConvPath("texture")` skips that rule; `kernel` never takes textures.
  */
 export function convPath(

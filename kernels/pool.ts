@@ -9,6 +9,7 @@
  */
 import type { Kernel } from "./kernel.ts";
 import { planeKernelWgsl, type PlanePixel } from "./planes.ts";
+import { flatKernelWgsl } from "./common.ts";
 import { uniforms } from "./uniforms.ts";
 import { WINDOW_FIELDS } from "./window.ts";
 
@@ -101,6 +102,64 @@ ${COVERING}  var acc = 0.0;
   };
 }
 
+/** Largest stride per axis that {@link maxPool2dBackwardBlockKernel} is generated for. */
+export const MAXPOOL_BLOCK_MAX_STRIDE = 4;
+
+/**
+ * maxPool2dBackwardKernel's gather with a thread per block of sh×sw input pixels (sh, sw baked in,
+ * at most {@link MAXPOOL_BLOCK_MAX_STRIDE}): the windows covering a block (two per axis for a 3×3
+ * stride-2 pool, against up to two per pixel) are read once for the whole block, so the storage
+ * loads, a per-lane loop each on CPU rasterisers, drop by sh·sw; each pixel still adds its matching
+ * windows in (oh, ow) order, so the sums are the per-pixel kernel's bit for bit. Bindings: g,
+ * argmax, dx. Grid: planes·⌈H/sh⌉·⌈W/sw⌉ threads.
+ */
+export function maxPool2dBackwardBlockKernel(sh: number, sw: number): Kernel {
+  if (![sh, sw].every((s) => Number.isInteger(s) && s >= 1 && s <= MAXPOOL_BLOCK_MAX_STRIDE)) {
+    throw new Error(`maxPool2d backward: block strides must be 1..4, got ${sh}×${sw}`);
+  }
+  const cells = [...Array(sh).keys()].flatMap((a) => [...Array(sw).keys()].map((b) => [a, b]));
+  const acc = cells.map(([a, b]) => `  var a${a}_${b} = 0.0;`).join("\n");
+  const add = cells.map(([a, b]) =>
+    `      if (d == ${a}i * i32(u.W) + ${b}i) { a${a}_${b} += gv; }`
+  ).join("\n");
+  const store = cells.map(([a, b]) =>
+    `  if (h + ${a}i < i32(u.H) && w + ${b}i < i32(u.W)) { dx[u.o2 + pb + u32(h + ${a}i) * u.W + u32(w + ${b}i)] = a${a}_${b}; }`
+  ).join("\n");
+  return {
+    key: `maxpool2d-bwd/block${sh}x${sw}`,
+    wgsl: () =>
+      flatKernelWgsl({
+        params: PARAMS,
+        wg: POOL_WG,
+        bindings: ["read> g", "read> arg: i32", "read_write> dx"],
+        body: `  let BW = (u.W + ${sw - 1}u) / ${sw}u;
+  let BH = (u.H + ${sh - 1}u) / ${sh}u;
+  if (i >= u.planes * BH * BW) { return; }
+  let w = i32((i % BW) * ${sw}u);
+  let h = i32(((i / BW) % BH) * ${sh}u);
+  let plane = i / (BW * BH);
+  // Windows with oh·sh − ph ≤ y < oh·sh − ph + kh for some row y of the block.
+  let oh0 = max((h + i32(u.ph) - i32(u.kh) + i32(u.sh)) / i32(u.sh), 0);
+  let oh1 = min((h + ${sh - 1}i + i32(u.ph)) / i32(u.sh), i32(u.OH) - 1);
+  let ow0 = max((w + i32(u.pw) - i32(u.kw) + i32(u.sw)) / i32(u.sw), 0);
+  let ow1 = min((w + ${sw - 1}i + i32(u.pw)) / i32(u.sw), i32(u.OW) - 1);
+  let me = h * i32(u.W) + w;
+${acc}
+  let base = plane * u.OH * u.OW;
+  for (var oh = oh0; oh <= oh1; oh++) {
+    for (var ow = ow0; ow <= ow1; ow++) {
+      let o = base + u32(oh) * u.OW + u32(ow);
+      let d = arg[u.o1 + o] - me;
+      let gv = g[u.o0 + o];
+${add}
+    }
+  }
+  let pb = plane * u.H * u.W;
+${store}`,
+      }),
+  };
+}
+
 /** Adaptive average pooling. Bindings: x, y. Grid: planes·OH·OW threads. */
 export function adaptiveAvgPool2dKernel(): Kernel {
   return {
@@ -153,6 +212,28 @@ export function adaptiveAvgPool2dBackwardKernel(): Kernel {
   }
   dx[u.o1 + i] = acc;`,
       ),
+  };
+}
+
+/**
+ * adaptiveAvgPool2dBackwardKernel for a global pool (OH = OW = 1, H·W a multiple of 4): dx[plane,
+ * :] = g[plane] / (H·W), a vec4 store per thread (the general gather pays its bin arithmetic per
+ * pixel; same value bit for bit). dx's element offset o1 must be a multiple of 4. Bindings: g, dx.
+ * Grid: planes·H·W/4 threads.
+ */
+export function globalAvgPool2dBackwardKernel(): Kernel {
+  return {
+    key: "adaptive-avgpool2d-bwd/global4",
+    wgsl: () =>
+      flatKernelWgsl({
+        params: PARAMS,
+        wg: POOL_WG,
+        bindings: ["read> g", "read_write> dx: vec4<f32>"],
+        body: `  let HW4 = u.H * u.W / 4u;
+  if (i >= u.planes * HW4) { return; }
+  let v = g[u.o0 + i / HW4] / f32(u.H * u.W);
+  dx[u.o1 / 4u + i] = vec4<f32>(v);`,
+      }),
   };
 }
 

@@ -113,7 +113,9 @@ export function relBiasTexturePeriod(kh: number, kw: number): number | null {
 
 /**
  * Rows of this chunk; KH; the scale; the chunk's first row in relH/relW (row r of the textures is
- * row r0 + r of the bias terms); relH's and relW's element offsets in their bindings.
+ * row r0 + r of the bias terms); relH's and relW's element offsets in their bindings; vec4s
+ * between output rows (the buffer sink: rows may be padded, e.g. to 256-byte multiples so a
+ * texture matmul copies them; unused by the texture sink).
  */
 export const SOFTMAX_RELBIAS_TEXTURE_UNIFORMS = uniforms({
   rows: "u32",
@@ -122,6 +124,7 @@ export const SOFTMAX_RELBIAS_TEXTURE_UNIFORMS = uniforms({
   r0: "u32",
   hOff: "u32",
   wOff: "u32",
+  oRow: "u32",
 });
 
 /**
@@ -134,6 +137,21 @@ export const SOFTMAX_RELBIAS_TEXTURE_UNIFORMS = uniforms({
  * relW [rows, KW] (dense, at the element offsets in the uniforms), P (write texture).
  */
 export function softmaxRelBiasTextureKernel(kh: number, kw: number): Kernel {
+  return periodKernel(kh, kw, "texture");
+}
+
+/**
+ * The bias softmax over periods of lcm(KW, 4) keys ({@link relBiasTexturePeriod}) from scores
+ * into probabilities, both vec4 buffers (a row per query): for a KW that is not a multiple of 4
+ * (SAM's 14×14 windows), where {@link softmaxRelBiasKernel} loads and stores scalars. Uniforms
+ * {@link SOFTMAX_RELBIAS_TEXTURE_UNIFORMS} (r0, hOff, wOff: 0 for dense operands of the whole
+ * range). Bindings: S, relH, relW, O (array<vec4<f32>>).
+ */
+export function softmaxRelBiasPeriodKernel(kh: number, kw: number): Kernel {
+  return periodKernel(kh, kw, "buffer");
+}
+
+function periodKernel(kh: number, kw: number, sink: "texture" | "buffer"): Kernel {
   const period = relBiasTexturePeriod(kh, kw);
   if (period === null) {
     throw new Error(
@@ -167,21 +185,29 @@ export function softmaxRelBiasTextureKernel(kh: number, kw: number): Kernel {
   }
   const sumExp = texels.map((t) => `dot(exp(v${t} - vec4<f32>(nm)), vec4<f32>(1.0))`).join(" + ");
   const write = texels.map((t) =>
-    `    textureStore(P, vec2<u32>(tb + ${t}u, row), exp(v${t} - vec4<f32>(m)) * inv);`
+    sink === "texture"
+      ? `    textureStore(P, vec2<u32>(tb + ${t}u, row), exp(v${t} - vec4<f32>(m)) * inv);`
+      : `    O[row * u.oRow + tb + ${t}u] = exp(v${t} - vec4<f32>(m)) * inv;`
   ).join("\n");
   const periodHead = `    let hb = u.hOff + (u.r0 + row) * u.KH + p * ${R}u;
     let tb = p * ${T}u;
 ${hDecl}
 ${load}`;
   return {
-    key: `softmax/relbias-texture/vec4-in/${kw}/${period}`,
+    key: sink === "texture"
+      ? `softmax/relbias-texture/vec4-in/${kw}/${period}`
+      : `softmax/relbias-period/vec4/${kw}/${period}`,
     wgsl: () =>
       /* wgsl */ `${SOFTMAX_RELBIAS_TEXTURE_UNIFORMS.wgsl("P_")}
 @group(0) @binding(0) var<uniform> u: P_;
 @group(0) @binding(1) var<storage, read> S: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> relH: array<f32>;
 @group(0) @binding(3) var<storage, read> relW: array<f32>;
-@group(0) @binding(4) var P: texture_storage_2d<rgba32float, write>;
+${
+        sink === "texture"
+          ? "@group(0) @binding(4) var P: texture_storage_2d<rgba32float, write>;"
+          : "@group(0) @binding(4) var<storage, read_write> O: array<vec4<f32>>;"
+      }
 ${FLAT_INDEX}
 @compute @workgroup_size(${RELBIAS_WG})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {

@@ -110,9 +110,7 @@ function convBn(
       eps: bn.opts.eps ?? 1e-5,
     }, { stride: conv.stride, padding: conv.padding, dilation: conv.dilation, residual, relu });
   }
-  let y = bn.forward(conv.forward(x));
-  if (residual) y = F.add(y, residual);
-  return relu ? F.relu(y) : y;
+  return bn.forward(conv.forward(x), { relu, residual });
 }
 
 class Bottleneck extends Module {
@@ -164,11 +162,12 @@ class Bottleneck extends Module {
       });
     }
     return tidy(() => {
-      let out = F.relu(this.bn1.forward(this.conv1.forward(x)));
-      out = F.relu(this.bn2.forward(this.conv2.forward(out)));
-      out = this.bn3.forward(this.conv3.forward(out));
+      // BatchNorm's ReLU in its own pass (F.batchNorm2d's `relu`: the same values and gradients).
+      let out = this.bn1.forward(this.conv1.forward(x), { relu: true });
+      out = this.bn2.forward(this.conv2.forward(out), { relu: true });
       const identity = this.downsample ? this.downsample.forward(x) : x;
-      return F.relu(F.add(out, identity));
+      // relu(bn3(conv3(out)) + identity) in BN's pass (the same sums as F.add then F.relu).
+      return this.bn3.forward(this.conv3.forward(out), { relu: true, residual: identity });
     });
   }
 }

@@ -25,11 +25,14 @@ export class BatchNorm2d extends Module {
   private countBatch(): void {
     increment(this.numBatchesTracked);
   }
-  forward(x: Tensor): Tensor {
+  /** `relu`, `residual`: relu?(result + residual) in the same pass (F.batchNorm2d's options). */
+  forward(x: Tensor, opts: { relu?: boolean; residual?: Tensor } = {}): Tensor {
     // A checkpointed forward's rerun must not count the batch or move the statistics twice.
     const update = !this.training || !isRecomputing();
     if (this.training && update) this.countBatch();
     return F.batchNorm2d(x, {
+      relu: opts.relu,
+      residual: opts.residual,
       weight: this.weight,
       bias: this.bias,
       runningMean: update ? this.runningMean : undefined,

@@ -7,10 +7,23 @@
 import { dispatch } from "../dispatch.ts";
 import { gpu } from "../device.ts";
 import { empty, Tensor } from "../tensor.ts";
-import { record } from "../autograd.ts";
-import { dense, reshape, transpose, unflatten } from "./view.ts";
+import { isGradEnabled, record } from "../autograd.ts";
+import { dense, permute, reshape, transpose, unflatten } from "./view.ts";
 import { fill } from "./elementwise.ts";
 import { matmul } from "./matmul.ts";
+import { bindRange } from "./matmul_plan.ts";
+import { type BufferBinding, grid1d } from "../dispatch.ts";
+import {
+  WINDOW_UNIFORMS,
+  WINDOW_WG,
+  windowPartitionKernel,
+  windowUnpartitionKernel,
+} from "../../kernels/attention/windows.ts";
+import {
+  REL_POS_UNIFORMS,
+  REL_POS_WG,
+  relPosTermsKernel,
+} from "../../kernels/attention/rel_pos.ts";
 import {
   attentionForwardKernel,
   ATTN_MAX_D,
@@ -260,11 +273,201 @@ export function relPosTerms(
   }
   const G = q.shape.slice(0, -2).reduce((p, s) => p * s, 1);
   const kh = rh.shape[1], kw = rw.shape[1];
+  if (!relPosComposed && (!isGradEnabled() || ![q, rh, rw].some((t) => t.requiresGrad))) {
+    return relPosTermsDirect(q, rh, rw, qw, G);
+  }
   // [..., qh, qw, d]: relH[..., y, x, :] = q[..., y, x, :]·rh[y]ᵀ, batched over (..., y).
   const q5 = unflatten(q, r - 2, [qh, qw]);
   const relH = reshape(matmul(q5, transpose(rh, 1, 2)), [G, qh * qw, kh]);
   // relW batched over (..., x): rows y, then back to [..., y, x, kw].
   const qT = transpose(q5, r - 2, r - 1);
   const relW = reshape(transpose(matmul(qT, transpose(rw, 1, 2)), r - 2, r - 1), [G, qh * qw, kw]);
+  return { relH, relW };
+}
+
+/**
+ * The element range a strided view reads, bound (the binding starts aligned below its first
+ * element), with the view's offset from the binding's start; null when a stride is negative.
+ */
+function bindStrided(t: Tensor, op: string): { binding: BufferBinding; off: number } | null {
+  if (t.strides.some((s) => s < 0)) return null;
+  const hi = t.offset + t.shape.reduce((a, n, i) => a + (n - 1) * t.strides[i], 0);
+  const r = bindRange(t, t.offset, hi);
+  const limit = gpu().limits.maxStorageBufferBindingSize;
+  if (r.binding.size > limit) {
+    throw new Error(
+      `${op}: input [${t.shape}] spans ${r.binding.size} bytes, past the ${limit}-byte binding ` +
+        `limit (split the batch)`,
+    );
+  }
+  return { binding: r.binding, off: t.offset - r.start };
+}
+
+const NAME_W = "windowPartition/windowUnpartition";
+
+/** Vec4 items when the channel run, the offset and every other stride are whole vec4s. */
+function vecWidth(off: number, strides: number[], c: number): 1 | 4 {
+  return c % 4 === 0 && off % 4 === 0 && strides.every((s) => s % 4 === 0) ? 4 : 1;
+}
+
+/**
+ * SAM's window_partition: x [B, H, W, C] (any strides) → [B·⌈H/ws⌉·⌈W/ws⌉, ws, ws, C], zero
+ * where a window reaches past the grid. One pass (kernels/attention/windows.ts) instead of a
+ * pad and a copy. Differentiable (the backward is {@link windowUnpartition}'s pass).
+ */
+export function windowPartition(x: Tensor, ws: number): Tensor {
+  if (x.rank !== 4 || x.dtype !== "f32" || !(ws >= 1) || !Number.isInteger(ws)) {
+    throw new Error(
+      `windowPartition: expected an f32 grid [B, H, W, C] and an integer window >= 1, got ` +
+        `${x.dtype} [${x.shape}] and ${ws}`,
+    );
+  }
+  const [b, h, w, c] = x.shape;
+  const nWh = Math.ceil(h / ws), nWw = Math.ceil(w / ws);
+  const out = empty([b * nWh * nWw, ws, ws, c]);
+  if (out.size > 0) {
+    let src = x.strides[3] === 1 ? x : null;
+    let bound = src && bindStrided(src, NAME_W);
+    if (!bound) {
+      src = dense(x);
+      bound = bindStrided(src, NAME_W)!;
+    }
+    const [s0, s1, s2] = src!.strides;
+    const v = vecWidth(bound.off, [s0, s1, s2], c);
+    dispatch(
+      windowPartitionKernel(v),
+      [bound.binding, out.binding()],
+      WINDOW_UNIFORMS.pack({
+        n: out.size / v,
+        C: c / v,
+        ws,
+        H: h,
+        W: w,
+        nWh,
+        nWw,
+        off: bound.off / v,
+        s0: s0 / v,
+        s1: s1 / v,
+        s2: s2 / v,
+        hd: 1,
+      }),
+      grid1d(out.size / v, WINDOW_WG),
+    );
+    if (src !== x) src!.dispose();
+  }
+  return record("windowPartition", [x], out, (g) => [
+    windowUnpartition(reshape(g, [g.shape[0], 1, ws * ws, c]), ws, h, w),
+  ]);
+}
+
+/**
+ * The inverse of {@link windowPartition} with the heads merged: the attention's output per head
+ * over windows, o [B·⌈H/ws⌉·⌈W/ws⌉, nh, ws·ws, hd] (any strides), → the grid cropped to
+ * [B, H, W, nh·hd]. One pass instead of a merge-and-unpartition copy and a crop. Differentiable.
+ */
+export function windowUnpartition(o: Tensor, ws: number, h: number, w: number): Tensor {
+  const nWh = Math.ceil(h / ws), nWw = Math.ceil(w / ws);
+  if (
+    o.rank !== 4 || o.dtype !== "f32" || !(ws >= 1) || !Number.isInteger(ws) || h < 1 || w < 1 ||
+    o.shape[2] !== ws * ws || o.shape[0] % (nWh * nWw) !== 0
+  ) {
+    throw new Error(
+      `windowUnpartition: expected f32 [B·${nWh}·${nWw}, heads, ${ws}·${ws}, hd] for a ${h}×${w} ` +
+        `grid in ${ws}×${ws} windows, got ${o.dtype} [${o.shape}]`,
+    );
+  }
+  const [bw, nh, , hd] = o.shape;
+  const b = bw / (nWh * nWw);
+  const out = empty([b, h, w, nh * hd]);
+  if (out.size > 0) {
+    let src = o.strides[3] === 1 ? o : null;
+    let bound = src && bindStrided(src, NAME_W);
+    if (!bound) {
+      src = dense(o);
+      bound = bindStrided(src, NAME_W)!;
+    }
+    const [s0, s1, s2] = src!.strides;
+    const v = vecWidth(bound.off, [s0, s1, s2], hd);
+    dispatch(
+      windowUnpartitionKernel(v),
+      [bound.binding, out.binding()],
+      WINDOW_UNIFORMS.pack({
+        n: out.size / v,
+        C: (nh * hd) / v,
+        ws,
+        H: h,
+        W: w,
+        nWh,
+        nWw,
+        off: bound.off / v,
+        s0: s0 / v,
+        s1: s1 / v,
+        s2: s2 / v,
+        hd: hd / v,
+      }),
+      grid1d(out.size / v, WINDOW_WG),
+    );
+    if (src !== o) src!.dispose();
+  }
+  return record("windowUnpartition", [o], out, (g) => {
+    // [Bw, ws, ws, nh·hd] → [Bw, nh, ws·ws, hd]: o's shape (a view of the padded windows).
+    const p = windowPartition(g, ws);
+    return [permute(reshape(p, [bw, ws * ws, nh, hd]), [0, 2, 1, 3])];
+  });
+}
+
+/**
+ * Whether {@link relPosTerms} composes batched matmuls also where no gradient is recorded (for
+ * A/B benchmarks: bench/sam_encoder_ab.ts); returns the old setting.
+ */
+export function setRelPosTermsComposed(on: boolean): boolean {
+  const old = relPosComposed;
+  relPosComposed = on;
+  return old;
+}
+let relPosComposed = false;
+
+/** relPosTerms in one pass (kernels/attention/rel_pos.ts); no gradient. */
+function relPosTermsDirect(
+  q: Tensor,
+  rh: Tensor,
+  rw: Tensor,
+  qw: number,
+  G: number,
+): { relH: Tensor; relW: Tensor } {
+  const r = q.rank, n = q.shape[r - 2], d = q.shape[r - 1];
+  const kh = rh.shape[1], kw = rw.shape[1];
+  const relH = empty([G, n, kh]), relW = empty([G, n, kw]);
+  if (G * n === 0) return { relH, relW };
+  let src = q.strides[r - 1] === 1 ? q : null;
+  let bound = src && bindStrided(src, "relPosTerms");
+  if (!bound) {
+    src = dense(q);
+    bound = bindStrided(src, "relPosTerms")!;
+  }
+  const rhd = dense(rh), rwd = dense(rw);
+  const st = src!.strides;
+  const [s0, s1, nb1] = r === 4 ? [st[0], st[1], q.shape[1]] : [0, st[0], G];
+  const v = vecWidth(bound.off, [s0, s1, st[r - 2]], d);
+  dispatch(
+    relPosTermsKernel(v, d / v),
+    [bound.binding, rhd.binding(), rwd.binding(), relH.binding(), relW.binding()],
+    REL_POS_UNIFORMS.pack({
+      rows: G * n,
+      N: n,
+      qw,
+      kh,
+      kw,
+      nb1,
+      off: bound.off / v,
+      s0: s0 / v,
+      s1: s1 / v,
+      sN: st[r - 2] / v,
+    }),
+    grid1d(G * n, REL_POS_WG),
+  );
+  if (src !== q) src!.dispose();
+  if (rhd !== rh) rhd.dispose();
+  if (rwd !== rw) rwd.dispose();
   return { relH, relW };
 }

@@ -24,7 +24,7 @@
  * more than a vec4 buffer store, so the scores go to a buffer; the product reads its A operand
  * from a texture at half the CPU time of a buffer, so the probabilities go to a texture.
  */
-import { dispatch, grid1d } from "../dispatch.ts";
+import { copyBufferToTexture, dispatch, grid1d } from "../dispatch.ts";
 import { gpu } from "../device.ts";
 import { isGradEnabled } from "../autograd.ts";
 import { bindingLimit } from "../routing.ts";
@@ -32,6 +32,7 @@ import { empty, type Tensor } from "../tensor.ts";
 import { acquireTexture, hasReadonlyStorageTextures, releaseTexture } from "../texture_pool.ts";
 import { matmulTile } from "../autotune.ts";
 import { bindRange } from "./matmul_plan.ts";
+import { copyable } from "./matmul_texture.ts";
 import { permute } from "./view.ts";
 import {
   MATMUL_PACK_UNIFORMS,
@@ -205,7 +206,7 @@ export function attentionTextureRaw(
     dispatch(
       scores,
       [{ view: tq.view }, { view: tk.view }, sc.binding()],
-      SCORES_TEXTURE_UNIFORMS.pack({ M: nq, N: nk, K4: d4 }),
+      SCORES_TEXTURE_UNIFORMS.pack({ M: nq, N: nk, K4: d4, sOff: 0 }),
       [Math.ceil(nk / (st.wx * st.tn)), Math.ceil(nq / (st.wy * st.tm)), nz],
     );
     releaseTexture(tq);
@@ -222,6 +223,7 @@ export function attentionTextureRaw(
         r0: g0 * nq,
         hOff: relH.offset - bh.start,
         wOff: relW.offset - bw.start,
+        oRow: 0,
       }),
       grid1d(rows, RELBIAS_WG),
     );
@@ -253,4 +255,110 @@ export function attentionTextureRaw(
     releaseTexture(tv);
   }
   return permute(out, [0, 2, 1, 3]);
+}
+
+/**
+ * Why {@link attentionScoresRaw} cannot take these operands (null: it can): q [B, H, Nq, d] and
+ * k [B, H, Nk, d], f32, any non-negative strides, Nk a multiple of 4, no gradient recorded.
+ */
+export function attentionScoresRefusal(q: Tensor, k: Tensor): string | null {
+  if (!hasReadonlyStorageTextures()) return "no read-only storage textures";
+  if (isGradEnabled() && (q.requiresGrad || k.requiresGrad)) return "gradients are recorded";
+  if (q.dtype !== "f32" || k.dtype !== "f32") return "not f32";
+  if (q.rank !== 4 || k.rank !== 4) return "ranks";
+  const [B, H, nq, d] = q.shape, nk = k.shape[2];
+  if (k.shape[0] !== B || k.shape[1] !== H || k.shape[3] !== d) return "shapes";
+  if (B * H * nq * nk === 0 || d === 0) return "empty";
+  if (nk % 4 !== 0) return "Nk is not a multiple of 4";
+  const max = gpu().limits.maxTextureDimension2D;
+  if (Math.max(nq, nk) > max || Math.ceil(d / 4) > max) return "a slice exceeds a texture";
+  const limit = gpu().limits.maxStorageBufferBindingSize;
+  for (const t of [q, k]) {
+    if (t.strides.some((s) => s < 0)) return "negative strides";
+    const e = extent(t);
+    if ((e.hi - e.lo + 1) * 4 + 256 > limit) return "an operand exceeds the binding limit";
+  }
+  if (B * H * nq * nk * 4 + 256 > limit) return "the scores exceed the binding limit";
+  return null;
+}
+
+/**
+ * Attention scores q·kᵀ for q [B, H, Nq, d] and k [B, H, Nk, d] (strided views, e.g. heads of a
+ * qkv projection): dense [B, H, Nq, Nk]. q and k are staged in textures by copies where their
+ * rows already are the texture's bytes (else by the pack kernel) and the scores stored as vec4s
+ * (kernels/attention/scores_texture.ts): with K = d = 64, a store-bound product, where the
+ * texture matmul stores a scalar with a range check each. The same products as the texture
+ * matmul's, summed in the same order. No autograd: throws where {@link attentionScoresRefusal}
+ * refuses.
+ */
+export function attentionScoresRaw(q: Tensor, k: Tensor): Tensor {
+  q.assertAlive();
+  k.assertAlive();
+  const why = attentionScoresRefusal(q, k);
+  if (why) {
+    throw new Error(`attentionScores: cannot run q [${q.shape}], k [${k.shape}]: ${why}`);
+  }
+  const [B, H, nq, d] = q.shape, nk = k.shape[2];
+  const G = B * H, d4 = Math.ceil(d / 4);
+  const out = empty([B, H, nq, nk]);
+  const st = scoresTileFor(nq, nk);
+  const kernel = scoresTextureKernel(st);
+  const step = Math.min(G, Math.floor(gpu().limits.maxTextureDimension2D / Math.max(nq, nk)));
+  const bind = (t: Tensor) => {
+    const e = extent(t);
+    return bindRange(t, e.lo, e.hi);
+  };
+  const [bq, bk] = [q, k].map(bind);
+  // Slices g0.. of t ([B, H, rows, d]) as texture rows: copies where allowed, else the pack.
+  const stage = (t: Tensor, b: ReturnType<typeof bind>, g0: number, nz: number, rows: number) => {
+    const tex = acquireTexture(d4, nz * rows);
+    const [s0, s1, sRow, sK] = t.strides;
+    const starts = [...Array(nz).keys()].map((i) => {
+      const z = g0 + i;
+      return t.storage.offset + 4 * (t.offset + Math.floor(z / H) * s0 + (z % H) * s1);
+    });
+    if (copyable(d, sK, sRow, rows, 4 * sRow, starts)) {
+      starts.forEach((at, i) =>
+        copyBufferToTexture(t.storage.buffer, at, 4 * sRow, tex.texture, d4, rows, i * rows)
+      );
+      return tex;
+    }
+    const lanes: PackLanes = sRow < sK ? "rows" : "k";
+    dispatch(
+      matmulPackKernel(lanes),
+      [b.binding, { view: tex.view }],
+      MATMUL_PACK_UNIFORMS.pack({
+        rows,
+        K: d,
+        width: d4,
+        zBase: g0,
+        off: t.offset - b.start,
+        si: sRow,
+        sj: sK,
+        nb1: H,
+        s0,
+        s1,
+        height: tex.texture.height,
+        kRows: 0,
+      }),
+      matmulPackGrid(lanes, d4, tex.texture.height),
+    );
+    return tex;
+  };
+  for (let g0 = 0; g0 < G; g0 += step) {
+    const nz = Math.min(step, G - g0);
+    const tq = stage(q, bq, g0, nz, nq);
+    const tk = stage(k, bk, g0, nz, nk);
+    const first = out.offset + g0 * nq * nk;
+    const bo = bindRange(out, first, first + nz * nq * nk - 1);
+    dispatch(
+      kernel,
+      [{ view: tq.view }, { view: tk.view }, bo.binding],
+      SCORES_TEXTURE_UNIFORMS.pack({ M: nq, N: nk, K4: d4, sOff: (first - bo.start) / 4 }),
+      [Math.ceil(nk / (st.wx * st.tn)), Math.ceil(nq / (st.wy * st.tm)), nz],
+    );
+    releaseTexture(tq);
+    releaseTexture(tk);
+  }
+  return out;
 }

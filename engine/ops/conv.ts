@@ -38,6 +38,12 @@ import {
   conv2dForwardTexture,
   convTextureFits,
 } from "./conv_texture.ts";
+import { inputGradientCol2im } from "./conv_col2im.ts";
+import {
+  batchedWeightGradient,
+  pointwiseForward,
+  pointwiseInputGradient,
+} from "./conv_pointwise.ts";
 import {
   conv2dBackwardDataWinograd,
   conv2dBackwardWeightWinograd,
@@ -180,7 +186,11 @@ export function conv2dForwardRaw(
     return y;
   }
   if (viaTextures(g, bias, "forward")) {
-    return onDense(x, w, (xd, wd) => conv2dForwardTexture(xd, wd, g, ep));
+    return onDense(
+      x,
+      w,
+      (xd, wd) => pointwiseForward(xd, wd, g, ep) ?? conv2dForwardTexture(xd, wd, g, ep),
+    );
   }
   const y = empty([g.N, g.O, g.OH, g.OW]);
   if (y.size === 0) return y;
@@ -233,14 +243,14 @@ export function conv2dBackwardDataRaw(
   bias: Tensor | null,
   g: ConvGeometry,
 ): Tensor {
-  const sub = subsampledInputGradient(dy, w, bias, g);
+  const sub = subsampledInputGradient(dy, w, bias, g) ?? stridedInputGradient(dy, w, bias, g);
   if (sub) return sub;
   const wm = viaWinograd(g, bias, "input");
   if (wm) {
     return onDense(dy, w, (dyd, wd) => conv2dBackwardDataWinograd(dyd, wd, g, wm));
   }
   if (viaTextures(g, bias, "input")) {
-    return onDense(dy, w, (dyd, wd) => conv2dBackwardDataTexture(dyd, wd, g));
+    return onDense(dy, w, (dyd, wd) => inputGradientTexture(dyd, wd, g));
   }
   const dx = empty([g.N, g.C, g.H, g.W]);
   if (dx.size === 0) return dx;
@@ -268,6 +278,11 @@ export function conv2dBackwardDataRaw(
   return dx;
 }
 
+/** The texture input gradient of dense dy and w: the 1×1 copy form where it applies. */
+function inputGradientTexture(dy: Tensor, w: Tensor, g: ConvGeometry): Tensor {
+  return pointwiseInputGradient(dy, w, g) ?? conv2dBackwardDataTexture(dy, w, g);
+}
+
 /**
  * The input gradient of an unpadded 1×1 conv with stride > 1 where its stride-1 form takes the
  * texture GEMMs, else null: dx is zero off the stride's grid, and on it the stride-1 input gradient
@@ -286,12 +301,27 @@ function subsampledInputGradient(
   }
   const g1 = { ...g, H: g.OH, W: g.OW, sh: 1, sw: 1 };
   if (g.groups !== 1 || !viaTextures(g1, bias, "input")) return null;
-  const onGrid = onDense(dy, w, (dyd, wd) => conv2dBackwardDataTexture(dyd, wd, g1));
+  const onGrid = onDense(dy, w, (dyd, wd) => inputGradientTexture(dyd, wd, g1));
   const dx = zeros([g.N, g.C, g.H, g.W]);
   const HW = g.H * g.W;
   writeInto(view(dx, [g.N, g.C, g.OH, g.OW], [g.C * HW, HW, g.sh * g.W, g.sw], dx.offset), onGrid);
   onGrid.dispose();
   return dx;
+}
+
+/**
+ * The input gradient of a strided conv as a texture GEMM and col2im (engine/ops/conv_col2im.ts)
+ * where the stride-1 conv of the same channels and window would take the texture GEMMs, else null.
+ */
+function stridedInputGradient(
+  dy: Tensor,
+  w: Tensor,
+  bias: Tensor | null,
+  g: ConvGeometry,
+): Tensor | null {
+  if ((g.sh === 1 && g.sw === 1) || bias || g.groups !== 1) return null;
+  if (!viaTextures({ ...g, sh: 1, sw: 1 }, null, "input")) return null;
+  return onDense(dy, w, (dyd, wd) => inputGradientCol2im(dyd, wd, g));
 }
 
 /** dW [O,C/g,kh,kw] of a conv2d from x [N,C,H,W] and dy [N,O,OH,OW] (no autograd), split-K. */
@@ -303,7 +333,11 @@ export function conv2dBackwardWeightRaw(x: Tensor, dy: Tensor, g: ConvGeometry):
     return onDense(x, dy, (xd, dyd) => conv2dBackwardWeightWinograd(xd, dyd, g, wm));
   }
   if (viaTextures(g, null, "weight")) {
-    return onDense(x, dy, (xd, dyd) => conv2dBackwardWeightTexture(xd, dyd, g));
+    return onDense(
+      x,
+      dy,
+      (xd, dyd) => batchedWeightGradient(xd, dyd, g) ?? conv2dBackwardWeightTexture(xd, dyd, g),
+    );
   }
   const dw = empty([g.O, Cg, g.kh, g.kw]);
   if (dw.size === 0) return dw;

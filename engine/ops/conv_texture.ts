@@ -30,7 +30,7 @@ import { type ConvEpilogueOperands, epilogueSpec } from "./conv_epilogue.ts";
 import { matmulTile } from "../autotune.ts";
 import { type ConvGeometry, dilatedWindowOf } from "../../kernels/window.ts";
 
-type Staged = ReturnType<typeof acquireTexture>;
+export type Staged = ReturnType<typeof acquireTexture>;
 
 /** One sample's range fits a binding (else the conv kernels, which split, take the conv). */
 function fits(lo: number, hi: number): boolean {
@@ -46,7 +46,7 @@ export function convTextureFits(g: ConvGeometry): boolean {
     fits(0, g.C * g.H * g.W - 1) && fits(0, g.O * g.OH * g.OW - 1);
 }
 
-interface Stage {
+export interface Stage {
   mode: ConvPackMode;
   src: Tensor;
   /** Element range of `src` the pack reads (one sample, or the weights). */
@@ -90,9 +90,13 @@ function vec4Form(
   return (f.mode === "rows4" ? k0 : row0) % 4 ? null : f;
 }
 
-function stage(s: Stage, g: ConvGeometry): Staged {
+/**
+ * Packs the operand `s` into a scratch texture (the caller releases it), or into rows row.. of
+ * `into.tex` (a stack of operands, one product's batches).
+ */
+export function stage(s: Stage, g: ConvGeometry, into?: { tex: Staged; row: number }): Staged {
   const width = Math.ceil(s.K / 4);
-  const tex = acquireTexture(width, s.rows);
+  const tex = into?.tex ?? acquireTexture(width, s.rows);
   const b = bindRange(s.src, s.lo, s.hi);
   const st = s.strides ?? { sRow: 0, kIn: 1, sOut: 0, sIn: 0 };
   const off = s.lo - b.start;
@@ -111,6 +115,7 @@ function stage(s: Stage, g: ConvGeometry): Staged {
       ...(v4 ? { sRow: v4.sRow } : {}),
       C: g.C,
       ...dilatedWindowOf(g),
+      tRow: into?.row ?? 0,
     }),
     [
       Math.ceil(width / CONV_PACK_WG.x),
@@ -178,7 +183,7 @@ function gemm(
 const HUGE = 0x7fffffff;
 
 /** Pixels summed per weight-gradient GEMM before adding into dW. */
-const WGRAD_PIXELS = 1024;
+export const WGRAD_PIXELS = 1024;
 
 /**
  * out[n] [M, P] = weights [M, K] · image-side rows of sample n, for every sample, `P` pixels per
@@ -218,7 +223,7 @@ function perSampleGemm(
 }
 
 /** All of the dense weights `w` read as `rows` texture rows of K values with `strides`. */
-function weightStage(w: Tensor, rows: number, K: number, strides: Stage["strides"]): Stage {
+export function weightStage(w: Tensor, rows: number, K: number, strides: Stage["strides"]): Stage {
   return { mode: "strided", src: w, lo: w.offset, hi: w.offset + w.size - 1, rows, K, strides };
 }
 

@@ -22,6 +22,7 @@ import {
   layerNormBackwardKernel,
   layerNormKernel,
   layerNormParamGradKernel,
+  layerNormVec4,
 } from "../../kernels/norm/layer_norm.ts";
 import { rowItemsPerGroup } from "../../kernels/softmax.ts";
 import { rowModeFor } from "../routing.ts";
@@ -78,6 +79,17 @@ export interface BatchNormOptions {
   training: boolean;
   momentum?: number;
   eps?: number;
+  /**
+   * Return max(batchNorm(x), 0) — F.relu of the result, bit for bit — in the same pass; its
+   * backward masks the gradient where the output is positive inside BatchNorm's own backward
+   * passes (training mode), saving ReLU's two passes.
+   */
+  relu?: boolean;
+  /**
+   * Added to the result before the ReLU (if any), in the same pass: relu?(batchNorm(x) + residual),
+   * bit for bit F.add's sum. A tensor of x's shape; its gradient is the (masked) output gradient.
+   */
+  residual?: Tensor;
 }
 
 /**
@@ -89,6 +101,16 @@ export interface BatchNormOptions {
 export function batchNorm2d(x: Tensor, opts: BatchNormOptions): Tensor {
   const name = "batchNorm2d";
   const { weight, bias, runningMean, runningVar, training } = opts;
+  const relu = !!opts.relu;
+  const residual = opts.residual;
+  if (residual) {
+    checkF32(name, "residual", residual);
+    if (residual.shape.join() !== x.shape.join()) {
+      throw new Error(
+        `${name}: residual ${fmt(residual.shape)} must have the input's shape ${fmt(x.shape)}`,
+      );
+    }
+  }
   const momentum = opts.momentum ?? 0.1;
   const eps = opts.eps ?? 1e-5;
   checkF32(name, "input", x);
@@ -130,6 +152,7 @@ export function batchNorm2d(x: Tensor, opts: BatchNormOptions): Tensor {
       o0: o[0] ?? 0,
       o1: o[1] ?? 0,
       o2: o[2] ?? 0,
+      o3: o[3] ?? 0,
       total: N * HW,
       rot: (n0 * HW / V) % w,
     });
@@ -189,48 +212,60 @@ export function batchNorm2d(x: Tensor, opts: BatchNormOptions): Tensor {
   const wd = weight ? denseRaw(weight) : undefined;
   const bd = bias ? denseRaw(bias) : undefined;
   const y = empty(x.shape);
+  const rd = residual ? denseRaw(residual) : undefined;
   if (y.size > 0) {
-    for (const ch of splitBatch(name, N, [xd, y])) {
-      const [rx, ry] = ch.ranges;
+    for (const ch of splitBatch(name, N, rd ? [xd, y, rd] : [xd, y])) {
+      const [rx, ry, rr] = ch.ranges;
       const bs = [rx.binding, mean.binding(), invstd.binding()];
       if (wd) bs.push(wd.binding());
       if (bd) bs.push(bd.binding());
       bs.push(ry.binding);
-      const v = vec4(HW, rx.off, ry.off);
+      if (rr) bs.push(rr.binding);
+      const v = vec4(HW, ...ch.ranges.map((r) => r.off));
       const n = (ch.n1 - ch.n0) * C * HW / (v ? 4 : 1);
       dispatch(
-        batchNormApplyKernel(!!wd, !!bd, v),
+        batchNormApplyKernel(!!wd, !!bd, v, relu, !!rd),
         bs,
-        prm(ch.n0, ch.n1, [rx.off, ry.off]),
+        prm(ch.n0, ch.n1, [rx.off, ry.off, rr?.off ?? 0]),
         grid1d(n, BN_EW_WG),
       );
     }
   }
   disposeCopy(bd, bias);
+  disposeCopy(rd, residual);
   const inputs = [x];
   if (weight) inputs.push(weight);
   if (bias) inputs.push(bias);
+  if (residual) inputs.push(residual);
   const saved = [xd, mean, invstd];
   if (wd) saved.push(wd);
+  // With the fused ReLU, backward masks g by the output (relu's backward saves its output too).
+  if (relu) saved.push(y);
   const out = record(name, inputs, y, (g) => {
-    const gd = dense(g);
+    // Eval mode's dx is a broadcast multiply, and a residual takes the masked gradient as it is:
+    // the mask as a pass of its own there.
+    const own = relu && (!training || !!residual);
+    const masked = own ? binaryRaw("relu_bwd", dense(g), y) : null;
+    const fused = relu && !own;
+    const gd = masked ?? dense(g);
     const sumG = empty([C]);
     const sumGX = empty([C]);
     if (g.size > 0) {
-      const chunks = splitBatch(`${name} backward`, N, [xd, gd]);
-      const v = chunks.every((ch) => vec4(HW, ch.ranges[0].off, ch.ranges[1].off));
+      const chunks = splitBatch(`${name} backward`, N, fused ? [xd, gd, y] : [xd, gd]);
+      const v = chunks.every((ch) => vec4(HW, ...ch.ranges.map((r) => r.off)));
       const lanes = reduceLanes(N * HW / (v ? 4 : 1));
       const state = chunks.length > 1 ? empty([C * bnBwdState(lanes)]) : null;
       chunks.forEach((ch, i) => {
         const stage = { first: i === 0, last: i === chunks.length - 1 };
-        const [rx, rg] = ch.ranges;
+        const [rx, rg, ry] = ch.ranges;
         const bs = [rx.binding, rg.binding, mean.binding(), invstd.binding()];
         if (state) bs.push(state.binding());
         if (stage.last) bs.push(sumG.binding(), sumGX.binding());
+        if (ry) bs.push(ry.binding);
         dispatch(
-          batchNormBackwardReduceKernel(stage, v, lanes),
+          batchNormBackwardReduceKernel(stage, v, lanes, fused),
           bs,
-          prm(ch.n0, ch.n1, [rx.off, rg.off], v ? 4 : 1, lanes),
+          prm(ch.n0, ch.n1, [rx.off, rg.off, 0, ry?.off ?? 0], v ? 4 : 1, lanes),
           grid1d(C, 1),
         );
       });
@@ -241,17 +276,19 @@ export function batchNorm2d(x: Tensor, opts: BatchNormOptions): Tensor {
       if (training) {
         dx = empty(x.shape);
         if (dx.size > 0) {
-          for (const ch of splitBatch(`${name} backward`, N, [xd, gd, dx])) {
-            const [rx, rg, rdx] = ch.ranges;
+          const ts = fused ? [xd, gd, dx, y] : [xd, gd, dx];
+          for (const ch of splitBatch(`${name} backward`, N, ts)) {
+            const [rx, rg, rdx, ry] = ch.ranges;
             const bs = [rx.binding, rg.binding, mean.binding(), invstd.binding()];
             if (wd) bs.push(wd.binding());
             bs.push(sumG.binding(), sumGX.binding(), rdx.binding);
-            const v = vec4(HW, rx.off, rg.off, rdx.off);
+            if (ry) bs.push(ry.binding);
+            const v = vec4(HW, ...ch.ranges.map((r) => r.off));
             const n = (ch.n1 - ch.n0) * C * HW / (v ? 4 : 1);
             dispatch(
-              batchNormBackwardDxKernel(!!wd, v),
+              batchNormBackwardDxKernel(!!wd, v, fused),
               bs,
-              prm(ch.n0, ch.n1, [rx.off, rg.off, rdx.off]),
+              prm(ch.n0, ch.n1, [rx.off, rg.off, rdx.off, ry?.off ?? 0]),
               grid1d(n, BN_EW_WG),
             );
           }
@@ -264,6 +301,9 @@ export function batchNorm2d(x: Tensor, opts: BatchNormOptions): Tensor {
     const grads: (Tensor | null)[] = [dx];
     if (weight) grads.push(sumGX);
     if (bias) grads.push(sumG);
+    // The residual's gradient is the sum's: g, masked by the ReLU.
+    if (residual) grads.push(residual.requiresGrad ? (masked ?? gd) : null);
+    else masked?.dispose();
     return grads;
   }, saved);
   // The node holds what backward needs; the op's own references go.
@@ -296,7 +336,8 @@ function layerNormImpl(
     const bs = [xd.binding(), y.binding(), mean.binding(), rstd.binding()];
     if (wd) bs.push(wd.binding());
     if (bd) bs.push(bd.binding());
-    dispatch(layerNormKernel(m, !!wd, !!bd), bs, p, grid1d(rows, rowItemsPerGroup(m)));
+    const v4 = layerNormVec4(m, L, inner);
+    dispatch(layerNormKernel(m, !!wd, !!bd, v4), bs, p, grid1d(rows, rowItemsPerGroup(m)));
   }
   disposeCopy(bd, bias);
   const inputs = [x];

@@ -7,8 +7,11 @@ import {
   adaptiveAvgPool2dKernel,
   avgPool2dBackwardKernel,
   avgPool2dKernel,
+  globalAvgPool2dBackwardKernel,
+  maxPool2dBackwardBlockKernel,
   maxPool2dBackwardKernel,
   maxPool2dKernel,
+  MAXPOOL_BLOCK_MAX_STRIDE,
   POOL_UNIFORMS,
   POOL_WG,
 } from "../../kernels/pool.ts";
@@ -103,7 +106,12 @@ export function maxPool2d(x: Tensor, opts: Pool2dOptions): Tensor {
   const out = record("maxPool2d", [x], y, (g) => {
     const gd = dense(g);
     const dx = empty(x.shape);
-    if (dx.size > 0) {
+    if (dx.size > 0 && p.sh <= MAXPOOL_BLOCK_MAX_STRIDE && p.sw <= MAXPOOL_BLOCK_MAX_STRIDE) {
+      // A thread per sh×sw block of input pixels: the covering windows read once per block.
+      const blocks = Math.ceil(H / p.sh) * Math.ceil(W / p.sw);
+      const k = maxPool2dBackwardBlockKernel(p.sh, p.sw);
+      launchPlanes("maxPool2d backward", k, N, C, [gd, arg, dx], p, blocks);
+    } else if (dx.size > 0) {
       launchPlanes("maxPool2d backward", maxPool2dBackwardKernel(), N, C, [gd, arg, dx], p, H * W);
     }
     return [dx];
@@ -179,7 +187,17 @@ export function adaptiveAvgPool2d(x: Tensor, outSize: [number, number] | number)
     const gd = dense(g);
     const dx = empty(x.shape);
     if (dx.size > 0) {
-      launchPlanes(`${name} backward`, adaptiveAvgPool2dBackwardKernel(), N, C, [gd, dx], p, H * W);
+      // dx is fresh (offset 0) and its samples whole vec4s, so every chunk's dx offset is one.
+      const global = OH === 1 && OW === 1 && (H * W) % 4 === 0;
+      launchPlanes(
+        `${name} backward`,
+        global ? globalAvgPool2dBackwardKernel() : adaptiveAvgPool2dBackwardKernel(),
+        N,
+        C,
+        [gd, dx],
+        p,
+        global ? H * W / 4 : H * W,
+      );
     }
     return [dx];
   });

@@ -5,8 +5,8 @@
 import { type BufferBinding, dispatch, grid1d } from "../dispatch.ts";
 import { bindingLimit, rowModeFor } from "../routing.ts";
 import { gpu } from "../device.ts";
-import { disposeCopy, empty, Tensor } from "../tensor.ts";
-import { record } from "../autograd.ts";
+import { disposeCopy, empty, Tensor, view } from "../tensor.ts";
+import { isGradEnabled, record } from "../autograd.ts";
 import {
   rowItemsPerGroup,
   SOFTMAX_UNIFORMS,
@@ -16,8 +16,11 @@ import {
 import {
   RELBIAS_MAX_KW,
   RELBIAS_WG,
+  relBiasTexturePeriod,
+  SOFTMAX_RELBIAS_TEXTURE_UNIFORMS,
   SOFTMAX_RELBIAS_UNIFORMS,
   softmaxRelBiasKernel,
+  softmaxRelBiasPeriodKernel,
 } from "../../kernels/softmax_relbias.ts";
 import { assertLoopLimit } from "../../kernels/common.ts";
 import { dense, normAxis, reshape } from "./view.ts";
@@ -135,12 +138,30 @@ export function logSoftmax(x: Tensor, axis = -1): Tensor {
   return softmaxImpl("logSoftmax", true, x, axis);
 }
 
+let relBiasPeriods = true;
+
+/**
+ * Whether {@link softmaxRelBias} takes the vec4 period kernel for a KW that is not a multiple of 4
+ * (true) or the scalar one; returns the old setting (A/B benchmarks, tests).
+ */
+export function setSoftmaxRelBiasPeriods(on: boolean): boolean {
+  const old = relBiasPeriods;
+  relBiasPeriods = on;
+  return old;
+}
+
 /**
  * softmax(scale·s + bias) along the last axis of scores s [G, Nq, KH·KW], where the bias of element
  * kh·KW + kw is relH[g, q, kh] + relW[g, q, kw] (relH [G, Nq, KH], relW [G, Nq, KW]): SAM's
  * attention probabilities in one kernel, without materialising the bias or scaling q first.
  */
-export function softmaxRelBias(s: Tensor, relH: Tensor, relW: Tensor, scale = 1): Tensor {
+export function softmaxRelBias(
+  s: Tensor,
+  relH: Tensor,
+  relW: Tensor,
+  scale = 1,
+  opts: { padRows?: boolean } = {},
+): Tensor {
   if (!Number.isFinite(scale)) {
     throw new Error(`softmaxRelBias: scale must be a finite number, got ${scale}`);
   }
@@ -169,16 +190,40 @@ export function softmaxRelBias(s: Tensor, relH: Tensor, relW: Tensor, scale = 1)
   const rows = G * nq;
   if (gpu().isSoftware) assertLoopLimit("softmaxRelBias", 2 * (KH + 1), `KH = ${KH}`);
   const sd = dense(s), hd = dense(relH), wd = dense(relW);
-  const y = empty(s.shape);
+  // A KW that is not a multiple of 4 (SAM's 14×14 windows) still reads and writes vec4s where
+  // the row is whole periods of lcm(KW, 4) keys.
+  const periods = relBiasPeriods && KW % 4 !== 0 && relBiasTexturePeriod(KH, KW) !== null;
+  // Rows padded to 64 floats (256 bytes): a texture matmul then copies the probabilities into
+  // its staging texture instead of packing them. No gradient: the backward reads y dense.
+  const recorded = isGradEnabled() && [s, relH, relW].some((t) => t.requiresGrad);
+  const rowLen = periods && opts.padRows && !recorded && nk % 64 !== 0
+    ? Math.ceil(nk / 64) * 64
+    : nk;
+  const y = rowLen === nk ? empty(s.shape) : empty([G, nq, rowLen]);
   if (y.size > 0) {
     dispatch(
-      softmaxRelBiasKernel(KW),
+      periods ? softmaxRelBiasPeriodKernel(KH, KW) : softmaxRelBiasKernel(KW),
       [sd.binding(), hd.binding(), wd.binding(), y.binding()],
-      SOFTMAX_RELBIAS_UNIFORMS.pack({ rows, KH, scale }),
+      periods
+        ? SOFTMAX_RELBIAS_TEXTURE_UNIFORMS.pack({
+          rows,
+          KH,
+          scale,
+          r0: 0,
+          hOff: 0,
+          wOff: 0,
+          oRow: rowLen / 4,
+        })
+        : SOFTMAX_RELBIAS_UNIFORMS.pack({ rows, KH, scale }),
       grid1d(rows, RELBIAS_WG),
     );
   }
   for (const [d, t] of [[sd, s], [hd, relH], [wd, relW]]) disposeCopy(d, t);
+  if (rowLen !== nk) {
+    const v = view(y, s.shape, [nq * rowLen, rowLen, 1], y.offset);
+    y.dispose();
+    return v;
+  }
   return record("softmaxRelBias", [s, relH, relW], y, (g) => {
     // d(logits) is softmax's backward; each bias term's gradient sums it over the other index,
     // the scores' is it times the scale.

@@ -17,12 +17,15 @@
 import type { Kernel } from "../kernel.ts";
 import { uniforms } from "../uniforms.ts";
 
-/** Queries M and keys N per slice, texels of the head dim, rows of q/k textures per slice. */
+/**
+ * Queries M and keys N per slice, texels of the head dim; the first score's offset in S's
+ * binding, in vec4s.
+ */
 export const SCORES_TEXTURE_UNIFORMS = uniforms({
   M: "u32",
   N: "u32",
   K4: "u32",
-  _pad0: "u32",
+  sOff: "u32",
 });
 
 /** Threads wx × wy, each computing tm queries × tn keys (tn a multiple of 4). */
@@ -77,13 +80,13 @@ export function scoresTextureKernel(t: ScoresTile): Kernel {
     }
   }
   const store = rows.map((i) =>
-    `  if (row0 + ${i}u < u.M) {\n    let srow${i} = (sB + row0 + ${i}u) * n4 + col0 / 4u;\n${
+    `  if (row0 + ${i}u < u.M) {\n    let srow${i} = u.sOff + (sB + row0 + ${i}u) * n4 + col0 / 4u;\n${
       groups.map((g) => `    if (col0 + ${4 * g}u < u.N) { S[srow${i} + ${g}u] = s${i}_${g}; }`)
         .join("\n")
     }\n  }`
   ).join("\n");
   return {
-    key: `attention/scores-texture/vec4-out/${wx}x${wy}x${tm}x${tn}`,
+    key: `attention/scores-texture/vec4-out-off/${wx}x${wy}x${tm}x${tn}`,
     wgsl: () =>
       /* wgsl */ `${SCORES_TEXTURE_UNIFORMS.wgsl("P")}
 @group(0) @binding(0) var<uniform> u: P;

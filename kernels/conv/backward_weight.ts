@@ -111,10 +111,15 @@ export const SPLITK_SUM_WG = 256;
 /** n weights, S split-K slices to add up. */
 export const SPLITK_SUM_UNIFORMS = uniforms({ n: "u32", S: "u32" });
 
-/** out[i] = Σ_{s < S} part[s·n + i]. Uniform: n, S. Grid: grid1d(n, SPLITK_SUM_WG). */
-export function splitKSumKernel(): Kernel {
+/**
+ * out[i] = Σ_{s < S} part[s·n + i], added in slice order; `accumulate`: onto out[i] (the same
+ * sums, bit for bit, as adding each slice into out in turn). Uniform: n, S. Grid: grid1d(n,
+ * SPLITK_SUM_WG).
+ */
+export function splitKSumKernel(accumulate = false, vec4 = false): Kernel {
+  if (vec4) return splitKSum4Kernel(accumulate);
   return {
-    key: "conv2d/splitk_sum",
+    key: `conv2d/splitk_sum${accumulate ? "/acc" : ""}`,
     wgsl: () =>
       `${SPLITK_SUM_UNIFORMS.wgsl("P")}
 @group(0) @binding(0) var<uniform> u: P;
@@ -125,7 +130,31 @@ ${FLAT_INDEX}
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = flat_index(gid, nwg, ${SPLITK_SUM_WG}u);
   if (i >= u.n) { return; }
-  var s: f32 = 0.0;
+  var s: f32 = ${accumulate ? "out[i]" : "0.0"};
+  for (var k = 0u; k < u.S; k++) { s += part[k * u.n + i]; }
+  out[i] = s;
+}`,
+  };
+}
+
+/**
+ * {@link splitKSumKernel} four weights a thread (vec4 loads: a storage load is a per-lane loop on
+ * CPU rasterisers); the same sums. n counts vec4s; part's slices and out are whole vec4s.
+ */
+function splitKSum4Kernel(accumulate: boolean): Kernel {
+  return {
+    key: `conv2d/splitk_sum4${accumulate ? "/acc" : ""}`,
+    wgsl: () =>
+      `${SPLITK_SUM_UNIFORMS.wgsl("P")}
+@group(0) @binding(0) var<uniform> u: P;
+@group(0) @binding(1) var<storage, read> part: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read_write> out: array<vec4<f32>>;
+${FLAT_INDEX}
+@compute @workgroup_size(${SPLITK_SUM_WG})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = flat_index(gid, nwg, ${SPLITK_SUM_WG}u);
+  if (i >= u.n) { return; }
+  var s = ${accumulate ? "out[i]" : "vec4<f32>(0.0)"};
   for (var k = 0u; k < u.S; k++) { s += part[k * u.n + i]; }
   out[i] = s;
 }`,

@@ -26,7 +26,7 @@ export const CONV_PACK_WG = { x: 16, y: 4 } as const;
 
 /**
  * `rows` texture rows of K values (`width` texels) from element `off`, starting at row row0 and
- * GEMM index k0; the mode's strides (sRow, kIn, sOut, sIn); the conv's input channels and window
+ * GEMM index k0, written from texture row tRow on; the mode's strides (sRow, kIn, sOut, sIn); the conv's input channels and window
  * (kernels/window.ts).
  */
 export const CONV_PACK_UNIFORMS = uniforms({
@@ -42,7 +42,7 @@ export const CONV_PACK_UNIFORMS = uniforms({
   sIn: "u32",
   C: "u32",
   ...DILATED_WINDOW_FIELDS,
-  _pad: "u32",
+  tRow: "u32",
 });
 
 /** The four components of a texel, in GEMM-index order. */
@@ -147,7 +147,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let kEnd = u.k0 + u.K;
   var v = vec4<f32>(0.0);
 ${BODY[mode]}
-  textureStore(T, vec2<u32>(j, gid.y), v);
+  textureStore(T, vec2<u32>(j, u.tRow + gid.y), v);
 }`,
   };
 }
@@ -168,7 +168,7 @@ export function convPackVec4Kernel(mode: "rows4" | "cols4"): Kernel {
   let r = u.row0 + gid.y;
   var v = X[(u.off + r * u.sRow + k) / 4u];
 ${mask("v")}
-  textureStore(T, vec2<u32>(j, gid.y), v);`
+  textureStore(T, vec2<u32>(j, u.tRow + gid.y), v);`
     : `  let q0 = 4u * gid.y;
   if (q0 >= u.rows) { return; }
   let b = (u.off + u.row0 + q0) / 4u;
@@ -181,10 +181,10 @@ ${mask("v")}
   if (k + 1u < kEnd) { c = X[b + (k + 1u) * s4]; }
   if (k + 2u < kEnd) { d = X[b + (k + 2u) * s4]; }
   if (k + 3u < kEnd) { e = X[b + (k + 3u) * s4]; }
-  textureStore(T, vec2<u32>(j, q0), vec4<f32>(a.x, c.x, d.x, e.x));
-  if (q0 + 1u < u.rows) { textureStore(T, vec2<u32>(j, q0 + 1u), vec4<f32>(a.y, c.y, d.y, e.y)); }
-  if (q0 + 2u < u.rows) { textureStore(T, vec2<u32>(j, q0 + 2u), vec4<f32>(a.z, c.z, d.z, e.z)); }
-  if (q0 + 3u < u.rows) { textureStore(T, vec2<u32>(j, q0 + 3u), vec4<f32>(a.w, c.w, d.w, e.w)); }`;
+  textureStore(T, vec2<u32>(j, u.tRow + q0), vec4<f32>(a.x, c.x, d.x, e.x));
+  if (q0 + 1u < u.rows) { textureStore(T, vec2<u32>(j, u.tRow + q0 + 1u), vec4<f32>(a.y, c.y, d.y, e.y)); }
+  if (q0 + 2u < u.rows) { textureStore(T, vec2<u32>(j, u.tRow + q0 + 2u), vec4<f32>(a.z, c.z, d.z, e.z)); }
+  if (q0 + 3u < u.rows) { textureStore(T, vec2<u32>(j, u.tRow + q0 + 3u), vec4<f32>(a.w, c.w, d.w, e.w)); }`;
   return {
     key: `conv2d/pack-texture/${mode}`,
     wgsl: () =>

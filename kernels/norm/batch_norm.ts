@@ -22,8 +22,8 @@ import { pairSum, pairSumScratch } from "./pair_sum.ts";
 export const BN_WG = 256;
 
 /**
- * Uniforms: N (samples in this dispatch), C, HW, eps, momentum, o0..o2 (element offsets of the
- * split operands in their bindings), total (values per channel over the whole batch), rot (first
+ * Uniforms: N (samples in this dispatch), C, HW, eps, momentum, o0..o2 and o3 (element offsets
+ * of the split operands in their bindings), total (values per channel over the whole batch), rot (first
  * value's index in this dispatch, mod BN_WG).
  */
 export const BATCH_NORM_UNIFORMS = uniforms({
@@ -37,7 +37,7 @@ export const BATCH_NORM_UNIFORMS = uniforms({
   o2: "u32",
   total: "u32",
   rot: "u32",
-  _pad0: "u32",
+  o3: "u32",
   _pad1: "u32",
 });
 const PARAMS = `${BATCH_NORM_UNIFORMS.wgsl("P")}
@@ -194,12 +194,26 @@ ${body}
 }`;
 }
 
-/** y = (x − mean[c]) · invstd[c] · w[c] + b[c]. Bindings: x, mean, invstd, [w], [b], y. */
-export function batchNormApplyKernel(hasW: boolean, hasB: boolean, vec = false): Kernel {
+/**
+ * y = (x − mean[c]) · invstd[c] · w[c] + b[c], then + r (`residual`: a tensor of x's shape, at
+ * offset o2), then max(y, 0) with `relu` (F.add's and F.relu's formulas, in the same pass).
+ * Bindings: x, mean, invstd, [w], [b], y, [r].
+ */
+export function batchNormApplyKernel(
+  hasW: boolean,
+  hasB: boolean,
+  vec = false,
+  relu = false,
+  residual = false,
+): Kernel {
   const T = vec ? "vec4<f32>" : "f32";
   const V = vec ? 4 : 1;
+  const sum = (e: string) => residual ? `(${e}) + res[u.o2 / ${V}u + i]` : e;
+  const out = (e: string) => relu ? `max(${sum(e)}, ${T}(0.0))` : sum(e);
   return {
-    key: `batchnorm-apply/${hasW ? "w" : "-"}${hasB ? "b" : "-"}${vec ? "/v4" : ""}`,
+    key: `batchnorm-apply/${hasW ? "w" : "-"}${hasB ? "b" : "-"}${vec ? "/v4" : ""}${
+      relu ? "/relu" : ""
+    }${residual ? "/res" : ""}`,
     wgsl: () => {
       let b = 4;
       const wDecl = hasW ? `@group(0) @binding(${b++}) var<storage, read> w: array<f32>;` : "";
@@ -210,11 +224,16 @@ export function batchNormApplyKernel(hasW: boolean, hasB: boolean, vec = false):
 @group(0) @binding(3) var<storage, read> invstd_in: array<f32>;
 ${wDecl}
 ${bDecl}
-@group(0) @binding(${b}) var<storage, read_write> y: array<${T}>;`,
+@group(0) @binding(${b}) var<storage, read_write> y: array<${T}>;
+${residual ? `@group(0) @binding(${b + 1}) var<storage, read> res: array<${T}>;` : ""}`,
         V,
         `  let scale = invstd_in[c]${hasW ? " * w[c]" : ""};
-  y[u.o1 / ${V}u + i] = (x[u.o0 / ${V}u + i] - ${T}(mean_in[c])) * ${T}(scale)${
-          hasB ? ` + ${T}(bias[c])` : ""
+  y[u.o1 / ${V}u + i] = ${
+          out(
+            `(x[u.o0 / ${V}u + i] - ${T}(mean_in[c])) * ${T}(scale)${
+              hasB ? ` + ${T}(bias[c])` : ""
+            }`,
+          )
         };`,
       );
     },
@@ -224,12 +243,15 @@ ${bDecl}
 /**
  * Per-channel Σg and Σg·x̂. Bindings: x, g, mean, invstd, sumG[C], sumGXhat[C]. Split over
  * dispatches: x, g, mean, invstd, state [C·BN_BWD_STATE], then the sums in the last dispatch only.
- * Grid: C. `vec`: x and g read as vec4s, as {@link batchNormStatsKernel}.
+ * Grid: C. `vec`: x and g read as vec4s, as {@link batchNormStatsKernel}. `relu`: g is the gradient
+ * of max(y, 0), masked here as relu's backward does (where the output y > 0); y bound last, at
+ * offset o3.
  */
 export function batchNormBackwardReduceKernel(
   stage: BnStage = WHOLE,
   vec = false,
   w = BN_WG,
+  relu = false,
 ): Kernel {
   const V = vec ? 4 : 1;
   const T = vec ? "vec4<f32>" : "f32";
@@ -237,8 +259,9 @@ export function batchNormBackwardReduceKernel(
   const { first, last } = stage;
   const split = !(first && last);
   const ob = split ? 6 : 5;
+  const yb = last ? ob + 2 : ob;
   return {
-    key: `batchnorm-bwd-reduce/${w}${stageKey(stage)}${vec ? "/v4" : ""}`,
+    key: `batchnorm-bwd-reduce/${w}${stageKey(stage)}${vec ? "/v4" : ""}${relu ? "/relu" : ""}`,
     wgsl: () =>
       channelReduce(
         `@group(0) @binding(1) var<storage, read> x: array<${T}>;
@@ -251,7 +274,8 @@ ${
             ? `@group(0) @binding(${ob}) var<storage, read_write> sum_g: array<f32>;
 @group(0) @binding(${ob + 1}) var<storage, read_write> sum_gx: array<f32>;`
             : ""
-        }`,
+        }
+${relu ? `@group(0) @binding(${yb}) var<storage, read> ym: array<${T}>;` : ""}`,
         w,
         bnBwdState(w),
         `  let mu = mean_in[c];
@@ -260,7 +284,11 @@ ${
   var b = ${first ? "0.0" : `state[sb + ${w}u + l]`};
 ${
           laneLoop(w, V, (idx) =>
-            `    let gv = g[u.o1 / ${V}u + ${idx}];
+            `    let gv = ${
+              relu
+                ? `select(${T}(0.0), g[u.o1 / ${V}u + ${idx}], ym[u.o3 / ${V}u + ${idx}] > ${T}(0.0))`
+                : `g[u.o1 / ${V}u + ${idx}]`
+            };
     a += ${sum("gv")};
     b += ${sum(`gv * (x[u.o0 / ${V}u + ${idx}] - ${T}(mu)) * is`)};`)
         }
@@ -277,13 +305,17 @@ ${
 
 /**
  * Training-mode dx = w·invstd·(g − Σg/n − x̂·Σg·x̂/n) (eval mode's dx = w·invstd·g is a broadcast
- * multiply). Bindings: x, g, mean, invstd, [w], sumG, sumGXhat, dx.
+ * multiply). Bindings: x, g, mean, invstd, [w], sumG, sumGXhat, dx, then with `relu` the output y
+ * (at offset o3) that masks g as in {@link batchNormBackwardReduceKernel}.
  */
-export function batchNormBackwardDxKernel(hasW: boolean, vec = false): Kernel {
+export function batchNormBackwardDxKernel(hasW: boolean, vec = false, relu = false): Kernel {
   const T = vec ? "vec4<f32>" : "f32";
   const V = vec ? 4 : 1;
+  const gv = relu
+    ? `select(${T}(0.0), g[u.o1 / ${V}u + i], ym[u.o3 / ${V}u + i] > ${T}(0.0))`
+    : `g[u.o1 / ${V}u + i]`;
   return {
-    key: `batchnorm-bwd-dx/${hasW ? "w" : "-"}${vec ? "/v4" : ""}`,
+    key: `batchnorm-bwd-dx/${hasW ? "w" : "-"}${vec ? "/v4" : ""}${relu ? "/relu" : ""}`,
     wgsl: () => {
       const b = hasW ? 6 : 5;
       return perElement(
@@ -294,14 +326,15 @@ export function batchNormBackwardDxKernel(hasW: boolean, vec = false): Kernel {
 ${hasW ? "@group(0) @binding(5) var<storage, read> w: array<f32>;" : ""}
 @group(0) @binding(${b}) var<storage, read> sum_g: array<f32>;
 @group(0) @binding(${b + 1}) var<storage, read> sum_gx: array<f32>;
-@group(0) @binding(${b + 2}) var<storage, read_write> dx: array<${T}>;`,
+@group(0) @binding(${b + 2}) var<storage, read_write> dx: array<${T}>;
+${relu ? `@group(0) @binding(${b + 3}) var<storage, read> ym: array<${T}>;` : ""}`,
         V,
         `  let n = f32(u.total);
   let is = invstd_in[c];
   let xh = (x[u.o0 / ${V}u + i] - ${T}(mean_in[c])) * ${T}(is);
   dx[u.o2 / ${V}u + i] = ${T}(is${
           hasW ? " * w[c]" : ""
-        }) * (g[u.o1 / ${V}u + i] - ${T}(sum_g[c] / n) - xh * ${T}(sum_gx[c] / n));`,
+        }) * (${gv} - ${T}(sum_g[c] / n) - xh * ${T}(sum_gx[c] / n));`,
       );
     },
   };

@@ -21,8 +21,21 @@ const PARAMS = `${LAYER_NORM_UNIFORMS.wgsl("P")}
 const ROW_BASE = `  let base = (row / u.inner) * u.L * u.inner + row % u.inner;
   let st = u.inner;`;
 
-/** Bindings: x, y, mean, rstd, [weight], [bias]. */
-export function layerNormKernel(m: RowMode, hasW: boolean, hasB: boolean): Kernel {
+/**
+ * Bindings: x, y, mean, rstd, [weight], [bias]. `vec4`: a thread per row reading and writing
+ * vec4s (thread row mode, inner = 1, L a multiple of 4; {@link layerNormVec4}): a quarter of the
+ * loads, each a per-lane loop on software adapters (ViT-B's 4096 rows of 768: BENCHMARKS.md).
+ */
+export function layerNormKernel(
+  m: RowMode,
+  hasW: boolean,
+  hasB: boolean,
+  vec4 = false,
+): Kernel {
+  if (vec4) {
+    if (m.wg !== 0) throw new Error("layerNormKernel: vec4 rows need the thread row mode");
+    return layerNormVec4Kernel(hasW, hasB);
+  }
   return {
     key: `layernorm/${rowModeKey(m)}/${hasW ? "w" : "-"}${hasB ? "b" : "-"}`,
     wgsl: () => {
@@ -52,6 +65,59 @@ ${ROW_BASE}
     y[idx] = (x[idx] - mu) * rstd${hasW ? " * w[k]" : ""}${hasB ? " + bias[k]" : ""};
   }
   if (l == 0u) { mean_out[row] = mu; rstd_out[row] = rstd; }
+}`;
+    },
+  };
+}
+
+let vec4Rows = true;
+
+/** Turns the vec4 rows off (false) or on; returns the old setting (A/B benchmarks, tests). */
+export function setLayerNormVec4Rows(on: boolean): boolean {
+  const old = vec4Rows;
+  vec4Rows = on;
+  return old;
+}
+
+/** Whether {@link layerNormKernel} takes vec4 rows for this row layout and mode. */
+export function layerNormVec4(m: RowMode, L: number, inner: number): boolean {
+  return vec4Rows && m.wg === 0 && inner === 1 && L % 4 === 0 && L > 0;
+}
+
+function layerNormVec4Kernel(hasW: boolean, hasB: boolean): Kernel {
+  return {
+    key: `layernorm/thread-v4/${hasW ? "w" : "-"}${hasB ? "b" : "-"}`,
+    wgsl: () => {
+      const { decls, head } = rowPrelude({ wg: 0 });
+      let b = 5;
+      const V = "vec4<f32>";
+      const wDecl = hasW ? `@group(0) @binding(${b++}) var<storage, read> w: array<${V}>;` : "";
+      const bDecl = hasB ? `@group(0) @binding(${b++}) var<storage, read> bias: array<${V}>;` : "";
+      return `${PARAMS}
+@group(0) @binding(1) var<storage, read> x: array<${V}>;
+@group(0) @binding(2) var<storage, read_write> y: array<${V}>;
+@group(0) @binding(3) var<storage, read_write> mean_out: array<f32>;
+@group(0) @binding(4) var<storage, read_write> rstd_out: array<f32>;
+${wDecl}
+${bDecl}
+${decls}
+${head}
+  let L4 = u.L / 4u;
+  let base = row * L4;
+  let n = f32(u.L);
+  var s = vec4<f32>(0.0);
+  for (var k = 0u; k < L4; k++) { s += x[base + k]; }
+  let mu = (s.x + s.y + s.z + s.w) / n;
+  var q = vec4<f32>(0.0);
+  for (var k = 0u; k < L4; k++) { let d = x[base + k] - ${V}(mu); q += d * d; }
+  let rstd = inverseSqrt((q.x + q.y + q.z + q.w) / n + u.eps);
+  for (var k = 0u; k < L4; k++) {
+    y[base + k] = (x[base + k] - ${V}(mu)) * rstd${hasW ? " * w[k]" : ""}${
+        hasB ? " + bias[k]" : ""
+      };
+  }
+  mean_out[row] = mu;
+  rstd_out[row] = rstd;
 }`;
     },
   };

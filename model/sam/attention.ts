@@ -6,7 +6,7 @@
  * so does the opt-in texture path (engine/ops/attention_texture.ts: software adapters, no
  * gradient, the probabilities written straight into the texture the product with v reads).
  */
-import { bindingLimit, F, type Tensor, tidy } from "../../engine/mod.ts";
+import { bindingLimit, empty, F, gpu, isGradEnabled, type Tensor, tidy } from "../../engine/mod.ts";
 
 /** Relative-position lookup indices as get_rel_pos computes them (qSize × kSize). */
 export function relPosIndex(qSize: number, kSize: number): Int32Array {
@@ -32,6 +32,18 @@ export interface RelPos {
 // Which implementation runs where, and why: engine/routing.ts (re-exported for bench/models.ts).
 import { attentionImpl } from "../../engine/routing.ts";
 export { type AttentionImpl, attentionImpl, setAttentionImpl } from "../../engine/routing.ts";
+
+let scoresKernel = true;
+
+/**
+ * Whether the composed path computes its biased attention's scores with the scores kernel where
+ * it can (true) or the texture matmul; returns the old setting (A/B benchmarks, tests).
+ */
+export function setAttentionScoresKernel(on: boolean): boolean {
+  const old = scoresKernel;
+  scoresKernel = on;
+  return old;
+}
 
 /** [B, H, N, d] seen as [B·H, N, d] (a copy unless the layout allows a view). */
 function flat3(t: Tensor): Tensor {
@@ -92,6 +104,32 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, scale: number, rel?: 
   }
   const whole = B * H * per <= budget;
   const heads = whole ? H : Math.max(1, Math.min(H, Math.floor(budget / per)));
+  const recorded = isGradEnabled() &&
+    [q, k, v, relH, relW].some((t) => t?.requiresGrad);
+  if (!whole && !recorded && relH && relW) {
+    // Without gradients each group's product writes its heads' rows of one output (a
+    // contiguous range of [B, H, Nq, d]) instead of being concatenated afterwards.
+    const o = empty([B, H, nq, v4.shape[3]]);
+    for (let b = 0; b < B; b++) {
+      for (let h0 = 0; h0 < H; h0 += heads) {
+        const h1 = Math.min(H, h0 + heads);
+        const part = (t: Tensor) => F.slice(F.slice(t, 0, b, b + 1), 1, h0, h1);
+        tidy(() => {
+          const qp = part(q4), kp = part(k4);
+          const [pb, ph] = qp.shape;
+          const s = scoresKernel && gpu().isSoftware && !F.attentionScoresRefusal(qp, kp)
+            ? F.attentionScoresRaw(qp, kp)
+            : F.matmul(qp, F.transpose(kp, 2, 3));
+          const flat = (t: Tensor) => F.reshape(t, [pb * ph, nq, -1]);
+          const p = F.softmaxRelBias(flat(s), flat(part(relH)), flat(part(relW)), scale, {
+            padRows: true,
+          });
+          F.matmulRaw(F.reshape(p, [pb, ph, nq, nk]), part(v4), { out: part(o) });
+        });
+      }
+    }
+    return rank === 4 ? o : F.squeeze(o, 0);
+  }
   const outs: Tensor[] = [];
   for (let b = 0; b < (whole ? 1 : B); b++) {
     const row: Tensor[] = [];
@@ -104,10 +142,16 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, scale: number, rel?: 
         const qp = part(q4), kp = part(k4);
         const [pb, ph] = qp.shape;
         if (relH && relW) {
-          const s = F.matmul(qp, F.transpose(kp, 2, 3));
+          // Without gradients on software adapters the scores kernel stores vec4s where the
+          // texture matmul stores a checked scalar each (a store-bound product at d = 64).
+          const s = scoresKernel && gpu().isSoftware && !F.attentionScoresRefusal(qp, kp)
+            ? F.attentionScoresRaw(qp, kp)
+            : F.matmul(qp, F.transpose(kp, 2, 3));
           const flat = (t: Tensor) => F.reshape(t, [pb * ph, nq, -1]);
           // The bias and the scale are applied inside the softmax kernel, never materialised.
-          const p = F.softmaxRelBias(flat(s), flat(part(relH)), flat(part(relW)), scale);
+          const p = F.softmaxRelBias(flat(s), flat(part(relH)), flat(part(relW)), scale, {
+            padRows: true,
+          });
           return F.matmul(F.reshape(p, [pb, ph, nq, nk]), part(v4));
         }
         const s = scale === 1

@@ -11,7 +11,7 @@ import { Conv2d } from "../../engine/nn/conv.ts";
 import { LayerNorm, LayerNorm2d } from "../../engine/nn/norm.ts";
 import { Linear } from "../../engine/nn/linear.ts";
 import { constant, HostRng } from "../../engine/nn/init.ts";
-import { attention, relPosIndex } from "./attention.ts";
+import { attention, relPosIndex, setAttentionScoresKernel } from "./attention.ts";
 import type { EncoderConfig } from "./configs.ts";
 
 export class MlpBlock extends Module {
@@ -53,6 +53,14 @@ class EncoderAttention extends Module {
   /** Tokens [B, H, W, C] → merged heads, projected: [B, H, W, C]. */
   forward(x: Tensor): Tensor {
     const [b, h, w, c] = x.shape;
+    if (h === w && !composedPasses) {
+      // The grid as one window: heads merged in one pass (a view when they come merged).
+      const o = this.perHead(x);
+      const merged = o.strides[1] === this.headDim && o.strides[2] === c && o.strides[3] === 1
+        ? F.reshape(F.permute(o, [0, 2, 1, 3]), [b, h, w, c])
+        : F.windowUnpartition(o, h, h, w);
+      return this.proj.forward(merged);
+    }
     // A view (no copy) whether the heads come dense or merged ([B, N, heads, hd] underneath, so
     // the permute below is then contiguous and the reshape a view too).
     const o = F.unflatten(this.perHead(x), 2, [h, w]);
@@ -83,8 +91,24 @@ class EncoderAttention extends Module {
   }
 }
 
-/** [B,H,W,C] → windows [B·nWin, ws, ws, C] (zero-padded to multiples of ws). */
-function windowPartition(
+/**
+ * Whether the encoder takes its one-pass layout kernels (window partition and unpartition) or
+ * the composed views and copies they replace: kept for A/B benchmarks (bench/sam_encoder_ab.ts)
+ * and the test that both give the same block output.
+ */
+let composedPasses = false;
+
+/** Forces the composed passes (true) or the one-pass kernels (false); returns the old setting. */
+export function setEncoderComposedPasses(on: boolean): boolean {
+  const old = composedPasses;
+  composedPasses = on;
+  F.setRelPosTermsComposed(on);
+  setAttentionScoresKernel(!on);
+  return old;
+}
+
+/** [B,H,W,C] → windows [B·nWin, ws, ws, C] (zero-padded to multiples of ws), composed. */
+function windowPartitionComposed(
   x: Tensor,
   ws: number,
 ): { windows: Tensor; hp: number; wp: number } {
@@ -100,7 +124,7 @@ function windowPartition(
  * The attention's per-head output over windows, [B·nWin, heads, ws·ws, hd], → the padded token
  * grid [B, hp, wp, heads·hd]: merging the heads and undoing {@link windowPartition} in one copy.
  */
-function mergeWindows(o: Tensor, ws: number, hp: number, wp: number): Tensor {
+function mergeWindowsComposed(o: Tensor, ws: number, hp: number, wp: number): Tensor {
   const [bw, nh, , hd] = o.shape;
   const nwh = hp / ws, nww = wp / ws, b = bw / (nwh * nww);
   // Views whatever o's strides (the texture attention returns heads merged underneath).
@@ -130,11 +154,17 @@ class Block extends Module {
     let y = this.norm1.forward(x);
     if (this.windowSize > 0) {
       const ws = this.windowSize;
-      const { windows, hp, wp } = windowPartition(y, ws);
-      // The projection acts per token, so it runs after the windows are put back (on the same
-      // padded tokens): merging heads and un-partitioning are then one copy instead of two.
-      const grid = this.attn.proj.forward(mergeWindows(this.attn.perHead(windows), ws, hp, wp));
-      y = hp > h || wp > w ? F.slice(F.slice(grid, 1, 0, h), 2, 0, w) : grid;
+      if (composedPasses) {
+        const { windows, hp, wp } = windowPartitionComposed(y, ws);
+        const o = mergeWindowsComposed(this.attn.perHead(windows), ws, hp, wp);
+        const grid = this.attn.proj.forward(o);
+        y = hp > h || wp > w ? F.slice(F.slice(grid, 1, 0, h), 2, 0, w) : grid;
+      } else {
+        // Pad + partition in one pass; heads merged, windows put back and the padding cropped in
+        // one pass. The projection acts per token, so it runs after, on the H·W real tokens only.
+        const o = this.attn.perHead(F.windowPartition(y, ws));
+        y = this.attn.proj.forward(F.windowUnpartition(o, ws, h, w));
+      }
     } else {
       y = this.attn.forward(y);
     }
@@ -153,7 +183,19 @@ class PatchEmbed extends Module {
     );
   }
   forward(x: Tensor): Tensor {
-    return F.permute(this.proj.forward(x), [0, 2, 3, 1]);
+    const conv = this.proj;
+    const p = conv.kernel;
+    if (composedPasses || conv.stride !== p || conv.padding !== 0 || conv.dilation !== 1) {
+      return F.permute(conv.forward(x), [0, 2, 3, 1]);
+    }
+    // Non-overlapping patches: the conv is one linear over each patch's 3·p·p values, in the
+    // NHWC layout the blocks take (one copy gathers the patches; no conv pass, no permute).
+    const [b, c, h, w] = x.shape, gh = h / p, gw = w / p, e = conv.outChannels;
+    const patches = F.reshape(
+      F.permute(F.reshape(x, [b, c, gh, p, gw, p]), [0, 2, 4, 1, 3, 5]),
+      [b, gh, gw, c * p * p],
+    );
+    return F.linear(patches, F.reshape(conv.weight, [e, c * p * p]), conv.bias ?? undefined);
   }
 }
 

@@ -2,6 +2,7 @@ import fc from "fast-check";
 import { backward, F, noGrad, requireGrad, type Tensor, tensor } from "../../engine/mod.ts";
 import { assertClose, gradCheck, randArray, setup } from "../util/gpu.ts";
 import { batchNormBackwardRef, batchNormRef, layerNormRowsRef } from "../reference/norm.ts";
+import assert from "node:assert";
 
 await setup();
 
@@ -254,4 +255,60 @@ Deno.test("layerNorm rejects mismatched shapes with clear errors", () => {
   throwsWith(() => F.layerNorm(x, [3]), /layerNorm/, /\[3\]/, /\[3, 4\]/);
   throwsWith(() => F.layerNorm(x, [4], tensor([1, 1, 1])), /weight/, /\[3\]/);
   throwsWith(() => F.layerNorm2d(x, tensor([1])), /layerNorm2d/, /NCHW/);
+});
+
+Deno.test("batchNorm2d with relu (and residual): bitwise relu(batchNorm2d (+ r)), gradients too", async () => {
+  const { setBindingLimitForTests } = await import("../../engine/routing.ts");
+  const cases: [number[], boolean, number | null, boolean][] = [
+    [[2, 3, 5, 7], true, null, false], // odd planes: scalar kernels
+    [[3, 5, 8, 4], true, null, false], // planes of 32: vec4 kernels
+    [[3, 5, 8, 4], true, 5 * 32 * 4 + 256, false], // a sample per binding: split sums
+    [[2, 3, 4, 4], false, null, false], // eval: the mask as a pass of its own
+    [[2, 3, 5, 7], true, null, true], // + residual (a bottleneck's bn3)
+    [[3, 5, 8, 4], true, 5 * 32 * 4 + 256, true],
+    [[2, 3, 4, 4], false, null, true],
+  ];
+  for (const [shape, training, limit, withRes] of cases) {
+    const C = shape[1];
+    const x = randArray(numel(shape), 31, -2, 2), g = randArray(numel(shape), 32, -1, 1);
+    const r = randArray(numel(shape), 35, -1, 1);
+    const w = randArray(C, 33, 0.5, 1.5), b = randArray(C, 34, -0.3, 0.3);
+    const run = async (fused: boolean) => {
+      const xt = requireGrad(tensor(x, shape)), wt = requireGrad(tensor(w));
+      const bt = requireGrad(tensor(b)), rt = requireGrad(tensor(r, shape));
+      const rm = tensor(new Float32Array(C).fill(0.1)), rv = tensor(new Float32Array(C).fill(1.5));
+      const opts = { weight: wt, bias: bt, training, runningMean: rm, runningVar: rv };
+      const residual = withRes ? rt : undefined;
+      const y = fused
+        ? F.batchNorm2d(xt, { ...opts, relu: true, residual })
+        : F.relu(residual ? F.add(F.batchNorm2d(xt, opts), rt) : F.batchNorm2d(xt, opts));
+      backward(y, tensor(g, shape));
+      const out = [y, xt.grad!, wt.grad!, bt.grad!];
+      if (residual) out.push(rt.grad!);
+      const data = await Promise.all(out.map((t) => t.data()));
+      for (const t of [xt, wt, bt, rt, rm, rv, ...out]) t.dispose();
+      return data;
+    };
+    setBindingLimitForTests(limit);
+    try {
+      const [a, f] = [await run(false), await run(true)];
+      const names = ["y", "dx", "dweight", "dbias", "dresidual"];
+      a.forEach((v, i) =>
+        assert.deepStrictEqual(f[i], v, `[${shape}] training ${training}: ${names[i]} differs`)
+      );
+      assert.ok(a[0].some((v) => v === 0) && a[1].some((v) => v !== 0), "mask and gradient live");
+    } finally {
+      setBindingLimitForTests(null);
+    }
+  }
+  await gradCheck(
+    (x, w, b) => F.batchNorm2d(x, { weight: w, bias: b, training: true, relu: true }),
+    [{ shape: [2, 3, 2, 2] }, { shape: [3], lo: 0.5, hi: 1.5 }, { shape: [3] }],
+    { coords: 6 },
+  );
+  await gradCheck(
+    (x, w, r) => F.batchNorm2d(x, { weight: w, training: true, relu: true, residual: r }),
+    [{ shape: [2, 3, 2, 2] }, { shape: [3], lo: 0.5, hi: 1.5 }, { shape: [2, 3, 2, 2] }],
+    { coords: 6 },
+  );
 });

@@ -38,6 +38,11 @@ Deno.test("maxPool2d forward/backward match float64 (ResNet 3x3 s2 p1 and others
     [[1, 1, 1, 1], geom(3, 2, 1)],
     [[2, 2, 7, 9], geom(2, 2, 0)],
     [[1, 3, 8, 5], { kh: 3, kw: 2, sh: 1, sw: 2, ph: 1, pw: 1 }],
+    // Backward per block of sh×sw pixels: pixels no window covers (stride 3 > kernel 2), blocks
+    // cut by the edge; stride 5 takes the per-pixel gather.
+    [[1, 2, 11, 13], { kh: 2, kw: 2, sh: 3, sw: 3, ph: 0, pw: 0 }],
+    [[2, 1, 12, 14], { kh: 5, kw: 4, sh: 4, sw: 3, ph: 2, pw: 1 }],
+    [[1, 1, 12, 12], geom(5, 5, 2)],
   ];
   for (const [shape, g] of cases) {
     const x = randArray(numel(shape), numel(shape), -5, 5);

@@ -104,11 +104,20 @@ async function check(
 }
 
 Deno.test("relPosTerms matches float64 on awkward shapes, q dense, transposed or a strided projection", async () => {
-  await check(1, 1, 1, 1, 1, 1, 1, "dense", 1);
-  await check(1, 3, 4, 5, 4, 5, 8, "transposed", 2);
-  await check(2, 3, 3, 7, 5, 13, 6, "projection", 3);
-  await check(3, 2, 14, 14, 14, 14, 16, "projection", 4);
-  await check(1, 2, 6, 2, 11, 3, 5, "dense", 5);
+  // Without gradients: the one-pass kernel (vec4 and scalar items), then the batched matmuls.
+  for (const composed of [false, true]) {
+    const old = F.setRelPosTermsComposed(composed);
+    try {
+      await check(1, 1, 1, 1, 1, 1, 1, "dense", 1);
+      await check(1, 3, 4, 5, 4, 5, 8, "transposed", 2);
+      await check(2, 3, 3, 7, 5, 13, 6, "projection", 3);
+      await check(3, 2, 14, 14, 14, 14, 16, "projection", 4);
+      await check(1, 2, 6, 2, 11, 3, 5, "dense", 5);
+      await check(1, 2, 4, 4, 7, 7, 12, "dense", 6);
+    } finally {
+      F.setRelPosTermsComposed(old);
+    }
+  }
 });
 
 Deno.test("relPosTerms: random shapes and layouts match float64 (fast-check)", async () => {

@@ -1,6 +1,6 @@
 import fc from "fast-check";
 import assert from "node:assert";
-import { F, tensor } from "../../engine/mod.ts";
+import { F, requireGrad, tensor } from "../../engine/mod.ts";
 import { assertClose, gradCheck, randArray, setup } from "../util/gpu.ts";
 import { softmaxRelBiasRef } from "../reference/softmax.ts";
 
@@ -15,6 +15,11 @@ const SHAPES: [number, number, number, number][] = [
   [2, 5, 14, 14],
   [1, 3, 7, 64],
   [1, 2, 2, 130], // past the unrolled width: the composed fallback
+  // KW not a multiple of 4, rows of whole lcm(KW, 4)-key periods: the vec4 period kernel.
+  [1, 3, 6, 6],
+  [2, 2, 4, 2],
+  [1, 2, 4, 5],
+  [1, 2, 3, 7], // 21 keys: not whole periods of 28, scalar
 ];
 
 async function check(
@@ -46,7 +51,14 @@ async function check(
 }
 
 Deno.test("softmaxRelBias matches float64 on awkward shapes (scalar and vec4 runs)", async () => {
-  for (const [i, [G, nq, KH, KW]] of SHAPES.entries()) await check(G, nq, KH, KW, 10 * i);
+  for (const periods of [true, false]) {
+    const old = F.setSoftmaxRelBiasPeriods(periods);
+    try {
+      for (const [i, [G, nq, KH, KW]] of SHAPES.entries()) await check(G, nq, KH, KW, 10 * i);
+    } finally {
+      F.setSoftmaxRelBiasPeriods(old);
+    }
+  }
 });
 
 Deno.test("softmaxRelBias applies the score scale inside the kernel (and in the fallback)", async () => {
@@ -92,4 +104,36 @@ Deno.test("softmaxRelBias rejects mismatched bias shapes with a clear error", ()
     /KH·KW = 12/,
   );
   s.dispose();
+});
+
+Deno.test("softmaxRelBias padRows: rows 256 bytes apart without gradients, same values; dense with", async () => {
+  for (const [G, nq, KH, KW] of [[2, 5, 14, 14], [1, 3, 6, 6]]) {
+    const nk = KH * KW, pad = Math.ceil(nk / 64) * 64;
+    const s = randArray(G * nq * nk, 3, -4, 4),
+      h = randArray(G * nq * KH, 4),
+      w = randArray(G * nq * KW, 5);
+    const want = softmaxRelBiasRef(s, h, w, G * nq, KH, KW);
+    const y = F.softmaxRelBias(
+      tensor(s, [G, nq, nk]),
+      tensor(h, [G, nq, KH]),
+      tensor(w, [G, nq, KW]),
+      1,
+      { padRows: true },
+    );
+    assert.deepStrictEqual(y.strides, [nq * pad, pad, 1]);
+    const d = await F.dense(F.mul(y, 1)).data();
+    assertClose(d, want, { atol: 1e-6, rtol: 1e-4, what: `padded [${G}, ${nq}, ${KH}×${KW}]` });
+    y.dispose();
+  }
+  const st = requireGrad(tensor(randArray(2 * 196, 6), [1, 2, 196]));
+  const y = F.softmaxRelBias(
+    st,
+    tensor(randArray(28, 7), [1, 2, 14]),
+    tensor(randArray(28, 8), [1, 2, 14]),
+    1,
+    {
+      padRows: true,
+    },
+  );
+  assert.ok(y.isContiguous(), "recorded for backward: dense");
 });

@@ -1,0 +1,178 @@
+// SAM's window partition / unpartition passes (engine/ops/attention.ts, kernels/attention/windows.ts)
+// against float64 host references of the official pad + window_partition and
+// window_unpartition + crop, on awkward shapes, every layout the kernels take (dense, permuted,
+// offset views; scalar and vec4 items), and their gradients.
+import { F, type Tensor, tensor, tidy } from "../../engine/mod.ts";
+import { assertClose, gradCheck, randArray, setup } from "../util/gpu.ts";
+
+await setup();
+
+/** pad x [B,H,W,C] with zeros to multiples of ws, then [B·nWh·nWw, ws, ws, C]. */
+function partitionRef(
+  x: ArrayLike<number>,
+  b: number,
+  h: number,
+  w: number,
+  c: number,
+  ws: number,
+) {
+  const nWh = Math.ceil(h / ws), nWw = Math.ceil(w / ws);
+  const out = new Float64Array(b * nWh * nWw * ws * ws * c);
+  let i = 0;
+  for (let bi = 0; bi < b; bi++) {
+    for (let wi = 0; wi < nWh; wi++) {
+      for (let wj = 0; wj < nWw; wj++) {
+        for (let yw = 0; yw < ws; yw++) {
+          for (let xw = 0; xw < ws; xw++) {
+            const y = wi * ws + yw, xx = wj * ws + xw;
+            for (let ch = 0; ch < c; ch++, i++) {
+              out[i] = y < h && xx < w ? x[((bi * h + y) * w + xx) * c + ch] : 0;
+            }
+          }
+        }
+      }
+    }
+  }
+  return out;
+}
+
+/** o [Bw, nh, ws·ws, hd] → heads merged, windows put back, cropped: [B, H, W, nh·hd]. */
+function unpartitionRef(
+  o: ArrayLike<number>,
+  bw: number,
+  nh: number,
+  hd: number,
+  ws: number,
+  h: number,
+  w: number,
+) {
+  const nWh = Math.ceil(h / ws), nWw = Math.ceil(w / ws), b = bw / (nWh * nWw);
+  const out = new Float64Array(b * h * w * nh * hd);
+  let i = 0;
+  for (let bi = 0; bi < b; bi++) {
+    for (let y = 0; y < h; y++) {
+      for (let xx = 0; xx < w; xx++) {
+        const win = (bi * nWh + Math.floor(y / ws)) * nWw + Math.floor(xx / ws);
+        const tok = (y % ws) * ws + (xx % ws);
+        for (let head = 0; head < nh; head++) {
+          for (let d = 0; d < hd; d++, i++) {
+            out[i] = o[((win * nh + head) * ws * ws + tok) * hd + d];
+          }
+        }
+      }
+    }
+  }
+  return out;
+}
+
+Deno.test("windowPartition: dense, vec4 and scalar, padded and exact grids", async () => {
+  for (
+    const [b, h, w, c, ws] of [[2, 5, 7, 6, 3], [1, 6, 6, 8, 3], [1, 9, 4, 12, 14], [3, 1, 1, 4, 2]]
+  ) {
+    const x = randArray(b * h * w * c, h * 7 + c);
+    const got = tidy(() => F.windowPartition(tensor(x, [b, h, w, c]), ws));
+    assertClose(await got.data() as Float32Array, partitionRef(x, b, h, w, c, ws), {
+      atol: 0,
+      rtol: 0,
+      what: `partition ${[b, h, w, c]} ws ${ws}`,
+    });
+    got.dispose();
+  }
+});
+
+Deno.test("windowPartition: strided inputs (permuted, offset views) read in place", async () => {
+  const [b, h, w, c, ws] = [2, 5, 6, 8, 4];
+  // NCHW underneath, permuted to NHWC: channel stride ≠ 1 (made dense first).
+  const nchw = randArray(b * c * h * w, 3);
+  const xh = new Float64Array(b * h * w * c);
+  for (let bi = 0; bi < b; bi++) {
+    for (let ch = 0; ch < c; ch++) {
+      for (let p = 0; p < h * w; p++) {
+        xh[(bi * h * w + p) * c + ch] = nchw[(bi * c + ch) * h * w + p];
+      }
+    }
+  }
+  const got = tidy(() =>
+    F.windowPartition(F.permute(tensor(nchw, [b, c, h, w]), [0, 2, 3, 1]), ws)
+  );
+  assertClose(await got.data() as Float32Array, partitionRef(xh, b, h, w, c, ws), {
+    atol: 0,
+    rtol: 0,
+  });
+  got.dispose();
+  // A channel slice at offsets 4 (vec4 items) and 1 (scalar items) of a wider grid.
+  const wide = randArray(b * h * w * 13, 4);
+  for (const c0 of [4, 1]) {
+    const sub = new Float64Array(b * h * w * c);
+    for (let p = 0; p < b * h * w; p++) {
+      for (let ch = 0; ch < c; ch++) sub[p * c + ch] = wide[p * 13 + c0 + ch];
+    }
+    const g2 = tidy(() =>
+      F.windowPartition(F.slice(tensor(wide, [b, h, w, 13]), 3, c0, c0 + c), ws)
+    );
+    assertClose(await g2.data() as Float32Array, partitionRef(sub, b, h, w, c, ws), {
+      atol: 0,
+      rtol: 0,
+      what: `channel slice at ${c0}`,
+    });
+    g2.dispose();
+  }
+});
+
+Deno.test("windowUnpartition: heads dense or merged underneath, cropped", async () => {
+  for (
+    const [b, h, w, nh, hd, ws] of [[2, 5, 7, 3, 4, 3], [1, 6, 6, 2, 3, 3], [1, 13, 10, 4, 8, 14]]
+  ) {
+    const bw = b * Math.ceil(h / ws) * Math.ceil(w / ws), n = ws * ws;
+    const o = randArray(bw * nh * n * hd, nh + h);
+    const ref = unpartitionRef(o, bw, nh, hd, ws, h, w);
+    const dense = tidy(() => F.windowUnpartition(tensor(o, [bw, nh, n, hd]), ws, h, w));
+    assertClose(await dense.data() as Float32Array, ref, { atol: 0, rtol: 0, what: "dense heads" });
+    dense.dispose();
+    // The same values stored [Bw, N, nh, hd] (heads merged), seen as [Bw, nh, N, hd].
+    const merged = new Float32Array(o.length);
+    for (let wi = 0; wi < bw; wi++) {
+      for (let hh = 0; hh < nh; hh++) {
+        for (let t = 0; t < n; t++) {
+          for (let d = 0; d < hd; d++) {
+            merged[((wi * n + t) * nh + hh) * hd + d] = o[((wi * nh + hh) * n + t) * hd + d];
+          }
+        }
+      }
+    }
+    const view = tidy(() =>
+      F.windowUnpartition(
+        F.permute(tensor(merged, [bw, n, nh, hd]), [0, 2, 1, 3]),
+        ws,
+        h,
+        w,
+      )
+    );
+    assertClose(await view.data() as Float32Array, ref, { atol: 0, rtol: 0, what: "merged heads" });
+    view.dispose();
+  }
+});
+
+Deno.test("windowUnpartition: bad shapes are refused with the expected layout", () => {
+  const t = tensor(new Float32Array(2 * 9 * 4), [2, 1, 9, 4]);
+  let msg = "";
+  try {
+    F.windowUnpartition(t, 3, 7, 7); // 7×7 in 3×3 windows needs 9 windows per image
+  } catch (e) {
+    msg = (e as Error).message;
+  }
+  t.dispose();
+  if (!msg.includes("windowUnpartition") || !msg.includes("[2,1,9,4]")) {
+    throw new Error(`unexpected error: ${msg}`);
+  }
+});
+
+Deno.test("windowPartition / windowUnpartition: gradients", async () => {
+  await gradCheck((x: Tensor) => F.windowPartition(x, 3), [{ shape: [1, 4, 5, 4] }]);
+  await gradCheck((x: Tensor) => F.windowPartition(x, 2), [{ shape: [2, 3, 3, 3] }]);
+  await gradCheck((o: Tensor) => F.windowUnpartition(o, 3, 4, 5), [{ shape: [4, 2, 9, 2] }]);
+  await gradCheck(
+    (o: Tensor) => F.windowUnpartition(F.permute(o, [0, 2, 1, 3]), 2, 3, 3),
+    [{ shape: [4, 4, 2, 4] }],
+  );
+});
