@@ -12,7 +12,7 @@
  * |                   |                     | and for products under {@link TEXTURE_MIN_MACS})          |
  * | conv2d (3 passes) | conv kernels        | texture GEMMs where {@link convPath}'s rule says so       |
  * | 3×3 stride 1      | conv kernels (Wino- | Winograd F(4,3) or F(2,3) on texture GEMMs, all three     |
- * |                   | grad when forced)   | passes if `ENGINE_WINOGRAD=on` ({@link convWinograd})     |
+ * |                   | grad when forced)   | passes unless `ENGINE_WINOGRAD=off` ({@link convWinograd})|
  * | conv tiles        | 4×8 (wt grad 8×8)   | 16×16                                                     |
  * | attention (SAM)   | `fused`             | `composed` (`texture` opt-in, without gradients)          |
  * | row kernels       | by row length       | a thread per row (softmax, LayerNorm)                     |
@@ -226,16 +226,14 @@ let forcedWinogradTile: WinogradTile | null = WINOGRAD_ENV === "2"
 let forcedWinogradRule: boolean | null = null;
 
 /**
- * Whether the Winograd rule may take passes nobody forced: `ENGINE_WINOGRAD=on|2|4` or
- * {@link setWinogradRule}(true) (A/B benchmarks, tests). Off by default for now (see
- * {@link convWinograd}).
+ * Whether the Winograd rule may take passes nobody forced: on by default, off with
+ * `ENGINE_WINOGRAD=off` (or `0`); {@link setWinogradRule} overrides both (A/B benchmarks, tests).
  */
 function winogradRuleOn(): boolean {
-  return forcedWinogradRule ??
-    (WINOGRAD_ENV === "on" || WINOGRAD_ENV === "2" || WINOGRAD_ENV === "4");
+  return forcedWinogradRule ?? !(WINOGRAD_ENV === "off" || WINOGRAD_ENV === "0");
 }
 
-/** Turns the Winograd rule on or off; null restores the default (off unless `ENGINE_WINOGRAD=on|2|4`). */
+/** Turns the Winograd rule on or off; null restores the default (on unless `ENGINE_WINOGRAD=off`). */
 export function setWinogradRule(on: boolean | null): void {
   forcedWinogradRule = on;
 }
@@ -251,22 +249,17 @@ export function setWinogradTile(m: WinogradTile | null): void {
  * forced tiles or a forced `texture`/`kernel` path; only where `fits` (3×3, stride 1, dilation 1,
  * ungrouped, bindings and texture rows within limits). Where matmul does not stage its operands in
  * textures (GPUs: the component GEMMs are then one batched tiled matmul) only when forced
- * (`ENGINE_CONV=winograd`, `setConvPath("winograd")`): no GPU has timed it yet. **Opt-in for
- * now** (`ENGINE_WINOGRAD=on`, `=2|4` also forcing the tile as {@link setWinogradTile} does;
- * {@link setWinogradRule}): the ops are right, but with it on after the train-step and matmul merges
- * tests/e2e/train_test.ts's tiny run ended with the final SAM below its CAM masks (Dice 0.891 against
- * 0.913), and the tiny runs' outcomes move with any change of summation order (below).
- *
- * With it on, the tiny profile's classifier (`train --profile tiny
- * --epochs 3 --sam-epochs 2`) ended degenerate (val loss 0.81 against 0.49, 50 all-zero CAMs
- * against 1, no pseudo-label kept). The F(2,3) gradient "error" first blamed for it (1e-3–4e-2 of
- * each layer1 gradient's largest value at batch 16) was one ReLU flip: an activation of 5e-7 (max
- * 6.7) in the routed path is 0 with F(2,3), and through BatchNorm's backward that one element moves
- * its whole channel's gradients; perturbing the input by 1e-7 relative on the routed path moves
- * them as much (5e-3–1.6e-2). The ops match float64 past one chunk (tests/ops/conv_winograd_test.ts
- * "past one chunk"). The tiny run's outcome depends on rounding: seed 7 at 3 epochs degenerates
- * with `ENGINE_CONV=texture` too, no Winograd involved, and seeds 8 and 9 end well with Winograd on
- * or off (BENCHMARKS.md "Winograd", sixth pass).
+ * (`ENGINE_CONV=winograd`, `setConvPath("winograd")`): no GPU has timed it yet. **On by default**
+ * on the software adapter (`ENGINE_WINOGRAD=off` opts out, `=2|4` forces the tile as
+ * {@link setWinogradTile} does; {@link setWinogradRule}). It was opt-in while the tiny end-to-end
+ * runs' outcomes moved with the summation order: F(2,3) changes which tiny activations round to
+ * zero, and the short profiles' classifier, evaluated with BatchNorm running averages far from its
+ * weights, then scored its own positives negative (50 all-zero CAMs at 3 epochs) or not. The
+ * pipeline now recalibrates BatchNorm before each validation (pipeline/classifier/precise_bn.ts,
+ * `classifier.preciseBn`), and the tiny runs end the same way with Winograd on or off (seed 7
+ * above its CAM masks on, off and with texture convs; seed 8 below them both ways, its small SAM
+ * collapsing; BENCHMARKS.md "Winograd", seventh pass). The ops match float64 past one chunk
+ * (tests/ops/conv_winograd_test.ts "past one chunk").
  *
  * Where on, every such pass takes it: on llvmpipe (bench/conv.ts `winograd`, BENCHMARKS.md
  * "Winograd", two runs under load 7–18, interleaved in-process) the rule's choice beat the routed

@@ -52,6 +52,13 @@ export interface PipelineConfig {
      * the activation memory (the paper profile's 512², batch 16 step; see BENCHMARKS.md).
      */
     checkpoint: boolean;
+    /**
+     * Recalibrate BatchNorm before each validation: running statistics recomputed on clean
+     * training patches with the epoch's weights (pipeline/classifier/precise_bn.ts), so model
+     * selection, CAMs and inference use statistics of the weights they run. Not in the reference;
+     * on in the short profiles, whose few dozen steps leave the running averages far from them.
+     */
+    preciseBn: boolean;
     cam: CamSettings;
   };
   sam: {
@@ -150,6 +157,7 @@ const TINY: PipelineConfig = {
     weightDecay: 1e-4,
     ...CLASSIFIER_METHOD,
     checkpoint: false,
+    preciseBn: true,
     // Camelyon17's percentile: on 4×4 CAMs of 64-px patches the Camelyon16 one (10) keeps ~85 %
     // of every patch.
     cam: { percentile: 30, openKernel: 3, openAfterResize: true },
@@ -158,7 +166,9 @@ const TINY: PipelineConfig = {
     // 4-px patches (16×16 embeddings): with 8-px ones the final SAM stayed at the CAM's Dice.
     // Measured 2026-11-26 on llvmpipe: final SAM 0.860 vs CAM 0.827 (default conv routing),
     // 0.866 vs 0.864 (ENGINE_CONV=texture), 0.872 vs 0.842 (ENGINE_CONV=kernel): the final SAM
-    // is steady, the classifier's CAM moves with the summation order.
+    // is steady, the classifier's CAM moves with the summation order. With classifier.preciseBn
+    // (2026-12-03) the CAM no longer does: CAM 0.811 → final 0.852 (Winograd on), 0.811 → 0.829
+    // (off), 0.787 → 0.842 (ENGINE_CONV=texture); BENCHMARKS.md "Winograd", seventh pass.
     model: smallSam(64, 32, 2, 32, 4),
     checkpoint: null,
     trainEncoder: true,
@@ -202,6 +212,8 @@ const PAPER: PipelineConfig = {
     weightDecay: 1e-3,
     ...CLASSIFIER_METHOD,
     checkpoint: true,
+    // The reference's schedule: 50 epochs of Camelyon's patches, thousands of steps.
+    preciseBn: false,
     cam: { percentile: 10, openKernel: 21, openAfterResize: true },
   },
   sam: {

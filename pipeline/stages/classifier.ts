@@ -1,8 +1,11 @@
 /**
  * Stage 1: the patch classifier (ResNet-ADL, one logit) trained with BCE-with-logits on
  * GPU-augmented, class-balanced batches; Adam, StepLR (step epochs/5, γ 0.9), early stopping on the
- * validation loss (patience epochs/2), the best epoch kept. Resumable per epoch: model, Adam moments,
- * scheduler and early-stopping state live in `checkpoints/classifier_last.safetensors`.
+ * validation loss (patience epochs/2), the best epoch kept. With `classifier.preciseBn` the
+ * BatchNorm statistics are recalibrated on clean training patches before each validation
+ * (pipeline/classifier/precise_bn.ts), so the saved checkpoints carry them. Resumable per epoch:
+ * model, Adam moments, scheduler and early-stopping state live in
+ * `checkpoints/classifier_last.safetensors`.
  */
 import { F, noGrad, tensor, tidy, trimPool } from "../../engine/mod.ts";
 import { backward } from "../../engine/mod.ts";
@@ -21,6 +24,7 @@ import { exists } from "../fs.ts";
 import type { StageContext } from "../stage_context.ts";
 import { buildClassifier, CLASSIFIER_BEST, CLASSIFIER_LAST } from "../classifier/model.ts";
 import { checkFinite } from "../train_guards.ts";
+import { recalibrateBatchNorm } from "../classifier/precise_bn.ts";
 import { loadTrainState, saveTrainState } from "../train_state.ts";
 
 async function evaluate(
@@ -115,6 +119,15 @@ export async function trainClassifier(ctx: StageContext): Promise<void> {
     // Validation runs other shapes than training: without a trim the pool would hold both sets
     // of buffers (at 512², batch 16 that is GiBs on top of the training step's).
     trimPool();
+    if (c.preciseBn) {
+      await recalibrateBatchNorm(model, ctx.splits.train, {
+        batchSize: c.batchSize,
+        size: cfg.patchSize,
+        seed: cfg.seed,
+        epoch,
+        adl: c.adl,
+      });
+    }
     const ev = await evaluate(model, val);
     trimPool();
     checkFinite("classifier", `epoch ${epoch + 1} (validation)`, ev.loss);

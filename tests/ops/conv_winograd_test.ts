@@ -303,8 +303,8 @@ Deno.test({
       pass: "forward" | "input" | "weight" = "forward",
       bias = false,
     ) => convWinograd(g, pass, bias, () => convWinogradFits(g, pass));
-    // Opt-in (unless the environment turns it on); off when turned off.
-    const envOn = ["on", "2", "4"].includes(Deno.env.get("ENGINE_WINOGRAD") ?? "");
+    // On by default (unless the environment turns it off); off when turned off.
+    const envOn = !["off", "0"].includes(Deno.env.get("ENGINE_WINOGRAD") ?? "");
     assert.strictEqual(route(base) !== null, envOn, "the default");
     setWinogradRule(false);
     try {
