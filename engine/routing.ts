@@ -290,9 +290,6 @@ export function convWinograd(
   if (g.N * g.OH * g.OW === 0 || !fits()) return null;
   // Off the texture matmul (GPUs) the buffer variant is correct but not yet timed: forced only.
   if (matmulVariant() !== "texture" && path !== "winograd") return null;
-  const dbgPass = Deno.env.get("DBG_PASS"), dbgC = Deno.env.get("DBG_C");
-  if (dbgPass && !dbgPass.split(",").includes(pass)) return null;
-  if (dbgC && Number(dbgC) !== g.C) return null;
   if (forcedWinogradTile) return forcedWinogradTile;
   if (pass === "weight") return 2;
   // The GEMM's rows (output channels of this pass) and its K (input channels).
