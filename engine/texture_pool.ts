@@ -2,8 +2,8 @@
  * Scratch rgba32float storage textures, reused by size. Ops that stage an operand in a texture
  * (the texture matmul on software adapters, kernels/matmul_texture.ts) take one for the length of
  * a launch and give it back at once: every use is ordered on the one queue, so a texture may serve
- * the next launch in the same batch. Parked textures are kept up to a cap ({@link cacheCap}: two
- * of the largest texture made, within 64–256 MiB); beyond it the least recently used are destroyed
+ * the next launch in the same batch. Parked textures are kept up to a cap ({@link cacheCap}: 256
+ * MiB); beyond it the least recently used are destroyed
  * after the next submit, since the open batch may still use them (submitted early once those
  * hold more than the cap), and `trimPool()` destroys every parked one. `memoryStats()` counts them like buffers: in use as live bytes, parked as pooled
  * bytes, both in the held peak and in `textureBytes`.
@@ -12,28 +12,22 @@ import { gpu, onNewDevice } from "./device.ts";
 import { flush } from "./dispatch.ts";
 import { pool } from "./pool.ts";
 
-/** Bounds of the parked bytes' cap (see {@link cacheCap}). */
-export const MIN_CACHED_BYTES = 64 * 2 ** 20;
+/** The parked bytes' cap (see {@link cacheCap}). */
 export const MAX_CACHED_BYTES = 256 * 2 ** 20;
 /** The cap {@link setTextureCacheBytes} set; null: {@link cacheCap}'s own. */
 let capOverride: number | null = null;
-/** The largest texture made since the last trim (or device). */
-let largest = 0;
 
 /**
- * How many bytes of textures may stay parked: two of the largest texture made, within
- * [MIN_CACHED_BYTES, MAX_CACHED_BYTES]. Parked textures count in the held peak (they sat on top of
- * the buffers at the start of each step of the paper's classifier: 178 MiB of 6.09 GiB, when 256
- * MiB were allowed), while the reuse that saves time is a launch's own loop taking again the
- * texture it just gave back (a conv's per-sample chunks) or the next launch of the same shape; a
- * cycle through a whole model's shapes cannot be kept at any cap that matters. Two of the largest
- * keep the biggest launch's operands (SAM's 64 MiB attention probabilities among them).
- * Measured on the checkpointed ResNet-50-ADL step, b16 @512² (bench/memory.ts --dry; BENCHMARKS.md
- * "Scratch textures and empty slabs"): a cap of 32 MiB made 145 textures (821 MiB) a step, held
- * peak 5.241 GiB; this one (64 MiB there) 72 (382 MiB), 5.263 GiB; 256 MiB none, 5.341 GiB.
+ * How many bytes of textures may stay parked: 256 MiB. Parked textures count in the held peak (on
+ * the checkpointed ResNet-50-ADL step at b16 @512², bench/memory.ts --dry, seventh session after
+ * every merge: held peak 5.598 GiB with this cap, 5.661 GiB with a cap of two of the largest
+ * texture made — that step makes 180 textures either way, a cycle through the model's shapes that
+ * no cap that matters can keep). A cap that low cost the SAM ViT-B encoder @1024 dearly: 42–46 s a
+ * pass against 30.8 s with this one (quiet, one run each): its launches repeat a few large shapes
+ * (64 MiB attention probabilities among them) that a lower cap evicts between blocks.
  */
 function cacheCap(): number {
-  return capOverride ?? Math.min(MAX_CACHED_BYTES, Math.max(MIN_CACHED_BYTES, 2 * largest));
+  return capOverride ?? MAX_CACHED_BYTES;
 }
 // COPY_DST: matmul operands already in the texture layout are copied in (engine/ops/matmul_texture.ts).
 const USAGE = GPUTextureUsage.STORAGE_BINDING | GPUTextureUsage.COPY_DST;
@@ -68,7 +62,6 @@ onNewDevice(() => {
   doomed = [];
   doomedBytes = 0;
   cachedBytes = 0;
-  largest = 0;
 });
 pool.onTrim(trimTextures);
 pool.onSubmit(destroyDoomed);
@@ -105,7 +98,6 @@ export function acquireTexture(width: number, height: number): Entry {
     label: `scratch ${key}`,
   });
   const bytes = width * height * 16;
-  largest = Math.max(largest, bytes);
   created++;
   createdBytes += bytes;
   pool.accountTextures(bytes, bytes);
@@ -165,7 +157,6 @@ export function setTextureCacheBytes(bytes: number | null): number | null {
 
 /** Destroys every parked texture (after submitting the open batch, which may still use them). */
 function trimTextures(): void {
-  largest = 0; // a later phase sizes the cap by its own textures
   if (cachedBytes === 0 && !doomed.length) return;
   flush();
   destroyDoomed();

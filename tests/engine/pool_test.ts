@@ -18,6 +18,7 @@ import {
   acquireTexture,
   cachedTextureBytes,
   hasReadonlyStorageTextures,
+  MAX_CACHED_BYTES,
   releaseTexture,
   setTextureCacheBytes,
 } from "../../engine/texture_pool.ts";
@@ -495,25 +496,28 @@ Deno.test({
   },
 });
 
-Deno.test("scratch texture cache cap: two of the largest texture made, at least 64 MiB", () => {
+Deno.test("scratch texture cache cap: 256 MiB parked, the most recent kept", () => {
   flush();
   trimPool();
   const MiB = 2 ** 20;
-  // 8 MiB textures of ten shapes (2048 texels × 16 bytes a row): the cap is its floor, 64 MiB.
-  const small = Array.from({ length: 10 }, (_, i) => acquireTexture(128 * (i + 1), 4096 / (i + 1)));
-  for (const t of small) assert.ok(t.bytes <= 8 * MiB);
-  for (const t of small) releaseTexture(t);
-  assert.ok(cachedTextureBytes() <= 64 * MiB, `${cachedTextureBytes() / MiB} MiB parked`);
-  assert.ok(cachedTextureBytes() >= 56 * MiB, "the most recent ones kept up to the cap");
-  // A 48 MiB texture (SAM's attention probabilities are 64 MiB): the cap grows to 96 MiB, and the
-  // big one stays parked for its next launch.
-  const big = acquireTexture(1024, 3072);
-  assert.equal(big.bytes, 48 * MiB);
+  // ~32 MiB textures of ten shapes (8192 texels × 16 bytes a row): 320 MiB given back.
+  const made = Array.from(
+    { length: 10 },
+    (_, i) => acquireTexture(512 * (i + 1), Math.floor(4096 / (i + 1))),
+  );
+  for (const t of made) assert.ok(t.bytes <= 32 * MiB && t.bytes > 31 * MiB, `${t.bytes}`);
+  for (const t of made) releaseTexture(t);
+  const parked = cachedTextureBytes();
+  assert.ok(parked <= MAX_CACHED_BYTES, `${parked / MiB} MiB parked`);
+  assert.ok(parked >= MAX_CACHED_BYTES - 32 * MiB, "the most recent ones kept up to the cap");
+  // A 64 MiB texture (SAM's attention probabilities): kept parked for its next launch.
+  const big = acquireTexture(1024, 4096);
+  assert.equal(big.bytes, 64 * MiB);
   releaseTexture(big);
-  const again = acquireTexture(1024, 3072);
+  const again = acquireTexture(1024, 4096);
   assert.equal(again, big, "the big texture was kept and handed out again");
   releaseTexture(again);
-  assert.ok(cachedTextureBytes() <= 96 * MiB && cachedTextureBytes() >= 48 * MiB);
+  assert.ok(cachedTextureBytes() <= MAX_CACHED_BYTES && cachedTextureBytes() >= 64 * MiB);
   flush();
   trimPool();
   assert.equal(memoryStats().textureBytes, 0);
