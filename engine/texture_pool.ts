@@ -20,11 +20,12 @@ let capOverride: number | null = null;
 /**
  * How many bytes of textures may stay parked: 256 MiB. Parked textures count in the held peak (on
  * the checkpointed ResNet-50-ADL step at b16 @512², bench/memory.ts --dry, seventh session after
- * every merge: held peak 5.598 GiB with this cap, 5.661 GiB with a cap of two of the largest
- * texture made — that step makes 180 textures either way, a cycle through the model's shapes that
- * no cap that matters can keep). A cap that low cost the SAM ViT-B encoder @1024 dearly: 42–46 s a
- * pass against 30.8 s with this one (quiet, one run each): its launches repeat a few large shapes
- * (64 MiB attention probabilities among them) that a lower cap evicts between blocks.
+ * every merge: held peak 5.60–5.66 GiB with this cap or with two of the largest texture made,
+ * depending on the policy's place in the run — that step makes 180 textures either way, a cycle
+ * through the model's shapes that no cap that matters can keep). The lower cap cost the SAM ViT-B
+ * encoder @1024 dearly: 42–46 s a pass against 28–31 s with this one (quiet, one run each): its
+ * launches repeat a few large shapes (64 MiB attention probabilities among them) that a lower cap
+ * evicts between blocks.
  */
 function cacheCap(): number {
   return capOverride ?? MAX_CACHED_BYTES;
