@@ -311,6 +311,20 @@ function vecWidth(off: number, strides: number[], c: number): 1 | 4 {
 }
 
 /**
+ * A window pass's source: the tensor as it lies where its last dim is contiguous and it binds
+ * whole, else a dense copy (the caller disposes a copy).
+ */
+function bindWindowSource(t: Tensor): {
+  src: Tensor;
+  bound: NonNullable<ReturnType<typeof bindStrided>>;
+} {
+  const asIs = t.strides[3] === 1 ? bindStrided(t, NAME_W) : null;
+  if (asIs) return { src: t, bound: asIs };
+  const src = dense(t);
+  return { src, bound: bindStrided(src, NAME_W)! };
+}
+
+/**
  * SAM's window_partition: x [B, H, W, C] (any strides) → [B·⌈H/ws⌉·⌈W/ws⌉, ws, ws, C], zero
  * where a window reaches past the grid. One pass (kernels/attention/windows.ts) instead of a
  * pad and a copy. Differentiable (the backward is {@link windowUnpartition}'s pass).
@@ -326,13 +340,8 @@ export function windowPartition(x: Tensor, ws: number): Tensor {
   const nWh = Math.ceil(h / ws), nWw = Math.ceil(w / ws);
   const out = empty([b * nWh * nWw, ws, ws, c]);
   if (out.size > 0) {
-    let src = x.strides[3] === 1 ? x : null;
-    let bound = src && bindStrided(src, NAME_W);
-    if (!bound) {
-      src = dense(x);
-      bound = bindStrided(src, NAME_W)!;
-    }
-    const [s0, s1, s2] = src!.strides;
+    const { src, bound } = bindWindowSource(x);
+    const [s0, s1, s2] = src.strides;
     const v = vecWidth(bound.off, [s0, s1, s2], c);
     dispatch(
       windowPartitionKernel(v),
@@ -353,7 +362,7 @@ export function windowPartition(x: Tensor, ws: number): Tensor {
       }),
       grid1d(out.size / v, WINDOW_WG),
     );
-    if (src !== x) src!.dispose();
+    if (src !== x) src.dispose();
   }
   return record("windowPartition", [x], out, (g) => [
     windowUnpartition(reshape(g, [g.shape[0], 1, ws * ws, c]), ws, h, w),
@@ -380,13 +389,8 @@ export function windowUnpartition(o: Tensor, ws: number, h: number, w: number): 
   const b = bw / (nWh * nWw);
   const out = empty([b, h, w, nh * hd]);
   if (out.size > 0) {
-    let src = o.strides[3] === 1 ? o : null;
-    let bound = src && bindStrided(src, NAME_W);
-    if (!bound) {
-      src = dense(o);
-      bound = bindStrided(src, NAME_W)!;
-    }
-    const [s0, s1, s2] = src!.strides;
+    const { src, bound } = bindWindowSource(o);
+    const [s0, s1, s2] = src.strides;
     const v = vecWidth(bound.off, [s0, s1, s2], hd);
     dispatch(
       windowUnpartitionKernel(v),
@@ -407,7 +411,7 @@ export function windowUnpartition(o: Tensor, ws: number, h: number, w: number): 
       }),
       grid1d(out.size / v, WINDOW_WG),
     );
-    if (src !== o) src!.dispose();
+    if (src !== o) src.dispose();
   }
   return record("windowUnpartition", [o], out, (g) => {
     // [Bw, ws, ws, nh·hd] → [Bw, nh, ws·ws, hd]: o's shape (a view of the padded windows).
