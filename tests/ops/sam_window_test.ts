@@ -1,69 +1,14 @@
 // SAM's window partition / unpartition passes (engine/ops/attention.ts, kernels/attention/windows.ts)
 // against float64 host references of the official pad + window_partition and
-// window_unpartition + crop, on awkward shapes, every layout the kernels take (dense, permuted,
+// window_unpartition + crop (tests/reference/window.ts), on awkward shapes and random ones
+// (fast-check), every layout the kernels take (dense, permuted,
 // offset views; scalar and vec4 items), and their gradients.
 import { F, type Tensor, tensor, tidy } from "../../engine/mod.ts";
+import fc from "fast-check";
 import { assertClose, gradCheck, randArray, setup } from "../util/gpu.ts";
+import { partitionRef, unpartitionRef } from "../reference/window.ts";
 
 await setup();
-
-/** pad x [B,H,W,C] with zeros to multiples of ws, then [B·nWh·nWw, ws, ws, C]. */
-function partitionRef(
-  x: ArrayLike<number>,
-  b: number,
-  h: number,
-  w: number,
-  c: number,
-  ws: number,
-) {
-  const nWh = Math.ceil(h / ws), nWw = Math.ceil(w / ws);
-  const out = new Float64Array(b * nWh * nWw * ws * ws * c);
-  let i = 0;
-  for (let bi = 0; bi < b; bi++) {
-    for (let wi = 0; wi < nWh; wi++) {
-      for (let wj = 0; wj < nWw; wj++) {
-        for (let yw = 0; yw < ws; yw++) {
-          for (let xw = 0; xw < ws; xw++) {
-            const y = wi * ws + yw, xx = wj * ws + xw;
-            for (let ch = 0; ch < c; ch++, i++) {
-              out[i] = y < h && xx < w ? x[((bi * h + y) * w + xx) * c + ch] : 0;
-            }
-          }
-        }
-      }
-    }
-  }
-  return out;
-}
-
-/** o [Bw, nh, ws·ws, hd] → heads merged, windows put back, cropped: [B, H, W, nh·hd]. */
-function unpartitionRef(
-  o: ArrayLike<number>,
-  bw: number,
-  nh: number,
-  hd: number,
-  ws: number,
-  h: number,
-  w: number,
-) {
-  const nWh = Math.ceil(h / ws), nWw = Math.ceil(w / ws), b = bw / (nWh * nWw);
-  const out = new Float64Array(b * h * w * nh * hd);
-  let i = 0;
-  for (let bi = 0; bi < b; bi++) {
-    for (let y = 0; y < h; y++) {
-      for (let xx = 0; xx < w; xx++) {
-        const win = (bi * nWh + Math.floor(y / ws)) * nWw + Math.floor(xx / ws);
-        const tok = (y % ws) * ws + (xx % ws);
-        for (let head = 0; head < nh; head++) {
-          for (let d = 0; d < hd; d++, i++) {
-            out[i] = o[((win * nh + head) * ws * ws + tok) * hd + d];
-          }
-        }
-      }
-    }
-  }
-  return out;
-}
 
 Deno.test("windowPartition: dense, vec4 and scalar, padded and exact grids", async () => {
   for (
@@ -175,4 +120,56 @@ Deno.test("windowPartition / windowUnpartition: gradients", async () => {
     (o: Tensor) => F.windowUnpartition(F.permute(o, [0, 2, 1, 3]), 2, 3, 3),
     [{ shape: [4, 4, 2, 4] }],
   );
+});
+
+Deno.test("windowPartition / windowUnpartition: random B, H, W, C and window sizes match float64, round trip (fast-check)", async () => {
+  // Window sizes from 1 to past the grid (padding on one or both axes, or none); C and hd of
+  // every residue mod 4 (vec4 and scalar items). Pure copies: exact.
+  await fc.assert(
+    fc.asyncProperty(
+      fc.record({
+        b: fc.integer({ min: 1, max: 2 }),
+        h: fc.integer({ min: 1, max: 9 }),
+        w: fc.integer({ min: 1, max: 9 }),
+        c: fc.integer({ min: 1, max: 9 }),
+        ws: fc.integer({ min: 1, max: 10 }),
+        nh: fc.integer({ min: 1, max: 3 }),
+        seed: fc.nat(1000),
+      }),
+      async ({ b, h, w, c, ws, nh, seed }) => {
+        const what = `B ${b} H ${h} W ${w} C ${c} ws ${ws}`;
+        const x = randArray(b * h * w * c, seed);
+        const bw = b * Math.ceil(h / ws) * Math.ceil(w / ws), n = ws * ws;
+        const o = randArray(bw * nh * n * c, seed + 1);
+        const [part, unpart, back] = tidy(() => {
+          const xt = tensor(x, [b, h, w, c]);
+          const p = F.windowPartition(xt, ws);
+          // Heads of c channels each: [Bw, nh, ws², c] → [B, H, W, nh·c].
+          const u = F.windowUnpartition(tensor(o, [bw, nh, n, c]), ws, h, w);
+          // Partition then unpartition (one head) gives x back, the padding dropped.
+          const r = F.windowUnpartition(F.reshape(p, [bw, 1, n, c]), ws, h, w);
+          return [p, u, r];
+        });
+        const exact = { atol: 0, rtol: 0 };
+        assertClose(await part.data(), partitionRef(x, b, h, w, c, ws), {
+          ...exact,
+          what: `partition ${what}`,
+        });
+        assertClose(await unpart.data(), unpartitionRef(o, bw, nh, c, ws, h, w), {
+          ...exact,
+          what: `unpartition ${what} nh ${nh}`,
+        });
+        assertClose(await back.data(), x, { ...exact, what: `round trip ${what}` });
+        for (const t of [part, unpart, back]) t.dispose();
+      },
+    ),
+    { numRuns: 25 },
+  );
+});
+
+Deno.test("windowPartition / windowUnpartition: gradients with window size 1 and a window past the grid", async () => {
+  await gradCheck((x: Tensor) => F.windowPartition(x, 1), [{ shape: [2, 2, 3, 5] }]);
+  await gradCheck((x: Tensor) => F.windowPartition(x, 4), [{ shape: [1, 3, 2, 4] }]);
+  await gradCheck((o: Tensor) => F.windowUnpartition(o, 1, 2, 3), [{ shape: [6, 2, 1, 3] }]);
+  await gradCheck((o: Tensor) => F.windowUnpartition(o, 4, 3, 2), [{ shape: [1, 1, 16, 5] }]);
 });
