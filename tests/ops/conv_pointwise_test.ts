@@ -3,13 +3,14 @@
  * references, and bit for bit against the general texture path it replaces, whole and with the
  * samples (chunks) in several product dispatches.
  */
-import { type Tensor, tensor } from "../../engine/mod.ts";
+import fc from "fast-check";
+import { dispatchStats, F, type Tensor, tensor } from "../../engine/mod.ts";
 import {
   matmulVariant,
   setBindingLimitForTests,
+  setConvPath,
   setConvTextureRowsForTests,
 } from "../../engine/routing.ts";
-import { conv2dGeometry } from "../../engine/ops/conv.ts";
 import {
   conv2dBackwardDataTexture,
   conv2dBackwardWeightTexture,
@@ -20,13 +21,13 @@ import {
   pointwiseForward,
   pointwiseInputGradient,
 } from "../../engine/ops/conv_pointwise.ts";
-import { assertClose, randArray, setup } from "../util/gpu.ts";
+import { assertClose, gradCheck, randArray, setup } from "../util/gpu.ts";
+import { convOperands } from "../util/conv.ts";
+import { forcing } from "../util/routing.ts";
 import { conv2dInputGradRef, conv2dRef, conv2dWeightGradRef, geom } from "../reference/conv.ts";
 import assert from "node:assert";
 
 await setup();
-
-const numel = (s: number[]) => s.reduce((a, b) => a * b, 1);
 
 /**
  * Planes of 64·k pixels (the copy form's condition); 12 channels (weights packed: rows of 48
@@ -48,12 +49,8 @@ async function bitwise(a: Tensor | null, b: Tensor, what: string): Promise<Float
   return da as Float32Array;
 }
 
-async function checkCase(xs: number[], ws: number[], label: string): Promise<void> {
-  const x = randArray(numel(xs), 1), w = randArray(numel(ws), 2);
-  const xt = tensor(x, xs), wt = tensor(w, ws);
-  const g = conv2dGeometry("conv2d", xt, wt, null, {});
-  const ys = [g.N, g.O, g.OH, g.OW];
-  const dy = randArray(numel(ys), 3), dyt = tensor(dy, ys);
+async function checkCase(xs: number[], ws: number[], label: string, seed = 1): Promise<void> {
+  const { x, w, dy, xt, wt, dyt, g, ys, dispose } = convOperands(xs, ws, {}, seed);
   const what = `${label} x[${xs}] w[${ws}]`;
   const ref = conv2dRef(x, xs, w, ws, null, geom());
   const y = await bitwise(pointwiseForward(xt, wt, g), conv2dForwardTexture(xt, wt, g), what);
@@ -78,7 +75,7 @@ async function checkCase(xs: number[], ws: number[], label: string): Promise<voi
     atol: 2e-5,
     rtol: 1e-4,
   });
-  for (const t of [xt, wt, dyt]) t.dispose();
+  dispose();
 }
 
 Deno.test({
@@ -89,19 +86,49 @@ Deno.test({
     for (const [xs, ws] of CASES) await checkCase(xs, ws, "whole");
     // 16 texture rows: samples two or one per product, weight-gradient chunks of 64 pixels one
     // per product (the sum then accumulates onto dW).
-    setConvTextureRowsForTests(16);
-    try {
-      await checkCase([3, 8, 8, 16], [12, 8, 1, 1], "16 texture rows");
-    } finally {
-      setConvTextureRowsForTests(null);
-    }
+    await forcing(
+      [[setConvTextureRowsForTests, 16]],
+      () => checkCase([3, 8, 8, 16], [12, 8, 1, 1], "16 texture rows"),
+    );
     // A binding of two samples' outputs: the forward's samples in groups of two and one.
-    setBindingLimitForTests(2 * 4 * 12 * 128 + 256);
-    try {
-      await checkCase([3, 8, 8, 16], [12, 8, 1, 1], "binding of two samples");
-    } finally {
-      setBindingLimitForTests(null);
-    }
+    await forcing(
+      [[setBindingLimitForTests, 2 * 4 * 12 * 128 + 256]],
+      () => checkCase([3, 8, 8, 16], [12, 8, 1, 1], "binding of two samples"),
+    );
+  },
+});
+
+Deno.test({
+  name:
+    "1×1 conv copy form: random channels, planes and chunkings match float64 and the general path (fast-check)",
+  ignore: matmulVariant() !== "texture",
+  fn: async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.record({
+          n: fc.integer({ min: 1, max: 3 }),
+          // Whole texels on both sides (the forward copies x's rows, the input gradient dy's),
+          // at most 16 (a product's K fits 16 texture rows).
+          c4: fc.integer({ min: 1, max: 4 }),
+          o4: fc.integer({ min: 1, max: 4 }),
+          // Planes of 64·k pixels, square or not.
+          plane: fc.constantFrom([8, 8], [4, 16], [16, 8], [1, 64], [8, 24], [32, 32]),
+          // Texture rows per product (null: the adapter's): samples and chunks split differently.
+          // Not 24: weight-gradient chunks of 96 pixels leave a ragged last chunk on these planes,
+          // which the copy form declines (tested below).
+          rows: fc.constantFrom(null, 16),
+          seed: fc.nat(1000),
+        }),
+        async (r) => {
+          const xs = [r.n, 4 * r.c4, ...r.plane], ws = [4 * r.o4, 4 * r.c4, 1, 1];
+          await forcing(
+            [[setConvTextureRowsForTests, r.rows]],
+            () => checkCase(xs, ws, `rows ${r.rows}`, r.seed),
+          );
+        },
+      ),
+      { numRuns: 15 },
+    );
   },
 });
 
@@ -110,9 +137,7 @@ Deno.test({
     "1×1 conv copy form with the epilogue (scale, shift, residual, ReLU): bitwise the general path",
   ignore: matmulVariant() !== "texture",
   fn: async () => {
-    const xs = [3, 12, 8, 8], ws = [20, 12, 1, 1];
-    const xt = tensor(randArray(numel(xs), 1), xs), wt = tensor(randArray(numel(ws), 2), ws);
-    const g = conv2dGeometry("conv2d", xt, wt, null, {});
+    const { xt, wt, g, dispose } = convOperands([3, 12, 8, 8], [20, 12, 1, 1]);
     const ep = {
       scale: tensor(randArray(20, 5), [20]),
       shift: tensor(randArray(20, 6), [20]),
@@ -125,7 +150,8 @@ Deno.test({
       "epilogue",
     );
     assert.ok(y.some((v) => v === 0) && y.some((v) => v > 0), "ReLU applied, not all zero");
-    for (const t of [xt, wt, ep.scale, ep.shift, ep.residual]) t.dispose();
+    for (const t of [ep.scale, ep.shift, ep.residual]) t.dispose();
+    dispose();
   },
 });
 
@@ -133,10 +159,8 @@ Deno.test({
   name: "1×1 conv copy form: weight gradient of 5×7 weights (a sum one weight a thread)",
   ignore: matmulVariant() !== "texture",
   fn: async () => {
-    const xs = [2, 7, 8, 8], ws = [5, 7, 1, 1], ys = [2, 5, 8, 8];
-    const x = randArray(numel(xs), 1), dy = randArray(numel(ys), 3);
-    const xt = tensor(x, xs), wt = tensor(randArray(35, 2), ws), dyt = tensor(dy, ys);
-    const g = conv2dGeometry("conv2d", xt, wt, null, {});
+    const xs = [2, 7, 8, 8];
+    const { x, dy, xt, wt, dyt, g, ys, dispose } = convOperands(xs, [5, 7, 1, 1]);
     assert.strictEqual(pointwiseForward(xt, wt, g), null, "7 channels: not whole texels");
     const dw = await bitwise(
       batchedWeightGradient(xt, dyt, g),
@@ -148,7 +172,7 @@ Deno.test({
       atol: 2e-5,
       rtol: 1e-4,
     });
-    for (const t of [xt, wt, dyt]) t.dispose();
+    dispose();
   },
 });
 
@@ -165,30 +189,22 @@ Deno.test({
       [[3, 1, 16, 16], [4, 1, 3, 3], { stride: 2, padding: 1 }, 16], // one chunk per product
     ];
     for (const [xs, ws, o, rows] of cases) {
-      setConvTextureRowsForTests(rows);
-      try {
-        const x = randArray(numel(xs), 1);
-        const xt = tensor(x, xs), wt = tensor(randArray(numel(ws), 2), ws);
-        const g = conv2dGeometry("conv2d", xt, wt, null, o);
-        const ys = [g.N, g.O, g.OH, g.OW];
-        const dy = randArray(numel(ys), 3), dyt = tensor(dy, ys);
+      await forcing([[setConvTextureRowsForTests, rows]], async () => {
+        const { x, dy, xt, dyt, g, ys, dispose } = convOperands(xs, ws, o);
         const what = `x[${xs}] w[${ws}] ${JSON.stringify(o)} rows ${rows}`;
         const fast = batchedWeightGradient(xt, dyt, g);
         if ((g.OH * g.OW) % Math.min(1024, g.OH * g.OW)) {
           assert.strictEqual(fast, null, `${what}: a ragged last chunk is declined`);
-          for (const t of [xt, wt, dyt]) t.dispose();
-          continue;
+        } else {
+          const dw = await bitwise(fast, conv2dBackwardWeightTexture(xt, dyt, g), what);
+          assertClose(dw, conv2dWeightGradRef(x, xs, dy, ys, ws[2], ws[3], geom(o)), {
+            what,
+            atol: 2e-5,
+            rtol: 1e-4,
+          });
         }
-        const dw = await bitwise(fast, conv2dBackwardWeightTexture(xt, dyt, g), what);
-        assertClose(dw, conv2dWeightGradRef(x, xs, dy, ys, ws[2], ws[3], geom(o)), {
-          what,
-          atol: 2e-5,
-          rtol: 1e-4,
-        });
-        for (const t of [xt, wt, dyt]) t.dispose();
-      } finally {
-        setConvTextureRowsForTests(null);
-      }
+        dispose();
+      });
     }
   },
 });
@@ -197,13 +213,26 @@ Deno.test({
   name: "1×1 conv copy form declines layouts it cannot copy",
   ignore: matmulVariant() !== "texture",
   fn: () => {
-    const xt = tensor(randArray(2 * 8 * 25, 1), [2, 8, 5, 5]);
-    const wt = tensor(randArray(4 * 8, 2), [4, 8, 1, 1]);
-    const g = conv2dGeometry("conv2d", xt, wt, null, {});
-    assert.strictEqual(pointwiseForward(xt, wt, g), null, "25-pixel planes");
-    const g3 = conv2dGeometry("conv2d", xt, wt, null, { stride: 2 });
-    assert.strictEqual(batchedWeightGradient(xt, xt, g3), null, "9-pixel output planes");
-    xt.dispose();
-    wt.dispose();
+    const c = convOperands([2, 8, 5, 5], [4, 8, 1, 1]);
+    assert.strictEqual(pointwiseForward(c.xt, c.wt, c.g), null, "25-pixel planes");
+    const s2 = convOperands([2, 8, 5, 5], [4, 8, 1, 1], { stride: 2 });
+    assert.strictEqual(batchedWeightGradient(s2.xt, s2.dyt, s2.g), null, "9-pixel output planes");
+    c.dispose();
+    s2.dispose();
+  },
+});
+
+Deno.test({
+  name: "1×1 conv through the copy form passes finite differences (input and weight)",
+  ignore: matmulVariant() !== "texture",
+  fn: async () => {
+    await forcing([[setConvPath, "texture"]], async () => {
+      const before = dispatchStats().dispatches;
+      await gradCheck(
+        (x, w) => F.conv2d(x, w),
+        [{ shape: [2, 4, 8, 8] }, { shape: [8, 4, 1, 1] }],
+      );
+      assert.ok(dispatchStats().dispatches > before, "the conv ran on the GPU");
+    });
   },
 });

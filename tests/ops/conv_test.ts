@@ -8,6 +8,7 @@ import {
   setConvTiles,
 } from "../../engine/routing.ts";
 import { assertClose, gradCheck, randArray, setup } from "../util/gpu.ts";
+import { forcing } from "../util/routing.ts";
 import {
   conv2dInputGradRef,
   conv2dRef,
@@ -113,12 +114,9 @@ async function checkCase(c: Case, label: string): Promise<void> {
 
 Deno.test("conv2d forward, input and weight gradients match float64 references on awkward shapes", async () => {
   for (const [label, tiles, splits] of TILINGS) {
-    setConvTiles(tiles, splits);
-    try {
+    await forcing([[setConvTiles, tiles, splits]], async () => {
       for (const c of CASES) await checkCase(c, label);
-    } finally {
-      setConvTiles(null);
-    }
+    });
   }
 });
 
@@ -127,17 +125,11 @@ Deno.test({
   // Only adapters whose matmul stages operands in textures (software ones) take this path.
   ignore: matmulVariant() !== "texture",
   fn: async () => {
-    setConvPath("texture");
-    try {
-      for (const c of CASES) await checkCase(c, "texture path");
-      setConvTextureRowsForTests(5);
-      for (const c of CASES) await checkCase(c, "texture chunks of 5 rows");
-      // Chunks starting at multiples of 4 rows keep the vec4 packs.
-      setConvTextureRowsForTests(8);
-      for (const c of CASES) await checkCase(c, "texture chunks of 8 rows");
-    } finally {
-      setConvTextureRowsForTests(null);
-      setConvPath(null);
+    // Chunks starting at multiples of 4 rows (8) keep the vec4 packs; 5 rows do not.
+    for (const rows of [null, 5, 8]) {
+      await forcing([[setConvPath, "texture"], [setConvTextureRowsForTests, rows]], async () => {
+        for (const c of CASES) await checkCase(c, `texture path, chunks of ${rows ?? "all"} rows`);
+      });
     }
   },
 });
