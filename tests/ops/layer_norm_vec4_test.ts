@@ -1,10 +1,12 @@
 // LayerNorm's vec4 rows (kernels/norm/layer_norm.ts: the thread row mode, inner = 1, L a multiple
 // of 4; taken from 128 rows on software adapters) against float64, with the backward, and the
-// same rows with the vec4 form turned off; rows that cannot take it (L odd) still match.
+// same rows with the vec4 form turned off; rows that cannot take it (L of every other residue mod 4)
+// still match (fixed cases and fast-check, weight and bias gradients too); finite differences.
+import fc from "fast-check";
 import { backward, F, requireGrad, tensor } from "../../engine/mod.ts";
 import { setLayerNormVec4Rows } from "../../kernels/norm/layer_norm.ts";
 import { layerNormRowsRef } from "../reference/norm.ts";
-import { assertClose, randArray, setup } from "../util/gpu.ts";
+import { assertClose, gradCheck, randArray, setup } from "../util/gpu.ts";
 
 await setup();
 
@@ -38,4 +40,69 @@ Deno.test("layerNorm: 130+ rows of vec4s match float64, forward and backward, sh
       setLayerNormVec4Rows(old);
     }
   }
+});
+
+Deno.test("layerNorm rows of every length mod 4 (vec4 or scalar, thread rows) match float64 (fast-check)", async () => {
+  // 128+ rows: the thread row mode on software adapters; L of every residue mod 4 (L % 4 = 0 takes
+  // vec4 rows unless turned off). Tolerances as the test above for y and dx (f32 mean and variance
+  // of ≤ 40 values shifted by ≤ 100: errors ~1e-5); dweight and dbias sum ≤ 160 rows of terms
+  // |g·x̂| ≲ 6 (sums ≲ 160 · 6): f32 rounding ≲ 160 · 6e-8 · 960 ≈ 1e-5, well under 2e-4.
+  await fc.assert(
+    fc.asyncProperty(
+      fc.record({
+        rows: fc.integer({ min: 128, max: 160 }),
+        L: fc.integer({ min: 1, max: 40 }),
+        affine: fc.boolean(),
+        vec4: fc.boolean(),
+        shift: fc.integer({ min: -100, max: 100 }),
+        seed: fc.nat(1000),
+      }),
+      async ({ rows, L, affine, vec4, shift, seed }) => {
+        const old = setLayerNormVec4Rows(vec4);
+        try {
+          const x = randArray(rows * L, seed, -3, 5).map((v) => v + shift);
+          const g = randArray(rows * L, seed + 1);
+          const w = affine ? randArray(L, seed + 2, 0.5, 1.5) : undefined;
+          const b = affine ? randArray(L, seed + 3, -1, 1) : undefined;
+          const xt = requireGrad(tensor(x, [rows, L]));
+          const wt = w && requireGrad(tensor(w)), bt = b && requireGrad(tensor(b));
+          const y = F.layerNorm(xt, [L], wt, bt, 1e-5);
+          backward(y, tensor(g, [rows, L]));
+          const ref = layerNormRowsRef(x, rows, L, 1, w, b, 1e-5, g);
+          const what = `layerNorm [${rows}, ${L}] + ${shift} vec4 ${vec4} affine ${affine}`;
+          assertClose(await y.data(), ref.y, { what: `${what} y`, atol: 1e-4, rtol: 1e-4 });
+          assertClose(await xt.grad!.data(), ref.dx, {
+            what: `${what} dx`,
+            atol: 1e-4,
+            rtol: 1e-3,
+          });
+          if (wt && bt) {
+            assertClose(await wt.grad!.data(), ref.dw, {
+              what: `${what} dw`,
+              atol: 2e-4,
+              rtol: 1e-4,
+            });
+            assertClose(await bt.grad!.data(), ref.db, {
+              what: `${what} db`,
+              atol: 2e-4,
+              rtol: 1e-4,
+            });
+          }
+          for (const t of [xt.grad, wt?.grad, bt?.grad, xt, y, wt, bt]) t?.dispose();
+        } finally {
+          setLayerNormVec4Rows(old);
+        }
+      },
+    ),
+    { numRuns: 20 },
+  );
+});
+
+Deno.test("layerNorm in vec4 thread rows passes finite differences (x, weight, bias)", async () => {
+  // 128 rows of 8: the vec4 thread rows on software adapters.
+  await gradCheck(
+    (x, w, b) => F.layerNorm(x, [8], w, b),
+    [{ shape: [128, 8] }, { shape: [8], lo: 0.5, hi: 1.5 }, { shape: [8] }],
+    { coords: 6 },
+  );
 });
