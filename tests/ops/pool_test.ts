@@ -3,6 +3,7 @@ import { backward, F, requireGrad, tensor } from "../../engine/mod.ts";
 import { assertClose, gradCheck, randArray, setup } from "../util/gpu.ts";
 import {
   adaptiveAvgPoolRef,
+  avgPoolBackwardRef,
   avgPoolRef,
   maxPoolBackwardRef,
   maxPoolRef,
@@ -129,6 +130,66 @@ Deno.test("maxPool2d output matches the reference for random geometries (fast-ch
       },
     ),
     { numRuns: 10 },
+  );
+});
+
+Deno.test("maxPool2d and avgPool2d forward and backward equal float64 for random windows (fast-check)", async () => {
+  // Strides 1–6: the max-pool backward's block kernel (strides ≤ MAXPOOL_BLOCK_MAX_STRIDE = 4,
+  // kernels/pool.ts) and its per-pixel gather past it, strides past the kernel (uncovered pixels),
+  // unequal axes, planes down to 1×1. Distinct inputs (a shuffled ramp) keep each window's
+  // maximum unique, so max pooling and its gradient are exact; the average's f32 sums of ≤ 25
+  // terms of |x| ≤ 1 (or of gy/k² in backward) round by ≲ 1e-6: atol 1e-6, rtol 1e-5.
+  await fc.assert(
+    fc.asyncProperty(
+      fc.record({
+        n: fc.integer({ min: 1, max: 2 }),
+        c: fc.integer({ min: 1, max: 3 }),
+        kh: fc.integer({ min: 1, max: 5 }),
+        kw: fc.integer({ min: 1, max: 5 }),
+        sh: fc.integer({ min: 1, max: 6 }),
+        sw: fc.integer({ min: 1, max: 6 }),
+        pad: fc.nat(2),
+        h: fc.integer({ min: 1, max: 13 }),
+        w: fc.integer({ min: 1, max: 13 }),
+        seed: fc.nat(1000),
+      }),
+      async (r) => {
+        const ph = Math.min(r.pad, r.kh >> 1), pw = Math.min(r.pad, r.kw >> 1);
+        // Planes at least the window (less the padding) so there is an output.
+        const H = Math.max(r.h, r.kh - 2 * ph), W = Math.max(r.w, r.kw - 2 * pw);
+        const shape = [r.n, r.c, H, W];
+        const g: PoolGeom = { kh: r.kh, kw: r.kw, sh: r.sh, sw: r.sw, ph, pw };
+        const opts = {
+          kernel: [r.kh, r.kw] as [number, number],
+          stride: [r.sh, r.sw] as [number, number],
+          padding: [ph, pw] as [number, number],
+        };
+        const what = `[${shape}] ${JSON.stringify(g)}`;
+        const x = distinct(numel(shape), r.seed, 1 / numel(shape));
+        const ref = maxPoolRef(x, shape, g);
+        const gy = randArray(numel(ref.shape), r.seed + 1);
+        const xm = requireGrad(tensor(x, shape)), xa = requireGrad(tensor(x, shape));
+        const ym = F.maxPool2d(xm, opts), ya = F.avgPool2d(xa, opts);
+        backward(ym, tensor(gy, ref.shape));
+        backward(ya, tensor(gy, ref.shape));
+        const exact = { atol: 0, rtol: 0 };
+        assertClose(await ym.data(), ref.y, { ...exact, what: `maxPool2d ${what}` });
+        const dxm = maxPoolBackwardRef(gy, ref.arg, shape, ref.shape[2] * ref.shape[3]);
+        // Sums of at most ⌈k/s⌉² gradients land on one pixel: f32 rounding ≲ 1e-6.
+        assertClose(await xm.grad!.data(), dxm, { atol: 1e-6, what: `maxPool2d dx ${what}` });
+        const tol = { atol: 1e-6, rtol: 1e-5 };
+        assertClose(await ya.data(), avgPoolRef(x, shape, g), {
+          ...tol,
+          what: `avgPool2d ${what}`,
+        });
+        assertClose(await xa.grad!.data(), avgPoolBackwardRef(gy, shape, g), {
+          ...tol,
+          what: `avgPool2d dx ${what}`,
+        });
+        for (const t of [xm.grad!, xa.grad!, xm, xa, ym, ya]) t.dispose();
+      },
+    ),
+    { numRuns: 25 },
   );
 });
 

@@ -84,6 +84,31 @@ export function avgPoolRef(
   return y;
 }
 
+/** avg_pool2d backward (count_include_pad=True): each output's gradient / (kh·kw) to its window. */
+export function avgPoolBackwardRef(
+  gy: ArrayLike<number>,
+  [N, C, H, W]: number[],
+  g: PoolGeom,
+): Float64Array {
+  const OH = Math.floor((H + 2 * g.ph - g.kh) / g.sh) + 1;
+  const OW = Math.floor((W + 2 * g.pw - g.kw) / g.sw) + 1;
+  const dx = new Float64Array(N * C * H * W);
+  for (let p = 0; p < N * C; p++) {
+    for (let oh = 0; oh < OH; oh++) {
+      for (let ow = 0; ow < OW; ow++) {
+        const v = gy[(p * OH + oh) * OW + ow] / (g.kh * g.kw);
+        for (let i = 0; i < g.kh; i++) {
+          for (let j = 0; j < g.kw; j++) {
+            const h = oh * g.sh - g.ph + i, w = ow * g.sw - g.pw + j;
+            if (h >= 0 && h < H && w >= 0 && w < W) dx[p * H * W + h * W + w] += v;
+          }
+        }
+      }
+    }
+  }
+  return dx;
+}
+
 /** adaptive_avg_pool2d with PyTorch's bins; `gy` given → also the input gradient. */
 export function adaptiveAvgPoolRef(
   x: ArrayLike<number>,
