@@ -312,3 +312,81 @@ Deno.test("batchNorm2d with relu (and residual): bitwise relu(batchNorm2d (+ r))
     { coords: 6 },
   );
 });
+
+Deno.test("batchNorm2d with relu / residual equals float64 for random shapes, training and eval (fast-check)", async () => {
+  // The fused options against the float64 reference directly (the test above compares them with
+  // the unfused ops bit for bit): y = relu(bn(x) [+ r]); backward through the mask the kernel
+  // applied (y > 0 from the GPU, so a pre-activation within rounding of 0 cannot flip it), then
+  // batchNormBackwardRef (training) or the affine map of the running statistics (eval).
+  // Tolerances as this file's BatchNorm tests: y atol 5e-4 rtol 1e-3 (f32 batch statistics),
+  // dx atol 1e-4 rtol 1e-3, dweight / dbias sums over ≤ 3·49 pixels atol 1e-3 rtol 1e-4.
+  await fc.assert(
+    fc.asyncProperty(
+      fc.record({
+        n: fc.integer({ min: 1, max: 3 }),
+        c: fc.integer({ min: 1, max: 5 }),
+        h: fc.integer({ min: 1, max: 7 }),
+        w: fc.integer({ min: 2, max: 7 }),
+        training: fc.boolean(),
+        residual: fc.boolean(),
+        seed: fc.nat(1000),
+      }),
+      async (r) => {
+        const shape = [r.n, r.c, r.h, r.w], C = r.c, HW = r.h * r.w, eps = 1e-5;
+        const x = randArray(numel(shape), r.seed, -2, 2), g = randArray(numel(shape), r.seed + 1);
+        const res = randArray(numel(shape), r.seed + 2);
+        const w = randArray(C, r.seed + 3, 0.5, 1.5), b = randArray(C, r.seed + 4, -0.3, 0.3);
+        const rm0 = randArray(C, r.seed + 5, -0.5, 0.5), rv0 = randArray(C, r.seed + 6, 0.5, 2);
+        const xt = requireGrad(tensor(x, shape)), wt = requireGrad(tensor(w));
+        const bt = requireGrad(tensor(b)), rt = requireGrad(tensor(res, shape));
+        const rm = tensor(rm0), rv = tensor(rv0);
+        const y = F.batchNorm2d(xt, {
+          weight: wt,
+          bias: bt,
+          training: r.training,
+          runningMean: rm,
+          runningVar: rv,
+          relu: true,
+          residual: r.residual ? rt : undefined,
+        });
+        backward(y, tensor(g, shape));
+        const what = `[${shape}] training ${r.training} residual ${r.residual}`;
+        const bn = batchNormRef(x, shape, {
+          weight: w,
+          bias: b,
+          eps,
+          ...(r.training ? {} : { mean: rm0, var: rv0 }),
+        }).y;
+        const yRef = bn.map((v, i) => Math.max(0, v + (r.residual ? res[i] : 0)));
+        const yGot = await y.data() as Float32Array;
+        assertClose(yGot, yRef, { what: `${what} y`, atol: 5e-4, rtol: 1e-3 });
+        const gm = g.map((v, i) => yGot[i] > 0 ? v : 0);
+        let ref: { dx: Float64Array; dw: Float64Array; db: Float64Array };
+        if (r.training) ref = batchNormBackwardRef(x, gm, shape, w, eps);
+        else {
+          ref = {
+            dx: new Float64Array(x.length),
+            dw: new Float64Array(C),
+            db: new Float64Array(C),
+          };
+          for (let i = 0; i < x.length; i++) {
+            const ch = Math.floor(i / HW) % C, is = 1 / Math.sqrt(rv0[ch] + eps);
+            ref.dx[i] = gm[i] * w[ch] * is;
+            ref.dw[ch] += gm[i] * (x[i] - rm0[ch]) * is;
+            ref.db[ch] += gm[i];
+          }
+        }
+        assertClose(await xt.grad!.data(), ref.dx, { what: `${what} dx`, atol: 1e-4, rtol: 1e-3 });
+        assertClose(await wt.grad!.data(), ref.dw, { what: `${what} dw`, atol: 1e-3, rtol: 1e-4 });
+        assertClose(await bt.grad!.data(), ref.db, { what: `${what} db`, atol: 1e-3, rtol: 1e-4 });
+        if (r.residual) {
+          assertClose(await rt.grad!.data(), gm, { what: `${what} dresidual`, atol: 0, rtol: 0 });
+        }
+        for (const t of [xt.grad, wt.grad, bt.grad, rt.grad, xt, wt, bt, rt, rm, rv, y]) {
+          t?.dispose();
+        }
+      },
+    ),
+    { numRuns: 20 },
+  );
+});
