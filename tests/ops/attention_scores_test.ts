@@ -2,9 +2,11 @@
  * The attention scores kernel as the composed SAM attention takes it (engine/ops/
  * attention_texture.ts `attentionScoresRaw`: q·kᵀ from textures staged by copies or packs,
  * stored as vec4s) against float64: dense and odd head dims (packed), heads of one projection
- * whose rows are copied, several passes with score ranges not aligned to a binding, refusals.
+ * whose rows are copied, several passes with score ranges not aligned to a binding, random shapes
+ * (fast-check), refusals.
  */
 import assert from "node:assert";
+import fc from "fast-check";
 import { F, requireGrad, type Tensor, tensor, tidy } from "../../engine/mod.ts";
 import { assertClose, randArray, setup } from "../util/gpu.ts";
 
@@ -96,4 +98,25 @@ Deno.test("attentionScores refuses what it cannot run, naming why", () => {
   const g = requireGrad(tensor(new Float32Array(2 * 8 * 4), [1, 2, 8, 4]));
   assert.match(F.attentionScoresRefusal(g, g) ?? "", /gradients/);
   for (const t of [q, k, g] as Tensor[]) t.dispose();
+});
+
+Deno.test("attentionScores: random batches, heads, query and key counts, head dims match float64 (fast-check)", async () => {
+  // Key counts of whole vec4s (the refusal above); head dims of every residue mod 4 (packed or
+  // copied rows). Tolerance as the fixed cases, atol 1e-5 rtol 1e-5: a dot of d ≤ 40 products of
+  // entries in [−2, 2] rounds by ~√d · 6e-8 · 4 ≈ 2e-6 (random signs), under atol + rtol·|s|;
+  // a wrong row, head or key is off by O(1).
+  await fc.assert(
+    fc.asyncProperty(
+      fc.record({
+        b: fc.integer({ min: 1, max: 2 }),
+        h: fc.integer({ min: 1, max: 3 }),
+        nq: fc.integer({ min: 1, max: 40 }),
+        nk4: fc.integer({ min: 1, max: 12 }),
+        d: fc.integer({ min: 1, max: 40 }),
+        seed: fc.nat(1000),
+      }),
+      ({ b, h, nq, nk4, d, seed }) => checkDense(b, h, nq, 4 * nk4, d, seed),
+    ),
+    { numRuns: 20 },
+  );
 });
