@@ -193,6 +193,40 @@ Deno.test("maxPool2d and avgPool2d forward and backward equal float64 for random
   );
 });
 
+Deno.test("adaptiveAvgPool2d forward and backward equal float64 for random sizes (fast-check)", async () => {
+  // Output sizes below, equal to and above the input's (overlapping and repeated bins), global
+  // pooling (the vec4 backward where H·W is a multiple of 4). Sums of ≤ 13 terms of |x| ≤ 1 per
+  // axis: atol 1e-6, rtol 1e-5.
+  await fc.assert(
+    fc.asyncProperty(
+      fc.record({
+        n: fc.integer({ min: 1, max: 2 }),
+        c: fc.integer({ min: 1, max: 3 }),
+        h: fc.integer({ min: 1, max: 13 }),
+        w: fc.integer({ min: 1, max: 13 }),
+        oh: fc.integer({ min: 1, max: 9 }),
+        ow: fc.integer({ min: 1, max: 9 }),
+        global: fc.boolean(),
+        seed: fc.nat(1000),
+      }),
+      async (r) => {
+        const shape = [r.n, r.c, r.h, r.w], out = r.global ? [1, 1] : [r.oh, r.ow];
+        const x = randArray(numel(shape), r.seed);
+        const gy = randArray(r.n * r.c * out[0] * out[1], r.seed + 1);
+        const xt = requireGrad(tensor(x, shape));
+        const y = F.adaptiveAvgPool2d(xt, out as [number, number]);
+        backward(y, tensor(gy, y.shape));
+        const ref = adaptiveAvgPoolRef(x, shape, out, gy);
+        const what = `adaptiveAvgPool2d [${shape}] → [${out}]`;
+        assertClose(await y.data(), ref.y, { what, atol: 1e-6, rtol: 1e-5 });
+        assertClose(await xt.grad!.data(), ref.dx, { what: `${what} dx`, atol: 1e-6, rtol: 1e-5 });
+        for (const t of [xt.grad!, xt, y]) t.dispose();
+      },
+    ),
+    { numRuns: 25 },
+  );
+});
+
 Deno.test("pooling gradients pass finite differences", async () => {
   await gradCheck((x) => F.maxPool2d(x, { kernel: 3, stride: 2, padding: 1 }), [
     { shape: [1, 2, 5, 6], data: distinct(60, 1) },
