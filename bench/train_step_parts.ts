@@ -58,14 +58,15 @@ function bnPart(shape: number[]): Part {
   };
 }
 
-function convPart(
+/** A conv geometry's parts, one per pass in `passes`' order (forward, input or weight gradient). */
+function convParts(
   label: string,
   xs: number[],
   ws: number[],
   o: Record<string, number>,
-  pass: "forward" | "input" | "weight",
-): Part {
-  return {
+  passes: ("forward" | "input" | "weight")[],
+): Part[] {
+  return passes.map((pass) => ({
     name: `conv ${label} ${pass} x4`,
     make: (e, conv) => {
       const x = e.tensor(rnd(numel(xs), 1), xs);
@@ -81,37 +82,28 @@ function convPart(
         for (let r = 0; r < 4; r++) f().dispose();
       };
     },
-  };
+  }));
 }
 
 const PARTS: Part[] = [
   bnPart([2, 2048, 16, 16]),
   bnPart([2, 256, 64, 64]),
-  convPart("1x1 256->64 @64²", [2, 256, 64, 64], [64, 256, 1, 1], {}, "forward"),
-  convPart("1x1 256->64 @64²", [2, 256, 64, 64], [64, 256, 1, 1], {}, "input"),
-  convPart("1x1 256->64 @64²", [2, 256, 64, 64], [64, 256, 1, 1], {}, "weight"),
-  convPart("1x1/2 256->512 @64²", [2, 256, 64, 64], [512, 256, 1, 1], { stride: 2 }, "input"),
-  convPart(
-    "3x3/2 128->128 @64²",
-    [2, 128, 64, 64],
-    [128, 128, 3, 3],
-    { stride: 2, padding: 1 },
-    "input",
-  ),
-  convPart(
-    "stem 7x7/2 4->64 @256²",
-    [2, 4, 256, 256],
-    [64, 4, 7, 7],
-    { stride: 2, padding: 3 },
+  ...convParts("1x1 256->64 @64²", [2, 256, 64, 64], [64, 256, 1, 1], {}, [
     "forward",
-  ),
-  convPart(
-    "stem 7x7/2 4->64 @256²",
-    [2, 4, 256, 256],
-    [64, 4, 7, 7],
-    { stride: 2, padding: 3 },
+    "input",
     "weight",
-  ),
+  ]),
+  ...convParts("1x1/2 256->512 @64²", [2, 256, 64, 64], [512, 256, 1, 1], { stride: 2 }, [
+    "input",
+  ]),
+  ...convParts("3x3/2 128->128 @64²", [2, 128, 64, 64], [128, 128, 3, 3], {
+    stride: 2,
+    padding: 1,
+  }, ["input"]),
+  ...convParts("stem 7x7/2 4->64 @256²", [2, 4, 256, 256], [64, 4, 7, 7], {
+    stride: 2,
+    padding: 3,
+  }, ["forward", "weight"]),
   {
     name: "adl x·m [2,2048,16,16]·[2,1,16,16] x10",
     make: (e) => {
