@@ -43,7 +43,7 @@ import {
   timeRounds,
   uploadTexture,
 } from "./matmul_product_gpu.ts";
-import { loadavg } from "./registry.ts";
+import { loadavg, upperMedian } from "./registry.ts";
 
 const USAGE =
   `usage: deno run -A bench/matmul_forms.ts [--pack] [--forms] [--variants] [--only A|B] [--rounds N] [--shape M,N,K]
@@ -69,8 +69,6 @@ const SHAPES: Shape[] = [
   [4096, 64, 4096], // global attention, one head: probabilities × values (row-major V)
 ];
 
-const median = (a: number[]) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)];
-
 interface Timed {
   name: string;
   wall: number[];
@@ -81,10 +79,10 @@ interface Timed {
 function report(shape: Shape, rows: Timed[]): void {
   const [M, N, K] = shape;
   const flop = 2 * M * N * K;
-  const base = median(rows[0].wall), baseCpu = median(rows[0].cpu);
+  const base = upperMedian(rows[0].wall), baseCpu = upperMedian(rows[0].cpu);
   console.log(`[${M}, ${N}, ${K}]${shape[3] ? " x·Wᵀ" : ""}  load ${loadavg()}`);
   for (const r of rows) {
-    const w = median(r.wall), c = median(r.cpu);
+    const w = upperMedian(r.wall), c = upperMedian(r.cpu);
     console.log(
       `  ${r.name.padEnd(40)} ${w.toFixed(1).padStart(8)} ms ${
         (flop / w / 1e6).toFixed(1).padStart(6)

@@ -30,7 +30,7 @@ import {
   timeRounds,
   uploadTexture,
 } from "./matmul_product_gpu.ts";
-import { loadavg } from "./registry.ts";
+import { loadavg, upperMedian } from "./registry.ts";
 
 const USAGE =
   `usage: deno run -A bench/matmul_uniform_a.ts [--shape M,N,K] [--rows R] [--kc KC] [--rounds N]
@@ -39,8 +39,6 @@ const USAGE =
   --kc KC        k per dispatch, a multiple of 64: A's row blocks are bound at 256-byte
                  aligned dynamic offsets (default 64)
   --rounds N     interleaved rounds (default 3); the median of each is printed`;
-
-const median = (a: number[]) => [...a].sort((x, y) => x - y)[a.length >> 1];
 
 /** WGSL: R rows of A from a uniform block at constant indices, lane = column, B gathered. */
 function uniformAWgsl(R: number, KC: number, WG: number): string {
@@ -211,12 +209,12 @@ async function main(M: number, N: number, K: number, R: number, KC: number, roun
       }; load ${load}`,
   );
   for (const [i, w] of which.entries()) {
-    const ms = median(times[i].wall);
+    const ms = upperMedian(times[i].wall);
     console.log(
       `  ${(w === "default" ? `default (${def.key})` : "uniform A, lane = column").padEnd(44)} ${
         ms.toFixed(1).padStart(8)
       } ms ${(2 * M * N * K / ms / 1e6).toFixed(1).padStart(6)} GFLOP/s  cpu ${
-        median(times[i].cpu).toFixed(0).padStart(5)
+        upperMedian(times[i].cpu).toFixed(0).padStart(5)
       } ms`,
     );
   }

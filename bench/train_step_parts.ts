@@ -9,7 +9,7 @@
  *   deno run -A bench/train_step_parts.ts --base /tmp/base [--runs 5] [--filter bn|conv|adl|adam]
  */
 import { numberFlag, requiredFlag, runCommand, stringFlag } from "../pipeline/cli/args.ts";
-import { loadavg, processCpuMs } from "./registry.ts";
+import { loadavg, processCpuMs, upperMedian } from "./registry.ts";
 
 const USAGE = `usage: deno run -A bench/train_step_parts.ts --base DIR [--runs N] [--filter S]
   --base DIR   another checkout of this repository (the "before")
@@ -202,8 +202,7 @@ Deno.exit(
             if (r >= 0) t[i].push(processCpuMs() - c0); // r = -1: warm-up (pipelines compiled)
           }
         }
-        const med = (a: number[]) => [...a].sort((p, q) => p - q)[Math.floor(a.length / 2)];
-        const [a, b] = t.map(med);
+        const [a, b] = t.map(upperMedian);
         console.log(
           `${part.name.padEnd(44)} before ${String(a).padStart(6)}  after ${
             String(b).padStart(6)
