@@ -9,6 +9,7 @@
  *   deno run -A bench/train_step_parts.ts --base /tmp/base [--runs 5] [--filter bn|conv|adl|adam]
  */
 import { numberFlag, requiredFlag, runCommand, stringFlag } from "../pipeline/cli/args.ts";
+import { importFromCheckout } from "./checkout.ts";
 import { loadavg, processCpuMs, upperMedian } from "./registry.ts";
 
 const USAGE = `usage: deno run -A bench/train_step_parts.ts --base DIR [--runs N] [--filter S]
@@ -181,13 +182,12 @@ Deno.exit(
       const here = new URL("..", import.meta.url).pathname;
       const sides: { e: Engine; conv: Engine; optim: Engine }[] = [];
       for (const root of [base, here]) {
-        const url = (p: string) => new URL(p, `file://${root.replace(/\/?$/, "/")}`).href;
-        const e = await import(url("engine/mod.ts"));
+        const e = await importFromCheckout(root, "engine/mod.ts");
         await e.initGpu();
         sides.push({
           e,
-          conv: await import(url("engine/ops/conv.ts")),
-          optim: await import(url("engine/optim/adam.ts")),
+          conv: await importFromCheckout(root, "engine/ops/conv.ts"),
+          optim: await importFromCheckout(root, "engine/optim/adam.ts"),
         });
       }
       console.log(`CPU ms per part (medians of ${runs}, interleaved), load ${loadavg()}`);
