@@ -31,13 +31,13 @@ export function inputGradientCol2im(dy: Tensor, w: Tensor, g: ConvGeometry): Ten
   const KK = g.kh * g.kw, R = g.C * KK, OHW = g.OH * g.OW, maxRows = convTextureMaxRows();
   if (g.groups !== 1 || g.O % 4 || g.O > maxRows || R > maxRows) return null;
   if (!rowsCopyable(dy, dy.offset, OHW, OHW, g.O)) return null;
-  // Samples per product: the B texture's height and the cols scratch's binding.
+  const CHW = g.C * g.H * g.W, fit = (bytes: number) => Math.floor((bindingLimit() - 256) / bytes);
+  // Samples per product: the B texture's height, the cols scratch's binding and dx's binding.
   const group = Math.max(
     1,
-    Math.min(g.N, Math.floor(maxRows / g.O), Math.floor((bindingLimit() - 256) / (4 * R * OHW))),
+    Math.min(g.N, Math.floor(maxRows / g.O), fit(4 * R * OHW), fit(4 * CHW)),
   );
   if (4 * R * OHW + 256 > bindingLimit()) return null;
-  const CHW = g.C * g.H * g.W;
   if (4 * group * CHW + 256 > bindingLimit()) return null;
   const dx = empty([g.N, g.C, g.H, g.W]);
   // Row (c, tap), k = o: w[o, c, tap] at o·C·KK + c·KK + tap.
