@@ -164,8 +164,9 @@ function convAt(
 Deno.test("conv2d past the binding limit matches float64 (inputs and an output > 128 MiB, sampled)", async () => {
   // Each sample fits a binding, the tensors do not. 3×3 stride 2 takes the conv kernels' batch
   // split; 1×1 stride 1 on planes of 64·k pixels takes the texture copy form on software adapters
-  // (engine/ops/conv_pointwise.ts). Not a 3×3 stride-1 conv: on llvmpipe its Winograd path on
-  // planes this large (2897²) runs for minutes (see the kernel-props report).
+  // (engine/ops/conv_pointwise.ts). Not a 3×3 stride-1 conv: where two samples' outputs pass the
+  // limit, the Winograd path's chunks shrink to one tile each (conv_winograd.ts `fitSpan` counts
+  // a span of two samples for any chunk) and [2, 2, 2897, 2897] took 6.5 minutes on llvmpipe.
   const O = 3;
   const sq = pastLimit("conv2d 3×3", 2 * 2 * 4, 0);
   const pw = pastLimit("conv2d 1×1", 4 * 1024 * 1032 * 4, 1);
