@@ -20,7 +20,8 @@ import { TrainStep } from "./train_step.ts";
 import {
   cachedTextureBytes,
   setTextureCacheBytes,
-  texturesCreated,
+  type TextureStats,
+  textureStats,
 } from "../engine/texture_pool.ts";
 import { RESNET50_ADL, ResNetAdl } from "../model/resnet_adl.ts";
 import { mulberry32 } from "../engine/mulberry32.ts";
@@ -65,8 +66,17 @@ interface StepFigures {
   ms: number;
   /** CPU time of the whole process in the step (lavapipe's threads included): steadier under load. */
   cpuMs: number;
-  /** Scratch textures made in the step (those the texture pool had not kept), and their bytes. */
-  texturesMade: { count: number; bytes: number };
+  /**
+   * Scratch textures made in the step (those the texture pool had not kept), and their bytes; how
+   * many were asked for, the CPU ms in createTexture, and the shapes made ("W×H" texels: count).
+   */
+  texturesMade: {
+    count: number;
+    bytes: number;
+    acquired: number;
+    createMs: number;
+    shapes: [string, number][];
+  };
   /** Buffers and slabs made in the step, and their bytes; bind groups made (engine/dispatch.ts). */
   buffersMade: { count: number; bytes: number };
   bindGroupsMade: number;
@@ -291,7 +301,7 @@ async function runCase(
           flush();
           pool.resetPeak();
           rec.beginStep();
-          const made0 = texturesCreated();
+          const made0 = textureStats();
           const bufs0 = { ...pool.made }, groups0 = dispatchStats().bindGroups;
           const c0 = processCpuMs();
           const t0 = performance.now();
@@ -299,7 +309,7 @@ async function runCase(
           await sync();
           const ms = performance.now() - t0;
           const cpuMs = processCpuMs() - c0;
-          const made1 = texturesCreated();
+          const made1 = textureStats();
           const st = memoryStats();
           const loss = await train.lastLoss!.item();
           if (!dryRun && !Number.isFinite(loss)) {
@@ -309,7 +319,7 @@ async function runCase(
             policy,
             ms,
             cpuMs,
-            texturesMade: { count: made1.count - made0.count, bytes: made1.bytes - made0.bytes },
+            texturesMade: texturesMadeBetween(made0, made1),
             buffersMade: {
               count: pool.made.count - bufs0.count,
               bytes: pool.made.bytes - bufs0.bytes,
@@ -345,6 +355,24 @@ async function runCase(
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const gib = (n: number) => (n / 2 ** 30).toFixed(3);
 
+/** The scratch textures made between two readings of the texture pool's counters. */
+function texturesMadeBetween(a: TextureStats, b: TextureStats): StepFigures["texturesMade"] {
+  const shapes: [string, number][] = [];
+  for (const [k, n] of b.shapes) {
+    const d = n - (a.shapes.get(k) ?? 0);
+    if (d > 0) shapes.push([k, d]);
+  }
+  const texels = (k: string) => k.split("x").reduce((p, v) => p * Number(v), 1);
+  shapes.sort((x, y) => texels(y[0]) * y[1] - texels(x[0]) * x[1]);
+  return {
+    count: b.created - a.created,
+    bytes: b.createdBytes - a.createdBytes,
+    acquired: b.acquired - a.acquired,
+    createMs: b.createMs - a.createMs,
+    shapes,
+  };
+}
+
 function report(what: string, f: StepFigures): void {
   const p = f.atHeldPeak;
   const parked = [...p.parked].filter(([, n]) => n > 0).sort((a, b) =>
@@ -357,9 +385,11 @@ function report(what: string, f: StepFigures): void {
     } GiB (tensors asked ${gib(f.requestedAtLivePeak)})  held peak ${
       gib(f.heldPeak)
     } GiB  held/live ${(f.heldPeak / f.livePeak).toFixed(3)}  ` +
-      `textures made ${f.texturesMade.count} (${
+      `textures made ${f.texturesMade.count} of ${f.texturesMade.acquired} asked (${
         fmtBytes(f.texturesMade.bytes)
-      }), buffers made ${f.buffersMade.count} (${
+      }; createTexture ${
+        f.texturesMade.createMs.toFixed(1)
+      } ms CPU), buffers made ${f.buffersMade.count} (${
         fmtBytes(f.buffersMade.bytes)
       }), bind groups made ${f.bindGroupsMade}`,
   );
@@ -376,6 +406,14 @@ function report(what: string, f: StepFigures): void {
         ).join(", ")
       }`,
   );
+  const t = f.texturesMade;
+  if (t.shapes.length) {
+    console.log(
+      `  textures made by shape (W×H texels, 16 B each; by bytes): ${
+        t.shapes.map(([k, n]) => `${n}×${k}`).join(", ")
+      }`,
+    );
+  }
 }
 
 if (import.meta.main) {

@@ -47,6 +47,10 @@ let cachedBytes = 0;
 let clock = 0;
 /** Textures made so far, and their bytes (bench/memory.ts: what a smaller cache costs). */
 let created = 0, createdBytes = 0;
+/** Requests served, how many of them by a parked texture, and the CPU ms spent in createTexture. */
+let acquired = 0, reused = 0, createMs = 0;
+/** Textures made by shape ("W×H"): the requested-size distribution a size-class policy would need. */
+const createdShapes = new Map<string, number>();
 /**
  * Evicted textures the open batch may still use: destroyed right after the next submit (destroying
  * one now would fail that submit; submitting early to destroy it would cut the batch short). They
@@ -86,20 +90,25 @@ export function acquireTexture(width: number, height: number): Entry {
     );
   }
   const key = `${width}x${height}`;
+  acquired++;
   const e = free.get(key)?.pop();
   if (e) {
+    reused++;
     cachedBytes -= e.bytes;
     pool.accountTextures(e.bytes, 0);
     return e;
   }
+  const t0 = performance.now();
   const texture = gpu().device.createTexture({
     size: [width, height],
     format: "rgba32float",
     usage: USAGE,
     label: `scratch ${key}`,
   });
+  createMs += performance.now() - t0;
   const bytes = width * height * 16;
   created++;
+  createdShapes.set(key, (createdShapes.get(key) ?? 0) + 1);
   createdBytes += bytes;
   pool.accountTextures(bytes, bytes);
   return { device: gpu().device, texture, view: texture.createView(), bytes, lastUse: 0 };
@@ -171,9 +180,34 @@ function trimTextures(): void {
   cachedBytes = 0;
 }
 
-/** How many scratch textures were made since the process started, and their bytes. */
-export function texturesCreated(): { count: number; bytes: number } {
-  return { count: created, bytes: createdBytes };
+/** The pool's counters since the process started (bench/memory.ts prints a step's differences). */
+export interface TextureStats {
+  /** Textures asked for. */
+  acquired: number;
+  /** Of those, served by a parked texture of the same shape. */
+  reused: number;
+  /** Made anew (acquired − reused), and their bytes. */
+  created: number;
+  createdBytes: number;
+  /**
+   * CPU ms spent in createTexture. The adapter's zero-fill of a new texture is not in it: that
+   * runs on the queue at first use (bench/texture_create.ts measures it).
+   */
+  createMs: number;
+  /** Textures made by shape "W×H" (texels), with their counts. */
+  shapes: Map<string, number>;
+}
+
+/** A copy of the pool's counters (see {@link TextureStats}). */
+export function textureStats(): TextureStats {
+  return {
+    acquired,
+    reused,
+    created,
+    createdBytes,
+    createMs,
+    shapes: new Map(createdShapes),
+  };
 }
 
 /** Bytes of scratch textures parked for reuse (counted in `memoryStats().pooledBytes`). */
