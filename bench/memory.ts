@@ -19,10 +19,12 @@ import { Adam } from "../engine/optim/adam.ts";
 import { TrainStep } from "./train_step.ts";
 import {
   cachedTextureBytes,
+  recordTextureRequests,
   setTextureCacheBytes,
   type TextureStats,
   textureStats,
 } from "../engine/texture_pool.ts";
+import { defaultTexturePolicies, simulateTextures } from "./texture_sim.ts";
 import { RESNET50_ADL, ResNetAdl } from "../model/resnet_adl.ts";
 import { mulberry32 } from "../engine/mulberry32.ts";
 import { loadavg, processCpuMs } from "./registry.ts";
@@ -45,6 +47,8 @@ const USAGE = `usage: deno run -A bench/memory.ts [--case L] [--policies P] [--r
   --steps N     measured steps per policy and round, after one warm-up step (default 2)
   --dry         skip the kernels (dispatches dropped; allocation, frees and submits as in a real
                 run): memory figures only, fast; step times are meaningless
+  --texture-sim replay each measured step's scratch-texture requests through other pool policies
+              (bench/texture_sim.ts: exact shape or a larger one, caps): textures made, held
   --trace F   write the last case's pool events (from the model's creation on) as JSON, for
               bench/memory_sim.ts`;
 
@@ -206,6 +210,23 @@ export class StepRecorder implements PoolTracer {
   }
 }
 
+/** Whether each step's scratch-texture requests are replayed through other policies (--texture-sim). */
+let textureSim = false;
+
+/** The step's texture requests through bench/texture_sim.ts's policies, one line each. */
+function reportTextureSim(requests: ReturnType<typeof recordTextureRequests>): void {
+  const asked = requests.filter((e) => e[0] === "a").length;
+  console.log(`  texture policies replayed on this step's ${asked} requests:`);
+  for (const p of defaultTexturePolicies()) {
+    const f = simulateTextures(requests, p);
+    console.log(
+      `    ${p.name.padEnd(20)} made ${String(f.made).padStart(4)} (${fmtBytes(f.madeBytes)}; ${
+        fmtBytes(f.madeBytesOver64MiB)
+      } in textures over 64 MiB), textures held at most ${fmtBytes(f.heldPeak)}`,
+    );
+  }
+}
+
 /** Whether kernels are skipped (--dry): memory figures only. */
 let dryRun = false;
 
@@ -305,8 +326,10 @@ async function runCase(
           const bufs0 = { ...pool.made }, groups0 = dispatchStats().bindGroups;
           const c0 = processCpuMs();
           const t0 = performance.now();
+          if (textureSim) recordTextureRequests(true);
           train.step();
           await sync();
+          const requests = recordTextureRequests(false);
           const ms = performance.now() - t0;
           const cpuMs = processCpuMs() - c0;
           const made1 = textureStats();
@@ -333,6 +356,7 @@ async function runCase(
             events: rec.events,
           });
           report(`b${b}@${s} ${policy} round ${r + 1} step ${i + 1}`, out[out.length - 1]);
+          if (textureSim) reportTextureSim(requests);
         }
       }
     }
@@ -427,6 +451,7 @@ if (import.meta.main) {
           steps: { type: "string" },
           trace: { type: "string" },
           dry: { type: "boolean" },
+          "texture-sim": { type: "boolean" },
           policies: { type: "string" },
           rounds: { type: "string" },
         },
@@ -441,6 +466,7 @@ if (import.meta.main) {
         for (const p of policies) parsePolicy(p);
         const tracePath = stringFlag(flags, "trace");
         if (flags.dry) skipKernels();
+        textureSim = !!flags["texture-sim"];
         await initGpu();
         console.log(`load at start: ${loadavg()}`);
         let lastEvents: TraceEvent[] = [];

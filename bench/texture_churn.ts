@@ -20,12 +20,16 @@ import { modelCases } from "./models.ts";
 import { loadavg, processCpuMs } from "./registry.ts";
 import { numberFlag, runCommand, stringFlag, UsageError } from "../pipeline/cli/args.ts";
 
+/** The --create sizes: 1, 4, 16, 64 and 256 MiB (16 bytes a texel; 256 MiB: b16 @512²'s largest). */
+const CREATE_SIZES = "256x256,512x512,1024x1024,1024x4096,4096x4096";
+
 const USAGE =
   `usage: deno run -A bench/texture_churn.ts (--case NAME [--steps N] | --create [--runs N])
   --case NAME  a bench/models.ts case: the scratch textures its steps ask for and make
   --steps N    measured steps after one warm-up (default 2)
   --create     creation + first use of a texture against a parked one, by size, interleaved
-  --runs N     timed pairs per size with --create (default 7)`;
+  --runs N     timed pairs per size with --create (default 7)
+  --sizes L    with --create: comma-separated WxH texel sizes (default ${CREATE_SIZES})`;
 
 const median = (a: number[]) => {
   const s = [...a].sort((x, y) => x - y);
@@ -74,10 +78,20 @@ async function countCase(name: string, steps: number): Promise<void> {
   }
 }
 
+function parseSizes(list: string): [number, number][] {
+  return list.split(",").map((s) => {
+    const m = /^(\d+)x(\d+)$/.exec(s.trim());
+    if (!m || +m[1] < 1 || +m[2] < 1) {
+      throw new UsageError(`--sizes: "${s}" is not WxH in texels, like 1024x4096`);
+    }
+    return [+m[1], +m[2]];
+  });
+}
+
 const SHADER = `@group(0) @binding(0) var t: texture_storage_2d<rgba32float, write>;
 @compute @workgroup_size(1) fn main() { textureStore(t, vec2u(0u, 0u), vec4f(1.0)); }`;
 
-async function createCost(runs: number): Promise<void> {
+async function createCost(runs: number, sizes: [number, number][]): Promise<void> {
   const { device } = gpu();
   const pipeline = device.createComputePipeline({
     layout: "auto",
@@ -105,8 +119,7 @@ async function createCost(runs: number): Promise<void> {
     device.queue.submit([enc.finish()]);
     await device.queue.onSubmittedWorkDone();
   };
-  // 1, 4, 16, 64 and 256 MiB (16 bytes a texel; 256 MiB: the step's largest at b16 @512²).
-  for (const [w, h] of [[256, 256], [512, 512], [1024, 1024], [1024, 4096], [4096, 4096]]) {
+  for (const [w, h] of sizes) {
     const parked = make(w, h);
     await use(parked); // its own first use: cleared once
     const fresh: number[] = [], reused: number[] = [];
@@ -144,6 +157,7 @@ if (import.meta.main) {
           steps: { type: "string" },
           create: { type: "boolean" },
           runs: { type: "string" },
+          sizes: { type: "string" },
         },
       },
       Deno.args,
@@ -152,7 +166,10 @@ if (import.meta.main) {
         if (!name && !flags.create) throw new UsageError("give --case NAME or --create");
         await initGpu();
         if (flags.create) {
-          await createCost(numberFlag(flags, "runs", { def: 7, min: 1, integer: true })!);
+          await createCost(
+            numberFlag(flags, "runs", { def: 7, min: 1, integer: true })!,
+            parseSizes(stringFlag(flags, "sizes") ?? CREATE_SIZES),
+          );
         }
         if (name) {
           await countCase(name, numberFlag(flags, "steps", { def: 2, min: 1, integer: true })!);

@@ -40,7 +40,22 @@ interface Entry {
   view: GPUTextureView;
   bytes: number;
   lastUse: number;
+  /** Serial number (the request log's name for it). */
+  id: number;
 }
+
+/**
+ * One request to the pool, for replaying the pool's traffic through other policies
+ * (bench/texture_sim.ts): ["a", id, width, height] a texture asked for and the id of the one
+ * handed out, ["r", id] given back.
+ */
+export type TextureRequest = [kind: "a", id: number, width: number, height: number] | [
+  kind: "r",
+  id: number,
+];
+/** The requests since {@link recordTextureRequests} began a log; null: not recording. */
+let requestLog: TextureRequest[] | null = null;
+let nextId = 0;
 
 const free = new Map<string, Entry[]>();
 let cachedBytes = 0;
@@ -93,6 +108,7 @@ export function acquireTexture(width: number, height: number): Entry {
   acquired++;
   const e = free.get(key)?.pop();
   if (e) {
+    requestLog?.push(["a", e.id, width, height]);
     reused++;
     cachedBytes -= e.bytes;
     pool.accountTextures(e.bytes, 0);
@@ -111,13 +127,16 @@ export function acquireTexture(width: number, height: number): Entry {
   createdShapes.set(key, (createdShapes.get(key) ?? 0) + 1);
   createdBytes += bytes;
   pool.accountTextures(bytes, bytes);
-  return { device: gpu().device, texture, view: texture.createView(), bytes, lastUse: 0 };
+  const id = nextId++;
+  requestLog?.push(["a", id, width, height]);
+  return { device: gpu().device, texture, view: texture.createView(), bytes, lastUse: 0, id };
 }
 
 /** Gives a texture back for reuse (its contents may be overwritten by the next launch). */
 export function releaseTexture(e: Entry): void {
   const key = `${e.texture.width}x${e.texture.height}`;
   e.lastUse = ++clock;
+  requestLog?.push(["r", e.id]);
   if (e.device !== gpu().device) {
     // Made on a device since lost: nothing to keep.
     pool.accountTextures(-e.bytes, -e.bytes);
@@ -208,6 +227,16 @@ export function textureStats(): TextureStats {
     createMs,
     shapes: new Map(createdShapes),
   };
+}
+
+/**
+ * Starts a fresh log of the pool's requests (`on`), or stops logging; returns the log so far
+ * (empty when none was being kept). bench/memory.ts replays a step's log through other policies.
+ */
+export function recordTextureRequests(on: boolean): TextureRequest[] {
+  const log = requestLog ?? [];
+  requestLog = on ? [] : null;
+  return log;
 }
 
 /** Bytes of scratch textures parked for reuse (counted in `memoryStats().pooledBytes`). */

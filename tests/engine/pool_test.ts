@@ -19,6 +19,7 @@ import {
   cachedTextureBytes,
   hasReadonlyStorageTextures,
   MAX_CACHED_BYTES,
+  recordTextureRequests,
   releaseTexture,
   setTextureCacheBytes,
   textureStats,
@@ -518,6 +519,7 @@ Deno.test("scratch texture cache cap: 256 MiB parked, the most recent kept", () 
   assert.ok(parked >= MAX_CACHED_BYTES - 32 * MiB, "the most recent ones kept up to the cap");
   // A 64 MiB texture (SAM's attention probabilities): kept parked for its next launch.
   const s0 = textureStats();
+  recordTextureRequests(true);
   const big = acquireTexture(1024, 4096);
   assert.equal(big.bytes, 64 * MiB);
   releaseTexture(big);
@@ -532,6 +534,13 @@ Deno.test("scratch texture cache cap: 256 MiB parked, the most recent kept", () 
   assert.equal(s1.createdBytes - s0.createdBytes, 64 * MiB);
   assert.equal((s1.shapes.get("1024x4096") ?? 0) - (s0.shapes.get("1024x4096") ?? 0), 1);
   releaseTexture(again);
+  const id = big.id;
+  assert.deepEqual(
+    recordTextureRequests(false),
+    [["a", id, 1024, 4096], ["r", id], ["a", id, 1024, 4096], ["r", id]],
+    "the request log names the texture handed out",
+  );
+  assert.deepEqual(recordTextureRequests(false), [], "not logging any more");
   assert.ok(cachedTextureBytes() <= MAX_CACHED_BYTES && cachedTextureBytes() >= 64 * MiB);
   flush();
   trimPool();
