@@ -6,7 +6,8 @@
  * MiB); beyond it the least recently used are destroyed
  * after the next submit, since the open batch may still use them (submitted early once those
  * hold more than the cap), and `trimPool()` destroys every parked one. `memoryStats()` counts them like buffers: in use as live bytes, parked as pooled
- * bytes, both in the held peak and in `textureBytes`.
+ * bytes, both in the held peak and in `textureBytes`. `textureStats()` counts requests, reuses and
+ * textures made (by shape); `recordTextureRequests()` logs a run's requests for bench/texture_sim.ts.
  */
 import { gpu, onNewDevice } from "./device.ts";
 import { flush } from "./dispatch.ts";
