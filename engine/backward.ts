@@ -50,6 +50,11 @@ export function backward(loss: Tensor, grad?: Tensor, opts: { retainGraph?: bool
       `backward(): the loss must be a scalar, got shape [${loss.shape}]; pass a gradient`,
     );
   }
+  if (grad && !sameShape(grad.shape, loss.shape)) {
+    throw new Error(
+      `backward(): the gradient has shape [${grad.shape}], the output [${loss.shape}]`,
+    );
+  }
   const order = topoSort(loss);
   const grads = new Map<Tensor, Tensor>();
   try {
@@ -68,18 +73,26 @@ function backwardPass(
   opts: { retainGraph?: boolean },
 ): void {
   noGrad(() => {
-    grads.set(
-      loss,
-      grad ? keep(tidy(() => add(grad, fill(grad.shape, 0)))) : keep(fill(loss.shape, 1)),
-    );
+    // The caller's gradient is used in place, through an alias of its own (disposing that leaves
+    // the caller's tensor alone). Rules never write into a gradient, so no copy is needed; one
+    // cost a transient tensor of the output's size per call, 256 MiB at a checkpointed segment
+    // of the paper profile's classifier step (engine/ops/checkpoint.ts calls this per segment).
+    grads.set(loss, keep(grad ? alias(grad) : fill(loss.shape, 1)));
     for (let k = order.length - 1; k >= 0; k--) {
       const t = order[k];
-      const g = grads.get(t);
+      let g = grads.get(t);
       if (!g) continue;
       grads.delete(t);
       const node = t.node;
       if (!node) {
-        // A leaf: accumulate.
+        // A leaf: accumulate. A `.grad` never shares storage with the caller's gradient (a rule
+        // may pass it through untouched), so the caller may overwrite that tensor afterwards.
+        if (grad && g.storage === grad.storage) {
+          const shared = g;
+          const own = keep(tidy(() => add(shared, fill(shared.shape, 0))));
+          g.dispose();
+          g = own;
+        }
         if (t.grad) {
           const sum = keep(add(t.grad, g));
           t.grad.dispose();
