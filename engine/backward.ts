@@ -73,31 +73,28 @@ function backwardPass(
   opts: { retainGraph?: boolean },
 ): void {
   noGrad(() => {
-    // The caller's gradient is used in place, through an alias of its own (disposing that leaves
-    // the caller's tensor alone). Rules never write into a gradient, so no copy is needed; one
-    // cost a transient tensor of the output's size per call, 256 MiB at a checkpointed segment
-    // of the paper profile's classifier step (engine/ops/checkpoint.ts calls this per segment).
+    // The caller's gradient is used where it lies, through an alias of its own (disposing that
+    // leaves the caller's tensor alone): rules never write into a gradient. A copy made here
+    // until 2026-12-03 held a second tensor of the output's size through every call: 256 MiB per
+    // checkpointed segment at layer1 of the paper profile's step (engine/ops/checkpoint.ts).
     grads.set(loss, keep(grad ? alias(grad) : fill(loss.shape, 1)));
     for (let k = order.length - 1; k >= 0; k--) {
       const t = order[k];
-      let g = grads.get(t);
+      const g = grads.get(t);
       if (!g) continue;
       grads.delete(t);
       const node = t.node;
       if (!node) {
         // A leaf: accumulate. A `.grad` never shares storage with the caller's gradient (a rule
         // may pass it through untouched), so the caller may overwrite that tensor afterwards.
-        if (grad && g.storage === grad.storage) {
-          const shared = g;
-          const own = keep(tidy(() => add(shared, fill(shared.shape, 0))));
-          g.dispose();
-          g = own;
-        }
         if (t.grad) {
           const sum = keep(add(t.grad, g));
           t.grad.dispose();
           g.dispose();
           t.grad = sum;
+        } else if (grad && g.storage === grad.storage) {
+          t.grad = keep(tidy(() => add(g, fill(g.shape, 0))));
+          g.dispose();
         } else t.grad = g;
         continue;
       }
