@@ -380,7 +380,7 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
 const gib = (n: number) => (n / 2 ** 30).toFixed(3);
 
 /** The scratch textures made between two readings of the texture pool's counters. */
-function texturesMadeBetween(a: TextureStats, b: TextureStats): StepFigures["texturesMade"] {
+export function texturesMadeBetween(a: TextureStats, b: TextureStats): StepFigures["texturesMade"] {
   const shapes: [string, number][] = [];
   for (const [k, n] of b.shapes) {
     const d = n - (a.shapes.get(k) ?? 0);

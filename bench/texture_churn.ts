@@ -17,7 +17,8 @@
 import { gpu, initGpu, sync, trimPool } from "../engine/mod.ts";
 import { type TextureStats, textureStats } from "../engine/texture_pool.ts";
 import { modelCases } from "./models.ts";
-import { loadavg, processCpuMs } from "./registry.ts";
+import { loadavg, median, processCpuMs } from "./registry.ts";
+import { texturesMadeBetween } from "./memory.ts";
 import { numberFlag, runCommand, stringFlag, UsageError } from "../pipeline/cli/args.ts";
 
 /** The --create sizes: 1, 4, 16, 64 and 256 MiB (16 bytes a texel; 256 MiB: b16 @512²'s largest). */
@@ -31,25 +32,13 @@ const USAGE =
   --runs N     timed pairs per size with --create (default 7)
   --sizes L    with --create: comma-separated WxH texel sizes (default ${CREATE_SIZES})`;
 
-const median = (a: number[]) => {
-  const s = [...a].sort((x, y) => x - y);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
 const mib = (b: number) => (b / 2 ** 20).toFixed(1);
 
 function diff(a: TextureStats, b: TextureStats): string {
-  const shapes: [string, number][] = [];
-  for (const [k, n] of b.shapes) {
-    const d = n - (a.shapes.get(k) ?? 0);
-    if (d > 0) shapes.push([k, d]);
-  }
-  const texels = (k: string) => k.split("x").reduce((p, v) => p * Number(v), 1);
-  shapes.sort((x, y) => texels(y[0]) * y[1] - texels(x[0]) * x[1]);
-  return `asked ${b.acquired - a.acquired}, made ${b.created - a.created} (${
-    mib(b.createdBytes - a.createdBytes)
-  } MiB; createTexture ${(b.createMs - a.createMs).toFixed(1)} ms CPU)\n  made by shape (W×H): ${
-    shapes.map(([k, n]) => `${n}×${k}`).join(", ") || "-"
-  }`;
+  const t = texturesMadeBetween(a, b);
+  return `asked ${t.acquired}, made ${t.count} (${mib(t.bytes)} MiB; createTexture ${
+    t.createMs.toFixed(1)
+  } ms CPU)\n  made by shape (W×H): ${t.shapes.map(([k, n]) => `${n}×${k}`).join(", ") || "-"}`;
 }
 
 async function countCase(name: string, steps: number): Promise<void> {
@@ -164,12 +153,10 @@ if (import.meta.main) {
       async (flags) => {
         const name = stringFlag(flags, "case");
         if (!name && !flags.create) throw new UsageError("give --case NAME or --create");
+        const sizes = parseSizes(stringFlag(flags, "sizes") ?? CREATE_SIZES);
         await initGpu();
         if (flags.create) {
-          await createCost(
-            numberFlag(flags, "runs", { def: 7, min: 1, integer: true })!,
-            parseSizes(stringFlag(flags, "sizes") ?? CREATE_SIZES),
-          );
+          await createCost(numberFlag(flags, "runs", { def: 7, min: 1, integer: true })!, sizes);
         }
         if (name) {
           await countCase(name, numberFlag(flags, "steps", { def: 2, min: 1, integer: true })!);
