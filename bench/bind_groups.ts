@@ -16,7 +16,7 @@ import type { Kernel } from "../kernels/kernel.ts";
 import { Adam } from "../engine/optim/adam.ts";
 import { RESNET50_ADL, ResNetAdl } from "../model/resnet_adl.ts";
 import { TrainStep } from "./train_step.ts";
-import { loadavg } from "./registry.ts";
+import { loadavg, upperMedian } from "./registry.ts";
 import { numberFlag, runCommand, stringFlag, UsageError } from "../pipeline/cli/args.ts";
 
 const USAGE = `usage: deno run -A bench/bind_groups.ts [--case bB@S] [--steps N] [--rounds R]
@@ -27,8 +27,6 @@ const USAGE = `usage: deno run -A bench/bind_groups.ts [--case bB@S] [--steps N]
 
 /** Steps of each order before the measured ones: the oldest-first order settles in three. */
 const WARM_UP = 3;
-
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 const probe: Kernel = {
   key: "bench/bind-group-cost",
@@ -78,7 +76,9 @@ async function perDispatchCost(rounds: number): Promise<void> {
     }
   }
   console.log(`host time per dispatch (load ${loadavg()}):`);
-  for (const m of modes) console.log(`  ${m}: ${median(t[m]).toFixed(1)} µs (median of ${rounds})`);
+  for (const m of modes) {
+    console.log(`  ${m}: ${upperMedian(t[m]).toFixed(1)} µs (median of ${rounds})`);
+  }
   X.destroy();
   Y.destroy();
   Z.destroy();
@@ -136,8 +136,10 @@ async function trainingStep(b: number, s: number, steps: number): Promise<void> 
   );
   for (const [name, f] of Object.entries(fig)) {
     console.log(
-      `  ${name} parked buffer first: ${median(f.bg)} bind groups created of ${f.n} dispatches, ` +
-        `host ${median(f.host).toFixed(0)} ms, wall ${median(f.wall).toFixed(0)} ms`,
+      `  ${name} parked buffer first: ${
+        upperMedian(f.bg)
+      } bind groups created of ${f.n} dispatches, ` +
+        `host ${upperMedian(f.host).toFixed(0)} ms, wall ${upperMedian(f.wall).toFixed(0)} ms`,
     );
   }
 }

@@ -33,6 +33,17 @@ import {
 } from "../kernels/matmul_texture.ts";
 import { randTensor } from "../tests/util/gpu.ts";
 import { numberFlag, runCommand, stringFlag, UsageError } from "../pipeline/cli/args.ts";
+import {
+  bitwiseDiff,
+  lcgUniform,
+  plainProductUniforms,
+  productPipeline,
+  productReps,
+  readFloats,
+  timeRounds,
+  uploadTexture,
+} from "./matmul_product_gpu.ts";
+import { loadavg, upperMedian } from "./registry.ts";
 
 const USAGE =
   `usage: deno run -A bench/matmul_forms.ts [--pack] [--forms] [--variants] [--only A|B] [--rounds N] [--shape M,N,K]
@@ -58,9 +69,6 @@ const SHAPES: Shape[] = [
   [4096, 64, 4096], // global attention, one head: probabilities × values (row-major V)
 ];
 
-const median = (a: number[]) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)];
-const load = () => Deno.readTextFileSync("/proc/loadavg").split(" ").slice(0, 3).join(" ");
-
 interface Timed {
   name: string;
   wall: number[];
@@ -71,10 +79,10 @@ interface Timed {
 function report(shape: Shape, rows: Timed[]): void {
   const [M, N, K] = shape;
   const flop = 2 * M * N * K;
-  const base = median(rows[0].wall), baseCpu = median(rows[0].cpu);
-  console.log(`[${M}, ${N}, ${K}]${shape[3] ? " x·Wᵀ" : ""}  load ${load()}`);
+  const base = upperMedian(rows[0].wall), baseCpu = upperMedian(rows[0].cpu);
+  console.log(`[${M}, ${N}, ${K}]${shape[3] ? " x·Wᵀ" : ""}  load ${loadavg()}`);
   for (const r of rows) {
-    const w = median(r.wall), c = median(r.cpu);
+    const w = upperMedian(r.wall), c = upperMedian(r.cpu);
     console.log(
       `  ${r.name.padEnd(40)} ${w.toFixed(1).padStart(8)} ms ${
         (flop / w / 1e6).toFixed(1).padStart(6)
@@ -85,30 +93,44 @@ function report(shape: Shape, rows: Timed[]): void {
   }
 }
 
-/** Whole texture matmuls, pack lanes along k against the default. */
-async function comparePack(shape: Shape, rounds: number): Promise<void> {
+/** One way of running a whole matmul: `use` applies it and returns its undo. */
+interface WholeMode {
+  name: string;
+  use: () => () => void;
+}
+
+/**
+ * Whole matmuls F.matmulRaw(A, B) under each of `modes`, interleaved: a first round checks each
+ * output against the first mode's (`differs` words a mismatch from the largest |difference|), then
+ * `rounds` timed rounds of `reps` products a mode.
+ */
+async function compareWhole(
+  shape: Shape,
+  rounds: number,
+  reps: number,
+  modes: WholeMode[],
+  differs: (worst: number) => string,
+): Promise<void> {
   const [M, N, K, linear] = shape;
   const a = randTensor([M, K], 1);
   const w = linear ? randTensor([N, K], 2) : randTensor([K, N], 2);
   const b = linear ? F.transpose(w) : w;
-  const reps = M * N * K > 2e9 ? 1 : 3;
-  const rows: Timed[] = [
-    { name: "staging before (pack kernels)", wall: [], cpu: [], check: "ref" },
-    { name: "staging now (copy or pack)", wall: [], cpu: [], check: "" },
-  ];
-  const modes = ["before", "auto"] as const;
+  const rows: Timed[] = modes.map((m) => ({ name: m.name, wall: [], cpu: [], check: "" }));
   let ref: Float32Array | undefined;
   try {
     for (let r = -1; r < rounds; r++) {
-      for (let i = 0; i < modes.length; i++) {
-        const old = setMatmulPackForm(modes[i]);
+      for (const [i, mode] of modes.entries()) {
+        const undo = mode.use();
         try {
           if (r < 0) {
             const y = F.matmulRaw(a, b);
             const d = await y.data() as Float32Array;
             y.dispose();
-            if (!ref) ref = d;
-            else rows[i].check = d.every((x, j) => Object.is(x, ref![j])) ? "bitwise" : "DIFFERS";
+            if (!ref) [ref, rows[i].check] = [d, "ref"];
+            else {
+              const { bad, worst } = bitwiseDiff(ref, d);
+              rows[i].check = bad ? differs(worst) : "bitwise";
+            }
             continue;
           }
           await sync();
@@ -118,7 +140,7 @@ async function comparePack(shape: Shape, rounds: number): Promise<void> {
           rows[i].wall.push((performance.now() - t0) / reps);
           rows[i].cpu.push((workerCpuMs() - c0) / reps);
         } finally {
-          setMatmulPackForm(old);
+          undo();
         }
       }
     }
@@ -130,50 +152,32 @@ async function comparePack(shape: Shape, rounds: number): Promise<void> {
   report(shape, rows);
 }
 
+/** Whole texture matmuls, pack lanes along k against the default. */
+function comparePack(shape: Shape, rounds: number): Promise<void> {
+  const packForm = (name: string, form: "before" | "auto"): WholeMode => ({
+    name,
+    use: () => {
+      const old = setMatmulPackForm(form);
+      return () => setMatmulPackForm(old);
+    },
+  });
+  return compareWhole(shape, rounds, productReps(shape[0], shape[1], shape[2]), [
+    packForm("staging before (pack kernels)", "before"),
+    packForm("staging now (copy or pack)", "auto"),
+  ], () => "DIFFERS");
+}
+
 /** Whole matmuls through each variant (texture, register, tiled), interleaved. */
-async function compareVariants(shape: Shape, rounds: number): Promise<void> {
-  const [M, N, K, linear] = shape;
-  const a = randTensor([M, K], 1);
-  const w = linear ? randTensor([N, K], 2) : randTensor([K, N], 2);
-  const b = linear ? F.transpose(w) : w;
+function compareVariants(shape: Shape, rounds: number): Promise<void> {
   const variants: MatmulVariant[] = ["texture", "register", "tiled"];
-  const rows: Timed[] = variants.map((v) => ({ name: v, wall: [], cpu: [], check: "" }));
-  let ref: Float32Array | undefined;
-  try {
-    for (let r = -1; r < rounds; r++) {
-      for (let i = 0; i < variants.length; i++) {
-        setMatmulVariant(variants[i]);
-        try {
-          if (r < 0) {
-            const y = F.matmulRaw(a, b);
-            const d = await y.data() as Float32Array;
-            y.dispose();
-            if (!ref) [ref, rows[i].check] = [d, "ref"];
-            else {
-              const worst = d.reduce((m, x, j) => Math.max(m, Math.abs(x - ref![j])), 0);
-              rows[i].check = d.every((x, j) => Object.is(x, ref![j]))
-                ? "bitwise"
-                : `max |diff| ${worst.toExponential(1)}`;
-            }
-            continue;
-          }
-          await sync();
-          const c0 = workerCpuMs(), t0 = performance.now();
-          F.matmulRaw(a, b).dispose();
-          await sync();
-          rows[i].wall.push(performance.now() - t0);
-          rows[i].cpu.push(workerCpuMs() - c0);
-        } finally {
-          setMatmulVariant(null);
-        }
-      }
-    }
-  } finally {
-    a.dispose();
-    b.dispose();
-    w.dispose();
-  }
-  report(shape, rows);
+  const modes = variants.map((v): WholeMode => ({
+    name: v,
+    use: () => {
+      setMatmulVariant(v);
+      return () => setMatmulVariant(null);
+    },
+  }));
+  return compareWhole(shape, rounds, 1, modes, (worst) => `max |diff| ${worst.toExponential(1)}`);
 }
 
 /** A product-kernel form: how its operands are packed and how its loop is written. */
@@ -334,12 +338,9 @@ async function compareForms(shape: Shape, rounds: number, only?: string[]): Prom
   // One random operand pair, zero past K, packed both ways (rows × texels, or transposed).
   const host = (rows: number, seed: number) => {
     const d: Float32Array<ArrayBuffer> = new Float32Array(rows * K4 * 4);
-    let s = seed;
+    const rnd = lcgUniform(seed);
     for (let r = 0; r < rows; r++) {
-      for (let k = 0; k < K; k++) {
-        s = (s * 1664525 + 1013904223) >>> 0;
-        d[r * K4 * 4 + k] = (s >>> 8) / 16777216 * 2 - 1;
-      }
+      for (let k = 0; k < K; k++) d[r * K4 * 4 + k] = rnd();
     }
     return d;
   };
@@ -352,7 +353,6 @@ async function compareForms(shape: Shape, rounds: number, only?: string[]): Prom
     }
     return data;
   };
-  const usage = GPUTextureUsage.STORAGE_BINDING | GPUTextureUsage.COPY_DST;
   const textures: GPUTexture[] = [];
   const texture = (
     d: Float32Array<ArrayBuffer>,
@@ -366,11 +366,6 @@ async function compareForms(shape: Shape, rounds: number, only?: string[]): Prom
       : how === "rowMajor"
       ? [rows / 4, K4 * 4]
       : [K4, rows];
-    const t = device.createTexture({
-      size,
-      format: how === "r32" ? "r32float" : "rgba32float",
-      usage,
-    });
     let data: Float32Array<ArrayBuffer> = d;
     if (how === "rowMajor") {
       data = rowMajorOf(d, rows);
@@ -382,9 +377,7 @@ async function compareForms(shape: Shape, rounds: number, only?: string[]): Prom
         }
       }
     }
-    device.queue.writeTexture({ texture: t }, data, {
-      bytesPerRow: size[0] * (how === "r32" ? 4 : 16),
-    }, size);
+    const t = uploadTexture(device, data, size, how === "r32" ? "r32float" : "rgba32float");
     textures.push(t);
     return t.createView();
   };
@@ -410,30 +403,7 @@ async function compareForms(shape: Shape, rounds: number, only?: string[]): Prom
     size: M * N * 4,
     usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
   });
-  const ub = device.createBuffer({
-    size: MATMUL_TEXTURE_UNIFORMS.byteSize,
-    usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
-  });
-  device.queue.writeBuffer(
-    ub,
-    0,
-    new Uint8Array(MATMUL_TEXTURE_UNIFORMS.pack({
-      M,
-      N,
-      K4,
-      zBase: 0,
-      aRows: 0,
-      bRows: 0,
-      cOff: 0,
-      ldc: N,
-      biasOff: 0,
-      nb1: 1,
-      sc0: 0,
-      sc1: 0,
-      alpha: 1,
-      beta: 0,
-    })),
-  );
+  const ub = plainProductUniforms(device, M, N, K4);
   const def = matmulTextureKernel({ bias: false, beta: false }, TEXTURE_TILE);
   const brows = matmulTextureKernel({ bias: false, beta: false, bRowMajor: true }, TEXTURE_TILE);
   const all = [
@@ -460,19 +430,7 @@ async function compareForms(shape: Shape, rounds: number, only?: string[]): Prom
     })),
   ];
   const prepared = all.map((f) => {
-    const pipeline = device.createComputePipeline({
-      layout: "auto",
-      compute: { module: device.createShaderModule({ code: f.wgsl }), entryPoint: "main" },
-    });
-    const bg = device.createBindGroup({
-      layout: pipeline.getBindGroupLayout(0),
-      entries: [
-        { binding: 0, resource: { buffer: ub } },
-        { binding: 1, resource: f.v[0] },
-        { binding: 2, resource: f.v[1] },
-        { binding: 3, resource: { buffer: c } },
-      ],
-    });
+    const { pipeline, bindGroup: bg } = productPipeline(device, f.wgsl, ub, f.v[0], f.v[1], c);
     const grid: [number, number] = [Math.ceil(N / (8 * f.tn)), Math.ceil(M / (f.wy * f.tm))];
     return { f, pipeline, bg, grid, t: { name: f.name, wall: [], cpu: [], check: "" } as Timed };
   });
@@ -488,15 +446,7 @@ async function compareForms(shape: Shape, rounds: number, only?: string[]): Prom
     device.queue.submit([enc.finish()]);
     await device.queue.onSubmittedWorkDone();
   };
-  const output = async () => {
-    const enc = device.createCommandEncoder();
-    enc.copyBufferToBuffer(c, 0, readback, 0, M * N * 4);
-    device.queue.submit([enc.finish()]);
-    await readback.mapAsync(GPUMapMode.READ);
-    const out = new Float32Array(readback.getMappedRange().slice(0));
-    readback.unmap();
-    return out;
-  };
+  const output = () => readFloats(device, c, readback, M * N * 4);
   let ref: Float32Array | undefined;
   for (const p of prepared) {
     await exec(p, 1);
@@ -505,22 +455,12 @@ async function compareForms(shape: Shape, rounds: number, only?: string[]): Prom
       ref = out;
       p.t.check = "ref";
     } else {
-      let bad = 0, worst = 0;
-      out.forEach((x, i) => {
-        if (!Object.is(x, ref![i])) bad++, worst = Math.max(worst, Math.abs(x - ref![i]));
-      });
+      const { bad, worst } = bitwiseDiff(ref, out);
       p.t.check = bad ? `differs: ${bad} outputs, max ${worst.toExponential(1)}` : "bitwise";
     }
   }
-  const reps = M * N * K > 2e9 ? 1 : 3;
-  for (let r = 0; r < rounds; r++) {
-    for (const p of prepared) {
-      const c0 = workerCpuMs(), t0 = performance.now();
-      await exec(p, reps);
-      p.t.wall.push((performance.now() - t0) / reps);
-      p.t.cpu.push((workerCpuMs() - c0) / reps);
-    }
-  }
+  const times = await timeRounds(prepared, rounds, productReps(M, N, K), exec);
+  prepared.forEach((p, i) => Object.assign(p.t, times[i]));
   for (const t of textures) t.destroy();
   for (const b of [c, readback, ub, sb]) b.destroy();
   report(shape, prepared.map((p) => p.t));

@@ -17,14 +17,20 @@
  * LLVM hoists the loads of the unrolled body, spilling the broadcasts: ~8 instructions per A value
  * where the design wanted ~1.
  */
-import {
-  MATMUL_TEXTURE_UNIFORMS,
-  matmulTextureKernel,
-  TEXTURE_TILE,
-} from "../kernels/matmul_texture.ts";
-import { workerCpuMs } from "../engine/autotune_search.ts";
+import { matmulTextureKernel, TEXTURE_TILE } from "../kernels/matmul_texture.ts";
 import { gpu, initGpu } from "../engine/mod.ts";
 import { numberFlag, runCommand, stringFlag, UsageError } from "../pipeline/cli/args.ts";
+import {
+  bitwiseDiff,
+  lcgUniform,
+  plainProductUniforms,
+  productPipeline,
+  productReps,
+  readFloats,
+  timeRounds,
+  uploadTexture,
+} from "./matmul_product_gpu.ts";
+import { loadavg, upperMedian } from "./registry.ts";
 
 const USAGE =
   `usage: deno run -A bench/matmul_uniform_a.ts [--shape M,N,K] [--rows R] [--kc KC] [--rounds N]
@@ -33,8 +39,6 @@ const USAGE =
   --kc KC        k per dispatch, a multiple of 64: A's row blocks are bound at 256-byte
                  aligned dynamic offsets (default 64)
   --rounds N     interleaved rounds (default 3); the median of each is printed`;
-
-const median = (a: number[]) => [...a].sort((x, y) => x - y)[a.length >> 1];
 
 /** WGSL: R rows of A from a uniform block at constant indices, lane = column, B gathered. */
 function uniformAWgsl(R: number, KC: number, WG: number): string {
@@ -70,18 +74,12 @@ async function main(M: number, N: number, K: number, R: number, KC: number, roun
   await initGpu();
   const device = gpu().device;
   const K4 = K / 4, WG = 64, chunks = K / KC, blocks = Math.ceil(M / R);
-  let seed = 1;
-  const rnd = () => ((seed = (seed * 1664525 + 1013904223) >>> 0) >>> 8) / 16777216 * 2 - 1;
+  const rnd = lcgUniform(1);
   const ha = new Float32Array(M * K).map(rnd); // A row-major
   const hb = new Float32Array(N * K).map(rnd); // B column n's k values in row n (a weight's layout)
   const textures: GPUTexture[] = [];
   const tex = (data: Float32Array<ArrayBuffer>, w: number, h: number) => {
-    const t = device.createTexture({
-      size: [w, h],
-      format: "rgba32float",
-      usage: GPUTextureUsage.STORAGE_BINDING | GPUTextureUsage.COPY_DST,
-    });
-    device.queue.writeTexture({ texture: t }, data, { bytesPerRow: w * 16 }, [w, h]);
+    const t = uploadTexture(device, data, [w, h]);
     textures.push(t);
     return t;
   };
@@ -112,30 +110,8 @@ async function main(M: number, N: number, K: number, R: number, KC: number, roun
   device.queue.writeBuffer(aBuf, 0, hac);
   const c = buffer(M * N * 4, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC);
   const readback = buffer(M * N * 4, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST);
-  const ub = buffer(
-    MATMUL_TEXTURE_UNIFORMS.byteSize,
-    GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
-  );
-  device.queue.writeBuffer(
-    ub,
-    0,
-    new Uint8Array(MATMUL_TEXTURE_UNIFORMS.pack({
-      M,
-      N,
-      K4,
-      zBase: 0,
-      aRows: 0,
-      bRows: 0,
-      cOff: 0,
-      ldc: N,
-      biasOff: 0,
-      nb1: 1,
-      sc0: 0,
-      sc1: 0,
-      alpha: 1,
-      beta: 0,
-    })),
-  );
+  const ub = plainProductUniforms(device, M, N, K4);
+  buffers.push(ub);
   // Per-dispatch parameters at 256-byte steps, bound with a dynamic offset like A's rows.
   const params = new Uint32Array(blocks * chunks * 64);
   const offsets: [number, number][] = [];
@@ -151,19 +127,14 @@ async function main(M: number, N: number, K: number, R: number, KC: number, roun
   device.queue.writeBuffer(pBuf, 0, params);
 
   const def = matmulTextureKernel({ bias: false, beta: false }, TEXTURE_TILE);
-  const defPipe = device.createComputePipeline({
-    layout: "auto",
-    compute: { module: device.createShaderModule({ code: def.wgsl() }), entryPoint: "main" },
-  });
-  const defBg = device.createBindGroup({
-    layout: defPipe.getBindGroupLayout(0),
-    entries: [
-      { binding: 0, resource: { buffer: ub } },
-      { binding: 1, resource: tA.createView() },
-      { binding: 2, resource: tB.createView() },
-      { binding: 3, resource: { buffer: c } },
-    ],
-  });
+  const { pipeline: defPipe, bindGroup: defBg } = productPipeline(
+    device,
+    def.wgsl(),
+    ub,
+    tA.createView(),
+    tB.createView(),
+    c,
+  );
   const layout = device.createBindGroupLayout({
     entries: [
       {
@@ -219,34 +190,16 @@ async function main(M: number, N: number, K: number, R: number, KC: number, roun
     device.queue.submit([enc.finish()]);
     await device.queue.onSubmittedWorkDone();
   };
-  const output = async () => {
-    const enc = device.createCommandEncoder();
-    enc.copyBufferToBuffer(c, 0, readback, 0, M * N * 4);
-    device.queue.submit([enc.finish()]);
-    await readback.mapAsync(GPUMapMode.READ);
-    const out = new Float32Array(readback.getMappedRange().slice(0));
-    readback.unmap();
-    return out;
-  };
+  const output = () => readFloats(device, c, readback, M * N * 4);
   await run("uniformA", 1);
   const compileMs = performance.now() - t0;
   const mine = await output();
   await run("default", 1);
   const ref = await output();
-  let bad = 0;
-  for (let i = 0; i < ref.length; i++) if (!Object.is(ref[i], mine[i])) bad++;
-  const wall = { default: [] as number[], uniformA: [] as number[] };
-  const cpu = { default: [] as number[], uniformA: [] as number[] };
-  const reps = M * N * K > 2e9 ? 1 : 3;
-  for (let r = 0; r < rounds; r++) {
-    for (const w of ["default", "uniformA"] as const) {
-      const c0 = workerCpuMs(), t = performance.now();
-      await run(w, reps);
-      wall[w].push((performance.now() - t) / reps);
-      cpu[w].push((workerCpuMs() - c0) / reps);
-    }
-  }
-  const load = Deno.readTextFileSync("/proc/loadavg").split(" ").slice(0, 3).join(" ");
+  const { bad } = bitwiseDiff(ref, mine);
+  const which = ["default", "uniformA"] as const;
+  const times = await timeRounds(which, rounds, productReps(M, N, K), run);
+  const load = loadavg();
   console.log(
     `[${M}, ${N}, ${K}] R=${R} Kc=${KC}: ${blocks * chunks} dispatches, WGSL ${
       (code.length / 1024).toFixed(0)
@@ -255,13 +208,13 @@ async function main(M: number, N: number, K: number, R: number, KC: number, roun
         bad ? `DIFFERS in ${bad} outputs` : "bitwise the default's"
       }; load ${load}`,
   );
-  for (const w of ["default", "uniformA"] as const) {
-    const ms = median(wall[w]);
+  for (const [i, w] of which.entries()) {
+    const ms = upperMedian(times[i].wall);
     console.log(
       `  ${(w === "default" ? `default (${def.key})` : "uniform A, lane = column").padEnd(44)} ${
         ms.toFixed(1).padStart(8)
       } ms ${(2 * M * N * K / ms / 1e6).toFixed(1).padStart(6)} GFLOP/s  cpu ${
-        median(cpu[w]).toFixed(0).padStart(5)
+        upperMedian(times[i].cpu).toFixed(0).padStart(5)
       } ms`,
     );
   }

@@ -54,7 +54,6 @@ export function benchGroups(): readonly BenchGroup[] {
   return groups;
 }
 
-/** The 1, 5 and 15 minute load averages ("?" where /proc/loadavg is not readable). */
 /**
  * CPU milliseconds this process has used, all threads (lavapipe's rasteriser threads included):
  * utime + stime at 100 ticks a second; NaN without /proc. On a shared machine it says more than
@@ -69,6 +68,7 @@ export function processCpuMs(): number {
   }
 }
 
+/** The 1, 5 and 15 minute load averages ("?" where /proc/loadavg is not readable). */
 export function loadavg(): string {
   try {
     return Deno.readTextFileSync("/proc/loadavg").split(" ").slice(0, 3).join(" ");
@@ -80,6 +80,14 @@ export function loadavg(): string {
 /** Whether `name` passes a `--filter`: empty, or containing one of its "|"-separated parts. */
 export function matchesFilter(name: string, filter: string | undefined): boolean {
   return !filter || filter.split("|").some((a) => a !== "" && name.includes(a));
+}
+
+/**
+ * The element at index ⌊n/2⌋ of the sorted list: the median for an odd count, the upper of the two
+ * middle values for an even one (what the interleaved A/B benches print; {@link median} averages).
+ */
+export function upperMedian(xs: number[]): number {
+  return [...xs].sort((a, b) => a - b)[xs.length >> 1];
 }
 
 /** Median of a list. */

@@ -13,6 +13,7 @@ import {
   softmaxKernel,
 } from "../kernels/softmax.ts";
 import { numberFlag, runCommand } from "../pipeline/cli/args.ts";
+import { upperMedian } from "./registry.ts";
 
 const USAGE = `usage: deno run -A bench/row_modes.ts [--rounds N]
   --rounds N  interleaved rounds per shape (default 5)`;
@@ -53,10 +54,11 @@ Deno.exit(
             times[i].push(performance.now() - t0);
           }
         }
-        const med = (a: number[]) => a.sort((p, q) => p - q)[a.length >> 1];
         console.log(
           `softmax ${rows} rows × ${L}: ` +
-            MODES.map((m, i) => `${rowModeKey(m)} ${med(times[i]).toFixed(1)} ms`).join(", "),
+            MODES.map((m, i) => `${rowModeKey(m)} ${upperMedian(times[i]).toFixed(1)} ms`).join(
+              ", ",
+            ),
         );
         x.dispose();
         y.dispose();

@@ -9,7 +9,8 @@
  *   deno run -A bench/train_step_parts.ts --base /tmp/base [--runs 5] [--filter bn|conv|adl|adam]
  */
 import { numberFlag, requiredFlag, runCommand, stringFlag } from "../pipeline/cli/args.ts";
-import { loadavg, processCpuMs } from "./registry.ts";
+import { importFromCheckout } from "./checkout.ts";
+import { loadavg, processCpuMs, upperMedian } from "./registry.ts";
 
 const USAGE = `usage: deno run -A bench/train_step_parts.ts --base DIR [--runs N] [--filter S]
   --base DIR   another checkout of this repository (the "before")
@@ -58,14 +59,15 @@ function bnPart(shape: number[]): Part {
   };
 }
 
-function convPart(
+/** A conv geometry's parts, one per pass in `passes`' order (forward, input or weight gradient). */
+function convParts(
   label: string,
   xs: number[],
   ws: number[],
   o: Record<string, number>,
-  pass: "forward" | "input" | "weight",
-): Part {
-  return {
+  passes: ("forward" | "input" | "weight")[],
+): Part[] {
+  return passes.map((pass) => ({
     name: `conv ${label} ${pass} x4`,
     make: (e, conv) => {
       const x = e.tensor(rnd(numel(xs), 1), xs);
@@ -81,37 +83,28 @@ function convPart(
         for (let r = 0; r < 4; r++) f().dispose();
       };
     },
-  };
+  }));
 }
 
 const PARTS: Part[] = [
   bnPart([2, 2048, 16, 16]),
   bnPart([2, 256, 64, 64]),
-  convPart("1x1 256->64 @64²", [2, 256, 64, 64], [64, 256, 1, 1], {}, "forward"),
-  convPart("1x1 256->64 @64²", [2, 256, 64, 64], [64, 256, 1, 1], {}, "input"),
-  convPart("1x1 256->64 @64²", [2, 256, 64, 64], [64, 256, 1, 1], {}, "weight"),
-  convPart("1x1/2 256->512 @64²", [2, 256, 64, 64], [512, 256, 1, 1], { stride: 2 }, "input"),
-  convPart(
-    "3x3/2 128->128 @64²",
-    [2, 128, 64, 64],
-    [128, 128, 3, 3],
-    { stride: 2, padding: 1 },
-    "input",
-  ),
-  convPart(
-    "stem 7x7/2 4->64 @256²",
-    [2, 4, 256, 256],
-    [64, 4, 7, 7],
-    { stride: 2, padding: 3 },
+  ...convParts("1x1 256->64 @64²", [2, 256, 64, 64], [64, 256, 1, 1], {}, [
     "forward",
-  ),
-  convPart(
-    "stem 7x7/2 4->64 @256²",
-    [2, 4, 256, 256],
-    [64, 4, 7, 7],
-    { stride: 2, padding: 3 },
+    "input",
     "weight",
-  ),
+  ]),
+  ...convParts("1x1/2 256->512 @64²", [2, 256, 64, 64], [512, 256, 1, 1], { stride: 2 }, [
+    "input",
+  ]),
+  ...convParts("3x3/2 128->128 @64²", [2, 128, 64, 64], [128, 128, 3, 3], {
+    stride: 2,
+    padding: 1,
+  }, ["input"]),
+  ...convParts("stem 7x7/2 4->64 @256²", [2, 4, 256, 256], [64, 4, 7, 7], {
+    stride: 2,
+    padding: 3,
+  }, ["forward", "weight"]),
   {
     name: "adl x·m [2,2048,16,16]·[2,1,16,16] x10",
     make: (e) => {
@@ -189,13 +182,12 @@ Deno.exit(
       const here = new URL("..", import.meta.url).pathname;
       const sides: { e: Engine; conv: Engine; optim: Engine }[] = [];
       for (const root of [base, here]) {
-        const url = (p: string) => new URL(p, `file://${root.replace(/\/?$/, "/")}`).href;
-        const e = await import(url("engine/mod.ts"));
+        const e = await importFromCheckout(root, "engine/mod.ts");
         await e.initGpu();
         sides.push({
           e,
-          conv: await import(url("engine/ops/conv.ts")),
-          optim: await import(url("engine/optim/adam.ts")),
+          conv: await importFromCheckout(root, "engine/ops/conv.ts"),
+          optim: await importFromCheckout(root, "engine/optim/adam.ts"),
         });
       }
       console.log(`CPU ms per part (medians of ${runs}, interleaved), load ${loadavg()}`);
@@ -210,8 +202,7 @@ Deno.exit(
             if (r >= 0) t[i].push(processCpuMs() - c0); // r = -1: warm-up (pipelines compiled)
           }
         }
-        const med = (a: number[]) => [...a].sort((p, q) => p - q)[Math.floor(a.length / 2)];
-        const [a, b] = t.map(med);
+        const [a, b] = t.map(upperMedian);
         console.log(
           `${part.name.padEnd(44)} before ${String(a).padStart(6)}  after ${
             String(b).padStart(6)

@@ -9,7 +9,7 @@
  *   deno run -A bench/vector_width.ts [--filter S] [--runs N] [--rounds R]
  */
 import { numberFlag, runCommand, stringFlag } from "../pipeline/cli/args.ts";
-import type { BenchRow } from "./registry.ts";
+import { type BenchRow, loadavg } from "./registry.ts";
 
 const USAGE = `usage: deno run -A bench/vector_width.ts [--filter S] [--runs N] [--rounds R]
   --filter S   bench/main.ts rows (default "matmul|conv|softmax|attention")
@@ -17,14 +17,6 @@ const USAGE = `usage: deno run -A bench/vector_width.ts [--filter S] [--runs N] 
   --rounds R   bench runs per width, alternating 256, 512, 256, ... (default 2)`;
 
 const WIDTHS = [256, 512] as const;
-
-function loadavg(): string {
-  try {
-    return Deno.readTextFileSync("/proc/loadavg").split(" ").slice(0, 3).join(" ");
-  } catch {
-    return "?";
-  }
-}
 
 async function benchOnce(width: number, filter: string, runs: number): Promise<BenchRow[]> {
   const json = await Deno.makeTempFile({ prefix: `vw${width}-`, suffix: ".json" });

@@ -328,11 +328,11 @@ export function dispatch(
     bindGroups.set(key, bg);
   }
   if (profiling?.mode === "timestamp") {
-    profileDispatch(profiling, kernel.key, pipeline, bg, x, y, z);
+    profileDispatch(profiling, kernel.key, { pipeline, bg, x, y, z });
     if (copies) { for (const c of copies) pool.release(c); }
     return;
   }
-  profiling?.recorded.push(dispatchWork(kernel.key, pipeline, bg, x, y, z));
+  profiling?.recorded.push(dispatchWork(kernel.key, { pipeline, bg, x, y, z }));
   if (!pass) pass = encoder!.beginComputePass();
   pass.setPipeline(pipeline);
   pass.setBindGroup(0, bg);
@@ -864,26 +864,30 @@ interface RecordedWork {
 /** What a profile row measured. */
 export type ProfileKind = "kernel" | "copy" | "upload" | "readback";
 
-function dispatchWork(
-  key: string,
-  pipeline: GPUComputePipeline,
-  bg: GPUBindGroup,
-  x: number,
-  y: number,
-  z: number,
-): RecordedWork {
-  return {
-    key,
-    kind: "kernel",
-    stamped: true,
-    encode: (enc) => {
-      const pp = enc.beginComputePass();
-      pp.setPipeline(pipeline);
-      pp.setBindGroup(0, bg);
-      pp.dispatchWorkgroups(x, y, z);
-      pp.end();
-    },
-  };
+/** One dispatch as a profile records it: its pipeline, bind group and grid. */
+interface DispatchCall {
+  pipeline: GPUComputePipeline;
+  bg: GPUBindGroup;
+  x: number;
+  y: number;
+  z: number;
+}
+
+/** Encodes a dispatch alone in its own compute pass (timestamped where `timestampWrites` is given). */
+function encodeDispatchPass(
+  enc: GPUCommandEncoder,
+  d: DispatchCall,
+  timestampWrites?: GPUComputePassTimestampWrites,
+): void {
+  const pp = enc.beginComputePass(timestampWrites ? { timestampWrites } : undefined);
+  pp.setPipeline(d.pipeline);
+  pp.setBindGroup(0, d.bg);
+  pp.dispatchWorkgroups(d.x, d.y, d.z);
+  pp.end();
+}
+
+function dispatchWork(key: string, d: DispatchCall): RecordedWork {
+  return { key, kind: "kernel", stamped: true, encode: (enc) => encodeDispatchPass(enc, d) };
 }
 
 /** The largest zero-filled upload a replay has needed (uploads are replayed with zeros). */
@@ -935,30 +939,16 @@ interface ProfileState {
 }
 const PROFILE_PAIRS = 512;
 
-function profileDispatch(
-  p: ProfileState,
-  key: string,
-  pipeline: GPUComputePipeline,
-  bg: GPUBindGroup,
-  x: number,
-  y: number,
-  z: number,
-): void {
+function profileDispatch(p: ProfileState, key: string, d: DispatchCall): void {
   endPass();
   const i = p.keys.length;
-  const pp = encoder!.beginComputePass({
-    timestampWrites: {
-      querySet: p.querySet!,
-      beginningOfPassWriteIndex: 2 * i,
-      endOfPassWriteIndex: 2 * i + 1,
-    },
+  encodeDispatchPass(encoder!, d, {
+    querySet: p.querySet!,
+    beginningOfPassWriteIndex: 2 * i,
+    endOfPassWriteIndex: 2 * i + 1,
   });
-  pp.setPipeline(pipeline);
-  pp.setBindGroup(0, bg);
-  pp.dispatchWorkgroups(x, y, z);
-  pp.end();
   p.keys.push({ key, kind: "kernel" });
-  p.recorded.push(dispatchWork(key, pipeline, bg, x, y, z));
+  p.recorded.push(dispatchWork(key, d));
   stats.dispatches++;
   if (p.keys.length >= PROFILE_PAIRS) flush();
 }
