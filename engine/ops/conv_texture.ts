@@ -12,7 +12,7 @@
  * - input gradient: dx[n] [C, H·W] = Wᶜ [C, O·KK] · gather(dy[n])ᵀ
  * - weight gradient: dW [O, C·KK] = Σ_n dy[n] [O, OH·OW] · im2colᵀ(x[n]), accumulated
  */
-import { type Binding, copyBufferToTexture, dispatch } from "../dispatch.ts";
+import { dispatch } from "../dispatch.ts";
 import { gpu } from "../device.ts";
 import { empty, type Tensor } from "../tensor.ts";
 import { acquireTexture, releaseTexture } from "../texture_pool.ts";
@@ -31,36 +31,6 @@ import { matmulTile } from "../autotune.ts";
 import { type ConvGeometry, dilatedWindowOf } from "../../kernels/window.ts";
 
 export type Staged = ReturnType<typeof acquireTexture>;
-
-/**
- * Where a pass that fills texture rows y .. y + rows − 1 of `tex` (`width` texels each) may write
- * them as vec4s instead: a staging buffer, rows `pitch` texels apart (256-byte multiples, as copies
- * need) from element `outOff` of `dst`; `done()` (after the dispatch) copies them into the texture
- * and frees the buffer. On llvmpipe a storage-texture store costs several times a buffer's vec4
- * store, and the copy is a memcpy (BENCHMARKS.md "Training step, third pass"). Null where the
- * buffer would pass a binding or its offset is not a texel's: the pass stores to the texture.
- */
-export function stagingBuffer(
-  tex: Staged,
-  width: number,
-  rows: number,
-  y: number,
-): { dst: Binding; outOff: number; pitch: number; done: () => void } | null {
-  const pitch = Math.ceil(width / 16) * 16, floats = rows * pitch * 4;
-  if ((floats + 64) * 4 > bindingLimit()) return null;
-  const s = empty([floats]);
-  const r = bindRange(s, s.offset, s.offset + floats - 1);
-  const at = s.storage.offset + 4 * s.offset;
-  if ((s.offset - r.start) % 4 !== 0 || at % 16 !== 0) {
-    s.dispose();
-    return null;
-  }
-  const done = () => {
-    copyBufferToTexture(s.storage.buffer, at, pitch * 16, tex.texture, width, rows, y);
-    s.dispose();
-  };
-  return { dst: r.binding, outOff: s.offset - r.start, pitch, done };
-}
 
 /** One sample's range fits a binding (else the conv kernels, which split, take the conv). */
 function fits(lo: number, hi: number): boolean {
@@ -131,10 +101,9 @@ export function stage(s: Stage, g: ConvGeometry, into?: { tex: Staged; row: numb
   const st = s.strides ?? { sRow: 0, kIn: 1, sOut: 0, sIn: 0 };
   const off = s.lo - b.start;
   const v4 = vec4Form(s, g, off, b.binding.size!);
-  const sb = stagingBuffer(tex, width, s.rows, into?.row ?? 0);
   dispatch(
-    v4 ? convPackVec4Kernel(v4.mode, !!sb) : convPackKernel(s.mode, !!sb),
-    [b.binding, sb ? sb.dst : { view: tex.view }],
+    v4 ? convPackVec4Kernel(v4.mode) : convPackKernel(s.mode),
+    [b.binding, { view: tex.view }],
     CONV_PACK_UNIFORMS.pack({
       rows: s.rows,
       K: s.K,
@@ -146,16 +115,13 @@ export function stage(s: Stage, g: ConvGeometry, into?: { tex: Staged; row: numb
       ...(v4 ? { sRow: v4.sRow } : {}),
       C: g.C,
       ...dilatedWindowOf(g),
-      tRow: sb ? 0 : into?.row ?? 0,
-      outOff: sb?.outOff ?? 0,
-      pitch: sb?.pitch ?? 0,
+      tRow: into?.row ?? 0,
     }),
     [
       Math.ceil(width / CONV_PACK_WG.x),
       Math.ceil((v4?.mode === "cols4" ? Math.ceil(s.rows / 4) : s.rows) / CONV_PACK_WG.y),
     ],
   );
-  sb?.done();
   return tex;
 }
 

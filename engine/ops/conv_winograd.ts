@@ -21,7 +21,7 @@
  * batched matmulRaw (the workgroup-tiled kernel there); the output transform is shared. The weight
  * gradient ({@link conv2dBackwardWeightWinograd}) has the texture variant only.
  */
-import { type Binding, dispatch } from "../dispatch.ts";
+import { type Binding, copyBufferToTexture, dispatch } from "../dispatch.ts";
 import { gpu } from "../device.ts";
 import { empty, type Tensor } from "../tensor.ts";
 import { acquireTexture, hasReadonlyStorageTextures, releaseTexture } from "../texture_pool.ts";
@@ -50,7 +50,6 @@ import {
 import { matmulTile } from "../autotune.ts";
 import { bindRange } from "./matmul_plan.ts";
 import type { ConvGeometry } from "./conv.ts";
-import { type Staged, stagingBuffer } from "./conv_texture.ts";
 
 /** The correlation one Winograd launch computes: x [N, C, H, W] → y [N, O, OH, OW], 3×3 taps. */
 interface WinogradProblem {
@@ -137,22 +136,36 @@ interface OperandTarget {
   pitch: number;
 }
 
+type Texture = ReturnType<typeof acquireTexture>;
+
 /**
  * A transform's target for `rows` texture rows of `width` texels of `tex`, and what to run after
- * its dispatch: a staging buffer copied into the texture (conv_texture.ts `stagingBuffer`), else
- * the texture itself.
+ * its dispatch: a staging buffer copied into the texture (rows padded to 256 bytes, as copies
+ * need), since llvmpipe's storage-texture stores cost more than buffer stores plus the copy
+ * (BENCHMARKS.md "Training step, third pass"); the texture itself where the staging buffer would
+ * pass a binding or its offset is not a texel's.
  */
 function textureTarget(
-  tex: Staged,
+  tex: Texture,
   width: number,
   rows: number,
   z0: number,
   z1: number,
 ): { target: OperandTarget; done: () => void } {
-  const sb = stagingBuffer(tex, width, rows, 0);
-  if (sb) {
-    const { dst, outOff, pitch, done } = sb;
-    return { target: { out: "staged", dst, z0, z1, outOff, pitch }, done };
+  const pitch = Math.ceil(width / 16) * 16, floats = rows * pitch * 4;
+  if ((floats + 64) * 4 <= bindingLimit()) {
+    const s = empty([floats]);
+    const r = bindRange(s, s.offset, s.offset + floats - 1);
+    const at = s.storage.offset + 4 * s.offset;
+    if ((s.offset - r.start) % 4 === 0 && at % 16 === 0) {
+      const target = { out: "staged", dst: r.binding, z0, z1, outOff: s.offset - r.start, pitch };
+      const done = () => {
+        copyBufferToTexture(s.storage.buffer, at, pitch * 16, tex.texture, width, rows, 0);
+        s.dispose();
+      };
+      return { target: target as OperandTarget, done };
+    }
+    s.dispose();
   }
   const target = { out: "texture", dst: { view: tex.view }, z0, z1, outOff: 0, pitch: 0 } as const;
   return { target, done: () => {} };

@@ -15,10 +15,6 @@
  * Two vec4 forms ({@link convPackVec4Kernel}) take the operands that are plain rows or their
  * transpose (every 1×1 stride-1 conv, the weights, dy of the weight gradient): a storage load on
  * software adapters is a per-lane loop, so four values per load instead of one.
- *
- * `staged` variants store the texels as vec4s of a staging buffer instead (texture row y at
- * element outOff + 4·y·pitch), which the op copies into the texture: on llvmpipe a storage-texture
- * store costs several times a buffer's vec4 store, and the copy is a memcpy.
  */
 import type { Kernel } from "../kernel.ts";
 import { uniforms } from "../uniforms.ts";
@@ -47,23 +43,7 @@ export const CONV_PACK_UNIFORMS = uniforms({
   C: "u32",
   ...DILATED_WINDOW_FIELDS,
   tRow: "u32",
-  outOff: "u32",
-  pitch: "u32",
 });
-
-/** The output binding: the texture, or its staging buffer (`staged`). */
-function outDecl(staged: boolean): string {
-  return staged
-    ? "@group(0) @binding(2) var<storage, read_write> Out4: array<vec4<f32>>;"
-    : "@group(0) @binding(2) var T: texture_storage_2d<rgba32float, write>;";
-}
-
-/** Stores texel (j, `row`) = `v`: into the texture, or its staging buffer (`staged`). */
-function storeTexel(staged: boolean, row: string, v: string): string {
-  return staged
-    ? `Out4[(u.outOff >> 2u) + (${row}) * u.pitch + j] = ${v};`
-    : `textureStore(T, vec2<u32>(j, ${row}), ${v});`;
-}
 
 /** The four components of a texel, in GEMM-index order. */
 const LANES = ["x", "y", "z", "w"] as const;
@@ -128,15 +108,15 @@ ${
 ${fourValues("grad(ch, py - i32(ky * u.dh), px - i32(kx * u.dw))", NEXT_TAP)}`,
 };
 
-/** Uniforms: {@link CONV_PACK_UNIFORMS} (26 u32). */
-export function convPackKernel(mode: ConvPackMode, staged = false): Kernel {
+/** Uniforms: {@link CONV_PACK_UNIFORMS} (24 u32). */
+export function convPackKernel(mode: ConvPackMode): Kernel {
   return {
-    key: `conv2d/pack-texture/${mode}${staged ? "/staged" : ""}`,
+    key: `conv2d/pack-texture/${mode}`,
     wgsl: () =>
       /* wgsl */ `${CONV_PACK_UNIFORMS.wgsl("P")}
 @group(0) @binding(0) var<uniform> u: P;
 @group(0) @binding(1) var<storage, read> X: array<f32>;
-${outDecl(staged)}
+@group(0) @binding(2) var T: texture_storage_2d<rgba32float, write>;
 
 /** x at channel c, input pixel (iy, ix) (0 in the padding). */
 fn pixel(c: u32, iy: i32, ix: i32) -> f32 {
@@ -167,7 +147,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let kEnd = u.k0 + u.K;
   var v = vec4<f32>(0.0);
 ${BODY[mode]}
-  ${storeTexel(staged, "u.tRow + gid.y", "v")}
+  textureStore(T, vec2<u32>(j, u.tRow + gid.y), v);
 }`,
   };
 }
@@ -180,8 +160,7 @@ ${BODY[mode]}
  * load may read up to 3 elements past the operand, within the binding). Same uniforms as
  * {@link convPackKernel}; grid: ⌈width / WG.x⌉ × ⌈rows / WG.y⌉ (rows4) or ⌈rows / 4 / WG.y⌉ (cols4).
  */
-export function convPackVec4Kernel(mode: "rows4" | "cols4", staged = false): Kernel {
-  const store = (row: string, v: string) => storeTexel(staged, row, v);
+export function convPackVec4Kernel(mode: "rows4" | "cols4"): Kernel {
   const mask = (v: string) =>
     LANES.map((c, e) => `  if (k + ${e}u >= kEnd) { ${v}.${c} = 0.0; }`).join("\n");
   const body = mode === "rows4"
@@ -189,7 +168,7 @@ export function convPackVec4Kernel(mode: "rows4" | "cols4", staged = false): Ker
   let r = u.row0 + gid.y;
   var v = X[(u.off + r * u.sRow + k) / 4u];
 ${mask("v")}
-  ${store("u.tRow + gid.y", "v")}`
+  textureStore(T, vec2<u32>(j, u.tRow + gid.y), v);`
     : `  let q0 = 4u * gid.y;
   if (q0 >= u.rows) { return; }
   let b = (u.off + u.row0 + q0) / 4u;
@@ -202,17 +181,17 @@ ${mask("v")}
   if (k + 1u < kEnd) { c = X[b + (k + 1u) * s4]; }
   if (k + 2u < kEnd) { d = X[b + (k + 2u) * s4]; }
   if (k + 3u < kEnd) { e = X[b + (k + 3u) * s4]; }
-  ${store("u.tRow + q0", "vec4<f32>(a.x, c.x, d.x, e.x)")}
-  if (q0 + 1u < u.rows) { ${store("u.tRow + q0 + 1u", "vec4<f32>(a.y, c.y, d.y, e.y)")} }
-  if (q0 + 2u < u.rows) { ${store("u.tRow + q0 + 2u", "vec4<f32>(a.z, c.z, d.z, e.z)")} }
-  if (q0 + 3u < u.rows) { ${store("u.tRow + q0 + 3u", "vec4<f32>(a.w, c.w, d.w, e.w)")} }`;
+  textureStore(T, vec2<u32>(j, u.tRow + q0), vec4<f32>(a.x, c.x, d.x, e.x));
+  if (q0 + 1u < u.rows) { textureStore(T, vec2<u32>(j, u.tRow + q0 + 1u), vec4<f32>(a.y, c.y, d.y, e.y)); }
+  if (q0 + 2u < u.rows) { textureStore(T, vec2<u32>(j, u.tRow + q0 + 2u), vec4<f32>(a.z, c.z, d.z, e.z)); }
+  if (q0 + 3u < u.rows) { textureStore(T, vec2<u32>(j, u.tRow + q0 + 3u), vec4<f32>(a.w, c.w, d.w, e.w)); }`;
   return {
-    key: `conv2d/pack-texture/${mode}${staged ? "/staged" : ""}`,
+    key: `conv2d/pack-texture/${mode}`,
     wgsl: () =>
       /* wgsl */ `${CONV_PACK_UNIFORMS.wgsl("P")}
 @group(0) @binding(0) var<uniform> u: P;
 @group(0) @binding(1) var<storage, read> X: array<vec4<f32>>;
-${outDecl(staged)}
+@group(0) @binding(2) var T: texture_storage_2d<rgba32float, write>;
 
 @compute @workgroup_size(${CONV_PACK_WG.x}, ${CONV_PACK_WG.y})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
