@@ -3,9 +3,10 @@
  * F(m×m, 3×3) on the texture GEMM (kernels/conv/winograd.ts for the transforms, kernels/matmul_texture.ts for
  * the product). Per chunk of output tiles:
  *
- * 1. the input transform Bᵀ d B of each (tile, channel) writes the GEMM's B operand straight into
- *    a texture — α² components stacked as row blocks, four channels per texel (it is the packing
- *    pass; there is no im2col);
+ * 1. the input transform Bᵀ d B of each (tile, channel) writes the GEMM's B operand's texels —
+ *    α² components stacked as row blocks, four channels per texel (it is the packing pass; there is
+ *    no im2col) — as vec4s of a staging buffer that one copy moves into the texture (every
+ *    transform writing a texture operand does: {@link textureTarget});
  * 2. one batched texture GEMM per group of components: M[z] [O, tiles] = U[z] [O, C] · V[z]ᵀ,
  *    U = G g Gᵀ the transformed filters (packed once per call, before the chunks);
  * 3. the output transform Aᵀ M A writes each m×m tile of y, cropped at ragged edges.
