@@ -183,8 +183,11 @@ function weightTransform(
 ): void {
   const K4 = Math.ceil(p.C / 4);
   const b = bindRange(f.w, f.w.offset, f.w.offset + f.w.size - 1);
+  // On CPU rasterisers (texture operands), threads along x over rows where a row's filters lie
+  // closer together than a k's; GPUs (buffer operands) keep k along x, their stores coalesced.
+  const rowsAlongX = t.out !== "buffer" && f.sRow < f.sK;
   dispatch(
-    winogradWeightKernel(m, t.out),
+    winogradWeightKernel(m, t.out, rowsAlongX),
     [b.binding, t.dst],
     WINOGRAD_WEIGHT_UNIFORMS.pack({
       rows: p.O,
@@ -199,7 +202,9 @@ function weightTransform(
       outOff: t.outOff,
       pitch: t.pitch,
     }),
-    [Math.ceil(K4 / WINOGRAD_WG.x), Math.ceil(p.O / WINOGRAD_WG.y)],
+    rowsAlongX
+      ? [Math.ceil(p.O / WINOGRAD_WG.x), Math.ceil(K4 / WINOGRAD_WG.y)]
+      : [Math.ceil(K4 / WINOGRAD_WG.x), Math.ceil(p.O / WINOGRAD_WG.y)],
   );
 }
 

@@ -235,7 +235,18 @@ export const WINOGRAD_WEIGHT_UNIFORMS = uniforms({
   _p2: "u32",
 });
 
-export function winogradWeightKernel(m: WinogradTile, out: WinogradOperand = "texture"): Kernel {
+/**
+ * `rowsAlongX`: threads along x take consecutive rows (grid ⌈rows / WG.x⌉ × ⌈width / WG.y⌉), else
+ * consecutive texels (⌈width / WG.x⌉ × ⌈rows / WG.y⌉). A CPU rasteriser runs neighbours along x as
+ * one SIMD batch, whose loads are gathers: the rows side keeps them close where the filters of one
+ * row are contiguous (sRow < sK: the input gradient's, 1.27× on 512² filters), the texel side
+ * where the k's are (the forward's).
+ */
+export function winogradWeightKernel(
+  m: WinogradTile,
+  out: WinogradOperand = "texture",
+  rowsAlongX = false,
+): Kernel {
   const { G } = WINOGRAD_MATRICES[m];
   const a = m + 2;
   const loads = grid(3, 3, (ky, kx) => {
@@ -258,13 +269,13 @@ export function winogradWeightKernel(m: WinogradTile, out: WinogradOperand = "te
     );
   });
   return {
-    key: `conv2d/winograd/weight/F${m}/${out}`,
+    key: `conv2d/winograd/weight/F${m}/${out}${rowsAlongX ? "/rx" : ""}`,
     wgsl: () =>
       /* wgsl */ `${bindings(WINOGRAD_WEIGHT_UNIFORMS, "Wt", OUT_DECL[out])}
 
 ${MAIN}
-  let j = gid.x;
-  let r = gid.y;
+  let j = gid.${rowsAlongX ? "y" : "x"};
+  let r = gid.${rowsAlongX ? "x" : "y"};
   if (j >= u.width || r >= u.rows) { return; }
   let k0 = 4u * j;
   let lanes = u.K - k0;
