@@ -13,6 +13,7 @@
  */
 import { numberFlag, requiredFlag, runCommand, stringFlag } from "../pipeline/cli/args.ts";
 import { loadavg, processCpuMs } from "./registry.ts";
+import { importFromCheckout } from "./checkout.ts";
 
 const USAGE = `usage: deno run -A bench/train_step_ab.ts --base DIR [--case NAME] [--runs N]
   --base DIR   another checkout of this repository (the "before"; its bench/models.ts is loaded)
@@ -29,9 +30,8 @@ interface Side {
 }
 
 async function side(name: string, root: string, caseName: string): Promise<Side> {
-  const url = (p: string) => new URL(p, `file://${root.replace(/\/?$/, "/")}`).href;
-  const engine = await import(url("engine/mod.ts"));
-  const models = await import(url("bench/models.ts"));
+  const engine = await importFromCheckout(root, "engine/mod.ts");
+  const models = await importFromCheckout(root, "bench/models.ts");
   await engine.initGpu();
   const c = models.modelCases(2).find((k: { name: string }) => k.name === caseName);
   if (!c) throw new Error(`${name}: no model case named "${caseName}" in ${root}`);

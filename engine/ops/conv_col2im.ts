@@ -23,8 +23,8 @@ import {
 } from "../../kernels/conv/col2im.ts";
 import { bindRange } from "./matmul_plan.ts";
 import { type ConvGeometry, dilatedWindowOf } from "../../kernels/window.ts";
-import { stage, weightStage } from "./conv_texture.ts";
-import { copyRows, product, rowsCopyable } from "./conv_pointwise.ts";
+import { product, stage, weightStage } from "./conv_texture.ts";
+import { copyRows, rowsCopyable } from "./conv_pointwise.ts";
 
 /** dx [N,C,H,W] from dense dy and w (groups = 1), or null where dy cannot be copied as it lies. */
 export function inputGradientCol2im(dy: Tensor, w: Tensor, g: ConvGeometry): Tensor | null {

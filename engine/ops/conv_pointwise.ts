@@ -28,17 +28,14 @@ import { gpu } from "../device.ts";
 import { empty, type Tensor } from "../tensor.ts";
 import { acquireTexture, releaseTexture } from "../texture_pool.ts";
 import { bindingLimit, convTextureMaxRows } from "../routing.ts";
-import { MATMUL_TEXTURE_UNIFORMS, matmulTextureKernel } from "../../kernels/matmul_texture.ts";
 import {
   SPLITK_SUM_UNIFORMS,
   SPLITK_SUM_WG,
   splitKSumKernel,
 } from "../../kernels/conv/backward_weight.ts";
-import { bindRange } from "./matmul_plan.ts";
-import { type ConvEpilogueOperands, epilogueSpec } from "./conv_epilogue.ts";
-import { matmulTile } from "../autotune.ts";
+import type { ConvEpilogueOperands } from "./conv_epilogue.ts";
 import type { ConvGeometry } from "../../kernels/window.ts";
-import { stage, type Staged, weightStage, WGRAD_PIXELS } from "./conv_texture.ts";
+import { product, stage, type Staged, weightStage, WGRAD_PIXELS } from "./conv_texture.ts";
 
 /** Most floats of the weight gradient's scratch per product (its chunks then go in groups). */
 const WGRAD_SCRATCH_FLOATS = 1 << 22;
@@ -96,69 +93,6 @@ function weightRows(w: Tensor, M: number, K: number, g: ConvGeometry): Staged {
     return tex;
   }
   return stage(weightStage(w, M, K, { sRow: K, kIn: 0x7fffffff, sOut: 0, sIn: 1 }), g);
-}
-
-export interface Product {
-  M: number;
-  N: number;
-  K4: number;
-  /** Batches (grid z): B's texture rows per batch, A's (0: shared), C's stride. */
-  nz: number;
-  aRows: number;
-  bRows: number;
-  sc0: number;
-  ldc: number;
-  bRowMajor: boolean;
-}
-
-/** out[lo + z·sc0 + i·ldc + j] = Σ_k A_z[i, k]·B_z[k, j] for every batch z, then the epilogue. */
-export function product(
-  ta: Staged,
-  tb: Staged,
-  p: Product,
-  out: Tensor,
-  lo: number,
-  ep?: ConvEpilogueOperands,
-): void {
-  const rt = matmulTile("texture", p.M, p.N, 4 * p.K4);
-  const hi = lo + (p.nz - 1) * p.sc0 + (p.M - 1) * p.ldc + p.N - 1;
-  const c = bindRange(out, lo, hi);
-  const bindings: Parameters<typeof dispatch>[1] = [{ view: ta.view }, { view: tb.view }];
-  if (ep?.scale) bindings.push(ep.scale.binding());
-  if (ep?.shift) bindings.push(ep.shift.binding());
-  if (ep?.residual) {
-    const r = bindRange(ep.residual, lo, hi);
-    if (ep.residual.offset !== out.offset || r.start !== c.start) {
-      throw new Error("conv2d epilogue: residual and output ranges differ");
-    }
-    bindings.push(r.binding);
-  }
-  bindings.push(c.binding);
-  dispatch(
-    matmulTextureKernel(
-      { bias: false, beta: false, bRowMajor: p.bRowMajor },
-      rt,
-      ep ? epilogueSpec(ep) : undefined,
-    ),
-    bindings,
-    MATMUL_TEXTURE_UNIFORMS.pack({
-      M: p.M,
-      N: p.N,
-      K4: p.K4,
-      zBase: 0,
-      aRows: p.aRows,
-      bRows: p.bRows,
-      cOff: lo - c.start,
-      ldc: p.ldc,
-      biasOff: 0,
-      nb1: 1,
-      sc0: p.sc0,
-      sc1: 0,
-      alpha: 1,
-      beta: 0,
-    }),
-    [Math.ceil(p.N / (rt.wx * rt.tn)), Math.ceil(p.M / (rt.wy * rt.tm)), p.nz],
-  );
 }
 
 /**

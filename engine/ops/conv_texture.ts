@@ -125,10 +125,7 @@ export function stage(s: Stage, g: ConvGeometry, into?: { tex: Staged; row: numb
   return tex;
 }
 
-/**
- * out[cOff + i·ldc + j] (+)= Σ_k A[i, k]·B[j, k] for i < M, j < N over `k4` texels, then the
- * epilogue `ep` with channel i (its residual bound over the same range as `out`).
- */
+/** out[lo + i·ldc + j] (+)= Σ_k A[i, k]·B[j, k] for i < M, j < N over `k4` texels ({@link product}). */
 function gemm(
   ta: Staged,
   tb: Staged,
@@ -141,9 +138,41 @@ function gemm(
   accumulate: boolean,
   ep?: ConvEpilogueOperands,
 ): void {
+  const p = { M, N, K4: k4, nz: 1, aRows: 0, bRows: 0, sc0: 0, ldc, bRowMajor: false, accumulate };
+  product(ta, tb, p, out, lo, ep);
+}
+
+export interface Product {
+  M: number;
+  N: number;
+  K4: number;
+  /** Batches (grid z): B's texture rows per batch, A's (0: shared), C's stride. */
+  nz: number;
+  aRows: number;
+  bRows: number;
+  sc0: number;
+  ldc: number;
+  bRowMajor: boolean;
+  /** Adds into out (beta = 1) instead of overwriting it. */
+  accumulate?: boolean;
+}
+
+/**
+ * out[lo + z·sc0 + i·ldc + j] (+)= Σ_k A_z[i, k]·B_z[k, j] for every batch z, then the epilogue `ep`
+ * with channel i (its residual bound over the same range as `out`): the one launch of the conv
+ * texture GEMMs (this file, conv_pointwise.ts, conv_col2im.ts).
+ */
+export function product(
+  ta: Staged,
+  tb: Staged,
+  p: Product,
+  out: Tensor,
+  lo: number,
+  ep?: ConvEpilogueOperands,
+): void {
   // The adapter's tuned tile for this product's class, else the default rule (engine/autotune.ts).
-  const rt = matmulTile("texture", M, N, 4 * k4);
-  const hi = lo + (M - 1) * ldc + N - 1;
+  const rt = matmulTile("texture", p.M, p.N, 4 * p.K4);
+  const hi = lo + (p.nz - 1) * p.sc0 + (p.M - 1) * p.ldc + p.N - 1;
   const c = bindRange(out, lo, hi);
   const bindings: Parameters<typeof dispatch>[1] = [{ view: ta.view }, { view: tb.view }];
   if (ep?.scale) bindings.push(ep.scale.binding());
@@ -158,25 +187,29 @@ function gemm(
   }
   bindings.push(c.binding);
   dispatch(
-    matmulTextureKernel({ bias: false, beta: accumulate }, rt, ep ? epilogueSpec(ep) : undefined),
+    matmulTextureKernel(
+      { bias: false, beta: !!p.accumulate, bRowMajor: p.bRowMajor },
+      rt,
+      ep ? epilogueSpec(ep) : undefined,
+    ),
     bindings,
     MATMUL_TEXTURE_UNIFORMS.pack({
-      M,
-      N,
-      K4: k4,
+      M: p.M,
+      N: p.N,
+      K4: p.K4,
       zBase: 0,
-      aRows: 0,
-      bRows: 0,
+      aRows: p.aRows,
+      bRows: p.bRows,
       cOff: lo - c.start,
-      ldc,
+      ldc: p.ldc,
       biasOff: 0,
       nb1: 1,
-      sc0: 0,
+      sc0: p.sc0,
       sc1: 0,
       alpha: 1,
-      beta: accumulate ? 1 : 0,
+      beta: p.accumulate ? 1 : 0,
     }),
-    [Math.ceil(N / (rt.wx * rt.tn)), Math.ceil(M / (rt.wy * rt.tm)), 1],
+    [Math.ceil(p.N / (rt.wx * rt.tn)), Math.ceil(p.M / (rt.wy * rt.tm)), p.nz],
   );
 }
 

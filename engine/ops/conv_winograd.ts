@@ -3,9 +3,10 @@
  * F(m×m, 3×3) on the texture GEMM (kernels/conv/winograd.ts for the transforms, kernels/matmul_texture.ts for
  * the product). Per chunk of output tiles:
  *
- * 1. the input transform Bᵀ d B of each (tile, channel) writes the GEMM's B operand straight into
- *    a texture — α² components stacked as row blocks, four channels per texel (it is the packing
- *    pass; there is no im2col);
+ * 1. the input transform Bᵀ d B of each (tile, channel) writes the GEMM's B operand's texels —
+ *    α² components stacked as row blocks, four channels per texel (it is the packing pass; there is
+ *    no im2col) — as vec4s of a staging buffer that one copy moves into the texture (every
+ *    transform writing a texture operand does: {@link textureTarget});
  * 2. one batched texture GEMM per group of components: M[z] [O, tiles] = U[z] [O, C] · V[z]ᵀ,
  *    U = G g Gᵀ the transformed filters (packed once per call, before the chunks);
  * 3. the output transform Aᵀ M A writes each m×m tile of y, cropped at ragged edges.
@@ -21,7 +22,7 @@
  * batched matmulRaw (the workgroup-tiled kernel there); the output transform is shared. The weight
  * gradient ({@link conv2dBackwardWeightWinograd}) has the texture variant only.
  */
-import { type Binding, dispatch } from "../dispatch.ts";
+import { type Binding, copyBufferToTexture, dispatch } from "../dispatch.ts";
 import { gpu } from "../device.ts";
 import { empty, type Tensor } from "../tensor.ts";
 import { acquireTexture, hasReadonlyStorageTextures, releaseTexture } from "../texture_pool.ts";
@@ -125,7 +126,7 @@ interface TileChunk {
 
 /**
  * Where a transform writes components [z0, z1) of a GEMM operand: a texture, or a buffer binding
- * whose operand starts at element outOff.
+ * whose operand starts at element outOff (`staged`: texture rows `pitch` texels apart).
  */
 interface OperandTarget {
   out: WinogradOperand;
@@ -133,6 +134,42 @@ interface OperandTarget {
   z0: number;
   z1: number;
   outOff: number;
+  pitch: number;
+}
+
+type Texture = ReturnType<typeof acquireTexture>;
+
+/**
+ * A transform's target for `rows` texture rows of `width` texels of `tex`, and what to run after
+ * its dispatch: a staging buffer copied into the texture (rows padded to 256 bytes, as copies
+ * need), since llvmpipe's storage-texture stores cost more than buffer stores plus the copy
+ * (BENCHMARKS.md "Training step, third pass"); the texture itself where the staging buffer would
+ * pass a binding or its offset is not a texel's.
+ */
+function textureTarget(
+  tex: Texture,
+  width: number,
+  rows: number,
+  z0: number,
+  z1: number,
+): { target: OperandTarget; done: () => void } {
+  const pitch = Math.ceil(width / 16) * 16, floats = rows * pitch * 4;
+  if ((floats + 64) * 4 <= bindingLimit()) {
+    const s = empty([floats]);
+    const r = bindRange(s, s.offset, s.offset + floats - 1);
+    const at = s.storage.offset + 4 * s.offset;
+    if ((s.offset - r.start) % 4 === 0 && at % 16 === 0) {
+      const target = { out: "staged", dst: r.binding, z0, z1, outOff: s.offset - r.start, pitch };
+      const done = () => {
+        copyBufferToTexture(s.storage.buffer, at, pitch * 16, tex.texture, width, rows, 0);
+        s.dispose();
+      };
+      return { target: target as OperandTarget, done };
+    }
+    s.dispose();
+  }
+  const target = { out: "texture", dst: { view: tex.view }, z0, z1, outOff: 0, pitch: 0 } as const;
+  return { target, done: () => {} };
 }
 
 /**
@@ -146,8 +183,11 @@ function weightTransform(
 ): void {
   const K4 = Math.ceil(p.C / 4);
   const b = bindRange(f.w, f.w.offset, f.w.offset + f.w.size - 1);
+  // On CPU rasterisers (texture operands), threads along x over rows where a row's filters lie
+  // closer together than a k's; GPUs (buffer operands) keep k along x, their stores coalesced.
+  const rowsAlongX = t.out !== "buffer" && f.sRow < f.sK;
   dispatch(
-    winogradWeightKernel(m, t.out),
+    winogradWeightKernel(m, t.out, rowsAlongX),
     [b.binding, t.dst],
     WINOGRAD_WEIGHT_UNIFORMS.pack({
       rows: p.O,
@@ -160,8 +200,11 @@ function weightTransform(
       z0: t.z0,
       z1: t.z1,
       outOff: t.outOff,
+      pitch: t.pitch,
     }),
-    [Math.ceil(K4 / WINOGRAD_WG.x), Math.ceil(p.O / WINOGRAD_WG.y)],
+    rowsAlongX
+      ? [Math.ceil(p.O / WINOGRAD_WG.x), Math.ceil(K4 / WINOGRAD_WG.y)]
+      : [Math.ceil(K4 / WINOGRAD_WG.x), Math.ceil(p.O / WINOGRAD_WG.y)],
   );
 }
 
@@ -197,6 +240,7 @@ function inputTransform(
       padY: p.padY,
       padX: p.padX,
       outOff: t.outOff,
+      pitch: t.pitch,
     }),
     [Math.ceil(c.tc / WINOGRAD_WG.x), Math.ceil(K4 / WINOGRAD_WG.y)],
   );
@@ -231,8 +275,10 @@ function winogradConv(
   const K4 = Math.ceil(p.C / 4);
   // 1. Filters, once per call: one texture per component group.
   const wTex = groups.map(([z0, z1]) => {
-    const tex = acquireTexture(Math.ceil(p.C / 4), (z1 - z0) * p.O);
-    weightTransform(m, f, p, { out: "texture", dst: { view: tex.view }, z0, z1, outOff: 0 });
+    const tex = acquireTexture(K4, (z1 - z0) * p.O);
+    const { target, done } = textureTarget(tex, K4, (z1 - z0) * p.O, z0, z1);
+    weightTransform(m, f, p, target);
+    done();
     return tex;
   });
   const scratch = empty([a2 * p.O * Tc]);
@@ -246,8 +292,9 @@ function winogradConv(
     groups.forEach(([z0, z1], gi) => {
       // 2. Input transform of this group's components, then their GEMMs.
       const tex = acquireTexture(K4, (z1 - z0) * tc);
-      const t = { out: "texture", dst: { view: tex.view }, z0, z1, outOff: 0 } as const;
-      inputTransform(m, x, xr, p, chunk, t);
+      const { target, done } = textureTarget(tex, K4, (z1 - z0) * tc, z0, z1);
+      inputTransform(m, x, xr, p, chunk, target);
+      done();
       dispatch(
         matmulTextureKernel({ bias: false, beta: false }, rt),
         [{ view: wTex[gi].view }, { view: tex.view }, mr.binding],
@@ -318,6 +365,7 @@ function winogradConvBuffers(
     z0: 0,
     z1: a2,
     outOff: u.offset - ub.start,
+    pitch: 0,
   });
   for (let T0 = 0; T0 < T; T0 += Tc) {
     const tc = Math.min(Tc, T - T0);
@@ -332,6 +380,7 @@ function winogradConvBuffers(
       z0: 0,
       z1: a2,
       outOff: v.offset - vb.start,
+      pitch: 0,
     } as const;
     inputTransform(m, x, xr, p, chunk, t);
     matmulRaw(u, v, { out: mz });
@@ -458,9 +507,10 @@ export function conv2dBackwardWeightWinograd(
     const r = bindRange(src, src.offset + nLo * perSample, src.offset + (nHi + 1) * perSample - 1);
     const width = Math.ceil(tc / 4);
     const tex = acquireTexture(width, (z1 - z0) * ch);
+    const { target, done } = textureTarget(tex, width, (z1 - z0) * ch, z0, z1);
     dispatch(
-      winogradTileKernel(m, which),
-      [r.binding, { view: tex.view }],
+      winogradTileKernel(m, which, target.out as "texture" | "staged"),
+      [r.binding, target.dst],
       WINOGRAD_TILE_UNIFORMS.pack({
         Ch: ch,
         H,
@@ -476,9 +526,12 @@ export function conv2dBackwardWeightWinograd(
         z1,
         padY: which === "x" ? g.ph : 0,
         padX: which === "x" ? g.pw : 0,
+        outOff: target.outOff,
+        pitch: target.pitch,
       }),
       [Math.ceil(width / WINOGRAD_WG.x), Math.ceil(ch / WINOGRAD_WG.y)],
     );
+    done();
     return tex;
   };
   for (let T0 = 0; T0 < T; T0 += Tc) {

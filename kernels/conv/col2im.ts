@@ -8,7 +8,7 @@
 import type { Kernel } from "../kernel.ts";
 import { flatKernelWgsl } from "../common.ts";
 import { uniforms } from "../uniforms.ts";
-import { DILATED_WINDOW_FIELDS } from "../window.ts";
+import { DILATED_WINDOW_FIELDS, type DilatedWindow2d } from "../window.ts";
 
 export const COL2IM_WG = 256;
 
@@ -21,16 +21,18 @@ export const COL2IM_UNIFORMS = uniforms({
   o1: "u32",
 });
 
-/** The window of a {@link col2imBlockKernel}, baked into its WGSL. */
-export interface Col2imWindow {
-  kh: number;
-  kw: number;
-  sh: number;
-  sw: number;
-  ph: number;
-  pw: number;
-  dh: number;
-  dw: number;
+/** The window of a {@link col2imBlockKernel}, baked into its WGSL (the plane sizes are uniforms). */
+export type Col2imWindow = Omit<DilatedWindow2d, "H" | "W" | "OH" | "OW">;
+
+/** A col2im kernel's WGSL: a thread per element (or block) `i` of dx, bindings cols and dx. */
+function col2imWgsl(body: string): string {
+  return flatKernelWgsl({
+    params: COL2IM_UNIFORMS.wgsl("P"),
+    wg: COL2IM_WG,
+    bindings: ["read> cols", "read_write> dx"],
+    body: `  if (i >= u.n) { return; }
+${body}`,
+  });
 }
 
 /** Largest sh·sw·kh·kw that {@link col2imBlockKernel} unrolls. */
@@ -82,20 +84,14 @@ export function col2imBlockKernel(k: Col2imWindow): Kernel {
   return {
     key: `conv2d/col2im/k${kh}x${kw}s${sh}x${sw}p${ph}x${pw}d${dh}x${dw}`,
     wgsl: () =>
-      flatKernelWgsl({
-        params: COL2IM_UNIFORMS.wgsl("P"),
-        wg: COL2IM_WG,
-        bindings: ["read> cols", "read_write> dx"],
-        body: `  if (i >= u.n) { return; }
-  let BW = (u.W + ${sw - 1}u) / ${sw}u;
+      col2imWgsl(`  let BW = (u.W + ${sw - 1}u) / ${sw}u;
   let BH = (u.H + ${sh - 1}u) / ${sh}u;
   let bx = i % BW;
   let by = (i / BW) % BH;
   let nc = i / (BW * BH);
   let OHW = u.OH * u.OW;
   let base = u.o0 + nc * ${kh * kw}u * OHW;
-${lines.join("\n")}`,
-      }),
+${lines.join("\n")}`),
   };
 }
 
@@ -104,12 +100,7 @@ export function col2imKernel(): Kernel {
   return {
     key: "conv2d/col2im",
     wgsl: () =>
-      flatKernelWgsl({
-        params: COL2IM_UNIFORMS.wgsl("P"),
-        wg: COL2IM_WG,
-        bindings: ["read> cols", "read_write> dx"],
-        body: `  if (i >= u.n) { return; }
-  let w = i32(i % u.W);
+      col2imWgsl(`  let w = i32(i % u.W);
   let h = i32((i / u.W) % u.H);
   let nc = i / (u.W * u.H);
   let OHW = u.OH * u.OW;
@@ -129,7 +120,6 @@ export function col2imKernel(): Kernel {
       acc += cols[base + (ky * u.kw + kx) * OHW + oy * u.OW + ox];
     }
   }
-  dx[u.o1 + i] = acc;`,
-      }),
+  dx[u.o1 + i] = acc;`),
   };
 }

@@ -96,17 +96,24 @@ function sandwich(L: number[][], src: string, dst: string, ty: string): string[]
 
 /**
  * Where a transform writes its GEMM operand: rgba32float texture rows (the texture GEMM, software
- * adapters) or a dense f32 buffer for the engine's batched matmul — the filters as [α², rows, K],
- * the input as [α², C, Tc] (tiles innermost, so that neighbouring threads write neighbours).
+ * adapters); the same texels as vec4s of a staging buffer, `u.pitch` texels a row from element
+ * `u.outOff`, which the op then copies into the texture (`staged`: on llvmpipe a storage-texture
+ * store costs about 2.4× a buffer's vec4 store, and the copy is a memcpy); or a dense f32 buffer
+ * for the engine's batched matmul — the filters as [α², rows, K], the input as [α², C, Tc] (tiles
+ * innermost, so that neighbouring threads write neighbours).
  */
-export type WinogradOperand = "texture" | "buffer";
+export type WinogradOperand = "texture" | "staged" | "buffer";
 
 const OUT_DECL: Record<WinogradOperand, string> = {
   texture: "var T: texture_storage_2d<rgba32float, write>;",
+  staged: "var<storage, read_write> Out4: array<vec4<f32>>;",
   buffer: "var<storage, read_write> Out: array<f32>;",
 };
 
-/** Stores value `v` (vec4 over k0 + 0..3) of component z at texture row `row` / buffer index `i(l)`. */
+/**
+ * Stores value `v` (vec4 over four lanes) of component z at texel (`texel`, `textureRow`) of the
+ * texture or its staging buffer, or for `buffer` at index `index(l)` of each lane l < `lanes`.
+ */
 function storeOperand(
   out: WinogradOperand,
   z: number,
@@ -114,10 +121,14 @@ function storeOperand(
   textureRow: string,
   index: (lane: number) => string,
   lanes: string,
+  texel = "j",
 ): string {
   const guard = `${z}u >= u.z0 && ${z}u < u.z1`;
   if (out === "texture") {
-    return `  if (${guard}) { textureStore(T, vec2<u32>(j, ${textureRow}), ${v}); }`;
+    return `  if (${guard}) { textureStore(T, vec2<u32>(${texel}, ${textureRow}), ${v}); }`;
+  }
+  if (out === "staged") {
+    return `  if (${guard}) { Out4[(u.outOff >> 2u) + (${textureRow}) * u.pitch + ${texel}] = ${v}; }`;
   }
   const st = [0, 1, 2, 3].map((l) => `if (${l}u < ${lanes}) { Out[${index(l)}] = ${v}[${l}]; }`);
   return `  if (${guard}) { ${st.join(" ")} }`;
@@ -220,11 +231,22 @@ export const WINOGRAD_WEIGHT_UNIFORMS = uniforms({
   z0: "u32",
   z1: "u32",
   outOff: "u32",
-  _p1: "u32",
+  pitch: "u32",
   _p2: "u32",
 });
 
-export function winogradWeightKernel(m: WinogradTile, out: WinogradOperand = "texture"): Kernel {
+/**
+ * `rowsAlongX`: threads along x take consecutive rows (grid ⌈rows / WG.x⌉ × ⌈width / WG.y⌉), else
+ * consecutive texels (⌈width / WG.x⌉ × ⌈rows / WG.y⌉). A CPU rasteriser runs neighbours along x as
+ * one SIMD batch, whose loads are gathers: the rows side keeps them close where the filters of one
+ * row are contiguous (sRow < sK: the input gradient's, 1.27× on 512² filters), the texel side
+ * where the k's are (the forward's).
+ */
+export function winogradWeightKernel(
+  m: WinogradTile,
+  out: WinogradOperand = "texture",
+  rowsAlongX = false,
+): Kernel {
   const { G } = WINOGRAD_MATRICES[m];
   const a = m + 2;
   const loads = grid(3, 3, (ky, kx) => {
@@ -247,13 +269,13 @@ export function winogradWeightKernel(m: WinogradTile, out: WinogradOperand = "te
     );
   });
   return {
-    key: `conv2d/winograd/weight/F${m}/${out}`,
+    key: `conv2d/winograd/weight/F${m}/${out}${rowsAlongX ? "/rx" : ""}`,
     wgsl: () =>
       /* wgsl */ `${bindings(WINOGRAD_WEIGHT_UNIFORMS, "Wt", OUT_DECL[out])}
 
 ${MAIN}
-  let j = gid.x;
-  let r = gid.y;
+  let j = gid.${rowsAlongX ? "y" : "x"};
+  let r = gid.${rowsAlongX ? "x" : "y"};
   if (j >= u.width || r >= u.rows) { return; }
   let k0 = 4u * j;
   let lanes = u.K - k0;
@@ -273,7 +295,7 @@ export const WINOGRAD_INPUT_UNIFORMS = uniforms({
   C: "u32",
   ...TILE_SOURCE_FIELDS,
   outOff: "u32",
-  _p1: "u32",
+  pitch: "u32",
 });
 
 export function winogradInputKernel(m: WinogradTile, out: WinogradOperand = "texture"): Kernel {
@@ -389,14 +411,18 @@ ${transformBody(componentLoads(a), AT, "m", "Y", "f32", stores)}
 export const WINOGRAD_TILE_UNIFORMS = uniforms({
   Ch: "u32",
   ...TILE_SOURCE_FIELDS,
-  _p0: "u32",
-  _p1: "u32",
+  outOff: "u32",
+  pitch: "u32",
 });
 
 /** Which operand a {@link winogradTileKernel} transforms: x by Bᵀ (α×α) or dy by A (m×m). */
 export type WinogradTileOperand = "x" | "dy";
 
-export function winogradTileKernel(m: WinogradTile, which: WinogradTileOperand): Kernel {
+export function winogradTileKernel(
+  m: WinogradTile,
+  which: WinogradTileOperand,
+  out: Exclude<WinogradOperand, "buffer"> = "texture",
+): Kernel {
   const { BT, AT } = WINOGRAD_MATRICES[m];
   const a = m + 2;
   // L [α, s]: Bᵀ for x (s = α), A = (Aᵀ)ᵀ for dy (s = m).
@@ -414,7 +440,7 @@ export function winogradTileKernel(m: WinogradTile, which: WinogradTileOperand):
   );
   const stores = grid(a, a, (i, j) => {
     const z = i * a + j;
-    return `  if (${z}u >= u.z0 && ${z}u < u.z1) { textureStore(T, vec2<u32>(q, (${z}u - u.z0) * u.Ch + ch), V${i}_${j}); }`;
+    return storeOperand(out, z, `V${i}_${j}`, `(${z}u - u.z0) * u.Ch + ch`, () => "", "", "q");
   });
   const lanes = [0, 1, 2, 3].map((l) => `
   let t${l} = 4u * q + ${l}u < u.Tc;
@@ -424,9 +450,9 @@ export function winogradTileKernel(m: WinogradTile, which: WinogradTileOperand):
   let x${l} = i32((r${l} % u.tW) * ${m}u) - u.padX;
   let b${l} = u.off + ((tg${l} / u.tps - u.nBase) * u.Ch + ch) * u.H * u.W;`).join("");
   return {
-    key: `conv2d/winograd/tiles/F${m}/${which}`,
+    key: `conv2d/winograd/tiles/F${m}/${which}/${out}`,
     wgsl: () =>
-      /* wgsl */ `${bindings(WINOGRAD_TILE_UNIFORMS, "X", OUT_DECL.texture)}
+      /* wgsl */ `${bindings(WINOGRAD_TILE_UNIFORMS, "X", OUT_DECL[out])}
 
 /** X[i] for a tile in the chunk and a pixel inside the image, else 0. */
 fn ld(tile: bool, y: i32, x: i32, i: u32) -> f32 {
