@@ -45,6 +45,27 @@ export function setAttentionScoresKernel(on: boolean): boolean {
   return old;
 }
 
+let probabilityViews = true;
+
+/**
+ * Whether the bias softmax's probabilities [G, Nq, Nk] (rows padded to 256 bytes for the P·V
+ * product's texture copy) are split into [B, H, Nq, Nk] as a view (true) or by a reshape, which
+ * copies a padded tensor densely (false: the code before; ~150 ms a windowed ViT-B block on
+ * llvmpipe). Kept for A/B benchmarks (bench/sam_encoder_ab.ts); returns the old setting.
+ */
+export function setAttentionProbabilityViews(on: boolean): boolean {
+  const old = probabilityViews;
+  probabilityViews = on;
+  return old;
+}
+
+/** p [G, Nq, Nk] → [pb, ph, Nq, Nk]: see {@link setAttentionProbabilityViews}. */
+function splitHeads(p: Tensor, pb: number, ph: number): Tensor {
+  return probabilityViews
+    ? F.unflatten(p, 0, [pb, ph])
+    : F.reshape(p, [pb, ph, p.shape[1], p.shape[2]]);
+}
+
 /** [B, H, N, d] seen as [B·H, N, d] (a copy unless the layout allows a view). */
 function flat3(t: Tensor): Tensor {
   return t.rank === 3 ? t : F.reshape(t, [-1, t.shape[2], t.shape[3]]);
@@ -124,7 +145,7 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, scale: number, rel?: 
           const p = F.softmaxRelBias(flat(s), flat(part(relH)), flat(part(relW)), scale, {
             padRows: true,
           });
-          F.matmulRaw(F.reshape(p, [pb, ph, nq, nk]), part(v4), { out: part(o) });
+          F.matmulRaw(splitHeads(p, pb, ph), part(v4), { out: part(o) });
         });
       }
     }
@@ -152,7 +173,7 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, scale: number, rel?: 
           const p = F.softmaxRelBias(flat(s), flat(part(relH)), flat(part(relW)), scale, {
             padRows: true,
           });
-          return F.matmul(F.reshape(p, [pb, ph, nq, nk]), part(v4));
+          return F.matmul(splitHeads(p, pb, ph), part(v4));
         }
         const s = scale === 1
           ? F.matmul(qp, F.transpose(kp, 2, 3))
