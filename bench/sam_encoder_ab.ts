@@ -15,10 +15,9 @@
  *
  * `deno run -A bench/sam_encoder_ab.ts --help` for the flags.
  */
-import { F, initGpu, noGrad, pool, sync, type Tensor, tensor, tidy } from "../engine/mod.ts";
+import { F, initGpu, noGrad, pool, sync, tensor, tidy } from "../engine/mod.ts";
 import { Sam } from "../model/sam/sam.ts";
 import { SAM_CONFIGS, type SamConfig } from "../model/sam/configs.ts";
-import { SamPredictor } from "../model/sam/predictor.ts";
 import {
   ImageEncoderViT,
   setEncoderComposedPasses as setComposedModel,
@@ -39,6 +38,7 @@ function setVariant(v: Variant): void {
 import { loadavg } from "./registry.ts";
 import { randomData } from "./models.ts";
 import { timeInterleaved } from "./interleaved_ab.ts";
+import { pseudoLabelRunner, type Runner } from "./sam_attention.ts";
 import { numberFlag, runCommand, stringFlag, UsageError } from "../pipeline/cli/args.ts";
 
 const VARIANTS = ["composed", "before", "fused"] as const;
@@ -55,11 +55,6 @@ function vitB(size: number): SamConfig {
     encoder: { ...base.encoder, img_size: size },
     prompt_encoder: { ...base.prompt_encoder, image_embedding_size: [g, g] },
   };
-}
-
-interface Runner {
-  step: () => Promise<Tensor>;
-  done: () => void;
 }
 
 function setup(name: CaseName, size: number): Runner {
@@ -89,21 +84,11 @@ function setup(name: CaseName, size: number): Runner {
       },
     };
   }
-  const orig = 512, nPoints = 50;
-  const predictor = new SamPredictor(sam);
-  const img = Uint8Array.from(randomData(orig * orig * 3, 11, 0, 255), Math.floor);
-  const pointCoords = randomData(nPoints * 2, 13, 0, orig - 1);
-  const pointLabels = new Float32Array(nPoints).fill(1);
+  const p = pseudoLabelRunner(sam);
   return {
-    step: () => {
-      predictor.setImage(img, orig, orig);
-      const r = predictor.predict({ pointCoords, pointLabels, multimask: false });
-      r.lowResLogits.dispose();
-      r.iou.dispose();
-      return Promise.resolve(r.masksLogits);
-    },
+    step: p.step,
     done: () => {
-      predictor.dispose();
+      p.done();
       sam.dispose();
     },
   };
