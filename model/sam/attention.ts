@@ -66,6 +66,29 @@ function splitHeads(p: Tensor, pb: number, ph: number): Tensor {
     : F.reshape(p, [pb, ph, p.shape[1], p.shape[2]]);
 }
 
+/**
+ * softmax(q·kᵀ·scale + bias) for q [b, h, Nq, d], k [b, h, Nk, d] and the bias terms relH, relW
+ * [b, h, Nq, ·]: the probabilities [b, h, Nq, Nk] (rows maybe padded: a view).
+ */
+function biasedProbabilities(
+  q: Tensor,
+  k: Tensor,
+  relH: Tensor,
+  relW: Tensor,
+  scale: number,
+): Tensor {
+  const [pb, ph, nq] = q.shape;
+  // Without gradients on software adapters the scores kernel stores vec4s where the texture
+  // matmul stores a checked scalar each (a store-bound product at d = 64).
+  const s = scoresKernel && gpu().isSoftware && !F.attentionScoresRefusal(q, k)
+    ? F.attentionScoresRaw(q, k)
+    : F.matmul(q, F.transpose(k, 2, 3));
+  const flat = (t: Tensor) => F.reshape(t, [pb * ph, nq, -1]);
+  // The bias and the scale are applied inside the softmax kernel, never materialised.
+  const p = F.softmaxRelBias(flat(s), flat(relH), flat(relW), scale, { padRows: true });
+  return splitHeads(p, pb, ph);
+}
+
 /** [B, H, N, d] seen as [B·H, N, d] (a copy unless the layout allows a view). */
 function flat3(t: Tensor): Tensor {
   return t.rank === 3 ? t : F.reshape(t, [-1, t.shape[2], t.shape[3]]);
@@ -136,16 +159,8 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, scale: number, rel?: 
         const h1 = Math.min(H, h0 + heads);
         const part = (t: Tensor) => F.slice(F.slice(t, 0, b, b + 1), 1, h0, h1);
         tidy(() => {
-          const qp = part(q4), kp = part(k4);
-          const [pb, ph] = qp.shape;
-          const s = scoresKernel && gpu().isSoftware && !F.attentionScoresRefusal(qp, kp)
-            ? F.attentionScoresRaw(qp, kp)
-            : F.matmul(qp, F.transpose(kp, 2, 3));
-          const flat = (t: Tensor) => F.reshape(t, [pb * ph, nq, -1]);
-          const p = F.softmaxRelBias(flat(s), flat(part(relH)), flat(part(relW)), scale, {
-            padRows: true,
-          });
-          F.matmulRaw(splitHeads(p, pb, ph), part(v4), { out: part(o) });
+          const p = biasedProbabilities(part(q4), part(k4), part(relH), part(relW), scale);
+          F.matmulRaw(p, part(v4), { out: part(o) });
         });
       }
     }
@@ -161,19 +176,8 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, scale: number, rel?: 
       // formed (under autograd the graph keeps what backward needs).
       row.push(tidy(() => {
         const qp = part(q4), kp = part(k4);
-        const [pb, ph] = qp.shape;
         if (relH && relW) {
-          // Without gradients on software adapters the scores kernel stores vec4s where the
-          // texture matmul stores a checked scalar each (a store-bound product at d = 64).
-          const s = scoresKernel && gpu().isSoftware && !F.attentionScoresRefusal(qp, kp)
-            ? F.attentionScoresRaw(qp, kp)
-            : F.matmul(qp, F.transpose(kp, 2, 3));
-          const flat = (t: Tensor) => F.reshape(t, [pb * ph, nq, -1]);
-          // The bias and the scale are applied inside the softmax kernel, never materialised.
-          const p = F.softmaxRelBias(flat(s), flat(part(relH)), flat(part(relW)), scale, {
-            padRows: true,
-          });
-          return F.matmul(splitHeads(p, pb, ph), part(v4));
+          return F.matmul(biasedProbabilities(qp, kp, part(relH), part(relW), scale), part(v4));
         }
         const s = scale === 1
           ? F.matmul(qp, F.transpose(kp, 2, 3))
