@@ -2,10 +2,11 @@
  * The SAM encoder's eighth-session passes give the very values of the code they replace: windowed
  * blocks projecting qkv on the real tokens and padding the partition with the bias (against
  * projecting zero-padded windows), and the windows' probabilities split into heads as a view
- * (against a dense copy). Random weights on a grid that windows pad (7×7 in 3×3 windows), with and
+ * (against a dense copy). Random weights on a grid that windows pad (18×18 in 14×14 windows, whose bias softmax pads its rows), with and
  * without gradients; bitwise, since every product adds the same terms in the same order.
  */
-import { backward, F, noGrad, type Tensor, tensor, tidy } from "../../engine/mod.ts";
+import { backward, dispatchStats, F, noGrad, type Tensor, tensor, tidy } from "../../engine/mod.ts";
+import { deepStrictEqual as assertEquals } from "node:assert";
 import { uploadInto } from "../../engine/nn/module.ts";
 import { ImageEncoderViT, setEncoderQkvOnTokens } from "../../model/sam/image_encoder.ts";
 import { setAttentionProbabilityViews } from "../../model/sam/attention.ts";
@@ -15,12 +16,12 @@ import { assertClose, randArray, setup } from "../util/gpu.ts";
 await setup();
 
 const CFG: EncoderConfig = {
-  img_size: 112,
+  img_size: 288,
   patch_size: 16,
   embed_dim: 32,
   depth: 2,
   num_heads: 2,
-  window_size: 3,
+  window_size: 14,
   global_attn_indexes: [1],
   mlp_ratio: 2,
   out_chans: 16,
@@ -66,7 +67,25 @@ Deno.test("SAM encoder: qkv on tokens with a bias-padded partition, probabilitie
     CFG.img_size,
   ]);
   try {
-    const [a, b] = await both(() => noGrad(() => enc.blocks[0].forward(x)));
+    // The two variants do differ: qkv's input (4 padded 14×14 windows, or the 18×18 grid) and the
+    // dispatches (a dense copy of the probabilities, or none).
+    const qkv = enc.blocks[0].attn.qkv, project = qkv.forward.bind(qkv);
+    const seen: string[] = [], dispatches: number[] = [];
+    qkv.forward = (t: Tensor) => {
+      seen.push(`${t.shape}`);
+      return project(t);
+    };
+    const [a, b] = await both(() => {
+      const d0 = dispatchStats().dispatches;
+      const y = noGrad(() => enc.blocks[0].forward(x));
+      dispatches.push(dispatchStats().dispatches - d0);
+      return y;
+    });
+    qkv.forward = project;
+    assertEquals(seen, ["4,14,14,32", "1,18,18,32"]);
+    if (!(dispatches[1] < dispatches[0])) {
+      throw new Error(`expected fewer dispatches with the views, got ${dispatches}`);
+    }
     assertClose(b, a, { atol: 0, rtol: 0, what: "windowed block, no gradient" });
     const [c, d] = await both(() => noGrad(() => enc.forward(img)));
     assertClose(d, c, { atol: 0, rtol: 0, what: "encoder, no gradient" });
