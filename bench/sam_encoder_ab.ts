@@ -6,7 +6,7 @@
  * scores kernel, the windows' bias softmax over vec4 periods),
  * toggled by `setEncoderComposedPasses`, and "before" (fused as it was before the eighth session:
  * the windowed blocks' qkv on the zero-padded windows, the windows' probabilities copied densely
- * before the product with v). `--variants` picks two or three (default before,fused). Cases: one ViT-B block (global or windowed) on the
+ * before the product with v, the windows' slices staged window by window). `--variants` picks two or three (default before,fused). Cases: one ViT-B block (global or windowed) on the
  * 64×64 grid, the ViT-B encoder at `--size` (1024 is the real
  * one; smaller sizes keep ViT-B's widths and windows, for iteration) and one pseudo-label (a 512²
  * patch: the encoder @1024 and 50 points through the decoder). Each round runs both (order
@@ -21,6 +21,7 @@ import { SAM_CONFIGS, type SamConfig } from "../model/sam/configs.ts";
 import {
   ImageEncoderViT,
   setEncoderComposedPasses as setComposedModel,
+  setEncoderHeadMajorWindows,
   setEncoderQkvOnTokens,
 } from "../model/sam/image_encoder.ts";
 import { setAttentionProbabilityViews } from "../model/sam/attention.ts";
@@ -33,6 +34,7 @@ function setVariant(v: Variant): void {
   setLayerNormVec4Rows(!composed);
   F.setSoftmaxRelBiasPeriods(!composed);
   setEncoderQkvOnTokens(v === "fused");
+  setEncoderHeadMajorWindows(v === "fused");
   setAttentionProbabilityViews(v === "fused");
 }
 import { loadavg } from "./registry.ts";

@@ -24,7 +24,7 @@
  * more than a vec4 buffer store, so the scores go to a buffer; the product reads its A operand
  * from a texture at half the CPU time of a buffer, so the probabilities go to a texture.
  */
-import { copyBufferToTexture, dispatch, grid1d } from "../dispatch.ts";
+import { dispatch, grid1d } from "../dispatch.ts";
 import { gpu } from "../device.ts";
 import { isGradEnabled } from "../autograd.ts";
 import { bindingLimit } from "../routing.ts";
@@ -32,7 +32,7 @@ import { empty, type Tensor } from "../tensor.ts";
 import { acquireTexture, hasReadonlyStorageTextures, releaseTexture } from "../texture_pool.ts";
 import { matmulTile } from "../autotune.ts";
 import { bindRange } from "./matmul_plan.ts";
-import { copyable } from "./matmul_texture.ts";
+import { copyable, copyRowsToTexture } from "./matmul_texture.ts";
 import { permute } from "./view.ts";
 import {
   MATMUL_PACK_UNIFORMS,
@@ -104,9 +104,7 @@ function stageRows(
       return t.storage.offset + 4 * (t.offset + Math.floor(z / H) * s0 + (z % H) * s1);
     });
     if (copyable(K, sK, sRow, rows, 4 * sRow, starts)) {
-      starts.forEach((at, i) =>
-        copyBufferToTexture(t.storage.buffer, at, 4 * sRow, tex.texture, width, rows, i * rows)
-      );
+      copyRowsToTexture(t.storage.buffer, starts, 4 * sRow, tex.texture, width, rows);
       return tex;
     }
   }

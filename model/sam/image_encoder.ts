@@ -11,7 +11,7 @@ import { Conv2d } from "../../engine/nn/conv.ts";
 import { LayerNorm, LayerNorm2d } from "../../engine/nn/norm.ts";
 import { Linear } from "../../engine/nn/linear.ts";
 import { constant, HostRng } from "../../engine/nn/init.ts";
-import { attention, relPosIndex, setAttentionScoresKernel } from "./attention.ts";
+import { attention, attentionImpl, relPosIndex, setAttentionScoresKernel } from "./attention.ts";
 import type { EncoderConfig } from "./configs.ts";
 
 export class MlpBlock extends Module {
@@ -95,6 +95,12 @@ class EncoderAttention extends Module {
       );
       rel = { rh, rw, qh: h, qw: w };
     }
+    if (b > 1 && headMajor && attentionImpl() === "composed") {
+      // Windows as [heads, windows, N, hd] views: one head's windows lie end to end in the
+      // projection, so the matmuls stage a pass's slices by a copy per head, not per window-head.
+      const swap = (t: Tensor) => F.permute(t, [1, 0, 2, 3]);
+      return swap(attention(swap(q), swap(k), swap(v), hd ** -0.5, rel));
+    }
     return attention(q, k, v, hd ** -0.5, rel);
   }
 }
@@ -113,6 +119,20 @@ let composedPasses = false;
  * the bias, so both give the same values; kept for A/B benchmarks (bench/sam_encoder_ab.ts).
  */
 let qkvOnTokens = true;
+
+/**
+ * Whether the windows' attention runs head-major (true: slices ordered head by head, so a texture
+ * operand's slices are staged by one copy per run of a head's windows) or window-major (false:
+ * one copy per window-head). Same products per slice; kept for A/B benchmarks.
+ */
+let headMajor = true;
+
+/** Sets {@link headMajor}; returns the old setting. */
+export function setEncoderHeadMajorWindows(on: boolean): boolean {
+  const old = headMajor;
+  headMajor = on;
+  return old;
+}
 
 /** Sets {@link qkvOnTokens}; returns the old setting. */
 export function setEncoderQkvOnTokens(on: boolean): boolean {

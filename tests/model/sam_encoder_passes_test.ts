@@ -8,7 +8,11 @@
 import { backward, dispatchStats, F, noGrad, type Tensor, tensor, tidy } from "../../engine/mod.ts";
 import { deepStrictEqual as assertEquals } from "node:assert";
 import { uploadInto } from "../../engine/nn/module.ts";
-import { ImageEncoderViT, setEncoderQkvOnTokens } from "../../model/sam/image_encoder.ts";
+import {
+  ImageEncoderViT,
+  setEncoderHeadMajorWindows,
+  setEncoderQkvOnTokens,
+} from "../../model/sam/image_encoder.ts";
 import { setAttentionProbabilityViews } from "../../model/sam/attention.ts";
 import type { EncoderConfig } from "../../model/sam/configs.ts";
 import { assertClose, randArray, setup } from "../util/gpu.ts";
@@ -44,6 +48,7 @@ async function both(run: () => Tensor): Promise<[Float32Array, Float32Array]> {
   const out: Float32Array[] = [];
   for (const on of [false, true]) {
     const q = setEncoderQkvOnTokens(on), p = setAttentionProbabilityViews(on);
+    const hm = setEncoderHeadMajorWindows(on);
     try {
       const t = tidy(run);
       out.push(await t.data() as Float32Array);
@@ -51,6 +56,7 @@ async function both(run: () => Tensor): Promise<[Float32Array, Float32Array]> {
     } finally {
       setEncoderQkvOnTokens(q);
       setAttentionProbabilityViews(p);
+      setEncoderHeadMajorWindows(hm);
     }
   }
   return [out[0], out[1]];

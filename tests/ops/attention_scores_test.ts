@@ -88,6 +88,41 @@ Deno.test("attentionScores: heads of one qkv projection read in place (rows copi
   s.dispose();
 });
 
+Deno.test("attentionScores: head-major heads of a qkv projection (one copy per head's run of batches)", async () => {
+  // q, k [H, B, N, d] views: head hh's batches lie end to end (a batch is N rows of 3·H·d), so
+  // the rows of a pass's consecutive slices are staged by one copy per head.
+  const [b, n, h, d] = [3, 20, 2, 32];
+  const p = randArray(b * n * 3 * h * d, 10, -1, 1);
+  const host = (pick: number) => {
+    const o = new Float64Array(b * h * n * d);
+    for (let hh = 0; hh < h; hh++) {
+      for (let bi = 0; bi < b; bi++) {
+        for (let t = 0; t < n; t++) {
+          for (let c = 0; c < d; c++) {
+            o[((hh * b + bi) * n + t) * d + c] = p[(((bi * n + t) * 3 + pick) * h + hh) * d + c];
+          }
+        }
+      }
+    }
+    return o;
+  };
+  const s = tidy(() => {
+    const qkv = F.permute(F.reshape(tensor(p, [b, n, 3 * h * d]), [b, n, 3, h, d]), [
+      2,
+      3,
+      0,
+      1,
+      4,
+    ]);
+    return F.attentionScoresRaw(F.select(qkv, 0, 0), F.select(qkv, 0, 1));
+  });
+  assertClose(await s.data(), scoresRef(host(0), host(1), b * h, n, n, d), {
+    atol: 1e-5,
+    rtol: 1e-5,
+  });
+  s.dispose();
+});
+
 Deno.test("attentionScores refuses what it cannot run, naming why", () => {
   const q = tensor(new Float32Array(2 * 5 * 4), [1, 2, 5, 4]);
   const k = tensor(new Float32Array(2 * 6 * 4), [1, 2, 6, 4]);
