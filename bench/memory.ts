@@ -19,9 +19,12 @@ import { Adam } from "../engine/optim/adam.ts";
 import { TrainStep } from "./train_step.ts";
 import {
   cachedTextureBytes,
+  recordTextureRequests,
   setTextureCacheBytes,
-  texturesCreated,
+  type TextureStats,
+  textureStats,
 } from "../engine/texture_pool.ts";
+import { defaultTexturePolicies, simulateTextures } from "./texture_sim.ts";
 import { RESNET50_ADL, ResNetAdl } from "../model/resnet_adl.ts";
 import { mulberry32 } from "../engine/mulberry32.ts";
 import { loadavg, processCpuMs } from "./registry.ts";
@@ -44,6 +47,8 @@ const USAGE = `usage: deno run -A bench/memory.ts [--case L] [--policies P] [--r
   --steps N     measured steps per policy and round, after one warm-up step (default 2)
   --dry         skip the kernels (dispatches dropped; allocation, frees and submits as in a real
                 run): memory figures only, fast; step times are meaningless
+  --texture-sim replay each measured step's scratch-texture requests through other pool policies
+              (bench/texture_sim.ts: exact shape or a larger one, caps): textures made, held
   --trace F   write the last case's pool events (from the model's creation on) as JSON, for
               bench/memory_sim.ts`;
 
@@ -65,8 +70,17 @@ interface StepFigures {
   ms: number;
   /** CPU time of the whole process in the step (lavapipe's threads included): steadier under load. */
   cpuMs: number;
-  /** Scratch textures made in the step (those the texture pool had not kept), and their bytes. */
-  texturesMade: { count: number; bytes: number };
+  /**
+   * Scratch textures made in the step (those the texture pool had not kept), and their bytes; how
+   * many were asked for, the CPU ms in createTexture, and the shapes made ("W×H" texels: count).
+   */
+  texturesMade: {
+    count: number;
+    bytes: number;
+    acquired: number;
+    createMs: number;
+    shapes: [string, number][];
+  };
   /** Buffers and slabs made in the step, and their bytes; bind groups made (engine/dispatch.ts). */
   buffersMade: { count: number; bytes: number };
   bindGroupsMade: number;
@@ -196,6 +210,23 @@ export class StepRecorder implements PoolTracer {
   }
 }
 
+/** Whether each step's scratch-texture requests are replayed through other policies (--texture-sim). */
+let textureSim = false;
+
+/** The step's texture requests through bench/texture_sim.ts's policies, one line each. */
+function reportTextureSim(requests: ReturnType<typeof recordTextureRequests>): void {
+  const asked = requests.filter((e) => e[0] === "a").length;
+  console.log(`  texture policies replayed on this step's ${asked} requests:`);
+  for (const p of defaultTexturePolicies()) {
+    const f = simulateTextures(requests, p);
+    console.log(
+      `    ${p.name.padEnd(20)} made ${String(f.made).padStart(4)} (${fmtBytes(f.madeBytes)}; ${
+        fmtBytes(f.madeBytesOver64MiB)
+      } in textures over 64 MiB), textures held at most ${fmtBytes(f.heldPeak)}`,
+    );
+  }
+}
+
 /** Whether kernels are skipped (--dry): memory figures only. */
 let dryRun = false;
 
@@ -291,15 +322,17 @@ async function runCase(
           flush();
           pool.resetPeak();
           rec.beginStep();
-          const made0 = texturesCreated();
+          const made0 = textureStats();
           const bufs0 = { ...pool.made }, groups0 = dispatchStats().bindGroups;
           const c0 = processCpuMs();
           const t0 = performance.now();
+          if (textureSim) recordTextureRequests(true);
           train.step();
           await sync();
+          const requests = recordTextureRequests(false);
           const ms = performance.now() - t0;
           const cpuMs = processCpuMs() - c0;
-          const made1 = texturesCreated();
+          const made1 = textureStats();
           const st = memoryStats();
           const loss = await train.lastLoss!.item();
           if (!dryRun && !Number.isFinite(loss)) {
@@ -309,7 +342,7 @@ async function runCase(
             policy,
             ms,
             cpuMs,
-            texturesMade: { count: made1.count - made0.count, bytes: made1.bytes - made0.bytes },
+            texturesMade: texturesMadeBetween(made0, made1),
             buffersMade: {
               count: pool.made.count - bufs0.count,
               bytes: pool.made.bytes - bufs0.bytes,
@@ -323,6 +356,7 @@ async function runCase(
             events: rec.events,
           });
           report(`b${b}@${s} ${policy} round ${r + 1} step ${i + 1}`, out[out.length - 1]);
+          if (textureSim) reportTextureSim(requests);
         }
       }
     }
@@ -345,6 +379,24 @@ async function runCase(
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const gib = (n: number) => (n / 2 ** 30).toFixed(3);
 
+/** The scratch textures made between two readings of the texture pool's counters. */
+export function texturesMadeBetween(a: TextureStats, b: TextureStats): StepFigures["texturesMade"] {
+  const shapes: [string, number][] = [];
+  for (const [k, n] of b.shapes) {
+    const d = n - (a.shapes.get(k) ?? 0);
+    if (d > 0) shapes.push([k, d]);
+  }
+  const texels = (k: string) => k.split("x").reduce((p, v) => p * Number(v), 1);
+  shapes.sort((x, y) => texels(y[0]) * y[1] - texels(x[0]) * x[1]);
+  return {
+    count: b.created - a.created,
+    bytes: b.createdBytes - a.createdBytes,
+    acquired: b.acquired - a.acquired,
+    createMs: b.createMs - a.createMs,
+    shapes,
+  };
+}
+
 function report(what: string, f: StepFigures): void {
   const p = f.atHeldPeak;
   const parked = [...p.parked].filter(([, n]) => n > 0).sort((a, b) =>
@@ -357,9 +409,11 @@ function report(what: string, f: StepFigures): void {
     } GiB (tensors asked ${gib(f.requestedAtLivePeak)})  held peak ${
       gib(f.heldPeak)
     } GiB  held/live ${(f.heldPeak / f.livePeak).toFixed(3)}  ` +
-      `textures made ${f.texturesMade.count} (${
+      `textures made ${f.texturesMade.count} of ${f.texturesMade.acquired} asked (${
         fmtBytes(f.texturesMade.bytes)
-      }), buffers made ${f.buffersMade.count} (${
+      }; createTexture ${
+        f.texturesMade.createMs.toFixed(1)
+      } ms CPU), buffers made ${f.buffersMade.count} (${
         fmtBytes(f.buffersMade.bytes)
       }), bind groups made ${f.bindGroupsMade}`,
   );
@@ -376,6 +430,14 @@ function report(what: string, f: StepFigures): void {
         ).join(", ")
       }`,
   );
+  const t = f.texturesMade;
+  if (t.shapes.length) {
+    console.log(
+      `  textures made by shape (W×H texels, 16 B each; by bytes): ${
+        t.shapes.map(([k, n]) => `${n}×${k}`).join(", ")
+      }`,
+    );
+  }
 }
 
 if (import.meta.main) {
@@ -389,6 +451,7 @@ if (import.meta.main) {
           steps: { type: "string" },
           trace: { type: "string" },
           dry: { type: "boolean" },
+          "texture-sim": { type: "boolean" },
           policies: { type: "string" },
           rounds: { type: "string" },
         },
@@ -403,6 +466,7 @@ if (import.meta.main) {
         for (const p of policies) parsePolicy(p);
         const tracePath = stringFlag(flags, "trace");
         if (flags.dry) skipKernels();
+        textureSim = !!flags["texture-sim"];
         await initGpu();
         console.log(`load at start: ${loadavg()}`);
         let lastEvents: TraceEvent[] = [];

@@ -50,6 +50,11 @@ export function backward(loss: Tensor, grad?: Tensor, opts: { retainGraph?: bool
       `backward(): the loss must be a scalar, got shape [${loss.shape}]; pass a gradient`,
     );
   }
+  if (grad && !sameShape(grad.shape, loss.shape)) {
+    throw new Error(
+      `backward(): the gradient has shape [${grad.shape}], the output [${loss.shape}]`,
+    );
+  }
   const order = topoSort(loss);
   const grads = new Map<Tensor, Tensor>();
   try {
@@ -68,10 +73,11 @@ function backwardPass(
   opts: { retainGraph?: boolean },
 ): void {
   noGrad(() => {
-    grads.set(
-      loss,
-      grad ? keep(tidy(() => add(grad, fill(grad.shape, 0)))) : keep(fill(loss.shape, 1)),
-    );
+    // The caller's gradient is used where it lies, through an alias of its own (disposing that
+    // leaves the caller's tensor alone): rules never write into a gradient. A copy made here
+    // until 2026-12-03 held a second tensor of the output's size through every call: 256 MiB per
+    // checkpointed segment at layer1 of the paper profile's step (engine/ops/checkpoint.ts).
+    grads.set(loss, keep(grad ? alias(grad) : fill(loss.shape, 1)));
     for (let k = order.length - 1; k >= 0; k--) {
       const t = order[k];
       const g = grads.get(t);
@@ -79,12 +85,16 @@ function backwardPass(
       grads.delete(t);
       const node = t.node;
       if (!node) {
-        // A leaf: accumulate.
+        // A leaf: accumulate. A `.grad` never shares storage with the caller's gradient (a rule
+        // may pass it through untouched), so the caller may overwrite that tensor afterwards.
         if (t.grad) {
           const sum = keep(add(t.grad, g));
           t.grad.dispose();
           g.dispose();
           t.grad = sum;
+        } else if (grad && g.storage === grad.storage) {
+          t.grad = keep(tidy(() => add(g, fill(g.shape, 0))));
+          g.dispose();
         } else t.grad = g;
         continue;
       }

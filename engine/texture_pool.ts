@@ -6,7 +6,8 @@
  * MiB); beyond it the least recently used are destroyed
  * after the next submit, since the open batch may still use them (submitted early once those
  * hold more than the cap), and `trimPool()` destroys every parked one. `memoryStats()` counts them like buffers: in use as live bytes, parked as pooled
- * bytes, both in the held peak and in `textureBytes`.
+ * bytes, both in the held peak and in `textureBytes`. `textureStats()` counts requests, reuses and
+ * textures made (by shape); `recordTextureRequests()` logs a run's requests for bench/texture_sim.ts.
  */
 import { gpu, onNewDevice } from "./device.ts";
 import { flush } from "./dispatch.ts";
@@ -40,13 +41,32 @@ interface Entry {
   view: GPUTextureView;
   bytes: number;
   lastUse: number;
+  /** Serial number (the request log's name for it). */
+  id: number;
 }
+
+/**
+ * One request to the pool, for replaying the pool's traffic through other policies
+ * (bench/texture_sim.ts): ["a", id, width, height] a texture asked for and the id of the one
+ * handed out, ["r", id] given back.
+ */
+export type TextureRequest = [kind: "a", id: number, width: number, height: number] | [
+  kind: "r",
+  id: number,
+];
+/** The requests since {@link recordTextureRequests} began a log; null: not recording. */
+let requestLog: TextureRequest[] | null = null;
+let nextId = 0;
 
 const free = new Map<string, Entry[]>();
 let cachedBytes = 0;
 let clock = 0;
 /** Textures made so far, and their bytes (bench/memory.ts: what a smaller cache costs). */
 let created = 0, createdBytes = 0;
+/** Requests served, how many of them by a parked texture, and the CPU ms spent in createTexture. */
+let acquired = 0, reused = 0, createMs = 0;
+/** Textures made by shape ("W×H"): the requested-size distribution a size-class policy would need. */
+const createdShapes = new Map<string, number>();
 /**
  * Evicted textures the open batch may still use: destroyed right after the next submit (destroying
  * one now would fail that submit; submitting early to destroy it would cut the batch short). They
@@ -86,29 +106,38 @@ export function acquireTexture(width: number, height: number): Entry {
     );
   }
   const key = `${width}x${height}`;
+  acquired++;
   const e = free.get(key)?.pop();
   if (e) {
+    requestLog?.push(["a", e.id, width, height]);
+    reused++;
     cachedBytes -= e.bytes;
     pool.accountTextures(e.bytes, 0);
     return e;
   }
+  const t0 = performance.now();
   const texture = gpu().device.createTexture({
     size: [width, height],
     format: "rgba32float",
     usage: USAGE,
     label: `scratch ${key}`,
   });
+  createMs += performance.now() - t0;
   const bytes = width * height * 16;
   created++;
+  createdShapes.set(key, (createdShapes.get(key) ?? 0) + 1);
   createdBytes += bytes;
   pool.accountTextures(bytes, bytes);
-  return { device: gpu().device, texture, view: texture.createView(), bytes, lastUse: 0 };
+  const id = nextId++;
+  requestLog?.push(["a", id, width, height]);
+  return { device: gpu().device, texture, view: texture.createView(), bytes, lastUse: 0, id };
 }
 
 /** Gives a texture back for reuse (its contents may be overwritten by the next launch). */
 export function releaseTexture(e: Entry): void {
   const key = `${e.texture.width}x${e.texture.height}`;
   e.lastUse = ++clock;
+  requestLog?.push(["r", e.id]);
   if (e.device !== gpu().device) {
     // Made on a device since lost: nothing to keep.
     pool.accountTextures(-e.bytes, -e.bytes);
@@ -171,9 +200,44 @@ function trimTextures(): void {
   cachedBytes = 0;
 }
 
-/** How many scratch textures were made since the process started, and their bytes. */
-export function texturesCreated(): { count: number; bytes: number } {
-  return { count: created, bytes: createdBytes };
+/** The pool's counters since the process started (bench/memory.ts prints a step's differences). */
+export interface TextureStats {
+  /** Textures asked for. */
+  acquired: number;
+  /** Of those, served by a parked texture of the same shape. */
+  reused: number;
+  /** Made anew (acquired − reused), and their bytes. */
+  created: number;
+  createdBytes: number;
+  /**
+   * CPU ms spent in createTexture. The adapter's zero-fill of a new texture is not in it: that
+   * runs on the queue at first use (bench/texture_create.ts measures it).
+   */
+  createMs: number;
+  /** Textures made by shape "W×H" (texels), with their counts. */
+  shapes: Map<string, number>;
+}
+
+/** A copy of the pool's counters (see {@link TextureStats}). */
+export function textureStats(): TextureStats {
+  return {
+    acquired,
+    reused,
+    created,
+    createdBytes,
+    createMs,
+    shapes: new Map(createdShapes),
+  };
+}
+
+/**
+ * Starts a fresh log of the pool's requests (`on`), or stops logging; returns the log so far
+ * (empty when none was being kept). bench/memory.ts replays a step's log through other policies.
+ */
+export function recordTextureRequests(on: boolean): TextureRequest[] {
+  const log = requestLog ?? [];
+  requestLog = on ? [] : null;
+  return log;
 }
 
 /** Bytes of scratch textures parked for reuse (counted in `memoryStats().pooledBytes`). */

@@ -6,6 +6,7 @@
  */
 import { parseSamConfig, SAM_CONFIGS, type SamConfig } from "../model/sam/configs.ts";
 import { InputError } from "../engine/io/errors.ts";
+import { absentKeys, type AddedKey, oldValues } from "./config_compat.ts";
 
 export type ProfileName = "tiny" | "default" | "paper";
 
@@ -442,8 +443,20 @@ function num(v: string | undefined, flag: string): number | undefined {
   return n;
 }
 
+/** How a config is resolved beyond the flags. */
+export interface ResolveOptions {
+  /**
+   * The run folder being resumed was made before these keys existed (pipeline/config_compat.ts):
+   * their profile defaults are the values the code that made it had.
+   */
+  madeBefore?: readonly AddedKey[];
+}
+
 /** Profile → config file → flags, validated. */
-export async function resolveConfig(f: ConfigFlags): Promise<PipelineConfig> {
+export async function resolveConfig(
+  f: ConfigFlags,
+  opts: ResolveOptions = {},
+): Promise<PipelineConfig> {
   const profile = (f.profile ?? "default") as ProfileName;
   if (!Object.hasOwn(PROFILES, profile)) {
     throw new InputError(
@@ -451,6 +464,7 @@ export async function resolveConfig(f: ConfigFlags): Promise<PipelineConfig> {
     );
   }
   let c = structuredClone(PROFILES[profile]) as unknown as Obj;
+  if (opts.madeBefore?.length) c = mergeConfig(c, oldValues(opts.madeBefore), "run folder");
   if (f.config) {
     let json: unknown;
     try {
@@ -550,7 +564,12 @@ export async function readRunConfig(dir: string): Promise<PipelineConfig> {
       { file, field: "profile" },
     );
   }
-  const base = structuredClone(PROFILES[profile as ProfileName]) as unknown as Obj;
+  // Keys added after the run was made take the values it ran with, not today's defaults.
+  const base = mergeConfig(
+    structuredClone(PROFILES[profile as ProfileName]) as unknown as Obj,
+    oldValues(absentKeys(json)),
+    file,
+  );
   return validateConfig(mergeConfig(base, rest, file) as unknown as PipelineConfig, file);
 }
 

@@ -8,6 +8,7 @@
  * is reported by name instead of loading as wrong weights.
  */
 import { writeFileAtomicSync } from "../engine/io/atomic.ts";
+import { absentKeys, type AddedKey, recordOf, withOldValues } from "./config_compat.ts";
 import { InputError } from "../engine/io/errors.ts";
 import {
   type DType,
@@ -32,6 +33,11 @@ export interface RunState {
   created: string;
   updated: string;
   stages: Record<string, StageState>;
+  /**
+   * Config keys this run's config.json lacks (made before they existed) and the values it runs
+   * with (pipeline/config_compat.ts); written on resume, for whoever reads the folder.
+   */
+  legacyConfig?: Record<string, boolean | number>;
 }
 
 /** One line of metrics.jsonl. */
@@ -150,6 +156,14 @@ export function validateRunState(v: unknown, file = "state.json"): RunState {
       bad(`${at}.updated`, "a date string", st.updated);
     }
   }
+  if (v.legacyConfig !== undefined) {
+    if (!isObj(v.legacyConfig)) bad("legacyConfig", "an object of config values", v.legacyConfig);
+    for (const [k, x] of Object.entries(v.legacyConfig as Record<string, unknown>)) {
+      if (typeof x !== "boolean" && typeof x !== "number") {
+        bad(`legacyConfig.${k}`, "a boolean or number", x);
+      }
+    }
+  }
   // A null-prototype copy of the stages: a stage named "__proto__" stays an ordinary key.
   const stages: Record<string, StageState> = Object.create(null);
   for (const [name, st] of Object.entries(v.stages)) stages[name] = st as StageState;
@@ -172,6 +186,62 @@ export function parseMetrics(text: string, file = "metrics.jsonl"): MetricRecord
   return out;
 }
 
+/**
+ * The config.json of the run in `dir` as stored (bounded, checked to be an object), or null when
+ * the folder holds no run. Absent added keys are not filled (see pipeline/config_compat.ts).
+ */
+export function readStoredConfig(dir: string): Record<string, unknown> | null {
+  const cfgPath = `${dir}/config.json`;
+  if (!exists(cfgPath)) return null;
+  const stored = readJson(cfgPath);
+  if (typeof stored !== "object" || stored === null || Array.isArray(stored)) {
+    throw new InputError(`${cfgPath}: field (root): expected the run's config object`, {
+      file: cfgPath,
+    });
+  }
+  return stored as Record<string, unknown>;
+}
+
+/** The value at a dotted path, shown short. */
+function shown(cfg: unknown, path: string): string {
+  let at = cfg;
+  for (const p of path.split(".")) {
+    at = typeof at === "object" && at !== null && Object.hasOwn(at, p)
+      ? (at as Record<string, unknown>)[p]
+      : undefined;
+  }
+  const s = at === undefined ? "(none)" : JSON.stringify(at);
+  return s.length > 40 ? s.slice(0, 37) + "..." : s;
+}
+
+/**
+ * The error for a resume whose config differs: every differing field with the run's value and
+ * this command's, the keys the run's config.json predates marked, and how to resume as started.
+ */
+function configMismatch(
+  dir: string,
+  run: Record<string, unknown>,
+  now: Record<string, unknown>,
+  diff: string[],
+  absent: AddedKey[],
+  forceHint: boolean,
+): Error {
+  const old = new Set(absent.map((k) => k.path));
+  const fields = diff.map((k) =>
+    `${k}: the run has ${shown(run, k)}${
+      old.has(k) ? " (its config.json predates the key)" : ""
+    }, this command ${shown(now, k)}`
+  );
+  const profile = typeof run.profile === "string" ? `--profile ${run.profile} ` : "";
+  return new Error(
+    `${dir} holds a run with a different config (keys: ${diff.join(", ")}): ${
+      fields.join("; ")
+    }. To resume it as it was started, give its settings again (${profile}--config ` +
+      `${dir}/config.json); or use another run folder` +
+      (forceHint ? `, or --force to resume with the new config` : ""),
+  );
+}
+
 export interface OpenOptions {
   /** Resume even if the config differs (the new config replaces config.json). */
   force?: boolean;
@@ -183,6 +253,8 @@ export class RunDir {
   readonly config: Record<string, unknown>;
   /** True when the folder already held a run. */
   readonly resumed: boolean;
+  /** Added config keys the run's config.json lacks, running with their old values. */
+  readonly madeBefore: AddedKey[];
   state: RunState;
   private readonly lockPath: string;
   private readonly unload: () => void;
@@ -195,11 +267,13 @@ export class RunDir {
     config: Record<string, unknown>,
     state: RunState,
     resumed: boolean,
+    madeBefore: AddedKey[],
   ) {
     this.dir = dir;
     this.config = config;
     this.state = state;
     this.resumed = resumed;
+    this.madeBefore = madeBefore;
     this.lockPath = `${dir}/run.lock`;
     this.unload = () => this.releaseLock();
     globalThis.addEventListener("unload", this.unload);
@@ -207,40 +281,44 @@ export class RunDir {
 
   /**
    * Creates `dir` or resumes the run in it. Throws when another live process holds the folder, or
-   * when `config` differs from the stored one (listing the differing keys) unless `force`.
+   * when `config` differs from the stored one (naming each differing field) unless `force`. A
+   * stored config without keys added since (pipeline/config_compat.ts) is compared with their old
+   * values filled in; the file is left as it was written, and state.json records those values.
    */
   static open(dir: string, config: Record<string, unknown>, opts: OpenOptions = {}): RunDir {
     Deno.mkdirSync(dir, { recursive: true });
     acquireLock(`${dir}/run.lock`);
     try {
       const cfgPath = `${dir}/config.json`, statePath = `${dir}/state.json`;
-      const resumed = exists(cfgPath);
+      const stored = readStoredConfig(dir);
       const cfg = JSON.parse(JSON.stringify(config)) as Record<string, unknown>;
-      if (resumed) {
-        const stored = readJson(cfgPath);
-        if (typeof stored !== "object" || stored === null || Array.isArray(stored)) {
-          throw new InputError(`${cfgPath}: field (root): expected the run's config object`, {
-            file: cfgPath,
-          });
-        }
-        const diff = diffConfig(stored, cfg);
+      let madeBefore: AddedKey[] = [];
+      if (stored) {
+        madeBefore = absentKeys(stored);
+        const started = withOldValues(stored);
+        const diff = diffConfig(started, cfg);
         if (diff.length && !opts.force) {
-          throw new Error(
-            `${dir} holds a run with a different config (keys: ${diff.join(", ")}); ` +
-              `use another run folder, or --force to resume with the new config`,
-          );
+          throw configMismatch(dir, started, cfg, diff, madeBefore, true);
         }
-        if (diff.length) writeFileAtomicSync(cfgPath, JSON.stringify(cfg, null, 2) + "\n");
+        if (diff.length) {
+          writeFileAtomicSync(cfgPath, JSON.stringify(cfg, null, 2) + "\n");
+          madeBefore = [];
+        }
       } else {
         writeFileAtomicSync(cfgPath, JSON.stringify(cfg, null, 2) + "\n");
       }
       const now = new Date().toISOString();
-      const state = exists(statePath)
+      const state: RunState = exists(statePath)
         ? validateRunState(readJson(statePath), statePath)
         : { version: 1 as const, created: now, updated: now, stages: Object.create(null) };
       dropTornLine(`${dir}/metrics.jsonl`);
-      const run = new RunDir(dir, cfg, state, resumed);
-      if (!exists(statePath)) run.saveState();
+      const run = new RunDir(dir, cfg, state, stored !== null, madeBefore);
+      const legacy = madeBefore.length ? recordOf(madeBefore) : undefined;
+      if (JSON.stringify(legacy) !== JSON.stringify(state.legacyConfig)) {
+        if (legacy) state.legacyConfig = legacy;
+        else delete state.legacyConfig;
+        run.saveState();
+      } else if (!exists(statePath)) run.saveState();
       return run;
     } catch (e) {
       try {
@@ -253,22 +331,24 @@ export class RunDir {
   /**
    * Opens an existing run to read its state without taking the lock, for the shards of a
    * per-item pass that run side by side (each writes only its own files and manifest). The stored
-   * config must equal `config`; writing the state or metrics through it throws.
+   * config (absent added keys filled as {@link RunDir.open} does) must equal `config`; writing the
+   * state or metrics through it throws.
    */
   static openShared(dir: string, config: Record<string, unknown>): RunDir {
-    const cfgPath = `${dir}/config.json`, statePath = `${dir}/state.json`;
-    if (!exists(cfgPath) || !exists(statePath)) {
+    const statePath = `${dir}/state.json`;
+    const stored = readStoredConfig(dir);
+    if (!stored || !exists(statePath)) {
       throw new Error(
         `${dir}: no run here (config.json/state.json); run the steps before this one`,
       );
     }
     const cfg = JSON.parse(JSON.stringify(config)) as Record<string, unknown>;
-    const diff = diffConfig(readJson(cfgPath), cfg);
-    if (diff.length) {
-      throw new Error(`${dir} holds a run with a different config (keys: ${diff.join(", ")})`);
-    }
+    const madeBefore = absentKeys(stored);
+    const filled = withOldValues(stored);
+    const diff = diffConfig(filled, cfg);
+    if (diff.length) throw configMismatch(dir, filled, cfg, diff, madeBefore, false);
     const state = validateRunState(readJson(statePath), statePath);
-    const run = new RunDir(dir, cfg, state, true);
+    const run = new RunDir(dir, cfg, state, true, madeBefore);
     globalThis.removeEventListener("unload", run.unload);
     run.readOnly = true;
     run.closed = true;

@@ -9,7 +9,8 @@
  */
 import { fmtBytes, initGpu, memoryStats, pool, trimPool } from "../../engine/mod.ts";
 import { type ConfigFlags, type PipelineConfig, resolveConfig } from "../config.ts";
-import { RunDir } from "../run_dir.ts";
+import { readStoredConfig, RunDir } from "../run_dir.ts";
+import { absentKeys, describeOldRun } from "../config_compat.ts";
 import { formatDuration } from "../progress.ts";
 import { positives } from "../data/patches.ts";
 import { fmt } from "../format.ts";
@@ -134,7 +135,10 @@ async function train(v: ParsedFlags<typeof OPTIONS>): Promise<number> {
       dataset: v.dataset,
       set: v.set,
     };
-    const cfg = await resolveConfig(flags);
+    const out = v.out ?? "runs/default";
+    // A run folder made before some config keys existed resumes with the values it ran with.
+    const stored = readStoredConfig(out);
+    const cfg = await resolveConfig(flags, { madeBefore: stored ? absentKeys(stored) : [] });
     const names = stageNames(cfg);
     const trainStops = names.filter((n) => n === "preliminary" || n.startsWith("iter_"))
       .map((n) => `${n}:train`);
@@ -145,7 +149,6 @@ async function train(v: ParsedFlags<typeof OPTIONS>): Promise<number> {
         }"`,
       );
     }
-    const out = v.out ?? "runs/default";
     const cfgRecord = cfg as unknown as Record<string, unknown>;
     if (v.shard !== undefined && v.pass === undefined) {
       throw new UsageError(
@@ -190,6 +193,7 @@ async function train(v: ParsedFlags<typeof OPTIONS>): Promise<number> {
         run.resumed ? " (resuming)" : ""
       }; adapter ${gpu.adapterName ?? ""}`,
     );
+    if (run.madeBefore.length) log(`train: ${describeOldRun(run.madeBefore)}`);
     if (!cfg.sam.checkpoint) {
       log(
         "train: no SAM checkpoint: a small SAM is initialised from the seed and trained whole (encoder included)",

@@ -6,6 +6,7 @@
 import type { PipelineConfig } from "../config.ts";
 import { formatDuration } from "../progress.ts";
 import { RunDir } from "../run_dir.ts";
+import { describeOldRun } from "../config_compat.ts";
 import type { StageContext } from "../stage_context.ts";
 import { samBest } from "../sam/build.ts";
 import { generatePseudo, pseudoPass } from "../sam/pseudo_labels.ts";
@@ -67,6 +68,7 @@ export async function runShardPass(o: {
     ? "no GPU needed"
     : `adapter ${(await o.initGpu()).adapterName ?? ""}`;
   log(`train: pass ${pass}, shard ${shardLabel(shard)}, run ${out}; ${adapter}`);
+  if (run.madeBefore.length) log(`train: ${describeOldRun(run.madeBefore)}`);
   const dataDir = cfg.data.dir ?? `${out}/data`;
   const t0 = performance.now();
   if (isDatasetPass(pass)) {

@@ -19,8 +19,10 @@ import {
   cachedTextureBytes,
   hasReadonlyStorageTextures,
   MAX_CACHED_BYTES,
+  recordTextureRequests,
   releaseTexture,
   setTextureCacheBytes,
+  textureStats,
 } from "../../engine/texture_pool.ts";
 import { setMatmulVariant } from "../../engine/routing.ts";
 import { RangeHeap } from "../../engine/range_heap.ts";
@@ -421,50 +423,56 @@ Deno.test("slabs: empty slabs are destroyed before a new one is made, unless a r
   assert.equal(pool.slabUse().length, 0);
 });
 
-Deno.test({
-  name:
-    "scratch textures of a texture matmul count in held bytes and their peak; trim destroys them",
-  ignore: !hasReadonlyStorageTextures(), // the texture matmul needs WGSL read-only storage textures
-  fn: async () => {
-    setMatmulVariant("texture");
-    try {
-      flush();
-      trimPool();
-      pool.resetPeak();
-      const held = () => memoryStats().liveBytes + memoryStats().pooledBytes;
-      const before = held();
-      const [M, K, N] = [64, 128, 96];
-      const a = randTensor([M, K], 1), b = randTensor([K, N], 2);
-      const y = F.matmul(a, b);
-      // Both operands staged as rgba32float (16 bytes per 4 values of k): at least (M + N)·K·4.
-      const texBytes = (M + N) * K * 4;
-      const tensors = sizeClass(4 * M * N) + sizeClass(4 * M * K) + sizeClass(4 * K * N);
-      assert.ok(
-        held() - before >= tensors + texBytes,
-        `held grew ${held() - before} bytes, tensors ${tensors} + textures ${texBytes}`,
-      );
-      const s = memoryStats();
-      assert.ok(s.peakAllocatedBytes >= before + tensors + texBytes, "the held peak has them");
-      assert.ok(s.textureBytes >= texBytes, `textures held ${s.textureBytes} < ${texBytes}`);
-      assertClose(await y.data(), matmulRef(await a.data(), [M, K], await b.data(), [K, N]).data);
-      for (const t of [a, b, y]) t.dispose();
-      const parked = memoryStats().textureBytes;
-      const heldBefore = held();
-      trimPool();
-      assert.equal(memoryStats().textureBytes, 0);
-      assert.ok(heldBefore - held() >= parked, "trim gave the textures back");
-    } finally {
-      setMatmulVariant(null);
-    }
-  },
-});
+/** A test run with the texture matmul forced (it stages both operands in scratch textures). */
+function textureMatmulTest(name: string, body: () => Promise<void>): void {
+  Deno.test({
+    name,
+    ignore: !hasReadonlyStorageTextures(), // the texture matmul needs WGSL read-only storage textures
+    fn: async () => {
+      setMatmulVariant("texture");
+      try {
+        await body();
+      } finally {
+        setMatmulVariant(null);
+      }
+    },
+  });
+}
 
-Deno.test({
-  name:
-    "scratch textures over the cache cap: evicted ones destroyed after their batch's submit (early once over the cap), results intact",
-  ignore: !hasReadonlyStorageTextures(), // the texture matmul needs WGSL read-only storage textures
-  fn: async () => {
-    setMatmulVariant("texture");
+textureMatmulTest(
+  "scratch textures of a texture matmul count in held bytes and their peak; trim destroys them",
+  async () => {
+    flush();
+    trimPool();
+    pool.resetPeak();
+    const held = () => memoryStats().liveBytes + memoryStats().pooledBytes;
+    const before = held();
+    const [M, K, N] = [64, 128, 96];
+    const a = randTensor([M, K], 1), b = randTensor([K, N], 2);
+    const y = F.matmul(a, b);
+    // Both operands staged as rgba32float (16 bytes per 4 values of k): at least (M + N)·K·4.
+    const texBytes = (M + N) * K * 4;
+    const tensors = sizeClass(4 * M * N) + sizeClass(4 * M * K) + sizeClass(4 * K * N);
+    assert.ok(
+      held() - before >= tensors + texBytes,
+      `held grew ${held() - before} bytes, tensors ${tensors} + textures ${texBytes}`,
+    );
+    const s = memoryStats();
+    assert.ok(s.peakAllocatedBytes >= before + tensors + texBytes, "the held peak has them");
+    assert.ok(s.textureBytes >= texBytes, `textures held ${s.textureBytes} < ${texBytes}`);
+    assertClose(await y.data(), matmulRef(await a.data(), [M, K], await b.data(), [K, N]).data);
+    for (const t of [a, b, y]) t.dispose();
+    const parked = memoryStats().textureBytes;
+    const heldBefore = held();
+    trimPool();
+    assert.equal(memoryStats().textureBytes, 0);
+    assert.ok(heldBefore - held() >= parked, "trim gave the textures back");
+  },
+);
+
+textureMatmulTest(
+  "scratch textures over the cache cap: evicted ones destroyed after their batch's submit (early once over the cap), results intact",
+  async () => {
     const [M, K, N] = [64, 128, 96];
     // A cap that holds either operand's texture (A's M·K·4 bytes, B's N·K·4), not both.
     const cap = N * K * 4;
@@ -490,11 +498,10 @@ Deno.test({
       for (const t of [a, b, y, y2]) t.dispose();
     } finally {
       setTextureCacheBytes(prev);
-      setMatmulVariant(null);
       trimPool();
     }
   },
-});
+);
 
 Deno.test("scratch texture cache cap: 256 MiB parked, the most recent kept", () => {
   flush();
@@ -511,12 +518,29 @@ Deno.test("scratch texture cache cap: 256 MiB parked, the most recent kept", () 
   assert.ok(parked <= MAX_CACHED_BYTES, `${parked / MiB} MiB parked`);
   assert.ok(parked >= MAX_CACHED_BYTES - 32 * MiB, "the most recent ones kept up to the cap");
   // A 64 MiB texture (SAM's attention probabilities): kept parked for its next launch.
+  const s0 = textureStats();
+  recordTextureRequests(true);
   const big = acquireTexture(1024, 4096);
   assert.equal(big.bytes, 64 * MiB);
   releaseTexture(big);
   const again = acquireTexture(1024, 4096);
   assert.equal(again, big, "the big texture was kept and handed out again");
+  const s1 = textureStats();
+  assert.deepEqual(
+    [s1.acquired - s0.acquired, s1.reused - s0.reused, s1.created - s0.created],
+    [2, 1, 1],
+    "counted: two asked, one made, one reused",
+  );
+  assert.equal(s1.createdBytes - s0.createdBytes, 64 * MiB);
+  assert.equal((s1.shapes.get("1024x4096") ?? 0) - (s0.shapes.get("1024x4096") ?? 0), 1);
   releaseTexture(again);
+  const id = big.id;
+  assert.deepEqual(
+    recordTextureRequests(false),
+    [["a", id, 1024, 4096], ["r", id], ["a", id, 1024, 4096], ["r", id]],
+    "the request log names the texture handed out",
+  );
+  assert.deepEqual(recordTextureRequests(false), [], "not logging any more");
   assert.ok(cachedTextureBytes() <= MAX_CACHED_BYTES && cachedTextureBytes() >= 64 * MiB);
   flush();
   trimPool();
