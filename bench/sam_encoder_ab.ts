@@ -26,17 +26,6 @@ import {
 } from "../model/sam/image_encoder.ts";
 import { setAttentionProbabilityViews } from "../model/sam/attention.ts";
 import { setLayerNormVec4Rows } from "../kernels/norm/layer_norm.ts";
-
-/** Every pass the A/B compares: the model's and the engine's (LayerNorm's vec4 rows). */
-function setVariant(v: Variant): void {
-  const composed = v === "composed";
-  setComposedModel(composed);
-  setLayerNormVec4Rows(!composed);
-  F.setSoftmaxRelBiasPeriods(!composed);
-  setEncoderQkvOnTokens(v === "fused");
-  setEncoderHeadMajorWindows(v === "fused");
-  setAttentionProbabilityViews(v === "fused");
-}
 import { loadavg } from "./registry.ts";
 import { randomData } from "./models.ts";
 import { timeInterleaved } from "./interleaved_ab.ts";
@@ -47,6 +36,20 @@ const VARIANTS = ["composed", "before", "fused"] as const;
 type Variant = typeof VARIANTS[number];
 const CASES = ["encoder", "pseudo-label", "block-global", "block-window"] as const;
 type CaseName = typeof CASES[number];
+
+/**
+ * Switches every pass the A/B compares: the model's and the engine's (LayerNorm's vec4 rows, the
+ * period softmax), and the eighth session's (on in "fused" only).
+ */
+function setVariant(v: Variant): void {
+  const composed = v === "composed";
+  setComposedModel(composed);
+  setLayerNormVec4Rows(!composed);
+  F.setSoftmaxRelBiasPeriods(!composed);
+  setEncoderQkvOnTokens(v === "fused");
+  setEncoderHeadMajorWindows(v === "fused");
+  setAttentionProbabilityViews(v === "fused");
+}
 
 /** ViT-B with the encoder's input at `size` (a multiple of 16). */
 function vitB(size: number): SamConfig {
