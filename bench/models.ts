@@ -72,7 +72,8 @@ function trackAllocs(): void {
   p.__wrapped = true;
 }
 
-function randomData(n: number, seed: number, lo = 0, hi = 1): Float32Array {
+/** n uniform values in [lo, hi) from a fixed LCG (the benches' inputs, the same on every run). */
+export function randomData(n: number, seed: number, lo = 0, hi = 1): Float32Array {
   const a = new Float32Array(n);
   let s = seed >>> 0;
   for (let i = 0; i < n; i++) {

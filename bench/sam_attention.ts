@@ -12,28 +12,19 @@
  *
  * `deno run -A bench/sam_attention.ts --help` for the flags.
  */
-import {
-  F,
-  initGpu,
-  memoryStats,
-  noGrad,
-  pool,
-  sync,
-  type Tensor,
-  tensor,
-  tidy,
-} from "../engine/mod.ts";
+import { F, initGpu, noGrad, pool, sync, type Tensor, tensor, tidy } from "../engine/mod.ts";
 import { type AttentionImpl, setAttentionImpl } from "../engine/routing.ts";
 import { Sam } from "../model/sam/sam.ts";
 import { SAM_CONFIGS } from "../model/sam/configs.ts";
 import { SamPredictor } from "../model/sam/predictor.ts";
 import { attention } from "../model/sam/attention.ts";
-import { loadavg, median, processCpuMs } from "./registry.ts";
+import { randomData } from "./models.ts";
+import { timeInterleaved } from "./interleaved_ab.ts";
 import { runTorchPeer } from "./peers/torch.ts";
 import { numberFlag, runCommand, stringFlag, UsageError } from "../pipeline/cli/args.ts";
 import { writeFileAtomic } from "../engine/io/atomic.ts";
 
-const PATHS: AttentionImpl[] = ["composed", "texture"];
+const PATHS: readonly AttentionImpl[] = ["composed", "texture"];
 const CASES = [
   "attention-global",
   "block-global",
@@ -48,17 +39,7 @@ const PEER: Partial<Record<CaseName, string>> = {
   encoder: "sam_encoder",
 };
 
-function randomData(n: number, seed: number, lo = 0, hi = 1): Float32Array {
-  const a = new Float32Array(n);
-  let s = seed >>> 0;
-  for (let i = 0; i < n; i++) {
-    s = (s * 1103515245 + 12345) >>> 0;
-    a[i] = lo + (s / 4294967296) * (hi - lo);
-  }
-  return a;
-}
-
-interface Runner {
+export interface Runner {
   /** One run; returns the output to compare across paths (read back after timing). */
   step: () => Promise<Tensor>;
   done: () => void;
@@ -102,6 +83,14 @@ function setupCase(name: CaseName, sam: Sam): Runner {
       done: () => x.dispose(),
     };
   }
+  return pseudoLabelRunner(sam);
+}
+
+/**
+ * One pseudo-label as the pipeline makes it: a 512² patch through the encoder @1024, 50 positive
+ * points through the decoder, the mask read back (also bench/sam_encoder_ab.ts's case).
+ */
+export function pseudoLabelRunner(sam: Sam): Runner {
   const orig = 512, nPoints = 50;
   const predictor = new SamPredictor(sam);
   const img = Uint8Array.from(randomData(orig * orig * 3, 11, 0, 255), Math.floor);
@@ -139,67 +128,30 @@ interface Row {
 
 async function runCase(name: CaseName, sam: Sam, reps: number, warmup: boolean): Promise<Row> {
   const r = setupCase(name, sam);
-  const runs: Record<string, number[]> = {}, peak: Record<string, number> = {};
-  const cpuRuns: Record<string, number[]> = {};
-  const last: Record<string, Tensor | null> = {};
-  const loads: number[] = [];
   try {
-    for (const p of PATHS) {
-      // Warm-up: compiles each path's pipelines.
-      if (warmup) {
-        setAttentionImpl(p);
-        (await r.step()).dispose();
-        await sync();
-      }
-      runs[p] = [];
-      cpuRuns[p] = [];
-      peak[p] = 0;
-      last[p] = null;
-    }
-    for (let i = 0; i < reps; i++) {
-      for (const p of i % 2 ? PATHS.slice().reverse() : PATHS) {
-        setAttentionImpl(p);
-        last[p]?.dispose();
-        await sync();
-        pool.resetPeak();
-        const c0 = processCpuMs(), t0 = performance.now();
-        last[p] = await r.step();
-        await sync();
-        const ms = performance.now() - t0, cpu = processCpuMs() - c0;
-        runs[p].push(ms);
-        cpuRuns[p].push(cpu);
-        peak[p] = Math.max(peak[p], memoryStats().peakBytes / 2 ** 20);
-        loads.push(Number(loadavg().split(" ")[0]));
-        console.error(
-          `[sam-attention] ${name} ${p} ${ms.toFixed(0)} ms, CPU ${
-            cpu.toFixed(0)
-          } ms (load ${loadavg()})`,
-        );
-      }
-    }
-    const [a, b] = await Promise.all(PATHS.map((p) => last[p]!.data())) as Float32Array[];
-    let diff = 0, mx = 0;
-    for (let i = 0; i < a.length; i++) {
-      diff = Math.max(diff, Math.abs(a[i] - b[i]));
-      mx = Math.max(mx, Math.abs(a[i]));
-    }
-    const ms = Object.fromEntries(PATHS.map((p) => [p, median(runs[p])]));
-    const cpu = Object.fromEntries(PATHS.map((p) => [p, median(cpuRuns[p])]));
+    const t = await timeInterleaved({
+      tag: "sam-attention",
+      name,
+      variants: PATHS,
+      select: setAttentionImpl,
+      step: r.step,
+      rounds: reps,
+      warmup,
+    });
     return {
       case: name,
-      ms,
-      runs,
-      cpuMs: cpu,
-      cpuRuns,
-      cpuRatio: cpu.composed / cpu.texture,
-      loads,
-      peakMB: peak,
-      ratio: ms.composed / ms.texture,
-      maxAbsDiff: diff,
-      maxAbs: mx,
+      ms: t.ms,
+      runs: t.runs,
+      cpuMs: t.cpuMs,
+      cpuRuns: t.cpuRuns,
+      cpuRatio: t.cpuMs.composed / t.cpuMs.texture,
+      loads: t.loads,
+      peakMB: t.peakMB,
+      ratio: t.ms.composed / t.ms.texture,
+      maxAbsDiff: t.maxAbsDiff.texture,
+      maxAbs: t.maxAbs,
     };
   } finally {
-    for (const p of PATHS) last[p]?.dispose();
     r.done();
     setAttentionImpl(null);
     await sync();

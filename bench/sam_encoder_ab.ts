@@ -1,10 +1,12 @@
 /**
- * The SAM encoder's non-matmul passes A/B, interleaved in one process: "composed" (the views,
+ * The SAM encoder's passes A/B, interleaved in one process: "composed" (the views,
  * pads and strided copies, the patch embedding as a conv, the relative-position terms as batched
  * matmuls: the code before issue 16's encoder pass) against "fused" (the one-pass kernels: window
  * partition/unpartition, patch embedding as one linear, relative-position terms in one kernel, LayerNorm rows as vec4s, the scores by the vec4-store
  * scores kernel, the windows' bias softmax over vec4 periods),
- * toggled by `setEncoderComposedPasses`. Cases: one ViT-B block (global or windowed) on the
+ * toggled by `setEncoderComposedPasses`, and "before" (fused as it was before the eighth session:
+ * the windowed blocks' qkv on the zero-padded windows, the windows' probabilities copied densely
+ * before the product with v, the windows' slices staged window by window). `--variants` picks two or three (default before,fused). Cases: one ViT-B block (global or windowed) on the
  * 64×64 grid, the ViT-B encoder at `--size` (1024 is the real
  * one; smaller sizes keep ViT-B's widths and windows, for iteration) and one pseudo-label (a 512²
  * patch: the encoder @1024 and 50 points through the decoder). Each round runs both (order
@@ -13,38 +15,40 @@
  *
  * `deno run -A bench/sam_encoder_ab.ts --help` for the flags.
  */
-import { F, initGpu, noGrad, pool, sync, type Tensor, tensor, tidy } from "../engine/mod.ts";
+import { F, initGpu, noGrad, pool, sync, tensor, tidy } from "../engine/mod.ts";
 import { Sam } from "../model/sam/sam.ts";
 import { SAM_CONFIGS, type SamConfig } from "../model/sam/configs.ts";
-import { SamPredictor } from "../model/sam/predictor.ts";
 import {
   ImageEncoderViT,
   setEncoderComposedPasses as setComposedModel,
+  setEncoderHeadMajorWindows,
+  setEncoderQkvOnTokens,
 } from "../model/sam/image_encoder.ts";
+import { setAttentionProbabilityViews } from "../model/sam/attention.ts";
 import { setLayerNormVec4Rows } from "../kernels/norm/layer_norm.ts";
-
-/** Every pass the A/B compares: the model's and the engine's (LayerNorm's vec4 rows). */
-function setEncoderComposedPasses(on: boolean): void {
-  setComposedModel(on);
-  setLayerNormVec4Rows(!on);
-  F.setSoftmaxRelBiasPeriods(!on);
-}
-import { loadavg, median, processCpuMs } from "./registry.ts";
+import { loadavg } from "./registry.ts";
+import { randomData } from "./models.ts";
+import { timeInterleaved } from "./interleaved_ab.ts";
+import { pseudoLabelRunner, type Runner } from "./sam_attention.ts";
 import { numberFlag, runCommand, stringFlag, UsageError } from "../pipeline/cli/args.ts";
 
-const VARIANTS = ["composed", "fused"] as const;
+const VARIANTS = ["composed", "before", "fused"] as const;
 type Variant = typeof VARIANTS[number];
 const CASES = ["encoder", "pseudo-label", "block-global", "block-window"] as const;
 type CaseName = typeof CASES[number];
 
-function randomData(n: number, seed: number, lo = 0, hi = 1): Float32Array {
-  const a = new Float32Array(n);
-  let s = seed >>> 0;
-  for (let i = 0; i < n; i++) {
-    s = (s * 1103515245 + 12345) >>> 0;
-    a[i] = lo + (s / 4294967296) * (hi - lo);
-  }
-  return a;
+/**
+ * Switches every pass the A/B compares: the model's and the engine's (LayerNorm's vec4 rows, the
+ * period softmax), and the eighth session's (on in "fused" only).
+ */
+function setVariant(v: Variant): void {
+  const composed = v === "composed";
+  setComposedModel(composed);
+  setLayerNormVec4Rows(!composed);
+  F.setSoftmaxRelBiasPeriods(!composed);
+  setEncoderQkvOnTokens(v === "fused");
+  setEncoderHeadMajorWindows(v === "fused");
+  setAttentionProbabilityViews(v === "fused");
 }
 
 /** ViT-B with the encoder's input at `size` (a multiple of 16). */
@@ -56,11 +60,6 @@ function vitB(size: number): SamConfig {
     encoder: { ...base.encoder, img_size: size },
     prompt_encoder: { ...base.prompt_encoder, image_embedding_size: [g, g] },
   };
-}
-
-interface Runner {
-  step: () => Promise<Tensor>;
-  done: () => void;
 }
 
 function setup(name: CaseName, size: number): Runner {
@@ -90,97 +89,79 @@ function setup(name: CaseName, size: number): Runner {
       },
     };
   }
-  const orig = 512, nPoints = 50;
-  const predictor = new SamPredictor(sam);
-  const img = Uint8Array.from(randomData(orig * orig * 3, 11, 0, 255), Math.floor);
-  const pointCoords = randomData(nPoints * 2, 13, 0, orig - 1);
-  const pointLabels = new Float32Array(nPoints).fill(1);
+  const p = pseudoLabelRunner(sam);
   return {
-    step: () => {
-      predictor.setImage(img, orig, orig);
-      const r = predictor.predict({ pointCoords, pointLabels, multimask: false });
-      r.lowResLogits.dispose();
-      r.iou.dispose();
-      return Promise.resolve(r.masksLogits);
-    },
+    step: p.step,
     done: () => {
-      predictor.dispose();
+      p.done();
       sam.dispose();
     },
   };
 }
 
-async function runCase(name: CaseName, size: number, reps: number): Promise<void> {
+async function runCase(
+  name: CaseName,
+  size: number,
+  rounds: number,
+  variants: readonly Variant[],
+): Promise<void> {
   const r = setup(name, size);
-  const runs: Record<Variant, number[]> = { composed: [], fused: [] };
-  const cpu: Record<Variant, number[]> = { composed: [], fused: [] };
-  const last: Record<Variant, Tensor | null> = { composed: null, fused: null };
   try {
-    for (const v of VARIANTS) {
-      // Warm-up: compiles each variant's pipelines.
-      setEncoderComposedPasses(v === "composed");
-      (await r.step()).dispose();
-      await sync();
-    }
-    for (let i = 0; i < reps; i++) {
-      for (const v of i % 2 ? VARIANTS.slice().reverse() : VARIANTS) {
-        setEncoderComposedPasses(v === "composed");
-        last[v]?.dispose();
-        await sync();
-        const c0 = processCpuMs(), t0 = performance.now();
-        last[v] = await r.step();
-        await sync();
-        const ms = performance.now() - t0, c = processCpuMs() - c0;
-        runs[v].push(ms);
-        cpu[v].push(c);
-        console.error(
-          `[sam-encoder-ab] ${name} ${v} ${ms.toFixed(0)} ms, CPU ${
-            c.toFixed(0)
-          } ms (load ${loadavg()})`,
-        );
-      }
-    }
-    const [a, b] = await Promise.all(VARIANTS.map((v) => last[v]!.data())) as Float32Array[];
-    let diff = 0, mx = 0;
-    for (let i = 0; i < a.length; i++) {
-      diff = Math.max(diff, Math.abs(a[i] - b[i]));
-      mx = Math.max(mx, Math.abs(a[i]));
-    }
-    const m = (v: Variant) => median(runs[v]), mc = (v: Variant) => median(cpu[v]);
+    const t = await timeInterleaved({
+      tag: "sam-encoder-ab",
+      name,
+      variants,
+      select: setVariant,
+      step: r.step,
+      rounds,
+    });
     const label = name === "encoder"
       ? `encoder @${size}`
       : name === "pseudo-label"
       ? "pseudo-label (512² patch, 50 points)"
       : `${name} 64×64×768`;
+    const [a] = variants;
+    const each = variants.map((v) =>
+      `${v} ${t.ms[v].toFixed(0)} ms (CPU ${t.cpuMs[v].toFixed(0)})` +
+      (v === a
+        ? ""
+        : `: ${(t.ms[a] / t.ms[v]).toFixed(3)}× wall, ${
+          (t.cpuMs[a] / t.cpuMs[v]).toFixed(3)
+        }× CPU of ${a}, max |diff| ${t.maxAbsDiff[v].toExponential(2)}`)
+    );
     console.log(
-      `${label}: composed ${m("composed").toFixed(0)} ms (CPU ${
-        mc("composed").toFixed(0)
-      }), fused ${m("fused").toFixed(0)} ms (CPU ${mc("fused").toFixed(0)}): ${
-        (m("composed") / m("fused")).toFixed(2)
-      }× wall, ${(mc("composed") / mc("fused")).toFixed(2)}× CPU; max |diff| ${
-        diff.toExponential(2)
-      } (max |v| ${mx.toFixed(3)}); load now ${loadavg()}`,
+      `${label}: ${each.join("; ")} (max |v| ${t.maxAbs.toFixed(3)}); load ${
+        Math.min(...t.loads).toFixed(1)
+      }–${Math.max(...t.loads).toFixed(1)}, now ${loadavg()}`,
     );
   } finally {
-    for (const v of VARIANTS) last[v]?.dispose();
-    setEncoderComposedPasses(false);
+    setVariant("fused");
     r.done();
     await sync();
     pool.trim();
   }
 }
 
-const USAGE = `usage: deno run -A bench/sam_encoder_ab.ts [--cases LIST] [--size S] [--reps N]
+const USAGE =
+  `usage: deno run -A bench/sam_encoder_ab.ts [--cases LIST] [--variants LIST] [--size S] [--reps N]
   --cases LIST  comma-separated, of ${CASES.join(", ")} (default: encoder)
+  --variants LIST  two or three of ${
+    VARIANTS.join(", ")
+  }, the first the reference (default before,fused)
   --size S      the encoder case's input size, a multiple of 16 from 256 (default 1024)
-  --reps N      rounds, each running both variants (default 3)`;
+  --reps N      rounds, each running every variant (default 3)`;
 
 Deno.exit(
   await runCommand(
     {
       name: "bench/sam_encoder_ab.ts",
       usage: USAGE,
-      options: { cases: { type: "string" }, size: { type: "string" }, reps: { type: "string" } },
+      options: {
+        cases: { type: "string" },
+        variants: { type: "string" },
+        size: { type: "string" },
+        reps: { type: "string" },
+      },
     },
     Deno.args,
     async (flags) => {
@@ -193,9 +174,19 @@ Deno.exit(
           throw new UsageError(`--cases: unknown case "${c}" (known: ${CASES.join(", ")})`);
         }
       }
+      const variants = (stringFlag(flags, "variants") ?? "before,fused").split(",")
+        .filter(Boolean);
+      if (
+        variants.length < 2 || new Set(variants).size !== variants.length ||
+        variants.some((v) => !(VARIANTS as readonly string[]).includes(v))
+      ) {
+        throw new UsageError(
+          `--variants: two or three distinct of ${VARIANTS.join(", ")}, got "${variants}"`,
+        );
+      }
       await initGpu();
       console.error(`[sam-encoder-ab] load at start ${loadavg()}`);
-      for (const c of list) await runCase(c as CaseName, size, reps);
+      for (const c of list) await runCase(c as CaseName, size, reps, variants as Variant[]);
     },
   ),
 );

@@ -6,7 +6,8 @@
  */
 import { dispatch } from "../dispatch.ts";
 import { gpu } from "../device.ts";
-import { empty, Tensor } from "../tensor.ts";
+import { disposeCopy, empty, Tensor } from "../tensor.ts";
+import type { Kernel } from "../../kernels/kernel.ts";
 import { isGradEnabled, record } from "../autograd.ts";
 import { dense, permute, reshape, transpose, unflatten } from "./view.ts";
 import { fill } from "./elementwise.ts";
@@ -325,11 +326,47 @@ function bindWindowSource(t: Tensor): {
 }
 
 /**
- * SAM's window_partition: x [B, H, W, C] (any strides) → [B·⌈H/ws⌉·⌈W/ws⌉, ws, ws, C], zero
- * where a window reaches past the grid. One pass (kernels/attention/windows.ts) instead of a
- * pad and a copy. Differentiable (the backward is {@link windowUnpartition}'s pass).
+ * One window pass over `x` (partition: the grid; unpartition: the per-head output) into `out`,
+ * the layout fields given in elements; `hd` (unpartition only) is also the channel run read
+ * contiguously (partition's is C). `extra`: dense bindings after the output (the pad values).
  */
-export function windowPartition(x: Tensor, ws: number): Tensor {
+function windowPass(
+  kernel: (v: 1 | 4) => Kernel,
+  x: Tensor,
+  out: Tensor,
+  f: { C: number; hd?: number; ws: number; H: number; W: number; nWh: number; nWw: number },
+  extra: Tensor[] = [],
+): void {
+  if (out.size === 0) return;
+  const { src, bound } = bindWindowSource(x);
+  const [s0, s1, s2] = src.strides;
+  const v = vecWidth(bound.off, [s0, s1, s2], f.hd ?? f.C);
+  dispatch(
+    kernel(v),
+    [bound.binding, out.binding(), ...extra.map((t) => t.binding())],
+    WINDOW_UNIFORMS.pack({
+      ...f,
+      n: out.size / v,
+      C: f.C / v,
+      off: bound.off / v,
+      s0: s0 / v,
+      s1: s1 / v,
+      s2: s2 / v,
+      hd: f.hd === undefined ? 1 : f.hd / v,
+    }),
+    grid1d(out.size / v, WINDOW_WG),
+  );
+  if (src !== x) src.dispose();
+}
+
+/**
+ * SAM's window_partition: x [B, H, W, C] (any strides) → [B·⌈H/ws⌉·⌈W/ws⌉, ws, ws, C], zero
+ * where a window reaches past the grid, or `pad` [C] there (a per-channel value: the bias of a
+ * projection moved before the partition; it gets no gradient). One pass
+ * (kernels/attention/windows.ts) instead of a pad and a copy. Differentiable in x (the backward
+ * is {@link windowUnpartition}'s pass).
+ */
+export function windowPartition(x: Tensor, ws: number, pad?: Tensor): Tensor {
   if (x.rank !== 4 || x.dtype !== "f32" || !(ws >= 1) || !Number.isInteger(ws)) {
     throw new Error(
       `windowPartition: expected an f32 grid [B, H, W, C] and an integer window >= 1, got ` +
@@ -337,33 +374,26 @@ export function windowPartition(x: Tensor, ws: number): Tensor {
     );
   }
   const [b, h, w, c] = x.shape;
+  if (pad && (pad.dtype !== "f32" || pad.rank !== 1 || pad.shape[0] !== c)) {
+    throw new Error(
+      `windowPartition: pad must be f32 [${c}] (one value per channel of x [${x.shape}]), got ` +
+        `${pad.dtype} [${pad.shape}]`,
+    );
+  }
+  if (pad?.requiresGrad && isGradEnabled()) {
+    throw new Error("windowPartition: pad gets no gradient; detach it or run without gradients");
+  }
   const nWh = Math.ceil(h / ws), nWw = Math.ceil(w / ws);
   const out = empty([b * nWh * nWw, ws, ws, c]);
-  if (out.size > 0) {
-    const { src, bound } = bindWindowSource(x);
-    const [s0, s1, s2] = src.strides;
-    const v = vecWidth(bound.off, [s0, s1, s2], c);
-    dispatch(
-      windowPartitionKernel(v),
-      [bound.binding, out.binding()],
-      WINDOW_UNIFORMS.pack({
-        n: out.size / v,
-        C: c / v,
-        ws,
-        H: h,
-        W: w,
-        nWh,
-        nWw,
-        off: bound.off / v,
-        s0: s0 / v,
-        s1: s1 / v,
-        s2: s2 / v,
-        hd: 1,
-      }),
-      grid1d(out.size / v, WINDOW_WG),
-    );
-    if (src !== x) src.dispose();
-  }
+  const padD = pad && dense(pad);
+  windowPass(
+    (v) => windowPartitionKernel(v, padD !== undefined),
+    x,
+    out,
+    { C: c, ws, H: h, W: w, nWh, nWw },
+    padD ? [padD] : [],
+  );
+  disposeCopy(padD, pad);
   return record("windowPartition", [x], out, (g) => [
     windowUnpartition(reshape(g, [g.shape[0], 1, ws * ws, c]), ws, h, w),
   ]);
@@ -388,31 +418,7 @@ export function windowUnpartition(o: Tensor, ws: number, h: number, w: number): 
   const [bw, nh, , hd] = o.shape;
   const b = bw / (nWh * nWw);
   const out = empty([b, h, w, nh * hd]);
-  if (out.size > 0) {
-    const { src, bound } = bindWindowSource(o);
-    const [s0, s1, s2] = src.strides;
-    const v = vecWidth(bound.off, [s0, s1, s2], hd);
-    dispatch(
-      windowUnpartitionKernel(v),
-      [bound.binding, out.binding()],
-      WINDOW_UNIFORMS.pack({
-        n: out.size / v,
-        C: (nh * hd) / v,
-        ws,
-        H: h,
-        W: w,
-        nWh,
-        nWw,
-        off: bound.off / v,
-        s0: s0 / v,
-        s1: s1 / v,
-        s2: s2 / v,
-        hd: hd / v,
-      }),
-      grid1d(out.size / v, WINDOW_WG),
-    );
-    if (src !== o) src.dispose();
-  }
+  windowPass(windowUnpartitionKernel, o, out, { C: nh * hd, hd, ws, H: h, W: w, nWh, nWw });
   return record("windowUnpartition", [o], out, (g) => {
     // [Bw, ws, ws, nh·hd] → [Bw, nh, ws·ws, hd]: o's shape (a view of the padded windows).
     const p = windowPartition(g, ws);

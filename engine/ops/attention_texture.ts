@@ -24,7 +24,7 @@
  * more than a vec4 buffer store, so the scores go to a buffer; the product reads its A operand
  * from a texture at half the CPU time of a buffer, so the probabilities go to a texture.
  */
-import { copyBufferToTexture, dispatch, grid1d } from "../dispatch.ts";
+import { dispatch, grid1d } from "../dispatch.ts";
 import { gpu } from "../device.ts";
 import { isGradEnabled } from "../autograd.ts";
 import { bindingLimit } from "../routing.ts";
@@ -32,7 +32,7 @@ import { empty, type Tensor } from "../tensor.ts";
 import { acquireTexture, hasReadonlyStorageTextures, releaseTexture } from "../texture_pool.ts";
 import { matmulTile } from "../autotune.ts";
 import { bindRange } from "./matmul_plan.ts";
-import { copyable } from "./matmul_texture.ts";
+import { copyable, copyRowsToTexture } from "./matmul_texture.ts";
 import { permute } from "./view.ts";
 import {
   MATMUL_PACK_UNIFORMS,
@@ -73,6 +73,62 @@ function slicesPerPass(g: number, nq: number, nk: number, d: number): number {
   // composed path (one 64 MiB head of ViT-B's global attention).
   const byBytes = Math.floor(bindingLimit() / 2 / (nq * nk * 4));
   return Math.min(g, byRows, byBytes);
+}
+
+/** The range of `t`'s buffer its elements span, bound. */
+function bindWhole(t: Tensor) {
+  const e = extent(t);
+  return bindRange(t, e.lo, e.hi);
+}
+type Bound = ReturnType<typeof bindWhole>;
+
+/**
+ * Slices g0..g0+nz of a strided [B, H, ·, ·] operand `t` as texture rows, `rows` each: sRow along
+ * them, sK along the texels (K values a row). Packed by the kernel, lanes along the operand's
+ * contiguous dim (kernels/matmul_texture.ts, PackLanes: along k for q and k, along the rows for
+ * v); with `tryCopy`, copied instead where the rows already are texture bytes (the same texels).
+ */
+function stageRows(
+  t: Tensor,
+  b: Bound,
+  s: { g0: number; nz: number; rows: number; K: number; sRow: number; sK: number },
+  tryCopy: boolean,
+): ReturnType<typeof acquireTexture> {
+  const { g0, nz, rows, K, sRow, sK } = s;
+  const width = Math.ceil(K / 4);
+  const tex = acquireTexture(width, nz * rows);
+  const H = t.shape[1], [s0, s1] = t.strides;
+  if (tryCopy) {
+    const starts = [...Array(nz).keys()].map((i) => {
+      const z = g0 + i;
+      return t.storage.offset + 4 * (t.offset + Math.floor(z / H) * s0 + (z % H) * s1);
+    });
+    if (copyable(K, sK, sRow, rows, 4 * sRow, starts)) {
+      copyRowsToTexture(t.storage.buffer, starts, 4 * sRow, tex.texture, width, rows);
+      return tex;
+    }
+  }
+  const lanes: PackLanes = sRow < sK ? "rows" : "k";
+  dispatch(
+    matmulPackKernel(lanes),
+    [b.binding, { view: tex.view }],
+    MATMUL_PACK_UNIFORMS.pack({
+      rows,
+      K,
+      width,
+      zBase: g0,
+      off: t.offset - b.start,
+      si: sRow,
+      sj: sK,
+      nb1: H,
+      s0,
+      s1,
+      height: tex.texture.height,
+      kRows: 0,
+    }),
+    matmulPackGrid(lanes, width, tex.texture.height),
+  );
+  return tex;
 }
 
 /**
@@ -148,12 +204,8 @@ export function attentionTextureRaw(
     assertLoopLimit(NAME, nk4 + 1, `Nk = ${nk}`);
   }
   const out = empty([B, nq, H, d]);
-  const bind = (t: Tensor) => {
-    const e = extent(t);
-    return bindRange(t, e.lo, e.hi);
-  };
-  const [bq, bk, bv, bh, bw] = [q, k, v, relH, relW].map(bind);
-  const bo = bind(out);
+  const [bq, bk, bv, bh, bw] = [q, k, v, relH, relW].map(bindWhole);
+  const bo = bindWhole(out);
   const st = scoresTileFor(nq, nk);
   const scores = scoresTextureKernel(st);
   const soft = softmaxRelBiasTextureKernel(kh, kw);
@@ -163,41 +215,14 @@ export function attentionTextureRaw(
   // Rows of a strided [B, H, n, d] operand as texture rows (sRow along them, sK along the texels).
   const stage = (
     t: Tensor,
-    b: ReturnType<typeof bind>,
+    b: Bound,
     g0: number,
     nz: number,
     rows: number,
     K: number,
     sRow: number,
     sK: number,
-  ) => {
-    const width = Math.ceil(K / 4);
-    const tex = acquireTexture(width, nz * rows);
-    const height = tex.texture.height;
-    // Lanes along the operand's contiguous dim (kernels/matmul_texture.ts, PackLanes): along k
-    // for q and k, along the rows (head-dim columns) for v.
-    const lanes: PackLanes = sRow < sK ? "rows" : "k";
-    dispatch(
-      matmulPackKernel(lanes),
-      [b.binding, { view: tex.view }],
-      MATMUL_PACK_UNIFORMS.pack({
-        rows,
-        K,
-        width,
-        zBase: g0,
-        off: t.offset - b.start,
-        si: sRow,
-        sj: sK,
-        nb1: H,
-        s0: t.strides[0],
-        s1: t.strides[1],
-        height,
-        kRows: 0,
-      }),
-      matmulPackGrid(lanes, width, height),
-    );
-    return tex;
-  };
+  ) => stageRows(t, b, { g0, nz, rows, K, sRow, sK }, false);
   for (let g0 = 0; g0 < G; g0 += step) {
     const nz = Math.min(step, G - g0);
     const tq = stage(q, bq, g0, nz, nq, d, q.strides[2], q.strides[3]);
@@ -304,47 +329,10 @@ export function attentionScoresRaw(q: Tensor, k: Tensor): Tensor {
   const st = scoresTileFor(nq, nk);
   const kernel = scoresTextureKernel(st);
   const step = Math.min(G, Math.floor(gpu().limits.maxTextureDimension2D / Math.max(nq, nk)));
-  const bind = (t: Tensor) => {
-    const e = extent(t);
-    return bindRange(t, e.lo, e.hi);
-  };
-  const [bq, bk] = [q, k].map(bind);
+  const [bq, bk] = [q, k].map(bindWhole);
   // Slices g0.. of t ([B, H, rows, d]) as texture rows: copies where allowed, else the pack.
-  const stage = (t: Tensor, b: ReturnType<typeof bind>, g0: number, nz: number, rows: number) => {
-    const tex = acquireTexture(d4, nz * rows);
-    const [s0, s1, sRow, sK] = t.strides;
-    const starts = [...Array(nz).keys()].map((i) => {
-      const z = g0 + i;
-      return t.storage.offset + 4 * (t.offset + Math.floor(z / H) * s0 + (z % H) * s1);
-    });
-    if (copyable(d, sK, sRow, rows, 4 * sRow, starts)) {
-      starts.forEach((at, i) =>
-        copyBufferToTexture(t.storage.buffer, at, 4 * sRow, tex.texture, d4, rows, i * rows)
-      );
-      return tex;
-    }
-    const lanes: PackLanes = sRow < sK ? "rows" : "k";
-    dispatch(
-      matmulPackKernel(lanes),
-      [b.binding, { view: tex.view }],
-      MATMUL_PACK_UNIFORMS.pack({
-        rows,
-        K: d,
-        width: d4,
-        zBase: g0,
-        off: t.offset - b.start,
-        si: sRow,
-        sj: sK,
-        nb1: H,
-        s0,
-        s1,
-        height: tex.texture.height,
-        kRows: 0,
-      }),
-      matmulPackGrid(lanes, d4, tex.texture.height),
-    );
-    return tex;
-  };
+  const stage = (t: Tensor, b: Bound, g0: number, nz: number, rows: number) =>
+    stageRows(t, b, { g0, nz, rows, K: d, sRow: t.strides[2], sK: t.strides[3] }, true);
   for (let g0 = 0; g0 < G; g0 += step) {
     const nz = Math.min(step, G - g0);
     const tq = stage(q, bq, g0, nz, nq);

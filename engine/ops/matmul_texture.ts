@@ -80,6 +80,28 @@ export function copyable(
 }
 
 /**
+ * Copies slice i (`rows` rows of `width` texels from `starts[i]`, `bytesPerRow` apart) to the
+ * texture's rows i·rows..: one copy per run of slices that lie end to end in the buffer (the
+ * next starting `rows` rows after this one: batches of a dense tensor, the windows of one head of
+ * SAM's qkv taken head-major), instead of one per slice — the same bytes in the same texels.
+ */
+export function copyRowsToTexture(
+  buffer: GPUBuffer,
+  starts: number[],
+  bytesPerRow: number,
+  texture: GPUTexture,
+  width: number,
+  rows: number,
+): void {
+  for (let i = 0; i < starts.length;) {
+    let j = i + 1;
+    while (j < starts.length && starts[j] === starts[j - 1] + rows * bytesPerRow) j++;
+    copyBufferToTexture(buffer, starts[i], bytesPerRow, texture, width, (j - i) * rows, i * rows);
+    i = j;
+  }
+}
+
+/**
  * Stages a chunk's row-major B (n contiguous) by copies in the bRowMajor layout (texel (n/4, k):
  * B[k, n..n+3]; K rows per batch) when {@link copyable} allows it (N and K of the chunk multiples
  * of 4, rows of B 256-byte multiples apart, 16-byte aligned starts) and the texture fits the
@@ -106,9 +128,7 @@ function copyRowMajorB(
   const bytesPerRow = kc === 1 ? Math.ceil(nr * 4 / 256) * 256 : 4 * B.si;
   if (!copyable(nr, B.sj, B.si, kc, bytesPerRow, starts)) return null;
   const tex = acquireTexture(nr / 4, height);
-  starts.forEach((at, i) =>
-    copyBufferToTexture(b.storage.buffer, at, bytesPerRow, tex.texture, nr / 4, kc, i * kc)
-  );
+  copyRowsToTexture(b.storage.buffer, starts, bytesPerRow, tex.texture, nr / 4, kc);
   return tex;
 }
 
@@ -199,17 +219,7 @@ export function launchTexture(p: MatmulProblem, t: TextureLaunch): void {
         const bytesPerRow = rows === 1 ? Math.ceil(kc * 4 / 256) * 256 : 4 * sRow;
         if (copyable(kc, sK, sRow, rows, bytesPerRow, starts)) {
           const tex = acquireTexture(width, (batched ? nz : 1) * rows);
-          starts.forEach((at, i) =>
-            copyBufferToTexture(
-              x.storage.buffer,
-              at,
-              bytesPerRow,
-              tex.texture,
-              width,
-              rows,
-              i * rows,
-            )
-          );
+          copyRowsToTexture(x.storage.buffer, starts, bytesPerRow, tex.texture, width, rows);
           return tex;
         }
       }

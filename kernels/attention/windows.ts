@@ -41,53 +41,72 @@ function elem(v: 1 | 4): string {
   return v === 4 ? "vec4<f32>" : "f32";
 }
 
-/** Bindings: x (read, strided), out (dense windows). */
-export function windowPartitionKernel(v: 1 | 4): Kernel {
+/**
+ * A flat window pass, one thread per output item: `decode` turns the item's index (after its
+ * channel c) into coordinates, `store` writes it; the rest is shared by partition and unpartition.
+ */
+function windowPassKernel(
+  key: string,
+  v: 1 | 4,
+  bindings: string[],
+  decode: string,
+  store: string,
+): Kernel {
   return {
-    key: `sam-window/partition/v${v}`,
+    key: `sam-window/${key}/v${v}`,
     wgsl: () =>
       flatKernelWgsl({
         params: WINDOW_UNIFORMS.wgsl("P"),
         wg: WINDOW_WG,
-        bindings: [`read> x: ${elem(v)}`, `read_write> o: ${elem(v)}`],
+        bindings: [`read> x: ${elem(v)}`, ...bindings],
         body: `  if (i >= u.n) { return; }
   let c = i % u.C;
   var t = i / u.C;
-  let xw = t % u.ws; t = t / u.ws;
+${decode}
+${store}`,
+      }),
+  };
+}
+
+/**
+ * Bindings: x (read, strided), out (dense windows); with `padded`, a third binding `pad` (dense,
+ * C items) holds the value of each channel where a window reaches past the grid (else zero):
+ * SAM's qkv projected before the partition pads with the projection's bias, which is what the
+ * projection of a zero token gives.
+ */
+export function windowPartitionKernel(v: 1 | 4, padded = false): Kernel {
+  const outside = padded ? "pad[c]" : `${elem(v)}(0.0)`;
+  return windowPassKernel(
+    padded ? "partition-pad" : "partition",
+    v,
+    [`read_write> o: ${elem(v)}`, ...(padded ? [`read> pad: ${elem(v)}`] : [])],
+    `  let xw = t % u.ws; t = t / u.ws;
   let yw = t % u.ws; t = t / u.ws;
   let wj = t % u.nWw; t = t / u.nWw;
   let wi = t % u.nWh;
   let b = t / u.nWh;
   let y = wi * u.ws + yw;
-  let xx = wj * u.ws + xw;
-  if (y < u.H && xx < u.W) {
+  let xx = wj * u.ws + xw;`,
+    `  if (y < u.H && xx < u.W) {
     o[i] = x[u.off + b * u.s0 + y * u.s1 + xx * u.s2 + c];
   } else {
-    o[i] = ${elem(v)}(0.0);
+    o[i] = ${outside};
   }`,
-      }),
-  };
+  );
 }
 
 /** Bindings: o (read, strided per-head attention output), y (dense cropped grid). */
 export function windowUnpartitionKernel(v: 1 | 4): Kernel {
-  return {
-    key: `sam-window/unpartition/v${v}`,
-    wgsl: () =>
-      flatKernelWgsl({
-        params: WINDOW_UNIFORMS.wgsl("P"),
-        wg: WINDOW_WG,
-        bindings: [`read> x: ${elem(v)}`, `read_write> y: ${elem(v)}`],
-        body: `  if (i >= u.n) { return; }
-  let c = i % u.C;
-  var t = i / u.C;
-  let xx = t % u.W; t = t / u.W;
+  return windowPassKernel(
+    "unpartition",
+    v,
+    [`read_write> y: ${elem(v)}`],
+    `  let xx = t % u.W; t = t / u.W;
   let yy = t % u.H;
   let b = t / u.H;
   let win = (b * u.nWh + yy / u.ws) * u.nWw + xx / u.ws;
   let tok = (yy % u.ws) * u.ws + xx % u.ws;
-  let head = c / u.hd;
-  y[i] = x[u.off + win * u.s0 + head * u.s1 + tok * u.s2 + c % u.hd];`,
-      }),
-  };
+  let head = c / u.hd;`,
+    "  y[i] = x[u.off + win * u.s0 + head * u.s1 + tok * u.s2 + c % u.hd];",
+  );
 }

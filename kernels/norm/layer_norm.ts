@@ -22,6 +22,23 @@ const ROW_BASE = `  let base = (row / u.inner) * u.L * u.inner + row % u.inner;
   let st = u.inner;`;
 
 /**
+ * The forward's uniform block and bindings: x, y (items of type `e`), mean, rstd (f32 per row),
+ * then weight and bias (`e`) where present, numbered in that order.
+ */
+function forwardBindings(e: string, hasW: boolean, hasB: boolean): string {
+  let b = 5;
+  const wDecl = hasW ? `@group(0) @binding(${b++}) var<storage, read> w: array<${e}>;` : "";
+  const bDecl = hasB ? `@group(0) @binding(${b++}) var<storage, read> bias: array<${e}>;` : "";
+  return `${PARAMS}
+@group(0) @binding(1) var<storage, read> x: array<${e}>;
+@group(0) @binding(2) var<storage, read_write> y: array<${e}>;
+@group(0) @binding(3) var<storage, read_write> mean_out: array<f32>;
+@group(0) @binding(4) var<storage, read_write> rstd_out: array<f32>;
+${wDecl}
+${bDecl}`;
+}
+
+/**
  * Bindings: x, y, mean, rstd, [weight], [bias]. `vec4`: a thread per row reading and writing
  * vec4s (thread row mode, inner = 1, L a multiple of 4; {@link layerNormVec4}): a quarter of the
  * loads, each a per-lane loop on software adapters (ViT-B's 4096 rows of 768: BENCHMARKS.md).
@@ -40,16 +57,7 @@ export function layerNormKernel(
     key: `layernorm/${rowModeKey(m)}/${hasW ? "w" : "-"}${hasB ? "b" : "-"}`,
     wgsl: () => {
       const { decls, head } = rowPrelude(m);
-      let b = 5;
-      const wDecl = hasW ? `@group(0) @binding(${b++}) var<storage, read> w: array<f32>;` : "";
-      const bDecl = hasB ? `@group(0) @binding(${b++}) var<storage, read> bias: array<f32>;` : "";
-      return `${PARAMS}
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read_write> y: array<f32>;
-@group(0) @binding(3) var<storage, read_write> mean_out: array<f32>;
-@group(0) @binding(4) var<storage, read_write> rstd_out: array<f32>;
-${wDecl}
-${bDecl}
+      return `${forwardBindings("f32", hasW, hasB)}
 ${decls}
 ${head}
 ${ROW_BASE}
@@ -89,17 +97,8 @@ function layerNormVec4Kernel(hasW: boolean, hasB: boolean): Kernel {
     key: `layernorm/thread-v4/${hasW ? "w" : "-"}${hasB ? "b" : "-"}`,
     wgsl: () => {
       const { decls, head } = rowPrelude({ wg: 0 });
-      let b = 5;
       const V = "vec4<f32>";
-      const wDecl = hasW ? `@group(0) @binding(${b++}) var<storage, read> w: array<${V}>;` : "";
-      const bDecl = hasB ? `@group(0) @binding(${b++}) var<storage, read> bias: array<${V}>;` : "";
-      return `${PARAMS}
-@group(0) @binding(1) var<storage, read> x: array<${V}>;
-@group(0) @binding(2) var<storage, read_write> y: array<${V}>;
-@group(0) @binding(3) var<storage, read_write> mean_out: array<f32>;
-@group(0) @binding(4) var<storage, read_write> rstd_out: array<f32>;
-${wDecl}
-${bDecl}
+      return `${forwardBindings(V, hasW, hasB)}
 ${decls}
 ${head}
   let L4 = u.L / 4u;

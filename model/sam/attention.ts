@@ -45,6 +45,50 @@ export function setAttentionScoresKernel(on: boolean): boolean {
   return old;
 }
 
+let probabilityViews = true;
+
+/**
+ * Whether the bias softmax's probabilities [G, Nq, Nk] (rows padded to 256 bytes for the P·V
+ * product's texture copy) are split into [B, H, Nq, Nk] as a view (true) or by a reshape, which
+ * copies a padded tensor densely (false: the code before; ~150 ms a windowed ViT-B block on
+ * llvmpipe). Kept for A/B benchmarks (bench/sam_encoder_ab.ts); returns the old setting.
+ */
+export function setAttentionProbabilityViews(on: boolean): boolean {
+  const old = probabilityViews;
+  probabilityViews = on;
+  return old;
+}
+
+/** p [G, Nq, Nk] → [pb, ph, Nq, Nk]: see {@link setAttentionProbabilityViews}. */
+function splitHeads(p: Tensor, pb: number, ph: number): Tensor {
+  return probabilityViews
+    ? F.unflatten(p, 0, [pb, ph])
+    : F.reshape(p, [pb, ph, p.shape[1], p.shape[2]]);
+}
+
+/**
+ * softmax(q·kᵀ·scale + bias) for q [b, h, Nq, d], k [b, h, Nk, d] and the bias terms relH, relW
+ * [b, h, Nq, ·]: the probabilities [b, h, Nq, Nk] (rows maybe padded: a view).
+ */
+function biasedProbabilities(
+  q: Tensor,
+  k: Tensor,
+  relH: Tensor,
+  relW: Tensor,
+  scale: number,
+): Tensor {
+  const [pb, ph, nq] = q.shape;
+  // Without gradients on software adapters the scores kernel stores vec4s where the texture
+  // matmul stores a checked scalar each (a store-bound product at d = 64).
+  const s = scoresKernel && gpu().isSoftware && !F.attentionScoresRefusal(q, k)
+    ? F.attentionScoresRaw(q, k)
+    : F.matmul(q, F.transpose(k, 2, 3));
+  const flat = (t: Tensor) => F.reshape(t, [pb * ph, nq, -1]);
+  // The bias and the scale are applied inside the softmax kernel, never materialised.
+  const p = F.softmaxRelBias(flat(s), flat(relH), flat(relW), scale, { padRows: true });
+  return splitHeads(p, pb, ph);
+}
+
 /** [B, H, N, d] seen as [B·H, N, d] (a copy unless the layout allows a view). */
 function flat3(t: Tensor): Tensor {
   return t.rank === 3 ? t : F.reshape(t, [-1, t.shape[2], t.shape[3]]);
@@ -115,16 +159,8 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, scale: number, rel?: 
         const h1 = Math.min(H, h0 + heads);
         const part = (t: Tensor) => F.slice(F.slice(t, 0, b, b + 1), 1, h0, h1);
         tidy(() => {
-          const qp = part(q4), kp = part(k4);
-          const [pb, ph] = qp.shape;
-          const s = scoresKernel && gpu().isSoftware && !F.attentionScoresRefusal(qp, kp)
-            ? F.attentionScoresRaw(qp, kp)
-            : F.matmul(qp, F.transpose(kp, 2, 3));
-          const flat = (t: Tensor) => F.reshape(t, [pb * ph, nq, -1]);
-          const p = F.softmaxRelBias(flat(s), flat(part(relH)), flat(part(relW)), scale, {
-            padRows: true,
-          });
-          F.matmulRaw(F.reshape(p, [pb, ph, nq, nk]), part(v4), { out: part(o) });
+          const p = biasedProbabilities(part(q4), part(k4), part(relH), part(relW), scale);
+          F.matmulRaw(p, part(v4), { out: part(o) });
         });
       }
     }
@@ -140,19 +176,8 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, scale: number, rel?: 
       // formed (under autograd the graph keeps what backward needs).
       row.push(tidy(() => {
         const qp = part(q4), kp = part(k4);
-        const [pb, ph] = qp.shape;
         if (relH && relW) {
-          // Without gradients on software adapters the scores kernel stores vec4s where the
-          // texture matmul stores a checked scalar each (a store-bound product at d = 64).
-          const s = scoresKernel && gpu().isSoftware && !F.attentionScoresRefusal(qp, kp)
-            ? F.attentionScoresRaw(qp, kp)
-            : F.matmul(qp, F.transpose(kp, 2, 3));
-          const flat = (t: Tensor) => F.reshape(t, [pb * ph, nq, -1]);
-          // The bias and the scale are applied inside the softmax kernel, never materialised.
-          const p = F.softmaxRelBias(flat(s), flat(part(relH)), flat(part(relW)), scale, {
-            padRows: true,
-          });
-          return F.matmul(F.reshape(p, [pb, ph, nq, nk]), part(v4));
+          return F.matmul(biasedProbabilities(qp, kp, part(relH), part(relW), scale), part(v4));
         }
         const s = scale === 1
           ? F.matmul(qp, F.transpose(kp, 2, 3))

@@ -4,14 +4,14 @@
  * position bias), and the neck (1×1 conv, LayerNorm2d, 3×3 conv, LayerNorm2d). Token grids are
  * NHWC [B, H, W, C] as in the official code; the neck output is NCHW.
  */
-import { F, gpu, type Tensor, tensor, tidy } from "../../engine/mod.ts";
+import { F, gpu, isGradEnabled, type Tensor, tensor, tidy } from "../../engine/mod.ts";
 import { Module } from "../../engine/nn/module.ts";
 import { ModuleList } from "../../engine/nn/container.ts";
 import { Conv2d } from "../../engine/nn/conv.ts";
 import { LayerNorm, LayerNorm2d } from "../../engine/nn/norm.ts";
 import { Linear } from "../../engine/nn/linear.ts";
 import { constant, HostRng } from "../../engine/nn/init.ts";
-import { attention, relPosIndex, setAttentionScoresKernel } from "./attention.ts";
+import { attention, attentionImpl, relPosIndex, setAttentionScoresKernel } from "./attention.ts";
 import type { EncoderConfig } from "./configs.ts";
 
 export class MlpBlock extends Module {
@@ -69,11 +69,19 @@ class EncoderAttention extends Module {
 
   /** Tokens [B, H, W, C] → the attention's output per head, [B, heads, H·W, hd] (maybe strided). */
   perHead(x: Tensor): Tensor {
-    const [b, h, w] = x.shape;
+    return this.perHeadOf(this.qkv.forward(x));
+  }
+
+  /**
+   * The qkv projection of tokens [B, H, W, 3·C] → the attention's output per head,
+   * [B, heads, H·W, hd] (maybe strided).
+   */
+  perHeadOf(proj: Tensor): Tensor {
+    const [b, h, w] = proj.shape;
     const n = h * w, hd = this.headDim, nh = this.numHeads;
     // [B, N, 3, heads, hd] → q, k, v [B, heads, N, hd]: strided views of the projection, read
     // in place by the attention's matmuls (no copy of the 3·N·C projection).
-    const qkv = F.permute(F.reshape(this.qkv.forward(x), [b, n, 3, nh, hd]), [2, 0, 3, 1, 4]);
+    const qkv = F.permute(F.reshape(proj, [b, n, 3, nh, hd]), [2, 0, 3, 1, 4]);
     const q = F.select(qkv, 0, 0), k = F.select(qkv, 0, 1), v = F.select(qkv, 0, 2);
     let rel;
     if (this.relPosH && this.relPosW) {
@@ -87,6 +95,12 @@ class EncoderAttention extends Module {
       );
       rel = { rh, rw, qh: h, qw: w };
     }
+    if (b > 1 && headMajor && attentionImpl() === "composed") {
+      // Windows as [heads, windows, N, hd] views: one head's windows lie end to end in the
+      // projection, so the matmuls stage a pass's slices by a copy per head, not per window-head.
+      const swap = (t: Tensor) => F.permute(t, [1, 0, 2, 3]);
+      return swap(attention(swap(q), swap(k), swap(v), hd ** -0.5, rel));
+    }
     return attention(q, k, v, hd ** -0.5, rel);
   }
 }
@@ -97,6 +111,35 @@ class EncoderAttention extends Module {
  * and the test that both give the same block output.
  */
 let composedPasses = false;
+
+/**
+ * Whether windowed blocks project qkv on the H·W real tokens and partition the projection, padding
+ * with the bias (true), or partition the tokens and project the zero-padded windows (false: 16 %
+ * more qkv rows on ViT-B's 64×64 grid in 14×14 windows). The projection of a zero token is exactly
+ * the bias, so both give the same values; kept for A/B benchmarks (bench/sam_encoder_ab.ts).
+ */
+let qkvOnTokens = true;
+
+/**
+ * Whether the windows' attention runs head-major (true: slices ordered head by head, so a texture
+ * operand's slices are staged by one copy per run of a head's windows) or window-major (false:
+ * one copy per window-head). Same products per slice; kept for A/B benchmarks.
+ */
+let headMajor = true;
+
+/** Sets {@link headMajor}; returns the old setting. */
+export function setEncoderHeadMajorWindows(on: boolean): boolean {
+  const old = headMajor;
+  headMajor = on;
+  return old;
+}
+
+/** Sets {@link qkvOnTokens}; returns the old setting. */
+export function setEncoderQkvOnTokens(on: boolean): boolean {
+  const old = qkvOnTokens;
+  qkvOnTokens = on;
+  return old;
+}
 
 /** Forces the composed passes (true) or the one-pass kernels (false); returns the old setting. */
 export function setEncoderComposedPasses(on: boolean): boolean {
@@ -161,8 +204,14 @@ class Block extends Module {
         y = hp > h || wp > w ? F.slice(F.slice(grid, 1, 0, h), 2, 0, w) : grid;
       } else {
         // Pad + partition in one pass; heads merged, windows put back and the padding cropped in
-        // one pass. The projection acts per token, so it runs after, on the H·W real tokens only.
-        const o = this.attn.perHead(F.windowPartition(y, ws));
+        // one pass. The projections act per token, so the output projection runs after, on the
+        // H·W real tokens only, and so does qkv where no gradient reaches its bias (a padded
+        // token's qkv is the bias: the partition pads with it).
+        const qkv = this.attn.qkv;
+        const biasGrad = isGradEnabled() && qkv.bias?.requiresGrad === true;
+        const o = qkvOnTokens && !biasGrad
+          ? this.attn.perHeadOf(F.windowPartition(qkv.forward(y), ws, qkv.bias ?? undefined))
+          : this.attn.perHead(F.windowPartition(y, ws));
         y = this.attn.proj.forward(F.windowUnpartition(o, ws, h, w));
       }
     } else {

@@ -54,31 +54,36 @@ Deno.test("attentionScores: dense operands, odd head dims and query counts", asy
   await checkDense(1, 3, 3, 8196, 4, 4);
 });
 
-Deno.test("attentionScores: heads of one qkv projection read in place (rows copied)", async () => {
-  // [B, N, 3, H, d] with 3·H·d = 192 floats a token (768 bytes: whole copy pitches).
-  const [b, n, h, d] = [2, 20, 2, 32];
-  const p = randArray(b * n * 3 * h * d, 9, -1, 1);
+/**
+ * Scores of q and k taken as strided views of one qkv projection [B, N, 3, H, d] (3·H·d = 192
+ * floats a token: whole copy pitches), batch-major [B, H, N, d] or head-major [H, B, N, d] (where
+ * a head's batches lie end to end, so a pass's consecutive slices are staged by one copy per
+ * head), against float64.
+ */
+async function checkProjectionHeads(b: number, headMajor: boolean, seed: number) {
+  const [n, h, d] = [20, 2, 32];
+  const p = randArray(b * n * 3 * h * d, seed, -1, 1);
+  // Slice z of the views: (batch, head) in the order the views take them.
+  const slice = (
+    z: number,
+  ) => (headMajor ? [z % b, Math.floor(z / b)] : [Math.floor(z / h), z % h]);
   const host = (pick: number) => {
     const o = new Float64Array(b * h * n * d);
-    for (let bi = 0; bi < b; bi++) {
-      for (let hh = 0; hh < h; hh++) {
-        for (let t = 0; t < n; t++) {
-          for (let c = 0; c < d; c++) {
-            o[((bi * h + hh) * n + t) * d + c] = p[(((bi * n + t) * 3 + pick) * h + hh) * d + c];
-          }
+    for (let z = 0; z < b * h; z++) {
+      const [bi, hh] = slice(z);
+      for (let t = 0; t < n; t++) {
+        for (let c = 0; c < d; c++) {
+          o[(z * n + t) * d + c] = p[(((bi * n + t) * 3 + pick) * h + hh) * d + c];
         }
       }
     }
     return o;
   };
   const s = tidy(() => {
-    const qkv = F.permute(F.reshape(tensor(p, [b, n, 3 * h * d]), [b, n, 3, h, d]), [
-      2,
-      0,
-      3,
-      1,
-      4,
-    ]);
+    const qkv = F.permute(
+      F.reshape(tensor(p, [b, n, 3 * h * d]), [b, n, 3, h, d]),
+      headMajor ? [2, 3, 0, 1, 4] : [2, 0, 3, 1, 4],
+    );
     const q = F.select(qkv, 0, 0), k = F.select(qkv, 0, 1);
     assert.ok(!q.isContiguous());
     return F.attentionScoresRaw(q, k);
@@ -86,8 +91,17 @@ Deno.test("attentionScores: heads of one qkv projection read in place (rows copi
   assertClose(await s.data(), scoresRef(host(0), host(1), b * h, n, n, d), {
     atol: 1e-5,
     rtol: 1e-5,
+    what: headMajor ? "head-major" : "batch-major",
   });
   s.dispose();
+}
+
+Deno.test("attentionScores: heads of one qkv projection read in place (rows copied)", async () => {
+  await checkProjectionHeads(2, false, 9);
+});
+
+Deno.test("attentionScores: head-major heads of a qkv projection (one copy per head's run of batches)", async () => {
+  await checkProjectionHeads(3, true, 10);
 });
 
 Deno.test("attentionScores refuses what it cannot run, naming why", () => {

@@ -64,6 +64,73 @@ Deno.test("windowPartition: strided inputs (permuted, offset views) read in plac
   }
 });
 
+Deno.test("windowPartition with a per-channel pad value: dense and strided, vec4 and scalar", async () => {
+  for (
+    const [b, h, w, c, ws] of [[2, 5, 7, 6, 3], [1, 6, 6, 8, 3], [1, 9, 4, 12, 14], [1, 3, 5, 4, 2]]
+  ) {
+    const x = randArray(b * h * w * c, h * 5 + c), pad = randArray(c, c + 1);
+    const got = tidy(() => F.windowPartition(tensor(x, [b, h, w, c]), ws, tensor(pad, [c])));
+    assertClose(await got.data() as Float32Array, partitionRef(x, b, h, w, c, ws, pad), {
+      atol: 0,
+      rtol: 0,
+      what: `partition ${[b, h, w, c]} ws ${ws} padded with values`,
+    });
+    got.dispose();
+  }
+  // A channel slice (offset 4: vec4 items; 1: scalar) of a wider grid, the pad a strided view.
+  const [b, h, w, c, ws] = [1, 5, 6, 8, 4];
+  const wide = randArray(b * h * w * 13, 6), padWide = randArray(2 * c, 7);
+  for (const c0 of [4, 1]) {
+    const sub = new Float64Array(b * h * w * c), pad = new Float64Array(c);
+    for (let p = 0; p < b * h * w; p++) {
+      for (let ch = 0; ch < c; ch++) sub[p * c + ch] = wide[p * 13 + c0 + ch];
+    }
+    for (let ch = 0; ch < c; ch++) pad[ch] = padWide[2 * ch];
+    const got = tidy(() =>
+      F.windowPartition(
+        F.slice(tensor(wide, [b, h, w, 13]), 3, c0, c0 + c),
+        ws,
+        F.select(F.reshape(tensor(padWide, [2 * c]), [c, 2]), 1, 0),
+      )
+    );
+    assertClose(await got.data() as Float32Array, partitionRef(sub, b, h, w, c, ws, pad), {
+      atol: 0,
+      rtol: 0,
+      what: `channel slice at ${c0}, strided pad`,
+    });
+    got.dispose();
+  }
+});
+
+Deno.test("windowPartition: a pad of the wrong shape, or one that needs a gradient, is refused", () => {
+  const x = tensor(new Float32Array(2 * 3 * 4), [1, 2, 3, 4]);
+  const bad = tensor(new Float32Array(3), [3]);
+  const grad = tensor(new Float32Array(4), [4]);
+  grad.requiresGrad = true;
+  try {
+    for (
+      const [pad, want] of [[bad, "pad must be f32 [4]"], [grad, "pad gets no gradient"]] as const
+    ) {
+      let msg = "";
+      try {
+        F.windowPartition(x, 2, pad);
+      } catch (e) {
+        msg = (e as Error).message;
+      }
+      if (!msg.includes(want)) throw new Error(`expected "${want}", got: ${msg}`);
+    }
+  } finally {
+    [x, bad, grad].forEach((t) => t.dispose());
+  }
+});
+
+Deno.test("windowPartition with a pad value: the gradient reaches x (the pad is a constant)", async () => {
+  await gradCheck(
+    (x: Tensor) => F.windowPartition(x, 3, tensor(randArray(4, 9), [4])),
+    [{ shape: [1, 4, 5, 4] }],
+  );
+});
+
 Deno.test("windowUnpartition: heads dense or merged underneath, cropped", async () => {
   for (
     const [b, h, w, nh, hd, ws] of [[2, 5, 7, 3, 4, 3], [1, 6, 6, 2, 3, 3], [1, 13, 10, 4, 8, 14]]

@@ -4,7 +4,10 @@
  * engine's window helpers.
  */
 
-/** Pads x [B,H,W,C] with zeros to multiples of ws, then [B·nWh·nWw, ws, ws, C]. */
+/**
+ * Pads x [B,H,W,C] with zeros (or with pad[c] per channel: the encoder pads qkv with its bias) to
+ * multiples of ws, then [B·nWh·nWw, ws, ws, C].
+ */
 export function partitionRef(
   x: ArrayLike<number>,
   b: number,
@@ -12,6 +15,7 @@ export function partitionRef(
   w: number,
   c: number,
   ws: number,
+  pad?: ArrayLike<number>,
 ) {
   const nWh = Math.ceil(h / ws), nWw = Math.ceil(w / ws);
   const out = new Float64Array(b * nWh * nWw * ws * ws * c);
@@ -23,7 +27,7 @@ export function partitionRef(
           for (let xw = 0; xw < ws; xw++) {
             const y = wi * ws + yw, xx = wj * ws + xw;
             for (let ch = 0; ch < c; ch++, i++) {
-              out[i] = y < h && xx < w ? x[((bi * h + y) * w + xx) * c + ch] : 0;
+              out[i] = y < h && xx < w ? x[((bi * h + y) * w + xx) * c + ch] : pad ? pad[ch] : 0;
             }
           }
         }
