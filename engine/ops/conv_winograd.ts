@@ -102,16 +102,43 @@ function gemmTile(rows: number, N: number, K: number, batch: number): TextureTil
 }
 
 /**
+ * How a call's T output tiles are cut into chunks: at most `Tc` tiles each; `aligned` chunks never
+ * cross a sample's boundary (tps tiles a sample).
+ */
+export interface TilePlan {
+  Tc: number;
+  aligned: boolean;
+}
+
+/**
  * Tiles per chunk at most Tc, halved (then capped at one sample's tps tiles) until the samples a
  * chunk spans fit a binding both in the input (CHW a sample) and in the output (OHW a sample).
+ * Where one sample fits a binding but two do not, halving would end at one tile a chunk (hundreds
+ * of thousands of dispatches for a large image); the chunks are kept inside one sample instead.
+ * Everywhere else the chunks are those of before (the weight gradient's sums keep their order).
  */
-function fitSpan(Tc: number, tps: number, CHW: number, OHW: number, limit: number): number {
-  const spanFits = (tc: number) => {
-    const span = Math.ceil((tc - 1) / tps) + 1;
-    return (span * CHW + 64) * 4 <= limit && (span * OHW + 64) * 4 <= limit;
-  };
+export function fitSpan(
+  Tc: number,
+  tps: number,
+  CHW: number,
+  OHW: number,
+  limit: number,
+): TilePlan {
+  const fits = (span: number) => (span * CHW + 64) * 4 <= limit && (span * OHW + 64) * 4 <= limit;
+  const spanFits = (tc: number) => fits(Math.ceil((tc - 1) / tps) + 1);
+  const cap = Tc;
   while (Tc > 1 && !spanFits(Tc)) Tc = Math.max(1, Math.min(Tc >> 1, tps));
-  return Tc;
+  if (Tc === 1 && cap > 1 && tps > 1 && fits(1)) return { Tc: Math.min(cap, tps), aligned: true };
+  return { Tc, aligned: false };
+}
+
+/** The chunks [T0, tc) of T tiles under a plan. */
+export function* tileChunks(T: number, tps: number, plan: TilePlan): Generator<[number, number]> {
+  for (let T0 = 0; T0 < T;) {
+    const tc = Math.min(plan.Tc, T - T0, plan.aligned ? tps - (T0 % tps) : Infinity);
+    yield [T0, tc];
+    T0 += tc;
+  }
 }
 
 /** A chunk of output tiles: tiles T0 .. T0 + tc − 1 of samples nLo .. nHi (tW a row, tps a sample). */
@@ -269,7 +296,7 @@ function winogradConv(
   for (let z0 = 0; z0 < a2; z0 += zc) groups.push([z0, Math.min(a2, z0 + zc)]);
   // Tiles per chunk: texture rows, the M scratch binding, and the samples a chunk spans.
   const cap = Math.min(T, Math.floor(maxRows / zc), Math.floor((limit / 4 - 64) / (a2 * p.O)));
-  const Tc = fitSpan(cap, tps, CHW, OHW, limit);
+  const plan = fitSpan(cap, tps, CHW, OHW, limit), Tc = plan.Tc;
   if (Tc < 1) throw new Error(`conv2d (winograd): ${p.O} filters do not fit a texture`);
 
   const K4 = Math.ceil(p.C / 4);
@@ -282,8 +309,7 @@ function winogradConv(
     return tex;
   });
   const scratch = empty([a2 * p.O * Tc]);
-  for (let T0 = 0; T0 < T; T0 += Tc) {
-    const tc = Math.min(Tc, T - T0);
+  for (const [T0, tc] of tileChunks(T, tps, plan)) {
     const nLo = Math.floor(T0 / tps), nHi = Math.floor((T0 + tc - 1) / tps);
     const chunk = { tW, tps, T0, tc, nLo, nHi };
     const xr = bindRange(x, x.offset + nLo * CHW, x.offset + (nHi + 1) * CHW - 1);
@@ -353,7 +379,7 @@ function winogradConvBuffers(
     Math.floor((limit / 4 - 64) / (a2 * Math.max(p.C, p.O))),
     WINOGRAD_WG.x * gpu().limits.maxComputeWorkgroupsPerDimension,
   );
-  const Tc = fitSpan(cap, tps, CHW, OHW, limit);
+  const plan = fitSpan(cap, tps, CHW, OHW, limit), Tc = plan.Tc;
   if (Tc < 1 || a2 * p.O * p.C * 4 > limit) {
     throw new Error(`conv2d (winograd): ${p.O}×${p.C} filters do not fit a binding`);
   }
@@ -367,8 +393,7 @@ function winogradConvBuffers(
     outOff: u.offset - ub.start,
     pitch: 0,
   });
-  for (let T0 = 0; T0 < T; T0 += Tc) {
-    const tc = Math.min(Tc, T - T0);
+  for (const [T0, tc] of tileChunks(T, tps, plan)) {
     const nLo = Math.floor(T0 / tps), nHi = Math.floor((T0 + tc - 1) / tps);
     const chunk = { tW, tps, T0, tc, nLo, nHi };
     const xr = bindRange(x, x.offset + nLo * CHW, x.offset + (nHi + 1) * CHW - 1);
@@ -487,7 +512,7 @@ export function conv2dBackwardWeightWinograd(
   const zc = Math.min(a2, Math.floor(maxRows / Math.max(g.C, g.O)));
   if (zc < 1) throw new Error(`conv2d (winograd): ${g.C}/${g.O} channels exceed the texture rows`);
   const cap = Math.min(T, Math.max(16, Math.floor(WGRAD_PIXELS / (m * m))), 4 * maxRows);
-  const Tc = fitSpan(cap, tps, CHW, OHW, limit);
+  const plan = fitSpan(cap, tps, CHW, OHW, limit), Tc = plan.Tc;
   const scratch = empty([a2 * g.O * g.C]);
   const mr = bindRange(scratch, scratch.offset, scratch.offset + scratch.size - 1);
   const rt = gemmTile(g.O, g.C, Math.min(T, Tc), a2);
@@ -534,8 +559,7 @@ export function conv2dBackwardWeightWinograd(
     done();
     return tex;
   };
-  for (let T0 = 0; T0 < T; T0 += Tc) {
-    const tc = Math.min(Tc, T - T0);
+  for (const [T0, tc] of tileChunks(T, tps, plan)) {
     for (let z0 = 0; z0 < a2; z0 += zc) {
       const z1 = Math.min(a2, z0 + zc);
       const tdy = transform("dy", dy, OHW, g.O, g.OH, g.OW, T0, tc, z0, z1);

@@ -18,6 +18,8 @@ import {
   conv2dBackwardWeightWinograd,
   conv2dForwardWinograd,
   convWinogradFits,
+  fitSpan,
+  tileChunks,
 } from "../../engine/ops/conv_winograd.ts";
 import { WINOGRAD_MATRICES, type WinogradTile } from "../../kernels/conv/winograd.ts";
 import { assertClose, gradCheck, maxAbs, randArray, setup } from "../util/gpu.ts";
@@ -215,6 +217,42 @@ Deno.test({
       setBindingLimitForTests(null);
     }
   },
+});
+
+Deno.test("Winograd chunks stay inside one sample where two do not fit a binding", async () => {
+  // The plan alone: one sample fits, two do not. Halving used to end at one tile a chunk (a 2560²
+  // image took minutes); now a chunk is a sample's tiles (or the cap), never crossing a sample.
+  const tps = 1280 * 1280, CHW = 2 * 2560 * 2560, OHW = 3 * 2560 * 2560;
+  const plan = fitSpan(4096, tps, CHW, OHW, 128 * 2 ** 20);
+  assert.deepStrictEqual(plan, { Tc: 4096, aligned: true });
+  const chunks = [...tileChunks(2 * tps, tps, plan)];
+  assert.strictEqual(chunks.length, 2 * Math.ceil(tps / 4096));
+  let next = 0;
+  for (const [T0, tc] of chunks) {
+    assert.strictEqual(T0, next, "chunks cover every tile in order");
+    assert.ok(
+      Math.floor(T0 / tps) === Math.floor((T0 + tc - 1) / tps),
+      `chunk ${T0}+${tc} crosses`,
+    );
+    next = T0 + tc;
+  }
+  assert.strictEqual(next, 2 * tps);
+  // Where two samples fit, the plan is the one of before (unaligned chunks of the halved cap).
+  assert.deepStrictEqual(fitSpan(64, 10, 100, 100, 1 << 20), { Tc: 64, aligned: false });
+  assert.deepStrictEqual(
+    fitSpan(64, 10, 100, 100, 600),
+    { Tc: 1, aligned: false },
+    "one sample too big",
+  );
+  // On the adapter: a binding limit between one sample's output (2.3 KiB) and two (4.4 KiB).
+  setBindingLimitForTests(4096);
+  try {
+    for (const m of TILES) {
+      await checkShape({ N: 2, C: 3, H: 12, W: 11, O: 4, p: [1, 1] }, m, "sample-aligned chunks");
+    }
+  } finally {
+    setBindingLimitForTests(null);
+  }
 });
 
 Deno.test("Winograd on buffers and the batched matmul (the GPU variant), whole and chunked", async () => {
