@@ -80,10 +80,15 @@ function pidAlive(pid: number): boolean {
 
 /** Deepest nesting a run folder's JSON may have (the config is 4 levels deep). */
 const MAX_JSON_DEPTH = 64;
-/** Largest state.json / config.json read (they are a few kilobytes). */
+/** Largest run-folder JSON read (state.json, config.json, summary.json, stats.json: kilobytes). */
 const MAX_JSON_BYTES = 16 * 2 ** 20;
 
-function readJson(path: string): unknown {
+/**
+ * Reads a run folder's JSON file (state.json, config.json, summary.json, pseudo stats.json),
+ * bounding its size before reading and its nesting before use; the caller validates the fields.
+ * A missing file throws Deno.errors.NotFound.
+ */
+export function readRunJson(path: string): unknown {
   const size = Deno.statSync(path).size;
   if (size > MAX_JSON_BYTES) {
     throw new InputError(
@@ -117,6 +122,21 @@ export function parseRunJson(text: string, path: string): unknown {
   return v;
 }
 
+/** Throws `<file>: field <field>: expected <expected>, got <value>` (the value shortened). */
+export function badField(file: string, field: string, expected: string, got: unknown): never {
+  const shown = JSON.stringify(got) ?? String(got);
+  throw new InputError(
+    `${file}: field ${field}: expected ${expected}, got ${
+      shown.length > 60 ? shown.slice(0, 60) + "..." : shown
+    }`,
+    { file, field },
+  );
+}
+
+/** Whether a parsed JSON value is a plain object (not null, not an array). */
+export const isObj = (x: unknown): x is Record<string, unknown> =>
+  typeof x === "object" && x !== null && !Array.isArray(x);
+
 const STAGE_STATUSES = new Set(["pending", "running", "done"]);
 
 /**
@@ -124,17 +144,8 @@ const STAGE_STATUSES = new Set(["pending", "running", "done"]);
  * names the file and field, not "Cannot read properties of null" in a stage).
  */
 export function validateRunState(v: unknown, file = "state.json"): RunState {
-  const bad = (field: string, expected: string, got: unknown): never => {
-    const shown = JSON.stringify(got) ?? String(got);
-    throw new InputError(
-      `${file}: field ${field}: expected ${expected}, got ${
-        shown.length > 60 ? shown.slice(0, 60) + "..." : shown
-      }`,
-      { file, field },
-    );
-  };
-  const isObj = (x: unknown): x is Record<string, unknown> =>
-    typeof x === "object" && x !== null && !Array.isArray(x);
+  const bad = (field: string, expected: string, got: unknown): never =>
+    badField(file, field, expected, got);
   if (!isObj(v)) return bad("(root)", "an object {version, created, updated, stages}", v);
   if (v.version !== 1) bad("version", "1", v.version);
   for (const k of ["created", "updated"]) {
@@ -193,7 +204,7 @@ export function parseMetrics(text: string, file = "metrics.jsonl"): MetricRecord
 export function readStoredConfig(dir: string): Record<string, unknown> | null {
   const cfgPath = `${dir}/config.json`;
   if (!exists(cfgPath)) return null;
-  const stored = readJson(cfgPath);
+  const stored = readRunJson(cfgPath);
   if (typeof stored !== "object" || stored === null || Array.isArray(stored)) {
     throw new InputError(`${cfgPath}: field (root): expected the run's config object`, {
       file: cfgPath,
@@ -309,7 +320,7 @@ export class RunDir {
       }
       const now = new Date().toISOString();
       const state: RunState = exists(statePath)
-        ? validateRunState(readJson(statePath), statePath)
+        ? validateRunState(readRunJson(statePath), statePath)
         : { version: 1 as const, created: now, updated: now, stages: Object.create(null) };
       dropTornLine(`${dir}/metrics.jsonl`);
       const run = new RunDir(dir, cfg, state, stored !== null, madeBefore);
@@ -347,7 +358,7 @@ export class RunDir {
     const filled = withOldValues(stored);
     const diff = diffConfig(filled, cfg);
     if (diff.length) throw configMismatch(dir, filled, cfg, diff, madeBefore, false);
-    const state = validateRunState(readJson(statePath), statePath);
+    const state = validateRunState(readRunJson(statePath), statePath);
     const run = new RunDir(dir, cfg, state, true, madeBefore);
     globalThis.removeEventListener("unload", run.unload);
     run.readOnly = true;

@@ -10,6 +10,7 @@
 import { fmtBytes, initGpu, memoryStats, pool, trimPool } from "../../engine/mod.ts";
 import { type ConfigFlags, type PipelineConfig, resolveConfig } from "../config.ts";
 import { readStoredConfig, RunDir } from "../run_dir.ts";
+import { readSummary } from "../result_files.ts";
 import { absentKeys, describeOldRun } from "../config_compat.ts";
 import { formatDuration } from "../progress.ts";
 import { positives } from "../data/patches.ts";
@@ -301,7 +302,7 @@ async function train(v: ParsedFlags<typeof OPTIONS>): Promise<number> {
       summary = await withOomHint("evaluate", samFlag, cfg.sam.batchSize, () => runEvaluate(ctx));
     });
     const sp = run.path("summary.json");
-    summary ??= JSON.parse(await Deno.readTextFile(sp)) as Summary;
+    summary ??= readSummary(sp);
     // The summary is written inside the evaluate stage: add that stage's own time and memory.
     const ev = run.stage("evaluate");
     if (summary.seconds.evaluate === undefined || summary.peakGpuBytes?.evaluate === undefined) {

@@ -11,6 +11,7 @@ import { Progress } from "../progress.ts";
 import { dropTornLine, parseMetrics } from "../run_dir.ts";
 import { fmt } from "../format.ts";
 import { exists } from "../fs.ts";
+import { readPseudoStats } from "../result_files.ts";
 import type { SplitName, StageContext } from "../stage_context.ts";
 import { readCam } from "../classifier/cam.ts";
 import { loadStageSam } from "./build.ts";
@@ -68,7 +69,7 @@ export async function generatePseudo(
 ): Promise<PseudoStats | null> {
   const { cfg, run } = ctx;
   const done = run.path(`pseudo/iter_${iter}/stats.json`);
-  if (!sharded && await exists(done)) return JSON.parse(await Deno.readTextFile(done));
+  if (!sharded && await exists(done)) return readPseudoStats(done);
   await Deno.mkdir(run.path(`pseudo/iter_${iter}`), { recursive: true });
   const pass = pseudoPass(iter);
   // A shard journals in a file of its own; the merge writes the whole pass's journal from the

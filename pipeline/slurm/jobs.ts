@@ -7,6 +7,7 @@ import { writeFileAtomic } from "../../engine/io/atomic.ts";
 import { listManifests, manifestName } from "../shard/manifest.ts";
 import { manifestPass, passRoot, singleDone, type Stages, type Step } from "./plan.ts";
 import { taskDir } from "./script.ts";
+import { readRunJson, validateRunState } from "../run_dir.ts";
 
 export interface SubmittedStep {
   step: string;
@@ -73,14 +74,16 @@ export const exec: Exec = async (cmd, args) => {
 };
 
 /** The state.json stages of a run (empty when there is none yet). */
-export async function readStages(run: string): Promise<Stages> {
+export function readStages(run: string): Stages {
+  const path = `${run}/state.json`;
+  let raw: unknown;
   try {
-    const s = JSON.parse(await Deno.readTextFile(`${run}/state.json`));
-    return (s?.stages ?? {}) as Stages;
+    raw = readRunJson(path);
   } catch (e) {
     if (e instanceof Deno.errors.NotFound) return {};
-    throw new Error(`${run}/state.json: ${(e as Error).message}`);
+    throw e;
   }
+  return validateRunState(raw, path).stages as Stages;
 }
 
 /** Shard indices of an array step that have no manifest of `count` shards. */

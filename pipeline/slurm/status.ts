@@ -106,7 +106,7 @@ export async function runStatus(
   const jobs = await readJobs(run);
   const latest = latestJobs(jobs);
   const arraySize = jobs?.arraySize ?? 1;
-  const stages = await readStages(run);
+  const stages = readStages(run);
   const sources: string[] = ["run folder (state.json, shard manifests, task records)"];
   const states = await slurmStates(
     [...new Set([...latest.values()].map((s) => s.job))],

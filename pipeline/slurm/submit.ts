@@ -61,7 +61,7 @@ export async function submitRun(o: SubmitOptions): Promise<SubmitResult> {
   }
   await Deno.mkdir(logDir(run), { recursive: true });
   await Deno.mkdir(taskDir(run), { recursive: true });
-  const stages = await readStages(run);
+  const stages = readStages(run);
   const submitted: SubmittedStep[] = [], skipped: string[] = [], commands: string[][] = [];
   let last: string | null = null;
   let pending = false; // an earlier step of this submission is still to run

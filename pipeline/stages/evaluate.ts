@@ -18,6 +18,7 @@ import { ownsBatch, shardLabel } from "../shard/shard.ts";
 import { isSharded, mergeShards, relativeTo, type ShardRun } from "../shard/manifest.ts";
 import { examplePanel } from "../example_panel.ts";
 import { exists } from "../fs.ts";
+import { readPseudoStats } from "../result_files.ts";
 import type { StageContext } from "../stage_context.ts";
 import { readCam } from "../classifier/cam.ts";
 import { finalTag, loadStageSam, samBest } from "../sam/build.ts";
@@ -200,7 +201,7 @@ export async function runEvaluate(ctx: StageContext): Promise<Summary> {
   const pseudo: PseudoStats[] = [];
   for (let k = 0; k < cfg.iterations || (k === 0 && cfg.iterations === 0); k++) {
     const f = run.path(`pseudo/iter_${k}/stats.json`);
-    if (await exists(f)) pseudo.push(JSON.parse(await Deno.readTextFile(f)));
+    if (await exists(f)) pseudo.push(readPseudoStats(f));
   }
   const seconds: Record<string, number> = {};
   const peakGpuBytes: Record<string, number> = {};

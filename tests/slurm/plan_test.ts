@@ -10,6 +10,10 @@ import { splitArgs } from "../../pipeline/cli/slurm.ts";
 import { submitRun } from "../../pipeline/slurm/submit.ts";
 import { ShardRecorder } from "../../pipeline/shard/manifest.ts";
 
+/** A state.json as RunDir writes it, with these stages. */
+const stateJson = (stages: Record<string, unknown>) =>
+  JSON.stringify({ version: 1, created: "2026-01-01", updated: "2026-01-01", stages });
+
 Deno.test("slurm plan: steps per config", () => {
   const names = (c: { iterations: number; dataDir: string | null }) =>
     planSteps(c).map((s) => (s.pass ? `${s.name}[]` : s.name));
@@ -124,7 +128,7 @@ Deno.test("slurm submit --dry-run: finished steps skipped, only missing shards r
   try {
     await Deno.writeTextFile(
       `${run}/state.json`,
-      JSON.stringify({ stages: { dataset: { status: "done" }, classifier: { status: "done" } } }),
+      stateJson({ dataset: { status: "done" }, classifier: { status: "done" } }),
     );
     // Shards 0 and 2 of initial_masks finished; 1 did not.
     for (const k of [0, 2]) {
@@ -165,7 +169,7 @@ Deno.test("slurm status: array records as scontrol and sacct give them, task rec
   try {
     await Deno.writeTextFile(
       `${run}/state.json`,
-      JSON.stringify({ stages: { classifier: { status: "done" } } }),
+      stateJson({ classifier: { status: "done" } }),
     );
     const steps = ["classifier", "initial_masks", "preliminary"].map((step, i) => ({
       step,
