@@ -72,11 +72,17 @@ export async function saveTrainState(
   await writeCheckpoint(path, tensors, { meta: JSON.stringify({ ...meta, steps }) });
 }
 
-/** Loads what {@link saveTrainState} wrote; returns its `meta`. */
+/**
+ * Loads what {@link saveTrainState} wrote; returns its `meta`. Every model key must be in the
+ * checkpoint except those `mayLack` accepts: a SAM stage checkpoints only the keys it trains
+ * (`trainedKeys`), the rest being the base weights the caller's model already holds. Any other
+ * absent key is an error (it would stay at its initial values without a word).
+ */
 export async function loadTrainState(
   path: string,
   model: Module,
   opt: Adam | null,
+  mayLack: (key: string) => boolean = () => false,
 ): Promise<Record<string, unknown>> {
   const { tensors, metadata } = await readCheckpoint(path);
   const sd = new Map<string, { shape: readonly number[]; data: Float32Array | Int32Array }>();
@@ -84,15 +90,23 @@ export async function loadTrainState(
     if (k.startsWith("model.")) sd.set(k.slice(6), t as never);
   }
   const own = model.stateDict();
-  const missing = [...sd.keys()].filter((k) => !own.has(k));
-  if (missing.length) {
+  const unexpected = [...sd.keys()].filter((k) => !own.has(k));
+  if (unexpected.length) {
     throw new Error(
       `checkpoint ${path} does not fit this model (e.g. ${
-        missing.slice(0, 3).join(", ")
+        unexpected.slice(0, 3).join(", ")
       }); was it written with another config?`,
     );
   }
-  model.loadStateDict(sd as never, { strict: false, file: path });
+  const absent = [...own.keys()].filter((k) => !sd.has(k) && !mayLack(k));
+  if (absent.length) {
+    throw new Error(
+      `checkpoint ${path} lacks ${absent.length} of this model's weights (${
+        absent.slice(0, 5).join(", ")
+      }${absent.length > 5 ? ", ..." : ""}); was it written with another config or truncated?`,
+    );
+  }
+  model.loadStateDict(sd as never, { strict: true, allowMissing: mayLack, file: path });
   let meta: Record<string, unknown> = {};
   try {
     meta = JSON.parse(metadata.meta ?? "{}");

@@ -33,6 +33,12 @@ export function trainedKeys(cfg: PipelineConfig): (k: string) => boolean {
   return cfg.sam.trainEncoder ? () => true : (k) => k.startsWith("mask_decoder.");
 }
 
+/** Keys a SAM stage checkpoint leaves out: the untrained base weights {@link buildSam} loads. */
+export function untrainedKeys(cfg: PipelineConfig): (k: string) => boolean {
+  const trained = trainedKeys(cfg);
+  return (k) => !trained(k);
+}
+
 /** Selected weights of a SAM stage (`preliminary`, `iter_<k>`), relative to the run folder. */
 export const samBest = (tag: string) => `checkpoints/sam_${tag}_best.safetensors`;
 /** Last epoch of a SAM stage with its optimiser state (for resuming). */
@@ -41,7 +47,7 @@ export const samLast = (tag: string) => `checkpoints/sam_${tag}_last.safetensors
 /** A SAM with a stage's selected weights loaded over the base (eval mode). */
 export async function loadStageSam(cfg: PipelineConfig, path: string): Promise<Sam> {
   const sam = await buildSam(cfg);
-  await loadTrainState(path, sam, null);
+  await loadTrainState(path, sam, null, untrainedKeys(cfg));
   return sam.eval();
 }
 

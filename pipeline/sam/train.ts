@@ -27,7 +27,7 @@ import type { StageContext } from "../stage_context.ts";
 import { readCam } from "../classifier/cam.ts";
 import { checkFinite } from "../train_guards.ts";
 import { loadTrainState, saveTrainState } from "../train_state.ts";
-import { buildSam, samBest, samLast, trainedKeys } from "./build.ts";
+import { buildSam, samBest, samLast, trainedKeys, untrainedKeys } from "./build.ts";
 import { camPrompt, decodeLogits, type EmbeddingCache, embedPatches, samInput } from "./segment.ts";
 
 /** One labelled patch for SAM training: its item and the path of its target mask. */
@@ -96,7 +96,7 @@ export async function trainSam(ctx: StageContext, spec: SamStageSpec): Promise<v
   const s = cfg.sam, S = cfg.patchSize, B = s.batchSize;
   if (!spec.train.length) throw new Error(`sam ${spec.tag}: no training masks`);
   const sam = await buildSam(cfg);
-  if (spec.init) await loadTrainState(run.path(spec.init), sam, null);
+  if (spec.init) await loadTrainState(run.path(spec.init), sam, null, untrainedKeys(cfg));
   const keepKey = trainedKeys(cfg);
   if (!s.trainEncoder) {
     sam.imageEncoder.requiresGrad(false);
@@ -114,7 +114,7 @@ export async function trainSam(ctx: StageContext, spec: SamStageSpec): Promise<v
   let start = 0;
   const last = run.path(samLast(spec.tag));
   if (await exists(last)) {
-    const meta = await loadTrainState(last, sam, opt);
+    const meta = await loadTrainState(last, sam, opt, untrainedKeys(cfg));
     start = meta.epoch as number;
     es.best = (meta.best as number | null) ?? Infinity;
     es.counter = meta.counter as number ?? 0;
