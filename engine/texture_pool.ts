@@ -211,7 +211,7 @@ export interface TextureStats {
   createdBytes: number;
   /**
    * CPU ms spent in createTexture. The adapter's zero-fill of a new texture is not in it: that
-   * runs on the queue at first use (bench/texture_create.ts measures it).
+   * runs on the queue at first use (`bench/texture_churn.ts --create` measures it).
    */
   createMs: number;
   /** Textures made by shape "W×H" (texels), with their counts. */

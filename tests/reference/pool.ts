@@ -9,14 +9,21 @@ export interface PoolGeom {
   pw: number;
 }
 
+/** A pool's output height and width (floor mode, as PyTorch's default). */
+function pooledSize(H: number, W: number, g: PoolGeom): [number, number] {
+  return [
+    Math.floor((H + 2 * g.ph - g.kh) / g.sh) + 1,
+    Math.floor((W + 2 * g.pw - g.kw) / g.sw) + 1,
+  ];
+}
+
 /** max_pool2d: values and the flat in-plane index of each window's (first) maximum. */
 export function maxPoolRef(
   x: ArrayLike<number>,
   [N, C, H, W]: number[],
   g: PoolGeom,
 ): { y: Float64Array; arg: Int32Array; shape: number[] } {
-  const OH = Math.floor((H + 2 * g.ph - g.kh) / g.sh) + 1;
-  const OW = Math.floor((W + 2 * g.pw - g.kw) / g.sw) + 1;
+  const [OH, OW] = pooledSize(H, W, g);
   const y = new Float64Array(N * C * OH * OW), arg = new Int32Array(y.length);
   for (let p = 0; p < N * C; p++) {
     for (let oh = 0; oh < OH; oh++) {
@@ -64,8 +71,7 @@ export function avgPoolRef(
   [N, C, H, W]: number[],
   g: PoolGeom,
 ): Float64Array {
-  const OH = Math.floor((H + 2 * g.ph - g.kh) / g.sh) + 1;
-  const OW = Math.floor((W + 2 * g.pw - g.kw) / g.sw) + 1;
+  const [OH, OW] = pooledSize(H, W, g);
   const y = new Float64Array(N * C * OH * OW);
   for (let p = 0; p < N * C; p++) {
     for (let oh = 0; oh < OH; oh++) {
@@ -90,8 +96,7 @@ export function avgPoolBackwardRef(
   [N, C, H, W]: number[],
   g: PoolGeom,
 ): Float64Array {
-  const OH = Math.floor((H + 2 * g.ph - g.kh) / g.sh) + 1;
-  const OW = Math.floor((W + 2 * g.pw - g.kw) / g.sw) + 1;
+  const [OH, OW] = pooledSize(H, W, g);
   const dx = new Float64Array(N * C * H * W);
   for (let p = 0; p < N * C; p++) {
     for (let oh = 0; oh < OH; oh++) {
