@@ -201,16 +201,19 @@ Deno.test("windowPartition / windowUnpartition: random B, H, W, C and window siz
         c: fc.integer({ min: 1, max: 9 }),
         ws: fc.integer({ min: 1, max: 10 }),
         nh: fc.integer({ min: 1, max: 3 }),
+        // The encoder pads qkv windows with its bias: a per-channel pad value instead of zeros.
+        padded: fc.boolean(),
         seed: fc.nat(1000),
       }),
-      async ({ b, h, w, c, ws, nh, seed }) => {
-        const what = `B ${b} H ${h} W ${w} C ${c} ws ${ws}`;
+      async ({ b, h, w, c, ws, nh, padded, seed }) => {
+        const what = `B ${b} H ${h} W ${w} C ${c} ws ${ws}${padded ? " padded with values" : ""}`;
         const x = randArray(b * h * w * c, seed);
+        const pad = padded ? randArray(c, seed + 2) : undefined;
         const bw = b * Math.ceil(h / ws) * Math.ceil(w / ws), n = ws * ws;
         const o = randArray(bw * nh * n * c, seed + 1);
         const [part, unpart, back] = tidy(() => {
           const xt = tensor(x, [b, h, w, c]);
-          const p = F.windowPartition(xt, ws);
+          const p = F.windowPartition(xt, ws, pad && tensor(pad, [c]));
           // Heads of c channels each: [Bw, nh, ws², c] → [B, H, W, nh·c].
           const u = F.windowUnpartition(tensor(o, [bw, nh, n, c]), ws, h, w);
           // Partition then unpartition (one head) gives x back, the padding dropped.
@@ -218,7 +221,7 @@ Deno.test("windowPartition / windowUnpartition: random B, H, W, C and window siz
           return [p, u, r];
         });
         const exact = { atol: 0, rtol: 0 };
-        assertClose(await part.data(), partitionRef(x, b, h, w, c, ws), {
+        assertClose(await part.data(), partitionRef(x, b, h, w, c, ws, pad), {
           ...exact,
           what: `partition ${what}`,
         });
